@@ -1,0 +1,7 @@
+"""The `chargepoint` command line."""
+
+from __future__ import annotations
+
+
+def main(argv: list[str] | None = None) -> int:
+    raise SystemExit("chargepoint: not built yet")

@@ -1,0 +1,7 @@
+"""The `csms` command line."""
+
+from __future__ import annotations
+
+
+def main(argv: list[str] | None = None) -> int:
+    raise SystemExit("csms: not built yet")

@@ -1,0 +1,443 @@
+"""The composite schedule: what each EVSE (or the whole station) may do at any moment.
+
+A pure function of the installed profiles, the running transactions, the EVSE list and a time.
+It never reads the clock: `now` / `start` are arguments.
+
+Order of combination (as EVerest libocpp does it, see docs/ocpp.md):
+1. within each purpose, the applicable profile with the highest stackLevel wins at each moment
+   (a TxDefaultProfile on evse 0 applies to every EVSE; on a tie of stack levels the
+   EVSE-specific profile wins over the evse-0 one);
+2. TxProfile overrides TxDefaultProfile, moment by moment (where the TxProfile gives no limit,
+   e.g. after its `duration`, the TxDefaultProfile applies again);
+3. per EVSE, bound by the ChargingStationExternalConstraints profile of that EVSE;
+4. for evseId 0, add the EVSEs (signed);
+5. bound by the station-level (evse 0) ChargingStationExternalConstraints and
+   ChargingStationMaxProfile. A single EVSE's composite is bounded by them too (the station
+   limit is not shared out between EVSEs here; the agent's load balancer may do that).
+
+Time rules. A profile applies in [validFrom, validTo). An Absolute schedule starts at
+startSchedule; a Recurring one restarts every 24 h (Daily) or 7 x 24 h (Weekly) from startSchedule
+(UTC, no daylight-saving shifts; before startSchedule it does not apply); a Relative one starts at
+the start of the transaction on that EVSE (a Relative profile with no transaction on its EVSE,
+or a Relative station-level ExternalConstraints profile, has no anchor and does not apply).
+A schedule applies for `duration` seconds from its start; without duration its last period lasts
+until the profile ends (or, for Recurring, until the next recurrence). A TxProfile applies only
+while its transactionId is the transaction on its EVSE. Only the first chargingSchedule of a
+profile is used (2.0.1 allows alternatives only for ISO 15118).
+
+Units. Limits are converted to the requested unit with a nominal DC voltage:
+W = A x nominal_voltage_v (CHAdeMO EVSEs are DC, so no phases are involved). Callers pass the
+EVSE's nominal battery-side voltage (default 400 V); K01.FR.50's AC rule (W / (V x phases)) does
+not apply to a DC EVSE.
+
+Bidirectional (2.0.1 convention, switchable): a negative limit means discharge.
+* TxProfile / TxDefaultProfile give the SIGNED setpoint: +7000 W = charge up to 7 kW,
+  -5000 W = discharge at up to 5 kW.
+* ExternalConstraints and ChargingStationMaxProfile BOUND it. A bound b >= 0 limits the magnitude
+  in both directions: the setpoint is clamped to [-b, +b] (a max of +7 kW turns an 11 kW
+  discharge into a 7 kW discharge: the grid connection and the power electronics are limited
+  the same way in both directions). A bound b < 0 means "no charging; discharge allowed up to
+  |b|": the setpoint is clamped to [b, 0]. A bound never asks for discharge by itself: with no
+  setpoint (no Tx/TxDefault profile, read as "charge as much as allowed") the result is the upper
+  end of the bound interval (b when b >= 0, 0 when b < 0).
+* evse 0 adds the signed EVSE values (one EVSE discharging into another's charge nets out),
+  then applies the station bounds to the sum.
+* With `discharge_enabled=False` nothing is ever negative: negative setpoints and bounds read
+  as 0.
+`None` as a limit means no profile limits that EVSE at that moment (hardware limits only).
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from chargepoint_firmware.schedule.model import (
+    ChargingProfile,
+    ChargingProfileKind,
+    ChargingProfilePurpose,
+    ChargingRateUnit,
+    InstalledProfile,
+    RecurrencyKind,
+    format_datetime,
+)
+
+Purpose = ChargingProfilePurpose
+Kind = ChargingProfileKind
+
+DEFAULT_NOMINAL_VOLTAGE_V = 400.0
+_RECURRENCE = {
+    RecurrencyKind.DAILY: timedelta(days=1),
+    RecurrencyKind.WEEKLY: timedelta(days=7),
+}
+# limit_at looks ahead in windows this long (longer than a weekly recurrence).
+_SEARCH_WINDOW = timedelta(days=8)
+
+
+@dataclass(frozen=True, slots=True)
+class Transaction:
+    """The transaction running on an EVSE (the anchor of Relative profiles)."""
+
+    id: str
+    started_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class CompositePeriod:
+    """One constant stretch of the composite schedule, from `start` to the next period."""
+
+    start: datetime
+    offset_s: float  # seconds from the requested start (exact; may be fractional)
+    limit: float | None  # in the requested unit; signed; None = not limited by any profile
+
+
+@dataclass(frozen=True, slots=True)
+class _Entry:
+    """A profile as seen from one EVSE: with its anchor (for Relative) resolved."""
+
+    profile: ChargingProfile
+    anchor: datetime | None
+    specific: bool  # installed on this EVSE (not on evse 0)
+    offsets: tuple[timedelta, ...]
+
+    @staticmethod
+    def of(profile: ChargingProfile, anchor: datetime | None, specific: bool) -> _Entry:
+        offsets = tuple(timedelta(seconds=p.start_period) for p in profile.schedule.periods)
+        return _Entry(profile, anchor, specific, offsets)
+
+    def base_at(self, t: datetime) -> datetime | None:
+        """Start of the schedule occurrence that covers t (None if none does)."""
+        p = self.profile
+        start = p.schedule.start_schedule
+        if p.kind is Kind.RELATIVE:
+            return self.anchor
+        if start is None:
+            return None
+        if p.kind is Kind.RECURRING and p.recurrency_kind is not None:
+            if t < start:
+                return None
+            every = _RECURRENCE[p.recurrency_kind]
+            return start + every * ((t - start) // every)
+        return start
+
+    def limit_at(self, t: datetime) -> tuple[float, ChargingRateUnit] | None:
+        p = self.profile
+        if (p.valid_from is not None and t < p.valid_from) or (
+            p.valid_to is not None and t >= p.valid_to
+        ):
+            return None
+        base = self.base_at(t)
+        if base is None or t < base:
+            return None
+        elapsed = t - base
+        schedule = p.schedule
+        if schedule.duration is not None and elapsed >= timedelta(seconds=schedule.duration):
+            return None
+        index = bisect.bisect_right(self.offsets, elapsed) - 1
+        if index < 0:
+            return None
+        return schedule.periods[index].limit, schedule.charging_rate_unit
+
+    def _bases(self, t0: datetime, t1: datetime) -> Iterable[datetime]:
+        p = self.profile
+        if p.kind is Kind.RECURRING and p.recurrency_kind is not None:
+            start = p.schedule.start_schedule
+            if start is None:
+                return
+            every = _RECURRENCE[p.recurrency_kind]
+            first = max(0, (t0 - start) // every)
+            last = (t1 - start) // every
+            for k in range(first, last + 1):
+                yield start + every * k
+            return
+        base = self.base_at(t0)
+        if base is not None:
+            yield base
+
+    def breakpoints(self, t0: datetime, t1: datetime) -> Iterable[datetime]:
+        """Every moment in (t0, t1] at which this profile's limit may change."""
+        p = self.profile
+        for edge in (p.valid_from, p.valid_to):
+            if edge is not None and t0 < edge <= t1:
+                yield edge
+        schedule = p.schedule
+        end = None if schedule.duration is None else timedelta(seconds=schedule.duration)
+        for base in self._bases(t0, t1):
+            lo = bisect.bisect_right(self.offsets, t0 - base)
+            hi = bisect.bisect_right(self.offsets, t1 - base)
+            for offset in self.offsets[lo:hi]:
+                yield base + offset
+            if end is not None and t0 < base + end <= t1:
+                yield base + end
+
+    def last_finite_breakpoint(self) -> datetime | None:
+        """After this moment the profile is constant or purely periodic."""
+        p = self.profile
+        candidates = [e for e in (p.valid_from, p.valid_to) if e is not None]
+        if p.kind is not Kind.RECURRING:
+            base = p.schedule.start_schedule if p.kind is Kind.ABSOLUTE else self.anchor
+            if base is not None:
+                candidates.append(base + self.offsets[-1])
+                if p.schedule.duration is not None:
+                    candidates.append(base + timedelta(seconds=p.schedule.duration))
+        return max(candidates, default=None)
+
+
+def _first_limit(entries: Sequence[_Entry], t: datetime) -> tuple[float, ChargingRateUnit] | None:
+    """Highest stack level wins (entries are sorted that way); skip those inactive at t."""
+    for entry in entries:
+        value = entry.limit_at(t)
+        if value is not None:
+            return value
+    return None
+
+
+def _sorted(entries: Iterable[_Entry]) -> list[_Entry]:
+    return sorted(entries, key=lambda e: (-e.profile.stack_level, not e.specific))
+
+
+@dataclass(frozen=True, slots=True)
+class _EvseStack:
+    tx: list[_Entry]
+    tx_default: list[_Entry]
+    bounds: list[list[_Entry]]  # each list: one purpose, highest stack level first
+
+
+class _Evaluator:
+    """The composite as a function of time, for one station's profiles and transactions."""
+
+    def __init__(
+        self,
+        profiles: Sequence[InstalledProfile],
+        transactions: Mapping[int, Transaction],
+        evse_ids: Iterable[int],
+        unit: ChargingRateUnit | str,
+        nominal_voltage_v: float,
+        discharge_enabled: bool,
+    ) -> None:
+        self.unit = ChargingRateUnit(unit)
+        self.voltage = nominal_voltage_v
+        self.discharge_enabled = discharge_enabled
+        self.evse_ids = sorted(set(evse_ids) - {0})
+        self.stacks: dict[int, _EvseStack] = {}
+        all_entries: list[_Entry] = []
+        for evse in self.evse_ids:
+            tx = transactions.get(evse)
+            anchor = None if tx is None else tx.started_at
+
+            def entries(
+                purpose: Purpose,
+                evse: int = evse,
+                anchor: datetime | None = anchor,
+                tx: Transaction | None = tx,
+            ) -> list[_Entry]:
+                return _sorted(
+                    _Entry.of(i.profile, anchor, i.evse_id == evse)
+                    for i in profiles
+                    if i.profile.purpose is purpose
+                    and (
+                        i.evse_id == evse
+                        or (i.evse_id == 0 and purpose is Purpose.TX_DEFAULT_PROFILE)
+                    )
+                    and (
+                        purpose is not Purpose.TX_PROFILE
+                        or (tx is not None and i.profile.transaction_id == tx.id)
+                    )
+                )
+
+            stack = _EvseStack(
+                tx=entries(Purpose.TX_PROFILE),
+                tx_default=entries(Purpose.TX_DEFAULT_PROFILE),
+                bounds=[
+                    entries(Purpose.CHARGING_STATION_EXTERNAL_CONSTRAINTS),
+                    entries(Purpose.CHARGING_STATION_MAX_PROFILE),
+                ],
+            )
+            self.stacks[evse] = stack
+            all_entries += stack.tx + stack.tx_default
+            all_entries += [e for b in stack.bounds for e in b]
+        self.station_bounds = [
+            _sorted(
+                _Entry.of(i.profile, None, True)
+                for i in profiles
+                if i.evse_id == 0 and i.profile.purpose is purpose
+            )
+            for purpose in (
+                Purpose.CHARGING_STATION_EXTERNAL_CONSTRAINTS,
+                Purpose.CHARGING_STATION_MAX_PROFILE,
+            )
+        ]
+        all_entries += [e for b in self.station_bounds for e in b]
+        self.entries = all_entries
+
+    def _convert(self, value: tuple[float, ChargingRateUnit] | None) -> float | None:
+        if value is None:
+            return None
+        limit, unit = value
+        if unit is self.unit:
+            return limit
+        return limit * self.voltage if self.unit is ChargingRateUnit.W else limit / self.voltage
+
+    def _bound(self, value: float, bound: float | None) -> float:
+        if bound is None:
+            return value
+        if not self.discharge_enabled:
+            return min(max(value, 0.0), max(bound, 0.0))
+        low, high = (-bound, bound) if bound >= 0 else (bound, 0.0)
+        return min(max(value, low), high)
+
+    def _apply_bounds(self, value: float, bounds: Sequence[Sequence[_Entry]], t: datetime) -> float:
+        for entries in bounds:
+            value = self._bound(value, self._convert(_first_limit(entries, t)))
+        return value
+
+    def _evse_value(self, evse: int, t: datetime) -> float:
+        """Steps 1-3 for one EVSE; +inf = not limited."""
+        stack = self.stacks[evse]
+        setpoint = self._convert(_first_limit(stack.tx, t))
+        if setpoint is None:
+            setpoint = self._convert(_first_limit(stack.tx_default, t))
+        value = math.inf if setpoint is None else setpoint
+        if not self.discharge_enabled:
+            value = max(value, 0.0)
+        return self._apply_bounds(value, stack.bounds, t)
+
+    def value(self, evse_id: int, t: datetime) -> float | None:
+        if evse_id == 0:
+            total = (
+                math.fsum(self._evse_value(e, t) for e in self.evse_ids)
+                if self.evse_ids
+                else (math.inf)
+            )
+        else:
+            total = self._evse_value(evse_id, t)
+        total = self._apply_bounds(total, self.station_bounds, t)
+        return None if math.isinf(total) else total
+
+    def breakpoints(self, t0: datetime, t1: datetime) -> list[datetime]:
+        points: set[datetime] = set()
+        for entry in self.entries:
+            points.update(entry.breakpoints(t0, t1))
+        return sorted(points)
+
+    def last_finite_breakpoint(self) -> datetime | None:
+        return max(
+            (b for b in (e.last_finite_breakpoint() for e in self.entries) if b is not None),
+            default=None,
+        )
+
+
+def _check_evse(evse_id: int, evse_ids: Iterable[int]) -> None:
+    if evse_id != 0 and evse_id not in set(evse_ids):
+        raise ValueError(f"unknown EVSE {evse_id}")
+
+
+def composite_schedule(
+    profiles: Sequence[InstalledProfile],
+    transactions: Mapping[int, Transaction],
+    evse_ids: Iterable[int],
+    *,
+    evse_id: int,
+    start: datetime,
+    duration: int | float | timedelta,
+    unit: ChargingRateUnit | str = ChargingRateUnit.W,
+    nominal_voltage_v: float = DEFAULT_NOMINAL_VOLTAGE_V,
+    discharge_enabled: bool = True,
+) -> list[CompositePeriod]:
+    """The composite schedule of `evse_id` (0 = the grid connection) over [start, start+duration).
+
+    Consecutive equal limits are merged; the first period starts at offset 0. Raises ValueError
+    for an unknown EVSE.
+    """
+    evse_list = list(evse_ids)
+    _check_evse(evse_id, evse_list)
+    span = duration if isinstance(duration, timedelta) else timedelta(seconds=duration)
+    if span <= timedelta(0):
+        raise ValueError("duration must be positive")
+    evaluator = _Evaluator(
+        profiles, transactions, evse_list, unit, nominal_voltage_v, discharge_enabled
+    )
+    end = start + span
+    points = [start] + [p for p in evaluator.breakpoints(start, end) if p < end]
+    out: list[CompositePeriod] = []
+    for point in points:
+        limit = evaluator.value(evse_id, point)
+        if out and out[-1].limit == limit:
+            continue
+        out.append(CompositePeriod(point, (point - start).total_seconds(), limit))
+    return out
+
+
+def limit_at(
+    profiles: Sequence[InstalledProfile],
+    transactions: Mapping[int, Transaction],
+    evse_ids: Iterable[int],
+    *,
+    evse_id: int,
+    now: datetime,
+    unit: ChargingRateUnit | str = ChargingRateUnit.W,
+    nominal_voltage_v: float = DEFAULT_NOMINAL_VOLTAGE_V,
+    discharge_enabled: bool = True,
+) -> tuple[float | None, datetime | None]:
+    """The composite limit at `now` and the next moment it changes (None = never, as installed).
+
+    The limit is constant in [now, next_change); next_change > now. The agent sleeps until
+    next_change (or until profiles/transactions change), it never polls.
+    """
+    evse_list = list(evse_ids)
+    _check_evse(evse_id, evse_list)
+    evaluator = _Evaluator(
+        profiles, transactions, evse_list, unit, nominal_voltage_v, discharge_enabled
+    )
+    current = evaluator.value(evse_id, now)
+    last_finite = evaluator.last_finite_breakpoint()
+    # After the last finite breakpoint everything is constant or repeats within a week, so
+    # searching one more window past it is enough.
+    give_up_after = max(now, last_finite or now) + _SEARCH_WINDOW
+    t0 = now
+    while t0 < give_up_after:
+        t1 = t0 + _SEARCH_WINDOW
+        for point in evaluator.breakpoints(t0, t1):
+            if evaluator.value(evse_id, point) != current:
+                return current, point
+        t0 = t1
+    return current, None
+
+
+def composite_to_ocpp(
+    periods: Sequence[CompositePeriod],
+    *,
+    evse_id: int,
+    start: datetime,
+    duration: int,
+    unit: ChargingRateUnit | str,
+    unlimited: float,
+    round_to: Callable[[float], float] = lambda v: round(v, 1),
+) -> dict[str, Any]:
+    """A CompositeScheduleType JSON object for GetCompositeScheduleResponse.
+
+    OCPP needs an integer startPeriod and a limit in every period: fractional offsets are
+    rounded down to the second (a later period wins a shared second), and `unlimited` (e.g. the
+    EVSE's rated power) stands for "no profile limit".
+    """
+    rows: list[dict[str, Any]] = []
+    for period in periods:
+        second = math.floor(period.offset_s)
+        limit = round_to(unlimited if period.limit is None else period.limit)
+        value: int | float = int(limit) if float(limit).is_integer() else limit
+        if rows and rows[-1]["startPeriod"] == second:
+            rows.pop()
+        if rows and rows[-1]["limit"] == value:
+            continue
+        rows.append({"startPeriod": second, "limit": value})
+    return {
+        "evseId": evse_id,
+        "duration": duration,
+        "scheduleStart": format_datetime(start),
+        "chargingRateUnit": ChargingRateUnit(unit).value,
+        "chargingSchedulePeriod": rows,
+    }

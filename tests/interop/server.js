@@ -1,0 +1,169 @@
+#!/usr/bin/env node
+'use strict';
+// A third-party OCPP 2.0.1 CSMS: ocpp-rpc's RPCServer in strict mode on 127.0.0.1, driven by
+// JSON lines on stdin, reporting every event as a JSON line on stdout. See README.md.
+//
+//   node server.js [--port 0] [--password SECRET] [--heartbeat-interval 300]
+//                  [--boot-status Accepted|Pending|Rejected]
+//   node server.js --self-check
+
+const { RPCServer } = require('ocpp-rpc');
+const {
+    PROTOCOL, CS_TO_CSMS, emit, nowIso, errorFields, instrument, answerFromOverride, readCommands,
+    argValue, selfCheck,
+} = require('./common');
+
+const port = Number(argValue('--port', '0'));
+const password = argValue('--password', null);
+const heartbeatInterval = Number(argValue('--heartbeat-interval', '300'));
+const bootStatus = argValue('--boot-status', 'Accepted');
+
+const empty = () => ({});
+
+// Default answer for every station-initiated 2.0.1 action (request params -> response payload).
+const DEFAULTS = {
+    Authorize: () => ({ idTokenInfo: { status: 'Accepted' } }),
+    BootNotification: () => ({ currentTime: nowIso(), interval: heartbeatInterval, status: bootStatus }),
+    ClearedChargingLimit: empty,
+    DataTransfer: () => ({ status: 'UnknownVendorId' }),
+    FirmwareStatusNotification: empty,
+    Get15118EVCertificate: () => ({ status: 'Failed', exiResponse: '' }),
+    GetCertificateStatus: () => ({ status: 'Failed' }),
+    Heartbeat: () => ({ currentTime: nowIso() }),
+    LogStatusNotification: empty,
+    MeterValues: empty,
+    NotifyChargingLimit: empty,
+    NotifyCustomerInformation: empty,
+    NotifyDisplayMessages: empty,
+    NotifyEVChargingNeeds: () => ({ status: 'Accepted' }),
+    NotifyEVChargingSchedule: () => ({ status: 'Accepted' }),
+    NotifyEvent: empty,
+    NotifyMonitoringReport: empty,
+    NotifyReport: empty,
+    PublishFirmwareStatusNotification: empty,
+    ReportChargingProfiles: empty,
+    ReservationStatusUpdate: empty,
+    SecurityEventNotification: empty,
+    SignCertificate: () => ({ status: 'Accepted' }),
+    StatusNotification: empty,
+    // A TransactionEvent carrying an idToken gets it authorised, as a CSMS would.
+    TransactionEvent: (p) => (p.idToken ? { idTokenInfo: { status: 'Accepted' } } : {}),
+};
+
+const SAMPLE_REQUESTS = {
+    TransactionEvent: {
+        eventType: 'Started',
+        timestamp: '2026-01-01T00:00:00Z',
+        triggerReason: 'Authorized',
+        seqNo: 0,
+        transactionInfo: { transactionId: 'tx-1' },
+        idToken: { idToken: 'TAG1', type: 'ISO14443' },
+    },
+};
+
+const stations = new Map(); // identity -> RPCServerClient
+const overrides = new Map(); // action -> {response} | {error}
+
+const server = new RPCServer({ protocols: [PROTOCOL], strictMode: true });
+
+server.auth((accept, reject, handshake) => {
+    if (password !== null) {
+        const given = handshake.password ? handshake.password.toString('utf8') : null;
+        if (given !== password) {
+            emit('auth_rejected', { identity: handshake.identity, had_password: given !== null });
+            reject(401, 'bad credentials');
+            return;
+        }
+    }
+    accept({ identity: handshake.identity, endpoint: handshake.endpoint });
+});
+
+server.on('client', (client) => {
+    const identity = client.identity;
+    const previous = stations.get(identity);
+    stations.set(identity, client);
+    if (previous) previous.close({ code: 1000, reason: 'replaced by a new connection' });
+    instrument(client, identity);
+    client.handle(({ method, params }) => {
+        const override = overrides.get(method);
+        if (override) return answerFromOverride(override);
+        return DEFAULTS[method](params ?? {});
+    });
+    client.on('close', ({ code, reason }) => {
+        if (stations.get(identity) === client) stations.delete(identity);
+        emit('station_disconnected', { identity, code, reason: String(reason ?? '') });
+    });
+    emit('station_connected', {
+        identity,
+        protocol: client.protocol,
+        endpoint: client.session?.endpoint,
+        had_password: Boolean(client.handshake?.password),
+    });
+});
+
+async function onCommand(command) {
+    switch (command.command) {
+        case 'call': {
+            const station = stations.get(command.identity);
+            if (!station) {
+                emit('call_error', {
+                    ref: command.ref, identity: command.identity, action: command.action,
+                    code: 'NotConnected', description: `${command.identity} is not connected`, details: {},
+                });
+                return;
+            }
+            try {
+                const options = command.timeout_ms ? { callTimeoutMs: command.timeout_ms } : {};
+                const result = await station.call(command.action, command.payload ?? {}, options);
+                emit('call_result', { ref: command.ref, identity: command.identity, action: command.action, payload: result });
+            } catch (err) {
+                emit('call_error', { ref: command.ref, identity: command.identity, action: command.action, ...errorFields(err) });
+            }
+            break;
+        }
+        case 'set-handler':
+            if (command.default) overrides.delete(command.action);
+            else overrides.set(command.action, { response: command.response, error: command.error });
+            emit('handler_set', { ref: command.ref, action: command.action });
+            break;
+        case 'disconnect': {
+            const station = stations.get(command.identity);
+            if (station) await station.close({ code: command.code ?? 1000, reason: command.reason ?? '' });
+            emit('disconnect_done', { ref: command.ref, identity: command.identity, was_connected: Boolean(station) });
+            break;
+        }
+        case 'close':
+            await shutdown();
+            emit('closed', { ref: command.ref });
+            process.exit(0);
+            break;
+        default:
+            emit('command_error', { ref: command.ref, command: command.command, error: 'unknown command' });
+    }
+}
+
+async function shutdown() {
+    await server.close({ code: 1001, reason: 'server shutting down', awaitPending: false });
+}
+
+async function main() {
+    // Loopback only: this harness never listens on a public interface.
+    const httpServer = await server.listen(port, '127.0.0.1');
+    readCommands(onCommand, async () => {
+        await shutdown();
+        process.exit(0);
+    });
+    emit('listening', {
+        role: 'csms', pid: process.pid, host: '127.0.0.1', port: httpServer.address().port,
+        protocol: PROTOCOL, auth: password !== null,
+    });
+}
+
+if (process.argv.includes('--self-check')) {
+    selfCheck(CS_TO_CSMS, DEFAULTS, SAMPLE_REQUESTS);
+} else {
+    main().catch((err) => {
+        emit('fatal', { error: String(err?.stack ?? err) });
+        process.exit(2);
+    });
+}

@@ -1,0 +1,70 @@
+"""Errors services and routers raise; the API maps them to HTTP, the edge to OCPP."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class CsmsError(Exception):
+    """Base of every CSMS service error."""
+
+
+class NotFound(CsmsError):
+    pass
+
+
+class UnknownStation(NotFound):
+    def __init__(self, station_id: str) -> None:
+        super().__init__(f"unknown station {station_id!r}")
+        self.station_id = station_id
+
+
+class AlreadyExists(CsmsError):
+    pass
+
+
+class InvalidRequest(CsmsError):
+    """Input the CSMS refuses before doing anything (bad password length, bad profile, ...)."""
+
+
+class CommandValidationError(InvalidRequest):
+    """A command payload that does not match the OCA request schema (or K01 rules)."""
+
+    def __init__(self, action: str, message: str, path: str = "") -> None:
+        where = f" at {path}" if path else ""
+        super().__init__(f"{action} request invalid{where}: {message}")
+        self.action = action
+        self.path = path
+        self.detail = message
+
+
+class StationOffline(CsmsError):
+    def __init__(self, station_id: str) -> None:
+        super().__init__(f"station {station_id!r} is not connected")
+        self.station_id = station_id
+
+
+class StationDisconnected(CsmsError):
+    """The station's connection went away while a command waited for its answer."""
+
+    def __init__(self, station_id: str) -> None:
+        super().__init__(f"station {station_id!r} disconnected before answering")
+        self.station_id = station_id
+
+
+class CommandTimeout(CsmsError):
+    def __init__(self, station_id: str, action: str, timeout: float) -> None:
+        super().__init__(f"{action} to {station_id!r}: no answer within {timeout:g} s")
+        self.station_id = station_id
+        self.action = action
+        self.timeout = timeout
+
+
+class CallErrorReceived(CsmsError):
+    """The station answered with a CALLERROR."""
+
+    def __init__(self, code: str, description: str, details: dict[str, Any] | None = None) -> None:
+        super().__init__(f"station answered CALLERROR {code}: {description}")
+        self.code = code
+        self.description = description
+        self.details = details or {}

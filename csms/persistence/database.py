@@ -1,0 +1,170 @@
+"""Async engine and the group-commit writer.
+
+Durability rule: a station's message is committed before the CSMS answers it. Committing each
+message on its own costs one fsync per message; instead handlers `await db.write(op)`, one task
+runs every queued op of a batch in ONE transaction, commits once, and resolves each waiter's
+future. If a batch fails, its ops are retried one transaction each so that one bad write fails
+only its own caller.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, TypeVar
+
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+WriteOp = Callable[[AsyncConnection], Awaitable[T]]
+
+
+def make_engine(database_url: str, *, sqlite_synchronous: str = "FULL") -> AsyncEngine:
+    """Engine for sqlite+aiosqlite or postgresql+asyncpg URLs."""
+    if database_url.startswith("sqlite"):
+        engine = create_async_engine(database_url, connect_args={"timeout": 30})
+
+        @event.listens_for(engine.sync_engine, "connect")
+        def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+            cursor = dbapi_conn.cursor()
+            # WAL: readers don't block the single writer; FULL: a commit survives power loss.
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute(f"PRAGMA synchronous={sqlite_synchronous}")
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.close()
+
+        return engine
+    return create_async_engine(database_url, pool_size=10, max_overflow=10, pool_pre_ping=True)
+
+
+class _Pending:
+    __slots__ = ("future", "op")
+
+    def __init__(self, op: WriteOp[Any], future: asyncio.Future[Any]) -> None:
+        self.op = op
+        self.future = future
+
+
+class GroupCommitWriter:
+    """Runs queued write ops in batches, one transaction and one commit per batch."""
+
+    def __init__(self, engine: AsyncEngine, *, max_batch: int = 512) -> None:
+        self._engine = engine
+        self._max_batch = max_batch
+        self._queue: asyncio.Queue[_Pending | None] = asyncio.Queue()
+        self._task: asyncio.Task[None] | None = None
+        self.batches_committed = 0
+        self.ops_committed = 0
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name="csms-group-commit")
+
+    async def close(self) -> None:
+        if self._task is None:
+            return
+        await self._queue.put(None)
+        await self._task
+        self._task = None
+
+    async def submit(self, op: WriteOp[T]) -> T:
+        if self._task is None:
+            raise RuntimeError("writer not started")
+        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        self._queue.put_nowait(_Pending(op, future))
+        return await future
+
+    async def _run(self) -> None:
+        stopping = False
+        while not stopping:
+            first = await self._queue.get()
+            if first is None:
+                break
+            batch = [first]
+            while len(batch) < self._max_batch:
+                try:
+                    item = self._queue.get_nowait()
+                except asyncio.QueueEmpty:
+                    break
+                if item is None:
+                    stopping = True
+                    break
+                batch.append(item)
+            await self._commit(batch)
+
+    async def _commit(self, batch: list[_Pending]) -> None:
+        results: list[Any] = []
+        try:
+            async with self._engine.begin() as conn:
+                for pending in batch:
+                    results.append(await pending.op(conn))
+        except Exception as exc:
+            if len(batch) == 1:
+                self._fail(batch[0], exc)
+                return
+            # One op spoilt the batch: run each alone so only its caller sees the error.
+            for pending in batch:
+                await self._commit_one(pending)
+            return
+        self.batches_committed += 1
+        self.ops_committed += len(batch)
+        for pending, result in zip(batch, results, strict=True):
+            if not pending.future.done():
+                pending.future.set_result(result)
+
+    async def _commit_one(self, pending: _Pending) -> None:
+        try:
+            async with self._engine.begin() as conn:
+                result = await pending.op(conn)
+        except Exception as exc:
+            self._fail(pending, exc)
+            return
+        self.batches_committed += 1
+        self.ops_committed += 1
+        if not pending.future.done():
+            pending.future.set_result(result)
+
+    @staticmethod
+    def _fail(pending: _Pending, exc: BaseException) -> None:
+        if not pending.future.done():
+            pending.future.set_exception(exc)
+
+
+class Database:
+    """Engine + writer. Reads use their own connection; writes go through the group commit."""
+
+    def __init__(self, database_url: str, *, sqlite_synchronous: str = "FULL") -> None:
+        self.url = database_url
+        self.engine = make_engine(database_url, sqlite_synchronous=sqlite_synchronous)
+        self.writer = GroupCommitWriter(self.engine)
+
+    @property
+    def dialect(self) -> str:
+        return self.engine.dialect.name
+
+    async def start(self) -> None:
+        self.writer.start()
+
+    async def close(self) -> None:
+        await self.writer.close()
+        await self.engine.dispose()
+
+    async def write(self, op: WriteOp[T]) -> T:
+        """Run `op` inside the next group commit; returns once it is durably committed."""
+        return await self.writer.submit(op)
+
+    @contextlib.asynccontextmanager
+    async def read(self) -> AsyncIterator[AsyncConnection]:
+        async with self.engine.connect() as conn:
+            yield conn
+
+    async def ping(self) -> bool:
+        async with self.engine.connect() as conn:
+            await conn.execute(sa.text("SELECT 1"))
+        return True

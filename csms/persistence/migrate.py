@@ -1,0 +1,70 @@
+"""Run the Alembic migrations (the only way the CSMS schema is made).
+
+`upgrade`/`downgrade` are plain functions: call them from sync code, or from inside a running
+event loop (they then run Alembic in a worker thread, since Alembic's env starts its own loop).
+`upgrade_async` is the non-blocking form for async code.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+
+MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "migrations"
+
+
+def alembic_config(database_url: str) -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    # '%' would be read as interpolation by configparser.
+    config.set_main_option("sqlalchemy.url", database_url.replace("%", "%%"))
+    return config
+
+
+def _in_running_loop() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
+
+
+def _run(fn_name: str, database_url: str, revision: str) -> None:
+    config = alembic_config(database_url)
+    fn = getattr(command, fn_name)
+    if not _in_running_loop():
+        fn(config, revision)
+        return
+    errors: list[BaseException] = []
+
+    def target() -> None:
+        try:
+            fn(config, revision)
+        except BaseException as exc:  # re-raised in the caller's thread
+            errors.append(exc)
+
+    thread = threading.Thread(target=target, name=f"alembic-{fn_name}")
+    thread.start()
+    thread.join()
+    if errors:
+        raise errors[0]
+
+
+def upgrade(database_url: str, revision: str = "head") -> None:
+    _run("upgrade", database_url, revision)
+
+
+def downgrade(database_url: str, revision: str) -> None:
+    _run("downgrade", database_url, revision)
+
+
+async def upgrade_async(database_url: str, revision: str = "head") -> None:
+    await asyncio.to_thread(upgrade, database_url, revision)
+
+
+async def downgrade_async(database_url: str, revision: str) -> None:
+    await asyncio.to_thread(downgrade, database_url, revision)

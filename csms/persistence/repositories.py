@@ -1,0 +1,910 @@
+"""Repository functions: each takes an AsyncConnection and returns domain objects.
+
+Reads run on `Database.read()` connections; writes are composed by services into one op and
+run through `Database.write()` (the group commit), so one station message = one op.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from csms.domain.models import (
+    ApiToken,
+    BootInfo,
+    BootPolicy,
+    CertificateRecord,
+    ChargingProfileRecord,
+    Connector,
+    DeviceVariable,
+    Direction,
+    EventRecord,
+    Evse,
+    IdToken,
+    IdTokenStatus,
+    MessageLogEntry,
+    MeterSample,
+    Page,
+    RegistrationStatus,
+    SecurityProfile,
+    Station,
+    Tariff,
+    Transaction,
+    TransactionEvent,
+    TransactionState,
+)
+from csms.persistence import tables as t
+
+
+def _insert(conn: AsyncConnection, table: sa.Table) -> Any:
+    if conn.dialect.name == "postgresql":
+        return postgresql.insert(table)
+    return sqlite.insert(table)
+
+
+async def _upsert(
+    conn: AsyncConnection, table: sa.Table, values: dict[str, Any], keys: Sequence[str]
+) -> None:
+    stmt = _insert(conn, table).values(**values)
+    update = {k: stmt.excluded[k] for k in values if k not in keys}
+    stmt = stmt.on_conflict_do_update(index_elements=list(keys), set_=update)
+    await conn.execute(stmt)
+
+
+async def _page(
+    conn: AsyncConnection, query: sa.Select[Any], count: sa.Select[Any], offset: int, limit: int
+) -> tuple[list[sa.Row[Any]], int]:
+    total = (await conn.execute(count)).scalar_one()
+    rows = (await conn.execute(query.offset(offset).limit(limit))).all()
+    return list(rows), int(total)
+
+
+# ---- stations ---------------------------------------------------------------------------------
+
+
+def _station(row: sa.Row[Any]) -> Station:
+    m = row._mapping
+    return Station(
+        id=m["id"],
+        security_profile=SecurityProfile(m["security_profile"]),
+        boot_policy=BootPolicy(m["boot_policy"]),
+        registration_status=RegistrationStatus(m["registration_status"]),
+        has_password=m["password_hash"] is not None,
+        vendor_name=m["vendor_name"],
+        model=m["model"],
+        serial_number=m["serial_number"],
+        firmware_version=m["firmware_version"],
+        last_boot_at=m["last_boot_at"],
+        last_heartbeat_at=m["last_heartbeat_at"],
+        created_at=m["created_at"],
+    )
+
+
+async def insert_station(
+    conn: AsyncConnection,
+    station_id: str,
+    password_hash: str | None,
+    security_profile: SecurityProfile,
+    boot_policy: BootPolicy,
+    now: datetime,
+) -> None:
+    await conn.execute(
+        t.stations.insert().values(
+            id=station_id,
+            password_hash=password_hash,
+            security_profile=int(security_profile),
+            boot_policy=boot_policy.value,
+            registration_status=RegistrationStatus.UNKNOWN.value,
+            created_at=now,
+            updated_at=now,
+        )
+    )
+
+
+async def get_station(conn: AsyncConnection, station_id: str) -> Station | None:
+    row = (await conn.execute(t.stations.select().where(t.stations.c.id == station_id))).first()
+    return _station(row) if row else None
+
+
+async def get_station_auth(
+    conn: AsyncConnection, station_id: str
+) -> tuple[SecurityProfile, str | None] | None:
+    """Security profile and password hash, for the websocket handshake."""
+    row = (
+        await conn.execute(
+            sa.select(t.stations.c.security_profile, t.stations.c.password_hash).where(
+                t.stations.c.id == station_id
+            )
+        )
+    ).first()
+    if row is None:
+        return None
+    return SecurityProfile(row[0]), row[1]
+
+
+async def list_stations(conn: AsyncConnection, offset: int, limit: int) -> Page[Station]:
+    rows, total = await _page(
+        conn,
+        t.stations.select().order_by(t.stations.c.id),
+        sa.select(sa.func.count()).select_from(t.stations),
+        offset,
+        limit,
+    )
+    return Page([_station(r) for r in rows], total, offset, limit)
+
+
+async def update_station(conn: AsyncConnection, station_id: str, **values: Any) -> bool:
+    result = await conn.execute(
+        t.stations.update().where(t.stations.c.id == station_id).values(**values)
+    )
+    return bool(result.rowcount)
+
+
+async def delete_station(conn: AsyncConnection, station_id: str) -> bool:
+    # Rows keyed by station without a foreign key go explicitly (history tables stay lean).
+    for table in (
+        t.transaction_events,
+        t.meter_values,
+        t.message_log,
+        t.device_variables,
+        t.charging_profiles,
+        t.events,
+        t.certificates,
+        t.connectors,
+    ):
+        await conn.execute(table.delete().where(table.c.station_id == station_id))
+    result = await conn.execute(t.stations.delete().where(t.stations.c.id == station_id))
+    return bool(result.rowcount)
+
+
+async def record_boot(
+    conn: AsyncConnection,
+    station_id: str,
+    info: BootInfo,
+    status: RegistrationStatus,
+    now: datetime,
+) -> None:
+    await conn.execute(
+        t.stations.update()
+        .where(t.stations.c.id == station_id)
+        .values(
+            vendor_name=info.vendor_name,
+            model=info.model,
+            serial_number=info.serial_number,
+            firmware_version=info.firmware_version,
+            registration_status=status.value,
+            last_boot_at=now,
+            last_heartbeat_at=now,
+            updated_at=now,
+        )
+    )
+
+
+async def record_heartbeat(conn: AsyncConnection, station_id: str, now: datetime) -> None:
+    await conn.execute(
+        t.stations.update().where(t.stations.c.id == station_id).values(last_heartbeat_at=now)
+    )
+
+
+# ---- EVSEs and connectors ---------------------------------------------------------------------
+
+
+async def upsert_connector_status(
+    conn: AsyncConnection,
+    station_id: str,
+    evse_id: int,
+    connector_id: int,
+    status: str,
+    now: datetime,
+) -> None:
+    await _upsert(
+        conn,
+        t.evses,
+        {"station_id": station_id, "evse_id": evse_id, "updated_at": now},
+        ("station_id", "evse_id"),
+    )
+    await _upsert(
+        conn,
+        t.connectors,
+        {
+            "station_id": station_id,
+            "evse_id": evse_id,
+            "connector_id": connector_id,
+            "status": status,
+            "updated_at": now,
+        },
+        ("station_id", "evse_id", "connector_id"),
+    )
+
+
+async def list_evses(conn: AsyncConnection, station_id: str) -> list[Evse]:
+    evse_rows = (
+        await conn.execute(
+            sa.select(t.evses.c.evse_id)
+            .where(t.evses.c.station_id == station_id)
+            .order_by(t.evses.c.evse_id)
+        )
+    ).all()
+    conn_rows = (
+        await conn.execute(
+            t.connectors.select()
+            .where(t.connectors.c.station_id == station_id)
+            .order_by(t.connectors.c.evse_id, t.connectors.c.connector_id)
+        )
+    ).all()
+    by_evse: dict[int, list[Connector]] = {r[0]: [] for r in evse_rows}
+    for r in conn_rows:
+        m = r._mapping
+        by_evse.setdefault(m["evse_id"], []).append(
+            Connector(station_id, m["evse_id"], m["connector_id"], m["status"], m["updated_at"])
+        )
+    return [Evse(station_id, evse_id, tuple(cs)) for evse_id, cs in sorted(by_evse.items())]
+
+
+# ---- id tokens --------------------------------------------------------------------------------
+
+
+def _id_token(row: sa.Row[Any]) -> IdToken:
+    m = row._mapping
+    return IdToken(
+        id_token=m["id_token"],
+        type=m["type"],
+        status=IdTokenStatus(m["status"]),
+        expires_at=m["expires_at"],
+        group_id_token=m["group_id_token"],
+        created_at=m["created_at"],
+    )
+
+
+async def upsert_id_token(conn: AsyncConnection, token: IdToken, now: datetime) -> None:
+    await _upsert(
+        conn,
+        t.id_tokens,
+        {
+            "id_token": token.id_token,
+            "type": token.type,
+            "status": token.status.value,
+            "expires_at": token.expires_at,
+            "group_id_token": token.group_id_token,
+            "created_at": token.created_at or now,
+        },
+        ("id_token", "type"),
+    )
+
+
+async def get_id_token(conn: AsyncConnection, id_token: str, type_: str) -> IdToken | None:
+    row = (
+        await conn.execute(
+            t.id_tokens.select().where(
+                t.id_tokens.c.id_token == id_token, t.id_tokens.c.type == type_
+            )
+        )
+    ).first()
+    return _id_token(row) if row else None
+
+
+async def list_id_tokens(conn: AsyncConnection, offset: int, limit: int) -> Page[IdToken]:
+    rows, total = await _page(
+        conn,
+        t.id_tokens.select().order_by(t.id_tokens.c.id_token, t.id_tokens.c.type),
+        sa.select(sa.func.count()).select_from(t.id_tokens),
+        offset,
+        limit,
+    )
+    return Page([_id_token(r) for r in rows], total, offset, limit)
+
+
+async def set_id_token_status(
+    conn: AsyncConnection, id_token: str, type_: str, status: IdTokenStatus
+) -> bool:
+    result = await conn.execute(
+        t.id_tokens.update()
+        .where(t.id_tokens.c.id_token == id_token, t.id_tokens.c.type == type_)
+        .values(status=status.value)
+    )
+    return bool(result.rowcount)
+
+
+async def delete_id_token(conn: AsyncConnection, id_token: str, type_: str) -> bool:
+    result = await conn.execute(
+        t.id_tokens.delete().where(t.id_tokens.c.id_token == id_token, t.id_tokens.c.type == type_)
+    )
+    return bool(result.rowcount)
+
+
+# ---- API tokens -------------------------------------------------------------------------------
+
+
+def _api_token(row: sa.Row[Any]) -> ApiToken:
+    m = row._mapping
+    return ApiToken(
+        id=m["id"], name=m["name"], created_at=m["created_at"], revoked_at=m["revoked_at"]
+    )
+
+
+async def insert_api_token(
+    conn: AsyncConnection, name: str, token_hash: str, now: datetime
+) -> ApiToken:
+    result = await conn.execute(
+        t.api_tokens.insert()
+        .values(name=name, token_hash=token_hash, created_at=now)
+        .returning(t.api_tokens.c.id)
+    )
+    return ApiToken(id=result.scalar_one(), name=name, created_at=now)
+
+
+async def get_api_token_by_hash(conn: AsyncConnection, token_hash: str) -> ApiToken | None:
+    row = (
+        await conn.execute(t.api_tokens.select().where(t.api_tokens.c.token_hash == token_hash))
+    ).first()
+    return _api_token(row) if row else None
+
+
+async def list_api_tokens(conn: AsyncConnection) -> list[ApiToken]:
+    rows = (await conn.execute(t.api_tokens.select().order_by(t.api_tokens.c.id))).all()
+    return [_api_token(r) for r in rows]
+
+
+async def revoke_api_token(conn: AsyncConnection, token_id: int, now: datetime) -> bool:
+    result = await conn.execute(
+        t.api_tokens.update()
+        .where(t.api_tokens.c.id == token_id, t.api_tokens.c.revoked_at.is_(None))
+        .values(revoked_at=now)
+    )
+    return bool(result.rowcount)
+
+
+async def revoke_api_tokens_named(conn: AsyncConnection, name: str, now: datetime) -> int:
+    result = await conn.execute(
+        t.api_tokens.update()
+        .where(t.api_tokens.c.name == name, t.api_tokens.c.revoked_at.is_(None))
+        .values(revoked_at=now)
+    )
+    return int(result.rowcount or 0)
+
+
+# ---- tariffs ----------------------------------------------------------------------------------
+
+
+async def upsert_tariff(conn: AsyncConnection, tariff: Tariff, now: datetime) -> None:
+    await _upsert(
+        conn,
+        t.tariffs,
+        {
+            "station_id": tariff.station_id,
+            "currency": tariff.currency,
+            "price_per_kwh": tariff.price_per_kwh,
+            "price_per_hour": tariff.price_per_hour,
+            "updated_at": now,
+        },
+        ("station_id",),
+    )
+
+
+async def get_tariff(conn: AsyncConnection, station_id: str) -> Tariff | None:
+    row = (
+        await conn.execute(t.tariffs.select().where(t.tariffs.c.station_id == station_id))
+    ).first()
+    if row is None:
+        return None
+    m = row._mapping
+    return Tariff(station_id, m["currency"], m["price_per_kwh"], m["price_per_hour"])
+
+
+async def delete_tariff(conn: AsyncConnection, station_id: str) -> bool:
+    result = await conn.execute(t.tariffs.delete().where(t.tariffs.c.station_id == station_id))
+    return bool(result.rowcount)
+
+
+# ---- transactions -----------------------------------------------------------------------------
+
+
+def _transaction(row: sa.Row[Any]) -> Transaction:
+    m = row._mapping
+    return Transaction(
+        station_id=m["station_id"],
+        transaction_id=m["transaction_id"],
+        state=TransactionState(m["state"]),
+        evse_id=m["evse_id"],
+        connector_id=m["connector_id"],
+        id_token=m["id_token"],
+        id_token_type=m["id_token_type"],
+        started_at=m["started_at"],
+        ended_at=m["ended_at"],
+        stopped_reason=m["stopped_reason"],
+        last_seq_no=m["last_seq_no"],
+        seen_seq_nos=tuple(m["seen_seq_nos"] or ()),
+        charging_state=m["charging_state"],
+        total_cost=m["total_cost"],
+        offline_seen=bool(m["offline_seen"]),
+        started_unseen=bool(m["started_unseen"]),
+        energy_start_wh=m["energy_start_wh"],
+        energy_last_wh=m["energy_last_wh"],
+        updated_at=m["updated_at"],
+    )
+
+
+async def get_transaction(
+    conn: AsyncConnection, station_id: str, transaction_id: str
+) -> Transaction | None:
+    row = (
+        await conn.execute(
+            t.transactions.select().where(
+                t.transactions.c.station_id == station_id,
+                t.transactions.c.transaction_id == transaction_id,
+            )
+        )
+    ).first()
+    return _transaction(row) if row else None
+
+
+async def save_transaction(conn: AsyncConnection, tx: Transaction, now: datetime) -> None:
+    values = {
+        "station_id": tx.station_id,
+        "transaction_id": tx.transaction_id,
+        "state": tx.state.value,
+        "evse_id": tx.evse_id,
+        "connector_id": tx.connector_id,
+        "id_token": tx.id_token,
+        "id_token_type": tx.id_token_type,
+        "started_at": tx.started_at,
+        "ended_at": tx.ended_at,
+        "stopped_reason": tx.stopped_reason,
+        "last_seq_no": tx.last_seq_no,
+        "seen_seq_nos": list(tx.seen_seq_nos),
+        "charging_state": tx.charging_state,
+        "total_cost": tx.total_cost,
+        "offline_seen": tx.offline_seen,
+        "started_unseen": tx.started_unseen,
+        "energy_start_wh": tx.energy_start_wh,
+        "energy_last_wh": tx.energy_last_wh,
+        "updated_at": now,
+    }
+    await _upsert(conn, t.transactions, values, ("station_id", "transaction_id"))
+
+
+async def list_transactions(
+    conn: AsyncConnection,
+    offset: int,
+    limit: int,
+    station_id: str | None = None,
+    state: TransactionState | None = None,
+) -> Page[Transaction]:
+    conds: list[Any] = []
+    if station_id is not None:
+        conds.append(t.transactions.c.station_id == station_id)
+    if state is not None:
+        conds.append(t.transactions.c.state == state.value)
+    rows, total = await _page(
+        conn,
+        t.transactions.select().where(*conds).order_by(t.transactions.c.id.desc()),
+        sa.select(sa.func.count()).select_from(t.transactions).where(*conds),
+        offset,
+        limit,
+    )
+    return Page([_transaction(r) for r in rows], total, offset, limit)
+
+
+async def insert_transaction_event(
+    conn: AsyncConnection, event: TransactionEvent, now: datetime
+) -> bool:
+    """Store the event once; False when this (station, transaction, seqNo) is already stored."""
+    stmt = (
+        _insert(conn, t.transaction_events)
+        .values(
+            station_id=event.station_id,
+            transaction_id=event.transaction_id,
+            seq_no=event.seq_no,
+            event_type=event.event_type,
+            trigger_reason=event.trigger_reason,
+            timestamp=event.timestamp,
+            offline=event.offline,
+            payload=event.payload,
+            received_at=now,
+        )
+        .on_conflict_do_nothing(index_elements=["station_id", "transaction_id", "seq_no"])
+    )
+    result = await conn.execute(stmt)
+    return bool(result.rowcount)
+
+
+async def list_transaction_events(
+    conn: AsyncConnection, station_id: str, transaction_id: str
+) -> list[TransactionEvent]:
+    rows = (
+        await conn.execute(
+            t.transaction_events.select()
+            .where(
+                t.transaction_events.c.station_id == station_id,
+                t.transaction_events.c.transaction_id == transaction_id,
+            )
+            .order_by(t.transaction_events.c.seq_no)
+        )
+    ).all()
+    out = []
+    for r in rows:
+        m = r._mapping
+        out.append(
+            TransactionEvent(
+                station_id=m["station_id"],
+                transaction_id=m["transaction_id"],
+                seq_no=m["seq_no"],
+                event_type=m["event_type"],
+                trigger_reason=m["trigger_reason"],
+                timestamp=m["timestamp"],
+                offline=bool(m["offline"]),
+                payload=m["payload"],
+                id=m["id"],
+            )
+        )
+    return out
+
+
+# ---- meter values -----------------------------------------------------------------------------
+
+
+async def insert_meter_samples(conn: AsyncConnection, samples: Iterable[MeterSample]) -> int:
+    rows = [
+        {
+            "station_id": s.station_id,
+            "evse_id": s.evse_id,
+            "transaction_id": s.transaction_id,
+            "timestamp": s.timestamp,
+            "measurand": s.measurand,
+            "phase": s.phase,
+            "location": s.location,
+            "context": s.context,
+            "value": s.value,
+            "unit": s.unit,
+        }
+        for s in samples
+    ]
+    if rows:
+        await conn.execute(t.meter_values.insert(), rows)
+    return len(rows)
+
+
+def _sample(row: sa.Row[Any]) -> MeterSample:
+    m = row._mapping
+    return MeterSample(
+        station_id=m["station_id"],
+        timestamp=m["timestamp"],
+        value=m["value"],
+        measurand=m["measurand"],
+        evse_id=m["evse_id"],
+        transaction_id=m["transaction_id"],
+        phase=m["phase"],
+        location=m["location"],
+        context=m["context"],
+        unit=m["unit"],
+        id=m["id"],
+    )
+
+
+async def list_meter_samples(
+    conn: AsyncConnection,
+    station_id: str,
+    transaction_id: str | None = None,
+    limit: int = 10_000,
+) -> list[MeterSample]:
+    q = t.meter_values.select().where(t.meter_values.c.station_id == station_id)
+    if transaction_id is not None:
+        q = q.where(t.meter_values.c.transaction_id == transaction_id)
+    q = q.order_by(t.meter_values.c.timestamp, t.meter_values.c.id).limit(limit)
+    return [_sample(r) for r in (await conn.execute(q)).all()]
+
+
+# ---- message log ------------------------------------------------------------------------------
+
+
+async def insert_log_entries(conn: AsyncConnection, entries: Iterable[MessageLogEntry]) -> None:
+    rows = [
+        {
+            "station_id": e.station_id,
+            "direction": e.direction.value,
+            "kind": e.kind,
+            "action": e.action,
+            "message_id": e.message_id,
+            "payload": e.payload,
+            "created_at": e.created_at,
+        }
+        for e in entries
+    ]
+    if rows:
+        await conn.execute(t.message_log.insert(), rows)
+
+
+async def list_log_entries(
+    conn: AsyncConnection, station_id: str, offset: int, limit: int
+) -> Page[MessageLogEntry]:
+    where = t.message_log.c.station_id == station_id
+    rows, total = await _page(
+        conn,
+        t.message_log.select().where(where).order_by(t.message_log.c.id.desc()),
+        sa.select(sa.func.count()).select_from(t.message_log).where(where),
+        offset,
+        limit,
+    )
+    items = []
+    for r in rows:
+        m = r._mapping
+        items.append(
+            MessageLogEntry(
+                station_id=m["station_id"],
+                direction=Direction(m["direction"]),
+                kind=m["kind"],
+                message_id=m["message_id"],
+                action=m["action"],
+                payload=m["payload"],
+                created_at=m["created_at"],
+                id=m["id"],
+            )
+        )
+    return Page(items, total, offset, limit)
+
+
+async def prune_log(conn: AsyncConnection, before: datetime) -> int:
+    result = await conn.execute(t.message_log.delete().where(t.message_log.c.created_at < before))
+    return int(result.rowcount or 0)
+
+
+# ---- device model -----------------------------------------------------------------------------
+
+
+def variable_key(v: DeviceVariable) -> str:
+    return "|".join(
+        "" if part is None else str(part)
+        for part in (
+            v.component,
+            v.component_instance,
+            v.evse_id,
+            v.connector_id,
+            v.variable,
+            v.variable_instance,
+            v.attribute_type,
+        )
+    )
+
+
+async def upsert_device_variables(
+    conn: AsyncConnection, variables: Iterable[DeviceVariable], now: datetime
+) -> int:
+    n = 0
+    for v in variables:
+        await _upsert(
+            conn,
+            t.device_variables,
+            {
+                "station_id": v.station_id,
+                "key": variable_key(v),
+                "component": v.component,
+                "component_instance": v.component_instance,
+                "evse_id": v.evse_id,
+                "connector_id": v.connector_id,
+                "variable": v.variable,
+                "variable_instance": v.variable_instance,
+                "attribute_type": v.attribute_type,
+                "value": v.value,
+                "mutability": v.mutability,
+                "characteristics": v.characteristics,
+                "updated_at": now,
+            },
+            ("station_id", "key"),
+        )
+        n += 1
+    return n
+
+
+async def list_device_variables(
+    conn: AsyncConnection,
+    station_id: str,
+    component: str | None = None,
+    variable: str | None = None,
+) -> list[DeviceVariable]:
+    q = t.device_variables.select().where(t.device_variables.c.station_id == station_id)
+    if component is not None:
+        q = q.where(t.device_variables.c.component == component)
+    if variable is not None:
+        q = q.where(t.device_variables.c.variable == variable)
+    q = q.order_by(t.device_variables.c.key)
+    out = []
+    for r in (await conn.execute(q)).all():
+        m = r._mapping
+        out.append(
+            DeviceVariable(
+                station_id=m["station_id"],
+                component=m["component"],
+                variable=m["variable"],
+                attribute_type=m["attribute_type"],
+                value=m["value"],
+                component_instance=m["component_instance"],
+                evse_id=m["evse_id"],
+                connector_id=m["connector_id"],
+                variable_instance=m["variable_instance"],
+                mutability=m["mutability"],
+                characteristics=m["characteristics"],
+                updated_at=m["updated_at"],
+            )
+        )
+    return out
+
+
+# ---- charging profiles ------------------------------------------------------------------------
+
+
+async def upsert_charging_profile(
+    conn: AsyncConnection, record: ChargingProfileRecord, now: datetime
+) -> None:
+    await _upsert(
+        conn,
+        t.charging_profiles,
+        {
+            "station_id": record.station_id,
+            "profile_id": record.profile_id,
+            "evse_id": record.evse_id,
+            "purpose": record.purpose,
+            "stack_level": record.stack_level,
+            "kind": record.kind,
+            "transaction_id": record.transaction_id,
+            "valid_from": record.valid_from,
+            "valid_to": record.valid_to,
+            "source": record.source,
+            "profile": record.profile,
+            "updated_at": now,
+        },
+        ("station_id", "profile_id"),
+    )
+
+
+def _profile(row: sa.Row[Any]) -> ChargingProfileRecord:
+    m = row._mapping
+    return ChargingProfileRecord(
+        station_id=m["station_id"],
+        evse_id=m["evse_id"],
+        profile_id=m["profile_id"],
+        purpose=m["purpose"],
+        stack_level=m["stack_level"],
+        kind=m["kind"],
+        profile=m["profile"],
+        transaction_id=m["transaction_id"],
+        valid_from=m["valid_from"],
+        valid_to=m["valid_to"],
+        source=m["source"],
+        updated_at=m["updated_at"],
+    )
+
+
+async def list_charging_profiles(
+    conn: AsyncConnection, station_id: str, evse_id: int | None = None
+) -> list[ChargingProfileRecord]:
+    q = t.charging_profiles.select().where(t.charging_profiles.c.station_id == station_id)
+    if evse_id is not None:
+        q = q.where(t.charging_profiles.c.evse_id == evse_id)
+    q = q.order_by(t.charging_profiles.c.evse_id, t.charging_profiles.c.profile_id)
+    return [_profile(r) for r in (await conn.execute(q)).all()]
+
+
+async def delete_charging_profiles(
+    conn: AsyncConnection,
+    station_id: str,
+    *,
+    profile_id: int | None = None,
+    evse_id: int | None = None,
+    purpose: str | None = None,
+    stack_level: int | None = None,
+) -> int:
+    """ClearChargingProfile semantics: by id, or by every given criterion (K10)."""
+    q = t.charging_profiles.delete().where(t.charging_profiles.c.station_id == station_id)
+    if profile_id is not None:
+        q = q.where(t.charging_profiles.c.profile_id == profile_id)
+    else:
+        if evse_id is not None:
+            q = q.where(t.charging_profiles.c.evse_id == evse_id)
+        if purpose is not None:
+            q = q.where(t.charging_profiles.c.purpose == purpose)
+        if stack_level is not None:
+            q = q.where(t.charging_profiles.c.stack_level == stack_level)
+    result = await conn.execute(q)
+    return int(result.rowcount or 0)
+
+
+# ---- events -----------------------------------------------------------------------------------
+
+
+async def insert_event(conn: AsyncConnection, event: EventRecord) -> None:
+    await conn.execute(
+        t.events.insert().values(
+            station_id=event.station_id,
+            kind=event.kind,
+            timestamp=event.timestamp,
+            payload=event.payload,
+            received_at=event.received_at,
+        )
+    )
+
+
+async def list_events(
+    conn: AsyncConnection, station_id: str, offset: int, limit: int, kind: str | None = None
+) -> Page[EventRecord]:
+    conds: list[Any] = [t.events.c.station_id == station_id]
+    if kind is not None:
+        conds.append(t.events.c.kind == kind)
+    rows, total = await _page(
+        conn,
+        t.events.select().where(*conds).order_by(t.events.c.id.desc()),
+        sa.select(sa.func.count()).select_from(t.events).where(*conds),
+        offset,
+        limit,
+    )
+    items = []
+    for r in rows:
+        m = r._mapping
+        items.append(
+            EventRecord(
+                station_id=m["station_id"],
+                kind=m["kind"],
+                payload=m["payload"],
+                received_at=m["received_at"],
+                timestamp=m["timestamp"],
+                id=m["id"],
+            )
+        )
+    return Page(items, total, offset, limit)
+
+
+# ---- certificates -----------------------------------------------------------------------------
+
+
+async def insert_certificate(
+    conn: AsyncConnection, record: CertificateRecord, now: datetime
+) -> int:
+    result = await conn.execute(
+        t.certificates.insert()
+        .values(
+            station_id=record.station_id,
+            certificate_type=record.certificate_type,
+            csr=record.csr,
+            status=record.status,
+            certificate_chain=record.certificate_chain,
+            created_at=record.created_at or now,
+        )
+        .returning(t.certificates.c.id)
+    )
+    return int(result.scalar_one())
+
+
+async def update_certificate(
+    conn: AsyncConnection, cert_id: int, status: str, chain: str | None
+) -> None:
+    await conn.execute(
+        t.certificates.update()
+        .where(t.certificates.c.id == cert_id)
+        .values(status=status, certificate_chain=chain)
+    )
+
+
+async def list_certificates(conn: AsyncConnection, station_id: str) -> list[CertificateRecord]:
+    rows = (
+        await conn.execute(
+            t.certificates.select()
+            .where(t.certificates.c.station_id == station_id)
+            .order_by(t.certificates.c.id)
+        )
+    ).all()
+    return [
+        CertificateRecord(
+            station_id=r._mapping["station_id"],
+            certificate_type=r._mapping["certificate_type"],
+            csr=r._mapping["csr"],
+            status=r._mapping["status"],
+            certificate_chain=r._mapping["certificate_chain"],
+            created_at=r._mapping["created_at"],
+            id=r._mapping["id"],
+        )
+        for r in rows
+    ]

@@ -1,0 +1,275 @@
+"""SQLAlchemy Core tables of the CSMS. The schema itself is made only by Alembic
+(migrations/versions); a test checks that these definitions and the migrations agree."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Dialect
+
+metadata = sa.MetaData(
+    naming_convention={
+        "ix": "ix_%(column_0_label)s",
+        "uq": "uq_%(table_name)s_%(column_0_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+
+class UtcDateTime(sa.TypeDecorator[datetime]):
+    """Timezone-aware UTC datetimes on every backend (SQLite returns naive values)."""
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the database; use UTC-aware datetimes")
+        value = value.astimezone(UTC)
+        if dialect.name == "sqlite":
+            return value.replace(tzinfo=None)
+        return value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+# SQLite autoincrements only INTEGER PRIMARY KEY; PostgreSQL gets BIGINT identities.
+BigId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+
+stations = sa.Table(
+    "stations",
+    metadata,
+    sa.Column("id", sa.String(48), primary_key=True),
+    sa.Column("password_hash", sa.String(200), nullable=True),
+    sa.Column("security_profile", sa.SmallInteger, nullable=False, server_default="1"),
+    sa.Column("boot_policy", sa.String(16), nullable=False, server_default="Accepted"),
+    sa.Column("registration_status", sa.String(16), nullable=False, server_default="Unknown"),
+    sa.Column("vendor_name", sa.String(50)),
+    sa.Column("model", sa.String(50)),
+    sa.Column("serial_number", sa.String(25)),
+    sa.Column("firmware_version", sa.String(50)),
+    sa.Column("last_boot_at", UtcDateTime),
+    sa.Column("last_heartbeat_at", UtcDateTime),
+    sa.Column("created_at", UtcDateTime, nullable=False),
+    sa.Column("updated_at", UtcDateTime, nullable=False),
+)
+
+evses = sa.Table(
+    "evses",
+    metadata,
+    sa.Column(
+        "station_id",
+        sa.String(48),
+        sa.ForeignKey("stations.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    sa.Column("evse_id", sa.Integer, primary_key=True),
+    sa.Column("updated_at", UtcDateTime, nullable=False),
+)
+
+connectors = sa.Table(
+    "connectors",
+    metadata,
+    sa.Column("station_id", sa.String(48), primary_key=True),
+    sa.Column("evse_id", sa.Integer, primary_key=True),
+    sa.Column("connector_id", sa.Integer, primary_key=True),
+    sa.Column("status", sa.String(20), nullable=False),
+    sa.Column("updated_at", UtcDateTime, nullable=False),
+    sa.ForeignKeyConstraint(
+        ["station_id", "evse_id"],
+        ["evses.station_id", "evses.evse_id"],
+        ondelete="CASCADE",
+        name="fk_connectors_evse",
+    ),
+)
+
+id_tokens = sa.Table(
+    "id_tokens",
+    metadata,
+    sa.Column("id_token", sa.String(36), primary_key=True),
+    sa.Column("type", sa.String(20), primary_key=True),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("expires_at", UtcDateTime),
+    sa.Column("group_id_token", sa.String(36)),
+    sa.Column("created_at", UtcDateTime, nullable=False),
+)
+
+api_tokens = sa.Table(
+    "api_tokens",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("name", sa.String(100), nullable=False),
+    sa.Column("token_hash", sa.String(64), nullable=False, unique=True),
+    sa.Column("created_at", UtcDateTime, nullable=False),
+    sa.Column("revoked_at", UtcDateTime),
+)
+
+tariffs = sa.Table(
+    "tariffs",
+    metadata,
+    sa.Column(
+        "station_id",
+        sa.String(48),
+        sa.ForeignKey("stations.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    sa.Column("currency", sa.String(3), nullable=False),
+    sa.Column("price_per_kwh", sa.Float, nullable=False, server_default="0"),
+    sa.Column("price_per_hour", sa.Float, nullable=False, server_default="0"),
+    sa.Column("updated_at", UtcDateTime, nullable=False),
+)
+
+transactions = sa.Table(
+    "transactions",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column(
+        "station_id",
+        sa.String(48),
+        sa.ForeignKey("stations.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    sa.Column("transaction_id", sa.String(36), nullable=False),
+    sa.Column("state", sa.String(8), nullable=False),
+    sa.Column("evse_id", sa.Integer),
+    sa.Column("connector_id", sa.Integer),
+    sa.Column("id_token", sa.String(36)),
+    sa.Column("id_token_type", sa.String(20)),
+    sa.Column("started_at", UtcDateTime),
+    sa.Column("ended_at", UtcDateTime),
+    sa.Column("stopped_reason", sa.String(32)),
+    sa.Column("last_seq_no", sa.Integer),
+    sa.Column("seen_seq_nos", sa.JSON, nullable=False),
+    sa.Column("charging_state", sa.String(20)),
+    sa.Column("total_cost", sa.Float),
+    sa.Column("offline_seen", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("started_unseen", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("energy_start_wh", sa.Float),
+    sa.Column("energy_last_wh", sa.Float),
+    sa.Column("updated_at", UtcDateTime, nullable=False),
+    sa.UniqueConstraint("station_id", "transaction_id", name="uq_transactions_station_tx"),
+    sa.Index("ix_transactions_state", "state"),
+)
+
+transaction_events = sa.Table(
+    "transaction_events",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("station_id", sa.String(48), nullable=False),
+    sa.Column("transaction_id", sa.String(36), nullable=False),
+    sa.Column("seq_no", sa.Integer, nullable=False),
+    sa.Column("event_type", sa.String(8), nullable=False),
+    sa.Column("trigger_reason", sa.String(32), nullable=False),
+    sa.Column("timestamp", UtcDateTime, nullable=False),
+    sa.Column("offline", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("payload", sa.JSON, nullable=False),
+    sa.Column("received_at", UtcDateTime, nullable=False),
+    # A retried TransactionEvent (same station, transaction and seqNo) is stored once.
+    sa.UniqueConstraint("station_id", "transaction_id", "seq_no", name="uq_tx_events_seq"),
+)
+
+meter_values = sa.Table(
+    "meter_values",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("station_id", sa.String(48), nullable=False),
+    sa.Column("evse_id", sa.Integer),
+    sa.Column("transaction_id", sa.String(36)),
+    sa.Column("timestamp", UtcDateTime, nullable=False),
+    sa.Column("measurand", sa.String(50), nullable=False),
+    sa.Column("phase", sa.String(8)),
+    sa.Column("location", sa.String(8)),
+    sa.Column("context", sa.String(24)),
+    sa.Column("value", sa.Float, nullable=False),
+    sa.Column("unit", sa.String(20)),
+    sa.Index("ix_meter_values_station_tx", "station_id", "transaction_id"),
+    sa.Index("ix_meter_values_station_time", "station_id", "timestamp"),
+)
+
+message_log = sa.Table(
+    "message_log",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("station_id", sa.String(48), nullable=False),
+    sa.Column("direction", sa.String(3), nullable=False),
+    sa.Column("kind", sa.String(10), nullable=False),
+    sa.Column("action", sa.String(50)),
+    sa.Column("message_id", sa.String(36), nullable=False),
+    sa.Column("payload", sa.JSON),
+    sa.Column("created_at", UtcDateTime, nullable=False),
+    sa.Index("ix_message_log_station_id", "station_id", "id"),
+)
+
+device_variables = sa.Table(
+    "device_variables",
+    metadata,
+    sa.Column("station_id", sa.String(48), primary_key=True),
+    # component/instance/evse/connector/variable/instance/attribute joined: one upsert key.
+    sa.Column("key", sa.String(400), primary_key=True),
+    sa.Column("component", sa.String(50), nullable=False),
+    sa.Column("component_instance", sa.String(50)),
+    sa.Column("evse_id", sa.Integer),
+    sa.Column("connector_id", sa.Integer),
+    sa.Column("variable", sa.String(50), nullable=False),
+    sa.Column("variable_instance", sa.String(50)),
+    sa.Column("attribute_type", sa.String(8), nullable=False),
+    sa.Column("value", sa.String(2500)),
+    sa.Column("mutability", sa.String(10)),
+    sa.Column("characteristics", sa.JSON),
+    sa.Column("updated_at", UtcDateTime, nullable=False),
+    sa.Index("ix_device_variables_lookup", "station_id", "component", "variable"),
+)
+
+charging_profiles = sa.Table(
+    "charging_profiles",
+    metadata,
+    sa.Column("station_id", sa.String(48), primary_key=True),
+    sa.Column("profile_id", sa.Integer, primary_key=True),
+    sa.Column("evse_id", sa.Integer, nullable=False),
+    sa.Column("purpose", sa.String(40), nullable=False),
+    sa.Column("stack_level", sa.Integer, nullable=False),
+    sa.Column("kind", sa.String(10), nullable=False),
+    sa.Column("transaction_id", sa.String(36)),
+    sa.Column("valid_from", UtcDateTime),
+    sa.Column("valid_to", UtcDateTime),
+    sa.Column("source", sa.String(30), nullable=False),
+    sa.Column("profile", sa.JSON, nullable=False),
+    sa.Column("updated_at", UtcDateTime, nullable=False),
+    sa.Index("ix_charging_profiles_evse", "station_id", "evse_id"),
+)
+
+events = sa.Table(
+    "events",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("station_id", sa.String(48), nullable=False),
+    sa.Column("kind", sa.String(50), nullable=False),
+    sa.Column("timestamp", UtcDateTime),
+    sa.Column("payload", sa.JSON, nullable=False),
+    sa.Column("received_at", UtcDateTime, nullable=False),
+    sa.Index("ix_events_station_kind", "station_id", "kind", "id"),
+)
+
+certificates = sa.Table(
+    "certificates",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("station_id", sa.String(48), nullable=False),
+    sa.Column("certificate_type", sa.String(40), nullable=False),
+    sa.Column("csr", sa.Text, nullable=False),
+    sa.Column("status", sa.String(12), nullable=False),
+    sa.Column("certificate_chain", sa.Text),
+    sa.Column("created_at", UtcDateTime, nullable=False),
+    sa.Index("ix_certificates_station", "station_id"),
+)

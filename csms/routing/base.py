@@ -1,0 +1,38 @@
+"""How a command reaches the node that holds a station's websocket.
+
+Minimal on purpose: a broker-backed router (NATS/Redis) implements the same three methods.
+Errors: StationOffline, StationDisconnected, CommandTimeout, CallErrorReceived
+(csms.domain.errors).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+
+class StationLink(Protocol):
+    """One live connection, as the router sees it (an OCPP session)."""
+
+    station_id: str
+
+    async def call(self, action: str, payload: dict[str, Any], timeout: float) -> dict[str, Any]:  # noqa: ASYNC109
+        """Send a CALL and return the CALLRESULT payload (raises the errors above)."""
+        ...
+
+
+class CommandRouter(Protocol):
+    node_id: str
+
+    async def call(
+        self,
+        station_id: str,
+        action: str,
+        payload: dict[str, Any],
+        timeout: float,  # noqa: ASYNC109
+    ) -> dict[str, Any]: ...
+
+    async def is_connected(self, station_id: str) -> bool: ...
+
+    async def node_of(self, station_id: str) -> str | None:
+        """The node id holding the station's connection, None when offline."""
+        ...

@@ -1,0 +1,193 @@
+"""CSMS -> station commands: validate, route to the station, return its answer."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from csms.domain.errors import CommandValidationError, StationOffline, UnknownStation
+from csms.domain.models import ChargingProfileRecord, TransactionState
+from csms.ocpp_server import schemas
+from csms.persistence import repositories as repo
+from csms.persistence.database import Database
+from csms.routing.base import CommandRouter
+from csms.services.common import Clock, parse_ocpp_datetime, utcnow
+from csms.services.profiles_check import check_set_charging_profile
+
+# Actions the CSMS may send (DataTransfer goes both ways).
+CSMS_TO_CS_ACTIONS = frozenset(
+    (schemas.all_actions() - schemas.CS_TO_CSMS_ACTIONS) | {"DataTransfer"}
+)
+
+_SPLIT_ITEMS = {
+    "GetVariables": ("getVariableData", "getVariableResult", "ItemsPerMessageGetVariables"),
+    "SetVariables": ("setVariableData", "setVariableResult", "ItemsPerMessageSetVariables"),
+}
+
+
+class CommandService:
+    def __init__(
+        self,
+        db: Database,
+        router: CommandRouter,
+        *,
+        default_timeout: float = 25.0,
+        negative_limit_is_discharge: bool = True,
+        validate: bool = True,
+        clock: Clock = utcnow,
+    ) -> None:
+        self._db = db
+        self._router = router
+        self._default_timeout = default_timeout
+        self._negative_limit_is_discharge = negative_limit_is_discharge
+        self._validate = validate
+        self._clock = clock
+
+    @staticmethod
+    def validate_request(action: str, payload: dict[str, Any]) -> None:
+        """Raise CommandValidationError unless `payload` is a valid `action` request."""
+        if action not in CSMS_TO_CS_ACTIONS:
+            raise CommandValidationError(action, "not an action the CSMS can send")
+        try:
+            schemas.check(action, "Request", payload)
+        except schemas.SchemaViolation as exc:
+            raise CommandValidationError(action, exc.message, exc.path) from exc
+
+    async def send(
+        self,
+        station_id: str,
+        action: str,
+        payload: dict[str, Any],
+        timeout: float | None = None,  # noqa: ASYNC109 -- travels through the router
+    ) -> dict[str, Any]:
+        """Send `action` to the station unchanged and return its CALLRESULT payload.
+
+        Raises CommandValidationError, UnknownStation, StationOffline, CommandTimeout,
+        CallErrorReceived or StationDisconnected (csms.domain.errors).
+        """
+        self.validate_request(action, payload)
+        async with self._db.read() as conn:
+            if await repo.get_station(conn, station_id) is None:
+                raise UnknownStation(station_id)
+        if not await self._router.is_connected(station_id):
+            raise StationOffline(station_id)
+        wait = self._default_timeout if timeout is None else timeout
+        if action == "SetChargingProfile":
+            await self._check_profile(station_id, payload)
+        if action in _SPLIT_ITEMS:
+            response = await self._send_split(station_id, action, payload, wait)
+        else:
+            response = await self._router.call(station_id, action, payload, wait)
+        await self._after(station_id, action, payload, response)
+        return response
+
+    async def _send_split(
+        self, station_id: str, action: str, payload: dict[str, Any], wait_s: float
+    ) -> dict[str, Any]:
+        """Get/SetVariables in chunks of the station's ItemsPerMessage, results joined (B06)."""
+        items_key, results_key, limit_var = _SPLIT_ITEMS[action]
+        items = payload[items_key]
+        async with self._db.read() as conn:
+            found = await repo.list_device_variables(conn, station_id, "DeviceDataCtrlr", limit_var)
+        limit = next(
+            (
+                n
+                for v in found
+                if v.attribute_type == "Actual" and (n := _int_or_none(v.value)) is not None
+            ),
+            None,
+        )
+        if limit is None or limit <= 0 or len(items) <= limit:
+            return await self._router.call(station_id, action, payload, wait_s)
+        results: list[Any] = []
+        for start in range(0, len(items), limit):
+            part = {**payload, items_key: items[start : start + limit]}
+            answer = await self._router.call(station_id, action, part, wait_s)
+            results.extend(answer.get(results_key, []))
+        return {results_key: results}
+
+    async def _check_profile(self, station_id: str, payload: dict[str, Any]) -> None:
+        async with self._db.read() as conn:
+            evses = await repo.list_evses(conn, station_id)
+            stored = await repo.list_charging_profiles(conn, station_id)
+            active = await repo.list_transactions(
+                conn, 0, 1000, station_id, TransactionState.ACTIVE
+            )
+            variables = await repo.list_device_variables(conn, station_id, "SmartChargingCtrlr")
+        actual = {v.variable: v.value for v in variables if v.attribute_type == "Actual"}
+        check_set_charging_profile(
+            payload,
+            known_evse_ids=[e.evse_id for e in evses if e.evse_id > 0],
+            active_transactions={
+                tx.evse_id: tx.transaction_id for tx in active.items if tx.evse_id is not None
+            },
+            stored=[p for p in stored if p.source == "SetChargingProfile"],
+            negative_limit_is_discharge=self._negative_limit_is_discharge,
+            max_stack_level=_int_or_none(actual.get("ProfileStackLevel")),
+            max_periods=_int_or_none(actual.get("PeriodsPerSchedule")),
+        )
+
+    async def _after(
+        self, station_id: str, action: str, payload: dict[str, Any], response: dict[str, Any]
+    ) -> None:
+        """Keep the CSMS's view of the station's charging profiles in step."""
+        if response.get("status") != "Accepted":
+            return
+        now = self._clock()
+        if action == "SetChargingProfile":
+            record = profile_record(station_id, int(payload["evseId"]), payload["chargingProfile"])
+            await self._db.write(lambda c: repo.upsert_charging_profile(c, record, now))
+        elif action == "ClearChargingProfile":
+            criteria = payload.get("chargingProfileCriteria") or {}
+            profile_id = payload.get("chargingProfileId")
+            await self._db.write(
+                lambda c: repo.delete_charging_profiles(
+                    c,
+                    station_id,
+                    profile_id=profile_id,
+                    evse_id=criteria.get("evseId"),
+                    purpose=criteria.get("chargingProfilePurpose"),
+                    stack_level=criteria.get("stackLevel"),
+                )
+            )
+
+    async def send_many(
+        self, station_ids: list[str], action: str, payload: dict[str, Any]
+    ) -> dict[str, dict[str, Any] | Exception]:
+        """The same command to several stations at once; each gets its answer or its error."""
+        results = await asyncio.gather(
+            *(self.send(s, action, payload) for s in station_ids), return_exceptions=True
+        )
+        out: dict[str, dict[str, Any] | Exception] = {}
+        for station_id, result in zip(station_ids, results, strict=True):
+            if isinstance(result, BaseException) and not isinstance(result, Exception):
+                raise result
+            out[station_id] = result
+        return out
+
+
+def profile_record(
+    station_id: str, evse_id: int, profile: dict[str, Any], source: str = "SetChargingProfile"
+) -> ChargingProfileRecord:
+    return ChargingProfileRecord(
+        station_id=station_id,
+        evse_id=evse_id,
+        profile_id=int(profile["id"]),
+        purpose=profile["chargingProfilePurpose"],
+        stack_level=int(profile["stackLevel"]),
+        kind=profile["chargingProfileKind"],
+        profile=profile,
+        transaction_id=profile.get("transactionId"),
+        valid_from=parse_ocpp_datetime(profile["validFrom"]) if profile.get("validFrom") else None,
+        valid_to=parse_ocpp_datetime(profile["validTo"]) if profile.get("validTo") else None,
+        source=source,
+    )
+
+
+def _int_or_none(value: str | None) -> int | None:
+    if value is None:
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        return None

@@ -1,0 +1,32 @@
+"""Small shared pieces of the service layer."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+Clock = Callable[[], datetime]
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def ocpp_datetime(value: datetime) -> str:
+    """UTC, millisecond precision, 'Z' suffix: the form the CSMS sends."""
+    value = value.astimezone(UTC)
+    return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
+
+
+def parse_ocpp_datetime(value: str) -> datetime:
+    parsed = datetime.fromisoformat(value.replace("Z", "+00:00").replace("z", "+00:00"))
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    return parsed.astimezone(UTC)
+
+
+def check_page(offset: int, limit: int) -> None:
+    from csms.domain.errors import InvalidRequest
+
+    if offset < 0 or not 1 <= limit <= 1000:
+        raise InvalidRequest("offset must be >= 0 and limit between 1 and 1000")

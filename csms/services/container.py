@@ -1,0 +1,86 @@
+"""Builds every CSMS service from settings: what the API, the CLI and the OCPP server share."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from csms.persistence import migrate as migrations
+from csms.persistence.database import Database
+from csms.routing.base import CommandRouter
+from csms.routing.inprocess import InProcessRouter
+from csms.services.commands import CommandService
+from csms.services.common import Clock, utcnow
+from csms.services.records import (
+    ChargingProfileService,
+    DeviceModelService,
+    EventService,
+    MessageLogService,
+    TariffService,
+    TransactionService,
+)
+from csms.services.stations import StationService
+from csms.services.tokens import ApiTokenService, IdTokenService
+from csms.settings import Settings
+
+
+@dataclass
+class Services:
+    settings: Settings
+    db: Database
+    router: CommandRouter
+    clock: Clock
+    stations: StationService
+    id_tokens: IdTokenService
+    api_tokens: ApiTokenService
+    transactions: TransactionService
+    device_model: DeviceModelService
+    charging_profiles: ChargingProfileService
+    message_log: MessageLogService
+    events: EventService
+    tariffs: TariffService
+    commands: CommandService
+
+    async def start(self, *, migrate: bool = False) -> None:
+        """Open the database writer; with migrate=True first bring the schema to head."""
+        if migrate:
+            await migrations.upgrade_async(self.settings.database_url)
+        await self.db.start()
+
+    async def close(self) -> None:
+        await self.db.close()
+
+
+def build_services(
+    settings: Settings,
+    *,
+    router: CommandRouter | None = None,
+    clock: Clock = utcnow,
+    log_incoming_messages: bool = False,
+    sqlite_synchronous: str = "FULL",
+) -> Services:
+    """Wire the services. The default router is in-process (one node)."""
+    db = Database(settings.database_url, sqlite_synchronous=sqlite_synchronous)
+    router = router or InProcessRouter(settings.node_id)
+    return Services(
+        settings=settings,
+        db=db,
+        router=router,
+        clock=clock,
+        stations=StationService(db, router, clock=clock),
+        id_tokens=IdTokenService(db, clock=clock),
+        api_tokens=ApiTokenService(db, clock=clock),
+        transactions=TransactionService(db),
+        device_model=DeviceModelService(db),
+        charging_profiles=ChargingProfileService(db),
+        message_log=MessageLogService(db, log_incoming=log_incoming_messages, clock=clock),
+        events=EventService(db),
+        tariffs=TariffService(db, clock=clock),
+        commands=CommandService(
+            db,
+            router,
+            default_timeout=settings.command_timeout_s,
+            negative_limit_is_discharge=settings.negative_limit_is_discharge,
+            validate=settings.validate_messages,
+            clock=clock,
+        ),
+    )

@@ -1,0 +1,57 @@
+"""K01 checks the CSMS runs before sending SetChargingProfile. One function, so that the rules
+stay those of `chargepoint_firmware.schedule.validation` (shared with the agent)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from chargepoint_firmware.schedule.model import (
+    InstalledProfile,
+    ProfileFormatError,
+    profile_from_ocpp,
+)
+from chargepoint_firmware.schedule.validation import ValidationContext, validate_profile
+from csms.domain.errors import CommandValidationError
+from csms.domain.models import ChargingProfileRecord
+
+
+def check_set_charging_profile(
+    payload: Mapping[str, Any],
+    *,
+    known_evse_ids: Iterable[int],
+    active_transactions: Mapping[int, str],
+    stored: Iterable[ChargingProfileRecord],
+    negative_limit_is_discharge: bool,
+    max_stack_level: int | None = None,
+    max_periods: int | None = None,
+) -> None:
+    """Raise CommandValidationError naming the K01 rule(s) a SetChargingProfile breaks."""
+    evse_id = int(payload["evseId"])
+    try:
+        profile = profile_from_ocpp(payload["chargingProfile"])
+    except ProfileFormatError as exc:
+        raise CommandValidationError("SetChargingProfile", str(exc), "chargingProfile") from exc
+    installed = []
+    for record in stored:
+        try:
+            installed.append(InstalledProfile(record.evse_id, profile_from_ocpp(record.profile)))
+        except ProfileFormatError:
+            continue  # a stored profile we cannot read does not block a new one
+    evse_ids = frozenset(known_evse_ids)
+    if not evse_ids and evse_id > 0:
+        # The station has not reported its EVSEs yet: it will judge K01.FR.28 itself.
+        evse_ids = frozenset({evse_id})
+    context = ValidationContext(
+        evse_ids=evse_ids,
+        active_transactions=dict(active_transactions),
+        stored=tuple(installed),
+        negative_limit_is_discharge=negative_limit_is_discharge,
+        max_stack_level=max_stack_level if max_stack_level is not None else 8,
+        max_periods_per_schedule=max_periods if max_periods is not None else 1024,
+        from_csms=True,
+    )
+    violations = validate_profile(profile, context, evse_id=evse_id)
+    if violations:
+        text = "; ".join(f"{v.rule}: {v.message}" for v in violations)
+        raise CommandValidationError("SetChargingProfile", text, "chargingProfile")

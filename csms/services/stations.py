@@ -1,0 +1,154 @@
+"""Stations: registration, credentials, boot policy, connection state, EVSEs."""
+
+from __future__ import annotations
+
+import asyncio
+import builtins
+import hashlib
+from dataclasses import dataclass
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from sqlalchemy.exc import IntegrityError
+
+from csms.domain.errors import AlreadyExists, InvalidRequest, UnknownStation
+from csms.domain.models import BootPolicy, Evse, Page, SecurityProfile, Station
+from csms.persistence import repositories as repo
+from csms.persistence.database import Database
+from csms.routing.base import CommandRouter
+from csms.services.common import Clock, check_page, utcnow
+
+# SecurityCtrlr.BasicAuthPassword is a passwordString of 16-40 characters.
+PASSWORD_MIN, PASSWORD_MAX = 16, 40
+STATION_ID_MAX = 48
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionState:
+    connected: bool
+    node_id: str | None = None
+
+
+class StationService:
+    def __init__(
+        self,
+        db: Database,
+        router: CommandRouter,
+        *,
+        clock: Clock = utcnow,
+        hasher: PasswordHasher | None = None,
+    ) -> None:
+        self._db = db
+        self._router = router
+        self._clock = clock
+        self._hasher = hasher or PasswordHasher()
+        # digest(station, password, stored hash) of verified credentials: a reconnect storm
+        # costs one argon2 verification per station, and a password change invalidates it.
+        self._verified: set[bytes] = set()
+
+    @staticmethod
+    def _check_password(password: str | None, profile: SecurityProfile) -> None:
+        if password is None:
+            if profile is not SecurityProfile.TLS_CLIENT_CERT:
+                raise InvalidRequest(f"security profile {int(profile)} needs a password")
+            return
+        if not PASSWORD_MIN <= len(password) <= PASSWORD_MAX:
+            raise InvalidRequest(
+                f"password must be {PASSWORD_MIN}-{PASSWORD_MAX} characters (OCPP passwordString)"
+            )
+
+    async def create(
+        self,
+        station_id: str,
+        *,
+        password: str | None = None,
+        security_profile: SecurityProfile = SecurityProfile.BASIC_AUTH,
+        boot_policy: BootPolicy = BootPolicy.ACCEPTED,
+    ) -> Station:
+        if not station_id or len(station_id) > STATION_ID_MAX or "/" in station_id:
+            raise InvalidRequest(f"station id must be 1-{STATION_ID_MAX} characters without '/'")
+        security_profile = SecurityProfile(security_profile)
+        self._check_password(password, security_profile)
+        password_hash = await self._hash(password) if password is not None else None
+        now = self._clock()
+        try:
+            await self._db.write(
+                lambda c: repo.insert_station(
+                    c, station_id, password_hash, security_profile, BootPolicy(boot_policy), now
+                )
+            )
+        except IntegrityError as exc:
+            raise AlreadyExists(f"station {station_id!r} already exists") from exc
+        return await self.get(station_id)
+
+    async def get(self, station_id: str) -> Station:
+        async with self._db.read() as conn:
+            station = await repo.get_station(conn, station_id)
+        if station is None:
+            raise UnknownStation(station_id)
+        return station
+
+    async def list(self, offset: int = 0, limit: int = 50) -> Page[Station]:
+        check_page(offset, limit)
+        async with self._db.read() as conn:
+            return await repo.list_stations(conn, offset, limit)
+
+    async def update(
+        self,
+        station_id: str,
+        *,
+        password: str | None = None,
+        security_profile: SecurityProfile | None = None,
+        boot_policy: BootPolicy | None = None,
+    ) -> Station:
+        current = await self.get(station_id)
+        values: dict[str, object] = {"updated_at": self._clock()}
+        profile = SecurityProfile(security_profile or current.security_profile)
+        if password is not None:
+            self._check_password(password, profile)
+            values["password_hash"] = await self._hash(password)
+        elif profile is not SecurityProfile.TLS_CLIENT_CERT and not current.has_password:
+            raise InvalidRequest(f"security profile {int(profile)} needs a password")
+        if security_profile is not None:
+            values["security_profile"] = int(profile)
+        if boot_policy is not None:
+            values["boot_policy"] = BootPolicy(boot_policy).value
+        await self._db.write(lambda c: repo.update_station(c, station_id, **values))
+        return await self.get(station_id)
+
+    async def delete(self, station_id: str) -> None:
+        if not await self._db.write(lambda c: repo.delete_station(c, station_id)):
+            raise UnknownStation(station_id)
+
+    async def connection_state(self, station_id: str) -> ConnectionState:
+        node = await self._router.node_of(station_id)
+        return ConnectionState(connected=node is not None, node_id=node)
+
+    async def evses(self, station_id: str) -> builtins.list[Evse]:
+        await self.get(station_id)
+        async with self._db.read() as conn:
+            return await repo.list_evses(conn, station_id)
+
+    # -- used by the websocket handshake --
+    async def auth_info(self, station_id: str) -> tuple[SecurityProfile, str | None] | None:
+        async with self._db.read() as conn:
+            return await repo.get_station_auth(conn, station_id)
+
+    async def verify_password(self, station_id: str, password: str, password_hash: str) -> bool:
+        key = hashlib.sha256(
+            b"\0".join(s.encode() for s in (station_id, password, password_hash))
+        ).digest()
+        if key in self._verified:
+            return True
+        try:
+            ok = await asyncio.to_thread(self._hasher.verify, password_hash, password)
+        except (VerificationError, InvalidHashError):
+            return False
+        if ok:
+            if len(self._verified) > 100_000:
+                self._verified.clear()
+            self._verified.add(key)
+        return bool(ok)
+
+    async def _hash(self, password: str) -> str:
+        return await asyncio.to_thread(self._hasher.hash, password)

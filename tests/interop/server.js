@@ -67,6 +67,13 @@ const overrides = new Map(); // action -> {response} | {error}
 const server = new RPCServer({ protocols: [PROTOCOL], strictMode: true });
 
 server.auth((accept, reject, handshake) => {
+    // ocpp-rpc would accept a client with no common subprotocol (and then run without one);
+    // OCPP-J says the upgrade must then fail, so this harness refuses it.
+    if (!handshake.protocols.has(PROTOCOL)) {
+        emit('subprotocol_rejected', { identity: handshake.identity, offered: [...handshake.protocols] });
+        reject(400, `subprotocol ${PROTOCOL} required`);
+        return;
+    }
     if (password !== null) {
         const given = handshake.password ? handshake.password.toString('utf8') : null;
         if (given !== password) {

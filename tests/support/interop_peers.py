@@ -145,6 +145,7 @@ async def python_station(
     station_id: str,
     password: str | None = None,
     subprotocols: list[str] | None = None,
+    station_class: type[PythonStation] = PythonStation,
 ) -> AsyncIterator[PythonStation]:
     """Connect a `PythonStation` and run its receive loop until the block ends."""
     headers = basic_auth_header(station_id, password) if password is not None else None
@@ -154,7 +155,7 @@ async def python_station(
         additional_headers=headers,
         open_timeout=10,
     )
-    station = PythonStation(station_id, connection)
+    station = station_class(station_id, connection)
     runner = asyncio.create_task(station.start())
     try:
         yield station

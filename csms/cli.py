@@ -1,7 +1,287 @@
-"""The `csms` command line."""
+"""The `csms` command line (argparse).
+
+    csms serve [--ocpp-port 9000 --api-port 8000 --database-url ... every setting]
+    csms db upgrade [REV] | csms db downgrade REV
+    csms station add ID --password PW [--security-profile 1|2|3] [--boot-policy ...]
+    csms station list
+    csms token create NAME      (the new token alone on the last line)
+    csms token revoke NAME
+    csms token list
+    csms v2g ...                (delegated to csms.v2g_cli)
+
+Every setting comes from a flag or a `CSMS_*` environment variable (flags win); invalid values
+stop the command with exit status 2 and a message naming the field.
+"""
 
 from __future__ import annotations
 
+import argparse
+import asyncio
+import importlib
+import sys
+import types
+import typing
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, TypeVar
+
+from pydantic import ValidationError
+from pydantic_settings.exceptions import SettingsError
+
+from csms.settings import Settings
+
+T = TypeVar("T")
+
+EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
+
+
+class SettingsInvalid(Exception):
+    """Settings failed validation; the message names each bad field."""
+
+
+# Settings ----------------------------------------------------------------------------------------
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _is_bool(annotation: Any) -> bool:
+    return annotation is bool
+
+
+def _add_settings_flags(
+    parser: argparse.ArgumentParser, names: Sequence[str] | None = None
+) -> None:
+    """One flag per Settings field (`database_url` -> `--database-url`), default: not given."""
+    group = parser.add_argument_group("settings (each also from CSMS_<NAME> in the environment)")
+    for name, info in Settings.model_fields.items():
+        if names is not None and name not in names:
+            continue
+        env = f"CSMS_{name.upper()}"
+        help_text = f"env {env}; default {info.default!r}"
+        if _is_bool(info.annotation):
+            group.add_argument(
+                _flag(name),
+                dest=f"setting_{name}",
+                action=argparse.BooleanOptionalAction,
+                default=None,
+                help=help_text,
+            )
+        else:
+            group.add_argument(
+                _flag(name), dest=f"setting_{name}", default=None, metavar="VALUE", help=help_text
+            )
+
+
+def _describe_validation_error(error: ValidationError) -> str:
+    lines = []
+    for item in error.errors():
+        location = item.get("loc") or ()
+        field = str(location[0]) if location else None
+        if field in Settings.model_fields:
+            where = f"setting '{field}' (flag {_flag(field)}, env CSMS_{field.upper()})"
+            got = item.get("input")
+            suffix = f" [got {got!r}]" if got is not None and not isinstance(got, dict) else ""
+            lines.append(f"invalid {where}: {item['msg']}{suffix}")
+        else:
+            lines.append(f"invalid settings: {item['msg']}")
+    return "\n".join(lines)
+
+
+def load_settings(args: argparse.Namespace | None = None) -> Settings:
+    """Settings from flags in `args` (only those given) over the CSMS_* environment."""
+    given: dict[str, Any] = {}
+    if args is not None:
+        for name in Settings.model_fields:
+            value = getattr(args, f"setting_{name}", None)
+            if value is not None:
+                given[name] = value
+    try:
+        return Settings(**given)
+    except ValidationError as error:
+        raise SettingsInvalid(_describe_validation_error(error)) from None
+    except SettingsError as error:
+        raise SettingsInvalid(f"invalid settings in the environment: {error}") from None
+
+
+# Commands ---------------------------------------------------------------------------------------
+
+
+def _run_async(coroutine_factory: Callable[[], Awaitable[T]]) -> T:
+    async def runner() -> T:
+        return await coroutine_factory()
+
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is absent on Windows
+        return asyncio.run(runner())
+    return uvloop.run(runner())
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    from csms import app
+
+    settings = load_settings(args)
+    return _run_async(lambda: app.serve(settings))
+
+
+def _cmd_db(args: argparse.Namespace) -> int:
+    from csms.persistence import migrate
+
+    settings = load_settings(args)
+    if args.db_command == "upgrade":
+        migrate.upgrade(settings.database_url, args.revision)
+        print(f"database upgraded to {args.revision}")
+    else:
+        migrate.downgrade(settings.database_url, args.revision)
+        print(f"database downgraded to {args.revision}")
+    return EXIT_OK
+
+
+def _cmd_station(args: argparse.Namespace) -> int:
+    import csms.api.admin as admin
+
+    settings = load_settings(args)
+    if args.station_command == "add":
+        station = _run_async(
+            lambda: admin.add_station(
+                settings,
+                args.station_id,
+                password=args.password,
+                security_profile=args.security_profile,
+                boot_policy=args.boot_policy,
+            )
+        )
+        print(
+            f"station {station.id} added (security profile {int(station.security_profile)}, "
+            f"boot policy {station.boot_policy})"
+        )
+        return EXIT_OK
+    stations = _run_async(lambda: admin.list_stations(settings))
+    print(f"{'ID':<24} {'PROFILE':>7} {'BOOT POLICY':<12} {'STATUS':<10} VENDOR/MODEL")
+    for station in stations:
+        vendor = "/".join(part for part in (station.vendor_name, station.model) if part)
+        print(
+            f"{station.id:<24} {int(station.security_profile):>7} {station.boot_policy!s:<12} "
+            f"{station.registration_status!s:<10} {vendor}"
+        )
+    return EXIT_OK
+
+
+def _cmd_token(args: argparse.Namespace) -> int:
+    import csms.api.admin as admin
+
+    settings = load_settings(args)
+    if args.token_command == "create":
+        created = _run_async(lambda: admin.create_api_token(settings, args.name))
+        print(f"API token '{created.token.name}' created; it is shown only once:")
+        print(created.plaintext)
+        return EXIT_OK
+    if args.token_command == "revoke":
+        revoked = _run_async(lambda: admin.revoke_api_token(settings, args.name))
+        if not revoked:
+            print(f"csms: no active API token named '{args.name}'", file=sys.stderr)
+            return EXIT_FAILURE
+        print(f"API token '{args.name}' revoked")
+        return EXIT_OK
+    tokens = _run_async(lambda: admin.list_api_tokens(settings))
+    print(f"{'NAME':<32} {'CREATED':<26} REVOKED")
+    for token in tokens:
+        revoked_at = token.revoked_at.isoformat() if token.revoked_at else "-"
+        print(f"{token.name:<32} {token.created_at.isoformat():<26} {revoked_at}")
+    return EXIT_OK
+
+
+def _cmd_v2g(argv: list[str]) -> int:
+    try:
+        module: types.ModuleType = importlib.import_module("csms.v2g_cli")
+    except ModuleNotFoundError as error:
+        if error.name != "csms.v2g_cli":
+            raise
+        print(
+            "csms: the 'v2g' commands are not installed in this build (csms.v2g_cli missing)",
+            file=sys.stderr,
+        )
+        return EXIT_FAILURE
+    main_function = typing.cast(Callable[[list[str]], int | None], module.main)
+    return int(main_function(argv) or 0)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="csms", description="OCPP 2.0.1 CSMS for bidirectional (V2G) charging"
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    serve = commands.add_parser("serve", help="run the OCPP server and the REST API")
+    _add_settings_flags(serve)
+    serve.set_defaults(handler=_cmd_serve)
+
+    db = commands.add_parser("db", help="database migrations")
+    db_commands = db.add_subparsers(dest="db_command", required=True, metavar="ACTION")
+    upgrade = db_commands.add_parser("upgrade", help="migrate up (default: to the newest)")
+    upgrade.add_argument("revision", nargs="?", default="head")
+    downgrade = db_commands.add_parser("downgrade", help="migrate down to REV ('base': empty)")
+    downgrade.add_argument("revision")
+    for sub in (upgrade, downgrade):
+        _add_settings_flags(sub, ["database_url"])
+    db.set_defaults(handler=_cmd_db)
+
+    station = commands.add_parser("station", help="charging stations")
+    station_commands = station.add_subparsers(
+        dest="station_command", required=True, metavar="ACTION"
+    )
+    add = station_commands.add_parser("add", help="register a station")
+    add.add_argument("station_id", metavar="ID")
+    add.add_argument("--password", help="Basic-auth password (16-40 characters)")
+    add.add_argument("--security-profile", type=int, choices=(1, 2, 3), default=1)
+    add.add_argument(
+        "--boot-policy", choices=("Accepted", "Pending", "Rejected"), default="Accepted"
+    )
+    listing = station_commands.add_parser("list", help="list stations")
+    for sub in (add, listing):
+        _add_settings_flags(sub, ["database_url"])
+    station.set_defaults(handler=_cmd_station)
+
+    token = commands.add_parser("token", help="REST API bearer tokens")
+    token_commands = token.add_subparsers(dest="token_command", required=True, metavar="ACTION")
+    create = token_commands.add_parser("create", help="create a token (printed once)")
+    create.add_argument("name")
+    revoke = token_commands.add_parser("revoke", help="revoke a token")
+    revoke.add_argument("name")
+    token_list = token_commands.add_parser("list", help="list tokens")
+    for sub in (create, revoke, token_list):
+        _add_settings_flags(sub, ["database_url"])
+    token.set_defaults(handler=_cmd_token)
+
+    commands.add_parser("v2g", help="V2G planning tools (see csms v2g --help)", add_help=False)
+    return parser
+
 
 def main(argv: list[str] | None = None) -> int:
-    raise SystemExit("csms: not built yet")
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    if arguments and arguments[0] == "v2g":
+        return _cmd_v2g(arguments[1:])
+    parser = build_parser()
+    args = parser.parse_args(arguments)
+    try:
+        return int(args.handler(args))
+    except SettingsInvalid as error:
+        print(f"csms: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    except admin_errors() as error:
+        print(f"csms: {error}", file=sys.stderr)
+        return EXIT_FAILURE
+    except KeyboardInterrupt:
+        return 130
+
+
+def admin_errors() -> tuple[type[Exception], ...]:
+    """Errors of the admin commands shown as one line instead of a traceback."""
+    import csms.api.admin as admin
+
+    return admin.USER_ERRORS
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,73 @@
+"""One-shot administration used by the CLI (`csms station ...`, `csms token ...`): open the
+services on the configured database (migrating it first), do one thing, close."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from csms.domain.errors import CsmsError
+from csms.domain.models import ApiToken, ApiTokenCreated, BootPolicy, SecurityProfile, Station
+from csms.services.container import Services, build_services
+from csms.settings import Settings
+
+# Errors the CLI prints as one line (exit status 1) instead of a traceback.
+USER_ERRORS: tuple[type[Exception], ...] = (CsmsError,)
+
+
+@asynccontextmanager
+async def opened(settings: Settings) -> AsyncIterator[Services]:
+    services = build_services(settings)
+    await services.start(migrate=True)
+    try:
+        yield services
+    finally:
+        await services.close()
+
+
+async def add_station(
+    settings: Settings,
+    station_id: str,
+    *,
+    password: str | None,
+    security_profile: int = 1,
+    boot_policy: str = "Accepted",
+) -> Station:
+    async with opened(settings) as services:
+        return await services.stations.create(
+            station_id,
+            password=password,
+            security_profile=SecurityProfile(security_profile),
+            boot_policy=BootPolicy(boot_policy),
+        )
+
+
+async def list_stations(settings: Settings) -> list[Station]:
+    stations: list[Station] = []
+    async with opened(settings) as services:
+        offset = 0
+        while True:
+            page = await services.stations.list(offset, 1000)
+            stations.extend(page.items)
+            offset += len(page.items)
+            if not page.items or offset >= page.total:
+                return stations
+
+
+async def create_api_token(settings: Settings, name: str) -> ApiTokenCreated:
+    async with opened(settings) as services:
+        return await services.api_tokens.create(name)
+
+
+async def revoke_api_token(settings: Settings, name: str) -> int:
+    """Revoke every live token named `name`; how many were revoked."""
+    async with opened(settings) as services:
+        live = [t for t in await services.api_tokens.list() if t.name == name and not t.revoked]
+        for token in live:
+            await services.api_tokens.revoke(token.id)
+        return len(live)
+
+
+async def list_api_tokens(settings: Settings) -> list[ApiToken]:
+    async with opened(settings) as services:
+        return await services.api_tokens.list()

@@ -1,0 +1,41 @@
+"""The FastAPI application: routes under /api/v1, OpenAPI at /docs and /openapi.json,
+Prometheus metrics at /metrics."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, FastAPI
+
+from csms.api.deps import ApiServices, TokenCache
+from csms.api.errors import install_error_handlers
+from csms.api.metrics import CsmsMetrics, metrics_route
+from csms.api.routes import commands, records, stations, tokens
+
+API_PREFIX = "/api/v1"
+
+
+def create_api(
+    services: ApiServices,
+    *,
+    metrics: CsmsMetrics | None = None,
+    token_cache_ttl_s: float = 5.0,
+) -> FastAPI:
+    app = FastAPI(
+        title="CSMS REST API",
+        version="1",
+        description="Operator API of the bidirectional-charging CSMS (OCPP 2.0.1). Every "
+        "/api/v1 route needs `Authorization: Bearer <token>` (create one with "
+        "`csms token create NAME`).",
+    )
+    app.state.services = services
+    app.state.token_cache = TokenCache(token_cache_ttl_s)
+    install_error_handlers(app)
+    api = APIRouter(prefix=API_PREFIX)
+    api.include_router(stations.router)
+    api.include_router(records.router)
+    api.include_router(records.transactions_router)
+    api.include_router(commands.router)
+    api.include_router(tokens.id_tokens_router)
+    api.include_router(tokens.api_tokens_router)
+    app.include_router(api)
+    app.add_api_route("/metrics", metrics_route(metrics), methods=["GET"], include_in_schema=False)
+    return app

@@ -1,0 +1,97 @@
+"""Service errors -> HTTP answers, every body a `ProblemRead`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI, Request, status
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+
+from csms.domain.errors import (
+    AlreadyExists,
+    CallErrorReceived,
+    CommandTimeout,
+    CommandValidationError,
+    CsmsError,
+    InvalidRequest,
+    NotFound,
+    StationDisconnected,
+    StationOffline,
+)
+
+
+class ApiProblem(Exception):
+    """An error raised by a route itself (not by a service)."""
+
+    def __init__(
+        self, status_code: int, detail: str, *, errors: list[dict[str, str]] | None = None
+    ) -> None:
+        super().__init__(detail)
+        self.status_code = status_code
+        self.detail = detail
+        self.errors = errors
+
+
+def problem(status_code: int, detail: str, **extra: Any) -> JSONResponse:
+    body: dict[str, Any] = {"detail": detail}
+    body.update({key: value for key, value in extra.items() if value is not None})
+    return JSONResponse(body, status_code=status_code)
+
+
+def _status_of(error: CsmsError) -> int:
+    if isinstance(error, NotFound):
+        return status.HTTP_404_NOT_FOUND
+    if isinstance(error, AlreadyExists | StationOffline):
+        return status.HTTP_409_CONFLICT
+    if isinstance(error, InvalidRequest):
+        return status.HTTP_422_UNPROCESSABLE_CONTENT
+    if isinstance(error, CommandTimeout):
+        return status.HTTP_504_GATEWAY_TIMEOUT
+    if isinstance(error, CallErrorReceived | StationDisconnected):
+        return status.HTTP_502_BAD_GATEWAY
+    return status.HTTP_500_INTERNAL_SERVER_ERROR
+
+
+async def _csms_error(_request: Request, error: Exception) -> JSONResponse:
+    assert isinstance(error, CsmsError)
+    code = _status_of(error)
+    if isinstance(error, CallErrorReceived):
+        return problem(
+            code,
+            f"the station answered CALLERROR {error.code}: {error.description}",
+            code=error.code,
+            error_details=error.details or None,
+        )
+    if isinstance(error, CommandValidationError):
+        field = error.path or "(payload)"
+        return problem(code, str(error), errors=[{"field": field, "message": error.detail}])
+    return problem(code, str(error))
+
+
+async def _api_problem(_request: Request, error: Exception) -> JSONResponse:
+    assert isinstance(error, ApiProblem)
+    return problem(error.status_code, error.detail, errors=error.errors)
+
+
+def _field_of(location: tuple[Any, ...] | list[Any]) -> str:
+    parts = [str(part) for part in location if part not in ("body", "query", "path")]
+    return ".".join(parts) or "(body)"
+
+
+async def _request_validation(_request: Request, error: Exception) -> JSONResponse:
+    assert isinstance(error, RequestValidationError)
+    errors = [
+        {"field": _field_of(item.get("loc", ())), "message": str(item.get("msg", ""))}
+        for item in error.errors()
+    ]
+    summary = "; ".join(f"{item['field']}: {item['message']}" for item in errors)
+    return problem(
+        status.HTTP_422_UNPROCESSABLE_CONTENT, f"invalid request: {summary}", errors=errors
+    )
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(CsmsError, _csms_error)
+    app.add_exception_handler(ApiProblem, _api_problem)
+    app.add_exception_handler(RequestValidationError, _request_validation)

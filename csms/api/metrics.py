@@ -1,0 +1,63 @@
+"""Prometheus metrics on /metrics: connected stations, and message counters when the OCPP
+server exposes them (an object with `messages_in`/`messages_out` dicts action -> count)."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from typing import Protocol
+
+from fastapi import Response
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+
+class MessageCounters(Protocol):
+    @property
+    def messages_in(self) -> Mapping[str, int]: ...
+    @property
+    def messages_out(self) -> Mapping[str, int]: ...
+
+
+class CsmsMetrics(Collector):
+    """Collects at scrape time: nothing is counted twice and no global registry is used."""
+
+    def __init__(
+        self,
+        connected_stations: Callable[[], int],
+        counters: MessageCounters | None = None,
+    ) -> None:
+        self._connected_stations = connected_stations
+        self._counters = counters
+        self.registry = CollectorRegistry(auto_describe=False)
+        self.registry.register(self)
+
+    def collect(self) -> Iterable[Metric]:
+        gauge = GaugeMetricFamily(
+            "csms_connected_stations", "Stations with an open OCPP connection on this node"
+        )
+        gauge.add_metric([], float(self._connected_stations()))
+        yield gauge
+        if self._counters is None:
+            return
+        messages = CounterMetricFamily(
+            "csms_ocpp_messages",
+            "OCPP CALLs by direction and action",
+            labels=["direction", "action"],
+        )
+        for direction, counts in (
+            ("in", self._counters.messages_in),
+            ("out", self._counters.messages_out),
+        ):
+            for action, count in sorted(counts.items()):
+                messages.add_metric([direction, action], float(count))
+        yield messages
+
+
+def metrics_route(metrics: CsmsMetrics | None) -> Callable[[], Awaitable[Response]]:
+    async def serve_metrics() -> Response:
+        if metrics is None:
+            return Response("# no metrics configured\n", media_type=CONTENT_TYPE_LATEST)
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    return serve_metrics

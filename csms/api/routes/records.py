@@ -1,0 +1,231 @@
+"""What stations reported: transactions with meter values, device-model variables, accepted
+charging profiles, the OCPP message log, events; and tariffs per station."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query, Response, status
+
+from csms.api.deps import Paging, Services, require_token
+from csms.api.errors import ApiProblem
+from csms.api.schemas import (
+    ChargingProfileRead,
+    DeviceVariableRead,
+    EventRead,
+    MessageLogRead,
+    MeterValueRead,
+    PageRead,
+    TariffRead,
+    TariffUpdate,
+    TransactionDetailRead,
+    TransactionEventRead,
+    TransactionRead,
+)
+from csms.domain.models import TransactionState
+
+router = APIRouter(prefix="/stations/{station_id}", dependencies=[Depends(require_token)])
+transactions_router = APIRouter(
+    prefix="/transactions", tags=["transactions"], dependencies=[Depends(require_token)]
+)
+
+StateFilter = Annotated[TransactionState | None, Query(description="Active or Ended")]
+
+
+@transactions_router.get(
+    "",
+    response_model=PageRead[TransactionRead],
+    summary="Transactions of every station (paged, newest first)",
+)
+async def list_all_transactions(
+    services: Services, paging: Paging, state: StateFilter = None
+) -> PageRead[TransactionRead]:
+    page = await services.transactions.list(paging.offset, paging.limit, state=state)
+    return PageRead[TransactionRead](
+        items=[TransactionRead.model_validate(t) for t in page.items],
+        total=page.total,
+        offset=page.offset,
+        limit=page.limit,
+    )
+
+
+@router.get(
+    "/transactions",
+    response_model=PageRead[TransactionRead],
+    tags=["transactions"],
+    summary="A station's transactions (paged)",
+)
+async def list_transactions(
+    services: Services, station_id: str, paging: Paging, state: StateFilter = None
+) -> PageRead[TransactionRead]:
+    await services.stations.get(station_id)
+    page = await services.transactions.list(
+        paging.offset, paging.limit, station_id=station_id, state=state
+    )
+    return PageRead[TransactionRead](
+        items=[TransactionRead.model_validate(t) for t in page.items],
+        total=page.total,
+        offset=page.offset,
+        limit=page.limit,
+    )
+
+
+@router.get(
+    "/transactions/{transaction_id}",
+    response_model=TransactionDetailRead,
+    tags=["transactions"],
+    summary="A transaction with its events and meter values",
+)
+async def get_transaction(
+    services: Services, station_id: str, transaction_id: str
+) -> TransactionDetailRead:
+    detail = await services.transactions.get(station_id, transaction_id)
+    return TransactionDetailRead(
+        transaction=TransactionRead.model_validate(detail.transaction),
+        events=[TransactionEventRead.model_validate(e) for e in detail.events],
+        meter_values=[MeterValueRead.model_validate(m) for m in detail.meter_values],
+    )
+
+
+@router.get(
+    "/transactions/{transaction_id}/meter-values",
+    response_model=PageRead[MeterValueRead],
+    tags=["transactions"],
+    summary="A transaction's meter values (paged, oldest first)",
+)
+async def list_meter_values(
+    services: Services,
+    station_id: str,
+    transaction_id: str,
+    paging: Paging,
+    measurand: Annotated[str | None, Query()] = None,
+) -> PageRead[MeterValueRead]:
+    detail = await services.transactions.get(station_id, transaction_id)
+    samples = [m for m in detail.meter_values if measurand is None or m.measurand == measurand]
+    window = samples[paging.offset : paging.offset + paging.limit]
+    return PageRead[MeterValueRead](
+        items=[MeterValueRead.model_validate(m) for m in window],
+        total=len(samples),
+        offset=paging.offset,
+        limit=paging.limit,
+    )
+
+
+@router.get(
+    "/variables",
+    response_model=PageRead[DeviceVariableRead],
+    tags=["device model"],
+    summary="Device-model variables the station reported (NotifyReport)",
+)
+async def list_variables(
+    services: Services,
+    station_id: str,
+    paging: Paging,
+    component: Annotated[str | None, Query()] = None,
+    variable: Annotated[str | None, Query()] = None,
+) -> PageRead[DeviceVariableRead]:
+    await services.stations.get(station_id)
+    found = await services.device_model.list(station_id, component=component, variable=variable)
+    window = found[paging.offset : paging.offset + paging.limit]
+    return PageRead[DeviceVariableRead](
+        items=[DeviceVariableRead.model_validate(v) for v in window],
+        total=len(found),
+        offset=paging.offset,
+        limit=paging.limit,
+    )
+
+
+@router.get(
+    "/charging-profiles",
+    response_model=list[ChargingProfileRead],
+    tags=["smart charging"],
+    summary="Charging profiles the station accepted",
+)
+async def list_charging_profiles(
+    services: Services,
+    station_id: str,
+    evse_id: Annotated[int | None, Query(ge=0)] = None,
+) -> list[ChargingProfileRead]:
+    await services.stations.get(station_id)
+    records = await services.charging_profiles.list(station_id, evse_id)
+    return [ChargingProfileRead.model_validate(r) for r in records]
+
+
+@router.get(
+    "/messages",
+    response_model=PageRead[MessageLogRead],
+    tags=["logs"],
+    summary="The station's recent OCPP messages (paged, newest first)",
+)
+async def list_messages(
+    services: Services, station_id: str, paging: Paging
+) -> PageRead[MessageLogRead]:
+    await services.stations.get(station_id)
+    page = await services.message_log.list(station_id, paging.offset, paging.limit)
+    return PageRead[MessageLogRead](
+        items=[MessageLogRead.model_validate(e) for e in page.items],
+        total=page.total,
+        offset=page.offset,
+        limit=page.limit,
+    )
+
+
+@router.get(
+    "/events",
+    response_model=PageRead[EventRead],
+    tags=["logs"],
+    summary="Notifications from the station (NotifyEvent, security events, ...)",
+)
+async def list_events(
+    services: Services,
+    station_id: str,
+    paging: Paging,
+    kind: Annotated[str | None, Query(description="OCPP action, e.g. NotifyEvent")] = None,
+) -> PageRead[EventRead]:
+    await services.stations.get(station_id)
+    page = await services.events.list(station_id, paging.offset, paging.limit, kind=kind)
+    return PageRead[EventRead](
+        items=[EventRead.model_validate(e) for e in page.items],
+        total=page.total,
+        offset=page.offset,
+        limit=page.limit,
+    )
+
+
+@router.get(
+    "/tariff", response_model=TariffRead, tags=["tariffs"], summary="The station's energy tariff"
+)
+async def get_tariff(services: Services, station_id: str) -> TariffRead:
+    await services.stations.get(station_id)
+    tariff = await services.tariffs.get(station_id)
+    if tariff is None:
+        raise ApiProblem(404, f"no tariff set for station {station_id!r}")
+    return TariffRead.model_validate(tariff)
+
+
+@router.put(
+    "/tariff",
+    response_model=TariffRead,
+    tags=["tariffs"],
+    summary="Set the station's energy tariff (used for running cost)",
+)
+async def set_tariff(services: Services, station_id: str, body: TariffUpdate) -> TariffRead:
+    tariff = await services.tariffs.set(
+        station_id,
+        currency=body.currency,
+        price_per_kwh=body.price_per_kwh,
+        price_per_hour=body.price_per_hour,
+    )
+    return TariffRead.model_validate(tariff)
+
+
+@router.delete(
+    "/tariff",
+    status_code=status.HTTP_204_NO_CONTENT,
+    tags=["tariffs"],
+    summary="Remove the station's tariff",
+)
+async def delete_tariff(services: Services, station_id: str) -> Response:
+    await services.stations.get(station_id)
+    await services.tariffs.delete(station_id)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)

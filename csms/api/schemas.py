@@ -1,0 +1,376 @@
+"""REST request/response schemas (pydantic v2): `XCreate` in, `XRead` out, `XUpdate` to change.
+
+Field names are snake_case in JSON; OCPP payloads passed through (charging profiles, command
+bodies and answers) keep the OCPP camelCase of the OCA schemas.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Generic, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+T = TypeVar("T")
+
+BootPolicyName = Literal["Accepted", "Pending", "Rejected"]
+IdTokenStatusName = Literal["Accepted", "Blocked", "Expired", "Invalid", "Unknown"]
+# SecurityCtrlr.BasicAuthPassword: 16 to 40 characters (OCPP 2.0.1 Part 2, A00.FR.205).
+PASSWORD_MIN, PASSWORD_MAX = 16, 40
+StationIdField = Field(min_length=1, max_length=48, pattern=r"^[A-Za-z0-9._:\-]+$")
+
+
+class ReadModel(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+
+class PageRead(BaseModel, Generic[T]):
+    items: list[T]
+    total: int = Field(description="number of items over all pages")
+    offset: int
+    limit: int
+
+
+class ProblemRead(BaseModel):
+    """Body of every error answer."""
+
+    detail: str
+    code: str | None = Field(None, description="OCPP CALLERROR code (502 answers)")
+    errors: list[dict[str, str]] | None = Field(None, description="invalid fields (422)")
+    error_details: Any = None
+
+
+# Stations --------------------------------------------------------------------------------------
+
+
+def _check_password(value: str | None) -> str | None:
+    if value is not None and not PASSWORD_MIN <= len(value) <= PASSWORD_MAX:
+        raise ValueError(
+            f"must be {PASSWORD_MIN} to {PASSWORD_MAX} characters (OCPP BasicAuthPassword)"
+        )
+    return value
+
+
+class StationCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    id: str = StationIdField
+    password: str | None = Field(None, description="Basic-auth password, 16-40 characters")
+    security_profile: int = Field(1, ge=1, le=3)
+    boot_policy: BootPolicyName = "Accepted"
+
+    _password = field_validator("password")(_check_password)
+
+
+class StationUpdate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    password: str | None = None
+    security_profile: int | None = Field(None, ge=1, le=3)
+    boot_policy: BootPolicyName | None = None
+
+    _password = field_validator("password")(_check_password)
+
+
+class ConnectionRead(BaseModel):
+    connected: bool
+    node: str | None = None
+
+
+class StationRead(ReadModel):
+    id: str
+    security_profile: int
+    boot_policy: str
+    registration_status: str
+    has_password: bool
+    vendor_name: str | None = None
+    model: str | None = None
+    serial_number: str | None = None
+    firmware_version: str | None = None
+    last_boot_at: datetime | None = None
+    last_heartbeat_at: datetime | None = None
+    created_at: datetime | None = None
+    connected: bool = False
+    node: str | None = None
+
+
+class PasswordRotationCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    password: str | None = Field(
+        None, description="new password (16-40 characters); generated when absent"
+    )
+
+    _password = field_validator("password")(_check_password)
+
+
+class PasswordRotationRead(BaseModel):
+    station_id: str
+    status: str = Field(description="the station's SetVariables attributeStatus")
+    applied: bool = Field(description="true when the CSMS now keeps the new password")
+    password: str | None = Field(None, description="the new password, only when applied")
+
+
+class SecurityProfileUpgradeCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    security_profile: int = Field(ge=2, le=3)
+
+
+class SecurityProfileUpgradeRead(BaseModel):
+    station_id: str
+    security_profile: int
+    status: str
+    applied: bool
+
+
+# EVSEs, transactions --------------------------------------------------------------------------
+
+
+class ConnectorRead(ReadModel):
+    connector_id: int
+    status: str
+    updated_at: datetime | None = None
+
+
+class EvseRead(ReadModel):
+    evse_id: int
+    connectors: list[ConnectorRead]
+
+
+class TransactionRead(ReadModel):
+    station_id: str
+    transaction_id: str
+    state: str
+    evse_id: int | None = None
+    connector_id: int | None = None
+    id_token: str | None = None
+    id_token_type: str | None = None
+    started_at: datetime | None = None
+    ended_at: datetime | None = None
+    stopped_reason: str | None = None
+    last_seq_no: int | None = None
+    charging_state: str | None = None
+    total_cost: float | None = None
+    offline_seen: bool = False
+    started_unseen: bool = False
+    energy_wh: float | None = None
+    updated_at: datetime | None = None
+
+
+class MeterValueRead(ReadModel):
+    timestamp: datetime
+    value: float
+    measurand: str
+    evse_id: int | None = None
+    transaction_id: str | None = None
+    phase: str | None = None
+    location: str | None = None
+    context: str | None = None
+    unit: str | None = None
+
+
+class TransactionEventRead(ReadModel):
+    seq_no: int
+    event_type: str
+    trigger_reason: str
+    timestamp: datetime
+    offline: bool = False
+    payload: dict[str, Any]
+
+
+class TransactionDetailRead(BaseModel):
+    transaction: TransactionRead
+    events: list[TransactionEventRead]
+    meter_values: list[MeterValueRead]
+
+
+# Id tokens, API tokens ------------------------------------------------------------------------
+
+
+class IdTokenCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    id_token: str = Field(min_length=1, max_length=36)
+    type: str = Field(
+        "ISO14443",
+        description="IdTokenEnumType: Central, eMAID, ISO14443, ISO15693, KeyCode, Local, "
+        "MacAddress, NoAuthorization",
+    )
+    status: IdTokenStatusName = "Accepted"
+    expires_at: datetime | None = None
+    group_id_token: str | None = Field(None, max_length=36)
+
+
+class IdTokenUpdate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    status: IdTokenStatusName
+
+
+class IdTokenRead(ReadModel):
+    id_token: str
+    type: str
+    status: str
+    expires_at: datetime | None = None
+    group_id_token: str | None = None
+    created_at: datetime | None = None
+
+
+class ApiTokenCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=100)
+
+
+class ApiTokenRead(ReadModel):
+    id: int
+    name: str
+    created_at: datetime
+    revoked_at: datetime | None = None
+
+
+class ApiTokenCreatedRead(BaseModel):
+    token: ApiTokenRead
+    plaintext: str = Field(description="shown once; only its hash is stored")
+
+
+# Device model, profiles, logs, events, tariffs -------------------------------------------------
+
+
+class DeviceVariableRead(ReadModel):
+    component: str
+    variable: str
+    attribute_type: str
+    value: str | None = None
+    component_instance: str | None = None
+    evse_id: int | None = None
+    connector_id: int | None = None
+    variable_instance: str | None = None
+    mutability: str | None = None
+    characteristics: dict[str, Any] | None = None
+    updated_at: datetime | None = None
+
+
+class ChargingProfileCreate(BaseModel):
+    """A SetChargingProfile for one EVSE (0 = the whole station); profile in OCPP camelCase."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    evse_id: int = Field(ge=0)
+    charging_profile: dict[str, Any]
+
+
+class ChargingProfileRead(ReadModel):
+    evse_id: int
+    profile_id: int
+    purpose: str
+    stack_level: int
+    kind: str
+    profile: dict[str, Any]
+    transaction_id: str | None = None
+    valid_from: datetime | None = None
+    valid_to: datetime | None = None
+    source: str
+    updated_at: datetime | None = None
+
+
+class ChargingProfileResultRead(BaseModel):
+    status: str
+    status_info: dict[str, Any] | None = None
+    stored: bool
+
+
+class MessageLogRead(ReadModel):
+    id: int | None = None
+    direction: str
+    kind: str
+    message_id: str
+    action: str | None = None
+    payload: Any
+    created_at: datetime
+
+
+class EventRead(ReadModel):
+    id: int | None = None
+    kind: str
+    payload: dict[str, Any]
+    received_at: datetime
+    timestamp: datetime | None = None
+
+
+class TariffUpdate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    currency: str = Field(min_length=3, max_length=3, description="ISO 4217, e.g. AUD")
+    price_per_kwh: float = Field(0.0, ge=0)
+    price_per_hour: float = Field(0.0, ge=0)
+
+
+class TariffRead(ReadModel):
+    station_id: str
+    currency: str
+    price_per_kwh: float
+    price_per_hour: float
+
+
+# Typed commands -------------------------------------------------------------------------------
+
+
+class ResetCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    type: Literal["Immediate", "OnIdle"] = "OnIdle"
+    evse_id: int | None = Field(None, ge=0)
+
+
+class RequestStartCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    id_token: str = Field(min_length=1, max_length=36)
+    id_token_type: str = "Central"
+    evse_id: int | None = Field(None, ge=1)
+    remote_start_id: int = Field(1, ge=0)
+    charging_profile: dict[str, Any] | None = Field(
+        None, description="optional TxProfile in OCPP camelCase"
+    )
+
+
+class RequestStopCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    transaction_id: str = Field(min_length=1, max_length=36)
+
+
+class VariableRef(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    component: str
+    variable: str
+    component_instance: str | None = None
+    variable_instance: str | None = None
+    evse_id: int | None = Field(None, ge=0)
+    connector_id: int | None = Field(None, ge=0)
+    attribute_type: Literal["Actual", "Target", "MinSet", "MaxSet"] = "Actual"
+
+
+class VariableGetCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    variables: list[VariableRef] = Field(min_length=1)
+
+
+class VariableSetItem(VariableRef):
+    value: str = Field(max_length=1000)
+
+
+class VariableSetCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    variables: list[VariableSetItem] = Field(min_length=1)
+
+
+class OcppResponseRead(BaseModel):
+    """The station's answer, unchanged (OCPP camelCase)."""
+
+    model_config = ConfigDict(extra="allow")

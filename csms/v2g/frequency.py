@@ -1,0 +1,104 @@
+"""Frequency response (pure): the local frequency-watt curve and the central under-frequency
+event rule. Power is signed: negative = discharge (inject into the grid)."""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+from enum import StrEnum
+
+import numpy as np
+
+NEM_NORMAL_BAND_HZ = (49.85, 50.15)
+
+
+@dataclass(frozen=True)
+class FreqWattCurve:
+    """Piecewise-linear (Hz, W) points, Hz strictly increasing, flat beyond the ends; inside
+    nominal +/- deadband the answer is 0 W."""
+
+    points: tuple[tuple[float, float], ...]
+    nominal_hz: float = 50.0
+    deadband_hz: float = 0.0
+
+    def __post_init__(self) -> None:
+        if len(self.points) < 2:
+            raise ValueError("a frequency-watt curve needs at least two points")
+        hz = [p[0] for p in self.points]
+        if any(b <= a for a, b in itertools.pairwise(hz)):
+            raise ValueError("curve frequencies must strictly increase")
+        if self.deadband_hz < 0:
+            raise ValueError("deadband must be >= 0")
+
+
+def freq_watt(curve: FreqWattCurve, hz: float) -> float:
+    """Power (W) the charger should run at for the measured frequency."""
+    if abs(hz - curve.nominal_hz) <= curve.deadband_hz:
+        return 0.0
+    xs = np.fromiter((p[0] for p in curve.points), dtype=float)
+    ys = np.fromiter((p[1] for p in curve.points), dtype=float)
+    return float(np.interp(hz, xs, ys))
+
+
+def nem_curve(max_discharge_w: float, max_charge_w: float) -> FreqWattCurve:
+    """Full discharge at 49.0 Hz and full charge at 51.0 Hz, nothing inside the NEM normal
+    operating band (49.85-50.15 Hz)."""
+    low, high = NEM_NORMAL_BAND_HZ
+    return FreqWattCurve(
+        points=((49.0, -max_discharge_w), (low, 0.0), (high, 0.0), (51.0, max_charge_w)),
+        deadband_hz=0.15,
+    )
+
+
+@dataclass(frozen=True)
+class UnderFrequencyRule:
+    """Below `threshold_hz` for `hold_s` -> discharge `discharge_kw` for `duration_s`, only
+    when SoC > `min_soc`; stop early if SoC falls to `stop_soc`."""
+
+    threshold_hz: float = 49.8
+    hold_s: float = 5.0
+    discharge_kw: float = 5.0
+    duration_s: float = 600.0
+    min_soc: float = 0.5
+    stop_soc: float = 0.5
+
+
+class EventState(StrEnum):
+    IDLE = "idle"
+    ARMING = "arming"  # below threshold, waiting out hold_s
+    ACTIVE = "active"  # discharging
+
+
+class UnderFrequencyEvent:
+    """Feed (time s, Hz, SoC) samples in time order; each answer is the power to run at (kW)."""
+
+    def __init__(self, rule: UnderFrequencyRule | None = None) -> None:
+        self.rule = rule or UnderFrequencyRule()
+        self.state = EventState.IDLE
+        self._since: float = 0.0
+        self._until: float = 0.0
+        self._last_t: float | None = None
+        self.events_started = 0
+
+    def feed(self, t: float, hz: float, soc: float) -> float:
+        if self._last_t is not None and t < self._last_t:
+            raise ValueError(f"samples must come in time order ({t} after {self._last_t})")
+        self._last_t = t
+        rule = self.rule
+        if self.state is EventState.ACTIVE:
+            if t >= self._until or soc <= rule.stop_soc:
+                self.state = EventState.IDLE
+            else:
+                return -rule.discharge_kw
+        low = hz < rule.threshold_hz
+        if self.state is EventState.IDLE and low:
+            self.state, self._since = EventState.ARMING, t
+        elif self.state is EventState.ARMING and not low:
+            self.state = EventState.IDLE
+        if self.state is EventState.ARMING and t - self._since >= rule.hold_s:
+            if soc > rule.min_soc:
+                self.state, self._until = EventState.ACTIVE, t + rule.duration_s
+                self.events_started += 1
+                return -rule.discharge_kw
+            self._since = t  # too empty to help: look again after another hold period
+        return 0.0

@@ -243,6 +243,9 @@ class ControllerInputs:
     terminal_voltage_v: float = 0.0
     measured_current_a: float = 0.0
     safety_faults: frozenset[str] = frozenset()
+    # Charge current the charger offers in 0x108 byte 3 (the schedule's wish within the EVSE's
+    # limits, NOT bounded by the car's own request); None = the EVSE maximum.
+    offered_charge_current_a: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -471,7 +474,8 @@ def step(
             t.emit(HardwareEventKind.SESSION_ENDED, "unplugged")
         t.emit(HardwareEventKind.UNPLUGGED)
         t.go(ChargerState.IDLE, delivering=False, stop_reason="", error_stop=False)
-        return t.s, _command(t)
+        command = _command(t)  # updates t.s (last output) too
+        return t.s, command
 
     if t.s.state in ACTIVE_STATES:
         _check_stops(t)
@@ -606,7 +610,8 @@ def step(
     elif st is ChargerState.ENDED and not inp.authorized:
         t.go(ChargerState.PLUGGED)  # the transaction is over: the next one starts afresh
 
-    return t.s, _command(t)
+    command = _command(t)  # updates t.s (last output) too
+    return t.s, command
 
 
 def _command(t: _Tick) -> ControllerCommand:
@@ -660,7 +665,9 @@ def _frames(t: _Tick, output: float, threshold: float) -> tuple[Frame, ...]:
     if st is ChargerState.CHARGING:
         # Advertise what may flow now, so the car's request follows the schedule (a car whose
         # request stays far above the delivered current raises a current-deviation fault).
-        available = min(config.max_charge_current_a, max(0.0, inp.allowed_current_a))
+        offered = inp.offered_charge_current_a
+        wish = config.max_charge_current_a if offered is None else max(0.0, offered)
+        available = min(config.max_charge_current_a, wish)
     elif st in _PREPARING or st is ChargerState.SWITCH_TO_CHARGE:
         available = config.max_charge_current_a
     else:

@@ -10,6 +10,7 @@ Sign convention (as in `interfaces.py`): positive current = into the vehicle (ch
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Protocol
 
 from chargepoint_firmware.chademo.controller import InsulationResult
@@ -18,6 +19,7 @@ __all__ = [
     "ConnectorLockPort",
     "DcPowerStagePort",
     "EmergencyStopPort",
+    "EvsePorts",
     "GridMeterPort",
     "InsulationMonitorPort",
     "InsulationResult",
@@ -86,3 +88,17 @@ class EmergencyStopPort(Protocol):
     """The mushroom button (or an external trip input)."""
 
     def is_pressed(self) -> bool: ...
+
+
+@dataclass(frozen=True, slots=True)
+class EvsePorts:
+    """Every port one CHAdeMO EVSE needs, bundled for construction."""
+
+    d1: RelayPort
+    d2: RelayPort
+    lock: ConnectorLockPort
+    plug: PlugSensorPort
+    insulation: InsulationMonitorPort
+    power_stage: DcPowerStagePort
+    grid: GridMeterPort
+    emergency_stop: EmergencyStopPort

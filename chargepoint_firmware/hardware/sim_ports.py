@@ -23,6 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from chargepoint_firmware.chademo.controller import InsulationResult
+from chargepoint_firmware.hardware.ports import EvsePorts
 
 Clock = Callable[[], float]
 
@@ -251,3 +252,44 @@ class SimEmergencyStop:
 
     def is_pressed(self) -> bool:
         return self.pressed
+
+
+def simulated_ports(
+    connector: SimConnector,
+    grid: SimGridMeter | None = None,
+    emergency_stop: SimEmergencyStop | None = None,
+) -> tuple[EvsePorts, SimPortSet]:
+    """Ports over one simulated connector, plus typed handles for tests to poke."""
+    sims = SimPortSet(
+        d1=SimRelay(connector, "d1"),
+        d2=SimRelay(connector, "d2"),
+        lock=SimConnectorLock(connector),
+        plug=SimPlugSensor(connector),
+        insulation=SimInsulationMonitor(connector),
+        power_stage=SimPowerStage(connector),
+        grid=grid or SimGridMeter(),
+        emergency_stop=emergency_stop or SimEmergencyStop(),
+    )
+    ports = EvsePorts(
+        d1=sims.d1,
+        d2=sims.d2,
+        lock=sims.lock,
+        plug=sims.plug,
+        insulation=sims.insulation,
+        power_stage=sims.power_stage,
+        grid=sims.grid,
+        emergency_stop=sims.emergency_stop,
+    )
+    return ports, sims
+
+
+@dataclass
+class SimPortSet:
+    d1: SimRelay
+    d2: SimRelay
+    lock: SimConnectorLock
+    plug: SimPlugSensor
+    insulation: SimInsulationMonitor
+    power_stage: SimPowerStage
+    grid: SimGridMeter
+    emergency_stop: SimEmergencyStop

@@ -1,0 +1,517 @@
+"""`ChademoEvse`: one CHAdeMO DC EVSE over python-can, behind `interfaces.EvseHardware`.
+
+Every control tick (100 ms, an asyncio loop with absolute deadlines):
+  ports -> setpoint as signed amps (W / present battery voltage) -> safety supervisor
+  (`chargepoint_firmware.safety.supervise`, the last gate) -> CHAdeMO state machine
+  (`chademo.controller.step`) -> power stage, relays, lock -> cyclic frames 0x108, 0x109
+  (+ 0x208, 0x209) on the bus -> energy registers, status snapshot, hardware events.
+Vehicle frames arrive through a `can.Notifier` running on the asyncio loop; a vehicle frame
+that asks for a stop (fault flag, stop request, charge-enable falling edge) triggers an
+extra tick at once, so the power stage drops without waiting for the next cycle.
+
+The bus is any python-can interface from configuration: `socketcan` on a real charger,
+`virtual` in tests and simulation (a unique channel per test).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import can
+
+from chargepoint_firmware.chademo.controller import (
+    ACTIVE_STATES,
+    ChargerState,
+    ControllerConfig,
+    ControllerInputs,
+    ControllerState,
+    Direction,
+    VehicleView,
+    session_state,
+    setpoint_to_current_a,
+    step,
+)
+from chargepoint_firmware.chademo.frames import (
+    FrameDecodeError,
+    VehicleStatus,
+    decode,
+    encode,
+)
+from chargepoint_firmware.hardware.ports import EvsePorts
+from chargepoint_firmware.interfaces import (
+    EvseSetpoint,
+    EvseStatus,
+    HardwareEvent,
+    HardwareEventKind,
+    HardwareListener,
+    VehicleLimits,
+)
+from chargepoint_firmware.safety import (
+    SafetyConfig,
+    SafetyInputs,
+    SafetyState,
+    reset_faults,
+    supervise,
+)
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class ChademoEvseConfig:
+    """One EVSE: its limits, its CAN bus and the supervisor's settings."""
+
+    evse_id: int = 1
+    can_interface: str = "socketcan"  # any python-can interface name ("virtual" in tests)
+    can_channel: str = "can0"
+    can_bitrate: int = 500_000  # CHAdeMO: 500 kbit/s
+    max_charge_current_a: float = 15.0
+    max_discharge_current_a: float = 15.0
+    max_charge_power_w: float = 7_000.0
+    max_discharge_power_w: float = 7_000.0
+    min_voltage_v: float = 150.0
+    max_voltage_v: float = 500.0
+    discharge_capable: bool = True
+    welding_detection: bool = True
+    tick_s: float = 0.1  # CHAdeMO cycle
+    # None: built from the limits above with the supervisor's defaults.
+    safety: SafetyConfig | None = None
+    # Simulation only: multiply integrated energy like SimVehicleConfig.time_scale does.
+    energy_time_scale: float = 1.0
+
+    def safety_config(self) -> SafetyConfig:
+        if self.safety is not None:
+            return self.safety
+        return SafetyConfig(
+            max_charge_current_a=self.max_charge_current_a,
+            max_discharge_current_a=self.max_discharge_current_a,
+            max_charge_power_w=self.max_charge_power_w,
+            max_discharge_power_w=self.max_discharge_power_w,
+            min_voltage_v=self.min_voltage_v,
+            max_voltage_v=self.max_voltage_v,
+        )
+
+    def controller_config(self) -> ControllerConfig:
+        return ControllerConfig(
+            max_voltage_v=self.max_voltage_v,
+            min_voltage_v=self.min_voltage_v,
+            max_charge_current_a=self.max_charge_current_a,
+            max_discharge_current_a=self.max_discharge_current_a,
+            discharge_capable=self.discharge_capable,
+            welding_detection=self.welding_detection,
+        )
+
+
+@dataclass
+class _Registers:
+    import_wh: float = 0.0
+    export_wh: float = 0.0
+    last_at: float | None = None
+
+
+@dataclass
+class TickTrace:
+    """Per-tick record kept for diagnostics and tests (bounded)."""
+
+    at: float
+    state: ChargerState
+    commanded_a: float
+    measured_a: float
+    limited_by: str
+
+
+class ChademoEvse:
+    """A CHAdeMO EVSE implementing `interfaces.EvseHardware`."""
+
+    def __init__(
+        self,
+        config: ChademoEvseConfig,
+        ports: EvsePorts,
+        *,
+        bus: can.BusABC | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self._config = config
+        self._ports = ports
+        self._bus = bus
+        self._owns_bus = bus is None
+        self._clock = clock
+        self._wall_clock = wall_clock
+        self._safety_config = config.safety_config()
+        self._controller_config = config.controller_config()
+        self._cstate = ControllerState(since=clock())
+        self._sstate = SafetyState()
+        self._vehicle = VehicleView()
+        self._setpoint = EvseSetpoint(evse_id=config.evse_id, limit=None)
+        self._authorized = False
+        self._csms_connected = False
+        self._csms_last_seen: float | None = None
+        self._listeners: list[HardwareListener] = []
+        self._registers = _Registers()
+        self._insulation_started = False
+        self._grid_present: bool | None = None
+        self._islanded = False
+        self._notifier: can.Notifier | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._status = EvseStatus(
+            evse_id=config.evse_id,
+            state=session_state(self._cstate, plugged=False, latched=False),
+            plugged=False,
+        )
+        self.trace: list[TickTrace] = []
+        self.sent_frames = 0
+
+    # --- EvseHardware ------------------------------------------------------------------------
+    @property
+    def evse_id(self) -> int:
+        return self._config.evse_id
+
+    @property
+    def controller_state(self) -> ControllerState:
+        return self._cstate
+
+    @property
+    def vehicle(self) -> VehicleView:
+        return self._vehicle
+
+    def set_setpoint(self, setpoint: EvseSetpoint) -> None:
+        self._setpoint = setpoint
+
+    def status(self) -> EvseStatus:
+        return self._status
+
+    def subscribe(self, listener: HardwareListener) -> None:
+        self._listeners.append(listener)
+
+    def allow_energy_transfer(self, allowed: bool) -> None:
+        self._authorized = allowed
+
+    def set_csms_connected(self, connected: bool) -> None:
+        if self._csms_connected and not connected:
+            self._csms_last_seen = self._clock()
+        self._csms_connected = connected
+
+    def reset_faults(self) -> tuple[str, ...]:
+        cleared = tuple(sorted(self._sstate.latched_faults))
+        self._sstate = reset_faults(self._sstate)
+        for name in cleared:
+            log.info("EVSE %s: fault %s reset", self.evse_id, name)
+            self._emit(HardwareEventKind.FAULT_CLEARED, name)
+        return cleared
+
+    # --- lifecycle ---------------------------------------------------------------------------
+    async def start(self) -> None:
+        """Open the CAN bus (unless one was given), start receiving and the control loop."""
+        if self._task is not None:
+            return
+        if self._bus is None:
+            self._bus = can.Bus(
+                interface=self._config.can_interface,
+                channel=self._config.can_channel,
+                bitrate=self._config.can_bitrate,
+            )
+        loop = asyncio.get_running_loop()
+        self._notifier = can.Notifier(self._bus, [self._on_message], timeout=0.05, loop=loop)
+        self._task = asyncio.create_task(self._run(), name=f"chademo-evse-{self.evse_id}")
+
+    async def stop(self) -> None:
+        """Stop output at once, open the relays, stop the loop and release the bus."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        # Current first, then the sequence signals (protects the EV contactor).
+        self._ports.power_stage.command(0.0, 0.0)
+        self._ports.d2.set_on(False)
+        self._ports.d1.set_on(False)
+        if self._notifier is not None:
+            self._notifier.stop(timeout=0.2)
+            self._notifier = None
+        if self._owns_bus and self._bus is not None:
+            self._bus.shutdown()
+            self._bus = None
+
+    async def _run(self) -> None:
+        period = self._config.tick_s
+        next_at = self._clock()
+        while True:
+            try:
+                self.tick()
+            except Exception:  # never let one bad tick kill the charger loop silently
+                log.exception("EVSE %s: control tick failed; commanding 0 A", self.evse_id)
+                self._ports.power_stage.command(0.0, 0.0)
+            next_at += period
+            delay = next_at - self._clock()
+            if delay < -period:  # far behind (suspended process): resynchronise
+                next_at = self._clock()
+                delay = 0.0
+            await asyncio.sleep(max(0.0, delay))
+
+    # --- receiving ---------------------------------------------------------------------------
+    def _on_message(self, msg: can.Message) -> None:
+        if msg.is_extended_id or msg.is_error_frame:
+            return
+        try:
+            frame = decode(msg.arbitration_id, bytes(msg.data))
+        except FrameDecodeError as exc:
+            log.warning("EVSE %s: bad frame %#05x: %s", self.evse_id, msg.arbitration_id, exc)
+            return
+        if frame is None:
+            return
+        previous = self._vehicle.status
+        self._vehicle = self._vehicle.with_frame(frame, self._clock())
+        if isinstance(frame, VehicleStatus) and self._asks_to_stop(previous, frame):
+            self.tick(send_frames=False)  # react now, not at the next cycle
+
+    def _asks_to_stop(self, previous: VehicleStatus | None, status: VehicleStatus) -> bool:
+        if self._cstate.state not in ACTIVE_STATES:
+            return False
+        enabled_dropped = (
+            previous is not None and previous.charging_enabled and not (status.charging_enabled)
+        )
+        return bool(status.faults()) or enabled_dropped
+
+    # --- the control tick --------------------------------------------------------------------
+    def tick(self, *, send_frames: bool = True) -> None:
+        """One control cycle (public so tests can drive it with a fake clock)."""
+        now = self._clock()
+        ports, cfg = self._ports, self._config
+        plugged = ports.plug.is_plugged()
+        voltage = ports.power_stage.measured_voltage_v()
+        current = ports.power_stage.measured_current_a()
+        grid_present = ports.grid.voltage_present()
+        frequency = ports.grid.frequency_hz()
+        emergency = ports.emergency_stop.is_pressed()
+        insulation_fault = ports.insulation.fault_present()
+        if self._csms_connected:
+            self._csms_last_seen = now
+        self._track_grid(grid_present)
+
+        view = self._vehicle
+        cstate = self._cstate
+        this_session = (
+            cstate.d1_at is not None
+            and view.last_frame_at is not None
+            and view.last_frame_at >= cstate.d1_at
+        )
+        status = view.status if this_session else None
+        contactor_closed = status is not None and not status.ev_contactor_open
+        # Voltage of the battery for W -> A and for the voltage window: only meaningful while
+        # the EV contactor is closed (the insulation test puts 500 V on open terminals).
+        battery_voltage = voltage if contactor_closed else 0.0
+
+        requested = 0.0
+        if self._authorized:
+            requested = setpoint_to_current_a(
+                self._setpoint.limit,
+                self._setpoint.unit,
+                battery_voltage,
+                unlimited_a=cfg.max_charge_current_a,
+            )
+        expecting_frames = cstate.state in ACTIVE_STATES and this_session
+        safety_inputs = SafetyInputs(
+            now=now,
+            requested_current_a=requested,
+            measured_voltage_v=battery_voltage,
+            measured_current_a=current,
+            soc_pct=view.soc_pct if this_session else None,
+            vehicle_last_frame_at=view.last_frame_at if expecting_frames else None,
+            vehicle_charge_request_a=view.charge_request_a if this_session else 0.0,
+            vehicle_max_discharge_current_a=view.max_discharge_current_a if this_session else 0.0,
+            vehicle_min_discharge_voltage_v=view.min_discharge_voltage_v,
+            vehicle_max_voltage_v=view.max_voltage_v,
+            vehicle_discharge_compatible=view.discharge_compatible,
+            vehicle_min_soc_for_discharge_pct=_pct(view, "min"),
+            vehicle_max_soc_for_charge_pct=_pct(view, "max"),
+            vehicle_faults=view.faults() if expecting_frames else frozenset(),
+            departure_soc_floor_pct=None,
+            grid_present=grid_present,
+            islanded=self._islanded,
+            csms_connected=self._csms_connected,
+            csms_last_seen=self._csms_last_seen,
+            emergency_stop=emergency,
+            insulation_fault=insulation_fault and cstate.state is not ChargerState.INSULATION_TEST,
+            vehicle_charging_enabled=bool(status and status.charging_enabled),
+        )
+        decision = supervise(self._safety_config, self._sstate, safety_inputs)
+        self._sstate = decision.state
+        for fault in decision.new_faults:
+            log.warning("EVSE %s: safety trip %s (state %s)", self.evse_id, fault, cstate.state)
+            self._emit(HardwareEventKind.FAULT, fault)
+
+        wanted = Direction.NONE
+        if requested > 0:
+            wanted = Direction.CHARGE
+        elif requested < 0:
+            wanted = Direction.DISCHARGE
+        offered = 0.0
+        if requested > 0 and not decision.latched_faults:
+            power_voltage = max(battery_voltage, cfg.min_voltage_v)
+            offered = min(
+                requested, cfg.max_charge_current_a, cfg.max_charge_power_w / power_voltage
+            )
+        inputs = ControllerInputs(
+            now=now,
+            plugged=plugged,
+            authorized=self._authorized,
+            wanted_direction=wanted,
+            allowed_current_a=decision.current_a,
+            vehicle=view,
+            connector_locked=ports.lock.is_locked(),
+            insulation=ports.insulation.test_result(),
+            terminal_voltage_v=voltage,
+            measured_current_a=current,
+            safety_faults=decision.latched_faults,
+            offered_charge_current_a=offered,
+        )
+        new_state, command = step(self._controller_config, cstate, inputs)
+        if new_state.state is not cstate.state:
+            log.info(
+                "EVSE %s: %s -> %s %s",
+                self.evse_id,
+                cstate.state,
+                new_state.state,
+                new_state.stop_reason if new_state.state is ChargerState.STOPPING else "",
+            )
+        if new_state.d1_at != cstate.d1_at:
+            self._vehicle = view = VehicleView()  # a new session: forget the last car's frames
+        self._cstate = new_state
+
+        # Hardware: current first, then the sequence signals and the lock.
+        ports.power_stage.command(command.output_current_a, command.voltage_limit_v)
+        ports.d2.set_on(command.d2)
+        ports.d1.set_on(command.d1)
+        ports.lock.set_locked(command.lock)
+        if command.insulation_test and not self._insulation_started:
+            ports.insulation.start_test()
+        self._insulation_started = command.insulation_test
+
+        if send_frames and command.frames and self._bus is not None:
+            for frame in command.frames:
+                can_id, data = encode(frame)
+                try:
+                    self._bus.send(
+                        can.Message(arbitration_id=can_id, data=data, is_extended_id=False)
+                    )
+                    self.sent_frames += 1
+                except can.CanError as exc:
+                    log.warning("EVSE %s: send %#05x failed: %s", self.evse_id, can_id, exc)
+
+        for event in command.events:
+            if event.kind is HardwareEventKind.FAULT:
+                log.warning("EVSE %s: %s", self.evse_id, event.detail)
+            self._emit(event.kind, event.detail)
+
+        self._integrate(now, voltage, current)
+        self._record(now, new_state, command.output_current_a, current)
+        self._status = self._snapshot(
+            new_state, plugged, voltage, current, grid_present, frequency, decision.limited_by
+        )
+
+    # --- helpers -----------------------------------------------------------------------------
+    def _track_grid(self, present: bool) -> None:
+        if self._grid_present is not None and present != self._grid_present:
+            kind = HardwareEventKind.GRID_RESTORED if present else HardwareEventKind.GRID_LOST
+            log.warning("EVSE %s: %s", self.evse_id, kind.value)
+            self._emit(kind, "grid_loss" if not present else "")
+        self._grid_present = present
+        islanded = self._safety_config.islanded_backup_enabled and not present
+        if islanded != self._islanded:
+            self._islanded = islanded
+            self._emit(HardwareEventKind.BACKUP_MODE, "started" if islanded else "ended")
+
+    def _integrate(self, now: float, voltage: float, current: float) -> None:
+        reg = self._registers
+        if reg.last_at is not None:
+            dt = max(0.0, now - reg.last_at) * self._config.energy_time_scale
+            energy_wh = voltage * current * dt / 3600.0
+            if energy_wh > 0:
+                reg.import_wh += energy_wh
+            elif energy_wh < 0:
+                reg.export_wh -= energy_wh
+        reg.last_at = now
+
+    def _record(
+        self, now: float, state: ControllerState, commanded: float, measured: float
+    ) -> None:
+        self.trace.append(TickTrace(now, state.state, commanded, measured, state.limited_by))
+        if len(self.trace) > 20_000:
+            del self.trace[:10_000]
+
+    def _snapshot(
+        self,
+        state: ControllerState,
+        plugged: bool,
+        voltage: float,
+        current: float,
+        grid_present: bool,
+        frequency: float | None,
+        safety_limited_by: str,
+    ) -> EvseStatus:
+        view = self._vehicle
+        latched = self._sstate.latched_faults
+        limits = VehicleLimits(
+            max_charge_current_a=view.charge_request_a if view.status else None,
+            max_discharge_current_a=view.max_discharge_current_a if view.discharge_limits else None,
+            min_voltage_v=(
+                float(view.charge_limits.minimum_battery_voltage_v) if view.charge_limits else None
+            ),
+            max_voltage_v=view.max_voltage_v,
+            min_discharge_voltage_v=view.min_discharge_voltage_v,
+            discharge_compatible=view.discharge_compatible,
+            min_soc_for_discharge_pct=_pct(view, "min"),
+            max_soc_for_charge_pct=_pct(view, "max"),
+            battery_capacity_kwh=(
+                view.charge_time.total_battery_capacity_wh / 1000.0
+                if view.charge_time and view.charge_time.total_battery_capacity_wh
+                else None
+            ),
+        )
+        limited_by = state.limited_by
+        if limited_by == "safety":
+            limited_by = f"safety:{safety_limited_by}"
+        return EvseStatus(
+            evse_id=self.evse_id,
+            state=session_state(state, plugged, bool(latched)),
+            plugged=plugged,
+            voltage_v=voltage,
+            current_a=current,
+            power_w=voltage * current,
+            soc_pct=view.soc_pct,
+            energy_import_wh=self._registers.import_wh,
+            energy_export_wh=self._registers.export_wh,
+            vehicle=limits,
+            grid_present=grid_present,
+            grid_frequency_hz=frequency,
+            latched_faults=tuple(sorted(latched)),
+            commanded_current_a=state.last_output_a,
+            limited_by=limited_by,
+        )
+
+    def _emit(self, kind: HardwareEventKind, detail: str = "") -> None:
+        event = HardwareEvent(evse_id=self.evse_id, kind=kind, at=self._wall_clock(), detail=detail)
+        for listener in list(self._listeners):
+            try:
+                listener(event)
+            except Exception:  # a listener must not break the control loop
+                log.exception("EVSE %s: hardware listener failed on %s", self.evse_id, kind)
+
+
+def _pct(view: VehicleView, which: str) -> float | None:
+    limits = view.discharge_limits
+    if limits is None:
+        return None
+    value = limits.min_soc_for_discharge if which == "min" else limits.max_soc_for_charge
+    return float(value) if value is not None and math.isfinite(value) else None
+
+
+__all__ = ["ChademoEvse", "ChademoEvseConfig", "TickTrace"]

@@ -119,7 +119,7 @@ def _run_async(coroutine_factory: Callable[[], Awaitable[T]]) -> T:
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
-    from csms import app
+    import csms.app as app
 
     settings = load_settings(args)
     return _run_async(lambda: app.serve(settings))
@@ -185,10 +185,10 @@ def _cmd_token(args: argparse.Namespace) -> int:
         print(f"API token '{args.name}' revoked")
         return EXIT_OK
     tokens = _run_async(lambda: admin.list_api_tokens(settings))
-    print(f"{'NAME':<32} {'CREATED':<26} REVOKED")
+    print(f"{'NAME':<32} {'CREATED':<33} REVOKED")
     for token in tokens:
         revoked_at = token.revoked_at.isoformat() if token.revoked_at else "-"
-        print(f"{token.name:<32} {token.created_at.isoformat():<26} {revoked_at}")
+        print(f"{token.name:<32} {token.created_at.isoformat():<33} {revoked_at}")
     return EXIT_OK
 
 
@@ -204,7 +204,11 @@ def _cmd_v2g(argv: list[str]) -> int:
         )
         return EXIT_FAILURE
     main_function = typing.cast(Callable[[list[str]], int | None], module.main)
-    return int(main_function(argv) or 0)
+    try:
+        return int(main_function(argv) or 0)
+    except SystemExit as exit_request:  # argparse inside the v2g CLI (--help, usage errors)
+        code = exit_request.code
+        return code if isinstance(code, int) else (0 if code is None else EXIT_FAILURE)
 
 
 def build_parser() -> argparse.ArgumentParser:

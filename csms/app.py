@@ -1,0 +1,177 @@
+"""Composition root: settings -> migrate -> services -> OCPP server + REST API (uvicorn), in one
+event loop; graceful shutdown on SIGINT/SIGTERM.
+
+`start(settings)` returns a `RunningCsms` (tests use it directly); `serve(settings)` is what
+`csms serve` runs: start, log the addresses, wait for a signal, stop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import socket
+from collections.abc import Generator
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import uvicorn
+
+from csms.api.app import create_api
+from csms.api.metrics import CsmsMetrics
+from csms.services.container import Services, build_services
+from csms.settings import Settings
+
+log = logging.getLogger("csms")
+
+
+class OcppServerHandle(Protocol):
+    """What the composition root needs of the OCPP server (csms.ocpp_server.server)."""
+
+    @property
+    def port(self) -> int: ...
+
+    async def close(self) -> None: ...
+
+
+class _ApiServer(uvicorn.Server):
+    """uvicorn without its own signal handling: the composition root owns the signals."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        yield
+
+
+def _listening_socket(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError:
+        sock.close()
+        raise
+    sock.setblocking(False)
+    return sock
+
+
+def _url_host(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
+
+
+def _connected_station_count(services: Services) -> int:
+    router: Any = services.router
+    ids = getattr(router, "connected_station_ids", None)
+    return len(ids()) if callable(ids) else 0
+
+
+@dataclass
+class RunningCsms:
+    settings: Settings
+    services: Services
+    ocpp_server: OcppServerHandle
+    api_server: uvicorn.Server
+    api_task: asyncio.Task[None]
+    api_port: int
+
+    @property
+    def ocpp_port(self) -> int:
+        return self.ocpp_server.port
+
+    @property
+    def ocpp_url(self) -> str:
+        path = f"/{self.settings.ocpp_path}" if self.settings.ocpp_path else ""
+        scheme = "wss" if self.settings.tls_enabled else "ws"
+        return f"{scheme}://{_url_host(self.settings.ocpp_host)}:{self.ocpp_port}{path}"
+
+    @property
+    def api_url(self) -> str:
+        return f"http://{_url_host(self.settings.api_host)}:{self.api_port}"
+
+    async def stop(self) -> None:
+        """API first (no new commands), then the stations' connections, then the database."""
+        self.api_server.should_exit = True
+        with contextlib.suppress(asyncio.CancelledError):
+            await self.api_task
+        try:
+            await self.ocpp_server.close()
+        finally:
+            await self.services.close()
+
+
+async def _start_ocpp_server(settings: Settings, services: Services) -> OcppServerHandle:
+    from csms.ocpp_server.server import start_ocpp_server
+
+    server: OcppServerHandle = await start_ocpp_server(settings, services)
+    return server
+
+
+async def start(settings: Settings) -> RunningCsms:
+    services = build_services(settings)
+    await services.start(migrate=True)
+    try:
+        ocpp_server = await _start_ocpp_server(settings, services)
+    except BaseException:
+        await services.close()
+        raise
+    try:
+        counters = getattr(ocpp_server, "counters", None)
+        metrics = CsmsMetrics(lambda: _connected_station_count(services), counters)
+        api = create_api(services, metrics=metrics)
+        sock = _listening_socket(settings.api_host, settings.api_port)
+        config = uvicorn.Config(
+            api,
+            log_config=None,
+            lifespan="off",
+            access_log=False,
+            log_level=settings.log_level.lower(),
+        )
+        api_server = _ApiServer(config)
+        api_task = asyncio.create_task(api_server.serve(sockets=[sock]), name="csms-api")
+        while not api_server.started:
+            if api_task.done():
+                api_task.result()  # raises the startup error
+                raise RuntimeError("the REST API server stopped during start")
+            await asyncio.sleep(0.01)
+        api_port = int(sock.getsockname()[1])
+    except BaseException:
+        await ocpp_server.close()
+        await services.close()
+        raise
+    return RunningCsms(settings, services, ocpp_server, api_server, api_task, api_port)
+
+
+def _configure_logging(settings: Settings) -> None:
+    logging.basicConfig(
+        level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    if not settings.log_ocpp_frames:
+        # The `ocpp` library logs every frame at INFO.
+        logging.getLogger("ocpp").setLevel(logging.WARNING)
+
+
+async def serve(settings: Settings, *, stop: asyncio.Event | None = None) -> int:
+    """Run until SIGINT/SIGTERM (or `stop` is set); exit status 0 after a clean shutdown."""
+    _configure_logging(settings)
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    installed: list[signal.Signals] = []
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(signum, stop.set)
+            installed.append(signum)
+    try:
+        running = await start(settings)
+        log.info("OCPP server listening on %s/<stationId>", running.ocpp_url)
+        log.info("REST API on %s/api/v1 (docs at %s/docs)", running.api_url, running.api_url)
+        try:
+            await stop.wait()
+            log.info("stopping")
+        finally:
+            await running.stop()
+        log.info("stopped")
+    finally:
+        for signum in installed:
+            loop.remove_signal_handler(signum)
+    return 0

@@ -1,0 +1,186 @@
+"""The `csms` command line: station and token administration, migrations, settings errors."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+
+from csms.api.app import create_api
+from csms.cli import main
+from csms.services.container import build_services
+from csms.settings import Settings
+
+PASSWORD = "cli-test-password-01"
+
+
+@pytest.fixture
+def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    # The default database is a SQLite file in the working directory.
+    monkeypatch.chdir(tmp_path)
+    for name in ("CSMS_DATABASE_URL", "CSMS_OCPP_PORT", "CSMS_API_PORT", "CSMS_OCPP_PATH"):
+        monkeypatch.delenv(name, raising=False)
+    return tmp_path
+
+
+def _stations_with_token(database_url: str, token: str) -> httpx.Response:
+    async def call() -> httpx.Response:
+        services = build_services(Settings(database_url=database_url))
+        await services.start()
+        try:
+            transport = httpx.ASGITransport(app=create_api(services))
+            async with httpx.AsyncClient(transport=transport, base_url="http://api") as client:
+                return await client.get(
+                    "/api/v1/stations", headers={"Authorization": f"Bearer {token}"}
+                )
+        finally:
+            await services.close()
+
+    return asyncio.run(call())
+
+
+def test_station_add_then_list(workdir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["station", "add", "CS-CLI-1", "--password", PASSWORD]) == 0
+    assert "CS-CLI-1 added" in capsys.readouterr().out
+    assert (workdir / "csms.db").exists()
+    assert (
+        main(
+            [
+                "station",
+                "add",
+                "CS-CLI-2",
+                "--password",
+                PASSWORD,
+                "--security-profile",
+                "2",
+                "--boot-policy",
+                "Pending",
+            ]
+        )
+        == 0
+    )
+    capsys.readouterr()
+    assert main(["station", "list"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[1].split()[:4] == ["CS-CLI-1", "1", "Accepted", "Unknown"]
+    assert lines[2].split()[:4] == ["CS-CLI-2", "2", "Pending", "Unknown"]
+
+
+def test_station_add_errors_exit_non_zero(
+    workdir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["station", "add", "CS1", "--password", PASSWORD]) == 0
+    assert main(["station", "add", "CS1", "--password", PASSWORD]) == 1
+    assert "already exists" in capsys.readouterr().err
+    assert main(["station", "add", "CS2", "--password", "short"]) == 1
+    assert "password must be" in capsys.readouterr().err
+
+
+def test_token_create_prints_the_token_last_and_it_authenticates(
+    workdir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["token", "create", "operator"]) == 0
+    token = capsys.readouterr().out.strip().splitlines()[-1]
+    assert " " not in token and len(token) > 30
+    database_url = "sqlite+aiosqlite:///./csms.db"
+    assert _stations_with_token(database_url, token).status_code == 200
+    assert _stations_with_token(database_url, token + "x").status_code == 401
+
+    assert main(["token", "list"]) == 0
+    assert capsys.readouterr().out.splitlines()[1].split()[0] == "operator"
+    assert main(["token", "revoke", "operator"]) == 0
+    capsys.readouterr()
+    assert _stations_with_token(database_url, token).status_code == 401
+    assert main(["token", "revoke", "operator"]) == 1
+    assert "no active API token" in capsys.readouterr().err
+
+
+def test_database_url_flag_and_env(
+    workdir: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    flag_db = workdir / "flag.db"
+    assert (
+        main(
+            [
+                "station",
+                "add",
+                "A",
+                "--password",
+                PASSWORD,
+                "--database-url",
+                f"sqlite+aiosqlite:///{flag_db}",
+            ]
+        )
+        == 0
+    )
+    assert flag_db.exists()
+    env_db = workdir / "env.db"
+    monkeypatch.setenv("CSMS_DATABASE_URL", f"sqlite+aiosqlite:///{env_db}")
+    assert main(["station", "add", "B", "--password", PASSWORD]) == 0
+    assert env_db.exists()
+    assert not (workdir / "csms.db").exists()
+
+
+def test_db_downgrade_and_upgrade(workdir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["db", "upgrade"]) == 0
+    assert main(["station", "add", "A", "--password", PASSWORD]) == 0
+    assert main(["db", "downgrade", "base"]) == 0
+    assert main(["db", "upgrade", "head"]) == 0
+    capsys.readouterr()
+    assert main(["station", "list"]) == 0
+    assert capsys.readouterr().out.splitlines()[1:] == []  # the downgrade dropped the tables
+
+
+@pytest.mark.parametrize(
+    ("argv", "env", "field"),
+    [
+        (["serve", "--ocpp-port", "70000"], {}, "ocpp_port"),
+        (["serve", "--api-port", "eighty"], {}, "api_port"),
+        (["serve"], {"CSMS_OCPP_PORT": "-1"}, "ocpp_port"),
+        (["serve", "--database-url", "mysql://db"], {}, "database_url"),
+        (["station", "list"], {"CSMS_DATABASE_URL": "oracle://db"}, "database_url"),
+        (["serve", "--log-level", "LOUD"], {}, "log_level"),
+    ],
+)
+def test_bad_settings_exit_non_zero_naming_the_field(
+    workdir: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    argv: list[str],
+    env: dict[str, str],
+    field: str,
+) -> None:
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert f"'{field}'" in err
+    assert f"CSMS_{field.upper()}" in err
+
+
+def test_console_script_runs_as_a_process(workdir: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "csms", "serve", "--ocpp-port", "99999"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert "ocpp_port" in result.stderr
+
+
+def test_v2g_is_delegated(workdir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    status = main(["v2g", "--help"])
+    out, err = capsys.readouterr()
+    try:
+        import csms.v2g_cli  # noqa: F401
+    except ModuleNotFoundError:
+        assert status == 1
+        assert "csms.v2g_cli" in err
+    else:
+        assert out or err  # the v2g CLI printed its own help

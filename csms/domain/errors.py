@@ -68,3 +68,13 @@ class CallErrorReceived(CsmsError):
         self.code = code
         self.description = description
         self.details = details or {}
+
+
+class CommandNotAllowed(CsmsError):
+    """The station's registration state forbids this command (B02/B03: Pending, Rejected)."""
+
+    def __init__(self, station_id: str, action: str, state: str) -> None:
+        super().__init__(f"{action} may not be sent to {station_id!r} while it is {state}")
+        self.station_id = station_id
+        self.action = action
+        self.state = state

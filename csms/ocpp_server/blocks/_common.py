@@ -1,0 +1,59 @@
+"""Helpers the block handlers share."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from csms.domain.models import EventRecord, MeterSample
+from csms.persistence import repositories as repo
+from csms.services.common import parse_ocpp_datetime
+
+if TYPE_CHECKING:
+    from csms.ocpp_server.session import Session
+
+
+async def record_event(
+    session: Session, kind: str, payload: dict[str, Any], timestamp_field: str | None = None
+) -> None:
+    """Persist a notification as an event (committed before the answer is sent)."""
+    ts_text = payload.get(timestamp_field) if timestamp_field else None
+    event = EventRecord(
+        station_id=session.station_id,
+        kind=kind,
+        payload=payload,
+        received_at=session.clock(),
+        timestamp=parse_ocpp_datetime(ts_text) if isinstance(ts_text, str) else None,
+    )
+    await session.services.db.write(lambda c: repo.insert_event(c, event))
+
+
+def meter_samples(
+    station_id: str,
+    meter_values: list[dict[str, Any]],
+    *,
+    evse_id: int | None,
+    transaction_id: str | None,
+) -> list[MeterSample]:
+    """Flatten MeterValueType[] into one row per sampledValue."""
+    out: list[MeterSample] = []
+    for mv in meter_values:
+        ts: datetime = parse_ocpp_datetime(mv["timestamp"])
+        for sv in mv["sampledValue"]:
+            unit = (sv.get("unitOfMeasure") or {}).get("unit")
+            multiplier = (sv.get("unitOfMeasure") or {}).get("multiplier", 0)
+            out.append(
+                MeterSample(
+                    station_id=station_id,
+                    timestamp=ts,
+                    value=float(sv["value"]) * (10.0**multiplier),
+                    measurand=sv.get("measurand", "Energy.Active.Import.Register"),
+                    evse_id=evse_id,
+                    transaction_id=transaction_id,
+                    phase=sv.get("phase"),
+                    location=sv.get("location"),
+                    context=sv.get("context"),
+                    unit=unit,
+                )
+            )
+    return out

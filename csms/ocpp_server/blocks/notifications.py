@@ -1,0 +1,77 @@
+"""Notifications stored as events: smart charging (K), firmware (L), diagnostics and
+monitoring (N), display messages (O), reservations (H), security events (A)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from csms.domain.models import EventRecord
+from csms.ocpp_server.blocks._common import record_event
+from csms.persistence import repositories as repo
+from csms.services.commands import profile_record
+
+if TYPE_CHECKING:
+    from csms.ocpp_server.session import Handler, Session
+
+
+def _stored_as_event(kind: str, timestamp_field: str | None = None) -> Handler:
+    async def handler(session: Session, payload: dict[str, Any]) -> dict[str, Any]:
+        await record_event(session, kind, payload, timestamp_field)
+        return {}
+
+    handler.__name__ = f"on_{kind}"
+    return handler
+
+
+async def notify_ev_charging_needs(session: Session, payload: dict[str, Any]) -> dict[str, Any]:
+    # K15: the EV's needs are stored for the optimizer; needs for evseId 0 make no sense.
+    if payload["evseId"] <= 0:
+        return {"status": "Rejected", "statusInfo": {"reasonCode": "InvalidEvseId"}}
+    await record_event(session, "NotifyEVChargingNeeds", payload)
+    return {"status": "Accepted"}
+
+
+async def notify_ev_charging_schedule(session: Session, payload: dict[str, Any]) -> dict[str, Any]:
+    if payload["evseId"] <= 0:
+        return {"status": "Rejected", "statusInfo": {"reasonCode": "InvalidEvseId"}}
+    await record_event(session, "NotifyEVChargingSchedule", payload, "timeBase")
+    return {"status": "Accepted"}
+
+
+async def report_charging_profiles(session: Session, payload: dict[str, Any]) -> dict[str, Any]:
+    """K09: the station's installed profiles replace what the CSMS had for them."""
+    source = f"Reported:{payload['chargingLimitSource']}"
+    records = [
+        profile_record(session.station_id, payload["evseId"], profile, source)
+        for profile in payload["chargingProfile"]
+    ]
+    now = session.clock()
+    event = EventRecord(session.station_id, "ReportChargingProfiles", payload, received_at=now)
+
+    async def op(conn: AsyncConnection) -> None:
+        for record in records:
+            await repo.upsert_charging_profile(conn, record, now)
+        await repo.insert_event(conn, event)
+
+    await session.services.db.write(op)
+    return {}
+
+
+HANDLERS: dict[str, Handler] = {
+    "NotifyEVChargingNeeds": notify_ev_charging_needs,
+    "NotifyEVChargingSchedule": notify_ev_charging_schedule,
+    "ReportChargingProfiles": report_charging_profiles,
+    "NotifyChargingLimit": _stored_as_event("NotifyChargingLimit"),
+    "ClearedChargingLimit": _stored_as_event("ClearedChargingLimit"),
+    "FirmwareStatusNotification": _stored_as_event("FirmwareStatusNotification"),
+    "PublishFirmwareStatusNotification": _stored_as_event("PublishFirmwareStatusNotification"),
+    "LogStatusNotification": _stored_as_event("LogStatusNotification"),
+    "SecurityEventNotification": _stored_as_event("SecurityEventNotification", "timestamp"),
+    "NotifyEvent": _stored_as_event("NotifyEvent", "generatedAt"),
+    "NotifyMonitoringReport": _stored_as_event("NotifyMonitoringReport", "generatedAt"),
+    "NotifyCustomerInformation": _stored_as_event("NotifyCustomerInformation", "generatedAt"),
+    "NotifyDisplayMessages": _stored_as_event("NotifyDisplayMessages"),
+    "ReservationStatusUpdate": _stored_as_event("ReservationStatusUpdate"),
+}

@@ -1,0 +1,141 @@
+"""Block B (provisioning) and G (availability): boot, heartbeat, status, device model."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from csms.domain.models import (
+    BootInfo,
+    BootPolicy,
+    DeviceVariable,
+    EventRecord,
+    RegistrationStatus,
+)
+from csms.persistence import repositories as repo
+from csms.services.common import ocpp_datetime, parse_ocpp_datetime
+
+if TYPE_CHECKING:
+    from csms.ocpp_server.session import Handler, Session
+
+
+async def boot_notification(session: Session, payload: dict[str, Any]) -> dict[str, Any]:
+    cs = payload["chargingStation"]
+    info = BootInfo(
+        vendor_name=cs["vendorName"],
+        model=cs["model"],
+        serial_number=cs.get("serialNumber"),
+        firmware_version=cs.get("firmwareVersion"),
+    )
+    station = await session.services.stations.get(session.station_id)
+    status = RegistrationStatus(
+        {
+            BootPolicy.ACCEPTED: "Accepted",
+            BootPolicy.PENDING: "Pending",
+            BootPolicy.REJECTED: "Rejected",
+        }[station.boot_policy]
+    )
+    now = session.clock()
+    await session.services.db.write(
+        lambda c: repo.record_boot(c, session.station_id, info, status, now)
+    )
+    session.registration = status
+    session.triggered.discard("BootNotification")
+    settings = session.settings
+    interval = (
+        settings.heartbeat_interval_s
+        if status is RegistrationStatus.ACCEPTED
+        else settings.boot_retry_interval_s
+    )
+    return {"currentTime": ocpp_datetime(now), "interval": interval, "status": status.value}
+
+
+async def heartbeat(session: Session, payload: dict[str, Any]) -> dict[str, Any]:
+    now = session.clock()
+    await session.services.db.write(lambda c: repo.record_heartbeat(c, session.station_id, now))
+    return {"currentTime": ocpp_datetime(now)}
+
+
+async def status_notification(session: Session, payload: dict[str, Any]) -> dict[str, Any]:
+    evse_id, connector_id = payload["evseId"], payload["connectorId"]
+    status = payload["connectorStatus"]
+    parse_ocpp_datetime(payload["timestamp"])
+    now = session.clock()
+    await session.services.db.write(
+        lambda c: repo.upsert_connector_status(
+            c, session.station_id, evse_id, connector_id, status, now
+        )
+    )
+    return {}
+
+
+def _variables(station_id: str, report: dict[str, Any]) -> list[DeviceVariable]:
+    component, variable = report["component"], report["variable"]
+    evse = component.get("evse") or {}
+    characteristics = report.get("variableCharacteristics")
+    out = []
+    for attribute in report["variableAttribute"]:
+        out.append(
+            DeviceVariable(
+                station_id=station_id,
+                component=component["name"],
+                component_instance=component.get("instance"),
+                evse_id=evse.get("id"),
+                connector_id=evse.get("connectorId"),
+                variable=variable["name"],
+                variable_instance=variable.get("instance"),
+                attribute_type=attribute.get("type", "Actual"),
+                value=attribute.get("value"),
+                mutability=attribute.get("mutability"),
+                characteristics=characteristics,
+            )
+        )
+    return out
+
+
+async def notify_report(session: Session, payload: dict[str, Any]) -> dict[str, Any]:
+    """B07/B08: every part is stored as it comes; the last part (tbc false) closes the
+    report with a summary event listing the parts received."""
+    request_id, seq_no = payload["requestId"], payload["seqNo"]
+    variables = [
+        v
+        for report in payload.get("reportData", [])
+        for v in _variables(session.station_id, report)
+    ]
+    parts = session.report_parts.setdefault(request_id, [])
+    parts.append(seq_no)
+    now = session.clock()
+    complete = not payload.get("tbc", False)
+    summary: dict[str, Any] | None = None
+    if complete:
+        received = sorted(set(session.report_parts.pop(request_id)))
+        summary = {
+            "requestId": request_id,
+            "parts": received,
+            "missingParts": [n for n in range(received[-1] + 1) if n not in received],
+            "generatedAt": payload["generatedAt"],
+        }
+
+    async def op(conn: Any) -> None:
+        await repo.upsert_device_variables(conn, variables, now)
+        if summary is not None:
+            await repo.insert_event(
+                conn,
+                EventRecord(
+                    session.station_id,
+                    "NotifyReport",
+                    summary,
+                    received_at=now,
+                    timestamp=parse_ocpp_datetime(payload["generatedAt"]),
+                ),
+            )
+
+    await session.services.db.write(op)
+    return {}
+
+
+HANDLERS: dict[str, Handler] = {
+    "BootNotification": boot_notification,
+    "Heartbeat": heartbeat,
+    "StatusNotification": status_notification,
+    "NotifyReport": notify_report,
+}

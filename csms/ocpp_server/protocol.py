@@ -1,0 +1,132 @@
+"""OCPP-J framing (Part 4): parse frames, build CALLRESULT/CALLERROR, error codes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+CALL, CALLRESULT, CALLERROR = 2, 3, 4
+
+
+class OcppError(Exception):
+    """Raised by handlers (or the dispatcher) to answer with a CALLERROR."""
+
+    code = "GenericError"
+
+    def __init__(self, description: str = "", details: dict[str, Any] | None = None) -> None:
+        super().__init__(description)
+        self.description = description
+        self.details = details or {}
+
+
+def _error(code_name: str) -> type[OcppError]:
+    return type(code_name, (OcppError,), {"code": code_name})
+
+
+FormatViolation = _error("FormatViolation")
+ProtocolError = _error("ProtocolError")
+TypeConstraintViolation = _error("TypeConstraintViolation")
+OccurrenceConstraintViolation = _error("OccurrenceConstraintViolation")
+PropertyConstraintViolation = _error("PropertyConstraintViolation")
+NotImplementedOcpp = _error("NotImplemented")  # action not known
+NotSupported = _error("NotSupported")  # action known, not supported
+SecurityError = _error("SecurityError")
+InternalError = _error("InternalError")
+RpcFrameworkError = _error("RpcFrameworkError")
+MessageTypeNotSupported = _error("MessageTypeNotSupported")
+
+ERROR_BY_CODE: dict[str, type[OcppError]] = {
+    cls.code: cls
+    for cls in (
+        FormatViolation,
+        ProtocolError,
+        TypeConstraintViolation,
+        OccurrenceConstraintViolation,
+        PropertyConstraintViolation,
+        NotImplementedOcpp,
+        NotSupported,
+        SecurityError,
+        InternalError,
+        RpcFrameworkError,
+        MessageTypeNotSupported,
+        OcppError,
+    )
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    message_id: str
+    action: str
+    payload: Any
+
+
+@dataclass(frozen=True, slots=True)
+class CallResult:
+    message_id: str
+    payload: Any
+
+
+@dataclass(frozen=True, slots=True)
+class CallError:
+    message_id: str
+    code: str
+    description: str
+    details: Any
+
+
+Frame = Call | CallResult | CallError
+
+
+class FrameError(Exception):
+    """A frame that cannot be handled; `message_id` is "-1" when it could not be read."""
+
+    def __init__(self, error: OcppError, message_id: str) -> None:
+        super().__init__(error.description)
+        self.error = error
+        self.message_id = message_id
+
+
+def parse(raw: str | bytes) -> Frame:
+    try:
+        msg = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise FrameError(RpcFrameworkError("message is not valid JSON"), "-1") from exc
+    if not isinstance(msg, list) or len(msg) < 3:
+        raise FrameError(RpcFrameworkError("message is not an OCPP-J array"), "-1")
+    kind, message_id = msg[0], msg[1]
+    if not isinstance(message_id, str) or not 1 <= len(message_id) <= 36:
+        raise FrameError(RpcFrameworkError("messageId must be a string of 1-36 chars"), "-1")
+    if kind == CALL:
+        if len(msg) != 4 or not isinstance(msg[2], str):
+            raise FrameError(ProtocolError("CALL must be [2, id, action, payload]"), message_id)
+        if not isinstance(msg[3], dict):
+            raise FrameError(FormatViolation("payload must be a JSON object"), message_id)
+        return Call(message_id, msg[2], msg[3])
+    if kind == CALLRESULT:
+        if len(msg) != 3:
+            raise FrameError(ProtocolError("CALLRESULT must be [3, id, payload]"), message_id)
+        return CallResult(message_id, msg[2])
+    if kind == CALLERROR:
+        if len(msg) != 5:
+            raise FrameError(
+                ProtocolError("CALLERROR must be [4, id, code, description, details]"), message_id
+            )
+        return CallError(message_id, str(msg[2]), str(msg[3]), msg[4])
+    raise FrameError(MessageTypeNotSupported(f"message type {kind!r} not supported"), message_id)
+
+
+def call_frame(message_id: str, action: str, payload: Any) -> str:
+    return orjson.dumps([CALL, message_id, action, payload]).decode()
+
+
+def result_frame(message_id: str, payload: Any) -> str:
+    return orjson.dumps([CALLRESULT, message_id, payload]).decode()
+
+
+def error_frame(message_id: str, error: OcppError) -> str:
+    return orjson.dumps(
+        [CALLERROR, message_id, error.code, error.description[:255], error.details]
+    ).decode()

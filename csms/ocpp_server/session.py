@@ -1,0 +1,323 @@
+"""One object per connected station: reads frames, dispatches CALLs to the block handlers,
+sends the CSMS's own CALLs and matches their answers.
+
+The transport is passed in (anything with async `recv`/`send`/`close`, e.g. a websockets
+connection), so a test can hand it a fake. Handlers never wait for the station: follow-up CALLs
+(GetTransactionStatus, CertificateSigned) run from `after_reply` once the answer is sent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol
+
+from csms.domain.errors import (
+    CallErrorReceived,
+    CommandNotAllowed,
+    CommandTimeout,
+    StationDisconnected,
+)
+from csms.domain.models import Direction, RegistrationStatus
+from csms.ocpp_server import protocol, schemas
+from csms.ocpp_server.protocol import Call, CallError, CallResult, OcppError
+from csms.services.container import Services
+
+log = logging.getLogger(__name__)
+frames_log = logging.getLogger("csms.ocpp.frames")
+
+Handler = Callable[["Session", dict[str, Any]], Awaitable[dict[str, Any]]]
+
+# What may be sent while the station is not Accepted (B02 Pending, B03 Rejected).
+CSMS_ACTIONS_WHILE_PENDING = frozenset(
+    {"TriggerMessage", "GetVariables", "SetVariables", "GetBaseReport", "GetReport"}
+)
+STATION_ACTIONS_WHILE_PENDING = frozenset({"BootNotification", "NotifyReport"})
+
+# TriggerMessage.requestedMessage -> the action the station then sends.
+TRIGGERED_ACTION = {
+    "BootNotification": "BootNotification",
+    "LogStatusNotification": "LogStatusNotification",
+    "FirmwareStatusNotification": "FirmwareStatusNotification",
+    "Heartbeat": "Heartbeat",
+    "MeterValues": "MeterValues",
+    "SignChargingStationCertificate": "SignCertificate",
+    "SignV2GCertificate": "SignCertificate",
+    "SignCombinedCertificate": "SignCertificate",
+    "StatusNotification": "StatusNotification",
+    "TransactionEvent": "TransactionEvent",
+    "PublishFirmwareStatusNotification": "PublishFirmwareStatusNotification",
+}
+
+
+class Transport(Protocol):
+    async def recv(self) -> str | bytes: ...
+
+    async def send(self, message: str) -> None: ...
+
+    async def close(self, code: int = 1000, reason: str = "") -> None: ...
+
+
+class Session:
+    def __init__(
+        self,
+        station_id: str,
+        transport: Transport,
+        services: Services,
+        handlers: dict[str, Handler],
+        *,
+        registration: RegistrationStatus = RegistrationStatus.UNKNOWN,
+    ) -> None:
+        self.station_id = station_id
+        self.transport = transport
+        self.services = services
+        self.settings = services.settings
+        self.clock = services.clock
+        self.registration = registration
+        self._handlers = handlers
+        self._validate = services.settings.validate_messages
+        self._log_frames = services.settings.log_ocpp_frames
+        self._pending: dict[str, asyncio.Future[dict[str, Any]]] = {}
+        self._call_lock = asyncio.Lock()
+        self._after: list[Callable[[], Awaitable[None]]] = []
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._closed = False
+        self.triggered: set[str] = set()
+        # NotifyReport parts per requestId (seqNo list), joined when tbc is false.
+        self.report_parts: dict[int, list[int]] = {}
+
+    # ---- receiving --------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Serve until the transport closes."""
+        try:
+            while True:
+                try:
+                    raw = await self.transport.recv()
+                except Exception:  # connection closed (any reason)
+                    return
+                await self.handle_frame(raw)
+        finally:
+            self._shutdown()
+
+    async def handle_frame(self, raw: str | bytes) -> None:
+        if self._log_frames:
+            frames_log.debug("%s <- %s", self.station_id, raw)
+        try:
+            frame = protocol.parse(raw)
+        except protocol.FrameError as exc:
+            await self._send(protocol.error_frame(exc.message_id, exc.error))
+            return
+        if isinstance(frame, Call):
+            await self._on_call(frame)
+        elif isinstance(frame, CallResult):
+            self._resolve(frame.message_id, frame.payload, None)
+        elif isinstance(frame, CallError):
+            self._resolve(
+                frame.message_id,
+                None,
+                CallErrorReceived(
+                    frame.code,
+                    frame.description,
+                    frame.details if isinstance(frame.details, dict) else {},
+                ),
+            )
+
+    def _may_receive(self, action: str) -> bool:
+        if self.registration is RegistrationStatus.ACCEPTED:
+            return True
+        if action == "BootNotification":
+            return True
+        if self.registration is RegistrationStatus.PENDING:
+            if action in STATION_ACTIONS_WHILE_PENDING:
+                return True
+            if action in self.triggered:
+                self.triggered.discard(action)
+                return True
+        return False
+
+    async def _on_call(self, call: Call) -> None:
+        try:
+            response = await self._dispatch(call)
+            reply = protocol.result_frame(call.message_id, response)
+            kind = "CALLRESULT"
+        except OcppError as err:
+            response = {"code": err.code, "description": err.description}
+            reply = protocol.error_frame(call.message_id, err)
+            kind = "CALLERROR"
+        if self.services.message_log.log_incoming:
+            ml = self.services.message_log
+            await ml.record(
+                ml.entry(
+                    self.station_id,
+                    Direction.IN,
+                    "CALL",
+                    call.message_id,
+                    call.action,
+                    call.payload,
+                ),
+                ml.entry(
+                    self.station_id, Direction.OUT, kind, call.message_id, call.action, response
+                ),
+            )
+        await self._send(reply)
+        after, self._after = self._after, []
+        for follow_up in after:
+            self.spawn(follow_up())
+
+    async def _dispatch(self, call: Call) -> dict[str, Any]:
+        action = call.action
+        if action not in schemas.all_actions():
+            raise protocol.NotImplementedOcpp(f"unknown action {action!r}")
+        handler = self._handlers.get(action)
+        if handler is None:
+            raise protocol.NotSupported(f"{action} is not supported by the CSMS")
+        if not self._may_receive(action):
+            raise protocol.SecurityError(
+                f"{action} not allowed while registration status is {self.registration.value}"
+            )
+        if self._validate:
+            try:
+                schemas.check(action, "Request", call.payload)
+            except schemas.SchemaViolation as exc:
+                raise protocol.ERROR_BY_CODE[exc.code](str(exc)) from exc
+        try:
+            response = await handler(self, call.payload)
+        except OcppError:
+            raise
+        except (ValueError, KeyError, TypeError) as exc:
+            # Schema-valid but unusable (e.g. a date-time that does not parse).
+            raise protocol.FormatViolation(f"{action}: {exc}") from exc
+        except Exception as exc:
+            log.exception("handler %s failed for %s", action, self.station_id)
+            raise protocol.InternalError(f"{action} could not be processed") from exc
+        if self._validate:
+            try:
+                schemas.check(action, "Response", response)
+            except schemas.SchemaViolation as exc:
+                log.error("invalid %sResponse built for %s: %s", action, self.station_id, exc)
+                raise protocol.InternalError("CSMS built an invalid response") from exc
+        return response
+
+    def after_reply(self, follow_up: Callable[[], Awaitable[None]]) -> None:
+        """Run `follow_up` (e.g. a CALL to the station) once the current answer is sent."""
+        self._after.append(follow_up)
+
+    def spawn(self, coro: Awaitable[None]) -> None:
+        async def guarded() -> None:
+            try:
+                await coro
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("follow-up task for %s failed", self.station_id)
+
+        task = asyncio.create_task(guarded())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # ---- sending ----------------------------------------------------------------------------
+
+    async def call(
+        self,
+        action: str,
+        payload: dict[str, Any],
+        timeout: float,  # noqa: ASYNC109 -- the router passes it through
+    ) -> dict[str, Any]:
+        """Send a CALL and return the CALLRESULT payload (one outstanding CALL at a time)."""
+        if self._closed:
+            raise StationDisconnected(self.station_id)
+        if self.registration is RegistrationStatus.REJECTED or (
+            self.registration is not RegistrationStatus.ACCEPTED
+            and action not in CSMS_ACTIONS_WHILE_PENDING
+        ):
+            raise CommandNotAllowed(self.station_id, action, self.registration.value)
+        ml = self.services.message_log
+        async with self._call_lock:
+            if self._closed:
+                raise StationDisconnected(self.station_id)
+            message_id = str(uuid.uuid4())
+            future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+            self._pending[message_id] = future
+            await ml.record(
+                ml.entry(self.station_id, Direction.OUT, "CALL", message_id, action, payload)
+            )
+            if action == "TriggerMessage":
+                requested = TRIGGERED_ACTION.get(str(payload.get("requestedMessage")))
+                if requested:
+                    self.triggered.add(requested)
+            try:
+                await self._send(protocol.call_frame(message_id, action, payload))
+                result = await asyncio.wait_for(future, timeout)
+            except TimeoutError:
+                await ml.record(
+                    ml.entry(self.station_id, Direction.IN, "TIMEOUT", message_id, action, None)
+                )
+                raise CommandTimeout(self.station_id, action, timeout) from None
+            except CallErrorReceived as err:
+                await ml.record(
+                    ml.entry(
+                        self.station_id,
+                        Direction.IN,
+                        "CALLERROR",
+                        message_id,
+                        action,
+                        {"code": err.code, "description": err.description, "details": err.details},
+                    )
+                )
+                raise
+            except Exception:
+                if self._closed:
+                    raise StationDisconnected(self.station_id) from None
+                raise
+            finally:
+                self._pending.pop(message_id, None)
+            await ml.record(
+                ml.entry(self.station_id, Direction.IN, "CALLRESULT", message_id, action, result)
+            )
+            return result
+
+    def _resolve(self, message_id: str, payload: Any, error: CallErrorReceived | None) -> None:
+        future = self._pending.get(message_id)
+        if future is None or future.done():
+            log.info("%s answered unknown or late message %s", self.station_id, message_id)
+            return
+        if error is not None:
+            future.set_exception(error)
+        elif not isinstance(payload, dict):
+            future.set_exception(
+                CallErrorReceived("FormatViolation", "CALLRESULT payload is not an object")
+            )
+        else:
+            future.set_result(payload)
+
+    async def _send(self, message: str) -> None:
+        if self._log_frames:
+            frames_log.debug("%s -> %s", self.station_id, message)
+        try:
+            await self.transport.send(message)
+        except Exception:
+            return  # the receive loop sees the closed connection and ends the session
+
+    # ---- closing ----------------------------------------------------------------------------
+
+    def _shutdown(self) -> None:
+        """Fail every waiting command at once (not at its timeout) and stop follow-ups."""
+        self._closed = True
+        for future in self._pending.values():
+            if not future.done():
+                future.set_exception(StationDisconnected(self.station_id))
+        for task in list(self._tasks):
+            task.cancel()
+
+    async def close(self, code: int = 1000, reason: str = "") -> None:
+        self._shutdown()
+        with contextlib.suppress(Exception):
+            await self.transport.close(code, reason)
+
+    @property
+    def closed(self) -> bool:
+        return self._closed

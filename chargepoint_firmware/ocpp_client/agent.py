@@ -1,0 +1,680 @@
+"""The charging station's OCPP side: connection, registration, and the services handlers call.
+
+`Agent(settings, hardware)` owns the durable storage, the transaction manager, smart charging and
+the outbox; `await agent.run()` connects to the CSMS (reconnecting with exponential back-off and
+jitter), registers with BootNotification, keeps the link alive (heartbeats; websocket pings
+detect a dead link), reports connector status and delivers queued messages in order.
+
+Registration (B01-B03): until Accepted nothing but BootNotification is sent. Pending: the
+station answers CSMS requests and sends what a TriggerMessage asks for, and retries the boot
+after the interval (or at once on TriggerMessage(BootNotification)). Rejected: nothing at all
+is sent until the interval has passed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import ssl
+import uuid
+from base64 import b64encode
+from collections.abc import Coroutine, Mapping
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import ocpp.exceptions
+import ocpp.messages
+from ocpp.v201 import call
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
+
+from chargepoint_firmware.interfaces import EvseHardware, HardwareEvent, HardwareEventKind
+from chargepoint_firmware.ocpp_client.clock import Clock, SystemClock
+from chargepoint_firmware.ocpp_client.config import ConfigView
+from chargepoint_firmware.ocpp_client.device_model_adapter import DeviceModelAdapter
+from chargepoint_firmware.ocpp_client.outbox import Outbox
+from chargepoint_firmware.ocpp_client.session import StationSession
+from chargepoint_firmware.ocpp_client.smart_charging import SmartCharging
+from chargepoint_firmware.ocpp_client.timefmt import iso_ms
+from chargepoint_firmware.ocpp_client.transactions import TransactionManager
+from chargepoint_firmware.settings import StationSettings
+from chargepoint_firmware.storage import AgentStorage, QueuedMessage
+
+log = logging.getLogger(__name__)
+
+SUBPROTOCOL = "ocpp2.0.1"
+
+
+def backoff_delay(attempt: int, minimum: float, maximum: float, rng: random.Random) -> float:
+    """Exponential back-off with "equal jitter": half fixed, half random, capped at `maximum`."""
+    ceiling = min(maximum, minimum * (2.0 ** min(attempt, 30)))
+    return ceiling / 2 + rng.uniform(0, ceiling / 2)
+
+
+class Agent:
+    def __init__(
+        self,
+        settings: StationSettings,
+        hardware: Mapping[int, EvseHardware],
+        *,
+        clock: Clock | None = None,
+        device_model: Any | None = None,
+        storage: AgentStorage | None = None,
+        ssl_context: ssl.SSLContext | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        if sorted(hardware) != [e.id for e in settings.evses]:
+            raise ValueError("one EvseHardware per configured EVSE id is needed")
+        self.settings = settings
+        self.hardware = dict(sorted(hardware.items()))
+        self.clock = clock or SystemClock()
+        settings.state_dir.mkdir(parents=True, exist_ok=True)
+        self.storage = storage or AgentStorage(settings.state_dir / "agent.sqlite3")
+        self.dm = DeviceModelAdapter.create(device_model, list(self.hardware), settings)
+        self.config = ConfigView(self.dm)
+        self.dm.on_change(self._on_config_change)
+        self.outbox = Outbox(self.storage)
+        self.transactions = TransactionManager(
+            storage=self.storage,
+            clock=self.clock,
+            hardware=self.hardware,
+            config=self.config,
+            outbox=self.outbox,
+            is_online=lambda: self.online,
+            new_transaction_id=lambda: str(uuid.uuid4()),
+        )
+        self.smart = SmartCharging(
+            storage=self.storage,
+            clock=self.clock,
+            hardware=self.hardware,
+            evses={e.id: e for e in settings.evses},
+            config=self.config,
+            transactions=self.transactions,
+        )
+        self.transactions.listeners.append(self._on_transaction_change)
+        self._ssl = ssl_context
+        self._rng = rng or random.Random()
+        self.registration: str | None = None  # Accepted / Pending / Rejected of the last boot
+        self.session: StationSession | None = None
+        self.online = False  # connected and registration Accepted
+        self._needs_boot = True
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._status_reported: dict[int, str] = {}
+        self._pending_reset: set[int | None] = set()
+        self.last_log_status: tuple[str, int | None] = ("Idle", None)
+        self.last_firmware_status: tuple[str, int | None] = ("Idle", None)
+        self.connections = 0  # successful websocket connections (diagnostics, tests)
+        self.boot_attempts = 0
+        # Created in run(): asyncio primitives belong to the running loop.
+        self._boot_now: asyncio.Event | None = None
+        self._reboot: asyncio.Event | None = None
+        self._config_waiters: set[asyncio.Event] = set()
+        self._online_event: asyncio.Event | None = None
+
+    # -- lifecycle ----------------------------------------------------------------------------
+    async def run(self) -> None:
+        """Run until cancelled."""
+        # Schema validation in a thread pool costs ~8x throughput for no gain here.
+        ocpp.messages.ASYNC_VALIDATION = False
+        self._boot_now = asyncio.Event()
+        self._reboot = asyncio.Event()
+        self._online_event = asyncio.Event()
+        boot_reason = self.storage.get("boot_reason")
+        self._boot_reason = boot_reason or "PowerUp"
+        self.transactions.restore()
+        self.smart.load()
+        for hw in self.hardware.values():
+            hw.set_csms_connected(False)
+            hw.subscribe(self._on_hardware_event)
+        background = [
+            asyncio.create_task(self.smart.run_setpoints(), name="setpoints"),
+            asyncio.create_task(self._sampler(), name="tx-sampler"),
+            asyncio.create_task(self._aligned_sampler(), name="aligned-sampler"),
+        ]
+        try:
+            await self._connection_loop()
+        finally:
+            for task in background + list(self._tasks):
+                task.cancel()
+            for task in background + list(self._tasks):
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+
+    def shutdown(self) -> None:
+        """Orderly stop (SIGTERM): end transactions (queued, reason Reboot)."""
+        self.transactions.shutdown()
+
+    def close(self) -> None:
+        self.storage.close()
+
+    async def wait_online(self) -> None:
+        assert self._online_event is not None, "run() has not started"
+        await self._online_event.wait()
+
+    def spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+        return task
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("background task failed", exc_info=task.exception())
+
+    # -- connection ---------------------------------------------------------------------------
+    def _headers(self) -> dict[str, str]:
+        sec = self.settings.security
+        if sec.profile in (1, 2) and sec.basic_auth_password:
+            token = f"{self.settings.station_id}:{sec.basic_auth_password}".encode()
+            return {"Authorization": "Basic " + b64encode(token).decode()}
+        return {}
+
+    def _ssl_context(self) -> ssl.SSLContext | None:
+        if self._ssl is not None:
+            return self._ssl
+        sec = self.settings.security
+        if not self.settings.csms_url.startswith("wss://"):
+            return None
+        context = ssl.create_default_context(cafile=str(sec.ca_file) if sec.ca_file else None)
+        if sec.profile == 3 and sec.client_cert_file and sec.client_key_file:
+            context.load_cert_chain(str(sec.client_cert_file), str(sec.client_key_file))
+        return context
+
+    async def _connect(self) -> ClientConnection:
+        s = self.settings
+        return await connect(
+            s.station_url,
+            subprotocols=[SUBPROTOCOL],  # type: ignore[list-item]
+            additional_headers=self._headers(),
+            ssl=self._ssl_context(),
+            ping_interval=s.ping_interval_s,
+            ping_timeout=s.ping_timeout_s,
+            open_timeout=max(s.message_timeout_s, 1.0),
+            max_size=2**22,
+        )
+
+    async def _connection_loop(self) -> None:
+        attempt = 0
+        while True:
+            try:
+                ws = await self._connect()
+            except (OSError, InvalidHandshake, InvalidURI, TimeoutError) as exc:
+                delay = backoff_delay(
+                    attempt, self.settings.reconnect_min_s, self.settings.reconnect_max_s, self._rng
+                )
+                attempt += 1
+                log.warning(
+                    "cannot connect to %s (%s); retry in %.1fs",
+                    self.settings.station_url,
+                    exc,
+                    delay,
+                )
+                await asyncio.sleep(delay)
+                continue
+            if ws.subprotocol != SUBPROTOCOL:
+                log.error("CSMS did not accept subprotocol %s", SUBPROTOCOL)
+                await ws.close()
+                attempt += 1
+                await asyncio.sleep(
+                    backoff_delay(
+                        attempt,
+                        self.settings.reconnect_min_s,
+                        self.settings.reconnect_max_s,
+                        self._rng,
+                    )
+                )
+                continue
+            self.connections += 1
+            was_online = await self._run_session(ws)
+            if was_online:
+                attempt = 0
+            assert self._reboot is not None
+            if self._reboot.is_set():
+                self._reboot.clear()
+                continue  # reconnect at once and boot again
+            delay = backoff_delay(
+                attempt, self.settings.reconnect_min_s, self.settings.reconnect_max_s, self._rng
+            )
+            attempt += 1
+            log.warning("connection to CSMS lost; reconnecting in %.1fs", delay)
+            await asyncio.sleep(delay)
+
+    async def _run_session(self, ws: ClientConnection) -> bool:
+        session = StationSession(self, ws, response_timeout=self.settings.message_timeout_s)
+        self.session = session
+        reader = asyncio.create_task(session.start(), name="ocpp-reader")
+        online = asyncio.create_task(self._online(session), name="ocpp-online")
+        was_online = False
+        try:
+            done, _ = await asyncio.wait({reader, online}, return_when=asyncio.FIRST_COMPLETED)
+            was_online = self.registration == "Accepted"
+            for task in done:
+                if not task.cancelled() and task.exception() is not None:
+                    exc = task.exception()
+                    if not isinstance(exc, ConnectionClosed):
+                        log.error("session ended by an error", exc_info=exc)
+        finally:
+            for task in (reader, online):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+            self._set_online(False)
+            self.session = None
+            await ws.close()
+        return was_online
+
+    def _set_online(self, online: bool) -> None:
+        if online == self.online:
+            return
+        self.online = online
+        for hw in self.hardware.values():
+            hw.set_csms_connected(online)
+        assert self._online_event is not None
+        if online:
+            self._online_event.set()
+        else:
+            self._online_event.clear()
+            self._status_reported.clear()
+
+    async def _online(self, session: StationSession) -> None:
+        if self._needs_boot:
+            await self._boot(session)
+        self.registration = "Accepted"
+        self._set_online(True)
+        self.update_all_status()
+        self._check_pending_reset()
+        assert self._reboot is not None
+        heartbeat = asyncio.ensure_future(self._heartbeat_loop(session))
+        deliver = asyncio.ensure_future(
+            self.outbox.deliver_forever(
+                self._send_queued,
+                attempts=self.settings.transaction_message_attempts,
+                retry_interval_s=self.settings.transaction_message_retry_interval_s,
+            )
+        )
+        reboot = asyncio.ensure_future(self._reboot.wait())
+        try:
+            done, _ = await asyncio.wait(
+                {heartbeat, deliver, reboot}, return_when=asyncio.FIRST_COMPLETED
+            )
+            for task in done:
+                if task is not reboot:
+                    task.result()  # re-raise what ended it
+        finally:
+            for task in (heartbeat, deliver, reboot):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+
+    async def _boot(self, session: StationSession) -> None:
+        assert self._boot_now is not None
+        station: dict[str, Any] = {
+            "model": self.settings.model,
+            "vendor_name": self.settings.vendor_name,
+            "firmware_version": self.settings.firmware_version,
+        }
+        if self.settings.serial_number:
+            station["serial_number"] = self.settings.serial_number
+        while True:
+            self._boot_now.clear()
+            self.boot_attempts += 1
+            try:
+                response = await session.call(
+                    call.BootNotification(charging_station=station, reason=self._boot_reason),
+                    suppress=False,
+                )
+            except (TimeoutError, ocpp.exceptions.OCPPError) as exc:
+                log.warning("BootNotification failed: %s", exc)
+                await asyncio.sleep(self.settings.boot_retry_default_s)
+                continue
+            self.registration = response.status
+            interval = int(response.interval or 0)
+            if response.status == "Accepted":
+                if interval > 0:
+                    self.dm.set_value("OCPPCommCtrlr", "HeartbeatInterval", str(interval))
+                self._needs_boot = False
+                self._boot_reason = "PowerUp"
+                self.storage.delete("boot_reason")
+                return
+            wait = interval if interval > 0 else self.settings.boot_retry_default_s
+            log.info("BootNotification %s; retry in %ss", response.status, wait)
+            if response.status == "Pending":
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._boot_now.wait(), wait)
+            else:
+                await asyncio.sleep(wait)
+
+    def request_reboot(self, reason: str = "RemoteReset") -> None:
+        """Reset: end the session and register again (as a restarted station would)."""
+        assert self._reboot is not None
+        self._boot_reason = reason
+        self.storage.put("boot_reason", reason)
+        self._needs_boot = True
+        self.registration = None
+        for hw in self.hardware.values():
+            hw.reset_faults()
+        self._reboot.set()
+
+    def schedule_reset(self, evse_id: int | None) -> None:
+        self._pending_reset.add(evse_id)
+
+    def _check_pending_reset(self) -> None:
+        for evse_id in list(self._pending_reset):
+            if evse_id is None:
+                if not self.transactions.any_transaction():
+                    self._pending_reset.discard(None)
+                    self.request_reboot()
+            elif self.transactions.evses[evse_id].tx_id is None:
+                self._pending_reset.discard(evse_id)
+                self.hardware[evse_id].reset_faults()
+
+    # -- sending ------------------------------------------------------------------------------
+    async def send_call(self, payload: Any) -> Any:
+        """Send a CALL now (registration permitting); raises if there is no session."""
+        session = self.session
+        if session is None or self.registration == "Rejected":
+            raise ConnectionError("no CSMS session")
+        return await session.call(payload, suppress=False)
+
+    def send_soon(self, payload: Any) -> None:
+        """Fire-and-forget CALL when online (StatusNotification, NotifyEvent)."""
+        if not self.online:
+            return
+
+        async def send() -> None:
+            try:
+                await self.send_call(payload)
+            except (ConnectionError, ConnectionClosed, TimeoutError) as exc:
+                log.warning("%s not delivered: %s", type(payload).__name__, exc)
+            except ocpp.exceptions.OCPPError as exc:
+                log.warning("%s answered with %s", type(payload).__name__, exc)
+
+        self.spawn(send())
+
+    async def _send_queued(self, message: QueuedMessage) -> None:
+        session = self.session
+        if session is None:
+            raise ConnectionError("no session")
+        payload = getattr(call, message.action)(**message.payload)
+        await session.call(payload, suppress=False, unique_id=message.message_id)
+
+    def queued_transaction_ids(self) -> set[str]:
+        ids: set[str] = set()
+        for message in self.storage.pending():
+            if message.action == "TransactionEvent":
+                ids.add(message.payload["transaction_info"]["transaction_id"])
+        return ids
+
+    async def _heartbeat_loop(self, session: StationSession) -> None:
+        while True:
+            interval = self.config.integer("OCPPCommCtrlr", "HeartbeatInterval")
+            if interval <= 0:
+                await self._sleep_or_config(self.clock.now() + timedelta(days=1))
+                continue
+            await self._sleep_or_config(self.clock.now() + timedelta(seconds=interval))
+            if self.config.integer("OCPPCommCtrlr", "HeartbeatInterval") != interval:
+                continue
+            try:
+                await session.call(call.Heartbeat(), suppress=False)
+            except TimeoutError:
+                log.warning("heartbeat not answered")
+            except ocpp.exceptions.OCPPError as exc:
+                log.warning("heartbeat answered with %s", exc)
+
+    async def _sleep_or_config(self, until: datetime) -> None:
+        """Sleep on the agent clock until `until`, or until a configuration change."""
+        changed = asyncio.Event()
+        self._config_waiters.add(changed)
+        sleeper = asyncio.ensure_future(self.clock.sleep_until(until))
+        waker = asyncio.ensure_future(changed.wait())
+        try:
+            await asyncio.wait({sleeper, waker}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            self._config_waiters.discard(changed)
+            for task in (sleeper, waker):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+
+    def _on_config_change(self, component: str, variable: str) -> None:
+        for waiter in list(self._config_waiters):
+            waiter.set()
+        if (component, variable) == ("V2XCtrlr", "NegativeLimitIsDischarge"):
+            self.smart.wake()
+
+    # -- status -------------------------------------------------------------------------------
+    def update_status(self, evse_id: int) -> None:
+        status = self.transactions.connector_status(evse_id)
+        if not self.online or self._status_reported.get(evse_id) == status:
+            return
+        self._status_reported[evse_id] = status
+        self.send_soon(self._status_payload(evse_id, status))
+
+    def update_all_status(self) -> None:
+        for evse_id in self.hardware:
+            self.update_status(evse_id)
+
+    def _status_payload(self, evse_id: int, status: str) -> call.StatusNotification:
+        return call.StatusNotification(
+            timestamp=iso_ms(self.clock.now()),
+            connector_status=status,
+            evse_id=evse_id,
+            connector_id=1,
+        )
+
+    def _on_transaction_change(self, evse_id: int, what: str, tx_id: str | None) -> None:
+        self.update_status(evse_id)
+        if what == "ended":
+            self._check_pending_reset()
+
+    # -- services for handlers ----------------------------------------------------------------
+    def remote_start(
+        self,
+        evse_id: int | None,
+        id_token: dict[str, Any],
+        remote_start_id: int,
+        profile: dict[str, Any] | None,
+    ) -> tuple[bool, str, str | None]:
+        """RequestStartTransaction: (accepted, reason if not, running transaction id)."""
+        if evse_id is not None and evse_id not in self.hardware:
+            return False, "UnknownEvse", None
+        profile_json: dict[str, Any] | None = None
+        if profile is not None:
+            from chargepoint_firmware.ocpp_client.blocks.smart_charging import profile_json as conv
+
+            profile_json = conv(profile)
+            if profile_json.get("chargingProfilePurpose") != "TxProfile":
+                return False, "InvalidProfile", None
+        info = self._authorize_locally(id_token)
+        if info is not None and info.get("status") != "Accepted":
+            return False, "InvalidIdToken", None
+        accepted, running = self.transactions.remote_start(
+            evse_id, id_token, remote_start_id, profile_json
+        )
+        return accepted, "" if accepted else "Unavailable", running
+
+    def _authorize_locally(self, id_token: dict[str, Any]) -> dict[str, Any] | None:
+        """IdTokenInfo from the local list (or cache); None when the token is not known here."""
+        token, kind = str(id_token.get("id_token", "")), str(id_token.get("type", ""))
+        if self.config.boolean("LocalAuthListCtrlr", "Enabled"):
+            entry = self.storage.local_list_entry(token, kind)
+            if entry is not None:
+                return entry
+        if self.config.boolean("AuthCacheCtrlr", "Enabled"):
+            return self.storage.cache_get(token, kind)
+        return None
+
+    async def send_triggered(self, message: str, evse_ids: list[int]) -> None:
+        match message:
+            case "BootNotification":
+                assert self._boot_now is not None
+                self._boot_now.set()
+            case "Heartbeat":
+                await self.send_call(call.Heartbeat())
+            case "StatusNotification":
+                for evse_id in evse_ids:
+                    status = self.transactions.connector_status(evse_id)
+                    self._status_reported[evse_id] = status
+                    await self.send_call(self._status_payload(evse_id, status))
+            case "MeterValues":
+                for evse_id in evse_ids:
+                    payload = self.transactions.meter_values_message(evse_id, "Trigger")
+                    if payload is not None:
+                        await self.send_call(call.MeterValues(**payload))
+            case "TransactionEvent":
+                for evse_id in evse_ids:
+                    self.transactions.sample(evse_id, "Trigger", "Trigger")
+            case "LogStatusNotification":
+                status, request_id = self.last_log_status
+                if status not in ("Uploading",):
+                    status = "Idle"
+                await self.send_call(
+                    call.LogStatusNotification(status=status, request_id=request_id)
+                )
+            case "FirmwareStatusNotification":
+                status, request_id = self.last_firmware_status
+                if status in ("Installed",):
+                    status = "Idle"
+                await self.send_call(
+                    call.FirmwareStatusNotification(status=status, request_id=request_id)
+                )
+
+    # -- device model -------------------------------------------------------------------------
+    def dm_get_variables(self, data: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return self.dm.get_variables(data)
+
+    def dm_set_variables(self, data: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return self.dm.set_variables(data)
+
+    def dm_report(
+        self,
+        *,
+        report_base: str | None = None,
+        component_criteria: list[str] | None = None,
+        component_variable: list[dict[str, Any]] | None = None,
+    ) -> list[dict[str, Any]] | None:
+        return self.dm.report(
+            report_base=report_base,
+            component_criteria=component_criteria,
+            component_variable=component_variable,
+        )
+
+    async def send_report(self, request_id: int, report_data: list[dict[str, Any]]) -> None:
+        per_message = max(1, self.config.integer("DeviceDataCtrlr", "ItemsPerMessageGetReport"))
+        chunks = [
+            report_data[i : i + per_message] for i in range(0, len(report_data), per_message)
+        ] or [[]]
+        generated_at = iso_ms(self.clock.now())
+        for seq_no, chunk in enumerate(chunks):
+            await self.send_call(
+                call.NotifyReport(
+                    request_id=request_id,
+                    generated_at=generated_at,
+                    seq_no=seq_no,
+                    report_data=chunk or None,
+                    tbc=seq_no < len(chunks) - 1,
+                )
+            )
+
+    # -- hardware events ----------------------------------------------------------------------
+    def _on_hardware_event(self, event: HardwareEvent) -> None:
+        evse_id = event.evse_id
+        if evse_id not in self.hardware:
+            return
+        tx = self.transactions
+        match event.kind:
+            case HardwareEventKind.PLUGGED_IN:
+                tx.set_plugged(evse_id, True)
+            case HardwareEventKind.UNPLUGGED:
+                tx.set_plugged(evse_id, False)
+            case HardwareEventKind.ENERGY_TRANSFER_STARTED:
+                tx.set_energy_transfer(evse_id, True)
+            case HardwareEventKind.ENERGY_TRANSFER_STOPPED | HardwareEventKind.SESSION_ENDED:
+                tx.set_energy_transfer(evse_id, False)
+            case HardwareEventKind.DIRECTION_CHANGED:
+                tx.charging_state_may_have_changed(evse_id)
+            case HardwareEventKind.FAULT:
+                tx.set_fault(evse_id, event.detail)
+                self._notify_problem(event, True)
+                self._security_event("SafetyTrip", f"EVSE {evse_id}: {event.detail}", event.at)
+            case HardwareEventKind.FAULT_CLEARED:
+                tx.clear_fault(evse_id)
+                self._notify_problem(event, False)
+            case HardwareEventKind.GRID_LOST | HardwareEventKind.GRID_RESTORED:
+                self._notify_problem(event, event.kind is HardwareEventKind.GRID_LOST)
+            case HardwareEventKind.BACKUP_MODE:
+                self._notify_problem(event, True)
+        self.update_status(evse_id)
+
+    def _notify_problem(self, event: HardwareEvent, active: bool) -> None:
+        """NotifyEvent (N07) on the EVSE's Problem variable, with the cause as techInfo."""
+        if not self.online:
+            return
+        seq = int(self.storage.get("event_id", 0)) + 1
+        self.storage.put("event_id", seq)
+        self.send_soon(
+            call.NotifyEvent(
+                generated_at=iso_ms(self.clock.now()),
+                seq_no=0,
+                event_data=[
+                    {
+                        "event_id": seq,
+                        "timestamp": iso_ms(event.at if event.at.tzinfo else self.clock.now()),
+                        "trigger": "Delta",
+                        "actual_value": "true" if active else "false",
+                        "tech_code": str(event.kind)[:50],
+                        "tech_info": event.detail[:500] or str(event.kind),
+                        "event_notification_type": "HardWiredNotification",
+                        "component": {"name": "EVSE", "evse": {"id": event.evse_id}},
+                        "variable": {"name": "Problem"},
+                    }
+                ],
+            )
+        )
+
+    def _security_event(self, kind: str, info: str, at: datetime) -> None:
+        """SecurityEventNotification is queued durably like transaction messages (A04)."""
+        moment = at if at.tzinfo else datetime.now(UTC)
+        with self.storage.atomic():
+            self.outbox.put(
+                "SecurityEventNotification",
+                {"type": kind, "timestamp": iso_ms(moment), "tech_info": info[:255]},
+            )
+
+    # -- meter value loops --------------------------------------------------------------------
+    async def _sampler(self) -> None:
+        """TransactionEvent(Updated, MeterValuePeriodic) every TxUpdatedInterval seconds."""
+        while True:
+            interval = self.config.integer("SampledDataCtrlr", "TxUpdatedInterval")
+            if interval <= 0:
+                await self._sleep_or_config(self.clock.now() + timedelta(days=1))
+                continue
+            await self._sleep_or_config(self.clock.now() + timedelta(seconds=interval))
+            if self.config.integer("SampledDataCtrlr", "TxUpdatedInterval") != interval:
+                continue
+            for evse_id in self.hardware:
+                self.transactions.sample(evse_id)
+
+    async def _aligned_sampler(self) -> None:
+        """Clock-aligned meter values every AlignedDataCtrlr.Interval (from midnight UTC)."""
+        while True:
+            interval = self.config.integer("AlignedDataCtrlr", "Interval")
+            now = self.clock.now()
+            if interval <= 0:
+                await self._sleep_or_config(now + timedelta(days=1))
+                continue
+            midnight = now.replace(hour=0, minute=0, second=0, microsecond=0)
+            elapsed = (now - midnight).total_seconds()
+            boundary = midnight + timedelta(seconds=(int(elapsed // interval) + 1) * interval)
+            await self._sleep_or_config(boundary)
+            if self.clock.now() < boundary:
+                continue  # configuration changed: recompute the boundary
+            for evse_id in self.hardware:
+                if not self.transactions.sample(evse_id, "MeterValueClock", "Sample.Clock"):
+                    payload = self.transactions.meter_values_message(evse_id, "Sample.Clock")
+                    if payload is not None:
+                        with self.storage.atomic():
+                            self.outbox.put("MeterValues", payload)

@@ -1,0 +1,1 @@
+"""OCPP handlers, one mixin per functional block, combined in session.StationSession."""

@@ -1,0 +1,92 @@
+"""Blocks L/N/P: UpdateFirmware, GetLog, DataTransfer (simulated transfers, honest statuses).
+
+The agent has no firmware image store and no log upload client: UpdateFirmware and GetLog run
+a simulated sequence of status notifications (documented as such) so that a CSMS can exercise
+its side. The final status says what happened: a GetLog to a location other than a plain
+http(s)/ftp URL fails with UploadFailure; UpdateFirmware ends with Installed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from ocpp.routing import after, on
+from ocpp.v201 import call, call_result
+from ocpp.v201.enums import Action
+
+from chargepoint_firmware.ocpp_client.blocks.base import BlockBase, status_info
+
+# Seconds between two simulated steps (tests shorten it).
+SIMULATED_STEP_S = 0.05
+
+
+class DiagnosticsBlock(BlockBase):
+    @on(Action.get_log)
+    def on_get_log(
+        self,
+        log: dict[str, Any],
+        log_type: str,
+        request_id: int,
+        call_unique_id: str = "",
+        **_: Any,
+    ) -> call_result.GetLog:
+        location = str(log.get("remote_location", ""))
+        reachable = location.startswith(("http://", "https://", "ftp://", "ftps://"))
+        filename = f"{self.agent.settings.station_id}-{log_type}.log"
+
+        async def upload() -> None:
+            self.agent.last_log_status = ("Uploading", request_id)
+            await self.agent.send_call(
+                call.LogStatusNotification(status="Uploading", request_id=request_id)
+            )
+            await asyncio.sleep(SIMULATED_STEP_S)
+            final = "Uploaded" if reachable else "UploadFailure"
+            self.agent.last_log_status = (final, request_id)
+            await self.agent.send_call(
+                call.LogStatusNotification(status=final, request_id=request_id)
+            )
+
+        self.later(call_unique_id, upload)
+        return call_result.GetLog(status="Accepted", filename=filename)
+
+    @after(Action.get_log)
+    def after_get_log(self, call_unique_id: str, **_: Any) -> Any:
+        return self.run_followup(call_unique_id)
+
+    @on(Action.update_firmware)
+    def on_update_firmware(
+        self,
+        request_id: int,
+        firmware: dict[str, Any],
+        call_unique_id: str = "",
+        **_: Any,
+    ) -> call_result.UpdateFirmware:
+        steps = ["Downloading", "Downloaded"]
+        if firmware.get("signature"):
+            steps.append("SignatureVerified")
+        steps += ["Installing", "Installed"]
+
+        async def install() -> None:
+            for step in steps:
+                self.agent.last_firmware_status = (step, request_id)
+                await self.agent.send_call(
+                    call.FirmwareStatusNotification(status=step, request_id=request_id)
+                )
+                await asyncio.sleep(SIMULATED_STEP_S)
+
+        self.later(call_unique_id, install)
+        return call_result.UpdateFirmware(status="Accepted")
+
+    @after(Action.update_firmware)
+    def after_update_firmware(self, call_unique_id: str, **_: Any) -> Any:
+        return self.run_followup(call_unique_id)
+
+    @on(Action.data_transfer)
+    def on_data_transfer(
+        self, vendor_id: str, message_id: str | None = None, data: Any = None, **_: Any
+    ) -> call_result.DataTransfer:
+        # No vendor extensions are implemented: every vendor id is unknown (P01.FR.06).
+        return call_result.DataTransfer(
+            status="UnknownVendorId", status_info=status_info("UnknownVendor", vendor_id)
+        )

@@ -1,0 +1,140 @@
+"""Block B/F: Reset, device model (Get/SetVariables, GetBaseReport, GetReport), TriggerMessage."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ocpp.routing import after, on
+from ocpp.v201 import call_result
+from ocpp.v201.enums import Action
+
+from chargepoint_firmware.ocpp_client.blocks.base import BlockBase, status_info
+
+_TRIGGERABLE = {
+    "BootNotification",
+    "Heartbeat",
+    "StatusNotification",
+    "MeterValues",
+    "TransactionEvent",
+    "LogStatusNotification",
+    "FirmwareStatusNotification",
+}
+
+
+class ProvisioningBlock(BlockBase):
+    # -- Reset (B11/B12) ----------------------------------------------------------------------
+    @on(Action.reset)
+    def on_reset(
+        self, type: str, evse_id: int | None = None, call_unique_id: str = "", **_: Any
+    ) -> call_result.Reset:
+        agent = self.agent
+        if evse_id is not None and evse_id != 0:
+            if evse_id not in agent.hardware:
+                return call_result.Reset(status="Rejected", status_info=status_info("UnknownEvse"))
+            busy = agent.transactions.evses[evse_id].tx_id is not None
+            if type == "OnIdle" and busy:
+                agent.schedule_reset(evse_id)
+                return call_result.Reset(status="Scheduled")
+            agent.transactions.end_transactions([evse_id], "ResetCommand", "ImmediateReset")
+            agent.hardware[evse_id].reset_faults()
+            return call_result.Reset(status="Accepted")
+        if type == "OnIdle" and agent.transactions.any_transaction():
+            agent.schedule_reset(None)
+            return call_result.Reset(status="Scheduled")
+
+        async def reboot() -> None:
+            agent.transactions.end_transactions(None, "ResetCommand", "ImmediateReset")
+            agent.request_reboot()
+
+        self.later(call_unique_id, reboot)
+        return call_result.Reset(status="Accepted")
+
+    @after(Action.reset)
+    def after_reset(self, call_unique_id: str, **_: Any) -> Any:
+        return self.run_followup(call_unique_id)
+
+    # -- device model (B05-B08) ---------------------------------------------------------------
+    @on(Action.get_variables)
+    def on_get_variables(
+        self, get_variable_data: list[dict[str, Any]], **_: Any
+    ) -> call_result.GetVariables:
+        return call_result.GetVariables(
+            get_variable_result=self.agent.dm_get_variables(get_variable_data)
+        )
+
+    @on(Action.set_variables)
+    def on_set_variables(
+        self, set_variable_data: list[dict[str, Any]], **_: Any
+    ) -> call_result.SetVariables:
+        return call_result.SetVariables(
+            set_variable_result=self.agent.dm_set_variables(set_variable_data)
+        )
+
+    @on(Action.get_base_report)
+    def on_get_base_report(
+        self, request_id: int, report_base: str, call_unique_id: str = "", **_: Any
+    ) -> call_result.GetBaseReport:
+        data = self.agent.dm_report(report_base=report_base)
+        if data is None:
+            return call_result.GetBaseReport(status="NotSupported")
+        self.later(call_unique_id, lambda: self.agent.send_report(request_id, data))
+        return call_result.GetBaseReport(status="Accepted")
+
+    @after(Action.get_base_report)
+    def after_get_base_report(self, call_unique_id: str, **_: Any) -> Any:
+        return self.run_followup(call_unique_id)
+
+    @on(Action.get_report)
+    def on_get_report(
+        self,
+        request_id: int,
+        component_criteria: list[str] | None = None,
+        component_variable: list[dict[str, Any]] | None = None,
+        call_unique_id: str = "",
+        **_: Any,
+    ) -> call_result.GetReport:
+        data = self.agent.dm_report(
+            component_criteria=component_criteria, component_variable=component_variable
+        )
+        if not data:
+            return call_result.GetReport(status="EmptyResultSet")
+        self.later(call_unique_id, lambda: self.agent.send_report(request_id, data))
+        return call_result.GetReport(status="Accepted")
+
+    @after(Action.get_report)
+    def after_get_report(self, call_unique_id: str, **_: Any) -> Any:
+        return self.run_followup(call_unique_id)
+
+    # -- TriggerMessage (F06) -----------------------------------------------------------------
+    @on(Action.trigger_message)
+    def on_trigger_message(
+        self,
+        requested_message: str,
+        evse: dict[str, Any] | None = None,
+        call_unique_id: str = "",
+        **_: Any,
+    ) -> call_result.TriggerMessage:
+        agent = self.agent
+        if requested_message not in _TRIGGERABLE:
+            return call_result.TriggerMessage(status="NotImplemented")
+        evse_id = None if evse is None else int(evse["id"])
+        if evse_id not in (None, 0) and evse_id not in agent.hardware:
+            return call_result.TriggerMessage(
+                status="Rejected", status_info=status_info("UnknownEvse")
+            )
+        targets = list(agent.hardware) if evse_id in (None, 0) else [evse_id]
+        if requested_message == "BootNotification" and agent.registration == "Accepted":
+            # F06.FR.17: no BootNotification on request once accepted.
+            return call_result.TriggerMessage(status="Rejected")
+        if requested_message == "TransactionEvent" and not any(
+            agent.transactions.evses[e].tx_id for e in targets
+        ):
+            return call_result.TriggerMessage(
+                status="Rejected", status_info=status_info("NoTransaction")
+            )
+        self.later(call_unique_id, lambda: agent.send_triggered(requested_message, targets))
+        return call_result.TriggerMessage(status="Accepted")
+
+    @after(Action.trigger_message)
+    def after_trigger_message(self, call_unique_id: str, **_: Any) -> Any:
+        return self.run_followup(call_unique_id)

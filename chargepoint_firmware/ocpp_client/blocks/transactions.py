@@ -1,0 +1,54 @@
+"""Block E/F: RequestStartTransaction, RequestStopTransaction, GetTransactionStatus."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ocpp.routing import on
+from ocpp.v201 import call_result
+from ocpp.v201.enums import Action
+
+from chargepoint_firmware.ocpp_client.blocks.base import BlockBase, status_info
+
+
+class TransactionsBlock(BlockBase):
+    @on(Action.request_start_transaction)
+    def on_request_start_transaction(
+        self,
+        id_token: dict[str, Any],
+        remote_start_id: int,
+        evse_id: int | None = None,
+        group_id_token: dict[str, Any] | None = None,
+        charging_profile: dict[str, Any] | None = None,
+        **_: Any,
+    ) -> call_result.RequestStartTransaction:
+        accepted, reason, tx_id = self.agent.remote_start(
+            evse_id, id_token, remote_start_id, charging_profile
+        )
+        return call_result.RequestStartTransaction(
+            status="Accepted" if accepted else "Rejected",
+            transaction_id=tx_id,
+            status_info=None if accepted else status_info(reason),
+        )
+
+    @on(Action.request_stop_transaction)
+    def on_request_stop_transaction(
+        self, transaction_id: str, **_: Any
+    ) -> call_result.RequestStopTransaction:
+        stopped = self.agent.transactions.remote_stop(transaction_id)
+        return call_result.RequestStopTransaction(
+            status="Accepted" if stopped else "Rejected",
+            status_info=None if stopped else status_info("TxNotFound"),
+        )
+
+    @on(Action.get_transaction_status)
+    def on_get_transaction_status(
+        self, transaction_id: str | None = None, **_: Any
+    ) -> call_result.GetTransactionStatus:
+        queued = self.agent.queued_transaction_ids()
+        if transaction_id is None:
+            return call_result.GetTransactionStatus(messages_in_queue=bool(queued))
+        ongoing = self.agent.transactions.find(transaction_id) is not None
+        return call_result.GetTransactionStatus(
+            messages_in_queue=transaction_id in queued, ongoing_indicator=ongoing
+        )

@@ -1,0 +1,87 @@
+"""Typed reads of the configuration variables the agent acts on.
+
+The device model (chargepoint_firmware/device_model.py) is the source of truth when present;
+`ConfigView` reads through it and falls back to the OCPP defaults below, so that the agent works
+(and its tests run) with any device model that answers `value(component, variable)`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Protocol
+
+DEFAULTS: dict[tuple[str, str], str] = {
+    ("OCPPCommCtrlr", "HeartbeatInterval"): "300",
+    ("TxCtrlr", "TxStartPoint"): "PowerPathClosed",
+    ("TxCtrlr", "TxStopPoint"): "EVConnected,Authorized",
+    ("TxCtrlr", "StopTxOnEVSideDisconnect"): "true",
+    ("SampledDataCtrlr", "TxUpdatedInterval"): "60",
+    ("SampledDataCtrlr", "TxStartedMeasurands"): "Energy.Active.Import.Register,"
+    "Energy.Active.Export.Register,SoC",
+    ("SampledDataCtrlr", "TxUpdatedMeasurands"): "Energy.Active.Import.Register,"
+    "Energy.Active.Export.Register,Power.Active.Import,Power.Active.Export,Current.Import,"
+    "Current.Export,Voltage,SoC",
+    ("SampledDataCtrlr", "TxEndedMeasurands"): "Energy.Active.Import.Register,"
+    "Energy.Active.Export.Register,SoC",
+    ("AlignedDataCtrlr", "Interval"): "900",
+    ("AlignedDataCtrlr", "Measurands"): "Energy.Active.Import.Register,"
+    "Energy.Active.Export.Register,Power.Active.Import,Power.Active.Export,Voltage,SoC",
+    ("AuthCtrlr", "AuthorizeRemoteStart"): "false",
+    ("AuthCtrlr", "LocalAuthorizeOffline"): "true",
+    ("AuthCacheCtrlr", "Enabled"): "true",
+    ("LocalAuthListCtrlr", "Enabled"): "true",
+    ("LocalAuthListCtrlr", "Entries"): "1000",
+    ("SmartChargingCtrlr", "ProfileStackLevel"): "8",
+    ("SmartChargingCtrlr", "PeriodsPerSchedule"): "1024",
+    ("SmartChargingCtrlr", "Entries"): "100",
+    ("SmartChargingCtrlr", "RateUnit"): "A,W",
+    ("V2XCtrlr", "NegativeLimitIsDischarge"): "true",
+    ("DeviceDataCtrlr", "ItemsPerMessageGetReport"): "50",
+}
+
+
+class ValueSource(Protocol):
+    def value(self, component: str, variable: str) -> Any: ...
+
+
+class ConfigView:
+    def __init__(self, source: ValueSource | None = None) -> None:
+        self.source = source
+        self._local: dict[tuple[str, str], str] = {}
+        self._listeners: list[Callable[[str, str], None]] = []
+
+    def raw(self, component: str, variable: str) -> str:
+        key = (component, variable)
+        if key in self._local:
+            return self._local[key]
+        if self.source is not None:
+            try:
+                value = self.source.value(component, variable)
+            except (KeyError, LookupError, ValueError):
+                value = None
+            if value is not None:
+                if isinstance(value, bool):
+                    return "true" if value else "false"
+                return str(value)
+        return DEFAULTS[key]
+
+    def set_local(self, component: str, variable: str, value: str) -> None:
+        """Without a device model (tests, first start): keep a value in memory."""
+        self._local[(component, variable)] = value
+        self.changed(component, variable)
+
+    def on_change(self, listener: Callable[[str, str], None]) -> None:
+        self._listeners.append(listener)
+
+    def changed(self, component: str, variable: str) -> None:
+        for listener in self._listeners:
+            listener(component, variable)
+
+    def integer(self, component: str, variable: str) -> int:
+        return int(float(self.raw(component, variable)))
+
+    def boolean(self, component: str, variable: str) -> bool:
+        return self.raw(component, variable).strip().lower() == "true"
+
+    def members(self, component: str, variable: str) -> list[str]:
+        return [m.strip() for m in self.raw(component, variable).split(",") if m.strip()]

@@ -1,0 +1,253 @@
+"""The agent's view of the device model: one small surface the handlers and ConfigView use.
+
+With the project's `chargepoint_firmware.device_model.DeviceModel` (persisted in the state
+directory) every call goes to it. Without it (it is optional at import time), a minimal built-in
+model serves the variables the agent acts on (config.DEFAULTS), kept in memory.
+
+Payloads are in the `ocpp` library's snake_case form (GetVariableData -> GetVariableResult ...).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from chargepoint_firmware.ocpp_client.config import DEFAULTS
+from chargepoint_firmware.ocpp_client.meter import SUPPORTED_MEASURANDS
+from chargepoint_firmware.settings import StationSettings
+
+log = logging.getLogger(__name__)
+
+ChangeListener = Callable[[str, str], None]
+
+_MEMBER_LISTS = {
+    ("TxCtrlr", "TxStartPoint"): {
+        "ParkingBayOccupancy",
+        "EVConnected",
+        "Authorized",
+        "DataSigned",
+        "PowerPathClosed",
+        "EnergyTransfer",
+    },
+    ("TxCtrlr", "TxStopPoint"): {
+        "ParkingBayOccupancy",
+        "EVConnected",
+        "Authorized",
+        "DataSigned",
+        "PowerPathClosed",
+        "EnergyTransfer",
+    },
+    ("SmartChargingCtrlr", "RateUnit"): {"A", "W"},
+}
+_READ_ONLY = {
+    ("SmartChargingCtrlr", "RateUnit"),
+    ("SmartChargingCtrlr", "PeriodsPerSchedule"),
+    ("SmartChargingCtrlr", "ProfileStackLevel"),
+    ("SmartChargingCtrlr", "Entries"),
+    ("LocalAuthListCtrlr", "Entries"),
+}
+
+
+def _data_type(component: str, variable: str, default: str) -> str:
+    if (component, variable) in _MEMBER_LISTS or variable.endswith("Measurands"):
+        return "MemberList"
+    if default in ("true", "false"):
+        return "boolean"
+    if default.lstrip("-").isdigit():
+        return "integer"
+    return "string"
+
+
+class DeviceModelAdapter:
+    """Interface; `create` picks the project device model or the built-in one."""
+
+    @staticmethod
+    def create(
+        device_model: Any | None, evse_ids: list[int], settings: StationSettings
+    ) -> DeviceModelAdapter:
+        if device_model is not None:
+            return ProjectDeviceModel(device_model)
+        return BuiltinDeviceModel(evse_ids, settings)
+
+    def value(self, component: str, variable: str) -> Any:
+        raise NotImplementedError
+
+    def set_value(self, component: str, variable: str, value: str) -> None:
+        raise NotImplementedError
+
+    def on_change(self, listener: ChangeListener) -> None:
+        raise NotImplementedError
+
+    def get_variables(self, data: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        raise NotImplementedError
+
+    def set_variables(self, data: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        raise NotImplementedError
+
+    def report(
+        self,
+        *,
+        report_base: str | None = None,
+        component_criteria: list[str] | None = None,
+        component_variable: list[dict[str, Any]] | None = None,
+    ) -> list[dict[str, Any]] | None:
+        raise NotImplementedError
+
+
+class BuiltinDeviceModel(DeviceModelAdapter):
+    def __init__(self, evse_ids: list[int], settings: StationSettings) -> None:
+        self.values: dict[tuple[str, str], str] = dict(DEFAULTS)
+        self.values[("OCPPCommCtrlr", "HeartbeatInterval")] = str(settings.heartbeat_interval_s)
+        self.values[("ChargingStation", "Model")] = settings.model
+        self.values[("ChargingStation", "VendorName")] = settings.vendor_name
+        self._listeners: list[ChangeListener] = []
+        self.components = {c for c, _ in self.values}
+
+    def value(self, component: str, variable: str) -> Any:
+        return self.values.get((component, variable))
+
+    def set_value(self, component: str, variable: str, value: str) -> None:
+        self.values[(component, variable)] = value
+        for listener in self._listeners:
+            listener(component, variable)
+
+    def on_change(self, listener: ChangeListener) -> None:
+        self._listeners.append(listener)
+
+    def _lookup(self, item: dict[str, Any]) -> tuple[str, str, str | None]:
+        """(component, variable, error status or None)."""
+        component = str(item["component"]["name"])
+        variable = str(item["variable"]["name"])
+        if component not in self.components:
+            return component, variable, "UnknownComponent"
+        if (component, variable) not in self.values:
+            return component, variable, "UnknownVariable"
+        if item.get("attribute_type", "Actual") != "Actual":
+            return component, variable, "NotSupportedAttributeType"
+        return component, variable, None
+
+    def get_variables(self, data: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        out = []
+        for item in data:
+            component, variable, error = self._lookup(item)
+            result: dict[str, Any] = {
+                "attribute_status": error or "Accepted",
+                "component": item["component"],
+                "variable": item["variable"],
+            }
+            if "attribute_type" in item:
+                result["attribute_type"] = item["attribute_type"]
+            if error is None:
+                result["attribute_value"] = self.values[(component, variable)]
+            out.append(result)
+        return out
+
+    def _valid(self, component: str, variable: str, value: str) -> bool:
+        kind = _data_type(component, variable, DEFAULTS.get((component, variable), value))
+        if kind == "boolean":
+            return value in ("true", "false")
+        if kind == "integer":
+            return value.lstrip("-").isdigit() and int(value) >= 0
+        if kind == "MemberList":
+            allowed = _MEMBER_LISTS.get((component, variable), SUPPORTED_MEASURANDS)
+            members = [m.strip() for m in value.split(",") if m.strip()]
+            return all(m in allowed for m in members)
+        return True
+
+    def set_variables(self, data: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        out = []
+        for item in data:
+            component, variable, error = self._lookup(item)
+            value = str(item["attribute_value"])
+            if error is None and (component, variable) in _READ_ONLY:
+                error = "Rejected"
+            if error is None and not self._valid(component, variable, value):
+                error = "Rejected"
+            out.append(
+                {
+                    "attribute_status": error or "Accepted",
+                    "attribute_type": item.get("attribute_type", "Actual"),
+                    "component": item["component"],
+                    "variable": item["variable"],
+                }
+            )
+            if error is None:
+                self.set_value(component, variable, value)
+        return out
+
+    def report(
+        self,
+        *,
+        report_base: str | None = None,
+        component_criteria: list[str] | None = None,
+        component_variable: list[dict[str, Any]] | None = None,
+    ) -> list[dict[str, Any]] | None:
+        if report_base == "SummaryInventory":
+            return None
+        keys = sorted(self.values)
+        if component_variable:
+            wanted = {
+                (cv["component"]["name"], cv.get("variable", {}).get("name"))
+                for cv in component_variable
+            }
+            keys = [k for k in keys if k in wanted or (k[0], None) in wanted]
+        if (
+            component_criteria
+            and "Active" not in component_criteria
+            and "Enabled" not in (component_criteria)
+        ):
+            keys = []
+        return [
+            {
+                "component": {"name": c},
+                "variable": {"name": v},
+                "variable_attribute": [
+                    {
+                        "type": "Actual",
+                        "value": self.values[(c, v)],
+                        "mutability": "ReadOnly" if (c, v) in _READ_ONLY else "ReadWrite",
+                    }
+                ],
+                "variable_characteristics": {
+                    "data_type": _data_type(c, v, DEFAULTS.get((c, v), self.values[(c, v)])),
+                    "supports_monitoring": False,
+                },
+            }
+            for c, v in keys
+        ]
+
+
+class ProjectDeviceModel(DeviceModelAdapter):
+    """chargepoint_firmware.device_model.DeviceModel behind the adapter surface."""
+
+    def __init__(self, model: Any) -> None:
+        self.model = model
+        self._listeners: list[ChangeListener] = []
+
+    def value(self, component: str, variable: str) -> Any:
+        return self.model.value(component, variable)
+
+    def set_value(self, component: str, variable: str, value: str) -> None:
+        self.model.set_internal(component, variable, value)
+
+    def on_change(self, listener: ChangeListener) -> None:
+        self.model.on_any_change(listener)
+
+    def get_variables(self, data: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        result: list[dict[str, Any]] = self.model.get_variables(data)
+        return result
+
+    def set_variables(self, data: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        result: list[dict[str, Any]] = self.model.set_variables(data)
+        return result
+
+    def report(
+        self,
+        *,
+        report_base: str | None = None,
+        component_criteria: list[str] | None = None,
+        component_variable: list[dict[str, Any]] | None = None,
+    ) -> list[dict[str, Any]] | None:
+        result: list[dict[str, Any]] | None = self.model.report(report_base or "FullInventory")
+        return result

@@ -1,0 +1,69 @@
+"""One websocket session with the CSMS: the `ocpp` library's v201 ChargePoint, fixed at the edge.
+
+Handlers live in `blocks/` (one mixin per OCPP functional block) and stay thin: they call the
+agent's services and return `call_result` dataclasses. Follow-up CALLs are sent from `@after`
+hooks or tasks, never awaited inside an `@on` handler (the library awaits each handler before it
+reads the next frame).
+
+Edge fixes:
+* the library swaps NotImplemented (action unknown) and NotSupported (known, not supported);
+* while the CSMS has Rejected the BootNotification, the station sends nothing at all, not even
+  an answer (B03: no messages until the retry interval has passed).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+from ocpp.exceptions import NotImplementedError as OcppNotImplemented
+from ocpp.exceptions import NotSupportedError
+from ocpp.messages import Call, MessageType, unpack
+from ocpp.v201 import ChargePoint
+from ocpp.v201.enums import Action
+
+from chargepoint_firmware.ocpp_client.blocks.authorization import AuthorizationBlock
+from chargepoint_firmware.ocpp_client.blocks.availability import AvailabilityBlock
+from chargepoint_firmware.ocpp_client.blocks.diagnostics import DiagnosticsBlock
+from chargepoint_firmware.ocpp_client.blocks.provisioning import ProvisioningBlock
+from chargepoint_firmware.ocpp_client.blocks.smart_charging import SmartChargingBlock
+from chargepoint_firmware.ocpp_client.blocks.transactions import TransactionsBlock
+
+if TYPE_CHECKING:
+    from chargepoint_firmware.ocpp_client.agent import Agent
+
+log = logging.getLogger(__name__)
+
+_KNOWN_ACTIONS = frozenset(a.value for a in Action)
+
+
+class StationSession(
+    ProvisioningBlock,
+    TransactionsBlock,
+    AvailabilityBlock,
+    AuthorizationBlock,
+    SmartChargingBlock,
+    DiagnosticsBlock,
+    ChargePoint,
+):
+    def __init__(self, agent: Agent, connection: Any, response_timeout: float) -> None:
+        self.agent = agent
+        super().__init__(agent.settings.station_id, connection, response_timeout=response_timeout)
+
+    async def route_message(self, raw_msg: str) -> None:
+        if self.agent.registration == "Rejected":
+            try:
+                msg = unpack(raw_msg)
+            except Exception:  # malformed: the library logs and drops it too
+                msg = None
+            if msg is not None and msg.message_type_id == MessageType.Call:
+                log.warning("boot Rejected: ignoring %s from the CSMS", getattr(msg, "action", "?"))
+                return
+        await super().route_message(raw_msg)
+
+    async def _handle_call(self, msg: Call) -> Any:
+        if msg.action not in self.route_map or "_on_action" not in self.route_map[msg.action]:
+            if msg.action in _KNOWN_ACTIONS:
+                raise NotSupportedError(details={"cause": f"{msg.action} is not supported"})
+            raise OcppNotImplemented(details={"cause": f"{msg.action} is not a known action"})
+        return await super()._handle_call(msg)

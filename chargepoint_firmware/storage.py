@@ -1,0 +1,219 @@
+"""Durable local state of the agent: one SQLite file in the state directory.
+
+Holds the outgoing message queue (TransactionEvent / MeterValues waiting for their CALLRESULT),
+per-EVSE transaction state and counters, charging profiles, the local authorization list and the
+auth cache. WAL journal with synchronous=FULL: a committed write survives a kill -9 or a power
+cut. Writes that belong together (a transaction's new seqNo and the event that uses it) go in one
+`atomic()` block so a crash can never leave one without the other.
+
+Plain stdlib sqlite3 called from the event loop: every statement is a local, small write.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS outbox (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    message_id TEXT NOT NULL,
+    action TEXT NOT NULL,
+    payload TEXT NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS kv (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS charging_profiles (
+    id INTEGER PRIMARY KEY,
+    evse_id INTEGER NOT NULL,
+    profile TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS local_list (
+    id_token TEXT NOT NULL,
+    token_type TEXT NOT NULL,
+    id_token_info TEXT NOT NULL,
+    PRIMARY KEY (id_token, token_type)
+);
+CREATE TABLE IF NOT EXISTS auth_cache (
+    id_token TEXT NOT NULL,
+    token_type TEXT NOT NULL,
+    id_token_info TEXT NOT NULL,
+    PRIMARY KEY (id_token, token_type)
+);
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class QueuedMessage:
+    seq: int
+    message_id: str
+    action: str
+    payload: dict[str, Any]  # snake_case keyword arguments of the ocpp.v201.call dataclass
+    attempts: int
+
+
+class AgentStorage:
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        # isolation_level=None: autocommit; multi-statement writes use atomic().
+        self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.executescript(_SCHEMA)
+        self._depth = 0
+
+    def close(self) -> None:
+        self._db.close()
+
+    @contextmanager
+    def atomic(self) -> Iterator[None]:
+        """Group writes into one durable commit (nesting joins the outer block)."""
+        if self._depth:
+            self._depth += 1
+            try:
+                yield
+            finally:
+                self._depth -= 1
+            return
+        self._db.execute("BEGIN IMMEDIATE")
+        self._depth = 1
+        try:
+            yield
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        else:
+            self._db.execute("COMMIT")
+        finally:
+            self._depth = 0
+
+    # -- outbox -------------------------------------------------------------------------------
+    def enqueue(self, message_id: str, action: str, payload: dict[str, Any]) -> int:
+        cur = self._db.execute(
+            "INSERT INTO outbox (message_id, action, payload) VALUES (?, ?, ?)",
+            (message_id, action, json.dumps(payload, separators=(",", ":"))),
+        )
+        assert cur.lastrowid is not None
+        return cur.lastrowid
+
+    def peek(self) -> QueuedMessage | None:
+        row = self._db.execute(
+            "SELECT seq, message_id, action, payload, attempts FROM outbox ORDER BY seq LIMIT 1"
+        ).fetchone()
+        if row is None:
+            return None
+        return QueuedMessage(row[0], row[1], row[2], json.loads(row[3]), row[4])
+
+    def pending(self) -> list[QueuedMessage]:
+        rows = self._db.execute(
+            "SELECT seq, message_id, action, payload, attempts FROM outbox ORDER BY seq"
+        ).fetchall()
+        return [QueuedMessage(r[0], r[1], r[2], json.loads(r[3]), r[4]) for r in rows]
+
+    def remove(self, seq: int) -> None:
+        self._db.execute("DELETE FROM outbox WHERE seq = ?", (seq,))
+
+    def count_attempt(self, seq: int) -> int:
+        self._db.execute("UPDATE outbox SET attempts = attempts + 1 WHERE seq = ?", (seq,))
+        row = self._db.execute("SELECT attempts FROM outbox WHERE seq = ?", (seq,)).fetchone()
+        return int(row[0]) if row else 0
+
+    def queue_length(self) -> int:
+        return int(self._db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0])
+
+    # -- key/value (transaction state, counters, availability, ...) -------------------------
+    def get(self, key: str, default: Any = None) -> Any:
+        row = self._db.execute("SELECT value FROM kv WHERE key = ?", (key,)).fetchone()
+        return default if row is None else json.loads(row[0])
+
+    def put(self, key: str, value: Any) -> None:
+        self._db.execute(
+            "INSERT INTO kv (key, value) VALUES (?, ?) "
+            "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+            (key, json.dumps(value, separators=(",", ":"))),
+        )
+
+    def delete(self, key: str) -> None:
+        self._db.execute("DELETE FROM kv WHERE key = ?", (key,))
+
+    # -- charging profiles (OCPP JSON, camelCase) ---------------------------------------------
+    def save_profile(self, profile_id: int, evse_id: int, profile: dict[str, Any]) -> None:
+        self._db.execute(
+            "INSERT INTO charging_profiles (id, evse_id, profile) VALUES (?, ?, ?) "
+            "ON CONFLICT(id) DO UPDATE SET evse_id = excluded.evse_id, profile = excluded.profile",
+            (profile_id, evse_id, json.dumps(profile)),
+        )
+
+    def delete_profile(self, profile_id: int) -> None:
+        self._db.execute("DELETE FROM charging_profiles WHERE id = ?", (profile_id,))
+
+    def load_profiles(self) -> list[tuple[int, dict[str, Any]]]:
+        rows = self._db.execute("SELECT evse_id, profile FROM charging_profiles ORDER BY id")
+        return [(int(r[0]), json.loads(r[1])) for r in rows.fetchall()]
+
+    # -- authorization ------------------------------------------------------------------------
+    def local_list_version(self) -> int:
+        return int(self.get("local_list_version", 0))
+
+    def replace_local_list(
+        self, version: int, entries: list[tuple[str, str, dict[str, Any]]]
+    ) -> None:
+        with self.atomic():
+            self._db.execute("DELETE FROM local_list")
+            for token, token_type, info in entries:
+                self._upsert("local_list", token, token_type, info)
+            self.put("local_list_version", version)
+
+    def update_local_list(
+        self, version: int, entries: list[tuple[str, str, dict[str, Any] | None]]
+    ) -> None:
+        """Differential update: None info removes the entry."""
+        with self.atomic():
+            for token, token_type, info in entries:
+                if info is None:
+                    self._db.execute(
+                        "DELETE FROM local_list WHERE id_token = ? AND token_type = ?",
+                        (token, token_type),
+                    )
+                else:
+                    self._upsert("local_list", token, token_type, info)
+            self.put("local_list_version", version)
+
+    def local_list_entry(self, token: str, token_type: str) -> dict[str, Any] | None:
+        return self._lookup("local_list", token, token_type)
+
+    def local_list_size(self) -> int:
+        return int(self._db.execute("SELECT COUNT(*) FROM local_list").fetchone()[0])
+
+    def cache_put(self, token: str, token_type: str, info: dict[str, Any]) -> None:
+        self._upsert("auth_cache", token, token_type, info)
+
+    def cache_get(self, token: str, token_type: str) -> dict[str, Any] | None:
+        return self._lookup("auth_cache", token, token_type)
+
+    def cache_clear(self) -> None:
+        self._db.execute("DELETE FROM auth_cache")
+
+    def _upsert(self, table: str, token: str, token_type: str, info: dict[str, Any]) -> None:
+        self._db.execute(
+            f"INSERT INTO {table} (id_token, token_type, id_token_info) VALUES (?, ?, ?) "
+            "ON CONFLICT(id_token, token_type) "
+            "DO UPDATE SET id_token_info = excluded.id_token_info",
+            (token, token_type, json.dumps(info)),
+        )
+
+    def _lookup(self, table: str, token: str, token_type: str) -> dict[str, Any] | None:
+        row = self._db.execute(
+            f"SELECT id_token_info FROM {table} WHERE id_token = ? AND token_type = ?",
+            (token, token_type),
+        ).fetchone()
+        return None if row is None else dict(json.loads(row[0]))

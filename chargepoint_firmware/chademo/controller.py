@@ -477,10 +477,13 @@ def step(
         command = _command(t)  # updates t.s (last output) too
         return t.s, command
 
-    if t.s.state in ACTIVE_STATES:
-        _check_stops(t)
-
     st = t.s.state
+    if st in ACTIVE_STATES:
+        _check_stops(t)
+        if t.s.state is not st:  # one transition per tick: the stop is this tick's step
+            command = _command(t)
+            return t.s, command
+
     if st is ChargerState.IDLE:
         if inp.plugged:
             t.emit(HardwareEventKind.PLUGGED_IN)

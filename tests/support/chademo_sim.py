@@ -1,0 +1,173 @@
+"""Helpers for CHAdeMO controller and simulated-vehicle tests."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field, replace
+
+from chargepoint_firmware.chademo.controller import (
+    ChargerState,
+    ControllerCommand,
+    ControllerConfig,
+    ControllerInputs,
+    ControllerState,
+    Direction,
+    InsulationResult,
+    VehicleView,
+    step,
+)
+from chargepoint_firmware.chademo.frames import (
+    VehicleChargeLimits,
+    VehicleDischargeEstimate,
+    VehicleDischargeLimits,
+    VehicleStatus,
+)
+from chargepoint_firmware.hardware.chademo_evse import ChademoEvseConfig
+from chargepoint_firmware.hardware.sim_vehicle import Battery, SimVehicleConfig
+from chargepoint_firmware.hardware.simulation import SimulatedEvse
+
+
+def unique_channel(prefix: str = "chademo-test") -> str:
+    """A python-can `virtual` channel no other test shares."""
+    return f"{prefix}-{uuid.uuid4().hex[:12]}"
+
+
+async def wait_until(
+    predicate: Callable[[], bool], within_s: float = 10.0, interval: float = 0.005
+) -> float:
+    """Poll until `predicate()`; returns the monotonic time it became true, or fails."""
+    deadline = time.monotonic() + within_s
+    while True:
+        if predicate():
+            return time.monotonic()
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {within_s} s")
+        await asyncio.sleep(interval)
+
+
+@asynccontextmanager
+async def running_sim(
+    config: ChademoEvseConfig | None = None,
+    *,
+    battery: Battery | None = None,
+    vehicle_config: SimVehicleConfig | None = None,
+) -> AsyncIterator[SimulatedEvse]:
+    """A started simulated EVSE + vehicle on a fresh virtual channel; stopped afterwards."""
+    config = config or ChademoEvseConfig()
+    config = replace(config, can_interface="virtual", can_channel=unique_channel())
+    sim = SimulatedEvse.create(config, battery=battery, vehicle_config=vehicle_config)
+    await sim.start()
+    try:
+        yield sim
+    finally:
+        await sim.stop()
+
+
+async def start_session(sim: SimulatedEvse, within_s: float = 10.0) -> None:
+    """Plug in, authorize, and wait for energy transfer to begin."""
+    sim.vehicle.plug_in()
+    sim.evse.allow_energy_transfer(True)
+    await wait_until(
+        lambda: (
+            sim.evse.controller_state.state in (ChargerState.CHARGING, ChargerState.DISCHARGING)
+        ),
+        within_s,
+    )
+
+
+# --- pure state machine harness ----------------------------------------------------------------
+
+EV_LIMITS = VehicleChargeLimits(maximum_battery_voltage_v=435, charged_rate_reference=100)
+
+
+def ev_status(**changes: object) -> VehicleStatus:
+    """A Leaf-like 0x102 (discharge compatible, contactor open) with changes."""
+    base = VehicleStatus(
+        protocol_number=2,
+        target_battery_voltage_v=410,
+        discharge_compatible=True,
+        state_of_charge=73,
+    )
+    return replace(base, **changes)  # type: ignore[arg-type]
+
+
+@dataclass
+class Harness:
+    """Steps the pure controller with a clock the test moves, recording every command."""
+
+    config: ControllerConfig = field(default_factory=ControllerConfig)
+    state: ControllerState = field(default_factory=ControllerState)
+    now: float = 0.0
+    vehicle: VehicleView = field(default_factory=VehicleView)
+    plugged: bool = True
+    authorized: bool = True
+    wanted: Direction = Direction.CHARGE
+    allowed_a: float = 15.0
+    offered_a: float | None = None
+    locked: bool = False
+    insulation: InsulationResult = InsulationResult.IDLE
+    voltage_v: float = 0.0
+    current_a: float = 0.0
+    safety_faults: frozenset[str] = frozenset()
+    commands: list[ControllerCommand] = field(default_factory=list)
+
+    def send(self, *frames: object) -> None:
+        """The vehicle sends frames now."""
+        for frame in frames:
+            self.vehicle = self.vehicle.with_frame(frame, self.now)  # type: ignore[arg-type]
+
+    def tick(self, dt: float = 0.1) -> ControllerCommand:
+        self.now += dt
+        inputs = ControllerInputs(
+            now=self.now,
+            plugged=self.plugged,
+            authorized=self.authorized,
+            wanted_direction=self.wanted,
+            allowed_current_a=self.allowed_a,
+            vehicle=self.vehicle,
+            connector_locked=self.locked,
+            insulation=self.insulation,
+            terminal_voltage_v=self.voltage_v,
+            measured_current_a=self.current_a,
+            safety_faults=self.safety_faults,
+            offered_charge_current_a=self.offered_a,
+        )
+        self.state, command = step(self.config, self.state, inputs)
+        self.commands.append(command)
+        return command
+
+    @property
+    def at(self) -> ChargerState:
+        return self.state.state
+
+    def events(self) -> list[tuple[str, str]]:
+        return [(e.kind.value, e.detail) for c in self.commands for e in c.events]
+
+    def to_energy_transfer(self, status: VehicleStatus | None = None) -> None:
+        """Drive the sequence from IDLE to CHARGING with a well-behaved vehicle."""
+        self.tick()  # IDLE -> PLUGGED
+        self.tick()  # -> HANDSHAKE (d1)
+        self.send(EV_LIMITS, ev_status(), VehicleDischargeLimits(min_discharge_voltage_v=250))
+        self.send(VehicleDischargeEstimate(sequence_control_number=2))
+        self.tick()  # -> WAIT_CHARGE_PERMISSION
+        self.send(ev_status(charging_enabled=True))
+        self.tick()  # -> LOCKING
+        self.locked = True
+        self.tick()  # -> INSULATION_TEST
+        self.insulation = InsulationResult.PASSED
+        self.tick()  # -> INSULATION_DECAY
+        self.tick()  # -> WAIT_EV_CONTACTOR_CLOSE (d2)
+        self.voltage_v = 374.0
+        self.send(ev_status(charging_enabled=True, ev_contactor_open=False))
+        self.tick()  # -> WAIT_CURRENT_REQUEST
+        final = status or ev_status(
+            charging_enabled=True, ev_contactor_open=False, charging_current_request_a=15
+        )
+        self.send(
+            final, VehicleDischargeLimits(max_discharge_current_a=15, min_discharge_voltage_v=250)
+        )
+        self.tick()  # -> CHARGING

@@ -30,7 +30,7 @@ import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 from chargepoint_firmware.schedule.model import format_datetime
 
@@ -450,6 +450,38 @@ def _ref_from_json(component: Mapping[str, Any], variable: Mapping[str, Any]) ->
     )
 
 
+def _camel(key: str) -> str:
+    head, *rest = key.split("_")
+    return head + "".join(part[:1].upper() + part[1:] for part in rest)
+
+
+def _snake(key: str) -> str:
+    return re.sub(r"(?<!^)([A-Z])", r"_\1", key).lower()
+
+
+def _rekey(value: Any, convert: Callable[[str], str]) -> Any:
+    """Convert dict keys recursively (values such as "ConnectorType" stay as they are)."""
+    if isinstance(value, Mapping):
+        return {convert(k): _rekey(v, convert) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_rekey(v, convert) for v in value]
+    return value
+
+
+Style = Literal["camel", "snake"]
+
+
+def _out(items: list[dict[str, Any]], style: Style) -> list[dict[str, Any]]:
+    return items if style == "camel" else [_rekey(i, _snake) for i in items]
+
+
+def _attribute_type(name: str) -> AttributeType | None:
+    try:
+        return AttributeType(name)
+    except ValueError:
+        return None
+
+
 class DeviceModel:
     """The device model of one station with the given EVSE ids (one CHAdeMO connector each)."""
 
@@ -465,6 +497,7 @@ class DeviceModel:
         "SecurityCtrlr.Identity"); they are not persisted. Stored values then override both."""
         self._store = store
         self._listeners: dict[tuple[str, str], list[ChangeListener]] = {}
+        self._any_listeners: list[Callable[[str, str], None]] = []
         self.evse_ids = tuple(sorted(set(evse_ids)))
         definitions = _station_variables()
         for evse_id in self.evse_ids:
@@ -582,11 +615,17 @@ class DeviceModel:
             ref = cell.definition.ref
             for listener in self._listeners.get((ref.component, ref.variable), []):
                 listener(ref, value)
+            for any_listener in self._any_listeners:
+                any_listener(ref.component, ref.variable)
 
     def on_change(self, component: str, variable: str, callback: ChangeListener) -> None:
         """Call `callback(ref, new_value)` after the Actual value of any instance of
         component.variable changes (SetVariables Accepted, or set_internal)."""
         self._listeners.setdefault((component, variable), []).append(callback)
+
+    def on_any_change(self, callback: Callable[[str, str], None]) -> None:
+        """Call `callback(component, variable)` after any Actual value changes."""
+        self._any_listeners.append(callback)
 
     # ----- GetVariables / SetVariables -----
 
@@ -601,10 +640,16 @@ class DeviceModel:
             return None, "UnknownVariable"
         return cell, None
 
-    def get_variables(self, requests: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
-        """GetVariableData dicts -> GetVariableResult dicts (camelCase OCPP JSON)."""
+    def get_variables(
+        self, requests: Sequence[Mapping[str, Any]], *, style: Style = "camel"
+    ) -> list[dict[str, Any]]:
+        """GetVariableData dicts -> GetVariableResult dicts.
+
+        Input keys may be camelCase (OCPP JSON) or snake_case (as the `ocpp` library hands them
+        to handlers); output keys follow `style`."""
         results: list[dict[str, Any]] = []
-        for request in requests:
+        for raw in requests:
+            request = _rekey(raw, _camel)
             attribute_name = request.get("attributeType", AttributeType.ACTUAL.value)
             result: dict[str, Any] = {
                 "attributeType": attribute_name,
@@ -613,7 +658,10 @@ class DeviceModel:
             }
             cell, status = self._lookup(request["component"], request["variable"])
             if cell is not None:
-                attribute = cell.definition.attribute(AttributeType(attribute_name))
+                attribute_type = _attribute_type(attribute_name)
+                attribute = (
+                    None if attribute_type is None else cell.definition.attribute(attribute_type)
+                )
                 if attribute is None:
                     status = "NotSupportedAttributeType"
                 elif attribute.mutability is WO:
@@ -625,12 +673,16 @@ class DeviceModel:
                     result["attributeValue"] = "" if value is None else value
             result["attributeStatus"] = status
             results.append(result)
-        return results
+        return _out(results, style)
 
-    def set_variables(self, requests: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
-        """SetVariableData dicts -> SetVariableResult dicts (camelCase OCPP JSON)."""
+    def set_variables(
+        self, requests: Sequence[Mapping[str, Any]], *, style: Style = "camel"
+    ) -> list[dict[str, Any]]:
+        """SetVariableData dicts -> SetVariableResult dicts (input camelCase or snake_case,
+        output keys per `style`). Each entry is applied on its own, in order."""
         results: list[dict[str, Any]] = []
-        for request in requests:
+        for raw in requests:
+            request = _rekey(raw, _camel)
             attribute_name = request.get("attributeType", AttributeType.ACTUAL.value)
             result: dict[str, Any] = {
                 "attributeType": attribute_name,
@@ -645,7 +697,7 @@ class DeviceModel:
                     "additionalInfo": reason[1],
                 }
             results.append(result)
-        return results
+        return _out(results, style)
 
     def _set_one(
         self, request: Mapping[str, Any], attribute_name: str
@@ -654,7 +706,8 @@ class DeviceModel:
         if cell is None:
             return status or "Rejected", None
         definition = cell.definition
-        attribute = definition.attribute(AttributeType(attribute_name))
+        attribute_type = _attribute_type(attribute_name)
+        attribute = None if attribute_type is None else definition.attribute(attribute_type)
         if attribute is None:
             return "NotSupportedAttributeType", None
         if attribute.mutability is RO:
@@ -712,8 +765,9 @@ class DeviceModel:
         *,
         component_variables: Sequence[Mapping[str, Any]] | None = None,
         component_criteria: Sequence[str] | None = None,
+        style: Style = "camel",
     ) -> list[dict[str, Any]]:
-        """ReportData dicts.
+        """ReportData dicts (keys per `style`; componentVariable input may be either style).
 
         criteria: GetBaseReport's reportBase (FullInventory: everything; ConfigurationInventory:
         variables with a writable attribute; SummaryInventory: availability and problem
@@ -732,7 +786,8 @@ class DeviceModel:
         elif criteria not in (None, "FullInventory"):
             raise ValueError(f"unknown report base {criteria}")
         if component_variables:
-            cells = [c for c in cells if any(_matches(c, cv) for cv in component_variables)]
+            wanted_cv = [_rekey(cv, _camel) for cv in component_variables]
+            cells = [c for c in cells if any(_matches(c, cv) for cv in wanted_cv)]
         if component_criteria:
             wanted = set(component_criteria)
             selected = {
@@ -742,7 +797,7 @@ class DeviceModel:
                 and c.values.get(AttributeType.ACTUAL) == "true"
             }
             cells = [c for c in cells if c.definition.ref.component_key in selected]
-        return [self._report_entry(c) for c in cells]
+        return _out([self._report_entry(c) for c in cells], style)
 
     # ----- typed accessors -----
 
@@ -811,6 +866,12 @@ class DeviceModel:
             "SmartChargingCtrlr", "Entries", evse_id=None, connector_id=None,
             instance="ChargingProfiles",
         )  # fmt: skip
+        return int(cell.definition.max_limit or 0)
+
+    def local_auth_list_entries_max(self) -> int:
+        cell = self._resolve(
+            "LocalAuthListCtrlr", "Entries", evse_id=None, connector_id=None, instance=None
+        )
         return int(cell.definition.max_limit or 0)
 
     def rate_units(self) -> tuple[str, ...]:

@@ -266,3 +266,43 @@ def test_defaults_override_and_bad_defaults_raise() -> None:
         DeviceModel([1], InMemoryStore(), defaults={"Nope.Nope": "1"})
     with pytest.raises(ValueError):
         DeviceModel([1], InMemoryStore(), defaults={"OCPPCommCtrlr.HeartbeatInterval": "x"})
+
+
+def test_snake_case_input_and_output_for_the_ocpp_library(model: DeviceModel) -> None:
+    """Handlers of the `ocpp` library receive snake_case keys; either form is accepted."""
+    request = {
+        "component": {"name": "Connector", "evse": {"id": 1, "connector_id": 1}},
+        "variable": {"name": "ConnectorType"},
+        "attribute_type": "Actual",
+    }
+    result = model.get_variables([request], style="snake")
+    assert result[0]["attribute_status"] == "Accepted"
+    assert result[0]["attribute_value"] == "cCHAdeMO"
+    assert result[0]["component"]["evse"] == {"id": 1, "connector_id": 1}
+    set_result = model.set_variables(
+        [{"component": {"name": "TxCtrlr"}, "variable": {"name": "EVConnectionTimeOut"},
+          "attribute_value": "90"}],
+        style="snake",
+    )  # fmt: skip
+    assert set_result[0]["attribute_status"] == "Accepted"
+    assert model.ev_connection_timeout() == 90
+    report = model.report(None, component_variables=[request], style="snake")
+    assert report[0]["variable_characteristics"]["data_type"] == "OptionList"
+
+
+def test_unknown_attribute_type_is_not_supported(model: DeviceModel) -> None:
+    assert _statuses(model.get_variables([_get("AuthCtrlr", "Enabled", attribute="Bogus")])) == [
+        "NotSupportedAttributeType"
+    ]
+    bogus = _set("AuthCtrlr", "Enabled", "true", attribute="Bogus")
+    assert _statuses(model.set_variables([bogus])) == ["NotSupportedAttributeType"]
+
+
+def test_on_any_change_reports_component_and_variable(model: DeviceModel) -> None:
+    seen: list[tuple[str, str]] = []
+    model.on_any_change(lambda component, variable: seen.append((component, variable)))
+    model.set_variables([_set("AuthCtrlr", "LocalPreAuthorize", "true")])
+    model.set_internal("SmartChargingCtrlr", "Entries", "3")
+    assert seen == [("AuthCtrlr", "LocalPreAuthorize"), ("SmartChargingCtrlr", "Entries")]
+    assert model.charging_profile_entries_max() == 100
+    assert model.local_auth_list_entries_max() == 1000

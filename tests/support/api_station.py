@@ -261,6 +261,19 @@ class ApiTestStation(ChargePoint):
         )
         return str(response.status)
 
+    async def call_status_notification(
+        self, evse_id: int, connector_id: int, status: str = "Available"
+    ) -> None:
+        await self.call(
+            call.StatusNotification(
+                timestamp="2026-01-01T00:00:00Z",
+                connector_status=status,
+                evse_id=evse_id,
+                connector_id=connector_id,
+            ),
+            suppress=False,
+        )
+
 
 def basic_auth_header(station_id: str, password: str) -> str:
     token = base64.b64encode(f"{station_id}:{password}".encode()).decode()

@@ -398,13 +398,15 @@ def limit_at(
     # After the last finite breakpoint everything is constant or repeats within a week, so
     # searching one more window past it is enough.
     give_up_after = max(now, last_finite or now) + _SEARCH_WINDOW
-    t0 = now
+    # Windows grow from 15 min so that a change soon is found without listing a week of
+    # breakpoints of a long recurring schedule.
+    t0, window = now, timedelta(minutes=15)
     while t0 < give_up_after:
-        t1 = t0 + _SEARCH_WINDOW
+        t1 = t0 + window
         for point in evaluator.breakpoints(t0, t1):
             if evaluator.value(evse_id, point) != current:
                 return current, point
-        t0 = t1
+        t0, window = t1, min(window * 2, _SEARCH_WINDOW)
     return current, None
 
 

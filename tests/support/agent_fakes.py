@@ -104,21 +104,28 @@ class FakeEvse:
         cleared = self._status.latched_faults
         self.faults_reset += 1
         if cleared:
-            self._update(latched_faults=(), state=SessionState.PLUGGED if self._status.plugged
-                         else SessionState.IDLE)
+            self._update(
+                latched_faults=(),
+                state=SessionState.PLUGGED if self._status.plugged else SessionState.IDLE,
+            )
             self._emit(HardwareEventKind.FAULT_CLEARED)
         return cleared
 
     # -- test controls ------------------------------------------------------------------------
     def plug_in(self, soc_pct: float = 50.0, voltage_v: float = 380.0) -> None:
-        self._update(plugged=True, state=SessionState.PLUGGED, soc_pct=soc_pct,
-                     voltage_v=voltage_v)
+        self._update(plugged=True, state=SessionState.PLUGGED, soc_pct=soc_pct, voltage_v=voltage_v)
         self._emit(HardwareEventKind.PLUGGED_IN)
 
     def unplug(self) -> None:
         was_transferring = self._status.state in (SessionState.CHARGING, SessionState.DISCHARGING)
-        self._update(plugged=False, state=SessionState.IDLE, power_w=0.0, current_a=0.0,
-                     soc_pct=None, voltage_v=0.0)
+        self._update(
+            plugged=False,
+            state=SessionState.IDLE,
+            power_w=0.0,
+            current_a=0.0,
+            soc_pct=None,
+            voltage_v=0.0,
+        )
         if was_transferring:
             self._emit(HardwareEventKind.ENERGY_TRANSFER_STOPPED)
         self._emit(HardwareEventKind.UNPLUGGED)
@@ -130,8 +137,12 @@ class FakeEvse:
         )
 
     def trip(self, cause: str) -> None:
-        self._update(latched_faults=(*self._status.latched_faults, cause),
-                     state=SessionState.FAULTED, power_w=0.0, current_a=0.0)
+        self._update(
+            latched_faults=(*self._status.latched_faults, cause),
+            state=SessionState.FAULTED,
+            power_w=0.0,
+            current_a=0.0,
+        )
         self._emit(HardwareEventKind.FAULT, cause)
 
     def _update(self, **changes: object) -> None:

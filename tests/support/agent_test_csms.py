@@ -50,9 +50,7 @@ class _Recorder:
         self.csms.frames.append(("in", text))
         message = json.loads(text)
         if message[0] == 2:
-            self.csms.received.append(
-                Received(self.station_id, message[1], message[2], message[3])
-            )
+            self.csms.received.append(Received(self.station_id, message[1], message[2], message[3]))
         return text
 
     async def send(self, text: str) -> None:
@@ -106,9 +104,7 @@ class _CsmsSide(ChargePoint):
         return call_result.LogStatusNotification()
 
     @on(Action.firmware_status_notification)
-    def on_firmware_status_notification(
-        self, **_: Any
-    ) -> call_result.FirmwareStatusNotification:
+    def on_firmware_status_notification(self, **_: Any) -> call_result.FirmwareStatusNotification:
         return call_result.FirmwareStatusNotification()
 
     @on(Action.report_charging_profiles)

@@ -1,0 +1,182 @@
+"""Transactions against a real websocket CSMS: lifecycle, meter values, stops, faults."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+from ocpp.v201 import call
+
+from tests.support.agent_harness import Harness, eventually, start_harness
+
+MS_UTC = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
+
+
+def tx_events(h: Harness, tx_id: str | None = None) -> list[dict[str, Any]]:
+    events = h.csms.actions("TransactionEvent")
+    if tx_id is None:
+        return events
+    return [e for e in events if e["transactionInfo"]["transactionId"] == tx_id]
+
+
+def measurands(event: dict[str, Any]) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for mv in event.get("meterValue", []):
+        for sv in mv["sampledValue"]:
+            out[sv["measurand"]] = sv["value"]
+    return out
+
+
+async def set_variable(h: Harness, component: str, variable: str, value: str) -> None:
+    result = await h.call(
+        call.SetVariables(
+            set_variable_data=[
+                {
+                    "component": {"name": component},
+                    "variable": {"name": variable},
+                    "attribute_value": value,
+                }
+            ]
+        )
+    )
+    assert result.set_variable_result[0]["attribute_status"] == "Accepted"
+
+
+async def start_remote(h: Harness, token: str = "TOKEN-1", remote_id: int = 7) -> str:
+    h.evse.plug_in()
+    await h.csms.wait_for("StatusNotification", lambda p: p["connectorStatus"] == "Occupied")
+    result = await h.call(
+        call.RequestStartTransaction(
+            id_token={"id_token": token, "type": "ISO14443"}, remote_start_id=remote_id, evse_id=1
+        )
+    )
+    assert result.status == "Accepted"
+    started = await h.csms.wait_for("TransactionEvent", lambda e: e["eventType"] == "Started")
+    return str(started[0]["transactionInfo"]["transactionId"])
+
+
+async def test_e01_remote_start_meter_values_remote_stop(tmp_path: Path) -> None:
+    h = await start_harness(tmp_path)
+    try:
+        await set_variable(h, "SampledDataCtrlr", "TxUpdatedInterval", "1")
+        tx_id = await start_remote(h)
+        started = tx_events(h, tx_id)[0]
+        assert started["triggerReason"] == "RemoteStart"
+        assert started["transactionInfo"]["remoteStartId"] == 7
+        assert started["idToken"] == {"idToken": "TOKEN-1", "type": "ISO14443"}
+        assert started["seqNo"] == 0
+        assert started["evse"] == {"id": 1, "connectorId": 1}
+        assert "offline" not in started
+        assert MS_UTC.match(started["timestamp"])
+        assert started["meterValue"][0]["sampledValue"][0]["context"] == "Transaction.Begin"
+        assert h.evse.allowed is True
+        # Energy flows: the charging state follows the hardware.
+        await h.csms.wait_for(
+            "TransactionEvent",
+            lambda e: (
+                e["triggerReason"] == "ChargingStateChanged"
+                and e["transactionInfo"].get("chargingState") == "Charging"
+            ),
+        )
+        h.evse.add_energy(import_wh=1234.5)
+        periodic = await h.csms.wait_for(
+            "TransactionEvent",
+            lambda e: (
+                e["triggerReason"] == "MeterValuePeriodic"
+                and measurands(e).get("Energy.Active.Import.Register") == 1234.5
+            ),
+        )
+        values = measurands(periodic[0])
+        assert values["Power.Active.Import"] == 7000.0
+        assert values["Power.Active.Export"] == 0.0
+        assert values["Voltage"] == 380.0
+        assert values["SoC"] == 50.0
+        assert MS_UTC.match(periodic[0]["meterValue"][0]["timestamp"])
+
+        stop = await h.call(call.RequestStopTransaction(transaction_id=tx_id))
+        assert stop.status == "Accepted"
+        ended = await h.csms.wait_for("TransactionEvent", lambda e: e["eventType"] == "Ended")
+        assert ended[0]["triggerReason"] == "RemoteStop"
+        assert ended[0]["transactionInfo"]["stoppedReason"] == "Remote"
+        assert h.evse.allowed is False
+        seqs = [e["seqNo"] for e in tx_events(h, tx_id)]
+        assert seqs == list(range(len(seqs)))
+        # A second stop for the same transaction is rejected.
+        again = await h.call(call.RequestStopTransaction(transaction_id=tx_id))
+        assert again.status == "Rejected"
+    finally:
+        await h.close()
+
+
+async def test_e_unplug_ends_transaction_ev_disconnected(tmp_path: Path) -> None:
+    h = await start_harness(tmp_path)
+    try:
+        tx_id = await start_remote(h)
+        h.evse.unplug()
+        ended = await h.csms.wait_for("TransactionEvent", lambda e: e["eventType"] == "Ended")
+        assert ended[0]["transactionInfo"]["transactionId"] == tx_id
+        assert ended[0]["transactionInfo"]["stoppedReason"] == "EVDisconnected"
+        assert ended[0]["triggerReason"] == "EVCommunicationLost"
+        await h.csms.wait_for(
+            "StatusNotification", lambda p: p["connectorStatus"] == "Available", count=2
+        )
+    finally:
+        await h.close()
+
+
+async def test_e_tx_start_point_ev_connected_remote_start_returns_transaction_id(
+    tmp_path: Path,
+) -> None:
+    h = await start_harness(tmp_path)
+    try:
+        await set_variable(h, "TxCtrlr", "TxStartPoint", "EVConnected")
+        h.evse.plug_in()
+        started = await h.csms.wait_for("TransactionEvent", lambda e: e["eventType"] == "Started")
+        assert started[0]["triggerReason"] == "CablePluggedIn"
+        assert h.evse.allowed is False  # connected but not authorized
+        tx_id = started[0]["transactionInfo"]["transactionId"]
+        result = await h.call(
+            call.RequestStartTransaction(
+                id_token={"id_token": "T2", "type": "Central"}, remote_start_id=9, evse_id=1
+            )
+        )
+        assert result.status == "Accepted"
+        assert result.transaction_id == tx_id  # F01.FR.?: the running transaction's id
+        updated = await h.csms.wait_for(
+            "TransactionEvent", lambda e: e["triggerReason"] == "RemoteStart"
+        )
+        assert updated[0]["eventType"] == "Updated"
+        assert updated[0]["idToken"]["idToken"] == "T2"
+        await eventually(lambda: h.evse.allowed)
+    finally:
+        await h.close()
+
+
+async def test_fault_ends_transaction_notifies_event_and_security_event(tmp_path: Path) -> None:
+    h = await start_harness(tmp_path)
+    try:
+        await start_remote(h)
+        h.evse.trip("emergency_stop")
+        ended = await h.csms.wait_for("TransactionEvent", lambda e: e["eventType"] == "Ended")
+        assert ended[0]["transactionInfo"]["stoppedReason"] == "EmergencyStop"
+        assert ended[0]["triggerReason"] == "AbnormalCondition"
+        await h.csms.wait_for("StatusNotification", lambda p: p["connectorStatus"] == "Faulted")
+        events = await h.csms.wait_for("NotifyEvent")
+        data = events[0]["eventData"][0]
+        assert data["component"] == {"name": "EVSE", "evse": {"id": 1}}
+        assert data["variable"] == {"name": "Problem"}
+        assert data["actualValue"] == "true"
+        assert data["techInfo"] == "emergency_stop"
+        security = await h.csms.wait_for("SecurityEventNotification")
+        assert security[0]["type"] == "SafetyTrip"
+        assert "emergency_stop" in security[0]["techInfo"]
+        # A new remote start is refused while faulted.
+        result = await h.call(
+            call.RequestStartTransaction(
+                id_token={"id_token": "T3", "type": "Central"}, remote_start_id=10, evse_id=1
+            )
+        )
+        assert result.status == "Rejected"
+    finally:
+        await h.close()

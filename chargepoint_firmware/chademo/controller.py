@@ -43,7 +43,7 @@ from chargepoint_firmware.interfaces import HardwareEventKind, RateUnit, Session
 # --- Timeouts and thresholds (docs/chademo.md figures; "own" marks our own choices) ----------
 CYCLE_S: Final = 0.1  # every frame every 100 ms (+-10 ms)
 T_EV_CHARGE_PERMISSION_S: Final = 8.0  # T-time: d1 on -> EV sets 0x102 b5.0
-T_CONNECTOR_LOCK_S: Final = 2.0  # own: lock feedback after the lock command
+T_CONNECTOR_LOCK_S: Final = 10.0  # own: the logged charger took 8.7 s from permission to lock
 T_INSULATION_TEST_S: Final = 10.0  # own: upper bound on the insulation test
 T_INSULATION_DECAY_S: Final = 2.0  # terminals below 20 V after the test (like <= 10 V in 2 s)
 T_D2_AFTER_PERMISSION_S: Final = 20.0  # d2 on within 20 s

@@ -1,0 +1,206 @@
+"""The load generator against the bare websockets responder, small N, on loopback."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+from benchmarks.bare_responder import BareResponder
+from benchmarks.loadgen import (
+    LatencyHistogram,
+    RemoteTargetRefused,
+    RunConfig,
+    main,
+    require_loopback,
+    run_in_process,
+)
+
+REPO = Path(__file__).resolve().parents[2]
+STATION_ACTIONS = {"BootNotification", "StatusNotification", "TransactionEvent", "Heartbeat"}
+
+
+def _quiet(_line: str) -> None:
+    pass
+
+
+def test_histogram_percentiles_are_within_two_percent_and_merge() -> None:
+    whole, low, high = LatencyHistogram(), LatencyHistogram(), LatencyHistogram()
+    for ms in range(1, 1001):
+        whole.add(ms / 1000)
+        (low if ms <= 500 else high).add(ms / 1000)
+    low.merge(high)
+    for p, expected in ((50, 0.5), (95, 0.95), (99, 0.99)):
+        assert whole.percentile(p) == pytest.approx(expected, rel=0.02)
+        assert low.percentile(p) == whole.percentile(p)
+    assert whole.percentile(100) == pytest.approx(1.0)
+    assert (low.count, low.max_s) == (1000, 1.0)
+    assert LatencyHistogram.from_json(json.loads(json.dumps(whole.to_json()))) == whole
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "ws://10.0.0.1:9000/ocpp",
+        "ws://192.168.1.20/ocpp",
+        "ws://example.com/ocpp",
+        "ws://[2001:db8::1]:9000/ocpp",
+        "http://0.0.0.0:8000",
+    ],
+)
+def test_non_loopback_targets_are_refused(url: str) -> None:
+    with pytest.raises(RemoteTargetRefused):
+        require_loopback(url)
+
+
+@pytest.mark.parametrize(
+    "url", ["ws://127.0.0.1:9000/ocpp", "ws://127.0.0.2/ocpp", "ws://[::1]:9000/ocpp"]
+)
+def test_loopback_targets_are_allowed(url: str) -> None:
+    require_loopback(url)
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--url", "ws://10.1.2.3:9000/ocpp"],
+        ["--api-url", "http://10.1.2.3:8000", "--commands-per-s", "1"],
+        ["--stations", "10001"],
+        ["--commands-per-s", "5"],  # needs --api-url
+    ],
+)
+def test_cli_refuses_bad_runs_before_connecting(
+    argv: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["--url", "ws://127.0.0.1:1/ocpp", *argv]) == 2
+    assert "loadgen:" in capsys.readouterr().err
+
+
+async def test_mix_counts_add_up_with_api_commands() -> None:
+    async with BareResponder(api_port=0, api_token="t0ken", heartbeat_interval=1) as responder:
+        cfg = RunConfig(
+            url=f"ws://127.0.0.1:{responder.port}/ocpp",
+            stations=20,
+            scenario="mix",
+            duration_s=3.0,
+            meter_interval_s=0.3,
+            idle_mean_s=0.4,
+            transaction_mean_s=1.0,
+            connect_rate=0,
+            api_url=f"http://127.0.0.1:{responder.api_port}",
+            api_token="t0ken",
+            commands_per_s=10,
+            server_pid=os.getpid(),  # the responder runs in this process
+            progress_interval_s=1.0,
+        )
+        result = await run_in_process(cfg, log=_quiet)
+        received = dict(responder.received)
+        answered = dict(responder.csms_calls_answered)
+
+    assert (result["connected"], result["boots_accepted"]) == (20, 20)
+    assert result["time_to_all_booted_s"] is not None
+    assert result["unexpected_disconnects"] == 0
+    assert result["call_errors"] == {} and result["call_timeouts"] == {}
+    # Every CALL the stations sent was received by the server and answered.
+    assert result["calls_sent"] == result["calls_completed"] == received
+    assert set(received) == STATION_ACTIONS
+    assert received["BootNotification"] == 20
+    assert received["TransactionEvent"] >= 3  # at least one Started/Updated/Ended
+    # Every API command reached a station and its answer came back through the API.
+    assert result["csms_calls_answered"] == answered == result["api_ok"]
+    assert sum(answered.values()) > 0 and result["api_failed"] == {}
+    assert result["messages_handled"] == sum(received.values()) + sum(answered.values())
+    assert sum(result["per_second"]) == result["messages_handled"]
+    for action, n in received.items():
+        assert result["latency"][action]["count"] == n
+        assert 0 < result["latency"][action]["p50_ms"] <= result["latency"][action]["p99_ms"]
+    assert result["server"]["cpu_s"] > 0 and result["server"]["peak_rss_mb"] > 0
+
+
+async def test_boot_heartbeat_sends_back_to_back_and_counts_add_up() -> None:
+    async with BareResponder() as responder:
+        cfg = RunConfig(
+            url=f"ws://127.0.0.1:{responder.port}/ocpp",
+            stations=10,
+            scenario="boot-heartbeat",
+            duration_s=2.5,
+            connect_rate=0,
+        )
+        result = await run_in_process(cfg, log=_quiet)
+        received = dict(responder.received)
+    assert received == result["calls_completed"] == result["calls_sent"]
+    assert set(received) == {"BootNotification", "Heartbeat"}
+    assert received["Heartbeat"] > 10 * 20  # back-to-back: far more than one per station
+    assert result["steady_calls_per_s"] is not None and result["steady_calls_per_s"] > 0
+
+
+async def test_max_messages_stops_the_run_early() -> None:
+    async with BareResponder() as responder:
+        cfg = RunConfig(
+            url=f"ws://127.0.0.1:{responder.port}/ocpp",
+            stations=5,
+            scenario="boot-heartbeat",
+            duration_s=60,
+            max_messages=100,
+            connect_rate=0,
+        )
+        result = await run_in_process(cfg, log=_quiet)
+    assert result["calls_completed"]["Heartbeat"] <= 100
+    assert result["duration_s"] < 30
+
+
+async def test_boot_storm_ends_when_all_are_accepted() -> None:
+    async with BareResponder() as responder:
+        cfg = RunConfig(
+            url=f"ws://127.0.0.1:{responder.port}/ocpp",
+            stations=30,
+            scenario="boot-storm",
+            duration_s=60,
+        )
+        result = await run_in_process(cfg, log=_quiet)
+        total_connections = responder.connections_total
+    assert result["boots_accepted"] == 30 == total_connections
+    assert result["time_to_all_booted_s"] is not None
+    assert result["duration_s"] < 30  # it did not wait for --duration
+    assert result["calls_completed"] == {"BootNotification": 30}
+
+
+async def test_connection_refused_is_counted_not_fatal() -> None:
+    async with BareResponder() as responder:
+        port = responder.port
+    cfg = RunConfig(
+        url=f"ws://127.0.0.1:{port}/ocpp",
+        stations=3,
+        scenario="boot-storm",
+        duration_s=5,
+        call_timeout_s=2,
+    )
+    result = await run_in_process(cfg, log=_quiet)
+    assert result["connected"] == 0
+    assert sum(result["connect_failures"].values()) == 3
+
+
+async def test_cli_with_two_processes_writes_json(tmp_path: Path) -> None:
+    out = tmp_path / "result.json"
+    async with BareResponder() as responder:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            str(REPO / "benchmarks" / "loadgen.py"),
+            "--url", f"ws://127.0.0.1:{responder.port}/ocpp",
+            "--stations", "20", "--processes", "2", "--scenario", "boot-heartbeat",
+            "--duration", "2", "--progress-interval", "1", "--json", str(out),
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        stdout, stderr = await asyncio.wait_for(process.communicate(), 60)
+        received = dict(responder.received)
+    assert process.returncode == 0, stderr.decode()
+    result = json.loads(out.read_text())
+    assert (result["processes"], result["connected"], result["boots_accepted"]) == (2, 20, 20)
+    assert result["calls_completed"] == received
+    assert "Heartbeat" in stdout.decode() and "p99 ms" in stdout.decode()
+    assert "round trips" in stderr.decode()  # progress lines

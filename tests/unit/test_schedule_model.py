@@ -85,3 +85,23 @@ def test_datetimes_are_utc_with_milliseconds_and_z() -> None:
 def test_malformed_profiles_raise_profile_format_error(broken: dict[str, object]) -> None:
     with pytest.raises(ProfileFormatError):
         profile_from_ocpp(broken)
+
+
+def test_schedule_package_imports_no_edge_package() -> None:
+    """The pure package must run without ocpp, websockets, sqlalchemy, python-can or asyncio."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, chargepoint_firmware.schedule, chargepoint_firmware.device_model\n"
+        "edge = {'ocpp', 'websockets', 'sqlalchemy', 'can', 'asyncio', 'fastapi'}\n"
+        "print(sorted(edge & {m.split('.')[0] for m in sys.modules}))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=Path(__file__).parents[2],
+    )
+    assert out.stdout.strip() == "[]"

@@ -53,7 +53,7 @@ async def test_e_offline_events_delivered_in_order_exactly_once(tmp_path: Path) 
         before = len(h.csms.actions("TransactionEvent"))
 
         await h.csms.start(port=h.csms.port)  # it comes back
-        await h.csms.wait_for("TransactionEvent", lambda e: e["eventType"] == "Ended", timeout=10)
+        await h.csms.wait_for("TransactionEvent", lambda e: e["eventType"] == "Ended", within_s=10)
         await eventually(lambda: len(h.agent.outbox) == 0)
         mine = assert_complete_sequence(h.csms.actions("TransactionEvent"), tx_id)
         after_outage = mine[before:]
@@ -122,7 +122,7 @@ async def test_e_sigkill_while_offline_loses_and_duplicates_nothing(tmp_path: Pa
     second: subprocess.Popen[bytes] | None = None
     try:
         await csms.wait_for(
-            "StatusNotification", lambda p: p["connectorStatus"] == "Occupied", timeout=15
+            "StatusNotification", lambda p: p["connectorStatus"] == "Occupied", within_s=15
         )
         result = await csms.call(
             STATION_ID,
@@ -139,7 +139,7 @@ async def test_e_sigkill_while_offline_loses_and_duplicates_nothing(tmp_path: Pa
         await csms.stop()
         # Offline: periodic events pile up in the durable queue.
         await eventually(
-            lambda: sum(a == "TransactionEvent" for a, _ in _queued(state_dir)) >= 2, timeout=10
+            lambda: sum(a == "TransactionEvent" for a, _ in _queued(state_dir)) >= 2, within_s=10
         )
         first.send_signal(signal.SIGKILL)
         first.wait(10)
@@ -149,11 +149,11 @@ async def test_e_sigkill_while_offline_loses_and_duplicates_nothing(tmp_path: Pa
         second = _spawn(config)
         # The restarted agent ends the interrupted transaction (still offline: queued).
         await eventually(
-            lambda: any(p["event_type"] == "Ended" for _, p in _queued(state_dir)), timeout=15
+            lambda: any(p["event_type"] == "Ended" for _, p in _queued(state_dir)), within_s=15
         )
         await csms.start(port=csms.port)
-        await csms.wait_for("TransactionEvent", lambda e: e["eventType"] == "Ended", timeout=15)
-        await eventually(lambda: not _queued(state_dir), timeout=10)
+        await csms.wait_for("TransactionEvent", lambda e: e["eventType"] == "Ended", within_s=15)
+        await eventually(lambda: not _queued(state_dir), within_s=10)
         mine = assert_complete_sequence(csms.actions("TransactionEvent"), tx_id)
         assert mine[-1]["transactionInfo"]["stoppedReason"] == "PowerLoss"
         assert mine[-1]["offline"] is True

@@ -95,14 +95,14 @@ async def start_harness(
 
 
 async def _online(agent: Agent) -> None:
-    while agent._online_event is None:
+    while agent._online_event is None:  # noqa: ASYNC110 - run() creates it on its first step
         await asyncio.sleep(0.01)
     await agent.wait_online()
 
 
-async def eventually(predicate: Any, timeout: float = 5.0, message: str = "") -> None:
+async def eventually(predicate: Any, within_s: float = 5.0, message: str = "") -> None:
     """Wait until predicate() is true (tests only)."""
-    deadline = asyncio.get_running_loop().time() + timeout
+    deadline = asyncio.get_running_loop().time() + within_s
     while not predicate():
         if asyncio.get_running_loop().time() > deadline:
             raise AssertionError(message or "condition not reached")

@@ -138,9 +138,7 @@ class AgentTestCsms:
             process_request=self._check_auth,
             ping_interval=None,
         )
-        self.port = self._server.sockets[0].getsockname()[1] if not port else port
-        if not self.port:
-            self.port = next(iter(self._server.sockets)).getsockname()[1]
+        self.port = port or next(iter(self._server.sockets)).getsockname()[1]
         return self.url
 
     @property
@@ -189,23 +187,23 @@ class AgentTestCsms:
         predicate: Callable[[dict[str, Any]], bool] = lambda _: True,
         *,
         count: int = 1,
-        timeout: float = 5.0,
+        within_s: float = 5.0,
     ) -> list[dict[str, Any]]:
         """Wait until `count` received `action` payloads match `predicate`; return them."""
-        deadline = asyncio.get_running_loop().time() + timeout
+        deadline = asyncio.get_running_loop().time() + within_s
         while True:
             found = [p for p in self.actions(action) if predicate(p)]
             if len(found) >= count:
                 return found
             if asyncio.get_running_loop().time() > deadline:
                 raise AssertionError(
-                    f"{action}: {len(found)}/{count} after {timeout}s; got "
+                    f"{action}: {len(found)}/{count} after {within_s}s; got "
                     f"{[r.action for r in self.received]}"
                 )
             await asyncio.sleep(0.01)
 
-    async def wait_connected(self, station_id: str, timeout: float = 5.0) -> None:
-        deadline = asyncio.get_running_loop().time() + timeout
+    async def wait_connected(self, station_id: str, within_s: float = 5.0) -> None:
+        deadline = asyncio.get_running_loop().time() + within_s
         while station_id not in self.stations:
             if asyncio.get_running_loop().time() > deadline:
                 raise AssertionError(f"{station_id} did not connect")

@@ -419,6 +419,11 @@ class _Cell:
     values: dict[AttributeType, str | None] = field(default_factory=dict)
 
 
+def _persistent(definition: VariableDefinition, attribute: AttributeType) -> bool:
+    """Configured set-points (MaxSet, MinSet, Target) persist even where Actual is measured."""
+    return definition.persistent or attribute is not AttributeType.ACTUAL
+
+
 def _component_json(ref: VariableRef) -> dict[str, Any]:
     out: dict[str, Any] = {"name": ref.component}
     if ref.component_instance:
@@ -609,7 +614,7 @@ class DeviceModel:
     def _write(self, cell: _Cell, attribute: AttributeType, value: str) -> None:
         before = cell.values.get(attribute)
         cell.values[attribute] = value
-        if cell.definition.persistent:
+        if _persistent(cell.definition, attribute):
             self._store.save(cell.definition.ref.key(attribute), value)
         if before != value and attribute is AttributeType.ACTUAL:
             ref = cell.definition.ref
@@ -738,7 +743,7 @@ class DeviceModel:
             if attribute.mutability is not WO and value is not None:
                 entry["value"] = value
             entry["mutability"] = attribute.mutability.value
-            entry["persistent"] = definition.persistent
+            entry["persistent"] = _persistent(definition, attribute.type)
             entry["constant"] = definition.constant
             attributes.append(entry)
         characteristics: dict[str, Any] = {}

@@ -37,12 +37,15 @@ def test_values_survive_a_restart_through_the_json_file(tmp_path: Path) -> None:
     )
     assert [r["attributeStatus"] for r in results] == ["Accepted"] * 3
     model.set_internal("EVSE", "AvailabilityState", "Faulted", evse_id=1)  # not persistent
+    cap = {**_set("EVSE", "Power", "7000", evse=1), "attributeType": "MaxSet"}
+    assert model.set_variables([cap])[0]["attributeStatus"] == "Accepted"
 
     reloaded = DeviceModel([1], JsonFileStore(path))
     assert reloaded.heartbeat_interval() == 77
     assert reloaded.driving_reserve_soc() == 42.5
     assert reloaded.basic_auth_password() == "0123456789abcdef"
     assert reloaded.value("EVSE", "AvailabilityState", evse_id=1) == "Available"
+    assert reloaded.evse_max_power_w(1) == 7000
     saved = json.loads(path.read_text())
     assert saved["OCPPCommCtrlr.HeartbeatInterval"] == "77"
     assert not any("AvailabilityState" in k for k in saved)

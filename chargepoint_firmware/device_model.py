@@ -219,6 +219,10 @@ def freq_watt_curve_error(value: str, _current: str | None = None) -> str | None
     return None
 
 
+def _not_negative(value: str, _current: str | None) -> str | None:
+    return "must not be negative" if float(value) < 0 else None
+
+
 def _no_downgrade(value: str, current: str | None) -> str | None:
     if current is not None and int(value) < int(current):
         return f"security profile cannot be lowered from {current} to {value}"
@@ -391,7 +395,7 @@ def _evse_variables(evse_id: int, max_power_w: float) -> list[VariableDefinition
         # Actual = measured power (signed); MaxSet = a configured cap within the rated maxLimit.
         _var("EVSE", "Power", T.DECIMAL, "0", RO, evse_id=evse_id, unit="W",
              min_limit=-max_power_w, max_limit=max_power_w, persistent=False,
-             extra_attributes=(power_max,)),
+             validator=_not_negative, extra_attributes=(power_max,)),
         _var("EVSE", "SupplyPhases", T.INTEGER, "0", RO, evse_id=evse_id, constant=True),
         _var("Connector", "AvailabilityState", T.OPTION_LIST, "Available", RO, evse_id=evse_id,
              connector_id=1, values_list=AVAILABILITY_STATES, persistent=False),

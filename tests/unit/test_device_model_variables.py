@@ -173,6 +173,7 @@ def test_write_only_password_is_set_but_never_read_back(model: DeviceModel) -> N
             {},
         ),
         ("EVSE", "Power", "7000", "60000", {"evse": 1, "attribute": "MaxSet"}),
+        ("EVSE", "Power", "7000", "-100", {"evse": 1, "attribute": "MaxSet"}),
     ],
 )
 def test_values_are_checked_against_data_type_and_characteristics(

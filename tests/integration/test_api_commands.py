@@ -3,6 +3,7 @@ library's v201 ChargePoint) over a real websocket on loopback, and every command
 
 from __future__ import annotations
 
+import asyncio
 import copy
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -264,3 +265,22 @@ async def test_security_profile_upgrade_refuses_weaker_connections(
     with pytest.raises(Exception, match=r"40[01]|HTTP"):
         async with connected_station(api.ocpp_url, "CS1", STATION_PASSWORD, boot=False):
             pass
+
+
+async def test_station_disconnecting_mid_command_is_502(tmp_path: Path) -> None:
+    # A long command timeout: the answer must come from the disconnect, not from the timeout.
+    async with api_harness(tmp_path, with_ocpp=True, command_timeout_s=60.0) as api:
+        await api.add_station("CS1")
+        assert api.ocpp_url is not None
+        async with connected_station(api.ocpp_url, "CS1", STATION_PASSWORD) as station:
+            station.behaviour.silent.add("GetLog")
+            pending = asyncio.create_task(
+                api.client.post("/api/v1/stations/CS1/ocpp/GetLog", json=EXAMPLE_REQUESTS["GetLog"])
+            )
+            await station.wait_for_call("GetLog")
+            await station.disconnect()
+            response = await asyncio.wait_for(pending, 30)
+        assert response.status_code == 502
+        assert "disconnected" in response.json()["detail"]
+        shown = (await api.client.get("/api/v1/stations/CS1")).json()
+        assert shown["connected"] is False

@@ -261,6 +261,10 @@ class ApiTestStation(ChargePoint):
         )
         return str(response.status)
 
+    async def disconnect(self) -> None:
+        """Close the websocket (as a station losing its network would)."""
+        await self._connection.close()
+
     async def call_status_notification(
         self, evse_id: int, connector_id: int, status: str = "Available"
     ) -> None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from argon2 import PasswordHasher
+
 from csms.persistence import migrate as migrations
 from csms.persistence.database import Database
 from csms.routing.base import CommandRouter
@@ -57,8 +59,10 @@ def build_services(
     clock: Clock = utcnow,
     log_incoming_messages: bool = False,
     sqlite_synchronous: str = "FULL",
+    password_hasher: PasswordHasher | None = None,
 ) -> Services:
-    """Wire the services. The default router is in-process (one node)."""
+    """Wire the services. The default router is in-process (one node); the default password
+    hasher is argon2id with argon2-cffi's default (RFC 9106 low-memory) parameters."""
     db = Database(settings.database_url, sqlite_synchronous=sqlite_synchronous)
     router = router or InProcessRouter(settings.node_id)
     return Services(
@@ -66,7 +70,7 @@ def build_services(
         db=db,
         router=router,
         clock=clock,
-        stations=StationService(db, router, clock=clock),
+        stations=StationService(db, router, clock=clock, hasher=password_hasher),
         id_tokens=IdTokenService(db, clock=clock),
         api_tokens=ApiTokenService(db, clock=clock),
         transactions=TransactionService(db),

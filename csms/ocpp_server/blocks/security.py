@@ -79,7 +79,7 @@ async def sign_certificate(session: Session, payload: dict[str, Any]) -> dict[st
     """A02/A03: Accepted when a CSR CA is configured; CertificateSigned follows from a task."""
     authority = csr_authority(session)
     if authority is None:
-        return {"status": "Rejected", "statusInfo": {"reasonCode": "NoCertificateAuthority"}}
+        return {"status": "Rejected", "statusInfo": {"reasonCode": "NoCA"}}
     csr = payload["csr"]
     try:
         x509.load_pem_x509_csr(csr.encode())

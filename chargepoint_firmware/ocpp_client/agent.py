@@ -410,12 +410,7 @@ class Agent:
 
     async def _heartbeat_loop(self, session: StationSession) -> None:
         while True:
-            interval = self.config.integer("OCPPCommCtrlr", "HeartbeatInterval")
-            if interval <= 0:
-                await self._sleep_or_config(self.clock.now() + timedelta(days=1))
-                continue
-            await self._sleep_or_config(self.clock.now() + timedelta(seconds=interval))
-            if self.config.integer("OCPPCommCtrlr", "HeartbeatInterval") != interval:
+            if not await self._wait_interval("OCPPCommCtrlr", "HeartbeatInterval"):
                 continue
             try:
                 await session.call(call.Heartbeat(), suppress=False)
@@ -423,6 +418,22 @@ class Agent:
                 log.warning("heartbeat not answered")
             except ocpp.exceptions.OCPPError as exc:
                 log.warning("heartbeat answered with %s", exc)
+
+    async def _wait_interval(self, component: str, variable: str) -> bool:
+        """Sleep one interval of component.variable (seconds, on the agent clock).
+
+        True when it elapsed; False when the interval was changed meanwhile (start again).
+        """
+        interval = self.config.integer(component, variable)
+        if interval <= 0:
+            await self._sleep_or_config(self.clock.now() + timedelta(days=1))
+            return False
+        deadline = self.clock.now() + timedelta(seconds=interval)
+        while self.clock.now() < deadline:
+            await self._sleep_or_config(deadline)
+            if self.config.integer(component, variable) != interval:
+                return False
+        return True
 
     async def _sleep_or_config(self, until: datetime) -> None:
         """Sleep on the agent clock until `until`, or until a configuration change."""
@@ -448,6 +459,11 @@ class Agent:
     # -- status -------------------------------------------------------------------------------
     def update_status(self, evse_id: int) -> None:
         status = self.transactions.connector_status(evse_id)
+        with contextlib.suppress(KeyError, ValueError):
+            self.dm.set_value("EVSE", "AvailabilityState", status, evse_id=evse_id)
+            self.dm.set_value(
+                "Connector", "AvailabilityState", status, evse_id=evse_id, connector_id=1
+            )
         if not self.online or self._status_reported.get(evse_id) == status:
             return
         self._status_reported[evse_id] = status
@@ -648,15 +664,9 @@ class Agent:
     async def _sampler(self) -> None:
         """TransactionEvent(Updated, MeterValuePeriodic) every TxUpdatedInterval seconds."""
         while True:
-            interval = self.config.integer("SampledDataCtrlr", "TxUpdatedInterval")
-            if interval <= 0:
-                await self._sleep_or_config(self.clock.now() + timedelta(days=1))
-                continue
-            await self._sleep_or_config(self.clock.now() + timedelta(seconds=interval))
-            if self.config.integer("SampledDataCtrlr", "TxUpdatedInterval") != interval:
-                continue
-            for evse_id in self.hardware:
-                self.transactions.sample(evse_id)
+            if await self._wait_interval("SampledDataCtrlr", "TxUpdatedInterval"):
+                for evse_id in self.hardware:
+                    self.transactions.sample(evse_id)
 
     async def _aligned_sampler(self) -> None:
         """Clock-aligned meter values every AlignedDataCtrlr.Interval (from midnight UTC)."""

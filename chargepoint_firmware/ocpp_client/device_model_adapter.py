@@ -1,8 +1,8 @@
 """The agent's view of the device model: one small surface the handlers and ConfigView use.
 
-With the project's `chargepoint_firmware.device_model.DeviceModel` (persisted in the state
-directory) every call goes to it. Without it (it is optional at import time), a minimal built-in
-model serves the variables the agent acts on (config.DEFAULTS), kept in memory.
+By default the project's `chargepoint_firmware.device_model.DeviceModel`, persisted as
+device_model.json in the state directory, answers every call. `BuiltinDeviceModel` is a minimal
+in-memory stand-in (the variables of config.DEFAULTS) for callers that pass it explicitly.
 
 Payloads are in the `ocpp` library's snake_case form (GetVariableData -> GetVariableResult ...).
 """
@@ -66,14 +66,16 @@ class DeviceModelAdapter:
     def create(
         device_model: Any | None, evse_ids: list[int], settings: StationSettings
     ) -> DeviceModelAdapter:
+        if isinstance(device_model, DeviceModelAdapter):
+            return device_model
         if device_model is not None:
             return ProjectDeviceModel(device_model)
-        return BuiltinDeviceModel(evse_ids, settings)
+        return project_device_model(evse_ids, settings)
 
     def value(self, component: str, variable: str) -> Any:
         raise NotImplementedError
 
-    def set_value(self, component: str, variable: str, value: str) -> None:
+    def set_value(self, component: str, variable: str, value: str, **where: Any) -> None:
         raise NotImplementedError
 
     def on_change(self, listener: ChangeListener) -> None:
@@ -107,7 +109,9 @@ class BuiltinDeviceModel(DeviceModelAdapter):
     def value(self, component: str, variable: str) -> Any:
         return self.values.get((component, variable))
 
-    def set_value(self, component: str, variable: str, value: str) -> None:
+    def set_value(self, component: str, variable: str, value: str, **where: Any) -> None:
+        if where:
+            return  # per-EVSE runtime values are not modelled here
         self.values[(component, variable)] = value
         for listener in self._listeners:
             listener(component, variable)
@@ -223,23 +227,27 @@ class ProjectDeviceModel(DeviceModelAdapter):
 
     def __init__(self, model: Any) -> None:
         self.model = model
-        self._listeners: list[ChangeListener] = []
 
     def value(self, component: str, variable: str) -> Any:
+        # Entries are counts in the device model; the agent wants the capacity (maxLimit).
+        if (component, variable) == ("SmartChargingCtrlr", "Entries"):
+            return self.model.charging_profile_entries_max()
+        if (component, variable) == ("LocalAuthListCtrlr", "Entries"):
+            return self.model.local_auth_list_entries_max()
         return self.model.value(component, variable)
 
-    def set_value(self, component: str, variable: str, value: str) -> None:
-        self.model.set_internal(component, variable, value)
+    def set_value(self, component: str, variable: str, value: str, **where: Any) -> None:
+        self.model.set_internal(component, variable, value, **where)
 
     def on_change(self, listener: ChangeListener) -> None:
         self.model.on_any_change(listener)
 
     def get_variables(self, data: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        result: list[dict[str, Any]] = self.model.get_variables(data)
+        result: list[dict[str, Any]] = self.model.get_variables(data, style="snake")
         return result
 
     def set_variables(self, data: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        result: list[dict[str, Any]] = self.model.set_variables(data)
+        result: list[dict[str, Any]] = self.model.set_variables(data, style="snake")
         return result
 
     def report(
@@ -249,5 +257,36 @@ class ProjectDeviceModel(DeviceModelAdapter):
         component_criteria: list[str] | None = None,
         component_variable: list[dict[str, Any]] | None = None,
     ) -> list[dict[str, Any]] | None:
-        result: list[dict[str, Any]] | None = self.model.report(report_base or "FullInventory")
+        try:
+            result: list[dict[str, Any]] = self.model.report(
+                report_base,
+                component_variables=component_variable,
+                component_criteria=component_criteria,
+                style="snake",
+            )
+        except ValueError:
+            return None  # unknown report base
         return result
+
+
+def project_device_model(evse_ids: list[int], settings: StationSettings) -> DeviceModelAdapter:
+    """The project's device model, persisted in the state directory (built-in if missing)."""
+    try:
+        from chargepoint_firmware.device_model import DeviceModel
+        from chargepoint_firmware.device_model_store import JsonFileStore
+    except ImportError:  # pragma: no cover - the module ships with the package
+        return BuiltinDeviceModel(evse_ids, settings)
+    store = JsonFileStore(settings.state_dir / "device_model.json")
+    model = DeviceModel(
+        evse_ids,
+        store,
+        defaults={
+            "ChargingStation.Model": settings.model[:20],
+            "ChargingStation.VendorName": settings.vendor_name[:50],
+            "OCPPCommCtrlr.HeartbeatInterval": str(settings.heartbeat_interval_s),
+            "SecurityCtrlr.SecurityProfile": str(settings.security.profile),
+            "SecurityCtrlr.Identity": settings.station_id,
+        },
+        evse_max_power_w={e.id: e.max_charge_power_w for e in settings.evses},
+    )
+    return ProjectDeviceModel(model)

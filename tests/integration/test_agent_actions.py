@@ -90,13 +90,7 @@ async def test_b06_b05_get_and_set_variables(h: Harness) -> None:
 
 
 async def test_b07_b08_base_report_and_report_in_parts(h: Harness) -> None:
-    await h.call(
-        call.SetVariables(
-            set_variable_data=[
-                var("DeviceDataCtrlr", "ItemsPerMessageGetReport", attribute_value="5")
-            ]
-        )
-    )
+    per_message = h.agent.config.integer("DeviceDataCtrlr", "ItemsPerMessageGetReport")
     result = await h.call(call.GetBaseReport(request_id=11, report_base="FullInventory"))
     assert result.status == "Accepted"
     parts = await h.csms.wait_for("NotifyReport", lambda p: p["requestId"] == 11, count=2)
@@ -104,7 +98,7 @@ async def test_b07_b08_base_report_and_report_in_parts(h: Harness) -> None:
     parts = [p for p in h.csms.actions("NotifyReport") if p["requestId"] == 11]
     assert [p["seqNo"] for p in parts] == list(range(len(parts)))
     assert all(p["tbc"] for p in parts[:-1]) and not parts[-1]["tbc"]
-    assert all(len(p["reportData"]) <= 5 for p in parts)
+    assert all(len(p["reportData"]) <= per_message for p in parts)
     names = {
         (d["component"]["name"], d["variable"]["name"]) for p in parts for d in p["reportData"]
     }

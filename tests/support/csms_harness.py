@@ -188,6 +188,24 @@ class TestStation(ChargePoint):
         a = await self._answer("TriggerMessage", {"status": "Accepted"}, kwargs)
         return call_result.TriggerMessage(**a)
 
+    @on("GetBaseReport")
+    async def on_get_base_report(self, **kwargs: Any) -> Any:
+        a = await self._answer("GetBaseReport", {"status": "Accepted"}, kwargs)
+        return call_result.GetBaseReport(**a)
+
+    @on("SetVariables")
+    async def on_set_variables(self, **kwargs: Any) -> Any:
+        results = [
+            {
+                "attribute_status": "Accepted",
+                "component": item["component"],
+                "variable": item["variable"],
+            }
+            for item in kwargs["set_variable_data"]
+        ]
+        a = await self._answer("SetVariables", {"set_variable_result": results}, kwargs)
+        return call_result.SetVariables(**a)
+
     @on("Reset")
     async def on_reset(self, **kwargs: Any) -> Any:
         a = await self._answer("Reset", {"status": "Accepted"}, kwargs)

@@ -115,6 +115,13 @@ class SecurityProfileUpgradeCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     security_profile: int = Field(ge=2, le=3)
+    configuration_slot: int = Field(1, ge=0, description="SetNetworkProfile configurationSlot")
+    connection_data: dict[str, Any] | None = Field(
+        None,
+        description="NetworkConnectionProfile (OCPP camelCase) to send with SetNetworkProfile "
+        "first (A05); its securityProfile is set to the new profile. Without it the CSMS only "
+        "changes what it accepts (the station was reconfigured another way).",
+    )
 
 
 class SecurityProfileUpgradeRead(BaseModel):

@@ -284,3 +284,47 @@ async def test_station_disconnecting_mid_command_is_502(tmp_path: Path) -> None:
         assert "disconnected" in response.json()["detail"]
         shown = (await api.client.get("/api/v1/stations/CS1")).json()
         assert shown["connected"] is False
+
+
+NETWORK_PROFILE = {
+    "ocppVersion": "OCPP20",
+    "ocppTransport": "JSON",
+    "ocppCsmsUrl": "wss://csms.example/ocpp",
+    "messageTimeout": 30,
+    "securityProfile": 1,
+    "ocppInterface": "Wired0",
+}
+
+
+async def test_a05_upgrade_sends_set_network_profile_first(
+    api: ApiHarness, station: ApiTestStation
+) -> None:
+    station.behaviour.responses["SetNetworkProfile"] = {"status": "Rejected"}
+    refused = await api.client.post(
+        "/api/v1/stations/CS1/security-profile",
+        json={"security_profile": 2, "connection_data": NETWORK_PROFILE},
+    )
+    assert refused.json() == {
+        "station_id": "CS1",
+        "security_profile": 1,
+        "status": "Rejected",
+        "applied": False,
+    }
+    assert (await api.client.get("/api/v1/stations/CS1")).json()["security_profile"] == 1
+
+    station.behaviour.responses.pop("SetNetworkProfile")
+    accepted = await api.client.post(
+        "/api/v1/stations/CS1/security-profile",
+        json={"security_profile": 2, "configuration_slot": 2, "connection_data": NETWORK_PROFILE},
+    )
+    assert accepted.json()["applied"] is True
+    sent = station.calls_of("SetNetworkProfile")[-1].payload
+    assert sent["configurationSlot"] == 2
+    assert sent["connectionData"]["securityProfile"] == 2
+    assert (await api.client.get("/api/v1/stations/CS1")).json()["security_profile"] == 2
+
+    bad = await api.client.post(
+        "/api/v1/stations/CS1/security-profile",
+        json={"security_profile": 3, "connection_data": {"ocppVersion": "OCPP20"}},
+    )
+    assert bad.status_code == 422

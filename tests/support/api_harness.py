@@ -3,7 +3,11 @@ token, and (optionally) the real OCPP server on a free loopback port."""
 
 from __future__ import annotations
 
+import atexit
 import contextlib
+import shutil
+import sqlite3
+import tempfile
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,6 +17,7 @@ import httpx
 from fastapi import FastAPI
 
 from csms.api.app import create_api
+from csms.persistence import migrate
 from csms.services.container import Services, build_services
 from csms.settings import Settings
 
@@ -37,6 +42,27 @@ class ApiHarness:
         return result
 
 
+_template_db: Path | None = None
+
+
+async def _copy_of_migrated_database(target: Path) -> None:
+    """Migrate one template database per test process and hand each test a copy: Alembic
+    runs once instead of per test (the migrations have their own tests)."""
+    global _template_db
+    if _template_db is None:
+        directory = Path(tempfile.mkdtemp(prefix="csms-api-template-"))
+        atexit.register(shutil.rmtree, directory, ignore_errors=True)
+        template = directory / "template.db"
+        await migrate.upgrade_async(f"sqlite+aiosqlite:///{template}")
+        _template_db = template
+    # The backup API copies a consistent database, WAL content included.
+    with (
+        contextlib.closing(sqlite3.connect(_template_db)) as source,
+        contextlib.closing(sqlite3.connect(target)) as copy,
+    ):
+        source.backup(copy)
+
+
 def harness_settings(tmp_path: Path, **overrides: Any) -> Settings:
     values: dict[str, Any] = {
         "database_url": f"sqlite+aiosqlite:///{tmp_path / 'csms.db'}",
@@ -56,8 +82,9 @@ async def api_harness(
 ) -> AsyncIterator[ApiHarness]:
     settings = harness_settings(tmp_path, **setting_overrides)
     # NORMAL: tests need no power-loss durability, and it keeps them fast.
+    await _copy_of_migrated_database(tmp_path / "csms.db")
     services = build_services(settings, sqlite_synchronous="NORMAL")
-    await services.start(migrate=True)
+    await services.start()
     ocpp_server: Any = None
     try:
         ocpp_url = None

@@ -10,6 +10,7 @@ from fastapi import APIRouter, Depends, Response, status
 
 from csms.api.deps import ApiServices, Paging, Services, require_token
 from csms.api.errors import ApiProblem
+from csms.api.routes.commands import send_checked
 from csms.api.schemas import (
     ConnectorRead,
     EvseRead,
@@ -156,8 +157,9 @@ async def rotate_password(
     "/{station_id}/security-profile",
     response_model=SecurityProfileUpgradeRead,
     summary="Upgrade the station's security profile (2: TLS + Basic, 3: TLS client certificate)",
-    description="Afterwards the CSMS refuses connections weaker than the new profile. "
-    "Downgrades are refused here (use PATCH to change a profile deliberately).",
+    description="With `connection_data`, SetNetworkProfile is sent first and the new profile is "
+    "kept only when the station accepts it. Afterwards the CSMS refuses connections weaker than "
+    "the new profile. Downgrades are refused here (PATCH changes a profile deliberately).",
 )
 async def upgrade_security_profile(
     services: Services, station_id: str, body: SecurityProfileUpgradeCreate
@@ -169,12 +171,27 @@ async def upgrade_security_profile(
             f"station {station_id!r} already uses security profile "
             f"{int(station.security_profile)}; {body.security_profile} is not an upgrade",
         )
+    result = "Accepted"
+    if body.connection_data is not None:
+        payload = {
+            "configurationSlot": body.configuration_slot,
+            "connectionData": {**body.connection_data, "securityProfile": body.security_profile},
+        }
+        answer = await send_checked(services, station_id, "SetNetworkProfile", payload)
+        result = str(answer.get("status"))
+        if result != "Accepted":
+            return SecurityProfileUpgradeRead(
+                station_id=station_id,
+                security_profile=int(station.security_profile),
+                status=result,
+                applied=False,
+            )
     updated = await services.stations.update(
         station_id, security_profile=SecurityProfile(body.security_profile)
     )
     return SecurityProfileUpgradeRead(
         station_id=station_id,
         security_profile=int(updated.security_profile),
-        status="Accepted",
+        status=result,
         applied=True,
     )

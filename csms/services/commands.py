@@ -20,8 +20,8 @@ CSMS_TO_CS_ACTIONS = frozenset(
 )
 
 _SPLIT_ITEMS = {
-    "GetVariables": ("getVariableData", "getVariableResult", "ItemsPerMessageGetVariables"),
-    "SetVariables": ("setVariableData", "setVariableResult", "ItemsPerMessageSetVariables"),
+    "GetVariables": ("getVariableData", "getVariableResult", "GetVariables"),
+    "SetVariables": ("setVariableData", "setVariableResult", "SetVariables"),
 }
 
 
@@ -85,15 +85,22 @@ class CommandService:
         self, station_id: str, action: str, payload: dict[str, Any], wait_s: float
     ) -> dict[str, Any]:
         """Get/SetVariables in chunks of the station's ItemsPerMessage, results joined (B06)."""
-        items_key, results_key, limit_var = _SPLIT_ITEMS[action]
+        items_key, results_key, instance = _SPLIT_ITEMS[action]
         items = payload[items_key]
         async with self._db.read() as conn:
-            found = await repo.list_device_variables(conn, station_id, "DeviceDataCtrlr", limit_var)
+            found = await repo.list_device_variables(conn, station_id, "DeviceDataCtrlr")
+        # 2.0.1 device model: ItemsPerMessage[GetVariables]; some stations report the
+        # configuration-variable name ItemsPerMessageGetVariables instead.
         limit = next(
             (
                 n
                 for v in found
-                if v.attribute_type == "Actual" and (n := _int_or_none(v.value)) is not None
+                if v.attribute_type == "Actual"
+                and (
+                    (v.variable == "ItemsPerMessage" and v.variable_instance == instance)
+                    or v.variable == f"ItemsPerMessage{instance}"
+                )
+                and (n := _int_or_none(v.value)) is not None
             ),
             None,
         )
@@ -121,7 +128,7 @@ class CommandService:
             active_transactions={
                 tx.evse_id: tx.transaction_id for tx in active.items if tx.evse_id is not None
             },
-            stored=[p for p in stored if p.source == "SetChargingProfile"],
+            stored=stored,
             negative_limit_is_discharge=self._negative_limit_is_discharge,
             max_stack_level=_int_or_none(actual.get("ProfileStackLevel")),
             max_periods=_int_or_none(actual.get("PeriodsPerSchedule")),

@@ -184,3 +184,39 @@ def test_v2g_is_delegated(workdir: Path, capsys: pytest.CaptureFixture[str]) -> 
         assert "csms.v2g_cli" in err
     else:
         assert out or err  # the v2g CLI printed its own help
+
+
+def test_every_setting_has_a_serve_flag_and_flags_win_over_env(
+    workdir: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from csms.cli import build_parser, load_settings
+
+    monkeypatch.setenv("CSMS_OCPP_PORT", "9100")
+    monkeypatch.setenv("CSMS_API_PORT", "8100")
+    args = build_parser().parse_args(
+        [
+            "serve",
+            "--ocpp-port",
+            "9200",
+            "--ocpp-path",
+            "/v2/",
+            "--no-validate-messages",
+            "--command-timeout-s",
+            "5.5",
+            "--log-level",
+            "DEBUG",
+        ]
+    )
+    settings = load_settings(args)
+    assert settings.ocpp_port == 9200  # flag wins
+    assert settings.api_port == 8100  # env used when no flag
+    assert settings.ocpp_path == "v2"
+    assert settings.validate_messages is False
+    assert settings.command_timeout_s == 5.5
+    assert settings.log_level == "DEBUG"
+    with pytest.raises(SystemExit) as exit_info:
+        build_parser().parse_args(["serve", "--help"])
+    assert exit_info.value.code == 0
+    help_text = capsys.readouterr().out
+    for name in Settings.model_fields:
+        assert "--" + name.replace("_", "-") in help_text, name

@@ -67,7 +67,8 @@ class CanConfig(_Strict):
 class SafetySettings(_Strict):
     # Without a CSMS for this long, the offline safe limit applies.
     offline_timeout_s: float = Field(default=300.0, gt=0)
-    offline_safe_limit_w: float = 0.0
+    # Charge-current cap while the CSMS is gone (discharge stops); DC amps.
+    offline_safe_limit_a: float = Field(default=0.0, ge=0)
     backup_reserve_soc_pct: float = Field(default=20.0, ge=0, le=100)
     driving_reserve_soc_pct: float = Field(default=30.0, ge=0, le=100)
     ramp_rate_a_per_s: float = Field(default=20.0, gt=0)
@@ -77,7 +78,7 @@ class SecuritySettings(_Strict):
     """OCPP security profile: 0 = none (development only), 1 = Basic auth over ws,
     2 = TLS + Basic auth, 3 = TLS with a client certificate."""
 
-    profile: Literal[0, 1, 2, 3] = 0
+    profile: int = Field(default=0, ge=0, le=3)
     basic_auth_password: str | None = Field(default=None, min_length=16, max_length=40)
     client_cert_file: Path | None = None
     client_key_file: Path | None = None
@@ -109,6 +110,9 @@ class StationSettings(BaseSettings):
     # "chademo": the CHAdeMO controller on the CAN bus above; "simulated": a CHAdeMO controller
     # with a simulated vehicle on a python-can virtual bus (no hardware needed).
     hardware: Literal["chademo", "simulated"] = "chademo"
+    # hardware = "chademo": "module:function" returning the board's EvsePorts for one EVSE
+    # (function(evse: EvseConfig) -> chargepoint_firmware.hardware.ports.EvsePorts).
+    ports_factory: str | None = None
 
     # Connection behaviour
     reconnect_min_s: float = Field(default=1.0, gt=0)

@@ -193,6 +193,7 @@ class Agent:
             ping_interval=s.ping_interval_s,
             ping_timeout=s.ping_timeout_s,
             open_timeout=max(s.message_timeout_s, 1.0),
+            close_timeout=2.0,
             max_size=2**22,
         )
 

@@ -1,0 +1,142 @@
+"""Composition root of the agent: settings -> hardware -> Agent, run until a signal.
+
+Hardware: `hardware = "chademo"` drives the CHAdeMO controller (`ChademoEvse`) on the configured
+python-can bus with the board's ports (from `ports_factory`); `hardware = "simulated"` runs the
+same controller against a simulated vehicle on a python-can `virtual` bus. Both are imported
+lazily, so the OCPP side starts (and its tests run) without CAN libraries being touched.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib
+import logging
+import signal
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from chargepoint_firmware.interfaces import EvseHardware
+from chargepoint_firmware.ocpp_client.agent import Agent
+from chargepoint_firmware.settings import ConfigError, EvseConfig, StationSettings
+
+log = logging.getLogger(__name__)
+
+
+class Startable(Protocol):
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+
+def chademo_config(settings: StationSettings, evse: EvseConfig, channel: str) -> Any:
+    from chargepoint_firmware.hardware.chademo_evse import ChademoEvseConfig
+    from chargepoint_firmware.safety import SafetyConfig
+
+    safety = settings.safety
+    return ChademoEvseConfig(
+        evse_id=evse.id,
+        can_interface=settings.can.interface,
+        can_channel=channel,
+        can_bitrate=settings.can.bitrate,
+        max_charge_current_a=evse.max_charge_current_a,
+        max_discharge_current_a=evse.max_discharge_current_a,
+        max_charge_power_w=evse.max_charge_power_w,
+        max_discharge_power_w=evse.max_discharge_power_w,
+        min_voltage_v=evse.min_voltage_v,
+        max_voltage_v=evse.max_voltage_v,
+        discharge_capable=evse.max_discharge_current_a > 0,
+        safety=SafetyConfig(
+            max_charge_current_a=evse.max_charge_current_a,
+            max_discharge_current_a=evse.max_discharge_current_a,
+            max_charge_power_w=evse.max_charge_power_w,
+            max_discharge_power_w=evse.max_discharge_power_w,
+            min_voltage_v=evse.min_voltage_v,
+            max_voltage_v=evse.max_voltage_v,
+            driving_reserve_soc_pct=safety.driving_reserve_soc_pct,
+            backup_reserve_soc_pct=safety.backup_reserve_soc_pct,
+            offline_timeout_s=safety.offline_timeout_s,
+            offline_safe_limit_a=safety.offline_safe_limit_a,
+            ramp_rate_a_per_s=safety.ramp_rate_a_per_s,
+        ),
+    )
+
+
+def _channel(settings: StationSettings, evse_id: int) -> str:
+    # One CAN bus per CHAdeMO connector: "can0" serves EVSE 1, then "can0-2", ...
+    return settings.can.channel if evse_id == 1 else f"{settings.can.channel}-{evse_id}"
+
+
+def load_ports_factory(spec: str) -> Callable[[EvseConfig], Any]:
+    module_name, _, function = spec.partition(":")
+    if not module_name or not function:
+        raise ConfigError(f"ports_factory: expected 'module:function', got {spec!r}")
+    try:
+        factory = getattr(importlib.import_module(module_name), function)
+    except (ImportError, AttributeError) as exc:
+        raise ConfigError(f"ports_factory: cannot load {spec!r}: {exc}") from exc
+    if not callable(factory):
+        raise ConfigError(f"ports_factory: {spec!r} is not callable")
+    return factory
+
+
+def build_hardware(settings: StationSettings) -> tuple[dict[int, EvseHardware], list[Startable]]:
+    """One EvseHardware per configured EVSE, and what must be started/stopped with them."""
+    hardware: dict[int, EvseHardware] = {}
+    lifecycle: list[Startable] = []
+    if settings.hardware == "simulated":
+        from chargepoint_firmware.hardware.simulation import SimulatedEvse
+
+        for evse in settings.evses:
+            sim = SimulatedEvse.create(chademo_config(settings, evse, _channel(settings, evse.id)))
+            hardware[evse.id] = sim.evse
+            lifecycle.append(sim)
+        return hardware, lifecycle
+    from chargepoint_firmware.hardware.chademo_evse import ChademoEvse
+
+    if not settings.ports_factory:
+        raise ConfigError(
+            'ports_factory: required with hardware = "chademo" (the board\'s relays, lock, '
+            'insulation monitor and power stage); use hardware = "simulated" to run without'
+        )
+    factory = load_ports_factory(settings.ports_factory)
+    for evse in settings.evses:
+        device = ChademoEvse(
+            chademo_config(settings, evse, _channel(settings, evse.id)), factory(evse)
+        )
+        hardware[evse.id] = device
+        lifecycle.append(device)
+    return hardware, lifecycle
+
+
+async def run_station(settings: StationSettings) -> int:
+    """Run the station until SIGINT/SIGTERM; transactions end orderly on the way out."""
+    hardware, lifecycle = build_hardware(settings)
+    started: list[Startable] = []
+    agent = Agent(settings, hardware)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
+    try:
+        for item in lifecycle:
+            await item.start()
+            started.append(item)
+        task = asyncio.create_task(agent.run(), name="agent")
+        stopper = asyncio.create_task(stop.wait())
+        await asyncio.wait({task, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        log.info("stopping the station")
+        agent.shutdown()
+        for pending in (task, stopper):
+            pending.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await pending
+        if task.done() and not task.cancelled() and task.exception() is not None:
+            raise task.exception()  # type: ignore[misc]
+    finally:
+        for item in reversed(started):
+            with contextlib.suppress(Exception):
+                await item.stop()
+        agent.close()
+    return 0

@@ -57,6 +57,16 @@ def test_chademo_hardware_needs_ports_factory(
     assert "ports_factory" in capsys.readouterr().err
 
 
+def _spawn_run(config: Path) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "chargepoint_firmware", "run", "--config", str(config)],
+        cwd=REPO,
+        env=dict(os.environ, PYTHONPATH=str(REPO)),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
 async def test_run_boots_with_the_simulated_chademo_evse_and_stops_on_sigterm(
     tmp_path: Path,
 ) -> None:
@@ -68,13 +78,7 @@ async def test_run_boots_with_the_simulated_chademo_evse_and_stops_on_sigterm(
     text = text.replace('channel = "chademo0"', f'channel = "cli-test-{os.getpid()}"')
     config = tmp_path / "station.toml"
     config.write_text(text)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "chargepoint_firmware", "run", "--config", str(config)],
-        cwd=REPO,
-        env=dict(os.environ, PYTHONPATH=str(REPO)),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
+    proc = _spawn_run(config)
     try:
         boots = await csms.wait_for("BootNotification", within_s=20)
         assert boots[0]["chargingStation"]["model"] == "CHAdeMO-V2X"

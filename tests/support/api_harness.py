@@ -82,9 +82,11 @@ async def api_harness(
 ) -> AsyncIterator[ApiHarness]:
     settings = harness_settings(tmp_path, **setting_overrides)
     # NORMAL: tests need no power-loss durability, and it keeps them fast.
-    await _copy_of_migrated_database(tmp_path / "csms.db")
+    sqlite = settings.database_url.startswith("sqlite")
+    if sqlite:
+        await _copy_of_migrated_database(tmp_path / "csms.db")
     services = build_services(settings, sqlite_synchronous="NORMAL")
-    await services.start()
+    await services.start(migrate=not sqlite)
     ocpp_server: Any = None
     try:
         ocpp_url = None

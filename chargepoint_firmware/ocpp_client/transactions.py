@@ -310,10 +310,14 @@ class TransactionManager:
         if not st.plugged:
             return "Idle"
         status = self.hardware[st.evse_id].status()
-        if status.state in (SessionState.CHARGING, SessionState.DISCHARGING):
-            return "Charging"
         if status.state is SessionState.SUSPENDED:
             return "SuspendedEV" if self._energy_allowed.get(st.evse_id) else "SuspendedEVSE"
+        # The transfer event may arrive before the status snapshot shows it: trust either.
+        if st.energy_transfer or status.state in (
+            SessionState.CHARGING,
+            SessionState.DISCHARGING,
+        ):
+            return "Charging"
         return "EVConnected"
 
     def _evaluate(

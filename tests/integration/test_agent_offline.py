@@ -100,7 +100,7 @@ def _spawn(config: Path) -> subprocess.Popen[bytes]:
         cwd=REPO,
         env=env,
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
     )
 
 

@@ -54,7 +54,7 @@ T_EV_CONTACTOR_OPEN_S: Final = 10.0  # EV reports contactors open (expected 4 s,
 T_D2_TO_D1_S: Final = 0.5  # d2 off, 500 ms, d1 off
 T_UNLOCK_VOLTAGE_S: Final = 2.0  # output <= 10 V within 2 s of the EV contactor opening
 T_DIRECTION_CHANGE_S: Final = 2.0  # own: the log shows the car dropping its request in 0.1 s
-VEHICLE_FRAME_STALE_S: Final = 0.3  # own: 3 missed cycles -> no current until frames return
+VEHICLE_FRAME_STALE_S: Final = 0.25  # own: 2.5 missed cycles -> 0 A until frames return
 STOP_CURRENT_A: Final = 5.0  # "current to <= 5 A"
 SAFE_TERMINAL_VOLTAGE_V: Final = 10.0  # before the insulation test, and to unlock
 POST_INSULATION_VOLTAGE_V: Final = 20.0  # after the insulation test, before d2

@@ -161,6 +161,7 @@ class ChademoEvse:
         self._islanded = False
         self._notifier: can.Notifier | None = None
         self._task: asyncio.Task[None] | None = None
+        self._last_tick_at: float | None = None
         self._status = EvseStatus(
             evse_id=config.evse_id,
             state=session_state(self._cstate, plugged=False, latched=False),
@@ -244,17 +245,25 @@ class ChademoEvse:
         period = self._config.tick_s
         next_at = self._clock()
         while True:
-            try:
-                self.tick()
-            except Exception:  # never let one bad tick kill the charger loop silently
-                log.exception("EVSE %s: control tick failed; commanding 0 A", self.evse_id)
-                self._ports.power_stage.command(0.0, 0.0)
-            next_at += period
+            if self._last_tick_at is not None and next_at - self._last_tick_at < period / 2:
+                # An immediate tick (a stop request) just ran and sent the frames: keep a
+                # 100 ms spacing from it instead of sending twice in a row.
+                next_at = self._last_tick_at + period
+            else:
+                self._safe_tick()
+                next_at += period
             delay = next_at - self._clock()
             if delay < -period:  # far behind (suspended process): resynchronise
                 next_at = self._clock()
                 delay = 0.0
             await asyncio.sleep(max(0.0, delay))
+
+    def _safe_tick(self) -> None:
+        try:
+            self.tick()
+        except Exception:  # never let one bad tick kill the charger loop silently
+            log.exception("EVSE %s: control tick failed; commanding 0 A", self.evse_id)
+            self._ports.power_stage.command(0.0, 0.0)
 
     # --- receiving ---------------------------------------------------------------------------
     def _on_message(self, msg: can.Message) -> None:
@@ -270,7 +279,7 @@ class ChademoEvse:
         previous = self._vehicle.status
         self._vehicle = self._vehicle.with_frame(frame, self._clock())
         if isinstance(frame, VehicleStatus) and self._asks_to_stop(previous, frame):
-            self.tick(send_frames=False)  # react now, not at the next cycle
+            self._safe_tick()  # react now, not at the next cycle
 
     def _asks_to_stop(self, previous: VehicleStatus | None, status: VehicleStatus) -> bool:
         if self._cstate.state not in ACTIVE_STATES:
@@ -281,9 +290,10 @@ class ChademoEvse:
         return bool(status.faults()) or enabled_dropped
 
     # --- the control tick --------------------------------------------------------------------
-    def tick(self, *, send_frames: bool = True) -> None:
+    def tick(self) -> None:
         """One control cycle (public so tests can drive it with a fake clock)."""
         now = self._clock()
+        self._last_tick_at = now
         ports, cfg = self._ports, self._config
         plugged = ports.plug.is_plugged()
         voltage = ports.power_stage.measured_voltage_v()
@@ -395,7 +405,7 @@ class ChademoEvse:
             ports.insulation.start_test()
         self._insulation_started = command.insulation_test
 
-        if send_frames and command.frames and self._bus is not None:
+        if command.frames and self._bus is not None:
             for frame in command.frames:
                 can_id, data = encode(frame)
                 try:

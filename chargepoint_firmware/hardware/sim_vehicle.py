@@ -108,7 +108,7 @@ class SimVehicleConfig:
     contactor_delay_s: float = 0.3  # d2 on and connector locked -> contactor closed
     request_delay_s: float = 0.3  # contactor closed -> first current request
     weld_check_s: float = 0.3  # current below 5 A after a stop -> contactor open
-    deviation_detect_s: float = 0.3  # own voltage reading off by > 10 V this long -> flag
+    deviation_detect_s: float = 0.2  # own voltage reading off by > 10 V this long -> flag
     time_scale: float = 1.0
 
 
@@ -245,6 +245,8 @@ class SimVehicle:
         except FrameDecodeError:
             return
         rt = self._rt
+        if rt.awake_at is None:
+            return  # asleep (d1 off): the car does not listen
         if isinstance(frame, ChargerCapabilities):
             rt.charger_available_a = float(frame.available_output_current_a)
             if rt.charger_seen_at is None:
@@ -294,8 +296,9 @@ class SimVehicle:
                 self.normal_stop_flag = False
             self._update_link()
             return
-        if rt.awake_at is None:
-            rt.awake_at = now
+        if rt.awake_at is None:  # d1 just came on: a fresh sequence
+            self._rt = rt = _VehicleRuntime(awake_at=now)
+            self.normal_stop_flag = False
         self._sequence(now, current)
         self._update_link()
         if not self.silent and now - rt.awake_at >= cfg.wake_delay_s:

@@ -9,6 +9,8 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
 
+import can
+
 from chargepoint_firmware.chademo.controller import (
     ChargerState,
     ControllerCommand,
@@ -25,6 +27,7 @@ from chargepoint_firmware.chademo.frames import (
     VehicleDischargeEstimate,
     VehicleDischargeLimits,
     VehicleStatus,
+    decode,
 )
 from chargepoint_firmware.hardware.chademo_evse import ChademoEvseConfig
 from chargepoint_firmware.hardware.sim_vehicle import Battery, SimVehicleConfig
@@ -37,7 +40,10 @@ def unique_channel(prefix: str = "chademo-test") -> str:
 
 
 async def wait_until(
-    predicate: Callable[[], bool], within_s: float = 10.0, interval: float = 0.005
+    predicate: Callable[[], bool],
+    within_s: float = 10.0,
+    interval: float = 0.005,
+    context: Callable[[], object] | None = None,
 ) -> float:
     """Poll until `predicate()`; returns the monotonic time it became true, or fails."""
     deadline = time.monotonic() + within_s
@@ -45,7 +51,8 @@ async def wait_until(
         if predicate():
             return time.monotonic()
         if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {within_s} s")
+            detail = f": {context()}" if context is not None else ""
+            raise AssertionError(f"condition not met within {within_s} s{detail}")
         await asyncio.sleep(interval)
 
 
@@ -55,20 +62,58 @@ async def running_sim(
     *,
     battery: Battery | None = None,
     vehicle_config: SimVehicleConfig | None = None,
-) -> AsyncIterator[SimulatedEvse]:
-    """A started simulated EVSE + vehicle on a fresh virtual channel; stopped afterwards."""
+    insulation_test_s: float = 0.2,
+) -> AsyncIterator[Rig]:
+    """A started simulated EVSE + vehicle on a fresh virtual channel; stopped afterwards.
+
+    A third bus on the channel records every frame (`rig.sniffer`).
+    """
     config = config or ChademoEvseConfig()
     config = replace(config, can_interface="virtual", can_channel=unique_channel())
+    vehicle_config = vehicle_config or SimVehicleConfig(permission_delay_s=0.2)
     sim = SimulatedEvse.create(config, battery=battery, vehicle_config=vehicle_config)
+    sim.ports.insulation.duration_s = insulation_test_s
+    sniffer = BusRecorder(can.Bus(interface="virtual", channel=config.can_channel))
     await sim.start()
     try:
-        yield sim
+        yield Rig(sim, sniffer)
     finally:
         await sim.stop()
+        sniffer.close()
 
 
-async def start_session(sim: SimulatedEvse, within_s: float = 10.0) -> None:
+@dataclass
+class Rig:
+    sim: SimulatedEvse
+    sniffer: BusRecorder
+
+
+class BusRecorder:
+    """Records every frame seen on a bus with its receive time (python-can Notifier thread)."""
+
+    def __init__(self, bus: can.BusABC) -> None:
+        self.bus = bus
+        self.frames: list[tuple[float, int, bytes]] = []
+        self._notifier = can.Notifier(bus, [self._on_message], timeout=0.05)
+
+    def _on_message(self, msg: can.Message) -> None:
+        self.frames.append((time.monotonic(), msg.arbitration_id, bytes(msg.data)))
+
+    def decoded(self, can_id: int, since: float = 0.0) -> list[tuple[float, object]]:
+        return [
+            (at, decode(cid, data))
+            for at, cid, data in list(self.frames)
+            if cid == can_id and at >= since
+        ]
+
+    def close(self) -> None:
+        self._notifier.stop(timeout=0.2)
+        self.bus.shutdown()
+
+
+async def start_session(rig: Rig, within_s: float = 10.0) -> None:
     """Plug in, authorize, and wait for energy transfer to begin."""
+    sim = rig.sim
     sim.vehicle.plug_in()
     sim.evse.allow_energy_transfer(True)
     await wait_until(

@@ -20,6 +20,7 @@ import uvicorn
 
 from csms.api.app import create_api
 from csms.api.metrics import CsmsMetrics
+from csms.routing.factory import build_router, close_router, start_router
 from csms.services.container import Services, build_services
 from csms.settings import Settings
 
@@ -97,7 +98,10 @@ class RunningCsms:
         try:
             await self.ocpp_server.close()
         finally:
-            await self.services.close()
+            try:
+                await close_router(self.services.router)
+            finally:
+                await self.services.close()
 
 
 async def _start_ocpp_server(settings: Settings, services: Services) -> OcppServerHandle:
@@ -108,11 +112,19 @@ async def _start_ocpp_server(settings: Settings, services: Services) -> OcppServ
 
 
 async def start(settings: Settings) -> RunningCsms:
-    services = build_services(settings)
+    # In-process router by default; NATS or Redis when CSMS_BROKER_URL names one.
+    router = build_router(settings)
+    services = build_services(settings, router=router)
     await services.start(migrate=True)
+    try:
+        await start_router(router)
+    except BaseException:
+        await services.close()
+        raise
     try:
         ocpp_server = await _start_ocpp_server(settings, services)
     except BaseException:
+        await close_router(router)
         await services.close()
         raise
     try:
@@ -137,6 +149,7 @@ async def start(settings: Settings) -> RunningCsms:
         api_port = int(sock.getsockname()[1])
     except BaseException:
         await ocpp_server.close()
+        await close_router(router)
         await services.close()
         raise
     return RunningCsms(settings, services, ocpp_server, api_server, api_task, api_port)

@@ -48,6 +48,7 @@ class BareResponder:
         api_token: str | None = None,
         heartbeat_interval: int = 300,
         command_timeout_s: float = 25.0,
+        backlog: int = 100,
     ) -> None:
         self.host = host
         self.port = port
@@ -55,6 +56,7 @@ class BareResponder:
         self.api_token = api_token
         self.heartbeat_interval = heartbeat_interval
         self.command_timeout_s = command_timeout_s
+        self.backlog = backlog  # asyncio's default is 100: a boot storm overflows it
         self.received: Counter[str] = Counter()  # station-initiated CALLs by action
         self.csms_calls_sent: Counter[str] = Counter()
         self.csms_calls_answered: Counter[str] = Counter()
@@ -182,6 +184,7 @@ class BareResponder:
             subprotocols=[SUBPROTOCOL],  # type: ignore[list-item]
             compression=None,
             max_queue=64,
+            backlog=self.backlog,
         )
         self.port = next(iter(self._server.sockets)).getsockname()[1]
         if self.api_port is not None:
@@ -213,6 +216,7 @@ async def _serve_forever(args: argparse.Namespace) -> None:
         api_port=args.api_port,
         api_token=args.api_token,
         heartbeat_interval=args.heartbeat_interval,
+        backlog=args.backlog,
     )
     await responder.start()
     print(
@@ -248,6 +252,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--api-port", type=int, default=None)
     p.add_argument("--api-token", default=None)
     p.add_argument("--heartbeat-interval", type=int, default=300)
+    p.add_argument("--backlog", type=int, default=100, help="listen backlog (asyncio default 100)")
     p.add_argument("--uvloop", action="store_true")
     args = p.parse_args(argv)
     if args.uvloop:

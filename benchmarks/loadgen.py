@@ -939,7 +939,7 @@ def summarize(
     messages = station_calls + csms_calls
     # Steady state: whole seconds after the last boot was accepted, without the last second.
     steady_rate = None
-    if total.last_boot_accepted_at is not None:
+    if cfg.scenario != "boot-storm" and total.last_boot_accepted_at is not None:
         first = int(total.last_boot_accepted_at) + 1
         last = int(elapsed_s) - 1
         if last >= first:
@@ -1024,6 +1024,8 @@ def format_table(result: dict[str, Any]) -> str:
         lines.append(f"API commands ok {result['api_ok']}  failed {result['api_failed']}")
     if result["call_errors"]:
         lines.append(f"call errors {result['call_errors']}")
+    if result.get("generator_cpu_s") is not None:
+        lines.append(f"load generator CPU {result['generator_cpu_s']:.2f} s")
     server = result.get("server")
     if server:
         per_k = server["cpu_s_per_1000_messages"]
@@ -1104,6 +1106,7 @@ def run(cfg: RunConfig, log: Callable[[str], None] = print) -> dict[str, Any]:
         process.start()
     if sampler:
         sampler.start()
+    children_cpu_before = _children_cpu_s()
     finals: dict[int, WorkerStats] = {}
     failures: list[str] = []
     latest: dict[int, dict[str, Any]] = {}
@@ -1134,7 +1137,15 @@ def run(cfg: RunConfig, log: Callable[[str], None] = print) -> dict[str, Any]:
             process.terminate()
     if failures or len(finals) < cfg.processes:
         raise RuntimeError("load generator workers failed: " + "; ".join(failures or ["timeout"]))
-    return summarize(cfg, merge(list(finals.values())), elapsed, sampler)
+    result = summarize(cfg, merge(list(finals.values())), elapsed, sampler)
+    # The generator shares the machine with the CSMS: show what it cost.
+    result["generator_cpu_s"] = round(_children_cpu_s() - children_cpu_before, 3)
+    return result
+
+
+def _children_cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def parse_args(argv: list[str] | None = None) -> RunConfig:

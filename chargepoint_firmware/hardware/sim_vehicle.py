@@ -296,12 +296,14 @@ class SimVehicle:
                 self.normal_stop_flag = False
             self._update_link()
             return
-        if rt.awake_at is None:  # d1 just came on: a fresh sequence
-            self._rt = rt = _VehicleRuntime(awake_at=now)
+        awake_at = rt.awake_at
+        if awake_at is None:  # d1 just came on: a fresh sequence
+            awake_at = now
+            self._rt = _VehicleRuntime(awake_at=now)
             self.normal_stop_flag = False
         self._sequence(now, current)
         self._update_link()
-        if not self.silent and now - rt.awake_at >= cfg.wake_delay_s:
+        if not self.silent and now - awake_at >= cfg.wake_delay_s:
             self._send_frames()
 
     def _sequence(self, now: float, current: float) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 
 from chargepoint_firmware.chademo.controller import ChargerState
 from chargepoint_firmware.chademo.frames import (
@@ -67,7 +68,7 @@ async def test_full_charge_session_energy_and_soc_rise() -> None:
         ids = [cid for _, cid, _ in rig.sniffer.frames if cid in (0x108, 0x109, 0x208, 0x209)]
         assert ids[:8] == [0x108, 0x109, 0x208, 0x209] * 2
         stamps = [t for t, cid, _ in rig.sniffer.frames if cid == ID_CHARGER_STATUS]
-        periods = [b - a for a, b in zip(stamps[5:], stamps[6:], strict=False)]
+        periods = [b - a for a, b in itertools.pairwise(stamps[5:])]
         assert 0.09 <= sum(periods) / len(periods) <= 0.11
         first_ev = next(t for t, cid, _ in rig.sniffer.frames if cid == ID_VEHICLE_STATUS)
         first_charger = next(t for t, cid, _ in rig.sniffer.frames if cid == ID_CHARGER_STATUS)
@@ -177,7 +178,11 @@ async def test_grid_loss_stops_export_and_is_reported() -> None:
         await wait_until(lambda: sim.evse.status().current_a <= -9.5, 5.0)
         sim.ports.grid.set_present(False)
         lost_at = sim.connector.link.clock()
-        stopped_at = await wait_until(lambda: sim.evse.status().current_a > -0.5, 2.0, context=lambda: (sim.evse.status(), sim.evse.controller_state.state))
+        stopped_at = await wait_until(
+            lambda: sim.evse.status().current_a > -0.5,
+            2.0,
+            context=lambda: (sim.evse.status(), sim.evse.controller_state.state),
+        )
         assert stopped_at - lost_at < 2.0  # AS/NZS 4777.2: disconnect within 2 s
         assert any(e.kind is HardwareEventKind.GRID_LOST for e in events)
         assert sim.evse.status().grid_present is False

@@ -57,6 +57,7 @@ async def test_b03_rejected_sends_nothing_until_the_interval_passed(tmp_path: Pa
         loop = asyncio.get_running_loop()
         first_at = loop.time()
         await h.csms.wait_connected("CP-TEST-1")
+        await eventually(lambda: h.agent.registration == "Rejected")
         # A request while Rejected gets no answer at all.
         station = h.csms.stations["CP-TEST-1"]
         station._response_timeout = 0.3

@@ -284,6 +284,10 @@ async function onCommand(command) {
             }
             await callAndReport(command.action, command.payload ?? {}, command.ref, command.timeout_ms);
             break;
+        case 'ping':
+            // Events are printed in order: once "pong" is read, everything before it is too.
+            emit('pong', { ref: command.ref });
+            break;
         case 'set-handler':
             if (command.default) overrides.delete(command.action);
             else overrides.set(command.action, { response: command.response, error: command.error });

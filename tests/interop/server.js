@@ -128,6 +128,10 @@ async function onCommand(command) {
             }
             break;
         }
+        case 'ping':
+            // Events are printed in order: once "pong" is read, everything before it is too.
+            emit('pong', { ref: command.ref });
+            break;
         case 'set-handler':
             if (command.default) overrides.delete(command.action);
             else overrides.set(command.action, { response: command.response, error: command.error });

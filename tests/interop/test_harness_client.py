@@ -57,7 +57,7 @@ async def test_b01_node_station_boots_and_answers_a_csms_call() -> None:
 
         received = await station.wait_for_call("GetVariables")
         assert received["payload"]["getVariableData"][0]["variable"]["name"] == "HeartbeatInterval"
-        station.assert_no_strict_violations()
+        await station.expect_no_strict_violations()
 
 
 async def test_b05_set_variables_changes_what_get_variables_reports() -> None:
@@ -74,7 +74,7 @@ async def test_b05_set_variables_changes_what_get_variables_reports() -> None:
             call.GetVariables(get_variable_data=[target]), suppress=False
         )
         assert get_response.get_variable_result[0]["attribute_value"] == "45"
-        station.assert_no_strict_violations()
+        await station.expect_no_strict_violations()
 
 
 async def test_f06_trigger_message_heartbeat_is_followed_by_a_heartbeat() -> None:
@@ -102,6 +102,7 @@ async def test_invalid_csms_call_is_a_peer_strict_violation_with_ocpp_rpc_spelli
                 suppress=False,
                 skip_schema_validation=True,
             )
+        await station.sync()
         violations = station.strict_violations("peer")
         assert len(violations) == 1
         violation = violations[0]
@@ -113,7 +114,7 @@ async def test_invalid_csms_call_is_a_peer_strict_violation_with_ocpp_rpc_spelli
         assert violation.code == "OccurenceConstraintViolation"
         assert violation.errors[0]["keyword"] == "minItems"
         with pytest.raises(AssertionError, match="strict mode rejected"):
-            station.assert_no_strict_violations()
+            await station.expect_no_strict_violations()
 
 
 async def test_overridden_answer_and_error_reach_the_csms() -> None:
@@ -149,7 +150,7 @@ async def test_overridden_answer_and_error_reach_the_csms() -> None:
 
         await station.reset_handler("Reset")
         assert (await session.call(call.Reset(type="OnIdle"), suppress=False)).status == "Accepted"
-        station.assert_no_strict_violations()
+        await station.expect_no_strict_violations()
 
 
 async def test_invalid_harness_answer_is_a_local_violation_not_the_peers() -> None:
@@ -161,10 +162,11 @@ async def test_invalid_harness_answer_is_a_local_violation_not_the_peers() -> No
         await station.set_handler("Reset", response={"status": "Maybe"})
         with pytest.raises(exceptions.InternalError):
             await session.call(call.Reset(type="Immediate"), suppress=False)
+        await station.sync()
         assert station.strict_violations("peer") == []
         local = station.strict_violations("local")
         assert [(v.action, v.kind) for v in local] == [("Reset", "result")]
-        station.assert_no_strict_violations()  # peer-only by default
+        await station.expect_no_strict_violations()  # peer-only by default
 
 
 async def test_connect_to_a_closed_port_reports_connect_failed() -> None:

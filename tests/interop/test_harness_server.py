@@ -53,7 +53,7 @@ async def test_b01_python_station_boots_and_answers_get_variables() -> None:
         result = outcome.result["getVariableResult"][0]
         assert (result["attributeStatus"], result["attributeValue"]) == ("Accepted", "120")
         assert len(station.get_variables_requests) == 1
-        csms.assert_no_strict_violations()
+        await csms.expect_no_strict_violations()
 
 
 async def test_heartbeat_and_transaction_event_get_valid_answers() -> None:
@@ -73,7 +73,7 @@ async def test_heartbeat_and_transaction_event_get_valid_answers() -> None:
             suppress=False,
         )
         assert started.id_token_info == {"status": "Accepted"}
-        csms.assert_no_strict_violations()
+        await csms.expect_no_strict_violations()
 
 
 @pytest.mark.parametrize(
@@ -212,6 +212,7 @@ async def test_invalid_python_boot_raises_the_ocpp_rpc_error_in_the_station() ->
                 suppress=False,
                 skip_schema_validation=True,
             )
+        await csms.sync()
         assert len(csms.strict_violations("peer")) == 1
 
 

@@ -11,7 +11,7 @@ Typical use::
         ...  # point our agent at csms.url
         await csms.wait_for_station("CS1")
         outcome = await csms.call("CS1", "GetVariables", {...})
-        csms.assert_no_strict_violations()   # our agent sent nothing that breaks the schema
+        await csms.expect_no_strict_violations()  # our agent sent nothing that breaks the schema
 
 Every strict-mode validation failure is recorded as a `StrictViolation`; `origin == "peer"`
 means the system under test sent it, `origin == "local"` means the test drove the harness wrong.
@@ -290,6 +290,17 @@ class NodePeer:
             timeout_s=timeout_s,
             what=f"reply to {command.get('command')} {command.get('action', '')}",
         )
+
+    async def sync(self) -> None:
+        """Make sure every event the harness printed so far has been read (round trip through
+        its stdin/stdout). Call it before checking for violations caused by a message whose
+        effect the test saw on another channel (e.g. a CALLERROR on its own websocket)."""
+        await self.request({"command": "ping"}, ("pong",))
+
+    async def expect_no_strict_violations(self, origin: str | None = "peer") -> None:
+        """`sync()`, then `assert_no_strict_violations()`."""
+        await self.sync()
+        self.assert_no_strict_violations(origin)
 
     def _fail(self, message: str) -> None:
         tail = "\n".join(json.dumps(e)[:400] for e in self.events[-15:])

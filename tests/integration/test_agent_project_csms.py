@@ -1,0 +1,127 @@
+"""The agent against the project's own CSMS (csms.ocpp_server + services), security profile 1:
+registration, a remote-started transaction with meter values, a discharge profile sent through
+the CSMS command service, and the records the CSMS keeps."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from chargepoint_firmware.ocpp_client.agent import Agent
+from chargepoint_firmware.ocpp_client.timefmt import iso_ms
+from tests.support.agent_fakes import FakeEvse
+from tests.support.agent_harness import STATION_ID, agent_settings, eventually
+from tests.support.csms_harness import PASSWORD, running_csms
+
+
+async def until(check: Callable[[], Awaitable[Any]], within_s: float = 10.0) -> Any:
+    deadline = asyncio.get_running_loop().time() + within_s
+    while True:
+        result = await check()
+        if result:
+            return result
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError("condition not reached")
+        await asyncio.sleep(0.05)
+
+
+async def test_agent_with_the_project_csms(tmp_path: Path) -> None:
+    (tmp_path / "csms").mkdir()
+    async with running_csms(tmp_path / "csms") as csms:
+        await csms.add_station(STATION_ID, password=PASSWORD)
+        settings = agent_settings(
+            tmp_path / "agent",
+            csms.url,
+            security={"profile": 1, "basic_auth_password": PASSWORD},
+        )
+        evse = FakeEvse(1)
+        agent = Agent(settings, {1: evse})
+        task = asyncio.create_task(agent.run())
+        commands = csms.services.commands
+        try:
+            await eventually(lambda: agent.online, within_s=10)
+            result = await commands.send(
+                STATION_ID,
+                "SetVariables",
+                {
+                    "setVariableData": [
+                        {
+                            "component": {"name": "SampledDataCtrlr"},
+                            "variable": {"name": "TxUpdatedInterval"},
+                            "attributeValue": "1",
+                        }
+                    ]
+                },
+            )
+            assert result["setVariableResult"][0]["attributeStatus"] == "Accepted"
+            evse.plug_in()
+            started = await commands.send(
+                STATION_ID,
+                "RequestStartTransaction",
+                {
+                    "idToken": {"idToken": "TOK-1", "type": "Central"},
+                    "remoteStartId": 5,
+                    "evseId": 1,
+                },
+            )
+            assert started["status"] == "Accepted"
+
+            async def one_transaction() -> Any:
+                page = await csms.services.transactions.list(station_id=STATION_ID)
+                return page.items[0] if page.items else None
+
+            tx = await until(one_transaction)
+            profile = {
+                "evseId": 1,
+                "chargingProfile": {
+                    "id": 900,
+                    "stackLevel": 0,
+                    "chargingProfilePurpose": "TxProfile",
+                    "chargingProfileKind": "Absolute",
+                    "transactionId": tx.transaction_id,
+                    "chargingSchedule": [
+                        {
+                            "id": 1,
+                            "startSchedule": iso_ms(datetime.now(UTC) - timedelta(seconds=5)),
+                            "chargingRateUnit": "W",
+                            "chargingSchedulePeriod": [{"startPeriod": 0, "limit": -4000.0}],
+                        }
+                    ],
+                },
+            }
+            answer = await commands.send(STATION_ID, "SetChargingProfile", profile)
+            assert answer["status"] == "Accepted"
+            await eventually(
+                lambda: bool(evse.setpoints) and evse.setpoints[-1][1].limit == -4000.0
+            )
+            evse.add_energy(import_wh=250.0)
+            await asyncio.sleep(1.5)  # at least one periodic sample
+            stop = await commands.send(
+                STATION_ID, "RequestStopTransaction", {"transactionId": tx.transaction_id}
+            )
+            assert stop["status"] == "Accepted"
+
+            async def ended() -> Any:
+                detail = await csms.services.transactions.get(STATION_ID, tx.transaction_id)
+                return detail if detail.transaction.stopped_reason else None
+
+            detail = await until(ended)
+            assert detail.transaction.stopped_reason == "Remote"
+            seqs = sorted(e.seq_no for e in detail.events)
+            assert seqs == list(range(len(seqs)))
+            assert detail.events[0].event_type == "Started"
+            imports = [
+                m.value
+                for m in detail.meter_values
+                if m.measurand == "Energy.Active.Import.Register"
+            ]
+            assert 250.0 in imports
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            agent.close()

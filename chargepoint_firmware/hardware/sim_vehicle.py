@@ -119,6 +119,7 @@ class _VehicleRuntime:
     contactor_closed: bool = False
     stopping: bool = False
     stop_since: float | None = None
+    low_current_since: float | None = None
     charger_seen_at: float | None = None
     d2_locked_since: float | None = None
     closed_at: float | None = None
@@ -324,9 +325,12 @@ class SimVehicle:
             rt.request_a = 0.0
             rt.discharge_limit_a = 0.0
             if rt.contactor_closed and abs(current) <= 5.0:
-                since = rt.stop_since if rt.stop_since is not None else now
-                if now - since >= cfg.weld_check_s:
+                # Never open under load: the weld check starts once the current is low.
+                rt.low_current_since = rt.low_current_since or now
+                if now - rt.low_current_since >= cfg.weld_check_s:
                     rt.contactor_closed = False  # weld check done: open
+            else:
+                rt.low_current_since = None
             return
         compatible = rt.charger_seen_at is not None
         if (

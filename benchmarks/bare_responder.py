@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import contextlib
 import re
 import signal
@@ -21,12 +22,14 @@ import sys
 import uuid
 from collections import Counter
 from datetime import UTC, datetime
+from http import HTTPStatus
 from typing import Any
 from urllib.parse import unquote
 
 import orjson
 import websockets
 from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.http11 import Request, Response
 
 SUBPROTOCOL = "ocpp2.0.1"
 _COMMAND_ROUTE = re.compile(r"^/stations/([^/]+)/ocpp/([A-Za-z0-9]+)$")
@@ -49,6 +52,8 @@ class BareResponder:
         heartbeat_interval: int = 300,
         command_timeout_s: float = 25.0,
         backlog: int = 100,
+        password: str | None = None,
+        pending_boots: int = 0,
     ) -> None:
         self.host = host
         self.port = port
@@ -57,6 +62,10 @@ class BareResponder:
         self.heartbeat_interval = heartbeat_interval
         self.command_timeout_s = command_timeout_s
         self.backlog = backlog  # asyncio's default is 100: a boot storm overflows it
+        self.password = password  # Basic auth (user = station id) when set
+        self.pending_boots = pending_boots  # answer the first N boots of a station Pending
+        self.boots: Counter[str] = Counter()
+        self.auth_rejected = 0
         self.received: Counter[str] = Counter()  # station-initiated CALLs by action
         self.csms_calls_sent: Counter[str] = Counter()
         self.csms_calls_answered: Counter[str] = Counter()
@@ -67,8 +76,11 @@ class BareResponder:
         self._server: Server | None = None
         self._api_server: asyncio.Server | None = None
 
-    def answer(self, action: str, payload: dict[str, Any]) -> dict[str, Any]:
+    def answer(self, station_id: str, action: str, payload: dict[str, Any]) -> dict[str, Any]:
         if action == "BootNotification":
+            self.boots[station_id] += 1
+            if self.boots[station_id] <= self.pending_boots:
+                return {"currentTime": _now_iso(), "interval": 1, "status": "Pending"}
             return {
                 "currentTime": _now_iso(),
                 "interval": self.heartbeat_interval,
@@ -92,7 +104,7 @@ class BareResponder:
                 message = orjson.loads(raw)
                 if message[0] == 2:
                     self.received[message[2]] += 1
-                    reply = [3, message[1], self.answer(message[2], message[3])]
+                    reply = [3, message[1], self.answer(station_id, message[2], message[3])]
                     await connection.send(orjson.dumps(reply).decode())
                 else:
                     future = self._pending.pop(message[1], None)
@@ -176,6 +188,16 @@ class BareResponder:
         return 502, {"detail": "CALLERROR", "code": reply[2], "description": reply[3]}
 
     # -- life cycle ---------------------------------------------------------------------------
+    def _check_auth(self, connection: ServerConnection, request: Request) -> Response | None:
+        if self.password is None:
+            return None
+        station_id = unquote(request.path.rstrip("/").rsplit("/", 1)[-1])
+        token = base64.b64encode(f"{station_id}:{self.password}".encode()).decode()
+        if request.headers.get("Authorization") == f"Basic {token}":
+            return None
+        self.auth_rejected += 1
+        return connection.respond(HTTPStatus.UNAUTHORIZED, "bad credentials\n")
+
     async def start(self) -> None:
         self._server = await serve(
             self._handle,
@@ -185,6 +207,7 @@ class BareResponder:
             compression=None,
             max_queue=64,
             backlog=self.backlog,
+            process_request=self._check_auth,
         )
         self.port = next(iter(self._server.sockets)).getsockname()[1]
         if self.api_port is not None:
@@ -217,6 +240,7 @@ async def _serve_forever(args: argparse.Namespace) -> None:
         api_token=args.api_token,
         heartbeat_interval=args.heartbeat_interval,
         backlog=args.backlog,
+        password=args.password,
     )
     await responder.start()
     print(
@@ -253,6 +277,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--api-token", default=None)
     p.add_argument("--heartbeat-interval", type=int, default=300)
     p.add_argument("--backlog", type=int, default=100, help="listen backlog (asyncio default 100)")
+    p.add_argument("--password", default=None, help="require Basic auth with this password")
     p.add_argument("--uvloop", action="store_true")
     args = p.parse_args(argv)
     if args.uvloop:

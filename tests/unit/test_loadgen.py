@@ -204,3 +204,37 @@ async def test_cli_with_two_processes_writes_json(tmp_path: Path) -> None:
     assert result["calls_completed"] == received
     assert "Heartbeat" in stdout.decode() and "p99 ms" in stdout.decode()
     assert "round trips" in stderr.decode()  # progress lines
+
+
+@pytest.mark.parametrize(("given", "connected"), [("s3cret-s3cret-16", 4), ("wrong-password!!", 0)])
+async def test_password_is_sent_as_basic_auth(given: str, connected: int) -> None:
+    async with BareResponder(password="s3cret-s3cret-16") as responder:
+        cfg = RunConfig(
+            url=f"ws://127.0.0.1:{responder.port}/ocpp",
+            stations=4,
+            scenario="boot-storm",
+            duration_s=10,
+            password=given,
+        )
+        result = await run_in_process(cfg, log=_quiet)
+        rejected = responder.auth_rejected
+    assert result["connected"] == connected
+    assert rejected == 4 - connected
+    if connected == 0:
+        assert result["connect_failures"] == {"InvalidStatus:401": 4}
+
+
+async def test_pending_boot_is_retried_after_the_interval() -> None:
+    async with BareResponder(pending_boots=1) as responder:
+        cfg = RunConfig(
+            url=f"ws://127.0.0.1:{responder.port}/ocpp",
+            stations=3,
+            scenario="boot-storm",
+            duration_s=20,
+        )
+        result = await run_in_process(cfg, log=_quiet)
+        boots = dict(responder.boots)
+    assert result["boots_accepted"] == 3
+    assert result["boot_not_accepted"] == {"Pending": 3}
+    assert boots == {f"LOAD{i}": 2 for i in range(3)}
+    assert result["time_to_all_booted_s"] >= 1.0  # waited the Pending interval (1 s)

@@ -3,6 +3,7 @@ upgrade the security profile; and their EVSEs/connectors."""
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 from typing import Annotated, Any
 
@@ -41,7 +42,8 @@ async def station_read(services: ApiServices, station: Station) -> StationRead:
 @router.get("", response_model=PageRead[StationRead], summary="List stations (paged)")
 async def list_stations(services: Services, paging: Paging) -> PageRead[StationRead]:
     page = await services.stations.list(paging.offset, paging.limit)
-    items = [await station_read(services, station) for station in page.items]
+    # Concurrently: with a broker router each connection state is a broker round trip.
+    items = list(await asyncio.gather(*(station_read(services, s) for s in page.items)))
     return PageRead[StationRead](
         items=items, total=page.total, offset=page.offset, limit=page.limit
     )

@@ -511,7 +511,18 @@ class Agent:
         accepted, running = self.transactions.remote_start(
             evse_id, id_token, remote_start_id, profile_json
         )
+        if accepted:
+            for evse, st in self.transactions.evses.items():
+                if st.remote_start_id == remote_start_id and not st.plugged:
+                    self.spawn(self._ev_connection_timer(evse, remote_start_id))
         return accepted, "" if accepted else "Unavailable", running
+
+    async def _ev_connection_timer(self, evse_id: int, remote_start_id: int) -> None:
+        timeout = self.config.integer("TxCtrlr", "EVConnectionTimeOut")
+        if timeout <= 0:
+            return
+        await self.clock.sleep_until(self.clock.now() + timedelta(seconds=timeout))
+        self.transactions.connection_timeout(evse_id, remote_start_id)
 
     def _authorize_locally(self, id_token: dict[str, Any]) -> dict[str, Any] | None:
         """IdTokenInfo from the local list (or cache); None when the token is not known here."""

@@ -15,6 +15,7 @@ DEFAULTS: dict[tuple[str, str], str] = {
     ("TxCtrlr", "TxStartPoint"): "PowerPathClosed",
     ("TxCtrlr", "TxStopPoint"): "EVConnected,Authorized",
     ("TxCtrlr", "StopTxOnEVSideDisconnect"): "true",
+    ("TxCtrlr", "EVConnectionTimeOut"): "120",
     ("SampledDataCtrlr", "TxUpdatedInterval"): "60",
     ("SampledDataCtrlr", "TxStartedMeasurands"): "Energy.Active.Import.Register,"
     "Energy.Active.Export.Register,SoC",

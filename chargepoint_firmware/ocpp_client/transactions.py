@@ -252,6 +252,21 @@ class TransactionManager:
         self._evaluate(st, "RemoteStart", update=True, include_token=True)
         return True, previous
 
+    def connection_timeout(self, evse_id: int, remote_start_id: int) -> bool:
+        """TxCtrlr.EVConnectionTimeOut passed after an authorization without a plugged EV:
+        the authorization lapses (E03: trigger EVConnectTimeout, stoppedReason Timeout)."""
+        st = self.evses[evse_id]
+        if st.plugged or st.id_token is None or st.remote_start_id != remote_start_id:
+            return False
+        st.id_token = None
+        if st.tx_id is None:
+            st.remote_start_id = None
+            st.pending_profile = None
+            self._after_change(st, "changed")
+        else:
+            self._evaluate(st, "EVConnectTimeout", stopped_reason="Timeout", update=True)
+        return True
+
     def remote_stop(self, transaction_id: str) -> bool:
         st = self.find(transaction_id)
         if st is None:

@@ -125,3 +125,17 @@ async def test_reconnects_after_connection_loss_without_new_boot(tmp_path: Path)
         assert h.evse.csms_connected_history[-3:] == [True, False, True]
     finally:
         await h.close()
+
+
+async def test_dead_link_detected_by_websocket_ping_and_reconnected(tmp_path: Path) -> None:
+    h = await start_harness(tmp_path, ping_interval_s=0.2, ping_timeout_s=0.3)
+    try:
+        await h.csms.wait_for("StatusNotification")
+        # The CSMS side goes silent (a half-open TCP link): it reads nothing, answers no ping.
+        h.csms.connections[0].transport.pause_reading()
+        await eventually(lambda: not h.agent.online, within_s=3)
+        await eventually(lambda: h.agent.connections == 2, within_s=6)
+        await eventually(lambda: h.agent.online, within_s=3)
+        h.csms.connections[0].transport.abort()  # drop the stale server side at once
+    finally:
+        await h.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 from pathlib import Path
 from typing import Any
@@ -178,5 +179,32 @@ async def test_fault_ends_transaction_notifies_event_and_security_event(tmp_path
             )
         )
         assert result.status == "Rejected"
+    finally:
+        await h.close()
+
+
+async def test_e03_ev_connection_timeout_ends_authorization(tmp_path: Path) -> None:
+    h = await start_harness(tmp_path, manual_clock=True)
+    try:
+        await set_variable(h, "TxCtrlr", "TxStartPoint", "Authorized")
+        result = await h.call(
+            call.RequestStartTransaction(
+                id_token={"id_token": "LATE", "type": "Central"}, remote_start_id=12, evse_id=1
+            )
+        )
+        assert result.status == "Accepted"
+        started = await h.csms.wait_for("TransactionEvent", lambda e: e["eventType"] == "Started")
+        assert started[0]["triggerReason"] == "RemoteStart"
+        from tests.support.agent_fakes import ManualClock
+
+        assert isinstance(h.clock, ManualClock)
+        h.clock.advance(119.0)
+        await asyncio.sleep(0.2)  # give a (wrongly) early timer the chance to fire
+        assert not [e for e in tx_events(h) if e["eventType"] == "Ended"]
+        h.clock.advance(1.0)
+        ended = await h.csms.wait_for("TransactionEvent", lambda e: e["eventType"] == "Ended")
+        assert ended[0]["triggerReason"] == "EVConnectTimeout"
+        assert ended[0]["transactionInfo"]["stoppedReason"] == "Timeout"
+        assert h.evse.allowed is False
     finally:
         await h.close()

@@ -169,3 +169,31 @@ async def test_e_sigkill_while_offline_loses_and_duplicates_nothing(tmp_path: Pa
                 proc.send_signal(signal.SIGKILL)
                 proc.wait(10)
         await csms.stop()
+
+
+async def test_e_unanswered_events_are_resent_with_the_same_id_until_answered(
+    tmp_path: Path,
+) -> None:
+    h = await start_harness(tmp_path, message_timeout_s=0.3)
+    try:
+        h.csms.silent_actions.add("TransactionEvent")  # connected, but not answering
+        tx_id = await start_remote(h)
+        h.evse.add_energy(import_wh=10.0)
+        await h.call(call.RequestStopTransaction(transaction_id=tx_id))
+        await h.csms.wait_for("TransactionEvent", count=3, within_s=5)  # retransmissions
+        assert len(h.agent.outbox) >= 2  # nothing is dropped while unanswered
+        h.csms.silent_actions.clear()
+        await eventually(lambda: len(h.agent.outbox) == 0, within_s=10)
+        by_id: dict[str, dict[str, Any]] = {}
+        order: list[str] = []
+        for r in h.csms.received:
+            if r.action != "TransactionEvent":
+                continue
+            if r.message_id in by_id:
+                assert by_id[r.message_id] == r.payload  # a resend is the same message
+            else:
+                by_id[r.message_id] = r.payload
+                order.append(r.message_id)
+        assert_complete_sequence([by_id[i] for i in order], tx_id)
+    finally:
+        await h.close()

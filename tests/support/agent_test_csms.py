@@ -63,6 +63,12 @@ class _CsmsSide(ChargePoint):
         super().__init__(station_id, connection, response_timeout=5)
         self.csms = csms
 
+    async def route_message(self, raw_msg: str) -> None:
+        message = json.loads(raw_msg)
+        if message[0] == 2 and message[2] in self.csms.silent_actions:
+            return  # a CSMS that does not answer (overloaded, or a broken proxy)
+        await super().route_message(raw_msg)
+
     @on(Action.boot_notification)
     def on_boot_notification(self, **_: Any) -> call_result.BootNotification:
         statuses = self.csms.boot_statuses
@@ -121,6 +127,7 @@ class AgentTestCsms:
     boot_statuses: list[str] = field(default_factory=lambda: ["Accepted"])
     boot_interval: int = 300
     password: str | None = None  # Basic auth (security profile 1) when set
+    silent_actions: set[str] = field(default_factory=set)  # CALLs left unanswered
     received: list[Received] = field(default_factory=list)
     frames: list[tuple[str, str]] = field(default_factory=list)
     stations: dict[str, _CsmsSide] = field(default_factory=dict)

@@ -109,6 +109,10 @@ class ChademoEvseConfig:
         )
 
 
+# States in which stopping the process needs no sequence.
+_AT_REST = frozenset({ChargerState.IDLE, ChargerState.PLUGGED, ChargerState.ENDED})
+
+
 @dataclass
 class _Registers:
     import_wh: float = 0.0
@@ -162,6 +166,7 @@ class ChademoEvse:
         self._notifier: can.Notifier | None = None
         self._task: asyncio.Task[None] | None = None
         self._last_tick_at: float | None = None
+        self._at_rest = asyncio.Event()
         self._status = EvseStatus(
             evse_id=config.evse_id,
             state=session_state(self._cstate, plugged=False, latched=False),
@@ -223,8 +228,18 @@ class ChademoEvse:
         self._notifier = can.Notifier(self._bus, [self._on_message], timeout=0.05, loop=loop)
         self._task = asyncio.create_task(self._run(), name=f"chademo-evse-{self.evse_id}")
 
-    async def stop(self) -> None:
-        """Stop output at once, open the relays, stop the loop and release the bus."""
+    async def stop(self, graceful_s: float = 5.0) -> None:
+        """End an ongoing session normally (up to `graceful_s`), then release everything.
+
+        A session in progress gets the charger-side normal stop (current to 0, EV contactor
+        report, d2 off, 500 ms, d1 off, unlock) before the loop ends; whatever is left after
+        `graceful_s` is switched off in the safe order: current first, then d2, then d1.
+        """
+        if self._task is not None and self._cstate.state not in _AT_REST:
+            self._authorized = False
+            self._at_rest.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._at_rest.wait(), graceful_s)
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -395,6 +410,8 @@ class ChademoEvse:
         if new_state.d1_at != cstate.d1_at:
             self._vehicle = view = VehicleView()  # a new session: forget the last car's frames
         self._cstate = new_state
+        if new_state.state in _AT_REST:
+            self._at_rest.set()
 
         # Hardware: current first, then the sequence signals and the lock.
         ports.power_stage.command(command.output_current_a, command.voltage_limit_v)

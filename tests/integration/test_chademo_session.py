@@ -189,3 +189,33 @@ async def test_grid_loss_stops_export_and_is_reported() -> None:
         sim.ports.grid.set_present(True)
         await wait_until(lambda: sim.evse.status().current_a <= -9.5, 5.0)
         assert any(e.kind is HardwareEventKind.GRID_RESTORED for e in events)
+
+
+async def test_stopping_the_evse_mid_transfer_ends_the_session_in_order() -> None:
+    async with running_sim() as rig:
+        sim = rig.sim
+        await start_session(rig)
+        await wait_until(lambda: sim.evse.status().current_a >= 10.0, 5.0)
+        since = sim.connector.link.clock()
+        await sim.evse.stop()
+        assert sim.evse.controller_state.state in (ChargerState.ENDED, ChargerState.PLUGGED)
+        assert_relays_off_in_order(rig, since)
+        assert not sim.vehicle.contactor_closed  # the car opened it before d2 went off
+
+
+async def test_malformed_and_unknown_frames_do_not_disturb_a_session() -> None:
+    import can
+
+    async with running_sim() as rig:
+        sim = rig.sim
+        await start_session(rig)
+        await wait_until(lambda: sim.evse.status().current_a >= 10.0, 5.0)
+        for msg in (
+            can.Message(arbitration_id=0x102, data=b"\x01\x02\x03", is_extended_id=False),
+            can.Message(arbitration_id=0x700, data=bytes(8), is_extended_id=False),
+            can.Message(arbitration_id=0x102, data=bytes(8), is_extended_id=True),
+        ):
+            rig.sniffer.bus.send(msg)
+        await asyncio.sleep(0.3)
+        assert sim.evse.controller_state.state is ChargerState.CHARGING
+        assert sim.evse.status().current_a >= 10.0

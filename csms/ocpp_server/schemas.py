@@ -1,15 +1,21 @@
 """OCA OCPP 2.0.1 JSON schemas (shipped in the `ocpp` package), compiled once and validated
-in-line (a thread pool per message costs ~8x). Schema failures map to OCPP-J error codes."""
+in-line (a thread pool per message costs ~8x). Schema failures map to OCPP-J error codes.
+
+Fast path: fastjsonschema compiles each schema to Python code (~15 us for a TransactionEvent
+against ~230 us with jsonschema). Only a payload it refuses goes through jsonschema, whose
+best_match gives the precise keyword and path for the CALLERROR."""
 
 from __future__ import annotations
 
 import functools
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from importlib import resources
 from typing import Any
 
+import fastjsonschema
 import jsonschema
 from jsonschema import Draft6Validator, FormatChecker
 
@@ -65,13 +71,31 @@ def all_actions() -> frozenset[str]:
 
 
 @functools.cache
-def validator(action: str, kind: str) -> Draft6Validator | None:
-    """Compiled validator for `<action><kind>.json` (kind "Request" or "Response")."""
+def _schema(action: str, kind: str) -> dict[str, Any] | None:
     path = resources.files("ocpp.v201").joinpath("schemas", f"{action}{kind}.json")
     if not path.is_file():
         return None
-    schema = json.loads(path.read_text(encoding="utf-8"))
-    return Draft6Validator(schema, format_checker=_FORMATS)
+    schema: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+    return schema
+
+
+@functools.cache
+def validator(action: str, kind: str) -> Draft6Validator | None:
+    """jsonschema validator for `<action><kind>.json` (kind "Request" or "Response")."""
+    schema = _schema(action, kind)
+    return None if schema is None else Draft6Validator(schema, format_checker=_FORMATS)
+
+
+@functools.cache
+def fast_validator(action: str, kind: str) -> Callable[[Any], Any] | None:
+    schema = _schema(action, kind)
+    if schema is None:
+        return None
+    # use_default=False: never write schema defaults into the station's payload.
+    compiled: Callable[[Any], Any] = fastjsonschema.compile(
+        schema, formats={"date-time": _is_datetime}, use_default=False
+    )
+    return compiled
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,14 +131,23 @@ _CODE_BY_KEYWORD = {
 
 def check(action: str, kind: str, payload: Any) -> None:
     """Raise SchemaViolation if `payload` breaks the schema; unknown schemas pass."""
-    v = validator(action, kind)
-    if v is None:
+    fast = fast_validator(action, kind)
+    if fast is None:
         return
     if not isinstance(payload, dict):
         raise SchemaViolation("FormatViolation", "payload must be a JSON object", "")
-    error = jsonschema.exceptions.best_match(v.iter_errors(payload))
-    if error is None:
+    try:
+        fast(payload)
         return
+    except fastjsonschema.JsonSchemaValueException as fast_error:
+        refused = fast_error
+    v = validator(action, kind)
+    assert v is not None
+    error = jsonschema.exceptions.best_match(v.iter_errors(payload))
+    if error is None:  # the two validators disagree: report what fastjsonschema saw
+        path = "/".join(str(p) for p in (refused.path or [])[1:])
+        code = _CODE_BY_KEYWORD.get(str(refused.rule), "FormatViolation")
+        raise SchemaViolation(code, str(refused.message), path)
     path = "/".join(str(p) for p in error.absolute_path)
     code = _CODE_BY_KEYWORD.get(str(error.validator), "FormatViolation")
     raise SchemaViolation(code, error.message, path)

@@ -6,6 +6,7 @@ run through `Database.write()` (the group commit), so one station message = one 
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
@@ -47,13 +48,23 @@ def _insert(conn: AsyncConnection, table: sa.Table) -> Any:
     return sqlite.insert(table)
 
 
+@functools.lru_cache(maxsize=256)
+def _upsert_statement(
+    dialect: str, table_name: str, keys: tuple[str, ...], columns: tuple[str, ...]
+) -> Any:
+    """INSERT .. ON CONFLICT (keys) DO UPDATE, built once and executed with parameters
+    (building it per call costs more CPU than running it)."""
+    table = t.metadata.tables[table_name]
+    insert = postgresql.insert(table) if dialect == "postgresql" else sqlite.insert(table)
+    update = {k: insert.excluded[k] for k in columns if k not in keys}
+    return insert.on_conflict_do_update(index_elements=list(keys), set_=update)
+
+
 async def _upsert(
     conn: AsyncConnection, table: sa.Table, values: dict[str, Any], keys: Sequence[str]
 ) -> None:
-    stmt = _insert(conn, table).values(**values)
-    update = {k: stmt.excluded[k] for k in values if k not in keys}
-    stmt = stmt.on_conflict_do_update(index_elements=list(keys), set_=update)
-    await conn.execute(stmt)
+    stmt = _upsert_statement(conn.dialect.name, table.name, tuple(keys), tuple(values))
+    await conn.execute(stmt, values)
 
 
 async def _page(
@@ -490,26 +501,29 @@ async def list_transactions(
     return Page([_transaction(r) for r in rows], total, offset, limit)
 
 
+@functools.lru_cache(maxsize=4)
+def _insert_event_once(dialect: str) -> Any:
+    table = t.transaction_events
+    insert = postgresql.insert(table) if dialect == "postgresql" else sqlite.insert(table)
+    return insert.on_conflict_do_nothing(index_elements=["station_id", "transaction_id", "seq_no"])
+
+
 async def insert_transaction_event(
     conn: AsyncConnection, event: TransactionEvent, now: datetime
 ) -> bool:
     """Store the event once; False when this (station, transaction, seqNo) is already stored."""
-    stmt = (
-        _insert(conn, t.transaction_events)
-        .values(
-            station_id=event.station_id,
-            transaction_id=event.transaction_id,
-            seq_no=event.seq_no,
-            event_type=event.event_type,
-            trigger_reason=event.trigger_reason,
-            timestamp=event.timestamp,
-            offline=event.offline,
-            payload=event.payload,
-            received_at=now,
-        )
-        .on_conflict_do_nothing(index_elements=["station_id", "transaction_id", "seq_no"])
-    )
-    result = await conn.execute(stmt)
+    values = {
+        "station_id": event.station_id,
+        "transaction_id": event.transaction_id,
+        "seq_no": event.seq_no,
+        "event_type": event.event_type,
+        "trigger_reason": event.trigger_reason,
+        "timestamp": event.timestamp,
+        "offline": event.offline,
+        "payload": event.payload,
+        "received_at": now,
+    }
+    result = await conn.execute(_insert_event_once(conn.dialect.name), values)
     return bool(result.rowcount)
 
 

@@ -216,3 +216,27 @@ class Harness:
             final, VehicleDischargeLimits(max_discharge_current_a=15, min_discharge_voltage_v=250)
         )
         self.tick()  # -> CHARGING
+
+
+class LoopbackBus:
+    """A synchronous in-memory CAN link for deterministic tests (fake clock, manual ticks).
+
+    `send` hands the message straight to the peer's handler, like a bus with no latency.
+    Only what ChademoEvse and SimVehicle use of a python-can bus is provided.
+    """
+
+    def __init__(self) -> None:
+        self.peer: LoopbackBus | None = None
+        self.handler: Callable[[can.Message], None] | None = None
+        self.sent: list[can.Message] = []
+
+    @staticmethod
+    def pair() -> tuple[LoopbackBus, LoopbackBus]:
+        a, b = LoopbackBus(), LoopbackBus()
+        a.peer, b.peer = b, a
+        return a, b
+
+    def send(self, msg: can.Message, timeout: float | None = None) -> None:
+        self.sent.append(msg)
+        if self.peer is not None and self.peer.handler is not None:
+            self.peer.handler(msg)

@@ -1,0 +1,45 @@
+"""Migration 0002 (V2G tables) up and down on SQLite, and on PostgreSQL when
+CSMS_TEST_POSTGRES_URL is set; the result matches csms.persistence.v2g_tables."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from csms.persistence import migrate
+from csms.persistence import v2g_tables as v2g
+from csms.persistence.tables import metadata
+from tests.integration.test_csms_migrations import schema_diff, table_names
+from tests.support.csms_db import fresh_postgres_database, postgres_url_or_skip
+
+V2G_TABLES = {
+    v2g.v2g_vehicles.name,
+    v2g.v2g_prices.name,
+    v2g.v2g_plans.name,
+    v2g.v2g_dispatches.name,
+    v2g.v2g_station_settings.name,
+}
+
+
+async def _up_and_down(url: str) -> None:
+    await migrate.upgrade_async(url, "0001")
+    assert not (await table_names(url)) & V2G_TABLES
+    await migrate.upgrade_async(url, "0002")
+    names = await table_names(url)
+    assert names >= V2G_TABLES
+    assert names == set(metadata.tables)
+    assert await schema_diff(url) == []
+    await migrate.downgrade_async(url, "0001")
+    assert not (await table_names(url)) & V2G_TABLES
+    assert await table_names(url) == set(metadata.tables) - V2G_TABLES
+    await migrate.upgrade_async(url)
+    assert await table_names(url) >= V2G_TABLES
+
+
+async def test_0002_up_and_down_sqlite(tmp_path: Path) -> None:
+    await _up_and_down(f"sqlite+aiosqlite:///{tmp_path / 'v2g.db'}")
+
+
+async def test_0002_up_and_down_postgres() -> None:
+    base = postgres_url_or_skip()
+    async with fresh_postgres_database(base) as url:
+        await _up_and_down(url)

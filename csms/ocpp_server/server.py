@@ -125,6 +125,8 @@ class OcppServer:
             ssl=server_ssl_context(self.settings),
             ping_interval=self.settings.ping_interval_s,
             ping_timeout=self.settings.ping_timeout_s,
+            # A dead link will not complete the closing handshake either: don't wait 10 s.
+            close_timeout=self.settings.ping_timeout_s,
             max_size=4 * 1024 * 1024,
             compression=None,
         )

@@ -148,6 +148,7 @@ class Session:
             response = {"code": err.code, "description": err.description}
             reply = protocol.error_frame(call.message_id, err)
             kind = "CALLERROR"
+            self._after.clear()  # a refused message starts no follow-up
         if self.services.message_log.log_incoming:
             ml = self.services.message_log
             await ml.record(

@@ -440,3 +440,18 @@ async def test_b02_pending_allows_provisioning_only(csms: Csms) -> None:
         )
         assert again.status == "Accepted"
         assert (await conn.station.call(call.Heartbeat(), suppress=False)).current_time
+
+
+async def test_dead_link_detected_by_websocket_pings(tmp_path: Path) -> None:
+    async with running_csms(tmp_path, ping_interval_s=0.2, ping_timeout_s=0.2) as csms:
+        await csms.add_station("CS1")
+        ws = await raw_connect(csms, "CS1")
+        await raw_boot(ws)
+        assert await csms.services.router.is_connected("CS1")
+        ws.transport.pause_reading()  # the station stops answering pings (dead link)
+        for _ in range(100):
+            if not await csms.services.router.is_connected("CS1"):
+                break
+            await asyncio.sleep(0.05)
+        assert not await csms.services.router.is_connected("CS1")
+        ws.transport.abort()

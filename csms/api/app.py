@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, FastAPI
 
+from csms.api.counting import CountedServices
 from csms.api.deps import ApiServices, TokenCache
 from csms.api.errors import install_error_handlers
 from csms.api.metrics import CsmsMetrics, metrics_route
@@ -26,7 +27,10 @@ def create_api(
         "/api/v1 route needs `Authorization: Bearer <token>` (create one with "
         "`csms token create NAME`).",
     )
-    app.state.services = services
+    counted = CountedServices(services)
+    app.state.services = counted
+    if metrics is not None:
+        metrics.command_counts = counted.command_counts
     app.state.token_cache = TokenCache(token_cache_ttl_s)
     install_error_handlers(app)
     api = APIRouter(prefix=API_PREFIX)

@@ -1,8 +1,10 @@
-"""Prometheus metrics on /metrics: connected stations, and message counters when the OCPP
-server exposes them (an object with `messages_in`/`messages_out` dicts action -> count)."""
+"""Prometheus metrics on /metrics: connected stations; commands sent through the REST API by
+action and outcome; and OCPP message counters when the OCPP server exposes them (an object with
+`messages_in`/`messages_out` mappings action -> count)."""
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Protocol
 
@@ -29,6 +31,8 @@ class CsmsMetrics(Collector):
     ) -> None:
         self._connected_stations = connected_stations
         self._counters = counters
+        # (action, outcome) -> commands the REST API sent; set by create_api.
+        self.command_counts: Counter[tuple[str, str]] = Counter()
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(self)
 
@@ -38,6 +42,14 @@ class CsmsMetrics(Collector):
         )
         gauge.add_metric([], float(self._connected_stations()))
         yield gauge
+        commands = CounterMetricFamily(
+            "csms_api_commands",
+            "Commands sent through the REST API, by OCPP action and outcome",
+            labels=["action", "outcome"],
+        )
+        for (action, outcome), count in sorted(self.command_counts.items()):
+            commands.add_metric([action, outcome], float(count))
+        yield commands
         if self._counters is None:
             return
         messages = CounterMetricFamily(

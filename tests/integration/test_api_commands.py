@@ -328,3 +328,12 @@ async def test_a05_upgrade_sends_set_network_profile_first(
         json={"security_profile": 3, "connection_data": {"ocppVersion": "OCPP20"}},
     )
     assert bad.status_code == 422
+
+
+async def test_command_outcomes_are_counted(api: ApiHarness, station: ApiTestStation) -> None:
+    station.behaviour.call_errors["ClearCache"] = ("InternalError", "disk full")
+    await api.client.post("/api/v1/stations/CS1/ocpp/ClearCache", json={})
+    await api.client.post("/api/v1/stations/CS1/ocpp/GetLocalListVersion", json={})
+    counts = api.app.state.services.command_counts
+    assert counts[("ClearCache", "CallErrorReceived")] == 1
+    assert counts[("GetLocalListVersion", "ok")] == 1

@@ -110,6 +110,10 @@ async def test_serve_answers_api_and_ocpp_and_stops_on_sigterm(tmp_path: Path) -
                 assert station.calls_of("GetLocalListVersion")
                 metrics = (await client.get("/metrics")).text
                 assert "csms_connected_stations 1.0" in metrics
+                assert (
+                    'csms_api_commands_total{action="GetLocalListVersion",outcome="ok"} 1.0'
+                    in metrics
+                )
 
         process.send_signal(signal.SIGTERM)
         assert await asyncio.wait_for(process.wait(), 30) == 0

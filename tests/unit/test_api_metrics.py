@@ -31,3 +31,12 @@ def test_message_counters_by_direction_and_action() -> None:
     text = generate_latest(metrics.registry).decode()
     assert 'csms_ocpp_messages_total{action="Heartbeat",direction="in"} 7.0' in text
     assert 'csms_ocpp_messages_total{action="SetChargingProfile",direction="out"} 2.0' in text
+
+
+def test_api_commands_by_action_and_outcome() -> None:
+    metrics = CsmsMetrics(lambda: 0)
+    metrics.command_counts[("Reset", "ok")] += 2
+    metrics.command_counts[("Reset", "CommandTimeout")] += 1
+    text = generate_latest(metrics.registry).decode()
+    assert 'csms_api_commands_total{action="Reset",outcome="ok"} 2.0' in text
+    assert 'csms_api_commands_total{action="Reset",outcome="CommandTimeout"} 1.0' in text

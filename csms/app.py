@@ -140,6 +140,8 @@ async def start(settings: Settings) -> RunningCsms:
             lifespan="off",
             access_log=False,
             log_level=settings.log_level.lower(),
+            # In-flight commands get their full timeout to finish before shutdown cuts them.
+            timeout_graceful_shutdown=int(settings.command_timeout_s) + 5,
         )
         api_server = _ApiServer(config)
         api_task = asyncio.create_task(api_server.serve(sockets=[sock]), name="csms-api")

@@ -10,6 +10,7 @@ certificate whose CN is the station id (no Basic needed).
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import logging
@@ -104,6 +105,7 @@ class OcppServer:
         self._prefix = f"/{settings.ocpp_path}/" if settings.ocpp_path else "/"
         self._server: Server | None = None
         self.sessions: dict[str, Session] = {}
+        self._closing: set[asyncio.Task[None]] = set()
 
     @property
     def port(self) -> int:
@@ -207,7 +209,11 @@ class OcppServer:
         self.sessions[station_id] = session
         if isinstance(previous, Session):
             log.info("%s reconnected: closing its previous connection", station_id)
-            await previous.close(1000, "replaced by a new connection")
+            # Its waiting commands fail now; the closing handshake runs in the background so
+            # the new connection is served at once.
+            closing = asyncio.create_task(previous.close(1000, "replaced by a new connection"))
+            self._closing.add(closing)
+            closing.add_done_callback(self._closing.discard)
         log.info("%s connected", station_id)
         try:
             await session.run()

@@ -275,3 +275,20 @@ async def test_k01_tx_profile_for_running_transaction_accepted(
         "CS1", "SetChargingProfile", {"evseId": 1, "chargingProfile": profile}
     )
     assert answer["status"] == "Accepted"
+
+
+async def test_replaced_connection_fails_its_waiting_command(
+    csms: Csms, station: Connected
+) -> None:
+    station.station.delay["Reset"] = 30
+    pending = asyncio.create_task(
+        csms.services.commands.send("CS1", "Reset", {"type": "Immediate"}, timeout=60)
+    )
+    await station.station.wait_for("Reset")
+    async with connect_station(csms, "CS1") as newer, asyncio.timeout(5):
+        with pytest.raises(StationDisconnected):
+            await pending
+        # The new connection takes commands at once.
+        newer.station.answers["Reset"] = {"status": "Scheduled"}
+        answer = await csms.services.commands.send("CS1", "Reset", {"type": "OnIdle"})
+        assert answer == {"status": "Scheduled"}

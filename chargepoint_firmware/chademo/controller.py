@@ -394,9 +394,15 @@ class _Tick:
         return self.inp.now - self.s.since
 
     def stop(self, reason: str, *, error: bool, **flags: bool) -> None:
-        """Begin the shutdown sequence (normal or error stop) from any active state."""
+        """Begin the shutdown sequence (normal or error stop) from any active state.
+
+        An error stop is a trip: it is reported as a FAULT event naming its cause (a stop
+        caused by latched safety faults names them as "fault:a,b").
+        """
         if self.s.state in _TRANSFER and self.s.delivering:
             self.emit(HardwareEventKind.ENERGY_TRANSFER_STOPPED, reason)
+        if error:
+            self.emit(HardwareEventKind.FAULT, reason)
         self.go(ChargerState.STOPPING, stop_reason=reason, error_stop=error, **flags)
 
 

@@ -33,6 +33,7 @@ from chargepoint_firmware.chademo.controller import (
     ControllerInputs,
     ControllerState,
     Direction,
+    InsulationResult,
     VehicleView,
     session_state,
     setpoint_to_current_a,
@@ -109,6 +110,8 @@ class ChademoEvseConfig:
         )
 
 
+# Error stops whose causes the safety supervisor latches and reports itself.
+_SUPERVISOR_REPORTED = ("fault:", "vehicle_fault:")
 # States in which stopping the process needs no sequence.
 _AT_REST = frozenset({ChargerState.IDLE, ChargerState.PLUGGED, ChargerState.ENDED})
 
@@ -316,7 +319,9 @@ class ChademoEvse:
         grid_present = ports.grid.voltage_present()
         frequency = ports.grid.frequency_hz()
         emergency = ports.emergency_stop.is_pressed()
-        insulation_fault = ports.insulation.fault_present()
+        insulation = ports.insulation.test_result()
+        # A failed pre-charge test latches like a fault found by continuous supervision.
+        insulation_fault = ports.insulation.fault_present() or insulation is InsulationResult.FAILED
         if self._csms_connected:
             self._csms_last_seen = now
         self._track_grid(grid_present)
@@ -364,7 +369,7 @@ class ChademoEvse:
             csms_connected=self._csms_connected,
             csms_last_seen=self._csms_last_seen,
             emergency_stop=emergency,
-            insulation_fault=insulation_fault and cstate.state is not ChargerState.INSULATION_TEST,
+            insulation_fault=insulation_fault,
             vehicle_charging_enabled=bool(status and status.charging_enabled),
         )
         decision = supervise(self._safety_config, self._sstate, safety_inputs)
@@ -392,7 +397,7 @@ class ChademoEvse:
             allowed_current_a=decision.current_a,
             vehicle=view,
             connector_locked=ports.lock.is_locked(),
-            insulation=ports.insulation.test_result(),
+            insulation=insulation,
             terminal_voltage_v=voltage,
             measured_current_a=current,
             safety_faults=decision.latched_faults,
@@ -435,7 +440,9 @@ class ChademoEvse:
 
         for event in command.events:
             if event.kind is HardwareEventKind.FAULT:
-                log.warning("EVSE %s: %s", self.evse_id, event.detail)
+                if event.detail.startswith(_SUPERVISOR_REPORTED):
+                    continue  # the supervisor reported these causes when it latched them
+                log.warning("EVSE %s: error stop: %s", self.evse_id, event.detail)
             self._emit(event.kind, event.detail)
 
         self._integrate(now, voltage, current)

@@ -171,7 +171,8 @@ class SimInsulationMonitor:
         self._connector = connector
         self.duration_s = duration_s
         self.test_voltage_v = test_voltage_v
-        self.fault = False  # set by tests: low isolation resistance
+        self.fault = False  # set by tests: low isolation resistance, seen at all times
+        self.test_fails = False  # set by tests: only the pre-charge test finds the fault
         self._started_at: float | None = None
 
     def start_test(self) -> None:
@@ -187,7 +188,8 @@ class SimInsulationMonitor:
         if self._connector.link.test_voltage_v is not None:
             self._connector.link.update()
             self._connector.link.test_voltage_v = None  # test over: let the voltage decay
-        return InsulationResult.FAILED if self.fault else InsulationResult.PASSED
+        failed = self.fault or self.test_fails
+        return InsulationResult.FAILED if failed else InsulationResult.PASSED
 
     def fault_present(self) -> bool:
         return self.fault

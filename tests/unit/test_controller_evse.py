@@ -163,3 +163,78 @@ def test_status_reports_the_vehicle_limits() -> None:
     assert status.grid_present and status.grid_frequency_hz == 50.0
     assert status.commanded_current_a == pytest.approx(15.0)
     assert status.limited_by  # names the binding limit
+
+
+def test_grid_loss_with_islanded_backup_keeps_supplying_the_house() -> None:
+    safety = SafetyConfig(
+        max_charge_current_a=15,
+        max_discharge_current_a=15,
+        max_charge_power_w=7000,
+        max_discharge_power_w=7000,
+        min_voltage_v=150,
+        max_voltage_v=500,
+        islanded_backup_enabled=True,
+    )
+    bench = Bench(ChademoEvseConfig(safety=safety))
+    bench.evse.set_setpoint(EvseSetpoint(evse_id=1, limit=-8.0, unit="A"))
+    bench.evse.set_csms_connected(True)
+    bench.vehicle.plug_in()
+    bench.evse.allow_energy_transfer(True)
+    bench.run(6.0)
+    assert bench.evse.status().current_a == pytest.approx(-8.0)
+    bench.sims.grid.set_present(False)
+    bench.run(0.5)
+    assert bench.evse.status().current_a == pytest.approx(-8.0)  # islanded: the house runs on
+    kinds = [(e.kind, e.detail) for e in bench.events]
+    assert (HardwareEventKind.GRID_LOST, "grid_loss") in kinds
+    assert (HardwareEventKind.BACKUP_MODE, "started") in kinds
+    bench.sims.grid.set_present(True)
+    bench.run(0.2)
+    kinds = [(e.kind, e.detail) for e in bench.events]
+    assert (HardwareEventKind.GRID_RESTORED, "") in kinds
+    assert (HardwareEventKind.BACKUP_MODE, "ended") in kinds
+
+
+def test_grid_loss_without_backup_stops_export_in_the_same_tick() -> None:
+    bench = Bench()
+    bench.evse.set_setpoint(EvseSetpoint(evse_id=1, limit=-8.0, unit="A"))
+    bench.evse.set_csms_connected(True)
+    bench.vehicle.plug_in()
+    bench.evse.allow_energy_transfer(True)
+    bench.run(6.0)
+    assert bench.evse.status().current_a == pytest.approx(-8.0)
+    bench.sims.grid.set_present(False)
+    bench.run(0.1)
+    assert bench.sims.power_stage.commanded_current_a() == 0.0
+    assert bench.evse.status().limited_by == "safety:grid_loss"
+
+
+def test_failed_precharge_insulation_test_latches_and_is_reported() -> None:
+    bench = Bench()
+    bench.sims.insulation.test_fails = True
+    bench.vehicle.plug_in()
+    bench.evse.allow_energy_transfer(True)
+    bench.run(5.0)
+    assert bench.evse.controller_state.state is ChargerState.ENDED
+    assert bench.evse.controller_state.error_stop
+    status = bench.evse.status()
+    assert status.latched_faults == ("insulation_fault",)
+    assert status.state is SessionState.FAULTED
+    faults = [e.detail for e in bench.events if e.kind is HardwareEventKind.FAULT]
+    assert faults == ["insulation_fault"]  # once, with its cause
+    assert bench.sims.power_stage.commands == [] or all(
+        current == 0.0 for _, current in bench.sims.power_stage.commands
+    )
+    assert not bench.vehicle.contactor_closed  # d2 never came on
+
+
+def test_controller_error_stop_is_a_fault_event_with_its_cause() -> None:
+    bench = Bench()
+    bench.sims.lock.jammed = True
+    bench.vehicle.plug_in()
+    bench.evse.allow_energy_transfer(True)
+    bench.run(15.0)
+    faults = [e.detail for e in bench.events if e.kind is HardwareEventKind.FAULT]
+    assert faults == ["connector_lock_failed"]
+    ended = [e.detail for e in bench.events if e.kind is HardwareEventKind.SESSION_ENDED]
+    assert ended == ["connector_lock_failed"]

@@ -33,19 +33,18 @@ class CommandService:
         *,
         default_timeout: float = 25.0,
         negative_limit_is_discharge: bool = True,
-        validate: bool = True,
         clock: Clock = utcnow,
     ) -> None:
         self._db = db
         self._router = router
         self._default_timeout = default_timeout
         self._negative_limit_is_discharge = negative_limit_is_discharge
-        self._validate = validate
         self._clock = clock
 
     @staticmethod
     def validate_request(action: str, payload: dict[str, Any]) -> None:
-        """Raise CommandValidationError unless `payload` is a valid `action` request."""
+        """Raise CommandValidationError unless `payload` is a valid `action` request.
+        Always on (whatever settings.validate_messages says): commands come from API users."""
         if action not in CSMS_TO_CS_ACTIONS:
             raise CommandValidationError(action, "not an action the CSMS can send")
         try:

@@ -84,7 +84,6 @@ def build_services(
             router,
             default_timeout=settings.command_timeout_s,
             negative_limit_is_discharge=settings.negative_limit_is_discharge,
-            validate=settings.validate_messages,
             clock=clock,
         ),
     )

@@ -219,6 +219,9 @@ class BrokerRouter(abc.ABC):
 
     # -- lifecycle --
     async def start(self) -> None:
+        """Connect, subscribe and announce this node (a second call does nothing)."""
+        if self._started:
+            return
         await self._connect()
         await self._announce()
         self._heartbeat = asyncio.create_task(self._beat(), name=f"router-heartbeat-{self.node_id}")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import tempfile
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -21,8 +22,11 @@ import pytest
 from ocpp.v201 import call
 
 from benchmarks.tcp_balancer import TcpBalancer
+from tests.support.api_station import connected_station
 from tests.support.csms_payloads import tx_event
 from tests.support.multinode import (
+    PASSWORD,
+    HaproxyBalancer,
     NodeProcess,
     RoamingStation,
     api_client,
@@ -42,7 +46,7 @@ class Cluster:
     database_url: str
     token: str
     nodes: list[NodeProcess]
-    balancer: TcpBalancer
+    balancer: TcpBalancer | HaproxyBalancer
     stations: list[RoamingStation]
     client: httpx.AsyncClient
 
@@ -82,7 +86,9 @@ class Cluster:
 
 
 @contextlib.asynccontextmanager
-async def cluster(broker_url: str, node_count: int, station_count: int) -> AsyncIterator[Cluster]:
+async def cluster(
+    broker_url: str | None, node_count: int, station_count: int, balancer_kind: str = "asyncio"
+) -> AsyncIterator[Cluster]:
     postgres = env_or_skip("CSMS_TEST_POSTGRES_URL")
     run = uuid.uuid4().hex[:8]
     station_ids = [f"MN-{run}-{i}" for i in range(station_count)]
@@ -93,7 +99,13 @@ async def cluster(broker_url: str, node_count: int, station_count: int) -> Async
         try:
             for i in range(node_count):  # one after another: the first one migrates
                 nodes.append(await start_node(f"mn-{run}-{i}", database_url, broker_url))
-            balancer = TcpBalancer([("127.0.0.1", node.ocpp_port) for node in nodes])
+            backends = [("127.0.0.1", node.ocpp_port) for node in nodes]
+            balancer: TcpBalancer | HaproxyBalancer
+            if balancer_kind == "haproxy":
+                config_dir = tempfile.mkdtemp(prefix="csms-mn-haproxy-")
+                balancer = HaproxyBalancer(backends, config_dir)
+            else:
+                balancer = TcpBalancer(backends)
             await balancer.start()
             try:
                 url = f"ws://127.0.0.1:{balancer.port}/ocpp"
@@ -123,6 +135,7 @@ def _broker(kind: str) -> str:
 async def test_commands_through_every_node_reach_every_station(kind: str) -> None:
     async with cluster(_broker(kind), node_count=3, station_count=6) as c:
         # The balancer spread the stations over the three nodes.
+        assert isinstance(c.balancer, TcpBalancer)
         assert sorted(c.balancer.accepted.values()) == [2, 2, 2]
         await wait_for(c.holders_agree, 10, "every node to agree on who holds each station")
         holders = {
@@ -209,8 +222,11 @@ def _snake(payload: dict[str, Any]) -> dict[str, Any]:
 
 
 @pytest.mark.nats
-async def test_sigkill_a_node_stations_move_commands_follow_no_message_lost() -> None:
-    async with cluster(_broker("nats"), node_count=3, station_count=6) as c:
+@pytest.mark.parametrize("balancer_kind", ["asyncio", "haproxy"])
+async def test_sigkill_a_node_stations_move_commands_follow_no_message_lost(
+    balancer_kind: str,
+) -> None:
+    async with cluster(_broker("nats"), 3, 6, balancer_kind) as c:
         await wait_for(c.holders_agree, 10, "every node to agree on who holds each station")
         victim = c.nodes[1]
         moved = [
@@ -293,3 +309,46 @@ async def test_sigkill_a_node_stations_move_commands_follow_no_message_lost() ->
 
 async def _all_moved(stations: list[RoamingStation]) -> bool:
     return all(s.connections >= 2 and s.ready.is_set() for s in stations)
+
+
+@pytest.mark.nats
+async def test_station_reconnecting_to_another_node_takes_over_and_old_node_drops_it() -> None:
+    """The old socket is still open (a half-open link, say) when the station connects to another
+    node: the new node claims the station and the old node closes its socket."""
+    async with cluster(_broker("nats"), node_count=2, station_count=0) as c:
+        station_id = await _any_registered_offline_station(c)
+        first, second = c.nodes
+        async with connected_station(
+            f"ws://127.0.0.1:{first.ocpp_port}/ocpp", station_id, PASSWORD
+        ) as old:
+            state = await c.station_state(second, station_id)
+            assert (state["connected"], state["node"]) == (True, first.node_id)
+            async with connected_station(
+                f"ws://127.0.0.1:{second.ocpp_port}/ocpp", station_id, PASSWORD
+            ) as new:
+                # The first node closes the old connection (websocket close from the server).
+                await asyncio.wait_for(old._connection.wait_closed(), 10)
+                for node in (first, second):
+                    state = await c.station_state(node, station_id)
+                    assert (state["connected"], state["node"]) == (True, second.node_id)
+                    response = await c.reset(node, station_id, 7)
+                    assert response.status_code == 200, response.text
+                assert len(new.calls_of("Reset")) == 2
+                assert old.calls_of("Reset") == []
+            # The new connection ends: nobody holds the station any more.
+            await wait_for(
+                lambda: _offline_everywhere(c, station_id), 10, "the station to read as offline"
+            )
+
+
+async def _any_registered_offline_station(c: Cluster) -> str:
+    response = await c.client.get(f"{c.nodes[0].api_url}/stations")
+    assert response.status_code == 200, response.text
+    return next(s["id"] for s in response.json()["items"] if s["id"].endswith("-offline"))
+
+
+async def _offline_everywhere(c: Cluster, station_id: str) -> bool:
+    for node in c.live_nodes:
+        if (await c.station_state(node, station_id))["connected"]:
+            return False
+    return True

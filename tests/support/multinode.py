@@ -13,6 +13,7 @@ import sys
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -270,3 +271,76 @@ async def wait_for(predicate: Callable[[], Awaitable[bool]], timeout_s: float, w
         if loop.time() >= deadline:
             raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
         await asyncio.sleep(0.1)
+
+
+HAPROXY_CONFIG = """\
+global
+    maxconn 4000
+defaults
+    mode tcp
+    timeout connect 2s
+    timeout client 1h
+    timeout server 1h
+frontend ocpp
+    bind 127.0.0.1:{port}
+    default_backend csms
+backend csms
+    balance roundrobin
+    option redispatch
+    retries 3
+    default-server check inter 500ms fall 1 rise 1 on-marked-down shutdown-sessions
+{servers}
+"""
+
+
+class HaproxyBalancer:
+    """HAProxy in TCP mode in front of the nodes (the production choice), when installed."""
+
+    def __init__(self, backends: list[tuple[str, int]], config_dir: str) -> None:
+        self.backends = backends
+        self.config_path = os.path.join(config_dir, "haproxy.cfg")
+        self.port = 0
+        self._process: asyncio.subprocess.Process | None = None
+
+    async def start(self) -> None:
+        import shutil
+        import socket
+
+        binary = shutil.which("haproxy")
+        if binary is None:
+            pytest.skip("haproxy is not installed (apt-get install haproxy)")
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            self.port = int(probe.getsockname()[1])
+        servers = "\n".join(
+            f"    server n{i} {host}:{port}" for i, (host, port) in enumerate(self.backends)
+        )
+        config = HAPROXY_CONFIG.format(port=self.port, servers=servers)
+        await asyncio.to_thread(Path(self.config_path).write_text, config)
+        self._process = await asyncio.create_subprocess_exec(
+            binary,
+            "-db",
+            "-f",
+            self.config_path,
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.DEVNULL,
+        )
+
+        async def listening() -> bool:
+            try:
+                _, writer = await asyncio.open_connection("127.0.0.1", self.port)
+            except OSError:
+                return False
+            writer.close()
+            return True
+
+        await wait_for(listening, 10, "haproxy to listen")
+
+    async def close(self) -> None:
+        if self._process is not None and self._process.returncode is None:
+            self._process.terminate()
+            try:
+                await asyncio.wait_for(self._process.wait(), 10)
+            except TimeoutError:
+                self._process.kill()
+                await self._process.wait()

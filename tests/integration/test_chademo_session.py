@@ -219,3 +219,23 @@ async def test_malformed_and_unknown_frames_do_not_disturb_a_session() -> None:
         await asyncio.sleep(0.3)
         assert sim.evse.controller_state.state is ChargerState.CHARGING
         assert sim.evse.status().current_a >= 10.0
+
+
+async def test_discharge_stops_at_the_soc_floor_and_the_session_stays_suspended() -> None:
+    vehicle = SimVehicleConfig(permission_delay_s=0.2, time_scale=200.0)
+    async with running_sim(battery=Battery(soc_pct=22.0), vehicle_config=vehicle) as rig:
+        sim = rig.sim
+        sim.evse.set_csms_connected(True)
+        sim.evse.set_setpoint(EvseSetpoint(evse_id=1, limit=-15.0, unit="A"))
+        await start_session(rig)
+        await wait_until(lambda: sim.evse.status().current_a <= -5.0, 5.0)
+        await wait_until(lambda: sim.evse.status().current_a == 0.0, 10.0)
+        status = sim.evse.status()
+        assert status.state is SessionState.SUSPENDED
+        assert status.limited_by == "safety:soc_floor" or "ev_max_discharge" in status.limited_by
+        # 20 % floor (driving reserve and the car's 0x200 byte 6); one 100 ms tick at 200x
+        # moves the SoC by about 0.13 %.
+        assert 19.5 <= sim.vehicle.battery.soc_pct <= 20.5
+        await asyncio.sleep(0.5)
+        assert sim.vehicle.battery.soc_pct >= 19.5
+        assert sim.evse.controller_state.state is ChargerState.DISCHARGING

@@ -676,3 +676,20 @@ def test_session_state_mapping() -> None:
     assert session_state(ControllerState(state=ChargerState.ENDED), True, True) is (
         SessionState.FAULTED
     )
+
+
+def test_ev_dropping_its_discharge_compatible_flag_ends_discharge_only() -> None:
+    h = Harness(wanted=Direction.DISCHARGE, allowed_a=-10.0)
+    h.to_energy_transfer(ev_status(**RUNNING))
+    assert h.at is ChargerState.DISCHARGING
+    h.current_a = -10.0
+    h.send(ev_status(**RUNNING, discharge_compatible=False))  # b5.7: 1 -> 0
+    command = h.tick()
+    assert h.at is ChargerState.SWITCH_TO_CHARGE and command.output_current_a == 0.0
+    h.current_a = 0.0
+    h.send(ev_status(**RUNNING, discharge_compatible=False))
+    h.tick()
+    assert h.at is ChargerState.CHARGING  # the session goes on; only discharge is forbidden
+    h.send(ev_status(**RUNNING, discharge_compatible=False))
+    h.tick()
+    assert h.at is ChargerState.CHARGING

@@ -143,7 +143,7 @@ def threshold_rules(
                 rules.discharge_above_soc * cap, floor_kwh, target_kwh - can_add_after[k + 1]
             )
             p = -min(v.max_discharge_kw, max(0.0, (energy - keep) * eta_d / h))
-        if p * h * eta_c < must_store:
+        if must_store > 0 and p * h * eta_c < must_store:
             p = min(v.max_charge_kw, must_store / (eta_c * h))
         energy += p * h * eta_c if p > 0 else p * h / eta_d
         power[k] = p

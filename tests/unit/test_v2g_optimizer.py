@@ -42,6 +42,10 @@ AUG = parse_nem_price_and_demand(
 OCT = parse_nem_price_and_demand(
     (DATA / "PRICE_AND_DEMAND_20241006-07_VIC1.csv").read_text(), TARIFF
 )
+# Wholesale pass-through (no margin): import under 10 c/kWh is common on negative middays.
+OCT_WHOLESALE = parse_nem_price_and_demand(
+    (DATA / "PRICE_AND_DEMAND_20241006-07_VIC1.csv").read_text()
+)
 LEAF = Vehicle("leaf", capacity_kwh=40, max_charge_kw=7, max_discharge_kw=7)
 OUTLANDER = Vehicle(
     "phev",
@@ -110,6 +114,24 @@ SCENARIOS = [
         0.35,
         at(date(2024, 10, 6), 17, 20),
         at(date(2024, 10, 7), 16),
+        0.8,
+    ),
+    (
+        "aug05 full battery sells with the rules too",
+        AUG,
+        LEAF,
+        0.95,
+        at(date(2024, 8, 5), 15),
+        at(date(2024, 8, 6), 7, 30),
+        0.8,
+    ),
+    (
+        "oct06 wholesale prices rules charge at midday",
+        OCT_WHOLESALE,
+        LFP,
+        0.5,
+        at(date(2024, 10, 6), 7),
+        at(date(2024, 10, 7), 7),
         0.8,
     ),
 ]

@@ -1,0 +1,226 @@
+"""Decode CHAdeMO CAN logs (candump text, candump -L, the shared CSV) into JSON-ready records.
+
+Pure: takes lines, yields dicts; no file or clock access (see decode_cli.py for the command).
+
+Accepted line layouts (detected per line, so a file may mix them):
+- candump -L / log file: ``(1609459200.123456) can0 102#0123456789ABCDEF`` (optionally a
+  trailing direction flag; ``##`` CAN FD frames with their flags nibble; ``#R`` remote frames
+  are reported as bad lines: they carry no data);
+- classic candump: ``can0  102   [8]  01 23 45 67 89 AB CD EF``, with or without a leading
+  ``(timestamp)`` (-t a/d/z), the -x ``RX - -`` columns, and the -a ASCII column;
+- the CSV of docs/chademo.md's log: ``3016672,00000100,false,Rx,0,8,00,00,00,00,B3,01,F0,00,``
+  (timestamp in microseconds; a ``Time Stamp,ID,...`` header line is skipped).
+Blank lines and lines starting with ``#`` or ``//`` are skipped.
+
+One record per frame:
+```
+{"line": 2, "time": 3.016672, "id": "0x100", "name": "VehicleChargeLimits",
+ "direction": "ev->charger", "decoded": true, "raw": "00000000b301f000",
+ "fields": {"maximum_battery_voltage": {"value": 435, "unit": "V"}, ...}}
+```
+- ``time`` is seconds (null if the line has none); ``id`` is lower-case hex with ``0x``.
+- ``fields``: every dataclass field of the frame, keyed by its name without the unit suffix,
+  as ``{"value": v, "unit": u}``; ``unit`` is "V", "A", "s", "min", "%", "Wh" or null for
+  flags, counters and protocol numbers. ``state_of_charge`` is the raw byte (unit "%" of the
+  0x100 byte-6 constant, normally 100).
+- ``faults`` (0x102 and 0x109 only): sorted names of the active stop/fault flags.
+- An id the codec does not decode: ``"decoded": false``, ``name`` from the ids seen on CHAdeMO
+  buses (or null) and ``direction`` "unknown" unless known; ``raw`` always holds the data.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any, Final
+
+from chargepoint_firmware.chademo.frames import (
+    ChargerStatus,
+    FrameDecodeError,
+    VehicleStatus,
+    decode,
+    direction_of,
+    frame_fields,
+    name_of,
+)
+
+__all__ = [
+    "LineError",
+    "LogParseError",
+    "RawFrame",
+    "decode_lines",
+    "frame_record",
+    "parse_line",
+]
+
+
+class LogParseError(ValueError):
+    """A line that is not a CAN frame in any accepted layout."""
+
+
+@dataclass(frozen=True, slots=True)
+class RawFrame:
+    line_number: int
+    time_s: float | None
+    can_id: int
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class LineError:
+    line_number: int
+    line: str
+    reason: str
+
+    def __str__(self) -> str:
+        return f"line {self.line_number}: {self.reason}: {self.line.strip()!r}"
+
+
+_HEX_ID = r"[0-9A-Fa-f]{1,8}"
+_TIMESTAMP = r"\((?P<time>\d+(?:\.\d+)?)\)"
+_LOGFILE = re.compile(
+    rf"^\s*{_TIMESTAMP}\s+(?P<iface>\S+)\s+(?P<id>{_HEX_ID})"
+    r"(?P<sep>##?)(?P<data>[0-9A-Fa-f]*|R\d*)(?:\s+[RT])?\s*$"
+)
+_CLASSIC = re.compile(
+    rf"^\s*(?:{_TIMESTAMP}\s+)?(?P<iface>\S+)\s+(?:[RT]X\s+\S+\s+\S+\s+)?"
+    rf"(?P<id>{_HEX_ID})\s+\[(?P<len>\d+)\]\s*(?P<data>(?:[0-9A-Fa-f]{{2}}(?:\s+|$))*)"
+    r"(?P<rest>.*)$"
+)
+_CSV_ROW = re.compile(r"^\s*\d+(?:\.\d+)?\s*,\s*[0-9A-Fa-f]+\s*,")
+_CSV_HEADER = re.compile(r"^\s*time\s*stamp\s*,", re.IGNORECASE)
+
+_UNIT_SUFFIXES: Final = (
+    ("_v", "V"),
+    ("_a", "A"),
+    ("_s", "s"),
+    ("_min", "min"),
+    ("_pct", "%"),
+    ("_wh", "Wh"),
+)
+_MAX_CAN_ID: Final = 0x1FFFFFFF
+
+
+def _check_id(text: str) -> int:
+    can_id = int(text, 16)
+    if can_id > _MAX_CAN_ID:
+        raise LogParseError(f"CAN id {text} out of range")
+    return can_id
+
+
+def _parse_logfile(match: re.Match[str]) -> tuple[float | None, int, bytes]:
+    can_id = _check_id(match["id"])
+    data = match["data"]
+    if data.startswith("R"):
+        raise LogParseError("remote frame (no data)")
+    if match["sep"] == "##":
+        if not data:
+            raise LogParseError("CAN FD frame without flags")
+        data = data[1:]  # the FD flags nibble
+    if len(data) % 2:
+        raise LogParseError("odd number of hex digits")
+    return float(match["time"]), can_id, bytes.fromhex(data)
+
+
+def _parse_classic(match: re.Match[str]) -> tuple[float | None, int, bytes]:
+    can_id = _check_id(match["id"])
+    rest = match["rest"].strip()
+    if rest and not (rest.startswith("'") and rest.endswith("'")):
+        if "remote" in rest.lower():
+            raise LogParseError("remote frame (no data)")
+        raise LogParseError(f"unexpected text after the data: {rest[:20]!r}")
+    data = bytes.fromhex("".join(match["data"].split()))
+    if len(data) != int(match["len"]):
+        raise LogParseError(f"length [{match['len']}] but {len(data)} data bytes")
+    time = float(match["time"]) if match["time"] else None
+    return time, can_id, data
+
+
+def _parse_csv(line: str) -> tuple[float | None, int, bytes]:
+    cells = [cell.strip() for cell in line.strip().split(",")]
+    if len(cells) < 6:
+        raise LogParseError("CSV row with fewer than 6 columns")
+    try:
+        time = float(cells[0]) / 1e6
+        can_id = _check_id(cells[1])
+        length = int(cells[5])
+        data_cells = [cell for cell in cells[6:] if cell]
+        if not 0 <= length <= 64 or len(data_cells) < length:
+            raise LogParseError(f"LEN {length} but {len(data_cells)} data columns")
+        data = bytes(int(cell, 16) for cell in data_cells[:length])
+    except ValueError as error:
+        if isinstance(error, LogParseError):
+            raise
+        raise LogParseError(f"bad CSV value ({error})") from None
+    return time, can_id, data
+
+
+def parse_line(line: str) -> tuple[float | None, int, bytes] | None:
+    """(seconds or None, CAN id, data) for a frame line; None for a line to skip.
+
+    Raises LogParseError for anything else.
+    """
+    text = line.strip()
+    if not text or text.startswith(("#", "//")) or _CSV_HEADER.match(text):
+        return None
+    try:
+        if match := _LOGFILE.match(text):
+            return _parse_logfile(match)
+        if _CSV_ROW.match(text):
+            return _parse_csv(text)
+        if match := _CLASSIC.match(text):
+            return _parse_classic(match)
+    except LogParseError:
+        raise
+    except ValueError as error:  # bytes.fromhex / int / float on malformed text
+        raise LogParseError(str(error)) from None
+    raise LogParseError("not a candump, candump -L or CSV frame line")
+
+
+def _field_entry(name: str, value: object) -> tuple[str, dict[str, Any]]:
+    if isinstance(value, bool):
+        return name, {"value": value, "unit": None}
+    if name == "state_of_charge":
+        return name, {"value": value, "unit": "%"}
+    for suffix, unit in _UNIT_SUFFIXES:
+        if name.endswith(suffix):
+            return name.removesuffix(suffix), {"value": value, "unit": unit}
+    return name, {"value": value, "unit": None}
+
+
+def frame_record(raw: RawFrame) -> dict[str, Any]:
+    """The JSON-ready record of one frame (see the module docstring).
+
+    Raises FrameDecodeError when a known id carries the wrong number of bytes.
+    """
+    frame = decode(raw.can_id, raw.data)
+    record: dict[str, Any] = {
+        "line": raw.line_number,
+        "time": raw.time_s,
+        "id": f"{raw.can_id:#05x}",
+        "name": name_of(raw.can_id),
+        "direction": direction_of(raw.can_id),
+        "decoded": frame is not None,
+        "raw": raw.data.hex(),
+    }
+    if frame is not None:
+        record["fields"] = dict(
+            _field_entry(name, value) for name, value in frame_fields(frame).items()
+        )
+        if isinstance(frame, VehicleStatus | ChargerStatus):
+            record["faults"] = sorted(frame.faults())
+    return record
+
+
+def decode_lines(lines: Iterable[str]) -> Iterator[dict[str, Any] | LineError]:
+    """A record per frame line, a LineError per bad line (numbered from 1); never stops early."""
+    for number, line in enumerate(lines, start=1):
+        try:
+            parsed = parse_line(line)
+            if parsed is None:
+                continue
+            time, can_id, data = parsed
+            yield frame_record(RawFrame(number, time, can_id, data))
+        except (LogParseError, FrameDecodeError) as error:
+            yield LineError(number, line, str(error))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from typing import Any
 
 from csms.api.deps import ApiServices, CommandSender
@@ -22,8 +23,8 @@ from csms.services.tokens import ApiTokenService, IdTokenService
 class CountingCommands:
     """A CommandSender that counts (action, outcome); outcome is "ok" or the error's class."""
 
-    def __init__(self, inner: CommandSender) -> None:
-        self._inner = inner
+    def __init__(self, inner: Callable[[], CommandSender]) -> None:
+        self._inner = inner  # looked up per call: the container is read only when used
         self.counts: Counter[tuple[str, str]] = Counter()
 
     async def send(
@@ -34,7 +35,7 @@ class CountingCommands:
         timeout: float | None = None,  # noqa: ASYNC109 -- passed through
     ) -> dict[str, Any]:
         try:
-            answer = await self._inner.send(station_id, action, payload, timeout)
+            answer = await self._inner().send(station_id, action, payload, timeout)
         except CsmsError as error:
             self.counts[(action, type(error).__name__)] += 1
             raise
@@ -47,7 +48,7 @@ class CountedServices:
 
     def __init__(self, services: ApiServices) -> None:
         self._services = services
-        self._commands = CountingCommands(services.commands)
+        self._commands = CountingCommands(lambda: services.commands)
 
     @property
     def command_counts(self) -> Counter[tuple[str, str]]:

@@ -1,0 +1,401 @@
+"""V2G repository functions: each takes an AsyncConnection (reads on `Database.read()`,
+writes inside `Database.write(op)`), and returns plain records."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from csms.persistence import repositories as repo
+from csms.persistence import tables as t
+from csms.persistence import v2g_tables as v
+
+
+@dataclass(frozen=True, slots=True)
+class VehicleRecord:
+    id: str
+    capacity_kwh: float
+    chemistry: str
+    soc_min: float
+    soc_max: float
+    max_charge_kw: float
+    max_discharge_kw: float
+    round_trip_efficiency: float
+    driving_reserve_soc: float
+    backup_reserve_soc: float
+    degradation_c_kwh: float | None = None
+    name: str | None = None
+    station_id: str | None = None
+    evse_id: int | None = None
+    departure: datetime | None = None
+    target_soc: float | None = None
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PriceRow:
+    interval_start: datetime
+    interval_s: int
+    import_c_kwh: float
+    export_c_kwh: float
+    source: str = "api"
+
+
+@dataclass(frozen=True, slots=True)
+class PlanRecord:
+    vehicle_id: str
+    planned_at: datetime
+    status: str
+    plan: dict[str, Any]
+    station_id: str | None = None
+    evse_id: int | None = None
+    transaction_id: str | None = None
+    reason: str | None = None
+    id: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DispatchRecord:
+    kind: str
+    started_at: datetime
+    duration_s: int
+    requested_kw: float
+    allocated_kw: float
+    accepted_kw: float
+    per_vehicle: dict[str, Any]
+    id: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StationV2gSettings:
+    station_id: str
+    freq_watt_enabled: bool = False
+    freq_watt_curve: list[list[float]] | None = None
+    emergency_backup: bool = False
+    updated_at: datetime | None = None
+
+
+# ---- vehicles ---------------------------------------------------------------------------------
+
+_VEHICLE_FIELDS = (
+    "id",
+    "name",
+    "capacity_kwh",
+    "chemistry",
+    "soc_min",
+    "soc_max",
+    "max_charge_kw",
+    "max_discharge_kw",
+    "round_trip_efficiency",
+    "driving_reserve_soc",
+    "backup_reserve_soc",
+    "degradation_c_kwh",
+    "station_id",
+    "evse_id",
+    "departure",
+    "target_soc",
+)
+
+
+def _vehicle(row: sa.Row[Any]) -> VehicleRecord:
+    m = row._mapping
+    return VehicleRecord(
+        **{k: m[k] for k in _VEHICLE_FIELDS},
+        created_at=m["created_at"],
+        updated_at=m["updated_at"],
+    )
+
+
+async def save_vehicle(conn: AsyncConnection, record: VehicleRecord, now: datetime) -> None:
+    values = {k: getattr(record, k) for k in _VEHICLE_FIELDS}
+    values["updated_at"] = now
+    values["created_at"] = record.created_at or now
+    await repo._upsert(conn, v.v2g_vehicles, values, ("id",))
+
+
+async def get_vehicle(conn: AsyncConnection, vehicle_id: str) -> VehicleRecord | None:
+    row = (
+        await conn.execute(v.v2g_vehicles.select().where(v.v2g_vehicles.c.id == vehicle_id))
+    ).first()
+    return _vehicle(row) if row else None
+
+
+async def list_vehicles(
+    conn: AsyncConnection, station_id: str | None = None
+) -> list[VehicleRecord]:
+    q = v.v2g_vehicles.select().order_by(v.v2g_vehicles.c.id)
+    if station_id is not None:
+        q = q.where(v.v2g_vehicles.c.station_id == station_id)
+    return [_vehicle(r) for r in (await conn.execute(q)).all()]
+
+
+async def delete_vehicle(conn: AsyncConnection, vehicle_id: str) -> bool:
+    result = await conn.execute(v.v2g_vehicles.delete().where(v.v2g_vehicles.c.id == vehicle_id))
+    return bool(result.rowcount)
+
+
+# ---- prices -----------------------------------------------------------------------------------
+
+
+async def save_prices(conn: AsyncConnection, rows: Sequence[PriceRow], now: datetime) -> int:
+    for row in rows:
+        await repo._upsert(
+            conn,
+            v.v2g_prices,
+            {
+                "interval_start": row.interval_start,
+                "interval_s": row.interval_s,
+                "import_c_kwh": row.import_c_kwh,
+                "export_c_kwh": row.export_c_kwh,
+                "source": row.source,
+                "updated_at": now,
+            },
+            ("interval_start",),
+        )
+    return len(rows)
+
+
+async def list_prices(
+    conn: AsyncConnection, start: datetime | None, end: datetime | None, limit: int = 100_000
+) -> list[PriceRow]:
+    c = v.v2g_prices.c
+    q = v.v2g_prices.select().order_by(c.interval_start).limit(limit)
+    if start is not None:
+        # An interval that began before `start` but still runs at `start` belongs in.
+        q = q.where(c.interval_start > start - timedelta(days=1))
+    if end is not None:
+        q = q.where(c.interval_start < end)
+    rows = [
+        PriceRow(
+            r._mapping["interval_start"],
+            r._mapping["interval_s"],
+            r._mapping["import_c_kwh"],
+            r._mapping["export_c_kwh"],
+            r._mapping["source"],
+        )
+        for r in (await conn.execute(q)).all()
+    ]
+    if start is not None:
+        rows = [p for p in rows if p.interval_start + timedelta(seconds=p.interval_s) > start]
+    return rows
+
+
+# ---- plans ------------------------------------------------------------------------------------
+
+
+async def insert_plan(conn: AsyncConnection, record: PlanRecord, now: datetime) -> int:
+    result = await conn.execute(
+        v.v2g_plans.insert().values(
+            vehicle_id=record.vehicle_id,
+            station_id=record.station_id,
+            evse_id=record.evse_id,
+            transaction_id=record.transaction_id,
+            planned_at=record.planned_at,
+            status=record.status,
+            reason=(record.reason or "")[:200] or None,
+            plan=record.plan,
+            created_at=now,
+        )
+    )
+    key = result.inserted_primary_key
+    return int(key[0]) if key else 0
+
+
+def _plan(row: sa.Row[Any]) -> PlanRecord:
+    m = row._mapping
+    return PlanRecord(
+        vehicle_id=m["vehicle_id"],
+        planned_at=m["planned_at"],
+        status=m["status"],
+        plan=m["plan"],
+        station_id=m["station_id"],
+        evse_id=m["evse_id"],
+        transaction_id=m["transaction_id"],
+        reason=m["reason"],
+        id=m["id"],
+    )
+
+
+async def latest_plan(
+    conn: AsyncConnection,
+    *,
+    station_id: str | None = None,
+    vehicle_id: str | None = None,
+    sent_only: bool = False,
+) -> PlanRecord | None:
+    c = v.v2g_plans.c
+    q = v.v2g_plans.select().order_by(c.id.desc()).limit(1)
+    if station_id is not None:
+        q = q.where(c.station_id == station_id)
+    if vehicle_id is not None:
+        q = q.where(c.vehicle_id == vehicle_id)
+    if sent_only:
+        q = q.where(c.status == "Accepted")
+    row = (await conn.execute(q)).first()
+    return _plan(row) if row else None
+
+
+# ---- dispatches -------------------------------------------------------------------------------
+
+
+async def insert_dispatch(conn: AsyncConnection, record: DispatchRecord, now: datetime) -> int:
+    result = await conn.execute(
+        v.v2g_dispatches.insert().values(
+            kind=record.kind,
+            started_at=record.started_at,
+            duration_s=record.duration_s,
+            requested_kw=record.requested_kw,
+            allocated_kw=record.allocated_kw,
+            accepted_kw=record.accepted_kw,
+            per_vehicle=record.per_vehicle,
+            created_at=now,
+        )
+    )
+    key = result.inserted_primary_key
+    return int(key[0]) if key else 0
+
+
+async def list_dispatches(
+    conn: AsyncConnection, start: datetime | None = None, end: datetime | None = None
+) -> list[DispatchRecord]:
+    c = v.v2g_dispatches.c
+    q = v.v2g_dispatches.select().order_by(c.started_at, c.id)
+    if start is not None:
+        q = q.where(c.started_at >= start)
+    if end is not None:
+        q = q.where(c.started_at < end)
+    out = []
+    for r in (await conn.execute(q)).all():
+        m = r._mapping
+        out.append(
+            DispatchRecord(
+                kind=m["kind"],
+                started_at=m["started_at"],
+                duration_s=m["duration_s"],
+                requested_kw=m["requested_kw"],
+                allocated_kw=m["allocated_kw"],
+                accepted_kw=m["accepted_kw"],
+                per_vehicle=m["per_vehicle"],
+                id=m["id"],
+            )
+        )
+    return out
+
+
+# ---- per-station V2G settings -----------------------------------------------------------------
+
+
+async def get_station_settings(conn: AsyncConnection, station_id: str) -> StationV2gSettings:
+    c = v.v2g_station_settings.c
+    row = (
+        await conn.execute(v.v2g_station_settings.select().where(c.station_id == station_id))
+    ).first()
+    if row is None:
+        return StationV2gSettings(station_id)
+    m = row._mapping
+    return StationV2gSettings(
+        station_id=station_id,
+        freq_watt_enabled=bool(m["freq_watt_enabled"]),
+        freq_watt_curve=m["freq_watt_curve"],
+        emergency_backup=bool(m["emergency_backup"]),
+        updated_at=m["updated_at"],
+    )
+
+
+async def save_station_settings(
+    conn: AsyncConnection, settings: StationV2gSettings, now: datetime
+) -> None:
+    await repo._upsert(
+        conn,
+        v.v2g_station_settings,
+        {
+            "station_id": settings.station_id,
+            "freq_watt_enabled": settings.freq_watt_enabled,
+            "freq_watt_curve": settings.freq_watt_curve,
+            "emergency_backup": settings.emergency_backup,
+            "updated_at": now,
+        },
+        ("station_id",),
+    )
+
+
+# ---- reads of the core tables the V2G services need -------------------------------------------
+
+
+async def latest_measurand(
+    conn: AsyncConnection,
+    station_id: str,
+    measurand: str,
+    evse_id: int | None = None,
+    transaction_id: str | None = None,
+) -> tuple[datetime, float] | None:
+    c = t.meter_values.c
+    q = (
+        sa.select(c.timestamp, c.value)
+        .where(c.station_id == station_id, c.measurand == measurand)
+        .order_by(c.timestamp.desc(), c.id.desc())
+        .limit(1)
+    )
+    if evse_id is not None:
+        q = q.where(sa.or_(c.evse_id == evse_id, c.evse_id.is_(None)))
+    if transaction_id is not None:
+        q = q.where(c.transaction_id == transaction_id)
+    row = (await conn.execute(q)).first()
+    return (row[0], float(row[1])) if row else None
+
+
+async def samples_between(
+    conn: AsyncConnection,
+    station_id: str,
+    measurands: Sequence[str],
+    start: datetime | None,
+    end: datetime | None,
+    evse_id: int | None = None,
+) -> list[tuple[datetime, str, float, str | None, str | None]]:
+    """(timestamp, measurand, value, unit, transaction id) in time order."""
+    c = t.meter_values.c
+    q = (
+        sa.select(c.timestamp, c.measurand, c.value, c.unit, c.transaction_id)
+        .where(c.station_id == station_id, c.measurand.in_(list(measurands)))
+        .where(sa.or_(c.phase.is_(None), c.phase == ""))
+        .order_by(c.timestamp, c.id)
+    )
+    if start is not None:
+        q = q.where(c.timestamp >= start)
+    if end is not None:
+        q = q.where(c.timestamp < end)
+    if evse_id is not None:
+        q = q.where(sa.or_(c.evse_id == evse_id, c.evse_id.is_(None)))
+    return [(r[0], r[1], float(r[2]), r[3], r[4]) for r in (await conn.execute(q)).all()]
+
+
+async def latest_event(
+    conn: AsyncConnection, station_id: str, kinds: Sequence[str]
+) -> list[tuple[str, datetime, dict[str, Any]]]:
+    """The station's events of these kinds, newest first (up to 200)."""
+    c = t.events.c
+    q = (
+        sa.select(c.kind, c.received_at, c.payload)
+        .where(c.station_id == station_id, c.kind.in_(list(kinds)))
+        .order_by(c.id.desc())
+        .limit(200)
+    )
+    return [(r[0], r[1], r[2]) for r in (await conn.execute(q)).all()]
+
+
+async def station_transactions(
+    conn: AsyncConnection, station_id: str, evse_id: int | None = None, limit: int = 500
+) -> list[Any]:
+    """The station's transactions, newest first (domain Transaction objects)."""
+    c = t.transactions.c
+    q = t.transactions.select().where(c.station_id == station_id).order_by(c.id.desc())
+    if evse_id is not None:
+        q = q.where(c.evse_id == evse_id)
+    rows = (await conn.execute(q.limit(limit))).all()
+    return [repo._transaction(r) for r in rows]

@@ -1,0 +1,1184 @@
+"""V2G use cases: vehicles and their session context, prices, planning and sending plans,
+fleet flexibility/bids/dispatch, central and local frequency response, backup, economics.
+
+The pure logic is csms.v2g; this module reads and writes the database, runs the LP in a worker
+thread (`asyncio.to_thread`) and sends OCPP commands through the CommandService.
+
+Stack levels and profile ids the V2G services use for their TxProfiles (each replaces its own
+previous profile on the EVSE): the plan at PLAN_STACK_LEVEL, a fleet dispatch above it, a
+frequency event above both; dispatch and frequency profiles have a `duration`, so the station
+falls back to the plan by itself when they end.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+import contextlib
+import json
+import logging
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+from typing import Any, Protocol
+
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from csms.domain.errors import AlreadyExists, CsmsError, InvalidRequest, NotFound, UnknownStation
+from csms.domain.models import Transaction, TransactionState
+from csms.persistence import repositories as repo
+from csms.persistence import v2g_repositories as vrepo
+from csms.persistence.database import Database
+from csms.persistence.v2g_repositories import (
+    DispatchRecord,
+    PlanRecord,
+    PriceRow,
+    StationV2gSettings,
+    VehicleRecord,
+)
+from csms.services.common import Clock, ocpp_datetime, utcnow
+from csms.v2g import (
+    Chemistry,
+    FreqWattCurve,
+    NemTariff,
+    PlanError,
+    PlanInputs,
+    PriceSeries,
+    SessionRecord,
+    SiteLimits,
+    SitePlan,
+    UnderFrequencyEvent,
+    UnderFrequencyRule,
+    Vehicle,
+    VehiclePlan,
+    VehicleSession,
+    aggregate,
+    backup_hours,
+    battery_degradation,
+    dispatch,
+    make_bid,
+    optimize,
+    parse_nem_price_and_demand,
+    payback_years,
+    predict_departure,
+    to_tx_profile,
+    vehicle_flexibility,
+)
+from csms.v2g.economics import DEFAULT_EQUIPMENT_COST_AUD, Economics
+from csms.v2g.fleet import Bid, FleetFlexibility, Flexibility
+from csms.v2g.prices import PriceFileError
+
+log = logging.getLogger(__name__)
+
+PLAN_STACK_LEVEL = 1
+DISPATCH_STACK_LEVEL = 2
+FREQUENCY_STACK_LEVEL = 3
+PLAN_PROFILE_ID = 62_001
+DISPATCH_PROFILE_ID = 62_002
+FREQUENCY_PROFILE_ID = 62_003
+
+# DataTransfer the emergency-backup switch sends (the agent's V2X extension).
+BACKUP_VENDOR_ID = "org.openv2g.v2x"
+BACKUP_MESSAGE_ID = "EmergencyBackup"
+
+SOC = "SoC"
+IMPORT_REGISTER = "Energy.Active.Import.Register"
+EXPORT_REGISTER = "Energy.Active.Export.Register"
+GRID_TECH_CODES = ("grid_lost", "grid_restored", "backup_mode")
+
+
+class V2gSettings(BaseSettings):
+    """V2G service settings, `CSMS_V2G_<NAME>` environment variables."""
+
+    model_config = SettingsConfigDict(env_prefix="CSMS_V2G_", extra="ignore")
+
+    # Background re-planning: every this many seconds look at each plugged-in vehicle and
+    # re-plan when prices, SoC, departure changed or the plan is older than `plan_max_age_s`.
+    # 0 = off (the default, and in tests).
+    replan_interval_s: float = 0.0
+    plan_max_age_s: float = 900.0
+    soc_tolerance: float = 0.03
+    # NEM uploads: import = (RRP/10 + margin) x (1 + GST); export = RRP/10 + export offset.
+    retail_margin_c_kwh: float = 0.0
+    gst_rate: float = 0.10
+    export_offset_c_kwh: float = 0.0
+    # Grid-service payment per kWh of accepted dispatch/frequency response (AUD).
+    grid_service_aud_per_kwh: float = 0.50
+    # Without a departure from the API, the EV or a prediction: plug-in + this, to this SoC.
+    default_dwell_h: float = 12.0
+    default_target_soc: float = 0.80
+    house_load_kw: float = 1.0  # backup time estimate
+    frequency_rule_hold_s: float = 5.0
+    frequency_rule_threshold_hz: float = 49.8
+    frequency_discharge_kw: float = 5.0
+    frequency_duration_s: float = 600.0
+    frequency_min_soc: float = 0.5
+
+
+class CommandSender(Protocol):
+    async def send(
+        self,
+        station_id: str,
+        action: str,
+        payload: dict[str, Any],
+        timeout: float | None = None,  # noqa: ASYNC109
+    ) -> dict[str, Any]: ...
+
+
+@dataclass(frozen=True)
+class SessionContext:
+    """Where a vehicle stands now and what it needs, with where each figure came from."""
+
+    vehicle: VehicleRecord
+    soc: float | None
+    soc_source: str
+    departure: datetime
+    target_soc: float
+    departure_source: str  # api / ev / predicted / default
+    transaction: Transaction | None
+    confidence: float | None = None
+
+    def session(self, soc: float | None = None) -> VehicleSession:
+        value = self.soc if soc is None else soc
+        if value is None:
+            raise InvalidRequest(
+                f"vehicle {self.vehicle.id!r}: no SoC known (no SoC meter value yet); give soc"
+            )
+        return VehicleSession(
+            vehicle=to_vehicle(self.vehicle),
+            soc=min(1.0, max(0.0, value)),
+            departure=self.departure,
+            target_soc=self.target_soc,
+        )
+
+
+@dataclass(frozen=True)
+class VehiclePlanRequest:
+    vehicle_id: str
+    soc: float | None = None
+    departure: datetime | None = None
+    target_soc: float | None = None
+    arrival: datetime | None = None
+
+
+@dataclass(frozen=True)
+class PlanRequest:
+    vehicles: tuple[VehiclePlanRequest, ...]
+    import_limit_kw: float | None = None
+    export_limit_kw: float | None = None
+    site_base_kw: tuple[float, ...] | None = None  # per price interval from the first one
+    prices: PriceSeries | None = None  # None = the stored prices
+    now: datetime | None = None
+
+
+@dataclass(frozen=True)
+class SentPlan:
+    plan: VehiclePlan
+    station_id: str
+    evse_id: int
+    transaction_id: str
+    status: str
+    status_info: dict[str, Any] | None
+    profile: dict[str, Any]
+    plan_id: int
+
+
+@dataclass(frozen=True)
+class DispatchOutcome:
+    id: int
+    requested_kw: float
+    allocated_kw: float
+    accepted_kw: float
+    per_vehicle: dict[str, dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class BackupState:
+    station_id: str
+    grid_present: bool
+    backup_active: bool
+    emergency_backup: bool
+    since: datetime | None
+    vehicle_id: str | None
+    soc: float | None
+    house_load_kw: float
+    backup_hours: float | None
+
+
+@dataclass(frozen=True)
+class EconomicsReport:
+    vehicle_id: str
+    start: datetime
+    end: datetime
+    economics: Economics
+    equivalent_full_cycles: float
+    v2g_benefit_aud: float
+    annual_benefit_aud: float
+    payback_years: float
+    equipment_cost_aud: float
+    priced_kwh: float
+    unpriced_kwh: float
+
+
+def to_vehicle(record: VehicleRecord) -> Vehicle:
+    try:
+        return Vehicle(
+            vehicle_id=record.id,
+            capacity_kwh=record.capacity_kwh,
+            max_charge_kw=record.max_charge_kw,
+            max_discharge_kw=record.max_discharge_kw,
+            chemistry=Chemistry.parse(record.chemistry),
+            soc_min=record.soc_min,
+            soc_max=record.soc_max,
+            round_trip_efficiency=record.round_trip_efficiency,
+            driving_reserve_soc=record.driving_reserve_soc,
+            backup_reserve_soc=record.backup_reserve_soc,
+            degradation_c_kwh=record.degradation_c_kwh,
+        )
+    except ValueError as exc:
+        raise InvalidRequest(f"vehicle {record.id!r}: {exc}") from exc
+
+
+def plan_to_json(plan: VehiclePlan) -> dict[str, Any]:
+    return {
+        "vehicle_id": plan.vehicle_id,
+        "start": plan.start.isoformat(),
+        "departure": plan.departure.isoformat(),
+        "interval_starts": [s.isoformat() for s in plan.interval_starts],
+        "hours": list(plan.hours),
+        "power_kw": list(plan.power_kw),
+        "soc_start": plan.soc_start,
+        "soc_after": list(plan.soc_after),
+        "target_soc": plan.target_soc,
+        "target_met": plan.target_met,
+        "warnings": list(plan.warnings),
+    }
+
+
+def expected_soc(plan: dict[str, Any], now: datetime) -> float:
+    """The SoC a stored plan expected at `now` (linear within the interval)."""
+    starts = [datetime.fromisoformat(s) for s in plan["interval_starts"]]
+    soc_before = float(plan["soc_start"])
+    begin = datetime.fromisoformat(plan["start"])
+    for start, hours, after in zip(starts, plan["hours"], plan["soc_after"], strict=True):
+        end = max(start, begin) + timedelta(hours=hours)
+        if now < end:
+            span = (end - max(start, begin)).total_seconds()
+            done = max(0.0, (now - max(start, begin)).total_seconds())
+            return soc_before + (after - soc_before) * (done / span if span > 0 else 1.0)
+        soc_before = after
+    return soc_before
+
+
+def replan_reasons(
+    last: PlanRecord | None,
+    ctx: SessionContext,
+    now: datetime,
+    prices_changed_at: datetime | None,
+    settings: V2gSettings,
+) -> list[str]:
+    """Why the vehicle needs a new plan (empty = keep the one it has). Pure."""
+    if last is None:
+        return ["no plan yet"]
+    reasons: list[str] = []
+    plan = last.plan
+    if (now - last.planned_at).total_seconds() >= settings.plan_max_age_s:
+        reasons.append("cadence")
+    if prices_changed_at is not None and prices_changed_at > last.planned_at:
+        reasons.append("prices changed")
+    if ctx.transaction is not None and last.transaction_id != ctx.transaction.transaction_id:
+        reasons.append("new transaction")
+    if abs(datetime.fromisoformat(plan["departure"]) - ctx.departure) > timedelta(minutes=5):
+        reasons.append("departure changed")
+    if abs(float(plan["target_soc"]) - ctx.target_soc) > 1e-6:
+        reasons.append("target SoC changed")
+    if ctx.soc is not None and abs(expected_soc(plan, now) - ctx.soc) > settings.soc_tolerance:
+        reasons.append("SoC moved beyond tolerance")
+    return reasons
+
+
+def series_from_rows(rows: Sequence[PriceRow], now: datetime) -> PriceSeries:
+    """The run of stored intervals that holds `now` and continues without gap."""
+    ordered = sorted(rows, key=lambda r: r.interval_start)
+    first = next(
+        (
+            i
+            for i, r in enumerate(ordered)
+            if r.interval_start <= now < r.interval_start + timedelta(seconds=r.interval_s)
+        ),
+        None,
+    )
+    if first is None:
+        raise InvalidRequest(f"no stored price covers {now.isoformat()}: PUT /api/v1/prices")
+    run = [ordered[first]]
+    for row in ordered[first + 1 :]:
+        prev = run[-1]
+        if row.interval_s != prev.interval_s or row.interval_start != prev.interval_start + (
+            timedelta(seconds=prev.interval_s)
+        ):
+            break
+        run.append(row)
+    return PriceSeries(
+        start=run[0].interval_start,
+        interval=timedelta(seconds=run[0].interval_s),
+        import_c_kwh=tuple(r.import_c_kwh for r in run),
+        export_c_kwh=tuple(r.export_c_kwh for r in run),
+    )
+
+
+def departure_from_needs(
+    payload: dict[str, Any], capacity_kwh: float, soc: float | None
+) -> tuple[datetime | None, float | None]:
+    """(departure, target SoC) from a NotifyEVChargingNeeds request (K15)."""
+    needs = payload.get("chargingNeeds") or {}
+    departure = None
+    if needs.get("departureTime"):
+        departure = datetime.fromisoformat(str(needs["departureTime"]).replace("Z", "+00:00"))
+    target = None
+    dc = needs.get("dcChargingParameters") or {}
+    ev_soc = dc.get("stateOfCharge")
+    current = ev_soc / 100.0 if ev_soc is not None else soc
+    capacity = dc.get("evEnergyCapacity") or capacity_kwh * 1000.0
+    if dc.get("energyAmount") is not None and current is not None and capacity:
+        target = min(1.0, current + float(dc["energyAmount"]) / float(capacity))
+    elif dc.get("fullSoC") is not None:
+        target = float(dc["fullSoC"]) / 100.0
+    return departure, target
+
+
+class V2gService:
+    def __init__(
+        self,
+        db: Database,
+        commands: CommandSender,
+        *,
+        clock: Clock = utcnow,
+        settings: V2gSettings | None = None,
+    ) -> None:
+        self._db = db
+        self._commands = commands
+        self._clock = clock
+        self.settings = settings or V2gSettings()
+        self._prices_changed_at: datetime | None = None
+        self._frequency: dict[str, UnderFrequencyEvent] = {}
+        self._frequency_lock = asyncio.Lock()
+        self._task: asyncio.Task[None] | None = None
+        self.replans = 0
+
+    # -- lifecycle ------------------------------------------------------------------------------
+    def start_background(self) -> None:
+        """Start the re-planning loop when `replan_interval_s` > 0 (off by default)."""
+        if self.settings.replan_interval_s > 0 and self._task is None:
+            self._task = asyncio.create_task(self._replan_loop(), name="v2g-replanner")
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def _replan_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.replan_interval_s)
+            try:
+                await self.replan_all()
+            except Exception:  # one bad round must not end the loop
+                log.exception("V2G re-planning round failed")
+
+    async def replan_all(self) -> dict[str, list[str]]:
+        """One re-planning round: vehicle id -> the reasons it was re-planned for."""
+        now = self._clock()
+        done: dict[str, list[str]] = {}
+        for record in await self.list_vehicles():
+            if record.station_id is None:
+                continue
+            ctx = await self.session_context(record, now)
+            if ctx.transaction is None or ctx.soc is None:
+                continue
+            async with self._db.read() as conn:
+                last = await vrepo.latest_plan(conn, vehicle_id=record.id, sent_only=True)
+            reasons = replan_reasons(last, ctx, now, self._prices_changed_at, self.settings)
+            if not reasons:
+                continue
+            try:
+                await self.optimize_station(record.station_id, vehicle_id=record.id)
+            except CsmsError as exc:
+                log.info("re-plan of %s failed: %s", record.id, exc)
+                continue
+            self.replans += 1
+            done[record.id] = reasons
+        return done
+
+    # -- vehicles -------------------------------------------------------------------------------
+    async def create_vehicle(self, record: VehicleRecord) -> VehicleRecord:
+        to_vehicle(record)  # validates
+        await self._check_link(record.station_id, record.evse_id)
+        now = self._clock()
+        async with self._db.read() as conn:
+            if await vrepo.get_vehicle(conn, record.id) is not None:
+                raise AlreadyExists(f"vehicle {record.id!r} already exists")
+        await self._db.write(lambda c: vrepo.save_vehicle(c, record, now))
+        return await self.get_vehicle(record.id)
+
+    async def get_vehicle(self, vehicle_id: str) -> VehicleRecord:
+        async with self._db.read() as conn:
+            found = await vrepo.get_vehicle(conn, vehicle_id)
+        if found is None:
+            raise NotFound(f"unknown vehicle {vehicle_id!r}")
+        return found
+
+    async def list_vehicles(self, station_id: str | None = None) -> list[VehicleRecord]:
+        async with self._db.read() as conn:
+            return await vrepo.list_vehicles(conn, station_id)
+
+    async def update_vehicle(self, vehicle_id: str, **changes: Any) -> VehicleRecord:
+        current = await self.get_vehicle(vehicle_id)
+        updated = replace(current, **changes)
+        to_vehicle(updated)
+        if "station_id" in changes or "evse_id" in changes:
+            await self._check_link(updated.station_id, updated.evse_id)
+        if updated.target_soc is not None and not 0.0 <= updated.target_soc <= 1.0:
+            raise InvalidRequest("target_soc must be in [0, 1]")
+        now = self._clock()
+        await self._db.write(lambda c: vrepo.save_vehicle(c, updated, now))
+        return await self.get_vehicle(vehicle_id)
+
+    async def delete_vehicle(self, vehicle_id: str) -> None:
+        if not await self._db.write(lambda c: vrepo.delete_vehicle(c, vehicle_id)):
+            raise NotFound(f"unknown vehicle {vehicle_id!r}")
+
+    async def _check_link(self, station_id: str | None, evse_id: int | None) -> None:
+        if station_id is None:
+            if evse_id is not None:
+                raise InvalidRequest("evse_id needs station_id")
+            return
+        if evse_id is not None and evse_id < 1:
+            raise InvalidRequest("evse_id must be >= 1")
+        async with self._db.read() as conn:
+            if await repo.get_station(conn, station_id) is None:
+                raise UnknownStation(station_id)
+
+    async def _station_vehicle(self, station_id: str, vehicle_id: str | None) -> VehicleRecord:
+        async with self._db.read() as conn:
+            if await repo.get_station(conn, station_id) is None:
+                raise UnknownStation(station_id)
+            linked = await vrepo.list_vehicles(conn, station_id)
+        if vehicle_id is not None:
+            linked = [v for v in linked if v.id == vehicle_id]
+        if not linked:
+            raise InvalidRequest(f"no vehicle is linked to station {station_id!r}")
+        return linked[0]
+
+    # -- session context ------------------------------------------------------------------------
+    async def session_context(self, record: VehicleRecord, now: datetime) -> SessionContext:
+        tx: Transaction | None = None
+        soc: float | None = None
+        soc_source = "unknown"
+        needs: list[tuple[str, datetime, dict[str, Any]]] = []
+        history: list[Transaction] = []
+        if record.station_id is not None:
+            async with self._db.read() as conn:
+                active = await repo.list_transactions(
+                    conn, 0, 100, record.station_id, TransactionState.ACTIVE
+                )
+                candidates = [
+                    t
+                    for t in active.items
+                    if record.evse_id is None or t.evse_id in (None, record.evse_id)
+                ]
+                tx = candidates[0] if candidates else None
+                found = await vrepo.latest_measurand(
+                    conn,
+                    record.station_id,
+                    SOC,
+                    record.evse_id,
+                    tx.transaction_id if tx is not None else None,
+                )
+                if found is None and tx is not None:
+                    found = await vrepo.latest_measurand(
+                        conn, record.station_id, SOC, record.evse_id
+                    )
+                if found is not None:
+                    soc, soc_source = found[1] / 100.0, f"meter value at {found[0].isoformat()}"
+                needs = await vrepo.latest_event(conn, record.station_id, ["NotifyEVChargingNeeds"])
+                history = await vrepo.station_transactions(conn, record.station_id, record.evse_id)
+        # 1. the API
+        if record.departure is not None and record.departure > now:
+            return SessionContext(
+                record,
+                soc,
+                soc_source,
+                record.departure,
+                record.target_soc
+                if record.target_soc is not None
+                else self.settings.default_target_soc,
+                "api",
+                tx,
+            )
+        # 2. the EV (NotifyEVChargingNeeds of the running transaction's EVSE)
+        for _kind, received, payload in needs:
+            if record.evse_id is not None and payload.get("evseId") != record.evse_id:
+                continue
+            if tx is not None and tx.started_at is not None and received < tx.started_at:
+                break  # from an earlier session
+            departure, target = departure_from_needs(payload, record.capacity_kwh, soc)
+            if departure is not None and departure > now:
+                chosen = record.target_soc if record.target_soc is not None else target
+                return SessionContext(
+                    record,
+                    soc,
+                    soc_source,
+                    departure,
+                    chosen if chosen is not None else self.settings.default_target_soc,
+                    "ev",
+                    tx,
+                )
+            break
+        # 3. predicted from this EVSE's own past sessions
+        past = [
+            SessionRecord(t.started_at, t.ended_at)
+            for t in history
+            if t.started_at is not None and t.ended_at is not None
+        ]
+        prediction = predict_departure(past, now) if past else None
+        target = (
+            record.target_soc if record.target_soc is not None else self.settings.default_target_soc
+        )
+        if prediction is not None:
+            return SessionContext(
+                record,
+                soc,
+                soc_source,
+                prediction.earliest if prediction.earliest > now else prediction.departure,
+                target,
+                "predicted",
+                tx,
+                prediction.confidence,
+            )
+        started = tx.started_at if tx is not None and tx.started_at is not None else now
+        departure = started + timedelta(hours=self.settings.default_dwell_h)
+        if departure <= now:
+            departure = now + timedelta(hours=1)
+        return SessionContext(record, soc, soc_source, departure, target, "default", tx)
+
+    # -- prices ---------------------------------------------------------------------------------
+    async def put_prices(self, rows: Sequence[PriceRow]) -> int:
+        if not rows:
+            raise InvalidRequest("no price intervals given")
+        for row in rows:
+            if row.interval_s <= 0:
+                raise InvalidRequest("interval_s must be > 0")
+            if not (math.isfinite(row.import_c_kwh) and math.isfinite(row.export_c_kwh)):
+                raise InvalidRequest("prices must be finite")
+        now = self._clock()
+        count = await self._db.write(lambda c: vrepo.save_prices(c, rows, now))
+        self._prices_changed_at = now
+        return count
+
+    async def get_prices(self, start: datetime | None, end: datetime | None) -> list[PriceRow]:
+        async with self._db.read() as conn:
+            return await vrepo.list_prices(conn, start, end)
+
+    async def upload_nem(
+        self,
+        text: str,
+        *,
+        region: str | None = None,
+        retail_margin_c_kwh: float | None = None,
+        gst_rate: float | None = None,
+        export_offset_c_kwh: float | None = None,
+        source: str = "nem",
+    ) -> PriceSeries:
+        s = self.settings
+        tariff = NemTariff(
+            retail_margin_c_kwh=s.retail_margin_c_kwh
+            if retail_margin_c_kwh is None
+            else retail_margin_c_kwh,
+            gst_rate=s.gst_rate if gst_rate is None else gst_rate,
+            export_offset_c_kwh=s.export_offset_c_kwh
+            if export_offset_c_kwh is None
+            else export_offset_c_kwh,
+        )
+        try:
+            series = await asyncio.to_thread(parse_nem_price_and_demand, text, tariff, region)
+        except PriceFileError as exc:
+            raise InvalidRequest(str(exc)) from exc
+        step = round(series.interval.total_seconds())
+        rows = [
+            PriceRow(start, step, imp, exp, source[:100])
+            for start, imp, exp in zip(
+                series.starts(), series.import_c_kwh, series.export_c_kwh, strict=True
+            )
+        ]
+        await self.put_prices(rows)
+        return series
+
+    async def _prices_for(self, now: datetime, until: datetime) -> PriceSeries:
+        async with self._db.read() as conn:
+            rows = await vrepo.list_prices(conn, now, until + timedelta(days=1))
+        return series_from_rows(rows, now)
+
+    # -- planning -------------------------------------------------------------------------------
+    async def plan(self, request: PlanRequest) -> tuple[SitePlan, list[SessionContext]]:
+        """What-if: plan the given vehicles (a site when several), send nothing."""
+        now = request.now or self._clock()
+        if not request.vehicles:
+            raise InvalidRequest("give at least one vehicle")
+        sessions: list[VehicleSession] = []
+        contexts: list[SessionContext] = []
+        for item in request.vehicles:
+            record = await self.get_vehicle(item.vehicle_id)
+            ctx = await self.session_context(record, now)
+            if item.departure is not None:
+                ctx = replace(ctx, departure=item.departure, departure_source="request")
+            if item.target_soc is not None:
+                ctx = replace(ctx, target_soc=item.target_soc)
+            contexts.append(ctx)
+            try:
+                session = ctx.session(item.soc)
+                if item.arrival is not None:
+                    session = replace(session, arrival=item.arrival)
+            except ValueError as exc:
+                raise InvalidRequest(str(exc)) from exc
+            sessions.append(session)
+        last_departure = max(s.departure for s in sessions)
+        prices = request.prices or await self._prices_for(now, last_departure)
+        base = request.site_base_kw
+        if base is not None:
+            if len(base) < len(prices):
+                base = (*base, *([0.0] * (len(prices) - len(base))))
+            base = tuple(base[: len(prices)])
+        try:
+            inputs = PlanInputs(
+                now=now,
+                prices=prices,
+                sessions=tuple(sessions),
+                site_limits=SiteLimits(request.import_limit_kw, request.export_limit_kw),
+                site_base_kw=base,
+            )
+            site = await asyncio.to_thread(optimize, inputs)
+        except (ValueError, PlanError) as exc:
+            raise InvalidRequest(f"no plan: {exc}") from exc
+        return site, contexts
+
+    async def optimize_station(
+        self, station_id: str, *, vehicle_id: str | None = None, now: datetime | None = None
+    ) -> SentPlan:
+        """Plan the vehicle linked to the station and send the plan as its TxProfile."""
+        record = await self._station_vehicle(station_id, vehicle_id)
+        moment = now or self._clock()
+        ctx = await self.session_context(record, moment)
+        tx = ctx.transaction
+        if tx is None or tx.evse_id is None:
+            raise InvalidRequest(f"station {station_id!r} has no active transaction to plan for")
+        site, _ = await self.plan(PlanRequest((VehiclePlanRequest(record.id),), now=moment))
+        plan = site.vehicles[record.id]
+        if not plan.power_kw:
+            raise InvalidRequest(f"nothing to plan: {'; '.join(plan.warnings)}")
+        profile = to_tx_profile(plan, PLAN_PROFILE_ID, tx.transaction_id, PLAN_STACK_LEVEL)
+        payload = {"evseId": tx.evse_id, "chargingProfile": profile}
+        status, info, reason = "failed", None, None
+        try:
+            answer = await self._commands.send(station_id, "SetChargingProfile", payload)
+            status, info = str(answer.get("status")), answer.get("statusInfo")
+        except CsmsError as exc:
+            reason = str(exc)
+            raise
+        finally:
+            stored = plan_to_json(plan)
+            stored["departure_source"] = ctx.departure_source
+            record_ = PlanRecord(
+                vehicle_id=record.id,
+                planned_at=moment,
+                status=status,
+                plan=stored,
+                station_id=station_id,
+                evse_id=tx.evse_id,
+                transaction_id=tx.transaction_id,
+                reason=reason or (json.dumps(info) if info else None),
+            )
+            plan_id = await self._db.write(lambda c: vrepo.insert_plan(c, record_, moment))
+        return SentPlan(
+            plan, station_id, tx.evse_id, tx.transaction_id, status, info, profile, plan_id
+        )
+
+    async def current_plan(self, station_id: str) -> PlanRecord:
+        async with self._db.read() as conn:
+            if await repo.get_station(conn, station_id) is None:
+                raise UnknownStation(station_id)
+            found = await vrepo.latest_plan(conn, station_id=station_id)
+        if found is None:
+            raise NotFound(f"no V2G plan for station {station_id!r} yet")
+        return found
+
+    # -- fleet ----------------------------------------------------------------------------------
+    async def _connected(self, now: datetime) -> list[SessionContext]:
+        """Vehicles plugged in with an active transaction and a known SoC."""
+        out = []
+        for record in await self.list_vehicles():
+            if record.station_id is None:
+                continue
+            ctx = await self.session_context(record, now)
+            if (
+                ctx.transaction is not None
+                and ctx.transaction.evse_id is not None
+                and ctx.soc is not None
+            ):
+                out.append(ctx)
+        return out
+
+    async def flexibility(
+        self, duration: timedelta, now: datetime | None = None
+    ) -> tuple[list[Flexibility], FleetFlexibility]:
+        moment = now or self._clock()
+        flex = [
+            vehicle_flexibility(ctx.session(), moment, duration)
+            for ctx in await self._connected(moment)
+        ]
+        fleet = aggregate(flex) if flex else aggregate([])
+        if not flex:
+            fleet = replace(fleet, duration=duration)
+        return flex, fleet
+
+    async def bids(
+        self, duration: timedelta, response_time_s: float, min_bid_kw: float
+    ) -> tuple[FleetFlexibility, dict[str, Bid | None]]:
+        _, fleet = await self.flexibility(duration)
+        return fleet, {
+            direction: make_bid(fleet, direction, response_time_s, min_bid_kw)
+            for direction in ("raise", "lower")
+        }
+
+    async def _send_power(
+        self,
+        ctx: SessionContext,
+        power_w: float,
+        duration_s: int,
+        profile_id: int,
+        stack_level: int,
+        now: datetime,
+    ) -> dict[str, Any]:
+        tx = ctx.transaction
+        assert tx is not None and tx.evse_id is not None and ctx.vehicle.station_id is not None
+        profile = {
+            "id": profile_id,
+            "stackLevel": stack_level,
+            "chargingProfilePurpose": "TxProfile",
+            "chargingProfileKind": "Absolute",
+            "transactionId": tx.transaction_id,
+            "chargingSchedule": [
+                {
+                    "id": profile_id,
+                    "startSchedule": ocpp_datetime(now),
+                    "duration": duration_s,
+                    "chargingRateUnit": "W",
+                    "chargingSchedulePeriod": [{"startPeriod": 0, "limit": round(power_w, 1)}],
+                }
+            ],
+        }
+        result: dict[str, Any] = {
+            "station_id": ctx.vehicle.station_id,
+            "evse_id": tx.evse_id,
+            "transaction_id": tx.transaction_id,
+            "kw": power_w / 1000.0,
+        }
+        try:
+            answer = await self._commands.send(
+                ctx.vehicle.station_id,
+                "SetChargingProfile",
+                {"evseId": tx.evse_id, "chargingProfile": profile},
+            )
+            result["status"] = str(answer.get("status"))
+        except CsmsError as exc:
+            result["status"] = "failed"
+            result["error"] = str(exc)
+        return result
+
+    async def dispatch(
+        self, target_kw: float, duration_s: int, now: datetime | None = None
+    ) -> DispatchOutcome:
+        """Split a fleet target over the connected vehicles and send each its share."""
+        if duration_s <= 0:
+            raise InvalidRequest("duration_s must be > 0")
+        moment = now or self._clock()
+        contexts = await self._connected(moment)
+        if not contexts:
+            raise InvalidRequest("no connected vehicle with an active transaction and SoC")
+        duration = timedelta(seconds=duration_s)
+        flex = [vehicle_flexibility(ctx.session(), moment, duration) for ctx in contexts]
+        allocation = dispatch(target_kw, flex)
+        chosen = _nonzero(contexts, allocation.per_vehicle_kw)
+        results = await asyncio.gather(
+            *(
+                self._send_power(
+                    ctx,
+                    allocation.per_vehicle_kw[ctx.vehicle.id] * 1000.0,
+                    duration_s,
+                    DISPATCH_PROFILE_ID,
+                    DISPATCH_STACK_LEVEL,
+                    moment,
+                )
+                for ctx in chosen
+            )
+        )
+        per_vehicle = {ctx.vehicle.id: r for ctx, r in zip(chosen, results, strict=True)}
+        return await self._record_dispatch(
+            "dispatch", moment, duration_s, target_kw, allocation.delivered_kw, per_vehicle
+        )
+
+    async def _record_dispatch(
+        self,
+        kind: str,
+        moment: datetime,
+        duration_s: int,
+        requested_kw: float,
+        allocated_kw: float,
+        per_vehicle: dict[str, dict[str, Any]],
+    ) -> DispatchOutcome:
+        accepted = sum(r["kw"] for r in per_vehicle.values() if r.get("status") == "Accepted")
+        record = DispatchRecord(
+            kind, moment, duration_s, requested_kw, allocated_kw, accepted, per_vehicle
+        )
+        dispatch_id = await self._db.write(lambda c: vrepo.insert_dispatch(c, record, moment))
+        return DispatchOutcome(dispatch_id, requested_kw, allocated_kw, accepted, per_vehicle)
+
+    async def dispatches(
+        self, start: datetime | None = None, end: datetime | None = None
+    ) -> list[tuple[DispatchRecord, float | None]]:
+        """Recorded dispatches with the power measured during each (kW, meter values:
+        Power.Active.Import - Power.Active.Export averaged over the window; None = no data)."""
+        async with self._db.read() as conn:
+            records = await vrepo.list_dispatches(conn, start, end)
+            out: list[tuple[DispatchRecord, float | None]] = []
+            for record in records:
+                window_end = record.started_at + timedelta(seconds=record.duration_s)
+                total, seen = 0.0, False
+                for item in record.per_vehicle.values():
+                    samples = await vrepo.samples_between(
+                        conn,
+                        item["station_id"],
+                        ("Power.Active.Import", "Power.Active.Export"),
+                        record.started_at,
+                        window_end,
+                        item.get("evse_id"),
+                    )
+                    imp = [s[2] for s in samples if s[1] == "Power.Active.Import"]
+                    exp = [s[2] for s in samples if s[1] == "Power.Active.Export"]
+                    if imp or exp:
+                        seen = True
+                        mean_imp = sum(imp) / len(imp) if imp else 0.0
+                        mean_exp = sum(exp) / len(exp) if exp else 0.0
+                        total += (mean_imp - mean_exp) / 1000.0
+                out.append((record, total if seen else None))
+        return out
+
+    # -- frequency response ---------------------------------------------------------------------
+    def _rule(self) -> UnderFrequencyRule:
+        s = self.settings
+        return UnderFrequencyRule(
+            threshold_hz=s.frequency_rule_threshold_hz,
+            hold_s=s.frequency_rule_hold_s,
+            discharge_kw=s.frequency_discharge_kw,
+            duration_s=s.frequency_duration_s,
+            min_soc=s.frequency_min_soc,
+            stop_soc=s.frequency_min_soc,
+        )
+
+    async def grid_frequency(self, hz: float, at: datetime) -> list[dict[str, Any]]:
+        """Feed one frequency sample to each connected vehicle's under-frequency rule; when it
+        fires, send that vehicle a discharge TxProfile for the rule's duration. Returns what was
+        sent (empty when nothing fired)."""
+        if not 40.0 <= hz <= 70.0:
+            raise InvalidRequest("hz must be between 40 and 70")
+        async with self._frequency_lock:
+            contexts = await self._connected(at)
+            fired: list[SessionContext] = []
+            for ctx in contexts:
+                rule = self._frequency.setdefault(ctx.vehicle.id, UnderFrequencyEvent(self._rule()))
+                started = rule.events_started
+                try:
+                    rule.feed(at.timestamp(), hz, ctx.soc or 0.0)
+                except ValueError as exc:
+                    raise InvalidRequest(str(exc)) from exc
+                if rule.events_started > started:
+                    fired.append(ctx)
+            if not fired:
+                return []
+            s = self.settings
+            duration_s = round(s.frequency_duration_s)
+            results = await asyncio.gather(
+                *(
+                    self._send_power(
+                        ctx,
+                        -s.frequency_discharge_kw * 1000.0,
+                        duration_s,
+                        FREQUENCY_PROFILE_ID,
+                        FREQUENCY_STACK_LEVEL,
+                        at,
+                    )
+                    for ctx in fired
+                )
+            )
+            per_vehicle = {
+                ctx.vehicle.id: result for ctx, result in zip(fired, results, strict=True)
+            }
+            requested = -s.frequency_discharge_kw * len(fired)
+            await self._record_dispatch(
+                "frequency", at, duration_s, requested, requested, per_vehicle
+            )
+            return [dict(r, vehicle_id=v) for v, r in per_vehicle.items()]
+
+    async def set_frequency_response(
+        self, station_id: str, curve: list[list[float]] | None, enabled: bool
+    ) -> dict[str, Any]:
+        """SetVariables V2XCtrlr.FreqWattCurve (JSON [[Hz, W], ...]) and FreqWattEnabled; the
+        setting is stored when the station accepts every variable."""
+        if curve is not None:
+            try:
+                FreqWattCurve(tuple((float(p[0]), float(p[1])) for p in curve))
+            except (ValueError, IndexError, TypeError) as exc:
+                raise InvalidRequest(f"curve: {exc}") from exc
+            if not 2 <= len(curve) <= 20 or any(not 40 <= p[0] <= 70 for p in curve):
+                raise InvalidRequest("curve: 2 to 20 points, Hz between 40 and 70")
+        data: list[dict[str, Any]] = []
+        if curve is not None:
+            data.append(
+                {
+                    "component": {"name": "V2XCtrlr"},
+                    "variable": {"name": "FreqWattCurve"},
+                    "attributeValue": json.dumps([[float(h), float(w)] for h, w in curve]),
+                }
+            )
+        data.append(
+            {
+                "component": {"name": "V2XCtrlr"},
+                "variable": {"name": "FreqWattEnabled"},
+                "attributeValue": "true" if enabled else "false",
+            }
+        )
+        answer = await self._commands.send(station_id, "SetVariables", {"setVariableData": data})
+        results = answer.get("setVariableResult", [])
+        accepted = bool(results) and all(r.get("attributeStatus") == "Accepted" for r in results)
+        if accepted:
+            now = self._clock()
+            async with self._db.read() as conn:
+                current = await vrepo.get_station_settings(conn, station_id)
+            updated = replace(
+                current,
+                freq_watt_enabled=enabled,
+                freq_watt_curve=curve if curve is not None else current.freq_watt_curve,
+            )
+            await self._db.write(lambda c: vrepo.save_station_settings(c, updated, now))
+        return {"accepted": accepted, "results": results}
+
+    async def station_settings(self, station_id: str) -> StationV2gSettings:
+        async with self._db.read() as conn:
+            if await repo.get_station(conn, station_id) is None:
+                raise UnknownStation(station_id)
+            return await vrepo.get_station_settings(conn, station_id)
+
+    # -- backup ---------------------------------------------------------------------------------
+    async def backup_state(
+        self, station_id: str, house_load_kw: float | None = None
+    ) -> BackupState:
+        load = self.settings.house_load_kw if house_load_kw is None else house_load_kw
+        if load < 0:
+            raise InvalidRequest("house_load_kw must be >= 0")
+        settings = await self.station_settings(station_id)
+        async with self._db.read() as conn:
+            events = await vrepo.latest_event(conn, station_id, ["NotifyEvent"])
+            linked = await vrepo.list_vehicles(conn, station_id)
+        grid_present, backup_active, since = True, False, None
+        found_grid = found_backup = False
+        for _kind, received, payload in events:  # newest first
+            for item in payload.get("eventData", []):
+                code = item.get("techCode")
+                active = str(item.get("actualValue", "")).lower() == "true"
+                when = datetime.fromisoformat(
+                    str(item.get("timestamp", received.isoformat())).replace("Z", "+00:00")
+                )
+                if code in ("grid_lost", "grid_restored") and not found_grid:
+                    found_grid = True
+                    grid_present = code == "grid_restored" or not active
+                    since = when
+                if code == "backup_mode" and not found_backup:
+                    found_backup = True
+                    backup_active = active and "end" not in str(item.get("techInfo", "")).lower()
+        vehicle = linked[0] if linked else None
+        soc = hours = None
+        if vehicle is not None:
+            ctx = await self.session_context(vehicle, self._clock())
+            soc = ctx.soc
+            if soc is not None:
+                value = backup_hours(to_vehicle(vehicle), soc, load)
+                hours = None if math.isinf(value) else value
+        return BackupState(
+            station_id=station_id,
+            grid_present=grid_present,
+            backup_active=backup_active or (not grid_present and settings.emergency_backup),
+            emergency_backup=settings.emergency_backup,
+            since=since,
+            vehicle_id=vehicle.id if vehicle else None,
+            soc=soc,
+            house_load_kw=load,
+            backup_hours=hours,
+        )
+
+    async def set_emergency_backup(self, station_id: str, enabled: bool) -> dict[str, Any]:
+        """DataTransfer vendorId org.openv2g.v2x, messageId EmergencyBackup, data
+        {"enabled": bool}: stored when the station answers Accepted."""
+        await self.station_settings(station_id)  # 404 for an unknown station
+        answer = await self._commands.send(
+            station_id,
+            "DataTransfer",
+            {
+                "vendorId": BACKUP_VENDOR_ID,
+                "messageId": BACKUP_MESSAGE_ID,
+                "data": json.dumps({"enabled": enabled}),
+            },
+        )
+        if answer.get("status") == "Accepted":
+            now = self._clock()
+            async with self._db.read() as conn:
+                current = await vrepo.get_station_settings(conn, station_id)
+            updated = replace(current, emergency_backup=enabled)
+            await self._db.write(lambda c: vrepo.save_station_settings(c, updated, now))
+        return answer
+
+    # -- economics ------------------------------------------------------------------------------
+    async def economics(
+        self,
+        vehicle_id: str,
+        start: datetime,
+        end: datetime,
+        equipment_cost_aud: float = DEFAULT_EQUIPMENT_COST_AUD,
+    ) -> EconomicsReport:
+        """From meter values at the vehicle's station: energy per register step, priced at the
+        stored price of the interval it ended in; wear by rainflow over the SoC trace; grid
+        services = accepted dispatch/frequency kWh of this vehicle x the configured rate."""
+        if end <= start:
+            raise InvalidRequest("'to' must be after 'from'")
+        if equipment_cost_aud < 0:
+            raise InvalidRequest("equipment_cost must be >= 0")
+        record = await self.get_vehicle(vehicle_id)
+        vehicle = to_vehicle(record)
+        samples: list[tuple[datetime, str, float, str | None, str | None]] = []
+        async with self._db.read() as conn:
+            if record.station_id is not None:
+                samples = await vrepo.samples_between(
+                    conn,
+                    record.station_id,
+                    (IMPORT_REGISTER, EXPORT_REGISTER, SOC),
+                    start,
+                    end,
+                    record.evse_id,
+                )
+            prices = await vrepo.list_prices(conn, start, end)
+            events = await vrepo.list_dispatches(conn, start, end)
+        price_at = _price_lookup(prices)
+        imported = exported = cost = revenue = priced = unpriced = 0.0
+        last: dict[str, float] = {}
+        soc_trace: list[float] = []
+        for when, measurand, value, unit, _tx in samples:
+            if measurand == SOC:
+                soc_trace.append(value / 100.0)
+                continue
+            wh = value * 1000.0 if unit == "kWh" else value
+            before = last.get(measurand)
+            last[measurand] = wh
+            if before is None or wh < before:
+                continue  # first reading, or a register reset
+            kwh = (wh - before) / 1000.0
+            price = price_at(when)
+            if price is None:
+                unpriced += kwh
+            else:
+                priced += kwh
+            if measurand == IMPORT_REGISTER:
+                imported += kwh
+                cost += kwh * (price[0] if price else 0.0) / 100.0
+            else:
+                exported += kwh
+                revenue += kwh * (price[1] if price else 0.0) / 100.0
+        grid_kwh = sum(
+            abs(d.per_vehicle[vehicle_id]["kw"]) * d.duration_s / 3600.0
+            for d in events
+            if d.per_vehicle.get(vehicle_id, {}).get("status") == "Accepted"
+        )
+        days = (end - start).total_seconds() / 86400.0
+        wear = battery_degradation(soc_trace, days, vehicle)
+        economics = Economics(
+            imported_kwh=imported,
+            exported_kwh=exported,
+            import_cost_aud=cost,
+            export_revenue_aud=revenue,
+            grid_service_aud=grid_kwh * self.settings.grid_service_aud_per_kwh,
+            degradation_aud=wear.cost_aud,
+            days=days,
+        )
+        # What V2G earns: exports and grid services less the wear of cycling (calendar ageing
+        # and the cost of charging for driving happen without V2G too).
+        cycle_cost = wear.cost_aud * (wear.cycle_damage / wear.damage if wear.damage else 0.0)
+        benefit = revenue + economics.grid_service_aud - cycle_cost
+        annual = benefit / days * 365.25 if days > 0 else 0.0
+        return EconomicsReport(
+            vehicle_id=vehicle_id,
+            start=start,
+            end=end,
+            economics=economics,
+            equivalent_full_cycles=wear.equivalent_full_cycles,
+            v2g_benefit_aud=benefit,
+            annual_benefit_aud=annual,
+            payback_years=payback_years(annual, equipment_cost_aud),
+            equipment_cost_aud=equipment_cost_aud,
+            priced_kwh=priced,
+            unpriced_kwh=unpriced,
+        )
+
+
+def _nonzero(
+    contexts: Sequence[SessionContext], per_vehicle_kw: dict[str, float]
+) -> list[SessionContext]:
+    return [c for c in contexts if abs(per_vehicle_kw[c.vehicle.id]) > 1e-6]
+
+
+def _price_lookup(rows: Sequence[PriceRow]) -> Any:
+    ordered = sorted(rows, key=lambda r: r.interval_start)
+    starts = [r.interval_start for r in ordered]
+
+    def lookup(moment: datetime) -> tuple[float, float] | None:
+        # Energy measured at `moment` flowed just before it: price of the interval ending then.
+        i = bisect.bisect_left(starts, moment) - 1
+        if i < 0:
+            return None
+        row = ordered[i]
+        if moment > row.interval_start + timedelta(seconds=row.interval_s):
+            return None
+        return row.import_c_kwh, row.export_c_kwh
+
+    return lookup
+
+
+def v2g_service_for(services: Any) -> V2gService:
+    """The V2G service of a CSMS `Services` container, built once and kept on it."""
+    found: V2gService | None = getattr(services, "_v2g_service", None)
+    if found is None:
+        found = V2gService(services.db, services.commands, clock=services.clock)
+        services._v2g_service = found
+    return found
+
+
+__all__ = [
+    "BackupState",
+    "DispatchOutcome",
+    "EconomicsReport",
+    "PlanRequest",
+    "SentPlan",
+    "SessionContext",
+    "V2gService",
+    "V2gSettings",
+    "VehiclePlanRequest",
+    "v2g_service_for",
+]

@@ -448,7 +448,11 @@ def to_tx_profile(
     ):
         offset = 0 if k == 0 else round((interval_start - start).total_seconds())
         limit = round(power * 1000.0, 1)
-        if periods and periods[-1]["limit"] == limit and len(plan.power_kw) > 1024:
+        if (
+            periods
+            and periods[-1]["limit"] == limit
+            and len(plan.power_kw) > MAX_PERIODS_PER_SCHEDULE
+        ):
             continue  # merge equal neighbours only when one period each would not fit
         periods.append({"startPeriod": offset, "limit": limit})
     if len(periods) > MAX_PERIODS_PER_SCHEDULE:

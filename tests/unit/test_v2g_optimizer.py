@@ -18,6 +18,7 @@ from csms.v2g.optimizer import (
     PlanInputs,
     ReplanPolicy,
     SiteLimits,
+    VehiclePlan,
     needs_replan,
     next_replan_at,
     optimize,
@@ -317,6 +318,25 @@ def test_k01_tx_profile_never_exceeds_1024_periods() -> None:
     periods = profile["chargingSchedule"][0]["chargingSchedulePeriod"]  # type: ignore[index]
     assert len(periods) <= 1024
     jsonschema.validate({"evseId": 1, "chargingProfile": profile}, _schema())
+
+
+def test_k01_tx_profile_with_more_than_1024_distinct_periods_is_refused() -> None:
+    start = datetime(2024, 1, 1, tzinfo=AEST)
+    n = 1100
+    plan = VehiclePlan(
+        vehicle_id="ev",
+        start=start,
+        departure=start + timedelta(minutes=n),
+        interval_starts=tuple(start + timedelta(minutes=k) for k in range(n)),
+        hours=(1 / 60,) * n,
+        power_kw=tuple(1.0 if k % 2 else -1.0 for k in range(n)),
+        soc_start=0.5,
+        soc_after=(0.5,) * n,
+        target_soc=0.5,
+        target_met=True,
+    )
+    with pytest.raises(ValueError, match="1024"):
+        to_tx_profile(plan, 1, "tx", 0)
 
 
 def test_needs_replan_on_prices_soc_departure_and_cadence() -> None:

@@ -221,7 +221,10 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point for `csms v2g ...`; argv excludes the leading `v2g`."""
     argv = sys.argv[1:] if argv is None else argv
     try:
-        args = _build_parser().parse_args(argv)
+        try:
+            args = _build_parser().parse_args(argv)
+        except SystemExit as done:  # --help printed its text
+            return done.code if isinstance(done.code, int) else 0
         if args.command == "plan":
             result = _plan(args)
         else:  # pragma: no cover - argparse limits the choices

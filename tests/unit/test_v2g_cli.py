@@ -130,3 +130,9 @@ def test_missing_argument_and_bad_file(tmp_path: Path, capsys: pytest.CaptureFix
     argv[argv.index("--prices") + 1] = str(bad)
     code, _, err = run(capsys, argv)
     assert code == 2 and "line 3" in err
+
+
+def test_help_returns_zero(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, ["plan", "--help"])
+    assert code == 0
+    assert "--max-discharge-kw" in out

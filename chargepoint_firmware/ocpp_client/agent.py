@@ -20,7 +20,7 @@ import random
 import ssl
 import uuid
 from base64 import b64encode
-from collections.abc import Coroutine, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -494,20 +494,52 @@ class Agent:
         id_token: dict[str, Any],
         remote_start_id: int,
         profile: dict[str, Any] | None,
-    ) -> tuple[bool, str, str | None]:
-        """RequestStartTransaction: (accepted, reason if not, running transaction id)."""
+    ) -> tuple[bool, str, str | None, Callable[[], Awaitable[None]] | None]:
+        """RequestStartTransaction: (accepted, reason if not, running transaction id, follow-up).
+
+        With AuthCtrlr.AuthorizeRemoteStart the token is authorized first, as if presented
+        locally: from the local list or cache, else by an Authorize request (the follow-up,
+        sent after the response) whose answer decides whether the session starts.
+        """
         if evse_id is not None and evse_id not in self.hardware:
-            return False, "UnknownEvse", None
+            return False, "UnknownEvse", None, None
         profile_json: dict[str, Any] | None = None
         if profile is not None:
             from chargepoint_firmware.ocpp_client.blocks.smart_charging import profile_json as conv
 
             profile_json = conv(profile)
             if profile_json.get("chargingProfilePurpose") != "TxProfile":
-                return False, "InvalidProfile", None
+                return False, "InvalidProfile", None, None
         info = self._authorize_locally(id_token)
         if info is not None and info.get("status") != "Accepted":
-            return False, "InvalidIdToken", None
+            return False, "InvalidIdToken", None, None
+        if info is None and self.config.boolean("AuthCtrlr", "AuthorizeRemoteStart"):
+            if not self.transactions.can_authorize(evse_id):
+                return False, "Unavailable", None, None
+
+            async def authorize_then_start() -> None:
+                response = await self.send_call(call.Authorize(id_token=id_token))
+                answer = dict(response.id_token_info)
+                if self.config.boolean("AuthCacheCtrlr", "Enabled"):
+                    self.storage.cache_put(
+                        str(id_token.get("id_token")), str(id_token.get("type")), answer
+                    )
+                if answer.get("status") == "Accepted":
+                    self._start_authorized(evse_id, id_token, remote_start_id, profile_json)
+                else:
+                    log.info("remote start %s: token %s", remote_start_id, answer.get("status"))
+
+            return True, "", None, authorize_then_start
+        accepted, running = self._start_authorized(evse_id, id_token, remote_start_id, profile_json)
+        return accepted, "" if accepted else "Unavailable", running, None
+
+    def _start_authorized(
+        self,
+        evse_id: int | None,
+        id_token: dict[str, Any],
+        remote_start_id: int,
+        profile_json: dict[str, Any] | None,
+    ) -> tuple[bool, str | None]:
         accepted, running = self.transactions.remote_start(
             evse_id, id_token, remote_start_id, profile_json
         )
@@ -515,7 +547,7 @@ class Agent:
             for evse, st in self.transactions.evses.items():
                 if st.remote_start_id == remote_start_id and not st.plugged:
                     self.spawn(self._ev_connection_timer(evse, remote_start_id))
-        return accepted, "" if accepted else "Unavailable", running
+        return accepted, running
 
     async def _ev_connection_timer(self, evse_id: int, remote_start_id: int) -> None:
         timeout = self.config.integer("TxCtrlr", "EVConnectionTimeOut")

@@ -220,6 +220,11 @@ class TransactionManager:
         self._evaluate(st, None)
 
     # -- inputs from the CSMS -----------------------------------------------------------------
+    def can_authorize(self, evse_id: int | None) -> bool:
+        """Whether a RequestStartTransaction could be accepted on evse_id (None = any)."""
+        candidates = self.evses.values() if evse_id is None else [self.evses[evse_id]]
+        return any(st.operative and not st.faulted and st.id_token is None for st in candidates)
+
     def remote_start(
         self,
         evse_id: int | None,

@@ -208,3 +208,41 @@ async def test_e03_ev_connection_timeout_ends_authorization(tmp_path: Path) -> N
         assert h.evse.allowed is False
     finally:
         await h.close()
+
+
+async def test_f01_authorize_remote_start_asks_the_csms_first(tmp_path: Path) -> None:
+    h = await start_harness(tmp_path)
+    try:
+        await set_variable(h, "AuthCtrlr", "AuthorizeRemoteStart", "true")
+        h.evse.plug_in()
+        blocked = await h.call(
+            call.RequestStartTransaction(
+                id_token={"id_token": "BLOCKED-1", "type": "ISO14443"}, remote_start_id=1, evse_id=1
+            )
+        )
+        assert blocked.status == "Accepted"  # the answer comes before the authorization
+        await h.csms.wait_for("Authorize")
+        await asyncio.sleep(0.2)
+        assert not tx_events(h)
+        assert h.evse.allowed is False
+        # The answer was cached: the same token is now refused at once.
+        again = await h.call(
+            call.RequestStartTransaction(
+                id_token={"id_token": "BLOCKED-1", "type": "ISO14443"}, remote_start_id=2, evse_id=1
+            )
+        )
+        assert again.status == "Rejected"
+        good = await h.call(
+            call.RequestStartTransaction(
+                id_token={"id_token": "GOOD-1", "type": "ISO14443"}, remote_start_id=3, evse_id=1
+            )
+        )
+        assert good.status == "Accepted"
+        started = await h.csms.wait_for("TransactionEvent", lambda e: e["eventType"] == "Started")
+        assert started[0]["idToken"]["idToken"] == "GOOD-1"
+        assert [a["idToken"]["idToken"] for a in h.csms.actions("Authorize")] == [
+            "BLOCKED-1",
+            "GOOD-1",
+        ]
+    finally:
+        await h.close()

@@ -118,8 +118,9 @@ class _CsmsSide(ChargePoint):
         return call_result.ReportChargingProfiles()
 
     @on(Action.authorize)
-    def on_authorize(self, **_: Any) -> call_result.Authorize:
-        return call_result.Authorize(id_token_info={"status": "Accepted"})
+    def on_authorize(self, id_token: dict[str, Any], **_: Any) -> call_result.Authorize:
+        blocked = str(id_token["id_token"]).startswith("BLOCKED")
+        return call_result.Authorize(id_token_info={"status": "Blocked" if blocked else "Accepted"})
 
 
 @dataclass

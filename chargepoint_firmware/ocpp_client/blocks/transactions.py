@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ocpp.routing import on
+from ocpp.routing import after, on
 from ocpp.v201 import call_result
 from ocpp.v201.enums import Action
 
@@ -20,16 +20,23 @@ class TransactionsBlock(BlockBase):
         evse_id: int | None = None,
         group_id_token: dict[str, Any] | None = None,
         charging_profile: dict[str, Any] | None = None,
+        call_unique_id: str = "",
         **_: Any,
     ) -> call_result.RequestStartTransaction:
-        accepted, reason, tx_id = self.agent.remote_start(
+        accepted, reason, tx_id, followup = self.agent.remote_start(
             evse_id, id_token, remote_start_id, charging_profile
         )
+        if followup is not None:
+            self.later(call_unique_id, followup)
         return call_result.RequestStartTransaction(
             status="Accepted" if accepted else "Rejected",
             transaction_id=tx_id,
             status_info=None if accepted else status_info(reason),
         )
+
+    @after(Action.request_start_transaction)
+    def after_request_start_transaction(self, call_unique_id: str, **_: Any) -> Any:
+        return self.run_followup(call_unique_id)
 
     @on(Action.request_stop_transaction)
     def on_request_stop_transaction(

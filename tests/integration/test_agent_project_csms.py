@@ -125,3 +125,55 @@ async def test_agent_with_the_project_csms(tmp_path: Path) -> None:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
             agent.close()
+
+
+async def _online_with(settings: Any) -> None:
+    agent = Agent(settings, {1: FakeEvse(1)})
+    task = asyncio.create_task(agent.run())
+    try:
+        await eventually(lambda: agent.online, within_s=10)
+        assert agent.connections == 1
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        agent.close()
+
+
+async def test_a_security_profiles_2_and_3_over_tls(tmp_path: Path) -> None:
+    from csms.domain.models import SecurityProfile
+    from tests.support.csms_pki import make_pki
+
+    pki = make_pki(tmp_path / "pki")
+    (tmp_path / "csms").mkdir()
+    async with running_csms(
+        tmp_path / "csms",
+        tls_cert_file=pki.server.cert_file,
+        tls_key_file=pki.server.key_file,
+        tls_client_ca_file=pki.ca.cert_file,
+    ) as csms:
+        assert csms.url.startswith("wss://")
+        await csms.add_station("P2", security_profile=SecurityProfile.TLS_BASIC_AUTH)
+        await csms.add_station(
+            "P3", password=None, security_profile=SecurityProfile.TLS_CLIENT_CERT
+        )
+        profile2 = agent_settings(
+            tmp_path / "a2",
+            csms.url,
+            station_id="P2",
+            security={"profile": 2, "basic_auth_password": PASSWORD, "ca_file": pki.ca.cert_file},
+        )
+        await _online_with(profile2)
+        client = pki.client("P3")
+        profile3 = agent_settings(
+            tmp_path / "a3",
+            csms.url,
+            station_id="P3",
+            security={
+                "profile": 3,
+                "ca_file": pki.ca.cert_file,
+                "client_cert_file": client.cert_file,
+                "client_key_file": client.key_file,
+            },
+        )
+        await _online_with(profile3)

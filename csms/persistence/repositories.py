@@ -454,6 +454,34 @@ async def get_transaction(
     return _transaction(row) if row else None
 
 
+async def get_transaction_and_tariff(
+    conn: AsyncConnection, station_id: str, transaction_id: str
+) -> tuple[Transaction | None, Tariff | None]:
+    """Both in one round trip (the TransactionEvent hot path needs both)."""
+    tx, tariff = t.transactions, t.tariffs
+    query = (
+        sa.select(tx, tariff.c.currency, tariff.c.price_per_kwh, tariff.c.price_per_hour)
+        .select_from(
+            t.stations.outerjoin(
+                tx,
+                sa.and_(tx.c.station_id == t.stations.c.id, tx.c.transaction_id == transaction_id),
+            ).outerjoin(tariff, tariff.c.station_id == t.stations.c.id)
+        )
+        .where(t.stations.c.id == station_id)
+    )
+    row = (await conn.execute(query)).first()
+    if row is None:
+        return None, None
+    m = row._mapping
+    found = _transaction(row) if m["transaction_id"] is not None else None
+    rate = (
+        Tariff(station_id, m["currency"], m["price_per_kwh"], m["price_per_hour"])
+        if m["currency"] is not None
+        else None
+    )
+    return found, rate
+
+
 async def save_transaction(conn: AsyncConnection, tx: Transaction, now: datetime) -> None:
     values = {
         "station_id": tx.station_id,

@@ -273,3 +273,6 @@ certificates = sa.Table(
     sa.Column("created_at", UtcDateTime, nullable=False),
     sa.Index("ix_certificates_station", "station_id"),
 )
+
+# The tables of revision 0001 (other modules may add theirs to `metadata` later).
+CORE_TABLES = frozenset(metadata.tables)

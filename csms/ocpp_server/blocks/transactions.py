@@ -45,7 +45,7 @@ async def transaction_event(session: Session, payload: dict[str, Any]) -> dict[s
     now = session.clock()
 
     async def op(conn: AsyncConnection) -> tuple[Transaction | None, bool]:
-        current = await repo.get_transaction(conn, station_id, tx_id)
+        current, tariff = await repo.get_transaction_and_tariff(conn, station_id, tx_id)
         evse_id = event.evse_id
         if evse_id is None and current is not None:
             evse_id = current.evse_id
@@ -68,7 +68,6 @@ async def transaction_event(session: Session, payload: dict[str, Any]) -> dict[s
         )
         if not fresh:  # a retry of a stored event: answer again, change nothing
             return current, False
-        tariff = await repo.get_tariff(conn, station_id)
         updated = apply_event(current, event, samples, tariff, now)
         await repo.save_transaction(conn, updated, now)
         await repo.insert_meter_samples(conn, samples)

@@ -12,8 +12,10 @@ Per vehicle v and interval t (kW, meter side): charge c >= 0, discharge d >= 0, 
     imp <= import limit, exp <= export limit
 
 h_vt is the time the vehicle is plugged in during interval t (0 after departure: absent).
-The shortfall is free only when the target cannot be met; its penalty dwarfs every price, so
-the solver meets the target whenever it can and otherwise gets as close as it can.
+floor_v is the vehicle's reserve (max of window minimum, driving and backup reserves); a
+vehicle plugged in below it only charges in this plan. The shortfall is used only when the
+target cannot be met: its penalty dwarfs every price, so the solver meets the target whenever
+it can and otherwise gets as close as it can. Site limits bound interval-average power.
 
 Two LP relaxation artefacts are closed off: (1) when an interval's import price is below its
 export price (negative wholesale price with GST on import) the LP would import and export at
@@ -23,10 +25,11 @@ would charge and discharge at once to burn energy in losses, so discharge is off
 Solver: HiGHS through highspy by default (`backend="highspy"`), scipy's
 `linprog(method="highs")` as the alternative. Both run the same HiGHS dual simplex; highspy
 takes the model as built here (row bounds, column-wise sparse matrix) with no conversion into
-A_ub/A_eq and no extra copies, which is measurably faster on small plans (1 vehicle x 288:
-about 9 ms vs 12 ms) and on par for 1,000 vehicles x 96 intervals, where the simplex itself
-(about 5-10 s on 2 shared cores) dominates and the model is built in about 0.35 s. IPM (30 s)
-and PDLP (300 s) were slower on this LP. See benchmarks/bench_v2g.py.
+A_ub/A_eq and no extra copies, and has no first-call cost (scipy: +0.3-0.5 s), so it is the
+faster choice for the many small plans a CSMS makes (1 vehicle x 288: 9-22 ms vs 12-26 ms
+measured). For 1,000 vehicles x 96 intervals the simplex itself dominates (model built in about
+0.35 s, solved in 5-12 s on 2 shared cores by either backend, within noise of each other);
+HiGHS IPM (30 s) and PDLP (300 s) were slower on this LP. See benchmarks/bench_v2g.py.
 """
 
 from __future__ import annotations

@@ -364,3 +364,21 @@ def test_needs_replan_on_prices_soc_departure_and_cadence() -> None:
     assert next_replan_at(now + timedelta(seconds=10), now, AUG, hourly) == now + timedelta(
         minutes=1
     )
+
+
+def test_solar_soaking_charges_from_surplus_and_runs_the_house_at_night() -> None:
+    # Flat tariff: import 30 c, export 5 c. Midday 3 kW surplus, evening 2 kW load.
+    start = datetime(2024, 1, 1, 8, 0, tzinfo=AEST)
+    hours = 12
+    prices = PriceSeries(start, timedelta(hours=1), (30.0,) * hours, (5.0,) * hours)
+    base = tuple(-3.0 if k < 6 else 2.0 for k in range(hours))
+    ev = Vehicle("ev", 40, 7, 7, degradation_c_kwh=1.0)
+    session = VehicleSession(ev, 0.5, start + hours * timedelta(hours=1), 0.5)
+    plan = optimize(PlanInputs(start, prices, (session,), SiteLimits(), base))
+    vp = plan.vehicles["ev"]
+    assert vp.power_kw[6:] == pytest.approx((-2.0,) * 6)  # exactly the house load, no export
+    # Daytime: only surplus goes in, and just what the evening needs after losses.
+    assert max(vp.power_kw[:6]) <= 3.0 + 1e-6 and min(vp.power_kw[:6]) >= -1e-9
+    assert sum(vp.power_kw[:6]) == pytest.approx(12.0 / ev.round_trip_efficiency)
+    assert max(plan.site_net_kw) <= 1e-6  # nothing imported all day
+    assert vp.soc_at_departure == pytest.approx(0.5)

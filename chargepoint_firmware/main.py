@@ -22,6 +22,8 @@ from chargepoint_firmware.settings import ConfigError, EvseConfig, StationSettin
 
 log = logging.getLogger(__name__)
 
+DRAIN_ON_STOP_S = 5.0
+
 
 class Startable(Protocol):
     async def start(self) -> None: ...
@@ -128,6 +130,10 @@ async def run_station(settings: StationSettings) -> int:
         await asyncio.wait({task, stopper}, return_when=asyncio.FIRST_COMPLETED)
         log.info("stopping the station")
         agent.shutdown()
+        if agent.online:
+            # Give the Ended events a moment to reach the CSMS; they stay queued otherwise.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(agent.drain(), DRAIN_ON_STOP_S)
         for pending in (task, stopper):
             pending.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -149,6 +149,10 @@ class Agent:
     def close(self) -> None:
         self.storage.close()
 
+    async def drain(self) -> None:
+        """Wait until every queued message has been delivered (e.g. before a planned stop)."""
+        await self.outbox.wait_empty()
+
     async def wait_online(self) -> None:
         assert self._online_event is not None, "run() has not started"
         await self._online_event.wait()

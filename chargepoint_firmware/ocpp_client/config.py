@@ -7,7 +7,6 @@ The device model (chargepoint_firmware/device_model.py) is the source of truth w
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any, Protocol
 
 DEFAULTS: dict[tuple[str, str], str] = {
@@ -48,13 +47,8 @@ class ValueSource(Protocol):
 class ConfigView:
     def __init__(self, source: ValueSource | None = None) -> None:
         self.source = source
-        self._local: dict[tuple[str, str], str] = {}
-        self._listeners: list[Callable[[str, str], None]] = []
 
     def raw(self, component: str, variable: str) -> str:
-        key = (component, variable)
-        if key in self._local:
-            return self._local[key]
         if self.source is not None:
             try:
                 value = self.source.value(component, variable)
@@ -64,19 +58,7 @@ class ConfigView:
                 if isinstance(value, bool):
                     return "true" if value else "false"
                 return str(value)
-        return DEFAULTS[key]
-
-    def set_local(self, component: str, variable: str, value: str) -> None:
-        """Without a device model (tests, first start): keep a value in memory."""
-        self._local[(component, variable)] = value
-        self.changed(component, variable)
-
-    def on_change(self, listener: Callable[[str, str], None]) -> None:
-        self._listeners.append(listener)
-
-    def changed(self, component: str, variable: str) -> None:
-        for listener in self._listeners:
-            listener(component, variable)
+        return DEFAULTS[(component, variable)]
 
     def integer(self, component: str, variable: str) -> int:
         return int(float(self.raw(component, variable)))

@@ -29,14 +29,23 @@ class Outbox:
     def __init__(self, storage: AgentStorage) -> None:
         self.storage = storage
         self._wakeup = asyncio.Event()
+        self._empty = asyncio.Event()
         self.delivered = 0
 
     def put(self, action: str, payload: dict[str, Any]) -> str:
         """Queue a message (call inside storage.atomic() to tie it to a state change)."""
         message_id = str(uuid.uuid4())
         self.storage.enqueue(message_id, action, payload)
+        self._empty.clear()
         self._wakeup.set()
         return message_id
+
+    async def wait_empty(self) -> None:
+        """Return once every queued message has been delivered (or dropped)."""
+        if self.storage.peek() is None:
+            return
+        self._empty.clear()
+        await self._empty.wait()
 
     def __len__(self) -> int:
         return self.storage.queue_length()
@@ -49,6 +58,7 @@ class Outbox:
             self._wakeup.clear()
             message = self.storage.peek()
             if message is None:
+                self._empty.set()
                 await self._wakeup.wait()
                 continue
             try:

@@ -54,7 +54,8 @@ async def test_e_offline_events_delivered_in_order_exactly_once(tmp_path: Path) 
 
         await h.csms.start(port=h.csms.port)  # it comes back
         await h.csms.wait_for("TransactionEvent", lambda e: e["eventType"] == "Ended", within_s=10)
-        await eventually(lambda: len(h.agent.outbox) == 0)
+        await asyncio.wait_for(h.agent.drain(), 10)
+        assert len(h.agent.outbox) == 0
         mine = assert_complete_sequence(h.csms.actions("TransactionEvent"), tx_id)
         after_outage = mine[before:]
         assert len(after_outage) >= queued - 1  # queued also holds the Ended

@@ -302,3 +302,13 @@ async def test_l01_update_firmware_status_sequence(
     assert result.status == "Accepted"
     steps = await h.csms.wait_for("FirmwareStatusNotification", count=4)
     assert [s["status"] for s in steps] == ["Downloading", "Downloaded", "Installing", "Installed"]
+
+
+async def test_e14_get_transaction_status(h: Harness) -> None:
+    tx_id = await start_remote(h)
+    await eventually(lambda: len(h.agent.outbox) == 0)
+    status = await h.call(call.GetTransactionStatus(transaction_id=tx_id))
+    assert status.ongoing_indicator is True
+    assert status.messages_in_queue is False
+    unknown = await h.call(call.GetTransactionStatus(transaction_id="nope"))
+    assert unknown.ongoing_indicator is False

@@ -97,8 +97,15 @@ async def cluster(
         nodes: list[NodeProcess] = []
         stations: list[RoamingStation] = []
         try:
-            for i in range(node_count):  # one after another: the first one migrates
-                nodes.append(await start_node(f"mn-{run}-{i}", database_url, broker_url))
+            # The database is migrated already (prepare_database): start the nodes together.
+            started = await asyncio.gather(
+                *(start_node(f"mn-{run}-{i}", database_url, broker_url) for i in range(node_count)),
+                return_exceptions=True,
+            )
+            nodes.extend(node for node in started if isinstance(node, NodeProcess))
+            for failure in started:
+                if isinstance(failure, BaseException):
+                    raise failure
             backends = [("127.0.0.1", node.ocpp_port) for node in nodes]
             balancer: TcpBalancer | HaproxyBalancer
             if balancer_kind == "haproxy":
@@ -112,6 +119,7 @@ async def cluster(
                 stations = [RoamingStation(url, station_id) for station_id in station_ids]
                 for station in stations:
                     station.start()
+                    # One at a time, so that round robin spreads them evenly.
                     await asyncio.wait_for(station.ready.wait(), 20)
                 async with api_client(token) as client:
                     yield Cluster(database_url, token, nodes, balancer, stations, client)
@@ -249,7 +257,14 @@ async def test_sigkill_a_node_stations_move_commands_follow_no_message_lost(
             await asyncio.wait_for(station.dropped.wait(), 10)
         await wait_for(lambda: _all_moved(moved), 20, "the victim's stations to reconnect")
         await wait_for(c.holders_agree, 20, "the surviving nodes to agree on the new holders")
-        await asyncio.sleep(0.5)  # messages flow on the new connections too
+        moved_count = {s.station_id: len(answered[s.station_id]) for s in moved}
+
+        async def flowing_again() -> bool:
+            return all(len(answered[sid]) > count + 2 for sid, count in moved_count.items())
+
+        # Messages flow on the new connections too (a call lost with the old one first waits
+        # out the station's 3 s response timeout).
+        await wait_for(flowing_again, 15, "the moved stations' messages to be answered again")
         stop.set()
         await asyncio.wait_for(asyncio.gather(*streams), 60)
 

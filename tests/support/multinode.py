@@ -62,10 +62,10 @@ async def fresh_database(base_url: str) -> AsyncIterator[str]:
 
 async def prepare_database(database_url: str, station_ids: list[str]) -> str:
     """Migrate, register the stations (Basic auth, PASSWORD); return a new API token."""
-    settings = Settings(database_url=database_url)
-    for station_id in station_ids:
-        await admin.add_station(settings, station_id, password=PASSWORD)
-    created = await admin.create_api_token(settings, "multinode")
+    async with admin.opened(Settings(database_url=database_url)) as services:
+        for station_id in station_ids:
+            await services.stations.create(station_id, password=PASSWORD)
+        created = await services.api_tokens.create("multinode")
     return created.plaintext
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import contextlib
 import logging
 import ssl
 from http import HTTPStatus
@@ -106,6 +107,7 @@ class OcppServer:
         self._server: Server | None = None
         self.sessions: dict[str, Session] = {}
         self._closing: set[asyncio.Task[None]] = set()
+        self._pruner: asyncio.Task[None] | None = None
 
     @property
     def port(self) -> int:
@@ -132,8 +134,24 @@ class OcppServer:
             max_size=4 * 1024 * 1024,
             compression=None,
         )
+        self._pruner = asyncio.create_task(self._prune_message_log(3600.0))
+
+    async def _prune_message_log(self, every_s: float) -> None:
+        while True:
+            try:
+                removed = await self.services.message_log.prune_expired()
+                if removed:
+                    log.info("message log: %d old entries removed", removed)
+            except Exception:
+                log.exception("message log pruning failed")
+            await asyncio.sleep(every_s)
 
     async def close(self) -> None:
+        if self._pruner is not None:
+            self._pruner.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._pruner
+            self._pruner = None
         if self._server is None:
             return
         self._server.close()

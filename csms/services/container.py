@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
 
 from argon2 import PasswordHasher
 
@@ -60,6 +61,7 @@ def build_services(
     log_incoming_messages: bool = False,
     sqlite_synchronous: str = "FULL",
     password_hasher: PasswordHasher | None = None,
+    message_log_retention: timedelta | None = timedelta(days=30),
 ) -> Services:
     """Wire the services. The default router is in-process (one node); the default password
     hasher is argon2id with argon2-cffi's default (RFC 9106 low-memory) parameters."""
@@ -76,7 +78,9 @@ def build_services(
         transactions=TransactionService(db),
         device_model=DeviceModelService(db),
         charging_profiles=ChargingProfileService(db),
-        message_log=MessageLogService(db, log_incoming=log_incoming_messages, clock=clock),
+        message_log=MessageLogService(
+            db, log_incoming=log_incoming_messages, retention=message_log_retention, clock=clock
+        ),
         events=EventService(db),
         tariffs=TariffService(db, clock=clock),
         commands=CommandService(

@@ -3,7 +3,7 @@ profiles, message log, events, tariffs."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from csms.domain.errors import InvalidRequest, NotFound, UnknownStation
 from csms.domain.models import (
@@ -87,9 +87,17 @@ class MessageLogService:
     """OCPP message log. Commands and their answers are always logged; every incoming
     frame only when `log_incoming` is on (it costs throughput)."""
 
-    def __init__(self, db: Database, *, log_incoming: bool = False, clock: Clock = utcnow) -> None:
+    def __init__(
+        self,
+        db: Database,
+        *,
+        log_incoming: bool = False,
+        retention: timedelta | None = timedelta(days=30),
+        clock: Clock = utcnow,
+    ) -> None:
         self._db = db
         self.log_incoming = log_incoming
+        self.retention = retention
         self._clock = clock
 
     async def list(
@@ -117,6 +125,12 @@ class MessageLogService:
 
     async def prune(self, before: datetime) -> int:
         return await self._db.write(lambda c: repo.prune_log(c, before))
+
+    async def prune_expired(self) -> int:
+        """Drop entries older than the retention (bounded log); 0 when retention is None."""
+        if self.retention is None:
+            return 0
+        return await self.prune(self._clock() - self.retention)
 
 
 class EventService:

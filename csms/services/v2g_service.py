@@ -366,6 +366,9 @@ class V2gService:
         self._task: asyncio.Task[None] | None = None
         self.replans = 0
 
+    def now(self) -> datetime:
+        return self._clock()
+
     # -- lifecycle ------------------------------------------------------------------------------
     def start_background(self) -> None:
         """Start the re-planning loop when `replan_interval_s` > 0 (off by default)."""

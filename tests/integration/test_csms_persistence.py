@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -154,6 +155,23 @@ async def test_message_log_prune(services: Services) -> None:
     assert (await ml.list("CS1")).total == 1
     assert await ml.prune(datetime.now(UTC)) == 1
     assert (await ml.list("CS1")).total == 0
+
+
+async def test_message_log_retention_bounds_the_log(services: Services) -> None:
+    from datetime import timedelta
+
+    from csms.domain.models import Direction
+
+    ml = services.message_log
+    ml.retention = timedelta(hours=1)
+    old = ml.entry("CS1", Direction.IN, "CALL", "old", "Heartbeat", {})
+    old = dataclasses.replace(old, created_at=datetime.now(UTC) - timedelta(hours=2))
+    fresh = ml.entry("CS1", Direction.IN, "CALL", "new", "Heartbeat", {})
+    await ml.record(old, fresh)
+    assert await ml.prune_expired() == 1
+    assert [e.message_id for e in (await ml.list("CS1")).items] == ["new"]
+    ml.retention = None
+    assert await ml.prune_expired() == 0
 
 
 async def test_paging_limits_checked(services: Services) -> None:

@@ -140,9 +140,11 @@ async def test_c01_authorize_answers_from_the_token_store(
         assert info["cacheExpiryDateTime"].endswith("Z")
 
 
-async def test_c01_authorize_unknown_token(ws: ClientConnection) -> None:
+async def test_c01_authorize_unknown_token(csms: Csms, ws: ClientConnection) -> None:
     reply = await raw_exchange(ws, [2, "a", "Authorize", VALID["Authorize"]])
     assert reply[2] == {"idTokenInfo": {"status": "Unknown"}}
+    audit = (await csms.services.events.list("CS1", kind="Authorize")).items
+    assert [e.payload["idTokenInfo"]["status"] for e in audit] == ["Unknown"]
 
 
 async def test_j_meter_values_stored_as_rows(csms: Csms, ws: ClientConnection) -> None:
@@ -193,6 +195,7 @@ async def test_b07_notify_report_parts_are_joined(csms: Csms, ws: ClientConnecti
         "NotifyEVChargingSchedule",
         "DataTransfer",
         "Get15118EVCertificate",
+        "GetCertificateStatus",
         "ReportChargingProfiles",
     ],
 )

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from csms.domain.models import AuthorizationResult
+from csms.ocpp_server.blocks._common import record_event
 from csms.services.common import ocpp_datetime
 
 if TYPE_CHECKING:
@@ -23,7 +24,10 @@ def id_token_info(result: AuthorizationResult) -> dict[str, Any]:
 async def authorize(session: Session, payload: dict[str, Any]) -> dict[str, Any]:
     token = payload["idToken"]
     result = await session.services.id_tokens.authorize(token["idToken"], token["type"])
-    return {"idTokenInfo": id_token_info(result)}
+    info = id_token_info(result)
+    # Kept as an event (audit trail of who tried to charge, and the answer given).
+    await record_event(session, "Authorize", {**payload, "idTokenInfo": info})
+    return {"idTokenInfo": info}
 
 
 HANDLERS: dict[str, Handler] = {"Authorize": authorize}

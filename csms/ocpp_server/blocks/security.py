@@ -125,6 +125,7 @@ async def get_15118_ev_certificate(session: Session, payload: dict[str, Any]) ->
 
 async def get_certificate_status(session: Session, payload: dict[str, Any]) -> dict[str, Any]:
     # No OCSP responder configured: Failed.
+    await record_event(session, "GetCertificateStatus", payload)
     return {"status": "Failed", "statusInfo": {"reasonCode": "NoOCSPResponder"}}
 
 

@@ -92,3 +92,16 @@ async def test_run_boots_with_the_simulated_chademo_evse_and_stops_on_sigterm(
             proc.kill()
             proc.wait(5)
         await csms.stop()
+
+
+def test_chademo_decode_subcommand_prints_json_lines(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import json
+
+    source = REPO / "tests" / "data" / "chademo" / "leaf-ze0-v2x-session.csv"
+    log = tmp_path / "head.csv"
+    log.write_text("".join(source.read_text().splitlines(keepends=True)[:30]))
+    assert main(["chademo-decode", str(log)]) == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.strip()]
+    assert lines and {"id", "name"} <= set(lines[0])

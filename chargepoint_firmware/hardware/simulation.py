@@ -63,7 +63,8 @@ class SimulatedEvse:
         await self.vehicle.start()
         await self.evse.start()
 
-    async def stop(self) -> None:
-        await self.evse.stop()
+    async def stop(self, graceful_s: float = 5.0) -> None:
+        """Stop the EVSE (ending a session normally for up to `graceful_s`), then the car."""
+        await self.evse.stop(graceful_s)
         await self.vehicle.stop()
         self.vehicle_bus.shutdown()

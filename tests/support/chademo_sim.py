@@ -78,7 +78,7 @@ async def running_sim(
     try:
         yield Rig(sim, sniffer)
     finally:
-        await sim.stop()
+        await sim.stop(graceful_s=0.0)  # tests that need the graceful stop call it themselves
         sniffer.close()
 
 

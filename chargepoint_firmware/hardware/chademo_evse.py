@@ -412,8 +412,10 @@ class ChademoEvse:
                 new_state.state,
                 new_state.stop_reason if new_state.state is ChargerState.STOPPING else "",
             )
-        if new_state.d1_at != cstate.d1_at:
-            self._vehicle = view = VehicleView()  # a new session: forget the last car's frames
+        new_session = new_state.d1_at != cstate.d1_at
+        unplugged = new_state.state is ChargerState.IDLE and cstate.state is not ChargerState.IDLE
+        if new_session or unplugged:
+            self._vehicle = view = VehicleView()  # forget the last car's frames
         self._cstate = new_state
         if new_state.state in _AT_REST:
             self._at_rest.set()

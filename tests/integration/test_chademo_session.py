@@ -166,6 +166,7 @@ async def test_vehicle_side_normal_stop() -> None:
         sim.vehicle.unplug()
         await wait_until(lambda: sim.evse.status().state is SessionState.IDLE, 2.0)
         assert ("unplugged", "") in kinds(events)
+        assert sim.evse.status().soc_pct is None  # nothing plugged: no stale vehicle data
 
 
 async def test_grid_loss_stops_export_and_is_reported() -> None:

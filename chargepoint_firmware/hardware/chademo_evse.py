@@ -21,7 +21,7 @@ import logging
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 import can
@@ -211,6 +211,12 @@ class ChademoEvse:
     def reset_faults(self) -> tuple[str, ...]:
         cleared = tuple(sorted(self._sstate.latched_faults))
         self._sstate = reset_faults(self._sstate)
+        if cleared:  # the snapshot shows it at once, not only after the next tick
+            self._status = replace(
+                self._status,
+                latched_faults=(),
+                state=session_state(self._cstate, self._status.plugged, latched=False),
+            )
         for name in cleared:
             log.info("EVSE %s: fault %s reset", self.evse_id, name)
             self._emit(HardwareEventKind.FAULT_CLEARED, name)

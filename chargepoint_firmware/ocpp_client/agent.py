@@ -94,6 +94,7 @@ class Agent:
             transactions=self.transactions,
         )
         self.transactions.listeners.append(self._on_transaction_change)
+        self.smart.on_count = lambda n: self.dm.report_entries("SmartChargingCtrlr", n)
         self._ssl = ssl_context
         self._rng = rng or random.Random()
         self.registration: str | None = None  # Accepted / Pending / Rejected of the last boot

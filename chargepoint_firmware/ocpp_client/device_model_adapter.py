@@ -81,6 +81,9 @@ class DeviceModelAdapter:
     def on_change(self, listener: ChangeListener) -> None:
         raise NotImplementedError
 
+    def report_entries(self, component: str, count: int) -> None:
+        """Keep the read-only Entries count of SmartChargingCtrlr / LocalAuthListCtrlr current."""
+
     def get_variables(self, data: list[dict[str, Any]]) -> list[dict[str, Any]]:
         raise NotImplementedError
 
@@ -241,6 +244,13 @@ class ProjectDeviceModel(DeviceModelAdapter):
 
     def on_change(self, listener: ChangeListener) -> None:
         self.model.on_any_change(listener)
+
+    def report_entries(self, component: str, count: int) -> None:
+        instance = "ChargingProfiles" if component == "SmartChargingCtrlr" else None
+        try:
+            self.model.set_internal(component, "Entries", str(count), instance=instance)
+        except (KeyError, ValueError) as exc:
+            log.warning("cannot update %s.Entries: %s", component, exc)
 
     def get_variables(self, data: list[dict[str, Any]]) -> list[dict[str, Any]]:
         result: list[dict[str, Any]] = self.model.get_variables(data, style="snake")

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -64,6 +64,8 @@ class SmartCharging:
         self.store = ProfileStore()
         self._wake = asyncio.Event()
         self._published: dict[int, EvseSetpoint] = {}
+        # Called with the number of installed profiles after every change.
+        self.on_count: Callable[[int], None] = lambda _count: None
         transactions.listeners.append(self._on_transaction_change)
 
     # -- profiles -----------------------------------------------------------------------------
@@ -82,6 +84,7 @@ class SmartCharging:
                 store, _ = store.clear(profile_id=p.id)
                 self.storage.delete_profile(p.id)
         self.store = store
+        self.on_count(len(store))
 
     def discharge_enabled(self) -> bool:
         return self.config.boolean("V2XCtrlr", "NegativeLimitIsDischarge")
@@ -232,6 +235,7 @@ class SmartCharging:
 
     # -- the setpoint task --------------------------------------------------------------------
     def wake(self) -> None:
+        self.on_count(len(self.store))
         self._wake.set()
 
     def publish_now(self) -> datetime | None:

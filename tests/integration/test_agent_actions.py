@@ -255,6 +255,10 @@ async def test_d01_d02_local_list_and_c_clear_cache(h: Harness) -> None:
     assert diff.status == "Accepted"
     assert h.agent.storage.local_list_entry("BAD", "ISO14443") is None
     assert h.agent.storage.local_list_entry("GOOD", "ISO14443") == {"status": "Accepted"}
+    entries = await h.call(
+        call.GetVariables(get_variable_data=[var("LocalAuthListCtrlr", "Entries")])
+    )
+    assert entries.get_variable_result[0]["attribute_value"] == "1"
     cleared = await h.call(call.ClearCache())
     assert cleared.status == "Accepted"
 

@@ -130,6 +130,17 @@ async def test_k05_k09_get_and_clear_charging_profiles_survive_restart(tmp_path:
         assert reports[0]["evseId"] == 1
         assert reports[0]["chargingLimitSource"] == "CSO"
         assert reports[0]["chargingProfile"][0]["id"] == 42
+        count = await h.call(
+            call.GetVariables(
+                get_variable_data=[
+                    {
+                        "component": {"name": "SmartChargingCtrlr"},
+                        "variable": {"name": "Entries", "instance": "ChargingProfiles"},
+                    }
+                ]
+            )
+        )
+        assert count.get_variable_result[0]["attribute_value"] == "1"
         none = await h.call(
             call.GetChargingProfiles(request_id=6, charging_profile={"stack_level": 3})
         )

@@ -35,6 +35,7 @@ class AuthorizationBlock(BlockBase):
                     status="Failed", status_info=status_info("TooManyEntries")
                 )
             storage.replace_local_list(version_number, full)
+            self.agent.dm.report_entries("LocalAuthListCtrlr", storage.local_list_size())
             return call_result.SendLocalList(status="Accepted")
         # Differential: D01.FR.19 a version not newer than ours is a mismatch.
         if version_number <= storage.local_list_version():
@@ -44,6 +45,7 @@ class AuthorizationBlock(BlockBase):
             for e in entries
         ]
         storage.update_local_list(version_number, diff)
+        self.agent.dm.report_entries("LocalAuthListCtrlr", storage.local_list_size())
         return call_result.SendLocalList(status="Accepted")
 
     @on(Action.get_local_list_version)

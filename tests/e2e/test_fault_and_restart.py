@@ -10,10 +10,15 @@ from pathlib import Path
 from typing import Any
 
 from chargepoint_firmware.simulate import Car
+from tests.support.chademo_sim import BusRecorder
 from tests.support.e2e_stack import running_stack, until, until_true
 
 FAULT_TO_SAFE_S = 0.5
 SAFE_CURRENT_A = 5
+
+
+def frames(bus: BusRecorder, can_id: int, since: float = 0.0) -> list[tuple[float, Any]]:
+    return bus.decoded(can_id, since)
 
 
 async def test_vehicle_fault_mid_discharge_drops_current_within_half_a_second_and_reports(
@@ -29,27 +34,27 @@ async def test_vehicle_fault_mid_discharge_drops_current_within_half_a_second_an
         response = await stack.set_tx_profile("E2E-FLT", tx, -5000.0)
         assert response.json()["status"] == "Accepted", response.text
         await until_true(
-            lambda: any(f.discharge_current_a >= 10 for _, f in bus.decoded(0x208)),
+            lambda: any(f.discharge_current_a >= 10 for _, f in frames(bus, 0x208)),
             within_s=20,
             what="discharge of at least 10 A",
         )
 
         station.sim.vehicle.inject_fault("fault_battery_overvoltage")
         await until_true(
-            lambda: any(f.fault_battery_overvoltage for _, f in bus.decoded(0x102)),
+            lambda: any(f.fault_battery_overvoltage for _, f in frames(bus, 0x102)),
             within_s=2,
             what="the fault flag on 0x102",
         )
-        raised_at = next(at for at, f in bus.decoded(0x102) if f.fault_battery_overvoltage)
+        raised_at = next(at for at, f in frames(bus, 0x102) if f.fault_battery_overvoltage)
         await until_true(
             lambda: any(
-                f.discharge_current_a <= SAFE_CURRENT_A for _, f in bus.decoded(0x208, raised_at)
+                f.discharge_current_a <= SAFE_CURRENT_A for _, f in frames(bus, 0x208, raised_at)
             ),
             within_s=2,
             what="discharge current <= 5 A after the fault",
         )
         safe_at = next(
-            at for at, f in bus.decoded(0x208, raised_at) if f.discharge_current_a <= SAFE_CURRENT_A
+            at for at, f in frames(bus, 0x208, raised_at) if f.discharge_current_a <= SAFE_CURRENT_A
         )
         assert safe_at - raised_at <= FAULT_TO_SAFE_S, f"{safe_at - raised_at:.3f} s"
         latched = " ".join(station.status().latched_faults)

@@ -22,6 +22,7 @@ from chargepoint_firmware.interfaces import EvseHardware, EvseSetpoint
 from chargepoint_firmware.ocpp_client.clock import Clock
 from chargepoint_firmware.ocpp_client.config import ConfigView
 from chargepoint_firmware.ocpp_client.transactions import TransactionManager
+from chargepoint_firmware.ocpp_client.v2x_local import LocalV2x
 from chargepoint_firmware.schedule import (
     ChargingProfilePurpose,
     ChargingRateUnit,
@@ -64,6 +65,8 @@ class SmartCharging:
         self.store = ProfileStore()
         self._wake = asyncio.Event()
         self._published: dict[int, EvseSetpoint] = {}
+        # Frequency-watt response and emergency-backup hold, applied after the schedule.
+        self.local_v2x = LocalV2x(config, wake=self.wake)
         # Called with the number of installed profiles after every change.
         self.on_count: Callable[[int], None] = lambda _count: None
         transactions.listeners.append(self._on_transaction_change)
@@ -257,7 +260,11 @@ class SmartCharging:
                 nominal_voltage_v=self._nominal_voltage(evse_id),
                 discharge_enabled=discharge,
             )
-            setpoint = EvseSetpoint(evse_id, limit, unit.value, valid_until=next_change)
+            setpoint = self.local_v2x.adjust(
+                EvseSetpoint(evse_id, limit, unit.value, valid_until=next_change),
+                hw.status(),
+                self._nominal_voltage(evse_id),
+            )
             if self._published.get(evse_id) != setpoint:
                 self._published[evse_id] = setpoint
                 hw.set_setpoint(setpoint)

@@ -217,3 +217,34 @@ async def test_k01_tx_profile_without_transaction_rejected(tmp_path: Path) -> No
         assert result.status_info["reason_code"] == "TxNotFound"
     finally:
         await h.close()
+
+
+async def test_v2x_emergency_backup_data_transfer_holds_discharge(tmp_path: Path) -> None:
+    from chargepoint_firmware.ocpp_client.v2x_local import BACKUP_MESSAGE_ID, BACKUP_VENDOR_ID
+
+    h = await start_harness(tmp_path, manual_clock=True)
+    try:
+        profile = tx_default_profile([(0, -5000.0)])
+        assert (
+            await h.call(call.SetChargingProfile(evse_id=1, charging_profile=profile))
+        ).status == "Accepted"
+        await eventually(lambda: h.evse.setpoints[-1][1].limit == -5000.0)
+        on = await h.call(
+            call.DataTransfer(
+                vendor_id=BACKUP_VENDOR_ID, message_id=BACKUP_MESSAGE_ID, data='{"enabled": true}'
+            )
+        )
+        assert on.status == "Accepted"
+        await eventually(lambda: h.evse.setpoints[-1][1].limit == 0.0)
+        assert h.evse.setpoints[-1][1].source == "emergency_backup"
+        off = await h.call(
+            call.DataTransfer(
+                vendor_id=BACKUP_VENDOR_ID, message_id=BACKUP_MESSAGE_ID, data='{"enabled": false}'
+            )
+        )
+        assert off.status == "Accepted"
+        await eventually(lambda: h.evse.setpoints[-1][1].limit == -5000.0)
+        unknown = await h.call(call.DataTransfer(vendor_id=BACKUP_VENDOR_ID, message_id="Nope"))
+        assert unknown.status == "UnknownMessageId"
+    finally:
+        await h.close()

@@ -86,7 +86,8 @@ class DiagnosticsBlock(BlockBase):
     def on_data_transfer(
         self, vendor_id: str, message_id: str | None = None, data: Any = None, **_: Any
     ) -> call_result.DataTransfer:
-        # No vendor extensions are implemented: every vendor id is unknown (P01.FR.06).
-        return call_result.DataTransfer(
-            status="UnknownVendorId", status_info=status_info("UnknownVendor", vendor_id)
-        )
+        # One vendor extension: org.openv2g.v2x / EmergencyBackup (v2x_local); any other
+        # vendor id is unknown (P01.FR.06).
+        status, info = self.agent.smart.local_v2x.data_transfer(vendor_id, message_id, data)
+        reason = None if info is None else status_info(str(info.get("reasonCode", status)))
+        return call_result.DataTransfer(status=status, status_info=reason)

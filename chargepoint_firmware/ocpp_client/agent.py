@@ -731,8 +731,12 @@ class Agent:
             await self._sleep_or_config(boundary)
             if self.clock.now() < boundary:
                 continue  # configuration changed: recompute the boundary
+            idle_too = self.config.boolean("AlignedDataCtrlr", "SendDuringIdle")
             for evse_id in self.hardware:
-                if not self.transactions.sample(evse_id, "MeterValueClock", "Sample.Clock"):
+                if (
+                    not self.transactions.sample(evse_id, "MeterValueClock", "Sample.Clock")
+                    and idle_too
+                ):
                     payload = self.transactions.meter_values_message(evse_id, "Sample.Clock")
                     if payload is not None:
                         with self.storage.atomic():

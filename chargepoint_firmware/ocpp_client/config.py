@@ -26,6 +26,7 @@ DEFAULTS: dict[tuple[str, str], str] = {
     ("AlignedDataCtrlr", "Interval"): "900",
     ("AlignedDataCtrlr", "Measurands"): "Energy.Active.Import.Register,"
     "Energy.Active.Export.Register,Power.Active.Import,Power.Active.Export,Voltage,SoC",
+    ("AlignedDataCtrlr", "SendDuringIdle"): "false",
     ("AuthCtrlr", "AuthorizeRemoteStart"): "false",
     ("AuthCtrlr", "LocalAuthorizeOffline"): "true",
     ("AuthCacheCtrlr", "Enabled"): "true",

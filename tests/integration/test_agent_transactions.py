@@ -246,3 +246,46 @@ async def test_f01_authorize_remote_start_asks_the_csms_first(tmp_path: Path) ->
         ]
     finally:
         await h.close()
+
+
+async def test_j01_clock_aligned_meter_values_on_the_boundary(tmp_path: Path) -> None:
+    from tests.support.agent_fakes import ManualClock
+
+    h = await start_harness(tmp_path, manual_clock=True)
+    try:
+        assert isinstance(h.clock, ManualClock)
+        await set_variable(h, "AlignedDataCtrlr", "Interval", "900")
+        await set_variable(h, "AlignedDataCtrlr", "SendDuringIdle", "true")
+        h.evse.add_energy(import_wh=77.0)
+        h.clock.advance(899.0)  # 12:14:59
+        await asyncio.sleep(0.1)
+        assert h.csms.actions("MeterValues") == []
+        h.clock.advance(1.0)  # 12:15:00, a quarter-hour boundary
+        values = await h.csms.wait_for("MeterValues")
+        mv = values[0]["meterValue"][0]
+        assert mv["timestamp"] == "2026-01-01T12:15:00.000Z"
+        assert {sv["context"] for sv in mv["sampledValue"]} == {"Sample.Clock"}
+        assert measurands(values[0])["Energy.Active.Import.Register"] == 77.0
+        # During a transaction the aligned sample is a TransactionEvent (MeterValueClock).
+        await start_remote(h)
+        h.clock.advance(900.0)
+        clocked = await h.csms.wait_for(
+            "TransactionEvent", lambda e: e["triggerReason"] == "MeterValueClock"
+        )
+        assert clocked[0]["meterValue"][0]["timestamp"] == "2026-01-01T12:30:00.000Z"
+    finally:
+        await h.close()
+
+
+async def test_sampled_measurands_follow_the_device_model(tmp_path: Path) -> None:
+    h = await start_harness(tmp_path)
+    try:
+        await set_variable(h, "SampledDataCtrlr", "TxUpdatedMeasurands", "SoC,Voltage")
+        await set_variable(h, "SampledDataCtrlr", "TxUpdatedInterval", "1")
+        await start_remote(h)
+        periodic = await h.csms.wait_for(
+            "TransactionEvent", lambda e: e["triggerReason"] == "MeterValuePeriodic"
+        )
+        assert set(measurands(periodic[0])) == {"SoC", "Voltage"}
+    finally:
+        await h.close()

@@ -255,15 +255,18 @@ async def test_j01_clock_aligned_meter_values_on_the_boundary(tmp_path: Path) ->
     try:
         assert isinstance(h.clock, ManualClock)
         await set_variable(h, "AlignedDataCtrlr", "Interval", "900")
-        await set_variable(h, "AlignedDataCtrlr", "SendDuringIdle", "true")
-        h.evse.add_energy(import_wh=77.0)
-        h.clock.advance(899.0)  # 12:14:59
+        h.clock.advance(900.0)  # 12:15:00, but SendDuringIdle is false: nothing while idle
         await asyncio.sleep(0.1)
         assert h.csms.actions("MeterValues") == []
-        h.clock.advance(1.0)  # 12:15:00, a quarter-hour boundary
+        await set_variable(h, "AlignedDataCtrlr", "SendDuringIdle", "true")
+        h.evse.add_energy(import_wh=77.0)
+        h.clock.advance(899.0)  # 12:29:59
+        await asyncio.sleep(0.1)
+        assert h.csms.actions("MeterValues") == []
+        h.clock.advance(1.0)  # 12:30:00, a quarter-hour boundary
         values = await h.csms.wait_for("MeterValues")
         mv = values[0]["meterValue"][0]
-        assert mv["timestamp"] == "2026-01-01T12:15:00.000Z"
+        assert mv["timestamp"] == "2026-01-01T12:30:00.000Z"
         assert {sv["context"] for sv in mv["sampledValue"]} == {"Sample.Clock"}
         assert measurands(values[0])["Energy.Active.Import.Register"] == 77.0
         # During a transaction the aligned sample is a TransactionEvent (MeterValueClock).
@@ -272,7 +275,7 @@ async def test_j01_clock_aligned_meter_values_on_the_boundary(tmp_path: Path) ->
         clocked = await h.csms.wait_for(
             "TransactionEvent", lambda e: e["triggerReason"] == "MeterValueClock"
         )
-        assert clocked[0]["meterValue"][0]["timestamp"] == "2026-01-01T12:30:00.000Z"
+        assert clocked[0]["meterValue"][0]["timestamp"] == "2026-01-01T12:45:00.000Z"
     finally:
         await h.close()
 

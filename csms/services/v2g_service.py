@@ -566,6 +566,19 @@ class V2gService:
             departure = now + timedelta(hours=1)
         return SessionContext(record, soc, soc_source, departure, target, "default", tx)
 
+    async def latest_power_kw(self, record: VehicleRecord) -> float:
+        """Signed power (kW, + charge) from the latest Power.Active.Import/Export samples."""
+        if record.station_id is None:
+            return 0.0
+        async with self._db.read() as conn:
+            imp = await vrepo.latest_measurand(
+                conn, record.station_id, "Power.Active.Import", record.evse_id
+            )
+            exp = await vrepo.latest_measurand(
+                conn, record.station_id, "Power.Active.Export", record.evse_id
+            )
+        return ((imp[1] if imp else 0.0) - (exp[1] if exp else 0.0)) / 1000.0
+
     # -- prices ---------------------------------------------------------------------------------
     async def put_prices(self, rows: Sequence[PriceRow]) -> int:
         if not rows:

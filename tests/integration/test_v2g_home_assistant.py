@@ -1,0 +1,152 @@
+"""Home Assistant over MQTT: discovery configs, state, commands; and through a real broker
+(Mosquitto) when CSMS_TEST_MQTT_URL is set."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import uuid
+from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+
+from csms.home_assistant import HomeAssistantBridge, discovery_messages
+from csms.persistence.v2g_repositories import VehicleRecord
+from tests.support.api_harness import ApiHarness
+from tests.support.api_station import ApiTestStation
+from tests.support.v2g_harness import (
+    LEAF,
+    meter_value,
+    transaction_event,
+    v2g_api,
+    v2g_of,
+    v2g_station,
+)
+
+V1 = "/api/v1"
+
+
+@pytest.fixture
+async def api(tmp_path: Path) -> AsyncIterator[ApiHarness]:
+    async with v2g_api(tmp_path) as harness:
+        yield harness
+
+
+@pytest.fixture
+async def station(api: ApiHarness) -> AsyncIterator[ApiTestStation]:
+    async with v2g_station(api, "CS1") as cs:
+        yield cs
+
+
+def test_discovery_configs_name_every_entity_once() -> None:
+    vehicle = VehicleRecord(
+        id="leaf-1",
+        capacity_kwh=40.0,
+        chemistry="NMC",
+        soc_min=0.0,
+        soc_max=1.0,
+        max_charge_kw=7.0,
+        max_discharge_kw=7.0,
+        round_trip_efficiency=0.9,
+        driving_reserve_soc=0.2,
+        backup_reserve_soc=0.1,
+    )
+    messages = discovery_messages(vehicle, "openv2g", "homeassistant")
+    topics = [topic for topic, _ in messages]
+    assert len(topics) == len(set(topics)) == 12
+    by_object = {config["unique_id"]: (topic, config) for topic, config in messages}
+    topic, soc = by_object["openv2g_leaf-1_battery_soc"]
+    assert topic == "homeassistant/sensor/leaf-1/battery_soc/config"
+    assert soc["state_topic"] == "openv2g/leaf-1/state"
+    assert soc["value_template"] == "{{ value_json.battery_soc }}"
+    assert soc["unit_of_measurement"] == "%"
+    assert soc["device"]["identifiers"] == ["openv2g_leaf-1"]
+    _, switch = by_object["openv2g_leaf-1_emergency_backup_mode"]
+    assert switch["command_topic"] == "openv2g/leaf-1/set/emergency_backup_mode"
+    _, number = by_object["openv2g_leaf-1_max_discharge_power"]
+    assert (number["min"], number["max"]) == (0.0, 50.0)
+
+
+async def test_state_and_commands_through_the_service(
+    api: ApiHarness, station: ApiTestStation
+) -> None:
+    await api.client.post(f"{V1}/vehicles", json=dict(LEAF, station_id="CS1", evse_id=1))
+    now = datetime.now(UTC)
+    meter = [meter_value(now, soc_pct=60.0, import_wh=0.0, power_w=-3000.0)]
+    await transaction_event(station, "Started", "tx-1", 0, now, meter=meter)
+    bridge = HomeAssistantBridge(v2g_of(api))
+    messages = dict(await bridge.messages())
+    state = messages["openv2g/leaf-1/state"]
+    assert state["battery_soc"] == 60.0
+    assert state["available_capacity"] == pytest.approx(40.0 * (0.6 - 0.2))
+    assert state["discharge_rate"] == 3.0
+    assert state["connection_status"] == "connected"
+    assert state["v2g_enabled"] == "ON"
+    assert await bridge.handle_command("openv2g/leaf-1/set/max_discharge_power", b"4.5")
+    assert (await api.client.get(f"{V1}/vehicles/leaf-1")).json()["max_discharge_kw"] == 4.5
+    assert await bridge.handle_command("openv2g/leaf-1/set/v2g_enabled", b"OFF")
+    assert (await api.client.get(f"{V1}/vehicles/leaf-1")).json()["max_discharge_kw"] == 0.0
+    assert dict(await bridge.messages())["openv2g/leaf-1/state"]["v2g_enabled"] == "OFF"
+    assert await bridge.handle_command("openv2g/leaf-1/set/v2g_enabled", b"ON")
+    assert (await api.client.get(f"{V1}/vehicles/leaf-1")).json()["max_discharge_kw"] == 4.5
+    assert await bridge.handle_command("openv2g/leaf-1/set/backup_reserve_soc", b"35")
+    assert (await api.client.get(f"{V1}/vehicles/leaf-1")).json()["backup_reserve_soc"] == 0.35
+    assert await bridge.handle_command("openv2g/leaf-1/set/emergency_backup_mode", b"ON")
+    assert station.calls_of("DataTransfer")
+    # Not ours, or not a value: refused without effect.
+    assert not await bridge.handle_command("openv2g/leaf-1/set/min_departure_soc", b"lots")
+    assert not await bridge.handle_command("openv2g/nobody/set/v2g_enabled", b"ON")
+    assert not await bridge.handle_command("other/leaf-1/set/v2g_enabled", b"ON")
+
+
+async def test_through_a_real_broker(api: ApiHarness) -> None:
+    url = os.environ.get("CSMS_TEST_MQTT_URL")
+    if not url:
+        pytest.skip("CSMS_TEST_MQTT_URL not set (MQTT broker tests skipped)")
+    import aiomqtt
+
+    await api.client.post(f"{V1}/vehicles", json=LEAF)
+    prefix = f"openv2g-test-{uuid.uuid4().hex[:8]}"
+    discovery = f"ha-test-{uuid.uuid4().hex[:8]}"
+    bridge = HomeAssistantBridge(
+        v2g_of(api), prefix=prefix, discovery_prefix=discovery, interval_s=0.2
+    )
+    parts = urlsplit(url)
+    runner = asyncio.create_task(bridge.run(url))
+    try:
+        async with aiomqtt.Client(parts.hostname or "127.0.0.1", parts.port or 1883) as client:
+            await client.subscribe(f"{discovery}/#")
+            await client.subscribe(f"{prefix}/leaf-1/state")
+            seen: dict[str, dict[str, object]] = {}
+
+            async def collect(
+                until: str, check: Callable[[dict[str, object]], bool] | None = None
+            ) -> None:
+                async for message in client.messages:
+                    body = message.payload
+                    assert isinstance(body, bytes | bytearray)
+                    seen[str(message.topic)] = json.loads(body)
+                    if str(message.topic) == until and (check is None or check(seen[until])):
+                        return
+
+            await asyncio.wait_for(collect(f"{prefix}/leaf-1/state"), 10)
+            assert f"{discovery}/sensor/leaf-1/battery_soc/config" in seen
+            assert seen[f"{prefix}/leaf-1/state"]["max_discharge_power"] == 7.0
+            await client.publish(f"{prefix}/leaf-1/set/max_discharge_power", b"2.5")
+            await asyncio.wait_for(
+                collect(f"{prefix}/leaf-1/state", lambda s: s["max_discharge_power"] == 2.5),
+                10,
+            )
+            for topic in seen:  # clear the retained messages again
+                await client.publish(topic, b"", retain=True)
+        vehicle = (await api.client.get(f"{V1}/vehicles/leaf-1")).json()
+        assert vehicle["max_discharge_kw"] == 2.5
+    finally:
+        runner.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await runner

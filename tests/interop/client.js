@@ -9,7 +9,7 @@
 const { RPCClient } = require('ocpp-rpc');
 const {
     PROTOCOL, CSMS_TO_CS, emit, nowIso, errorFields, instrument, answerFromOverride, readCommands,
-    selfCheck,
+    selfCheck, skippableValidator,
 } = require('./common');
 
 // A small device model so that GetVariables / SetVariables / GetBaseReport answer like a station.
@@ -199,6 +199,7 @@ function followUps(action, params, answer) {
 
 let client = null;
 let identity = null;
+let skipper = null; // lets one outbound CALL skip strict validation (`"unvalidated": true`)
 let sendFollowUps = true;
 const overrides = new Map(); // action -> {response} | {error}
 
@@ -246,6 +247,8 @@ async function connect(command) {
         reconnect: command.reconnect ?? false,
         callTimeoutMs: command.call_timeout_ms ?? 30000,
     };
+    skipper = skippableValidator();
+    options.strictModeValidators = [skipper.validator];
     if (command.password !== undefined && command.password !== null) options.password = command.password;
     client = new RPCClient(options);
     instrument(client, identity);
@@ -282,6 +285,9 @@ async function onCommand(command) {
                 emit('call_error', { ref: command.ref, action: command.action, code: 'NotConnected', description: 'connect first', details: {} });
                 return;
             }
+            // `unvalidated`: send this one CALL as given even if it breaks the schema (the
+            // answer is still validated), to test how the peer treats a malformed CALL.
+            if (command.unvalidated) skipper.skipNext(command.action);
             await callAndReport(command.action, command.payload ?? {}, command.ref, command.timeout_ms);
             break;
         case 'ping':

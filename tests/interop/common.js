@@ -157,6 +157,30 @@ function validator() {
     return createValidator(PROTOCOL, require('ocpp-rpc/lib/schemas/ocpp2_0_1.json'));
 }
 
+// The strict-mode validator this harness runs with: ocpp-rpc's own 2.0.1 validator, except that
+// a test may ask for ONE outbound request to go out unchecked (`skipNext(action)`), to see how the
+// system under test answers a malformed CALL. Everything else is validated as usual.
+function skippableValidator() {
+    const v = validator();
+    const skips = new Map(); // schema id -> how many validations to skip
+    const validate = v.validate.bind(v);
+    v.validate = (schemaId, params) => {
+        const left = skips.get(schemaId) ?? 0;
+        if (left > 0) {
+            if (left === 1) skips.delete(schemaId); else skips.set(schemaId, left - 1);
+            return true;
+        }
+        return validate(schemaId, params);
+    };
+    return {
+        validator: v,
+        skipNext(action) {
+            const id = `urn:${action}.req`;
+            skips.set(id, (skips.get(id) ?? 0) + 1);
+        },
+    };
+}
+
 // --self-check: every action of one direction has a default answer, and each answer for a
 // representative request is valid against ocpp-rpc's own 2.0.1 schema.
 function selfCheck(actions, defaults, sampleRequests) {
@@ -209,4 +233,5 @@ module.exports = {
     readCommands,
     argValue,
     selfCheck,
+    skippableValidator,
 };

@@ -10,7 +10,7 @@
 const { RPCServer } = require('ocpp-rpc');
 const {
     PROTOCOL, CS_TO_CSMS, emit, nowIso, errorFields, instrument, answerFromOverride, readCommands,
-    argValue, selfCheck,
+    argValue, selfCheck, skippableValidator,
 } = require('./common');
 
 const port = Number(argValue('--port', '0'));
@@ -64,7 +64,11 @@ const SAMPLE_REQUESTS = {
 const stations = new Map(); // identity -> RPCServerClient
 const overrides = new Map(); // action -> {response} | {error}
 
-const server = new RPCServer({ protocols: [PROTOCOL], strictMode: true });
+// Lets one outbound CALL skip strict validation (`"unvalidated": true` on a call command).
+const skipper = skippableValidator();
+const server = new RPCServer({
+    protocols: [PROTOCOL], strictMode: true, strictModeValidators: [skipper.validator],
+});
 
 server.auth((accept, reject, handshake) => {
     // ocpp-rpc would accept a client with no common subprotocol (and then run without one);
@@ -119,6 +123,9 @@ async function onCommand(command) {
                 });
                 return;
             }
+            // `unvalidated`: send this one CALL as given even if it breaks the schema (the
+            // answer is still validated), to test how the peer treats a malformed CALL.
+            if (command.unvalidated) skipper.skipNext(command.action);
             try {
                 const options = command.timeout_ms ? { callTimeoutMs: command.timeout_ms } : {};
                 const result = await station.call(command.action, command.payload ?? {}, options);

@@ -1,0 +1,389 @@
+"""Our CSMS against a third-party charging station: Node `ocpp-rpc` 2.2.1 in strict mode
+(tests/interop/client.js). Every message our CSMS sends is checked by ocpp-rpc against the OCA
+2.0.1 schemas (date-time formats included), and every message the station sends is one that
+ocpp-rpc considers valid, so our CSMS must accept it. The station connects with Basic auth
+(security profile 1); commands come from our REST API."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from csms.api.ocpp_actions import CSMS_INITIATED_ACTIONS
+from tests.support.api_harness import ApiHarness
+from tests.support.api_payloads import EXAMPLE_REQUESTS
+from tests.support.interop import InteropStation, interop_station
+from tests.support.interop_fixtures import (
+    INTEROP_STATION_ID,
+    STATION_PASSWORD,
+    call_unvalidated,
+    csms_for_interop,
+    harness_action_lists,
+    iso_now,
+    minimal_station_requests,
+)
+
+pytestmark = pytest.mark.timeout(120)
+
+# Both spellings of the occurrence error: the 2.0.1 spec's, and the 1.6 one ocpp-rpc (and the
+# Python `ocpp` library) use on 2.0.1 too. Either is a correct answer to a missing field.
+OCCURRENCE_CODES = {"OccurrenceConstraintViolation", "OccurenceConstraintViolation"}
+API = "/api/v1"
+
+
+@pytest.fixture
+async def api(tmp_path: Path) -> AsyncIterator[ApiHarness]:
+    async with csms_for_interop(tmp_path) as harness:
+        yield harness
+
+
+@pytest.fixture
+async def station(api: ApiHarness) -> AsyncIterator[InteropStation]:
+    """The Node station, connected with Basic auth, booted and reporting EVSE 1 / connector 1."""
+    assert api.ocpp_url is not None
+    async with interop_station() as node_station:
+        connected = await node_station.connect(
+            api.ocpp_url, INTEROP_STATION_ID, password=STATION_PASSWORD
+        )
+        assert connected["protocol"] == "ocpp2.0.1"
+        boot = await node_station.boot()
+        assert boot["status"] == "Accepted"
+        assert boot["interval"] > 0
+        status = await node_station.call(
+            "StatusNotification",
+            {
+                "timestamp": iso_now(),
+                "connectorStatus": "Available",
+                "evseId": 1,
+                "connectorId": 1,
+            },
+        )
+        assert status.result == {}
+        yield node_station
+        # Nothing either side sent, over the whole test, broke the 2.0.1 schemas.
+        await node_station.expect_no_strict_violations(origin=None)
+
+
+def energy(value_wh: float, timestamp: str, context: str = "Sample.Periodic") -> dict[str, Any]:
+    return {
+        "timestamp": timestamp,
+        "sampledValue": [
+            {
+                "value": value_wh,
+                "measurand": "Energy.Active.Import.Register",
+                "context": context,
+                "unitOfMeasure": {"unit": "Wh"},
+            },
+            {
+                "value": -7000.0,
+                "measurand": "Power.Active.Import",
+                "context": context,
+                "unitOfMeasure": {"unit": "W"},
+            },
+        ],
+    }
+
+
+async def test_a00_wrong_password_is_refused_at_the_upgrade(api: ApiHarness) -> None:
+    assert api.ocpp_url is not None
+    async with interop_station() as node_station:
+        refused = await node_station.try_connect(
+            api.ocpp_url, INTEROP_STATION_ID, password="not-the-password-1234"
+        )
+        assert refused["event"] == "connect_failed"
+        assert refused["status"] == 401
+        unknown = await node_station.try_connect(
+            api.ocpp_url, "NO-SUCH-STATION", password=STATION_PASSWORD
+        )
+        # OCPP-J: an identity the CSMS does not know SHOULD get HTTP 404.
+        assert unknown["event"] == "connect_failed"
+        assert unknown["status"] == 404
+        assert node_station.strict_violations() == []
+
+
+async def test_b01_e01_e06_f_k01_full_session_with_a_third_party_station(
+    api: ApiHarness, station: InteropStation
+) -> None:
+    """Boot, status, authorize, a transaction with meter values, MeterValues, Heartbeat; then a
+    discharge profile and a GetVariables from our REST API; all in ocpp-rpc strict mode."""
+    created = await api.client.post(
+        f"{API}/id-tokens", json={"id_token": "INTEROP-TAG-1", "type": "ISO14443"}
+    )
+    assert created.status_code == 201, created.text
+
+    # C01: a token our API created is Accepted, an unknown one is not.
+    authorized = await station.call(
+        "Authorize", {"idToken": {"idToken": "INTEROP-TAG-1", "type": "ISO14443"}}
+    )
+    assert authorized.result["idTokenInfo"]["status"] == "Accepted"
+    stranger = await station.call(
+        "Authorize", {"idToken": {"idToken": "NOBODY-9", "type": "ISO14443"}}
+    )
+    assert stranger.result["idTokenInfo"]["status"] in ("Unknown", "Invalid")
+
+    # E: a transaction, Started / Updated with meter values / Ended.
+    tx_id = "interop-tx-1"
+    started = await station.call(
+        "TransactionEvent",
+        {
+            "eventType": "Started",
+            "timestamp": iso_now(),
+            "triggerReason": "Authorized",
+            "seqNo": 0,
+            "transactionInfo": {"transactionId": tx_id, "chargingState": "EVConnected"},
+            "idToken": {"idToken": "INTEROP-TAG-1", "type": "ISO14443"},
+            "evse": {"id": 1, "connectorId": 1},
+            "meterValue": [energy(1000.0, iso_now(), "Transaction.Begin")],
+        },
+    )
+    assert started.result["idTokenInfo"]["status"] == "Accepted"
+    charging = await station.call(
+        "StatusNotification",
+        {"timestamp": iso_now(), "connectorStatus": "Occupied", "evseId": 1, "connectorId": 1},
+    )
+    assert charging.ok
+    updated = await station.call(
+        "TransactionEvent",
+        {
+            "eventType": "Updated",
+            "timestamp": iso_now(),
+            "triggerReason": "MeterValuePeriodic",
+            "seqNo": 1,
+            "transactionInfo": {"transactionId": tx_id, "chargingState": "Charging"},
+            "meterValue": [energy(1500.0, iso_now())],
+        },
+    )
+    assert updated.ok, updated.error_code
+    meter = await station.call(
+        "MeterValues", {"evseId": 1, "meterValue": [energy(1600.0, iso_now())]}
+    )
+    assert meter.result == {}
+    heartbeat = await station.call("Heartbeat", {})
+    beat_time = datetime.fromisoformat(heartbeat.result["currentTime"])
+    assert abs((beat_time - datetime.now(UTC)).total_seconds()) < 60
+
+    # K01 from our REST API: a TxProfile with a negative limit (discharge on 2.0.1).
+    profile = {
+        "id": 501,
+        "stackLevel": 0,
+        "chargingProfilePurpose": "TxProfile",
+        "chargingProfileKind": "Absolute",
+        "transactionId": tx_id,
+        "chargingSchedule": [
+            {
+                "id": 1,
+                "startSchedule": iso_now(),
+                "duration": 3600,
+                "chargingRateUnit": "W",
+                "chargingSchedulePeriod": [
+                    {"startPeriod": 0, "limit": -5000.0},
+                    {"startPeriod": 1800, "limit": -2500.0, "numberPhases": 3},
+                ],
+            }
+        ],
+    }
+    since = len(station.events)
+    answer = await api.client.post(
+        f"{API}/stations/{INTEROP_STATION_ID}/charging-profiles",
+        json={"evse_id": 1, "charging_profile": profile},
+    )
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["status"] == "Accepted"
+    assert answer.json()["stored"] is True
+    received = await station.wait_for_call("SetChargingProfile", since=since)
+    assert received["payload"]["evseId"] == 1
+    sent_schedule = received["payload"]["chargingProfile"]["chargingSchedule"][0]
+    assert [p["limit"] for p in sent_schedule["chargingSchedulePeriod"]] == [-5000.0, -2500.0]
+    stored = (await api.client.get(f"{API}/stations/{INTEROP_STATION_ID}/charging-profiles")).json()
+    assert [p["profile_id"] for p in stored] == [501]
+
+    # B06 from our REST API: the station's own device model answers.
+    since = len(station.events)
+    got = await api.client.post(
+        f"{API}/stations/{INTEROP_STATION_ID}/commands/get-variables",
+        json={
+            "variables": [
+                {"component": "OCPPCommCtrlr", "variable": "HeartbeatInterval"},
+                {"component": "OCPPCommCtrlr", "variable": "NoSuchVariable"},
+            ]
+        },
+    )
+    assert got.status_code == 200, got.text
+    results = got.json()["getVariableResult"]
+    assert results[0]["attributeStatus"] == "Accepted"
+    assert results[0]["attributeValue"] == "300"
+    assert results[1]["attributeStatus"] == "UnknownVariable"
+    assert (await station.wait_for_call("GetVariables", since=since))["payload"]["getVariableData"][
+        0
+    ]["variable"] == {"name": "HeartbeatInterval"}
+
+    ended = await station.call(
+        "TransactionEvent",
+        {
+            "eventType": "Ended",
+            "timestamp": iso_now(),
+            "triggerReason": "StopAuthorized",
+            "seqNo": 2,
+            "transactionInfo": {
+                "transactionId": tx_id,
+                "chargingState": "Idle",
+                "stoppedReason": "Local",
+            },
+            "idToken": {"idToken": "INTEROP-TAG-1", "type": "ISO14443"},
+            "meterValue": [energy(1700.0, iso_now(), "Transaction.End")],
+        },
+    )
+    assert ended.result["idTokenInfo"]["status"] == "Accepted"
+
+    # What our CSMS recorded from the third-party station.
+    detail = await api.client.get(f"{API}/stations/{INTEROP_STATION_ID}/transactions/{tx_id}")
+    assert detail.status_code == 200, detail.text
+    body = detail.json()
+    assert body["transaction"]["state"] == "Ended"
+    assert body["transaction"]["stopped_reason"] == "Local"
+    assert body["transaction"]["id_token"] == "INTEROP-TAG-1"
+    assert [e["event_type"] for e in body["events"]] == ["Started", "Updated", "Ended"]
+    register = "Energy.Active.Import.Register"
+    imported = {m["value"] for m in body["meter_values"] if m["measurand"] == register}
+    assert {1000.0, 1500.0, 1700.0} <= imported
+    shown = (await api.client.get(f"{API}/stations/{INTEROP_STATION_ID}")).json()
+    assert shown["registration_status"] == "Accepted"
+    assert shown["vendor_name"] == "interop"
+
+
+async def test_every_station_initiated_action_gets_a_schema_valid_answer(
+    api: ApiHarness, station: InteropStation
+) -> None:
+    """Each of the 25 station-initiated 2.0.1 actions, with a minimal valid payload, gets a
+    CALLRESULT that ocpp-rpc validates against its .conf schema."""
+    station_side, _ = harness_action_lists()
+    requests = minimal_station_requests(iso_now())
+    assert sorted(requests) == sorted(station_side)  # every action the station can send
+    failed: dict[str, str] = {}
+    for action in station_side:
+        outcome = await station.call(action, copy.deepcopy(requests[action]))
+        if not outcome.ok:
+            failed[action] = f"{outcome.error_code}: {outcome.error_description}"
+    assert failed == {}
+    await station.expect_no_strict_violations(origin=None)
+
+
+async def test_every_csms_initiated_action_from_the_api_passes_strict_mode(
+    api: ApiHarness, station: InteropStation
+) -> None:
+    """Every CSMS-initiated 2.0.1 action sent through our REST API reaches the ocpp-rpc station
+    unchanged and schema-valid, and its (default, schema-valid) answer comes back through the
+    API. Follow-ups the station sends (NotifyReport, triggered messages) are accepted too."""
+    _, csms_side = harness_action_lists()
+    assert sorted(CSMS_INITIATED_ACTIONS) == sorted(csms_side)
+    problems: dict[str, str] = {}
+    for action in CSMS_INITIATED_ACTIONS:
+        payload = copy.deepcopy(EXAMPLE_REQUESTS[action])
+        since = len(station.events)
+        response = await api.client.post(
+            f"{API}/stations/{INTEROP_STATION_ID}/ocpp/{action}", json=payload
+        )
+        if response.status_code != 200:
+            problems[action] = f"{response.status_code} {response.text}"
+            continue
+        received = await station.wait_for_call(action, since=since)
+        if received["payload"] != payload:
+            problems[action] = f"sent {payload}, station got {received['payload']}"
+        sent = await station.wait_event("sent_result", since=since)
+        if sent["payload"] != response.json():
+            problems[action] = f"station answered {sent['payload']}, API gave {response.json()}"
+    assert problems == {}
+    # The NotifyReport that follows GetBaseReport / GetReport was accepted and stored.
+    notify = [e for e in station.events if e.get("event") == "call_result"]
+    assert any(e["action"] == "NotifyReport" for e in notify)
+    await station.expect_no_strict_violations(origin=None)
+
+
+@pytest.mark.parametrize(
+    ("action", "payload", "expected_codes"),
+    [
+        pytest.param("Heartbeat", {"unexpected": 1}, {"FormatViolation"}, id="additional-property"),
+        pytest.param(
+            "StatusNotification",
+            {"timestamp": "2026-01-01T00:00:00Z", "connectorStatus": "Available", "evseId": 1},
+            OCCURRENCE_CODES,
+            id="missing-required",
+        ),
+        pytest.param(
+            "StatusNotification",
+            {
+                "timestamp": "2026-01-01T00:00:00Z",
+                "connectorStatus": "Available",
+                "evseId": "one",
+                "connectorId": 1,
+            },
+            {"TypeConstraintViolation"},
+            id="wrong-type",
+        ),
+        pytest.param(
+            "StatusNotification",
+            {
+                "timestamp": "2026-01-01T00:00:00Z",
+                "connectorStatus": "Melted",
+                "evseId": 1,
+                "connectorId": 1,
+            },
+            {"PropertyConstraintViolation"},
+            id="enum-value",
+        ),
+        pytest.param(
+            "Authorize",
+            {"idToken": {"idToken": "X" * 37, "type": "ISO14443"}},
+            {"PropertyConstraintViolation", "FormatViolation"},
+            id="too-long",
+        ),
+        pytest.param("Explode", {}, {"NotImplemented"}, id="unknown-action"),
+    ],
+)
+async def test_malformed_call_from_the_station_gets_the_spec_callerror(
+    api: ApiHarness,
+    station: InteropStation,
+    action: str,
+    payload: dict[str, Any],
+    expected_codes: set[str],
+) -> None:
+    """OCPP-J 2.0.1 part 4 §4.3: a CALL that breaks its schema gets a CALLERROR naming the
+    kind of violation; an unknown action gets NotImplemented. The station stays connected."""
+    outcome = await call_unvalidated(station, action, payload)
+    assert not outcome.ok, f"{action} {payload} was accepted: {outcome.payload}"
+    assert outcome.error_code in expected_codes, (outcome.error_code, outcome.error_description)
+    # The connection survives a bad CALL: the next good one is answered.
+    assert (await station.call("Heartbeat", {})).ok
+    assert not any(e.get("event") == "disconnected" for e in station.events)
+
+
+async def test_callerror_from_the_station_is_reported_by_the_api(
+    api: ApiHarness, station: InteropStation
+) -> None:
+    """A station that refuses a command with a CALLERROR: the API says 502 with the code."""
+    await station.set_handler(
+        "Reset", error={"code": "NotSupported", "description": "no resets here"}
+    )
+    response = await api.client.post(
+        f"{API}/stations/{INTEROP_STATION_ID}/commands/reset", json={"type": "Immediate"}
+    )
+    assert response.status_code == 502, response.text
+    assert "NotSupported" in response.text
+
+
+async def test_timestamps_with_a_numeric_offset_are_accepted(
+    api: ApiHarness, station: InteropStation
+) -> None:
+    """RFC 3339 with a numeric offset instead of Z is valid 2.0.1 (ocpp-rpc accepts it)."""
+    local = datetime.now(timezone(timedelta(hours=10))).isoformat(timespec="seconds")
+    assert local.endswith("+10:00")
+    outcome = await station.call(
+        "StatusNotification",
+        {"timestamp": local, "connectorStatus": "Available", "evseId": 1, "connectorId": 1},
+    )
+    assert outcome.result == {}

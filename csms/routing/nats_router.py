@@ -1,11 +1,12 @@
 """Several CSMS nodes: a command reaches the node holding the station through NATS.
 
-Presence (which node holds which station) lives in a JetStream key-value bucket
-`<ns>_presence` (station -> node id). A node that accepts a station's websocket writes the key;
-the write's revision (the stream sequence, one global order) is the claim's age. It then
+Presence (which node holds which station) lives in a JetStream key-value bucket `<ns>_presence`
+(station -> "<incarnation> <node id>"). A node that accepts a station's websocket writes the
+key; the write's revision (the stream sequence, one global order) is the claim's age. It then
 publishes `<ns>.takeover` with that revision: any other node still holding an older connection
-of the station closes it. Nodes announce themselves in `<ns>_nodes`, a bucket whose entries
-expire (TTL) unless refreshed, so a killed node's stations read as offline once its entry is gone.
+of the station closes it. Nodes announce themselves in `<ns>_nodes` (node id -> incarnation, a
+random id per process), a bucket whose entries expire (TTL) unless refreshed: a killed node's
+stations read as offline once its entry is gone, or at once when it restarts under the same id.
 
 Commands: the caller looks the holder up and sends a NATS request to `<ns>.cmd.<node>`; the
 holder runs it on its in-process link and answers with the result or a typed error, which the
@@ -25,6 +26,7 @@ import logging
 import os
 import re
 import socket
+import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -167,6 +169,9 @@ class BrokerRouter(abc.ABC):
         reply_margin_s: float = 2.0,
     ) -> None:
         self.node_id = node_id or default_node_id()
+        # This process's life: a node restarted under the same id must not look like it still
+        # holds the stations its previous life held.
+        self.incarnation = uuid.uuid4().hex
         self.local = local or InProcessRouter(self.node_id)
         self.node_ttl_s = node_ttl_s
         self.reply_margin_s = reply_margin_s
@@ -198,15 +203,16 @@ class BrokerRouter(abc.ABC):
     async def _publish_takeover(self, station_id: str, revision: int) -> None: ...
 
     @abc.abstractmethod
-    async def _holder(self, station_id: str) -> str | None:
-        """The node id recorded as holding the station, if any."""
+    async def _holder(self, station_id: str) -> Holder | None:
+        """The node (id, incarnation) recorded as holding the station, if any."""
 
     @abc.abstractmethod
-    async def _node_alive(self, node_id: str) -> bool: ...
+    async def _node_incarnation(self, node_id: str) -> str | None:
+        """The incarnation in the node's liveness entry; None once it expired."""
 
     @abc.abstractmethod
     async def _announce(self) -> None:
-        """Refresh this node's liveness entry (expires after node_ttl_s)."""
+        """Refresh this node's liveness entry (its incarnation; expires after node_ttl_s)."""
 
     @abc.abstractmethod
     async def _withdraw(self) -> None:
@@ -354,10 +360,11 @@ class BrokerRouter(abc.ABC):
     async def node_of(self, station_id: str) -> str | None:
         if self.local.link(station_id) is not None:
             return self.node_id
-        node = await self._holder(station_id)
-        if node is None or node == self.node_id:
-            return None  # a stale record of this node's earlier life
-        return node if await self._node_alive(node) else None
+        holder = await self._holder(station_id)
+        if holder is None or holder.node_id == self.node_id:
+            return None  # released, or a stale record of this node's earlier life
+        alive = await self._node_incarnation(holder.node_id) == holder.incarnation
+        return holder.node_id if alive else None
 
     async def is_connected(self, station_id: str) -> bool:
         return await self.node_of(station_id) is not None
@@ -373,9 +380,10 @@ class BrokerRouter(abc.ABC):
             link = self.local.link(station_id)
             if link is not None:
                 return await link.call(action, payload, timeout)
-            node = await self._holder(station_id)
-            if node is None or node == self.node_id:
+            holder = await self._holder(station_id)
+            if holder is None or holder.node_id == self.node_id:
                 raise StationOffline(station_id)
+            node = holder.node_id
             request = encode_request(station_id, action, payload, timeout)
             try:
                 answer = await self._request(node, request, timeout + self.reply_margin_s)
@@ -387,7 +395,8 @@ class BrokerRouter(abc.ABC):
                 return decode_answer(answer)
             except StationOffline:
                 # The node had just lost it: one more look, in case it moved meanwhile.
-                if attempt == 0 and await self._holder(station_id) not in (None, node):
+                moved = await self._holder(station_id)
+                if attempt == 0 and moved is not None and moved.node_id != node:
                     continue
                 raise
         raise StationOffline(station_id)
@@ -407,6 +416,20 @@ class BrokerRouter(abc.ABC):
             raise
         except Exception as exc:
             return encode_error(exc)
+
+
+@dataclass(frozen=True)
+class Holder:
+    node_id: str
+    incarnation: str
+
+    def encode(self) -> str:
+        return f"{self.incarnation} {self.node_id}"
+
+    @classmethod
+    def decode(cls, text: str) -> Holder | None:
+        incarnation, _, node_id = text.partition(" ")
+        return cls(node_id, incarnation) if node_id else None
 
 
 class NoHolder(Exception):
@@ -486,7 +509,8 @@ class NatsRouter(BrokerRouter):
 
     async def _write_claim(self, station_id: str) -> int:
         assert self._presence is not None
-        return int(await self._presence.put(broker_token(station_id), self.node_id.encode()))
+        holder = Holder(self.node_id, self.incarnation)
+        return int(await self._presence.put(broker_token(station_id), holder.encode().encode()))
 
     async def _release_claim(self, station_id: str, revision: int) -> None:
         assert self._presence is not None
@@ -497,25 +521,25 @@ class NatsRouter(BrokerRouter):
         body = orjson.dumps({"station": station_id, "node": self.node_id, "revision": revision})
         await self._client.publish(self._takeover_subject, body)
 
-    async def _holder(self, station_id: str) -> str | None:
+    async def _holder(self, station_id: str) -> Holder | None:
         assert self._presence is not None
         try:
             entry = await self._presence.get(broker_token(station_id))
         except NotFoundError:
             return None
-        return entry.value.decode() if entry.value else None
+        return Holder.decode(entry.value.decode()) if entry.value else None
 
-    async def _node_alive(self, node_id: str) -> bool:
+    async def _node_incarnation(self, node_id: str) -> str | None:
         assert self._nodes is not None
         try:
-            await self._nodes.get(broker_token(node_id))
+            entry = await self._nodes.get(broker_token(node_id))
         except NotFoundError:
-            return False
-        return True
+            return None
+        return entry.value.decode() if entry.value else None
 
     async def _announce(self) -> None:
         assert self._nodes is not None
-        await self._nodes.put(broker_token(self.node_id), self.node_id.encode())
+        await self._nodes.put(broker_token(self.node_id), self.incarnation.encode())
 
     async def _withdraw(self) -> None:
         assert self._nodes is not None
@@ -567,6 +591,7 @@ async def _bucket(js: Any, name: str, *, ttl: float | None) -> KeyValue:
 
 __all__ = [
     "BrokerRouter",
+    "Holder",
     "NatsRouter",
     "NoHolder",
     "RemoteCommandFailed",

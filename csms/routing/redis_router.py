@@ -1,9 +1,9 @@
 """Several CSMS nodes over Redis (the second option beside NATS; same behaviour).
 
-Presence: hash `<ns>:presence` station -> "<seq> <node>", written by a Lua script that takes
-`seq` from the counter `<ns>:claim_seq` (one global order, like a KV revision) and released only
-if unchanged (compare-and-delete). Liveness: `<ns>:node:<node>` with an expiry the node
-refreshes. Takeover: a message on channel `<ns>:takeover`.
+Presence: hash `<ns>:presence` station -> "<seq> <incarnation> <node>", written by a Lua script
+that takes `seq` from the counter `<ns>:claim_seq` (one global order, like a KV revision) and
+released only if unchanged (compare-and-delete). Liveness: `<ns>:node:<node>` with an expiry the
+node refreshes. Takeover: a message on channel `<ns>:takeover`.
 Commands: PUBLISH on `<ns>:cmd:<node>`; PUBLISH returns how many subscribers got it, so a dead
 node is StationOffline at once. The answer comes back on the caller's `<ns>:reply:<node>`
 channel, matched by request id.
@@ -22,7 +22,7 @@ import redis.asyncio as aioredis
 from redis.asyncio.client import PubSub
 
 from csms.routing.inprocess import InProcessRouter
-from csms.routing.nats_router import BrokerRouter, NoHolder, broker_token
+from csms.routing.nats_router import BrokerRouter, Holder, NoHolder, broker_token
 
 log = logging.getLogger(__name__)
 
@@ -157,31 +157,36 @@ class RedisRouter(BrokerRouter):
 
     async def _write_claim(self, station_id: str) -> int:
         keys = [self.presence_key, f"{self.namespace}:claim_seq"]
-        return int(await self._claim_script(keys=keys, args=[station_id, self.node_id]))
+        holder = Holder(self.node_id, self.incarnation).encode()
+        return int(await self._claim_script(keys=keys, args=[station_id, holder]))
 
     async def _release_claim(self, station_id: str, revision: int) -> None:
+        holder = Holder(self.node_id, self.incarnation).encode()
         await self._release_script(
-            keys=[self.presence_key], args=[station_id, f"{revision} {self.node_id}"]
+            keys=[self.presence_key], args=[station_id, f"{revision} {holder}"]
         )
 
     async def _publish_takeover(self, station_id: str, revision: int) -> None:
         body = orjson.dumps({"station": station_id, "node": self.node_id, "revision": revision})
         await self._client.publish(self._takeover_channel, body)
 
-    async def _holder(self, station_id: str) -> str | None:
+    async def _holder(self, station_id: str) -> Holder | None:
         value = await self._client.hget(self.presence_key, station_id)
         if not value:
             return None
         text = value.decode() if isinstance(value, bytes) else str(value)
-        _, _, node = text.partition(" ")
-        return node or None
+        _, _, holder = text.partition(" ")  # "<seq> <incarnation> <node>"
+        return Holder.decode(holder)
 
-    async def _node_alive(self, node_id: str) -> bool:
-        return bool(await self._client.exists(self._node_key(node_id)))
+    async def _node_incarnation(self, node_id: str) -> str | None:
+        value = await self._client.get(self._node_key(node_id))
+        if not value:
+            return None
+        return value.decode() if isinstance(value, bytes) else str(value)
 
     async def _announce(self) -> None:
         ttl_ms = max(1, int(self.node_ttl_s * 1000))
-        await self._client.set(self._node_key(self.node_id), self.node_id, px=ttl_ms)
+        await self._client.set(self._node_key(self.node_id), self.incarnation, px=ttl_ms)
 
     async def _withdraw(self) -> None:
         await self._client.delete(self._node_key(self.node_id))

@@ -30,6 +30,7 @@ from tests.support.multinode_routing import (
     FakeLink,
     broker_routers,
     broker_url_or_skip,
+    make_router,
     wait_until,
 )
 
@@ -264,3 +265,31 @@ def test_factory_builds_the_configured_router() -> None:
     assert isinstance(nats_router, NatsRouter) and nats_router.node_id == "n9"
     redis_router = build_router(Settings(broker_url="redis://127.0.0.1:6379/0"), namespace="z")
     assert isinstance(redis_router, RedisRouter) and redis_router.namespace == "z"
+
+
+async def test_node_restarted_under_the_same_id_does_not_hold_its_old_stations(
+    broker: tuple[str, str],
+) -> None:
+    kind, url = broker
+    async with broker_routers(kind, url, 2) as (a, b):
+        a.register(FakeLink("CP-S"))
+        await a.settle()
+        assert await b.node_of("CP-S") == "n0"
+        # n0 dies without a goodbye and comes back at once under the same node id.
+        a._heartbeat.cancel()  # type: ignore[union-attr]
+        await a._disconnect()
+        a._started = False
+        reborn = make_router(kind, url, a.namespace, "n0")  # type: ignore[attr-defined]
+        await reborn.start()
+        try:
+            assert await b.node_of("CP-S") is None
+            assert await reborn.node_of("CP-S") is None
+            with pytest.raises(StationOffline):
+                await b.call("CP-S", "Reset", {}, 2.0)
+            # The station reconnects to the new life of n0: reachable again.
+            reborn.register(FakeLink("CP-S"))
+            await reborn.settle()
+            assert await b.node_of("CP-S") == "n0"
+            assert (await b.call("CP-S", "Reset", {}, 2.0))["station"] == "CP-S"
+        finally:
+            await reborn.close()

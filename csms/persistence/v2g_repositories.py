@@ -144,21 +144,24 @@ async def delete_vehicle(conn: AsyncConnection, vehicle_id: str) -> bool:
 
 
 async def save_prices(conn: AsyncConnection, rows: Sequence[PriceRow], now: datetime) -> int:
-    for row in rows:
-        await repo._upsert(
-            conn,
-            v.v2g_prices,
-            {
-                "interval_start": row.interval_start,
-                "interval_s": row.interval_s,
-                "import_c_kwh": row.import_c_kwh,
-                "export_c_kwh": row.export_c_kwh,
-                "source": row.source,
-                "updated_at": now,
-            },
-            ("interval_start",),
+    """Insert or replace intervals by start, in one executemany."""
+    values = [
+        {
+            "interval_start": row.interval_start,
+            "interval_s": row.interval_s,
+            "import_c_kwh": row.import_c_kwh,
+            "export_c_kwh": row.export_c_kwh,
+            "source": row.source,
+            "updated_at": now,
+        }
+        for row in rows
+    ]
+    if values:
+        stmt = repo._upsert_statement(
+            conn.dialect.name, v.v2g_prices.name, ("interval_start",), tuple(values[0])
         )
-    return len(rows)
+        await conn.execute(stmt, values)
+    return len(values)
 
 
 async def list_prices(

@@ -47,6 +47,15 @@ log = logging.getLogger(__name__)
 SUBPROTOCOL = "ocpp2.0.1"
 
 
+async def _first_of(*waits: Coroutine[Any, Any, Any]) -> None:
+    tasks = [asyncio.ensure_future(w) for w in waits]
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in tasks:
+            task.cancel()
+
+
 def backoff_delay(attempt: int, minimum: float, maximum: float, rng: random.Random) -> float:
     """Exponential back-off with "equal jitter": half fixed, half random, capped at `maximum`."""
     ceiling = min(maximum, minimum * (2.0 ** min(attempt, 30)))
@@ -111,6 +120,7 @@ class Agent:
         # Created in run(): asyncio primitives belong to the running loop.
         self._boot_now: asyncio.Event | None = None
         self._reboot: asyncio.Event | None = None
+        self._reconnect: asyncio.Event | None = None
         self._config_waiters: set[asyncio.Event] = set()
         self._online_event: asyncio.Event | None = None
 
@@ -121,6 +131,7 @@ class Agent:
         ocpp.messages.ASYNC_VALIDATION = False
         self._boot_now = asyncio.Event()
         self._reboot = asyncio.Event()
+        self._reconnect = asyncio.Event()
         self._online_event = asyncio.Event()
         boot_reason = self.storage.get("boot_reason")
         self._boot_reason = boot_reason or "PowerUp"
@@ -170,12 +181,25 @@ class Agent:
             log.error("background task failed", exc_info=task.exception())
 
     # -- connection ---------------------------------------------------------------------------
+    def basic_auth_password(self) -> str | None:
+        """A password the CSMS set (SecurityCtrlr.BasicAuthPassword, A01) wins over the file."""
+        try:
+            stored = self.dm.value("SecurityCtrlr", "BasicAuthPassword")
+        except (KeyError, ValueError):
+            stored = None
+        return str(stored) if stored else self.settings.security.basic_auth_password
+
     def _headers(self) -> dict[str, str]:
-        sec = self.settings.security
-        if sec.profile in (1, 2) and sec.basic_auth_password:
-            token = f"{self.settings.station_id}:{sec.basic_auth_password}".encode()
+        password = self.basic_auth_password()
+        if self.settings.security.profile in (1, 2) and password:
+            token = f"{self.settings.station_id}:{password}".encode()
             return {"Authorization": "Basic " + b64encode(token).decode()}
         return {}
+
+    def request_reconnect(self) -> None:
+        """Drop the connection and connect again at once (new credentials, A01.FR.11)."""
+        assert self._reconnect is not None
+        self._reconnect.set()
 
     def _ssl_context(self) -> ssl.SSLContext | None:
         if self._ssl is not None:
@@ -237,10 +261,11 @@ class Agent:
             was_online = await self._run_session(ws)
             if was_online:
                 attempt = 0
-            assert self._reboot is not None
-            if self._reboot.is_set():
+            assert self._reboot is not None and self._reconnect is not None
+            if self._reboot.is_set() or self._reconnect.is_set():
                 self._reboot.clear()
-                continue  # reconnect at once and boot again
+                self._reconnect.clear()
+                continue  # reconnect at once (and boot again after a reset)
             delay = backoff_delay(
                 attempt, self.settings.reconnect_min_s, self.settings.reconnect_max_s, self._rng
             )
@@ -301,7 +326,8 @@ class Agent:
                 retry_interval_s=self.settings.transaction_message_retry_interval_s,
             )
         )
-        reboot = asyncio.ensure_future(self._reboot.wait())
+        assert self._reconnect is not None
+        reboot = asyncio.ensure_future(_first_of(self._reboot.wait(), self._reconnect.wait()))
         try:
             done, _ = await asyncio.wait(
                 {heartbeat, deliver, reboot}, return_when=asyncio.FIRST_COMPLETED

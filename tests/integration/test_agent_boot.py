@@ -139,3 +139,31 @@ async def test_dead_link_detected_by_websocket_ping_and_reconnected(tmp_path: Pa
         h.csms.connections[0].transport.abort()  # drop the stale server side at once
     finally:
         await h.close()
+
+
+async def test_a01_new_basic_auth_password_reconnects_with_it(tmp_path: Path) -> None:
+    csms = AgentTestCsms(password=PASSWORD)
+    h = await start_harness(
+        tmp_path, csms=csms, security={"profile": 1, "basic_auth_password": PASSWORD}
+    )
+    try:
+        new_password = "a-brand-new-password-42"
+        h.csms.password = new_password  # the CSMS expects it from the next connection on
+        result = await h.call(
+            call.SetVariables(
+                set_variable_data=[
+                    {
+                        "component": {"name": "SecurityCtrlr"},
+                        "variable": {"name": "BasicAuthPassword"},
+                        "attribute_value": new_password,
+                    }
+                ]
+            )
+        )
+        assert result.set_variable_result[0]["attribute_status"] == "Accepted"
+        await eventually(lambda: h.agent.connections == 2)
+        await eventually(lambda: h.agent.online)
+        assert len(h.csms.actions("BootNotification")) == 1  # reconnected, not rebooted
+        assert h.agent.basic_auth_password() == new_password
+    finally:
+        await h.close()

@@ -64,11 +64,26 @@ class ProvisioningBlock(BlockBase):
 
     @on(Action.set_variables)
     def on_set_variables(
-        self, set_variable_data: list[dict[str, Any]], **_: Any
+        self, set_variable_data: list[dict[str, Any]], call_unique_id: str = "", **_: Any
     ) -> call_result.SetVariables:
-        return call_result.SetVariables(
-            set_variable_result=self.agent.dm_set_variables(set_variable_data)
+        results = self.agent.dm_set_variables(set_variable_data)
+        new_password = any(
+            r.get("attribute_status") == "Accepted"
+            and r["component"].get("name") == "SecurityCtrlr"
+            and r["variable"].get("name") == "BasicAuthPassword"
+            for r in results
         )
+        if new_password:
+            # A01: answer first, then reconnect with the new password.
+            async def reconnect() -> None:
+                self.agent.request_reconnect()
+
+            self.later(call_unique_id, reconnect)
+        return call_result.SetVariables(set_variable_result=results)
+
+    @after(Action.set_variables)
+    def after_set_variables(self, call_unique_id: str, **_: Any) -> Any:
+        return self.run_followup(call_unique_id)
 
     @on(Action.get_base_report)
     def on_get_base_report(

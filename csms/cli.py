@@ -8,6 +8,7 @@
     csms token revoke NAME
     csms token list
     csms v2g ...                (delegated to csms.v2g_cli)
+    csms demo [--stations 3] [--speed 360] [--duration S]   (CSMS + simulated V2X stations)
 
 Every setting comes from a flag or a `CSMS_*` environment variable (flags win); invalid values
 stop the command with exit status 2 and a message naming the field.
@@ -22,6 +23,7 @@ import sys
 import types
 import typing
 from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
 from typing import Any, TypeVar
 
 from pydantic import ValidationError
@@ -211,6 +213,23 @@ def _cmd_v2g(argv: list[str]) -> int:
         return code if isinstance(code, int) else (0 if code is None else EXIT_FAILURE)
 
 
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from csms.demo import DemoOptions
+    from csms.demo import main as demo_main
+
+    return demo_main(
+        DemoOptions(
+            stations=args.stations,
+            speed=args.speed,
+            duration_s=args.duration,
+            data_dir=args.data_dir,
+            api_port=args.api_port,
+            ocpp_port=args.ocpp_port,
+            live=False if args.plain else None,
+        )
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="csms", description="OCPP 2.0.1 CSMS for bidirectional (V2G) charging"
@@ -259,6 +278,22 @@ def build_parser() -> argparse.ArgumentParser:
     token.set_defaults(handler=_cmd_token)
 
     commands.add_parser("v2g", help="V2G planning tools (see csms v2g --help)", add_help=False)
+
+    demo = commands.add_parser(
+        "demo", help="run the CSMS with simulated V2X stations (nothing else needed)"
+    )
+    demo.add_argument("--stations", type=int, default=3, help="simulated stations (default 3)")
+    demo.add_argument(
+        "--speed", type=float, default=360.0, help="simulated time runs X times faster (360)"
+    )
+    demo.add_argument("--duration", type=float, default=None, help="stop after S seconds")
+    demo.add_argument(
+        "--data-dir", type=Path, default=None, help="keep the database here (default: temporary)"
+    )
+    demo.add_argument("--api-port", type=int, default=8000, help="REST API port (8000)")
+    demo.add_argument("--ocpp-port", type=int, default=9000, help="OCPP port (9000)")
+    demo.add_argument("--plain", action="store_true", help="no live redraw: print log lines")
+    demo.set_defaults(handler=_cmd_demo)
     return parser
 
 

@@ -10,10 +10,11 @@
   data '{"enabled": true|false}' from the CSMS): while on, the battery is kept for the house:
   no discharge to the grid from the schedule or the frequency response.
 
-Wiring (two lines in smart_charging.SmartCharging): build one `LocalV2x(config, wake=self.wake)`
-and pass every setpoint through `adjust()` before `set_setpoint`. While the response is enabled
-`adjust` asks for a new evaluation every `poll_s` (frequency moves without the schedule
-changing); when disabled it costs one configuration read per setpoint.
+Wiring: `local_v2x_for(smart)` gives the one LocalV2x of a SmartCharging (built on first use
+from its `config` and `wake`); SmartCharging.publish_now passes every setpoint through its
+`adjust()` before `set_setpoint`, and the DataTransfer handler asks its `data_transfer()`.
+While the response is enabled `adjust` asks for a new evaluation every `poll_s` (frequency
+moves without the schedule changing); when disabled it costs one configuration read.
 """
 
 from __future__ import annotations
@@ -161,19 +162,35 @@ class LocalV2x:
     def data_transfer(
         self, vendor_id: str, message_id: str | None, data: Any
     ) -> tuple[str, dict[str, Any] | None]:
-        """(status, statusInfo) for a DataTransfer; switches emergency backup when it is ours."""
+        """(status, status_info) for a DataTransfer (status_info in the agent's snake_case form);
+        switches emergency backup when the message is ours."""
         if vendor_id != BACKUP_VENDOR_ID:
-            return "UnknownVendorId", {"reasonCode": "UnknownVendor"}
+            return "UnknownVendorId", {"reason_code": "UnknownVendor"}
         if message_id != BACKUP_MESSAGE_ID:
-            return "UnknownMessageId", {"reasonCode": "UnknownMessageId"}
+            return "UnknownMessageId", {"reason_code": "UnknownMessageId"}
         try:
             parsed = json.loads(data) if isinstance(data, str) else data
             enabled = parsed["enabled"]
         except (ValueError, TypeError, KeyError):
-            return "Rejected", {"reasonCode": "InvalidValue"}
+            return "Rejected", {"reason_code": "InvalidValue"}
         if not isinstance(enabled, bool):
-            return "Rejected", {"reasonCode": "InvalidValue"}
+            return "Rejected", {"reason_code": "InvalidValue"}
         self.emergency_backup = enabled
         if self.wake is not None:
             self.wake()
         return "Accepted", None
+
+
+class _HasConfigAndWake(Protocol):
+    config: Any
+
+    def wake(self) -> None: ...
+
+
+def local_v2x_for(smart: _HasConfigAndWake) -> LocalV2x:
+    """The LocalV2x of this SmartCharging, made on first use and kept on it."""
+    found: LocalV2x | None = getattr(smart, "_local_v2x", None)
+    if found is None:
+        found = LocalV2x(smart.config, wake=smart.wake)
+        smart._local_v2x = found  # type: ignore[attr-defined]
+    return found

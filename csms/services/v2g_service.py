@@ -364,6 +364,7 @@ class V2gService:
         self._frequency: dict[str, UnderFrequencyEvent] = {}
         self._frequency_lock = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
+        self._home_assistant: asyncio.Task[None] | None = None
         self.replans = 0
 
     def now(self) -> datetime:
@@ -371,16 +372,32 @@ class V2gService:
 
     # -- lifecycle ------------------------------------------------------------------------------
     def start_background(self) -> None:
-        """Start the re-planning loop when `replan_interval_s` > 0 (off by default)."""
+        """Start the re-planning loop when `replan_interval_s` > 0 (off by default), and the
+        Home Assistant MQTT bridge when CSMS_MQTT_URL is set."""
         if self.settings.replan_interval_s > 0 and self._task is None:
             self._task = asyncio.create_task(self._replan_loop(), name="v2g-replanner")
+        if self._home_assistant is None:
+            from csms.home_assistant import HomeAssistantBridge, HomeAssistantSettings
+
+            ha = HomeAssistantSettings()
+            if ha.mqtt_url:
+                bridge = HomeAssistantBridge(
+                    self,
+                    prefix=ha.mqtt_topic_prefix,
+                    discovery_prefix=ha.mqtt_discovery_prefix,
+                    interval_s=ha.mqtt_state_interval_s,
+                )
+                self._home_assistant = asyncio.create_task(
+                    bridge.run(ha.mqtt_url), name="v2g-home-assistant"
+                )
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        for task in (self._task, self._home_assistant):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        self._task = self._home_assistant = None
 
     async def _replan_loop(self) -> None:
         while True:

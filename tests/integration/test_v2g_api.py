@@ -3,6 +3,7 @@ is needed, the real OCPP server with a test station on a loopback websocket."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -10,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from csms.services.v2g_service import V2gService, V2gSettings
 from csms.v2g.prices import AEST
 from tests.support.api_harness import ApiHarness
 from tests.support.api_station import ApiTestStation
@@ -594,3 +596,33 @@ async def test_economics_errors(api: ApiHarness) -> None:
         params={"from": "2026-01-01T00:00:00Z", "to": "2026-01-02T00:00:00Z"},
     )
     assert unknown.status_code == 404
+
+
+async def test_background_replanner_sends_plans_and_stops(
+    api: ApiHarness, station: ApiTestStation
+) -> None:
+    now = await _plugged_leaf(api, station)
+    await _put_day_of_prices(api, _hour_floor(now))
+    await api.client.patch(
+        f"{V1}/vehicles/leaf-1", json={"departure": iso(now + timedelta(hours=10))}
+    )
+    service = V2gService(
+        api.services.db,
+        api.services.commands,
+        settings=V2gSettings(replan_interval_s=0.05),
+    )
+    service.start_background()
+    try:
+        for _ in range(100):
+            if service.replans:
+                break
+            await asyncio.sleep(0.05)
+        assert service.replans == 1
+        assert station.calls_of("SetChargingProfile")
+    finally:
+        await service.close()
+    off = V2gService(api.services.db, api.services.commands)  # default: no background task
+    off.start_background()
+    await asyncio.sleep(0.2)
+    assert off.replans == 0
+    await off.close()

@@ -228,10 +228,11 @@ class RunningAgent:
 
 @contextlib.asynccontextmanager
 async def agent_for_interop(
-    state_dir: Path, csms_url: str, **overrides: Any
+    state_dir: Path, csms_url: str, *, online_within_s: float = 10.0, **overrides: Any
 ) -> AsyncIterator[RunningAgent]:
     """Our charge-point agent (one fake EVSE) connected to `csms_url` with Basic auth
-    (security profile 1, AGENT_ID / AGENT_PASSWORD); waits until it is online."""
+    (security profile 1, AGENT_ID / AGENT_PASSWORD); waits until it is online (an
+    AssertionError "agent never came online" after `online_within_s`)."""
     values: dict[str, Any] = {
         "station_id": AGENT_ID,
         "security": {"profile": 1, "basic_auth_password": AGENT_PASSWORD},
@@ -242,7 +243,9 @@ async def agent_for_interop(
     agent = Agent(settings, {1: evse})
     task = asyncio.create_task(agent.run())
     try:
-        await eventually(lambda: agent.online, within_s=10, message="agent never came online")
+        await eventually(
+            lambda: agent.online, within_s=online_within_s, message="agent never came online"
+        )
         yield RunningAgent(agent, evse, task)
     finally:
         task.cancel()

@@ -1,0 +1,353 @@
+"""Our charge-point agent against a third-party CSMS: Node `ocpp-rpc` 2.2.1 in strict mode
+(tests/interop/server.js), Basic auth (security profile 1). Every message our agent sends is
+checked by ocpp-rpc against the OCA 2.0.1 schemas (date-time formats included); every CALL the
+Node CSMS sends is one ocpp-rpc considers valid, so our agent must answer it: with a CALLRESULT
+when it supports the action, with the spec CALLERROR (NotSupported) when it does not."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.support.agent_harness import eventually
+from tests.support.api_payloads import EXAMPLE_REQUESTS
+from tests.support.interop import InteropCsms, interop_csms
+from tests.support.interop_fixtures import (
+    AGENT_ID,
+    AGENT_PASSWORD,
+    RunningAgent,
+    agent_for_interop,
+    call_unvalidated,
+    harness_action_lists,
+)
+
+pytestmark = pytest.mark.timeout(120)
+
+OCCURRENCE_CODES = {"OccurrenceConstraintViolation", "OccurenceConstraintViolation"}
+
+# The CSMS-initiated actions our agent implements; every other 2.0.1 action must be refused
+# with NotSupported (OCPP-J 2.0.1 §4.3: "recognized but not supported by the receiver").
+AGENT_SUPPORTED = frozenset(
+    {
+        "RequestStartTransaction",
+        "RequestStopTransaction",
+        "GetTransactionStatus",
+        "Reset",
+        "ChangeAvailability",
+        "UnlockConnector",
+        "TriggerMessage",
+        "GetVariables",
+        "SetVariables",
+        "GetBaseReport",
+        "GetReport",
+        "SetChargingProfile",
+        "GetChargingProfiles",
+        "ClearChargingProfile",
+        "GetCompositeSchedule",
+        "ClearCache",
+        "SendLocalList",
+        "GetLocalListVersion",
+        "DataTransfer",
+        "GetLog",
+        "UpdateFirmware",
+    }
+)
+
+
+@dataclass
+class Rig:
+    csms: InteropCsms
+    running: RunningAgent
+
+    async def call(self, action: str, payload: dict[str, Any]) -> Any:
+        return await self.csms.call(AGENT_ID, action, payload)
+
+
+@pytest.fixture
+async def rig(tmp_path: Path) -> AsyncIterator[Rig]:
+    # The agent starts after the Node CSMS is up, and stops first.
+    async with (
+        interop_csms(password=AGENT_PASSWORD, heartbeat_interval=300) as csms,
+        agent_for_interop(tmp_path / "agent", csms.url) as running,
+    ):
+        connected = await csms.wait_for_station(AGENT_ID)
+        assert connected["protocol"] == "ocpp2.0.1"
+        assert connected["had_password"] is True
+        await csms.wait_for_call("BootNotification", identity=AGENT_ID)
+        await csms.wait_for_call("StatusNotification", identity=AGENT_ID)
+        yield Rig(csms, running)
+        # Nothing either side sent, over the whole test, broke the 2.0.1 schemas.
+        await csms.expect_no_strict_violations(origin=None)
+
+
+def variable(component: str, name: str, value: str | None = None) -> dict[str, Any]:
+    item: dict[str, Any] = {"component": {"name": component}, "variable": {"name": name}}
+    if value is not None:
+        item["attributeValue"] = value
+    return item
+
+
+async def test_b01_wrong_password_is_refused_and_the_agent_keeps_trying(tmp_path: Path) -> None:
+    async with interop_csms(password="a-different-password-1") as csms:
+        settings = {"security": {"profile": 1, "basic_auth_password": AGENT_PASSWORD}}
+        with pytest.raises(AssertionError, match="never came online"):
+            async with agent_for_interop(
+                tmp_path / "agent", csms.url, online_within_s=2.0, **settings
+            ):
+                pass  # pragma: no cover - the agent must not get online
+        refused = [e for e in csms.events if e.get("event") == "auth_rejected"]
+        assert len(refused) >= 2  # it retried with backoff
+        assert all(e["identity"] == AGENT_ID and e["had_password"] for e in refused)
+
+
+async def test_b01_e_k01_boot_status_transaction_and_discharge_profile(rig: Rig) -> None:
+    """Boot and status (seen in the fixture), a remote-started transaction with periodic meter
+    values, a negative-limit TxProfile reaching the EVSE, a composite schedule, a remote stop."""
+    csms, evse = rig.csms, rig.running.evse
+    boot = csms.received_calls("BootNotification", AGENT_ID)[0]["payload"]
+    assert boot["reason"] in ("PowerUp", "Unknown", "ApplicationReset", "RemoteReset")
+    status = csms.received_calls("StatusNotification", AGENT_ID)[0]["payload"]
+    assert status["evseId"] == 1 and status["connectorStatus"] == "Available"
+
+    interval = await rig.call(
+        "SetVariables",
+        {"setVariableData": [variable("SampledDataCtrlr", "TxUpdatedInterval", "1")]},
+    )
+    assert interval.result["setVariableResult"][0]["attributeStatus"] == "Accepted"
+
+    evse.plug_in()
+    since = len(csms.events)
+    start = await rig.call(
+        "RequestStartTransaction",
+        {
+            "idToken": {"idToken": "INTEROP-TAG-1", "type": "Central"},
+            "remoteStartId": 77,
+            "evseId": 1,
+        },
+    )
+    assert start.result["status"] == "Accepted"
+    started = await csms.wait_event(
+        "received_call",
+        since=since,
+        action="TransactionEvent",
+        identity=AGENT_ID,
+    )
+    assert started["payload"]["eventType"] == "Started"
+    assert started["payload"]["transactionInfo"]["remoteStartId"] == 77
+    tx_id = started["payload"]["transactionInfo"]["transactionId"]
+
+    status_of_tx = await rig.call("GetTransactionStatus", {"transactionId": tx_id})
+    assert status_of_tx.result["ongoingIndicator"] is True
+
+    profile = {
+        "evseId": 1,
+        "chargingProfile": {
+            "id": 900,
+            "stackLevel": 0,
+            "chargingProfilePurpose": "TxProfile",
+            "chargingProfileKind": "Relative",
+            "transactionId": tx_id,
+            "chargingSchedule": [
+                {
+                    "id": 1,
+                    "chargingRateUnit": "W",
+                    "chargingSchedulePeriod": [{"startPeriod": 0, "limit": -4000.0}],
+                }
+            ],
+        },
+    }
+    assert (await rig.call("SetChargingProfile", profile)).result["status"] == "Accepted"
+    await eventually(lambda: bool(evse.setpoints) and evse.setpoints[-1][1].limit == -4000.0)
+    composite = await rig.call(
+        "GetCompositeSchedule", {"duration": 600, "evseId": 1, "chargingRateUnit": "W"}
+    )
+    assert composite.result["status"] == "Accepted"
+    periods = composite.result["schedule"]["chargingSchedulePeriod"]
+    assert periods[0]["limit"] == -4000.0
+
+    evse.add_energy(import_wh=250.0)
+
+    def metered(event: dict[str, Any]) -> bool:
+        if event.get("event") != "received_call" or event.get("action") != "TransactionEvent":
+            return False
+        values = event["payload"].get("meterValue") or []
+        return event["payload"]["eventType"] == "Updated" and any(
+            s.get("measurand", "Energy.Active.Import.Register") == "Energy.Active.Import.Register"
+            and s["value"] == 250.0
+            for mv in values
+            for s in mv["sampledValue"]
+        )
+
+    await csms.wait_for(metered, timeout_s=10, what="an Updated TransactionEvent with 250 Wh")
+
+    since = len(csms.events)
+    stop = await rig.call("RequestStopTransaction", {"transactionId": tx_id})
+    assert stop.result["status"] == "Accepted"
+
+    def ended(event: dict[str, Any]) -> bool:
+        return (
+            event.get("event") == "received_call"
+            and event.get("action") == "TransactionEvent"
+            and event["payload"]["eventType"] == "Ended"
+        )
+
+    end = await csms.wait_for(ended, since=since, what="TransactionEvent Ended")
+    assert end["payload"]["transactionInfo"]["transactionId"] == tx_id
+    assert end["payload"]["transactionInfo"]["stoppedReason"] == "Remote"
+    seq_nos = [
+        e["payload"]["seqNo"]
+        for e in csms.received_calls("TransactionEvent", AGENT_ID)
+        if e["payload"]["transactionInfo"]["transactionId"] == tx_id
+    ]
+    assert seq_nos == list(range(len(seq_nos)))
+    assert csms.received_calls("StatusNotification", AGENT_ID)[-1]["payload"]["evseId"] == 1
+
+
+def every_action_request() -> dict[str, dict[str, Any]]:
+    """A valid request for every CSMS-initiated 2.0.1 action, chosen so that the whole loop
+    leaves the agent connected (no station-wide reset)."""
+    requests = copy.deepcopy(EXAMPLE_REQUESTS)
+    requests["Reset"] = {"type": "OnIdle", "evseId": 1}
+    requests["GetLog"] = {
+        "logType": "DiagnosticsLog",
+        "requestId": 8,
+        "log": {"remoteLocation": "https://logs.example/upload"},
+    }
+    return requests
+
+
+async def test_every_csms_initiated_action_gets_a_result_or_not_supported(rig: Rig) -> None:
+    """All 40 CSMS-initiated 2.0.1 actions from the third-party CSMS: the supported ones get a
+    CALLRESULT that passes ocpp-rpc's .conf schema, the rest get NotSupported."""
+    _, csms_side = harness_action_lists()
+    requests = every_action_request()
+    assert sorted(requests) == sorted(csms_side)
+    assert set(csms_side) >= AGENT_SUPPORTED
+    problems: dict[str, str] = {}
+    answers: dict[str, dict[str, Any]] = {}
+    # State first (a list, a profile, a variable), then the rest, so readers see it.
+    first = ["SendLocalList", "SetChargingProfile", "SetVariables"]
+    for action in first + [a for a in csms_side if a not in first]:
+        outcome = await rig.call(action, copy.deepcopy(requests[action]))
+        if action in AGENT_SUPPORTED:
+            if not outcome.ok:
+                problems[action] = f"{outcome.error_code}: {outcome.error_description}"
+            else:
+                answers[action] = outcome.result
+        elif outcome.error_code != "NotSupported":
+            problems[action] = f"expected NotSupported, got {outcome.error_code or outcome.payload}"
+    assert problems == {}
+
+    # Answers that say the agent did what was asked.
+    assert answers["SendLocalList"]["status"] == "Accepted"
+    assert answers["SetChargingProfile"]["status"] == "Accepted"  # 7400 W, then -5000 W
+    assert answers["ClearChargingProfile"]["status"] == "Accepted"  # profile 7 was there
+    assert answers["GetVariables"]["getVariableResult"][0]["attributeValue"] == "120"
+    assert answers["SetVariables"]["setVariableResult"][0]["attributeStatus"] == "Accepted"
+    assert answers["ChangeAvailability"]["status"] == "Accepted"
+    assert answers["DataTransfer"]["status"] == "UnknownVendorId"
+    assert answers["RequestStopTransaction"]["status"] == "Rejected"  # no transaction tx-1
+    assert answers["GetLog"]["status"] == "Accepted"
+
+    # The loop ran GetLocalListVersion before SendLocalList; now the list has version 4.
+    version = await rig.call("GetLocalListVersion", {})
+    assert version.result["versionNumber"] == 4
+
+    # Follow-ups the agent sends after its answers, all schema-valid (checked at teardown).
+    csms = rig.csms
+    await csms.wait_for_call("NotifyReport", identity=AGENT_ID)
+    await csms.wait_event("received_call", action="LogStatusNotification", identity=AGENT_ID)
+    firmware = await csms.wait_for(
+        lambda e: (
+            e.get("action") == "FirmwareStatusNotification"
+            and e["payload"]["status"] == "Installed"
+        ),
+        what="FirmwareStatusNotification Installed",
+    )
+    assert firmware["payload"]["requestId"] == 6
+    # ChangeAvailability Inoperative on EVSE 1 is reported (G03), and can be undone.
+    await csms.wait_for(
+        lambda e: (
+            e.get("action") == "StatusNotification"
+            and e["payload"]["connectorStatus"] == "Unavailable"
+        ),
+        what="StatusNotification Unavailable",
+    )
+    back = await rig.call(
+        "ChangeAvailability", {"operationalStatus": "Operative", "evse": {"id": 1}}
+    )
+    assert back.result["status"] == "Accepted"
+
+
+async def test_b11_reset_immediate_reboots_and_boots_again(rig: Rig) -> None:
+    csms = rig.csms
+    since = len(csms.events)
+    reset = await rig.call("Reset", {"type": "Immediate"})
+    assert reset.result["status"] == "Accepted"
+    boot = await csms.wait_event(
+        "received_call", since=since, action="BootNotification", identity=AGENT_ID, timeout_s=15
+    )
+    assert boot["payload"]["reason"] == "RemoteReset"
+    await csms.wait_event("station_connected", since=since, identity=AGENT_ID)
+
+
+async def test_f06_triggered_messages_are_sent_after_the_answer(rig: Rig) -> None:
+    csms = rig.csms
+    for requested in ("Heartbeat", "StatusNotification", "MeterValues"):
+        since = len(csms.events)
+        payload: dict[str, Any] = {"requestedMessage": requested}
+        if requested == "StatusNotification":
+            payload["evse"] = {"id": 1, "connectorId": 1}
+        elif requested == "MeterValues":
+            payload["evse"] = {"id": 1}
+        outcome = await rig.call("TriggerMessage", payload)
+        assert outcome.result["status"] == "Accepted", requested
+        await csms.wait_event("received_call", since=since, action=requested, identity=AGENT_ID)
+    # F06.FR.17: a BootNotification trigger once the boot was Accepted is Rejected.
+    boot = await rig.call("TriggerMessage", {"requestedMessage": "BootNotification"})
+    assert boot.result["status"] == "Rejected"
+    unknown = await rig.call("TriggerMessage", {"requestedMessage": "SignV2GCertificate"})
+    assert unknown.result["status"] in ("NotImplemented", "Rejected")
+
+
+@pytest.mark.parametrize(
+    ("action", "payload", "expected_codes"),
+    [
+        pytest.param("Reset", {}, OCCURRENCE_CODES, id="missing-required"),
+        pytest.param(
+            "GetVariables",
+            {"getVariableData": [{"component": {"name": 5}, "variable": {"name": "X"}}]},
+            {"TypeConstraintViolation"},
+            id="wrong-type",
+        ),
+        pytest.param(
+            "Reset", {"type": "Sideways"}, {"PropertyConstraintViolation"}, id="enum-value"
+        ),
+        pytest.param("ClearCache", {"extra": True}, {"FormatViolation"}, id="additional-property"),
+        pytest.param(
+            "RequestStopTransaction",
+            {"transactionId": "T" * 37},
+            {"PropertyConstraintViolation", "FormatViolation"},
+            id="too-long",
+        ),
+        pytest.param("Explode", {}, {"NotImplemented"}, id="unknown-action"),
+    ],
+)
+async def test_malformed_call_from_the_csms_gets_the_spec_callerror(
+    rig: Rig, action: str, payload: dict[str, Any], expected_codes: set[str]
+) -> None:
+    """OCPP-J 2.0.1 part 4 §4.3 error codes, from our agent to a third-party CSMS (the same
+    cases and codes as our CSMS in test_interop_csms.py): a missing field is an occurrence
+    violation, a wrong JSON type a TypeConstraintViolation, a well-typed but invalid value (enum)
+    a PropertyConstraintViolation; a string over its maxLength is the right type, so not a
+    TypeConstraintViolation."""
+    outcome = await call_unvalidated(rig.csms, action, payload, identity=AGENT_ID)
+    assert not outcome.ok, f"{action} {payload} was accepted: {outcome.payload}"
+    assert outcome.error_code in expected_codes, (outcome.error_code, outcome.error_description)
+    # Still connected and answering.
+    assert (await rig.call("ClearCache", {})).ok

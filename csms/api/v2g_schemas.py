@@ -262,7 +262,8 @@ class FrequencySampleCreate(_In):
 
 
 class FrequencySampleRead(BaseModel):
-    fired: list[dict[str, Any]]
+    fired: list[dict[str, Any]] = Field(description="vehicles sent a discharge profile")
+    restored: list[dict[str, Any]] = Field(description="early ends: frequency profile cleared")
 
 
 class FrequencyResponseCreate(_In):

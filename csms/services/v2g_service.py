@@ -91,6 +91,7 @@ from csms.v2g import (
 )
 from csms.v2g.economics import DEFAULT_EQUIPMENT_COST_AUD, Economics
 from csms.v2g.fleet import Bid, FleetFlexibility, Flexibility
+from csms.v2g.frequency import EventState
 from csms.v2g.prices import PriceFileError
 
 log = logging.getLogger(__name__)
@@ -111,6 +112,7 @@ class V2gService:
         self.settings = settings or V2gSettings()
         self._prices_changed_at: datetime | None = None
         self._frequency: dict[str, UnderFrequencyEvent] = {}
+        self._frequency_until: dict[str, datetime] = {}
         self._frequency_lock = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
         self._home_assistant: asyncio.Task[None] | None = None
@@ -668,26 +670,41 @@ class V2gService:
             stop_soc=s.frequency_min_soc,
         )
 
-    async def grid_frequency(self, hz: float, at: datetime) -> list[dict[str, Any]]:
-        """Feed one frequency sample to each connected vehicle's under-frequency rule; when it
-        fires, send that vehicle a discharge TxProfile for the rule's duration. Returns what was
-        sent (empty when nothing fired)."""
+    async def grid_frequency(self, hz: float, at: datetime) -> dict[str, list[dict[str, Any]]]:
+        """Feed one frequency sample to each connected vehicle's under-frequency rule. When it
+        fires, send that vehicle a discharge TxProfile lasting the rule's duration (the station
+        falls back to the plan by itself afterwards); when the rule stops early (SoC down to
+        its stop level) clear that profile at once. Returns {"fired": [...], "restored": [...]}.
+        """
         if not 40.0 <= hz <= 70.0:
             raise InvalidRequest("hz must be between 40 and 70")
         async with self._frequency_lock:
             contexts = await self._connected(at)
             fired: list[SessionContext] = []
+            ended: list[SessionContext] = []
             for ctx in contexts:
-                rule = self._frequency.setdefault(ctx.vehicle.id, UnderFrequencyEvent(self._rule()))
+                vid = ctx.vehicle.id
+                rule = self._frequency.setdefault(vid, UnderFrequencyEvent(self._rule()))
                 started = rule.events_started
+                was_active = rule.state is EventState.ACTIVE
                 try:
                     rule.feed(at.timestamp(), hz, ctx.soc or 0.0)
                 except ValueError as exc:
                     raise InvalidRequest(str(exc)) from exc
                 if rule.events_started > started:
                     fired.append(ctx)
+                    self._frequency_until[vid] = at + timedelta(
+                        seconds=self.settings.frequency_duration_s
+                    )
+                elif (
+                    was_active
+                    and rule.state is not EventState.ACTIVE
+                    and at < self._frequency_until.pop(vid, at)
+                ):
+                    ended.append(ctx)  # stopped before its duration: SoC reached stop_soc
+            restored = list(await asyncio.gather(*(self._clear_frequency(c) for c in ended)))
             if not fired:
-                return []
+                return {"fired": [], "restored": restored}
             s = self.settings
             duration_s = round(s.frequency_duration_s)
             results = await asyncio.gather(
@@ -710,7 +727,23 @@ class V2gService:
             await self._record_dispatch(
                 "frequency", at, duration_s, requested, requested, per_vehicle
             )
-            return [dict(r, vehicle_id=v) for v, r in per_vehicle.items()]
+            return {
+                "fired": [dict(r, vehicle_id=v) for v, r in per_vehicle.items()],
+                "restored": restored,
+            }
+
+    async def _clear_frequency(self, ctx: SessionContext) -> dict[str, Any]:
+        station_id = ctx.vehicle.station_id
+        assert station_id is not None
+        result: dict[str, Any] = {"vehicle_id": ctx.vehicle.id, "station_id": station_id}
+        try:
+            answer = await self._commands.send(
+                station_id, "ClearChargingProfile", {"chargingProfileId": FREQUENCY_PROFILE_ID}
+            )
+            result["status"] = str(answer.get("status"))
+        except CsmsError as exc:
+            result["status"], result["error"] = "failed", str(exc)
+        return result
 
     async def set_frequency_response(
         self, station_id: str, curve: list[list[float]] | None, enabled: bool

@@ -441,6 +441,29 @@ async def test_under_frequency_for_5_s_discharges_5_kw_for_10_minutes(
     assert events[-1]["kind"] == "frequency"
 
 
+async def test_under_frequency_event_is_cleared_when_soc_falls_to_half(
+    api: ApiHarness, station: ApiTestStation
+) -> None:
+    started = await _plugged_leaf(api, station, soc_pct=52.0)
+    t0 = datetime.now(UTC)
+    for second in range(6):
+        response = await api.client.post(
+            f"{V1}/grid/frequency", json={"hz": 49.6, "at": iso(t0 + timedelta(seconds=second))}
+        )
+    assert response.json()["fired"]
+    assert station.calls_of("ClearChargingProfile") == []
+    meter = [meter_value(started + timedelta(seconds=30), soc_pct=50.0)]
+    await transaction_event(station, "Updated", "tx-1", 1, started, meter=meter)
+    response = await api.client.post(
+        f"{V1}/grid/frequency", json={"hz": 49.6, "at": iso(t0 + timedelta(seconds=40))}
+    )
+    assert response.json()["restored"] == [
+        {"vehicle_id": "leaf-1", "station_id": "CS1", "status": "Accepted"}
+    ]
+    cleared = station.calls_of("ClearChargingProfile")[-1].payload
+    assert cleared == {"chargingProfileId": 62_003}
+
+
 async def test_under_frequency_leaves_a_half_empty_vehicle_alone(
     api: ApiHarness, station: ApiTestStation
 ) -> None:

@@ -443,10 +443,12 @@ async def list_dispatches(
     response_model=FrequencySampleRead,
     summary="A grid frequency sample for the central under-frequency rule",
     description="Below 49.8 Hz for 5 s with SoC > 50 %: each such vehicle gets a 5 kW "
-    "discharge TxProfile (stack level above its plan) for 10 minutes, then its plan resumes.",
+    "discharge TxProfile (stack level above its plan) for 10 minutes, then its plan resumes; "
+    "when SoC falls to 50 % first, the profile is cleared at once (`restored`).",
 )
 async def grid_frequency(v2g: V2g, body: FrequencySampleCreate) -> FrequencySampleRead:
-    return FrequencySampleRead(fired=await v2g.grid_frequency(body.hz, body.at))
+    outcome = await v2g.grid_frequency(body.hz, body.at)
+    return FrequencySampleRead(fired=outcome["fired"], restored=outcome["restored"])
 
 
 @router.put(

@@ -37,6 +37,7 @@ from chargepoint_firmware.ocpp_client.device_model_adapter import DeviceModelAda
 from chargepoint_firmware.ocpp_client.outbox import Outbox
 from chargepoint_firmware.ocpp_client.session import StationSession
 from chargepoint_firmware.ocpp_client.smart_charging import SmartCharging
+from chargepoint_firmware.ocpp_client.tasks import cancel_and_wait
 from chargepoint_firmware.ocpp_client.timefmt import iso_ms
 from chargepoint_firmware.ocpp_client.transactions import TransactionManager
 from chargepoint_firmware.settings import StationSettings
@@ -148,11 +149,7 @@ class Agent:
         try:
             await self._connection_loop()
         finally:
-            for task in background + list(self._tasks):
-                task.cancel()
-            for task in background + list(self._tasks):
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await task
+            await cancel_and_wait(*background, *self._tasks)
 
     def shutdown(self) -> None:
         """Orderly stop (SIGTERM): end transactions (queued, reason Reboot)."""
@@ -288,10 +285,7 @@ class Agent:
                     if not isinstance(exc, ConnectionClosed):
                         log.error("session ended by an error", exc_info=exc)
         finally:
-            for task in (reader, online):
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await task
+            await cancel_and_wait(reader, online)
             self._set_online(False)
             self.session = None
             await ws.close()
@@ -336,10 +330,7 @@ class Agent:
                 if task is not reboot:
                     task.result()  # re-raise what ended it
         finally:
-            for task in (heartbeat, deliver, reboot):
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await task
+            await cancel_and_wait(heartbeat, deliver, reboot)
 
     async def _boot(self, session: StationSession) -> None:
         assert self._boot_now is not None

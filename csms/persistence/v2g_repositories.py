@@ -378,6 +378,29 @@ async def samples_between(
     return [(r[0], r[1], float(r[2]), r[3], r[4]) for r in (await conn.execute(q)).all()]
 
 
+async def soc_bounds_by_transaction(
+    conn: AsyncConnection, station_id: str, transaction_ids: Sequence[str]
+) -> dict[str, tuple[float, float]]:
+    """Transaction id -> (first, last) SoC meter value (percent), for those that have one."""
+    if not transaction_ids:
+        return {}
+    c = t.meter_values.c
+    q = (
+        sa.select(c.transaction_id, c.value)
+        .where(
+            c.station_id == station_id,
+            c.measurand == "SoC",
+            c.transaction_id.in_(list(transaction_ids)),
+        )
+        .order_by(c.timestamp, c.id)
+    )
+    out: dict[str, tuple[float, float]] = {}
+    for tx, value in (await conn.execute(q)).all():
+        first = out[tx][0] if tx in out else float(value)
+        out[tx] = (first, float(value))
+    return out
+
+
 async def latest_event(
     conn: AsyncConnection, station_id: str, kinds: Sequence[str]
 ) -> list[tuple[str, datetime, dict[str, Any]]]:

@@ -307,10 +307,23 @@ class V2gService:
                     tx,
                 )
             break
-        # 3. predicted from this EVSE's own past sessions
+        # 3. predicted from this EVSE's own past sessions (SoC at plug-in/out from their
+        # SoC meter values gives the SoC the likely trip needs)
+        ended = [t for t in history if t.started_at is not None and t.ended_at is not None]
+        bounds: dict[str, tuple[float, float]] = {}
+        if ended and record.station_id is not None:
+            async with self._db.read() as conn:
+                bounds = await vrepo.soc_bounds_by_transaction(
+                    conn, record.station_id, [t.transaction_id for t in ended]
+                )
         past = [
-            SessionRecord(t.started_at, t.ended_at)
-            for t in history
+            SessionRecord(
+                t.started_at,
+                t.ended_at,
+                bounds[t.transaction_id][0] / 100.0 if t.transaction_id in bounds else None,
+                bounds[t.transaction_id][1] / 100.0 if t.transaction_id in bounds else None,
+            )
+            for t in ended
             if t.started_at is not None and t.ended_at is not None
         ]
         prediction = predict_departure(past, now) if past else None
@@ -318,6 +331,8 @@ class V2gService:
             record.target_soc if record.target_soc is not None else self.settings.default_target_soc
         )
         if prediction is not None:
+            if record.target_soc is None and prediction.needed_soc is not None:
+                target = prediction.needed_soc
             return SessionContext(
                 record,
                 soc,

@@ -357,10 +357,14 @@ async def test_session_context_predicted_from_history(
         if plug_out > datetime.now(AEST):
             plug_out = plug_in + timedelta(hours=12, minutes=30)
         tx = f"old-{day}"
-        await transaction_event(station, "Started", tx, 0, plug_in)
-        await transaction_event(station, "Ended", tx, 1, plug_out)
+        arrived = [meter_value(plug_in, soc_pct=40.0)]
+        left = [meter_value(plug_out, soc_pct=90.0)]
+        await transaction_event(station, "Started", tx, 0, plug_in, meter=arrived)
+        await transaction_event(station, "Ended", tx, 1, plug_out, meter=left)
     ctx = (await api.client.get(f"{V1}/vehicles/leaf-1/session")).json()
     assert ctx["departure_source"] == "predicted"
+    # Each trip used 90 % - 40 %: the reserve (20 %) plus that is needed.
+    assert ctx["target_soc"] == pytest.approx(0.2 + 0.5)
     departure = datetime.fromisoformat(ctx["departure"]).astimezone(AEST)
     assert departure > datetime.now(AEST)
     assert abs((departure.hour * 60 + departure.minute) - (7 * 60 + 30)) <= 30

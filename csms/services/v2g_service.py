@@ -476,7 +476,10 @@ class V2gService:
         plan = site.vehicles[record.id]
         if not plan.power_kw:
             raise InvalidRequest(f"nothing to plan: {'; '.join(plan.warnings)}")
-        profile = to_tx_profile(plan, PLAN_PROFILE_ID, tx.transaction_id, PLAN_STACK_LEVEL)
+        try:
+            profile = to_tx_profile(plan, PLAN_PROFILE_ID, tx.transaction_id, PLAN_STACK_LEVEL)
+        except ValueError as exc:  # e.g. more periods than a schedule may hold
+            raise InvalidRequest(f"plan cannot be sent: {exc}") from exc
         payload = {"evseId": tx.evse_id, "chargingProfile": profile}
         status, info, reason = "failed", None, None
         try:

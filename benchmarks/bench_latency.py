@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import math
 import statistics
 import sys
@@ -167,6 +168,7 @@ def main() -> int:
     parser.add_argument("--changes", type=int, default=100, help="current changes via the API")
     parser.add_argument("--faults", type=int, default=20, help="injected vehicle faults")
     args = parser.parse_args()
+    logging.basicConfig(level=logging.ERROR)  # the expected safety trips log warnings
     asyncio.run(main_async(args.changes, args.faults))
     return 0
 

@@ -154,9 +154,59 @@ const SAMPLE_REQUESTS = {
     TriggerMessage: { requestedMessage: 'Heartbeat' },
 };
 
+// With `remote_transactions` (connect option): a RequestStartTransaction starts a transaction
+// (TransactionEvent Started, RemoteStart) and a RequestStopTransaction of one of them ends it
+// (TransactionEvent Ended, Remote); a stop for an unknown transaction is Rejected.
+let remoteTransactions = false;
+const transactions = new Map(); // transactionId -> {seqNo, evseId}
+let transactionCount = 0;
+
+function energySample(context, wh) {
+    return [{
+        timestamp: nowIso(),
+        sampledValue: [{ value: wh, measurand: 'Energy.Active.Import.Register', context, unitOfMeasure: { unit: 'Wh' } }],
+    }];
+}
+
+function transactionFollowUps(action, params) {
+    if (action === 'RequestStartTransaction') {
+        transactionCount += 1;
+        const transactionId = `rtx-${transactionCount}`;
+        const evseId = params.evseId ?? 1;
+        transactions.set(transactionId, { seqNo: 0, evseId });
+        return [['TransactionEvent', {
+            eventType: 'Started',
+            timestamp: nowIso(),
+            triggerReason: 'RemoteStart',
+            seqNo: 0,
+            transactionInfo: { transactionId, remoteStartId: params.remoteStartId, chargingState: 'Charging' },
+            idToken: params.idToken,
+            evse: { id: evseId, connectorId: 1 },
+            meterValue: energySample('Transaction.Begin', 0),
+        }]];
+    }
+    if (action === 'RequestStopTransaction') {
+        const tx = transactions.get(params.transactionId);
+        transactions.delete(params.transactionId);
+        tx.seqNo += 1;
+        return [['TransactionEvent', {
+            eventType: 'Ended',
+            timestamp: nowIso(),
+            triggerReason: 'RemoteStop',
+            seqNo: tx.seqNo,
+            transactionInfo: { transactionId: params.transactionId, chargingState: 'Idle', stoppedReason: 'Remote' },
+            meterValue: energySample('Transaction.End', 1234),
+        }]];
+    }
+    return [];
+}
+
 // Messages a real station sends after some answers (TriggerMessage, report requests).
 function followUps(action, params, answer) {
     if (answer?.status !== 'Accepted') return [];
+    if (remoteTransactions && ['RequestStartTransaction', 'RequestStopTransaction'].includes(action)) {
+        return transactionFollowUps(action, params);
+    }
     if (action === 'TriggerMessage') {
         switch (params.requestedMessage) {
             case 'Heartbeat':
@@ -221,7 +271,10 @@ function handleCsmsCall({ method, params }) {
         const { createRPCError } = require('ocpp-rpc');
         throw createRPCError('NotImplemented', `no handler for ${method}`);
     }
-    const answer = makeDefault(params ?? {});
+    let answer = makeDefault(params ?? {});
+    if (remoteTransactions && method === 'RequestStopTransaction' && !transactions.has(params?.transactionId)) {
+        answer = { status: 'Rejected' };
+    }
     if (sendFollowUps) {
         for (const [action, payload] of followUps(method, params ?? {}, answer)) {
             // After our CALLRESULT has gone out: a station answers first, then acts.
@@ -239,6 +292,7 @@ async function connect(command) {
     identity = command.identity;
     deviceModel = initialDeviceModel(identity);
     sendFollowUps = command.follow_ups ?? true;
+    remoteTransactions = command.remote_transactions ?? false;
     const options = {
         endpoint: command.url,
         identity,

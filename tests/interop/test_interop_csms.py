@@ -22,6 +22,7 @@ from tests.support.interop_fixtures import (
     INTEROP_STATION_ID,
     STATION_PASSWORD,
     call_unvalidated,
+    connect_with_options,
     csms_for_interop,
     harness_action_lists,
     iso_now,
@@ -387,3 +388,84 @@ async def test_timestamps_with_a_numeric_offset_are_accepted(
         {"timestamp": local, "connectorStatus": "Available", "evseId": 1, "connectorId": 1},
     )
     assert outcome.result == {}
+
+
+async def test_f01_f03_remote_start_and_stop_from_the_api(api: ApiHarness) -> None:
+    """RequestStartTransaction (with a discharge TxProfile) and RequestStopTransaction from our
+    REST API to the ocpp-rpc station, which starts and ends the transaction it was asked to."""
+    assert api.ocpp_url is not None
+    async with interop_station() as node_station:
+        await connect_with_options(
+            node_station,
+            api.ocpp_url,
+            INTEROP_STATION_ID,
+            STATION_PASSWORD,
+            remote_transactions=True,
+        )
+        assert (await node_station.boot())["status"] == "Accepted"
+        available = {"connectorStatus": "Available", "evseId": 1, "connectorId": 1}
+        assert (
+            await node_station.call("StatusNotification", {"timestamp": iso_now(), **available})
+        ).ok
+        station_path = f"{API}/stations/{INTEROP_STATION_ID}"
+        token = await api.client.post(
+            f"{API}/id-tokens", json={"id_token": "REMOTE-1", "type": "Central"}
+        )
+        assert token.status_code == 201, token.text
+        start = await api.client.post(
+            f"{station_path}/commands/request-start",
+            json={
+                "id_token": "REMOTE-1",
+                "evse_id": 1,
+                "remote_start_id": 31,
+                "charging_profile": {
+                    "id": 77,
+                    "stackLevel": 0,
+                    "chargingProfilePurpose": "TxProfile",
+                    "chargingProfileKind": "Relative",
+                    "chargingSchedule": [
+                        {
+                            "id": 1,
+                            "chargingRateUnit": "W",
+                            "chargingSchedulePeriod": [{"startPeriod": 0, "limit": -3000.0}],
+                        }
+                    ],
+                },
+            },
+        )
+        assert start.status_code == 200, start.text
+        assert start.json()["status"] == "Accepted"
+        sent = node_station.received_calls("RequestStartTransaction")[-1]["payload"]
+        assert sent["idToken"] == {"idToken": "REMOTE-1", "type": "Central"}
+        limits = sent["chargingProfile"]["chargingSchedule"][0]["chargingSchedulePeriod"]
+        assert limits[0]["limit"] == -3000.0
+
+        async def recorded(state: str) -> dict[str, Any] | None:
+            page = (await api.client.get(f"{station_path}/transactions")).json()
+            found = [t for t in page["items"] if t["transaction_id"] == "rtx-1"]
+            return found[0] if found and found[0]["state"] == state else None
+
+        # The station's TransactionEvent Started (RemoteStart) was accepted and recorded.
+        started = await node_station.wait_event("call_result", action="TransactionEvent")
+        assert started["payload"]["idTokenInfo"]["status"] == "Accepted"
+        assert await recorded("Active") is not None
+
+        unknown = await api.client.post(
+            f"{station_path}/commands/request-stop", json={"transaction_id": "no-such-tx"}
+        )
+        assert unknown.status_code == 200, unknown.text
+        assert unknown.json()["status"] == "Rejected"
+        since = len(node_station.events)
+        stop = await api.client.post(
+            f"{station_path}/commands/request-stop", json={"transaction_id": "rtx-1"}
+        )
+        assert stop.status_code == 200, stop.text
+        assert stop.json()["status"] == "Accepted"
+        ended = await node_station.wait_event("call_result", since=since, action="TransactionEvent")
+        assert ended["payload"] == {}  # no idToken in the Ended event, nothing to authorize
+        await node_station.sync()
+        detail = (await api.client.get(f"{station_path}/transactions/rtx-1")).json()
+        assert detail["transaction"]["state"] == "Ended"
+        assert detail["transaction"]["stopped_reason"] == "Remote"
+        assert [e["event_type"] for e in detail["events"]] == ["Started", "Ended"]
+        await node_station.expect_no_strict_violations(origin=None)

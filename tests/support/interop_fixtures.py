@@ -28,7 +28,13 @@ from chargepoint_firmware.ocpp_client.agent import Agent
 from tests.support.agent_fakes import FakeEvse
 from tests.support.agent_harness import agent_settings, eventually
 from tests.support.api_harness import STATION_PASSWORD, ApiHarness, api_harness
-from tests.support.interop import INTEROP_DIR, CallOutcome, NodePeer, require_node
+from tests.support.interop import (
+    INTEROP_DIR,
+    CallOutcome,
+    InteropStation,
+    NodePeer,
+    require_node,
+)
 
 JsonDict = dict[str, Any]
 
@@ -44,6 +50,7 @@ __all__ = [
     "RunningAgent",
     "agent_for_interop",
     "call_unvalidated",
+    "connect_with_options",
     "csms_for_interop",
     "harness_action_lists",
     "iso_now",
@@ -184,6 +191,29 @@ def harness_action_lists() -> tuple[list[str], list[str]]:
     assert done.returncode == 0, done.stderr
     station_side, csms_side = json.loads(done.stdout)
     return list(station_side), list(csms_side)
+
+
+async def connect_with_options(
+    station: InteropStation,
+    url: str,
+    identity: str,
+    password: str | None,
+    **options: Any,
+) -> JsonDict:
+    """Connect client.js with options `InteropStation.connect` does not take (e.g.
+    `remote_transactions=True`: it starts/ends a transaction on RequestStart/StopTransaction)."""
+    command: JsonDict = {
+        "command": "connect",
+        "url": url,
+        "identity": identity,
+        "password": password,
+        "reconnect": False,
+        "follow_ups": True,
+        **options,
+    }
+    event = await station.request(command, ("connected", "connect_failed"))
+    assert event["event"] == "connected", f"{identity} could not connect to {url}: {event}"
+    return event
 
 
 async def call_unvalidated(

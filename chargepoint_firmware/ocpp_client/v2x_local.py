@@ -101,6 +101,17 @@ class LocalV2x:
         self._curve_text: str | None = None
         self._curve: FreqWattCurve | None = None
         self._rewake: asyncio.TimerHandle | None = None
+        # A changed V2XCtrlr variable (SetVariables from the CSMS) takes effect at once.
+        subscribe = getattr(getattr(config, "source", None), "on_change", None)
+        if wake is not None and callable(subscribe):
+            try:
+                subscribe(self._on_config_change)
+            except (NotImplementedError, TypeError):
+                log.debug("device model without change listeners: V2XCtrlr changes wait")
+
+    def _on_config_change(self, component: str, _variable: str) -> None:
+        if component == "V2XCtrlr" and self.wake is not None:
+            self.wake()
 
     def _read(self, component: str, variable: str) -> str | None:
         try:
@@ -162,19 +173,18 @@ class LocalV2x:
     def data_transfer(
         self, vendor_id: str, message_id: str | None, data: Any
     ) -> tuple[str, dict[str, Any] | None]:
-        """(status, status_info) for a DataTransfer (status_info in the agent's snake_case form);
-        switches emergency backup when the message is ours."""
+        """(status, statusInfo) for a DataTransfer; switches emergency backup when it is ours."""
         if vendor_id != BACKUP_VENDOR_ID:
-            return "UnknownVendorId", {"reason_code": "UnknownVendor"}
+            return "UnknownVendorId", {"reasonCode": "UnknownVendor"}
         if message_id != BACKUP_MESSAGE_ID:
-            return "UnknownMessageId", {"reason_code": "UnknownMessageId"}
+            return "UnknownMessageId", {"reasonCode": "UnknownMessageId"}
         try:
             parsed = json.loads(data) if isinstance(data, str) else data
             enabled = parsed["enabled"]
         except (ValueError, TypeError, KeyError):
-            return "Rejected", {"reason_code": "InvalidValue"}
+            return "Rejected", {"reasonCode": "InvalidValue"}
         if not isinstance(enabled, bool):
-            return "Rejected", {"reason_code": "InvalidValue"}
+            return "Rejected", {"reasonCode": "InvalidValue"}
         self.emergency_backup = enabled
         if self.wake is not None:
             self.wake()

@@ -6,6 +6,8 @@ when it supports the action, with the spec CALLERROR (NotSupported) when it does
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import copy
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -14,7 +16,9 @@ from typing import Any
 
 import pytest
 
-from tests.support.agent_harness import eventually
+from chargepoint_firmware.ocpp_client.agent import Agent
+from tests.support.agent_fakes import FakeEvse
+from tests.support.agent_harness import agent_settings, eventually
 from tests.support.api_payloads import EXAMPLE_REQUESTS
 from tests.support.interop import InteropCsms, interop_csms
 from tests.support.interop_fixtures import (
@@ -24,6 +28,7 @@ from tests.support.interop_fixtures import (
     agent_for_interop,
     call_unvalidated,
     harness_action_lists,
+    iso_now,
 )
 
 pytestmark = pytest.mark.timeout(120)
@@ -351,3 +356,176 @@ async def test_malformed_call_from_the_csms_gets_the_spec_callerror(
     assert outcome.error_code in expected_codes, (outcome.error_code, outcome.error_description)
     # Still connected and answering.
     assert (await rig.call("ClearCache", {})).ok
+
+
+def boot_answer(status: str, interval: int) -> dict[str, Any]:
+    return {"currentTime": iso_now(), "interval": interval, "status": status}
+
+
+async def test_b02_pending_boot_answers_requests_and_boots_again_on_trigger(
+    tmp_path: Path,
+) -> None:
+    """Pending (B02): the agent retries the boot after the interval, answers the CSMS's
+    GetVariables meanwhile, boots at once on TriggerMessage(BootNotification), and goes
+    online when Accepted."""
+    async with interop_csms(
+        password=AGENT_PASSWORD, heartbeat_interval=1, boot_status="Pending"
+    ) as csms:
+        settings = agent_settings(
+            tmp_path / "agent",
+            csms.url,
+            station_id=AGENT_ID,
+            security={"profile": 1, "basic_auth_password": AGENT_PASSWORD},
+        )
+        evse = FakeEvse(1)
+        agent = Agent(settings, {1: evse})
+        task = asyncio.create_task(agent.run())
+        try:
+            await csms.wait_for_call("BootNotification", identity=AGENT_ID)
+            since = len(csms.events)
+            await csms.wait_event(
+                "received_call", since=since, action="BootNotification", timeout_s=5
+            )  # retried after the 1 s interval
+            assert not agent.online
+            got = await csms.call(
+                AGENT_ID,
+                "GetVariables",
+                {"getVariableData": [variable("OCPPCommCtrlr", "HeartbeatInterval")]},
+            )
+            assert got.result["getVariableResult"][0]["attributeStatus"] == "Accepted"
+            await csms.set_handler("BootNotification", response=boot_answer("Accepted", 300))
+            since = len(csms.events)
+            trigger = await csms.call(
+                AGENT_ID, "TriggerMessage", {"requestedMessage": "BootNotification"}
+            )
+            assert trigger.result["status"] == "Accepted"
+            await csms.wait_event("received_call", since=since, action="BootNotification")
+            await eventually(lambda: agent.online, within_s=5)
+            await csms.wait_event("received_call", since=since, action="StatusNotification")
+            # Until Accepted nothing but BootNotification was sent (B02.FR.02).
+            before = csms.events[:since]
+            sent_before = {e["action"] for e in before if e.get("event") == "received_call"}
+            assert sent_before == {"BootNotification"}
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            agent.close()
+        await csms.expect_no_strict_violations(origin=None)
+
+
+async def test_b03_rejected_boot_sends_nothing_else_until_the_interval(tmp_path: Path) -> None:
+    """Rejected (B03): only BootNotifications, spaced by the interval; accepted later."""
+    async with interop_csms(
+        password=AGENT_PASSWORD, heartbeat_interval=1, boot_status="Rejected"
+    ) as csms:
+        settings = agent_settings(
+            tmp_path / "agent",
+            csms.url,
+            station_id=AGENT_ID,
+            security={"profile": 1, "basic_auth_password": AGENT_PASSWORD},
+        )
+        agent = Agent(settings, {1: FakeEvse(1)})
+        task = asyncio.create_task(agent.run())
+        try:
+            first = await csms.wait_for_call("BootNotification", identity=AGENT_ID)
+            second = await csms.wait_event(
+                "received_call",
+                since=csms.events.index(first) + 1,
+                action="BootNotification",
+                timeout_s=5,
+            )
+            assert second["t"] - first["t"] >= 0.9  # not before the 1 s interval
+            calls = {e["action"] for e in csms.events if e.get("event") == "received_call"}
+            assert calls == {"BootNotification"}
+            await csms.set_handler("BootNotification", response=boot_answer("Accepted", 300))
+            await eventually(lambda: agent.online, within_s=5)
+            await csms.wait_for_call("StatusNotification", identity=AGENT_ID)
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            agent.close()
+        await csms.expect_no_strict_violations(origin=None)
+
+
+async def test_e12_transaction_events_queued_while_the_csms_is_down_are_delivered(
+    tmp_path: Path,
+) -> None:
+    """The third-party CSMS goes away mid-transaction; the agent queues the transaction's
+    events (offline=true), and delivers them in order to the CSMS that comes back on the same
+    port, schema-valid and with an unbroken seqNo."""
+    first = InteropCsms(password=AGENT_PASSWORD)
+    await first.start()
+    port = first.port
+    second: InteropCsms | None = None
+    try:
+        async with agent_for_interop(tmp_path / "agent", first.url) as running_agent:
+            evse = running_agent.evse
+            await first.wait_for_call("StatusNotification", identity=AGENT_ID)
+            interval = await first.call(
+                AGENT_ID,
+                "SetVariables",
+                {"setVariableData": [variable("SampledDataCtrlr", "TxUpdatedInterval", "1")]},
+            )
+            assert interval.result["setVariableResult"][0]["attributeStatus"] == "Accepted"
+            evse.plug_in()
+            start = await first.call(
+                AGENT_ID,
+                "RequestStartTransaction",
+                {"idToken": {"idToken": "OFFLINE-1", "type": "Central"}, "remoteStartId": 5},
+            )
+            assert start.result["status"] == "Accepted"
+            started = await first.wait_for_call("TransactionEvent", identity=AGENT_ID)
+            tx_id = started["payload"]["transactionInfo"]["transactionId"]
+            await first.expect_no_strict_violations(origin=None)
+
+            await first.stop()  # the CSMS disappears
+            await eventually(lambda: not running_agent.agent.online, within_s=5)
+            evse.add_energy(import_wh=400.0)
+            await asyncio.sleep(1.3)  # at least one periodic sample while offline
+            evse.unplug()  # the transaction ends while offline
+            await asyncio.sleep(0.3)
+
+            second = InteropCsms(password=AGENT_PASSWORD)
+            second.args[second.args.index("--port") + 1] = str(port)
+            await second.start()
+            assert second.port == port
+            await second.wait_for_station(AGENT_ID, timeout_s=10)
+
+            def ended(event: dict[str, Any]) -> bool:
+                return (
+                    event.get("event") == "received_call"
+                    and event.get("action") == "TransactionEvent"
+                    and event["payload"]["eventType"] == "Ended"
+                )
+
+            await second.wait_for(ended, timeout_s=10, what="the queued TransactionEvent Ended")
+            delivered = [
+                e["payload"]
+                for e in second.received_calls("TransactionEvent", AGENT_ID)
+                if e["payload"]["transactionInfo"]["transactionId"] == tx_id
+            ]
+            periodic = [
+                sample["value"]
+                for p in delivered
+                if p["triggerReason"] == "MeterValuePeriodic"
+                for mv in p["meterValue"]
+                for sample in mv["sampledValue"]
+                if sample.get("measurand") == "Energy.Active.Import.Register"
+            ]
+            assert 400 in periodic  # sampled while offline, delivered later
+            assert delivered[-1]["eventType"] == "Ended"
+            assert all(p.get("offline") is True for p in delivered)
+            before = [
+                e["payload"]["seqNo"]
+                for e in first.received_calls("TransactionEvent", AGENT_ID)
+                if e["payload"]["transactionInfo"]["transactionId"] == tx_id
+            ]
+            seq_nos = before + [p["seqNo"] for p in delivered]
+            assert seq_nos == list(range(len(seq_nos)))
+            await second.expect_no_strict_violations(origin=None)
+    finally:
+        await first.stop()
+        if second is not None:
+            await second.stop()

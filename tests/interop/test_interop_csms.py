@@ -28,6 +28,7 @@ from tests.support.interop_fixtures import (
     iso_now,
     minimal_station_requests,
 )
+from tests.support.v2g_harness import LEAF, with_v2g_routes
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -469,3 +470,82 @@ async def test_f01_f03_remote_start_and_stop_from_the_api(api: ApiHarness) -> No
         assert detail["transaction"]["stopped_reason"] == "Remote"
         assert [e["event_type"] for e in detail["events"]] == ["Started", "Ended"]
         await node_station.expect_no_strict_violations(origin=None)
+
+
+async def test_v2g_plan_reaches_a_third_party_station_as_a_valid_tx_profile(
+    api: ApiHarness, station: InteropStation
+) -> None:
+    """The V2G path: vehicle context from the ocpp-rpc station (transaction with SoC,
+    NotifyEVChargingNeeds with a departure time), prices through the API, then the optimized
+    plan sent as a TxProfile; ocpp-rpc validates the profile our optimizer built."""
+    with_v2g_routes(api)
+    leaf = dict(LEAF, station_id=INTEROP_STATION_ID, evse_id=1)
+    assert (await api.client.post(f"{API}/vehicles", json=leaf)).status_code == 201
+    now = datetime.now(UTC)
+    hour = now.replace(minute=0, second=0, microsecond=0)
+    intervals = [
+        {
+            "start": (hour + timedelta(minutes=30 * k)).isoformat().replace("+00:00", "Z"),
+            "interval_s": 1800,
+            "import_c_kwh": 10.0 if k < 8 else 60.0 if k < 12 else 15.0,
+            "export_c_kwh": (10.0 if k < 8 else 60.0 if k < 12 else 15.0) * 0.9,
+        }
+        for k in range(48)
+    ]
+    prices = await api.client.put(f"{API}/prices", json={"intervals": intervals})
+    assert prices.status_code == 200, prices.text
+
+    soc = {
+        "value": 60.0,
+        "measurand": "SoC",
+        "location": "EV",
+        "unitOfMeasure": {"unit": "Percent"},
+    }
+    started = await station.call(
+        "TransactionEvent",
+        {
+            "eventType": "Started",
+            "timestamp": iso_now(),
+            "triggerReason": "CablePluggedIn",
+            "seqNo": 0,
+            "transactionInfo": {"transactionId": "v2g-tx-1", "chargingState": "EVConnected"},
+            "evse": {"id": 1, "connectorId": 1},
+            "meterValue": [{"timestamp": iso_now(), "sampledValue": [soc]}],
+        },
+    )
+    assert started.ok, started.error_description
+    departure = (hour + timedelta(hours=10)).isoformat().replace("+00:00", "Z")
+    needs = await station.call(
+        "NotifyEVChargingNeeds",
+        {
+            "evseId": 1,
+            "chargingNeeds": {
+                "requestedEnergyTransfer": "DC",
+                "departureTime": departure,
+                "dcChargingParameters": {
+                    "evMaxCurrent": 100,
+                    "evMaxVoltage": 400,
+                    "energyAmount": 12000,
+                    "stateOfCharge": 60,
+                },
+            },
+        },
+    )
+    assert needs.result["status"] in ("Accepted", "Processing")
+    context = (await api.client.get(f"{API}/vehicles/leaf-1/session")).json()
+    assert context["departure_source"] == "ev"
+    assert context["transaction_id"] == "v2g-tx-1"
+
+    since = len(station.events)
+    response = await api.client.post(f"{API}/stations/{INTEROP_STATION_ID}/v2g/optimize")
+    assert response.status_code == 200, response.text
+    sent = response.json()
+    assert sent["status"] == "Accepted"
+    received = (await station.wait_for_call("SetChargingProfile", since=since))["payload"]
+    profile = received["chargingProfile"]
+    assert profile["chargingProfilePurpose"] == "TxProfile"
+    assert profile["transactionId"] == "v2g-tx-1"
+    limits = [p["limit"] for p in profile["chargingSchedule"][0]["chargingSchedulePeriod"]]
+    assert limits == [round(kw * 1000.0, 1) for kw in sent["plan"]["power_kw"]]
+    assert min(limits) < 0  # the plan discharges at the 60 c/kWh peak
+    await station.expect_no_strict_violations(origin=None)

@@ -549,3 +549,70 @@ async def test_v2g_plan_reaches_a_third_party_station_as_a_valid_tx_profile(
     assert limits == [round(kw * 1000.0, 1) for kw in sent["plan"]["power_kw"]]
     assert min(limits) < 0  # the plan discharges at the 60 c/kWh peak
     await station.expect_no_strict_violations(origin=None)
+
+
+async def test_b07_notify_report_of_a_third_party_station_is_stored(
+    api: ApiHarness, station: InteropStation
+) -> None:
+    """GetBaseReport from our API; the ocpp-rpc station answers and sends NotifyReport with its
+    device model, which our CSMS stores and shows."""
+    since = len(station.events)
+    response = await api.client.post(
+        f"{API}/stations/{INTEROP_STATION_ID}/ocpp/GetBaseReport",
+        json={"requestId": 44, "reportBase": "FullInventory"},
+    )
+    assert response.status_code == 200, response.text
+    assert response.json() == {"status": "Accepted"}
+    report = await station.wait_event("call_result", since=since, action="NotifyReport")
+    assert report["payload"] == {}
+    shown = (await api.client.get(f"{API}/stations/{INTEROP_STATION_ID}/variables")).json()
+    values = {(v["component"], v["variable"]): v["value"] for v in shown["items"]}
+    assert values[("OCPPCommCtrlr", "HeartbeatInterval")] == "300"
+    assert values[("SmartChargingCtrlr", "RateUnit")] == "A,W"
+    assert values[("SecurityCtrlr", "Identity")] == INTEROP_STATION_ID
+
+
+async def test_subprotocol_other_than_ocpp201_is_refused(api: ApiHarness) -> None:
+    assert api.ocpp_url is not None
+    async with interop_station() as node_station:
+        refused = await node_station.try_connect(
+            api.ocpp_url, INTEROP_STATION_ID, password=STATION_PASSWORD, protocols=["ocpp1.6"]
+        )
+        assert refused["event"] == "connect_failed"
+        assert refused["status"] == 400
+
+
+async def test_b02_pending_station_is_limited_until_accepted(api: ApiHarness) -> None:
+    """A station whose boot policy is Pending: Boot answers Pending; other messages get
+    SecurityError; the CSMS may still read its variables; once the operator accepts it, a
+    TriggerMessage(BootNotification) makes the ocpp-rpc station boot again, and it is Accepted."""
+    assert api.ocpp_url is not None
+    await api.add_station("CS-PENDING", boot_policy="Pending")
+    async with interop_station() as node_station:
+        await node_station.connect(api.ocpp_url, "CS-PENDING", password=STATION_PASSWORD)
+        boot = await node_station.boot()
+        assert boot["status"] == "Pending"
+        assert boot["interval"] > 0
+        early = await node_station.call("Heartbeat", {})
+        assert early.error_code == "SecurityError"
+        path = f"{API}/stations/CS-PENDING"
+        got = await api.client.post(
+            f"{path}/commands/get-variables",
+            json={"variables": [{"component": "OCPPCommCtrlr", "variable": "HeartbeatInterval"}]},
+        )
+        assert got.status_code == 200, got.text
+        assert got.json()["getVariableResult"][0]["attributeValue"] == "300"
+        accepted = await api.client.patch(path, json={"boot_policy": "Accepted"})
+        assert accepted.status_code == 200, accepted.text
+        since = len(node_station.events)
+        trigger = await api.client.post(
+            f"{path}/ocpp/TriggerMessage", json={"requestedMessage": "BootNotification"}
+        )
+        assert trigger.status_code == 200, trigger.text
+        assert trigger.json()["status"] == "Accepted"
+        reboot = await node_station.wait_event(
+            "call_result", since=since, action="BootNotification"
+        )
+        assert reboot["payload"]["status"] == "Accepted"
+        assert (await node_station.call("Heartbeat", {})).ok
+        await node_station.expect_no_strict_violations(origin=None)

@@ -209,6 +209,18 @@ class SimStation:
     def plug_in(self) -> None:
         self.sim.vehicle.plug_in()
 
+    async def wait_plugged(self, within_s: float = 10.0) -> None:
+        """Until the agent knows the car is plugged in (EVSE plug detection, next cycle).
+
+        A remote start before that would run TxCtrlr.EVConnectionTimeOut on the scaled clock.
+        """
+        evse_id = self.settings.evses[0].id
+        deadline = time.monotonic() + within_s
+        while not self.agent.transactions.evses[evse_id].plugged:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{self.station_id}: plug-in not detected in {within_s} s")
+            await asyncio.sleep(0.02)
+
     def unplug(self) -> None:
         self.sim.vehicle.unplug()
 
@@ -328,8 +340,8 @@ async def _drive_session(station: SimStation, options: SimulateOptions, out: Tex
         return
     await asyncio.sleep(0.5)
     station.plug_in()
+    await station.wait_plugged()
     _line(out, f"{station.station_id}: {station.car.name} plugged in at {station.car.soc_pct:.0f}%")
-    await asyncio.sleep(0.3)
     try:
         status = await station.authorize(options.id_token, options.id_token_type)
     except Exception as exc:  # the CSMS may refuse or not answer; the car stays plugged in

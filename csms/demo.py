@@ -84,7 +84,7 @@ NEM_INTERVAL = timedelta(minutes=5)
 
 STATION_PASSWORD = "demo-station-password"
 DRIVER_TOKEN = "DEMO-DRIVER"
-PLAN_HOURS = 24
+DAY = timedelta(hours=24)  # one plan per simulated day
 TARGET_SOC = 0.8
 # The simulated charger and car: up to 6 kW charging, 5 kW discharging (the car allows 15 A).
 MAX_CHARGE_KW = 6.0
@@ -201,6 +201,7 @@ class Demo:
         status = answer["setVariableResult"][0]["attributeStatus"]
         self.event(f"{sid}: SetVariables TxUpdatedInterval={interval} s (simulated): {status}")
         station.plug_in()
+        await station.wait_plugged()
         self.event(f"{sid}: {station.car.name} plugged in at {station.car.soc_pct:.0f}% SoC")
         answer = await self._post(
             f"/stations/{sid}/commands/request-start",
@@ -214,10 +215,14 @@ class Demo:
         self.event(f"{sid}: RequestStartTransaction: {answer['status']}")
         ds.transaction_id = await self._active_transaction(sid)
         self.event(f"{sid}: transaction {ds.transaction_id[:8]} started")
-        await self._send_plan(ds)
+        while True:  # one plan per simulated day, on the same NEM price day
+            day = int((self.clock.now() - self.clock.origin) / DAY)
+            day_start = self.clock.origin + day * DAY
+            await self._send_plan(ds, day_start)
+            await self.clock.sleep_until(day_start + DAY)
 
-    async def _send_plan(self, ds: DemoStation) -> None:
-        from csms.v2g.optimizer import plan_vehicle, to_tx_profile
+    async def _send_plan(self, ds: DemoStation, day_start: datetime) -> None:
+        from csms.v2g.optimizer import PlanError, plan_vehicle, to_tx_profile
         from csms.v2g.vehicle import Vehicle, VehicleSession
 
         station = ds.station
@@ -233,11 +238,15 @@ class Demo:
                 driving_reserve_soc=DRIVING_RESERVE_SOC,
             ),
             soc=min(1.0, max(0.0, station.battery_soc_pct() / 100.0)),
-            departure=self.clock.origin + timedelta(hours=PLAN_HOURS),
+            departure=day_start + DAY,
             target_soc=TARGET_SOC,
         )
-        # scipy's HiGHS: same solver, and it prints no banner into the console view.
-        plan = plan_vehicle(session, self.prices, now, backend="scipy")
+        try:
+            # scipy's HiGHS: same solver, and it prints no banner into the console view.
+            plan = plan_vehicle(session, demo_prices(day_start), now, backend="scipy")
+        except (PlanError, ValueError) as exc:
+            self.event(f"{sid}: no plan for this day: {exc}")
+            return
         profile = to_tx_profile(plan, 1000 + ds.index, ds.transaction_id, stack_level=0)
         answer = await self._post(
             f"/stations/{sid}/charging-profiles", {"evse_id": 1, "charging_profile": profile}
@@ -305,7 +314,7 @@ class Demo:
                     meter_values=ds.meter_values,
                 )
             )
-        elapsed = sim_now - self.clock.origin
+        elapsed = (sim_now - self.clock.origin) % DAY
         index = int(elapsed / NEM_INTERVAL)
         price = self.prices.import_c_kwh[index] if 0 <= index < len(self.prices) else None
         return Snapshot(

@@ -160,6 +160,7 @@ class E2eStack:
     # -- REST API helpers --------------------------------------------------------------------
     async def remote_start(self, station: SimStation, remote_start_id: int = 1) -> str:
         """RequestStartTransaction through the API; the CSMS's transaction id once it exists."""
+        await station.wait_plugged()  # the car is plugged in before the remote start
         response = await self.api.post(
             f"/stations/{station.station_id}/commands/request-start",
             json={

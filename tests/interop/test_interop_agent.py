@@ -16,10 +16,13 @@ from typing import Any
 
 import pytest
 
+from chargepoint_firmware.hardware.chademo_evse import ChademoEvseConfig
+from chargepoint_firmware.hardware.sim_vehicle import Battery, SimVehicleConfig
 from chargepoint_firmware.ocpp_client.agent import Agent
 from tests.support.agent_fakes import FakeEvse
 from tests.support.agent_harness import agent_settings, eventually
 from tests.support.api_payloads import EXAMPLE_REQUESTS
+from tests.support.chademo_sim import running_sim
 from tests.support.interop import InteropCsms, interop_csms
 from tests.support.interop_fixtures import (
     AGENT_ID,
@@ -529,3 +532,93 @@ async def test_e12_transaction_events_queued_while_the_csms_is_down_are_delivere
         await first.stop()
         if second is not None:
             await second.stop()
+
+
+def sampled(payload: dict[str, Any], measurand: str) -> float | None:
+    for mv in payload.get("meterValue", []):
+        for sv in mv["sampledValue"]:
+            if sv.get("measurand") == measurand:
+                return float(sv["value"])
+    return None
+
+
+async def test_k01_discharge_from_a_third_party_csms_down_to_the_chademo_car(
+    tmp_path: Path,
+) -> None:
+    """The whole chain driven by software nobody here wrote: ocpp-rpc CSMS -> SetChargingProfile
+    (negative limit) + RequestStartTransaction -> our agent -> CHAdeMO over a python-can virtual
+    bus -> simulated car discharging; the export register comes back in TransactionEvents."""
+    vehicle = SimVehicleConfig(permission_delay_s=0.2, time_scale=200.0)
+    config = ChademoEvseConfig(max_discharge_current_a=12.0)
+    async with (
+        running_sim(config, battery=Battery(soc_pct=80.0), vehicle_config=vehicle) as sim_rig,
+        interop_csms(password=AGENT_PASSWORD) as csms,
+    ):
+        settings = agent_settings(
+            tmp_path / "agent",
+            csms.url,
+            station_id=AGENT_ID,
+            security={"profile": 1, "basic_auth_password": AGENT_PASSWORD},
+        )
+        agent = Agent(settings, {1: sim_rig.sim.evse})
+        task = asyncio.create_task(agent.run())
+
+        def connector(status: str) -> Any:
+            return lambda e: (
+                e.get("action") == "StatusNotification"
+                and e["payload"]["connectorStatus"] == status
+            )
+
+        try:
+            await csms.wait_for(connector("Available"), what="Available")
+            sim_rig.sim.vehicle.plug_in()
+            await csms.wait_for(connector("Occupied"), what="Occupied")
+            profile = {
+                "id": 5,
+                "stackLevel": 0,
+                "chargingProfilePurpose": "TxDefaultProfile",
+                "chargingProfileKind": "Relative",
+                "chargingSchedule": [
+                    {
+                        "id": 1,
+                        "chargingRateUnit": "W",
+                        "chargingSchedulePeriod": [{"startPeriod": 0, "limit": -3000.0}],
+                    }
+                ],
+            }
+            answer = await csms.call(
+                AGENT_ID, "SetChargingProfile", {"evseId": 1, "chargingProfile": profile}
+            )
+            assert answer.result["status"] == "Accepted"
+            start = await csms.call(
+                AGENT_ID,
+                "RequestStartTransaction",
+                {
+                    "idToken": {"idToken": "V2G-1", "type": "Central"},
+                    "remoteStartId": 1,
+                    "evseId": 1,
+                },
+            )
+            assert start.result["status"] == "Accepted"
+            await eventually(lambda: sim_rig.sim.evse.status().current_a <= -5.0, within_s=10)
+            await asyncio.sleep(0.5)
+            tx_id = agent.transactions.evses[1].tx_id
+            assert tx_id is not None
+            stop = await csms.call(AGENT_ID, "RequestStopTransaction", {"transactionId": tx_id})
+            assert stop.result["status"] == "Accepted"
+            ended = await csms.wait_for(
+                lambda e: (
+                    e.get("action") == "TransactionEvent" and e["payload"]["eventType"] == "Ended"
+                ),
+                timeout_s=10,
+                what="TransactionEvent Ended",
+            )
+            exported = sampled(ended["payload"], "Energy.Active.Export.Register")
+            assert exported is not None and exported > 10.0
+            assert ended["payload"]["transactionInfo"]["stoppedReason"] == "Remote"
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            agent.close()
+        await csms.expect_no_strict_violations(origin=None)

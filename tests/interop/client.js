@@ -350,7 +350,7 @@ async function onCommand(command) {
             break;
         case 'set-handler':
             if (command.default) overrides.delete(command.action);
-            else overrides.set(command.action, { response: command.response, error: command.error });
+            else overrides.set(command.action, { response: command.response, error: command.error, delayMs: command.delay_ms });
             emit('handler_set', { ref: command.ref, action: command.action });
             break;
         case 'disconnect':

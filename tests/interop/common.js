@@ -105,13 +105,20 @@ function instrument(client, identity) {
     });
 }
 
-// Answer an override set by a test: {response} or {error: {code, description, details}}.
+// Answer an override set by a test: {response} or {error: {code, description, details}},
+// after `delayMs` milliseconds when given (a slow peer).
 function answerFromOverride(override) {
-    if (override.error) {
-        const e = override.error;
-        throw createRPCError(e.code ?? 'GenericError', e.description ?? '', e.details ?? {});
+    const answer = () => {
+        if (override.error) {
+            const e = override.error;
+            throw createRPCError(e.code ?? 'GenericError', e.description ?? '', e.details ?? {});
+        }
+        return override.response;
+    };
+    if (override.delayMs > 0) {
+        return new Promise((resolve) => setTimeout(resolve, override.delayMs)).then(answer);
     }
-    return override.response;
+    return answer();
 }
 
 // Read JSON lines from stdin; each parsed object is passed to `onCommand`. End of input calls

@@ -6,6 +6,7 @@ ocpp-rpc considers valid, so our CSMS must accept it. The station connects with 
 
 from __future__ import annotations
 
+import asyncio
 import copy
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta, timezone
@@ -27,6 +28,7 @@ from tests.support.interop_fixtures import (
     harness_action_lists,
     iso_now,
     minimal_station_requests,
+    set_slow_handler,
 )
 from tests.support.v2g_harness import LEAF, with_v2g_routes
 
@@ -616,3 +618,61 @@ async def test_b02_pending_station_is_limited_until_accepted(api: ApiHarness) ->
         assert reboot["payload"]["status"] == "Accepted"
         assert (await node_station.call("Heartbeat", {})).ok
         await node_station.expect_no_strict_violations(origin=None)
+
+
+HEARTBEAT_VARIABLE = {"component": "OCPPCommCtrlr", "variable": "HeartbeatInterval"}
+HEARTBEAT_RESULT = {
+    "getVariableResult": [
+        {
+            "attributeStatus": "Accepted",
+            "component": {"name": "OCPPCommCtrlr"},
+            "variable": {"name": "HeartbeatInterval"},
+            "attributeValue": "300",
+        }
+    ]
+}
+
+
+async def test_both_directions_at_once(api: ApiHarness, station: InteropStation) -> None:
+    """OCPP-J allows one outstanding CALL per direction: while our CSMS waits for the station's
+    slow answer, the station's own CALLs are answered."""
+    await set_slow_handler(station, "GetVariables", HEARTBEAT_RESULT, delay_s=1.0)
+    command = asyncio.create_task(
+        api.client.post(
+            f"{API}/stations/{INTEROP_STATION_ID}/commands/get-variables",
+            json={"variables": [HEARTBEAT_VARIABLE]},
+        )
+    )
+    await station.wait_for_call("GetVariables")
+    assert (await station.call("Heartbeat", {})).ok
+    meter = {"evseId": 1, "meterValue": [energy(10.0, iso_now())]}
+    assert (await station.call("MeterValues", meter)).ok
+    assert not command.done()  # the station's calls did not wait for the slow answer
+    response = await command
+    assert response.status_code == 200, response.text
+    assert response.json() == HEARTBEAT_RESULT
+
+
+async def test_a_late_answer_after_the_command_timeout_is_ignored(tmp_path: Path) -> None:
+    """The station answers after our command timeout: the API says 504, the late CALLRESULT is
+    dropped without a CALLERROR back (ocpp-rpc would flag it), and the link keeps working."""
+    async with (
+        csms_for_interop(tmp_path, command_timeout_s=0.5) as api,
+        interop_station() as node_station,
+    ):
+        assert api.ocpp_url is not None
+        await node_station.connect(api.ocpp_url, INTEROP_STATION_ID, password=STATION_PASSWORD)
+        assert (await node_station.boot())["status"] == "Accepted"
+        await set_slow_handler(node_station, "GetVariables", HEARTBEAT_RESULT, delay_s=1.0)
+        path = f"{API}/stations/{INTEROP_STATION_ID}/commands/get-variables"
+        slow = await api.client.post(path, json={"variables": [HEARTBEAT_VARIABLE]})
+        assert slow.status_code == 504, slow.text
+        await node_station.wait_event("sent_result")  # the late answer went out
+        await node_station.reset_handler("GetVariables")
+        assert (await node_station.call("Heartbeat", {})).ok
+        again = await api.client.post(path, json={"variables": [HEARTBEAT_VARIABLE]})
+        assert again.status_code == 200, again.text
+        assert again.json()["getVariableResult"][0]["attributeValue"] == "300"
+        # No CALLERROR for the late CALLRESULT, nothing unparseable, nothing invalid.
+        await node_station.expect_no_strict_violations(origin=None)
+        assert not any(e.get("event") == "disconnected" for e in node_station.events)

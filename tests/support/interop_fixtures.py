@@ -55,6 +55,7 @@ __all__ = [
     "harness_action_lists",
     "iso_now",
     "minimal_station_requests",
+    "set_slow_handler",
 ]
 
 
@@ -214,6 +215,17 @@ async def connect_with_options(
     event = await station.request(command, ("connected", "connect_failed"))
     assert event["event"] == "connected", f"{identity} could not connect to {url}: {event}"
     return event
+
+
+async def set_slow_handler(peer: NodePeer, action: str, response: JsonDict, delay_s: float) -> None:
+    """Make a harness answer `action` with `response` only after `delay_s` (a slow peer)."""
+    command: JsonDict = {
+        "command": "set-handler",
+        "action": action,
+        "response": response,
+        "delay_ms": int(delay_s * 1000),
+    }
+    await peer.request(command, ("handler_set",))
 
 
 async def call_unvalidated(

@@ -5,13 +5,14 @@ from __future__ import annotations
 import io
 import os
 import re
+import signal
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
 from chargepoint_firmware.simulate import SimulateOptions, run_simulation
-from csms.demo import demo_prices, nem_day_rrp, plan_power_kw
+from csms.demo import DemoOptions, demo_prices, nem_day_rrp, plan_power_kw, run_demo
 from tests.support.e2e_stack import DRIVER_TOKEN, STATION_PASSWORD, running_stack
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -111,3 +112,67 @@ async def test_chargepoint_simulate_against_our_csms_boots_authorizes_and_meters
             samples = await stack.meter_values(station_id, transaction["transaction_id"])
             imports = [s["value"] for s in samples if s["measurand"].endswith("Import.Register")]
             assert len(samples) >= 5 and imports and max(imports) > 0, samples[:3]
+
+
+def test_csms_demo_stops_cleanly_on_ctrl_c(tmp_path: Path) -> None:
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "csms",
+            "demo",
+            "--stations",
+            "1",
+            "--api-port",
+            "0",
+            "--ocpp-port",
+            "0",
+            "--data-dir",
+            str(tmp_path / "demo"),
+            "--plain",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    seen: list[str] = []
+    try:
+        assert process.stdout is not None
+        for line in process.stdout:
+            seen.append(line)
+            if "SetChargingProfile: Accepted" in line:
+                break
+        process.send_signal(signal.SIGINT)
+        rest, _ = process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    output = "".join(seen) + rest
+    assert process.returncode == 0, output
+    assert "stopping: ending transactions" in output, output
+    assert "DEMO-1: session ended" in output, output
+    assert output.rstrip().endswith("demo stopped"), output[-500:]
+
+
+async def test_demo_live_view_redraws_the_table_in_place(tmp_path: Path) -> None:
+    out = io.StringIO()
+    options = DemoOptions(
+        stations=1,
+        speed=60.0,
+        duration_s=4.0,
+        data_dir=tmp_path / "demo",
+        api_port=0,
+        ocpp_port=0,
+        live=True,
+    )
+    assert await run_demo(options, out) == 0
+    screens = out.getvalue().split("\x1b[H\x1b[2J")
+    assert len(screens) >= 3  # one redraw per second
+    last = screens[-1]
+    assert "API token csms_" in last and "STATION" in last and "DEMO-1" in last
+    assert "Simulated NEM time Mon 05 Aug 12:0" in screens[1]
+    assert "Events (newest last):" in last and "DEMO-1: booted" in last

@@ -32,6 +32,7 @@ from tests.support.interop_fixtures import (
     call_unvalidated,
     harness_action_lists,
     iso_now,
+    set_slow_handler,
 )
 
 pytestmark = pytest.mark.timeout(120)
@@ -622,3 +623,53 @@ async def test_k01_discharge_from_a_third_party_csms_down_to_the_chademo_car(
                 await task
             agent.close()
         await csms.expect_no_strict_violations(origin=None)
+
+
+async def test_agent_answers_the_csms_while_its_own_call_is_pending(rig: Rig) -> None:
+    """One outstanding CALL per direction: while the third-party CSMS sits on the agent's
+    StatusNotification, the agent still answers the CSMS's GetVariables."""
+    csms = rig.csms
+    await set_slow_handler(csms, "StatusNotification", {}, delay_s=1.5)
+    since = len(csms.events)
+    trigger = await rig.call(
+        "TriggerMessage",
+        {"requestedMessage": "StatusNotification", "evse": {"id": 1, "connectorId": 1}},
+    )
+    assert trigger.result["status"] == "Accepted"
+    await csms.wait_event("received_call", since=since, action="StatusNotification")
+    got = await rig.call(
+        "GetVariables",
+        {"getVariableData": [variable("OCPPCommCtrlr", "HeartbeatInterval")]},
+    )
+    assert got.result["getVariableResult"][0]["attributeStatus"] == "Accepted"
+    got_at = max(
+        i
+        for i, e in enumerate(csms.events)
+        if e.get("event") == "call_result" and e.get("action") == "GetVariables"
+    )
+    slow_answer = await csms.wait_event("sent_result", since=since, timeout_s=5)
+    assert csms.events.index(slow_answer) > got_at  # GetVariables came back first
+    await csms.reset_handler("StatusNotification")
+
+
+async def test_agent_ignores_a_late_answer_after_its_timeout(tmp_path: Path) -> None:
+    """The third-party CSMS answers the agent's Heartbeat after the agent's message timeout: the
+    agent drops the late CALLRESULT (no CALLERROR back) and carries on."""
+    async with (
+        interop_csms(password=AGENT_PASSWORD) as csms,
+        agent_for_interop(tmp_path / "agent", csms.url, message_timeout_s=0.5),
+    ):
+        await csms.wait_for_call("StatusNotification", identity=AGENT_ID)
+        await set_slow_handler(csms, "Heartbeat", {"currentTime": iso_now()}, delay_s=1.0)
+        since = len(csms.events)
+        trigger = await csms.call(AGENT_ID, "TriggerMessage", {"requestedMessage": "Heartbeat"})
+        assert trigger.result["status"] == "Accepted"
+        await csms.wait_event("received_call", since=since, action="Heartbeat")
+        await csms.wait_event("sent_result", since=since, timeout_s=5)  # the late answer
+        await csms.reset_handler("Heartbeat")
+        since = len(csms.events)
+        again = await csms.call(AGENT_ID, "TriggerMessage", {"requestedMessage": "Heartbeat"})
+        assert again.result["status"] == "Accepted"
+        await csms.wait_event("received_call", since=since, action="Heartbeat")
+        await csms.expect_no_strict_violations(origin=None)  # includes: no bad_message
+        assert not any(e.get("event") == "station_disconnected" for e in csms.events)

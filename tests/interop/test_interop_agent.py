@@ -673,3 +673,63 @@ async def test_agent_ignores_a_late_answer_after_its_timeout(tmp_path: Path) -> 
         await csms.wait_event("received_call", since=since, action="Heartbeat")
         await csms.expect_no_strict_violations(origin=None)  # includes: no bad_message
         assert not any(e.get("event") == "station_disconnected" for e in csms.events)
+
+
+VENDOR_DATA = {"vendorId": "org.thirdparty", "build": 417, "flags": ["a", "b"]}
+
+
+async def test_custom_data_from_a_third_party_csms_is_accepted(rig: Rig) -> None:
+    """Every 2.0.1 object may carry `customData` (a vendorId plus anything): a profile and a
+    variable request that use it, at the top and nested, work as without it."""
+    profile = {
+        "evseId": 1,
+        "chargingProfile": {
+            "id": 31,
+            "stackLevel": 2,
+            "chargingProfilePurpose": "TxDefaultProfile",
+            "chargingProfileKind": "Absolute",
+            "chargingSchedule": [
+                {
+                    "id": 1,
+                    "startSchedule": iso_now(),
+                    "chargingRateUnit": "W",
+                    "chargingSchedulePeriod": [
+                        {"startPeriod": 0, "limit": -2500.0, "customData": VENDOR_DATA}
+                    ],
+                    "customData": VENDOR_DATA,
+                }
+            ],
+            "customData": VENDOR_DATA,
+        },
+        "customData": VENDOR_DATA,
+    }
+    answer = await rig.call("SetChargingProfile", profile)
+    assert answer.result["status"] == "Accepted"
+    composite = await rig.call(
+        "GetCompositeSchedule",
+        {"duration": 300, "evseId": 1, "chargingRateUnit": "W", "customData": VENDOR_DATA},
+    )
+    assert composite.result["schedule"]["chargingSchedulePeriod"][0]["limit"] == -2500.0
+    got = await rig.call(
+        "GetVariables",
+        {
+            "getVariableData": [
+                {
+                    "component": {"name": "OCPPCommCtrlr", "customData": VENDOR_DATA},
+                    "variable": {"name": "HeartbeatInterval", "customData": VENDOR_DATA},
+                    "customData": VENDOR_DATA,
+                }
+            ],
+            "customData": VENDOR_DATA,
+        },
+    )
+    assert got.result["getVariableResult"][0]["attributeStatus"] == "Accepted"
+    start = await rig.call(
+        "RequestStartTransaction",
+        {
+            "idToken": {"idToken": "CD-1", "type": "Central", "customData": VENDOR_DATA},
+            "remoteStartId": 9,
+            "customData": VENDOR_DATA,
+        },
+    )
+    assert start.ok, start.error_description

@@ -676,3 +676,58 @@ async def test_a_late_answer_after_the_command_timeout_is_ignored(tmp_path: Path
         # No CALLERROR for the late CALLRESULT, nothing unparseable, nothing invalid.
         await node_station.expect_no_strict_violations(origin=None)
         assert not any(e.get("event") == "disconnected" for e in node_station.events)
+
+
+VENDOR_DATA = {"vendorId": "org.thirdparty", "firmwareBuild": 417, "flags": ["a", "b"]}
+
+
+async def test_custom_data_from_a_third_party_station_is_accepted(
+    api: ApiHarness, station: InteropStation
+) -> None:
+    """Every 2.0.1 object may carry `customData` (a vendorId plus anything): messages that use
+    it, at the top and nested, are accepted and processed as without it."""
+    boot = await station.call(
+        "BootNotification",
+        {
+            "reason": "PowerUp",
+            "chargingStation": {
+                "model": "ocpp-rpc-harness",
+                "vendorName": "interop",
+                "customData": VENDOR_DATA,
+            },
+            "customData": VENDOR_DATA,
+        },
+    )
+    assert boot.result["status"] == "Accepted"
+    status = await station.call(
+        "StatusNotification",
+        {
+            "timestamp": iso_now(),
+            "connectorStatus": "Available",
+            "evseId": 1,
+            "connectorId": 1,
+            "customData": VENDOR_DATA,
+        },
+    )
+    assert status.ok, status.error_description
+    sample = energy(42.0, iso_now())
+    sample["customData"] = VENDOR_DATA
+    sample["sampledValue"][0]["customData"] = VENDOR_DATA
+    started = await station.call(
+        "TransactionEvent",
+        {
+            "eventType": "Started",
+            "timestamp": iso_now(),
+            "triggerReason": "CablePluggedIn",
+            "seqNo": 0,
+            "transactionInfo": {"transactionId": "cd-tx-1", "customData": VENDOR_DATA},
+            "evse": {"id": 1, "connectorId": 1, "customData": VENDOR_DATA},
+            "meterValue": [sample],
+            "customData": VENDOR_DATA,
+        },
+    )
+    assert started.ok, started.error_description
+    detail = await api.client.get(f"{API}/stations/{INTEROP_STATION_ID}/transactions/cd-tx-1")
+    assert detail.status_code == 200, detail.text
+    values = [m["value"] for m in detail.json()["meter_values"]]
+    assert 42.0 in values

@@ -733,3 +733,51 @@ async def test_custom_data_from_a_third_party_csms_is_accepted(rig: Rig) -> None
         },
     )
     assert start.ok, start.error_description
+
+
+async def test_k09_get_charging_profiles_reports_the_discharge_profile(rig: Rig) -> None:
+    """GetChargingProfiles from the third-party CSMS: Accepted, then ReportChargingProfiles with
+    the stored negative-limit profile, valid in ocpp-rpc strict mode."""
+    csms = rig.csms
+    profile = copy.deepcopy(EXAMPLE_REQUESTS["SetChargingProfile"])
+    assert (await rig.call("SetChargingProfile", profile)).result["status"] == "Accepted"
+    since = len(csms.events)
+    asked = await rig.call(
+        "GetChargingProfiles",
+        {"requestId": 12, "chargingProfile": {"chargingProfilePurpose": "TxDefaultProfile"}},
+    )
+    assert asked.result["status"] == "Accepted"
+    report = await csms.wait_event(
+        "received_call", since=since, action="ReportChargingProfiles", identity=AGENT_ID
+    )
+    payload = report["payload"]
+    assert payload["requestId"] == 12
+    assert payload["evseId"] == 1
+    [reported] = payload["chargingProfile"]
+    assert reported["id"] == profile["chargingProfile"]["id"]
+    periods = reported["chargingSchedule"][0]["chargingSchedulePeriod"]
+    assert [p["limit"] for p in periods] == [7400.0, -5000.0]
+    none = await rig.call(
+        "GetChargingProfiles",
+        {
+            "requestId": 13,
+            "chargingProfile": {"chargingProfilePurpose": "ChargingStationMaxProfile"},
+        },
+    )
+    assert none.result["status"] == "NoProfiles"
+
+
+async def test_b05_heartbeat_interval_set_by_the_csms_is_used(rig: Rig) -> None:
+    csms = rig.csms
+    changed = await rig.call(
+        "SetVariables",
+        {"setVariableData": [variable("OCPPCommCtrlr", "HeartbeatInterval", "1")]},
+    )
+    assert changed.result["setVariableResult"][0]["attributeStatus"] == "Accepted"
+    since = len(csms.events)
+    first = await csms.wait_event("received_call", since=since, action="Heartbeat", timeout_s=15)
+    second = await csms.wait_event(
+        "received_call", since=csms.events.index(first) + 1, action="Heartbeat", timeout_s=15
+    )
+    # About 1 s apart: not faster than asked, and nowhere near the 300 s of the boot answer.
+    assert 0.8 <= second["t"] - first["t"] < 30.0

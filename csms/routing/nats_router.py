@@ -30,7 +30,6 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-import nats
 import orjson
 from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
@@ -481,19 +480,42 @@ class NatsRouter(BrokerRouter):
         return f"{self.namespace}.takeover"
 
     async def _connect(self) -> None:
-        self._nc = await nats.connect(
-            self.url,
-            name=f"csms-{self.node_id}",
-            connect_timeout=self.connect_timeout_s,
-            max_reconnect_attempts=-1,
-            allow_reconnect=True,
-        )
+        client = NatsClient()
+        try:
+            # Fail the start when the broker does not answer (a couple of tries, not forever)...
+            await client.connect(
+                self.url,
+                name=f"csms-{self.node_id}",
+                connect_timeout=max(1, round(self.connect_timeout_s)),
+                allow_reconnect=True,
+                max_reconnect_attempts=1,
+                reconnect_time_wait=1,
+                error_cb=self._on_error,
+                disconnected_cb=self._on_disconnected,
+                reconnected_cb=self._on_reconnected,
+            )
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await client.close()
+            raise
+        # ...but once running, ride out broker restarts for as long as they last.
+        client.options["max_reconnect_attempts"] = -1
+        self._nc = client
         js = self._nc.jetstream()
         self._presence = await _bucket(js, self.presence_bucket, ttl=None)
         self._nodes = await _bucket(js, self.nodes_bucket, ttl=self.node_ttl_s)
         await self._nc.subscribe(self._command_subject(self.node_id), cb=self._on_command)
         await self._nc.subscribe(self._takeover_subject, cb=self._on_takeover_msg)
         await self._nc.flush()
+
+    async def _on_error(self, error: Exception) -> None:
+        log.warning("router %s: NATS: %s", self.node_id, error or type(error).__name__)
+
+    async def _on_disconnected(self) -> None:
+        log.warning("router %s: disconnected from NATS; reconnecting", self.node_id)
+
+    async def _on_reconnected(self) -> None:
+        log.info("router %s: reconnected to NATS", self.node_id)
 
     async def _disconnect(self) -> None:
         if self._nc is not None:

@@ -62,7 +62,7 @@ async def remove_namespace(kind: str, url: str, namespace: str) -> None:
     if kind == "nats":
         import nats
 
-        nc = await nats.connect(url)
+        nc = await nats.connect(url, max_reconnect_attempts=1, reconnect_time_wait=0.5)
         try:
             js = nc.jetstream()
             for bucket in (f"{namespace}_presence", f"{namespace}_nodes"):

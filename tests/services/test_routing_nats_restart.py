@@ -1,0 +1,104 @@
+"""NATS restarts under running nodes: the routers reconnect and commands reach the stations again
+(presence is in a file-backed JetStream bucket, so it survives the restart).
+
+Runs its own `nats-server` (JetStream, store in a temporary directory, free loopback port), since
+the shared broker must not be restarted under other tests."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import socket
+from pathlib import Path
+
+import pytest
+
+from tests.support.multinode_routing import FakeLink, broker_routers, wait_until
+
+pytestmark = [pytest.mark.nats, pytest.mark.timeout(90)]
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+class PrivateNats:
+    """A `nats-server` with JetStream on `port`, its store in `store`; killed and started again
+    by the test."""
+
+    def __init__(self, port: int, store: Path) -> None:
+        self.port = port
+        self.store = store
+        self.process: asyncio.subprocess.Process | None = None
+
+    async def start(self) -> None:
+        binary = shutil.which("nats-server")
+        if binary is None:
+            pytest.skip("nats-server is not installed: cannot run a private broker to restart")
+        self.process = await asyncio.create_subprocess_exec(
+            binary,
+            "-a",
+            "127.0.0.1",
+            "-p",
+            str(self.port),
+            "-js",
+            "-sd",
+            str(self.store),
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.DEVNULL,
+        )
+
+        async def listening() -> bool:
+            try:
+                _, writer = await asyncio.open_connection("127.0.0.1", self.port)
+            except OSError:
+                return False
+            writer.close()
+            return True
+
+        assert await wait_until(listening, 10), "nats-server did not start"
+
+    async def kill(self) -> None:
+        if self.process is not None and self.process.returncode is None:
+            self.process.kill()
+            await self.process.wait()
+
+    async def stop(self) -> None:
+        if self.process is not None and self.process.returncode is None:
+            self.process.terminate()
+            await self.process.wait()
+
+
+async def test_routers_ride_out_a_broker_restart(tmp_path: Path) -> None:
+    port = _free_port()
+    url = f"nats://127.0.0.1:{port}"
+    server = PrivateNats(port, tmp_path)
+    await server.start()
+    try:
+        async with broker_routers("nats", url, 2) as (a, b):
+            a.register(FakeLink("CP-1"))
+            await a.settle()
+            assert (await b.call("CP-1", "Reset", {}, 2.0))["station"] == "CP-1"
+
+            await server.kill()  # the broker dies...
+            with pytest.raises(Exception):  # noqa: B017 -- any failure, but not a hang
+                await asyncio.wait_for(b.call("CP-1", "Reset", {}, 2.0), 10)
+            await server.start()  # ...and comes back with its store
+
+            async def answered() -> bool:
+                try:
+                    answer = await b.call("CP-1", "Reset", {}, 1.0)
+                except Exception:
+                    return False
+                return answer["station"] == "CP-1"
+
+            assert await wait_until(answered, 20), "no command got through after the restart"
+            assert await b.node_of("CP-1") == "n0"
+            # A station connecting after the restart is claimed and reachable too.
+            b.register(FakeLink("CP-2"))
+            await b.settle()
+            assert (await a.call("CP-2", "Reset", {}, 2.0))["station"] == "CP-2"
+    finally:
+        await server.stop()

@@ -1,8 +1,9 @@
-"""NATS restarts under running nodes: the routers reconnect and commands reach the stations again
-(presence is in a file-backed JetStream bucket, so it survives the restart).
+"""The broker restarts under running nodes: the routers reconnect and commands reach the stations
+again (presence is in a file-backed JetStream bucket / Redis with an append-only file, so it
+survives the restart).
 
-Runs its own `nats-server` (JetStream, store in a temporary directory, free loopback port), since
-the shared broker must not be restarted under other tests."""
+Runs its own `nats-server` / `redis-server` (store in a temporary directory, free loopback port),
+since the shared brokers must not be restarted under other tests."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ import pytest
 
 from tests.support.multinode_routing import FakeLink, broker_routers, wait_until
 
-pytestmark = [pytest.mark.nats, pytest.mark.timeout(90)]
+pytestmark = pytest.mark.timeout(90)
 
 
 def _free_port() -> int:
@@ -24,28 +25,31 @@ def _free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-class PrivateNats:
-    """A `nats-server` with JetStream on `port`, its store in `store`; killed and started again
-    by the test."""
+class PrivateBroker:
+    """A `nats-server` (JetStream) or `redis-server` (append-only file) on `port`, its store in
+    `store`; killed and started again by the test."""
 
-    def __init__(self, port: int, store: Path) -> None:
+    def __init__(self, kind: str, port: int, store: Path) -> None:
+        self.kind = kind
         self.port = port
         self.store = store
         self.process: asyncio.subprocess.Process | None = None
 
     async def start(self) -> None:
-        binary = shutil.which("nats-server")
+        name = f"{self.kind}-server"
+        binary = shutil.which(name)
         if binary is None:
-            pytest.skip("nats-server is not installed: cannot run a private broker to restart")
+            pytest.skip(f"{name} is not installed: cannot run a private broker to restart")
+        if self.kind == "nats":
+            args = ["-a", "127.0.0.1", "-p", str(self.port), "-js", "-sd", str(self.store)]
+        else:
+            args = [
+                "--bind", "127.0.0.1", "--port", str(self.port), "--dir", str(self.store),
+                "--save", "", "--appendonly", "yes", "--appendfsync", "always",
+            ]  # fmt: skip
         self.process = await asyncio.create_subprocess_exec(
             binary,
-            "-a",
-            "127.0.0.1",
-            "-p",
-            str(self.port),
-            "-js",
-            "-sd",
-            str(self.store),
+            *args,
             stdout=asyncio.subprocess.DEVNULL,
             stderr=asyncio.subprocess.DEVNULL,
         )
@@ -58,7 +62,7 @@ class PrivateNats:
             writer.close()
             return True
 
-        assert await wait_until(listening, 10), "nats-server did not start"
+        assert await wait_until(listening, 10), f"{name} did not start"
 
     async def kill(self) -> None:
         if self.process is not None and self.process.returncode is None:
@@ -71,13 +75,17 @@ class PrivateNats:
             await self.process.wait()
 
 
-async def test_routers_ride_out_a_broker_restart(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "kind",
+    [pytest.param("nats", marks=pytest.mark.nats), pytest.param("redis", marks=pytest.mark.redis)],
+)
+async def test_routers_ride_out_a_broker_restart(kind: str, tmp_path: Path) -> None:
     port = _free_port()
-    url = f"nats://127.0.0.1:{port}"
-    server = PrivateNats(port, tmp_path)
+    url = f"{kind}://127.0.0.1:{port}"
+    server = PrivateBroker(kind, port, tmp_path)
     await server.start()
     try:
-        async with broker_routers("nats", url, 2) as (a, b):
+        async with broker_routers(kind, url, 2) as (a, b):
             a.register(FakeLink("CP-1"))
             await a.settle()
             assert (await b.call("CP-1", "Reset", {}, 2.0))["station"] == "CP-1"

@@ -57,6 +57,42 @@ async def _first_of(*waits: Coroutine[Any, Any, Any]) -> None:
             task.cancel()
 
 
+def normalize_id_token(id_token: Mapping[str, Any]) -> dict[str, Any]:
+    """IdTokenType in the library's snake_case form, from either spelling."""
+    token = id_token.get("id_token", id_token.get("idToken"))
+    if not token or not id_token.get("type"):
+        raise ValueError("an idToken needs id_token (idToken) and type")
+    out: dict[str, Any] = {"id_token": str(token), "type": str(id_token["type"])}
+    extra = id_token.get("additional_info", id_token.get("additionalInfo"))
+    if extra:
+        out["additional_info"] = [
+            {
+                "additional_id_token": a.get("additional_id_token", a.get("additionalIdToken")),
+                "type": a["type"],
+            }
+            for a in extra
+        ]
+    return out
+
+
+def same_token(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
+    def key(t: Mapping[str, Any]) -> tuple[str, str]:
+        return str(t.get("id_token", t.get("idToken"))), str(t.get("type"))
+
+    return key(a) == key(b)
+
+
+def _expired(info: Mapping[str, Any], now: datetime) -> bool:
+    raw = info.get("cache_expiry_date_time")
+    if not raw:
+        return False
+    try:
+        expiry = datetime.fromisoformat(str(raw).replace("Z", "+00:00"))
+    except ValueError:
+        return False
+    return expiry <= now
+
+
 def backoff_delay(attempt: int, minimum: float, maximum: float, rng: random.Random) -> float:
     """Exponential back-off with "equal jitter": half fixed, half random, capped at `maximum`."""
     ceiling = min(maximum, minimum * (2.0 ** min(attempt, 30)))
@@ -422,7 +458,21 @@ class Agent:
         if session is None:
             raise ConnectionError("no session")
         payload = getattr(call, message.action)(**message.payload)
-        await session.call(payload, suppress=False, unique_id=message.message_id)
+        response = await session.call(payload, suppress=False, unique_id=message.message_id)
+        if message.action == "TransactionEvent":
+            self._on_transaction_event_answer(message.payload, response)
+
+    def _on_transaction_event_answer(self, sent: dict[str, Any], response: Any) -> None:
+        """The CSMS's idTokenInfo for the token a TransactionEvent carried (E05, C15)."""
+        info = getattr(response, "id_token_info", None)
+        token = sent.get("id_token")
+        if not info or not token:
+            return
+        if self.config.boolean("AuthCacheCtrlr", "Enabled"):
+            self.storage.cache_put(str(token["id_token"]), str(token["type"]), dict(info))
+        if info.get("status") != "Accepted":
+            tx_id = str(sent["transaction_info"]["transaction_id"])
+            self.transactions.token_invalidated(tx_id, str(info.get("status")))
 
     def queued_transaction_ids(self) -> set[str]:
         ids: set[str] = set()
@@ -578,6 +628,92 @@ class Agent:
         await self.clock.sleep_until(self.clock.now() + timedelta(seconds=timeout))
         self.transactions.connection_timeout(evse_id, remote_start_id)
 
+    async def present_id_token(self, evse_id: int, id_token: Mapping[str, Any]) -> str:
+        """An idToken presented at the EVSE's reader (RFID card, PIN, app): the local start/stop.
+
+        `id_token` is an IdTokenType, snake_case (`{"id_token": "04A1", "type": "ISO14443"}`)
+        or camelCase (`idToken`). Returns the AuthorizationStatus that decided it.
+
+        * The token that authorized this EVSE (or one of its group) stops it (E07: trigger
+          StopAuthorized, stoppedReason Local); before a transaction it withdraws the
+          authorization. Answer "Accepted".
+        * Otherwise the token is authorized: online by Authorize (C01), or from the local list /
+          auth cache without a request when AuthCtrlr.LocalPreAuthorize is true (C10/C13/C14);
+          offline from the list or cache when AuthCtrlr.LocalAuthorizeOffline is true (C12), and
+          an unknown token is accepted when AuthCtrlr.OfflineTxForUnknownIdEnabled (C15).
+        * Accepted: the transaction starts as TxCtrlr.TxStartPoint says, its TransactionEvent
+          carries the idToken; without a plugged EV the authorization lapses after
+          TxCtrlr.EVConnectionTimeOut.
+        * "ConcurrentTx" when the token is in use on another EVSE; "NotAtThisTime" when it is
+          valid but this EVSE cannot take it (unavailable, faulted, authorized for someone else).
+        """
+        if evse_id not in self.hardware:
+            raise ValueError(f"no EVSE {evse_id}")
+        token = normalize_id_token(id_token)
+        tx = self.transactions
+        st = tx.evses[evse_id]
+        if st.id_token is not None and same_token(st.id_token, token):
+            tx.stop_local(evse_id)
+            return "Accepted"
+        for other in tx.evses.values():
+            if other.evse_id != evse_id and other.id_token and same_token(other.id_token, token):
+                return "ConcurrentTx"
+        info = await self._authorize_presented(token)
+        status = str(info.get("status", "Invalid"))
+        if status != "Accepted":
+            return status
+        group = info.get("group_id_token")
+        st = tx.evses[evse_id]  # state may have moved on while Authorize was in flight
+        if st.id_token is not None:
+            if group and st.group_id_token and same_token(group, st.group_id_token):
+                tx.stop_local(evse_id)  # C09: a token of the same group may stop
+                return "Accepted"
+            return "NotAtThisTime"
+        if not tx.authorize_local(evse_id, token, group):
+            return "NotAtThisTime"
+        if not st.plugged:
+            self.spawn(self._local_authorization_timer(evse_id, token))
+        return "Accepted"
+
+    async def _authorize_presented(self, token: dict[str, Any]) -> dict[str, Any]:
+        """IdTokenInfo (snake_case) for a token presented locally; see present_id_token."""
+        known = self._authorize_locally(token)
+        if self.online:
+            pre_authorize = self.config.boolean("AuthCtrlr", "LocalPreAuthorize")
+            if pre_authorize and known is not None and known.get("status") == "Accepted":
+                return known
+            try:
+                response = await self.send_call(call.Authorize(id_token=token))
+            except (ConnectionError, ConnectionClosed, TimeoutError) as exc:
+                log.warning("Authorize not answered (%s): deciding offline", exc)
+            except ocpp.exceptions.OCPPError as exc:
+                log.warning("Authorize answered with %s: deciding offline", exc)
+            else:
+                answer = dict(response.id_token_info)
+                in_list = self.config.boolean(
+                    "LocalAuthListCtrlr", "Enabled"
+                ) and self.storage.local_list_entry(str(token["id_token"]), str(token["type"]))
+                if self.config.boolean("AuthCacheCtrlr", "Enabled") and not in_list:
+                    self.storage.cache_put(str(token["id_token"]), str(token["type"]), answer)
+                return answer
+        if not self.config.boolean("AuthCtrlr", "LocalAuthorizeOffline"):
+            known = None
+        if known is not None:
+            return known
+        if self.config.boolean("AuthCtrlr", "OfflineTxForUnknownIdEnabled"):
+            return {"status": "Accepted"}
+        return {"status": "Unknown"}
+
+    async def _local_authorization_timer(self, evse_id: int, token: dict[str, Any]) -> None:
+        timeout = self.config.integer("TxCtrlr", "EVConnectionTimeOut")
+        if timeout <= 0:
+            return
+        await self.clock.sleep_until(self.clock.now() + timedelta(seconds=timeout))
+        st = self.transactions.evses[evse_id]
+        still_waiting = st.id_token is not None and same_token(st.id_token, token)
+        if still_waiting and st.remote_start_id is None:
+            self.transactions.connection_timeout(evse_id, None)
+
     def _authorize_locally(self, id_token: dict[str, Any]) -> dict[str, Any] | None:
         """IdTokenInfo from the local list (or cache); None when the token is not known here."""
         token, kind = str(id_token.get("id_token", "")), str(id_token.get("type", ""))
@@ -586,7 +722,10 @@ class Agent:
             if entry is not None:
                 return entry
         if self.config.boolean("AuthCacheCtrlr", "Enabled"):
-            return self.storage.cache_get(token, kind)
+            cached = self.storage.cache_get(token, kind)
+            if cached is not None and _expired(cached, self.clock.now()):
+                return None  # C10: an expired cache entry counts as unknown
+            return cached
         return None
 
     async def send_triggered(self, message: str, evse_ids: list[int]) -> None:
@@ -689,6 +828,7 @@ class Agent:
                 self._notify_problem(event, event.kind is HardwareEventKind.GRID_LOST)
             case HardwareEventKind.BACKUP_MODE:
                 self._notify_problem(event, True)
+        tx.check_energy_cap(evse_id)
         self.update_status(evse_id)
 
     def _notify_problem(self, event: HardwareEvent, active: bool) -> None:

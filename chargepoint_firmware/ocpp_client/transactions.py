@@ -69,6 +69,12 @@ class EvseState:
     last_meter: dict[str, Any] | None = None
     # TxProfile of a RequestStartTransaction, installed once the transaction exists.
     pending_profile: dict[str, Any] | None = None
+    # groupIdToken of the authorizing token's IdTokenInfo: a token of the same group may stop.
+    group_id_token: dict[str, Any] | None = None
+    # Set when the CSMS invalidated the token of a running transaction and
+    # TxCtrlr.StopTxOnInvalidId is false: energy is allowed until the import register reaches
+    # this value (MaxEnergyOnInvalidId after the invalidation), then suspended.
+    invalid_energy_cap_wh: float | None = None
 
     def conditions(self) -> dict[str, bool]:
         authorized = self.id_token is not None
@@ -132,8 +138,10 @@ class TransactionManager:
                     recovered_meter=True,
                 )
             st.id_token = None
+            st.group_id_token = None
             st.remote_start_id = None
             st.pending_profile = None
+            st.invalid_energy_cap_wh = None
             self._persist(st)
             self._gate(st)
         with self.storage.atomic():
@@ -257,7 +265,86 @@ class TransactionManager:
         self._evaluate(st, "RemoteStart", update=True, include_token=True)
         return True, previous
 
-    def connection_timeout(self, evse_id: int, remote_start_id: int) -> bool:
+    def authorize_local(
+        self,
+        evse_id: int,
+        id_token: dict[str, Any],
+        group_id_token: dict[str, Any] | None = None,
+    ) -> bool:
+        """A token presented at the station was authorized (C01/C10/C12/C13/C15).
+
+        Starts the transaction when TxStartPoint says so (the Started event carries the token),
+        or reports the authorization in an Updated event when a transaction already runs (E03).
+        False when the EVSE cannot take it (inoperative, faulted, already authorized).
+        """
+        st = self.evses[evse_id]
+        if not st.operative or st.faulted or st.id_token is not None:
+            return False
+        st.id_token = dict(id_token)
+        st.group_id_token = dict(group_id_token) if group_id_token else None
+        st.remote_start_id = None
+        st.invalid_energy_cap_wh = None
+        self._evaluate(st, "Authorized", update=True, include_token=True)
+        return True
+
+    def stop_local(self, evse_id: int) -> None:
+        """The authorizing token (or one of its group) was presented again: deauthorize (E07).
+
+        With Authorized among the TxStopPoints the transaction ends (trigger StopAuthorized,
+        stoppedReason Local); otherwise energy stops and the transaction ends at the next stop
+        point. Before any transaction, the pending authorization is simply withdrawn.
+        """
+        st = self.evses[evse_id]
+        st.id_token = None
+        st.group_id_token = None
+        if st.tx_id is None:
+            self._after_change(st, "changed")
+            return
+        self._evaluate(st, "StopAuthorized", stopped_reason="Local", update=True)
+
+    def token_invalidated(self, transaction_id: str, status: str) -> bool:
+        """The CSMS answered a TransactionEvent with a non-Accepted idTokenInfo (E05, C15).
+
+        TxCtrlr.StopTxOnInvalidId: end the transaction (Deauthorized / DeAuthorized). Otherwise
+        keep it, allowing at most TxCtrlr.MaxEnergyOnInvalidId more Wh, then suspend energy.
+        """
+        st = self.find(transaction_id)
+        if st is None or st.id_token is None:
+            return False
+        log.info("transaction %s: token %s by the CSMS", transaction_id, status)
+        if self.config.boolean("TxCtrlr", "StopTxOnInvalidId"):
+            st.id_token = None
+            st.group_id_token = None
+            if "Authorized" not in self.config.members("TxCtrlr", "TxStopPoint"):
+                # Authorized is not a stop point here, yet the spec wants the transaction ended.
+                self._emit(
+                    st,
+                    "Ended",
+                    "Deauthorized",
+                    stopped_reason="DeAuthorized",
+                    meter_context="Transaction.End",
+                )
+                self._after_change(st, "ended")
+            else:
+                self._evaluate(st, "Deauthorized", stopped_reason="DeAuthorized", update=True)
+            return True
+        imported = self.hardware[st.evse_id].status().energy_import_wh
+        st.invalid_energy_cap_wh = imported + max(
+            0, self.config.integer("TxCtrlr", "MaxEnergyOnInvalidId")
+        )
+        self.check_energy_cap(st.evse_id)
+        self._after_change(st, "changed")
+        return True
+
+    def check_energy_cap(self, evse_id: int) -> None:
+        """Suspend energy once MaxEnergyOnInvalidId has been delivered (called on events)."""
+        st = self.evses[evse_id]
+        if st.invalid_energy_cap_wh is None or st.tx_id is None:
+            return
+        if self._energy_allowed.get(evse_id) and not self._within_energy_cap(st):
+            self._after_change(st, "changed")  # closes the energy gate
+
+    def connection_timeout(self, evse_id: int, remote_start_id: int | None) -> bool:
         """TxCtrlr.EVConnectionTimeOut passed after an authorization without a plugged EV:
         the authorization lapses (E03: trigger EVConnectTimeout, stoppedReason Timeout)."""
         st = self.evses[evse_id]
@@ -314,6 +401,7 @@ class TransactionManager:
         st = self.evses[evse_id]
         if st.tx_id is None:
             return False
+        self.check_energy_cap(evse_id)
         self._emit(st, "Updated", trigger, meter_context=context)
         return True
 
@@ -406,6 +494,12 @@ class TransactionManager:
         for listener in self.listeners:
             listener(st.evse_id, what, st.tx_id)
 
+    def _within_energy_cap(self, st: EvseState) -> bool:
+        if st.invalid_energy_cap_wh is None:
+            return True
+        imported = self.hardware[st.evse_id].status().energy_import_wh
+        return imported < st.invalid_energy_cap_wh
+
     def _gate(self, st: EvseState) -> None:
         allowed = (
             st.tx_id is not None
@@ -413,6 +507,7 @@ class TransactionManager:
             and st.plugged
             and st.operative
             and not st.faulted
+            and self._within_energy_cap(st)
         )
         if self._energy_allowed.get(st.evse_id) != allowed:
             self._energy_allowed[st.evse_id] = allowed
@@ -469,6 +564,10 @@ class TransactionManager:
                 st.remote_start_id = None
                 st.pending_profile = None
                 st.last_meter = None
+                st.invalid_energy_cap_wh = None
+                # The authorization is consumed by the transaction it started.
+                st.id_token = None
+                st.group_id_token = None
             self._persist(st)
             self.outbox.put("TransactionEvent", payload)
 

@@ -33,6 +33,8 @@ async def test_agent_with_the_project_csms(tmp_path: Path) -> None:
     (tmp_path / "csms").mkdir()
     async with running_csms(tmp_path / "csms") as csms:
         await csms.add_station(STATION_ID, password=PASSWORD)
+        # The CSMS answers the Started event with the token's status (E05): make it known.
+        await csms.services.id_tokens.create("TOK-1", "Central")
         settings = agent_settings(
             tmp_path / "agent",
             csms.url,

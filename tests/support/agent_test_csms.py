@@ -86,8 +86,14 @@ class _CsmsSide(ChargePoint):
         return call_result.StatusNotification()
 
     @on(Action.transaction_event)
-    def on_transaction_event(self, **_: Any) -> call_result.TransactionEvent:
-        return call_result.TransactionEvent()
+    def on_transaction_event(
+        self, id_token: dict[str, Any] | None = None, **_: Any
+    ) -> call_result.TransactionEvent:
+        # Answer idTokenInfo for events that carry a token the test scripted (E05 / C15).
+        status = None if id_token is None else self.csms.tx_token_status.get(id_token["id_token"])
+        if status is None:
+            return call_result.TransactionEvent()
+        return call_result.TransactionEvent(id_token_info={"status": status})
 
     @on(Action.meter_values)
     def on_meter_values(self, **_: Any) -> call_result.MeterValues:
@@ -119,6 +125,9 @@ class _CsmsSide(ChargePoint):
 
     @on(Action.authorize)
     def on_authorize(self, id_token: dict[str, Any], **_: Any) -> call_result.Authorize:
+        scripted = self.csms.authorize_answers.get(str(id_token["id_token"]))
+        if scripted is not None:
+            return call_result.Authorize(id_token_info=scripted)
         blocked = str(id_token["id_token"]).startswith("BLOCKED")
         return call_result.Authorize(id_token_info={"status": "Blocked" if blocked else "Accepted"})
 
@@ -129,6 +138,10 @@ class AgentTestCsms:
     boot_interval: int = 300
     password: str | None = None  # Basic auth (security profile 1) when set
     silent_actions: set[str] = field(default_factory=set)  # CALLs left unanswered
+    # idToken -> IdTokenInfo (snake_case) answered to Authorize instead of the default.
+    authorize_answers: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # idToken -> status answered in the idTokenInfo of TransactionEvents carrying it.
+    tx_token_status: dict[str, str] = field(default_factory=dict)
     received: list[Received] = field(default_factory=list)
     frames: list[tuple[str, str]] = field(default_factory=list)
     stations: dict[str, _CsmsSide] = field(default_factory=dict)

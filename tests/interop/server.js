@@ -5,6 +5,9 @@
 //
 //   node server.js [--port 0] [--password SECRET] [--heartbeat-interval 300]
 //                  [--boot-status Accepted|Pending|Rejected]
+//                  [--tls-cert FILE --tls-key FILE [--tls-client-ca FILE]]
+//   With --tls-cert/--tls-key it listens on wss (security profile 2); with --tls-client-ca too,
+//   it requires a client certificate issued by that CA (profile 3).
 //   node server.js --self-check
 
 const { RPCServer } = require('ocpp-rpc');
@@ -17,6 +20,10 @@ const port = Number(argValue('--port', '0'));
 const password = argValue('--password', null);
 const heartbeatInterval = Number(argValue('--heartbeat-interval', '300'));
 const bootStatus = argValue('--boot-status', 'Accepted');
+const tlsCert = argValue('--tls-cert', null);
+const tlsKey = argValue('--tls-key', null);
+const tlsClientCa = argValue('--tls-client-ca', null);
+let tlsServer = null; // the https server when TLS is on (ocpp-rpc's listen() is plain http)
 
 const empty = () => ({});
 
@@ -86,7 +93,10 @@ server.auth((accept, reject, handshake) => {
             return;
         }
     }
-    accept({ identity: handshake.identity, endpoint: handshake.endpoint });
+    // Profile 3: the client certificate's subject CN (null without TLS or certificate).
+    const peer = handshake.request?.socket?.getPeerCertificate?.();
+    const clientCn = peer && peer.subject ? peer.subject.CN ?? null : null;
+    accept({ identity: handshake.identity, endpoint: handshake.endpoint, clientCn });
 });
 
 server.on('client', (client) => {
@@ -109,6 +119,8 @@ server.on('client', (client) => {
         protocol: client.protocol,
         endpoint: client.session?.endpoint,
         had_password: Boolean(client.handshake?.password),
+        tls: tlsServer !== null,
+        client_cn: client.session?.clientCn ?? null,
     });
 });
 
@@ -162,18 +174,43 @@ async function onCommand(command) {
 
 async function shutdown() {
     await server.close({ code: 1001, reason: 'server shutting down', awaitPending: false });
+    if (tlsServer) {
+        await new Promise((resolve) => tlsServer.close(resolve));
+        tlsServer = null;
+    }
+}
+
+// wss on 127.0.0.1: ocpp-rpc's upgrade handler on a Node https server.
+async function listenTls() {
+    const fs = require('node:fs');
+    const https = require('node:https');
+    const options = { cert: fs.readFileSync(tlsCert), key: fs.readFileSync(tlsKey) };
+    if (tlsClientCa) {
+        Object.assign(options, { ca: fs.readFileSync(tlsClientCa), requestCert: true, rejectUnauthorized: true });
+    }
+    tlsServer = https.createServer(options, (req, res) => {
+        res.statusCode = 404;
+        res.end();
+    });
+    tlsServer.on('upgrade', server.handleUpgrade);
+    tlsServer.on('tlsClientError', (err) => emit('tls_client_error', { error: String(err?.message ?? err) }));
+    await new Promise((resolve, reject) => {
+        tlsServer.once('error', reject);
+        tlsServer.listen({ port, host: '127.0.0.1' }, resolve);
+    });
+    return tlsServer;
 }
 
 async function main() {
     // Loopback only: this harness never listens on a public interface.
-    const httpServer = await server.listen(port, '127.0.0.1');
+    const httpServer = tlsCert && tlsKey ? await listenTls() : await server.listen(port, '127.0.0.1');
     readCommands(onCommand, async () => {
         await shutdown();
         process.exit(0);
     });
     emit('listening', {
         role: 'csms', pid: process.pid, host: '127.0.0.1', port: httpServer.address().port,
-        protocol: PROTOCOL, auth: password !== null,
+        protocol: PROTOCOL, auth: password !== null, tls: tlsServer !== null, client_ca: Boolean(tlsClientCa),
     });
 }
 

@@ -23,6 +23,7 @@ from tests.support.agent_fakes import FakeEvse
 from tests.support.agent_harness import agent_settings, eventually
 from tests.support.api_payloads import EXAMPLE_REQUESTS
 from tests.support.chademo_sim import running_sim
+from tests.support.csms_pki import make_pki
 from tests.support.interop import InteropCsms, interop_csms
 from tests.support.interop_fixtures import (
     AGENT_ID,
@@ -31,6 +32,7 @@ from tests.support.interop_fixtures import (
     agent_for_interop,
     call_unvalidated,
     harness_action_lists,
+    interop_csms_tls,
     iso_now,
     set_slow_handler,
 )
@@ -781,3 +783,69 @@ async def test_b05_heartbeat_interval_set_by_the_csms_is_used(rig: Rig) -> None:
     )
     # About 1 s apart: not faster than asked, and nowhere near the 300 s of the boot answer.
     assert 0.8 <= second["t"] - first["t"] < 30.0
+
+
+async def test_a02_security_profile_2_tls_and_basic_auth(tmp_path: Path) -> None:
+    """Profile 2 against the third-party CSMS: wss with the CSMS's certificate checked against
+    the configured CA, plus Basic auth."""
+    pki = make_pki(tmp_path / "pki")
+    async with interop_csms_tls(
+        pki.server.cert_file, pki.server.key_file, password=AGENT_PASSWORD
+    ) as (csms, url):
+        security = {
+            "profile": 2,
+            "basic_auth_password": AGENT_PASSWORD,
+            "ca_file": pki.ca.cert_file,
+        }
+        async with agent_for_interop(tmp_path / "agent", url, security=security):
+            connected = await csms.wait_for_station(AGENT_ID)
+            assert connected["tls"] is True
+            assert connected["had_password"] is True
+            await csms.wait_for_call("BootNotification", identity=AGENT_ID)
+            got = await csms.call(
+                AGENT_ID,
+                "GetVariables",
+                {"getVariableData": [variable("SecurityCtrlr", "SecurityProfile")]},
+            )
+            assert got.result["getVariableResult"][0]["attributeValue"] == "2"
+        await csms.expect_no_strict_violations(origin=None)
+
+
+async def test_a03_security_profile_3_client_certificate(tmp_path: Path) -> None:
+    """Profile 3: mutual TLS; the CSMS sees the agent's certificate with CN = station id."""
+    pki = make_pki(tmp_path / "pki")
+    client = pki.client(AGENT_ID)
+    async with interop_csms_tls(
+        pki.server.cert_file, pki.server.key_file, client_ca_file=pki.ca.cert_file
+    ) as (csms, url):
+        security = {
+            "profile": 3,
+            "ca_file": pki.ca.cert_file,
+            "client_cert_file": client.cert_file,
+            "client_key_file": client.key_file,
+        }
+        async with agent_for_interop(tmp_path / "agent", url, security=security):
+            connected = await csms.wait_for_station(AGENT_ID)
+            assert connected["tls"] is True
+            assert connected["client_cn"] == AGENT_ID
+            assert connected["had_password"] is False
+            await csms.wait_for_call("BootNotification", identity=AGENT_ID)
+        await csms.expect_no_strict_violations(origin=None)
+
+
+async def test_a02_a_csms_certificate_from_another_ca_is_refused(tmp_path: Path) -> None:
+    pki = make_pki(tmp_path / "pki")
+    async with interop_csms_tls(
+        pki.server.cert_file, pki.server.key_file, password=AGENT_PASSWORD
+    ) as (csms, url):
+        security = {
+            "profile": 2,
+            "basic_auth_password": AGENT_PASSWORD,
+            "ca_file": pki.other_ca.cert_file,
+        }
+        with pytest.raises(AssertionError, match="never came online"):
+            async with agent_for_interop(
+                tmp_path / "agent", url, online_within_s=2.0, security=security
+            ):
+                pass  # pragma: no cover - the agent must not get online
+        assert not [e for e in csms.events if e.get("event") == "station_connected"]

@@ -31,6 +31,7 @@ from tests.support.api_harness import STATION_PASSWORD, ApiHarness, api_harness
 from tests.support.interop import (
     INTEROP_DIR,
     CallOutcome,
+    InteropCsms,
     InteropStation,
     NodePeer,
     require_node,
@@ -53,6 +54,7 @@ __all__ = [
     "connect_with_options",
     "csms_for_interop",
     "harness_action_lists",
+    "interop_csms_tls",
     "iso_now",
     "minimal_station_requests",
     "set_slow_handler",
@@ -259,6 +261,27 @@ async def csms_for_interop(tmp_path: Path, **settings: Any) -> AsyncIterator[Api
     async with api_harness(tmp_path, with_ocpp=True, **settings) as api:
         await api.add_station(INTEROP_STATION_ID)
         yield api
+
+
+@contextlib.asynccontextmanager
+async def interop_csms_tls(
+    cert_file: Path,
+    key_file: Path,
+    *,
+    client_ca_file: Path | None = None,
+    password: str | None = None,
+) -> AsyncIterator[tuple[InteropCsms, str]]:
+    """server.js on wss (security profile 2; profile 3 with `client_ca_file`): the peer and its
+    base URL (wss://127.0.0.1:PORT/ocpp)."""
+    csms = InteropCsms(password=password)
+    csms.args += ["--tls-cert", str(cert_file), "--tls-key", str(key_file)]
+    if client_ca_file is not None:
+        csms.args += ["--tls-client-ca", str(client_ca_file)]
+    await csms.start()
+    try:
+        yield csms, f"wss://127.0.0.1:{csms.port}/ocpp"
+    finally:
+        await csms.stop()
 
 
 @dataclass

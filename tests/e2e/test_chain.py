@@ -52,6 +52,14 @@ async def test_api_negative_limit_discharges_over_0x208_and_export_register_reac
         assert response.json()["status"] == "Accepted"
         stored = (await stack.api.get("/stations/E2E-DIS/charging-profiles")).json()
         assert [p["profile_id"] for p in stored] == [100]
+        composite = await stack.api.post(
+            "/stations/E2E-DIS/ocpp/GetCompositeSchedule",
+            json={"duration": 300, "evseId": 1, "chargingRateUnit": "W"},
+        )
+        assert composite.status_code == 200, composite.text
+        assert composite.json()["status"] == "Accepted", composite.text
+        periods = composite.json()["schedule"]["chargingSchedulePeriod"]
+        assert periods[0]["limit"] == -4000.0, periods
 
         def discharging_on_bus() -> bool:
             return any(f.discharge_current_a >= 5 for _, f in frames_of(bus, 0x208))

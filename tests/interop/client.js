@@ -304,6 +304,15 @@ async function connect(command) {
     skipper = skippableValidator();
     options.strictModeValidators = [skipper.validator];
     if (command.password !== undefined && command.password !== null) options.password = command.password;
+    // wss: `tls_ca` (PEM file) to trust the CSMS's certificate; `tls_cert`/`tls_key` for a
+    // client certificate (security profile 3).
+    if (command.tls_ca || command.tls_cert) {
+        const fs = require('node:fs');
+        options.wsOpts = {};
+        if (command.tls_ca) options.wsOpts.ca = fs.readFileSync(command.tls_ca);
+        if (command.tls_cert) options.wsOpts.cert = fs.readFileSync(command.tls_cert);
+        if (command.tls_key) options.wsOpts.key = fs.readFileSync(command.tls_key);
+    }
     client = new RPCClient(options);
     instrument(client, identity);
     client.handle(handleCsmsCall);

@@ -18,6 +18,7 @@ import pytest
 from csms.api.ocpp_actions import CSMS_INITIATED_ACTIONS
 from tests.support.api_harness import ApiHarness
 from tests.support.api_payloads import EXAMPLE_REQUESTS
+from tests.support.csms_pki import make_pki
 from tests.support.interop import InteropStation, interop_station
 from tests.support.interop_fixtures import (
     INTEROP_STATION_ID,
@@ -731,3 +732,53 @@ async def test_custom_data_from_a_third_party_station_is_accepted(
     assert detail.status_code == 200, detail.text
     values = [m["value"] for m in detail.json()["meter_values"]]
     assert 42.0 in values
+
+
+async def test_a02_a03_security_profiles_2_and_3_with_a_third_party_station(
+    tmp_path: Path,
+) -> None:
+    """Our CSMS on wss: the ocpp-rpc station connects with TLS + Basic auth (profile 2) and with
+    a client certificate (profile 3); a profile-3 station without a certificate is refused."""
+    pki = make_pki(tmp_path / "pki")
+    async with csms_for_interop(
+        tmp_path,
+        tls_cert_file=pki.server.cert_file,
+        tls_key_file=pki.server.key_file,
+        tls_client_ca_file=pki.ca.cert_file,
+    ) as api:
+        assert api.ocpp_url is not None
+        url = api.ocpp_url.replace("ws://", "wss://", 1)
+        await api.add_station("TLS-2", security_profile=2)
+        await api.add_station("TLS-3", password=None, security_profile=3)
+        client = pki.client("TLS-3")
+        async with interop_station() as two:
+            await connect_with_options(
+                two, url, "TLS-2", STATION_PASSWORD, tls_ca=str(pki.ca.cert_file)
+            )
+            assert (await two.boot())["status"] == "Accepted"
+            assert (await two.call("Heartbeat", {})).ok
+            await two.expect_no_strict_violations(origin=None)
+        async with interop_station() as three:
+            await connect_with_options(
+                three,
+                url,
+                "TLS-3",
+                None,
+                tls_ca=str(pki.ca.cert_file),
+                tls_cert=str(client.cert_file),
+                tls_key=str(client.key_file),
+            )
+            assert (await three.boot())["status"] == "Accepted"
+            await three.expect_no_strict_violations(origin=None)
+        async with interop_station() as no_certificate:
+            refused = await no_certificate.request(
+                {
+                    "command": "connect",
+                    "url": url,
+                    "identity": "TLS-3",
+                    "password": None,
+                    "tls_ca": str(pki.ca.cert_file),
+                },
+                ("connected", "connect_failed"),
+            )
+            assert refused["event"] == "connect_failed"

@@ -38,11 +38,11 @@ class Snapshot:
 
 COLUMNS = (
     ("STATION", 9),
-    ("CAR", 24),
+    ("CAR", 22),
     ("STATE", 11),
     ("SETPOINT", 9),
     ("CMD A", 7),
-    ("LIMITED BY", 14),
+    ("LIMITED BY", 16),
     ("AMPS", 7),
     ("POWER", 8),
     ("SOC", 6),
@@ -62,11 +62,11 @@ def table(rows: Sequence[StationRow]) -> list[str]:
     for row in rows:
         cells = (
             row.station_id,
-            row.car[:24],
+            row.car[:22],
             row.state,
             _signed(row.setpoint_kw, "kW"),
             f"{row.commanded_a:+.1f}",
-            (row.limited_by or "-")[:14],
+            (row.limited_by or "-")[:16],
             f"{row.current_a:+.1f}",
             _signed(row.power_kw, "kW", 2),
             "-" if row.soc_pct is None else f"{row.soc_pct:.1f}%",

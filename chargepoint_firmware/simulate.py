@@ -465,8 +465,19 @@ def options_from(args: argparse.Namespace) -> SimulateOptions:
     )
 
 
+def cli_main(argv: list[str]) -> int:
+    """`chargepoint simulate ARGS`: exit 0 after a clean stop, 2 on a configuration error."""
+    parser = argparse.ArgumentParser(
+        prog="chargepoint simulate",
+        description="Run N simulated charging stations (the real agent with a simulated "
+        "CHAdeMO car on a python-can virtual bus) against any OCPP 2.0.1 CSMS.",
+    )
+    add_arguments(parser)
+    return main(parser.parse_args(argv))
+
+
 def main(args: argparse.Namespace) -> int:
-    """`chargepoint simulate`: exit 0 after a clean stop, 2 on a configuration error."""
+    """Run the parsed `chargepoint simulate` options."""
     logging.basicConfig(
         level=str(args.log_level).upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",

@@ -849,3 +849,19 @@ async def test_a02_a_csms_certificate_from_another_ca_is_refused(tmp_path: Path)
             ):
                 pass  # pragma: no cover - the agent must not get online
         assert not [e for e in csms.events if e.get("event") == "station_connected"]
+
+
+async def test_agent_reconnects_after_the_csms_closes_the_socket(rig: Rig) -> None:
+    """The third-party CSMS drops the connection: the agent reconnects without a new boot
+    (it was not reset) and answers again."""
+    csms = rig.csms
+    boots = len(csms.received_calls("BootNotification", AGENT_ID))
+    since = len(csms.events)
+    await csms.disconnect(AGENT_ID)
+    await csms.wait_event("station_connected", since=since, identity=AGENT_ID, timeout_s=10)
+    await eventually(lambda: rig.running.agent.online, within_s=5)
+    got = await rig.call(
+        "GetVariables", {"getVariableData": [variable("OCPPCommCtrlr", "HeartbeatInterval")]}
+    )
+    assert got.result["getVariableResult"][0]["attributeStatus"] == "Accepted"
+    assert len(csms.received_calls("BootNotification", AGENT_ID)) == boots

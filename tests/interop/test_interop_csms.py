@@ -782,3 +782,24 @@ async def test_a02_a03_security_profiles_2_and_3_with_a_third_party_station(
                 ("connected", "connect_failed"),
             )
             assert refused["event"] == "connect_failed"
+
+
+async def test_a_reconnecting_station_replaces_its_old_connection(api: ApiHarness) -> None:
+    """The same station connects again (a new ocpp-rpc client) while the old socket is open: the
+    old one is closed, commands go to the new one."""
+    assert api.ocpp_url is not None
+    async with interop_station() as old, interop_station() as new:
+        await old.connect(api.ocpp_url, INTEROP_STATION_ID, password=STATION_PASSWORD)
+        assert (await old.boot())["status"] == "Accepted"
+        await new.connect(api.ocpp_url, INTEROP_STATION_ID, password=STATION_PASSWORD)
+        await old.wait_event("disconnected")
+        assert (await new.boot())["status"] == "Accepted"
+        response = await api.client.post(
+            f"{API}/stations/{INTEROP_STATION_ID}/commands/get-variables",
+            json={"variables": [HEARTBEAT_VARIABLE]},
+        )
+        assert response.status_code == 200, response.text
+        assert new.received_calls("GetVariables")
+        assert not old.received_calls("GetVariables")
+        await new.expect_no_strict_violations(origin=None)
+        await old.expect_no_strict_violations(origin=None)

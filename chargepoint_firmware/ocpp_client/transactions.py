@@ -311,6 +311,10 @@ class TransactionManager:
         st = self.find(transaction_id)
         if st is None or st.id_token is None:
             return False
+        if st.remote_start_id is not None and status == "Unknown":
+            # The CSMS chose this token itself in RequestStartTransaction: "Unknown" only says
+            # it keeps no record of it, not that it was refused (Blocked/Invalid/... still stop).
+            return False
         log.info("transaction %s: token %s by the CSMS", transaction_id, status)
         if self.config.boolean("TxCtrlr", "StopTxOnInvalidId"):
             st.id_token = None

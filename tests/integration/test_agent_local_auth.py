@@ -358,3 +358,38 @@ async def test_e03_ev_connection_timeout_withdraws_local_authorization(tmp_path:
         assert started(h) == []
     finally:
         await h.close()
+
+
+async def test_e05_remote_started_token_unknown_to_csms_keeps_running(tmp_path: Path) -> None:
+    h = await start_harness(tmp_path)
+    h.csms.tx_token_status["REMOTE-1"] = "Unknown"
+    h.csms.tx_token_status["REMOTE-2"] = "Blocked"
+    try:
+        h.evse.plug_in()
+        await eventually(lambda: h.agent.transactions.evses[1].plugged)
+        result = await h.call(
+            call.RequestStartTransaction(
+                id_token={"id_token": "REMOTE-1", "type": "Central"}, remote_start_id=1, evse_id=1
+            )
+        )
+        assert result.status == "Accepted"
+        await h.csms.wait_for("TransactionEvent", lambda e: e["eventType"] == "Started")
+        await asyncio.wait_for(h.agent.drain(), 5)
+        await asyncio.sleep(0.1)
+        assert h.agent.transactions.evses[1].tx_id is not None
+        assert h.evse.allowed
+        # A refusal (not mere ignorance) of a remote-start token still stops it.
+        h.agent.transactions.remote_stop(str(h.agent.transactions.evses[1].tx_id))
+        await h.csms.wait_for("TransactionEvent", lambda e: e["eventType"] == "Ended")
+        result = await h.call(
+            call.RequestStartTransaction(
+                id_token={"id_token": "REMOTE-2", "type": "Central"}, remote_start_id=2, evse_id=1
+            )
+        )
+        assert result.status == "Accepted"
+        ended = await h.csms.wait_for(
+            "TransactionEvent", lambda e: e["eventType"] == "Ended", count=2
+        )
+        assert ended[1]["transactionInfo"]["stoppedReason"] == "DeAuthorized"
+    finally:
+        await h.close()

@@ -47,6 +47,9 @@ function errorFields(err) {
         code: err?.rpcErrorCode ?? err?.name ?? 'Error',
         description: err?.rpcErrorMessage ?? err?.message ?? String(err),
         details: err?.details ?? {},
+        // For a CALLERROR received: the errorDescription exactly as the peer sent it
+        // (`description` above is ocpp-rpc's generic text for the code).
+        message: err?.message ?? '',
     };
 }
 

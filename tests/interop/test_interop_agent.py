@@ -360,6 +360,8 @@ async def test_malformed_call_from_the_csms_gets_the_spec_callerror(
     outcome = await call_unvalidated(rig.csms, action, payload, identity=AGENT_ID)
     assert not outcome.ok, f"{action} {payload} was accepted: {outcome.payload}"
     assert outcome.error_code in expected_codes, (outcome.error_code, outcome.error_description)
+    # OCPP-J §4.2.3: errorDescription is at most 255 characters.
+    assert len(outcome.error_description) <= 255, outcome.error_description
     # Still connected and answering.
     assert (await rig.call("ClearCache", {})).ok
 

@@ -362,6 +362,8 @@ async def test_malformed_call_from_the_station_gets_the_spec_callerror(
     outcome = await call_unvalidated(station, action, payload)
     assert not outcome.ok, f"{action} {payload} was accepted: {outcome.payload}"
     assert outcome.error_code in expected_codes, (outcome.error_code, outcome.error_description)
+    # OCPP-J §4.2.3: errorDescription is at most 255 characters.
+    assert len(outcome.error_description) <= 255, outcome.error_description
     # The connection survives a bad CALL: the next good one is answered.
     assert (await station.call("Heartbeat", {})).ok
     assert not any(e.get("event") == "disconnected" for e in station.events)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import subprocess
 from collections.abc import AsyncIterator
@@ -239,7 +240,8 @@ async def call_unvalidated(
     timeout_s: float = 10.0,
 ) -> CallOutcome:
     """Have a harness send ONE CALL that skips its own strict validation (a malformed CALL on
-    purpose); the answer is still validated. `identity`: the station, when `peer` is server.js."""
+    purpose); the answer is still validated. `identity`: the station, when `peer` is server.js.
+    On a CALLERROR, `error_description` is the errorDescription exactly as the peer sent it."""
     command: JsonDict = {
         "command": "call",
         "action": action,
@@ -250,7 +252,11 @@ async def call_unvalidated(
     if identity is not None:
         command["identity"] = identity
     event = await peer.request(command, ("call_result", "call_error"), timeout_s + 2.0)
-    return CallOutcome.from_event(event)
+    outcome = CallOutcome.from_event(event)
+    if outcome.ok:
+        return outcome
+    # The errorDescription as sent (ocpp-rpc's `description` is its own text for the code).
+    return dataclasses.replace(outcome, error_description=str(event.get("message", "")))
 
 
 @contextlib.asynccontextmanager

@@ -867,3 +867,55 @@ async def test_agent_reconnects_after_the_csms_closes_the_socket(rig: Rig) -> No
     )
     assert got.result["getVariableResult"][0]["attributeStatus"] == "Accepted"
     assert len(csms.received_calls("BootNotification", AGENT_ID)) == boots
+
+
+TRIGGERABLE_BY_SPEC = (
+    "BootNotification",
+    "LogStatusNotification",
+    "FirmwareStatusNotification",
+    "Heartbeat",
+    "MeterValues",
+    "SignChargingStationCertificate",
+    "StatusNotification",
+    "TransactionEvent",
+    "SignCombinedCertificate",
+    "SignV2GCertificate",
+    "PublishFirmwareStatusNotification",
+)
+
+
+async def test_f06_every_trigger_value_gets_a_valid_answer_and_follow_up(rig: Rig) -> None:
+    """TriggerMessage with every MessageTriggerEnum value of 2.0.1: a valid answer; when
+    Accepted, the requested message follows (strict-valid, checked at teardown)."""
+    csms = rig.csms
+    rig.running.evse.plug_in()
+    start = await rig.call(
+        "RequestStartTransaction",
+        {"idToken": {"idToken": "TRIG-1", "type": "Central"}, "remoteStartId": 3, "evseId": 1},
+    )
+    assert start.result["status"] == "Accepted"
+    await csms.wait_for_call("TransactionEvent", identity=AGENT_ID)
+    follow_up_action = {
+        "SignChargingStationCertificate": "SignCertificate",
+        "SignCombinedCertificate": "SignCertificate",
+        "SignV2GCertificate": "SignCertificate",
+    }
+    statuses: dict[str, str] = {}
+    for requested in TRIGGERABLE_BY_SPEC:
+        since = len(csms.events)
+        payload: dict[str, Any] = {"requestedMessage": requested}
+        if requested in ("MeterValues", "TransactionEvent"):
+            payload["evse"] = {"id": 1}
+        outcome = await rig.call("TriggerMessage", payload)
+        statuses[requested] = outcome.result["status"]
+        if statuses[requested] == "Accepted":
+            await csms.wait_event(
+                "received_call",
+                since=since,
+                action=follow_up_action.get(requested, requested),
+                identity=AGENT_ID,
+            )
+    assert set(statuses.values()) <= {"Accepted", "Rejected", "NotImplemented"}
+    assert statuses["BootNotification"] == "Rejected"  # F06.FR.17: already Accepted
+    for requested in ("Heartbeat", "MeterValues", "StatusNotification", "TransactionEvent"):
+        assert statuses[requested] == "Accepted", (requested, statuses)

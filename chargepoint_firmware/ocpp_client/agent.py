@@ -832,30 +832,33 @@ class Agent:
         self.update_status(evse_id)
 
     def _notify_problem(self, event: HardwareEvent, active: bool) -> None:
-        """NotifyEvent (N07) on the EVSE's Problem variable, with the cause as techInfo."""
-        if not self.online:
-            return
-        seq = int(self.storage.get("event_id", 0)) + 1
-        self.storage.put("event_id", seq)
-        self.send_soon(
-            call.NotifyEvent(
-                generated_at=iso_ms(self.clock.now()),
-                seq_no=0,
-                event_data=[
-                    {
-                        "event_id": seq,
-                        "timestamp": iso_ms(event.at if event.at.tzinfo else self.clock.now()),
-                        "trigger": "Delta",
-                        "actual_value": "true" if active else "false",
-                        "tech_code": str(event.kind)[:50],
-                        "tech_info": event.detail[:500] or str(event.kind),
-                        "event_notification_type": "HardWiredNotification",
-                        "component": {"name": "EVSE", "evse": {"id": event.evse_id}},
-                        "variable": {"name": "Problem"},
-                    }
-                ],
+        """NotifyEvent (N07) on the EVSE's Problem variable, with the cause as techInfo.
+
+        Queued durably with the transaction messages, so a fault while offline still reaches
+        the CSMS, in order with the transaction's events, after the connection returns."""
+        with self.storage.atomic():
+            seq = int(self.storage.get("event_id", 0)) + 1
+            self.storage.put("event_id", seq)
+            self.outbox.put(
+                "NotifyEvent",
+                {
+                    "generated_at": iso_ms(self.clock.now()),
+                    "seq_no": 0,
+                    "event_data": [
+                        {
+                            "event_id": seq,
+                            "timestamp": iso_ms(event.at if event.at.tzinfo else self.clock.now()),
+                            "trigger": "Delta",
+                            "actual_value": "true" if active else "false",
+                            "tech_code": str(event.kind)[:50],
+                            "tech_info": event.detail[:500] or str(event.kind),
+                            "event_notification_type": "HardWiredNotification",
+                            "component": {"name": "EVSE", "evse": {"id": event.evse_id}},
+                            "variable": {"name": "Problem"},
+                        }
+                    ],
+                },
             )
-        )
 
     def _security_event(self, kind: str, info: str, at: datetime) -> None:
         """SecurityEventNotification is queued durably like transaction messages (A04)."""

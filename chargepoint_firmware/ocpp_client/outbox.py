@@ -1,4 +1,5 @@
-"""Durable, ordered delivery of TransactionEvent / MeterValues / SecurityEventNotification.
+"""Durable, ordered delivery of TransactionEvent, MeterValues, SecurityEventNotification and
+NotifyEvent.
 
 Every such message is written to the storage queue first (whether the CSMS is reachable or
 not) and a single delivery task sends them one by one, oldest first. A message leaves the queue

@@ -10,7 +10,9 @@ from fastapi.responses import JSONResponse
 
 from csms.domain.errors import (
     AlreadyExists,
+    BrokerUnavailable,
     CallErrorReceived,
+    CommandNotAllowed,
     CommandTimeout,
     CommandValidationError,
     CsmsError,
@@ -42,7 +44,7 @@ def problem(status_code: int, detail: str, **extra: Any) -> JSONResponse:
 def _status_of(error: CsmsError) -> int:
     if isinstance(error, NotFound):
         return status.HTTP_404_NOT_FOUND
-    if isinstance(error, AlreadyExists | StationOffline):
+    if isinstance(error, AlreadyExists | StationOffline | CommandNotAllowed):
         return status.HTTP_409_CONFLICT
     if isinstance(error, InvalidRequest):
         return status.HTTP_422_UNPROCESSABLE_CONTENT
@@ -50,6 +52,8 @@ def _status_of(error: CsmsError) -> int:
         return status.HTTP_504_GATEWAY_TIMEOUT
     if isinstance(error, CallErrorReceived | StationDisconnected):
         return status.HTTP_502_BAD_GATEWAY
+    if isinstance(error, BrokerUnavailable):
+        return status.HTTP_503_SERVICE_UNAVAILABLE
     return status.HTTP_500_INTERNAL_SERVER_ERROR
 
 

@@ -78,3 +78,12 @@ class CommandNotAllowed(CsmsError):
         self.station_id = station_id
         self.action = action
         self.state = state
+
+
+class BrokerUnavailable(CsmsError):
+    """The message broker between CSMS nodes did not answer (several-node deployments)."""
+
+    def __init__(self, station_id: str, reason: str) -> None:
+        super().__init__(f"cannot reach the node holding {station_id!r}: broker error: {reason}")
+        self.station_id = station_id
+        self.reason = reason

@@ -39,6 +39,7 @@ from nats.js.errors import BucketNotFoundError, KeyWrongLastSequenceError, NotFo
 from nats.js.kv import KeyValue
 
 from csms.domain.errors import (
+    BrokerUnavailable,
     CallErrorReceived,
     CommandNotAllowed,
     CommandTimeout,
@@ -379,7 +380,12 @@ class BrokerRouter(abc.ABC):
             link = self.local.link(station_id)
             if link is not None:
                 return await link.call(action, payload, timeout)
-            holder = await self._holder(station_id)
+            try:
+                holder = await self._holder(station_id)
+            except CsmsError:
+                raise
+            except Exception as exc:  # the broker client's own errors (connection lost, ...)
+                raise BrokerUnavailable(station_id, repr(exc)) from exc
             if holder is None or holder.node_id == self.node_id:
                 raise StationOffline(station_id)
             node = holder.node_id
@@ -390,6 +396,10 @@ class BrokerRouter(abc.ABC):
                 raise StationOffline(station_id) from None
             except TimeoutError:
                 raise CommandTimeout(station_id, action, timeout) from None
+            except CsmsError:
+                raise
+            except Exception as exc:
+                raise BrokerUnavailable(station_id, repr(exc)) from exc
             try:
                 return decode_answer(answer)
             except StationOffline:

@@ -6,12 +6,16 @@ bodies and answers) keep the OCPP camelCase of the OCA schemas.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from csms.domain.models import Page
+
 T = TypeVar("T")
+ReadT = TypeVar("ReadT", bound=BaseModel)
 
 BootPolicyName = Literal["Accepted", "Pending", "Rejected"]
 IdTokenStatusName = Literal["Accepted", "Blocked", "Expired", "Invalid", "Unknown"]
@@ -29,6 +33,23 @@ class PageRead(BaseModel, Generic[T]):
     total: int = Field(description="number of items over all pages")
     offset: int
     limit: int
+
+
+def page_read(read: type[ReadT], page: Page[Any]) -> PageRead[ReadT]:
+    """A repository page as an API page, each item read into `read`."""
+    return PageRead[read](  # type: ignore[valid-type]
+        items=[read.model_validate(item) for item in page.items],
+        total=page.total,
+        offset=page.offset,
+        limit=page.limit,
+    )
+
+
+def window_read(
+    read: type[ReadT], items: Sequence[Any], offset: int, limit: int
+) -> PageRead[ReadT]:
+    """One page cut from a whole list (for lists the repository does not page itself)."""
+    return page_read(read, Page(list(items[offset : offset + limit]), len(items), offset, limit))
 
 
 class ProblemRead(BaseModel):

@@ -21,6 +21,8 @@ from csms.api.schemas import (
     TransactionDetailRead,
     TransactionEventRead,
     TransactionRead,
+    page_read,
+    window_read,
 )
 from csms.domain.models import TransactionState
 
@@ -41,12 +43,7 @@ async def list_all_transactions(
     services: Services, paging: Paging, state: StateFilter = None
 ) -> PageRead[TransactionRead]:
     page = await services.transactions.list(paging.offset, paging.limit, state=state)
-    return PageRead[TransactionRead](
-        items=[TransactionRead.model_validate(t) for t in page.items],
-        total=page.total,
-        offset=page.offset,
-        limit=page.limit,
-    )
+    return page_read(TransactionRead, page)
 
 
 @router.get(
@@ -62,12 +59,7 @@ async def list_transactions(
     page = await services.transactions.list(
         paging.offset, paging.limit, station_id=station_id, state=state
     )
-    return PageRead[TransactionRead](
-        items=[TransactionRead.model_validate(t) for t in page.items],
-        total=page.total,
-        offset=page.offset,
-        limit=page.limit,
-    )
+    return page_read(TransactionRead, page)
 
 
 @router.get(
@@ -102,13 +94,7 @@ async def list_meter_values(
 ) -> PageRead[MeterValueRead]:
     detail = await services.transactions.get(station_id, transaction_id)
     samples = [m for m in detail.meter_values if measurand is None or m.measurand == measurand]
-    window = samples[paging.offset : paging.offset + paging.limit]
-    return PageRead[MeterValueRead](
-        items=[MeterValueRead.model_validate(m) for m in window],
-        total=len(samples),
-        offset=paging.offset,
-        limit=paging.limit,
-    )
+    return window_read(MeterValueRead, samples, paging.offset, paging.limit)
 
 
 @router.get(
@@ -126,13 +112,7 @@ async def list_variables(
 ) -> PageRead[DeviceVariableRead]:
     await services.stations.get(station_id)
     found = await services.device_model.list(station_id, component=component, variable=variable)
-    window = found[paging.offset : paging.offset + paging.limit]
-    return PageRead[DeviceVariableRead](
-        items=[DeviceVariableRead.model_validate(v) for v in window],
-        total=len(found),
-        offset=paging.offset,
-        limit=paging.limit,
-    )
+    return window_read(DeviceVariableRead, found, paging.offset, paging.limit)
 
 
 @router.get(
@@ -162,12 +142,7 @@ async def list_messages(
 ) -> PageRead[MessageLogRead]:
     await services.stations.get(station_id)
     page = await services.message_log.list(station_id, paging.offset, paging.limit)
-    return PageRead[MessageLogRead](
-        items=[MessageLogRead.model_validate(e) for e in page.items],
-        total=page.total,
-        offset=page.offset,
-        limit=page.limit,
-    )
+    return page_read(MessageLogRead, page)
 
 
 @router.get(
@@ -184,12 +159,7 @@ async def list_events(
 ) -> PageRead[EventRead]:
     await services.stations.get(station_id)
     page = await services.events.list(station_id, paging.offset, paging.limit, kind=kind)
-    return PageRead[EventRead](
-        items=[EventRead.model_validate(e) for e in page.items],
-        total=page.total,
-        offset=page.offset,
-        limit=page.limit,
-    )
+    return page_read(EventRead, page)
 
 
 @router.get(

@@ -16,6 +16,7 @@ from csms.api.schemas import (
     IdTokenRead,
     IdTokenUpdate,
     PageRead,
+    page_read,
 )
 from csms.domain.models import IdTokenStatus
 
@@ -32,12 +33,7 @@ TokenType = Annotated[str, Query(description="IdTokenEnumType")]
 @id_tokens_router.get("", response_model=PageRead[IdTokenRead], summary="List id tokens")
 async def list_id_tokens(services: Services, paging: Paging) -> PageRead[IdTokenRead]:
     page = await services.id_tokens.list(paging.offset, paging.limit)
-    return PageRead[IdTokenRead](
-        items=[IdTokenRead.model_validate(t) for t in page.items],
-        total=page.total,
-        offset=page.offset,
-        limit=page.limit,
-    )
+    return page_read(IdTokenRead, page)
 
 
 @id_tokens_router.post(

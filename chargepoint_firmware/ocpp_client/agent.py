@@ -93,6 +93,20 @@ def _expired(info: Mapping[str, Any], now: datetime) -> bool:
     return expiry <= now
 
 
+def retry_backoff_delay(
+    attempt: int,
+    *,
+    wait_minimum_s: float,
+    random_range_s: float,
+    repeat_times: int,
+    rng: random.Random,
+) -> float:
+    """OCPP 2.0.1 reconnect back-off (OCPPCommCtrlr.RetryBackOff*): the minimum wait doubles on
+    each attempt, at most `repeat_times` times, plus a random part in [0, random_range_s]."""
+    doublings = max(0, min(attempt, repeat_times))
+    return max(0.0, wait_minimum_s) * 2.0**doublings + rng.uniform(0, max(0.0, random_range_s))
+
+
 def backoff_delay(attempt: int, minimum: float, maximum: float, rng: random.Random) -> float:
     """Exponential back-off with "equal jitter": half fixed, half random, capped at `maximum`."""
     ceiling = min(maximum, minimum * (2.0 ** min(attempt, 30)))
@@ -234,6 +248,40 @@ class Agent:
         assert self._reconnect is not None
         self._reconnect.set()
 
+    # -- retry policy: the device model decides; explicit settings override (lab, tests) -------
+    def _explicit(self, field: str) -> bool:
+        return field in self.settings.model_fields_set
+
+    def message_attempts(self) -> int:
+        """OCPPCommCtrlr.MessageAttempts[TransactionEvent] (E13), unless set in the settings."""
+        if self._explicit("transaction_message_attempts"):
+            return self.settings.transaction_message_attempts
+        return max(1, self.config.integer("OCPPCommCtrlr", "MessageAttempts"))
+
+    def message_attempt_interval_s(self) -> float:
+        """OCPPCommCtrlr.MessageAttemptInterval[TransactionEvent] (E13), unless set in the
+        settings."""
+        if self._explicit("transaction_message_retry_interval_s"):
+            return self.settings.transaction_message_retry_interval_s
+        return float(max(0, self.config.integer("OCPPCommCtrlr", "MessageAttemptInterval")))
+
+    def reconnect_delay(self, attempt: int) -> float:
+        """Wait before reconnect attempt `attempt` (0 = the first after a loss).
+
+        OCPPCommCtrlr.RetryBackOffWaitMinimum doubled per attempt up to RetryBackOffRepeatTimes
+        times, plus a random 0..RetryBackOffRandomRange s; when reconnect_min_s/reconnect_max_s
+        are set in the settings, their capped exponential back-off is used instead."""
+        s = self.settings
+        if self._explicit("reconnect_min_s") or self._explicit("reconnect_max_s"):
+            return backoff_delay(attempt, s.reconnect_min_s, s.reconnect_max_s, self._rng)
+        return retry_backoff_delay(
+            attempt,
+            wait_minimum_s=self.config.integer("OCPPCommCtrlr", "RetryBackOffWaitMinimum"),
+            random_range_s=self.config.integer("OCPPCommCtrlr", "RetryBackOffRandomRange"),
+            repeat_times=self.config.integer("OCPPCommCtrlr", "RetryBackOffRepeatTimes"),
+            rng=self._rng,
+        )
+
     def _ssl_context(self) -> ssl.SSLContext | None:
         if self._ssl is not None:
             return self._ssl
@@ -265,9 +313,7 @@ class Agent:
             try:
                 ws = await self._connect()
             except (OSError, InvalidHandshake, InvalidURI, TimeoutError) as exc:
-                delay = backoff_delay(
-                    attempt, self.settings.reconnect_min_s, self.settings.reconnect_max_s, self._rng
-                )
+                delay = self.reconnect_delay(attempt)
                 attempt += 1
                 log.warning(
                     "cannot connect to %s (%s); retry in %.1fs",
@@ -281,14 +327,7 @@ class Agent:
                 log.error("CSMS did not accept subprotocol %s", SUBPROTOCOL)
                 await ws.close()
                 attempt += 1
-                await asyncio.sleep(
-                    backoff_delay(
-                        attempt,
-                        self.settings.reconnect_min_s,
-                        self.settings.reconnect_max_s,
-                        self._rng,
-                    )
-                )
+                await asyncio.sleep(self.reconnect_delay(attempt))
                 continue
             self.connections += 1
             was_online = await self._run_session(ws)
@@ -299,9 +338,7 @@ class Agent:
                 self._reboot.clear()
                 self._reconnect.clear()
                 continue  # reconnect at once (and boot again after a reset)
-            delay = backoff_delay(
-                attempt, self.settings.reconnect_min_s, self.settings.reconnect_max_s, self._rng
-            )
+            delay = self.reconnect_delay(attempt)
             attempt += 1
             log.warning("connection to CSMS lost; reconnecting in %.1fs", delay)
             await asyncio.sleep(delay)
@@ -352,8 +389,8 @@ class Agent:
         deliver = asyncio.ensure_future(
             self.outbox.deliver_forever(
                 self._send_queued,
-                attempts=self.settings.transaction_message_attempts,
-                retry_interval_s=self.settings.transaction_message_retry_interval_s,
+                attempts=self.message_attempts,
+                retry_interval_s=self.message_attempt_interval_s,
             )
         )
         assert self._reconnect is not None

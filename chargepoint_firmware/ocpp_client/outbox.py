@@ -3,10 +3,11 @@ NotifyEvent.
 
 Every such message is written to the storage queue first (whether the CSMS is reachable or
 not) and a single delivery task sends them one by one, oldest first. A message leaves the queue
-only after its CALLRESULT; a CALLERROR is retried `attempts` times, then the message is dropped
-(logged), as OCPP's TransactionEvent MessageAttempts rule says. A timeout or a lost connection
-keeps it at the head of the queue. The message id is stored with the message, so a resend after
-a timeout carries the same id.
+only after its CALLRESULT. A CALLERROR or no answer within the message timeout is an attempt
+that failed (E13): the message is resent, with the same message id, after
+MessageAttemptInterval x (attempts so far) seconds; after MessageAttempts failed attempts it is
+discarded (logged) and delivery goes on with the next one. A lost connection is not an attempt:
+the message stays at the head of the queue for the next connection.
 """
 
 from __future__ import annotations
@@ -27,11 +28,18 @@ SendQueued = Callable[[QueuedMessage], Awaitable[Any]]
 
 
 class Outbox:
-    def __init__(self, storage: AgentStorage) -> None:
+    def __init__(
+        self,
+        storage: AgentStorage,
+        *,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
         self.storage = storage
+        self._sleep = sleep  # injectable: tests observe the retry waits
         self._wakeup = asyncio.Event()
         self._empty = asyncio.Event()
         self.delivered = 0
+        self.discarded = 0  # messages given up after MessageAttempts failures
 
     def put(self, action: str, payload: dict[str, Any]) -> str:
         """Queue a message (call inside storage.atomic() to tie it to a state change)."""
@@ -52,9 +60,17 @@ class Outbox:
         return self.storage.queue_length()
 
     async def deliver_forever(
-        self, send: SendQueued, *, attempts: int, retry_interval_s: float
+        self,
+        send: SendQueued,
+        *,
+        attempts: int | Callable[[], int],
+        retry_interval_s: float | Callable[[], float],
     ) -> None:
-        """Run while connected (cancelled when the connection goes)."""
+        """Run while connected (cancelled when the connection goes).
+
+        `attempts` and `retry_interval_s` may be callables, read at each failure, so that a
+        change of the device model (SetVariables) applies to the message being retried.
+        """
         while True:
             self._wakeup.clear()
             message = self.storage.peek()
@@ -64,23 +80,32 @@ class Outbox:
                 continue
             try:
                 await send(message)
-            except OCPPError as error:
+            except (OCPPError, TimeoutError) as error:
+                failure = "no answer" if isinstance(error, TimeoutError) else str(error)
                 tried = self.storage.count_attempt(message.seq)
-                if tried >= attempts:
+                allowed = max(1, attempts() if callable(attempts) else attempts)
+                if tried >= allowed:
                     log.error(
-                        "dropping %s %s after %d CALLERRORs: %s",
+                        "discarding %s %s after %d failed attempts (E13): %s",
                         message.action,
                         message.message_id,
                         tried,
-                        error,
+                        failure,
                     )
                     self.storage.remove(message.seq)
+                    self.discarded += 1
                 else:
-                    await asyncio.sleep(retry_interval_s * tried)
-                continue
-            except TimeoutError:
-                log.warning("no answer to queued %s; keeping it", message.action)
-                await asyncio.sleep(retry_interval_s)
+                    log.warning(
+                        "%s %s attempt %d failed (%s); retrying",
+                        message.action,
+                        message.message_id,
+                        tried,
+                        failure,
+                    )
+                    interval = (
+                        retry_interval_s() if callable(retry_interval_s) else retry_interval_s
+                    )
+                    await self._sleep(max(0.0, interval) * tried)
                 continue
             self.storage.remove(message.seq)
             self.delivered += 1

@@ -18,10 +18,26 @@ from typing import Any
 from ocpp.v201 import call
 
 from tests.integration.test_agent_transactions import set_variable, start_remote
-from tests.support.agent_harness import STATION_ID, eventually, start_harness
+from tests.support.agent_harness import STATION_ID, Harness, eventually, start_harness
 from tests.support.agent_test_csms import AgentTestCsms
 
 REPO = Path(__file__).resolve().parents[2]
+
+
+async def set_attempt_variable(h: Harness, variable: str, value: str) -> None:
+    """Set OCPPCommCtrlr.<variable>[TransactionEvent] (MessageAttempts, MessageAttemptInterval)."""
+    result = await h.call(
+        call.SetVariables(
+            set_variable_data=[
+                {
+                    "component": {"name": "OCPPCommCtrlr"},
+                    "variable": {"name": variable, "instance": "TransactionEvent"},
+                    "attribute_value": value,
+                }
+            ]
+        )
+    )
+    assert result.set_variable_result[0]["attribute_status"] == "Accepted"
 
 
 def assert_complete_sequence(events: list[dict[str, Any]], tx_id: str) -> list[dict[str, Any]]:
@@ -177,6 +193,8 @@ async def test_e_unanswered_events_are_resent_with_the_same_id_until_answered(
 ) -> None:
     h = await start_harness(tmp_path, message_timeout_s=0.3)
     try:
+        # Enough attempts (E13) that nothing is discarded during this outage.
+        await set_attempt_variable(h, "MessageAttempts", "10")
         h.csms.silent_actions.add("TransactionEvent")  # connected, but not answering
         tx_id = await start_remote(h)
         h.evse.add_energy(import_wh=10.0)

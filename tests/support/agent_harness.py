@@ -31,7 +31,8 @@ def agent_settings(state_dir: Path, url: str, **overrides: Any) -> StationSettin
         "transaction_message_retry_interval_s": 0.05,
     }
     values.update(overrides)
-    return load_settings(None, **values)
+    # None: leave the setting unset, so the agent follows the device model for it.
+    return load_settings(None, **{k: v for k, v in values.items() if v is not None})
 
 
 @dataclass

@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import ocpp.messages
+from ocpp.messages import CallError
 from ocpp.routing import on
 from ocpp.v201 import ChargePoint, call_result
 from ocpp.v201.enums import Action
@@ -67,6 +68,10 @@ class _CsmsSide(ChargePoint):
         message = json.loads(raw_msg)
         if message[0] == 2 and message[2] in self.csms.silent_actions:
             return  # a CSMS that does not answer (overloaded, or a broken proxy)
+        if message[0] == 2 and message[2] in self.csms.error_actions:
+            error = CallError(message[1], "InternalError", "scripted failure", {})
+            await self._send(error.to_json())  # a CSMS that cannot process it (E13)
+            return
         await super().route_message(raw_msg)
 
     @on(Action.boot_notification)
@@ -138,6 +143,7 @@ class AgentTestCsms:
     boot_interval: int = 300
     password: str | None = None  # Basic auth (security profile 1) when set
     silent_actions: set[str] = field(default_factory=set)  # CALLs left unanswered
+    error_actions: set[str] = field(default_factory=set)  # CALLs answered with a CALLERROR
     # idToken -> IdTokenInfo (snake_case) answered to Authorize instead of the default.
     authorize_answers: dict[str, dict[str, Any]] = field(default_factory=dict)
     # idToken -> status answered in the idTokenInfo of TransactionEvents carrying it.

@@ -1,5 +1,6 @@
 """Property: the outbox delivers every queued message once, in order, whatever the CSMS does
-(answers, times out, answers with a CALLERROR) and however often the agent restarts."""
+(answers, times out, answers with a CALLERROR) and however often the agent restarts; a message
+that fails ATTEMPTS times (timeouts and CALLERRORs alike, E13) is discarded, nothing else is."""
 
 from __future__ import annotations
 
@@ -62,6 +63,7 @@ def test_outbox_delivers_in_order_exactly_once(batches: list[int], outcomes: lis
                     raise ScriptDone
                 outcome = script.pop(0)
                 if outcome == "timeout":
+                    errors[n] = errors.get(n, 0) + 1
                     raise TimeoutError
                 if outcome == "error":
                     errors[n] = errors.get(n, 0) + 1

@@ -311,8 +311,31 @@ def main(argv: list[str] | None = None) -> int:
     except admin_errors() as error:
         print(f"csms: {error}", file=sys.stderr)
         return EXIT_FAILURE
+    except environment_errors() as error:
+        # The database, a broker or a port is not there: a fact about the machine, not a bug.
+        print(f"csms: {_one_line(error)}", file=sys.stderr)
+        return EXIT_FAILURE
     except KeyboardInterrupt:
         return 130
+
+
+def environment_errors() -> tuple[type[Exception], ...]:
+    """Errors from the machine around the CSMS (database, broker, sockets), shown as one line."""
+    from nats.errors import Error as NatsError
+    from redis.exceptions import ConnectionError as RedisConnectionError
+    from sqlalchemy.exc import DBAPIError
+
+    return (OSError, DBAPIError, NatsError, RedisConnectionError)
+
+
+def _one_line(error: BaseException) -> str:
+    from sqlalchemy.exc import DBAPIError
+
+    # SQLAlchemy appends the statement and a help link on further lines; the driver's own
+    # message says what is wrong.
+    cause = error.orig if isinstance(error, DBAPIError) and error.orig is not None else error
+    text = str(cause).strip().splitlines()
+    return f"{type(cause).__name__}: {text[0] if text else type(cause).__name__}"
 
 
 def admin_errors() -> tuple[type[Exception], ...]:

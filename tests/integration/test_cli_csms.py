@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -160,6 +161,35 @@ def test_bad_settings_exit_non_zero_naming_the_field(
     err = capsys.readouterr().err
     assert f"'{field}'" in err
     assert f"CSMS_{field.upper()}" in err
+
+
+def test_serve_on_a_port_in_use_is_one_line_not_a_traceback(
+    workdir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        argv = ["serve", "--api-host", "127.0.0.1", "--api-port", str(port), "--ocpp-port", "0"]
+        assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert "csms: OSError:" in err
+    assert "Traceback" not in err
+
+
+def test_unreachable_database_is_one_line_not_a_traceback(
+    workdir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Nothing listens on a port just closed: the driver's connection refusal is the message.
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    url = f"postgresql+asyncpg://postgres@127.0.0.1:{port}/test"
+    assert main(["station", "list", "--database-url", url]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("csms: ")
+    assert "refused" in err.lower()
+    assert "Traceback" not in err
 
 
 def test_console_script_runs_as_a_process(workdir: Path) -> None:

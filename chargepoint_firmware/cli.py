@@ -2,7 +2,8 @@
 
 chargepoint run --config station.toml     run the station (OCPP 2.0.1 agent + CHAdeMO)
 chargepoint check-config --config FILE    validate a configuration and print it
-chargepoint chademo-decode LOG            decode a CHAdeMO CAN log (CSV) to readable frames
+chargepoint chademo-decode LOG            decode a CHAdeMO CAN log to JSON lines, one per frame
+chargepoint simulate ...                  N simulated stations against any CSMS (--help)
 """
 
 from __future__ import annotations
@@ -15,28 +16,40 @@ import sys
 
 from chargepoint_firmware.settings import ConfigError, load_settings
 
+SAMPLE_CONFIG = "tests/data/agent/station.toml"
+
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="chargepoint", description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
     run = commands.add_parser("run", help="run the charging station")
-    run.add_argument("--config", required=True, help="station TOML file (see station.toml)")
+    run.add_argument(
+        "--config", required=True, help=f"station TOML file (documented sample: {SAMPLE_CONFIG})"
+    )
     check = commands.add_parser("check-config", help="validate a configuration")
-    check.add_argument("--config", required=True)
+    check.add_argument("--config", required=True, help="station TOML file")
     decode = commands.add_parser("chademo-decode", help="decode a CHAdeMO CAN log")
-    decode.add_argument("log", help="CAN log (CSV)")
-    # `chargepoint simulate` (station + simulated vehicle scenarios) comes with the next issue.
+    decode.add_argument("log", help="candump text or the CSV log layout; '-' reads stdin")
+    # Listed for --help only: `main` hands everything after `simulate` to its own parser.
+    commands.add_parser(
+        "simulate", help="run N simulated stations against a CSMS (see --help)", add_help=False
+    )
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
-    if args.command == "chademo-decode":
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    if arguments and arguments[0] == "simulate":
+        from chargepoint_firmware.simulate import cli_main as simulate_main
+
         try:
-            from chargepoint_firmware.chademo.decode_cli import run as decode_run
-        except ImportError:
-            print("chargepoint: the CHAdeMO log decoder is not available", file=sys.stderr)
-            return 2
+            return simulate_main(arguments[1:])
+        except SystemExit as done:  # its argparse: --help, usage errors
+            return done.code if isinstance(done.code, int) else 0
+    args = _parser().parse_args(arguments)
+    if args.command == "chademo-decode":
+        from chargepoint_firmware.chademo.decode_cli import run as decode_run
+
         return int(decode_run(args.log, sys.stdout))
     try:
         settings = load_settings(args.config)

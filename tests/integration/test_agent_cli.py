@@ -105,3 +105,18 @@ def test_chademo_decode_subcommand_prints_json_lines(
     assert main(["chademo-decode", str(log)]) == 0
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.strip()]
     assert lines and {"id", "name"} <= set(lines[0])
+
+
+def test_simulate_is_delegated_to_its_own_parser(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["simulate", "--help"]) == 0
+    assert "usage: chargepoint simulate" in capsys.readouterr().out
+    assert main(["simulate", "--stations", "2"]) == 2  # --csms-url is required
+    assert "--csms-url" in capsys.readouterr().err
+
+
+def test_chademo_decode_of_a_missing_log_is_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["chademo-decode", str(tmp_path / "absent.log")]) == 2
+    err = capsys.readouterr().err
+    assert "cannot read" in err and "Traceback" not in err

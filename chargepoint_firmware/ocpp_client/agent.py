@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import random
 import ssl
 import uuid
@@ -38,7 +39,7 @@ from chargepoint_firmware.ocpp_client.outbox import Outbox
 from chargepoint_firmware.ocpp_client.session import StationSession
 from chargepoint_firmware.ocpp_client.smart_charging import SmartCharging
 from chargepoint_firmware.ocpp_client.tasks import cancel_and_wait
-from chargepoint_firmware.ocpp_client.timefmt import iso_ms
+from chargepoint_firmware.ocpp_client.timefmt import iso_ms, parse_iso
 from chargepoint_firmware.ocpp_client.transactions import TransactionManager
 from chargepoint_firmware.settings import StationSettings
 from chargepoint_firmware.storage import AgentStorage, QueuedMessage
@@ -91,6 +92,13 @@ def _expired(info: Mapping[str, Any], now: datetime) -> bool:
     except ValueError:
         return False
     return expiry <= now
+
+
+def next_boundary(start: datetime, interval_s: int, now: datetime) -> datetime:
+    """The first start + k * interval_s (k >= 1) strictly after `now`."""
+    elapsed = (now - start).total_seconds()
+    k = max(1, math.floor(elapsed / interval_s) + 1)
+    return start + timedelta(seconds=k * interval_s)
 
 
 def retry_backoff_delay(
@@ -174,6 +182,7 @@ class Agent:
         self._reconnect: asyncio.Event | None = None
         self._config_waiters: set[asyncio.Event] = set()
         self._online_event: asyncio.Event | None = None
+        self._sampler_wake: asyncio.Event | None = None
 
     # -- lifecycle ----------------------------------------------------------------------------
     async def run(self) -> None:
@@ -184,6 +193,7 @@ class Agent:
         self._reboot = asyncio.Event()
         self._reconnect = asyncio.Event()
         self._online_event = asyncio.Event()
+        self._sampler_wake = asyncio.Event()
         boot_reason = self.storage.get("boot_reason")
         self._boot_reason = boot_reason or "PowerUp"
         self.transactions.restore()
@@ -563,6 +573,8 @@ class Agent:
     def _on_config_change(self, component: str, variable: str) -> None:
         for waiter in list(self._config_waiters):
             waiter.set()
+        if component == "SampledDataCtrlr" and self._sampler_wake is not None:
+            self._sampler_wake.set()
         if (component, variable) == ("V2XCtrlr", "NegativeLimitIsDischarge"):
             self.smart.wake()
 
@@ -593,6 +605,8 @@ class Agent:
 
     def _on_transaction_change(self, evse_id: int, what: str, tx_id: str | None) -> None:
         self.update_status(evse_id)
+        if what in ("started", "ended") and self._sampler_wake is not None:
+            self._sampler_wake.set()
         if what == "ended":
             self._check_pending_reset()
 
@@ -908,11 +922,61 @@ class Agent:
 
     # -- meter value loops --------------------------------------------------------------------
     async def _sampler(self) -> None:
-        """TransactionEvent(Updated, MeterValuePeriodic) every TxUpdatedInterval seconds."""
+        """Sampled data of each transaction, timed from its own start (J02).
+
+        Every TxUpdatedInterval s after the start: TransactionEvent(Updated, MeterValuePeriodic).
+        Every TxEndedInterval s after the start: a TxEndedMeasurands sample kept for the Ended
+        event's meterValue list. A change of either interval, or a transaction starting or
+        ending, wakes the loop to recompute the next due time.
+        """
+        assert self._sampler_wake is not None
+        # (evse id, transaction id, variable) -> (interval it was computed with, next due time)
+        due: dict[tuple[int, str, str], tuple[int, datetime]] = {}
         while True:
-            if await self._wait_interval("SampledDataCtrlr", "TxUpdatedInterval"):
-                for evse_id in self.hardware:
-                    self.transactions.sample(evse_id)
+            self._sampler_wake.clear()
+            now = self.clock.now()
+            next_times: list[datetime] = []
+            live: set[tuple[int, str, str]] = set()
+            for evse_id, st in list(self.transactions.evses.items()):
+                if st.tx_id is None or st.tx_started_at is None:
+                    continue
+                start = parse_iso(st.tx_started_at)
+                for variable in ("TxUpdatedInterval", "TxEndedInterval"):
+                    interval = self.config.integer("SampledDataCtrlr", variable)
+                    if interval <= 0 or st.tx_id is None:
+                        continue
+                    key = (evse_id, st.tx_id, variable)
+                    live.add(key)
+                    known = due.get(key)
+                    if known is None:  # a new transaction: its first boundary, even if passed
+                        at = start + timedelta(seconds=interval)
+                    elif known[0] != interval:  # interval changed: next boundary of the new one
+                        at = next_boundary(start, interval, now)
+                    else:
+                        at = known[1]
+                    if at <= now:
+                        if variable == "TxUpdatedInterval":
+                            self.transactions.sample(evse_id)
+                        else:
+                            self.transactions.record_ended_sample(evse_id)
+                        at = next_boundary(start, interval, now)
+                    due[key] = (interval, at)
+                    next_times.append(at)
+            for key in set(due) - live:
+                del due[key]
+            deadline = min(next_times, default=now + timedelta(days=1))
+            await self._sleep_or_wake(deadline, self._sampler_wake)
+
+    async def _sleep_or_wake(self, until: datetime, wake: asyncio.Event) -> None:
+        sleeper = asyncio.ensure_future(self.clock.sleep_until(until))
+        waker = asyncio.ensure_future(wake.wait())
+        try:
+            await asyncio.wait({sleeper, waker}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (sleeper, waker):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
 
     async def _aligned_sampler(self) -> None:
         """Clock-aligned meter values every AlignedDataCtrlr.Interval (from midnight UTC)."""

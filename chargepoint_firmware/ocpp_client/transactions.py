@@ -42,6 +42,10 @@ _FAULT_REASONS = {
 }
 
 
+# Bound on the TxEndedInterval samples one Ended event carries (a week at 10 minutes).
+MAX_ENDED_SAMPLES = 1000
+
+
 def stopped_reason_for_fault(cause: str) -> str:
     for prefix, reason in _FAULT_REASONS.items():
         if cause.startswith(prefix):
@@ -75,6 +79,9 @@ class EvseState:
     # TxCtrlr.StopTxOnInvalidId is false: energy is allowed until the import register reaches
     # this value (MaxEnergyOnInvalidId after the invalidation), then suspended.
     invalid_energy_cap_wh: float | None = None
+    # TxEndedMeasurands sampled during the transaction (Transaction.Begin, then every
+    # SampledDataCtrlr.TxEndedInterval s), sent in the Ended event's meterValue list.
+    ended_samples: list[dict[str, Any]] = field(default_factory=list)
 
     def conditions(self) -> dict[str, bool]:
         authorized = self.id_token is not None
@@ -409,6 +416,31 @@ class TransactionManager:
         self._emit(st, "Updated", trigger, meter_context=context)
         return True
 
+    def record_ended_sample(self, evse_id: int) -> bool:
+        """A TxEndedInterval sample (Sample.Periodic) for the Ended event, kept durably."""
+        st = self.evses[evse_id]
+        if st.tx_id is None:
+            return False
+        kept = self._keep_ended_sample(st, "Sample.Periodic")
+        self._persist(st)
+        return kept
+
+    def _keep_ended_sample(self, st: EvseState, context: str) -> bool:
+        status = self.hardware[st.evse_id].status()
+        mv = meter_value(
+            status,
+            self.config.members("SampledDataCtrlr", "TxEndedMeasurands"),
+            context,
+            self.clock.now(),
+        )
+        if mv is None:
+            return False
+        if len(st.ended_samples) >= MAX_ENDED_SAMPLES:
+            # Keep the begin value and the most recent ones: the Ended event must stay sendable.
+            del st.ended_samples[1]
+        st.ended_samples.append(mv)
+        return True
+
     def meter_values_message(self, evse_id: int, context: str) -> dict[str, Any] | None:
         """A MeterValues payload (outside transactions) with the aligned measurands."""
         status = self.hardware[evse_id].status()
@@ -453,6 +485,9 @@ class TransactionManager:
                 st.seq_no = 0
                 st.reached = [p for p in stop_points if cond.get(p, False)]
                 st.charging_state = self._charging_state(st)
+                st.ended_samples = []
+                if self.config.integer("SampledDataCtrlr", "TxEndedInterval") > 0:
+                    self._keep_ended_sample(st, "Transaction.Begin")
                 self._emit(
                     st,
                     "Started",
@@ -555,8 +590,11 @@ class TransactionManager:
             payload["id_token"] = st.id_token
         if meter_context is not None:
             mv = self._meter(st, event_type, meter_context, recovered_meter)
+            values = list(st.ended_samples) if event_type == "Ended" else []
             if mv is not None:
-                payload["meter_value"] = [mv]
+                values.append(mv)
+            if values:
+                payload["meter_value"] = values
         with self.storage.atomic():
             st.seq_no += 1
             if event_type == "Ended":
@@ -569,6 +607,7 @@ class TransactionManager:
                 st.pending_profile = None
                 st.last_meter = None
                 st.invalid_energy_cap_wh = None
+                st.ended_samples = []
                 # The authorization is consumed by the transaction it started.
                 st.id_token = None
                 st.group_id_token = None

@@ -62,6 +62,7 @@ class FakeEvse:
         self.allowed_history: list[bool] = []
         self.csms_connected_history: list[bool] = []
         self.faults_reset = 0
+        self.departures: list[tuple[datetime | None, float | None]] = []
         # Power drawn while energy transfer is allowed (charge +, discharge -).
         self.transfer_power_w = 7000.0
 
@@ -99,6 +100,9 @@ class FakeEvse:
 
     def set_csms_connected(self, connected: bool) -> None:
         self.csms_connected_history.append(connected)
+
+    def set_departure(self, departure: datetime | None, target_soc_pct: float | None) -> None:
+        self.departures.append((departure, target_soc_pct))
 
     def reset_faults(self) -> tuple[str, ...]:
         cleared = self._status.latched_faults

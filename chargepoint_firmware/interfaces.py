@@ -143,5 +143,14 @@ class EvseHardware(Protocol):
     def set_csms_connected(self, connected: bool) -> None:
         """Feeds the safety supervisor's offline fallback."""
 
+    def set_departure(self, departure: datetime | None, target_soc_pct: float | None) -> None:
+        """When the vehicle leaves and the SoC (%) it needs then (V2XCtrlr.DepartureTime and
+        DepartureSoC); None for either means no departure constraint.
+
+        The safety supervisor then stops discharge at the SoC from which the vehicle can still
+        be charged to `target_soc_pct` by `departure` at its charge rate; a departure in the
+        past constrains nothing. `departure` is time-zone aware.
+        """
+
     def reset_faults(self) -> tuple[str, ...]:
         """Explicit reset of latched faults; returns those that were cleared."""

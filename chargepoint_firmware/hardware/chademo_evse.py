@@ -61,6 +61,7 @@ from chargepoint_firmware.safety import (
     reset_faults,
     supervise,
 )
+from chargepoint_firmware.safety.departure import departure_floor_pct
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +87,19 @@ class ChademoEvseConfig:
     safety: SafetyConfig | None = None
     # Simulation only: multiply integrated energy like SimVehicleConfig.time_scale does.
     energy_time_scale: float = 1.0
+    # Departure floor: battery capacity until the vehicle's 0x101 frame tells it. A larger
+    # guess only raises the floor (fewer % per kWh charged), so the default is a large
+    # CHAdeMO battery (62 kWh Leaf e+).
+    battery_capacity_kwh: float = 62.0
+    # DC terminals -> cells, for the energy the vehicle can still gain before departure.
+    charge_efficiency: float = 0.9
+
+    def __post_init__(self) -> None:
+        # Checked here, not in the 100 ms tick, where a bad value would stop every cycle.
+        if not (math.isfinite(self.battery_capacity_kwh) and self.battery_capacity_kwh > 0):
+            raise ValueError(f"battery_capacity_kwh must be > 0, got {self.battery_capacity_kwh}")
+        if not (math.isfinite(self.charge_efficiency) and 0 < self.charge_efficiency <= 1):
+            raise ValueError(f"charge_efficiency must be in (0, 1], got {self.charge_efficiency}")
 
     def safety_config(self) -> SafetyConfig:
         if self.safety is not None:
@@ -161,6 +175,8 @@ class ChademoEvse:
         self._authorized = False
         self._csms_connected = False
         self._csms_last_seen: float | None = None
+        self._departure: datetime | None = None
+        self._departure_target_pct: float | None = None
         self._listeners: list[HardwareListener] = []
         self._registers = _Registers()
         self._insulation_started = False
@@ -207,6 +223,22 @@ class ChademoEvse:
         if self._csms_connected and not connected:
             self._csms_last_seen = self._clock()
         self._csms_connected = connected
+
+    def set_departure(self, departure: datetime | None, target_soc_pct: float | None) -> None:
+        if departure is not None and departure.tzinfo is None:
+            raise ValueError("departure must be time-zone aware")
+        if target_soc_pct is not None and not (
+            math.isfinite(target_soc_pct) and 0 <= target_soc_pct <= 100
+        ):
+            raise ValueError(f"target_soc_pct must be within 0-100, got {target_soc_pct!r}")
+        log.info("EVSE %s: departure %s with %s %%", self.evse_id, departure, target_soc_pct)
+        self._departure = departure
+        self._departure_target_pct = target_soc_pct
+
+    @property
+    def departure(self) -> tuple[datetime | None, float | None]:
+        """The departure and target SoC last given by `set_departure`."""
+        return self._departure, self._departure_target_pct
 
     def reset_faults(self) -> tuple[str, ...]:
         cleared = tuple(sorted(self._sstate.latched_faults))
@@ -369,7 +401,7 @@ class ChademoEvse:
             vehicle_min_soc_for_discharge_pct=_pct(view, "min"),
             vehicle_max_soc_for_charge_pct=_pct(view, "max"),
             vehicle_faults=view.faults() if expecting_frames else frozenset(),
-            departure_soc_floor_pct=None,
+            departure_soc_floor_pct=self._departure_floor(view, battery_voltage, this_session),
             grid_present=grid_present,
             islanded=self._islanded,
             csms_connected=self._csms_connected,
@@ -460,6 +492,36 @@ class ChademoEvse:
         )
 
     # --- helpers -----------------------------------------------------------------------------
+    def _departure_floor(
+        self, view: VehicleView, battery_voltage: float, this_session: bool
+    ) -> float | None:
+        """The SoC discharge must keep to reach the departure target (None: no constraint).
+
+        Charge power: the EVSE's current and power limits at the battery voltage (the EVSE's
+        minimum voltage while unknown, which can only understate it), and the vehicle's charge
+        request when it is asking for current. Capacity: the vehicle's 0x101 when known.
+        """
+        if self._departure is None or self._departure_target_pct is None:
+            return None
+        cfg = self._config
+        voltage = max(battery_voltage, cfg.min_voltage_v)
+        power_w = min(cfg.max_charge_power_w, cfg.max_charge_current_a * voltage)
+        request_a = view.charge_request_a if this_session else 0.0
+        if request_a > 0:
+            power_w = min(power_w, request_a * voltage)
+        power_w = min(power_w, 10e6)  # limits configured as inf ("none") count as 10 MW
+        capacity_kwh = cfg.battery_capacity_kwh
+        if this_session and view.charge_time and view.charge_time.total_battery_capacity_wh:
+            capacity_kwh = view.charge_time.total_battery_capacity_wh / 1000.0
+        return departure_floor_pct(
+            self._wall_clock(),
+            self._departure,
+            self._departure_target_pct,
+            capacity_kwh,
+            max(0.0, power_w),
+            cfg.charge_efficiency,
+        )
+
     def _track_grid(self, present: bool) -> None:
         if self._grid_present is not None and present != self._grid_present:
             kind = HardwareEventKind.GRID_RESTORED if present else HardwareEventKind.GRID_LOST

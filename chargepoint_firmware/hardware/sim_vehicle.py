@@ -81,12 +81,15 @@ class Battery:
         return v0 + (v1 - v0) * (soc - s0) / (s1 - s0)
 
     def apply(self, current_a: float, dt_s: float) -> float:
-        """Integrate `current_a` (+ into the battery) for `dt_s`; returns the energy in Wh."""
-        voltage = self.ocv_v() + current_a * self.internal_resistance_ohm
-        energy_wh = voltage * current_a * dt_s / 3600.0
-        self.soc_pct += energy_wh / (self.capacity_kwh * 1000.0) * 100.0
+        """Integrate `current_a` (+ into the battery) for `dt_s`; returns the energy in Wh at
+        the terminals. Only the OCV part is stored or drawn: the I^2 R part is heat, lost both
+        when charging and when discharging."""
+        ocv = self.ocv_v()
+        terminal_wh = (ocv + current_a * self.internal_resistance_ohm) * current_a * dt_s / 3600.0
+        stored_wh = ocv * current_a * dt_s / 3600.0
+        self.soc_pct += stored_wh / (self.capacity_kwh * 1000.0) * 100.0
         self.soc_pct = min(100.0, max(0.0, self.soc_pct))
-        return energy_wh
+        return terminal_wh
 
 
 @dataclass

@@ -81,9 +81,20 @@ def test_battery_integrates_energy_both_ways() -> None:
     energy = battery.apply(10.0, 3600.0)  # 10 A for one hour
     expected = (368.0 + 10.0 * 0.1) * 10.0  # Wh at the terminal voltage (OCV moves a little)
     assert energy == pytest.approx(expected, rel=0.02)
-    assert battery.soc_pct == pytest.approx(50.0 + energy / 24_000 * 100)
+    stored = 368.0 * 10.0  # only the OCV part is stored; 10 A^2 x 0.1 ohm = 10 W is heat
+    assert battery.soc_pct == pytest.approx(50.0 + stored / 24_000 * 100)
     out = battery.apply(-10.0, 3600.0)
-    assert out < 0 and battery.soc_pct < 50.0 + energy / 24_000 * 100
+    assert out < 0 and battery.soc_pct < 50.0 + stored / 24_000 * 100
+
+
+def test_battery_round_trip_loses_i2r_heat_and_creates_no_charge() -> None:
+    battery = Battery(capacity_kwh=24.0, soc_pct=50.0, internal_resistance_ohm=0.1)
+    energy_in = sum(battery.apply(10.0, 1.0) for _ in range(3600))
+    energy_out = -sum(battery.apply(-10.0, 1.0) for _ in range(3600))
+    # The same charge in and out along the same OCV curve: SoC back where it started, and the
+    # terminals saw 2 x I^2 R x 1 h = 20 Wh more going in than coming out.
+    assert battery.soc_pct == pytest.approx(50.0, abs=0.005)
+    assert energy_in - energy_out == pytest.approx(20.0, rel=0.05)
 
 
 # --- DC link --------------------------------------------------------------------------------

@@ -403,6 +403,12 @@ def _evse_variables(evse_id: int, max_power_w: float) -> list[VariableDefinition
              persistent=False),
         _var("Connector", "ConnectorType", T.OPTION_LIST, "cCHAdeMO", RO, evse_id=evse_id,
              connector_id=1, constant=True, values_list=("cCHAdeMO",)),
+        # When the vehicle on this EVSE leaves and the SoC it needs then: discharge stops where
+        # charging at the vehicle's rate could no longer reach it (safety/departure.py). No
+        # value = no departure; a departure in the past constrains nothing.
+        _var("V2XCtrlr", "DepartureTime", T.DATETIME, None, evse_id=evse_id),
+        _var("V2XCtrlr", "DepartureSoC", T.DECIMAL, None, evse_id=evse_id, unit="Percent",
+             min_limit=0, max_limit=100),
     ]  # fmt: skip
 
 

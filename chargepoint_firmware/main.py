@@ -13,11 +13,15 @@ import contextlib
 import importlib
 import logging
 import signal
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from datetime import datetime
 from typing import Any, Protocol
 
+from chargepoint_firmware.device_model import DeviceModel, VariableRef
 from chargepoint_firmware.interfaces import EvseHardware
 from chargepoint_firmware.ocpp_client.agent import Agent
+from chargepoint_firmware.ocpp_client.device_model_adapter import ProjectDeviceModel
+from chargepoint_firmware.schedule.model import parse_datetime
 from chargepoint_firmware.settings import ConfigError, EvseConfig, StationSettings
 
 log = logging.getLogger(__name__)
@@ -111,11 +115,51 @@ def build_hardware(settings: StationSettings) -> tuple[dict[int, EvseHardware], 
     return hardware, lifecycle
 
 
+def stored_departure(model: DeviceModel, evse_id: int) -> tuple[datetime | None, float | None]:
+    """V2XCtrlr.DepartureTime and DepartureSoC of one EVSE (None where no value is set)."""
+    time_text = model.value("V2XCtrlr", "DepartureTime", evse_id=evse_id)
+    soc_text = model.value("V2XCtrlr", "DepartureSoC", evse_id=evse_id)
+    departure = parse_datetime(time_text) if time_text else None
+    target = float(soc_text) if soc_text else None
+    return departure, target
+
+
+def wire_departures(model: DeviceModel, hardware: Mapping[int, EvseHardware]) -> None:
+    """Hand each EVSE's departure (V2XCtrlr.DepartureTime / DepartureSoC) to its hardware:
+    the stored values now, and again whenever the CSMS (SetVariables) or the agent changes one,
+    so the safety supervisor keeps the SoC needed for the departure."""
+
+    def push(evse_id: int) -> None:
+        departure, target = stored_departure(model, evse_id)
+        try:
+            hardware[evse_id].set_departure(departure, target)
+        except ValueError as exc:  # the device model validated both; log rather than raise
+            log.warning("EVSE %s: departure not applied: %s", evse_id, exc)
+
+    def changed(ref: VariableRef, _value: str) -> None:
+        if ref.evse_id is not None and ref.evse_id in hardware:
+            push(ref.evse_id)
+
+    model.on_change("V2XCtrlr", "DepartureTime", changed)
+    model.on_change("V2XCtrlr", "DepartureSoC", changed)
+    for evse_id in hardware:
+        push(evse_id)
+
+
+def wire_agent_departures(agent: Agent) -> None:
+    """`wire_departures` for the agent's own device model and hardware."""
+    if isinstance(agent.dm, ProjectDeviceModel) and isinstance(agent.dm.model, DeviceModel):
+        wire_departures(agent.dm.model, agent.hardware)
+    else:
+        log.warning("device model without V2XCtrlr departures: the departure floor stays off")
+
+
 async def run_station(settings: StationSettings) -> int:
     """Run the station until SIGINT/SIGTERM; transactions end orderly on the way out."""
     hardware, lifecycle = build_hardware(settings)
     started: list[Startable] = []
     agent = Agent(settings, hardware)
+    wire_agent_departures(agent)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

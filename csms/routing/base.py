@@ -1,8 +1,8 @@
 """How a command reaches the node that holds a station's websocket.
 
 Minimal on purpose: a broker-backed router (NATS/Redis) implements the same three methods.
-Errors: StationOffline, StationDisconnected, CommandTimeout, CallErrorReceived
-(csms.domain.errors).
+Errors: StationOffline, StationDisconnected, CommandTimeout, CallErrorReceived, and with a
+broker BrokerUnavailable (csms.domain.errors).
 """
 
 from __future__ import annotations

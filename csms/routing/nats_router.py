@@ -27,8 +27,9 @@ import os
 import re
 import socket
 import uuid
+from collections.abc import Awaitable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 from nats.aio.client import Client as NatsClient
@@ -51,6 +52,7 @@ from csms.routing.base import StationLink
 from csms.routing.inprocess import InProcessRouter
 
 log = logging.getLogger(__name__)
+_T = TypeVar("_T")
 
 _PLAIN = re.compile(r"[A-Za-z0-9_-]+")
 
@@ -357,14 +359,24 @@ class BrokerRouter(abc.ABC):
                 await close(1000, "connected to another CSMS node")
 
     # -- CommandRouter --
+    async def _read(self, station_id: str, read: Awaitable[_T]) -> _T:
+        """A presence or liveness read; the broker client's own errors (connection lost,
+        timeout) become BrokerUnavailable, which the API answers with 503."""
+        try:
+            return await read
+        except CsmsError:
+            raise
+        except Exception as exc:
+            raise BrokerUnavailable(station_id, repr(exc)) from exc
+
     async def node_of(self, station_id: str) -> str | None:
         if self.local.link(station_id) is not None:
             return self.node_id
-        holder = await self._holder(station_id)
+        holder = await self._read(station_id, self._holder(station_id))
         if holder is None or holder.node_id == self.node_id:
             return None  # released, or a stale record of this node's earlier life
-        alive = await self._node_incarnation(holder.node_id) == holder.incarnation
-        return holder.node_id if alive else None
+        incarnation = await self._read(station_id, self._node_incarnation(holder.node_id))
+        return holder.node_id if incarnation == holder.incarnation else None
 
     async def is_connected(self, station_id: str) -> bool:
         return await self.node_of(station_id) is not None
@@ -380,12 +392,7 @@ class BrokerRouter(abc.ABC):
             link = self.local.link(station_id)
             if link is not None:
                 return await link.call(action, payload, timeout)
-            try:
-                holder = await self._holder(station_id)
-            except CsmsError:
-                raise
-            except Exception as exc:  # the broker client's own errors (connection lost, ...)
-                raise BrokerUnavailable(station_id, repr(exc)) from exc
+            holder = await self._read(station_id, self._holder(station_id))
             if holder is None or holder.node_id == self.node_id:
                 raise StationOffline(station_id)
             node = holder.node_id
@@ -404,7 +411,7 @@ class BrokerRouter(abc.ABC):
                 return decode_answer(answer)
             except StationOffline:
                 # The node had just lost it: one more look, in case it moved meanwhile.
-                moved = await self._holder(station_id)
+                moved = await self._read(station_id, self._holder(station_id))
                 if attempt == 0 and moved is not None and moved.node_id != node:
                     continue
                 raise

@@ -95,6 +95,9 @@ async def test_routers_ride_out_a_broker_restart(kind: str, tmp_path: Path) -> N
             # A typed error the API maps (503 / 504 / 409), not a raw client error, not a hang.
             with pytest.raises((BrokerUnavailable, CommandTimeout, StationOffline)):
                 await asyncio.wait_for(b.call("CP-1", "Reset", {}, 2.0), 10)
+            # The presence look-up the API makes before every command fails the same typed way.
+            with pytest.raises(BrokerUnavailable):
+                await asyncio.wait_for(b.is_connected("CP-1"), 15)
             await server.start()  # ...and comes back with its store
 
             async def answered() -> bool:

@@ -36,6 +36,7 @@ from chargepoint_firmware.ocpp_client.clock import Clock, SystemClock
 from chargepoint_firmware.ocpp_client.config import ConfigView
 from chargepoint_firmware.ocpp_client.device_model_adapter import DeviceModelAdapter
 from chargepoint_firmware.ocpp_client.outbox import Outbox
+from chargepoint_firmware.ocpp_client.reservations import Reservation, ReservationBook
 from chargepoint_firmware.ocpp_client.session import StationSession
 from chargepoint_firmware.ocpp_client.smart_charging import SmartCharging
 from chargepoint_firmware.ocpp_client.tasks import cancel_and_wait
@@ -144,6 +145,7 @@ class Agent:
         self.config = ConfigView(self.dm)
         self.dm.on_change(self._on_config_change)
         self.outbox = Outbox(self.storage)
+        self.reservations = ReservationBook(self.storage)
         self.transactions = TransactionManager(
             storage=self.storage,
             clock=self.clock,
@@ -183,6 +185,7 @@ class Agent:
         self._config_waiters: set[asyncio.Event] = set()
         self._online_event: asyncio.Event | None = None
         self._sampler_wake: asyncio.Event | None = None
+        self._reservation_wake: asyncio.Event | None = None
 
     # -- lifecycle ----------------------------------------------------------------------------
     async def run(self) -> None:
@@ -194,6 +197,7 @@ class Agent:
         self._reconnect = asyncio.Event()
         self._online_event = asyncio.Event()
         self._sampler_wake = asyncio.Event()
+        self._reservation_wake = asyncio.Event()
         boot_reason = self.storage.get("boot_reason")
         self._boot_reason = boot_reason or "PowerUp"
         self.transactions.restore()
@@ -205,6 +209,7 @@ class Agent:
             asyncio.create_task(self.smart.run_setpoints(), name="setpoints"),
             asyncio.create_task(self._sampler(), name="tx-sampler"),
             asyncio.create_task(self._aligned_sampler(), name="aligned-sampler"),
+            asyncio.create_task(self._reservation_expiry(), name="reservation-expiry"),
         ]
         try:
             await self._connection_loop()
@@ -579,8 +584,16 @@ class Agent:
             self.smart.wake()
 
     # -- status -------------------------------------------------------------------------------
-    def update_status(self, evse_id: int) -> None:
+    def connector_status(self, evse_id: int) -> str:
+        """StatusNotification connectorStatus: Reserved while a reservation holds a free EVSE."""
         status = self.transactions.connector_status(evse_id)
+        if status == "Available" and self.reservations.on_evse(evse_id) is not None:
+            return "Reserved"
+        return status
+
+    def update_status(self, evse_id: int) -> None:
+        self._drop_blocked_reservation(evse_id)
+        status = self.connector_status(evse_id)
         with contextlib.suppress(KeyError, ValueError):
             self.dm.set_value("EVSE", "AvailabilityState", status, evse_id=evse_id)
             self.dm.set_value(
@@ -617,6 +630,7 @@ class Agent:
         id_token: dict[str, Any],
         remote_start_id: int,
         profile: dict[str, Any] | None,
+        group_id_token: dict[str, Any] | None = None,
     ) -> tuple[bool, str, str | None, Callable[[], Awaitable[None]] | None]:
         """RequestStartTransaction: (accepted, reason if not, running transaction id, follow-up).
 
@@ -633,6 +647,11 @@ class Agent:
             profile_json = conv(profile)
             if profile_json.get("chargingProfilePurpose") != "TxProfile":
                 return False, "InvalidProfile", None, None
+        if self.reservations.all():
+            chosen = self._evse_for_remote_start(evse_id, id_token, group_id_token)
+            if chosen is None:
+                return False, "Reserved", None, None
+            evse_id = chosen
         info = self._authorize_locally(id_token)
         if info is not None and info.get("status") != "Accepted":
             return False, "InvalidIdToken", None, None
@@ -663,9 +682,20 @@ class Agent:
         remote_start_id: int,
         profile_json: dict[str, Any] | None,
     ) -> tuple[bool, str | None]:
+        reservation_id: int | None = None
+        if evse_id is not None:
+            allowed, reservation_id = self._use_reservation(
+                evse_id, normalize_id_token(id_token), None
+            )
+            if not allowed:
+                return False, None
         accepted, running = self.transactions.remote_start(
-            evse_id, id_token, remote_start_id, profile_json
+            evse_id, id_token, remote_start_id, profile_json, reservation_id
         )
+        if accepted and reservation_id is not None and evse_id is not None:
+            self.reservations.consume(evse_id)
+            self._wake_reservations()
+            self.update_status(evse_id)
         if accepted:
             for evse, st in self.transactions.evses.items():
                 if st.remote_start_id == remote_start_id and not st.plugged:
@@ -678,6 +708,126 @@ class Agent:
             return
         await self.clock.sleep_until(self.clock.now() + timedelta(seconds=timeout))
         self.transactions.connection_timeout(evse_id, remote_start_id)
+
+    # -- reservations (block H) ----------------------------------------------------------------
+    def _reservation_blocker(self, evse_id: int) -> str | None:
+        st = self.transactions.evses[evse_id]
+        if st.faulted:
+            return "Faulted"
+        if not st.operative:
+            return "Unavailable"
+        if st.plugged or st.tx_id is not None or st.id_token is not None:
+            return "Occupied"
+        return None
+
+    def reserve_now(
+        self,
+        reservation_id: int,
+        evse_id: int | None,
+        expiry: str,
+        id_token: Mapping[str, Any],
+        group_id_token: Mapping[str, Any] | None = None,
+        connector_type: str | None = None,
+    ) -> str:
+        """ReserveNow (H01): Accepted, Faulted, Occupied, Rejected or Unavailable."""
+        if not self.config.boolean("ReservationCtrlr", "Enabled"):
+            return "Rejected"
+        if evse_id is None and not self.config.boolean("ReservationCtrlr", "NonEvseSpecific"):
+            return "Rejected"
+        if connector_type not in (None, "cG105", "Unknown"):  # cG105 = CHAdeMO
+            return "Rejected"
+        replaced = next((r for r in self.reservations.all() if r.id == reservation_id), None)
+        status, made = self.reservations.reserve(
+            reservation_id,
+            evse_id,
+            expiry,
+            normalize_id_token(id_token),
+            normalize_id_token(group_id_token) if group_id_token else None,
+            list(self.hardware),
+            self._reservation_blocker,
+            self.clock.now(),
+        )
+        if made is not None:
+            if replaced is not None and replaced.evse_id != made.evse_id:
+                self.update_status(replaced.evse_id)
+            self.update_status(made.evse_id)
+            self._wake_reservations()
+        return status
+
+    def cancel_reservation(self, reservation_id: int) -> bool:
+        """CancelReservation (H02): True when the reservation existed (now gone)."""
+        cancelled = self.reservations.cancel(reservation_id)
+        if cancelled is None:
+            return False
+        self.update_status(cancelled.evse_id)
+        self._wake_reservations()
+        return True
+
+    def _wake_reservations(self) -> None:
+        if self._reservation_wake is not None:
+            self._reservation_wake.set()
+
+    def _reservation_update(self, reservation: Reservation, status: str) -> None:
+        """ReservationStatusUpdate (H04 Expired, or Removed), queued durably."""
+        with self.storage.atomic():
+            self.outbox.put(
+                "ReservationStatusUpdate",
+                {"reservation_id": reservation.id, "reservation_update_status": status},
+            )
+
+    def _drop_blocked_reservation(self, evse_id: int) -> None:
+        """A reserved EVSE that faults or is made inoperative loses its reservation."""
+        reservation = self.reservations.on_evse(evse_id)
+        if reservation is None or self._reservation_blocker(evse_id) not in (
+            "Faulted",
+            "Unavailable",
+        ):
+            return
+        self.reservations.cancel(reservation.id)
+        self._reservation_update(reservation, "Removed")
+
+    async def _reservation_expiry(self) -> None:
+        """H04: at its expiry a reservation ends (ReservationStatusUpdate Expired)."""
+        assert self._reservation_wake is not None
+        while True:
+            self._reservation_wake.clear()
+            now = self.clock.now()
+            for reservation in self.reservations.expired(now):
+                self._reservation_update(reservation, "Expired")
+                self.update_status(reservation.evse_id)
+            deadline = self.reservations.next_expiry() or now + timedelta(days=1)
+            await self._sleep_or_wake(deadline, self._reservation_wake)
+
+    def _evse_for_remote_start(
+        self,
+        evse_id: int | None,
+        id_token: Mapping[str, Any],
+        group: Mapping[str, Any] | None,
+    ) -> int | None:
+        """The EVSE a RequestStartTransaction may use given the reservations; None if none."""
+        token = normalize_id_token(id_token)
+        if evse_id is not None:
+            allowed, _ = self._use_reservation(evse_id, token, group)
+            return evse_id if allowed else None
+        candidates = [e for e in self.hardware if self.transactions.can_authorize(e)]
+        for e in candidates:  # the token's own reservation first
+            reservation = self.reservations.on_evse(e)
+            if reservation is not None and reservation.admits(token, dict(group or {}) or None):
+                return e
+        free = [e for e in candidates if self.reservations.on_evse(e) is None]
+        free.sort(key=lambda e: (not self.transactions.evses[e].plugged, e))
+        return free[0] if free else None
+
+    def _use_reservation(
+        self, evse_id: int, token: dict[str, Any], group: Mapping[str, Any] | None
+    ) -> tuple[bool, int | None]:
+        """H03: (may this token start here, id of the reservation it uses)."""
+        reservation = self.reservations.on_evse(evse_id)
+        if reservation is None:
+            return True, None
+        if not reservation.admits(token, dict(group) if group else None):
+            return False, None
+        return True, reservation.id
 
     async def present_id_token(self, evse_id: int, id_token: Mapping[str, Any]) -> str:
         """An idToken presented at the EVSE's reader (RFID card, PIN, app): the local start/stop.
@@ -720,8 +870,15 @@ class Agent:
                 tx.stop_local(evse_id)  # C09: a token of the same group may stop
                 return "Accepted"
             return "NotAtThisTime"
-        if not tx.authorize_local(evse_id, token, group):
+        allowed, reservation_id = self._use_reservation(evse_id, token, group)
+        if not allowed:
+            return "NotAtThisTime"  # reserved for someone else
+        if not tx.authorize_local(evse_id, token, group, reservation_id):
             return "NotAtThisTime"
+        if reservation_id is not None:
+            self.reservations.consume(evse_id)
+            self._wake_reservations()
+            self.update_status(evse_id)
         if not st.plugged:
             self.spawn(self._local_authorization_timer(evse_id, token))
         return "Accepted"
@@ -788,7 +945,7 @@ class Agent:
                 await self.send_call(call.Heartbeat())
             case "StatusNotification":
                 for evse_id in evse_ids:
-                    status = self.transactions.connector_status(evse_id)
+                    status = self.connector_status(evse_id)
                     self._status_reported[evse_id] = status
                     await self.send_call(self._status_payload(evse_id, status))
             case "MeterValues":

@@ -48,6 +48,8 @@ DEFAULTS: dict[tuple[str, str], str] = {
     ("SmartChargingCtrlr", "RateUnit"): "A,W",
     ("V2XCtrlr", "NegativeLimitIsDischarge"): "true",
     ("DeviceDataCtrlr", "ItemsPerMessageGetReport"): "50",
+    ("ReservationCtrlr", "Enabled"): "true",
+    ("ReservationCtrlr", "NonEvseSpecific"): "true",
 }
 
 

@@ -26,6 +26,7 @@ from chargepoint_firmware.ocpp_client.blocks.authorization import AuthorizationB
 from chargepoint_firmware.ocpp_client.blocks.availability import AvailabilityBlock
 from chargepoint_firmware.ocpp_client.blocks.diagnostics import DiagnosticsBlock
 from chargepoint_firmware.ocpp_client.blocks.provisioning import ProvisioningBlock
+from chargepoint_firmware.ocpp_client.blocks.reservation import ReservationBlock
 from chargepoint_firmware.ocpp_client.blocks.smart_charging import SmartChargingBlock
 from chargepoint_firmware.ocpp_client.blocks.transactions import TransactionsBlock
 
@@ -42,6 +43,7 @@ class StationSession(
     TransactionsBlock,
     AvailabilityBlock,
     AuthorizationBlock,
+    ReservationBlock,
     SmartChargingBlock,
     DiagnosticsBlock,
     ChargePoint,

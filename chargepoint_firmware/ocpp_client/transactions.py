@@ -82,6 +82,8 @@ class EvseState:
     # TxEndedMeasurands sampled during the transaction (Transaction.Begin, then every
     # SampledDataCtrlr.TxEndedInterval s), sent in the Ended event's meterValue list.
     ended_samples: list[dict[str, Any]] = field(default_factory=list)
+    # The reservation this authorization used (H03): sent with the token's TransactionEvent.
+    reservation_id: int | None = None
 
     def conditions(self) -> dict[str, bool]:
         authorized = self.id_token is not None
@@ -149,6 +151,7 @@ class TransactionManager:
             st.remote_start_id = None
             st.pending_profile = None
             st.invalid_energy_cap_wh = None
+            st.reservation_id = None
             self._persist(st)
             self._gate(st)
         with self.storage.atomic():
@@ -246,6 +249,7 @@ class TransactionManager:
         id_token: dict[str, Any],
         remote_start_id: int,
         profile: dict[str, Any] | None,
+        reservation_id: int | None = None,
     ) -> tuple[bool, str | None]:
         """RequestStartTransaction: (accepted, id of a transaction already running there)."""
         if evse_id is None:
@@ -269,6 +273,7 @@ class TransactionManager:
         st.id_token = dict(id_token)
         st.remote_start_id = remote_start_id
         st.pending_profile = profile
+        st.reservation_id = reservation_id
         self._evaluate(st, "RemoteStart", update=True, include_token=True)
         return True, previous
 
@@ -277,6 +282,7 @@ class TransactionManager:
         evse_id: int,
         id_token: dict[str, Any],
         group_id_token: dict[str, Any] | None = None,
+        reservation_id: int | None = None,
     ) -> bool:
         """A token presented at the station was authorized (C01/C10/C12/C13/C15).
 
@@ -291,6 +297,7 @@ class TransactionManager:
         st.group_id_token = dict(group_id_token) if group_id_token else None
         st.remote_start_id = None
         st.invalid_energy_cap_wh = None
+        st.reservation_id = reservation_id
         self._evaluate(st, "Authorized", update=True, include_token=True)
         return True
 
@@ -305,6 +312,7 @@ class TransactionManager:
         st.id_token = None
         st.group_id_token = None
         if st.tx_id is None:
+            st.reservation_id = None
             self._after_change(st, "changed")
             return
         self._evaluate(st, "StopAuthorized", stopped_reason="Local", update=True)
@@ -588,6 +596,8 @@ class TransactionManager:
             payload["offline"] = True
         if include_token and st.id_token is not None:
             payload["id_token"] = st.id_token
+            if st.reservation_id is not None:
+                payload["reservation_id"] = st.reservation_id
         if meter_context is not None:
             mv = self._meter(st, event_type, meter_context, recovered_meter)
             values = list(st.ended_samples) if event_type == "Ended" else []
@@ -608,6 +618,7 @@ class TransactionManager:
                 st.last_meter = None
                 st.invalid_energy_cap_wh = None
                 st.ended_samples = []
+                st.reservation_id = None
                 # The authorization is consumed by the transaction it started.
                 st.id_token = None
                 st.group_id_token = None

@@ -42,13 +42,7 @@ async def test_unknown_action_is_not_implemented(h: Harness) -> None:
 
 async def test_known_but_unsupported_action_is_not_supported(h: Harness) -> None:
     with pytest.raises(NotSupportedError):
-        await h.call(
-            call.ReserveNow(
-                id=1,
-                expiry_date_time="2030-01-01T00:00:00.000Z",
-                id_token={"id_token": "A", "type": "Central"},
-            )
-        )
+        await h.call(call.ClearDisplayMessage(id=1))
 
 
 async def test_b06_b05_get_and_set_variables(h: Harness) -> None:

@@ -128,6 +128,10 @@ class _CsmsSide(ChargePoint):
     def on_report_charging_profiles(self, **_: Any) -> call_result.ReportChargingProfiles:
         return call_result.ReportChargingProfiles()
 
+    @on(Action.reservation_status_update)
+    def on_reservation_status_update(self, **_: Any) -> call_result.ReservationStatusUpdate:
+        return call_result.ReservationStatusUpdate()
+
     @on(Action.authorize)
     def on_authorize(self, id_token: dict[str, Any], **_: Any) -> call_result.Authorize:
         scripted = self.csms.authorize_answers.get(str(id_token["id_token"]))

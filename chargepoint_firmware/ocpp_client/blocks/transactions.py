@@ -24,7 +24,7 @@ class TransactionsBlock(BlockBase):
         **_: Any,
     ) -> call_result.RequestStartTransaction:
         accepted, reason, tx_id, followup = self.agent.remote_start(
-            evse_id, id_token, remote_start_id, charging_profile
+            evse_id, id_token, remote_start_id, charging_profile, group_id_token
         )
         if followup is not None:
             self.later(call_unique_id, followup)

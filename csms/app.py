@@ -95,15 +95,17 @@ class RunningCsms:
     async def stop(self) -> None:
         """API first (no new commands), then the stations' connections, then the database."""
         self.api_server.should_exit = True
-        with contextlib.suppress(asyncio.CancelledError):
-            await self.api_task
         try:
-            await self.ocpp_server.close()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.api_task  # re-raises if the API server had crashed: after cleanup
         finally:
             try:
-                await close_router(self.services.router)
+                await self.ocpp_server.close()
             finally:
-                await self.services.close()
+                try:
+                    await close_router(self.services.router)
+                finally:
+                    await self.services.close()
 
 
 async def _start_ocpp_server(settings: Settings, services: Services) -> OcppServerHandle:

@@ -123,6 +123,9 @@ def test_b08_get_report_filters() -> None:
         "BackupReserveSoC",
         "DrivingReserveSoC",
         "OfflineSafeLimit",
+        # per-EVSE departure, read by the safety supervisor's departure floor
+        "DepartureTime",
+        "DepartureSoC",
     }
     one = model.report(
         None,

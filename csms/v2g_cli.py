@@ -232,7 +232,12 @@ def main(argv: list[str] | None = None) -> int:
     except (_UsageError, PriceFileError, PlanError, OSError, UnicodeDecodeError) as exc:
         print(f"csms v2g: error: {exc}", file=sys.stderr)
         return 2
-    print(json.dumps(result, indent=2))
+    try:
+        print(json.dumps(result, indent=2), flush=True)
+    except BrokenPipeError:
+        # The reader left early (`| head`): not an error of ours. Point stdout at /dev/null so
+        # that the interpreter's own flush at exit does not raise again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     return 0
 
 

@@ -136,3 +136,31 @@ def test_help_returns_zero(capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = run(capsys, ["plan", "--help"])
     assert code == 0
     assert "--max-discharge-kw" in out
+
+
+def test_output_piped_into_a_reader_that_leaves_early_is_not_a_traceback(
+    tmp_path: Path,
+) -> None:
+    import subprocess
+    import sys
+    from datetime import datetime, timedelta
+
+    # Ten days of 5-minute prices: far more JSON than a pipe buffer holds.
+    start = datetime(2024, 8, 5)
+    rows = ["start,import_c_kwh"] + [
+        f"{(start + timedelta(minutes=5 * k)).isoformat()},{10 + (k % 288) / 10}"
+        for k in range(2880)
+    ]
+    prices = tmp_path / "prices.csv"
+    prices.write_text("\n".join(rows) + "\n")
+    command = [sys.executable, "-m", "csms", "v2g", "plan", "--prices", str(prices)]
+    command += ["--capacity-kwh", "40", "--soc", "50", "--target-soc", "80"]
+    command += ["--departure", "2024-08-14T07:30", "--max-charge-kw", "7"]
+    command += ["--max-discharge-kw", "7"]
+    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE) as process:
+        assert process.stdout is not None and process.stderr is not None
+        assert process.stdout.read(10)  # like `| head -c 10`
+        process.stdout.close()
+        err = process.stderr.read().decode()
+        assert process.wait(timeout=60) == 0, err
+    assert "Traceback" not in err and "BrokenPipe" not in err

@@ -9,12 +9,13 @@ from __future__ import annotations
 import hashlib
 import time
 from dataclasses import dataclass
-from typing import Annotated, Any, Protocol
+from typing import Annotated, Protocol
 
 from fastapi import Depends, HTTPException, Query, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from csms.domain.models import ApiToken
+from csms.services.common import CommandSender
 from csms.services.records import (
     ChargingProfileService,
     DeviceModelService,
@@ -25,16 +26,6 @@ from csms.services.records import (
 )
 from csms.services.stations import StationService
 from csms.services.tokens import ApiTokenService, IdTokenService
-
-
-class CommandSender(Protocol):
-    async def send(
-        self,
-        station_id: str,
-        action: str,
-        payload: dict[str, Any],
-        timeout: float | None = None,  # noqa: ASYNC109
-    ) -> dict[str, Any]: ...
 
 
 class ApiServices(Protocol):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import Any, Protocol
 
 Clock = Callable[[], datetime]
 
@@ -30,3 +31,15 @@ def check_page(offset: int, limit: int) -> None:
 
     if offset < 0 or not 1 <= limit <= 1000:
         raise InvalidRequest("offset must be >= 0 and limit between 1 and 1000")
+
+
+class CommandSender(Protocol):
+    """What callers of `CommandService.send` need (the API, V2G and cost services)."""
+
+    async def send(
+        self,
+        station_id: str,
+        action: str,
+        payload: dict[str, Any],
+        timeout: float | None = None,  # noqa: ASYNC109
+    ) -> dict[str, Any]: ...

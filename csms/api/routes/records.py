@@ -3,9 +3,10 @@ charging profiles, the OCPP message log, events; and tariffs per station."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from datetime import UTC, datetime
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Response, status
+from fastapi import APIRouter, BackgroundTasks, Depends, Query, Response, status
 
 from csms.api.deps import Paging, Services, require_token
 from csms.api.errors import ApiProblem
@@ -25,6 +26,7 @@ from csms.api.schemas import (
     window_read,
 )
 from csms.domain.models import TransactionState
+from csms.services.costs import send_cost_updates
 
 router = APIRouter(prefix="/stations/{station_id}", dependencies=[Depends(require_token)])
 transactions_router = APIRouter(
@@ -179,14 +181,47 @@ async def get_tariff(services: Services, station_id: str) -> TariffRead:
     tags=["tariffs"],
     summary="Set the station's energy tariff (used for running cost)",
 )
-async def set_tariff(services: Services, station_id: str, body: TariffUpdate) -> TariffRead:
+async def set_tariff(
+    services: Services, station_id: str, body: TariffUpdate, background: BackgroundTasks
+) -> TariffRead:
     tariff = await services.tariffs.set(
         station_id,
         currency=body.currency,
         price_per_kwh=body.price_per_kwh,
         price_per_hour=body.price_per_hour,
     )
+    # Transactions under way get their new running cost (I02) after this answer is sent.
+    background.add_task(_push_cost_updates, services, station_id)
     return TariffRead.model_validate(tariff)
+
+
+async def _push_cost_updates(services: Services, station_id: str) -> list[dict[str, Any]]:
+    results = await send_cost_updates(
+        station_id=station_id,
+        transactions=services.transactions,
+        tariffs=services.tariffs,
+        commands=services.commands,
+        now=datetime.now(UTC),
+    )
+    return [
+        {
+            "transaction_id": r.transaction_id,
+            "total_cost": r.total_cost,
+            "sent": r.sent,
+            "error": r.error,
+        }
+        for r in results
+    ]
+
+
+@router.post(
+    "/cost-updates",
+    tags=["tariffs"],
+    summary="Send CostUpdated (running cost now) for every active transaction of the station",
+)
+async def post_cost_updates(services: Services, station_id: str) -> list[dict[str, Any]]:
+    await services.stations.get(station_id)
+    return await _push_cost_updates(services, station_id)
 
 
 @router.delete(

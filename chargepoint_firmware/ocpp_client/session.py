@@ -8,7 +8,10 @@ reads the next frame).
 Edge fixes:
 * the library swaps NotImplemented (action unknown) and NotSupported (known, not supported);
 * while the CSMS has Rejected the BootNotification, the station sends nothing at all, not even
-  an answer (B03: no messages until the retry interval has passed).
+  an answer (B03: no messages until the retry interval has passed);
+* a CALL that breaks its schema gets the Part 4 error code for the broken rule (the library
+  answers a missing field with ProtocolError and a too-long string with
+  TypeConstraintViolation).
 """
 
 from __future__ import annotations
@@ -16,9 +19,17 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
+from jsonschema.exceptions import ValidationError as SchemaValidationError
+from ocpp.exceptions import (
+    FormatViolationError,
+    NotSupportedError,
+    OccurrenceConstraintViolationError,
+    OCPPError,
+    PropertyConstraintViolationError,
+    TypeConstraintViolationError,
+)
 from ocpp.exceptions import NotImplementedError as OcppNotImplemented
-from ocpp.exceptions import NotSupportedError
-from ocpp.messages import Call, MessageType, unpack
+from ocpp.messages import Call, MessageType, get_validator, unpack
 from ocpp.v201 import ChargePoint
 from ocpp.v201.enums import Action
 
@@ -36,6 +47,41 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 _KNOWN_ACTIONS = frozenset(a.value for a in Action)
+
+# jsonschema keyword -> OCPP-J Part 4 error (section 4.3).
+_ERROR_BY_KEYWORD: dict[str, type[OCPPError]] = {
+    "type": TypeConstraintViolationError,
+    "required": OccurrenceConstraintViolationError,
+    "minItems": OccurrenceConstraintViolationError,
+    "maxItems": OccurrenceConstraintViolationError,
+    "minProperties": OccurrenceConstraintViolationError,
+    "enum": PropertyConstraintViolationError,
+    "maxLength": PropertyConstraintViolationError,
+    "minLength": PropertyConstraintViolationError,
+    "minimum": PropertyConstraintViolationError,
+    "maximum": PropertyConstraintViolationError,
+    "pattern": PropertyConstraintViolationError,
+    "format": PropertyConstraintViolationError,
+    "additionalProperties": FormatViolationError,
+}
+
+
+def schema_error(msg: Call, ocpp_version: str) -> OCPPError | None:
+    """The Part 4 error for a CALL payload that breaks its OCA schema; None when valid."""
+    if not isinstance(msg.payload, dict):
+        return FormatViolationError(details={"cause": "payload must be a JSON object"})
+    try:
+        validator = get_validator(msg.message_type_id, msg.action, ocpp_version)
+    except (OSError, ValueError):
+        return None  # no schema: the library decides
+    try:
+        validator.validate(msg.payload)
+    except SchemaValidationError as error:
+        kind = _ERROR_BY_KEYWORD.get(str(error.validator), FormatViolationError)
+        where = "/".join(str(p) for p in error.absolute_path)
+        cause = f"{error.message[:150]}{' at ' + where if where else ''}"
+        return kind(details={"cause": cause[:200]})
+    return None
 
 
 class StationSession(
@@ -68,4 +114,8 @@ class StationSession(
             if msg.action in _KNOWN_ACTIONS:
                 raise NotSupportedError(details={"cause": f"{msg.action} is not supported"})
             raise OcppNotImplemented(details={"cause": f"{msg.action} is not a known action"})
+        if not self.route_map[msg.action].get("_skip_schema_validation", False):
+            error = schema_error(msg, self._ocpp_version)
+            if error is not None:
+                raise error
         return await super()._handle_call(msg)

@@ -123,6 +123,21 @@ def test_dc_link_current_needs_d2_and_the_ev_contactor_and_slews() -> None:
     assert link.current_a() == 0.0  # an open contactor interrupts at once
 
 
+def test_dc_link_default_power_stage_meets_the_chademo_stop_time() -> None:
+    # docs/chademo.md: current <= 5 A within 0.5 s of a stop, from any current up to 255 A.
+    clock = FakeClock()
+    link = DcLink(clock=clock, d2_on=True, ev_contactor_closed=True, battery_ocv_v=370.0)
+    link.commanded_current_a, link.voltage_limit_v = 255.0, 435.0
+    link.update()
+    clock.now += 2.0
+    assert link.current_a() == pytest.approx(255.0)
+    link.commanded_current_a = 0.0
+    for _ in range(5):  # five 100 ms control cycles
+        clock.now += 0.1
+        link.update()
+    assert abs(link.current_a()) <= 5.0
+
+
 def test_dc_link_does_not_charge_past_the_voltage_limit() -> None:
     clock = FakeClock()
     link = DcLink(clock=clock, d2_on=True, ev_contactor_closed=True, battery_ocv_v=436.0)

@@ -77,8 +77,10 @@ class EvseState:
     group_id_token: dict[str, Any] | None = None
     # Set when the CSMS invalidated the token of a running transaction and
     # TxCtrlr.StopTxOnInvalidId is false: energy is allowed until the import register reaches
-    # this value (MaxEnergyOnInvalidId after the invalidation), then suspended.
+    # this value (MaxEnergyOnInvalidId delivered in the transaction), then suspended.
     invalid_energy_cap_wh: float | None = None
+    tx_start_import_wh: float | None = None  # import register when the transaction started
+    running_cost: float | None = None  # the CSMS's latest CostUpdated (I02), for a display
     # TxEndedMeasurands sampled during the transaction (Transaction.Begin, then every
     # SampledDataCtrlr.TxEndedInterval s), sent in the Ended event's meterValue list.
     ended_samples: list[dict[str, Any]] = field(default_factory=list)
@@ -347,8 +349,11 @@ class TransactionManager:
             else:
                 self._evaluate(st, "Deauthorized", stopped_reason="DeAuthorized", update=True)
             return True
-        imported = self.hardware[st.evse_id].status().energy_import_wh
-        st.invalid_energy_cap_wh = imported + max(
+        # Counted from the transaction's start: energy already delivered (e.g. offline) counts.
+        start = st.tx_start_import_wh
+        if start is None:
+            start = self.hardware[st.evse_id].status().energy_import_wh
+        st.invalid_energy_cap_wh = start + max(
             0, self.config.integer("TxCtrlr", "MaxEnergyOnInvalidId")
         )
         self.check_energy_cap(st.evse_id)
@@ -376,6 +381,15 @@ class TransactionManager:
             self._after_change(st, "changed")
         else:
             self._evaluate(st, "EVConnectTimeout", stopped_reason="Timeout", update=True)
+        return True
+
+    def set_running_cost(self, transaction_id: str, total_cost: float) -> bool:
+        """CostUpdated (I02): False when the transaction is not running here (ignored)."""
+        st = self.find(transaction_id)
+        if st is None:
+            return False
+        st.running_cost = total_cost
+        self._persist(st)
         return True
 
     def remote_stop(self, transaction_id: str) -> bool:
@@ -494,6 +508,7 @@ class TransactionManager:
                 st.reached = [p for p in stop_points if cond.get(p, False)]
                 st.charging_state = self._charging_state(st)
                 st.ended_samples = []
+                st.tx_start_import_wh = self.hardware[st.evse_id].status().energy_import_wh
                 if self.config.integer("SampledDataCtrlr", "TxEndedInterval") > 0:
                     self._keep_ended_sample(st, "Transaction.Begin")
                 self._emit(
@@ -619,6 +634,8 @@ class TransactionManager:
                 st.invalid_energy_cap_wh = None
                 st.ended_samples = []
                 st.reservation_id = None
+                st.tx_start_import_wh = None
+                st.running_cost = None
                 # The authorization is consumed by the transaction it started.
                 st.id_token = None
                 st.group_id_token = None

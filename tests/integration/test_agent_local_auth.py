@@ -312,6 +312,7 @@ async def test_e05_max_energy_on_invalid_id_suspends_but_keeps_transaction(
         await set_variable(h, "TxCtrlr", "MaxEnergyOnInvalidId", "500")
         await set_variable(h, "SampledDataCtrlr", "TxUpdatedInterval", "1")
         h.csms.tx_token_status["CARD-1"] = "Invalid"
+        h.evse.add_energy(import_wh=10_000.0)  # the register's value before this transaction
         h.evse.plug_in()
         assert await h.agent.present_id_token(1, CARD) == "Accepted"
         await eventually(
@@ -319,7 +320,10 @@ async def test_e05_max_energy_on_invalid_id_suspends_but_keeps_transaction(
             message="Started not answered",
         )
         assert h.evse.allowed  # 500 Wh still allowed
-        h.evse.add_energy(import_wh=600.0)
+        h.evse.add_energy(import_wh=300.0)
+        await asyncio.sleep(1.5)  # a periodic sample checks the cap
+        assert h.evse.allowed  # 300 of 500 Wh delivered in this transaction
+        h.evse.add_energy(import_wh=300.0)
         await eventually(lambda: not h.evse.allowed, message="energy not suspended")
         # The fake reports the EV as merely connected once energy is withheld.
         stopped = await h.csms.wait_for(
@@ -391,5 +395,20 @@ async def test_e05_remote_started_token_unknown_to_csms_keeps_running(tmp_path: 
             "TransactionEvent", lambda e: e["eventType"] == "Ended", count=2
         )
         assert ended[1]["transactionInfo"]["stoppedReason"] == "DeAuthorized"
+    finally:
+        await h.close()
+
+
+async def test_i02_cost_updated_kept_for_the_running_transaction(tmp_path: Path) -> None:
+    h = await start_harness(tmp_path)
+    try:
+        h.evse.plug_in()
+        assert await h.agent.present_id_token(1, CARD) == "Accepted"
+        started = await h.csms.wait_for("TransactionEvent", lambda e: e["eventType"] == "Started")
+        tx_id = started[0]["transactionInfo"]["transactionId"]
+        await h.call(call.CostUpdated(total_cost=3.25, transaction_id=tx_id))
+        assert h.agent.transactions.evses[1].running_cost == 3.25
+        await h.call(call.CostUpdated(total_cost=9.0, transaction_id="not-here"))  # ignored
+        assert h.agent.transactions.evses[1].running_cost == 3.25
     finally:
         await h.close()

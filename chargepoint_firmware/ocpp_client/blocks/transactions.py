@@ -1,4 +1,5 @@
-"""Block E/F: RequestStartTransaction, RequestStopTransaction, GetTransactionStatus."""
+"""Block E/F/I: RequestStartTransaction, RequestStopTransaction, GetTransactionStatus,
+CostUpdated."""
 
 from __future__ import annotations
 
@@ -59,3 +60,11 @@ class TransactionsBlock(BlockBase):
         return call_result.GetTransactionStatus(
             messages_in_queue=transaction_id in queued, ongoing_indicator=ongoing
         )
+
+    @on(Action.cost_updated)
+    def on_cost_updated(
+        self, total_cost: float, transaction_id: str, **_: Any
+    ) -> call_result.CostUpdated:
+        """I02: the running cost of a transaction, kept for the station's display."""
+        self.agent.transactions.set_running_cost(transaction_id, float(total_cost))
+        return call_result.CostUpdated()

@@ -93,11 +93,6 @@ class StationUpdate(BaseModel):
     _password = field_validator("password")(_check_password)
 
 
-class ConnectionRead(BaseModel):
-    connected: bool
-    node: str | None = None
-
-
 class StationRead(ReadModel):
     id: str
     security_profile: int
@@ -396,9 +391,3 @@ class VariableSetCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     variables: list[VariableSetItem] = Field(min_length=1)
-
-
-class OcppResponseRead(BaseModel):
-    """The station's answer, unchanged (OCPP camelCase)."""
-
-    model_config = ConfigDict(extra="allow")

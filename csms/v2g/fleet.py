@@ -61,12 +61,6 @@ def vehicle_flexibility(session: VehicleSession, now: datetime, duration: timede
     )
 
 
-def fleet_flexibility(
-    sessions: Sequence[VehicleSession], now: datetime, duration: timedelta
-) -> list[Flexibility]:
-    return [vehicle_flexibility(s, now, duration) for s in sessions]
-
-
 @dataclass(frozen=True)
 class FleetFlexibility:
     up_kw: float

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta, timezone
 
@@ -285,7 +285,3 @@ def hours_overlap(a_start: datetime, a_end: datetime, b_start: datetime, b_end: 
     """Length of [a_start, a_end) and [b_start, b_end) in common, hours."""
     seconds = (min(a_end, b_end) - max(a_start, b_start)).total_seconds()
     return max(0.0, seconds / 3600.0)
-
-
-def as_floats(values: Iterable[float]) -> tuple[float, ...]:
-    return tuple(float(v) for v in values)

@@ -48,6 +48,12 @@ CREATE TABLE IF NOT EXISTS auth_cache (
     id_token_info TEXT NOT NULL,
     PRIMARY KEY (id_token, token_type)
 );
+CREATE TABLE IF NOT EXISTS auth_cache_used (
+    id_token TEXT NOT NULL,
+    token_type TEXT NOT NULL,
+    used_at TEXT NOT NULL,
+    PRIMARY KEY (id_token, token_type)
+);
 """
 
 
@@ -210,7 +216,24 @@ class AgentStorage:
         return self._lookup("auth_cache", token, token_type)
 
     def cache_clear(self) -> None:
-        self._db.execute("DELETE FROM auth_cache")
+        with self.atomic():
+            self._db.execute("DELETE FROM auth_cache")
+            self._db.execute("DELETE FROM auth_cache_used")
+
+    def cache_touch(self, token: str, token_type: str, used_at: str) -> None:
+        """Record when a cached token was last stored or used (AuthCacheCtrlr.LifeTime)."""
+        self._db.execute(
+            "INSERT INTO auth_cache_used (id_token, token_type, used_at) VALUES (?, ?, ?) "
+            "ON CONFLICT(id_token, token_type) DO UPDATE SET used_at = excluded.used_at",
+            (token, token_type, used_at),
+        )
+
+    def cache_used_at(self, token: str, token_type: str) -> str | None:
+        row = self._db.execute(
+            "SELECT used_at FROM auth_cache_used WHERE id_token = ? AND token_type = ?",
+            (token, token_type),
+        ).fetchone()
+        return None if row is None else str(row[0])
 
     def _upsert(self, table: str, token: str, token_type: str, info: dict[str, Any]) -> None:
         self._db.execute(

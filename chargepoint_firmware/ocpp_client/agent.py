@@ -521,7 +521,7 @@ class Agent:
         if not info or not token:
             return
         if self.config.boolean("AuthCacheCtrlr", "Enabled"):
-            self.storage.cache_put(str(token["id_token"]), str(token["type"]), dict(info))
+            self._cache_put(token, dict(info))
         if info.get("status") != "Accepted":
             tx_id = str(sent["transaction_info"]["transaction_id"])
             self.transactions.token_invalidated(tx_id, str(info.get("status")))
@@ -663,9 +663,7 @@ class Agent:
                 response = await self.send_call(call.Authorize(id_token=id_token))
                 answer = dict(response.id_token_info)
                 if self.config.boolean("AuthCacheCtrlr", "Enabled"):
-                    self.storage.cache_put(
-                        str(id_token.get("id_token")), str(id_token.get("type")), answer
-                    )
+                    self._cache_put(id_token, answer)
                 if answer.get("status") == "Accepted":
                     self._start_authorized(evse_id, id_token, remote_start_id, profile_json)
                 else:
@@ -902,7 +900,7 @@ class Agent:
                     "LocalAuthListCtrlr", "Enabled"
                 ) and self.storage.local_list_entry(str(token["id_token"]), str(token["type"]))
                 if self.config.boolean("AuthCacheCtrlr", "Enabled") and not in_list:
-                    self.storage.cache_put(str(token["id_token"]), str(token["type"]), answer)
+                    self._cache_put(token, answer)
                 return answer
         if not self.config.boolean("AuthCtrlr", "LocalAuthorizeOffline"):
             known = None
@@ -931,10 +929,29 @@ class Agent:
                 return entry
         if self.config.boolean("AuthCacheCtrlr", "Enabled"):
             cached = self.storage.cache_get(token, kind)
-            if cached is not None and _expired(cached, self.clock.now()):
+            if cached is None:
+                return None
+            now = self.clock.now()
+            if _expired(cached, now):
                 return None  # C10: an expired cache entry counts as unknown
+            lifetime = self.config.integer("AuthCacheCtrlr", "LifeTime")
+            used_at = self.storage.cache_used_at(token, kind)
+            stale = (
+                lifetime > 0
+                and used_at is not None
+                and parse_iso(used_at) + timedelta(seconds=lifetime) <= now
+            )
+            if stale:
+                return None  # not used within AuthCacheCtrlr.LifeTime: forgotten
+            self.storage.cache_touch(token, kind, iso_ms(now))
             return cached
         return None
+
+    def _cache_put(self, id_token: Mapping[str, Any], info: dict[str, Any]) -> None:
+        token, kind = str(id_token.get("id_token")), str(id_token.get("type"))
+        with self.storage.atomic():
+            self.storage.cache_put(token, kind, info)
+            self.storage.cache_touch(token, kind, iso_ms(self.clock.now()))
 
     async def send_triggered(self, message: str, evse_ids: list[int]) -> None:
         match message:

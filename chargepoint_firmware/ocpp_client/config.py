@@ -40,6 +40,7 @@ DEFAULTS: dict[tuple[str, str], str] = {
     ("OCPPCommCtrlr", "RetryBackOffRepeatTimes"): "5",
     ("SampledDataCtrlr", "TxEndedInterval"): "0",
     ("AuthCacheCtrlr", "Enabled"): "true",
+    ("AuthCacheCtrlr", "LifeTime"): "86400",
     ("LocalAuthListCtrlr", "Enabled"): "true",
     ("LocalAuthListCtrlr", "Entries"): "1000",
     ("SmartChargingCtrlr", "ProfileStackLevel"): "8",

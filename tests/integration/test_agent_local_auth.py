@@ -412,3 +412,24 @@ async def test_i02_cost_updated_kept_for_the_running_transaction(tmp_path: Path)
         assert h.agent.transactions.evses[1].running_cost == 3.25
     finally:
         await h.close()
+
+
+async def test_c10_cache_entry_forgotten_after_life_time_without_use(tmp_path: Path) -> None:
+    h = await start_harness(tmp_path, manual_clock=True)
+    try:
+        await set_variable(h, "AuthCacheCtrlr", "LifeTime", "3600")
+        assert await h.agent.present_id_token(1, CARD) == "Accepted"  # online: cached
+        assert await h.agent.present_id_token(1, CARD) == "Accepted"  # withdrawn
+        await go_offline(h)
+        clock = h.clock
+        assert isinstance(clock, ManualClock)
+        clock.advance(3000)
+        assert await h.agent.present_id_token(1, CARD) == "Accepted"  # used: lifetime renewed
+        assert await h.agent.present_id_token(1, CARD) == "Accepted"
+        clock.advance(3000)  # 6000 s after caching, 3000 s after the last use
+        assert await h.agent.present_id_token(1, CARD) == "Accepted"
+        assert await h.agent.present_id_token(1, CARD) == "Accepted"
+        clock.advance(3601)
+        assert await h.agent.present_id_token(1, CARD) == "Unknown"
+    finally:
+        await h.close()

@@ -1,9 +1,12 @@
 """The charging station's OCPP side: connection, registration, and the services handlers call.
 
-`Agent(settings, hardware)` owns the durable storage, the transaction manager, smart charging and
-the outbox; `await agent.run()` connects to the CSMS (reconnecting with exponential back-off and
-jitter), registers with BootNotification, keeps the link alive (heartbeats; websocket pings
-detect a dead link), reports connector status and delivers queued messages in order.
+`Agent(settings, hardware)` owns the durable storage, the transaction manager, smart charging,
+reservations and the outbox; `await agent.run()` connects to the CSMS (reconnecting with the
+OCPPCommCtrlr.RetryBackOff* back-off), registers with BootNotification, keeps the link alive
+(heartbeats; websocket pings detect a dead link), reports connector status and delivers queued
+messages in order (E13 retry policy from OCPPCommCtrlr.MessageAttempts/MessageAttemptInterval).
+`await agent.present_id_token(evse_id, id_token)` is the local card reader: it authorizes
+(Authorize, local list, auth cache, offline rules) and starts or stops a transaction.
 
 Registration (B01-B03): until Accepted nothing but BootNotification is sent. Pending: the
 station answers CSMS requests and sends what a TriggerMessage asks for, and retries the boot

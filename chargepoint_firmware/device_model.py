@@ -353,6 +353,10 @@ def _station_variables() -> list[VariableDefinition]:
         _var(cache, "Available", T.BOOLEAN, "true", RO, persistent=False),
         _var(cache, "LifeTime", T.INTEGER, "86400", unit=s, min_limit=0),
         _var(cache, "Policy", T.OPTION_LIST, "LRU", values_list=("LRU", "LFU", "FIFO")),
+        # H01: reservations (ReserveNow / CancelReservation)
+        _var("ReservationCtrlr", "Enabled", T.BOOLEAN, "true"),
+        _var("ReservationCtrlr", "Available", T.BOOLEAN, "true", RO, persistent=False),
+        _var("ReservationCtrlr", "NonEvseSpecific", T.BOOLEAN, "true"),
         _var(lal, "Enabled", T.BOOLEAN, "true"),
         _var(lal, "Available", T.BOOLEAN, "true", RO, persistent=False),
         _var(lal, "Entries", T.INTEGER, "0", RO, max_limit=1000, persistent=False),

@@ -214,3 +214,30 @@ async def test_h01_past_expiry_rejected(tmp_path: Path) -> None:
         assert await reserve(h, 61, 1, ALICE, expiry=expiry(h, -5)) == "Rejected"
     finally:
         await h.close()
+
+
+async def test_h01_reservation_ctrlr_enabled_is_settable_over_ocpp(tmp_path: Path) -> None:
+    h = await start_harness(tmp_path)
+    try:
+        component = {"name": "ReservationCtrlr"}
+        got = await h.call(
+            call.GetVariables(
+                get_variable_data=[{"component": component, "variable": {"name": "Enabled"}}]
+            )
+        )
+        assert got.get_variable_result[0]["attribute_status"] == "Accepted"
+        set_result = await h.call(
+            call.SetVariables(
+                set_variable_data=[
+                    {
+                        "component": component,
+                        "variable": {"name": "Enabled"},
+                        "attribute_value": "false",
+                    }
+                ]
+            )
+        )
+        assert set_result.set_variable_result[0]["attribute_status"] == "Accepted"
+        assert await reserve(h, 21, 1, ALICE) == "Rejected"  # H01.FR.01: reservations disabled
+    finally:
+        await h.close()

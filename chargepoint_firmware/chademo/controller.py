@@ -114,6 +114,12 @@ _SHUTDOWN: Final = frozenset(
     }
 )
 ACTIVE_STATES: Final = _PREPARING | _TRANSFER
+_D2_STATES: Final = (
+    frozenset({ChargerState.WAIT_EV_CONTACTOR_CLOSE, ChargerState.WAIT_CURRENT_REQUEST}) | _TRANSFER
+)
+_D2_KEPT_WHILE_STOPPING: Final = frozenset(
+    {ChargerState.STOPPING, ChargerState.WAIT_EV_CONTACTOR_OPEN}
+)
 # d1 is on (and the vehicle is expected to talk) in these states.
 D1_STATES: Final = _PREPARING | _TRANSFER | _SHUTDOWN - {ChargerState.UNLOCKING}
 
@@ -406,6 +412,16 @@ class _Tick:
         self.go(ChargerState.STOPPING, stop_reason=reason, error_stop=error, **flags)
 
 
+_BEFORE_D2: Final = frozenset(
+    {ChargerState.LOCKING, ChargerState.INSULATION_TEST, ChargerState.INSULATION_DECAY}
+)
+
+
+def _d2_deadline_passed(t: _Tick) -> bool:
+    permission_at = t.s.permission_at
+    return permission_at is not None and t.inp.now - permission_at > T_D2_AFTER_PERMISSION_S
+
+
 def _check_stops(t: _Tick) -> None:
     """Stop conditions valid in every preparing/transfer state, most severe first."""
     inp, s = t.inp, t.s
@@ -486,6 +502,10 @@ def step(
     st = t.s.state
     if st in ACTIVE_STATES:
         _check_stops(t)
+        if t.s.state is st and st in _BEFORE_D2 and _d2_deadline_passed(t):
+            # d2 must be on within 20 s of the permission; lock, insulation test and decay
+            # each have their own limit but together could overrun it.
+            t.stop("d2_deadline", error=True, charger_malfunction=True)
         if t.s.state is not st:  # one transition per tick: the stop is this tick's step
             command = _command(t)
             return t.s, command
@@ -543,13 +563,10 @@ def step(
         elif t.elapsed > T_INSULATION_TEST_S:
             t.stop("insulation_test_timeout", error=True, charger_malfunction=True)
     elif st is ChargerState.INSULATION_DECAY:
-        permission_at = t.s.permission_at if t.s.permission_at is not None else inp.now
         if inp.terminal_voltage_v < POST_INSULATION_VOLTAGE_V:
             t.go(ChargerState.WAIT_EV_CONTACTOR_CLOSE, d2_at=inp.now)
         elif t.elapsed > T_INSULATION_DECAY_S:
             t.stop("voltage_after_insulation_test", error=True, charger_malfunction=True)
-        elif inp.now - permission_at > T_D2_AFTER_PERMISSION_S:
-            t.stop("d2_deadline", error=True, charger_malfunction=True)
     elif st is ChargerState.WAIT_EV_CONTACTOR_CLOSE:
         if status is not None and not status.ev_contactor_open:
             t.go(ChargerState.WAIT_CURRENT_REQUEST, ev_contactor_closed_seen=True)
@@ -633,16 +650,10 @@ def _command(t: _Tick) -> ControllerCommand:
     t.s = replace(t.s, last_output_a=output, limited_by=limited_by)
 
     d1 = st in D1_STATES
-    d2 = (
-        st
-        in {
-            ChargerState.WAIT_EV_CONTACTOR_CLOSE,
-            ChargerState.WAIT_CURRENT_REQUEST,
-            ChargerState.STOPPING,
-            ChargerState.WAIT_EV_CONTACTOR_OPEN,
-        }
-        | _TRANSFER
-    )
+    # d2 lets the EV close its contactors. The stop sequence keeps it on until the EV has
+    # opened them, but never switches it on for a stop that began before d2 (e.g. after an
+    # insulation fault).
+    d2 = st in _D2_STATES or (st in _D2_KEPT_WHILE_STOPPING and t.s.d2_at is not None)
     lock = st in (D1_STATES - {ChargerState.HANDSHAKE, ChargerState.WAIT_CHARGE_PERMISSION}) or (
         st is ChargerState.UNLOCKING and inp.terminal_voltage_v >= SAFE_TERMINAL_VOLTAGE_V
     )

@@ -225,6 +225,54 @@ def test_voltage_not_decaying_after_the_insulation_test_is_an_error() -> None:
     assert h.state.stop_reason == "voltage_after_insulation_test"
 
 
+def test_a_stop_before_d2_never_switches_d2_on() -> None:
+    # d2 lets the EV close its contactors: not while shutting down after an insulation fault.
+    h = Harness()
+    _to_locking(h)
+    h.locked = True
+    h.tick()
+    h.insulation = InsulationResult.FAILED
+    for _ in range(50):
+        h.send(ev_status(charging_enabled=True))
+        command = h.tick()
+        assert not command.d2, f"d2 on in {h.at}"
+        h.locked = command.lock  # the lock follows its command
+        if h.at is ChargerState.ENDED:
+            break
+    assert h.at is ChargerState.ENDED and h.state.stop_reason == "insulation_fault"
+
+
+def test_d2_deadline_20s_from_permission_holds_even_when_each_step_is_in_time() -> None:
+    h = Harness()
+    _to_locking(h)
+    permission_at = h.state.permission_at
+    assert permission_at is not None
+
+    def hold_until(since_permission_s: float) -> None:
+        while h.now - permission_at < since_permission_s - 1e-9:
+            h.send(ev_status(charging_enabled=True))
+            h.tick()
+
+    hold_until(9.5)  # lock feedback inside its own 10 s
+    h.locked = True
+    h.tick()
+    assert h.at is ChargerState.INSULATION_TEST
+    hold_until(18.5)  # the test passes inside its own 10 s
+    h.insulation = InsulationResult.PASSED
+    h.voltage_v = 480.0
+    h.send(ev_status(charging_enabled=True))
+    h.tick()
+    assert h.at is ChargerState.INSULATION_DECAY
+    hold_until(c.T_D2_AFTER_PERMISSION_S - 0.15)  # decaying, inside its own 2 s
+    assert h.at is ChargerState.INSULATION_DECAY
+    h.voltage_v = 5.0  # decayed just as the 20 s since the permission run out
+    h.send(ev_status(charging_enabled=True))
+    command = h.tick(0.2)
+    assert h.now - permission_at > c.T_D2_AFTER_PERMISSION_S
+    assert not command.d2
+    assert h.at is ChargerState.STOPPING and h.state.stop_reason == "d2_deadline"
+
+
 def _to_contactor_wait(h: Harness) -> None:
     _to_locking(h)
     h.locked = True

@@ -27,12 +27,10 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TextIO
 
-from ocpp.v201 import call
-
 from chargepoint_firmware.hardware.sim_vehicle import Battery, SimVehicleConfig
 from chargepoint_firmware.hardware.simulation import SimulatedEvse
 from chargepoint_firmware.interfaces import EvseStatus, HardwareEvent
-from chargepoint_firmware.main import chademo_config
+from chargepoint_firmware.main import chademo_config, wire_agent_departures
 from chargepoint_firmware.ocpp_client.agent import Agent
 from chargepoint_firmware.settings import ConfigError, StationSettings, load_settings
 
@@ -162,6 +160,7 @@ class SimStation:
         )
         self.sim.ports.insulation.duration_s = insulation_test_s
         self.agent = Agent(settings, {evse.id: self.sim.evse}, clock=self.clock)
+        wire_agent_departures(self.agent)  # V2XCtrlr.Departure* -> the safety floor
         self._task: asyncio.Task[None] | None = None
         self._started = False
 
@@ -225,22 +224,11 @@ class SimStation:
         self.sim.vehicle.unplug()
 
     async def authorize(self, id_token: str, token_type: str = "ISO14443") -> str:
-        """A driver presents `id_token` at the station (as at an RFID reader): Authorize (C01)
-        and, when Accepted, the EVSE is authorized so the transaction starts (E01/E02).
-
-        Returns the idTokenInfo status.
-        """
+        """A driver presents `id_token` at the station's RFID reader: the agent authorizes it
+        (Authorize online, local list / cache, offline rules) and starts the transaction per
+        TxStartPoint. Returns the authorization status."""
         token = {"id_token": id_token, "type": token_type}
-        response = await self.agent.send_call(call.Authorize(id_token=token))
-        status = str(response.id_token_info.get("status"))
-        if status == "Accepted":
-            transactions = self.agent.transactions
-            evse = transactions.evses[self.settings.evses[0].id]
-            evse.id_token = dict(token)
-            # The agent has no public local-authorization entry point yet (only remote start);
-            # this is the same evaluation a RequestStartTransaction runs, triggered locally.
-            transactions._evaluate(evse, "Authorized", update=True, include_token=True)
-        return status
+        return await self.agent.present_id_token(self.settings.evses[0].id, token)
 
     @property
     def transaction_id(self) -> str | None:

@@ -117,6 +117,9 @@ ACTIVE_STATES: Final = _PREPARING | _TRANSFER
 _D2_STATES: Final = (
     frozenset({ChargerState.WAIT_EV_CONTACTOR_CLOSE, ChargerState.WAIT_CURRENT_REQUEST}) | _TRANSFER
 )
+_LOCKED_STATES: Final = (
+    _PREPARING - {ChargerState.HANDSHAKE, ChargerState.WAIT_CHARGE_PERMISSION}
+) | _TRANSFER
 _D2_KEPT_WHILE_STOPPING: Final = frozenset(
     {ChargerState.STOPPING, ChargerState.WAIT_EV_CONTACTOR_OPEN}
 )
@@ -654,8 +657,12 @@ def _command(t: _Tick) -> ControllerCommand:
     # opened them, but never switches it on for a stop that began before d2 (e.g. after an
     # insulation fault).
     d2 = st in _D2_STATES or (st in _D2_KEPT_WHILE_STOPPING and t.s.d2_at is not None)
-    lock = st in (D1_STATES - {ChargerState.HANDSHAKE, ChargerState.WAIT_CHARGE_PERMISSION}) or (
-        st is ChargerState.UNLOCKING and inp.terminal_voltage_v >= SAFE_TERMINAL_VOLTAGE_V
+    # Locked from the EV's permission on; a stop before that (e.g. an incompatible battery)
+    # does not lock the connector for its shutdown. Unlock only below 10 V.
+    lock = (
+        st in _LOCKED_STATES
+        or (st in _SHUTDOWN and st is not ChargerState.UNLOCKING and t.s.permission_at is not None)
+        or (st is ChargerState.UNLOCKING and inp.terminal_voltage_v >= SAFE_TERMINAL_VOLTAGE_V)
     )
     threshold = _threshold_voltage_v(config, vehicle)
 

@@ -111,6 +111,21 @@ def test_compatibility_check_ev_target_above_charger_voltage_is_an_error_stop() 
     assert command.output_current_a == 0.0
 
 
+def test_a_stop_before_the_charge_permission_never_locks_the_connector() -> None:
+    h = Harness(config=ControllerConfig(max_voltage_v=400))
+    h.tick()
+    h.tick()
+    h.send(EV_LIMITS, ev_status())  # incompatible: target 410 V > 400 V available
+    for _ in range(50):
+        command = h.tick()
+        assert not command.lock, f"locked in {h.at}"
+        if h.at is ChargerState.ENDED:
+            break
+        h.send(EV_LIMITS, ev_status())
+    assert h.at is ChargerState.ENDED
+    assert h.state.stop_reason == "ev_target_voltage_above_charger"
+
+
 def test_t_time_8s_without_charge_permission_is_an_error_stop() -> None:
     h = Harness()
     h.tick()

@@ -450,6 +450,11 @@ def _check_stops(t: _Tick) -> None:
         if s.vehicle_enabled_seen and not status.charging_enabled:
             t.stop("ev_stop_request", error=False)
             return
+        if status.ev_contactor_open and s.state in _TRANSFER:
+            # The car opened its contactor under load without asking to stop: current must go
+            # now (an open contactor carrying current arcs); treat it as an error stop.
+            t.stop("ev_contactor_opened", error=True)
+            return
     if not inp.authorized:
         t.stop("deauthorized", error=False)
 

@@ -756,3 +756,15 @@ def test_ev_dropping_its_discharge_compatible_flag_ends_discharge_only() -> None
     h.send(ev_status(**RUNNING, discharge_compatible=False))
     h.tick()
     assert h.at is ChargerState.CHARGING
+
+
+def test_ev_contactor_opening_during_transfer_is_an_error_stop() -> None:
+    h = Harness()
+    h.to_energy_transfer()
+    h.current_a = 15.0
+    h.tick()
+    h.send(ev_status(**{**RUNNING, "ev_contactor_open": True}))  # 0x102 b5.3 0 -> 1, no stop ask
+    command = h.tick()
+    assert h.at is ChargerState.STOPPING and h.state.error_stop
+    assert h.state.stop_reason == "ev_contactor_opened"
+    assert command.output_current_a == 0.0

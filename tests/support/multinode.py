@@ -308,6 +308,8 @@ class HaproxyBalancer:
 
         binary = shutil.which("haproxy")
         if binary is None:
+            if os.environ.get("CI"):  # .ci/run installs it: missing in CI is a failure
+                pytest.fail("haproxy is not installed (apt-get install haproxy)")
             pytest.skip("haproxy is not installed (apt-get install haproxy)")
         with socket.socket() as probe:
             probe.bind(("127.0.0.1", 0))

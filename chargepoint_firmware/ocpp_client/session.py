@@ -23,7 +23,7 @@ from jsonschema.exceptions import ValidationError as SchemaValidationError
 from ocpp.exceptions import (
     FormatViolationError,
     NotSupportedError,
-    OccurrenceConstraintViolationError,
+    OccurenceConstraintViolationError,
     OCPPError,
     PropertyConstraintViolationError,
     TypeConstraintViolationError,
@@ -51,10 +51,10 @@ _KNOWN_ACTIONS = frozenset(a.value for a in Action)
 # jsonschema keyword -> OCPP-J Part 4 error (section 4.3).
 _ERROR_BY_KEYWORD: dict[str, type[OCPPError]] = {
     "type": TypeConstraintViolationError,
-    "required": OccurrenceConstraintViolationError,
-    "minItems": OccurrenceConstraintViolationError,
-    "maxItems": OccurrenceConstraintViolationError,
-    "minProperties": OccurrenceConstraintViolationError,
+    "required": OccurenceConstraintViolationError,
+    "minItems": OccurenceConstraintViolationError,
+    "maxItems": OccurenceConstraintViolationError,
+    "minProperties": OccurenceConstraintViolationError,
     "enum": PropertyConstraintViolationError,
     "maxLength": PropertyConstraintViolationError,
     "minLength": PropertyConstraintViolationError,

@@ -28,7 +28,8 @@ def _error(code_name: str) -> type[OcppError]:
 FormatViolation = _error("FormatViolation")
 ProtocolError = _error("ProtocolError")
 TypeConstraintViolation = _error("TypeConstraintViolation")
-OccurrenceConstraintViolation = _error("OccurrenceConstraintViolation")
+# OCPP-J 2.0.1 keeps 1.6's spelling (one "r"); "Occurrence..." only arrives with OCPP 2.1.
+OccurrenceConstraintViolation = _error("OccurenceConstraintViolation")
 PropertyConstraintViolation = _error("PropertyConstraintViolation")
 NotImplementedOcpp = _error("NotImplemented")  # action not known
 NotSupported = _error("NotSupported")  # action known, not supported

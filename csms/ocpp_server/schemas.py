@@ -111,13 +111,13 @@ class SchemaViolation(Exception):
         return f"{self.message}{where}"
 
 
-# jsonschema keyword -> OCPP-J Part 4 error code.
+# jsonschema keyword -> OCPP-J Part 4 error code (2.0.1 spells "Occurence" with one "r").
 _CODE_BY_KEYWORD = {
     "type": "TypeConstraintViolation",
-    "required": "OccurrenceConstraintViolation",
-    "minItems": "OccurrenceConstraintViolation",
-    "maxItems": "OccurrenceConstraintViolation",
-    "minProperties": "OccurrenceConstraintViolation",
+    "required": "OccurenceConstraintViolation",
+    "minItems": "OccurenceConstraintViolation",
+    "maxItems": "OccurenceConstraintViolation",
+    "minProperties": "OccurenceConstraintViolation",
     "enum": "PropertyConstraintViolation",
     "maxLength": "PropertyConstraintViolation",
     "minLength": "PropertyConstraintViolation",

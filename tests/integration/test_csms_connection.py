@@ -339,7 +339,7 @@ async def test_second_connection_replaces_the_first(csms: Csms) -> None:
         (
             '[2, "m1", "BootNotification", {"reason": "PowerUp", "chargingStation": {}}]',
             "m1",
-            "OccurrenceConstraintViolation",
+            "OccurenceConstraintViolation",
         ),
         (
             '[2, "m1", "StatusNotification", {"timestamp": "yesterday", '
@@ -350,7 +350,7 @@ async def test_second_connection_replaces_the_first(csms: Csms) -> None:
         (
             '[2, "m1", "MeterValues", {"evseId": 1, "meterValue": []}]',
             "m1",
-            "OccurrenceConstraintViolation",
+            "OccurenceConstraintViolation",
         ),
     ],
 )

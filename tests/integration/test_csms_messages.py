@@ -56,7 +56,7 @@ def _break(action: str, payload: dict[str, Any]) -> tuple[dict[str, Any], str]:
     required = schemas.validator(action, "Request").schema.get("required", [])  # type: ignore[union-attr]
     if required:
         del broken[required[0]]
-        return broken, "OccurrenceConstraintViolation"
+        return broken, "OccurenceConstraintViolation"
     broken["notInTheSchema"] = 1
     return broken, "FormatViolation"
 

@@ -13,12 +13,12 @@ from chargepoint_firmware.ocpp_client.session import schema_error
 @pytest.mark.parametrize(
     ("action", "payload", "code"),
     [
-        ("Reset", {}, "OccurrenceConstraintViolation"),
+        ("Reset", {}, "OccurenceConstraintViolation"),
         ("Reset", {"type": "Sideways"}, "PropertyConstraintViolation"),
         ("Reset", {"type": 5}, "TypeConstraintViolation"),
         ("ClearCache", {"extra": True}, "FormatViolation"),
         ("RequestStopTransaction", {"transactionId": "T" * 37}, "PropertyConstraintViolation"),
-        ("GetVariables", {"getVariableData": []}, "OccurrenceConstraintViolation"),
+        ("GetVariables", {"getVariableData": []}, "OccurenceConstraintViolation"),
     ],
 )
 def test_malformed_call_gets_the_part4_error_code(

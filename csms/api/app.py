@@ -9,7 +9,7 @@ from csms.api.counting import CountedServices
 from csms.api.deps import ApiServices, TokenCache
 from csms.api.errors import install_error_handlers
 from csms.api.metrics import CsmsMetrics, metrics_route
-from csms.api.routes import commands, records, stations, tokens
+from csms.api.routes import commands, records, stations, tokens, v2g
 
 API_PREFIX = "/api/v1"
 
@@ -40,6 +40,7 @@ def create_api(
     api.include_router(commands.router)
     api.include_router(tokens.id_tokens_router)
     api.include_router(tokens.api_tokens_router)
+    api.include_router(v2g.router)
     app.include_router(api)
     app.add_api_route("/metrics", metrics_route(metrics), methods=["GET"], include_in_schema=False)
     return app

@@ -8,6 +8,7 @@ from alembic import context
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
+import csms.persistence.v2g_tables  # noqa: F401  -- V2G tables on the same metadata
 from csms.persistence.tables import metadata
 
 config = context.config

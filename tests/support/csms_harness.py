@@ -4,6 +4,7 @@ port, and stations built on the `ocpp` library's v201 ChargePoint (or raw websoc
 from __future__ import annotations
 
 import asyncio
+import atexit
 import base64
 import contextlib
 import shutil
@@ -88,6 +89,7 @@ async def _migrated_copy(target: Path) -> None:
     global _TEMPLATE_DB
     if _TEMPLATE_DB is None:
         template = Path(tempfile.mkdtemp(prefix="csms-template-")) / "template.db"
+        atexit.register(shutil.rmtree, template.parent, True)  # leave no temp dirs behind
         await upgrade_async(f"sqlite+aiosqlite:///{template}")
         _TEMPLATE_DB = template
     shutil.copyfile(_TEMPLATE_DB, target)

@@ -40,6 +40,7 @@ from csms.domain.models import (
     TransactionState,
 )
 from csms.persistence import tables as t
+from csms.persistence.database import RowWrite
 
 
 def _insert(conn: AsyncConnection, table: sa.Table) -> Any:
@@ -202,6 +203,18 @@ async def record_heartbeat(conn: AsyncConnection, station_id: str, now: datetime
     )
 
 
+_HEARTBEAT = (
+    t.stations.update()
+    .where(t.stations.c.id == sa.bindparam("b_station_id"))
+    .values(last_heartbeat_at=sa.bindparam("b_now"))
+)
+
+
+def heartbeat_write(station_id: str, now: datetime) -> RowWrite:
+    """`record_heartbeat` as rows for `Database.write_rows` (one executemany per batch)."""
+    return RowWrite(_HEARTBEAT, [{"b_station_id": station_id, "b_now": now}])
+
+
 # ---- EVSEs and connectors ---------------------------------------------------------------------
 
 
@@ -230,6 +243,34 @@ async def upsert_connector_status(
             "updated_at": now,
         },
         ("station_id", "evse_id", "connector_id"),
+    )
+
+
+_EVSE_COLUMNS = ("station_id", "evse_id", "updated_at")
+_CONNECTOR_COLUMNS = ("station_id", "evse_id", "connector_id", "status", "updated_at")
+
+
+def connector_status_writes(
+    dialect: str, station_id: str, evse_id: int, connector_id: int, status: str, now: datetime
+) -> tuple[RowWrite, RowWrite]:
+    """`upsert_connector_status` as rows for `Database.write_rows`."""
+    return (
+        RowWrite(
+            _upsert_statement(dialect, "evses", _EVSE_COLUMNS[:2], _EVSE_COLUMNS),
+            [{"station_id": station_id, "evse_id": evse_id, "updated_at": now}],
+        ),
+        RowWrite(
+            _upsert_statement(dialect, "connectors", _CONNECTOR_COLUMNS[:3], _CONNECTOR_COLUMNS),
+            [
+                {
+                    "station_id": station_id,
+                    "evse_id": evse_id,
+                    "connector_id": connector_id,
+                    "status": status,
+                    "updated_at": now,
+                }
+            ],
+        ),
     )
 
 
@@ -590,8 +631,8 @@ async def list_transaction_events(
 # ---- meter values -----------------------------------------------------------------------------
 
 
-async def insert_meter_samples(conn: AsyncConnection, samples: Iterable[MeterSample]) -> int:
-    rows = [
+def _meter_rows(samples: Iterable[MeterSample]) -> list[dict[str, Any]]:
+    return [
         {
             "station_id": s.station_id,
             "evse_id": s.evse_id,
@@ -606,8 +647,20 @@ async def insert_meter_samples(conn: AsyncConnection, samples: Iterable[MeterSam
         }
         for s in samples
     ]
+
+
+_METER_INSERT = t.meter_values.insert()
+
+
+def meter_samples_write(samples: Iterable[MeterSample]) -> RowWrite:
+    """`insert_meter_samples` as rows for `Database.write_rows`."""
+    return RowWrite(_METER_INSERT, _meter_rows(samples))
+
+
+async def insert_meter_samples(conn: AsyncConnection, samples: Iterable[MeterSample]) -> int:
+    rows = _meter_rows(samples)
     if rows:
-        await conn.execute(t.meter_values.insert(), rows)
+        await conn.execute(_METER_INSERT, rows)
     return len(rows)
 
 
@@ -644,8 +697,8 @@ async def list_meter_samples(
 # ---- message log ------------------------------------------------------------------------------
 
 
-async def insert_log_entries(conn: AsyncConnection, entries: Iterable[MessageLogEntry]) -> None:
-    rows = [
+def _log_rows(entries: Iterable[MessageLogEntry]) -> list[dict[str, Any]]:
+    return [
         {
             "station_id": e.station_id,
             "direction": e.direction.value,
@@ -657,8 +710,20 @@ async def insert_log_entries(conn: AsyncConnection, entries: Iterable[MessageLog
         }
         for e in entries
     ]
+
+
+_LOG_INSERT = t.message_log.insert()
+
+
+def log_entries_write(entries: Iterable[MessageLogEntry]) -> RowWrite:
+    """`insert_log_entries` as rows for `Database.write_rows`."""
+    return RowWrite(_LOG_INSERT, _log_rows(entries))
+
+
+async def insert_log_entries(conn: AsyncConnection, entries: Iterable[MessageLogEntry]) -> None:
+    rows = _log_rows(entries)
     if rows:
-        await conn.execute(t.message_log.insert(), rows)
+        await conn.execute(_LOG_INSERT, rows)
 
 
 async def list_log_entries(
@@ -856,6 +921,25 @@ async def delete_charging_profiles(
 
 
 # ---- events -----------------------------------------------------------------------------------
+
+
+_EVENT_INSERT = t.events.insert()
+
+
+def event_write(event: EventRecord) -> RowWrite:
+    """`insert_event` as rows for `Database.write_rows`."""
+    return RowWrite(
+        _EVENT_INSERT,
+        [
+            {
+                "station_id": event.station_id,
+                "kind": event.kind,
+                "timestamp": event.timestamp,
+                "payload": event.payload,
+                "received_at": event.received_at,
+            }
+        ],
+    )
 
 
 async def insert_event(conn: AsyncConnection, event: EventRecord) -> None:

@@ -121,7 +121,7 @@ class MessageLogService:
         )
 
     async def record(self, *entries: MessageLogEntry) -> None:
-        await self._db.write(lambda c: repo.insert_log_entries(c, entries))
+        await self._db.write_rows(repo.log_entries_write(entries))
 
     async def prune(self, before: datetime) -> int:
         return await self._db.write(lambda c: repo.prune_log(c, before))

@@ -25,7 +25,7 @@ async def record_event(
         received_at=session.clock(),
         timestamp=parse_ocpp_datetime(ts_text) if isinstance(ts_text, str) else None,
     )
-    await session.services.db.write(lambda c: repo.insert_event(c, event))
+    await session.services.db.write_rows(repo.event_write(event))
 
 
 def meter_samples(

@@ -51,7 +51,7 @@ async def boot_notification(session: Session, payload: dict[str, Any]) -> dict[s
 
 async def heartbeat(session: Session, payload: dict[str, Any]) -> dict[str, Any]:
     now = session.clock()
-    await session.services.db.write(lambda c: repo.record_heartbeat(c, session.station_id, now))
+    await session.services.db.write_rows(repo.heartbeat_write(session.station_id, now))
     return {"currentTime": ocpp_datetime(now)}
 
 
@@ -60,9 +60,10 @@ async def status_notification(session: Session, payload: dict[str, Any]) -> dict
     status = payload["connectorStatus"]
     parse_ocpp_datetime(payload["timestamp"])
     now = session.clock()
-    await session.services.db.write(
-        lambda c: repo.upsert_connector_status(
-            c, session.station_id, evse_id, connector_id, status, now
+    db = session.services.db
+    await db.write_rows(
+        *repo.connector_status_writes(
+            db.dialect, session.station_id, evse_id, connector_id, status, now
         )
     )
     return {}

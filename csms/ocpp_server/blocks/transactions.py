@@ -104,7 +104,7 @@ async def meter_values(session: Session, payload: dict[str, Any]) -> dict[str, A
     samples = meter_samples(
         session.station_id, payload["meterValue"], evse_id=evse_id, transaction_id=None
     )
-    await session.services.db.write(lambda c: repo.insert_meter_samples(c, samples))
+    await session.services.db.write_rows(repo.meter_samples_write(samples))
     return {}
 
 

@@ -1,0 +1,417 @@
+"""Benchmark the real CSMS (`csms serve`) against the baselines, in one command and session.
+
+    .venv/bin/python benchmarks/bench_csms.py --stations 500 --processes 2 --duration 30 \
+        --database sqlite --baselines bare,ocpp-inline,ocpp
+
+For each server in turn (baselines first, then ours) it starts the server on free loopback
+ports, runs `benchmarks/loadgen.py` against it with `--server-pid`, stops it, and prints one
+table with calls/s, server CPU per message (us) and peak RSS, plus the ratio of ours to each
+baseline measured in the same run (the machine is shared: ratios are the honest figure).
+
+Our CSMS runs exactly as deployed: schema validation on, every station message committed
+before it is answered (SQLite WAL synchronous=FULL, or PostgreSQL), Basic auth (security
+profile 1) with an argon2id hash per station. Stations are registered with the same password
+(one argon2 hash computed once and stored for all of them, to save minutes of set-up).
+
+Warm-up (on by default, `--no-warmup` to skip): before the measured run every station connects
+and boots once, so the argon2 verification of each station's password (tens of ms of CPU,
+once per station per CSMS process, cached afterwards) is not counted per message; a real
+station stays connected for days. The warm-up figures are printed on their own line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+PASSWORD = "bench-password-0123456789"
+LOADGEN = str(ROOT / "benchmarks" / "loadgen.py")
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(ROOT) + (
+        os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else ""
+    )
+    return env
+
+
+# ---- database set-up -----------------------------------------------------------------------
+
+
+async def _create_pg_database(admin_url: str, name: str) -> str:
+    import asyncpg
+
+    dsn = admin_url.replace("postgresql+asyncpg://", "postgresql://")
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+    base, _, _ = admin_url.rpartition("/")
+    return f"{base}/{name}"
+
+
+async def _drop_pg_database(admin_url: str, name: str) -> None:
+    import asyncpg
+
+    dsn = admin_url.replace("postgresql+asyncpg://", "postgresql://")
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await conn.close()
+
+
+async def _register_stations(
+    database_url: str, prefix: str, count: int, *, cheap_hash: bool = False
+) -> None:
+    """Migrate a fresh database and add `count` profile-1 stations sharing PASSWORD.
+    cheap_hash: argon2id with t=1, m=1 MiB, p=1 instead of the CSMS default (t=3, m=64 MiB,
+    p=4, ~150 ms of CPU per verification): for quick runs only, and labelled as such."""
+    from argon2 import PasswordHasher
+
+    from csms.domain.models import BootPolicy, SecurityProfile
+    from csms.persistence import migrate
+    from csms.persistence import repositories as repo
+    from csms.persistence.database import Database
+    from csms.services.common import utcnow
+
+    await migrate.upgrade_async(database_url)
+    hasher = (
+        PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
+        if cheap_hash
+        else PasswordHasher()
+    )
+    password_hash = hasher.hash(PASSWORD)
+    db = Database(database_url)
+    await db.start()
+    try:
+        now = utcnow()
+        width = len(str(count))  # the ids loadgen.py builds: prefix + zero-padded index
+        for start in range(0, count, 1000):
+            ids = [f"{prefix}{i:0{width}d}" for i in range(start, min(count, start + 1000))]
+
+            async def op(conn: Any, ids: list[str] = ids) -> None:
+                for station_id in ids:
+                    await repo.insert_station(
+                        conn,
+                        station_id,
+                        password_hash,
+                        SecurityProfile.BASIC_AUTH,
+                        BootPolicy.ACCEPTED,
+                        now,
+                    )
+
+            await db.write(op)
+    finally:
+        await db.close()
+
+
+# ---- servers -------------------------------------------------------------------------------
+
+
+class Server:
+    def __init__(self, name: str, argv: list[str], env: dict[str, str]) -> None:
+        self.name = name
+        self.argv = argv
+        self.env = env
+        self.proc: subprocess.Popen[str] | None = None
+        self.port = 0
+        self.pid = 0
+        self.stderr_tail: list[str] = []
+
+    def start(self, timeout_s: float = 60.0) -> None:
+        self.proc = subprocess.Popen(
+            self.argv,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=self.env,
+            cwd=ROOT,
+        )
+        found = threading.Event()
+        port_re = re.compile(r"OCPP server listening on wss?://[^:]+:(\d+)")
+
+        def read(stream: Any) -> None:
+            for line in stream:
+                if not found.is_set():
+                    match = port_re.search(line)
+                    if match:
+                        self.port = int(match.group(1))
+                        self.pid = self.proc.pid if self.proc else 0
+                        found.set()
+                    elif line.startswith("{") and '"port"' in line:
+                        data = json.loads(line)
+                        self.port, self.pid = int(data["port"]), int(data["pid"])
+                        found.set()
+                self.stderr_tail = [*self.stderr_tail, line.rstrip()][-20:]
+
+        for stream in (self.proc.stdout, self.proc.stderr):
+            threading.Thread(target=read, args=(stream,), daemon=True).start()
+        if not found.wait(timeout_s):
+            self.stop()
+            raise RuntimeError(f"{self.name} did not start:\n" + "\n".join(self.stderr_tail))
+
+    def stop(self) -> None:
+        if self.proc is None:
+            return
+        self.proc.terminate()
+        try:
+            self.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self.proc = None
+
+
+def run_loadgen(
+    server: Server,
+    args: argparse.Namespace,
+    *,
+    scenario: str,
+    duration: float,
+    password: str | None,
+    prefix: str,
+    out: Path,
+    connect_rate: float | None = None,
+) -> dict[str, Any]:
+    argv = [
+        sys.executable,
+        LOADGEN,
+        "--url",
+        f"ws://127.0.0.1:{server.port}/ocpp",
+        "--stations",
+        str(args.stations),
+        "--processes",
+        str(args.processes),
+        "--scenario",
+        scenario,
+        "--duration",
+        str(duration),
+        "--server-pid",
+        str(server.pid),
+        "--id-prefix",
+        prefix,
+        "--json",
+        str(out),
+        "--progress-interval",
+        "1000",
+    ]
+    connect_rate = connect_rate if connect_rate is not None else args.connect_rate
+    if connect_rate is not None:
+        argv += ["--connect-rate", str(connect_rate)]
+    if scenario == "mix":
+        argv += ["--heartbeat-interval", str(args.heartbeat_interval)]
+    if password:
+        argv += ["--password", password]
+    subprocess.run(argv, check=True, env=_env(), cwd=ROOT, stdout=subprocess.DEVNULL)
+    result: dict[str, Any] = json.loads(out.read_text())
+    return result
+
+
+def summary(name: str, result: dict[str, Any]) -> dict[str, Any]:
+    server = result.get("server") or {}
+    per_1000 = server.get("cpu_s_per_1000_messages")
+    latencies = result.get("latency", {})
+    p99 = max((row["p99_ms"] for row in latencies.values() if row["count"]), default=None)
+    return {
+        "server": name,
+        "messages": result["messages_handled"],
+        "calls_per_s": result["calls_per_s"],
+        "steady_calls_per_s": result["steady_calls_per_s"],
+        "cpu_us_per_message": per_1000 * 1000 if per_1000 is not None else None,
+        "cpu_s": server.get("cpu_s"),
+        "peak_rss_mb": server.get("peak_rss_mb"),
+        "worst_p99_ms": p99,
+        "errors": sum(result["call_errors"].values()),
+        "timeouts": sum(result["call_timeouts"].values()),
+        "booted": result["boots_accepted"],
+        "time_to_all_booted_s": result["time_to_all_booted_s"],
+        "connect_failures": result["connect_failures"],
+    }
+
+
+def _fmt(value: Any, spec: str) -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def print_table(rows: list[dict[str, Any]]) -> None:
+    head = (
+        f"{'server':<34}{'msgs':>9}{'calls/s':>9}{'steady':>9}{'CPU us/msg':>12}"
+        f"{'RSS MB':>8}{'p99 ms':>9}{'err':>5}{'t/o':>5}{'booted':>8}"
+    )
+    print(head)
+    for r in rows:
+        print(
+            f"{r['server']:<34}{r['messages']:>9}{_fmt(r['calls_per_s'], '.0f'):>9}"
+            f"{_fmt(r['steady_calls_per_s'], '.0f'):>9}{_fmt(r['cpu_us_per_message'], '.0f'):>12}"
+            f"{_fmt(r['peak_rss_mb'], '.0f'):>8}{_fmt(r['worst_p99_ms'], '.1f'):>9}"
+            f"{r['errors']:>5}{r['timeouts']:>5}{r['booted']:>8}"
+        )
+    ours = [r for r in rows if r["server"].startswith("csms")]
+    bases = [r for r in rows if not r["server"].startswith("csms")]
+    for o in ours:
+        for b in bases:
+            if o["cpu_us_per_message"] and b["cpu_us_per_message"] and b["calls_per_s"]:
+                print(
+                    f"{o['server']} vs {b['server']}: CPU per message x"
+                    f"{o['cpu_us_per_message'] / b['cpu_us_per_message']:.2f}, "
+                    f"calls/s x{o['calls_per_s'] / b['calls_per_s']:.2f}"
+                )
+
+
+def baseline_server(name: str) -> Server:
+    bench = ROOT / "benchmarks"
+    argv = {
+        "bare": [str(bench / "bare_responder.py"), "--backlog", "4096", "--password", PASSWORD],
+        "ocpp": [str(bench / "ocpp_lib_server.py")],
+        "ocpp-inline": [str(bench / "ocpp_lib_server.py"), "--inline-validation"],
+    }[name]
+    return Server(name, [sys.executable, *argv, "--port", "0"], _env())
+
+
+def csms_server(name: str, database_url: str, args: argparse.Namespace) -> Server:
+    env = _env()
+    env.update(
+        {
+            "CSMS_DATABASE_URL": database_url,
+            "CSMS_OCPP_HOST": "127.0.0.1",
+            "CSMS_OCPP_PORT": "0",
+            "CSMS_API_HOST": "127.0.0.1",
+            "CSMS_API_PORT": "0",
+            "CSMS_HEARTBEAT_INTERVAL_S": str(args.heartbeat_interval),
+            "CSMS_LOG_LEVEL": "INFO",
+        }
+    )
+    return Server(name, [sys.executable, "-m", "csms.cli", "serve"], env)
+
+
+def run_one(
+    server: Server, args: argparse.Namespace, prefix: str, password: str | None, work: Path
+) -> dict[str, Any]:
+    server.start()
+    try:
+        if args.warmup and password:
+            warm = run_loadgen(
+                server,
+                args,
+                scenario="boot-storm",
+                duration=max(120.0, args.stations / (args.warmup_connect_rate or 1e9) * 2),
+                connect_rate=args.warmup_connect_rate,
+                password=password,
+                prefix=prefix,
+                out=work / f"{server.name}-warmup.json",
+            )
+            w = summary(server.name + " warm-up", warm)
+            print(
+                f"# {server.name} warm-up boot-storm: {w['booted']} booted in "
+                f"{w['time_to_all_booted_s']} s, server CPU {w['cpu_s']} s, "
+                f"connect failures {w['connect_failures']}",
+                file=sys.stderr,
+                flush=True,
+            )
+        result = run_loadgen(
+            server,
+            args,
+            scenario=args.scenario,
+            duration=args.duration,
+            password=password,
+            prefix=prefix,
+            out=work / f"{server.name}.json",
+        )
+        return summary(server.name, result)
+    finally:
+        server.stop()
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--stations", type=int, default=500)
+    p.add_argument("--processes", type=int, default=2)
+    p.add_argument("--duration", type=float, default=30.0)
+    p.add_argument("--scenario", default="boot-heartbeat", choices=("boot-heartbeat", "mix"))
+    p.add_argument("--heartbeat-interval", type=int, default=30, help="mix scenario")
+    p.add_argument("--connect-rate", type=float, default=None)
+    p.add_argument(
+        "--database",
+        default="sqlite",
+        help="comma list of: sqlite, postgres (fresh database each run)",
+    )
+    p.add_argument(
+        "--postgres-url",
+        default=os.environ.get(
+            "CSMS_TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
+        ),
+        help="an existing database to connect to for CREATE/DROP DATABASE",
+    )
+    p.add_argument("--baselines", default="bare,ocpp-inline,ocpp", help="comma list, or none")
+    p.add_argument("--no-warmup", dest="warmup", action="store_false")
+    p.add_argument(
+        "--warmup-connect-rate",
+        type=float,
+        default=10.0,
+        help="stations/s in the warm-up (argon2 verification ~150 ms CPU each)",
+    )
+    p.add_argument(
+        "--cheap-hash",
+        action="store_true",
+        help="register stations with a cheap argon2id hash (quick runs only; labelled)",
+    )
+    p.add_argument("--json", dest="json_path", default=None)
+    args = p.parse_args(argv)
+
+    rows: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory(prefix="bench-csms-") as tmp:
+        work = Path(tmp)
+        for name in [b for b in args.baselines.split(",") if b and b != "none"]:
+            password = PASSWORD if name == "bare" else None
+            rows.append(run_one(baseline_server(name), args, "CS", password, work))
+            print_table(rows[-1:])
+        for database in args.database.split(","):
+            prefix = "BENCH"
+            pg_name = None
+            if database == "sqlite":
+                url = f"sqlite+aiosqlite:///{work / 'csms.db'}"
+            elif database == "postgres":
+                pg_name = f"bench_{uuid.uuid4().hex[:10]}"
+                url = asyncio.run(_create_pg_database(args.postgres_url, pg_name))
+            else:
+                p.error(f"unknown database {database!r}")
+            try:
+                asyncio.run(
+                    _register_stations(url, prefix, args.stations, cheap_hash=args.cheap_hash)
+                )
+                name = f"csms-{database}" + ("-cheaphash" if args.cheap_hash else "")
+                server = csms_server(name, url, args)
+                rows.append(run_one(server, args, prefix, PASSWORD, work))
+                print_table(rows[-1:])
+            finally:
+                if pg_name is not None:
+                    with contextlib.suppress(Exception):
+                        asyncio.run(_drop_pg_database(args.postgres_url, pg_name))
+    print(
+        f"\n== {args.scenario}, {args.stations} stations, {args.processes} load processes, "
+        f"{args.duration:.0f} s, {time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime())}"
+    )
+    print_table(rows)
+    if args.json_path:
+        Path(args.json_path).write_text(json.dumps(rows, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -16,6 +16,7 @@ import binascii
 import contextlib
 import logging
 import ssl
+import weakref
 from http import HTTPStatus
 from typing import Protocol
 from urllib.parse import unquote, urlsplit
@@ -23,7 +24,7 @@ from urllib.parse import unquote, urlsplit
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.http11 import Request, Response
 
-from csms.domain.models import SecurityProfile
+from csms.domain.models import SecurityProfile, Station
 from csms.ocpp_server.blocks import all_handlers
 from csms.ocpp_server.session import Handler, Session
 from csms.routing.base import StationLink
@@ -108,6 +109,11 @@ class OcppServer:
         self.sessions: dict[str, Session] = {}
         self._closing: set[asyncio.Task[None]] = set()
         self._pruner: asyncio.Task[None] | None = None
+        # Station read by the handshake, for the connection handler (weak: a handshake that
+        # fails later leaves nothing behind).
+        self._admitted: weakref.WeakKeyDictionary[ServerConnection, Station] = (
+            weakref.WeakKeyDictionary()
+        )
 
     @property
     def port(self) -> int:
@@ -133,6 +139,8 @@ class OcppServer:
             close_timeout=self.settings.ping_timeout_s,
             max_size=4 * 1024 * 1024,
             compression=None,
+            # A reconnect storm: the default backlog (100) drops SYNs by the thousand.
+            backlog=4096,
         )
         self._pruner = asyncio.create_task(self._prune_message_log(3600.0))
 
@@ -177,16 +185,18 @@ class OcppServer:
         station_id = self.station_id_of(request.path)
         if station_id is None:
             return connection.respond(HTTPStatus.NOT_FOUND, "expected /<path>/<stationId>\n")
-        auth = await self.services.stations.auth_info(station_id)
-        if auth is None:
+        admission = await self.services.stations.admission(station_id)
+        if admission is None:
             return connection.respond(HTTPStatus.NOT_FOUND, "unknown station\n")
-        profile, password_hash = auth
+        station, password_hash = admission
+        profile = station.security_profile
         tls = connection.transport.get_extra_info("ssl_object") is not None
         if profile is not SecurityProfile.BASIC_AUTH and not tls:
             return self._unauthorized(connection, f"security profile {int(profile)} needs wss://")
         if profile is SecurityProfile.TLS_CLIENT_CERT:
             if _client_common_name(connection) != station_id:
                 return self._unauthorized(connection, "client certificate missing or not for it")
+            self._admitted[connection] = station
             return None
         credentials = _basic_credentials(request)
         if (
@@ -198,6 +208,8 @@ class OcppServer:
             )
         ):
             return self._unauthorized(connection, "bad credentials")
+        # _handle uses this read instead of reading the station again.
+        self._admitted[connection] = station
         return None
 
     @staticmethod
@@ -211,11 +223,13 @@ class OcppServer:
         if station_id is None:  # cannot happen: process_request checked it
             await connection.close(1008, "bad path")
             return
-        try:
-            station = await self.services.stations.get(station_id)
-        except Exception:
-            await connection.close(1011, "station unavailable")
-            return
+        station = self._admitted.pop(connection, None)
+        if station is None:
+            try:
+                station = await self.services.stations.get(station_id)
+            except Exception:
+                await connection.close(1011, "station unavailable")
+                return
         session = Session(
             station_id,
             connection,

@@ -37,7 +37,11 @@ WriteOp = Callable[[AsyncConnection], Awaitable[T]]
 def make_engine(database_url: str, *, sqlite_synchronous: str = "FULL") -> AsyncEngine:
     """Engine for sqlite+aiosqlite or postgresql+asyncpg URLs."""
     if database_url.startswith("sqlite"):
-        engine = create_async_engine(database_url, connect_args={"timeout": 30})
+        # A fixed pool without overflow: under a connect storm overflow connections were
+        # opened and closed per read (each a new thread and PRAGMAs), most of its CPU.
+        engine = create_async_engine(
+            database_url, connect_args={"timeout": 30}, pool_size=8, max_overflow=0
+        )
 
         @event.listens_for(engine.sync_engine, "connect")
         def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
@@ -49,7 +53,8 @@ def make_engine(database_url: str, *, sqlite_synchronous: str = "FULL") -> Async
             cursor.close()
 
         return engine
-    return create_async_engine(database_url, pool_size=10, max_overflow=10, pool_pre_ping=True)
+    # No overflow for the same reason: a new PostgreSQL connection per read in a storm.
+    return create_async_engine(database_url, pool_size=16, max_overflow=0, pool_pre_ping=True)
 
 
 class RowWrite:

@@ -118,9 +118,21 @@ async def insert_station(
     )
 
 
+# Built once: building a select per call costs more CPU than running it (connect storms).
+_STATION_BY_ID = t.stations.select().where(t.stations.c.id == sa.bindparam("b_station_id"))
+
+
 async def get_station(conn: AsyncConnection, station_id: str) -> Station | None:
-    row = (await conn.execute(t.stations.select().where(t.stations.c.id == station_id))).first()
+    row = (await conn.execute(_STATION_BY_ID, {"b_station_id": station_id})).first()
     return _station(row) if row else None
+
+
+async def get_station_for_admission(
+    conn: AsyncConnection, station_id: str
+) -> tuple[Station, str | None] | None:
+    """The station and its password hash in one read (the websocket handshake)."""
+    row = (await conn.execute(_STATION_BY_ID, {"b_station_id": station_id})).first()
+    return (_station(row), row._mapping["password_hash"]) if row else None
 
 
 async def get_station_auth(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import builtins
 import hashlib
+import os
 from dataclasses import dataclass
 
 from argon2 import PasswordHasher
@@ -45,6 +46,7 @@ class StationService:
         # digest(station, password, stored hash) of verified credentials: a reconnect storm
         # costs one argon2 verification per station, and a password change invalidates it.
         self._verified: set[bytes] = set()
+        self._argon2_slots = asyncio.Semaphore(os.cpu_count() or 1)
 
     @staticmethod
     def _check_password(password: str | None, profile: SecurityProfile) -> None:
@@ -134,6 +136,11 @@ class StationService:
         async with self._db.read() as conn:
             return await repo.get_station_auth(conn, station_id)
 
+    async def admission(self, station_id: str) -> tuple[Station, str | None] | None:
+        """The station and its password hash in one read: what a connecting station needs."""
+        async with self._db.read() as conn:
+            return await repo.get_station_for_admission(conn, station_id)
+
     async def verify_password(self, station_id: str, password: str, password_hash: str) -> bool:
         key = hashlib.sha256(
             b"\0".join(s.encode() for s in (station_id, password, password_hash))
@@ -141,7 +148,12 @@ class StationService:
         if key in self._verified:
             return True
         try:
-            ok = await asyncio.to_thread(self._hasher.verify, password_hash, password)
+            # One verification per core at a time: argon2 is CPU and memory bound (~150 ms,
+            # 64 MiB each with the defaults); more at once only adds memory and latency.
+            async with self._argon2_slots:
+                if key in self._verified:  # verified while this one waited
+                    return True
+                ok = await asyncio.to_thread(self._hasher.verify, password_hash, password)
         except (VerificationError, InvalidHashError):
             return False
         if ok:

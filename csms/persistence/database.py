@@ -71,10 +71,26 @@ class RowWrite:
 RowWrites = tuple[RowWrite, ...]
 
 
+class BatchedWrite:
+    """A write that runs together with every other write of its class in a batch: the writer
+    calls `type(w).run_batch(conn, writes)` once with all of them, in queue order, and it
+    returns one result per write (e.g. one read for many TransactionEvents, then one
+    executemany per table). Subclasses must not depend on rows or ops queued after them."""
+
+    __slots__ = ()
+
+    @classmethod
+    async def run_batch(cls, conn: AsyncConnection, writes: list[Any]) -> list[Any]:
+        raise NotImplementedError
+
+
+Op = WriteOp[Any] | RowWrites | BatchedWrite
+
+
 class _Pending:
     __slots__ = ("future", "op")
 
-    def __init__(self, op: WriteOp[Any] | RowWrites, future: asyncio.Future[Any]) -> None:
+    def __init__(self, op: Op, future: asyncio.Future[Any]) -> None:
         self.op = op
         self.future = future
 
@@ -83,23 +99,34 @@ async def _execute_rows(conn: AsyncConnection, statement: Executable, rows: list
     await conn.execute(statement, rows if len(rows) > 1 else rows[0])
 
 
-async def _run_one(conn: AsyncConnection, op: WriteOp[Any] | RowWrites) -> Any:
+async def _run_one(conn: AsyncConnection, op: Op) -> Any:
     if isinstance(op, tuple):
         for write in op:
             if write.rows:
                 await _execute_rows(conn, write.statement, write.rows)
         return None
+    if isinstance(op, BatchedWrite):
+        (result,) = await type(op).run_batch(conn, [op])
+        return result
     return await op(conn)
 
 
 async def _run_batch(conn: AsyncConnection, batch: list[_Pending]) -> list[Any]:
-    """Run `batch` in `conn`'s transaction; rows sharing a statement run as one executemany."""
+    """Run `batch` in `conn`'s transaction: rows sharing a statement as one executemany,
+    batched writes of one class in one call; opaque ops in place, after everything queued
+    before them."""
     results: list[Any] = [None] * len(batch)
-    groups: dict[Executable, list[dict[str, Any]]] = {}
+    # Statement -> rows, or BatchedWrite class -> [(index, write)], in order of first use.
+    groups: dict[Any, list[Any]] = {}
 
     async def flush() -> None:
-        for statement, rows in groups.items():
-            await _execute_rows(conn, statement, rows)
+        for key, items in groups.items():
+            if isinstance(key, type) and issubclass(key, BatchedWrite):
+                outcomes = await key.run_batch(conn, [write for _, write in items])
+                for (index, _), outcome in zip(items, outcomes, strict=True):
+                    results[index] = outcome
+            else:
+                await _execute_rows(conn, key, items)
         groups.clear()
 
     for index, pending in enumerate(batch):
@@ -108,6 +135,9 @@ async def _run_batch(conn: AsyncConnection, batch: list[_Pending]) -> list[Any]:
             for write in op:
                 if write.rows:
                     groups.setdefault(write.statement, []).extend(write.rows)
+            continue
+        if isinstance(op, BatchedWrite):
+            groups.setdefault(type(op), []).append((index, op))
             continue
         if groups:
             await flush()
@@ -144,6 +174,13 @@ class GroupCommitWriter:
             raise RuntimeError("writer not started")
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
         self._queue.put_nowait(_Pending(op, future))
+        return await future
+
+    async def submit_batched(self, write: BatchedWrite) -> Any:
+        if self._task is None:
+            raise RuntimeError("writer not started")
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._queue.put_nowait(_Pending(write, future))
         return await future
 
     async def submit_rows(self, writes: RowWrites) -> None:
@@ -229,6 +266,11 @@ class Database:
     async def write(self, op: WriteOp[T]) -> T:
         """Run `op` inside the next group commit; returns once it is durably committed."""
         return await self.writer.submit(op)
+
+    async def write_batched(self, write: BatchedWrite) -> Any:
+        """Run `write` with every other write of its class in the next group commit; returns
+        its result once durably committed."""
+        return await self.writer.submit_batched(write)
 
     async def write_rows(self, *writes: RowWrite) -> None:
         """Run `writes` (in order, atomically) inside the next group commit; returns once

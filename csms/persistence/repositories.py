@@ -209,6 +209,42 @@ async def record_boot(
     )
 
 
+_BOOT = (
+    t.stations.update()
+    .where(t.stations.c.id == sa.bindparam("b_station_id"))
+    .values(
+        vendor_name=sa.bindparam("b_vendor_name"),
+        model=sa.bindparam("b_model"),
+        serial_number=sa.bindparam("b_serial_number"),
+        firmware_version=sa.bindparam("b_firmware_version"),
+        registration_status=sa.bindparam("b_registration_status"),
+        last_boot_at=sa.bindparam("b_now"),
+        last_heartbeat_at=sa.bindparam("b_now"),
+        updated_at=sa.bindparam("b_now"),
+    )
+)
+
+
+def boot_write(
+    station_id: str, info: BootInfo, status: RegistrationStatus, now: datetime
+) -> RowWrite:
+    """`record_boot` as rows for `Database.write_rows` (one executemany per batch)."""
+    return RowWrite(
+        _BOOT,
+        [
+            {
+                "b_station_id": station_id,
+                "b_vendor_name": info.vendor_name,
+                "b_model": info.model,
+                "b_serial_number": info.serial_number,
+                "b_firmware_version": info.firmware_version,
+                "b_registration_status": status.value,
+                "b_now": now,
+            }
+        ],
+    )
+
+
 async def record_heartbeat(conn: AsyncConnection, station_id: str, now: datetime) -> None:
     await conn.execute(
         t.stations.update().where(t.stations.c.id == station_id).values(last_heartbeat_at=now)
@@ -535,8 +571,59 @@ async def get_transaction_and_tariff(
     return found, rate
 
 
-async def save_transaction(conn: AsyncConnection, tx: Transaction, now: datetime) -> None:
-    values = {
+_TX_BY_KEYS = t.transactions.select().where(
+    t.transactions.c.station_id.in_(sa.bindparam("b_stations", expanding=True)),
+    t.transactions.c.transaction_id.in_(sa.bindparam("b_transactions", expanding=True)),
+)
+_TARIFFS_BY_STATIONS = t.tariffs.select().where(
+    t.tariffs.c.station_id.in_(sa.bindparam("b_stations", expanding=True))
+)
+_STORED_EVENT_KEYS = sa.select(
+    t.transaction_events.c.station_id,
+    t.transaction_events.c.transaction_id,
+    t.transaction_events.c.seq_no,
+).where(
+    t.transaction_events.c.station_id.in_(sa.bindparam("b_stations", expanding=True)),
+    t.transaction_events.c.transaction_id.in_(sa.bindparam("b_transactions", expanding=True)),
+    t.transaction_events.c.seq_no.in_(sa.bindparam("b_seq_nos", expanding=True)),
+)
+
+
+async def transaction_events_context(
+    conn: AsyncConnection, keys: Iterable[tuple[str, str, int]]
+) -> tuple[dict[tuple[str, str], Transaction], dict[str, Tariff], set[tuple[str, str, int]]]:
+    """For TransactionEvents keyed (station, transaction, seqNo), in three reads whatever
+    their number: the stored transactions, the stations' tariffs, and which events are
+    already stored."""
+    wanted = set(keys)
+    pairs = {(s, tx) for s, tx, _ in wanted}
+    params = {
+        "b_stations": sorted({s for s, _ in pairs}),
+        "b_transactions": sorted({tx for _, tx in pairs}),
+    }
+    transactions: dict[tuple[str, str], Transaction] = {}
+    for row in await conn.execute(_TX_BY_KEYS, params):
+        m = row._mapping
+        key = (m["station_id"], m["transaction_id"])
+        if key in pairs:  # the query is a superset: ids x transaction ids
+            transactions[key] = _transaction(row)
+    tariffs = {
+        m["station_id"]: Tariff(
+            m["station_id"], m["currency"], m["price_per_kwh"], m["price_per_hour"]
+        )
+        for m in (r._mapping for r in await conn.execute(_TARIFFS_BY_STATIONS, params))
+    }
+    stored = {
+        (r[0], r[1], r[2])
+        for r in await conn.execute(
+            _STORED_EVENT_KEYS, {**params, "b_seq_nos": sorted({n for _, _, n in wanted})}
+        )
+    }
+    return transactions, tariffs, stored & wanted
+
+
+def _transaction_values(tx: Transaction, now: datetime) -> dict[str, Any]:
+    return {
         "station_id": tx.station_id,
         "transaction_id": tx.transaction_id,
         "state": tx.state.value,
@@ -557,7 +644,25 @@ async def save_transaction(conn: AsyncConnection, tx: Transaction, now: datetime
         "energy_last_wh": tx.energy_last_wh,
         "updated_at": now,
     }
-    await _upsert(conn, t.transactions, values, ("station_id", "transaction_id"))
+
+
+async def save_transaction(conn: AsyncConnection, tx: Transaction, now: datetime) -> None:
+    await _upsert(
+        conn, t.transactions, _transaction_values(tx, now), ("station_id", "transaction_id")
+    )
+
+
+async def save_transactions(
+    conn: AsyncConnection, changes: Sequence[tuple[Transaction, datetime]]
+) -> None:
+    """`save_transaction` for many, as one executemany."""
+    if not changes:
+        return
+    rows = [_transaction_values(tx, now) for tx, now in changes]
+    statement = _upsert_statement(
+        conn.dialect.name, "transactions", ("station_id", "transaction_id"), tuple(rows[0])
+    )
+    await conn.execute(statement, rows if len(rows) > 1 else rows[0])
 
 
 async def list_transactions(
@@ -589,11 +694,8 @@ def _insert_event_once(dialect: str) -> Any:
     return insert.on_conflict_do_nothing(index_elements=["station_id", "transaction_id", "seq_no"])
 
 
-async def insert_transaction_event(
-    conn: AsyncConnection, event: TransactionEvent, now: datetime
-) -> bool:
-    """Store the event once; False when this (station, transaction, seqNo) is already stored."""
-    values = {
+def _transaction_event_values(event: TransactionEvent, now: datetime) -> dict[str, Any]:
+    return {
         "station_id": event.station_id,
         "transaction_id": event.transaction_id,
         "seq_no": event.seq_no,
@@ -604,8 +706,25 @@ async def insert_transaction_event(
         "payload": event.payload,
         "received_at": now,
     }
+
+
+async def insert_transaction_event(
+    conn: AsyncConnection, event: TransactionEvent, now: datetime
+) -> bool:
+    """Store the event once; False when this (station, transaction, seqNo) is already stored."""
+    values = _transaction_event_values(event, now)
     result = await conn.execute(_insert_event_once(conn.dialect.name), values)
     return bool(result.rowcount)
+
+
+async def insert_transaction_events(
+    conn: AsyncConnection, events: Sequence[tuple[TransactionEvent, datetime]]
+) -> None:
+    """Store events (one executemany); one already stored is skipped (ON CONFLICT)."""
+    if not events:
+        return
+    rows = [_transaction_event_values(event, now) for event, now in events]
+    await conn.execute(_insert_event_once(conn.dialect.name), rows if len(rows) > 1 else rows[0])
 
 
 async def list_transaction_events(

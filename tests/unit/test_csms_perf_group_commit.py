@@ -14,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 import sqlalchemy as sa
 from sqlalchemy import event
@@ -227,3 +228,96 @@ async def test_heartbeat_is_committed_before_it_is_answered(
         assert len(s.transport.sent) == 1 and s.transport.sent[0].startswith("[3,")  # type: ignore[attr-defined]
     assert set(seen_at_send) == set(station_ids)
     assert all(value is not None for value in seen_at_send.values())
+
+
+def _tx_frame(message_id: str, tx_id: str, seq_no: int, event_type: str, wh: float) -> str:
+    payload = {
+        "eventType": event_type,
+        "timestamp": "2026-01-01T00:00:00.000Z",
+        "triggerReason": "MeterValuePeriodic" if event_type == "Updated" else "Authorized",
+        "seqNo": seq_no,
+        "transactionInfo": {"transactionId": tx_id},
+        "evse": {"id": 1, "connectorId": 1},
+        "meterValue": [
+            {
+                "timestamp": "2026-01-01T00:00:00.000Z",
+                "sampledValue": [
+                    {"value": wh, "measurand": "Energy.Active.Import.Register"},
+                    {"value": 7000.0, "measurand": "Power.Active.Import"},
+                ],
+            }
+        ],
+    }
+    return orjson.dumps([2, message_id, "TransactionEvent", payload]).decode()
+
+
+def _station_session(services: Services, station_id: str) -> Session:
+    async def nothing() -> None:
+        return None
+
+    return Session(
+        station_id,
+        _RecordingTransport(nothing),
+        services,
+        all_handlers(),
+        registration=RegistrationStatus.ACCEPTED,
+    )
+
+
+async def test_e02_transaction_events_of_many_stations_batch_and_store_each(
+    services: Services,
+) -> None:
+    station_ids = await _add_stations(services, 30)
+    sessions = [_station_session(services, sid) for sid in station_ids]
+    counter = _StatementCounter(services, "INSERT INTO transaction_events")
+    try:
+        for seq_no, event_type in ((0, "Started"), (1, "Updated"), (2, "Updated")):
+            await asyncio.gather(
+                *(
+                    s.handle_frame(
+                        _tx_frame(
+                            f"m{seq_no}", f"T-{s.station_id}", seq_no, event_type, 100.0 * seq_no
+                        )
+                    )
+                    for s in sessions
+                )
+            )
+    finally:
+        counter.close()
+    assert counter.rows == 90
+    assert counter.executions < 90 / 4
+    async with services.db.read() as conn:
+        for s in sessions:
+            tx = await repo.get_transaction(conn, s.station_id, f"T-{s.station_id}")
+            assert tx is not None and tx.last_seq_no == 2 and tx.energy_last_wh == 200.0
+            events = await repo.list_transaction_events(conn, s.station_id, f"T-{s.station_id}")
+            assert [e.seq_no for e in events] == [0, 1, 2]
+            samples = await repo.list_meter_samples(conn, s.station_id, f"T-{s.station_id}")
+            assert len(samples) == 6
+    for s in sessions:
+        assert all(m.startswith("[3,") for m in s.transport.sent)  # type: ignore[attr-defined]
+
+
+async def test_e02_events_of_one_transaction_in_one_batch_apply_in_order_and_once(
+    services: Services,
+) -> None:
+    (station_id,) = await _add_stations(services, 1)
+    session = _station_session(services, station_id)
+    await session.handle_frame(_tx_frame("a", "T1", 0, "Started", 0.0))
+    # One batch: seqNo 1, 2, a retry of 1, and a retry of the stored 0.
+    await asyncio.gather(
+        session.handle_frame(_tx_frame("b", "T1", 1, "Updated", 100.0)),
+        session.handle_frame(_tx_frame("c", "T1", 2, "Updated", 250.0)),
+        session.handle_frame(_tx_frame("d", "T1", 1, "Updated", 100.0)),
+        session.handle_frame(_tx_frame("e", "T1", 0, "Started", 0.0)),
+    )
+    sent = [orjson.loads(m) for m in session.transport.sent]  # type: ignore[attr-defined]
+    assert [m[0] for m in sent] == [3] * 5  # every retry is answered again
+    async with services.db.read() as conn:
+        tx = await repo.get_transaction(conn, station_id, "T1")
+        events = await repo.list_transaction_events(conn, station_id, "T1")
+        samples = await repo.list_meter_samples(conn, station_id, "T1")
+    assert tx is not None and tx.last_seq_no == 2 and tx.energy_last_wh == 250.0
+    assert tx.energy_start_wh == 0.0
+    assert [e.seq_no for e in events] == [0, 1, 2]
+    assert len(samples) == 6  # the retries stored no samples

@@ -35,9 +35,7 @@ async def boot_notification(session: Session, payload: dict[str, Any]) -> dict[s
         }[station.boot_policy]
     )
     now = session.clock()
-    await session.services.db.write(
-        lambda c: repo.record_boot(c, session.station_id, info, status, now)
-    )
+    await session.services.db.write_rows(repo.boot_write(session.station_id, info, status, now))
     session.registration = status
     session.triggered.discard("BootNotification")
     settings = session.settings

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import logging
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from csms.domain.errors import CsmsError
-from csms.domain.models import Transaction, TransactionEvent
+from csms.domain.models import MeterSample, Transaction, TransactionEvent
 from csms.domain.transactions import TransactionEventInput, apply_event, needs_status_check
 from csms.ocpp_server.blocks._common import meter_samples
 from csms.ocpp_server.blocks.authorization import id_token_info
 from csms.persistence import repositories as repo
+from csms.persistence.database import BatchedWrite
 from csms.services.common import parse_ocpp_datetime
 
 if TYPE_CHECKING:
@@ -43,37 +45,7 @@ async def transaction_event(session: Session, payload: dict[str, Any]) -> dict[s
         id_token_type=token["type"] if token else None,
     )
     now = session.clock()
-
-    async def op(conn: AsyncConnection) -> tuple[Transaction | None, bool]:
-        current, tariff = await repo.get_transaction_and_tariff(conn, station_id, tx_id)
-        evse_id = event.evse_id
-        if evse_id is None and current is not None:
-            evse_id = current.evse_id
-        samples = meter_samples(
-            station_id, payload.get("meterValue", []), evse_id=evse_id, transaction_id=tx_id
-        )
-        fresh = await repo.insert_transaction_event(
-            conn,
-            TransactionEvent(
-                station_id=station_id,
-                transaction_id=tx_id,
-                seq_no=event.seq_no,
-                event_type=event.event_type,
-                trigger_reason=event.trigger_reason,
-                timestamp=event.timestamp,
-                offline=event.offline,
-                payload=payload,
-            ),
-            now,
-        )
-        if not fresh:  # a retry of a stored event: answer again, change nothing
-            return current, False
-        updated = apply_event(current, event, samples, tariff, now)
-        await repo.save_transaction(conn, updated, now)
-        await repo.insert_meter_samples(conn, samples)
-        return updated, True
-
-    tx, fresh = await session.services.db.write(op)
+    tx, fresh = await session.services.db.write_batched(_TransactionEventWrite(event, payload, now))
     response: dict[str, Any] = {}
     if tx is not None and tx.total_cost is not None and event.event_type != "Started":
         response["totalCost"] = tx.total_cost
@@ -83,6 +55,71 @@ async def transaction_event(session: Session, payload: dict[str, Any]) -> dict[s
     if fresh and tx is not None and needs_status_check(tx):
         session.after_reply(lambda: _ask_transaction_status(session, tx_id))
     return response
+
+
+class _TransactionEventWrite(BatchedWrite):
+    """One TransactionEvent; every one of a group commit runs together: three reads (the
+    transactions, tariffs and already stored events of the batch), the domain rule per event
+    in arrival order, then one executemany per table."""
+
+    __slots__ = ("event", "now", "payload")
+
+    def __init__(self, event: TransactionEventInput, payload: dict[str, Any], now: datetime):
+        self.event = event
+        self.payload = payload
+        self.now = now
+
+    @classmethod
+    async def run_batch(
+        cls, conn: AsyncConnection, writes: list[Any]
+    ) -> list[tuple[Transaction | None, bool]]:
+        batch: list[_TransactionEventWrite] = writes
+        keys = [(w.event.station_id, w.event.transaction_id, w.event.seq_no) for w in batch]
+        state, tariffs, stored = await repo.transaction_events_context(conn, keys)
+        results: list[tuple[Transaction | None, bool]] = []
+        events: list[tuple[TransactionEvent, datetime]] = []
+        changed: dict[tuple[str, str], tuple[Transaction, datetime]] = {}
+        samples: list[MeterSample] = []
+        for w, key in zip(batch, keys, strict=True):
+            event = w.event
+            current = state.get(key[:2])
+            if key in stored:  # a retry of a stored event: answer again, change nothing
+                results.append((current, False))
+                continue
+            stored.add(key)
+            evse_id = event.evse_id
+            if evse_id is None and current is not None:
+                evse_id = current.evse_id
+            new_samples = meter_samples(
+                event.station_id,
+                w.payload.get("meterValue", []),
+                evse_id=evse_id,
+                transaction_id=event.transaction_id,
+            )
+            updated = apply_event(current, event, new_samples, tariffs.get(event.station_id), w.now)
+            state[key[:2]] = updated
+            changed[key[:2]] = (updated, w.now)
+            samples.extend(new_samples)
+            events.append(
+                (
+                    TransactionEvent(
+                        station_id=event.station_id,
+                        transaction_id=event.transaction_id,
+                        seq_no=event.seq_no,
+                        event_type=event.event_type,
+                        trigger_reason=event.trigger_reason,
+                        timestamp=event.timestamp,
+                        offline=event.offline,
+                        payload=w.payload,
+                    ),
+                    w.now,
+                )
+            )
+            results.append((updated, True))
+        await repo.insert_transaction_events(conn, events)
+        await repo.save_transactions(conn, list(changed.values()))
+        await repo.insert_meter_samples(conn, samples)
+        return results
 
 
 async def _ask_transaction_status(session: Session, transaction_id: str) -> None:

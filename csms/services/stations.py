@@ -47,6 +47,7 @@ class StationService:
         # costs one argon2 verification per station, and a password change invalidates it.
         self._verified: set[bytes] = set()
         self._argon2_slots = asyncio.Semaphore(os.cpu_count() or 1)
+        self._verifications: set[asyncio.Future[bool]] = set()
 
     @staticmethod
     def _check_password(password: str | None, profile: SecurityProfile) -> None:
@@ -147,15 +148,27 @@ class StationService:
         ).digest()
         if key in self._verified:
             return True
+        # One verification per core at a time: argon2 is CPU and memory bound (~150 ms and
+        # 64 MiB each with the defaults); more at once only adds memory and latency. A
+        # handshake that gives up while waiting for a slot leaves the queue.
+        await self._argon2_slots.acquire()
+        if key in self._verified:  # verified while this one waited
+            self._argon2_slots.release()
+            return True
+        # Once started, a verification finishes and is cached even if the handshake that
+        # asked for it timed out: in a reconnect storm the station's retry then gets in.
+        verification = asyncio.ensure_future(self._verify_in_slot(key, password, password_hash))
+        self._verifications.add(verification)
+        verification.add_done_callback(self._verifications.discard)
+        return await asyncio.shield(verification)
+
+    async def _verify_in_slot(self, key: bytes, password: str, password_hash: str) -> bool:
         try:
-            # One verification per core at a time: argon2 is CPU and memory bound (~150 ms,
-            # 64 MiB each with the defaults); more at once only adds memory and latency.
-            async with self._argon2_slots:
-                if key in self._verified:  # verified while this one waited
-                    return True
-                ok = await asyncio.to_thread(self._hasher.verify, password_hash, password)
+            ok = await asyncio.to_thread(self._hasher.verify, password_hash, password)
         except (VerificationError, InvalidHashError):
             return False
+        finally:
+            self._argon2_slots.release()
         if ok:
             if len(self._verified) > 100_000:
                 self._verified.clear()

@@ -1,0 +1,93 @@
+"""Password verification under a reconnect storm: bounded argon2 work, nothing wasted."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Literal
+
+import pytest
+from argon2 import PasswordHasher
+
+from csms.services.container import Services
+from tests.support.csms_harness import PASSWORD, running_services
+
+
+class _SlowCountingHasher(PasswordHasher):
+    """argon2 with cheap parameters, made slow on purpose, counting concurrent verifications."""
+
+    def __init__(self, delay_s: float) -> None:
+        super().__init__(time_cost=1, memory_cost=1024, parallelism=1)
+        self.delay_s = delay_s
+        self.running = 0
+        self.most_at_once = 0
+        self.calls = 0
+        self._lock = threading.Lock()
+
+    def verify(self, hash: str | bytes, password: str | bytes) -> Literal[True]:
+        with self._lock:
+            self.calls += 1
+            self.running += 1
+            self.most_at_once = max(self.most_at_once, self.running)
+        try:
+            time.sleep(self.delay_s)
+            return super().verify(hash, password)
+        finally:
+            with self._lock:
+                self.running -= 1
+
+
+@pytest.fixture
+async def services(tmp_path: Path) -> AsyncIterator[Services]:
+    async with running_services(tmp_path) as running:
+        yield running
+
+
+async def _password_hash(services: Services, station_id: str) -> str:
+    await services.stations.create(station_id, password=PASSWORD)
+    admission = await services.stations.admission(station_id)
+    assert admission is not None and admission[1] is not None
+    return admission[1]
+
+
+async def test_a01_storm_runs_at_most_one_argon2_per_core(services: Services) -> None:
+    hasher = _SlowCountingHasher(0.02)
+    services.stations._hasher = hasher
+    hashes = {f"CS{i}": await _password_hash(services, f"CS{i}") for i in range(12)}
+    results = await asyncio.gather(
+        *(services.stations.verify_password(sid, PASSWORD, h) for sid, h in hashes.items()),
+        services.stations.verify_password("CS0", "wrong-password-000", hashes["CS0"]),
+    )
+    assert results == [True] * 12 + [False]
+    assert hasher.most_at_once <= (os.cpu_count() or 1)
+    # Verified credentials are cached: a second storm costs no argon2 at all.
+    calls = hasher.calls
+    again = await asyncio.gather(
+        *(services.stations.verify_password(sid, PASSWORD, h) for sid, h in hashes.items())
+    )
+    assert again == [True] * 12 and hasher.calls == calls
+
+
+async def test_a01_a_started_verification_is_cached_when_its_handshake_gives_up(
+    services: Services,
+) -> None:
+    hasher = _SlowCountingHasher(0.3)
+    services.stations._hasher = hasher
+    password_hash = await _password_hash(services, "CS1")
+    attempt = asyncio.ensure_future(
+        services.stations.verify_password("CS1", PASSWORD, password_hash)
+    )
+    await asyncio.sleep(0.05)  # the verification is running in its thread
+    attempt.cancel()  # the handshake timed out
+    with pytest.raises(asyncio.CancelledError):
+        await attempt
+    await asyncio.sleep(0.4)
+    calls = hasher.calls
+    assert await services.stations.verify_password("CS1", PASSWORD, password_hash)
+    assert hasher.calls == calls == 1  # the retry found it verified
+    # A wrong password is never cached.
+    assert not await services.stations.verify_password("CS1", "x" * 20, password_hash)

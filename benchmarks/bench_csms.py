@@ -330,6 +330,7 @@ def run_one(
                 print(
                     f"# {server.name} warm-up round {round_no}: {w['booted']} "
                     f"booted, all in {w['time_to_all_booted_s']} s, server CPU {w['cpu_s']} s, "
+                    f"peak RSS {w['peak_rss_mb']} MB, "
                     f"connect failures {w['connect_failures']}",
                     file=sys.stderr,
                     flush=True,

@@ -34,6 +34,7 @@ from csms.settings import Settings
 log = logging.getLogger(__name__)
 
 SUBPROTOCOL = "ocpp2.0.1"
+HANDSHAKE_TIMEOUT_S = 60.0
 
 
 class ConnectionRegistry(Protocol):
@@ -139,8 +140,10 @@ class OcppServer:
             close_timeout=self.settings.ping_timeout_s,
             max_size=4 * 1024 * 1024,
             compression=None,
-            # A reconnect storm: the default backlog (100) drops SYNs by the thousand.
+            # A reconnect storm: the default backlog (100) drops SYNs by the thousand, and
+            # a handshake given up after websockets' default 10 s is work thrown away.
             backlog=4096,
+            open_timeout=HANDSHAKE_TIMEOUT_S,
         )
         self._pruner = asyncio.create_task(self._prune_message_log(3600.0))
 

@@ -48,6 +48,10 @@ class StationService:
         self._verified: set[bytes] = set()
         self._argon2_slots = asyncio.Semaphore(os.cpu_count() or 1)
         self._verifications: set[asyncio.Future[bool]] = set()
+        self._admission_waiting: dict[
+            str, builtins.list[asyncio.Future[tuple[Station, str | None] | None]]
+        ] = {}
+        self._admission_reader: asyncio.Task[None] | None = None
 
     @staticmethod
     def _check_password(password: str | None, profile: SecurityProfile) -> None:
@@ -138,9 +142,42 @@ class StationService:
             return await repo.get_station_auth(conn, station_id)
 
     async def admission(self, station_id: str) -> tuple[Station, str | None] | None:
-        """The station and its password hash in one read: what a connecting station needs."""
-        async with self._db.read() as conn:
-            return await repo.get_station_for_admission(conn, station_id)
+        """The station and its password hash, read now: what a connecting (or booting)
+        station needs. Lookups that arrive while one is running are read together in one
+        query (a connect storm costs a few reads, not one per station)."""
+        future: asyncio.Future[tuple[Station, str | None] | None]
+        future = asyncio.get_running_loop().create_future()
+        self._admission_waiting.setdefault(station_id, []).append(future)
+        if self._admission_reader is None:
+            self._admission_reader = asyncio.create_task(self._read_admissions())
+        return await future
+
+    async def _read_admissions(self) -> None:
+        try:
+            while self._admission_waiting:
+                batch, self._admission_waiting = self._admission_waiting, {}
+                ids = builtins.list(batch)
+                try:
+                    found: dict[str, tuple[Station, str | None]] = {}
+                    async with self._db.read() as conn:
+                        for start in range(0, len(ids), 500):
+                            found.update(
+                                await repo.get_stations_for_admission(
+                                    conn, ids[start : start + 500]
+                                )
+                            )
+                except Exception as exc:
+                    for futures in batch.values():
+                        for future in futures:
+                            if not future.done():
+                                future.set_exception(exc)
+                    continue
+                for station_id, futures in batch.items():
+                    for future in futures:
+                        if not future.done():
+                            future.set_result(found.get(station_id))
+        finally:
+            self._admission_reader = None
 
     async def verify_password(self, station_id: str, password: str, password_hash: str) -> bool:
         key = hashlib.sha256(

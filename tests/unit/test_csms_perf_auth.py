@@ -12,6 +12,7 @@ from typing import Literal
 
 import pytest
 from argon2 import PasswordHasher
+from sqlalchemy import event
 
 from csms.services.container import Services
 from tests.support.csms_harness import PASSWORD, running_services
@@ -91,3 +92,27 @@ async def test_a01_a_started_verification_is_cached_when_its_handshake_gives_up(
     assert hasher.calls == calls == 1  # the retry found it verified
     # A wrong password is never cached.
     assert not await services.stations.verify_password("CS1", "x" * 20, password_hash)
+
+
+async def test_a01_concurrent_admissions_are_read_together(services: Services) -> None:
+    for i in range(40):
+        await services.stations.create(f"CS{i}", password=PASSWORD)
+    reads: list[str] = []
+
+    def seen(conn: object, cursor: object, statement: str, *args: object) -> None:
+        if "FROM stations" in statement:
+            reads.append(statement)
+
+    engine = services.db.engine.sync_engine
+    event.listen(engine, "before_cursor_execute", seen)
+    try:
+        ids = [f"CS{i}" for i in range(40)] + ["NOPE", "CS3"]
+        found = await asyncio.gather(*(services.stations.admission(sid) for sid in ids))
+    finally:
+        event.remove(engine, "before_cursor_execute", seen)
+    assert [f[0].id if f else None for f in found] == [*ids[:40], None, "CS3"]
+    assert all(f[1] and f[1].startswith("$argon2") for f in found if f)
+    assert len(reads) <= 3  # one read for the lot (plus the one that was already running)
+    # A station changed after a read is seen by the next one: nothing is cached.
+    await services.stations.delete("CS5")
+    assert await services.stations.admission("CS5") is None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from csms.domain.errors import UnknownStation
 from csms.domain.models import (
     BootInfo,
     BootPolicy,
@@ -26,7 +27,12 @@ async def boot_notification(session: Session, payload: dict[str, Any]) -> dict[s
         serial_number=cs.get("serialNumber"),
         firmware_version=cs.get("firmwareVersion"),
     )
-    station = await session.services.stations.get(session.station_id)
+    # A fresh read (the boot policy may have changed since the handshake), batched with
+    # the other stations booting at the same moment.
+    admission = await session.services.stations.admission(session.station_id)
+    if admission is None:
+        raise UnknownStation(session.station_id)
+    station = admission[0]
     status = RegistrationStatus(
         {
             BootPolicy.ACCEPTED: "Accepted",

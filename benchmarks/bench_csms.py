@@ -240,6 +240,9 @@ def summary(name: str, result: dict[str, Any]) -> dict[str, Any]:
         "cpu_s": server.get("cpu_s"),
         "peak_rss_mb": server.get("peak_rss_mb"),
         "worst_p99_ms": p99,
+        "p99_ms_by_type": {
+            kind: round(row["p99_ms"], 1) for kind, row in latencies.items() if row["count"]
+        },
         "errors": sum(result["call_errors"].values()),
         "timeouts": sum(result["call_timeouts"].values()),
         "booted": result["boots_accepted"],
@@ -266,6 +269,8 @@ def print_table(rows: list[dict[str, Any]]) -> None:
             f"{r['errors']:>5}{r['timeouts']:>5}{r['booted']:>8}"
             f"{_fmt(r['time_to_all_booted_s'], '.1f'):>9}"
         )
+    for r in rows:
+        print(f"  {r['server']} p99 ms by type: {r['p99_ms_by_type']}")
     ours = [r for r in rows if r["server"].startswith("csms")]
     bases = [r for r in rows if not r["server"].startswith("csms")]
     for o in ours:

@@ -584,55 +584,51 @@ async def get_transaction_and_tariff(
     return found, rate
 
 
-_TX_BY_KEYS = t.transactions.select().where(
-    t.transactions.c.station_id.in_(sa.bindparam("b_stations", expanding=True)),
-    t.transactions.c.transaction_id.in_(sa.bindparam("b_transactions", expanding=True)),
-)
-_TARIFFS_BY_STATIONS = t.tariffs.select().where(
-    t.tariffs.c.station_id.in_(sa.bindparam("b_stations", expanding=True))
-)
-_STORED_EVENT_KEYS = sa.select(
-    t.transaction_events.c.station_id,
-    t.transaction_events.c.transaction_id,
-    t.transaction_events.c.seq_no,
-).where(
-    t.transaction_events.c.station_id.in_(sa.bindparam("b_stations", expanding=True)),
-    t.transaction_events.c.transaction_id.in_(sa.bindparam("b_transactions", expanding=True)),
-    t.transaction_events.c.seq_no.in_(sa.bindparam("b_seq_nos", expanding=True)),
+_TX_AND_TARIFF_BY_KEYS = (
+    sa.select(
+        t.stations.c.id.label("b_station"),
+        t.transactions,
+        t.tariffs.c.currency,
+        t.tariffs.c.price_per_kwh,
+        t.tariffs.c.price_per_hour,
+    )
+    .select_from(
+        t.stations.outerjoin(
+            t.transactions,
+            sa.and_(
+                t.transactions.c.station_id == t.stations.c.id,
+                t.transactions.c.transaction_id.in_(sa.bindparam("b_transactions", expanding=True)),
+            ),
+        ).outerjoin(t.tariffs, t.tariffs.c.station_id == t.stations.c.id)
+    )
+    .where(t.stations.c.id.in_(sa.bindparam("b_stations", expanding=True)))
 )
 
 
-async def transaction_events_context(
-    conn: AsyncConnection, keys: Iterable[tuple[str, str, int]]
-) -> tuple[dict[tuple[str, str], Transaction], dict[str, Tariff], set[tuple[str, str, int]]]:
-    """For TransactionEvents keyed (station, transaction, seqNo), in three reads whatever
-    their number: the stored transactions, the stations' tariffs, and which events are
-    already stored."""
-    wanted = set(keys)
-    pairs = {(s, tx) for s, tx, _ in wanted}
+async def transactions_and_tariffs(
+    conn: AsyncConnection, keys: Iterable[tuple[str, str]]
+) -> tuple[dict[tuple[str, str], Transaction], dict[str, Tariff]]:
+    """For TransactionEvents keyed (station, transaction), in one read whatever their number:
+    the stored transactions and the stations' tariffs. (Whether an event is already stored is
+    in its transaction's seen_seq_nos: both are written in one transaction.)"""
+    pairs = set(keys)
     params = {
         "b_stations": sorted({s for s, _ in pairs}),
         "b_transactions": sorted({tx for _, tx in pairs}),
     }
     transactions: dict[tuple[str, str], Transaction] = {}
-    for row in await conn.execute(_TX_BY_KEYS, params):
+    tariffs: dict[str, Tariff] = {}
+    for row in await conn.execute(_TX_AND_TARIFF_BY_KEYS, params):
         m = row._mapping
-        key = (m["station_id"], m["transaction_id"])
-        if key in pairs:  # the query is a superset: ids x transaction ids
+        station_id = m["b_station"]
+        if m["currency"] is not None:
+            tariffs[station_id] = Tariff(
+                station_id, m["currency"], m["price_per_kwh"], m["price_per_hour"]
+            )
+        key = (station_id, m["transaction_id"])
+        if m["transaction_id"] is not None and key in pairs:  # ids x transaction ids
             transactions[key] = _transaction(row)
-    tariffs = {
-        m["station_id"]: Tariff(
-            m["station_id"], m["currency"], m["price_per_kwh"], m["price_per_hour"]
-        )
-        for m in (r._mapping for r in await conn.execute(_TARIFFS_BY_STATIONS, params))
-    }
-    stored = {
-        (r[0], r[1], r[2])
-        for r in await conn.execute(
-            _STORED_EVENT_KEYS, {**params, "b_seq_nos": sorted({n for _, _, n in wanted})}
-        )
-    }
-    return transactions, tariffs, stored & wanted
+    return transactions, tariffs
 
 
 def _transaction_values(tx: Transaction, now: datetime) -> dict[str, Any]:

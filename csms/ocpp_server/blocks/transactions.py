@@ -58,9 +58,10 @@ async def transaction_event(session: Session, payload: dict[str, Any]) -> dict[s
 
 
 class _TransactionEventWrite(BatchedWrite):
-    """One TransactionEvent; every one of a group commit runs together: three reads (the
-    transactions, tariffs and already stored events of the batch), the domain rule per event
-    in arrival order, then one executemany per table."""
+    """One TransactionEvent; every one of a group commit runs together: one read (the
+    transactions and tariffs of the batch), the domain rule per event in arrival order (a
+    seqNo already in the transaction's seen_seq_nos is a retry), then one executemany per
+    table."""
 
     __slots__ = ("event", "now", "payload")
 
@@ -74,19 +75,19 @@ class _TransactionEventWrite(BatchedWrite):
         cls, conn: AsyncConnection, writes: list[Any]
     ) -> list[tuple[Transaction | None, bool]]:
         batch: list[_TransactionEventWrite] = writes
-        keys = [(w.event.station_id, w.event.transaction_id, w.event.seq_no) for w in batch]
-        state, tariffs, stored = await repo.transaction_events_context(conn, keys)
+        keys = [(w.event.station_id, w.event.transaction_id) for w in batch]
+        state, tariffs = await repo.transactions_and_tariffs(conn, keys)
         results: list[tuple[Transaction | None, bool]] = []
         events: list[tuple[TransactionEvent, datetime]] = []
         changed: dict[tuple[str, str], tuple[Transaction, datetime]] = {}
         samples: list[MeterSample] = []
         for w, key in zip(batch, keys, strict=True):
             event = w.event
-            current = state.get(key[:2])
-            if key in stored:  # a retry of a stored event: answer again, change nothing
+            current = state.get(key)
+            if current is not None and event.seq_no in current.seen_seq_nos:
+                # A retry of a stored event: answer again, change nothing.
                 results.append((current, False))
                 continue
-            stored.add(key)
             evse_id = event.evse_id
             if evse_id is None and current is not None:
                 evse_id = current.evse_id
@@ -97,8 +98,8 @@ class _TransactionEventWrite(BatchedWrite):
                 transaction_id=event.transaction_id,
             )
             updated = apply_event(current, event, new_samples, tariffs.get(event.station_id), w.now)
-            state[key[:2]] = updated
-            changed[key[:2]] = (updated, w.now)
+            state[key] = updated
+            changed[key] = (updated, w.now)
             samples.extend(new_samples)
             events.append(
                 (

@@ -155,6 +155,7 @@ class GroupCommitWriter:
         self._max_batch = max_batch
         self._queue: asyncio.Queue[_Pending | None] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
+        self._conn: AsyncConnection | None = None
         self.batches_committed = 0
         self.ops_committed = 0
 
@@ -168,6 +169,9 @@ class GroupCommitWriter:
         await self._queue.put(None)
         await self._task
         self._task = None
+        if self._conn is not None:
+            conn, self._conn = self._conn, None
+            await conn.close()
 
     async def submit(self, op: WriteOp[T]) -> T:
         if self._task is None:
@@ -210,9 +214,16 @@ class GroupCommitWriter:
 
     async def _commit(self, batch: list[_Pending]) -> None:
         try:
-            async with self._engine.begin() as conn:
-                results = await _run_batch(conn, batch)
+            # The writer keeps its connection between batches: a pool checkout, its reset
+            # and (PostgreSQL) its pre-ping per batch were most of the cost of a small batch.
+            if self._conn is None:
+                self._conn = await self._engine.connect()
+            async with self._conn.begin():
+                results = await _run_batch(self._conn, batch)
         except Exception as exc:
+            # It may be broken (database restarted): the retries below and the next batch
+            # start from the pool.
+            await self._drop_connection()
             if len(batch) == 1:
                 self._fail(batch[0], exc)
                 return
@@ -225,6 +236,14 @@ class GroupCommitWriter:
         for pending, result in zip(batch, results, strict=True):
             if not pending.future.done():
                 pending.future.set_result(result)
+
+    async def _drop_connection(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            with contextlib.suppress(Exception):
+                await conn.invalidate()
+            with contextlib.suppress(Exception):
+                await conn.close()
 
     async def _commit_one(self, pending: _Pending) -> None:
         try:

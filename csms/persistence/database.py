@@ -224,10 +224,9 @@ class GroupCommitWriter:
             # It may be broken (database restarted): the retries below and the next batch
             # start from the pool.
             await self._drop_connection()
-            if len(batch) == 1:
-                self._fail(batch[0], exc)
-                return
-            # One op spoilt the batch: run each alone so only its caller sees the error.
+            # One op spoilt the batch (or the kept connection was broken): run each alone,
+            # on a connection from the pool, so that only its caller sees its error.
+            log.debug("batch of %d failed (%s): retrying each op alone", len(batch), exc)
             for pending in batch:
                 await self._commit_one(pending)
             return

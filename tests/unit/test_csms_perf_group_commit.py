@@ -321,3 +321,22 @@ async def test_e02_events_of_one_transaction_in_one_batch_apply_in_order_and_onc
     assert tx.energy_start_wh == 0.0
     assert [e.seq_no for e in events] == [0, 1, 2]
     assert len(samples) == 6  # the retries stored no samples
+
+
+async def test_writer_recovers_when_its_kept_connection_breaks(services: Services) -> None:
+    if services.db.dialect != "postgresql":
+        pytest.skip("a SQLite connection cannot be cut from outside")
+    (station_id,) = await _add_stations(services, 1)
+    await services.db.write_rows(repo.heartbeat_write(station_id, T0))
+    writer = services.db.writer
+    assert writer._conn is not None  # kept between batches
+    backend = (await writer._conn.execute(sa.text("SELECT pg_backend_pid()"))).scalar_one()
+    await writer._conn.commit()
+    async with services.db.read() as conn:  # as if the database had restarted
+        await conn.execute(sa.text("SELECT pg_terminate_backend(:pid)"), {"pid": backend})
+    later = T0 + timedelta(minutes=1)
+    # A batch of one on the dead connection: retried on a pool connection, not refused.
+    await services.db.write_rows(repo.heartbeat_write(station_id, later))
+    assert (await _heartbeats(services))[station_id] == later
+    await services.db.write_rows(repo.heartbeat_write(station_id, later + timedelta(minutes=1)))
+    assert writer._conn is not None

@@ -323,9 +323,17 @@ async def test_e02_events_of_one_transaction_in_one_batch_apply_in_order_and_onc
     assert len(samples) == 6  # the retries stored no samples
 
 
-async def test_writer_recovers_when_its_kept_connection_breaks(services: Services) -> None:
-    if services.db.dialect != "postgresql":
-        pytest.skip("a SQLite connection cannot be cut from outside")
+@pytest.fixture
+async def postgres_services(tmp_path: Path) -> AsyncIterator[Services]:
+    async with _postgres_services(tmp_path) as running:
+        yield running
+
+
+async def test_writer_recovers_when_its_kept_connection_breaks(
+    postgres_services: Services,
+) -> None:
+    # PostgreSQL only: a SQLite connection cannot be cut from outside.
+    services = postgres_services
     (station_id,) = await _add_stations(services, 1)
     await services.db.write_rows(repo.heartbeat_write(station_id, T0))
     writer = services.db.writer

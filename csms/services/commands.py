@@ -68,11 +68,12 @@ class CommandService:
         async with self._db.read() as conn:
             if await repo.get_station(conn, station_id) is None:
                 raise UnknownStation(station_id)
+        if action == "SetChargingProfile":
+            # K01 rules first: an invalid profile is 422 whether or not the station is online.
+            await self._check_profile(station_id, payload)
         if not await self._router.is_connected(station_id):
             raise StationOffline(station_id)
         wait = self._default_timeout if timeout is None else timeout
-        if action == "SetChargingProfile":
-            await self._check_profile(station_id, payload)
         if action in _SPLIT_ITEMS:
             response = await self._send_split(station_id, action, payload, wait)
         else:

@@ -292,3 +292,19 @@ async def test_replaced_connection_fails_its_waiting_command(
         newer.station.answers["Reset"] = {"status": "Scheduled"}
         answer = await csms.services.commands.send("CS1", "Reset", {"type": "OnIdle"})
         assert answer == {"status": "Scheduled"}
+
+
+async def test_k01_invalid_profile_to_an_offline_station_is_a_validation_error(
+    csms: Csms,
+) -> None:
+    profile = copy.deepcopy(PROFILE)
+    profile["chargingSchedule"][0]["chargingSchedulePeriod"][0]["startPeriod"] = 5
+    with pytest.raises(CommandValidationError, match=r"K01\.FR\.31"):
+        await csms.services.commands.send(
+            "IDLE", "SetChargingProfile", {"evseId": 1, "chargingProfile": profile}
+        )
+    # A valid profile to the same offline station is refused as offline, not as invalid.
+    with pytest.raises(StationOffline):
+        await csms.services.commands.send(
+            "IDLE", "SetChargingProfile", {"evseId": 1, "chargingProfile": PROFILE}
+        )

@@ -19,6 +19,10 @@ class StationLink(Protocol):
         """Send a CALL and return the CALLRESULT payload (raises the errors above)."""
         ...
 
+    async def close(self, code: int = 1000, reason: str = "") -> None:
+        """Close the websocket."""
+        ...
+
 
 class CommandRouter(Protocol):
     node_id: str
@@ -35,4 +39,9 @@ class CommandRouter(Protocol):
 
     async def node_of(self, station_id: str) -> str | None:
         """The node id holding the station's connection, None when offline."""
+        ...
+
+    async def disconnect(self, station_id: str, reason: str) -> bool:
+        """Close the station's websocket on whichever node holds it (a deleted station, a
+        revoked credential); True when a connection was closed."""
         ...

@@ -51,3 +51,10 @@ class InProcessRouter:
 
     async def node_of(self, station_id: str) -> str | None:
         return self.node_id if station_id in self._links else None
+
+    async def disconnect(self, station_id: str, reason: str) -> bool:
+        link = self._links.get(station_id)
+        if link is None:
+            return False
+        await link.close(1000, reason)
+        return True

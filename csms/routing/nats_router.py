@@ -65,6 +65,10 @@ def broker_token(name: str) -> str:
     return "x." + name.encode().hex()
 
 
+# A router-internal request (OCPP action names never start with "$"): close the station's socket.
+DISCONNECT_ACTION = "$disconnect"
+
+
 def default_node_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
@@ -417,12 +421,24 @@ class BrokerRouter(abc.ABC):
                 raise
         raise StationOffline(station_id)
 
+    async def disconnect(self, station_id: str, reason: str) -> bool:
+        if await self.local.disconnect(station_id, reason):
+            return True
+        try:
+            answer = await self.call(station_id, DISCONNECT_ACTION, {"reason": reason}, 5.0)
+        except StationOffline:
+            return False
+        return bool(answer.get("closed"))
+
     async def serve_request(self, request: bytes) -> bytes:
         """Run a command another node sent here; the answer it gets back (never raises)."""
         try:
             station_id, action, payload, timeout = decode_request(request)
         except Exception as exc:
             return encode_error(exc)
+        if action == DISCONNECT_ACTION:
+            closed = await self.local.disconnect(station_id, str(payload.get("reason", "")))
+            return encode_result({"closed": closed})
         link = self.local.link(station_id)
         if link is None:
             return encode_error(StationOffline(station_id))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import builtins
 import hashlib
+import logging
 import os
 from dataclasses import dataclass
 
@@ -12,7 +13,7 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy.exc import IntegrityError
 
-from csms.domain.errors import AlreadyExists, InvalidRequest, UnknownStation
+from csms.domain.errors import AlreadyExists, CsmsError, InvalidRequest, UnknownStation
 from csms.domain.models import BootPolicy, Evse, Page, SecurityProfile, Station
 from csms.persistence import repositories as repo
 from csms.persistence.database import Database
@@ -21,6 +22,9 @@ from csms.services.common import Clock, check_page, utcnow
 
 # SecurityCtrlr.BasicAuthPassword is a passwordString of 16-40 characters.
 PASSWORD_MIN, PASSWORD_MAX = 16, 40
+log = logging.getLogger(__name__)
+
+
 STATION_ID_MAX = 48
 
 
@@ -126,6 +130,13 @@ class StationService:
     async def delete(self, station_id: str) -> None:
         if not await self._db.write(lambda c: repo.delete_station(c, station_id)):
             raise UnknownStation(station_id)
+        # A deleted station keeps no live connection (it could not reconnect anyway: 404).
+        try:
+            await self._router.disconnect(station_id, "station deleted")
+        except CsmsError as exc:  # e.g. the broker is down: the row is gone all the same
+            log.warning(
+                "station %s deleted, but its connection was not closed: %s", station_id, exc
+            )
 
     async def connection_state(self, station_id: str) -> ConnectionState:
         node = await self._router.node_of(station_id)

@@ -337,3 +337,13 @@ async def test_command_outcomes_are_counted(api: ApiHarness, station: ApiTestSta
     counts = api.app.state.services.command_counts
     assert counts[("ClearCache", "CallErrorReceived")] == 1
     assert counts[("GetLocalListVersion", "ok")] == 1
+
+
+async def test_deleting_a_connected_station_closes_its_websocket(
+    api: ApiHarness, station: ApiTestStation
+) -> None:
+    assert (await api.client.get("/api/v1/stations/CS1")).json()["connected"] is True
+    assert (await api.client.delete("/api/v1/stations/CS1")).status_code == 204
+    await asyncio.wait_for(station._connection.wait_closed(), 5)  # closed by the CSMS
+    assert station._connection.close_reason == "station deleted"
+    assert (await api.client.get("/api/v1/stations/CS1")).status_code == 404

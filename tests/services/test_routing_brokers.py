@@ -293,3 +293,14 @@ async def test_node_restarted_under_the_same_id_does_not_hold_its_old_stations(
             assert (await b.call("CP-S", "Reset", {}, 2.0))["station"] == "CP-S"
         finally:
             await reborn.close()
+
+
+async def test_disconnect_closes_the_socket_on_the_holding_node(broker: tuple[str, str]) -> None:
+    kind, url = broker
+    async with broker_routers(kind, url, 2) as (a, b):
+        on_a = FakeLink("CP-A")
+        a.register(on_a)
+        await a.settle()
+        assert await b.disconnect("CP-A", "station deleted") is True  # asked from the other node
+        assert on_a.closed == (1000, "station deleted")
+        assert await b.disconnect("nobody", "station deleted") is False

@@ -23,22 +23,27 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import BaseModel
 
 from csms.domain.errors import CsmsError
 from csms.persistence.v2g_repositories import VehicleRecord
 from csms.services.v2g_service import V2gService
+from csms.settings import Settings
 
 log = logging.getLogger(__name__)
 
 
-class HomeAssistantSettings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="CSMS_", extra="ignore")
+class HomeAssistantSettings(BaseModel):
+    """The `mqtt_*` fields of `csms.settings.Settings` (CSMS_MQTT_URL, ...)."""
 
     mqtt_url: str | None = None  # mqtt://host:1883 ; None = no Home Assistant bridge
     mqtt_topic_prefix: str = "openv2g"
     mqtt_discovery_prefix: str = "homeassistant"
     mqtt_state_interval_s: float = 30.0
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> HomeAssistantSettings:
+        return cls(**{name: getattr(settings, name) for name in cls.model_fields})
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import BaseModel
 
 from csms.domain.errors import InvalidRequest
 from csms.domain.models import Transaction
@@ -20,6 +20,7 @@ from csms.persistence.v2g_repositories import (
     PriceRow,
     VehicleRecord,
 )
+from csms.settings import Settings
 from csms.v2g import (
     Chemistry,
     PriceSeries,
@@ -46,10 +47,9 @@ EXPORT_REGISTER = "Energy.Active.Export.Register"
 GRID_TECH_CODES = ("grid_lost", "grid_restored", "backup_mode")
 
 
-class V2gSettings(BaseSettings):
-    """V2G service settings, `CSMS_V2G_<NAME>` environment variables."""
-
-    model_config = SettingsConfigDict(env_prefix="CSMS_V2G_", extra="ignore")
+class V2gSettings(BaseModel):
+    """V2G service settings: the `v2g_*` fields of `csms.settings.Settings`
+    (`CSMS_V2G_<NAME>` / `--v2g-<name>`), read once with the rest."""
 
     # Background re-planning: every this many seconds look at each plugged-in vehicle and
     # re-plan when prices, SoC, departure changed or the plan is older than `plan_max_age_s`.
@@ -72,6 +72,10 @@ class V2gSettings(BaseSettings):
     frequency_discharge_kw: float = 5.0
     frequency_duration_s: float = 600.0
     frequency_min_soc: float = 0.5
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> V2gSettings:
+        return cls(**{name: getattr(settings, f"v2g_{name}") for name in cls.model_fields})
 
 
 class CommandSender(Protocol):

@@ -20,7 +20,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from csms.domain.errors import AlreadyExists, CsmsError, InvalidRequest, NotFound, UnknownStation
 from csms.domain.models import Transaction, TransactionState
@@ -94,6 +94,9 @@ from csms.v2g.fleet import Bid, FleetFlexibility, Flexibility
 from csms.v2g.frequency import EventState
 from csms.v2g.prices import PriceFileError
 
+if TYPE_CHECKING:  # csms.home_assistant imports this module
+    from csms.home_assistant import HomeAssistantSettings
+
 log = logging.getLogger(__name__)
 
 
@@ -105,11 +108,13 @@ class V2gService:
         *,
         clock: Clock = utcnow,
         settings: V2gSettings | None = None,
+        home_assistant: HomeAssistantSettings | None = None,
     ) -> None:
         self._db = db
         self._commands = commands
         self._clock = clock
         self.settings = settings or V2gSettings()
+        self._home_assistant_settings = home_assistant
         self._prices_changed_at: datetime | None = None
         self._frequency: dict[str, UnderFrequencyEvent] = {}
         self._frequency_until: dict[str, datetime] = {}
@@ -128,10 +133,10 @@ class V2gService:
         if self.settings.replan_interval_s > 0 and self._task is None:
             self._task = asyncio.create_task(self._replan_loop(), name="v2g-replanner")
         if self._home_assistant is None:
-            from csms.home_assistant import HomeAssistantBridge, HomeAssistantSettings
+            from csms.home_assistant import HomeAssistantBridge
 
-            ha = HomeAssistantSettings()
-            if ha.mqtt_url:
+            ha = self._home_assistant_settings
+            if ha is not None and ha.mqtt_url:
                 bridge = HomeAssistantBridge(
                     self,
                     prefix=ha.mqtt_topic_prefix,
@@ -975,7 +980,16 @@ def v2g_service_for(services: Any) -> V2gService:
     """The V2G service of a CSMS `Services` container, built once and kept on it."""
     found: V2gService | None = getattr(services, "_v2g_service", None)
     if found is None:
-        found = V2gService(services.db, services.commands, clock=services.clock)
+        from csms.home_assistant import HomeAssistantSettings
+
+        settings = services.settings
+        found = V2gService(
+            services.db,
+            services.commands,
+            clock=services.clock,
+            settings=V2gSettings.from_settings(settings),
+            home_assistant=HomeAssistantSettings.from_settings(settings),
+        )
         services._v2g_service = found
     return found
 

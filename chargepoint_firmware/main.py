@@ -12,7 +12,6 @@ import asyncio
 import contextlib
 import importlib
 import logging
-import signal
 from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any, Protocol
@@ -23,6 +22,7 @@ from chargepoint_firmware.ocpp_client.agent import Agent
 from chargepoint_firmware.ocpp_client.device_model_adapter import ProjectDeviceModel
 from chargepoint_firmware.schedule.model import parse_datetime
 from chargepoint_firmware.settings import ConfigError, EvseConfig, StationSettings
+from chargepoint_firmware.stop_signals import install_stop_signals
 
 log = logging.getLogger(__name__)
 
@@ -161,10 +161,7 @@ async def run_station(settings: StationSettings) -> int:
     agent = Agent(settings, hardware)
     wire_agent_departures(agent)
     stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.add_signal_handler(sig, stop.set)
+    remove_stop_signals = install_stop_signals(stop)
     try:
         for item in lifecycle:
             await item.start()
@@ -189,4 +186,5 @@ async def run_station(settings: StationSettings) -> int:
             with contextlib.suppress(Exception):
                 await item.stop()
         agent.close()
+        remove_stop_signals()
     return 0

@@ -17,7 +17,6 @@ import asyncio
 import contextlib
 import json
 import logging
-import signal
 import sys
 import time
 import uuid
@@ -33,6 +32,7 @@ from chargepoint_firmware.interfaces import EvseStatus, HardwareEvent
 from chargepoint_firmware.main import chademo_config, wire_agent_departures
 from chargepoint_firmware.ocpp_client.agent import Agent
 from chargepoint_firmware.settings import ConfigError, StationSettings, load_settings
+from chargepoint_firmware.stop_signals import install_stop_signals
 
 log = logging.getLogger(__name__)
 
@@ -370,12 +370,7 @@ async def run_simulation(options: SimulateOptions, out: TextIO = sys.stdout) -> 
         return listener
 
     stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    installed: list[signal.Signals] = []
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.add_signal_handler(signum, stop.set)
-            installed.append(signum)
+    remove_stop_signals = install_stop_signals(stop)
     drivers: list[asyncio.Task[None]] = []
     try:
         for station in stations:
@@ -402,8 +397,7 @@ async def run_simulation(options: SimulateOptions, out: TextIO = sys.stdout) -> 
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         await asyncio.gather(*(station.stop() for station in stations), return_exceptions=True)
-        for signum in installed:
-            loop.remove_signal_handler(signum)
+        remove_stop_signals()
     for station in stations:
         _line(out, format_status(station.station_id, station.status()))
     _line(out, "stopped")

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import signal
 import socket
 from collections.abc import Generator
 from dataclasses import dataclass
@@ -18,6 +17,7 @@ from typing import Any, Protocol
 
 import uvicorn
 
+from chargepoint_firmware.stop_signals import install_stop_signals
 from csms.api.app import create_api
 from csms.api.metrics import CsmsMetrics
 from csms.routing.factory import build_router, close_router, start_router
@@ -174,12 +174,7 @@ async def serve(settings: Settings, *, stop: asyncio.Event | None = None) -> int
     """Run until SIGINT/SIGTERM (or `stop` is set); exit status 0 after a clean shutdown."""
     _configure_logging(settings)
     stop = stop or asyncio.Event()
-    loop = asyncio.get_running_loop()
-    installed: list[signal.Signals] = []
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.add_signal_handler(signum, stop.set)
-            installed.append(signum)
+    remove_stop_signals = install_stop_signals(stop)
     try:
         running = await start(settings)
         log.info("OCPP server listening on %s/<stationId>", running.ocpp_url)
@@ -191,6 +186,5 @@ async def serve(settings: Settings, *, stop: asyncio.Event | None = None) -> int
             await running.stop()
         log.info("stopped")
     finally:
-        for signum in installed:
-            loop.remove_signal_handler(signum)
+        remove_stop_signals()
     return 0

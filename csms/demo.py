@@ -25,7 +25,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import shutil
-import signal
 import sys
 import tempfile
 import time
@@ -35,6 +34,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
+from chargepoint_firmware.stop_signals import install_stop_signals
 from csms.demo_view import Snapshot, StationRow, render, table
 from csms.v2g.optimizer import VehiclePlan
 from csms.v2g.prices import AEST, NemTariff, PriceSeries
@@ -378,12 +378,7 @@ async def run_demo(options: DemoOptions, out: TextIO = sys.stdout) -> int:
     }
     settings = Settings(**values)
     stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    installed: list[signal.Signals] = []
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.add_signal_handler(signum, stop.set)
-            installed.append(signum)
+    remove_stop_signals = install_stop_signals(stop)
     running = await _start_csms(settings)
     demo: Demo | None = None
     tasks: list[asyncio.Task[None]] = []
@@ -447,8 +442,7 @@ async def run_demo(options: DemoOptions, out: TextIO = sys.stdout) -> int:
                 out.write("\n".join(table(final.rows)) + "\n")
             await demo.api.aclose()
         await running.stop()
-        for signum in installed:
-            loop.remove_signal_handler(signum)
+        remove_stop_signals()
         if temporary:
             shutil.rmtree(data_dir, ignore_errors=True)
     out.write("demo stopped\n")

@@ -3,16 +3,33 @@
 Presence (which node holds which station) lives in a JetStream key-value bucket `<ns>_presence`
 (station -> "<incarnation> <node id>"). A node that accepts a station's websocket writes the
 key; the write's revision (the stream sequence, one global order) is the claim's age. It then
-publishes `<ns>.takeover` with that revision: any other node still holding an older connection
-of the station closes it. Nodes announce themselves in `<ns>_nodes` (node id -> incarnation, a
-random id per process), a bucket whose entries expire (TTL) unless refreshed: a killed node's
-stations read as offline once its entry is gone, or at once when it restarts under the same id.
+publishes a claim notice on `<ns>.takeover` with that revision: any other node still holding an
+older connection of the station closes it. Nodes announce themselves in `<ns>_nodes` (node id ->
+incarnation, a random id per process), a bucket whose entries expire (TTL) unless refreshed: a
+killed node's stations read as offline once its entry is gone, or at once when it restarts under
+the same id.
 
-Commands: the caller looks the holder up and sends a NATS request to `<ns>.cmd.<node>`; the
-holder runs it on its in-process link and answers with the result or a typed error, which the
-caller raises again (StationOffline, StationDisconnected, CommandTimeout, CallErrorReceived,
+Commands: the caller finds the holder and sends a NATS request to `<ns>.cmd.<node>`; the holder
+runs it on its in-process link and answers with the result or a typed error, which the caller
+raises again (StationOffline, StationDisconnected, CommandTimeout, CallErrorReceived,
 CommandNotAllowed), so the API answers the same on every node. No responder (node gone) gives
 StationOffline at once, not after the command timeout. Local stations are called directly.
+
+Holder cache: each node remembers the holders it has read or been told about (claim notices
+carry node, incarnation and revision; release notices and node up/down notices remove entries),
+so a command to a remote station costs one request in the common case, with no presence read.
+The cache is a hint, never trusted for a result: a command whose cached holder does not answer
+(node gone: NoHolder) or answers StationOffline (it no longer holds the station) is retried once
+with a fresh presence read, and only fails when that read names no other holder. A NoHolder also
+forgets every entry of that node. `is_connected` answers from the cache too (a stale "yes" ends
+as StationOffline in `call`); `node_of` always reads the broker (it is what the API shows).
+
+Missed notices: notices are plain pub/sub, lost while a node is disconnected from the broker. On
+every reconnect a node therefore forgets its whole cache and re-checks each locally held
+station's presence record: a record of another holder with a newer revision (a takeover it
+missed) closes the stale local socket; a missing record (never written because the broker was
+down, or lost) is written again. So a node that was briefly cut off converges without waiting
+for the station.
 
 `BrokerRouter` is the broker-independent part (shared with the Redis router).
 """
@@ -151,6 +168,32 @@ def decode_answer(data: bytes) -> dict[str, Any]:
 # ---- broker-independent part -----------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class Holder:
+    node_id: str
+    incarnation: str
+
+    def encode(self) -> str:
+        return f"{self.incarnation} {self.node_id}"
+
+    @classmethod
+    def decode(cls, text: str) -> Holder | None:
+        incarnation, _, node_id = text.partition(" ")
+        return cls(node_id, incarnation) if node_id else None
+
+
+@dataclass(frozen=True)
+class Claimed:
+    """A presence record: who holds the station, and the revision its claim was written at."""
+
+    holder: Holder
+    revision: int
+
+
+class NoHolder(Exception):
+    """Nobody listens at the node the presence record names (it died or left)."""
+
+
 @dataclass
 class _Claim:
     link: StationLink
@@ -158,12 +201,24 @@ class _Claim:
     task: asyncio.Task[None] | None = field(default=None, repr=False)
 
 
+@dataclass
+class RouterStats:
+    """Broker operations this router made (tests and benchmarks count them)."""
+
+    holder_reads: int = 0  # presence records read
+    liveness_reads: int = 0  # node liveness entries read
+    requests: int = 0  # commands sent to another node
+    resyncs: int = 0  # claim re-checks completed after a reconnect
+
+
 class BrokerRouter(abc.ABC):
     """A CommandRouter over a broker, wrapping the in-process router for local stations.
 
-    Subclasses provide the broker operations (the abstract methods). `register`/`unregister`
-    are what the OCPP server calls; they are synchronous, so the broker writes run as tasks
-    (`settle()` waits for them).
+    Subclasses provide the broker operations (the abstract methods) and call
+    `broker_reconnected()` when their connection to the broker comes back. `register`/
+    `unregister` are what the OCPP server calls; they are synchronous, so the broker writes run
+    as tasks (`settle()` waits for them). `cache_holders=False` reads the presence record before
+    every remote command (the behaviour without the cache; benchmarks compare the two).
     """
 
     def __init__(
@@ -173,6 +228,7 @@ class BrokerRouter(abc.ABC):
         local: InProcessRouter | None = None,
         node_ttl_s: float = 15.0,
         reply_margin_s: float = 2.0,
+        cache_holders: bool = True,
     ) -> None:
         self.node_id = node_id or default_node_id()
         # This process's life: a node restarted under the same id must not look like it still
@@ -181,13 +237,18 @@ class BrokerRouter(abc.ABC):
         self.local = local or InProcessRouter(self.node_id)
         self.node_ttl_s = node_ttl_s
         self.reply_margin_s = reply_margin_s
+        self.cache_holders = cache_holders
+        self.stats = RouterStats()
         self._claims: dict[str, _Claim] = {}
         # Highest claim revision seen from another node, per station: a takeover may arrive
         # before our own claim's revision is known.
         self._foreign: dict[str, int] = {}
+        # Remote holders as last read or announced (a hint: see the module docstring).
+        self._cache: dict[str, Claimed] = {}
         self._tasks: set[asyncio.Task[Any]] = set()  # presence writes and takeovers
         self._serving: set[asyncio.Task[Any]] = set()  # commands other nodes sent here
         self._heartbeat: asyncio.Task[None] | None = None
+        self._resync_task: asyncio.Task[None] | None = None
         self._started = False
 
     # -- broker operations --
@@ -206,11 +267,22 @@ class BrokerRouter(abc.ABC):
         """Remove the record if it is still the one written at `revision`."""
 
     @abc.abstractmethod
-    async def _publish_takeover(self, station_id: str, revision: int) -> None: ...
+    async def _publish_notice(self, body: bytes) -> None:
+        """Publish a claim/release/node notice to every node (`on_notice` receives it)."""
 
     @abc.abstractmethod
-    async def _holder(self, station_id: str) -> Holder | None:
-        """The node (id, incarnation) recorded as holding the station, if any."""
+    async def _holder(self, station_id: str) -> Claimed | None:
+        """The presence record of the station (node, incarnation, revision), if any."""
+
+    async def _holders(self, station_ids: list[str]) -> list[Claimed | None]:
+        """Several presence records (in order); subclasses may read them in one round trip."""
+        limit = asyncio.Semaphore(32)
+
+        async def one(station_id: str) -> Claimed | None:
+            async with limit:
+                return await self._holder(station_id)
+
+        return list(await asyncio.gather(*(one(station_id) for station_id in station_ids)))
 
     @abc.abstractmethod
     async def _node_incarnation(self, node_id: str) -> str | None:
@@ -238,6 +310,8 @@ class BrokerRouter(abc.ABC):
         await self._announce()
         self._heartbeat = asyncio.create_task(self._beat(), name=f"router-heartbeat-{self.node_id}")
         self._started = True
+        # Other nodes forget what they cached about an earlier life of this node id.
+        await self._notify({"event": "node-up", "node": self.node_id, "inc": self.incarnation})
 
     async def close(self) -> None:
         """Wait for pending presence writes, withdraw this node, disconnect."""
@@ -248,16 +322,19 @@ class BrokerRouter(abc.ABC):
             self._heartbeat.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._heartbeat
+        if self._resync_task is not None:
+            self._resync_task.cancel()
         await self.settle()
         for task in list(self._serving):
             task.cancel()  # the caller gets no answer and reports a timeout
         await asyncio.gather(*self._serving, return_exceptions=True)
         with contextlib.suppress(Exception):
             await self._withdraw()
+        await self._notify({"event": "node-down", "node": self.node_id, "inc": self.incarnation})
         await self._disconnect()
 
     async def settle(self) -> None:
-        """Wait until every presence write and takeover started so far has finished."""
+        """Wait until every presence write, takeover and re-check started so far has finished."""
         while self._tasks:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
 
@@ -280,11 +357,18 @@ class BrokerRouter(abc.ABC):
         self._serving.add(task)
         task.add_done_callback(self._serving.discard)
 
+    async def _notify(self, body: dict[str, Any]) -> None:
+        try:
+            await self._publish_notice(orjson.dumps(body))
+        except Exception:
+            log.warning("router %s: could not publish %s", self.node_id, body, exc_info=True)
+
     # -- registry (called by the OCPP server) --
     def register(self, link: StationLink) -> StationLink | None:
         previous = self.local.register(link)
         claim = _Claim(link)
         self._claims[link.station_id] = claim
+        self._cache.pop(link.station_id, None)
         claim.task = self._spawn(self._claim(claim), f"claim-{link.station_id}")
         return previous
 
@@ -310,7 +394,9 @@ class BrokerRouter(abc.ABC):
             revision = await self._write_claim(station_id)
         except Exception:
             log.exception(
-                "router %s: could not record %s as connected here", self.node_id, station_id
+                "router %s: could not record %s as connected here (again after a reconnect)",
+                self.node_id,
+                station_id,
             )
             return
         claim.revision = revision
@@ -318,10 +404,15 @@ class BrokerRouter(abc.ABC):
             # Another node claimed it after us (its takeover overtook our acknowledgement).
             await self._drop(claim, "connected to another node")
             return
-        try:
-            await self._publish_takeover(station_id, revision)
-        except Exception:
-            log.exception("router %s: could not announce takeover of %s", self.node_id, station_id)
+        await self._notify(
+            {
+                "event": "claim",
+                "station": station_id,
+                "node": self.node_id,
+                "inc": self.incarnation,
+                "revision": revision,
+            }
+        )
 
     async def _release(self, claim: _Claim) -> None:
         if claim.task is not None:
@@ -329,22 +420,58 @@ class BrokerRouter(abc.ABC):
                 await claim.task
         if claim.revision is None:
             return
+        station_id = claim.link.station_id
         try:
-            await self._release_claim(claim.link.station_id, claim.revision)
+            await self._release_claim(station_id, claim.revision)
         except Exception:
-            log.warning(
-                "router %s: could not release %s",
-                self.node_id,
-                claim.link.station_id,
-                exc_info=True,
-            )
+            log.warning("router %s: could not release %s", self.node_id, station_id, exc_info=True)
+            return
+        await self._notify(
+            {
+                "event": "release",
+                "station": station_id,
+                "node": self.node_id,
+                "revision": claim.revision,
+            }
+        )
 
-    def on_takeover(self, station_id: str, node_id: str, revision: int) -> None:
+    # -- notices from other nodes --
+    def on_notice(self, data: bytes) -> None:
+        """A notice another node (or this one) published: claim, release, node up or down."""
+        try:
+            body = orjson.loads(data)
+            event = body.get("event", "claim")
+            node_id = str(body["node"])
+            if event == "claim":
+                incarnation = body.get("inc")
+                self.on_takeover(
+                    str(body["station"]),
+                    node_id,
+                    int(body["revision"]),
+                    None if incarnation is None else str(incarnation),
+                )
+            elif event == "release":
+                self._forget_released(str(body["station"]), node_id, int(body["revision"]))
+            elif event in ("node-up", "node-down") and node_id != self.node_id:
+                keep = str(body["inc"]) if event == "node-up" else None
+                self._forget_node(node_id, keep_incarnation=keep)
+        except Exception:
+            log.warning("router %s: bad notice %r", self.node_id, data[:200])
+
+    def on_takeover(
+        self, station_id: str, node_id: str, revision: int, incarnation: str | None = None
+    ) -> None:
         """Another node claimed `station_id` at `revision`: drop an older local connection."""
         if node_id == self.node_id:
             return
         if revision > self._foreign.get(station_id, -1):
             self._foreign[station_id] = revision
+        if incarnation is not None:
+            self._remember(station_id, Claimed(Holder(node_id, incarnation), revision))
+        else:
+            cached = self._cache.get(station_id)
+            if cached is not None and cached.revision < revision:
+                del self._cache[station_id]
         claim = self._claims.get(station_id)
         if claim is None or claim.revision is None or claim.revision >= revision:
             return  # not held here, or our claim is newer (or not yet acknowledged: see _claim)
@@ -362,6 +489,105 @@ class BrokerRouter(abc.ABC):
             with contextlib.suppress(Exception):
                 await close(1000, "connected to another CSMS node")
 
+    # -- the holder cache --
+    def _remember(self, station_id: str, claimed: Claimed) -> None:
+        if not self.cache_holders or claimed.holder.node_id == self.node_id:
+            return
+        cached = self._cache.get(station_id)
+        if cached is None or claimed.revision >= cached.revision:
+            self._cache[station_id] = claimed
+
+    def _forget(self, station_id: str, claimed: Claimed) -> None:
+        if self._cache.get(station_id) == claimed:
+            del self._cache[station_id]
+
+    def _forget_released(self, station_id: str, node_id: str, revision: int) -> None:
+        cached = self._cache.get(station_id)
+        if cached is not None and cached.holder.node_id == node_id and cached.revision <= revision:
+            del self._cache[station_id]
+
+    def _forget_node(self, node_id: str, keep_incarnation: str | None = None) -> None:
+        """Forget the cached holders on `node_id` (all, or those of another life than
+        `keep_incarnation`): it died, left or restarted."""
+        stale = [
+            station_id
+            for station_id, claimed in self._cache.items()
+            if claimed.holder.node_id == node_id and claimed.holder.incarnation != keep_incarnation
+        ]
+        for station_id in stale:
+            del self._cache[station_id]
+
+    def cached_holder(self, station_id: str) -> Claimed | None:
+        """The holder this node would send a command for `station_id` to without a read."""
+        return self._cache.get(station_id)
+
+    # -- reconnects: notices sent meanwhile were lost --
+    def broker_disconnected(self) -> None:
+        """The broker connection dropped: notices are being missed, the cache goes stale."""
+        self._cache.clear()
+
+    def broker_reconnected(self) -> None:
+        """The broker connection is back: forget the cache (notices were missed meanwhile) and
+        re-check every local station's presence record (`recheck_claims`)."""
+        self._cache.clear()
+        if not self._started:
+            return
+        if self._resync_task is not None and not self._resync_task.done():
+            self._resync_task.cancel()
+        self._resync_task = self._spawn(self._resync(), f"resync-{self.node_id}")
+
+    async def _resync(self) -> None:
+        # Right after a broker restart its key-value API may not answer yet: a few tries.
+        for attempt in range(20):
+            try:
+                await self.recheck_claims()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.warning(
+                    "router %s: re-checking claims after a reconnect failed",
+                    self.node_id,
+                    exc_info=True,
+                )
+                await asyncio.sleep(min(0.2 * 2**attempt, 2.0))
+                continue
+            self.stats.resyncs += 1
+            return
+
+    async def recheck_claims(self) -> None:
+        """Compare every local station's claim with its presence record: close the local
+        socket when another node claimed the station later (a takeover notice this node
+        missed); write the claim again when the record is missing (lost, or never written
+        because the broker was down)."""
+        claims = [
+            (station_id, claim, claim.revision)
+            for station_id, claim in self._claims.items()
+            if claim.task is None or claim.task.done()
+        ]
+        if not claims:
+            return
+        records = await self._holders([station_id for station_id, _, _ in claims])
+        self.stats.holder_reads += len(claims)
+        mine = Holder(self.node_id, self.incarnation)
+        for (station_id, claim, revision), record in zip(claims, records, strict=True):
+            if self._claims.get(station_id) is not claim or claim.revision != revision:
+                continue  # changed while we read
+            if record is not None and record.holder == mine:
+                continue
+            if record is not None and (revision is None or record.revision > revision):
+                # Held elsewhere since (or our own write never landed and someone else's did).
+                if record.revision > self._foreign.get(station_id, -1):
+                    self._foreign[station_id] = record.revision
+                self._spawn(
+                    self._drop(claim, "connected to another node (found after a reconnect)"),
+                    f"takeover-{station_id}",
+                )
+                continue
+            log.info(
+                "router %s: %s has no presence record; claiming it again", self.node_id, station_id
+            )
+            claim.task = self._spawn(self._claim(claim), f"claim-{station_id}")
+
     # -- CommandRouter --
     async def _read(self, station_id: str, read: Awaitable[_T]) -> _T:
         """A presence or liveness read; the broker client's own errors (connection lost,
@@ -373,16 +599,37 @@ class BrokerRouter(abc.ABC):
         except Exception as exc:
             raise BrokerUnavailable(station_id, repr(exc)) from exc
 
+    async def _look_up(self, station_id: str) -> Claimed | None:
+        """A fresh read of the station's presence record (remembered in the cache)."""
+        self.stats.holder_reads += 1
+        claimed = await self._read(station_id, self._holder(station_id))
+        if claimed is not None:
+            self._remember(station_id, claimed)
+        else:
+            self._cache.pop(station_id, None)
+        return claimed
+
     async def node_of(self, station_id: str) -> str | None:
+        """Read from the broker every time (the API shows it): the record, then whether the
+        node named there is still that life of the node."""
         if self.local.link(station_id) is not None:
             return self.node_id
-        holder = await self._read(station_id, self._holder(station_id))
-        if holder is None or holder.node_id == self.node_id:
+        claimed = await self._look_up(station_id)
+        if claimed is None or claimed.holder.node_id == self.node_id:
             return None  # released, or a stale record of this node's earlier life
+        holder = claimed.holder
+        self.stats.liveness_reads += 1
         incarnation = await self._read(station_id, self._node_incarnation(holder.node_id))
-        return holder.node_id if incarnation == holder.incarnation else None
+        if incarnation != holder.incarnation:
+            self._forget_node(holder.node_id, keep_incarnation=incarnation)
+            return None
+        return holder.node_id
 
     async def is_connected(self, station_id: str) -> bool:
+        """From the holder cache when it names a holder (a hint: `call` verifies), else
+        `node_of`."""
+        if self.local.link(station_id) is not None or station_id in self._cache:
+            return True
         return await self.node_of(station_id) is not None
 
     async def call(
@@ -392,19 +639,30 @@ class BrokerRouter(abc.ABC):
         payload: dict[str, Any],
         timeout: float,  # noqa: ASYNC109
     ) -> dict[str, Any]:
-        for attempt in range(2):
+        request = encode_request(station_id, action, payload, timeout)
+        claimed = self._cache.get(station_id)
+        tried: set[Claimed] = set()
+        for _ in range(3):
             link = self.local.link(station_id)
             if link is not None:
                 return await link.call(action, payload, timeout)
-            holder = await self._read(station_id, self._holder(station_id))
-            if holder is None or holder.node_id == self.node_id:
+            if claimed is None:
+                claimed = await self._look_up(station_id)
+            if claimed is None or claimed.holder.node_id == self.node_id or claimed in tried:
+                # Nobody, a stale record of this node's earlier life, or the holder that just
+                # failed (it did not move meanwhile).
                 raise StationOffline(station_id)
-            node = holder.node_id
-            request = encode_request(station_id, action, payload, timeout)
+            tried.add(claimed)
+            node = claimed.holder.node_id
+            self.stats.requests += 1
             try:
                 answer = await self._request(node, request, timeout + self.reply_margin_s)
             except NoHolder:
-                raise StationOffline(station_id) from None
+                # The node is gone: none of its cached holders is any good. Read again, in
+                # case the station reconnected elsewhere meanwhile.
+                self._forget_node(node)
+                claimed = None
+                continue
             except TimeoutError:
                 raise CommandTimeout(station_id, action, timeout) from None
             except CsmsError:
@@ -414,11 +672,9 @@ class BrokerRouter(abc.ABC):
             try:
                 return decode_answer(answer)
             except StationOffline:
-                # The node had just lost it: one more look, in case it moved meanwhile.
-                moved = await self._read(station_id, self._holder(station_id))
-                if attempt == 0 and moved is not None and moved.node_id != node:
-                    continue
-                raise
+                # The node no longer holds it: one more look, in case it moved meanwhile.
+                self._forget(station_id, claimed)
+                claimed = None
         raise StationOffline(station_id)
 
     async def disconnect(self, station_id: str, reason: str) -> bool:
@@ -450,24 +706,6 @@ class BrokerRouter(abc.ABC):
             return encode_error(exc)
 
 
-@dataclass(frozen=True)
-class Holder:
-    node_id: str
-    incarnation: str
-
-    def encode(self) -> str:
-        return f"{self.incarnation} {self.node_id}"
-
-    @classmethod
-    def decode(cls, text: str) -> Holder | None:
-        incarnation, _, node_id = text.partition(" ")
-        return cls(node_id, incarnation) if node_id else None
-
-
-class NoHolder(Exception):
-    """Nobody listens at the node the presence record names (it died or left)."""
-
-
 # ---- NATS --------------------------------------------------------------------------------------
 
 
@@ -484,9 +722,14 @@ class NatsRouter(BrokerRouter):
         node_ttl_s: float = 15.0,
         reply_margin_s: float = 2.0,
         connect_timeout_s: float = 5.0,
+        cache_holders: bool = True,
     ) -> None:
         super().__init__(
-            node_id=node_id, local=local, node_ttl_s=node_ttl_s, reply_margin_s=reply_margin_s
+            node_id=node_id,
+            local=local,
+            node_ttl_s=node_ttl_s,
+            reply_margin_s=reply_margin_s,
+            cache_holders=cache_holders,
         )
         if not _PLAIN.fullmatch(namespace):
             raise ValueError("namespace: letters, digits, '_' and '-' only")
@@ -546,9 +789,12 @@ class NatsRouter(BrokerRouter):
 
     async def _on_disconnected(self) -> None:
         log.warning("router %s: disconnected from NATS; reconnecting", self.node_id)
+        self.broker_disconnected()
 
     async def _on_reconnected(self) -> None:
-        log.info("router %s: reconnected to NATS", self.node_id)
+        # The client has subscribed again by now: what changed before is in the records.
+        log.info("router %s: reconnected to NATS; re-checking local claims", self.node_id)
+        self.broker_reconnected()
 
     async def _disconnect(self) -> None:
         if self._nc is not None:
@@ -572,17 +818,19 @@ class NatsRouter(BrokerRouter):
         with contextlib.suppress(KeyWrongLastSequenceError):
             await self._presence.delete(broker_token(station_id), last=revision)
 
-    async def _publish_takeover(self, station_id: str, revision: int) -> None:
-        body = orjson.dumps({"station": station_id, "node": self.node_id, "revision": revision})
+    async def _publish_notice(self, body: bytes) -> None:
         await self._client.publish(self._takeover_subject, body)
 
-    async def _holder(self, station_id: str) -> Holder | None:
+    async def _holder(self, station_id: str) -> Claimed | None:
         assert self._presence is not None
         try:
             entry = await self._presence.get(broker_token(station_id))
         except NotFoundError:
             return None
-        return Holder.decode(entry.value.decode()) if entry.value else None
+        holder = Holder.decode(entry.value.decode()) if entry.value else None
+        if holder is None or entry.revision is None:
+            return None
+        return Claimed(holder, int(entry.revision))
 
     async def _node_incarnation(self, node_id: str) -> str | None:
         assert self._nodes is not None
@@ -622,11 +870,7 @@ class NatsRouter(BrokerRouter):
         self._serve(answer())
 
     async def _on_takeover_msg(self, msg: Msg) -> None:
-        try:
-            body = orjson.loads(msg.data)
-            self.on_takeover(str(body["station"]), str(body["node"]), int(body["revision"]))
-        except Exception:
-            log.warning("router %s: bad takeover message %r", self.node_id, msg.data[:200])
+        self.on_notice(msg.data)
 
 
 async def _bucket(js: Any, name: str, *, ttl: float | None) -> KeyValue:
@@ -646,6 +890,7 @@ async def _bucket(js: Any, name: str, *, ttl: float | None) -> KeyValue:
 
 __all__ = [
     "BrokerRouter",
+    "Claimed",
     "Holder",
     "NatsRouter",
     "NoHolder",

@@ -3,10 +3,16 @@
 Presence: hash `<ns>:presence` station -> "<seq> <incarnation> <node>", written by a Lua script
 that takes `seq` from the counter `<ns>:claim_seq` (one global order, like a KV revision) and
 released only if unchanged (compare-and-delete). Liveness: `<ns>:node:<node>` with an expiry the
-node refreshes. Takeover: a message on channel `<ns>:takeover`.
+node refreshes. Notices (claim = takeover, release, node up/down): messages on channel
+`<ns>:takeover`.
 Commands: PUBLISH on `<ns>:cmd:<node>`; PUBLISH returns how many subscribers got it, so a dead
 node is StationOffline at once. The answer comes back on the caller's `<ns>:reply:<node>`
 channel, matched by request id.
+
+Holder cache and missed notices as for NATS (csms.routing.nats_router): Redis pub/sub loses what
+is published while the subscriber is disconnected, so when the subscription connection comes
+back (a connect callback on it, after redis-py has subscribed again) the node forgets its cache
+and re-checks its local claims with one HMGET.
 """
 
 from __future__ import annotations
@@ -17,12 +23,11 @@ import logging
 import uuid
 from typing import Any
 
-import orjson
 import redis.asyncio as aioredis
 from redis.asyncio.client import PubSub
 
 from csms.routing.inprocess import InProcessRouter
-from csms.routing.nats_router import BrokerRouter, Holder, NoHolder, broker_token
+from csms.routing.nats_router import BrokerRouter, Claimed, Holder, NoHolder, broker_token
 
 log = logging.getLogger(__name__)
 
@@ -49,9 +54,14 @@ class RedisRouter(BrokerRouter):
         namespace: str = "csms",
         node_ttl_s: float = 15.0,
         reply_margin_s: float = 2.0,
+        cache_holders: bool = True,
     ) -> None:
         super().__init__(
-            node_id=node_id, local=local, node_ttl_s=node_ttl_s, reply_margin_s=reply_margin_s
+            node_id=node_id,
+            local=local,
+            node_ttl_s=node_ttl_s,
+            reply_margin_s=reply_margin_s,
+            cache_holders=cache_holders,
         )
         self.url = url
         self.namespace = namespace
@@ -98,7 +108,17 @@ class RedisRouter(BrokerRouter):
             self._reply_channel(self.node_id),
             self._takeover_channel,
         )
+        # Called on every later connect of the subscription connection, after redis-py's own
+        # callback has subscribed again (callbacks run in order; held as a weak method).
+        assert self._pubsub.connection is not None
+        self._pubsub.connection.register_connect_callback(self._on_resubscribed)
         self._listener = asyncio.create_task(self._listen(), name=f"redis-router-{self.node_id}")
+
+    async def _on_resubscribed(self, connection: Any) -> None:
+        log.info(
+            "router %s: Redis subscription reconnected; re-checking local claims", self.node_id
+        )
+        self.broker_reconnected()
 
     async def _disconnect(self) -> None:
         if self._listener is not None:
@@ -129,6 +149,7 @@ class RedisRouter(BrokerRouter):
                 raise
             except Exception:
                 log.warning("router %s: Redis subscription failed", self.node_id, exc_info=True)
+                self.broker_disconnected()
                 await asyncio.sleep(0.5)
                 continue
             if message is None or message.get("type") != "message":
@@ -142,11 +163,7 @@ class RedisRouter(BrokerRouter):
                 if future is not None and not future.done():
                     future.set_result(answer)
             else:
-                try:
-                    body = orjson.loads(data)
-                    self.on_takeover(str(body["station"]), str(body["node"]), int(body["revision"]))
-                except Exception:
-                    log.warning("router %s: bad takeover message %r", self.node_id, data[:200])
+                self.on_notice(data)
 
     async def _answer(self, data: bytes) -> None:
         request_id, _, rest = data.partition(b" ")
@@ -166,17 +183,15 @@ class RedisRouter(BrokerRouter):
             keys=[self.presence_key], args=[station_id, f"{revision} {holder}"]
         )
 
-    async def _publish_takeover(self, station_id: str, revision: int) -> None:
-        body = orjson.dumps({"station": station_id, "node": self.node_id, "revision": revision})
+    async def _publish_notice(self, body: bytes) -> None:
         await self._client.publish(self._takeover_channel, body)
 
-    async def _holder(self, station_id: str) -> Holder | None:
-        value = await self._client.hget(self.presence_key, station_id)
-        if not value:
-            return None
-        text = value.decode() if isinstance(value, bytes) else str(value)
-        _, _, holder = text.partition(" ")  # "<seq> <incarnation> <node>"
-        return Holder.decode(holder)
+    async def _holder(self, station_id: str) -> Claimed | None:
+        return _decode_record(await self._client.hget(self.presence_key, station_id))
+
+    async def _holders(self, station_ids: list[str]) -> list[Claimed | None]:
+        values = await self._client.hmget(self.presence_key, station_ids)
+        return [_decode_record(value) for value in values]
 
     async def _node_incarnation(self, node_id: str) -> str | None:
         value = await self._client.get(self._node_key(node_id))
@@ -203,6 +218,18 @@ class RedisRouter(BrokerRouter):
             return await asyncio.wait_for(future, wait_s)
         finally:
             self._waiting.pop(request_id, None)
+
+
+def _decode_record(value: Any) -> Claimed | None:
+    """A presence hash value, "<seq> <incarnation> <node>"."""
+    if not value:
+        return None
+    text = value.decode() if isinstance(value, bytes) else str(value)
+    seq, _, rest = text.partition(" ")
+    holder = Holder.decode(rest)
+    if holder is None or not seq.isdigit():
+        return None
+    return Claimed(holder, int(seq))
 
 
 __all__ = ["RedisRouter"]

@@ -76,6 +76,17 @@ async def _drop_pg_database(admin_url: str, name: str) -> None:
         await conn.close()
 
 
+def _password_key_file(database_url: str) -> Path:
+    """The CSMS's password-check key for this database: beside the SQLite file, or a
+    per-database file in the temp dir for PostgreSQL (the server gets it in its env)."""
+    from csms.services.password_check import default_key_path
+
+    if database_url.startswith("sqlite"):
+        return default_key_path(database_url)
+    name = database_url.rsplit("/", 1)[-1]
+    return Path(tempfile.gettempdir()) / f"bench-csms-{name}.password-key"
+
+
 async def _register_stations(
     database_url: str, prefix: str, count: int, *, cheap_hash: bool = False
 ) -> None:
@@ -84,11 +95,12 @@ async def _register_stations(
     p=4, ~150 ms of CPU per verification): for quick runs only, and labelled as such."""
     from argon2 import PasswordHasher
 
-    from csms.domain.models import BootPolicy, SecurityProfile
+    from csms.domain.models import BootPolicy, SecurityProfile, StoredPassword
     from csms.persistence import migrate
     from csms.persistence import repositories as repo
     from csms.persistence.database import Database
     from csms.services.common import utcnow
+    from csms.services.password_check import PasswordCheck, load_or_create_key
 
     await migrate.upgrade_async(database_url)
     hasher = (
@@ -97,6 +109,9 @@ async def _register_stations(
         else PasswordHasher()
     )
     password_hash = hasher.hash(PASSWORD)
+    # What `csms station create` stores: the hash and the fast keyed check (same key as the
+    # server's), so that a cold CSMS admits every station without an argon2 verification.
+    check = PasswordCheck(load_or_create_key(_password_key_file(database_url)))
     db = Database(database_url)
     await db.start()
     try:
@@ -110,7 +125,9 @@ async def _register_stations(
                     await repo.insert_station(
                         conn,
                         station_id,
-                        password_hash,
+                        StoredPassword(
+                            password_hash, check.make(station_id, PASSWORD, password_hash)
+                        ),
                         SecurityProfile.BASIC_AUTH,
                         BootPolicy.ACCEPTED,
                         now,
@@ -298,6 +315,7 @@ def csms_server(name: str, database_url: str, args: argparse.Namespace) -> Serve
     env.update(
         {
             "CSMS_DATABASE_URL": database_url,
+            "CSMS_PASSWORD_KEY_FILE": str(_password_key_file(database_url)),
             "CSMS_OCPP_HOST": "127.0.0.1",
             "CSMS_OCPP_PORT": "0",
             "CSMS_API_HOST": "127.0.0.1",

@@ -29,6 +29,7 @@ from typing import Any, TypeVar
 from pydantic import ValidationError
 from pydantic_settings.exceptions import SettingsError
 
+from csms.services.password_check import PasswordKeyInvalid
 from csms.settings import Settings
 
 T = TypeVar("T")
@@ -305,7 +306,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(arguments)
     try:
         return int(args.handler(args))
-    except SettingsInvalid as error:
+    except (SettingsInvalid, PasswordKeyInvalid) as error:
         print(f"csms: {error}", file=sys.stderr)
         return EXIT_USAGE
     except admin_errors() as error:

@@ -82,6 +82,10 @@ class Settings(BaseSettings):
     mqtt_state_interval_s: float = Field(30.0, gt=0)
 
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    # Key of the fast station-password check (hex, >= 16 bytes; created if missing). Default:
+    # beside the SQLite file, or ./csms.password-key. Several nodes must share one key file.
+    password_key_file: Path | None = None
+
     # Log every OCPP frame at DEBUG (off by default: it costs throughput).
     log_ocpp_frames: bool = False
 

@@ -85,6 +85,15 @@ class Station:
 
 
 @dataclass(frozen=True, slots=True)
+class StoredPassword:
+    """A station's Basic-auth password as stored: the argon2id hash (canonical) and the fast
+    keyed check made with it (None until the first argon2 verification on older rows)."""
+
+    hash: str
+    check: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class BootInfo:
     """What a station says about itself in BootNotification.chargingStation."""
 

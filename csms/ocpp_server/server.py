@@ -191,7 +191,7 @@ class OcppServer:
         admission = await self.services.stations.admission(station_id)
         if admission is None:
             return connection.respond(HTTPStatus.NOT_FOUND, "unknown station\n")
-        station, password_hash = admission
+        station, stored_password = admission
         profile = station.security_profile
         tls = connection.transport.get_extra_info("ssl_object") is not None
         if profile is not SecurityProfile.BASIC_AUTH and not tls:
@@ -205,9 +205,9 @@ class OcppServer:
         if (
             credentials is None
             or credentials[0] != station_id
-            or password_hash is None
+            or stored_password is None
             or not await self.services.stations.verify_password(
-                station_id, credentials[1], password_hash
+                station_id, credentials[1], stored_password
             )
         ):
             return self._unauthorized(connection, "bad credentials")

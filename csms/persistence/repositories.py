@@ -34,6 +34,7 @@ from csms.domain.models import (
     RegistrationStatus,
     SecurityProfile,
     Station,
+    StoredPassword,
     Tariff,
     Transaction,
     TransactionEvent,
@@ -100,7 +101,7 @@ def _station(row: sa.Row[Any]) -> Station:
 async def insert_station(
     conn: AsyncConnection,
     station_id: str,
-    password_hash: str | None,
+    password: StoredPassword | None,
     security_profile: SecurityProfile,
     boot_policy: BootPolicy,
     now: datetime,
@@ -108,7 +109,8 @@ async def insert_station(
     await conn.execute(
         t.stations.insert().values(
             id=station_id,
-            password_hash=password_hash,
+            password_hash=password.hash if password else None,
+            password_check=password.check if password else None,
             security_profile=int(security_profile),
             boot_policy=boot_policy.value,
             registration_status=RegistrationStatus.UNKNOWN.value,
@@ -132,36 +134,49 @@ _STATIONS_BY_IDS = t.stations.select().where(
 )
 
 
+def _stored_password(row: sa.Row[Any]) -> StoredPassword | None:
+    mapping = row._mapping
+    if mapping["password_hash"] is None:
+        return None
+    return StoredPassword(mapping["password_hash"], mapping["password_check"])
+
+
 async def get_stations_for_admission(
     conn: AsyncConnection, station_ids: Sequence[str]
-) -> dict[str, tuple[Station, str | None]]:
+) -> dict[str, tuple[Station, StoredPassword | None]]:
     """`get_station_for_admission` for many stations in one read (a connect storm)."""
     rows = await conn.execute(_STATIONS_BY_IDS, {"b_station_ids": list(station_ids)})
-    return {row._mapping["id"]: (_station(row), row._mapping["password_hash"]) for row in rows}
+    return {row._mapping["id"]: (_station(row), _stored_password(row)) for row in rows}
 
 
 async def get_station_for_admission(
     conn: AsyncConnection, station_id: str
-) -> tuple[Station, str | None] | None:
-    """The station and its password hash in one read (the websocket handshake)."""
+) -> tuple[Station, StoredPassword | None] | None:
+    """The station and its stored password in one read (the websocket handshake)."""
     row = (await conn.execute(_STATION_BY_ID, {"b_station_id": station_id})).first()
-    return (_station(row), row._mapping["password_hash"]) if row else None
+    return (_station(row), _stored_password(row)) if row else None
 
 
 async def get_station_auth(
     conn: AsyncConnection, station_id: str
-) -> tuple[SecurityProfile, str | None] | None:
-    """Security profile and password hash, for the websocket handshake."""
-    row = (
-        await conn.execute(
-            sa.select(t.stations.c.security_profile, t.stations.c.password_hash).where(
-                t.stations.c.id == station_id
-            )
-        )
-    ).first()
+) -> tuple[SecurityProfile, StoredPassword | None] | None:
+    """Security profile and stored password."""
+    row = (await conn.execute(_STATION_BY_ID, {"b_station_id": station_id})).first()
     if row is None:
         return None
-    return SecurityProfile(row[0]), row[1]
+    return SecurityProfile(row._mapping["security_profile"]), _stored_password(row)
+
+
+async def set_password_check(
+    conn: AsyncConnection, station_id: str, password_hash: str, check: str
+) -> bool:
+    """Store a check made after an argon2 verification, unless the hash changed meanwhile."""
+    result = await conn.execute(
+        t.stations.update()
+        .where(t.stations.c.id == station_id, t.stations.c.password_hash == password_hash)
+        .values(password_check=check)
+    )
+    return bool(result.rowcount)
 
 
 async def list_stations(conn: AsyncConnection, offset: int, limit: int) -> Page[Station]:

@@ -52,6 +52,8 @@ stations = sa.Table(
     metadata,
     sa.Column("id", sa.String(48), primary_key=True),
     sa.Column("password_hash", sa.String(200), nullable=True),
+    # Fast keyed check beside the argon2id hash (csms/services/password_check.py).
+    sa.Column("password_check", sa.String(100), nullable=True),
     sa.Column("security_profile", sa.SmallInteger, nullable=False, server_default="1"),
     sa.Column("boot_policy", sa.String(16), nullable=False, server_default="Accepted"),
     sa.Column("registration_status", sa.String(16), nullable=False, server_default="Unknown"),

@@ -13,6 +13,7 @@ from csms.routing.base import CommandRouter
 from csms.routing.inprocess import InProcessRouter
 from csms.services.commands import CommandService
 from csms.services.common import Clock, utcnow
+from csms.services.password_check import PasswordCheck, default_key_path, load_or_create_key
 from csms.services.records import (
     ChargingProfileService,
     DeviceModelService,
@@ -75,7 +76,17 @@ def build_services(
         db=db,
         router=router,
         clock=clock,
-        stations=StationService(db, router, clock=clock, hasher=password_hasher),
+        stations=StationService(
+            db,
+            router,
+            clock=clock,
+            hasher=password_hasher,
+            password_check=PasswordCheck(
+                load_or_create_key(
+                    settings.password_key_file or default_key_path(settings.database_url)
+                )
+            ),
+        ),
         id_tokens=IdTokenService(db, clock=clock),
         api_tokens=ApiTokenService(db, clock=clock),
         transactions=TransactionService(db),

@@ -14,11 +14,12 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy.exc import IntegrityError
 
 from csms.domain.errors import AlreadyExists, CsmsError, InvalidRequest, UnknownStation
-from csms.domain.models import BootPolicy, Evse, Page, SecurityProfile, Station
+from csms.domain.models import BootPolicy, Evse, Page, SecurityProfile, Station, StoredPassword
 from csms.persistence import repositories as repo
 from csms.persistence.database import Database
 from csms.routing.base import CommandRouter
 from csms.services.common import Clock, check_page, utcnow
+from csms.services.password_check import CheckResult, PasswordCheck
 
 # SecurityCtrlr.BasicAuthPassword is a passwordString of 16-40 characters.
 PASSWORD_MIN, PASSWORD_MAX = 16, 40
@@ -42,18 +43,22 @@ class StationService:
         *,
         clock: Clock = utcnow,
         hasher: PasswordHasher | None = None,
+        password_check: PasswordCheck | None = None,
     ) -> None:
         self._db = db
         self._router = router
         self._clock = clock
         self._hasher = hasher or PasswordHasher()
+        # None: every first connection per process costs an argon2 verification.
+        self._password_check = password_check
+        self._other_key_warned = False
         # digest(station, password, stored hash) of verified credentials: a reconnect storm
         # costs one argon2 verification per station, and a password change invalidates it.
         self._verified: set[bytes] = set()
         self._argon2_slots = asyncio.Semaphore(os.cpu_count() or 1)
         self._verifications: set[asyncio.Future[bool]] = set()
         self._admission_waiting: dict[
-            str, builtins.list[asyncio.Future[tuple[Station, str | None] | None]]
+            str, builtins.list[asyncio.Future[tuple[Station, StoredPassword | None] | None]]
         ] = {}
         self._admission_reader: asyncio.Task[None] | None = None
 
@@ -80,12 +85,12 @@ class StationService:
             raise InvalidRequest(f"station id must be 1-{STATION_ID_MAX} characters without '/'")
         security_profile = SecurityProfile(security_profile)
         self._check_password(password, security_profile)
-        password_hash = await self._hash(password) if password is not None else None
+        stored = await self._store(station_id, password) if password is not None else None
         now = self._clock()
         try:
             await self._db.write(
                 lambda c: repo.insert_station(
-                    c, station_id, password_hash, security_profile, BootPolicy(boot_policy), now
+                    c, station_id, stored, security_profile, BootPolicy(boot_policy), now
                 )
             )
         except IntegrityError as exc:
@@ -117,7 +122,9 @@ class StationService:
         profile = SecurityProfile(security_profile or current.security_profile)
         if password is not None:
             self._check_password(password, profile)
-            values["password_hash"] = await self._hash(password)
+            stored = await self._store(station_id, password)
+            values["password_hash"] = stored.hash
+            values["password_check"] = stored.check
         elif profile is not SecurityProfile.TLS_CLIENT_CERT and not current.has_password:
             raise InvalidRequest(f"security profile {int(profile)} needs a password")
         if security_profile is not None:
@@ -148,15 +155,17 @@ class StationService:
             return await repo.list_evses(conn, station_id)
 
     # -- used by the websocket handshake --
-    async def auth_info(self, station_id: str) -> tuple[SecurityProfile, str | None] | None:
+    async def auth_info(
+        self, station_id: str
+    ) -> tuple[SecurityProfile, StoredPassword | None] | None:
         async with self._db.read() as conn:
             return await repo.get_station_auth(conn, station_id)
 
-    async def admission(self, station_id: str) -> tuple[Station, str | None] | None:
-        """The station and its password hash, read now: what a connecting (or booting)
+    async def admission(self, station_id: str) -> tuple[Station, StoredPassword | None] | None:
+        """The station and its stored password, read now: what a connecting (or booting)
         station needs. Lookups that arrive while one is running are read together in one
         query (a connect storm costs a few reads, not one per station)."""
-        future: asyncio.Future[tuple[Station, str | None] | None]
+        future: asyncio.Future[tuple[Station, StoredPassword | None] | None]
         future = asyncio.get_running_loop().create_future()
         self._admission_waiting.setdefault(station_id, []).append(future)
         if self._admission_reader is None:
@@ -169,7 +178,7 @@ class StationService:
                 batch, self._admission_waiting = self._admission_waiting, {}
                 ids = builtins.list(batch)
                 try:
-                    found: dict[str, tuple[Station, str | None]] = {}
+                    found: dict[str, tuple[Station, StoredPassword | None]] = {}
                     async with self._db.read() as conn:
                         for start in range(0, len(ids), 500):
                             found.update(
@@ -190,12 +199,21 @@ class StationService:
         finally:
             self._admission_reader = None
 
-    async def verify_password(self, station_id: str, password: str, password_hash: str) -> bool:
+    async def verify_password(self, station_id: str, password: str, stored: StoredPassword) -> bool:
+        password_hash = stored.hash
         key = hashlib.sha256(
             b"\0".join(s.encode() for s in (station_id, password, password_hash))
         ).digest()
         if key in self._verified:
             return True
+        if self._password_check is not None:
+            result = self._password_check.test(stored.check, station_id, password, password_hash)
+            if result is CheckResult.MATCH:
+                self._remember(key)
+                return True
+            if result is CheckResult.MISMATCH:
+                return False
+            self._warn_if_other_key(stored.check)
         # One verification per core at a time: argon2 is CPU and memory bound (~150 ms and
         # 64 MiB each with the defaults); more at once only adds memory and latency. A
         # handshake that gives up while waiting for a slot leaves the queue.
@@ -205,12 +223,16 @@ class StationService:
             return True
         # Once started, a verification finishes and is cached even if the handshake that
         # asked for it timed out: in a reconnect storm the station's retry then gets in.
-        verification = asyncio.ensure_future(self._verify_in_slot(key, password, password_hash))
+        verification = asyncio.ensure_future(
+            self._verify_in_slot(key, station_id, password, password_hash)
+        )
         self._verifications.add(verification)
         verification.add_done_callback(self._verifications.discard)
         return await asyncio.shield(verification)
 
-    async def _verify_in_slot(self, key: bytes, password: str, password_hash: str) -> bool:
+    async def _verify_in_slot(
+        self, key: bytes, station_id: str, password: str, password_hash: str
+    ) -> bool:
         try:
             ok = await asyncio.to_thread(self._hasher.verify, password_hash, password)
         except (VerificationError, InvalidHashError):
@@ -218,10 +240,46 @@ class StationService:
         finally:
             self._argon2_slots.release()
         if ok:
-            if len(self._verified) > 100_000:
-                self._verified.clear()
-            self._verified.add(key)
+            self._remember(key)
+            await self._write_check(station_id, password, password_hash)
         return bool(ok)
 
-    async def _hash(self, password: str) -> str:
-        return await asyncio.to_thread(self._hasher.hash, password)
+    def _remember(self, key: bytes) -> None:
+        if len(self._verified) > 100_000:
+            self._verified.clear()
+        self._verified.add(key)
+
+    async def _write_check(self, station_id: str, password: str, password_hash: str) -> None:
+        """After an argon2 verification: store the fast check, so that the next process
+        (or node) admits this station in microseconds. Best effort: admission goes on."""
+        if self._password_check is None:
+            return
+        check = self._password_check.make(station_id, password, password_hash)
+        try:
+            await self._db.write(
+                lambda c: repo.set_password_check(c, station_id, password_hash, check)
+            )
+        except Exception:
+            log.warning("could not store the password check of %s", station_id, exc_info=True)
+
+    def _warn_if_other_key(self, check: str | None) -> None:
+        other_key = (
+            check is not None
+            and self._password_check is not None
+            and check.split("$")[1:2] != [self._password_check.key_id]
+        )
+        if other_key and not self._other_key_warned:
+            self._other_key_warned = True
+            log.warning(
+                "station password checks were made with another key than this node's: "
+                "nodes should share one password_key_file; falling back to argon2"
+            )
+
+    async def _store(self, station_id: str, password: str) -> StoredPassword:
+        password_hash = await asyncio.to_thread(self._hasher.hash, password)
+        check = (
+            self._password_check.make(station_id, password, password_hash)
+            if self._password_check
+            else None
+        )
+        return StoredPassword(password_hash, check)

@@ -250,3 +250,17 @@ def test_every_setting_has_a_serve_flag_and_flags_win_over_env(
     help_text = capsys.readouterr().out
     for name in Settings.model_fields:
         assert "--" + name.replace("_", "-") in help_text, name
+
+
+def test_station_add_writes_the_key_beside_the_database_and_a_bad_key_is_one_line(
+    workdir: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["station", "add", "A", "--password", PASSWORD]) == 0
+    assert (workdir / "csms.password-key").stat().st_mode & 0o077 == 0  # private to its owner
+    bad = workdir / "bad.key"
+    bad.write_text("not a key")
+    monkeypatch.setenv("CSMS_PASSWORD_KEY_FILE", str(bad))
+    capsys.readouterr()
+    assert main(["station", "list"]) == 2
+    err = capsys.readouterr().err
+    assert "bad.key" in err and "hex key" in err and "Traceback" not in err

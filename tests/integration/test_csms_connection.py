@@ -148,11 +148,14 @@ async def test_successful_password_verification_is_cached(tmp_path: Path) -> Non
             time_cost=1, memory_cost=1024, parallelism=1
         )
         await csms.add_station("CS1")
+        # As a station registered before the fast check existed (migration 0003).
+        await csms.services.db.write(lambda c: repo.update_station(c, "CS1", password_check=None))
         for _ in range(5):
             ws = await raw_connect(csms, "CS1")
             await ws.close()
         assert calls == 1
-        # A wrong password is verified (and refused) every time: never cached.
+        # A wrong password is refused each time: by argon2 while there is no fast check...
+        await csms.services.db.write(lambda c: repo.update_station(c, "CS1", password_check=None))
         for _ in range(2):
             assert (
                 await _status_of(

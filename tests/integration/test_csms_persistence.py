@@ -95,9 +95,11 @@ async def test_password_stored_as_argon2_hash_only(services: Services, tmp_path:
     assert stored.startswith("$argon2id$") and PASSWORD not in stored
     auth = await services.stations.auth_info("CS1")
     assert auth is not None and auth[1] is not None
-    hashed = auth[1]
-    assert await services.stations.verify_password("CS1", PASSWORD, hashed)
-    assert not await services.stations.verify_password("CS1", "x" * 16, hashed)
+    stored_password = auth[1]
+    assert stored_password.hash == stored
+    assert stored_password.check and PASSWORD not in stored_password.check
+    assert await services.stations.verify_password("CS1", PASSWORD, stored_password)
+    assert not await services.stations.verify_password("CS1", "x" * 16, stored_password)
 
 
 async def test_id_tokens(services: Services) -> None:

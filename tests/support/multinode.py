@@ -10,6 +10,7 @@ import os
 import re
 import signal
 import sys
+import tempfile
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
@@ -62,7 +63,8 @@ async def fresh_database(base_url: str) -> AsyncIterator[str]:
 
 async def prepare_database(database_url: str, station_ids: list[str]) -> str:
     """Migrate, register the stations (Basic auth, PASSWORD); return a new API token."""
-    async with admin.opened(Settings(database_url=database_url)) as services:
+    settings = Settings(database_url=database_url, password_key_file=_shared_key_file(database_url))
+    async with admin.opened(settings) as services:
         for station_id in station_ids:
             await services.stations.create(station_id, password=PASSWORD)
         created = await services.api_tokens.create("multinode")
@@ -112,10 +114,17 @@ _OCPP_LINE = re.compile(r"OCPP server listening on wss?://[^ ]*?:(\d+)")
 _API_LINE = re.compile(r"REST API on https?://[^ ]*?:(\d+)/api/v1")
 
 
+def _shared_key_file(database_url: str) -> Path:
+    name = database_url.rsplit("/", 1)[-1]
+    return Path(tempfile.gettempdir()) / f"csms-multinode-{name}.password-key"
+
+
 async def start_node(node_id: str, database_url: str, broker_url: str | None) -> NodeProcess:
     env = {
         **os.environ,
         "CSMS_DATABASE_URL": database_url,
+        # Nodes of one deployment share the password-check key (see README, several nodes).
+        "CSMS_PASSWORD_KEY_FILE": str(_shared_key_file(database_url)),
         "CSMS_NODE_ID": node_id,
         "CSMS_OCPP_HOST": "127.0.0.1",
         "CSMS_OCPP_PORT": "0",

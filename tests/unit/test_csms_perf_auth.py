@@ -14,6 +14,7 @@ import pytest
 from argon2 import PasswordHasher
 from sqlalchemy import event
 
+from csms.domain.models import StoredPassword
 from csms.services.container import Services
 from tests.support.csms_harness import PASSWORD, running_services
 
@@ -48,11 +49,13 @@ async def services(tmp_path: Path) -> AsyncIterator[Services]:
         yield running
 
 
-async def _password_hash(services: Services, station_id: str) -> str:
+async def _password_hash(services: Services, station_id: str) -> StoredPassword:
+    """The stored password without its fast check (a station from before migration 0003),
+    so that verifying it takes the argon2 path this file is about."""
     await services.stations.create(station_id, password=PASSWORD)
     admission = await services.stations.admission(station_id)
     assert admission is not None and admission[1] is not None
-    return admission[1]
+    return StoredPassword(admission[1].hash, None)
 
 
 async def test_a01_storm_runs_at_most_one_argon2_per_core(services: Services) -> None:
@@ -111,7 +114,8 @@ async def test_a01_concurrent_admissions_are_read_together(services: Services) -
     finally:
         event.remove(engine, "before_cursor_execute", seen)
     assert [f[0].id if f else None for f in found] == [*ids[:40], None, "CS3"]
-    assert all(f[1] and f[1].startswith("$argon2") for f in found if f)
+    assert all(f[1] and f[1].hash.startswith("$argon2") for f in found if f)
+    assert all(f[1] and f[1].check and f[1].check.startswith("hs1$") for f in found if f)
     assert len(reads) <= 3  # one read for the lot (plus the one that was already running)
     # A station changed after a read is seen by the next one: nothing is cached.
     await services.stations.delete("CS5")

@@ -573,6 +573,8 @@ class BrokerRouter(abc.ABC):
             if self._claims.get(station_id) is not claim or claim.revision != revision:
                 continue  # changed while we read
             if record is not None and record.holder == mine:
+                # Ours (a write whose answer was lost while cut off may have landed since).
+                claim.revision = record.revision
                 continue
             if record is not None and (revision is None or record.revision > revision):
                 # Held elsewhere since (or our own write never landed and someone else's did).

@@ -73,7 +73,7 @@ class _Deaf:
         self.ignored: list[bytes] = []
 
     def __enter__(self) -> _Deaf:
-        self.router.on_notice = self.ignored.append  # type: ignore[method-assign]
+        self.router.on_notice = self.ignored.append  # type: ignore[method-assign,assignment]
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -71,6 +71,7 @@ def harness_settings(tmp_path: Path, **overrides: Any) -> Settings:
         "api_host": "127.0.0.1",
         "api_port": 0,
         "command_timeout_s": 2.0,
+        "password_key_file": tmp_path / "csms.password-key",  # not the working directory
     }
     values.update(overrides)
     return Settings(**values)

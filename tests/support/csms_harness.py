@@ -39,6 +39,7 @@ def csms_settings(tmp_path: Path, **overrides: Any) -> Settings:
         "command_timeout_s": 2.0,
         "heartbeat_interval_s": 300,
         "boot_retry_interval_s": 30,
+        "password_key_file": tmp_path / "csms.password-key",  # not the working directory
     }
     values.update(overrides)
     return Settings(**values)

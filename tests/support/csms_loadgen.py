@@ -100,6 +100,7 @@ async def _run(args: argparse.Namespace, url: str) -> dict[str, Any]:
         ocpp_host="127.0.0.1",
         ocpp_port=0,
         validate_messages=not args.no_validate,
+        password_key_file=Path(tempfile.gettempdir()) / "csms-loadgen.password-key",
     )
     from argon2 import PasswordHasher
 

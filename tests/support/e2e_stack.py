@@ -69,6 +69,7 @@ def stack_settings(directory: Path, **overrides: Any) -> Settings:
         "command_timeout_s": 5.0,
         "heartbeat_interval_s": 300,
         "log_level": "WARNING",
+        "password_key_file": directory / "csms.password-key",  # not the working directory
     }
     values.update(overrides)
     return Settings(**values)

@@ -51,7 +51,7 @@ from typing import Any, TypeVar
 import orjson
 from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
-from nats.errors import NoRespondersError
+from nats.errors import NoRespondersError, SlowConsumerError
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js.errors import BucketNotFoundError, KeyWrongLastSequenceError, NotFoundError
 from nats.js.kv import KeyValue
@@ -345,6 +345,11 @@ class BrokerRouter(abc.ABC):
                 await self._announce()
             except Exception:
                 log.warning("router %s: liveness refresh failed", self.node_id, exc_info=True)
+                continue
+            # The broker answers again: record the stations whose presence write failed.
+            for station_id, claim in list(self._claims.items()):
+                if claim.revision is None and claim.task is not None and claim.task.done():
+                    claim.task = self._spawn(self._claim(claim), f"claim-{station_id}")
 
     def _spawn(self, coro: Any, name: str) -> asyncio.Task[Any]:
         task = asyncio.create_task(coro, name=name)
@@ -527,8 +532,12 @@ class BrokerRouter(abc.ABC):
         self._cache.clear()
 
     def broker_reconnected(self) -> None:
-        """The broker connection is back: forget the cache (notices were missed meanwhile) and
-        re-check every local station's presence record (`recheck_claims`)."""
+        """The broker connection is back: notices were missed meanwhile (`notices_missed`)."""
+        self.notices_missed()
+
+    def notices_missed(self) -> None:
+        """Some notices did not arrive (a reconnect, a subscription that fell behind): forget
+        the cache and re-check every local station's presence record (`recheck_claims`)."""
         self._cache.clear()
         if not self._started:
             return
@@ -559,11 +568,12 @@ class BrokerRouter(abc.ABC):
         socket when another node claimed the station later (a takeover notice this node
         missed); write the claim again when the record is missing (lost, or never written
         because the broker was down)."""
-        claims = [
-            (station_id, claim, claim.revision)
-            for station_id, claim in self._claims.items()
-            if claim.task is None or claim.task.done()
-        ]
+        claims = []
+        for station_id, claim in self._claims.items():
+            if claim.task is None or claim.task.done():
+                claims.append((station_id, claim, claim.revision))
+            else:  # a write in flight, maybe failing on the connection that just dropped
+                self._spawn(self._claim_again_if_failed(claim), f"reclaim-{station_id}")
         if not claims:
             return
         records = await self._holders([station_id for station_id, _, _ in claims])
@@ -588,6 +598,15 @@ class BrokerRouter(abc.ABC):
             log.info(
                 "router %s: %s has no presence record; claiming it again", self.node_id, station_id
             )
+            claim.task = self._spawn(self._claim(claim), f"claim-{station_id}")
+
+    async def _claim_again_if_failed(self, claim: _Claim) -> None:
+        task = claim.task
+        if task is not None:
+            with contextlib.suppress(Exception):
+                await task
+        station_id = claim.link.station_id
+        if claim.revision is None and self._claims.get(station_id) is claim and claim.task is task:
             claim.task = self._spawn(self._claim(claim), f"claim-{station_id}")
 
     # -- CommandRouter --
@@ -788,6 +807,8 @@ class NatsRouter(BrokerRouter):
 
     async def _on_error(self, error: Exception) -> None:
         log.warning("router %s: NATS: %s", self.node_id, error or type(error).__name__)
+        if isinstance(error, SlowConsumerError) and error.subject == self._takeover_subject:
+            self.notices_missed()  # the client dropped notices it could not keep up with
 
     async def _on_disconnected(self) -> None:
         log.warning("router %s: disconnected from NATS; reconnecting", self.node_id)

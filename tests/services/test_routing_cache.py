@@ -355,3 +355,31 @@ async def test_claim_that_failed_while_cut_off_is_written_after_reconnect(
         assert await wait_until(recorded, 20)
         assert (await b.call("CP-W", "Reset", {}, 2.0))["station"] == "CP-W"
         assert len(link.calls) == 1
+
+
+async def test_claim_whose_write_failed_is_written_again_by_the_heartbeat(
+    broker: tuple[str, str],
+) -> None:
+    kind, url = broker
+    async with broker_routers(kind, url, 2, node_ttl_s=0.6) as (a, b):
+        write = a._write_claim
+        failures = 0
+
+        async def failing_once(station_id: str) -> int:
+            nonlocal failures
+            if failures == 0:
+                failures += 1
+                raise ConnectionError("broker hiccup")
+            return await write(station_id)
+
+        a._write_claim = failing_once  # type: ignore[method-assign]
+        link = FakeLink("CP-H")
+        a.register(link)
+        await a.settle()
+        assert failures == 1 and a._claims["CP-H"].revision is None
+
+        async def recorded() -> bool:
+            return await b.node_of("CP-H") == "n0"
+
+        assert await wait_until(recorded, 5.0)
+        assert (await b.call("CP-H", "Reset", {}, 2.0))["station"] == "CP-H"

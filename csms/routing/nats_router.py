@@ -713,12 +713,14 @@ class BrokerRouter(abc.ABC):
             station_id, action, payload, timeout = decode_request(request)
         except Exception as exc:
             return encode_error(exc)
+        link = self.local.link(station_id)
+        if link is None:
+            # Not (or no longer) here: the caller reads the presence record again, for a
+            # disconnect as for a command (its cached holder may be stale).
+            return encode_error(StationOffline(station_id))
         if action == DISCONNECT_ACTION:
             closed = await self.local.disconnect(station_id, str(payload.get("reason", "")))
             return encode_result({"closed": closed})
-        link = self.local.link(station_id)
-        if link is None:
-            return encode_error(StationOffline(station_id))
         try:
             return encode_result(await link.call(action, payload, timeout))
         except asyncio.CancelledError:

@@ -383,3 +383,23 @@ async def test_claim_whose_write_failed_is_written_again_by_the_heartbeat(
 
         assert await wait_until(recorded, 5.0)
         assert (await b.call("CP-H", "Reset", {}, 2.0))["station"] == "CP-H"
+
+
+async def test_disconnect_with_a_stale_cached_holder_reaches_the_real_one(
+    broker: tuple[str, str],
+) -> None:
+    kind, url = broker
+    async with broker_routers(kind, url, 3) as (a, b, c):
+        first, second = FakeLink("CP-D"), FakeLink("CP-D")
+        a.register(first)
+        await a.settle()
+        await _cached(c, "CP-D", "n0")
+        with _Deaf(c) as deaf:
+            b.register(second)
+            await b.settle()
+            await deaf.missed("CP-D")
+        await asyncio.wait_for(first.closed_event.wait(), 5)
+        # c's cache names n0, which no longer holds the station: the close must reach n1.
+        assert await c.disconnect("CP-D", "station deleted") is True
+        assert second.closed == (1000, "station deleted")
+        assert await c.disconnect("nobody", "station deleted") is False

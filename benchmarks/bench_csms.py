@@ -247,6 +247,7 @@ def summary(name: str, result: dict[str, Any]) -> dict[str, Any]:
     server = result.get("server") or {}
     per_1000 = server.get("cpu_s_per_1000_messages")
     latencies = result.get("latency", {})
+    steady = result.get("steady_latency") or {}
     p99 = max((row["p99_ms"] for row in latencies.values() if row["count"]), default=None)
     return {
         "server": name,
@@ -254,11 +255,31 @@ def summary(name: str, result: dict[str, Any]) -> dict[str, Any]:
         "calls_per_s": result["calls_per_s"],
         "steady_calls_per_s": result["steady_calls_per_s"],
         "cpu_us_per_message": per_1000 * 1000 if per_1000 is not None else None,
+        "steady_cpu_us_per_message": (
+            server["steady_cpu_s_per_1000_messages"] * 1000
+            if server.get("steady_cpu_s_per_1000_messages") is not None
+            else None
+        ),
         "cpu_s": server.get("cpu_s"),
         "peak_rss_mb": server.get("peak_rss_mb"),
         "worst_p99_ms": p99,
         "p99_ms_by_type": {
             kind: round(row["p99_ms"], 1) for kind, row in latencies.items() if row["count"]
+        },
+        # The steady state (after the last boot, without the final drain): see loadgen.py.
+        "steady_window_s": result.get("steady_window_s"),
+        "steady_worst_p99_ms": max(
+            (row["p99_ms"] for row in steady.values() if row["count"]), default=None
+        ),
+        "steady_ms_by_type": {
+            kind: {
+                "count": row["count"],
+                "p50": round(row["p50_ms"], 1),
+                "p95": round(row["p95_ms"], 1),
+                "p99": round(row["p99_ms"], 1),
+            }
+            for kind, row in steady.items()
+            if row["count"] and kind != "connect"
         },
         "errors": sum(result["call_errors"].values()),
         "timeouts": sum(result["call_timeouts"].values()),
@@ -288,14 +309,30 @@ def print_table(rows: list[dict[str, Any]]) -> None:
         )
     for r in rows:
         print(f"  {r['server']} p99 ms by type: {r['p99_ms_by_type']}")
+        if r.get("steady_ms_by_type"):
+            window = r["steady_window_s"]
+            by_type = ", ".join(
+                f"{kind} {v['p50']}/{v['p95']}/{v['p99']}"
+                for kind, v in r["steady_ms_by_type"].items()
+            )
+            cpu = _fmt(r.get("steady_cpu_us_per_message"), ".0f")
+            print(
+                f"    steady s {window[0]}-{window[1]}: CPU us/msg {cpu}, p50/p95/p99 ms: {by_type}"
+            )
     ours = [r for r in rows if r["server"].startswith("csms")]
     bases = [r for r in rows if not r["server"].startswith("csms")]
     for o in ours:
         for b in bases:
             if o["cpu_us_per_message"] and b["cpu_us_per_message"] and b["calls_per_s"]:
+                steady = ""
+                if o.get("steady_cpu_us_per_message") and b.get("steady_cpu_us_per_message"):
+                    steady = (
+                        f" (steady x"
+                        f"{o['steady_cpu_us_per_message'] / b['steady_cpu_us_per_message']:.2f})"
+                    )
                 print(
                     f"{o['server']} vs {b['server']}: CPU per message x"
-                    f"{o['cpu_us_per_message'] / b['cpu_us_per_message']:.2f}, "
+                    f"{o['cpu_us_per_message'] / b['cpu_us_per_message']:.2f}{steady}, "
                     f"calls/s x{o['calls_per_s'] / b['calls_per_s']:.2f}"
                 )
 
@@ -360,15 +397,40 @@ def run_one(
                 )
                 if w["booted"] == args.stations:
                     break
-        result = run_loadgen(
-            server,
-            args,
-            scenario=args.scenario,
-            duration=args.duration,
-            password=password,
-            prefix=prefix,
-            out=work / f"{server.name}.json",
-        )
+        profiler = None
+        if args.profile_dir and server.name.startswith("csms"):
+            # Sampling profile of our server during the measured run (py-spy, installed by
+            # hand; it costs CPU on the same box: don't compare figures of a profiled run).
+            out_dir = Path(args.profile_dir)
+            out_dir.mkdir(parents=True, exist_ok=True)
+            spy = Path(sys.executable).with_name("py-spy")
+            profiler = subprocess.Popen(
+                [
+                    str(spy) if spy.exists() else "py-spy",
+                    "record", "--pid", str(server.pid), "--rate", "200", "--nonblocking",
+                    "--format", "raw", "--duration", str(int(args.duration) + 1),
+                    "--output", str(out_dir / f"{server.name}.txt"),
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )  # fmt: skip
+        try:
+            result = run_loadgen(
+                server,
+                args,
+                scenario=args.scenario,
+                duration=args.duration,
+                password=password,
+                prefix=prefix,
+                out=work / f"{server.name}.json",
+            )
+        finally:
+            if profiler is not None:
+                try:
+                    profiler.wait(30)
+                except subprocess.TimeoutExpired:
+                    profiler.terminate()
+                    profiler.wait()
         return summary(server.name, result)
     finally:
         server.stop()
@@ -408,6 +470,12 @@ def main(argv: list[str] | None = None) -> int:
         "--cheap-hash",
         action="store_true",
         help="register stations with a cheap argon2id hash (quick runs only; labelled)",
+    )
+    p.add_argument(
+        "--profile-dir",
+        default=None,
+        help="record a py-spy profile (raw collapsed stacks) of our CSMS during the measured "
+        "run into DIR/<server>.txt (pip install py-spy; the profiler costs CPU too)",
     )
     p.add_argument("--json", dest="json_path", default=None)
     args = p.parse_args(argv)

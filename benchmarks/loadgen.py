@@ -9,12 +9,17 @@ Scenarios
                   transactions (TransactionEvent Started / Updated every --meter-interval s /
                   Ended, with StatusNotification around them); optional CSMS-initiated
                   commands through the REST API (--api-url, --commands-per-s), answered by the
-                  stations.
+                  stations. Every station starts at a random point of its cycle (in a
+                  transaction or idle, random heartbeat and meter phases), so the load is a
+                  steady state from the first boot; at the end transactions stay open (as if
+                  the stations went offline) unless --end-transactions.
   boot-heartbeat  Boot, then back-to-back Heartbeats as fast as they are answered (throughput).
   boot-storm      all N connect and boot at once; reports the time until all are accepted.
 
 It prints a progress line every few seconds, then a table (calls/s, latency p50/p95/p99 per
-message type, CSMS CPU seconds per 1,000 messages and peak RSS with --server-pid), and writes the
+message type for the whole run and for the steady state: calls sent from the second after the
+last boot until the end of --duration, CSMS CPU seconds per 1,000 messages and peak RSS with
+--server-pid), and writes the
 same as JSON with --json FILE. It stops by itself (--duration, --max-messages). Only loopback
 targets are accepted: this workplace forbids load on anything else.
 
@@ -165,16 +170,27 @@ class WorkerStats:
     api_failed: dict[str, int] = field(default_factory=dict)  # "Action:HTTP status" -> n
     per_second: dict[int, int] = field(default_factory=dict)  # completed round trips
     latency: dict[str, LatencyHistogram] = field(default_factory=dict)
+    # The same round trips by the second (since the run's start) their CALL was sent in, so
+    # that a window (the steady state) can be cut out after the run.
+    latency_by_second: dict[int, dict[str, LatencyHistogram]] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
         data["latency"] = {k: v.to_json() for k, v in self.latency.items()}
+        data["latency_by_second"] = {
+            str(second): {k: v.to_json() for k, v in kinds.items()}
+            for second, kinds in self.latency_by_second.items()
+        }
         return data
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> WorkerStats:
         data = dict(data)
         data["latency"] = {k: LatencyHistogram.from_json(v) for k, v in data["latency"].items()}
+        data["latency_by_second"] = {
+            int(second): {k: LatencyHistogram.from_json(v) for k, v in kinds.items()}
+            for second, kinds in data.get("latency_by_second", {}).items()
+        }
         data["per_second"] = {int(k): v for k, v in data["per_second"].items()}
         return cls(**data)
 
@@ -196,6 +212,14 @@ class Recorder:
 
     def round_trip(self, kind: str, seconds: float) -> None:
         self.latency[kind].add(seconds)
+        sent_second = int(self.since_start() - seconds)
+        by_kind = self.stats.latency_by_second.get(sent_second)
+        if by_kind is None:
+            by_kind = self.stats.latency_by_second[sent_second] = {}
+        histogram = by_kind.get(kind)
+        if histogram is None:
+            histogram = by_kind[kind] = LatencyHistogram()
+        histogram.add(seconds)
         # The per-second timeline counts OCPP messages only; "connect" is a handshake and an
         # "api:" command is counted when its station answers (`tick`).
         if kind != "connect" and not kind.startswith("api:"):
@@ -295,6 +319,7 @@ class RunConfig:
     heartbeat_interval_s: float | None = None  # None: the interval the CSMS gives at boot
     idle_mean_s: float = 30.0  # mix: mean pause between transactions
     transaction_mean_s: float = 120.0  # mix: mean transaction length
+    end_transactions: bool = False  # mix: at the end, send Ended for open transactions
     connect_rate: float = 500.0  # new connections per second (whole run); 0 = all at once
     call_timeout_s: float = 30.0
     api_url: str | None = None
@@ -510,9 +535,18 @@ class SimulatedStation:
         )
         return [{"timestamp": _now_iso(), "sampledValue": sampled}]
 
-    async def transaction(self) -> None:
+    def _transaction_id(self) -> str:
+        # Unique per run (a second run against the same CSMS must not look like a retry of the
+        # first one's events); at most 36 characters (IdentifierString of OCPP 2.0.1).
+        run_tag = format(int(self.rec.run_start_wall) % 0x1000000, "x")
+        return f"{self.station_id[-24:]}-{run_tag}-{self.transaction_seq}"[-36:]
+
+    async def transaction(self, length_s: float, first_sample_s: float) -> bool:
+        """One transaction of `length_s` seconds, its first periodic meter value after
+        `first_sample_s`, then every --meter-interval s. False if the run ended during it: the
+        transaction is then left open (no Ended), unless --end-transactions."""
         self.transaction_seq += 1
-        tx_id = f"{self.station_id}-{self.transaction_seq}"
+        tx_id = self._transaction_id()
         # V2G: some sessions discharge into the grid.
         power_w = self.rng.choice((7_000.0, 11_000.0, -5_000.0))
         seq = 0
@@ -530,13 +564,21 @@ class SimulatedStation:
                 "meterValue": self.meter_value(0.0, "Transaction.Begin"),
             },
         )
-        ends_at = time.monotonic() + self.rng.expovariate(1.0 / self.cfg.transaction_mean_s)
-        while time.monotonic() < ends_at:
-            if not await self.sleep(min(self.cfg.meter_interval_s, ends_at - time.monotonic())):
+        ends_at = time.monotonic() + length_s
+        next_sample = time.monotonic() + first_sample_s
+        running = True
+        while True:
+            wake = min(ends_at, next_sample, self.next_heartbeat)
+            if not await self.sleep(max(wake - time.monotonic(), 0.0)):
+                running = False
                 break
-            if time.monotonic() >= ends_at:
+            now = time.monotonic()
+            if now >= ends_at:
                 break
             await self.maybe_heartbeat()
+            if now < next_sample:
+                continue
+            next_sample += self.cfg.meter_interval_s
             self.energy_wh = max(0.0, self.energy_wh + power_w * self.cfg.meter_interval_s / 3600)
             self.soc = min(100.0, max(0.0, self.soc + (0.3 if power_w > 0 else -0.2)))
             seq += 1
@@ -554,8 +596,11 @@ class SimulatedStation:
                     "meterValue": self.meter_value(power_w, "Sample.Periodic"),
                 },
             )
-            if not self.budget.take():
+            if not self.budget.take():  # False only once the run has ended
+                running = False
                 break
+        if not running and not self.cfg.end_transactions:
+            return False
         seq += 1
         await self.call(
             "TransactionEvent",
@@ -569,26 +614,46 @@ class SimulatedStation:
             },
         )
         await self.status("Available")
+        return running
 
     async def maybe_heartbeat(self) -> None:
         if time.monotonic() >= self.next_heartbeat:
             self.next_heartbeat = time.monotonic() + self.heartbeat_interval_s
             await self.call("Heartbeat", {})
 
+    async def idle(self, seconds: float) -> bool:
+        """No transaction for `seconds` (heartbeats go on); False if the run ended."""
+        idle_until = time.monotonic() + seconds
+        while time.monotonic() < idle_until:
+            wait = min(idle_until, self.next_heartbeat) - time.monotonic()
+            if not await self.sleep(max(wait, 0.0)):
+                return False
+            await self.maybe_heartbeat()
+        return True
+
     async def run_mix(self) -> None:
+        """Steady state from the start: each station begins at a random point of its cycle,
+        as a station of a long-running fleet would be found at any moment. With exponential
+        idle and transaction lengths the time left of either is again exponential, so it is
+        in a transaction with probability transaction_mean / (transaction_mean + idle_mean),
+        its heartbeat is due at a uniform point of the interval and its meter values at a
+        uniform phase: no synchronized rounds, whatever the connect rate."""
+        cfg = self.cfg
         await self.status("Available")
-        self.next_heartbeat = time.monotonic() + self.heartbeat_interval_s
-        # Spread the stations over the first meter interval.
-        if not await self.sleep(self.rng.uniform(0, self.cfg.meter_interval_s)):
+        self.next_heartbeat = time.monotonic() + self.rng.uniform(0, self.heartbeat_interval_s)
+        busy = cfg.transaction_mean_s / (cfg.transaction_mean_s + cfg.idle_mean_s)
+        if self.rng.random() >= busy and not await self.idle(
+            self.rng.expovariate(1.0 / cfg.idle_mean_s)
+        ):
             return
+        first_sample_s = self.rng.uniform(0, cfg.meter_interval_s)
         while not self.stop.is_set() and self.budget.take():
-            idle_until = time.monotonic() + self.rng.expovariate(1.0 / self.cfg.idle_mean_s)
-            while time.monotonic() < idle_until:
-                wait = min(idle_until, self.next_heartbeat) - time.monotonic()
-                if not await self.sleep(max(wait, 0.0)):
-                    return
-                await self.maybe_heartbeat()
-            await self.transaction()
+            length_s = self.rng.expovariate(1.0 / cfg.transaction_mean_s)
+            if not await self.transaction(length_s, first_sample_s):
+                return
+            first_sample_s = cfg.meter_interval_s
+            if not await self.idle(self.rng.expovariate(1.0 / cfg.idle_mean_s)):
+                return
 
     async def run_heartbeats(self) -> None:
         while not self.stop.is_set() and self.budget.take():
@@ -865,6 +930,7 @@ class ServerSampler:
         self._thread = threading.Thread(target=self._loop, daemon=True)
         self._cpu_start = self.cpu_seconds()
         self.cpu_used = 0.0
+        self.cpu_samples: list[tuple[float, float]] = []  # (wall time, CPU s), every second
 
     def cpu_seconds(self) -> float:
         total = 0.0
@@ -883,6 +949,15 @@ class ServerSampler:
     def _loop(self) -> None:
         while not self._stop.wait(1.0):
             self.peak_rss = max(self.peak_rss, self.rss())
+            self.cpu_samples.append((time.time(), self.cpu_seconds()))
+
+    def cpu_rate(self, from_wall: float, to_wall: float) -> float | None:
+        """CPU seconds per second between the first sample at or after `from_wall` and the
+        last at or before `to_wall` (None if fewer than two such samples)."""
+        inside = [(t, cpu) for t, cpu in self.cpu_samples if from_wall <= t <= to_wall]
+        if len(inside) < 2 or inside[-1][0] <= inside[0][0]:
+            return None
+        return (inside[-1][1] - inside[0][1]) / (inside[-1][0] - inside[0][0])
 
     def start(self) -> None:
         self.peak_rss = self.rss()
@@ -927,25 +1002,28 @@ def merge(stats: list[WorkerStats]) -> WorkerStats:
             total.per_second[second] = total.per_second.get(second, 0) + n
         for kind, histogram in s.latency.items():
             latency[kind].merge(histogram)
+        for second, kinds in s.latency_by_second.items():
+            target_kinds = total.latency_by_second.setdefault(second, {})
+            for kind, histogram in kinds.items():
+                target_kinds.setdefault(kind, LatencyHistogram()).merge(histogram)
     total.latency = dict(latency)
     return total
 
 
-def summarize(
-    cfg: RunConfig, total: WorkerStats, elapsed_s: float, sampler: ServerSampler | None
-) -> dict[str, Any]:
-    station_calls = sum(total.completed.values())
-    csms_calls = sum(total.csms_calls_answered.values())
-    messages = station_calls + csms_calls
-    # Steady state: whole seconds after the last boot was accepted, without the last second.
-    steady_rate = None
-    if cfg.scenario != "boot-storm" and total.last_boot_accepted_at is not None:
-        first = int(total.last_boot_accepted_at) + 1
-        last = int(elapsed_s) - 1
-        if last >= first:
-            window = [total.per_second.get(s, 0) for s in range(first, last + 1)]
-            steady_rate = sum(window) / len(window)
-    latency = {
+def steady_window(cfg: RunConfig, total: WorkerStats, elapsed_s: float) -> tuple[int, int] | None:
+    """Whole seconds [first, last] of the steady state: from the second after the last boot
+    was accepted to the last whole second before the run's end (--duration, or earlier when
+    --max-messages stopped it): no connect ramp, no final drain (calls still in flight when
+    the run stops, Ended with --end-transactions). None for boot-storm or a too short run."""
+    if cfg.scenario == "boot-storm" or total.last_boot_accepted_at is None:
+        return None
+    first = int(total.last_boot_accepted_at) + 1
+    last = int(min(cfg.duration_s, elapsed_s)) - 1
+    return (first, last) if last >= first else None
+
+
+def _latency_rows(histograms: dict[str, LatencyHistogram]) -> dict[str, dict[str, float]]:
+    return {
         kind: {
             "count": h.count,
             "p50_ms": h.percentile(50) * 1e3,
@@ -954,8 +1032,34 @@ def summarize(
             "max_ms": h.max_s * 1e3,
             "mean_ms": h.total_s / h.count * 1e3 if h.count else math.nan,
         }
-        for kind, h in sorted(total.latency.items())
+        for kind, h in sorted(histograms.items())
     }
+
+
+def summarize(
+    cfg: RunConfig,
+    total: WorkerStats,
+    elapsed_s: float,
+    sampler: ServerSampler | None,
+    started: float | None = None,
+) -> dict[str, Any]:
+    """The result; `started` is the wall time of the run's origin (for the steady window's
+    server CPU)."""
+    station_calls = sum(total.completed.values())
+    csms_calls = sum(total.csms_calls_answered.values())
+    messages = station_calls + csms_calls
+    # Steady state: whole seconds after the last boot was accepted, to the end of the run.
+    window = steady_window(cfg, total, elapsed_s)
+    steady_rate = None
+    steady: dict[str, LatencyHistogram] = defaultdict(LatencyHistogram)
+    if window is not None:
+        first, last = window
+        seconds = range(first, last + 1)
+        steady_rate = sum(total.per_second.get(s, 0) for s in seconds) / len(seconds)
+        for second in seconds:
+            for kind, histogram in total.latency_by_second.get(second, {}).items():
+                steady[kind].merge(histogram)
+    latency = _latency_rows(total.latency)
     result: dict[str, Any] = {
         "scenario": cfg.scenario,
         "url": cfg.url,
@@ -983,6 +1087,9 @@ def summarize(
         "calls_per_s": messages / elapsed_s if elapsed_s > 0 else 0.0,
         "steady_calls_per_s": steady_rate,
         "latency": latency,
+        # Calls sent within the steady window (whole seconds since the start, end exclusive).
+        "steady_window_s": [window[0], window[1] + 1] if window is not None else None,
+        "steady_latency": _latency_rows(steady),
         "per_second": [total.per_second.get(s, 0) for s in range(int(elapsed_s) + 1)],
     }
     if sampler is not None:
@@ -992,6 +1099,13 @@ def summarize(
             "cpu_s_per_1000_messages": (sampler.cpu_used / (messages / 1000) if messages else None),
             "peak_rss_mb": round(sampler.peak_rss / 2**20, 1),
         }
+        # CPU per message in the steady window alone (no handshakes, boots or drain).
+        rate = None
+        if window is not None and started is not None and steady_rate:
+            rate = sampler.cpu_rate(started + window[0], started + window[1] + 1)
+        result["server"]["steady_cpu_s_per_1000_messages"] = (
+            rate / steady_rate * 1000 if rate is not None and steady_rate else None
+        )
     return result
 
 
@@ -1018,6 +1132,14 @@ def format_table(result: dict[str, Any]) -> str:
             f"{kind:<26}{row['count']:>9}{row['p50_ms']:>10.2f}{row['p95_ms']:>10.2f}"
             f"{row['p99_ms']:>10.2f}{row['max_ms']:>10.2f}"
         )
+    window = result.get("steady_window_s")
+    if window is not None and result.get("steady_latency"):
+        lines.append(f"steady state: calls sent in seconds {window[0]}-{window[1]} of the run")
+        for kind, row in result["steady_latency"].items():
+            lines.append(
+                f"  {kind:<24}{row['count']:>9}{row['p50_ms']:>10.2f}{row['p95_ms']:>10.2f}"
+                f"{row['p99_ms']:>10.2f}{row['max_ms']:>10.2f}"
+            )
     if result["csms_calls_answered"]:
         lines.append(f"CSMS-initiated calls answered: {result['csms_calls_answered']}")
     if result["api_ok"] or result["api_failed"]:
@@ -1034,6 +1156,9 @@ def format_table(result: dict[str, Any]) -> str:
             + (f" = {per_k:.3f} s per 1,000 messages" if per_k is not None else "")
             + f", peak RSS {server['peak_rss_mb']:.1f} MB"
         )
+        steady_k = server.get("steady_cpu_s_per_1000_messages")
+        if steady_k is not None:
+            lines.append(f"  steady state: {steady_k:.3f} s of CSMS CPU per 1,000 messages")
     return "\n".join(lines)
 
 
@@ -1088,7 +1213,7 @@ async def run_in_process(cfg: RunConfig, log: Callable[[str], None] = print) -> 
     elapsed = time.time() - started
     if sampler:
         sampler.finish()
-    return summarize(cfg, merge([stats]), elapsed, sampler)
+    return summarize(cfg, merge([stats]), elapsed, sampler, started)
 
 
 def run(cfg: RunConfig, log: Callable[[str], None] = print) -> dict[str, Any]:
@@ -1137,7 +1262,7 @@ def run(cfg: RunConfig, log: Callable[[str], None] = print) -> dict[str, Any]:
             process.terminate()
     if failures or len(finals) < cfg.processes:
         raise RuntimeError("load generator workers failed: " + "; ".join(failures or ["timeout"]))
-    result = summarize(cfg, merge(list(finals.values())), elapsed, sampler)
+    result = summarize(cfg, merge(list(finals.values())), elapsed, sampler, started)
     # The generator shares the machine with the CSMS: show what it cost.
     result["generator_cpu_s"] = round(_children_cpu_s() - children_cpu_before, 3)
     return result
@@ -1192,6 +1317,12 @@ def parse_args(argv: list[str] | None = None) -> RunConfig:
         help="mix: mean transaction length, seconds",
     )
     p.add_argument(
+        "--end-transactions",
+        action="store_true",
+        help="mix: when the run ends, end every open transaction (a burst; outside the "
+        "steady-state window) instead of leaving them open",
+    )
+    p.add_argument(
         "--connect-rate",
         type=float,
         default=RunConfig.connect_rate,
@@ -1235,6 +1366,7 @@ def parse_args(argv: list[str] | None = None) -> RunConfig:
         heartbeat_interval_s=a.heartbeat_interval,
         idle_mean_s=a.idle_mean,
         transaction_mean_s=a.transaction_mean,
+        end_transactions=a.end_transactions,
         connect_rate=a.connect_rate,
         call_timeout_s=a.call_timeout,
         api_url=a.api_url,

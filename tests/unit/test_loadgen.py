@@ -238,3 +238,78 @@ async def test_pending_boot_is_retried_after_the_interval() -> None:
     assert result["boot_not_accepted"] == {"Pending": 3}
     assert boots == {f"LOAD{i}": 2 for i in range(3)}
     assert result["time_to_all_booted_s"] >= 1.0  # waited the Pending interval (1 s)
+
+
+def _mix_at_random_phases(
+    port: int, *, end_transactions: bool, stations: int, duration_s: float = 1.5
+) -> RunConfig:
+    # Half the time in a transaction (equal means), nothing periodic within the run: what is
+    # sent shows where each station's cycle started and what happens at the end.
+    return RunConfig(
+        url=f"ws://127.0.0.1:{port}/ocpp",
+        stations=stations,
+        scenario="mix",
+        duration_s=duration_s,
+        meter_interval_s=1e6,
+        heartbeat_interval_s=1e6,
+        idle_mean_s=1000.0,
+        transaction_mean_s=1000.0,
+        connect_rate=0,
+        end_transactions=end_transactions,
+    )
+
+
+async def test_mix_starts_each_station_at_a_random_point_of_its_cycle() -> None:
+    async with BareResponder() as responder:
+        cfg = _mix_at_random_phases(responder.port, end_transactions=False, stations=200)
+        result = await run_in_process(cfg, log=_quiet)
+    started = result["calls_completed"].get("TransactionEvent", 0)
+    # P(in a transaction) = 1000 / (1000 + 1000): about half of them (binomial sd ~7).
+    assert 70 <= started <= 130
+    # Available after boot, Occupied before Started; none of the transactions was ended
+    # (at the end they stay open: no burst of Ended + Available in the last second).
+    assert result["calls_completed"]["StatusNotification"] == 200 + started
+    assert result["calls_completed"].get("Heartbeat", 0) == 0
+
+
+async def test_end_transactions_ends_the_open_ones_after_the_steady_window() -> None:
+    results = {}
+    for end in (False, True):
+        async with BareResponder() as responder:
+            cfg = _mix_at_random_phases(
+                responder.port, end_transactions=end, stations=60, duration_s=2.5
+            )
+            results[end] = await run_in_process(cfg, log=_quiet)
+    # Same seed: the same stations are in a transaction in both runs.
+    started = results[False]["calls_completed"]["TransactionEvent"]
+    assert started > 0
+    completed = results[True]["calls_completed"]
+    assert completed["TransactionEvent"] == 2 * started  # Started, then Ended at the end
+    assert completed["StatusNotification"] == 60 + 2 * started  # ... and Available again
+    # The Ended burst is sent after --duration: outside the steady window, in the whole run.
+    result = results[True]
+    first, end_s = result["steady_window_s"]
+    assert first > result["time_to_all_booted_s"] and end_s <= cfg.duration_s
+    assert result["steady_latency"].get("TransactionEvent", {"count": 0})["count"] <= started
+    assert result["latency"]["TransactionEvent"]["count"] == 2 * started
+
+
+async def test_steady_state_figures_cover_the_window_only() -> None:
+    async with BareResponder() as responder:
+        cfg = RunConfig(
+            url=f"ws://127.0.0.1:{responder.port}/ocpp",
+            stations=10,
+            scenario="boot-heartbeat",
+            duration_s=3.5,
+            connect_rate=0,
+            server_pid=os.getpid(),
+        )
+        result = await run_in_process(cfg, log=_quiet)
+    first, end = result["steady_window_s"]
+    assert (first, end) == (int(result["time_to_all_booted_s"]) + 1, 3)
+    steady, whole = result["steady_latency"], result["latency"]
+    assert "BootNotification" not in steady  # all boots were before the window
+    assert 0 < steady["Heartbeat"]["count"] < whole["Heartbeat"]["count"]
+    window_messages = sum(result["per_second"][first:end])
+    assert result["steady_calls_per_s"] == pytest.approx(window_messages / (end - first))
+    assert result["server"]["steady_cpu_s_per_1000_messages"] > 0

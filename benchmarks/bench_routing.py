@@ -1,7 +1,7 @@
 """Latency of a command to a station held by another node, with and without the holder cache.
 
     flock /tmp/bench.lock .venv/bin/python benchmarks/bench_routing.py \
-        [--brokers nats,redis] [--rounds 10] [--per-round 200] [--json out.json]
+        [--brokers nats,redis] [--rounds 10] [--per-round 200] [--json out.json] [--api]
 
 Two broker routers in one process (nodes n0 and n1 on a fresh namespace of the real broker:
 `CSMS_TEST_NATS_URL` / `CSMS_TEST_REDIS_URL`, default the loopback ones); the station is a fake
@@ -16,6 +16,11 @@ Modes, run in alternating rounds so that drift on a shared box hits both alike:
 
 Prints per broker and mode: p50 / p95 / mean in ms, broker reads per command (RouterStats), and
 the ratio uncached/cached of each figure.
+
+`--api` (needs `CSMS_TEST_POSTGRES_URL`): instead, two real `csms serve` nodes on a fresh
+PostgreSQL database and the broker, one station (the tests' ApiTestStation) connected to node 0,
+and `POST /stations/{id}/commands/reset` alternately through node 0 (local) and node 1 (remote,
+via the broker); prints p50 / p95 / mean of each and the ratio remote/local.
 """
 
 from __future__ import annotations
@@ -143,6 +148,81 @@ def _print(result: dict[str, Any]) -> None:
     )
 
 
+async def bench_api(kind: str, url: str, rounds: int, per_round: int) -> dict[str, Any]:
+    import httpx
+
+    from tests.support.api_station import connected_station
+    from tests.support.multinode import (
+        PASSWORD,
+        fresh_database,
+        prepare_database,
+        start_node,
+    )
+
+    postgres = os.environ.get("CSMS_TEST_POSTGRES_URL")
+    if not postgres:
+        raise SystemExit("--api needs CSMS_TEST_POSTGRES_URL")
+    station_id = "BENCH-ROUTING"
+    run = uuid.uuid4().hex[:6]
+    async with fresh_database(postgres) as database_url:
+        token = await prepare_database(database_url, [station_id])
+        nodes = [await start_node(f"bench-{run}-{i}", database_url, url) for i in range(2)]
+        try:
+            ocpp = f"ws://127.0.0.1:{nodes[0].ocpp_port}/ocpp"
+            async with (
+                connected_station(ocpp, station_id, PASSWORD),
+                httpx.AsyncClient(headers={"Authorization": f"Bearer {token}"}) as client,
+            ):
+                samples: dict[str, list[float]] = {"local": [], "remote": []}
+
+                async def reset(node_index: int, marker: int) -> float:
+                    started = time.perf_counter()
+                    response = await client.post(
+                        f"{nodes[node_index].api_url}/stations/{station_id}/commands/reset",
+                        json={"type": "OnIdle", "evse_id": marker},
+                    )
+                    elapsed = time.perf_counter() - started
+                    if response.status_code != 200:
+                        raise RuntimeError(response.text)
+                    return elapsed
+
+                for i in range(30):  # warm-up
+                    await reset(i % 2, i)
+                for r in range(rounds):
+                    order = ("local", "remote") if r % 2 == 0 else ("remote", "local")
+                    for where in order:
+                        for i in range(per_round):
+                            samples[where].append(await reset(where == "remote", i))
+        finally:
+            for node in nodes:
+                await node.stop()
+    result: dict[str, Any] = {"broker": kind, "api_commands_per_mode": rounds * per_round}
+    for where, values in samples.items():
+        ms = [v * 1000 for v in values]
+        result[where] = {
+            "p50_ms": statistics.median(ms),
+            "p95_ms": _percentile(ms, 95),
+            "mean_ms": statistics.fmean(ms),
+        }
+    result["ratio_remote_over_local"] = {
+        key: result["remote"][key] / result["local"][key] for key in ("p50_ms", "p95_ms", "mean_ms")
+    }
+    return result
+
+
+def _print_api(result: dict[str, Any]) -> None:
+    print(f"\n{result['broker']} via the REST API: {result['api_commands_per_mode']} Resets each")
+    print(f"{'node':<10} {'p50 ms':>8} {'p95 ms':>8} {'mean ms':>8}")
+    for where in ("local", "remote"):
+        row = result[where]
+        print(f"{where:<10} {row['p50_ms']:8.3f} {row['p95_ms']:8.3f} {row['mean_ms']:8.3f}")
+    ratio = result["ratio_remote_over_local"]
+    print(
+        f"{'ratio':<10} {ratio['p50_ms']:8.2f} {ratio['p95_ms']:8.2f} {ratio['mean_ms']:8.2f}"
+        "   (remote / local)"
+    )
+
+
 async def main() -> int:
     logging.basicConfig(level=logging.ERROR)
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -150,11 +230,16 @@ async def main() -> int:
     parser.add_argument("--rounds", type=int, default=10)
     parser.add_argument("--per-round", type=int, default=200)
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--api", action="store_true", help="through real nodes' REST APIs")
     args = parser.parse_args()
     results = []
     for kind in args.brokers.split(","):
-        result = await bench_broker(kind, DEFAULT_URLS[kind], args.rounds, args.per_round)
-        _print(result)
+        if args.api:
+            result = await bench_api(kind, DEFAULT_URLS[kind], args.rounds, args.per_round)
+            _print_api(result)
+        else:
+            result = await bench_broker(kind, DEFAULT_URLS[kind], args.rounds, args.per_round)
+            _print(result)
         results.append(result)
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))

@@ -20,6 +20,7 @@ from csms.domain.errors import (
     NotFound,
     StationDisconnected,
     StationOffline,
+    TokenNotAllowed,
 )
 
 
@@ -44,7 +45,7 @@ def problem(status_code: int, detail: str, **extra: Any) -> JSONResponse:
 def _status_of(error: CsmsError) -> int:
     if isinstance(error, NotFound):
         return status.HTTP_404_NOT_FOUND
-    if isinstance(error, AlreadyExists | StationOffline | CommandNotAllowed):
+    if isinstance(error, AlreadyExists | StationOffline | CommandNotAllowed | TokenNotAllowed):
         return status.HTTP_409_CONFLICT
     if isinstance(error, InvalidRequest):
         return status.HTTP_422_UNPROCESSABLE_CONTENT

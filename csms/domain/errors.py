@@ -80,6 +80,15 @@ class CommandNotAllowed(CsmsError):
         self.state = state
 
 
+class TokenNotAllowed(CsmsError):
+    """A remote start with an idToken on file that may not charge (Blocked, Expired, ...)."""
+
+    def __init__(self, id_token: str, type_: str, status: str) -> None:
+        super().__init__(f"idToken {id_token!r} ({type_}) is {status}: not started")
+        self.id_token = id_token
+        self.status = status
+
+
 class BrokerUnavailable(CsmsError):
     """The message broker between CSMS nodes did not answer (several-node deployments)."""
 

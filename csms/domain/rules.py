@@ -29,6 +29,24 @@ def authorize(token: IdToken | None, now: datetime) -> AuthorizationResult:
     )
 
 
+def remote_start_covers(
+    sent: Iterable[object], id_token: str, type_: str, remote_start_id: int | None
+) -> bool:
+    """Whether one of the RequestStartTransaction payloads the CSMS sent (newest first) started
+    this idToken: with a remoteStartId (F01/F02: the station echoes it in TransactionEvent) it must
+    match too. The CSMS chose the token itself, so it must not answer Unknown for it: a station
+    with StopTxOnInvalidId would end the session it was just told to start."""
+    for payload in sent:
+        if not isinstance(payload, dict):
+            continue
+        token = payload.get("idToken") or {}
+        if token.get("idToken") != id_token or token.get("type") != type_:
+            continue
+        if remote_start_id is None or payload.get("remoteStartId") == remote_start_id:
+            return True
+    return False
+
+
 def missing_seq_nos(seen: Iterable[int], last_seq_no: int) -> list[int]:
     """seqNo values in 0..last_seq_no that never arrived (E07: gaps show lost offline events).
 

@@ -910,6 +910,27 @@ async def list_log_entries(
     return Page(items, total, offset, limit)
 
 
+async def sent_remote_starts(
+    conn: AsyncConnection, station_id: str, since: datetime, limit: int = 50
+) -> list[object]:
+    """Payloads of the RequestStartTransaction CALLs sent to a station since `since`, newest
+    first (every CSMS-initiated CALL is logged before it is sent)."""
+    m = t.message_log.c
+    rows = await conn.execute(
+        sa.select(m.payload)
+        .where(
+            m.station_id == station_id,
+            m.direction == Direction.OUT.value,
+            m.kind == "CALL",
+            m.action == "RequestStartTransaction",
+            m.created_at >= since,
+        )
+        .order_by(m.id.desc())
+        .limit(limit)
+    )
+    return [row[0] for row in rows]
+
+
 async def prune_log(conn: AsyncConnection, before: datetime) -> int:
     result = await conn.execute(t.message_log.delete().where(t.message_log.c.created_at < before))
     return int(result.rowcount or 0)

@@ -5,8 +5,14 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from csms.domain.errors import CommandValidationError, StationOffline, UnknownStation
-from csms.domain.models import ChargingProfileRecord, TransactionState
+from csms.domain import rules
+from csms.domain.errors import (
+    CommandValidationError,
+    StationOffline,
+    TokenNotAllowed,
+    UnknownStation,
+)
+from csms.domain.models import ChargingProfileRecord, IdTokenStatus, TransactionState
 from csms.ocpp_server import schemas
 from csms.persistence import repositories as repo
 from csms.persistence.database import Database
@@ -71,6 +77,8 @@ class CommandService:
         if action == "SetChargingProfile":
             # K01 rules first: an invalid profile is 422 whether or not the station is online.
             await self._check_profile(station_id, payload)
+        elif action == "RequestStartTransaction":
+            await self._check_remote_start_token(payload["idToken"])
         if not await self._router.is_connected(station_id):
             raise StationOffline(station_id)
         wait = self._default_timeout if timeout is None else timeout
@@ -112,6 +120,19 @@ class CommandService:
             answer = await self._router.call(station_id, action, part, wait_s)
             results.extend(answer.get(results_key, []))
         return {results_key: results}
+
+    async def _check_remote_start_token(self, id_token: dict[str, Any]) -> None:
+        """A token on file that may not charge (Blocked, Expired, ...) is refused here (409)
+        rather than started and then stopped at once by the station. A token not on file is
+        fine: the CSMS accepts it on that station because it sent it (rules.remote_start_covers)."""
+        token, type_ = id_token["idToken"], id_token["type"]
+        if type_ == "NoAuthorization":
+            return
+        async with self._db.read() as conn:
+            record = await repo.get_id_token(conn, token, type_)
+        status = rules.authorize(record, self._clock()).status
+        if status not in (IdTokenStatus.ACCEPTED, IdTokenStatus.UNKNOWN):
+            raise TokenNotAllowed(token, type_, status.value)
 
     async def _check_profile(self, station_id: str, payload: dict[str, Any]) -> None:
         async with self._db.read() as conn:

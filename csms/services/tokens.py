@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from csms.domain import rules
 from csms.domain.errors import InvalidRequest, NotFound
@@ -19,6 +19,10 @@ from csms.domain.models import (
 from csms.persistence import repositories as repo
 from csms.persistence.database import Database
 from csms.services.common import Clock, check_page, utcnow
+
+# How long a RequestStartTransaction the CSMS sent vouches for its idToken.
+REMOTE_START_WINDOW = timedelta(minutes=10)  # Authorize before the start (AuthorizeRemoteStart)
+REMOTE_START_TX_WINDOW = timedelta(hours=24)  # TransactionEvents echoing the remoteStartId
 
 ID_TOKEN_TYPES = frozenset(
     {
@@ -81,12 +85,31 @@ class IdTokenService:
         if not await self._db.write(lambda c: repo.delete_id_token(c, id_token, type)):
             raise NotFound(f"idToken {id_token!r} ({type}) not found")
 
-    async def authorize(self, id_token: str, type: str) -> AuthorizationResult:
+    async def authorize(
+        self,
+        id_token: str,
+        type: str,
+        *,
+        station_id: str | None = None,
+        remote_start_id: int | None = None,
+    ) -> AuthorizationResult:
+        """idTokenInfo for a token a station presents. A token not on file is still Accepted
+        on the station the CSMS itself sent it to in RequestStartTransaction: with the same
+        remoteStartId (TransactionEvent) within a day, or in an Authorize within minutes
+        (AuthorizeRemoteStart: the station asks before it starts)."""
         if type == "NoAuthorization":
             return AuthorizationResult(status=IdTokenStatus.ACCEPTED)
+        now = self._clock()
         async with self._db.read() as conn:
             token = await repo.get_id_token(conn, id_token, type)
-        return rules.authorize(token, self._clock())
+            result = rules.authorize(token, now)
+            if result.status is not IdTokenStatus.UNKNOWN or station_id is None:
+                return result
+            window = REMOTE_START_TX_WINDOW if remote_start_id is not None else REMOTE_START_WINDOW
+            sent = await repo.sent_remote_starts(conn, station_id, now - window)
+        if rules.remote_start_covers(sent, id_token, type, remote_start_id):
+            return AuthorizationResult(status=IdTokenStatus.ACCEPTED)
+        return result
 
 
 def _token_hash(plaintext: str) -> str:

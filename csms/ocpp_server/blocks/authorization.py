@@ -23,7 +23,9 @@ def id_token_info(result: AuthorizationResult) -> dict[str, Any]:
 
 async def authorize(session: Session, payload: dict[str, Any]) -> dict[str, Any]:
     token = payload["idToken"]
-    result = await session.services.id_tokens.authorize(token["idToken"], token["type"])
+    result = await session.services.id_tokens.authorize(
+        token["idToken"], token["type"], station_id=session.station_id
+    )
     info = id_token_info(result)
     # Kept as an event (audit trail of who tried to charge, and the answer given).
     await record_event(session, "Authorize", {**payload, "idTokenInfo": info})

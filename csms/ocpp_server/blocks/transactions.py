@@ -50,7 +50,12 @@ async def transaction_event(session: Session, payload: dict[str, Any]) -> dict[s
     if tx is not None and tx.total_cost is not None and event.event_type != "Started":
         response["totalCost"] = tx.total_cost
     if token is not None:
-        result = await session.services.id_tokens.authorize(token["idToken"], token["type"])
+        result = await session.services.id_tokens.authorize(
+            token["idToken"],
+            token["type"],
+            station_id=station_id,
+            remote_start_id=info.get("remoteStartId"),
+        )
         response["idTokenInfo"] = id_token_info(result)
     if fresh and tx is not None and needs_status_check(tx):
         session.after_reply(lambda: _ask_transaction_status(session, tx_id))

@@ -278,7 +278,12 @@ def _var(
     return VariableDefinition(ref, data_type, (actual, *extra_attributes), **characteristics)
 
 
-def _station_variables() -> list[VariableDefinition]:
+DEFAULT_AUTH_CACHE_STORAGE_BYTES = 131_072
+
+
+def _station_variables(
+    auth_cache_storage_bytes: int = DEFAULT_AUTH_CACHE_STORAGE_BYTES,
+) -> list[VariableDefinition]:
     comm, sec, sc, tx = "OCPPCommCtrlr", "SecurityCtrlr", "SmartChargingCtrlr", "TxCtrlr"
     sd, ad, auth = "SampledDataCtrlr", "AlignedDataCtrlr", "AuthCtrlr"
     cache, lal, ddc, cs, v2x = (
@@ -351,8 +356,13 @@ def _station_variables() -> list[VariableDefinition]:
         _var(auth, "OfflineTxForUnknownIdEnabled", T.BOOLEAN, "false"),
         _var(cache, "Enabled", T.BOOLEAN, "true"),
         _var(cache, "Available", T.BOOLEAN, "true", RO, persistent=False),
+        # C10: LifeTime 0 = entries never lapse by age (cacheExpiryDateTime still applies).
         _var(cache, "LifeTime", T.INTEGER, "86400", unit=s, min_limit=0),
-        _var(cache, "Policy", T.OPTION_LIST, "LRU", values_list=("LRU", "LFU", "FIFO")),
+        _var(cache, "Policy", T.OPTION_LIST, "LRU", values_list=("LRU", "LFU", "FIFO", "CUSTOM")),
+        # Actual = bytes in use, maxLimit = capacity (ocpp_client/auth_cache_policy.py).
+        _var(cache, "Storage", T.INTEGER, "0", RO, unit="B", min_limit=0,
+             max_limit=auth_cache_storage_bytes, persistent=False),
+        _var(cache, "DisablePostAuthorize", T.BOOLEAN, "false"),
         # H01: reservations (ReserveNow / CancelReservation)
         _var("ReservationCtrlr", "Enabled", T.BOOLEAN, "true"),
         _var("ReservationCtrlr", "Available", T.BOOLEAN, "true", RO, persistent=False),
@@ -511,14 +521,17 @@ class DeviceModel:
         *,
         defaults: Mapping[str, str] | None = None,
         evse_max_power_w: Mapping[int, float] | float = 50_000.0,
+        auth_cache_storage_bytes: int = DEFAULT_AUTH_CACHE_STORAGE_BYTES,
     ) -> None:
         """`defaults` overrides default values by store key (e.g. "ChargingStation.Model",
-        "SecurityCtrlr.Identity"); they are not persisted. Stored values then override both."""
+        "SecurityCtrlr.Identity"); they are not persisted. Stored values then override both.
+        `auth_cache_storage_bytes` is the Authorization Cache capacity (AuthCacheCtrlr.Storage
+        maxLimit)."""
         self._store = store
         self._listeners: dict[tuple[str, str], list[ChangeListener]] = {}
         self._any_listeners: list[Callable[[str, str], None]] = []
         self.evse_ids = tuple(sorted(set(evse_ids)))
-        definitions = _station_variables()
+        definitions = _station_variables(auth_cache_storage_bytes)
         for evse_id in self.evse_ids:
             power = (
                 evse_max_power_w
@@ -892,6 +905,13 @@ class DeviceModel:
             "LocalAuthListCtrlr", "Entries", evse_id=None, connector_id=None, instance=None
         )
         return int(cell.definition.max_limit or 0)
+
+    def max_limit(self, component: str, variable: str, **where: Any) -> float | None:
+        """The variable's maxLimit characteristic (e.g. AuthCacheCtrlr.Storage capacity)."""
+        where.setdefault("evse_id", None)
+        where.setdefault("connector_id", None)
+        where.setdefault("instance", None)
+        return self._resolve(component, variable, **where).definition.max_limit
 
     def rate_units(self) -> tuple[str, ...]:
         return self._list("SmartChargingCtrlr", "RateUnit")

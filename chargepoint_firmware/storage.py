@@ -54,6 +54,15 @@ CREATE TABLE IF NOT EXISTS auth_cache_used (
     used_at TEXT NOT NULL,
     PRIMARY KEY (id_token, token_type)
 );
+CREATE TABLE IF NOT EXISTS auth_cache_meta (
+    id_token TEXT NOT NULL,
+    token_type TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    inserted_seq INTEGER NOT NULL,
+    used_seq INTEGER NOT NULL,
+    uses INTEGER NOT NULL,
+    PRIMARY KEY (id_token, token_type)
+);
 """
 
 
@@ -64,6 +73,20 @@ class QueuedMessage:
     action: str
     payload: dict[str, Any]  # snake_case keyword arguments of the ocpp.v201.call dataclass
     attempts: int
+
+
+@dataclass(frozen=True, slots=True)
+class CacheRow:
+    """One Authorization Cache entry as stored (see ocpp_client/auth_cache.py)."""
+
+    token: str
+    token_type: str
+    info: dict[str, Any]  # idTokenInfo, snake_case
+    used_at: str | None  # ISO time of the latest store or use
+    size: int | None  # bytes counted against AuthCacheCtrlr.Storage
+    inserted_seq: int
+    used_seq: int
+    uses: int
 
 
 class AgentStorage:
@@ -219,6 +242,64 @@ class AgentStorage:
         with self.atomic():
             self._db.execute("DELETE FROM auth_cache")
             self._db.execute("DELETE FROM auth_cache_used")
+            self._db.execute("DELETE FROM auth_cache_meta")
+
+    def cache_delete(self, token: str, token_type: str) -> None:
+        with self.atomic():
+            for table in ("auth_cache", "auth_cache_used", "auth_cache_meta"):
+                self._db.execute(
+                    f"DELETE FROM {table} WHERE id_token = ? AND token_type = ?",
+                    (token, token_type),
+                )
+
+    _CACHE_SELECT = (
+        "SELECT c.id_token, c.token_type, c.id_token_info, u.used_at, m.size, "
+        "m.inserted_seq, m.used_seq, m.uses FROM auth_cache c "
+        "LEFT JOIN auth_cache_used u ON u.id_token = c.id_token AND u.token_type = c.token_type "
+        "LEFT JOIN auth_cache_meta m ON m.id_token = c.id_token AND m.token_type = c.token_type"
+    )
+
+    @staticmethod
+    def _cache_row(r: Any) -> CacheRow:
+        return CacheRow(
+            token=r[0],
+            token_type=r[1],
+            info=dict(json.loads(r[2])),
+            used_at=r[3],
+            size=None if r[4] is None else int(r[4]),
+            inserted_seq=int(r[5] or 0),
+            used_seq=int(r[6] or 0),
+            uses=int(r[7] or 0),
+        )
+
+    def cache_rows(self) -> list[CacheRow]:
+        """Every cache entry with its bookkeeping (entries from before the bookkeeping table
+        existed get size None, sequence 0 and no uses)."""
+        return [self._cache_row(r) for r in self._db.execute(self._CACHE_SELECT).fetchall()]
+
+    def cache_row(self, token: str, token_type: str) -> CacheRow | None:
+        row = self._db.execute(
+            self._CACHE_SELECT + " WHERE c.id_token = ? AND c.token_type = ?", (token, token_type)
+        ).fetchone()
+        return None if row is None else self._cache_row(row)
+
+    def cache_meta_put(
+        self, token: str, token_type: str, size: int, inserted_seq: int, used_seq: int, uses: int
+    ) -> None:
+        self._db.execute(
+            "INSERT INTO auth_cache_meta "
+            "(id_token, token_type, size, inserted_seq, used_seq, uses) "
+            "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(id_token, token_type) DO UPDATE SET "
+            "size = excluded.size, inserted_seq = excluded.inserted_seq, "
+            "used_seq = excluded.used_seq, uses = excluded.uses",
+            (token, token_type, size, inserted_seq, used_seq, uses),
+        )
+
+    def cache_max_seq(self) -> int:
+        row = self._db.execute(
+            "SELECT MAX(MAX(inserted_seq), MAX(used_seq)) FROM auth_cache_meta"
+        ).fetchone()
+        return int(row[0] or 0)
 
     def cache_touch(self, token: str, token_type: str, used_at: str) -> None:
         """Record when a cached token was last stored or used (AuthCacheCtrlr.LifeTime)."""

@@ -35,6 +35,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
 from chargepoint_firmware.interfaces import EvseHardware, HardwareEvent, HardwareEventKind
+from chargepoint_firmware.ocpp_client.auth_cache import AuthCache
 from chargepoint_firmware.ocpp_client.clock import Clock, SystemClock
 from chargepoint_firmware.ocpp_client.config import ConfigView
 from chargepoint_firmware.ocpp_client.device_model_adapter import DeviceModelAdapter
@@ -87,17 +88,6 @@ def same_token(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
     return key(a) == key(b)
 
 
-def _expired(info: Mapping[str, Any], now: datetime) -> bool:
-    raw = info.get("cache_expiry_date_time")
-    if not raw:
-        return False
-    try:
-        expiry = datetime.fromisoformat(str(raw).replace("Z", "+00:00"))
-    except ValueError:
-        return False
-    return expiry <= now
-
-
 def next_boundary(start: datetime, interval_s: int, now: datetime) -> datetime:
     """The first start + k * interval_s (k >= 1) strictly after `now`."""
     elapsed = (now - start).total_seconds()
@@ -148,6 +138,14 @@ class Agent:
         self.config = ConfigView(self.dm)
         self.dm.on_change(self._on_config_change)
         self.outbox = Outbox(self.storage)
+        self.auth_cache = AuthCache(
+            self.storage,
+            self.config,
+            self.clock,
+            capacity=lambda: int(self.dm.max_limit("AuthCacheCtrlr", "Storage") or 0),
+            on_size=self._report_cache_size,
+        )
+        self.auth_cache.report()
         self.reservations = ReservationBook(self.storage)
         self.transactions = TransactionManager(
             storage=self.storage,
@@ -523,8 +521,7 @@ class Agent:
         token = sent.get("id_token")
         if not info or not token:
             return
-        if self.config.boolean("AuthCacheCtrlr", "Enabled"):
-            self._cache_put(token, dict(info))
+        self._cache_put(token, dict(info))  # C10.FR.05, C12.FR.06
         if info.get("status") != "Accepted":
             tx_id = str(sent["transaction_info"]["transaction_id"])
             self.transactions.token_invalidated(tx_id, str(info.get("status")))
@@ -578,7 +575,15 @@ class Agent:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
 
+    def _report_cache_size(self, size: int) -> None:
+        try:
+            self.dm.set_value("AuthCacheCtrlr", "Storage", str(size))
+        except (KeyError, ValueError) as exc:
+            log.warning("cannot update AuthCacheCtrlr.Storage: %s", exc)
+
     def _on_config_change(self, component: str, variable: str) -> None:
+        if (component, variable) == ("AuthCacheCtrlr", "Storage"):
+            return  # a measured value, not configuration
         for waiter in list(self._config_waiters):
             waiter.set()
         if component == "SampledDataCtrlr" and self._sampler_wake is not None:
@@ -665,8 +670,7 @@ class Agent:
             async def authorize_then_start() -> None:
                 response = await self.send_call(call.Authorize(id_token=id_token))
                 answer = dict(response.id_token_info)
-                if self.config.boolean("AuthCacheCtrlr", "Enabled"):
-                    self._cache_put(id_token, answer)
+                self._cache_put(id_token, answer)  # C10.FR.04
                 if answer.get("status") == "Accepted":
                     self._start_authorized(evse_id, id_token, remote_start_id, profile_json)
                 else:
@@ -885,12 +889,26 @@ class Agent:
         return "Accepted"
 
     async def _authorize_presented(self, token: dict[str, Any]) -> dict[str, Any]:
-        """IdTokenInfo (snake_case) for a token presented locally; see present_id_token."""
-        known = self._authorize_locally(token)
+        """IdTokenInfo (snake_case) for a token presented locally; see present_id_token.
+
+        Online with AuthCtrlr.LocalPreAuthorize, an Accepted local list / cache entry decides
+        without a request (C10/C12.FR.02, C14); a cached entry with another status is asked
+        again (C10.FR.03, C12.FR.05) unless AuthCacheCtrlr.DisablePostAuthorize, then it
+        refuses as cached. Without LocalPreAuthorize the CSMS decides (C10.FR.11). Offline
+        (or when Authorize fails) the list / cache decide with AuthCtrlr.LocalAuthorizeOffline
+        (C12), an unknown token with OfflineTxForUnknownIdEnabled (C15).
+        """
         if self.online:
-            pre_authorize = self.config.boolean("AuthCtrlr", "LocalPreAuthorize")
-            if pre_authorize and known is not None and known.get("status") == "Accepted":
-                return known
+            if self.config.boolean("AuthCtrlr", "LocalPreAuthorize"):
+                known, source = self._local_entry(token)
+                if known is not None and known.get("status") == "Accepted":
+                    return known
+                if (
+                    known is not None
+                    and source == "cache"
+                    and self.auth_cache.disable_post_authorize
+                ):
+                    return known
             try:
                 response = await self.send_call(call.Authorize(id_token=token))
             except (ConnectionError, ConnectionClosed, TimeoutError) as exc:
@@ -899,16 +917,12 @@ class Agent:
                 log.warning("Authorize answered with %s: deciding offline", exc)
             else:
                 answer = dict(response.id_token_info)
-                in_list = self.config.boolean(
-                    "LocalAuthListCtrlr", "Enabled"
-                ) and self.storage.local_list_entry(str(token["id_token"]), str(token["type"]))
-                if self.config.boolean("AuthCacheCtrlr", "Enabled") and not in_list:
-                    self._cache_put(token, answer)
+                self._cache_put(token, answer)  # C10.FR.04
                 return answer
-        if not self.config.boolean("AuthCtrlr", "LocalAuthorizeOffline"):
-            known = None
-        if known is not None:
-            return known
+        if self.config.boolean("AuthCtrlr", "LocalAuthorizeOffline"):
+            known, _ = self._local_entry(token)
+            if known is not None:
+                return known
         if self.config.boolean("AuthCtrlr", "OfflineTxForUnknownIdEnabled"):
             return {"status": "Accepted"}
         return {"status": "Unknown"}
@@ -925,36 +939,28 @@ class Agent:
 
     def _authorize_locally(self, id_token: dict[str, Any]) -> dict[str, Any] | None:
         """IdTokenInfo from the local list (or cache); None when the token is not known here."""
+        return self._local_entry(id_token)[0]
+
+    def _local_entry(self, id_token: Mapping[str, Any]) -> tuple[dict[str, Any] | None, str]:
+        """(IdTokenInfo, "list" / "cache" / ""): the local list first, then the auth cache (an
+        entry past its cacheExpiryDateTime or LifeTime is dropped there: unknown)."""
         token, kind = str(id_token.get("id_token", "")), str(id_token.get("type", ""))
         if self.config.boolean("LocalAuthListCtrlr", "Enabled"):
             entry = self.storage.local_list_entry(token, kind)
             if entry is not None:
-                return entry
-        if self.config.boolean("AuthCacheCtrlr", "Enabled"):
-            cached = self.storage.cache_get(token, kind)
-            if cached is None:
-                return None
-            now = self.clock.now()
-            if _expired(cached, now):
-                return None  # C10: an expired cache entry counts as unknown
-            lifetime = self.config.integer("AuthCacheCtrlr", "LifeTime")
-            used_at = self.storage.cache_used_at(token, kind)
-            stale = (
-                lifetime > 0
-                and used_at is not None
-                and parse_iso(used_at) + timedelta(seconds=lifetime) <= now
-            )
-            if stale:
-                return None  # not used within AuthCacheCtrlr.LifeTime: forgotten
-            self.storage.cache_touch(token, kind, iso_ms(now))
-            return cached
-        return None
+                return entry, "list"
+        cached = self.auth_cache.lookup(id_token)
+        return (cached, "cache") if cached is not None else (None, "")
 
     def _cache_put(self, id_token: Mapping[str, Any], info: dict[str, Any]) -> None:
+        """The CSMS's answer for a token goes to the auth cache (when enabled), unless the
+        enabled local list holds the token: the list decides for it, no copy in the cache."""
         token, kind = str(id_token.get("id_token")), str(id_token.get("type"))
-        with self.storage.atomic():
-            self.storage.cache_put(token, kind, info)
-            self.storage.cache_touch(token, kind, iso_ms(self.clock.now()))
+        if self.config.boolean("LocalAuthListCtrlr", "Enabled") and self.storage.local_list_entry(
+            token, kind
+        ):
+            return
+        self.auth_cache.store(id_token, info)
 
     async def send_triggered(self, message: str, evse_ids: list[int]) -> None:
         match message:

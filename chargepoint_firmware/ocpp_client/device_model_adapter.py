@@ -40,7 +40,15 @@ _MEMBER_LISTS = {
     },
     ("SmartChargingCtrlr", "RateUnit"): {"A", "W"},
 }
+_OPTION_LISTS = {
+    ("AuthCacheCtrlr", "Policy"): {"LRU", "LFU", "FIFO", "CUSTOM"},
+}
+# maxLimit characteristics the agent acts on (the built-in model's capacities).
+_MAX_LIMITS: dict[tuple[str, str], float] = {
+    ("AuthCacheCtrlr", "Storage"): 131_072,
+}
 _READ_ONLY = {
+    ("AuthCacheCtrlr", "Storage"),
     ("SmartChargingCtrlr", "RateUnit"),
     ("SmartChargingCtrlr", "PeriodsPerSchedule"),
     ("SmartChargingCtrlr", "ProfileStackLevel"),
@@ -83,6 +91,10 @@ class DeviceModelAdapter:
 
     def report_entries(self, component: str, count: int) -> None:
         """Keep the read-only Entries count of SmartChargingCtrlr / LocalAuthListCtrlr current."""
+
+    def max_limit(self, component: str, variable: str) -> float | None:
+        """The maxLimit characteristic of a station-level variable (None when it has none)."""
+        return _MAX_LIMITS.get((component, variable))
 
     def get_variables(self, data: list[dict[str, Any]]) -> list[dict[str, Any]]:
         raise NotImplementedError
@@ -156,6 +168,8 @@ class BuiltinDeviceModel(DeviceModelAdapter):
             return value in ("true", "false")
         if kind == "integer":
             return value.lstrip("-").isdigit() and int(value) >= 0
+        if (component, variable) in _OPTION_LISTS:
+            return value in _OPTION_LISTS[(component, variable)]
         if kind == "MemberList":
             allowed = _MEMBER_LISTS.get((component, variable), SUPPORTED_MEASURANDS)
             members = [m.strip() for m in value.split(",") if m.strip()]
@@ -244,6 +258,13 @@ class ProjectDeviceModel(DeviceModelAdapter):
 
     def on_change(self, listener: ChangeListener) -> None:
         self.model.on_any_change(listener)
+
+    def max_limit(self, component: str, variable: str) -> float | None:
+        try:
+            limit: float | None = self.model.max_limit(component, variable)
+        except (AttributeError, KeyError):
+            return super().max_limit(component, variable)
+        return limit
 
     def report_entries(self, component: str, count: int) -> None:
         instance = "ChargingProfiles" if component == "SmartChargingCtrlr" else None

@@ -56,7 +56,6 @@ class AuthorizationBlock(BlockBase):
 
     @on(Action.clear_cache)
     def on_clear_cache(self, **_: Any) -> call_result.ClearCache:
-        if not self.agent.config.boolean("AuthCacheCtrlr", "Enabled"):
-            return call_result.ClearCache(status="Rejected")
-        self.agent.storage.cache_clear()
-        return call_result.ClearCache(status="Accepted")
+        # C11.FR.03 / C11.FR.04: Accepted when cleared, Rejected when the cache is disabled.
+        cleared = self.agent.auth_cache.clear()
+        return call_result.ClearCache(status="Accepted" if cleared else "Rejected")

@@ -61,7 +61,7 @@ class Rig:
         self.storage.close()
         self.open()
 
-    def set(self, variable: str, value: str) -> dict[str, Any]:
+    def set_var(self, variable: str, value: str) -> dict[str, Any]:
         result: dict[str, Any] = self.model.set_variables(
             [
                 {
@@ -100,7 +100,7 @@ def test_c10_fr_04_a_newer_answer_replaces_the_entry(rig: Rig) -> None:
 
 def test_disabled_cache_neither_stores_nor_answers(rig: Rig) -> None:
     rig.cache.store(tok("A"), ACCEPTED)
-    assert rig.set("Enabled", "false")["attributeStatus"] == "Accepted"
+    assert rig.set_var("Enabled", "false")["attributeStatus"] == "Accepted"
     assert rig.cache.store(tok("B"), ACCEPTED) is False
     assert rig.cache.lookup(tok("A")) is None
     assert rig.keys() == {"A"}  # kept, just not used while disabled
@@ -112,7 +112,7 @@ def test_c02_no_authorization_tokens_are_never_cached(rig: Rig) -> None:
 
 
 def test_c10_fr_08_entry_lapses_after_life_time_without_use(rig: Rig) -> None:
-    rig.set("LifeTime", "100")
+    rig.set_var("LifeTime", "100")
     rig.cache.store(tok("A"), ACCEPTED)
     rig.clock.advance(90)
     assert rig.cache.lookup(tok("A")) == ACCEPTED  # a use renews the lifetime
@@ -125,7 +125,7 @@ def test_c10_fr_08_entry_lapses_after_life_time_without_use(rig: Rig) -> None:
 
 
 def test_life_time_zero_means_no_age_limit(rig: Rig) -> None:
-    rig.set("LifeTime", "0")
+    rig.set_var("LifeTime", "0")
     rig.cache.store(tok("A"), ACCEPTED)
     rig.clock.advance(10 * 365 * 86400)
     assert rig.cache.lookup(tok("A")) == ACCEPTED
@@ -174,7 +174,7 @@ def _fill(rig: Rig) -> None:
 )
 def test_cache_full_evicts_per_policy(tmp_path: Path, policy: str, victim: str) -> None:
     rig = Rig(tmp_path, capacity=3 * ONE)
-    assert rig.set("Policy", policy)["attributeStatus"] == "Accepted"
+    assert rig.set_var("Policy", policy)["attributeStatus"] == "Accepted"
     _fill(rig)
     # Stored T1, T2, T3; then used T2, T2, T3, T1. Uses: T1 2, T2 3, T3 2. Least recently
     # used: T2; first stored: T1; least frequently used: T3 (tie with T1, used less recently).
@@ -188,7 +188,7 @@ def test_cache_full_evicts_per_policy(tmp_path: Path, policy: str, victim: str) 
 
 def test_custom_policy_evicts_a_refused_token_before_accepted_ones(tmp_path: Path) -> None:
     rig = Rig(tmp_path, capacity=3 * ONE + 10)
-    rig.set("Policy", "CUSTOM")
+    rig.set_var("Policy", "CUSTOM")
     rig.cache.store(tok("T1"), ACCEPTED)
     rig.cache.store(tok("T2"), {"status": "Invalid"})
     rig.cache.store(tok("T3"), ACCEPTED)
@@ -199,8 +199,8 @@ def test_custom_policy_evicts_a_refused_token_before_accepted_ones(tmp_path: Pat
 
 def test_lapsed_entries_go_before_any_live_entry(tmp_path: Path) -> None:
     rig = Rig(tmp_path, capacity=3 * ONE)
-    rig.set("Policy", "FIFO")
-    rig.set("LifeTime", "1000")
+    rig.set_var("Policy", "FIFO")
+    rig.set_var("LifeTime", "1000")
     _fill(rig)
     rig.clock.advance(500)
     rig.cache.lookup(tok("T1"))
@@ -220,10 +220,10 @@ def test_an_entry_larger_than_the_cache_is_not_stored(tmp_path: Path) -> None:
 
 def test_c11_fr_03_clear_accepted_and_c11_fr_04_rejected_when_disabled(rig: Rig) -> None:
     rig.cache.store(tok("A"), ACCEPTED)
-    rig.set("Enabled", "false")
+    rig.set_var("Enabled", "false")
     assert rig.cache.clear() is False
     assert rig.keys() == {"A"}
-    rig.set("Enabled", "true")
+    rig.set_var("Enabled", "true")
     assert rig.cache.clear() is True
     assert rig.keys() == set()
     assert rig.model.value("AuthCacheCtrlr", "Storage") == "0"
@@ -317,7 +317,7 @@ def test_set_variables_validates_auth_cache_ctrlr(
     rig: Rig, variable: str, value: str, status: str
 ) -> None:
     before = rig.model.value("AuthCacheCtrlr", variable)
-    result = rig.set(variable, value)
+    result = rig.set_var(variable, value)
     assert result["attributeStatus"] == status
     after = rig.model.value("AuthCacheCtrlr", variable)
     assert after == (value if status == "Accepted" else before)

@@ -19,7 +19,7 @@ from chargepoint_firmware.device_model_store import InMemoryStore
 from chargepoint_firmware.ocpp_client.agent import Agent
 from chargepoint_firmware.ocpp_client.auth_cache_policy import entry_size
 from chargepoint_firmware.ocpp_client.timefmt import iso_ms
-from tests.integration.test_agent_local_auth import go_offline, started
+from tests.integration.test_agent_local_auth import go_offline
 from tests.integration.test_agent_transactions import set_variable
 from tests.support.agent_fakes import FakeEvse
 from tests.support.agent_harness import Harness, _online, agent_settings, eventually
@@ -138,7 +138,9 @@ async def test_c10_fr_04_authorize_response_is_cached_and_storage_counts_it(
         assert await h.agent.present_id_token(1, card(1)) == "Blocked"
         assert cached(h, 1) == {"status": "Blocked"}  # any status is cached (C10.FR.01)
         storage = await get_variable(h, "Storage")
-        assert storage["attribute_value"] == str(entry_size("CARD-1", "ISO14443", cached(h, 1)))
+        assert storage["attribute_value"] == str(
+            entry_size("CARD-1", "ISO14443", {"status": "Blocked"})
+        )
     finally:
         await h.close()
 
@@ -213,7 +215,7 @@ async def test_c12_offline_start_with_cached_id_then_csms_blocks_it_online(
             )
         )[0]
         assert ended["transactionInfo"]["stoppedReason"] == "DeAuthorized"  # StopTxOnInvalidId
-        first = [e for e in h.csms.actions("TransactionEvent") if e["eventType"] == "Started"][0]
+        first = next(e for e in h.csms.actions("TransactionEvent") if e["eventType"] == "Started")
         assert first["offline"] is True and first["idToken"]["idToken"] == "CARD-1"
         await eventually(lambda: cached(h, 1) == {"status": "Blocked"}, message="cache stale")
     finally:

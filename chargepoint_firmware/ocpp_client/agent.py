@@ -145,7 +145,7 @@ class Agent:
             capacity=lambda: int(self.dm.max_limit("AuthCacheCtrlr", "Storage") or 0),
             on_size=self._report_cache_size,
         )
-        self.auth_cache.report()
+        self.auth_cache.trim()
         self.reservations = ReservationBook(self.storage)
         self.transactions = TransactionManager(
             storage=self.storage,

@@ -14,6 +14,9 @@
 * `clear()`: ClearCache (C11): False (Rejected) when the cache is disabled.
 * The entries live in SQLite (storage.py), so they survive a restart or power cut (C10.FR.02).
 * `on_size(bytes)` is called whenever the bytes in use change (AuthCacheCtrlr.Storage Actual).
+* `trim()` (at agent start): lapsed entries go, and a cache above its capacity is evicted down.
+* Cost: a store reads every entry's bookkeeping (one SELECT, JSON of each idTokenInfo) to plan
+  evictions: linear in the entries, fine for the few thousand a 128 KiB cache holds.
 """
 
 from __future__ import annotations
@@ -166,6 +169,22 @@ class AuthCache:
 
     def report(self) -> None:
         self._report()
+
+    def trim(self) -> int:
+        """Drop lapsed entries, then evict per Policy until the cache fits its capacity (a
+        state file from a build with a larger cache); reports the size. Returns how many went."""
+        now_s = self.clock.now().timestamp()
+        metas = self.entries()
+        lapsed = [m.key for m in metas if m.lapses_at is not None and m.lapses_at <= now_s]
+        live = [m for m in metas if m.key not in set(lapsed)]
+        victims = plan_evictions(live, self._policy(), self.capacity(), ("", ""), 0, now_s) or []
+        gone = [*lapsed, *victims]
+        if gone:
+            with self.storage.atomic():
+                for key in gone:
+                    self.storage.cache_delete(*key)
+        self._report()
+        return len(gone)
 
     # -- internals ----------------------------------------------------------------------------
     def _next_seq(self) -> int:

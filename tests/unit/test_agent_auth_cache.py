@@ -249,6 +249,27 @@ def test_entries_from_an_older_state_file_still_count_and_evict(tmp_path: Path) 
     assert rig.keys() == {"T2", "T3"}
 
 
+def test_trim_brings_an_oversized_cache_down_to_capacity_by_policy(tmp_path: Path) -> None:
+    big = Rig(tmp_path, capacity=10 * ONE)
+    big.set_var("LifeTime", "0")
+    _fill(big)
+    big.cache.lookup(tok("T1"))
+    big.storage.close()
+    small = Rig(tmp_path, capacity=2 * ONE, clock=big.clock)  # same state file, smaller cache
+    small.set_var("LifeTime", "0")
+    assert small.cache.trim() == 1
+    assert small.keys() == {"T1", "T3"}  # LRU: T2 went
+    assert small.model.value("AuthCacheCtrlr", "Storage") == str(2 * ONE)
+
+
+def test_trim_drops_lapsed_entries(rig: Rig) -> None:
+    rig.set_var("LifeTime", "10")
+    rig.cache.store(tok("T1"), ACCEPTED)
+    rig.clock.advance(11)
+    assert rig.cache.trim() == 1
+    assert rig.keys() == set()
+
+
 # -- AuthCacheCtrlr variables --------------------------------------------------------------
 
 

@@ -1,11 +1,16 @@
 """Frequency response (pure): the local frequency-watt curve and the central under-frequency
-event rule. Power is signed: negative = discharge (inject into the grid)."""
+event rule. Power is signed: negative = discharge (inject into the grid).
+
+The rule's state is a plain value (`EventSnapshot`, JSON-able with `as_dict`/`from_dict`), so
+that several CSMS nodes can keep it in the database and feed one sample stream between them:
+restore, feed, snapshot, store."""
 
 from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Any
 
 import numpy as np
 
@@ -69,16 +74,72 @@ class EventState(StrEnum):
     ACTIVE = "active"  # discharging
 
 
+@dataclass(frozen=True)
+class EventSnapshot:
+    """Everything an UnderFrequencyEvent remembers between samples (times in seconds, as fed)."""
+
+    state: EventState = EventState.IDLE
+    since: float = 0.0  # when ARMING began
+    until: float = 0.0  # when ACTIVE ends
+    last_t: float | None = None  # the latest sample fed
+    events_started: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "state": self.state.value,
+            "since": self.since,
+            "until": self.until,
+            "last_t": self.last_t,
+            "events_started": self.events_started,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> EventSnapshot:
+        """The inverse of `as_dict`; ValueError for anything else."""
+        try:
+            last_t = data["last_t"]
+            snapshot = cls(
+                state=EventState(data["state"]),
+                since=float(data["since"]),
+                until=float(data["until"]),
+                last_t=None if last_t is None else float(last_t),
+                events_started=int(data["events_started"]),
+            )
+        except (KeyError, TypeError) as exc:
+            raise ValueError(f"not an under-frequency event state: {data!r}") from exc
+        if snapshot.events_started < 0:
+            raise ValueError("events_started must be >= 0")
+        return snapshot
+
+
 class UnderFrequencyEvent:
     """Feed (time s, Hz, SoC) samples in time order; each answer is the power to run at (kW)."""
 
-    def __init__(self, rule: UnderFrequencyRule | None = None) -> None:
+    def __init__(
+        self, rule: UnderFrequencyRule | None = None, snapshot: EventSnapshot | None = None
+    ) -> None:
         self.rule = rule or UnderFrequencyRule()
-        self.state = EventState.IDLE
-        self._since: float = 0.0
-        self._until: float = 0.0
-        self._last_t: float | None = None
-        self.events_started = 0
+        start = snapshot or EventSnapshot()
+        self.state = start.state
+        self._since: float = start.since
+        self._until: float = start.until
+        self._last_t: float | None = start.last_t
+        self.events_started = start.events_started
+
+    def snapshot(self) -> EventSnapshot:
+        """The state to store; `UnderFrequencyEvent(rule, snapshot)` continues from it."""
+        return EventSnapshot(
+            self.state, self._since, self._until, self._last_t, self.events_started
+        )
+
+    @property
+    def last_t(self) -> float | None:
+        return self._last_t
+
+    @property
+    def active_until(self) -> float | None:
+        """When the running discharge ends by itself (None unless ACTIVE)."""
+        return self._until if self.state is EventState.ACTIVE else None
 
     def feed(self, t: float, hz: float, soc: float) -> float:
         if self._last_t is not None and t < self._last_t:

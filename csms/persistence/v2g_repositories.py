@@ -9,6 +9,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from csms.persistence import repositories as repo
@@ -187,6 +188,15 @@ async def list_prices(
     if start is not None:
         rows = [p for p in rows if p.interval_start + timedelta(seconds=p.interval_s) > start]
     return rows
+
+
+async def prices_changed_at(conn: AsyncConnection) -> datetime | None:
+    """When any stored price interval was last written (None = no prices): every node sees
+    an upload made through any other."""
+    found: datetime | None = (
+        await conn.execute(sa.select(sa.func.max(v.v2g_prices.c.updated_at)))
+    ).scalar()
+    return found
 
 
 # ---- plans ------------------------------------------------------------------------------------
@@ -425,3 +435,42 @@ async def station_transactions(
         q = q.where(c.evse_id == evse_id)
     rows = (await conn.execute(q.limit(limit))).all()
     return [repo._transaction(r) for r in rows]
+
+
+# ---- rule state shared by the nodes -------------------------------------------------------------
+
+
+def _insert_rule_once(dialect: str) -> Any:
+    table = v.v2g_rule_states
+    insert = postgresql.insert(table) if dialect == "postgresql" else sqlite.insert(table)
+    return insert.on_conflict_do_nothing(index_elements=["name"])
+
+
+async def lock_rule_state(conn: AsyncConnection, name: str, now: datetime) -> dict[str, Any]:
+    """Inside a write transaction: the rule's stored state ({} at first), with its row locked
+    until the transaction ends (PostgreSQL: SELECT ... FOR UPDATE). The row is written first if
+    missing; on SQLite that first statement is a write, so the transaction holds the database's
+    write lock before it reads (no other node can change the state between read and write)."""
+    await conn.execute(
+        _insert_rule_once(conn.dialect.name), {"name": name, "state": {}, "updated_at": now}
+    )
+    c = v.v2g_rule_states.c
+    state = (
+        await conn.execute(sa.select(c.state).where(c.name == name).with_for_update())
+    ).scalar_one()
+    return dict(state)
+
+
+async def save_rule_state(
+    conn: AsyncConnection, name: str, state: dict[str, Any], now: datetime
+) -> None:
+    c = v.v2g_rule_states.c
+    await conn.execute(
+        v.v2g_rule_states.update().where(c.name == name).values(state=state, updated_at=now)
+    )
+
+
+async def get_rule_state(conn: AsyncConnection, name: str) -> dict[str, Any] | None:
+    c = v.v2g_rule_states.c
+    found = (await conn.execute(sa.select(c.state).where(c.name == name))).scalar()
+    return None if found is None else dict(found)

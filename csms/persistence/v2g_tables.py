@@ -87,3 +87,14 @@ v2g_station_settings = sa.Table(
     sa.Column("emergency_backup", sa.Boolean, nullable=False, server_default=sa.false()),
     sa.Column("updated_at", UtcDateTime, nullable=False),
 )
+
+# Rule state that every CSMS node must see the same (migration 0004): one row per rule, e.g.
+# "under_frequency" -> {vehicle id: EventSnapshot.as_dict()}. A node changes it by
+# read-modify-write in one transaction that holds the row lock (SELECT ... FOR UPDATE).
+v2g_rule_states = sa.Table(
+    "v2g_rule_states",
+    metadata,
+    sa.Column("name", sa.String(32), primary_key=True),
+    sa.Column("state", sa.JSON, nullable=False),
+    sa.Column("updated_at", UtcDateTime, nullable=False),
+)

@@ -12,6 +12,7 @@ from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy.ext.asyncio import create_async_engine
 
+import csms.persistence.v2g_tables  # noqa: F401  (registers the V2G tables on `metadata`)
 from csms.persistence import migrate
 from csms.persistence.tables import CORE_TABLES, metadata
 
@@ -50,6 +51,24 @@ async def schema_diff(url: str) -> list[object]:
     return list(diff)
 
 
+async def full_schema_diff(url: str, tables: set[str] | None = None) -> list[object]:
+    """Differences between the migrated schema and every table definition the code uses
+    (core and V2G; only `tables` when given)."""
+    def wanted(obj: object, name: str | None, type_: str, *_: object) -> bool:
+        table = name if type_ == "table" else getattr(getattr(obj, "table", None), "name", None)
+        return tables is None or table is None or table in tables
+
+    engine = create_async_engine(url)
+    async with engine.connect() as conn:
+        diff = await conn.run_sync(
+            lambda c: compare_metadata(
+                MigrationContext.configure(c, opts={"include_object": wanted}), metadata
+            )
+        )
+    await engine.dispose()
+    return list(diff)
+
+
 # Core columns that later revisions add (0003: the fast password check).
 ADDED_TO_CORE_LATER = {("stations", "password_check")}
 
@@ -73,6 +92,7 @@ def test_every_revision_up_and_down_sqlite(tmp_path: Path) -> None:
             assert _added_columns(asyncio.run(schema_diff(url))) == ADDED_TO_CORE_LATER
     assert asyncio.run(table_names(url)) >= CORE_TABLES
     assert asyncio.run(schema_diff(url)) == []  # later revisions keep the core intact
+    assert asyncio.run(full_schema_diff(url)) == []  # head: every table as the code defines it
     for previous in [*reversed(revisions[:-1]), "base"]:
         migrate.downgrade(url, previous)
         if previous == "0001":

@@ -11,6 +11,7 @@ from csms.persistence.tables import metadata
 from tests.integration.test_csms_migrations import (
     ADDED_TO_CORE_LATER,
     _added_columns,
+    full_schema_diff,
     schema_diff,
     table_names,
 )
@@ -23,6 +24,8 @@ V2G_TABLES = {
     v2g.v2g_dispatches.name,
     v2g.v2g_station_settings.name,
 }
+# V2G tables later revisions add (0004: the rule state every node shares).
+V2G_TABLES_LATER = {v2g.v2g_rule_states.name}
 
 
 async def _up_and_down(url: str) -> None:
@@ -31,13 +34,15 @@ async def _up_and_down(url: str) -> None:
     await migrate.upgrade_async(url, "0002")
     names = await table_names(url)
     assert names >= V2G_TABLES
-    assert names == set(metadata.tables)
+    assert names == set(metadata.tables) - V2G_TABLES_LATER
     assert _added_columns(await schema_diff(url)) == ADDED_TO_CORE_LATER
+    assert await full_schema_diff(url, V2G_TABLES) == []  # 0002's tables as the code defines
     await migrate.downgrade_async(url, "0001")
     assert not (await table_names(url)) & V2G_TABLES
-    assert await table_names(url) == set(metadata.tables) - V2G_TABLES
+    assert await table_names(url) == set(metadata.tables) - V2G_TABLES - V2G_TABLES_LATER
     await migrate.upgrade_async(url)
-    assert await table_names(url) >= V2G_TABLES
+    assert await table_names(url) == set(metadata.tables)
+    assert await full_schema_diff(url) == []
 
 
 async def test_0002_up_and_down_sqlite(tmp_path: Path) -> None:

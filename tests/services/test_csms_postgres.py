@@ -13,6 +13,7 @@ from csms.persistence.tables import CORE_TABLES
 from tests.integration.test_csms_migrations import (
     ADDED_TO_CORE_LATER,
     _added_columns,
+    full_schema_diff,
     schema_diff,
     table_names,
 )
@@ -32,6 +33,7 @@ async def test_every_revision_up_and_down_postgres() -> None:
         await migrate.upgrade_async(url)
         assert await table_names(url) >= CORE_TABLES
         assert await schema_diff(url) == []
+        assert await full_schema_diff(url) == []  # head: core and V2G tables as defined
         await migrate.downgrade_async(url, "0001")
         assert await table_names(url) == CORE_TABLES
         await migrate.downgrade_async(url, "base")

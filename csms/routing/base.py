@@ -1,6 +1,6 @@
 """How a command reaches the node that holds a station's websocket.
 
-Minimal on purpose: a broker-backed router (NATS/Redis) implements the same three methods.
+Minimal on purpose: a broker-backed router (NATS/Redis) implements the same methods.
 Errors: StationOffline, StationDisconnected, CommandTimeout, CallErrorReceived, and with a
 broker BrokerUnavailable (csms.domain.errors).
 """
@@ -36,6 +36,11 @@ class CommandRouter(Protocol):
     ) -> dict[str, Any]: ...
 
     async def is_connected(self, station_id: str) -> bool: ...
+
+    def is_local(self, station_id: str) -> bool:
+        """Whether this node holds the station's websocket (no broker read): work done per
+        station on every node (V2G re-planning) is done by that node alone."""
+        ...
 
     async def node_of(self, station_id: str) -> str | None:
         """The node id holding the station's connection, None when offline."""

@@ -49,6 +49,9 @@ class InProcessRouter:
     async def is_connected(self, station_id: str) -> bool:
         return station_id in self._links
 
+    def is_local(self, station_id: str) -> bool:
+        return station_id in self._links
+
     async def node_of(self, station_id: str) -> str | None:
         return self.node_id if station_id in self._links else None
 

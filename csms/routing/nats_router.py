@@ -393,6 +393,9 @@ class BrokerRouter(abc.ABC):
         """Stations connected to this node."""
         return self.local.connected_station_ids()
 
+    def is_local(self, station_id: str) -> bool:
+        return self.local.link(station_id) is not None
+
     async def _claim(self, claim: _Claim) -> None:
         station_id = claim.link.station_id
         try:

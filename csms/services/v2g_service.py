@@ -8,6 +8,14 @@ Stack levels and profile ids the V2G services use for their TxProfiles (each rep
 previous profile on the EVSE): the plan at PLAN_STACK_LEVEL, a fleet dispatch above it, a
 frequency event above both; dispatch and frequency profiles have a `duration`, so the station
 falls back to the plan by itself when they end.
+
+Several nodes (one database, a broker router): the re-planning loop of each node re-plans only
+the vehicles whose station's websocket that node holds (`CommandRouter.is_local`), so each
+vehicle is planned by one node per round, and a station that moves is picked up by its new
+node; a price upload through any node counts (its time is read from the database). The central
+under-frequency rule keeps its state in the database (`v2g_rule_states`, one row for the rule),
+changed by read-modify-write under that row's lock, so samples that alternate between nodes are
+one stream: an event fires once and is cleared once, whichever node answers each sample.
 """
 
 from __future__ import annotations
@@ -18,9 +26,11 @@ import json
 import logging
 import math
 from collections.abc import Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
+
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from csms.domain.errors import AlreadyExists, CsmsError, InvalidRequest, NotFound, UnknownStation
 from csms.domain.models import Transaction, TransactionState
@@ -34,6 +44,7 @@ from csms.persistence.v2g_repositories import (
     StationV2gSettings,
     VehicleRecord,
 )
+from csms.routing.base import CommandRouter
 from csms.services.common import Clock, ocpp_datetime, utcnow
 from csms.services.v2g_models import (
     BACKUP_MESSAGE_ID,
@@ -91,13 +102,25 @@ from csms.v2g import (
 )
 from csms.v2g.economics import DEFAULT_EQUIPMENT_COST_AUD, Economics
 from csms.v2g.fleet import Bid, FleetFlexibility, Flexibility
-from csms.v2g.frequency import EventState
+from csms.v2g.frequency import EventSnapshot, EventState
 from csms.v2g.prices import PriceFileError
 
 if TYPE_CHECKING:  # csms.home_assistant imports this module
     from csms.home_assistant import HomeAssistantSettings
 
 log = logging.getLogger(__name__)
+
+# The row of v2g_rule_states holding the under-frequency rule: {vehicle id: EventSnapshot}.
+UNDER_FREQUENCY_RULE = "under_frequency"
+
+
+@dataclass(frozen=True)
+class _FrequencyStep:
+    """What one sample did to the shared rule state (decided under its row lock)."""
+
+    fired: tuple[str, ...] = ()  # vehicle ids whose event started
+    ended: tuple[str, ...] = ()  # vehicle ids whose event stopped before its duration
+    error: str | None = None  # the sample was refused (out of time order): nothing changed
 
 
 class V2gService:
@@ -109,15 +132,17 @@ class V2gService:
         clock: Clock = utcnow,
         settings: V2gSettings | None = None,
         home_assistant: HomeAssistantSettings | None = None,
+        router: CommandRouter | None = None,
     ) -> None:
+        """`router`: the node's command router; with it the re-planning loop plans only the
+        vehicles at stations this node holds (without it, every vehicle: one node)."""
         self._db = db
         self._commands = commands
+        self._router = router
         self._clock = clock
         self.settings = settings or V2gSettings()
         self._home_assistant_settings = home_assistant
-        self._prices_changed_at: datetime | None = None
-        self._frequency: dict[str, UnderFrequencyEvent] = {}
-        self._frequency_until: dict[str, datetime] = {}
+        # Serializes this node's samples (the row lock serializes the nodes).
         self._frequency_lock = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
         self._home_assistant: asyncio.Task[None] | None = None
@@ -163,19 +188,27 @@ class V2gService:
             except Exception:  # one bad round must not end the loop
                 log.exception("V2G re-planning round failed")
 
+    def _holds(self, station_id: str) -> bool:
+        """Whether this node re-plans the station's vehicles: it holds the station's websocket
+        (always, without a router)."""
+        return self._router is None or self._router.is_local(station_id)
+
     async def replan_all(self) -> dict[str, list[str]]:
-        """One re-planning round: vehicle id -> the reasons it was re-planned for."""
+        """One re-planning round over the vehicles at stations this node holds: vehicle id ->
+        the reasons it was re-planned for."""
         now = self._clock()
         done: dict[str, list[str]] = {}
+        async with self._db.read() as conn:
+            prices_changed_at = await vrepo.prices_changed_at(conn)
         for record in await self.list_vehicles():
-            if record.station_id is None:
+            if record.station_id is None or not self._holds(record.station_id):
                 continue
             ctx = await self.session_context(record, now)
             if ctx.transaction is None or ctx.soc is None:
                 continue
             async with self._db.read() as conn:
                 last = await vrepo.latest_plan(conn, vehicle_id=record.id, sent_only=True)
-            reasons = replan_reasons(last, ctx, now, self._prices_changed_at, self.settings)
+            reasons = replan_reasons(last, ctx, now, prices_changed_at, self.settings)
             if not reasons:
                 continue
             try:
@@ -377,9 +410,7 @@ class V2gService:
             if not (math.isfinite(row.import_c_kwh) and math.isfinite(row.export_c_kwh)):
                 raise InvalidRequest("prices must be finite")
         now = self._clock()
-        count = await self._db.write(lambda c: vrepo.save_prices(c, rows, now))
-        self._prices_changed_at = now
-        return count
+        return await self._db.write(lambda c: vrepo.save_prices(c, rows, now))
 
     async def get_prices(self, start: datetime | None, end: datetime | None) -> list[PriceRow]:
         async with self._db.read() as conn:
@@ -698,33 +729,26 @@ class V2gService:
         fires, send that vehicle a discharge TxProfile lasting the rule's duration (the station
         falls back to the plan by itself afterwards); when the rule stops early (SoC down to
         its stop level) clear that profile at once. Returns {"fired": [...], "restored": [...]}.
+
+        The rule state is shared by every node (the database row of UNDER_FREQUENCY_RULE): the
+        node that answers a sample decides, under the row lock, what it changes, and alone
+        sends the commands for it.
         """
         if not 40.0 <= hz <= 70.0:
             raise InvalidRequest("hz must be between 40 and 70")
         async with self._frequency_lock:
             contexts = await self._connected(at)
-            fired: list[SessionContext] = []
-            ended: list[SessionContext] = []
-            for ctx in contexts:
-                vid = ctx.vehicle.id
-                rule = self._frequency.setdefault(vid, UnderFrequencyEvent(self._rule()))
-                started = rule.events_started
-                was_active = rule.state is EventState.ACTIVE
-                try:
-                    rule.feed(at.timestamp(), hz, ctx.soc or 0.0)
-                except ValueError as exc:
-                    raise InvalidRequest(str(exc)) from exc
-                if rule.events_started > started:
-                    fired.append(ctx)
-                    self._frequency_until[vid] = at + timedelta(
-                        seconds=self.settings.frequency_duration_s
-                    )
-                elif (
-                    was_active
-                    and rule.state is not EventState.ACTIVE
-                    and at < self._frequency_until.pop(vid, at)
-                ):
-                    ended.append(ctx)  # stopped before its duration: SoC reached stop_soc
+            step = _FrequencyStep()
+            if contexts:
+                now = self._clock()
+                step = await self._db.write(
+                    lambda conn: self._frequency_step(conn, contexts, hz, at, now)
+                )
+            if step.error is not None:
+                raise InvalidRequest(step.error)
+            by_id = {ctx.vehicle.id: ctx for ctx in contexts}
+            fired = [by_id[vid] for vid in step.fired]
+            ended = [by_id[vid] for vid in step.ended]
             restored = list(await asyncio.gather(*(self._clear_frequency(c) for c in ended)))
             if not fired:
                 return {"fired": [], "restored": restored}
@@ -754,6 +778,52 @@ class V2gService:
                 "fired": [dict(r, vehicle_id=v) for v, r in per_vehicle.items()],
                 "restored": restored,
             }
+
+    async def _frequency_step(
+        self,
+        conn: AsyncConnection,
+        contexts: list[SessionContext],
+        hz: float,
+        at: datetime,
+        now: datetime,
+    ) -> _FrequencyStep:
+        """Inside one write transaction: read the rule state under its row lock, feed the
+        sample to each connected vehicle's event, write the state back. Depends on nothing but
+        the database and its arguments (the writer may run it again after a rollback)."""
+        stored = await vrepo.lock_rule_state(conn, UNDER_FREQUENCY_RULE, now)
+        rule = self._rule()
+        t = at.timestamp()
+        events: dict[str, UnderFrequencyEvent] = {}
+        for vid, data in stored.items():
+            try:
+                events[vid] = UnderFrequencyEvent(rule, EventSnapshot.from_dict(data))
+            except ValueError:
+                log.warning("dropping unreadable under-frequency state of %s: %r", vid, data)
+        for ctx in contexts:
+            last_t = events[ctx.vehicle.id].last_t if ctx.vehicle.id in events else None
+            if last_t is not None and t < last_t:
+                return _FrequencyStep(error=f"samples must come in time order ({t} after {last_t})")
+        fired: list[str] = []
+        ended: list[str] = []
+        for ctx in contexts:
+            vid = ctx.vehicle.id
+            event = events.setdefault(vid, UnderFrequencyEvent(rule))
+            started = event.events_started
+            until = event.active_until
+            event.feed(t, hz, ctx.soc or 0.0)
+            if event.events_started > started:
+                fired.append(vid)
+            elif until is not None and event.state is not EventState.ACTIVE and t < until:
+                ended.append(vid)  # stopped before its duration: SoC reached stop_soc
+        connected = {ctx.vehicle.id for ctx in contexts}
+        state = {
+            vid: event.snapshot().as_dict()
+            for vid, event in sorted(events.items())
+            # an idle vehicle that is not plugged in has nothing to remember
+            if vid in connected or event.state is not EventState.IDLE
+        }
+        await vrepo.save_rule_state(conn, UNDER_FREQUENCY_RULE, state, now)
+        return _FrequencyStep(tuple(fired), tuple(ended))
 
     async def _clear_frequency(self, ctx: SessionContext) -> dict[str, Any]:
         station_id = ctx.vehicle.station_id
@@ -989,6 +1059,7 @@ def v2g_service_for(services: Any) -> V2gService:
             clock=services.clock,
             settings=V2gSettings.from_settings(settings),
             home_assistant=HomeAssistantSettings.from_settings(settings),
+            router=getattr(services, "router", None),  # None: a container without one
         )
         services._v2g_service = found
     return found

@@ -54,6 +54,7 @@ async def schema_diff(url: str) -> list[object]:
 async def full_schema_diff(url: str, tables: set[str] | None = None) -> list[object]:
     """Differences between the migrated schema and every table definition the code uses
     (core and V2G; only `tables` when given)."""
+
     def wanted(obj: object, name: str | None, type_: str, *_: object) -> bool:
         table = name if type_ == "table" else getattr(getattr(obj, "table", None), "name", None)
         return tables is None or table is None or table in tables

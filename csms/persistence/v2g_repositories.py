@@ -12,6 +12,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from csms.domain.models import TransactionState
 from csms.persistence import repositories as repo
 from csms.persistence import tables as t
 from csms.persistence import v2g_tables as v
@@ -423,6 +424,23 @@ async def latest_event(
         .limit(200)
     )
     return [(r[0], r[1], r[2]) for r in (await conn.execute(q)).all()]
+
+
+async def active_transactions(
+    conn: AsyncConnection, station_ids: Sequence[str] | set[str]
+) -> dict[str, list[Any]]:
+    """Station id -> its running transactions, newest first (domain Transaction objects)."""
+    c = t.transactions.c
+    q = (
+        t.transactions.select()
+        .where(c.state == TransactionState.ACTIVE.value, c.station_id.in_(sorted(station_ids)))
+        .order_by(c.id.desc())
+    )
+    out: dict[str, list[Any]] = {}
+    for row in (await conn.execute(q)).all():
+        tx = repo._transaction(row)
+        out.setdefault(tx.station_id, []).append(tx)
+    return out
 
 
 async def station_transactions(

@@ -115,6 +115,16 @@ UNDER_FREQUENCY_RULE = "under_frequency"
 
 
 @dataclass(frozen=True)
+class _Plugged:
+    """What the frequency rule needs of a connected vehicle (a SessionContext without the
+    departure and target, which cost most of its reads)."""
+
+    vehicle: VehicleRecord
+    transaction: Transaction
+    soc: float
+
+
+@dataclass(frozen=True)
 class _FrequencyStep:
     """What one sample did to the shared rule state (decided under its row lock)."""
 
@@ -567,6 +577,34 @@ class V2gService:
                 out.append(ctx)
         return out
 
+    async def _plugged(self) -> list[_Plugged]:
+        """The vehicles `_connected` gives, with the same transaction and SoC, in a few reads:
+        one for the vehicles, one for the running transactions of their stations, one or two
+        for each vehicle's latest SoC."""
+        out: list[_Plugged] = []
+        async with self._db.read() as conn:
+            linked = [(v.station_id, v) for v in await vrepo.list_vehicles(conn) if v.station_id]
+            if not linked:
+                return out
+            active = await vrepo.active_transactions(conn, {s for s, _ in linked})
+            for station_id, record in linked:
+                tx = next(
+                    (
+                        t
+                        for t in active.get(station_id, [])
+                        if record.evse_id is None or t.evse_id in (None, record.evse_id)
+                    ),
+                    None,
+                )
+                if tx is None or tx.evse_id is None:
+                    continue
+                found = await vrepo.latest_measurand(
+                    conn, station_id, SOC, record.evse_id, tx.transaction_id
+                ) or await vrepo.latest_measurand(conn, station_id, SOC, record.evse_id)
+                if found is not None:
+                    out.append(_Plugged(record, tx, found[1] / 100.0))
+        return out
+
     async def flexibility(
         self, duration: timedelta, now: datetime | None = None
     ) -> tuple[list[Flexibility], FleetFlexibility]:
@@ -591,7 +629,7 @@ class V2gService:
 
     async def _send_power(
         self,
-        ctx: SessionContext,
+        ctx: SessionContext | _Plugged,
         power_w: float,
         duration_s: int,
         profile_id: int,
@@ -737,7 +775,7 @@ class V2gService:
         if not 40.0 <= hz <= 70.0:
             raise InvalidRequest("hz must be between 40 and 70")
         async with self._frequency_lock:
-            contexts = await self._connected(at)
+            contexts = await self._plugged()
             step = _FrequencyStep()
             if contexts:
                 now = self._clock()
@@ -782,7 +820,7 @@ class V2gService:
     async def _frequency_step(
         self,
         conn: AsyncConnection,
-        contexts: list[SessionContext],
+        contexts: list[_Plugged],
         hz: float,
         at: datetime,
         now: datetime,
@@ -810,7 +848,7 @@ class V2gService:
             event = events.setdefault(vid, UnderFrequencyEvent(rule))
             started = event.events_started
             until = event.active_until
-            event.feed(t, hz, ctx.soc or 0.0)
+            event.feed(t, hz, ctx.soc)
             if event.events_started > started:
                 fired.append(vid)
             elif until is not None and event.state is not EventState.ACTIVE and t < until:
@@ -825,7 +863,7 @@ class V2gService:
         await vrepo.save_rule_state(conn, UNDER_FREQUENCY_RULE, state, now)
         return _FrequencyStep(tuple(fired), tuple(ended))
 
-    async def _clear_frequency(self, ctx: SessionContext) -> dict[str, Any]:
+    async def _clear_frequency(self, ctx: _Plugged) -> dict[str, Any]:
         station_id = ctx.vehicle.station_id
         assert station_id is not None
         result: dict[str, Any] = {"vehicle_id": ctx.vehicle.id, "station_id": station_id}

@@ -87,7 +87,10 @@ async def frequency_nodes(
                 await service.close()
 
 
-def vehicle(k: int, station_id: str | None = None, **changes: Any) -> VehicleRecord:
+def vehicle(
+    k: int, station_id: str | None = None, evse_id: int | None = None, **changes: Any
+) -> VehicleRecord:
+    """ev<k>, on the station's EVSE `evse_id` (1 by default) when a station is given."""
     return VehicleRecord(
         id=f"ev{k}",
         capacity_kwh=40.0,
@@ -100,7 +103,7 @@ def vehicle(k: int, station_id: str | None = None, **changes: Any) -> VehicleRec
         driving_reserve_soc=0.2,
         backup_reserve_soc=0.1,
         station_id=station_id,
-        evse_id=1 if station_id is not None else None,
+        evse_id=evse_id if evse_id is not None else 1 if station_id is not None else None,
         **changes,
     )
 

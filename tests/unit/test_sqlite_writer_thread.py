@@ -16,6 +16,7 @@ import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from csms.domain.models import EventRecord
 from csms.persistence import repositories as repo
 from csms.persistence import tables as t
 from csms.persistence.database import BatchedWrite, Database, make_thread_engine
@@ -130,3 +131,26 @@ async def test_only_a_sqlite_file_gets_a_writer_thread(tmp_path: Path) -> None:
     finally:
         await postgres.close()
         await file.close()
+
+
+class _InsertThenFail(BatchedWrite):
+    """Inserts an event row, then fails: nothing of it may stay (the thread's connection is
+    transactional, not in autocommit)."""
+
+    __slots__ = ()
+
+    @classmethod
+    async def run_batch(cls, conn: Any, writes: list[Any]) -> list[Any]:
+        await repo.insert_event(conn, EventRecord("CS1", "Probe", {}, received_at=T0))
+        raise ValueError("spoilt")
+
+
+async def test_a_failed_batch_in_the_thread_leaves_nothing(services: Services) -> None:
+    await services.stations.create("CS1", password=PASSWORD)
+    with pytest.raises(ValueError, match="spoilt"):
+        await services.db.write_batched(_InsertThenFail())
+    await services.db.write_rows(repo.heartbeat_write("CS1", T0))  # the writer goes on
+    async with services.db.read() as conn:
+        kinds = (await conn.execute(sa.select(t.events.c.kind))).scalars().all()
+    assert kinds == []
+    assert await _heartbeat_at(services, "CS1") == T0

@@ -13,10 +13,14 @@ before it is answered (SQLite WAL synchronous=FULL, or PostgreSQL), Basic auth (
 profile 1) with an argon2id hash per station. Stations are registered with the same password
 (one argon2 hash computed once and stored for all of them, to save minutes of set-up).
 
+Each station is stored with the fast keyed password check (HMAC beside the argon2 hash, as
+`csms station add` stores it), so a fresh CSMS admits it in microseconds; `--no-password-check`
+stores the hash alone (stations from before migration 0003: one argon2 verification per
+station per CSMS process, then cached in memory and the check written).
+
 Warm-up (on by default, `--no-warmup` to skip): before the measured run every station connects
-and boots once, so the argon2 verification of each station's password (tens of ms of CPU,
-once per station per CSMS process, cached afterwards) is not counted per message; a real
-station stays connected for days. The warm-up figures are printed on their own line.
+and boots once, so that connection set-up is not counted per message; a real station stays
+connected for days. The warm-up figures are printed on their own line.
 """
 
 from __future__ import annotations
@@ -88,11 +92,18 @@ def _password_key_file(database_url: str) -> Path:
 
 
 async def _register_stations(
-    database_url: str, prefix: str, count: int, *, cheap_hash: bool = False
+    database_url: str,
+    prefix: str,
+    count: int,
+    *,
+    cheap_hash: bool = False,
+    password_check: bool = True,
 ) -> None:
     """Migrate a fresh database and add `count` profile-1 stations sharing PASSWORD.
     cheap_hash: argon2id with t=1, m=1 MiB, p=1 instead of the CSMS default (t=3, m=64 MiB,
-    p=4, ~150 ms of CPU per verification): for quick runs only, and labelled as such."""
+    p=4, ~150 ms of CPU per verification): for quick runs only, and labelled as such.
+    password_check=False: no fast check stored, as stations registered before migration 0003
+    (each one's first connection to a CSMS process then costs an argon2 verification)."""
     from argon2 import PasswordHasher
 
     from csms.domain.models import BootPolicy, SecurityProfile, StoredPassword
@@ -126,7 +137,10 @@ async def _register_stations(
                         conn,
                         station_id,
                         StoredPassword(
-                            password_hash, check.make(station_id, PASSWORD, password_hash)
+                            password_hash,
+                            check.make(station_id, PASSWORD, password_hash)
+                            if password_check
+                            else None,
                         ),
                         SecurityProfile.BASIC_AUTH,
                         BootPolicy.ACCEPTED,
@@ -472,6 +486,13 @@ def main(argv: list[str] | None = None) -> int:
         help="register stations with a cheap argon2id hash (quick runs only; labelled)",
     )
     p.add_argument(
+        "--no-password-check",
+        dest="password_check",
+        action="store_false",
+        help="register stations without the fast password check (as before migration 0003): "
+        "every first connection costs an argon2 verification (rows labelled -argon2only)",
+    )
+    p.add_argument(
         "--profile-dir",
         default=None,
         help="record a py-spy profile (raw collapsed stacks) of our CSMS during the measured "
@@ -499,9 +520,19 @@ def main(argv: list[str] | None = None) -> int:
                 p.error(f"unknown database {database!r}")
             try:
                 asyncio.run(
-                    _register_stations(url, prefix, args.stations, cheap_hash=args.cheap_hash)
+                    _register_stations(
+                        url,
+                        prefix,
+                        args.stations,
+                        cheap_hash=args.cheap_hash,
+                        password_check=args.password_check,
+                    )
                 )
-                name = f"csms-{database}" + ("-cheaphash" if args.cheap_hash else "")
+                name = (
+                    f"csms-{database}"
+                    + ("-cheaphash" if args.cheap_hash else "")
+                    + ("" if args.password_check else "-argon2only")
+                )
                 server = csms_server(name, url, args)
                 rows.append(run_one(server, args, prefix, PASSWORD, work))
                 print_table(rows[-1:])

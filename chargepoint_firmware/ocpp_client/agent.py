@@ -660,10 +660,16 @@ class Agent:
             if chosen is None:
                 return False, "Reserved", None, None
             evse_id = chosen
-        info = self._authorize_locally(id_token)
+        # F01.FR.02: without AuthorizeRemoteStart, or for a Central / NoAuthorization token,
+        # the CSMS has vouched for the token: energy flows without authorizing it here (a stale
+        # cache entry must not veto the CSMS).
+        authorize_first = self.config.boolean("AuthCtrlr", "AuthorizeRemoteStart") and str(
+            id_token.get("type")
+        ) not in ("Central", "NoAuthorization")
+        info = self._authorize_locally(id_token) if authorize_first else None
         if info is not None and info.get("status") != "Accepted":
             return False, "InvalidIdToken", None, None
-        if info is None and self.config.boolean("AuthCtrlr", "AuthorizeRemoteStart"):
+        if info is None and authorize_first:
             if not self.transactions.can_authorize(evse_id):
                 return False, "Unavailable", None, None
 

@@ -232,7 +232,14 @@ async def test_d01_d02_local_list_and_c_clear_cache(h: Harness) -> None:
     assert (await h.call(call.GetLocalListVersion())).version_number == 3
     stale = await h.call(call.SendLocalList(version_number=2, update_type="Differential"))
     assert stale.status == "VersionMismatch"
-    # The local list is used: a blocked token cannot start.
+    # The local list is used when the station authorizes remote starts (AuthorizeRemoteStart;
+    # without it the CSMS vouches for the token, F01.FR.02): a blocked token cannot start.
+    authorize = await h.call(
+        call.SetVariables(
+            set_variable_data=[var("AuthCtrlr", "AuthorizeRemoteStart", attribute_value="true")]
+        )
+    )
+    assert authorize.set_variable_result[0]["attribute_status"] == "Accepted"
     blocked = await h.call(
         call.RequestStartTransaction(
             id_token={"id_token": "BAD", "type": "ISO14443"}, remote_start_id=1, evse_id=1

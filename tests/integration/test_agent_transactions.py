@@ -248,6 +248,55 @@ async def test_f01_authorize_remote_start_asks_the_csms_first(tmp_path: Path) ->
         await h.close()
 
 
+async def test_f01_fr_02_remote_start_without_authorize_remote_start_ignores_the_cache(
+    tmp_path: Path,
+) -> None:
+    h = await start_harness(tmp_path)
+    try:
+        await set_variable(h, "AuthCtrlr", "AuthorizeRemoteStart", "true")
+        h.evse.plug_in()
+        first = await h.call(
+            call.RequestStartTransaction(
+                id_token={"id_token": "BLOCKED-1", "type": "ISO14443"}, remote_start_id=1, evse_id=1
+            )
+        )
+        assert first.status == "Accepted"
+        await h.csms.wait_for("Authorize")  # the CSMS said Blocked: now in the cache
+        await asyncio.sleep(0.2)
+        assert not tx_events(h)
+        # AuthorizeRemoteStart=false: the CSMS vouches for the token; the cache has no say.
+        await set_variable(h, "AuthCtrlr", "AuthorizeRemoteStart", "false")
+        again = await h.call(
+            call.RequestStartTransaction(
+                id_token={"id_token": "BLOCKED-1", "type": "ISO14443"}, remote_start_id=2, evse_id=1
+            )
+        )
+        assert again.status == "Accepted"
+        started = await h.csms.wait_for("TransactionEvent", lambda e: e["eventType"] == "Started")
+        assert started[0]["transactionInfo"]["remoteStartId"] == 2
+        assert len(h.csms.actions("Authorize")) == 1  # no second Authorize
+    finally:
+        await h.close()
+
+
+async def test_f01_fr_02_central_token_is_not_authorized_first(tmp_path: Path) -> None:
+    h = await start_harness(tmp_path)
+    try:
+        await set_variable(h, "AuthCtrlr", "AuthorizeRemoteStart", "true")
+        h.evse.plug_in()
+        answer = await h.call(
+            call.RequestStartTransaction(
+                id_token={"id_token": "APP-USER-1", "type": "Central"}, remote_start_id=7, evse_id=1
+            )
+        )
+        assert answer.status == "Accepted"
+        started = await h.csms.wait_for("TransactionEvent", lambda e: e["eventType"] == "Started")
+        assert started[0]["idToken"] == {"idToken": "APP-USER-1", "type": "Central"}
+        assert h.csms.actions("Authorize") == []
+    finally:
+        await h.close()
+
+
 async def test_j01_clock_aligned_meter_values_on_the_boundary(tmp_path: Path) -> None:
     from tests.support.agent_fakes import ManualClock
 

@@ -261,14 +261,20 @@ def _mix_at_random_phases(
 
 async def test_mix_starts_each_station_at_a_random_point_of_its_cycle() -> None:
     async with BareResponder() as responder:
-        cfg = _mix_at_random_phases(responder.port, end_transactions=False, stations=200)
+        cfg = _mix_at_random_phases(
+            responder.port, end_transactions=False, stations=200, duration_s=4.0
+        )
         result = await run_in_process(cfg, log=_quiet)
+    # On a loaded machine not every station boots within the run: count the ones that did.
+    booted = result["boots_accepted"]
+    assert booted >= 100
     started = result["calls_completed"].get("TransactionEvent", 0)
-    # P(in a transaction) = 1000 / (1000 + 1000): about half of them (binomial sd ~7).
-    assert 70 <= started <= 130
-    # Available after boot, Occupied before Started; none of the transactions was ended
-    # (at the end they stay open: no burst of Ended + Available in the last second).
-    assert result["calls_completed"]["StatusNotification"] == 200 + started
+    # P(in a transaction) = 1000 / (1000 + 1000): about half of them (binomial, 4.5 sd).
+    spread = 4.5 * (booted**0.5) / 2
+    assert booted / 2 - spread <= started <= booted / 2 + spread
+    # One Available after each boot and one Occupied before each Started (an Ended would
+    # add one of each); that no Ended burst comes at the end: the test below.
+    assert result["calls_completed"]["StatusNotification"] == booted + started
     assert result["calls_completed"].get("Heartbeat", 0) == 0
 
 

@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from csms.persistence import migrate
 from tests.integration.test_csms_migrations import schema_diff
-from tests.support.csms_db import fresh_postgres_database, postgres_url_or_skip
+from tests.support.csms_db import fresh_postgres_database, postgres_url_or_skip, run_sql
 
 
 async def _columns(url: str) -> set[str]:
@@ -24,20 +24,11 @@ async def _columns(url: str) -> set[str]:
     return names
 
 
-async def _rows(url: str, sql: str, **params: object) -> list[tuple[object, ...]]:
-    engine = create_async_engine(url)
-    async with engine.begin() as conn:
-        result = await conn.execute(sa.text(sql), params)
-        rows = [tuple(r) for r in result] if result.returns_rows else []
-    await engine.dispose()
-    return rows
-
-
 async def _up_and_down(url: str) -> None:
     await migrate.upgrade_async(url, "0002")
     assert "password_check" not in await _columns(url)
     now = datetime.now(UTC)
-    await _rows(
+    await run_sql(
         url,
         "INSERT INTO stations (id, password_hash, created_at, updated_at) "
         "VALUES ('OLD', '$argon2id$old', :now, :now)",
@@ -45,13 +36,15 @@ async def _up_and_down(url: str) -> None:
     )
     await migrate.upgrade_async(url, "0003")
     assert "password_check" in await _columns(url)
-    assert await _rows(url, "SELECT id, password_hash, password_check FROM stations") == [
+    assert await run_sql(url, "SELECT id, password_hash, password_check FROM stations") == [
         ("OLD", "$argon2id$old", None)
     ]
     assert await schema_diff(url) == []
     await migrate.downgrade_async(url, "0002")
     assert "password_check" not in await _columns(url)
-    assert await _rows(url, "SELECT id, password_hash FROM stations") == [("OLD", "$argon2id$old")]
+    assert await run_sql(url, "SELECT id, password_hash FROM stations") == [
+        ("OLD", "$argon2id$old")
+    ]
 
 
 async def test_0003_up_and_down_sqlite(tmp_path: Path) -> None:

@@ -8,31 +8,19 @@ import json
 from datetime import UTC, datetime
 from pathlib import Path
 
-import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import create_async_engine
-
 from csms.persistence import migrate
 from csms.persistence import v2g_tables as v2g
 from tests.integration.test_csms_migrations import full_schema_diff, schema_diff, table_names
-from tests.support.csms_db import fresh_postgres_database, postgres_url_or_skip
+from tests.support.csms_db import fresh_postgres_database, postgres_url_or_skip, run_sql
 
 RULES = v2g.v2g_rule_states.name
-
-
-async def _rows(url: str, sql: str, **params: object) -> list[tuple[object, ...]]:
-    engine = create_async_engine(url)
-    async with engine.begin() as conn:
-        result = await conn.execute(sa.text(sql), params)
-        rows = [tuple(r) for r in result] if result.returns_rows else []
-    await engine.dispose()
-    return rows
 
 
 async def _up_and_down(url: str) -> None:
     await migrate.upgrade_async(url, "0003")
     assert RULES not in await table_names(url)
     now = datetime.now(UTC)
-    await _rows(
+    await run_sql(
         url,
         "INSERT INTO v2g_prices (interval_start, interval_s, import_c_kwh, export_c_kwh, "
         "source, updated_at) VALUES (:now, 300, 10.0, 5.0, 'api', :now)",
@@ -42,19 +30,19 @@ async def _up_and_down(url: str) -> None:
     assert RULES in await table_names(url)
     assert await full_schema_diff(url, {RULES}) == []
     assert await schema_diff(url) == []
-    assert await _rows(url, f"SELECT name FROM {RULES}") == []  # starts empty
+    assert await run_sql(url, f"SELECT name FROM {RULES}") == []  # starts empty
     state = {"leaf-1": {"state": "arming", "since": 1.5, "until": 0.0, "last_t": 2.5}}
-    await _rows(
+    await run_sql(
         url,
         f"INSERT INTO {RULES} (name, state, updated_at) VALUES ('under_frequency', :s, :now)",
         s=json.dumps(state),
         now=now,
     )
-    stored = await _rows(url, f"SELECT state FROM {RULES}")
+    stored = await run_sql(url, f"SELECT state FROM {RULES}")
     assert [json.loads(s) if isinstance(s, str) else s for (s,) in stored] == [state]
     await migrate.downgrade_async(url, "0003")
     assert RULES not in await table_names(url)
-    assert await _rows(url, "SELECT source FROM v2g_prices") == [("api",)]
+    assert await run_sql(url, "SELECT source FROM v2g_prices") == [("api",)]
     await migrate.upgrade_async(url)
     assert await full_schema_diff(url) == []
 

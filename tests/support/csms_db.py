@@ -34,3 +34,13 @@ async def fresh_postgres_database(base_url: str) -> AsyncIterator[str]:
         async with admin.connect() as conn:
             await conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         await admin.dispose()
+
+
+async def run_sql(url: str, sql: str, **params: object) -> list[tuple[object, ...]]:
+    """Run one SQL statement on its own engine (committed); its rows, if it returns any."""
+    engine = create_async_engine(url)
+    async with engine.begin() as conn:
+        result = await conn.execute(sa.text(sql), params)
+        rows = [tuple(r) for r in result] if result.returns_rows else []
+    await engine.dispose()
+    return rows

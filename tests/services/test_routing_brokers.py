@@ -29,19 +29,11 @@ from csms.settings import Settings
 from tests.support.multinode_routing import (
     FakeLink,
     broker_routers,
-    broker_url_or_skip,
     make_router,
     wait_until,
 )
 
 pytestmark = pytest.mark.timeout(60)
-
-
-@pytest.fixture(params=["nats", "redis"])
-def broker(request: pytest.FixtureRequest) -> tuple[str, str]:
-    kind = str(request.param)
-    request.applymarker(getattr(pytest.mark, kind))
-    return kind, broker_url_or_skip(kind)
 
 
 async def test_command_via_either_node_reaches_each_station(broker: tuple[str, str]) -> None:

@@ -28,20 +28,12 @@ from csms.routing.nats_router import BrokerRouter
 from tests.support.multinode_routing import (
     FakeLink,
     broker_routers,
-    broker_url_or_skip,
     make_router,
     remove_namespace,
     wait_until,
 )
 
 pytestmark = pytest.mark.timeout(90)
-
-
-@pytest.fixture(params=["nats", "redis"])
-def broker(request: pytest.FixtureRequest) -> tuple[str, str]:
-    kind = str(request.param)
-    request.applymarker(getattr(pytest.mark, kind))
-    return kind, broker_url_or_skip(kind)
 
 
 def _reads(router: BrokerRouter) -> tuple[int, int]:

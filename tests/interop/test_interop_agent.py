@@ -541,7 +541,13 @@ async def test_e12_transaction_events_queued_while_the_csms_is_down_are_delivere
                 for e in first.received_calls("TransactionEvent", AGENT_ID)
                 if e["payload"]["transactionInfo"]["transactionId"] == tx_id
             ]
-            seq_nos = before + [p["seqNo"] for p in delivered]
+            after = [p["seqNo"] for p in delivered]
+            if before and after and before[-1] == after[0]:
+                # The first CSMS got that event but stopped before answering it: the agent
+                # rightly sent it again with the same seqNo (at-least-once, E13). Only this one
+                # repeat, at the crash, is allowed.
+                after = after[1:]
+            seq_nos = before + after
             assert seq_nos == list(range(len(seq_nos)))
             await second.expect_no_strict_violations(origin=None)
     finally:

@@ -10,8 +10,18 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# TLS certificate/key settings: (what the file holds, the key type it must have; None = either).
+_TLS_KEY_FILES: dict[str, tuple[Literal["cert", "key"], Literal["RSA", "ECDSA"] | None]] = {
+    "tls_cert_file": ("cert", None),
+    "tls_key_file": ("key", None),
+    "tls_rsa_cert_file": ("cert", "RSA"),
+    "tls_rsa_key_file": ("key", "RSA"),
+    "tls_ecdsa_cert_file": ("cert", "ECDSA"),
+    "tls_ecdsa_key_file": ("key", "ECDSA"),
+}
 
 
 class Settings(BaseSettings):
@@ -27,9 +37,21 @@ class Settings(BaseSettings):
     ocpp_path: str = "ocpp"  # empty allowed: ws://host:9000/<stationId>
     # TLS for security profiles 2 and 3: server certificate/key, and the CA that signs station
     # client certificates (profile 3).
+    # tls_cert_file/tls_key_file: one certificate, RSA or ECDSA (PEM, leaf first, key unencrypted).
     tls_cert_file: Path | None = None
     tls_key_file: Path | None = None
     tls_client_ca_file: Path | None = None
+    # OCPP A00.FR.318/421 want an RSA and an ECDSA certificate at once (the four required suites
+    # need both); give them here (--tls-rsa-cert-file ... / CSMS_TLS_RSA_CERT_FILE ...), with or
+    # instead of tls_cert_file (at most one certificate per key type). RSA >= 2048 bits,
+    # EC >= 224 bits (A00.FR.502/503); each key type is checked at start.
+    tls_rsa_cert_file: Path | None = None
+    tls_rsa_key_file: Path | None = None
+    tls_ecdsa_cert_file: Path | None = None
+    tls_ecdsa_key_file: Path | None = None
+    # Lowest TLS version accepted: "1.2" (A00.FR.313) or "1.3" (TLS 1.3 only: refuses stations
+    # limited to TLS 1.2, including the four A00.FR.318 suites, which are TLS 1.2 suites).
+    tls_min_version: Literal["1.2", "1.3"] = "1.2"
     # CA used to sign station CSRs (SignCertificate -> CertificateSigned); none = not configured.
     csr_ca_cert_file: Path | None = None
     csr_ca_key_file: Path | None = None
@@ -112,16 +134,56 @@ class Settings(BaseSettings):
             raise ValueError("use nats://host:4222 or redis://host:6379/0")
         return value
 
+    @field_validator(*_TLS_KEY_FILES, "tls_client_ca_file")
+    @classmethod
+    def _tls_file(cls, value: Path | None, info: ValidationInfo) -> Path | None:
+        # Read at start so a wrong file names its setting instead of failing handshakes later.
+        if value is None:
+            return None
+        from csms.ocpp_server import tls
+
+        pem = tls.read_pem(value)
+        if info.field_name == "tls_client_ca_file":
+            tls.trusted_certificates(pem)
+            return value
+        what, kind = _TLS_KEY_FILES[str(info.field_name)]
+        key = tls.certificate_key(pem) if what == "cert" else tls.private_key(pem)
+        if kind is not None and key.kind != kind:
+            raise ValueError(f"{value} holds an {key.label} key, not {kind}")
+        return value
+
     @model_validator(mode="after")
     def _tls_pairs(self) -> Settings:
-        if (self.tls_cert_file is None) != (self.tls_key_file is None):
-            raise ValueError("tls_cert_file and tls_key_file go together")
-        if self.tls_client_ca_file is not None and self.tls_cert_file is None:
-            raise ValueError("tls_client_ca_file needs tls_cert_file/tls_key_file (wss)")
+        from csms.ocpp_server import tls
+
+        kinds: dict[str, str] = {}
+        for prefix in ("tls", "tls_rsa", "tls_ecdsa"):
+            cert, key = getattr(self, f"{prefix}_cert_file"), getattr(self, f"{prefix}_key_file")
+            if (cert is None) != (key is None):
+                raise ValueError(f"{prefix}_cert_file and {prefix}_key_file go together")
+            if cert is None:
+                continue
+            cert_key, private = (
+                tls.certificate_key(cert.read_bytes()),
+                tls.private_key(key.read_bytes()),
+            )
+            if cert_key.public_key_der != private.public_key_der:
+                raise ValueError(f"{prefix}_key_file is not the key of {prefix}_cert_file")
+            if cert_key.kind in kinds:
+                raise ValueError(
+                    f"{kinds[cert_key.kind]} and {prefix}_cert_file are both {cert_key.kind} "
+                    "certificates: give one certificate per key type"
+                )
+            kinds[cert_key.kind] = f"{prefix}_cert_file"
+        if self.tls_client_ca_file is not None and not kinds:
+            raise ValueError("tls_client_ca_file needs a server certificate (tls_*_cert_file)")
         if (self.csr_ca_cert_file is None) != (self.csr_ca_key_file is None):
             raise ValueError("csr_ca_cert_file and csr_ca_key_file go together")
         return self
 
     @property
     def tls_enabled(self) -> bool:
-        return self.tls_cert_file is not None
+        return any(
+            path is not None
+            for path in (self.tls_cert_file, self.tls_rsa_cert_file, self.tls_ecdsa_cert_file)
+        )

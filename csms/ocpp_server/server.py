@@ -15,7 +15,6 @@ import base64
 import binascii
 import contextlib
 import logging
-import ssl
 import weakref
 from http import HTTPStatus
 from typing import Protocol
@@ -27,6 +26,7 @@ from websockets.http11 import Request, Response
 from csms.domain.models import SecurityProfile, Station
 from csms.ocpp_server.blocks import all_handlers
 from csms.ocpp_server.session import Handler, Session
+from csms.ocpp_server.tls import server_ssl_context
 from csms.routing.base import StationLink
 from csms.services.container import Services
 from csms.settings import Settings
@@ -43,20 +43,6 @@ class ConnectionRegistry(Protocol):
     def register(self, link: StationLink) -> StationLink | None: ...
 
     def unregister(self, link: StationLink) -> None: ...
-
-
-def server_ssl_context(settings: Settings) -> ssl.SSLContext | None:
-    if settings.tls_cert_file is None or settings.tls_key_file is None:
-        return None
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.minimum_version = ssl.TLSVersion.TLSv1_2
-    context.load_cert_chain(settings.tls_cert_file, settings.tls_key_file)
-    if settings.tls_client_ca_file is not None:
-        context.load_verify_locations(settings.tls_client_ca_file)
-        # Optional: profile 2 stations have no client certificate; profile 3 is checked per
-        # station in the handshake.
-        context.verify_mode = ssl.CERT_OPTIONAL
-    return context
 
 
 def _offered_subprotocols(request: Request) -> list[str]:

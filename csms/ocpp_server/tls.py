@@ -88,29 +88,25 @@ class KeyInfo:
         return f"{self.kind} {self.bits}-bit"
 
 
-def _key_info(key: object) -> KeyInfo:
-    if isinstance(key, rsa.RSAPublicKey | rsa.RSAPrivateKey):
+def _key_info(public: object) -> KeyInfo:
+    """Key type and size of a public key, refusing what OCPP does not allow."""
+    if isinstance(public, rsa.RSAPublicKey):
         kind: KeyKind = "RSA"
-        bits, public = (
-            key.key_size,
-            (key if isinstance(key, rsa.RSAPublicKey) else key.public_key()),
-        )
+        bits = public.key_size
         if bits < MIN_RSA_BITS:
             raise TlsFileError(
                 f"RSA key of {bits} bits; OCPP (A00.FR.502) needs at least {MIN_RSA_BITS}"
             )
-    elif isinstance(key, ec.EllipticCurvePublicKey | ec.EllipticCurvePrivateKey):
+    elif isinstance(public, ec.EllipticCurvePublicKey):
         kind = "ECDSA"
-        bits = key.curve.key_size
-        public = key if isinstance(key, ec.EllipticCurvePublicKey) else key.public_key()
+        bits = public.curve.key_size
         if bits < MIN_EC_BITS:
             raise TlsFileError(
                 f"elliptic-curve key of {bits} bits; OCPP (A00.FR.503) needs at least {MIN_EC_BITS}"
             )
     else:
-        raise TlsFileError(
-            f"{type(key).__name__.lstrip('_')} key; OCPP TLS (A00.FR.318) needs RSA or ECDSA"
-        )
+        name = type(public).__name__.removesuffix("PublicKey")
+        raise TlsFileError(f"{name} key; OCPP TLS (A00.FR.318) needs RSA or ECDSA")
     der = public.public_bytes(
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
     )
@@ -144,7 +140,7 @@ def private_key(pem: bytes) -> KeyInfo:
         raise TlsFileError("the private key is encrypted; give an unencrypted key file") from None
     except ValueError as error:
         raise TlsFileError(f"unreadable private key: {error}") from None
-    return _key_info(key)
+    return _key_info(key.public_key())
 
 
 def trusted_certificates(pem: bytes) -> int:

@@ -21,7 +21,7 @@ import ipaddress
 import math
 from collections import OrderedDict
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 
 # 2^MAX_EXPONENT * base is far above any sane max_delay_s; keeps the power finite.
 _MAX_EXPONENT = 64
@@ -119,7 +119,7 @@ class FailureThrottle:
         self._entries.pop(key, None)
 
 
-class Scope(str, Enum):
+class Scope(StrEnum):
     STATION = "station"
     ADDRESS = "address"
 

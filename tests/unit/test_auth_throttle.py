@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import pytest
@@ -59,7 +60,7 @@ def test_finding4_checked_guesses_are_bounded_by_backoff(
     throttle = FailureThrottle(policy, capacity=10)
     checked = _guess_until(throttle, "CS1", _times(gap_list))
     failures = 1  # of the checked guess before `current`
-    for previous, current in zip(checked, checked[1:], strict=False):
+    for previous, current in itertools.pairwise(checked):
         if current - previous >= policy.forget_after_s:
             failures = 1
             continue

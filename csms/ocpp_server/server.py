@@ -39,6 +39,7 @@ from csms.ocpp_server.session import Handler, Session
 from csms.persistence import repositories as repo
 from csms.routing.base import StationLink
 from csms.services.container import Services
+from csms.services.redaction import install_frame_redaction
 from csms.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -159,6 +160,7 @@ class OcppServer:
         self._admitted: weakref.WeakKeyDictionary[ServerConnection, Station] = (
             weakref.WeakKeyDictionary()
         )
+        install_frame_redaction()  # frames logged at DEBUG carry no secrets
         self.throttle = auth_throttle(settings)
         self.monotonic = time.monotonic  # the throttle's clock (tests replace it)
         # ("refused", reason) and ("throttled", scope) -> attempts; kind -> security events.

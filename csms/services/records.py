@@ -3,6 +3,7 @@ profiles, message log, events, tariffs."""
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import datetime, timedelta
 
 from csms.domain.errors import InvalidRequest, NotFound, UnknownStation
@@ -21,6 +22,7 @@ from csms.domain.models import (
 from csms.persistence import repositories as repo
 from csms.persistence.database import Database
 from csms.services.common import Clock, check_page, utcnow
+from csms.services.redaction import redact_payload
 
 
 class TransactionService:
@@ -85,7 +87,9 @@ class ChargingProfileService:
 
 class MessageLogService:
     """OCPP message log. Commands and their answers are always logged; every incoming
-    frame only when `log_incoming` is on (it costs throughput)."""
+    frame only when `log_incoming` is on (it costs throughput). Secrets (e.g. the password a
+    rotation sends) are redacted before they are stored, and again when read (rows stored by
+    an older version)."""
 
     def __init__(
         self,
@@ -105,7 +109,12 @@ class MessageLogService:
     ) -> Page[MessageLogEntry]:
         check_page(offset, limit)
         async with self._db.read() as conn:
-            return await repo.list_log_entries(conn, station_id, offset, limit)
+            page = await repo.list_log_entries(conn, station_id, offset, limit)
+        items = [
+            dataclasses.replace(entry, payload=redact_payload(entry.action, entry.payload))
+            for entry in page.items
+        ]
+        return dataclasses.replace(page, items=items)
 
     def entry(
         self,
@@ -117,7 +126,13 @@ class MessageLogService:
         payload: object,
     ) -> MessageLogEntry:
         return MessageLogEntry(
-            station_id, direction, kind, message_id, action, payload, self._clock()
+            station_id,
+            direction,
+            kind,
+            message_id,
+            action,
+            redact_payload(action, payload),
+            self._clock(),
         )
 
     async def record(self, *entries: MessageLogEntry) -> None:

@@ -6,13 +6,18 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sqlite3
-from collections.abc import AsyncIterator
+import stat
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.support.api_harness import STATION_PASSWORD, ApiHarness, api_harness
+from csms.persistence import migrate
+from csms.persistence.database import create_private_sqlite_file
+from csms.services.container import build_services
+from tests.support.api_harness import STATION_PASSWORD, ApiHarness, api_harness, harness_settings
 from tests.support.api_station import ApiTestStation, connected_station
 
 ROTATED = "rotated-secret-0123456789"
@@ -132,3 +137,43 @@ async def test_finding5_rows_stored_before_the_fix_are_redacted_when_read(
     answer = await api.client.get("/api/v1/stations/CS1/messages")
     assert answer.status_code == 200 and "BasicAuthPassword" in answer.text
     assert ROTATED not in answer.text
+
+
+@pytest.fixture
+def usual_umask() -> Iterator[None]:
+    old = os.umask(0o022)  # the common default, under which SQLite creates files 0644
+    try:
+        yield
+    finally:
+        os.umask(old)
+
+
+@pytest.mark.usefixtures("usual_umask")
+async def test_finding5_database_wal_shm_and_key_file_created_0600(tmp_path: Path) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'fresh.db'}"
+    await migrate.upgrade_async(url)  # `csms db upgrade` / `csms serve`: Alembic opens it first
+    settings = harness_settings(tmp_path, database_url=url)
+    services = build_services(settings, sqlite_synchronous="NORMAL")
+    await services.start()
+    try:
+        await services.stations.create("CS1", password=STATION_PASSWORD)
+        files = [tmp_path / name for name in ("fresh.db", "fresh.db-wal", "fresh.db-shm")]
+        files.append(tmp_path / "csms.password-key")
+        assert all(file.exists() for file in files)
+        assert {file.name: stat.S_IMODE(file.stat().st_mode) for file in files} == {
+            file.name: 0o600 for file in files
+        }
+    finally:
+        await services.close()
+
+
+@pytest.mark.usefixtures("usual_umask")
+def test_finding5_existing_readable_database_kept_with_a_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    existing = tmp_path / "old.db"
+    existing.touch(mode=0o644)
+    create_private_sqlite_file(f"sqlite+aiosqlite:///{existing}")
+    assert stat.S_IMODE(existing.stat().st_mode) == 0o644  # the operator's choice stands
+    (record,) = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert "mode 0644" in record.getMessage() and str(existing) in record.getMessage()

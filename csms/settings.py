@@ -95,8 +95,8 @@ class Settings(BaseSettings):
     # is answered 429 + Retry-After without checking the password. A key with no failure for
     # auth_throttle_forget_s starts over. A station that logged in from an address is not
     # blocked there by guesses at its id from elsewhere.
-    auth_free_failures_per_station: int = Field(5, ge=0, le=1000)
-    auth_free_failures_per_address: int = Field(20, ge=0, le=100_000)
+    auth_free_failures_per_station: int = Field(5, ge=0, le=10**9)  # huge = off
+    auth_free_failures_per_address: int = Field(20, ge=0, le=10**9)
     auth_backoff_base_s: float = Field(1.0, gt=0, le=3600)
     auth_backoff_max_s: float = Field(60.0, gt=0, le=86400)
     auth_throttle_forget_s: float = Field(900.0, gt=0, le=7 * 86400)

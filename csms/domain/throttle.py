@@ -10,6 +10,10 @@ addresses cannot grow memory.
 A "burst" starts at the failure that first blocks a key and lasts until the key is forgotten
 or cleared by a success: the caller stores one security event per burst.
 
+Concurrency: once a key's free failures are used up, only one of its attempts is checked at a
+time (`begin`/`end` bracket each check); others are refused until it ends, so a client opening
+many handshakes at once gets no more checks than one opening them in turn.
+
 Lockout protection: a successful login remembers the (station id, address) pair, and that pair
 is not subject to the station-id throttle (only to its address's), so guessing a station's
 password from elsewhere cannot lock the real station out.
@@ -71,6 +75,8 @@ class FailureThrottle:
         self.policy = policy
         self.capacity = capacity
         self._entries: OrderedDict[str, _Entry] = OrderedDict()
+        # Checks under way per key; bounded by the handshakes in progress (each has a timeout).
+        self._in_flight: dict[str, int] = {}
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -89,7 +95,25 @@ class FailureThrottle:
         entry = self._live(key, now)
         if entry is None:
             return 0.0
-        return max(0.0, entry.blocked_until - now)
+        if entry.blocked_until > now:
+            return entry.blocked_until - now
+        if entry.failures >= self.policy.free_failures and self._in_flight.get(key):
+            return self.policy.base_delay_s  # its one check at a time is under way
+        return 0.0
+
+    def begin(self, key: str) -> None:
+        """A check of `key` starts (call `end` when its outcome is recorded)."""
+        self._in_flight[key] = self._in_flight.get(key, 0) + 1
+
+    def end(self, key: str) -> None:
+        left = self._in_flight.get(key, 0) - 1
+        if left > 0:
+            self._in_flight[key] = left
+        else:
+            self._in_flight.pop(key, None)
+
+    def in_flight(self, key: str) -> int:
+        return self._in_flight.get(key, 0)
 
     def record_failure(self, key: str, now: float) -> bool:
         """Count a checked failure; True when it starts a burst (first block of the key)."""
@@ -184,6 +208,15 @@ class AuthThrottle:
         if by_station > by_address:
             return Verdict(by_station, Scope.STATION)
         return Verdict(by_address, Scope.ADDRESS)
+
+    def begin(self, station_id: str, address: str) -> None:
+        """A check starts for this id and address: call `end` after recording its outcome."""
+        self.stations.begin(station_id)
+        self.addresses.begin(address)
+
+    def end(self, station_id: str, address: str) -> None:
+        self.stations.end(station_id)
+        self.addresses.end(address)
 
     def record_failure(self, station_id: str | None, address: str, now: float) -> list[Scope]:
         """A checked attempt failed; `station_id` None for an unknown id (counted on the

@@ -246,6 +246,20 @@ class OcppServer:
         verdict = self.throttle.check(station_id, address, self.monotonic())
         if verdict.retry_after_s > 0:
             return self._throttled(connection, station_id, host, verdict)
+        self.throttle.begin(station_id, address)
+        try:
+            return await self._admit(connection, request, station_id, host, address)
+        finally:
+            self.throttle.end(station_id, address)
+
+    async def _admit(
+        self,
+        connection: ServerConnection,
+        request: Request,
+        station_id: str,
+        host: str | None,
+        address: str,
+    ) -> Response | None:
         admission = await self.services.stations.admission(station_id)
         if admission is None:
             await self._failed(station_id, host, address, "unknown_station", known=False)

@@ -5,6 +5,7 @@ the address. Loopback only (127.0.0.1 and 127.0.0.2 as two source addresses)."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -182,3 +183,13 @@ async def test_finding4_metrics_count_refusals_and_events(csms: Csms) -> None:
     assert 'csms_station_logins_refused_total{outcome="refused",reason="bad_password"} 4.0' in text
     assert 'csms_station_logins_refused_total{outcome="throttled",reason="station"} 3.0' in text
     assert 'csms_security_events_total{type="AuthenticationThrottled"} 1.0' in text
+
+
+async def test_finding4_concurrent_handshakes_get_no_extra_checks(csms: Csms) -> None:
+    clock = FakeClock()
+    csms.server.monotonic = clock
+    for i in range(3):  # the free failures
+        assert status(await attempt(csms, "CS1", f"wrong-guess-{i:08d}")) == 401
+    guesses = [attempt(csms, "CS1", f"parallel-guess-{i:04d}") for i in range(30)]
+    statuses = [status(response) for response in await asyncio.gather(*guesses)]
+    assert statuses.count(401) == 1 and statuses.count(429) == 29

@@ -160,3 +160,21 @@ def test_finding4_ipv6_hosts_are_throttled_per_64() -> None:
 def test_finding4_policy_rejects_nonsense(args: tuple[int, float, float, float]) -> None:
     with pytest.raises(ValueError):
         BackoffPolicy(*args)
+
+
+def test_finding4_one_check_at_a_time_once_free_failures_are_used() -> None:
+    throttle = AuthThrottle(POLICY, POLICY)
+    # Within the free failures, concurrent logins (a reconnect storm behind one NAT) all go.
+    for _ in range(50):
+        assert throttle.check("CS1", "192.0.2.1", 0.0).retry_after_s == 0
+        throttle.begin("CS1", "192.0.2.1")
+    for _ in range(50):
+        throttle.end("CS1", "192.0.2.1")
+    for _ in range(3):
+        throttle.record_failure("CS1", "192.0.2.1", 0.0)
+    throttle.begin("CS1", "192.0.2.1")  # the 4th guess is being checked...
+    assert throttle.check("CS1", "192.0.2.1", 0.0).retry_after_s > 0  # ...a 5th must wait
+    throttle.record_failure("CS1", "192.0.2.1", 0.0)
+    throttle.end("CS1", "192.0.2.1")
+    assert throttle.stations.in_flight("CS1") == 0 and throttle.addresses.in_flight("x") == 0
+    assert throttle.check("CS1", "192.0.2.1", 0.5).retry_after_s == pytest.approx(0.5)

@@ -249,6 +249,12 @@ class OcppServer:
         self.throttle.begin(station_id, address)
         try:
             return await self._admit(connection, request, station_id, host, address)
+        except Exception as exc:
+            # E.g. the database is down: one line per attempt, not websockets' traceback.
+            log.warning(
+                "station login not checked: station=%r address=%s: %s", station_id, host, exc
+            )
+            return connection.respond(HTTPStatus.SERVICE_UNAVAILABLE, "try again later\n")
         finally:
             self.throttle.end(station_id, address)
 

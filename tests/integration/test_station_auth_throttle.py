@@ -193,3 +193,16 @@ async def test_finding4_concurrent_handshakes_get_no_extra_checks(csms: Csms) ->
     guesses = [attempt(csms, "CS1", f"parallel-guess-{i:04d}") for i in range(30)]
     statuses = [status(response) for response in await asyncio.gather(*guesses)]
     assert statuses.count(401) == 1 and statuses.count(429) == 29
+
+
+async def test_finding4_unreadable_station_is_503_in_one_line_without_traceback(
+    csms: Csms, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def database_down(station_id: str) -> None:
+        raise ConnectionError("database unreachable")
+
+    monkeypatch.setattr(csms.services.stations, "admission", database_down)
+    caplog.set_level(logging.INFO)
+    assert status(await attempt(csms, "CS1", PASSWORD)) == 503
+    (line,) = [r for r in caplog.records if r.levelno >= logging.INFO]
+    assert "station='CS1' address=127.0.0.1" in line.getMessage() and line.exc_info is None

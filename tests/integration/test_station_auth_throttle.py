@@ -206,3 +206,19 @@ async def test_finding4_unreadable_station_is_503_in_one_line_without_traceback(
     assert status(await attempt(csms, "CS1", PASSWORD)) == 503
     (line,) = [r for r in caplog.records if r.levelno >= logging.INFO]
     assert "station='CS1' address=127.0.0.1" in line.getMessage() and line.exc_info is None
+
+
+async def test_finding4_throttled_attempts_cost_no_database_read(
+    csms: Csms, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    csms.server.monotonic = FakeClock()
+    reads: list[str] = []
+    admission = csms.services.stations.admission
+
+    async def counted(station_id: str) -> Any:
+        reads.append(station_id)
+        return await admission(station_id)
+
+    monkeypatch.setattr(csms.services.stations, "admission", counted)
+    statuses = [status(await attempt(csms, "CS1", f"wrong-guess-{i:08d}")) for i in range(50)]
+    assert statuses.count(401) == 4 and len(reads) == 4

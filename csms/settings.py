@@ -13,6 +13,8 @@ from typing import Literal
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from csms.domain.throttle import parse_networks
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="CSMS_", extra="forbid", validate_default=True)
@@ -104,6 +106,11 @@ class Settings(BaseSettings):
     # Answer to an unknown station id: 404 (OCPP-J 2.0.1 Part 4: SHOULD) or 401 (the same as
     # a wrong password, so ids cannot be enumerated). Either way it counts as a failure.
     unknown_station_status: int = 404
+    # Reverse proxies in front of the OCPP port (comma-separated addresses or networks, e.g.
+    # "10.0.0.5,10.1.0.0/16"): a connection from one of them is attributed to the address its
+    # X-Forwarded-For header names (throttling and logs). Empty: the peer address counts and
+    # X-Forwarded-For is ignored. Without it, behind a proxy every station shares one address.
+    trusted_proxies: str = ""
 
     @field_validator("ocpp_path")
     @classmethod
@@ -115,6 +122,12 @@ class Settings(BaseSettings):
     def _status_404_or_401(cls, value: int) -> int:
         if value not in (404, 401):
             raise ValueError("use 404 (OCPP-J) or 401 (no id enumeration)")
+        return value
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxy_networks(cls, value: str) -> str:
+        parse_networks(value)
         return value
 
     @field_validator("database_url")

@@ -170,6 +170,57 @@ def address_key(host: str | None) -> str:
     return str(address)
 
 
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+# X-Forwarded-For hops looked at (right to left): a chain of proxies is short.
+MAX_FORWARDED_HOPS = 16
+
+
+def parse_networks(text: str) -> tuple[Network, ...]:
+    """'10.0.0.5, 10.1.0.0/16, ::1' -> networks; ValueError naming a bad entry."""
+    networks = []
+    for part in text.split(","):
+        part = part.strip()
+        if not part:
+            continue
+        try:
+            networks.append(ipaddress.ip_network(part, strict=False))
+        except ValueError:
+            raise ValueError(f"{part!r} is not an IP address or network") from None
+    return tuple(networks)
+
+
+def _parse_ip(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    try:
+        address = ipaddress.ip_address(text.strip().split("%", 1)[0])
+    except ValueError:
+        return None
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    return address
+
+
+def client_host(
+    peer: str | None, forwarded_for: list[str], trusted_proxies: tuple[Network, ...]
+) -> str | None:
+    """The station's address. Behind trusted reverse proxies (e.g. TLS terminators), the
+    right-most X-Forwarded-For entry that is not itself a trusted proxy; otherwise the peer
+    (a header from anyone else is ignored: it would let a client choose its address)."""
+
+    def trusted(address: ipaddress.IPv4Address | ipaddress.IPv6Address | None) -> bool:
+        return address is not None and any(address in net for net in trusted_proxies)
+
+    if peer is None or not trusted(_parse_ip(peer)):
+        return peer
+    hops = [hop for header in forwarded_for for hop in header.split(",")]
+    for hop in reversed(hops[-MAX_FORWARDED_HOPS:]):
+        address = _parse_ip(hop)
+        if address is None:
+            return peer  # a broken chain: only the proxy itself is known
+        if not trusted(address):
+            return str(address)
+    return peer
+
+
 class AuthThrottle:
     """Station-id and source-address throttles, plus the pairs that logged in recently."""
 
@@ -246,4 +297,6 @@ __all__ = [
     "Scope",
     "Verdict",
     "address_key",
+    "client_host",
+    "parse_networks",
 ]

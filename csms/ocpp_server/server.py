@@ -33,7 +33,15 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.http11 import Request, Response
 
 from csms.domain.models import EventRecord, SecurityProfile, Station
-from csms.domain.throttle import AuthThrottle, BackoffPolicy, Scope, Verdict, address_key
+from csms.domain.throttle import (
+    AuthThrottle,
+    BackoffPolicy,
+    Scope,
+    Verdict,
+    address_key,
+    client_host,
+    parse_networks,
+)
 from csms.ocpp_server.blocks import all_handlers
 from csms.ocpp_server.session import Handler, Session
 from csms.persistence import repositories as repo
@@ -162,6 +170,7 @@ class OcppServer:
         )
         install_frame_redaction()  # frames logged at DEBUG carry no secrets
         self.throttle = auth_throttle(settings)
+        self._trusted_proxies = parse_networks(settings.trusted_proxies)
         self.monotonic = time.monotonic  # the throttle's clock (tests replace it)
         # ("refused", reason) and ("throttled", scope) -> attempts; kind -> security events.
         self.auth_counts: Counter[tuple[str, str]] = Counter()
@@ -241,7 +250,11 @@ class OcppServer:
         if station_id is None:
             return connection.respond(HTTPStatus.NOT_FOUND, "expected /<path>/<stationId>\n")
         remote = connection.remote_address
-        host = str(remote[0]) if remote else None
+        host = client_host(
+            str(remote[0]) if remote else None,
+            request.headers.get_all("X-Forwarded-For"),
+            self._trusted_proxies,
+        )
         address = address_key(host)
         verdict = self.throttle.check(station_id, address, self.monotonic())
         if verdict.retry_after_s > 0:
@@ -304,10 +317,18 @@ class OcppServer:
         self._admitted[connection] = station
         return None
 
-    def _refused(self, station_id: str, host: str | None, reason: str, extra: str = "") -> None:
+    def _refused(
+        self,
+        station_id: str,
+        host: str | None,
+        reason: str,
+        extra: str = "",
+        level: int = logging.INFO,
+    ) -> None:
         self.auth_counts[("refused", reason)] += 1
         # The id comes from the URL: %r keeps control characters out of the log.
-        log.info(
+        log.log(
+            level,
             "station login refused: station=%r address=%s reason=%s%s",
             station_id,
             host,
@@ -325,10 +346,17 @@ class OcppServer:
         if not bursts:
             self._refused(station_id, host, reason)
             return
-        retry = self.throttle.check(station_id, address, now).retry_after_s
+        retry = max(
+            self.throttle.stations.retry_after(station_id, now),
+            self.throttle.addresses.retry_after(address, now),
+        )
         scopes = ",".join(scope.value for scope in bursts)
         self._refused(
-            station_id, host, reason, f"; throttling per {scopes} for {retry:.0f} s and more"
+            station_id,
+            host,
+            reason,
+            f"; throttling per {scopes} for {retry:.0f} s and more",
+            logging.WARNING,  # a burst starts: worth an operator's attention
         )
         for scope in bursts:
             await self._security_event(station_id, host, scope, reason, retry)

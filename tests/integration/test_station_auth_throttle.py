@@ -151,6 +151,7 @@ async def test_finding4_one_log_line_per_attempt_naming_station_and_address(
     assert len(lines) == 5
     assert all("station='CS1' address=127.0.0.1" in r.getMessage() for r in lines[:4])
     assert "throttling per station" in lines[3].getMessage()
+    assert lines[3].levelno == logging.WARNING  # a burst starts
     assert "station='NOPE' address=127.0.0.2 reason=unknown_station" in lines[4].getMessage()
     assert not [r for r in caplog.records if r.name.startswith("websockets")]
 
@@ -222,3 +223,35 @@ async def test_finding4_throttled_attempts_cost_no_database_read(
     monkeypatch.setattr(csms.services.stations, "admission", counted)
     statuses = [status(await attempt(csms, "CS1", f"wrong-guess-{i:08d}")) for i in range(50)]
     assert statuses.count(401) == 4 and len(reads) == 4
+
+
+async def test_finding4_behind_a_trusted_proxy_the_forwarded_address_is_throttled(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with running_csms(
+        tmp_path, trusted_proxies="127.0.0.1", auth_free_failures_per_address=2
+    ) as csms:
+        await csms.add_station("CS1")
+        csms.server.monotonic = FakeClock()
+        caplog.set_level(logging.INFO)
+
+        async def via_proxy(client: str, station_id: str, password: str) -> int:
+            headers = {**basic_auth(station_id, password), "X-Forwarded-For": client}
+            try:
+                ws = await websockets.connect(
+                    f"{csms.url}/{station_id}",
+                    subprotocols=["ocpp2.0.1"],  # type: ignore[list-item]
+                    additional_headers=headers,
+                    open_timeout=5,
+                )
+            except InvalidStatus as refused:
+                return refused.response.status_code
+            await ws.close()
+            return 101
+
+        codes = [await via_proxy("198.51.100.7", f"GUESS{i}", PASSWORD) for i in range(5)]
+        assert codes == [404, 404, 404, 429, 429]
+        # Another client behind the same proxy is not blocked by the first one's guesses.
+        assert await via_proxy("198.51.100.8", "CS1", PASSWORD) == 101
+        logins = [r for r in caplog.records if r.name == "csms.ocpp_server.server"]
+        assert "address=198.51.100.7" in logins[0].getMessage()

@@ -15,6 +15,8 @@ from csms.domain.throttle import (
     FailureThrottle,
     Scope,
     address_key,
+    client_host,
+    parse_networks,
 )
 
 POLICY = BackoffPolicy(free_failures=3, base_delay_s=1.0, max_delay_s=60.0, forget_after_s=600.0)
@@ -178,3 +180,39 @@ def test_finding4_one_check_at_a_time_once_free_failures_are_used() -> None:
     throttle.end("CS1", "192.0.2.1")
     assert throttle.stations.in_flight("CS1") == 0 and throttle.addresses.in_flight("x") == 0
     assert throttle.check("CS1", "192.0.2.1", 0.5).retry_after_s == pytest.approx(0.5)
+
+
+PROXIES = parse_networks("10.0.0.5, 10.1.0.0/16")
+
+
+@pytest.mark.parametrize(
+    ("peer", "forwarded", "expected"),
+    [
+        ("10.0.0.5", ["198.51.100.7"], "198.51.100.7"),
+        # The right-most hop not a proxy: what the client wrote on the left is not believed.
+        ("10.0.0.5", ["1.2.3.4, 198.51.100.7, 10.1.2.3"], "198.51.100.7"),
+        ("10.0.0.5", ["1.2.3.4", "198.51.100.7"], "198.51.100.7"),
+        # Not from a proxy: the header is the client's own claim, ignored.
+        ("203.0.113.9", ["198.51.100.7"], "203.0.113.9"),
+        ("10.0.0.5", [], "10.0.0.5"),
+        ("10.0.0.5", ["garbage"], "10.0.0.5"),
+        ("10.0.0.5", ["10.1.9.9"], "10.0.0.5"),
+        ("::ffff:10.0.0.5", ["2001:db8::1"], "2001:db8::1"),
+        (None, ["198.51.100.7"], None),
+    ],
+)
+def test_finding4_address_behind_trusted_proxies(
+    peer: str | None, forwarded: list[str], expected: str | None
+) -> None:
+    assert client_host(peer, forwarded, PROXIES) == expected
+    assert client_host(peer, forwarded, ()) == peer
+
+
+def test_finding4_forwarded_chain_is_read_boundedly() -> None:
+    forwarded = ["10.1.0.1, " * 100_000 + "10.1.0.2"]
+    assert client_host("10.0.0.5", forwarded, PROXIES) == "10.0.0.5"
+
+
+def test_finding4_bad_proxy_setting_names_the_entry() -> None:
+    with pytest.raises(ValueError, match=r"'10\.0\.0\.300'"):
+        parse_networks("10.0.0.5,10.0.0.300")

@@ -22,7 +22,7 @@ from csms.domain.models import (
 from csms.persistence import repositories as repo
 from csms.persistence.database import Database
 from csms.services.common import Clock, check_page, utcnow
-from csms.services.redaction import redact_payload
+from csms.services.redaction import REDACTED, SECRET_VARIABLES, redact_payload
 
 
 class TransactionService:
@@ -61,7 +61,14 @@ class DeviceModelService:
         self, station_id: str, *, component: str | None = None, variable: str | None = None
     ) -> list[DeviceVariable]:
         async with self._db.read() as conn:
-            return await repo.list_device_variables(conn, station_id, component, variable)
+            found = await repo.list_device_variables(conn, station_id, component, variable)
+        # A write-only secret (BasicAuthPassword) a station reported anyway is not shown.
+        return [
+            dataclasses.replace(v, value=REDACTED)
+            if v.variable in SECRET_VARIABLES and v.value is not None
+            else v
+            for v in found
+        ]
 
     async def get_int(self, station_id: str, component: str, variable: str) -> int | None:
         """An integer Actual value the station reported, e.g. ItemsPerMessageGetVariables."""

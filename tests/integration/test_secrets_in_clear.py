@@ -10,11 +10,14 @@ import os
 import sqlite3
 import stat
 from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
+from csms.domain.models import DeviceVariable
 from csms.persistence import migrate
+from csms.persistence import repositories as repo
 from csms.persistence.database import create_private_sqlite_file
 from csms.services.container import build_services
 from tests.support.api_harness import STATION_PASSWORD, ApiHarness, api_harness, harness_settings
@@ -177,3 +180,15 @@ def test_finding5_existing_readable_database_kept_with_a_warning(
     assert stat.S_IMODE(existing.stat().st_mode) == 0o644  # the operator's choice stands
     (record,) = [r for r in caplog.records if r.levelno == logging.WARNING]
     assert "mode 0644" in record.getMessage() and str(existing) in record.getMessage()
+
+
+async def test_finding5_reported_secret_variable_not_shown_by_the_api(api: ApiHarness) -> None:
+    reported = [
+        DeviceVariable("CS1", "SecurityCtrlr", "BasicAuthPassword", value=ROTATED),
+        DeviceVariable("CS1", "SecurityCtrlr", "SecurityProfile", value="1"),
+    ]
+    now = datetime.now(UTC)
+    await api.services.db.write(lambda c: repo.upsert_device_variables(c, reported, now))
+    answer = await api.client.get("/api/v1/stations/CS1/variables")
+    assert answer.status_code == 200 and "BasicAuthPassword" in answer.text
+    assert ROTATED not in answer.text and '"1"' in answer.text

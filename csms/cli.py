@@ -30,6 +30,7 @@ from pydantic import ValidationError
 from pydantic_settings.exceptions import SettingsError
 
 from csms.services.password_check import PasswordKeyInvalid
+from csms.services.redaction import redact_url
 from csms.settings import Settings
 
 T = TypeVar("T")
@@ -85,6 +86,7 @@ def _describe_validation_error(error: ValidationError) -> str:
             where = f"setting '{field}' (flag {_flag(field)}, env CSMS_{field.upper()})"
             got = item.get("input")
             suffix = f" [got {got!r}]" if got is not None and not isinstance(got, dict) else ""
+            suffix = redact_url(suffix)  # a database/broker URL may hold a password
             lines.append(f"invalid {where}: {item['msg']}{suffix}")
         else:
             lines.append(f"invalid settings: {item['msg']}")
@@ -307,10 +309,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.handler(args))
     except (SettingsInvalid, PasswordKeyInvalid) as error:
-        print(f"csms: {error}", file=sys.stderr)
+        print(f"csms: {redact_url(str(error))}", file=sys.stderr)
         return EXIT_USAGE
     except admin_errors() as error:
-        print(f"csms: {error}", file=sys.stderr)
+        print(f"csms: {redact_url(str(error))}", file=sys.stderr)
         return EXIT_FAILURE
     except environment_errors() as error:
         # The database, a broker or a port is not there: a fact about the machine, not a bug.
@@ -336,7 +338,7 @@ def _one_line(error: BaseException) -> str:
     # message says what is wrong.
     cause = error.orig if isinstance(error, DBAPIError) and error.orig is not None else error
     text = str(cause).strip().splitlines()
-    return f"{type(cause).__name__}: {text[0] if text else type(cause).__name__}"
+    return redact_url(f"{type(cause).__name__}: {text[0] if text else type(cause).__name__}")
 
 
 def admin_errors() -> tuple[type[Exception], ...]:

@@ -13,6 +13,8 @@ from typing import Literal
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from csms.domain.throttle import parse_networks
+
 # TLS certificate/key settings: (what the file holds, the key type it must have; None = either).
 _TLS_KEY_FILES: dict[str, tuple[Literal["cert", "key"], Literal["RSA", "ECDSA"] | None]] = {
     "tls_cert_file": ("cert", None),
@@ -111,10 +113,44 @@ class Settings(BaseSettings):
     # Log every OCPP frame at DEBUG (off by default: it costs throughput).
     log_ocpp_frames: bool = False
 
+    # Failed station logins (bad password or certificate, unknown id) are throttled per
+    # station id and per source address (IPv6: per /64), per node: after the free failures
+    # each further one blocks the key for base x 2^k seconds up to the max; a blocked attempt
+    # is answered 429 + Retry-After without checking the password. A key with no failure for
+    # auth_throttle_forget_s starts over. A station that logged in from an address is not
+    # blocked there by guesses at its id from elsewhere.
+    auth_free_failures_per_station: int = Field(5, ge=0, le=10**9)  # huge = off
+    auth_free_failures_per_address: int = Field(20, ge=0, le=10**9)
+    auth_backoff_base_s: float = Field(1.0, gt=0, le=3600)
+    auth_backoff_max_s: float = Field(60.0, gt=0, le=86400)
+    auth_throttle_forget_s: float = Field(900.0, gt=0, le=7 * 86400)
+    auth_throttle_table_size: int = Field(100_000, ge=100, le=10_000_000)  # keys per table
+    # Answer to an unknown station id: 404 (OCPP-J 2.0.1 Part 4: SHOULD) or 401 (the same as
+    # a wrong password, so ids cannot be enumerated). Either way it counts as a failure.
+    unknown_station_status: int = 404
+    # Reverse proxies in front of the OCPP port (comma-separated addresses or networks, e.g.
+    # "10.0.0.5,10.1.0.0/16"): a connection from one of them is attributed to the address its
+    # X-Forwarded-For header names (throttling and logs). Empty: the peer address counts and
+    # X-Forwarded-For is ignored. Without it, behind a proxy every station shares one address.
+    trusted_proxies: str = ""
+
     @field_validator("ocpp_path")
     @classmethod
     def _strip_slashes(cls, value: str) -> str:
         return value.strip("/")
+
+    @field_validator("unknown_station_status")
+    @classmethod
+    def _status_404_or_401(cls, value: int) -> int:
+        if value not in (404, 401):
+            raise ValueError("use 404 (OCPP-J) or 401 (no id enumeration)")
+        return value
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxy_networks(cls, value: str) -> str:
+        parse_networks(value)
+        return value
 
     @field_validator("database_url")
     @classmethod
@@ -179,6 +215,10 @@ class Settings(BaseSettings):
             raise ValueError("tls_client_ca_file needs a server certificate (tls_*_cert_file)")
         if (self.csr_ca_cert_file is None) != (self.csr_ca_key_file is None):
             raise ValueError("csr_ca_cert_file and csr_ca_key_file go together")
+        if not self.auth_backoff_base_s <= self.auth_backoff_max_s <= self.auth_throttle_forget_s:
+            raise ValueError(
+                "need auth_backoff_base_s <= auth_backoff_max_s <= auth_throttle_forget_s"
+            )
         return self
 
     @property

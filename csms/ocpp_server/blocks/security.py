@@ -119,13 +119,13 @@ async def _send_signed(
 
 async def get_15118_ev_certificate(session: Session, payload: dict[str, Any]) -> dict[str, Any]:
     # No ISO 15118 PKI (CHAdeMO does not use one): Failed, as the spec allows.
-    await record_event(session, "Get15118EVCertificate", payload)
+    await record_event(session, "Get15118EVCertificate", payload, skip_if_refused=True)
     return {"status": "Failed", "exiResponse": "", "statusInfo": {"reasonCode": "NoPKI"}}
 
 
 async def get_certificate_status(session: Session, payload: dict[str, Any]) -> dict[str, Any]:
     # No OCSP responder configured: Failed.
-    await record_event(session, "GetCertificateStatus", payload)
+    await record_event(session, "GetCertificateStatus", payload, skip_if_refused=True)
     return {"status": "Failed", "statusInfo": {"reasonCode": "NoOCSPResponder"}}
 
 

@@ -153,7 +153,10 @@ class Session:
                 self.settings.ocpp_rate_per_s,
                 self.settings.ocpp_rate_burst,
             )
-        await asyncio.sleep(delay)
+        closed = getattr(self.transport, "wait_closed", None)
+        # Wake early if the connection closes meanwhile (a server stopping need not wait).
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(closed() if closed else asyncio.sleep(delay), delay)
 
     def _may_receive(self, action: str) -> bool:
         if self.registration is RegistrationStatus.ACCEPTED:

@@ -244,9 +244,50 @@ def _check_free_form(value: Any, path: tuple[str | int, ...]) -> None:
             )
 
 
+def _free_form_ok(value: Any) -> bool:
+    if isinstance(value, dict):
+        return all(_free_form_ok(v) for v in value.values())
+    if isinstance(value, list):
+        return all(_free_form_ok(v) for v in value)
+    return type(value) is not int or INT64_MIN <= value <= INT64_MAX
+
+
+def _bounds_ok(plan: Plan, value: Any) -> bool:
+    """The hot path: True if nothing is out of bounds (no paths built)."""
+    tag = plan[0]
+    if tag == "int":
+        return type(value) is int and plan[1] <= value <= plan[2]
+    if tag == "obj":
+        if not isinstance(value, dict):
+            return True
+        props = plan[1]
+        if plan[2]:  # open: every key is looked at
+            for key, sub in value.items():
+                sub_plan = props.get(key)
+                if not (_bounds_ok(sub_plan, sub) if sub_plan else _free_form_ok(sub)):
+                    return False
+            return True
+        for key, sub_plan in props.items():
+            sub = value.get(key)
+            if sub is not None and not _bounds_ok(sub_plan, sub):
+                return False
+        return True
+    if tag == "arr":
+        if not isinstance(value, list):
+            return True
+        item_plan = plan[1]
+        return all(_bounds_ok(item_plan, v) for v in value)
+    if tag == "num":
+        return type(value) is not int or INT64_MIN <= value <= INT64_MAX
+    return _free_form_ok(value)
+
+
 def check_bounds(plan: Plan, payload: Any) -> None:
     """Raise SchemaViolation for a value the schema allowed but the CSMS cannot hold. Run on
     a payload that passed its schema (types of objects and arrays are known)."""
+    if _bounds_ok(plan, payload):
+        return
+    # Refused: walk again, keeping paths, to say where.
     stack: list[tuple[Plan, Any, tuple[str | int, ...]]] = [(plan, payload, ())]
     while stack:
         step, value, where = stack.pop()

@@ -183,18 +183,16 @@ class Session:
             self._after.clear()  # a refused message starts no follow-up
         if self.services.message_log.log_incoming:
             ml = self.services.message_log
+            # Bounded like stored events: an unknown action name is the station's free text,
+            # and a large payload is logged by its size only.
+            action = call.action[:50]
+            logged = call.payload
+            size = limits.payload_size(logged)
+            if size > self.settings.station_event_max_bytes:
+                logged = {"notLogged": "payload over station_event_max_bytes", "bytes": size}
             await ml.record(
-                ml.entry(
-                    self.station_id,
-                    Direction.IN,
-                    "CALL",
-                    call.message_id,
-                    call.action,
-                    call.payload,
-                ),
-                ml.entry(
-                    self.station_id, Direction.OUT, kind, call.message_id, call.action, response
-                ),
+                ml.entry(self.station_id, Direction.IN, "CALL", call.message_id, action, logged),
+                ml.entry(self.station_id, Direction.OUT, kind, call.message_id, action, response),
             )
         await self._send(reply)
         after, self._after = self._after, []

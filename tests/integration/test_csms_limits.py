@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 import websockets
 from websockets.asyncio.client import ClientConnection
@@ -299,3 +300,21 @@ async def test_rate_limit_paces_the_flooding_station_and_the_bystander_is_answer
         finally:
             flood.transport.abort()  # the CSMS reads nothing from it now: no closing handshake
             await other.close()
+
+
+async def test_finding6_message_log_keeps_large_payloads_and_long_actions_bounded(
+    csms: Csms, ws: ClientConnection
+) -> None:
+    csms.services.message_log.log_incoming = True
+    large = {"vendorId": "v", "data": "x" * 70_000}  # over station_event_max_bytes (64 KiB)
+    reply = await raw_exchange(ws, [2, "big", "DataTransfer", large])
+    assert reply[2]["status"] == "Rejected"
+    reply = await raw_exchange(ws, [2, "odd", "A" * 5000, {}])
+    assert reply[:3] == [4, "odd", "NotImplemented"]
+    entries = (await csms.services.message_log.list("CS1", limit=10)).items
+    incoming = {e.message_id: e for e in entries if e.kind == "CALL"}
+    assert incoming["big"].payload == {
+        "notLogged": "payload over station_event_max_bytes",
+        "bytes": len(orjson.dumps(large)),
+    }
+    assert incoming["odd"].action == "A" * 50

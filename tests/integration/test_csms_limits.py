@@ -318,3 +318,17 @@ async def test_finding6_message_log_keeps_large_payloads_and_long_actions_bounde
         "bytes": len(orjson.dumps(large)),
     }
     assert incoming["odd"].action == "A" * 50
+
+
+@pytest.mark.parametrize("timestamp", ["0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-05:00"])
+async def test_finding3_date_out_of_range_is_a_property_violation_not_internal_error(
+    csms: Csms, ws: ClientConnection, timestamp: str
+) -> None:
+    # Valid ISO 8601 (the schema's date-time passes) but not representable in UTC.
+    payload = {**VALID["StatusNotification"], "timestamp": timestamp}
+    reply = await raw_exchange(ws, [2, "s", "StatusNotification", payload])
+    assert reply[:3] == [4, "s", "PropertyConstraintViolation"], reply
+    event = {**VALID["SecurityEventNotification"], "timestamp": timestamp}
+    reply = await raw_exchange(ws, [2, "e", "SecurityEventNotification", event])
+    assert reply[:3] == [4, "e", "PropertyConstraintViolation"], reply
+    assert (await csms.services.events.list("CS1")).total == 0

@@ -28,19 +28,21 @@ async def record_event(
     the station's storage quota. Over the quota: limits.StorageRefused, or with
     `skip_if_refused` (an audit copy the answer does not depend on) False and nothing
     stored."""
+    ts_text = payload.get(timestamp_field) if timestamp_field else None
+    # Parsed first: a payload refused for its date is not charged to the quota.
+    timestamp = parse_ocpp_datetime(ts_text) if isinstance(ts_text, str) else None
     try:
         await limits.charge_storage(session, kind, limits.payload_size(payload))
     except limits.StorageRefused:
         if skip_if_refused:
             return False
         raise
-    ts_text = payload.get(timestamp_field) if timestamp_field else None
     event = EventRecord(
         station_id=session.station_id,
         kind=kind,
         payload=payload,
         received_at=session.clock(),
-        timestamp=parse_ocpp_datetime(ts_text) if isinstance(ts_text, str) else None,
+        timestamp=timestamp,
     )
     await session.services.db.write_rows(repo.event_write(event))
     return True

@@ -70,9 +70,10 @@ class Settings(BaseSettings):
     station_storage_quota_bytes: int = Field(16 * 1024 * 1024, ge=0, le=2**40)
     station_storage_quota_period_s: float = Field(3600.0, gt=0, le=30 * 86400)
     # Multi-part NotifyReports held in memory per connection: open reports (a new one
-    # abandons the oldest), parts per report, and seconds allowed between two parts.
+    # abandons the oldest), parts per report, and seconds allowed between two parts. At most
+    # max_open x max_parts seqNos (~60 bytes each) per connection: ~240 kB by default.
     report_max_open: int = Field(4, ge=1, le=1000)
-    report_max_parts: int = Field(10_000, ge=1, le=1_000_000)
+    report_max_parts: int = Field(1000, ge=1, le=100_000)
     report_part_timeout_s: float = Field(600.0, gt=0, le=86400)
 
     # Several nodes: broker for command routing (nats://... or redis://...); none = in-process.

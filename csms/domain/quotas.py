@@ -75,9 +75,6 @@ class LimitConfig:
     event_max_bytes: int = 65536
     storage_quota_bytes: int = 16 * 1024 * 1024
     storage_period_s: float = 3600.0
-    report_max_parts: int = 1000
-    report_max_open: int = 4
-    report_timeout_s: float = 600.0
 
 
 @dataclass(frozen=True, slots=True)

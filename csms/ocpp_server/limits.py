@@ -57,9 +57,6 @@ def limit_config(settings: Settings) -> LimitConfig:
         event_max_bytes=settings.station_event_max_bytes,
         storage_quota_bytes=settings.station_storage_quota_bytes,
         storage_period_s=settings.station_storage_quota_period_s,
-        report_max_parts=settings.report_max_parts,
-        report_max_open=settings.report_max_open,
-        report_timeout_s=settings.report_part_timeout_s,
     )
 
 

@@ -327,3 +327,26 @@ def test_finding2_report_assembly_stays_bounded(parts: list[tuple[int, int, bool
         if summary is not None:
             assert len(summary.missing_parts) <= MISSING_LISTED
             assert summary.missing_count == summary.parts[-1] + 1 - len(summary.parts)
+
+
+def test_limit_settings_have_defaults_and_refuse_bad_values() -> None:
+    from pydantic import ValidationError
+
+    from csms.settings import Settings
+
+    defaults = Settings()
+    assert (defaults.ocpp_max_frame_bytes, defaults.ocpp_max_json_depth) == (262144, 32)
+    assert (defaults.ocpp_rate_per_s, defaults.ocpp_rate_burst) == (20.0, 100)
+    assert defaults.station_event_max_bytes == 65536
+    assert defaults.station_storage_quota_bytes == 16 * 1024 * 1024
+    for field, bad in (
+        ("ocpp_rate_per_s", "nan"),
+        ("ocpp_rate_per_s", "inf"),
+        ("ocpp_rate_per_s", -1),
+        ("ocpp_max_frame_bytes", 100),
+        ("ocpp_max_json_depth", 2),
+        ("station_storage_quota_period_s", 0),
+        ("report_max_parts", 0),
+    ):
+        with pytest.raises(ValidationError, match=field):
+            Settings(**{field: bad})

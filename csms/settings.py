@@ -69,6 +69,10 @@ class Settings(BaseSettings):
     station_event_max_bytes: int = Field(64 * 1024, ge=1024, le=16 * 1024 * 1024)
     station_storage_quota_bytes: int = Field(16 * 1024 * 1024, ge=0, le=2**40)
     station_storage_quota_period_s: float = Field(3600.0, gt=0, le=30 * 86400)
+    # EVSE and connector ids a station may report (StatusNotification): each new pair is a
+    # stored row, so the ids are bounded (2.0.1 numbers them from 1).
+    station_max_evse_id: int = Field(128, ge=1, le=2**31 - 1)
+    station_max_connector_id: int = Field(16, ge=1, le=2**31 - 1)
     # Multi-part NotifyReports held in memory per connection: open reports (a new one
     # abandons the oldest), parts per report, and seconds allowed between two parts. At most
     # max_open x max_parts seqNos (~60 bytes each) per connection: ~240 kB by default.

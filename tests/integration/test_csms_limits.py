@@ -27,6 +27,7 @@ from tests.support.csms_harness import (
     running_csms,
 )
 from tests.support.csms_payloads import VALID
+from tests.support.csms_pki import make_ca, make_csr
 
 INT64_MAX = 2**63 - 1
 
@@ -332,3 +333,49 @@ async def test_finding3_date_out_of_range_is_a_property_violation_not_internal_e
     reply = await raw_exchange(ws, [2, "e", "SecurityEventNotification", event])
     assert reply[:3] == [4, "e", "PropertyConstraintViolation"], reply
     assert (await csms.services.events.list("CS1")).total == 0
+
+
+@pytest.mark.parametrize(("evse_id", "connector_id"), [(129, 1), (-1, 1), (1, 17), (2**31 - 1, 1)])
+async def test_status_notification_ids_are_bounded_rows(
+    csms: Csms, ws: ClientConnection, evse_id: int, connector_id: int
+) -> None:
+    payload = {**VALID["StatusNotification"], "evseId": evse_id, "connectorId": connector_id}
+    reply = await raw_exchange(ws, [2, "s", "StatusNotification", payload])
+    assert reply[:3] == [4, "s", "PropertyConstraintViolation"], reply
+    ok = {**VALID["StatusNotification"], "evseId": 128, "connectorId": 16}
+    assert (await raw_exchange(ws, [2, "ok", "StatusNotification", ok]))[0] == 3
+    assert [e.evse_id for e in await csms.services.stations.evses("CS1")] == [128]
+
+
+async def _reply_to(conn: ClientConnection, frame: list[Any]) -> list[Any]:
+    """Send a CALL and return its answer, skipping CALLs the CSMS sends meanwhile."""
+    await conn.send(orjson.dumps(frame).decode())
+    async with asyncio.timeout(5):
+        while True:
+            message: list[Any] = orjson.loads(await conn.recv())
+            if message[0] != 2 and message[1] == frame[1]:
+                return message
+
+
+async def test_finding6_sign_certificate_csrs_are_charged_to_the_quota(tmp_path: Path) -> None:
+    (tmp_path / "pki").mkdir()
+    ca = make_ca(tmp_path / "pki")
+    csr = make_csr("CS1")
+    async with running_csms(
+        tmp_path,
+        csr_ca_cert_file=ca.cert_file,
+        csr_ca_key_file=ca.key_file,
+        station_storage_quota_bytes=2 * len(csr),
+    ) as csms:
+        await csms.add_station("CS1")
+        conn = await raw_connect(csms, "CS1")
+        try:
+            await raw_boot(conn)
+            answers = [
+                (await _reply_to(conn, [2, f"c{n}", "SignCertificate", {"csr": csr}]))[2]
+                for n in range(3)
+            ]
+        finally:
+            await conn.close()
+    assert [a["status"] for a in answers] == ["Accepted", "Accepted", "Rejected"]
+    assert answers[2]["statusInfo"] == {"reasonCode": "QuotaExceeded"}

@@ -14,6 +14,7 @@ from csms.domain.models import (
     RegistrationStatus,
 )
 from csms.ocpp_server import limits
+from csms.ocpp_server.protocol import PropertyConstraintViolation
 from csms.persistence import repositories as repo
 from csms.services.common import ocpp_datetime, parse_ocpp_datetime
 
@@ -65,6 +66,16 @@ async def heartbeat(session: Session, payload: dict[str, Any]) -> dict[str, Any]
 
 async def status_notification(session: Session, payload: dict[str, Any]) -> dict[str, Any]:
     evse_id, connector_id = payload["evseId"], payload["connectorId"]
+    # Every new (evse, connector) pair is a stored row served by GET .../evses: bounded.
+    settings = session.settings
+    if not 0 <= evse_id <= settings.station_max_evse_id:
+        raise PropertyConstraintViolation(
+            f"evseId {evse_id} is outside 0..{settings.station_max_evse_id}"
+        )
+    if not 0 <= connector_id <= settings.station_max_connector_id:
+        raise PropertyConstraintViolation(
+            f"connectorId {connector_id} is outside 0..{settings.station_max_connector_id}"
+        )
     status = payload["connectorStatus"]
     parse_ocpp_datetime(payload["timestamp"])
     now = session.clock()

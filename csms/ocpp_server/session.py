@@ -210,11 +210,16 @@ class Session:
             raise protocol.SecurityError(
                 f"{action} not allowed while registration status is {self.registration.value}"
             )
-        if self._validate:
-            try:
-                schemas.check(action, "Request", call.payload)
-            except schemas.SchemaViolation as exc:
-                raise protocol.ERROR_BY_CODE[exc.code](str(exc)) from exc
+        try:
+            if self._validate:
+                schemas.check(action, "Request", call.payload)  # schema, then bounds
+            else:
+                # Bounds protect storage, not conformance: they hold with validation off.
+                bounds = schemas.bounds_checker(action, "Request")
+                if bounds is not None:
+                    schemas.check_bounds(bounds, call.payload)
+        except schemas.SchemaViolation as exc:
+            raise protocol.ERROR_BY_CODE[exc.code](str(exc)) from exc
         try:
             response = await handler(self, call.payload)
         except OcppError:

@@ -379,3 +379,20 @@ async def test_finding6_sign_certificate_csrs_are_charged_to_the_quota(tmp_path:
             await conn.close()
     assert [a["status"] for a in answers] == ["Accepted", "Accepted", "Rejected"]
     assert answers[2]["statusInfo"] == {"reasonCode": "QuotaExceeded"}
+
+
+async def test_finding3_bounds_hold_with_schema_validation_off(tmp_path: Path) -> None:
+    async with running_csms(tmp_path, validate_messages=False) as csms:
+        await csms.add_station("CS1")
+        conn = await raw_connect(csms, "CS1")
+        try:
+            await raw_boot(conn)
+            payload = {**VALID["StatusNotification"], "evseId": 1e19}
+            reply = await raw_exchange(conn, [2, "s", "StatusNotification", payload])
+            assert reply[:3] == [4, "s", "TypeConstraintViolation"], reply
+            payload = {"vendorId": "v", "data": [2**63]}
+            reply = await raw_exchange(conn, [2, "d", "DataTransfer", payload])
+            assert reply[:3] == [4, "d", "PropertyConstraintViolation"], reply
+        finally:
+            await conn.close()
+        assert await csms.services.stations.evses("CS1") == []

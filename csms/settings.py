@@ -54,9 +54,9 @@ class Settings(BaseSettings):
     # 2.0.1's big messages (NotifyReport parts, a 5.5 kB CSR) are chunked by the station's
     # BytesPerMessage, typically well under 64 KiB.
     ocpp_max_frame_bytes: int = Field(256 * 1024, ge=4096, le=16 * 1024 * 1024)
-    # Deepest JSON nesting of a frame (the frame array is level 1; 2.0.1 messages need 7):
-    # deeper -> FormatViolation, before anything is parsed or stored.
-    ocpp_max_json_depth: int = Field(32, ge=8, le=512)
+    # Deepest JSON nesting of a frame (the frame array is level 1; the deepest 2.0.1 message
+    # needs 14): deeper -> FormatViolation, before anything is parsed or stored.
+    ocpp_max_json_depth: int = Field(32, ge=16, le=512)
     # Frames per second per station (token bucket, burst ocpp_rate_burst; 0 = no limit).
     # Over the rate, the station's next frame is read only when a token is there: it is
     # answered later, never refused, and nothing queues on the CSMS.

@@ -91,8 +91,9 @@ class FrameError(Exception):
         self.message_id = message_id
 
 
-# Default nesting limit of a frame (the frame array counts as one level). The deepest 2.0.1
-# message (TransactionEvent signedMeterValue) needs 7; the rest is free-form data.
+# Default nesting limit of a frame (the frame array counts as one level). The deepest typed
+# 2.0.1 message (ReportChargingProfiles: profile, schedule, sales tariff, entry, cost) needs
+# 14 with customData's object; customData and DataTransfer contents are free-form.
 MAX_DEPTH = 32
 
 # A JSON string (skipped whole: brackets inside it do not nest) or a bracket.

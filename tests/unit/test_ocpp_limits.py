@@ -344,9 +344,35 @@ def test_limit_settings_have_defaults_and_refuse_bad_values() -> None:
         ("ocpp_rate_per_s", "inf"),
         ("ocpp_rate_per_s", -1),
         ("ocpp_max_frame_bytes", 100),
-        ("ocpp_max_json_depth", 2),
+        ("ocpp_max_json_depth", 15),
         ("station_storage_quota_period_s", 0),
         ("report_max_parts", 0),
     ):
         with pytest.raises(ValidationError, match=field):
             Settings(**{field: bad})
+
+
+def _schema_depth(node: dict[str, Any], definitions: dict[str, Any]) -> int:
+    ref = node.get("$ref")
+    if ref:
+        return _schema_depth(definitions[ref.rsplit("/", 1)[-1]], definitions)
+    if node.get("type") == "object":
+        props = node.get("properties", {}).values()
+        return 1 + max([_schema_depth(p, definitions) for p in props] + [0])
+    if node.get("type") == "array":
+        return 1 + _schema_depth(node.get("items", {}), definitions)
+    return 0
+
+
+def test_nesting_limit_floor_fits_every_2_0_1_message() -> None:
+    """The lowest ocpp_max_json_depth allowed (16) takes the deepest typed message."""
+    from csms.settings import Settings
+
+    floor = Settings.model_fields["ocpp_max_json_depth"].metadata[0].ge
+    deepest = 0
+    for action in schemas.all_actions():
+        for kind in ("Request", "Response"):
+            schema = schemas.validator(action, kind).schema  # type: ignore[union-attr]
+            deepest = max(deepest, 1 + _schema_depth(schema, schema.get("definitions", {})))
+    assert deepest == 14
+    assert floor >= deepest

@@ -73,6 +73,37 @@ class Settings(BaseSettings):
     # Negative limit in a charging profile = discharge (project convention on OCPP 2.0.1).
     negative_limit_is_discharge: bool = True
 
+    # Input bounds and per-station limits of the OCPP endpoint (docs: README "Security").
+    # Largest websocket frame accepted (bytes); a larger one closes the connection (1009).
+    # 2.0.1's big messages (NotifyReport parts, a 5.5 kB CSR) are chunked by the station's
+    # BytesPerMessage, typically well under 64 KiB.
+    ocpp_max_frame_bytes: int = Field(256 * 1024, ge=4096, le=16 * 1024 * 1024)
+    # Deepest JSON nesting of a frame (the frame array is level 1; the deepest 2.0.1 message
+    # needs 14): deeper -> FormatViolation, before anything is parsed or stored.
+    ocpp_max_json_depth: int = Field(32, ge=16, le=512)
+    # Frames per second per station (token bucket, burst ocpp_rate_burst; 0 = no limit).
+    # Over the rate, the station's next frame is read only when a token is there: it is
+    # answered later, never refused, and nothing queues on the CSMS.
+    ocpp_rate_per_s: float = Field(20.0, ge=0, le=1e6)
+    ocpp_rate_burst: int = Field(100, ge=1, le=1_000_000)
+    # Free-form data a station may store (events: DataTransfer, Notify*, security events;
+    # NotifyReport parts): at most this many bytes (serialized JSON) per message, and this
+    # many per station per period (token bucket; 0 = no quota). Over -> not stored: a
+    # GenericError CALLERROR (DataTransfer: status Rejected), one log line and event per burst.
+    station_event_max_bytes: int = Field(64 * 1024, ge=1024, le=16 * 1024 * 1024)
+    station_storage_quota_bytes: int = Field(16 * 1024 * 1024, ge=0, le=2**40)
+    station_storage_quota_period_s: float = Field(3600.0, gt=0, le=30 * 86400)
+    # EVSE and connector ids a station may report (StatusNotification): each new pair is a
+    # stored row, so the ids are bounded (2.0.1 numbers them from 1).
+    station_max_evse_id: int = Field(128, ge=1, le=2**31 - 1)
+    station_max_connector_id: int = Field(16, ge=1, le=2**31 - 1)
+    # Multi-part NotifyReports held in memory per connection: open reports (a new one
+    # abandons the oldest), parts per report, and seconds allowed between two parts. At most
+    # max_open x max_parts seqNos (~60 bytes each) per connection: ~240 kB by default.
+    report_max_open: int = Field(4, ge=1, le=1000)
+    report_max_parts: int = Field(1000, ge=1, le=100_000)
+    report_part_timeout_s: float = Field(600.0, gt=0, le=86400)
+
     # Several nodes: broker for command routing (nats://... or redis://...); none = in-process.
     broker_url: str | None = None
     node_id: str | None = None  # defaults to host:pid at start

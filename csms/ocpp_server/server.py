@@ -184,7 +184,7 @@ class OcppServer:
             ping_timeout=self.settings.ping_timeout_s,
             # A dead link will not complete the closing handshake either: don't wait 10 s.
             close_timeout=self.settings.ping_timeout_s,
-            max_size=4 * 1024 * 1024,
+            max_size=self.settings.ocpp_max_frame_bytes,  # larger: closed with 1009
             compression=None,
             # A reconnect storm: the default backlog (100) drops SYNs by the thousand, and
             # a handshake given up after websockets' default 10 s is work thrown away.

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import math
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from csms.domain.models import EventRecord, MeterSample
+from csms.ocpp_server import limits
+from csms.ocpp_server.protocol import PropertyConstraintViolation
 from csms.persistence import repositories as repo
 from csms.services.common import parse_ocpp_datetime
 
@@ -14,18 +17,35 @@ if TYPE_CHECKING:
 
 
 async def record_event(
-    session: Session, kind: str, payload: dict[str, Any], timestamp_field: str | None = None
-) -> None:
-    """Persist a notification as an event (committed before the answer is sent)."""
+    session: Session,
+    kind: str,
+    payload: dict[str, Any],
+    timestamp_field: str | None = None,
+    *,
+    skip_if_refused: bool = False,
+) -> bool:
+    """Persist a notification as an event (committed before the answer is sent), charged to
+    the station's storage quota. Over the quota: limits.StorageRefused, or with
+    `skip_if_refused` (an audit copy the answer does not depend on) False and nothing
+    stored."""
     ts_text = payload.get(timestamp_field) if timestamp_field else None
+    # Parsed first: a payload refused for its date is not charged to the quota.
+    timestamp = parse_ocpp_datetime(ts_text) if isinstance(ts_text, str) else None
+    try:
+        await limits.charge_storage(session, kind, limits.payload_size(payload))
+    except limits.StorageRefused:
+        if skip_if_refused:
+            return False
+        raise
     event = EventRecord(
         station_id=session.station_id,
         kind=kind,
         payload=payload,
         received_at=session.clock(),
-        timestamp=parse_ocpp_datetime(ts_text) if isinstance(ts_text, str) else None,
+        timestamp=timestamp,
     )
     await session.services.db.write_rows(repo.event_write(event))
+    return True
 
 
 def meter_samples(
@@ -42,11 +62,21 @@ def meter_samples(
         for sv in mv["sampledValue"]:
             unit = (sv.get("unitOfMeasure") or {}).get("unit")
             multiplier = (sv.get("unitOfMeasure") or {}).get("multiplier", 0)
+            # 10.0 ** 400 raises OverflowError and 1e308 * 10 is inf: neither may be stored
+            # (a non-finite value cannot be served as JSON later).
+            try:
+                value = float(sv["value"]) * (10.0**multiplier)
+            except OverflowError:
+                value = math.inf
+            if not math.isfinite(value):
+                raise PropertyConstraintViolation(
+                    f"sampledValue {sv['value']!r} x 10^{multiplier} is out of range"
+                )
             out.append(
                 MeterSample(
                     station_id=station_id,
                     timestamp=ts,
-                    value=float(sv["value"]) * (10.0**multiplier),
+                    value=value,
                     measurand=sv.get("measurand", "Energy.Active.Import.Register"),
                     evse_id=evse_id,
                     transaction_id=transaction_id,

@@ -368,8 +368,9 @@ class EventRead(ReadModel):
 
 class TariffUpdate(StrictModel):
     currency: str = Field(min_length=3, max_length=3, description="ISO 4217, e.g. AUD")
-    price_per_kwh: float = Field(0.0, ge=0)
-    price_per_hour: float = Field(0.0, ge=0)
+    # Bounded so that running costs stay finite numbers (1e6 per kWh is no real tariff).
+    price_per_kwh: float = Field(0.0, ge=0, le=1_000_000)
+    price_per_hour: float = Field(0.0, ge=0, le=1_000_000)
 
 
 class TariffRead(ReadModel):

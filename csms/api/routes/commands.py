@@ -7,9 +7,9 @@ why), 502 CALLERROR (its code in the body) or disconnect, 504 no answer in time.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Body
+from fastapi import APIRouter, Body, Path
 
 from csms.api.deps import OPERATE, OperateToken, Services, check_scope
 from csms.api.errors import ApiProblem
@@ -21,6 +21,7 @@ from csms.api.ocpp_actions import (
     request_errors,
 )
 from csms.api.schemas import (
+    OCPP_INT_MAX,
     ChargingProfileCreate,
     ChargingProfileResultRead,
     ProblemRead,
@@ -114,7 +115,9 @@ async def set_charging_profile(
     summary="ClearChargingProfile by id; the station's answer",
 )
 async def clear_charging_profile(
-    services: Services, station_id: str, profile_id: int
+    services: Services,
+    station_id: str,
+    profile_id: Annotated[int, Path(ge=0, le=OCPP_INT_MAX, description="chargingProfileId")],
 ) -> dict[str, Any]:
     await services.stations.get(station_id)
     return await send_checked(

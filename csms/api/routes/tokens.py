@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Request, Response, status
+from fastapi import APIRouter, Path, Query, Request, Response, status
 
 from csms.api.deps import ADMIN, READ, Paging, Services, TokenCache
 from csms.api.errors import ApiProblem
@@ -114,7 +114,11 @@ async def create_api_token(services: Services, body: ApiTokenCreate) -> ApiToken
     status_code=status.HTTP_204_NO_CONTENT,
     summary="Revoke an API token",
 )
-async def revoke_api_token(services: Services, request: Request, token_id: int) -> Response:
+async def revoke_api_token(
+    services: Services,
+    request: Request,
+    token_id: Annotated[int, Path(ge=1, le=2**63 - 1, description="the token's id")],
+) -> Response:
     tokens = {t.id: t for t in await services.api_tokens.list()}
     if token_id not in tokens or tokens[token_id].revoked:
         raise ApiProblem(404, f"no active API token with id {token_id}")

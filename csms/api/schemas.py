@@ -6,6 +6,7 @@ bodies and answers) keep the OCPP camelCase of the OCA schemas.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Annotated, Any, Generic, Literal, TypeVar
@@ -49,6 +50,20 @@ class StrictModel(BaseModel):
     for dates: those fields use `JsonDatetime`/`JsonAwareDatetime` below."""
 
     model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _no_subnormal_numbers(cls, value: Any) -> Any:
+        # 5e-324 is a finite float, but dividing by it overflows (capacity_kwh: 5e-324 made
+        # the planner's SoC arithmetic infinite). No quantity of this API is that small.
+        stack = [value]
+        while stack:
+            item = stack.pop()
+            if isinstance(item, float) and item != 0.0 and abs(item) < sys.float_info.min:
+                raise ValueError(f"{item!r} is too small to compute with (subnormal); use 0")
+            if isinstance(item, list | tuple):
+                stack.extend(item)
+        return value
 
 
 def _date_time_text(value: Any) -> Any:

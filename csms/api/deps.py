@@ -164,8 +164,9 @@ def _json_problem(body: Any) -> str | None:
 async def _check_json_body(request: Request) -> None:
     if request.method in ("GET", "HEAD") or not await request.body():
         return
-    content_type = request.headers.get("content-type", "")
-    if "json" not in content_type.split(";")[0]:
+    # FastAPI reads a body without a content type as JSON too (unless strict about it).
+    content_type = request.headers.get("content-type")
+    if content_type is not None and "json" not in content_type.split(";")[0]:
         return
     # FastAPI has parsed it already (Starlette caches it); a parse error is answered there.
     try:

@@ -204,6 +204,8 @@ async def test_finding10_non_finite_numbers_are_422(
     )
     assert response.status_code == 422, response.text
     assert "finite" in response.text or "NaN" in response.text
+    no_type = await api.client.request(method, V1 + path, content=raw.encode())
+    assert no_type.status_code == 422, no_type.text
 
 
 async def test_finding10_deeply_nested_json_is_422(api: ApiHarness) -> None:

@@ -147,17 +147,22 @@ MAX_JSON_DEPTH = 32
 def _json_problem(body: Any) -> str | None:
     """Why a parsed JSON body is refused: non-finite numbers (Python's parser takes the
     NaN/Infinity literals JSON does not have) or nesting beyond MAX_JSON_DEPTH. Iterative:
-    the walk itself has no recursion an outsider could exhaust."""
-    stack: list[tuple[Any, int]] = [(body, 1)]
+    the walk itself has no recursion an outsider could exhaust; only containers are stacked."""
+    non_finite = "NaN and Infinity are not JSON numbers"
+    if type(body) is float:
+        return None if math.isfinite(body) else non_finite
+    stack: list[tuple[Any, int]] = [(body, 1)] if type(body) in (dict, list) else []
     while stack:
-        value, depth = stack.pop()
-        if isinstance(value, float) and not math.isfinite(value):
-            return "NaN and Infinity are not JSON numbers"
-        if isinstance(value, dict | list):
-            if depth > MAX_JSON_DEPTH:
-                return f"JSON nested deeper than {MAX_JSON_DEPTH} levels"
-            items = value.values() if isinstance(value, dict) else value
-            stack.extend((item, depth + 1) for item in items)
+        container, depth = stack.pop()
+        if depth > MAX_JSON_DEPTH:
+            return f"JSON nested deeper than {MAX_JSON_DEPTH} levels"
+        for item in container.values() if type(container) is dict else container:
+            kind = type(item)
+            if kind is float:
+                if not math.isfinite(item):
+                    return non_finite
+            elif kind is dict or kind is list:
+                stack.append((item, depth + 1))
     return None
 
 

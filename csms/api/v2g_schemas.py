@@ -98,15 +98,20 @@ class SessionContextRead(BaseModel):
 # Prices ----------------------------------------------------------------------------------------
 
 
-class PriceInterval(_In):
+class PriceInterval(BaseModel):
     start: JsonAwareDatetime
     interval_s: int = Field(gt=0, le=86400)
     import_c_kwh: float
     export_c_kwh: float
 
 
+class PriceIntervalCreate(_In, PriceInterval):
+    """A price interval in a request: strict types. (Answers stay lax, so that a price
+    stored before a rule was tightened cannot make GET /prices fail.)"""
+
+
 class PricesCreate(_In):
-    intervals: list[PriceInterval] = Field(min_length=1, max_length=100_000)
+    intervals: list[PriceIntervalCreate] = Field(min_length=1, max_length=100_000)
     source: str = Field("api", max_length=100)
 
 

@@ -9,16 +9,16 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field
 
-from csms.api.schemas import StationIdField
+from csms.api.schemas import JsonAwareDatetime, JsonNumberPair, StationIdField, StrictModel
 
 ChemistryName = Literal["LFP", "NMC", "NCM", "NCA"]
 Fraction = Field(ge=0.0, le=1.0)
 
 
-class _In(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class _In(StrictModel):
+    """Request bodies: strict JSON types (see StrictModel), unknown fields refused."""
 
 
 class VehicleCreate(_In):
@@ -38,7 +38,7 @@ class VehicleCreate(_In):
     )
     station_id: str | None = Field(None, max_length=48)
     evse_id: int | None = Field(None, ge=1)
-    departure: AwareDatetime | None = None
+    departure: JsonAwareDatetime | None = None
     target_soc: float | None = Field(None, ge=0.0, le=1.0)
 
 
@@ -54,7 +54,7 @@ class VehicleUpdate(_In):
     driving_reserve_soc: float | None = Field(None, ge=0.0, le=1.0)
     backup_reserve_soc: float | None = Field(None, ge=0.0, le=1.0)
     degradation_c_kwh: float | None = Field(None, ge=0)
-    departure: AwareDatetime | None = None
+    departure: JsonAwareDatetime | None = None
     target_soc: float | None = Field(None, ge=0.0, le=1.0)
 
 
@@ -99,14 +99,19 @@ class SessionContextRead(BaseModel):
 
 
 class PriceInterval(BaseModel):
-    start: AwareDatetime
+    start: JsonAwareDatetime
     interval_s: int = Field(gt=0, le=86400)
     import_c_kwh: float
     export_c_kwh: float
 
 
+class PriceIntervalCreate(_In, PriceInterval):
+    """A price interval in a request: strict types. (Answers stay lax, so that a price
+    stored before a rule was tightened cannot make GET /prices fail.)"""
+
+
 class PricesCreate(_In):
-    intervals: list[PriceInterval] = Field(min_length=1, max_length=100_000)
+    intervals: list[PriceIntervalCreate] = Field(min_length=1, max_length=100_000)
     source: str = Field("api", max_length=100)
 
 
@@ -127,13 +132,13 @@ class PricesStoredRead(BaseModel):
 class PlanVehicleCreate(_In):
     vehicle_id: str
     soc: float | None = Field(None, ge=0.0, le=1.0, description="none = last SoC meter value")
-    departure: AwareDatetime | None = None
+    departure: JsonAwareDatetime | None = None
     target_soc: float | None = Field(None, ge=0.0, le=1.0)
-    arrival: AwareDatetime | None = None
+    arrival: JsonAwareDatetime | None = None
 
 
 class InlinePrices(_In):
-    start: AwareDatetime
+    start: JsonAwareDatetime
     interval_s: int = Field(gt=0, le=86400)
     import_c_kwh: list[float] = Field(min_length=1)
     export_c_kwh: list[float] = Field(min_length=1)
@@ -147,7 +152,7 @@ class PlanCreate(_In):
         None, description="site load minus solar per price interval from the first one"
     )
     prices: InlinePrices | None = Field(None, description="none = the stored prices")
-    now: AwareDatetime | None = Field(None, description="plan as if it were this time")
+    now: JsonAwareDatetime | None = Field(None, description="plan as if it were this time")
 
 
 class VehiclePlanRead(BaseModel):
@@ -258,7 +263,7 @@ class DispatchRead(BaseModel):
 
 class FrequencySampleCreate(_In):
     hz: float = Field(ge=40.0, le=70.0)
-    at: AwareDatetime
+    at: JsonAwareDatetime
 
 
 class FrequencySampleRead(BaseModel):
@@ -267,7 +272,7 @@ class FrequencySampleRead(BaseModel):
 
 
 class FrequencyResponseCreate(_In):
-    curve: list[tuple[float, float]] | None = Field(
+    curve: list[JsonNumberPair] | None = Field(
         None, description="[[Hz, W], ...], W positive = charge; none = keep the station's"
     )
     enabled: bool

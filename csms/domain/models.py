@@ -138,12 +138,33 @@ class AuthorizationResult:
     group_id_token: str | None = None
 
 
+class ApiScope(enum.StrEnum):
+    """What an API token may do; each scope includes the ones before it."""
+
+    READ = "read"  # GET/HEAD: look, change nothing
+    OPERATE = "operate"  # also: commands to stations, V2G plans/dispatch, prices
+    ADMIN = "admin"  # also: stations, id/API tokens, tariffs, vehicles, credentials
+
+    @property
+    def rank(self) -> int:
+        return _SCOPE_RANK[self]
+
+    def allows(self, needed: ApiScope) -> bool:
+        """Whether a token with this scope may use a route needing `needed`."""
+        return self.rank >= needed.rank
+
+
+_SCOPE_RANK = {ApiScope.READ: 0, ApiScope.OPERATE: 1, ApiScope.ADMIN: 2}
+
+
 @dataclass(frozen=True, slots=True)
 class ApiToken:
     id: int
     name: str
     created_at: datetime
     revoked_at: datetime | None = None
+    # Tokens from before scopes existed became admin in migration 0006 (they could do all).
+    scope: ApiScope = ApiScope.ADMIN
 
     @property
     def revoked(self) -> bool:

@@ -16,6 +16,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from csms.domain.models import (
+    ApiScope,
     ApiToken,
     BootInfo,
     BootPolicy,
@@ -451,19 +452,23 @@ async def delete_id_token(conn: AsyncConnection, id_token: str, type_: str) -> b
 def _api_token(row: sa.Row[Any]) -> ApiToken:
     m = row._mapping
     return ApiToken(
-        id=m["id"], name=m["name"], created_at=m["created_at"], revoked_at=m["revoked_at"]
+        id=m["id"],
+        name=m["name"],
+        created_at=m["created_at"],
+        revoked_at=m["revoked_at"],
+        scope=ApiScope(m["scope"]),
     )
 
 
 async def insert_api_token(
-    conn: AsyncConnection, name: str, token_hash: str, now: datetime
+    conn: AsyncConnection, name: str, token_hash: str, now: datetime, scope: ApiScope
 ) -> ApiToken:
     result = await conn.execute(
         t.api_tokens.insert()
-        .values(name=name, token_hash=token_hash, created_at=now)
+        .values(name=name, token_hash=token_hash, created_at=now, scope=scope.value)
         .returning(t.api_tokens.c.id)
     )
-    return ApiToken(id=result.scalar_one(), name=name, created_at=now)
+    return ApiToken(id=result.scalar_one(), name=name, created_at=now, scope=scope)
 
 
 async def get_api_token_by_hash(conn: AsyncConnection, token_hash: str) -> ApiToken | None:

@@ -115,6 +115,9 @@ api_tokens = sa.Table(
     sa.Column("token_hash", sa.String(64), nullable=False, unique=True),
     sa.Column("created_at", UtcDateTime, nullable=False),
     sa.Column("revoked_at", UtcDateTime),
+    # read | operate | admin (csms.domain.models.ApiScope); 0006 made older tokens admin.
+    sa.Column("scope", sa.String(16), nullable=False),
+    sa.CheckConstraint("scope IN ('read', 'operate', 'admin')", name="scope"),
 )
 
 tariffs = sa.Table(

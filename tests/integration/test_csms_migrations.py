@@ -70,8 +70,8 @@ async def full_schema_diff(url: str, tables: set[str] | None = None) -> list[obj
     return list(diff)
 
 
-# Core columns that later revisions add (0003: the fast password check).
-ADDED_TO_CORE_LATER = {("stations", "password_check")}
+# Core columns that later revisions add (0003: the fast password check; 0006: token scopes).
+ADDED_TO_CORE_LATER = {("stations", "password_check"), ("api_tokens", "scope")}
 
 
 def _added_columns(diff: list[object]) -> set[tuple[str, str]]:

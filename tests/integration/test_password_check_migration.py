@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from csms.persistence import migrate
-from tests.integration.test_csms_migrations import schema_diff
+from tests.integration.test_csms_migrations import ADDED_TO_CORE_LATER, _added_columns, schema_diff
 from tests.support.csms_db import fresh_postgres_database, postgres_url_or_skip, run_sql
 
 
@@ -39,7 +39,9 @@ async def _up_and_down(url: str) -> None:
     assert await run_sql(url, "SELECT id, password_hash, password_check FROM stations") == [
         ("OLD", "$argon2id$old", None)
     ]
-    assert await schema_diff(url) == []
+    # Only columns of later revisions are still missing.
+    later = ADDED_TO_CORE_LATER - {("stations", "password_check")}
+    assert _added_columns(await schema_diff(url)) <= later
     await migrate.downgrade_async(url, "0002")
     assert "password_check" not in await _columns(url)
     assert await run_sql(url, "SELECT id, password_hash FROM stations") == [

@@ -34,6 +34,7 @@ import os
 import random
 import re
 import shlex
+import shutil
 import signal
 import subprocess
 import sys
@@ -162,7 +163,7 @@ class Report:
     def add(self, problem: str, frame_label: str, frame_data: str | bytes) -> None:
         # One row per kind: the text before the frame's label, plus the action.
         kind = problem.split(" [answer to")[0].split(" -- after")[0].split(" s to ")[0]
-        kind = re.sub(r"\d+\.\d+ s|\d{3,}", "N", kind)[:90]
+        kind = re.sub(r"\d+\.\d+ s|\d{3,}", "N", kind)[:160]
         action = frame_label.split(":")[0].split(" ")[0]
         key = f"{kind} <- {action}"
         self.problems[key] += 1
@@ -191,8 +192,9 @@ async def _api_reads(api_url: str, token: str, station_id: str) -> dict[str, int
     ]
     statuses: dict[str, int] = {}
     headers = {"Authorization": f"Bearer {token}"}
-    async with httpx.AsyncClient(base_url=api_url, headers=headers, timeout=30) as client:
-        for path in paths:
+    for path in paths:
+        # A client per request: after a 500 the server drops the kept-alive connection.
+        async with httpx.AsyncClient(base_url=api_url, headers=headers, timeout=30) as client:
             try:
                 statuses[path] = (await client.get(path)).status_code
             except httpx.HTTPError as exc:
@@ -374,6 +376,7 @@ def main(argv: list[str] | None = None) -> int:
         "the CSMS_* settings in its environment and must log like `csms serve`)",
     )
     parser.add_argument("--json", help="also write the figures to this file")
+    parser.add_argument("--keep-log", help="copy the server's log to this file at the end")
     args = parser.parse_args(argv)
     if args.duration <= 0 or args.baseline <= 0 or args.frames <= 0:
         parser.error("--duration, --baseline and --frames must be positive")
@@ -392,6 +395,8 @@ def main(argv: list[str] | None = None) -> int:
             status = asyncio.run(run(args, server, token))
         finally:
             code = server.stop()
+            if args.keep_log:
+                shutil.copyfile(server.log_file, args.keep_log)
             if code not in (0, None, -signal.SIGTERM):
                 print(f"csms serve exited with {code}; log tail:")
                 print(server.log_file.read_text(errors="replace")[-3000:])

@@ -49,7 +49,7 @@ from tests.support.fuzz_frames import (
 T = TypeVar("T")
 
 ATTACKER, BYSTANDER = "FUZZ-ATTACKER", "FUZZ-BYSTANDER"
-EXAMPLES = int(os.environ.get("CSMS_FUZZ_EXAMPLES", "150"))
+EXAMPLES = int(os.environ.get("CSMS_FUZZ_EXAMPLES", "300"))
 RSS_GROWTH_CAP = 200 * 1024 * 1024
 # Refusals the issue asks for when a value does not fit (finding 3).
 CONSTRAINT_CODES = {"TypeConstraintViolation", "PropertyConstraintViolation"}

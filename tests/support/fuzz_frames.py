@@ -20,7 +20,7 @@ import functools
 import json
 import random
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -191,7 +191,7 @@ class FrameFuzzer:
         self._count += 1
         return f"{self._prefix}{self._count}"
 
-    def _pick(self, options: tuple[Any, ...] | list[Any]) -> Any:
+    def _pick(self, options: Sequence[Any]) -> Any:
         return options[self.rng.randrange(len(options))]
 
     def _text(self, max_length: int) -> str:

@@ -6,10 +6,11 @@ It starts `csms serve` as a subprocess on loopback (a temp SQLite file, two stat
 `csms station add`, an API token from `csms token create`), then:
 
 1. baseline: a bystander station alone sends Heartbeat / StatusNotification every
-   `--bystander-interval` s for `--baseline` s;
+   `--bystander-interval` s (0.1) for `--baseline` s;
 2. attack: the same bystander goes on while an attacker station sends the frames of
    tests/support/fuzz_frames.py (malformed, mutated, extreme, TransactionEvent/NotifyReport
-   sequences) as fast as they are answered, for `--duration` s or `--frames` frames;
+   sequences) as fast as they are answered (`--burst N`: N frames back to back, then read
+   the answers), for `--duration` s or `--frames` frames;
 3. the REST routes that read what the attacker stored are called over HTTP.
 
 It prints a progress line every few seconds and then one table: frames/s, the bystander's
@@ -48,6 +49,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import httpx  # noqa: E402
+from websockets.exceptions import InvalidHandshake  # noqa: E402
 
 from tests.support.fuzz_frames import (  # noqa: E402
     Attacker,
@@ -215,7 +217,10 @@ async def run(args: argparse.Namespace, server: Server, token: str) -> int:
     print(f"baseline: bystander alone for {args.baseline:.0f} s ...", flush=True)
     baseline = await _bystander_phase(server, args.baseline, args.bystander_interval)
 
-    print(f"attack: seed {args.seed}, {args.duration:.0f} s or {args.frames} frames ...")
+    print(
+        f"attack: seed {args.seed}, bursts of {args.burst}, {args.duration:.0f} s or "
+        f"{args.frames} frames ..."
+    )
     report = Report()
     attacker = Attacker(server.ocpp_url, ATTACKER, PASSWORD)
     bystander = Bystander(server.ocpp_url, BYSTANDER, PASSWORD, interval_s=args.bystander_interval)
@@ -232,13 +237,14 @@ async def run(args: argparse.Namespace, server: Server, token: str) -> int:
         if not server.alive():
             crashed = True
             break
-        frame = next(frames)
+        batch = [next(frames) for _ in range(args.burst)]
         try:
-            problem = await attacker.send(frame)
-        except (OSError, TimeoutError, AssertionError) as exc:  # could not reconnect
-            problem = f"attacker could not reconnect: {exc!r}"
+            problems = await attacker.burst(batch)
+        except (OSError, TimeoutError, AssertionError, InvalidHandshake) as exc:
+            problems = [f"attacker could not reconnect: {exc!r}"]  # refused or frozen
             attacker.ws = None
-        if problem:
+        for problem in problems:
+            frame = next((f for f in batch if f.label in problem), batch[-1])
             report.add(problem, frame.label, frame.data)
         now = loop.time()
         if now - last_progress >= args.progress_interval:
@@ -365,7 +371,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--frames", type=int, default=10**9, help="stop after N frames")
     parser.add_argument("--baseline", type=float, default=15.0, help="bystander-alone s (15)")
     parser.add_argument("--seed", type=int, default=1, help="fuzzer seed (1)")
-    parser.add_argument("--bystander-interval", type=float, default=0.05, help="s (0.05)")
+    parser.add_argument(
+        "--burst", type=int, default=1, help="frames sent back to back before reading (1)"
+    )
+    parser.add_argument("--bystander-interval", type=float, default=0.1, help="s (0.1)")
     parser.add_argument("--progress-interval", type=float, default=5.0, help="s (5)")
     parser.add_argument(
         "--server-memory-mb", type=int, default=2048, help="server RLIMIT_AS, 0 = none (2048)"
@@ -378,8 +387,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", help="also write the figures to this file")
     parser.add_argument("--keep-log", help="copy the server's log to this file at the end")
     args = parser.parse_args(argv)
-    if args.duration <= 0 or args.baseline <= 0 or args.frames <= 0:
-        parser.error("--duration, --baseline and --frames must be positive")
+    if min(args.duration, args.baseline, args.frames, args.burst) <= 0:
+        parser.error("--duration, --baseline, --frames and --burst must be positive")
     with tempfile.TemporaryDirectory(prefix="bench-fuzz-") as directory:
         tmp = Path(directory)
         env = _env(tmp)

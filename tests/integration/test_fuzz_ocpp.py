@@ -163,7 +163,8 @@ def rig(tmp_path: Path) -> Iterator[Rig]:
         loop.run(harness.add_station(ATTACKER))
         loop.run(harness.add_station(BYSTANDER))
         attacker = Attacker(harness.ocpp_url, ATTACKER, STATION_PASSWORD)
-        bystander = Bystander(harness.ocpp_url, BYSTANDER, STATION_PASSWORD)
+        # 5 messages/s: far above a real station's rate, below any sane rate limit.
+        bystander = Bystander(harness.ocpp_url, BYSTANDER, STATION_PASSWORD, interval_s=0.2)
         loop.run(attacker.open())
         loop.run(bystander.start())
         yield Rig(loop, harness, attacker, bystander)
@@ -215,6 +216,19 @@ def test_fuzzed_frames_never_harm_the_csms_or_a_bystander(rig: Rig) -> None:
         f"answers, p99 {percentile(rig.bystander.latencies_s, 0.99) * 1000:.1f} ms, "
         f"RSS +{growth / 2**20:.0f} MiB"
     )
+
+
+def test_fairness_a_burst_of_fuzzed_frames_is_answered_and_the_bystander_too(rig: Rig) -> None:
+    """Frames sent back to back without waiting (a flood on one connection): every CALL is
+    still answered in order, and the bystander's answers stay within the liveness bound."""
+    fuzzer = FrameFuzzer(random.Random(11), id_prefix="burst")
+    frames = [frame for _ in range(150) for frame in fuzzer.scenario()]
+    problems = rig.loop.run(rig.attacker.burst(frames), timeout=120.0)
+    assert not problems, "\n".join(problems[:20])
+    assert not rig.bystander.problems, "\n".join(rig.bystander.problems)
+    answered = len(rig.bystander.latencies_s)
+    rig.loop.run(asyncio.sleep(1.0))
+    assert len(rig.bystander.latencies_s) > answered, "the bystander is no longer answered"
 
 
 # ---- the exact payloads of the issue ---------------------------------------------------------

@@ -372,7 +372,8 @@ class FrameFuzzer:
 
     def call(self, action: str, payload: Any, label: str) -> Frame:
         message_id = self.message_id()
-        return Frame(encode([2, message_id, action, payload]), f"{action}: {label}", message_id)
+        text = encode([2, message_id, action, payload])
+        return Frame(text, f"{action}: {label}", _owed(text, message_id))
 
     def valid_call(self, action: str | None = None) -> Frame:
         action = action or self._pick(ACTIONS)
@@ -460,6 +461,16 @@ class FrameFuzzer:
             yield from self.scenario()
 
 
+def _owed(text: str, message_id: str) -> str:
+    """The id an answer owes: "-1" when the frame is JSON a strict parser refuses (1e400,
+    nesting deeper than orjson's 1024 levels), so the id in it cannot be read."""
+    try:
+        orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return "-1"
+    return message_id
+
+
 def _malformed_not_json(fz: FrameFuzzer) -> Frame:
     text = fz._pick(
         (
@@ -543,14 +554,16 @@ def _malformed_arity(fz: FrameFuzzer) -> Frame:
         )
     )
     text = encode(frame)
-    return Frame(text, f"wrong arity: {text[:40]}", message_id)
+    # A malformed CALL is owed a ProtocolError; a malformed answer from the station, nothing.
+    return Frame(text, f"wrong arity: {text[:40]}", message_id if frame[0] == 2 else None)
 
 
 def _malformed_message_type(fz: FrameFuzzer) -> Frame:
     kind = fz._pick((0, 1, 5, 6, 99, -1, 2**64, 1e30, "2", None, True, [2]))
     message_id = fz.message_id()
     text = encode([kind, message_id, "Heartbeat", {}])
-    return Frame(text, f"message type {_show(kind)}", message_id)
+    # MessageTypeNotSupported with this id, or an RpcFrameworkError as "-1": either will do.
+    return Frame(text, f"message type {_show(kind)}", "-1")
 
 
 def _unsolicited(fz: FrameFuzzer) -> Frame:
@@ -583,7 +596,7 @@ def _deep_frame(fz: FrameFuzzer) -> Frame:
     depth = fz._pick(NESTING_DEPTHS)
     message_id = fz.message_id()
     text = encode([2, message_id, "DataTransfer", {"vendorId": "fz", "data": deep(depth)}])
-    return Frame(text, f"DataTransfer data nested {depth}", message_id)
+    return Frame(text, f"DataTransfer data nested {depth}", _owed(text, message_id))
 
 
 MALFORMED: tuple[Callable[[FrameFuzzer], Frame], ...] = (
@@ -751,10 +764,11 @@ async def connect(url: str, station_id: str, password: str) -> ClientConnection:
 class Attacker:
     """Sends frames as one (valid, Accepted) station and checks every answer.
 
-    After each frame it waits for the answer the frame is owed (or, if none is owed, for the
-    answer to a Heartbeat probe sent after it), so a frame that is never answered, or that
-    freezes the CSMS, is caught at that frame. Disconnected by the CSMS with a policy close
-    code (frame too big, rate limit), it reconnects, boots again and carries on.
+    After a frame (or a burst of frames) it sends a Heartbeat probe and reads until the probe
+    is answered: a session answers in order, so every CALL with a readable message id must be
+    answered before the probe, and a frame that freezes the CSMS is caught at that frame
+    (nothing received for REPLY_TIMEOUT_S). Disconnected by the CSMS with a policy close code
+    (frame too big, rate limit), it reconnects, boots again and carries on.
     """
 
     def __init__(self, url: str, station_id: str, password: str) -> None:
@@ -780,8 +794,12 @@ class Attacker:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 2.0)
         await self.ws.send(encode([2, "boot", "BootNotification", BOOT]))
-        reply = await self._wait_for("boot", "BootNotification")
-        if not isinstance(reply, list) or reply[0] != 3 or reply[2].get("status") != "Accepted":
+        async with asyncio.timeout(REPLY_TIMEOUT_S):
+            while True:
+                reply = orjson.loads(await self.ws.recv())
+                if reply[1] == "boot":
+                    break
+        if reply[0] != 3 or reply[2].get("status") != "Accepted":
             raise AssertionError(f"attacker boot not accepted: {reply}")
 
     async def close(self) -> None:
@@ -790,66 +808,80 @@ class Attacker:
             self.ws = None
 
     async def play(self, frames: list[Frame]) -> list[str]:
-        """Send `frames` in order; the problems found (empty: the CSMS behaved)."""
+        """Send `frames` one at a time; the problems found (empty: the CSMS behaved)."""
         problems: list[str] = []
         for frame in frames:
-            problem = await self.send(frame)
-            if problem:
-                problems.append(problem)
+            problems += await self.burst([frame])
         return problems
 
     async def send(self, frame: Frame) -> str | None:
+        problems = await self.burst([frame])
+        return "; ".join(problems) or None
+
+    async def burst(self, frames: list[Frame]) -> list[str]:
+        """Send `frames` back to back, then the probe; check every answer until the probe's."""
         if self.ws is None:
             await self.open()
             self.reconnects += 1
         assert self.ws is not None
-        self.frames_sent += 1
+        self.frames_sent += len(frames)
         self.last_reply = None
+        self._probes += 1
+        probe = f"probe{self._probes}"
+        owed: dict[str, Frame] = {
+            f.reply_id: f for f in frames if f.reply_id is not None and f.reply_id != "-1"
+        }
+        last_id = frames[-1].reply_id if frames else None
+        problems: list[str] = []
         try:
-            await self.ws.send(frame.data)
-            wait_id = frame.reply_id
-            if wait_id is None:
-                self._probes += 1
-                wait_id = f"probe{self._probes}"
-                await self.ws.send(encode([2, wait_id, "Heartbeat", {}]))
-            reply = await self._wait_for(wait_id, frame.label)
+            for frame in frames:
+                await self.ws.send(frame.data)
+            await self.ws.send(encode([2, probe, "Heartbeat", {}]))
+            while True:
+                async with asyncio.timeout(REPLY_TIMEOUT_S):
+                    raw = await self.ws.recv()
+                try:
+                    reply = orjson.loads(raw)
+                except orjson.JSONDecodeError:
+                    problems.append(f"CSMS sent invalid JSON: {str(raw)[:200]}")
+                    continue
+                if isinstance(reply, list) and len(reply) == 4 and reply[0] == 2:
+                    # A CSMS command (e.g. GetTransactionStatus): refuse it.
+                    await self.ws.send(encode([4, reply[1], "NotSupported", "fuzzer", {}]))
+                    continue
+                message_id = reply[1] if isinstance(reply, list) and len(reply) > 1 else None
+                answered = owed.pop(message_id, None) if isinstance(message_id, str) else None
+                problem = answer_problem(reply)
+                if message_id == probe:
+                    if problem:
+                        problems.append(f"{problem} [answer to the Heartbeat probe]")
+                    break
+                label = answered.label if answered is not None else "an unreadable frame"
+                if problem:
+                    problems.append(f"{problem} [answer to {label}]")
+                    continue
+                self.codes[answer_code(reply)] += 1
+                if message_id == last_id or (last_id == "-1" and answered is None):
+                    self.last_reply = reply
         except ConnectionClosed as closed:
             self.ws = None
             code = closed.rcvd.code if closed.rcvd is not None else 1006
             self.codes[f"closed {code}"] += 1
             if code not in ACCEPTABLE_CLOSE_CODES:
-                return f"CSMS closed the connection with {code} after {frame.label}"
-            return None
+                problems.append(f"CSMS closed the connection with {code} after {_last(frames)}")
+            return problems
         except TimeoutError:
             self.codes["no answer"] += 1
             await self.close()
-            return f"no answer within {REPLY_TIMEOUT_S:.0f} s to {frame.label}"
-        if isinstance(reply, str):
-            return f"{reply} -- after {frame.label}"
-        if frame.reply_id is not None:
-            self.codes[answer_code(reply)] += 1
-            self.last_reply = reply
-        return None
+            waiting = next(iter(owed.values())).label if owed else f"probe after {_last(frames)}"
+            problems.append(f"no answer within {REPLY_TIMEOUT_S:.0f} s to {waiting}")
+            return problems
+        problems += [f"{f.label} was not answered (the probe after it was)" for f in owed.values()]
+        return problems
 
-    async def _wait_for(self, message_id: str, label: str) -> list[Any] | str:
-        """The answer to `message_id` (an unreadable frame is answered as "-1"), or the first
-        unacceptable frame received before it, as a problem string."""
-        assert self.ws is not None
-        async with asyncio.timeout(REPLY_TIMEOUT_S):
-            while True:
-                raw = await self.ws.recv()
-                try:
-                    reply = orjson.loads(raw)
-                except orjson.JSONDecodeError:
-                    return f"CSMS sent invalid JSON: {str(raw)[:200]}"
-                problem = answer_problem(reply)
-                if problem:
-                    return f"{problem} [answer to {label}]"
-                if reply[0] == 2:  # a CSMS command (e.g. GetTransactionStatus): refuse it
-                    await self.ws.send(encode([4, reply[1], "NotSupported", "fuzzer", {}]))
-                    continue
-                if reply[1] in (message_id, "-1"):
-                    return list(reply)
+
+def _last(frames: list[Frame]) -> str:
+    return frames[-1].label if frames else "nothing"
 
 
 class Bystander:

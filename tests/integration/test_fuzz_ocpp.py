@@ -266,7 +266,7 @@ def _answered_without_internal_error(rig: Rig, frame: Frame) -> list[Any]:
     return reply
 
 
-@pytest.mark.parametrize("last_seq_no", [10**7, 2**63 - 1])
+@pytest.mark.parametrize("last_seq_no", [2**31 - 1, 2**63 - 1])
 def test_finding1_offline_seqno_gap_does_not_freeze_the_csms(rig: Rig, last_seq_no: int) -> None:
     started = _call("t1", "TransactionEvent", _tx("Started", 0, tx_id="GAP"))
     assert _answered_without_internal_error(rig, started)[0] == 3

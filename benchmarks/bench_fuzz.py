@@ -164,8 +164,10 @@ class Report:
 
     def add(self, problem: str, frame_label: str, frame_data: str | bytes) -> None:
         # One row per kind: the text before the frame's label, plus the action.
-        kind = problem.split(" [answer to")[0].split(" -- after")[0].split(" s to ")[0]
-        kind = re.sub(r"\d+\.\d+ s|\d{3,}", "N", kind)[:160]
+        kind = problem.split(" [answer to")[0].split(" -- after")[0]
+        if kind.startswith("no answer within"):
+            kind = kind.split(" to ")[0]
+        kind = re.sub(r"\d{3,}", "N", kind)[:160]
         action = frame_label.split(":")[0].split(" ")[0]
         key = f"{kind} <- {action}"
         self.problems[key] += 1

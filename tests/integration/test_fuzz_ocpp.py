@@ -281,6 +281,20 @@ def test_finding2_notify_report_seqno_2_63_does_not_freeze_the_csms(rig: Rig) ->
     assert all(code == 200 for code in rig.reads(ATTACKER).values())
 
 
+def test_finding2_notify_report_while_pending_does_not_freeze_the_csms(rig: Rig) -> None:
+    """B02: a Pending station may send NotifyReport; the same frame must be as harmless."""
+    rig.loop.run(rig.harness.add_station("FUZZ-PENDING", boot_policy="Pending"))
+    pending = Attacker(rig.attacker.url, "FUZZ-PENDING", STATION_PASSWORD, boot_status="Pending")
+    rig.loop.run(pending.open())
+    report = {"requestId": 1, "generatedAt": TS, "seqNo": 2**63 - 1, "tbc": False}
+    assert rig.loop.run(pending.play([_call("p1", "NotifyReport", report)]), timeout=60) == []
+    assert pending.last_reply is not None and pending.last_reply[1] == "p1"
+    assert rig.play([_call("hb-after", "Heartbeat", {})]) == []
+    assert not rig.bystander.problems, rig.bystander.problems
+    rig.loop.run(pending.close())
+    assert all(code == 200 for code in rig.reads("FUZZ-PENDING").values())
+
+
 @pytest.mark.parametrize(
     ("action", "payload"),
     [

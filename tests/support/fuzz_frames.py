@@ -771,8 +771,11 @@ class Attacker:
     (frame too big, rate limit), it reconnects, boots again and carries on.
     """
 
-    def __init__(self, url: str, station_id: str, password: str) -> None:
+    def __init__(
+        self, url: str, station_id: str, password: str, *, boot_status: str = "Accepted"
+    ) -> None:
         self.url, self.station_id, self.password = url, station_id, password
+        self.boot_status = boot_status  # what the CSMS answers its BootNotification
         self.ws: ClientConnection | None = None
         self.codes: Counter[str] = Counter()
         self.frames_sent = 0
@@ -799,8 +802,8 @@ class Attacker:
                 reply = orjson.loads(await self.ws.recv())
                 if reply[1] == "boot":
                     break
-        if reply[0] != 3 or reply[2].get("status") != "Accepted":
-            raise AssertionError(f"attacker boot not accepted: {reply}")
+        if reply[0] != 3 or reply[2].get("status") != self.boot_status:
+            raise AssertionError(f"attacker boot not {self.boot_status}: {reply}")
 
     async def close(self) -> None:
         if self.ws is not None:

@@ -6,8 +6,9 @@ wait in the test thread) instead of hanging it. An attacker station sends malfor
 and extreme frames (tests/support/fuzz_frames.py); a bystander station sends Heartbeat /
 StatusNotification all along. Asserted: every CALL is answered with a CALLRESULT or a
 CALLERROR with a valid OCPP-J code, never InternalError; the bystander is answered each time
-within a liveness bound; memory stays bounded; the server still accepts connections; and the
-REST routes that read what the attacker stored still answer 200 (finding 3).
+within a liveness bound; no traceback is logged; memory stays bounded; the server still
+accepts connections; and the REST routes that read what the attacker stored still answer 200
+(finding 3).
 
 A longer run lives in benchmarks/bench_fuzz.py. CSMS_FUZZ_EXAMPLES=n runs more examples here.
 """
@@ -17,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import logging
 import os
 import random
 import threading
@@ -84,12 +86,33 @@ class LoopThread:
             self.loop.close()
 
 
+class Tracebacks(logging.Handler):
+    """Log records that carry a traceback: an exception nobody expected, i.e. a bug (and, one
+    per frame, a log flood: finding 3)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.ERROR)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.exc_info:
+            self.records.append(record)
+
+    def summary(self) -> str:
+        return "\n".join(
+            f"{r.name}: {r.getMessage()} ({r.exc_info[1]!r})"
+            for r in self.records[:5]
+            if r.exc_info
+        )
+
+
 @dataclass
 class Rig:
     loop: LoopThread
     harness: ApiHarness
     attacker: Attacker
     bystander: Bystander
+    tracebacks: Tracebacks
 
     def play(self, frames: list[Frame]) -> list[str]:
         # Each frame may take up to the attacker's reply bound; allow all of them.
@@ -160,6 +183,8 @@ def address_space_guard() -> Iterator[None]:
 def rig(tmp_path: Path) -> Iterator[Rig]:
     loop = LoopThread()
     stack = contextlib.AsyncExitStack()
+    tracebacks = Tracebacks()
+    logging.getLogger().addHandler(tracebacks)
     try:
         harness = loop.run(
             stack.enter_async_context(api_harness(tmp_path, with_ocpp=True, **FUZZ_SETTINGS))
@@ -172,11 +197,12 @@ def rig(tmp_path: Path) -> Iterator[Rig]:
         bystander = Bystander(harness.ocpp_url, BYSTANDER, STATION_PASSWORD, interval_s=0.2)
         loop.run(attacker.open())
         loop.run(bystander.start())
-        yield Rig(loop, harness, attacker, bystander)
+        yield Rig(loop, harness, attacker, bystander, tracebacks)
         loop.run(bystander.stop())
         loop.run(attacker.close())
         loop.run(stack.aclose())
     finally:
+        logging.getLogger().removeHandler(tracebacks)
         loop.stop()
 
 
@@ -199,6 +225,7 @@ def test_fuzzed_frames_never_harm_the_csms_or_a_bystander(rig: Rig) -> None:
         problems = rig.play(scenario)
         assert not problems, "\n".join(problems)
         assert not rig.bystander.problems, "\n".join(rig.bystander.problems)
+        assert not rig.tracebacks.records, rig.tracebacks.summary()
 
     throw()
 
@@ -215,6 +242,7 @@ def test_fuzzed_frames_never_harm_the_csms_or_a_bystander(rig: Rig) -> None:
     for station_id in (ATTACKER, BYSTANDER):
         statuses = rig.reads(station_id)
         assert all(code == 200 for code in statuses.values()), statuses
+    assert not rig.tracebacks.records, rig.tracebacks.summary()
     print(
         f"\nfuzz: {rig.attacker.frames_sent} frames, {rig.attacker.reconnects} reconnects, "
         f"answers {dict(rig.attacker.codes)}, bystander {len(rig.bystander.latencies_s)} "
@@ -231,6 +259,7 @@ def test_fairness_a_burst_of_fuzzed_frames_is_answered_and_the_bystander_too(rig
     problems = rig.loop.run(rig.attacker.burst(frames), timeout=120.0)
     assert not problems, "\n".join(problems[:20])
     assert not rig.bystander.problems, "\n".join(rig.bystander.problems)
+    assert not rig.tracebacks.records, rig.tracebacks.summary()
     answered = len(rig.bystander.latencies_s)
     rig.loop.run(asyncio.sleep(1.0))
     assert len(rig.bystander.latencies_s) > answered, "the bystander is no longer answered"
@@ -268,6 +297,7 @@ def _answered_without_internal_error(rig: Rig, frame: Frame) -> list[Any]:
     # The link still works, and the bystander was answered all along.
     assert rig.play([_call("hb-after", "Heartbeat", {})]) == []
     assert not rig.bystander.problems, rig.bystander.problems
+    assert not rig.tracebacks.records, rig.tracebacks.summary()
     return reply
 
 

@@ -5,10 +5,10 @@ No I/O and no clock: `now` is always an argument.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 
-from csms.domain.models import AuthorizationResult, IdToken, IdTokenStatus, Tariff
+from csms.domain.models import AuthorizationResult, IdToken, IdTokenStatus, Tariff, Transaction
 
 ENERGY_REGISTER = "Energy.Active.Import.Register"
 
@@ -79,6 +79,26 @@ def missing_seq_count(first_seq_no: int | None, last_seq_no: int | None, distinc
     if first_seq_no is None or last_seq_no is None:
         return 0
     return max(0, last_seq_no - first_seq_no + 1 - distinct_seen)
+
+
+def running_transaction_by_evse(active_newest_first: Sequence[Transaction]) -> dict[int, str]:
+    """EVSE id -> the transaction running there, for the K01.FR.33 pre-check. When a station
+    left an older one Active (issue 11 finding 7) the latest start wins (one never seen
+    starting loses), then the most recently stored (the order given)."""
+    best: dict[int, Transaction] = {}
+    for tx in active_newest_first:
+        if tx.evse_id is None:
+            continue
+        held = best.get(tx.evse_id)
+        if held is None or _started_later(tx, held):
+            best[tx.evse_id] = tx
+    return {evse_id: tx.transaction_id for evse_id, tx in best.items()}
+
+
+def _started_later(a: Transaction, b: Transaction) -> bool:
+    if a.started_at is None:
+        return False
+    return b.started_at is None or a.started_at > b.started_at
 
 
 def energy_to_wh(value: float, unit: str | None) -> float:

@@ -158,7 +158,7 @@ def tx_event(
     """A TransactionEvent at `timestamp` (TS by default). Its energy sample is taken then, or
     by default seqNo seconds after TS: distinct samples of a transaction have distinct
     timestamps (a repeated sample is stored once)."""
-    after = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC) + timedelta(seconds=seq_no)
+    after = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC) + timedelta(seconds=seq_no % 10**6)
     sampled_at = timestamp or after.strftime("%Y-%m-%dT%H:%M:%S.000Z")
     payload: dict[str, Any] = {
         "eventType": event_type,

@@ -19,6 +19,7 @@ from websockets.asyncio.client import ClientConnection
 
 from csms.domain.models import Transaction, TransactionState
 from csms.domain.transactions import SUPERSEDED, TransactionEventInput
+from csms.ocpp_server.blocks._common import meter_samples
 from csms.ocpp_server.blocks.transactions import SUPERSEDED_EVENT, _TransactionEventWrite
 from csms.persistence import migrate
 from csms.persistence import repositories as repo
@@ -163,7 +164,8 @@ def _write(seq_no: int, event_type: str = "Updated") -> _TransactionEventWrite:
         trigger_reason=payload["triggerReason"],
         evse_id=1,
     )
-    return _TransactionEventWrite(event, payload, datetime.now(UTC))
+    samples = meter_samples("CS1", payload["meterValue"], evse_id=1, transaction_id="TX1")
+    return _TransactionEventWrite(event, payload, datetime.now(UTC), samples)
 
 
 async def test_finding6_seen_seqnos_group_commit_batch_with_repeats(csms: Csms) -> None:
@@ -433,3 +435,40 @@ async def test_finding6_seen_seqnos_and_finding8_duplicates_migrated_postgres() 
     base = postgres_url_or_skip()
     async with fresh_postgres_database(base) as url:
         await _migration_0005(url)
+
+
+@pytest.mark.parametrize(
+    ("sampled", "what"),
+    [
+        ({"value": 1.0, "unitOfMeasure": {"multiplier": 400}}, "multiplier"),
+        ({"value": 1.0, "unitOfMeasure": {"multiplier": -(2**31)}}, "multiplier"),
+        ({"value": 1e308, "unitOfMeasure": {"multiplier": 1}}, "value"),
+        ({"value": -1e16}, "value"),
+    ],
+)
+async def test_finding3_meter_value_out_of_bounds_refused_not_stored(
+    csms: Csms, sampled: dict[str, Any], what: str
+) -> None:
+    """10.0**400 raised OverflowError inside the write (InternalError, a traceback per frame);
+    1e308 x 10 was stored as inf. Now the sender gets PropertyConstraintViolation."""
+    ws = await _station(csms, "CS1")
+    bystander = await _station(csms, "CS2")
+    try:
+        bad = [{"timestamp": _at(9), "sampledValue": [sampled]}]
+        for action, payload in (
+            ("TransactionEvent", {**tx_event("Started", 0), "meterValue": bad}),
+            ("MeterValues", {"evseId": 1, "meterValue": bad}),
+        ):
+            answer = await _call(ws, action, payload)
+            assert answer[0] == 4 and answer[2] == "PropertyConstraintViolation", answer
+            assert what in answer[3]
+        assert (await _call(bystander, "Heartbeat", {}))[0] == 3
+        # The same station carries on with good values.
+        good = {**tx_event("Started", 0), "meterValue": [_sample(_at(9), 5.0)]}
+        assert (await _call(ws, "TransactionEvent", good))[0] == 3
+    finally:
+        await ws.close()
+        await bystander.close()
+    rows = await run_sql(csms.settings.database_url, "SELECT value FROM meter_values")
+    assert rows == [(5.0,)]
+    assert [e.seq_no for e in (await csms.services.transactions.get("CS1", "TX1")).events] == [0]

@@ -6,6 +6,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from csms.domain.models import EventRecord, MeterSample
+from csms.ocpp_server import protocol
 from csms.persistence import repositories as repo
 from csms.services.common import parse_ocpp_datetime
 
@@ -28,6 +29,14 @@ async def record_event(
     await session.services.db.write_rows(repo.event_write(event))
 
 
+# UnitOfMeasure.multiplier is a power of ten with no bound in the schema: 10.0**400 raises
+# OverflowError. Real meters use -3..6; +-30 spans every SI prefix.
+MAX_MULTIPLIER = 30
+# |value x 10^multiplier| above this is no meter reading (1 PWh, 1 PW, ...); it would make
+# energy differences and costs overflow to inf, which JSON cannot carry.
+MAX_SAMPLE_MAGNITUDE = 1e15
+
+
 def meter_samples(
     station_id: str,
     meter_values: list[dict[str, Any]],
@@ -35,18 +44,30 @@ def meter_samples(
     evse_id: int | None,
     transaction_id: str | None,
 ) -> list[MeterSample]:
-    """Flatten MeterValueType[] into one row per sampledValue."""
+    """Flatten MeterValueType[] into one row per sampledValue. A multiplier or value out of
+    bounds is a PropertyConstraintViolation for the sender (call this before a batched write:
+    nothing in the batch may fail for one station's input)."""
     out: list[MeterSample] = []
     for mv in meter_values:
         ts: datetime = parse_ocpp_datetime(mv["timestamp"])
         for sv in mv["sampledValue"]:
             unit = (sv.get("unitOfMeasure") or {}).get("unit")
             multiplier = (sv.get("unitOfMeasure") or {}).get("multiplier", 0)
+            if not -MAX_MULTIPLIER <= multiplier <= MAX_MULTIPLIER:
+                raise protocol.PropertyConstraintViolation(
+                    f"unitOfMeasure.multiplier {multiplier} is outside "
+                    f"-{MAX_MULTIPLIER}..{MAX_MULTIPLIER}"
+                )
+            value = float(sv["value"]) * (10.0**multiplier)
+            if not abs(value) <= MAX_SAMPLE_MAGNITUDE:
+                raise protocol.PropertyConstraintViolation(
+                    f"sampledValue.value x 10^multiplier is beyond +-{MAX_SAMPLE_MAGNITUDE:g}"
+                )
             out.append(
                 MeterSample(
                     station_id=station_id,
                     timestamp=ts,
-                    value=float(sv["value"]) * (10.0**multiplier),
+                    value=value,
                     measurand=sv.get("measurand", "Energy.Active.Import.Register"),
                     evse_id=evse_id,
                     transaction_id=transaction_id,

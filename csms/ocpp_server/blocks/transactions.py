@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -54,8 +55,14 @@ async def transaction_event(session: Session, payload: dict[str, Any]) -> dict[s
         id_token=token["idToken"] if token else None,
         id_token_type=token["type"] if token else None,
     )
+    # Parsed here, not in the batch: a bad sample is this station's error alone.
+    samples = meter_samples(
+        station_id, payload.get("meterValue", []), evse_id=event.evse_id, transaction_id=tx_id
+    )
     now = session.clock()
-    tx, fresh = await session.services.db.write_batched(_TransactionEventWrite(event, payload, now))
+    tx, fresh = await session.services.db.write_batched(
+        _TransactionEventWrite(event, payload, now, samples)
+    )
     response: dict[str, Any] = {}
     if tx is not None and tx.total_cost is not None and event.event_type != "Started":
         response["totalCost"] = tx.total_cost
@@ -78,12 +85,19 @@ class _TransactionEventWrite(BatchedWrite):
     one executemany per table. Work per event is bounded by the batch, never by how many
     events the transaction already has or by the seqNo values (issue 11 findings 1 and 6)."""
 
-    __slots__ = ("event", "now", "payload")
+    __slots__ = ("event", "now", "payload", "samples")
 
-    def __init__(self, event: TransactionEventInput, payload: dict[str, Any], now: datetime):
+    def __init__(
+        self,
+        event: TransactionEventInput,
+        payload: dict[str, Any],
+        now: datetime,
+        samples: list[MeterSample],
+    ):
         self.event = event
         self.payload = payload
         self.now = now
+        self.samples = samples  # evse_id from the event; the batch fills the stored one in
 
     @classmethod
     async def run_batch(
@@ -118,15 +132,9 @@ class _TransactionEventWrite(BatchedWrite):
                 results.append((current, False))
                 continue
             added.add(seq_key)
-            evse_id = event.evse_id
-            if evse_id is None and current is not None:
-                evse_id = current.evse_id
-            new_samples = meter_samples(
-                event.station_id,
-                w.payload.get("meterValue", []),
-                evse_id=evse_id,
-                transaction_id=event.transaction_id,
-            )
+            new_samples = w.samples
+            if new_samples and event.evse_id is None and current is not None:
+                new_samples = [replace(s, evse_id=current.evse_id) for s in new_samples]
             tariff = tariffs.get(event.station_id)
             updated = apply_event(current, event, new_samples, tariff, w.now)
             state[key] = updated

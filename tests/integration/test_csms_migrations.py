@@ -100,8 +100,9 @@ async def full_schema_diff(url: str, tables: set[str] | None = None) -> list[obj
 
 # Core columns that later revisions add (0003: the fast password check; 0005: the seqNo
 # span and count of a transaction).
+ADDED_BY_0003 = {("stations", "password_check")}
 ADDED_TO_CORE_LATER = {
-    ("stations", "password_check"),
+    *ADDED_BY_0003,
     ("transactions", "first_seq_no"),
     ("transactions", "seq_count"),
 }
@@ -117,14 +118,11 @@ CHANGED_IN_CORE_LATER = {
 }
 
 
-def changes_0005(dialect: str) -> set[tuple[str, str, str]]:
-    """What 0005 changes in the core, as `_changes` shows it on this dialect."""
+def core_changes_after_0004(dialect: str) -> set[tuple[str, str, str]]:
+    """What the revisions after 0004 change in the core, as `_changes` shows it on this
+    dialect (a database at 0003 or 0004 differs from the code's tables by exactly this)."""
     return {
-        *(
-            ("add_column", table, name)
-            for table, name in ADDED_TO_CORE_LATER
-            if table != "stations"
-        ),
+        *(("add_column", table, name) for table, name in ADDED_TO_CORE_LATER - ADDED_BY_0003),
         *(
             c
             for c in CHANGED_IN_CORE_LATER

@@ -199,8 +199,12 @@ class Transaction:
     started_at: datetime | None = None
     ended_at: datetime | None = None
     stopped_reason: str | None = None
+    # The seqNo span and how many distinct seqNos are stored (E07 gaps = span - count): three
+    # numbers instead of the seen list, so storing an event costs the same at event 8,000
+    # as at event 1 (issue 11 finding 6). The events themselves are in transaction_events.
+    first_seq_no: int | None = None
     last_seq_no: int | None = None
-    seen_seq_nos: tuple[int, ...] = ()
+    seq_count: int = 0
     charging_state: str | None = None
     total_cost: float | None = None
     offline_seen: bool = False

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import math
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from csms.domain.models import EventRecord, MeterSample
-from csms.ocpp_server import limits
-from csms.ocpp_server.protocol import PropertyConstraintViolation
+from csms.ocpp_server import limits, protocol
 from csms.persistence import repositories as repo
 from csms.services.common import parse_ocpp_datetime
 
@@ -48,6 +46,14 @@ async def record_event(
     return True
 
 
+# UnitOfMeasure.multiplier is a power of ten with no bound in the schema: 10.0**400 raises
+# OverflowError. Real meters use -3..6; +-30 spans every SI prefix.
+MAX_MULTIPLIER = 30
+# |value x 10^multiplier| above this is no meter reading (1 PWh, 1 PW, ...); it would make
+# energy differences and costs overflow to inf, which JSON cannot carry.
+MAX_SAMPLE_MAGNITUDE = 1e15
+
+
 def meter_samples(
     station_id: str,
     meter_values: list[dict[str, Any]],
@@ -55,22 +61,24 @@ def meter_samples(
     evse_id: int | None,
     transaction_id: str | None,
 ) -> list[MeterSample]:
-    """Flatten MeterValueType[] into one row per sampledValue."""
+    """Flatten MeterValueType[] into one row per sampledValue. A multiplier or value out of
+    bounds is a PropertyConstraintViolation for the sender (call this before a batched write:
+    nothing in the batch may fail for one station's input)."""
     out: list[MeterSample] = []
     for mv in meter_values:
         ts: datetime = parse_ocpp_datetime(mv["timestamp"])
         for sv in mv["sampledValue"]:
             unit = (sv.get("unitOfMeasure") or {}).get("unit")
             multiplier = (sv.get("unitOfMeasure") or {}).get("multiplier", 0)
-            # 10.0 ** 400 raises OverflowError and 1e308 * 10 is inf: neither may be stored
-            # (a non-finite value cannot be served as JSON later).
-            try:
-                value = float(sv["value"]) * (10.0**multiplier)
-            except OverflowError:
-                value = math.inf
-            if not math.isfinite(value):
-                raise PropertyConstraintViolation(
-                    f"sampledValue {sv['value']!r} x 10^{multiplier} is out of range"
+            if not -MAX_MULTIPLIER <= multiplier <= MAX_MULTIPLIER:
+                raise protocol.PropertyConstraintViolation(
+                    f"unitOfMeasure.multiplier {multiplier} is outside "
+                    f"-{MAX_MULTIPLIER}..{MAX_MULTIPLIER}"
+                )
+            value = float(sv["value"]) * (10.0**multiplier)
+            if not abs(value) <= MAX_SAMPLE_MAGNITUDE:
+                raise protocol.PropertyConstraintViolation(
+                    f"sampledValue.value x 10^multiplier is beyond +-{MAX_SAMPLE_MAGNITUDE:g}"
                 )
             out.append(
                 MeterSample(

@@ -25,6 +25,7 @@ from csms.domain.models import Direction, RegistrationStatus
 from csms.domain.quotas import ReportAssembly
 from csms.ocpp_server import limits, protocol, schemas
 from csms.ocpp_server.protocol import Call, CallError, CallResult, OcppError
+from csms.services.common import DateTimeOutOfRange
 from csms.services.container import Services
 
 log = logging.getLogger(__name__)
@@ -226,6 +227,8 @@ class Session:
             raise
         except limits.StorageRefused as exc:
             raise protocol.OcppError(str(exc), exc.details()) from exc
+        except DateTimeOutOfRange as exc:
+            raise protocol.PropertyConstraintViolation(f"{action}: {exc}") from exc
         except (ValueError, KeyError, TypeError) as exc:
             # Schema-valid but unusable (e.g. a date-time that does not parse).
             raise protocol.FormatViolation(f"{action}: {exc}") from exc

@@ -19,6 +19,11 @@ def ocpp_datetime(value: datetime) -> str:
     return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
 
 
+class DateTimeOutOfRange(ValueError):
+    """A well-formed date-time that UTC cannot hold (past year 9999 or before year 1): a value
+    out of range (PropertyConstraintViolation to a station), not a malformed one."""
+
+
 def parse_ocpp_datetime(value: str) -> datetime:
     parsed = datetime.fromisoformat(value.replace("Z", "+00:00").replace("z", "+00:00"))
     if parsed.tzinfo is None:
@@ -26,7 +31,7 @@ def parse_ocpp_datetime(value: str) -> datetime:
     try:
         return parsed.astimezone(UTC)
     except OverflowError as exc:  # 9999-12-31T23:59:59-14:00 is past year 9999 in UTC
-        raise ValueError(f"date-time {value!r} is out of range") from exc
+        raise DateTimeOutOfRange(f"date-time {value!r} is out of range") from exc
 
 
 def check_page(offset: int, limit: int) -> None:

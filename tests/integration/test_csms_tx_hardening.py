@@ -475,11 +475,12 @@ async def test_finding3_meter_value_out_of_bounds_refused_not_stored(
 
 
 @pytest.mark.parametrize("when", ["9999-12-31T23:59:59-14:00", "0001-01-01T00:00:00+14:00"])
-async def test_finding3_timestamp_beyond_utc_range_is_a_format_violation(
+async def test_finding3_timestamp_beyond_utc_range_is_a_property_violation(
     csms: Csms, when: str
 ) -> None:
     """Schema-valid date-times a UTC conversion cannot hold raised OverflowError
-    (InternalError with a traceback); they are the sender's FormatViolation now."""
+    (InternalError with a traceback); they are the sender's PropertyConstraintViolation now
+    (well-formed, but out of range)."""
     ws = await _station(csms, "CS1")
     try:
         for action, payload in (
@@ -487,7 +488,7 @@ async def test_finding3_timestamp_beyond_utc_range_is_a_format_violation(
             ("MeterValues", {"evseId": 1, "meterValue": [_sample(when, 1.0)]}),
         ):
             answer = await _call(ws, action, payload)
-            assert answer[0] == 4 and answer[2] == "FormatViolation", answer
+            assert answer[0] == 4 and answer[2] == "PropertyConstraintViolation", answer
     finally:
         await ws.close()
     assert await run_sql(csms.settings.database_url, "SELECT id FROM transaction_events") == []

@@ -61,6 +61,7 @@ SOC_FRACTION = Bound(0.0, 1.0)
 SOC_PERCENT = Bound(0.0, 100.0, "%")
 ROUND_TRIP_EFFICIENCY = Bound(0.5, 1.0)  # real chargers: 0.7-0.95
 DEGRADATION_C_KWH = Bound(0.0, 1000.0, "c/kWh")  # chemistry defaults are 1.7-4 c/kWh
+EVSE_ID_MAX = 2**31 - 1  # a 32-bit database integer
 
 # Prices and tariffs
 PRICE_C_KWH = Bound(-20_000.0, 20_000.0, "c/kWh")

@@ -24,8 +24,9 @@ ChemistryName = Literal["LFP", "NMC", "NCM", "NCA"]
 
 def _range(bound: b.Bound) -> Any:
     """Field constraints of a bound: finite, within [low, high] (or (low, high])."""
-    low = {"gt": bound.low} if bound.low_open else {"ge": bound.low}
-    return Field(le=bound.high, allow_inf_nan=False, **low)
+    if bound.low_open:
+        return Field(gt=bound.low, le=bound.high, allow_inf_nan=False)
+    return Field(ge=bound.low, le=bound.high, allow_inf_nan=False)
 
 
 def _in_time_range(moment: datetime) -> datetime:

@@ -334,7 +334,7 @@ def test_finding11_departure_beyond_the_horizon_is_a_clear_error(
     assert code == 2 and "--departure" in err
     # A departure within a raised limit is planned (prices end first: a warning).
     code, out, err = run(
-        capsys, _with(("--departure", "2024-08-12T07:30")) + ["--max-horizon-h", "240"]
+        capsys, [*_with(("--departure", "2024-08-12T07:30")), "--max-horizon-h", "240"]
     )
     assert code == 0, err
     assert any("prices end" in w for w in json.loads(out)["summary"]["warnings"])

@@ -13,7 +13,16 @@ from typing import Any
 import pytest
 
 from tests.support.api_harness import ApiHarness
-from tests.support.v2g_harness import LEAF, NEM_FILE, iso, v2g_api
+from tests.support.v2g_harness import (
+    LEAF,
+    NEM_FILE,
+    iso,
+    meter_value,
+    notify_ev_needs,
+    transaction_event,
+    v2g_api,
+    v2g_station,
+)
 
 V1 = "/api/v1"
 NAN, INF = float("nan"), float("inf")
@@ -278,3 +287,21 @@ async def test_finding11_economics_inputs_are_bounded(api: ApiHarness) -> None:
     _names(await api.client.get(url, params=dict(good, equipment_cost="inf")), "equipment_cost")
     _names(await api.client.get(url, params=dict(good, **{"from": "0001-01-01T00:00:00Z"})), "from")
     _names(await api.client.get(url, params=dict(good, to="9999-12-31T23:59:59Z")), "to")
+
+
+async def test_finding11_ev_departure_years_ahead_is_planned_to_the_horizon(
+    api: ApiHarness,
+) -> None:
+    """A station's EV says it leaves in ten years: not the user's word, so no 422; the session
+    departure (and any plan) stops at the horizon limit instead of running for minutes."""
+    async with v2g_station(api, "CS1") as station:
+        body = dict(LEAF, station_id="CS1", evse_id=1)
+        assert (await api.client.post(f"{V1}/vehicles", json=body)).status_code == 201
+        now = datetime.now(UTC)
+        meter = [meter_value(now, soc_pct=40.0, import_wh=1000.0, export_wh=0.0)]
+        await transaction_event(station, "Started", "tx-1", 0, now, meter=meter)
+        await notify_ev_needs(station, now + timedelta(days=3650), soc_pct=40.0, energy_wh=8000)
+        ctx = (await api.client.get(f"{V1}/vehicles/leaf-1/session")).json()
+        assert ctx["departure_source"] == "ev"
+        departure = datetime.fromisoformat(ctx["departure"])
+        assert now + timedelta(hours=167) < departure <= datetime.now(UTC) + timedelta(hours=168)

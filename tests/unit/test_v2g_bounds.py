@@ -211,3 +211,63 @@ def test_finding11_reachable_target_is_met_for_any_price_in_range(
     plan = plan_vehicle(session, prices, START)
     assert plan.target_met, plan.warnings
     assert plan.soc_at_departure >= session.target_soc - 1e-5
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("v2g_retail_margin_c_kwh", "nan"),
+        ("v2g_export_offset_c_kwh", "inf"),
+        ("v2g_gst_rate", "-2"),
+        ("v2g_default_dwell_h", "inf"),
+        ("v2g_house_load_kw", "nan"),
+        ("v2g_frequency_discharge_kw", "inf"),
+        ("v2g_max_horizon_h", "0"),
+        ("v2g_max_horizon_h", "inf"),
+        ("v2g_max_horizon_h", "100000"),
+    ],
+)
+def test_finding11_v2g_settings_refuse_non_finite_and_out_of_range(name: str, value: str) -> None:
+    from pydantic import ValidationError
+
+    from csms.settings import Settings
+
+    with pytest.raises(ValidationError, match=name):
+        Settings(**{name: value})  # type: ignore[arg-type]
+
+
+def test_finding11_settings_defaults_match_the_bounds() -> None:
+    from csms.services.v2g_models import V2gSettings
+    from csms.settings import Settings
+
+    settings = Settings()
+    assert settings.v2g_max_horizon_h == b.DEFAULT_MAX_HORIZON_H
+    assert V2gSettings.from_settings(settings).max_horizon_h == b.DEFAULT_MAX_HORIZON_H
+    assert V2gSettings().max_horizon_h == b.DEFAULT_MAX_HORIZON_H
+    fields = Settings.model_fields
+    limits = {
+        type(m).__name__: getattr(m, type(m).__name__.lower())
+        for m in fields["v2g_gst_rate"].metadata
+    }
+    assert limits["Le"] == b.GST_RATE.high
+
+
+def test_finding11_ev_needs_from_a_station_are_bounded() -> None:
+    """NotifyEVChargingNeeds is station data: far or naive times and out-of-range numbers are
+    ignored and the target stays within 0..1 (they used to reach VehicleSession: a 500)."""
+    from csms.services.v2g_models import departure_from_needs
+
+    def needs(**dc: object) -> dict[str, object]:
+        return {
+            "chargingNeeds": {"departureTime": "2024-08-05T10:00:00Z", "dcChargingParameters": dc}
+        }
+
+    departure, target = departure_from_needs(needs(stateOfCharge=40, energyAmount=-1e9), 40.0, None)
+    assert departure == datetime(2024, 8, 5, 10, tzinfo=UTC) and target is None
+    assert departure_from_needs(needs(fullSoC=1000), 40.0, None)[1] is None
+    assert departure_from_needs(needs(stateOfCharge=90, energyAmount=1e6), 40.0, None)[1] == 1.0
+    assert departure_from_needs(needs(stateOfCharge=50, energyAmount=4000), 40.0, None)[1] == 0.6
+    far = {"chargingNeeds": {"departureTime": "9999-12-31T00:00:00Z"}}
+    naive = {"chargingNeeds": {"departureTime": "2024-08-05T10:00:00"}}
+    assert departure_from_needs(far, 40.0, 0.5) == (None, None)
+    assert departure_from_needs(naive, 40.0, 0.5) == (None, None)

@@ -87,8 +87,9 @@ MAX_CURVE_POINTS = 20
 DEFAULT_MAX_HORIZON_H = 168.0  # 7 days
 MAX_HORIZON_H = Bound(0.0, 744.0, "h", low_open=True)  # what the setting may be: up to 31 days
 # Vehicles x intervals of one LP: 1,000 vehicles x 96 intervals solve in 5-12 s (see
-# csms/v2g/optimizer.py); beyond this a plan is refused rather than left to run for minutes.
-MAX_PLAN_CELLS = 200_000
+# csms/v2g/optimizer.py), one vehicle x 100,000 one-minute intervals in ~18 s; beyond this a
+# plan is refused rather than left to run for minutes. The 168 h horizon at 5 minutes is 2,016.
+MAX_PLAN_CELLS = 100_000
 MAX_PRICE_INTERVALS = 100_000  # one upload or inline price list
 
 # Times a plan, price or sample may carry (also keeps `t + timedelta(...)` from overflowing).

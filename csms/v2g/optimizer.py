@@ -51,7 +51,7 @@ from typing import Literal
 import numpy as np
 import scipy.sparse as sp
 
-from csms.v2g.bounds import MAX_PLAN_CELLS
+from csms.v2g.bounds import MAX_PLAN_CELLS, SITE_LIMIT_KW, SITE_POWER_KW
 from csms.v2g.prices import PriceSeries, hours_overlap
 from csms.v2g.vehicle import VehicleSession
 
@@ -60,6 +60,8 @@ SHORTFALL_PENALTY_FACTOR = 100.0
 # Target met when the SoC at departure is within this of it (a fraction of capacity).
 TARGET_TOLERANCE_SOC = 1e-6
 Backend = Literal["highspy", "scipy"]
+# The solver stops after this long (PlanError): a last bound on a plan's cost.
+SOLVER_TIME_LIMIT_S = 60.0
 
 
 class PlanError(RuntimeError):
@@ -70,6 +72,12 @@ class PlanError(RuntimeError):
 class SiteLimits:
     import_limit_kw: float | None = None
     export_limit_kw: float | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("import_limit_kw", "export_limit_kw"):
+            value = getattr(self, name)
+            if value is not None:
+                SITE_LIMIT_KW.check(value, name)
 
 
 @dataclass(frozen=True)
@@ -84,8 +92,14 @@ class PlanInputs:
     def __post_init__(self) -> None:
         if self.now.tzinfo is None:
             raise ValueError("now must be timezone-aware")
-        if self.site_base_kw is not None and len(self.site_base_kw) != len(self.prices):
-            raise ValueError("site_base_kw needs one value per price interval")
+        if self.site_base_kw is not None:
+            if len(self.site_base_kw) != len(self.prices):
+                raise ValueError("site_base_kw needs one value per price interval")
+            base = np.asarray(self.site_base_kw, dtype=float)
+            bad = ~np.isfinite(base) | (np.abs(base) > SITE_POWER_KW.high)
+            if bad.any():
+                k = int(np.argmax(bad))
+                SITE_POWER_KW.check(float(base[k]), f"site_base_kw[{k}]")
         ids = [s.vehicle_id for s in self.sessions]
         if len(set(ids)) != len(ids):
             raise ValueError("vehicle ids must be unique within a plan")
@@ -305,6 +319,7 @@ def build_and_solve(inputs: PlanInputs, backend: Backend = "highspy") -> SitePla
     model = _Model(
         cost, col_lower, col_upper, matrix, np.concatenate(row_lower), np.concatenate(row_upper)
     )
+    _check_finite(model)
     x, objective = _solve_highspy(model) if backend == "highspy" else _solve_scipy(model)
     objective *= scale
 
@@ -372,6 +387,18 @@ def build_and_solve(inputs: PlanInputs, backend: Backend = "highspy") -> SitePla
     )
 
 
+def _check_finite(model: _Model) -> None:
+    """Inputs are bounded before they get here, so this is a bug guard: HiGHS given a NaN
+    cost spins without end (seen with a NaN wear cost), so refuse the model instead."""
+    bounds = (model.col_lower, model.col_upper, model.row_lower, model.row_upper)
+    if (
+        not np.isfinite(model.cost).all()
+        or not np.isfinite(model.matrix.data).all()
+        or any(np.isnan(v).any() for v in bounds)
+    ):
+        raise PlanError("internal error: the plan's model holds a non-finite number")
+
+
 def _solve_highspy(model: _Model) -> tuple[np.ndarray, float]:
     import highspy
 
@@ -392,6 +419,7 @@ def _solve_highspy(model: _Model) -> tuple[np.ndarray, float]:
     lp.a_matrix_.num_row_ = n_rows
     solver = highspy.Highs()
     solver.setOptionValue("output_flag", False)
+    solver.setOptionValue("time_limit", SOLVER_TIME_LIMIT_S)
     solver.passModel(lp)
     solver.run()
     status = solver.getModelStatus()
@@ -418,6 +446,7 @@ def _solve_scipy(model: _Model) -> tuple[np.ndarray, float]:
         b_eq=model.row_lower[equal],
         bounds=np.column_stack([model.col_lower, model.col_upper]),
         method="highs",
+        options={"time_limit": SOLVER_TIME_LIMIT_S},
     )
     if result.status != 0:
         raise PlanError(f"HiGHS (scipy) could not solve the plan: {result.message}")

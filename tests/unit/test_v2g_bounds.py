@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from csms.v2g import bounds as b
 from csms.v2g.departure import SessionRecord, days_by_weekday, predict_departure
-from csms.v2g.optimizer import PlanError, PlanInputs, optimize, plan_vehicle
+from csms.v2g.optimizer import PlanError, PlanInputs, SiteLimits, optimize, plan_vehicle
 from csms.v2g.prices import (
     NemTariff,
     PriceFileError,
@@ -271,3 +271,25 @@ def test_finding11_ev_needs_from_a_station_are_bounded() -> None:
     naive = {"chargingNeeds": {"departureTime": "2024-08-05T10:00:00"}}
     assert departure_from_needs(far, 40.0, 0.5) == (None, None)
     assert departure_from_needs(naive, 40.0, 0.5) == (None, None)
+
+
+def test_finding11_site_limits_and_base_load_are_bounded() -> None:
+    with pytest.raises(ValueError, match="import_limit_kw"):
+        SiteLimits(import_limit_kw=math.inf)
+    with pytest.raises(ValueError, match="export_limit_kw"):
+        SiteLimits(export_limit_kw=math.nan)
+    prices = PriceSeries(START, HOUR, (10.0, 20.0), (5.0, 5.0))
+    session = VehicleSession(Vehicle("ev", 40, 7, 7), 0.5, START + 2 * HOUR, 0.8)
+    with pytest.raises(ValueError, match=r"site_base_kw\[1\]"):
+        PlanInputs(START, prices, (session,), site_base_kw=(1.0, math.nan))
+
+
+def test_finding11_a_nan_that_slips_past_the_bounds_is_refused_not_solved() -> None:
+    """HiGHS given a NaN wear cost spun without end (`--degradation-c-kwh nan` never
+    returned). Inputs are bounded first; should one slip through, the model is refused."""
+    vehicle = Vehicle("ev", 40, 7, 7, degradation_c_kwh=2.0)
+    object.__setattr__(vehicle, "degradation_c_kwh", math.nan)  # what the bounds now stop
+    prices = PriceSeries(START, HOUR, (10.0, 20.0), (5.0, 5.0))
+    session = VehicleSession(vehicle, 0.5, START + 2 * HOUR, 0.8)
+    with pytest.raises(PlanError, match="non-finite"):
+        plan_vehicle(session, prices, START)

@@ -21,6 +21,7 @@ from tests.support.v2g_harness import (
     notify_ev_needs,
     transaction_event,
     v2g_api,
+    v2g_of,
     v2g_station,
 )
 
@@ -305,3 +306,27 @@ async def test_finding11_ev_departure_years_ahead_is_planned_to_the_horizon(
         assert ctx["departure_source"] == "ev"
         departure = datetime.fromisoformat(ctx["departure"])
         assert now + timedelta(hours=167) < departure <= datetime.now(UTC) + timedelta(hours=168)
+
+
+@pytest.mark.parametrize(
+    ("entity", "value", "field"),
+    [
+        ("max_discharge_power", b"nan", "max_discharge_kw"),
+        ("max_discharge_power", b"inf", "max_discharge_kw"),
+        ("min_departure_soc", b"nan", "target_soc"),
+        ("backup_reserve_soc", b"nan", "backup_reserve_soc"),
+    ],
+)
+async def test_finding11_home_assistant_commands_cannot_store_nan(
+    api: ApiHarness, entity: str, value: bytes, field: str
+) -> None:
+    """MQTT commands reach the same service checks: 'nan' used to be stored as the vehicle's
+    max discharge power (the old check was `< 0`, false for NaN)."""
+    from csms.home_assistant import HomeAssistantBridge
+
+    assert (await api.client.post(f"{V1}/vehicles", json=LEAF)).status_code == 201
+    before = (await api.client.get(f"{V1}/vehicles/leaf-1")).json()
+    bridge = HomeAssistantBridge(v2g_of(api))
+    assert not await bridge.handle_command(f"openv2g/leaf-1/set/{entity}", value)
+    after = (await api.client.get(f"{V1}/vehicles/leaf-1")).json()
+    assert after[field] == before[field]

@@ -481,7 +481,10 @@ class V2gService:
     async def _prices_for(self, now: datetime, until: datetime) -> PriceSeries:
         async with self._db.read() as conn:
             rows = await vrepo.list_prices(conn, now, until + timedelta(days=1))
-        return series_from_rows(rows, now)
+        try:
+            return series_from_rows(rows, now)
+        except ValueError as exc:  # stored before the price bounds existed
+            raise InvalidRequest(f"stored prices: {exc}; PUT /api/v1/prices again") from exc
 
     # -- planning -------------------------------------------------------------------------------
     async def plan(self, request: PlanRequest) -> tuple[SitePlan, list[SessionContext]]:

@@ -330,3 +330,19 @@ async def test_finding11_home_assistant_commands_cannot_store_nan(
     assert not await bridge.handle_command(f"openv2g/leaf-1/set/{entity}", value)
     after = (await api.client.get(f"{V1}/vehicles/leaf-1")).json()
     assert after[field] == before[field]
+
+
+async def test_finding11_prices_stored_before_the_bounds_give_422_not_500(
+    api: ApiHarness,
+) -> None:
+    """A price stored by an older version (1e12 c/kWh) makes a plan a clear 422."""
+    from csms.persistence import v2g_repositories as vrepo
+    from csms.persistence.v2g_repositories import PriceRow
+
+    assert (await api.client.post(f"{V1}/vehicles", json=LEAF)).status_code == 201
+    now = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+    rows = [PriceRow(now + timedelta(hours=k), 3600, 1e12, 5.0, "old") for k in range(4)]
+    service = v2g_of(api)
+    await service._db.write(lambda c: vrepo.save_prices(c, rows, now))
+    body = {"vehicles": [{"vehicle_id": "leaf-1", "soc": 0.5}]}
+    _names(await send(api, "POST", f"{V1}/v2g/plan", body), "stored prices", "import_c_kwh")

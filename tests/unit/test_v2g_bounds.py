@@ -194,9 +194,8 @@ def reachable_sessions(draw: st.DrawFn) -> tuple[VehicleSession, PriceSeries]:
     soc = draw(st.floats(0.0, 1.0))
     hours = n * step.total_seconds() / 3600.0
     # The most SoC charging at full power from now to departure can give (the ceiling too).
-    best = min(
-        max(vehicle.soc_max, soc), soc + vehicle.charge_efficiency * charge * hours / capacity
-    )
+    # (A target above soc_max is planned to soc_max with a warning: not drawn here.)
+    best = min(vehicle.soc_max, soc + vehicle.charge_efficiency * charge * hours / capacity)
     target = draw(st.floats(0.0, 1.0)) * max(0.0, best - 1e-4)
     session = VehicleSession(vehicle, soc, START + n * step, target)
     return session, PriceSeries(START, step, tuple(imports), tuple(exports))

@@ -13,13 +13,13 @@ import logging
 import socket
 from collections.abc import Generator
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import uvicorn
 
 from chargepoint_firmware.stop_signals import install_stop_signals
 from csms.api.app import create_api
-from csms.api.metrics import CsmsMetrics
+from csms.api.metrics import AuthCounters, CsmsMetrics
 from csms.routing.factory import build_router, close_router, start_router
 from csms.services.container import Services, build_services
 from csms.settings import Settings
@@ -133,7 +133,8 @@ async def start(settings: Settings) -> RunningCsms:
         raise
     try:
         counters = getattr(ocpp_server, "counters", None)
-        metrics = CsmsMetrics(lambda: _connected_station_count(services), counters)
+        auth = cast(AuthCounters, ocpp_server) if hasattr(ocpp_server, "auth_counts") else None
+        metrics = CsmsMetrics(lambda: _connected_station_count(services), counters, auth)
         api = create_api(services, metrics=metrics)
         sock = _listening_socket(settings.api_host, settings.api_port)
         config = uvicorn.Config(

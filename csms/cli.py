@@ -4,7 +4,7 @@
     csms db upgrade [REV] | csms db downgrade REV
     csms station add ID --password PW [--security-profile 1|2|3] [--boot-policy ...]
     csms station list
-    csms token create NAME      (the new token alone on the last line)
+    csms token create NAME [--scope read|operate|admin]   (the token alone on the last line)
     csms token revoke NAME
     csms token list
     csms v2g ...                (delegated to csms.v2g_cli)
@@ -30,6 +30,7 @@ from pydantic import ValidationError
 from pydantic_settings.exceptions import SettingsError
 
 from csms.services.password_check import PasswordKeyInvalid
+from csms.services.redaction import redact_url
 from csms.settings import Settings
 
 T = TypeVar("T")
@@ -85,6 +86,7 @@ def _describe_validation_error(error: ValidationError) -> str:
             where = f"setting '{field}' (flag {_flag(field)}, env CSMS_{field.upper()})"
             got = item.get("input")
             suffix = f" [got {got!r}]" if got is not None and not isinstance(got, dict) else ""
+            suffix = redact_url(suffix)  # a database/broker URL may hold a password
             lines.append(f"invalid {where}: {item['msg']}{suffix}")
         else:
             lines.append(f"invalid settings: {item['msg']}")
@@ -173,11 +175,17 @@ def _cmd_station(args: argparse.Namespace) -> int:
 
 def _cmd_token(args: argparse.Namespace) -> int:
     import csms.api.admin as admin
+    from csms.domain.models import ApiScope
 
     settings = load_settings(args)
     if args.token_command == "create":
-        created = _run_async(lambda: admin.create_api_token(settings, args.name))
-        print(f"API token '{created.token.name}' created; it is shown only once:")
+        created = _run_async(
+            lambda: admin.create_api_token(settings, args.name, ApiScope(args.scope))
+        )
+        print(
+            f"API token '{created.token.name}' (scope {created.token.scope}) created; "
+            "it is shown only once:"
+        )
         print(created.plaintext)
         return EXIT_OK
     if args.token_command == "revoke":
@@ -188,10 +196,12 @@ def _cmd_token(args: argparse.Namespace) -> int:
         print(f"API token '{args.name}' revoked")
         return EXIT_OK
     tokens = _run_async(lambda: admin.list_api_tokens(settings))
-    print(f"{'NAME':<32} {'CREATED':<33} REVOKED")
+    print(f"{'NAME':<32} {'SCOPE':<8} {'CREATED':<33} REVOKED")
     for token in tokens:
         revoked_at = token.revoked_at.isoformat() if token.revoked_at else "-"
-        print(f"{token.name:<32} {token.created_at.isoformat():<33} {revoked_at}")
+        print(
+            f"{token.name:<32} {token.scope!s:<8} {token.created_at.isoformat():<33} {revoked_at}"
+        )
     return EXIT_OK
 
 
@@ -271,6 +281,15 @@ def build_parser() -> argparse.ArgumentParser:
     token_commands = token.add_subparsers(dest="token_command", required=True, metavar="ACTION")
     create = token_commands.add_parser("create", help="create a token (printed once)")
     create.add_argument("name")
+    # admin by default: the first token has to be able to create stations and further
+    # (narrower) tokens, and whoever runs this already holds the database.
+    create.add_argument(
+        "--scope",
+        choices=("read", "operate", "admin"),
+        default="admin",
+        help="read: GET only; operate: + commands, V2G plans/dispatch, prices; "
+        "admin: + stations, tokens, tariffs, vehicles, credentials (default admin)",
+    )
     revoke = token_commands.add_parser("revoke", help="revoke a token")
     revoke.add_argument("name")
     token_list = token_commands.add_parser("list", help="list tokens")
@@ -307,10 +326,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.handler(args))
     except (SettingsInvalid, PasswordKeyInvalid) as error:
-        print(f"csms: {error}", file=sys.stderr)
+        print(f"csms: {redact_url(str(error))}", file=sys.stderr)
         return EXIT_USAGE
     except admin_errors() as error:
-        print(f"csms: {error}", file=sys.stderr)
+        print(f"csms: {redact_url(str(error))}", file=sys.stderr)
         return EXIT_FAILURE
     except environment_errors() as error:
         # The database, a broker or a port is not there: a fact about the machine, not a bug.
@@ -336,7 +355,7 @@ def _one_line(error: BaseException) -> str:
     # message says what is wrong.
     cause = error.orig if isinstance(error, DBAPIError) and error.orig is not None else error
     text = str(cause).strip().splitlines()
-    return f"{type(cause).__name__}: {text[0] if text else type(cause).__name__}"
+    return redact_url(f"{type(cause).__name__}: {text[0] if text else type(cause).__name__}")
 
 
 def admin_errors() -> tuple[type[Exception], ...]:

@@ -27,6 +27,7 @@ from pydantic import BaseModel
 
 from csms.domain.errors import CsmsError
 from csms.persistence.v2g_repositories import VehicleRecord
+from csms.services.redaction import redact_url
 from csms.services.v2g_service import V2gService
 from csms.settings import Settings
 
@@ -268,7 +269,7 @@ class HomeAssistantBridge:
                     finally:
                         publisher.cancel()
             except aiomqtt.MqttError as exc:
-                log.warning("MQTT broker %s: %s; retrying in 5 s", mqtt_url, exc)
+                log.warning("MQTT broker %s: %s; retrying in 5 s", redact_url(mqtt_url), exc)
                 await asyncio.sleep(5.0)
 
     async def _publish_once(self, client: Any) -> None:

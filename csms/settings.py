@@ -10,8 +10,20 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from csms.domain.throttle import parse_networks
+
+# TLS certificate/key settings: (what the file holds, the key type it must have; None = either).
+_TLS_KEY_FILES: dict[str, tuple[Literal["cert", "key"], Literal["RSA", "ECDSA"] | None]] = {
+    "tls_cert_file": ("cert", None),
+    "tls_key_file": ("key", None),
+    "tls_rsa_cert_file": ("cert", "RSA"),
+    "tls_rsa_key_file": ("key", "RSA"),
+    "tls_ecdsa_cert_file": ("cert", "ECDSA"),
+    "tls_ecdsa_key_file": ("key", "ECDSA"),
+}
 
 
 class Settings(BaseSettings):
@@ -27,9 +39,21 @@ class Settings(BaseSettings):
     ocpp_path: str = "ocpp"  # empty allowed: ws://host:9000/<stationId>
     # TLS for security profiles 2 and 3: server certificate/key, and the CA that signs station
     # client certificates (profile 3).
+    # tls_cert_file/tls_key_file: one certificate, RSA or ECDSA (PEM, leaf first, key unencrypted).
     tls_cert_file: Path | None = None
     tls_key_file: Path | None = None
     tls_client_ca_file: Path | None = None
+    # OCPP A00.FR.318/421 want an RSA and an ECDSA certificate at once (the four required suites
+    # need both); give them here (--tls-rsa-cert-file ... / CSMS_TLS_RSA_CERT_FILE ...), with or
+    # instead of tls_cert_file (at most one certificate per key type). RSA >= 2048 bits,
+    # EC >= 224 bits (A00.FR.502/503); each key type is checked at start.
+    tls_rsa_cert_file: Path | None = None
+    tls_rsa_key_file: Path | None = None
+    tls_ecdsa_cert_file: Path | None = None
+    tls_ecdsa_key_file: Path | None = None
+    # Lowest TLS version accepted: "1.2" (A00.FR.313) or "1.3" (TLS 1.3 only: refuses stations
+    # limited to TLS 1.2, including the four A00.FR.318 suites, which are TLS 1.2 suites).
+    tls_min_version: Literal["1.2", "1.3"] = "1.2"
     # CA used to sign station CSRs (SignCertificate -> CertificateSigned); none = not configured.
     csr_ca_cert_file: Path | None = None
     csr_ca_key_file: Path | None = None
@@ -48,6 +72,37 @@ class Settings(BaseSettings):
     validate_messages: bool = True
     # Negative limit in a charging profile = discharge (project convention on OCPP 2.0.1).
     negative_limit_is_discharge: bool = True
+
+    # Input bounds and per-station limits of the OCPP endpoint (docs: README "Security").
+    # Largest websocket frame accepted (bytes); a larger one closes the connection (1009).
+    # 2.0.1's big messages (NotifyReport parts, a 5.5 kB CSR) are chunked by the station's
+    # BytesPerMessage, typically well under 64 KiB.
+    ocpp_max_frame_bytes: int = Field(256 * 1024, ge=4096, le=16 * 1024 * 1024)
+    # Deepest JSON nesting of a frame (the frame array is level 1; the deepest 2.0.1 message
+    # needs 14): deeper -> FormatViolation, before anything is parsed or stored.
+    ocpp_max_json_depth: int = Field(32, ge=16, le=512)
+    # Frames per second per station (token bucket, burst ocpp_rate_burst; 0 = no limit).
+    # Over the rate, the station's next frame is read only when a token is there: it is
+    # answered later, never refused, and nothing queues on the CSMS.
+    ocpp_rate_per_s: float = Field(20.0, ge=0, le=1e6)
+    ocpp_rate_burst: int = Field(100, ge=1, le=1_000_000)
+    # Free-form data a station may store (events: DataTransfer, Notify*, security events;
+    # NotifyReport parts): at most this many bytes (serialized JSON) per message, and this
+    # many per station per period (token bucket; 0 = no quota). Over -> not stored: a
+    # GenericError CALLERROR (DataTransfer: status Rejected), one log line and event per burst.
+    station_event_max_bytes: int = Field(64 * 1024, ge=1024, le=16 * 1024 * 1024)
+    station_storage_quota_bytes: int = Field(16 * 1024 * 1024, ge=0, le=2**40)
+    station_storage_quota_period_s: float = Field(3600.0, gt=0, le=30 * 86400)
+    # EVSE and connector ids a station may report (StatusNotification): each new pair is a
+    # stored row, so the ids are bounded (2.0.1 numbers them from 1).
+    station_max_evse_id: int = Field(128, ge=1, le=2**31 - 1)
+    station_max_connector_id: int = Field(16, ge=1, le=2**31 - 1)
+    # Multi-part NotifyReports held in memory per connection: open reports (a new one
+    # abandons the oldest), parts per report, and seconds allowed between two parts. At most
+    # max_open x max_parts seqNos (~60 bytes each) per connection: ~240 kB by default.
+    report_max_open: int = Field(4, ge=1, le=1000)
+    report_max_parts: int = Field(1000, ge=1, le=100_000)
+    report_part_timeout_s: float = Field(600.0, gt=0, le=86400)
 
     # Several nodes: broker for command routing (nats://... or redis://...); none = in-process.
     broker_url: str | None = None
@@ -94,10 +149,44 @@ class Settings(BaseSettings):
     # Log every OCPP frame at DEBUG (off by default: it costs throughput).
     log_ocpp_frames: bool = False
 
+    # Failed station logins (bad password or certificate, unknown id) are throttled per
+    # station id and per source address (IPv6: per /64), per node: after the free failures
+    # each further one blocks the key for base x 2^k seconds up to the max; a blocked attempt
+    # is answered 429 + Retry-After without checking the password. A key with no failure for
+    # auth_throttle_forget_s starts over. A station that logged in from an address is not
+    # blocked there by guesses at its id from elsewhere.
+    auth_free_failures_per_station: int = Field(5, ge=0, le=10**9)  # huge = off
+    auth_free_failures_per_address: int = Field(20, ge=0, le=10**9)
+    auth_backoff_base_s: float = Field(1.0, gt=0, le=3600)
+    auth_backoff_max_s: float = Field(60.0, gt=0, le=86400)
+    auth_throttle_forget_s: float = Field(900.0, gt=0, le=7 * 86400)
+    auth_throttle_table_size: int = Field(100_000, ge=100, le=10_000_000)  # keys per table
+    # Answer to an unknown station id: 404 (OCPP-J 2.0.1 Part 4: SHOULD) or 401 (the same as
+    # a wrong password, so ids cannot be enumerated). Either way it counts as a failure.
+    unknown_station_status: int = 404
+    # Reverse proxies in front of the OCPP port (comma-separated addresses or networks, e.g.
+    # "10.0.0.5,10.1.0.0/16"): a connection from one of them is attributed to the address its
+    # X-Forwarded-For header names (throttling and logs). Empty: the peer address counts and
+    # X-Forwarded-For is ignored. Without it, behind a proxy every station shares one address.
+    trusted_proxies: str = ""
+
     @field_validator("ocpp_path")
     @classmethod
     def _strip_slashes(cls, value: str) -> str:
         return value.strip("/")
+
+    @field_validator("unknown_station_status")
+    @classmethod
+    def _status_404_or_401(cls, value: int) -> int:
+        if value not in (404, 401):
+            raise ValueError("use 404 (OCPP-J) or 401 (no id enumeration)")
+        return value
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxy_networks(cls, value: str) -> str:
+        parse_networks(value)
+        return value
 
     @field_validator("database_url")
     @classmethod
@@ -117,16 +206,60 @@ class Settings(BaseSettings):
             raise ValueError("use nats://host:4222 or redis://host:6379/0")
         return value
 
+    @field_validator(*_TLS_KEY_FILES, "tls_client_ca_file")
+    @classmethod
+    def _tls_file(cls, value: Path | None, info: ValidationInfo) -> Path | None:
+        # Read at start so a wrong file names its setting instead of failing handshakes later.
+        if value is None:
+            return None
+        from csms.ocpp_server import tls
+
+        pem = tls.read_pem(value)
+        if info.field_name == "tls_client_ca_file":
+            tls.trusted_certificates(pem)
+            return value
+        what, kind = _TLS_KEY_FILES[str(info.field_name)]
+        key = tls.certificate_key(pem) if what == "cert" else tls.private_key(pem)
+        if kind is not None and key.kind != kind:
+            raise ValueError(f"{value} holds an {key.label} key, not {kind}")
+        return value
+
     @model_validator(mode="after")
     def _tls_pairs(self) -> Settings:
-        if (self.tls_cert_file is None) != (self.tls_key_file is None):
-            raise ValueError("tls_cert_file and tls_key_file go together")
-        if self.tls_client_ca_file is not None and self.tls_cert_file is None:
-            raise ValueError("tls_client_ca_file needs tls_cert_file/tls_key_file (wss)")
+        from csms.ocpp_server import tls
+
+        kinds: dict[str, str] = {}
+        for prefix in ("tls", "tls_rsa", "tls_ecdsa"):
+            cert, key = getattr(self, f"{prefix}_cert_file"), getattr(self, f"{prefix}_key_file")
+            if (cert is None) != (key is None):
+                raise ValueError(f"{prefix}_cert_file and {prefix}_key_file go together")
+            if cert is None:
+                continue
+            cert_key, private = (
+                tls.certificate_key(cert.read_bytes()),
+                tls.private_key(key.read_bytes()),
+            )
+            if cert_key.public_key_der != private.public_key_der:
+                raise ValueError(f"{prefix}_key_file is not the key of {prefix}_cert_file")
+            if cert_key.kind in kinds:
+                raise ValueError(
+                    f"{kinds[cert_key.kind]} and {prefix}_cert_file are both {cert_key.kind} "
+                    "certificates: give one certificate per key type"
+                )
+            kinds[cert_key.kind] = f"{prefix}_cert_file"
+        if self.tls_client_ca_file is not None and not kinds:
+            raise ValueError("tls_client_ca_file needs a server certificate (tls_*_cert_file)")
         if (self.csr_ca_cert_file is None) != (self.csr_ca_key_file is None):
             raise ValueError("csr_ca_cert_file and csr_ca_key_file go together")
+        if not self.auth_backoff_base_s <= self.auth_backoff_max_s <= self.auth_throttle_forget_s:
+            raise ValueError(
+                "need auth_backoff_base_s <= auth_backoff_max_s <= auth_throttle_forget_s"
+            )
         return self
 
     @property
     def tls_enabled(self) -> bool:
-        return self.tls_cert_file is not None
+        return any(
+            path is not None
+            for path in (self.tls_cert_file, self.tls_rsa_cert_file, self.tls_ecdsa_cert_file)
+        )

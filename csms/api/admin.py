@@ -7,7 +7,14 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from csms.domain.errors import CsmsError
-from csms.domain.models import ApiToken, ApiTokenCreated, BootPolicy, SecurityProfile, Station
+from csms.domain.models import (
+    ApiScope,
+    ApiToken,
+    ApiTokenCreated,
+    BootPolicy,
+    SecurityProfile,
+    Station,
+)
 from csms.services.container import Services, build_services
 from csms.settings import Settings
 
@@ -54,9 +61,11 @@ async def list_stations(settings: Settings) -> list[Station]:
                 return stations
 
 
-async def create_api_token(settings: Settings, name: str) -> ApiTokenCreated:
+async def create_api_token(
+    settings: Settings, name: str, scope: ApiScope = ApiScope.ADMIN
+) -> ApiTokenCreated:
     async with opened(settings) as services:
-        return await services.api_tokens.create(name)
+        return await services.api_tokens.create(name, scope)
 
 
 async def revoke_api_token(settings: Settings, name: str) -> int:

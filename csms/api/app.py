@@ -7,11 +7,22 @@ from fastapi import APIRouter, FastAPI
 
 from csms.api.counting import CountedServices
 from csms.api.deps import ApiServices, TokenCache
-from csms.api.errors import install_error_handlers
+from csms.api.errors import PROBLEM_RESPONSES, install_error_handlers
 from csms.api.metrics import CsmsMetrics, metrics_route
 from csms.api.routes import commands, records, stations, tokens, v2g
 
 API_PREFIX = "/api/v1"
+
+# Every router under /api/v1; each of their routes declares its scope (deps.needs).
+ROUTERS = (
+    stations.router,
+    records.router,
+    records.transactions_router,
+    commands.router,
+    tokens.id_tokens_router,
+    tokens.api_tokens_router,
+    v2g.router,
+)
 
 
 def create_api(
@@ -25,7 +36,13 @@ def create_api(
         version="1",
         description="Operator API of the bidirectional-charging CSMS (OCPP 2.0.1). Every "
         "/api/v1 route needs `Authorization: Bearer <token>` (create one with "
-        "`csms token create NAME`).",
+        "`csms token create NAME --scope read|operate|admin`) whose scope covers the "
+        "operation's security requirement: `read` for GET, `operate` for commands to "
+        "stations, V2G plans/dispatch and prices, `admin` for stations, tokens, tariffs, "
+        "vehicles and credentials (admin includes operate, operate includes read). Errors "
+        "are a `ProblemRead`: 401 without a valid token, 403 without the scope, 422 for "
+        "invalid input (request bodies are typed strictly: no number for a date, no boolean "
+        "for a number, no NaN/Infinity).",
     )
     counted = CountedServices(services)
     app.state.services = counted
@@ -33,14 +50,9 @@ def create_api(
         metrics.command_counts = counted.command_counts
     app.state.token_cache = TokenCache(token_cache_ttl_s)
     install_error_handlers(app)
-    api = APIRouter(prefix=API_PREFIX)
-    api.include_router(stations.router)
-    api.include_router(records.router)
-    api.include_router(records.transactions_router)
-    api.include_router(commands.router)
-    api.include_router(tokens.id_tokens_router)
-    api.include_router(tokens.api_tokens_router)
-    api.include_router(v2g.router)
+    api = APIRouter(prefix=API_PREFIX, responses=PROBLEM_RESPONSES)
+    for router in ROUTERS:
+        api.include_router(router)
     app.include_router(api)
     app.add_api_route("/metrics", metrics_route(metrics), methods=["GET"], include_in_schema=False)
     return app

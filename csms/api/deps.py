@@ -7,14 +7,17 @@ structurally (see csms/services/). Routes reach it through `request.app.state.se
 from __future__ import annotations
 
 import hashlib
+import math
 import time
 from dataclasses import dataclass
-from typing import Annotated, Protocol
+from typing import Annotated, Any, Protocol
 
-from fastapi import Depends, HTTPException, Query, Request, status
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi import Depends, HTTPException, Query, Request, Security, status
+from fastapi.exceptions import RequestValidationError
+from fastapi.params import Depends as DependsParam
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer, SecurityScopes
 
-from csms.domain.models import ApiToken
+from csms.domain.models import ApiScope, ApiToken
 from csms.services.common import CommandSender
 from csms.services.records import (
     ChargingProfileService,
@@ -92,7 +95,12 @@ class TokenCache:
         self._entries.clear()
 
 
-_bearer = HTTPBearer(auto_error=False, description="API token from `csms token create NAME`")
+_bearer = HTTPBearer(
+    auto_error=False,
+    description="API token from `csms token create NAME --scope read|operate|admin`. Each "
+    "operation lists the scope it needs in its security requirement; admin includes operate, "
+    "operate includes read. A valid token without the scope gets 403.",
+)
 
 
 async def require_token(
@@ -117,10 +125,117 @@ async def require_token(
     return token
 
 
+class ScopeMissing(Exception):
+    """A valid token without the scope a route needs (answered 403, see errors.py)."""
+
+    def __init__(self, needed: ApiScope, held: ApiScope) -> None:
+        super().__init__(f"this API token has scope '{held}'; this operation needs '{needed}'")
+        self.needed = needed
+        self.held = held
+
+
+def check_scope(token: ApiToken, needed: ApiScope) -> None:
+    """For routes whose need depends on the request (e.g. which OCPP action is sent)."""
+    if not token.scope.allows(needed):
+        raise ScopeMissing(needed, token.scope)
+
+
+# JSON bodies: deeper nesting than this is refused (OCPP payloads nest about 6 levels).
+MAX_JSON_DEPTH = 32
+
+
+def _json_problem(body: Any) -> str | None:
+    """Why a parsed JSON body is refused (see `json_problem_at`), or None."""
+    found = json_problem_at(body)
+    return None if found is None else found[0]
+
+
+def json_problem_at(body: Any) -> tuple[str, tuple[str | int, ...]] | None:
+    """Why a parsed JSON body is refused, and where: non-finite numbers (Python's parser takes
+    the NaN/Infinity literals JSON does not have) or nesting beyond MAX_JSON_DEPTH. Iterative:
+    the walk itself has no recursion an outsider could exhaust; only containers are stacked."""
+    non_finite = "NaN and Infinity are not JSON numbers"
+    if type(body) is float:
+        return None if math.isfinite(body) else (non_finite, ())
+    Loc = tuple[str | int, ...]
+    stack: list[tuple[Any, int, Loc]] = [(body, 1, ())] if type(body) in (dict, list) else []
+    while stack:
+        container, depth, loc = stack.pop()
+        if depth > MAX_JSON_DEPTH:
+            return f"JSON nested deeper than {MAX_JSON_DEPTH} levels", loc
+        pairs = container.items() if type(container) is dict else enumerate(container)
+        for key, item in pairs:
+            kind = type(item)
+            if kind is float:
+                if not math.isfinite(item):
+                    return non_finite, (*loc, key)
+            elif kind is dict or kind is list:
+                stack.append((item, depth + 1, (*loc, key)))
+    return None
+
+
+async def _check_json_body(request: Request) -> None:
+    if request.method in ("GET", "HEAD") or not await request.body():
+        return
+    # FastAPI reads a body without a content type as JSON too (unless strict about it).
+    content_type = request.headers.get("content-type")
+    if content_type is not None and "json" not in content_type.split(";")[0]:
+        return
+    # FastAPI has parsed it already (Starlette caches it); a parse error is answered there.
+    try:
+        body = await request.json()
+    except ValueError:
+        return
+    found = json_problem_at(body)
+    if found is not None:
+        problem, loc = found
+        raise RequestValidationError(
+            [{"type": "json_invalid", "loc": ("body", *loc), "msg": problem, "input": None}]
+        )
+
+
+async def authorize(
+    security_scopes: SecurityScopes,
+    request: Request,
+    token: Annotated[ApiToken, Depends(require_token)],
+) -> ApiToken:
+    """401 without a valid token, 403 without the scope the route declares, then 422 for a
+    JSON body no model should see (non-finite numbers, too deep)."""
+    for name in security_scopes.scopes:
+        check_scope(token, ApiScope(name))
+    await _check_json_body(request)
+    return token
+
+
+def needs(scope: ApiScope) -> DependsParam:
+    """The dependency a route declares (`dependencies=[needs(ApiScope.READ)]`): OpenAPI shows
+    it as the operation's security requirement `{"HTTPBearer": [scope]}`."""
+    return Security(authorize, scopes=[scope.value])
+
+
+def required_scope(dependencies: list[Any]) -> ApiScope | None:
+    """The scope a route declared through `needs` (None: none declared)."""
+    for dependency in dependencies:
+        if getattr(dependency, "dependency", None) is authorize and dependency.scopes:
+            return ApiScope(dependency.scopes[0])
+    return None
+
+
+READ = needs(ApiScope.READ)
+OPERATE = needs(ApiScope.OPERATE)
+ADMIN = needs(ApiScope.ADMIN)
+# Handlers that check a further scope themselves take the token through this.
+OperateToken = Annotated[ApiToken, Security(authorize, scopes=[ApiScope.OPERATE.value])]
+
+# Paging offsets beyond this are refused before they reach the database (SQLite and
+# PostgreSQL take 64-bit integers; a larger Python int would fail there, a 500).
+MAX_OFFSET = 2**31 - 1
+
+
 class PageParams:
     def __init__(
         self,
-        offset: Annotated[int, Query(ge=0, description="items to skip")] = 0,
+        offset: Annotated[int, Query(ge=0, le=MAX_OFFSET, description="items to skip")] = 0,
         limit: Annotated[int, Query(ge=1, le=1000, description="items per page")] = 50,
     ) -> None:
         self.offset = offset

@@ -8,6 +8,8 @@ from fastapi import FastAPI, Request, status
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
+from csms.api.deps import ScopeMissing
+from csms.api.schemas import ProblemRead
 from csms.domain.errors import (
     AlreadyExists,
     BrokerUnavailable,
@@ -96,7 +98,35 @@ async def _request_validation(_request: Request, error: Exception) -> JSONRespon
     )
 
 
+async def _scope_missing(_request: Request, error: Exception) -> JSONResponse:
+    assert isinstance(error, ScopeMissing)
+    response = problem(status.HTTP_403_FORBIDDEN, str(error), required_scope=str(error.needed))
+    # RFC 6750 section 3.1: the token is valid but its scope is too narrow.
+    response.headers["WWW-Authenticate"] = (
+        f'Bearer error="insufficient_scope", scope="{error.needed}"'
+    )
+    return response
+
+
+# Documented on every /api/v1 operation; every body is a ProblemRead (FastAPI's own
+# HTTPValidationError shape is never sent: RequestValidationError is reshaped above).
+PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
+    401: {"model": ProblemRead, "description": "missing, wrong or revoked token"},
+    404: {"model": ProblemRead, "description": "no such resource"},
+    403: {"model": ProblemRead, "description": "the token lacks the scope (`required_scope`)"},
+    422: {"model": ProblemRead, "description": "invalid input: each field and why (`errors`)"},
+}
+
+
+async def _internal(_request: Request, _error: Exception) -> JSONResponse:
+    # A bug, never an answer to input: the body says nothing more (the server logs the
+    # traceback), but it keeps the documented shape.
+    return problem(status.HTTP_500_INTERNAL_SERVER_ERROR, "internal error")
+
+
 def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(Exception, _internal)
+    app.add_exception_handler(ScopeMissing, _scope_missing)
     app.add_exception_handler(CsmsError, _csms_error)
     app.add_exception_handler(ApiProblem, _api_problem)
     app.add_exception_handler(RequestValidationError, _request_validation)

@@ -21,6 +21,15 @@ class MessageCounters(Protocol):
     def messages_out(self) -> Mapping[str, int]: ...
 
 
+class AuthCounters(Protocol):
+    """The OCPP server's station-login counters (csms.ocpp_server.server.OcppServer)."""
+
+    @property
+    def auth_counts(self) -> Mapping[tuple[str, str], int]: ...
+    @property
+    def security_event_counts(self) -> Mapping[str, int]: ...
+
+
 class CsmsMetrics(Collector):
     """Collects at scrape time: nothing is counted twice and no global registry is used."""
 
@@ -28,9 +37,11 @@ class CsmsMetrics(Collector):
         self,
         connected_stations: Callable[[], int],
         counters: MessageCounters | None = None,
+        auth: AuthCounters | None = None,
     ) -> None:
         self._connected_stations = connected_stations
         self._counters = counters
+        self._auth = auth
         # (action, outcome) -> commands the REST API sent; set by create_api.
         self.command_counts: Counter[tuple[str, str]] = Counter()
         self.registry = CollectorRegistry(auto_describe=False)
@@ -50,6 +61,25 @@ class CsmsMetrics(Collector):
         for (action, outcome), count in sorted(self.command_counts.items()):
             commands.add_metric([action, outcome], float(count))
         yield commands
+        if self._auth is not None:
+            logins = CounterMetricFamily(
+                "csms_station_logins_refused",
+                "Refused station logins: outcome 'refused' by reason (bad_password, "
+                "bad_certificate, unknown_station, no_credentials, needs_tls) or 'throttled' "
+                "by scope (station, address)",
+                labels=["outcome", "reason"],
+            )
+            for (outcome, reason), count in sorted(self._auth.auth_counts.items()):
+                logins.add_metric([outcome, reason], float(count))
+            yield logins
+            events = CounterMetricFamily(
+                "csms_security_events",
+                "Security events the CSMS recorded (one per burst of failed logins)",
+                labels=["type"],
+            )
+            for kind, count in sorted(self._auth.security_event_counts.items()):
+                events.add_metric([kind], float(count))
+            yield events
         if self._counters is None:
             return
         messages = CounterMetricFamily(

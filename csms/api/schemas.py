@@ -6,11 +6,20 @@ bodies and answers) keep the OCPP camelCase of the OCA schemas.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any, Generic, Literal, TypeVar
+from typing import Annotated, Any, Generic, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    Strict,
+    field_validator,
+)
 
 from csms.domain.models import Page
 
@@ -24,8 +33,51 @@ PASSWORD_MIN, PASSWORD_MAX = 16, 40
 StationIdField = Field(min_length=1, max_length=48, pattern=r"^[A-Za-z0-9._:\-]+$")
 
 
+# OCPP 2.0.1 integers are 32-bit signed (Part 2, primitive datatypes): bigger ones would only
+# fail at the station or in the database.
+OCPP_INT_MAX = 2**31 - 1
+
+
 class ReadModel(BaseModel):
     model_config = ConfigDict(from_attributes=True)
+
+
+class StrictModel(BaseModel):
+    """Base of every request body: each field takes exactly its documented JSON type (no
+    number for a date, no boolean or string for a number, no float for an integer, no
+    NaN/Infinity), and unknown fields are refused. FastAPI validates the decoded JSON as
+    Python objects, where pydantic's strict mode would refuse the ISO strings JSON carries
+    for dates: those fields use `JsonDatetime`/`JsonAwareDatetime` below."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _no_subnormal_numbers(cls, value: Any) -> Any:
+        # 5e-324 is a finite float, but dividing by it overflows (capacity_kwh: 5e-324 made
+        # the planner's SoC arithmetic infinite). No quantity of this API is that small.
+        stack = [value]
+        while stack:
+            item = stack.pop()
+            if isinstance(item, float) and item != 0.0 and abs(item) < sys.float_info.min:
+                raise ValueError(f"{item!r} is too small to compute with (subnormal); use 0")
+            if isinstance(item, list | tuple):
+                stack.extend(item)
+        return value
+
+
+def _date_time_text(value: Any) -> Any:
+    # Lax datetime parsing would read 0 or 1e9 as seconds since 1970.
+    if isinstance(value, str | datetime):
+        return value
+    raise ValueError("must be an ISO 8601 date-time string, e.g. 2024-08-05T18:00:00+10:00")
+
+
+# A date-time in a strict body: an ISO 8601 string, parsed (not coerced from numbers).
+JsonDatetime = Annotated[datetime, Strict(False), BeforeValidator(_date_time_text)]
+JsonAwareDatetime = Annotated[AwareDatetime, Strict(False), BeforeValidator(_date_time_text)]
+# A JSON array of exactly two numbers (strict mode alone wants a Python tuple).
+JsonNumberPair = Annotated[tuple[float, float], Strict(False)]
 
 
 class PageRead(BaseModel, Generic[T]):
@@ -52,13 +104,25 @@ def window_read(
     return page_read(read, Page(list(items[offset : offset + limit]), len(items), offset, limit))
 
 
-class ProblemRead(BaseModel):
-    """Body of every error answer."""
+class FieldErrorRead(BaseModel):
+    model_config = ConfigDict(extra="forbid")
 
-    detail: str
+    field: str = Field(description="dotted path of the field, `(body)` for the whole body")
+    message: str
+
+
+class ProblemRead(BaseModel):
+    """Body of every error answer (401, 403, 404, 409, 422, 5xx)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    detail: str = Field(description="what is wrong, for a person")
     code: str | None = Field(None, description="OCPP CALLERROR code (502 answers)")
-    errors: list[dict[str, str]] | None = Field(None, description="invalid fields (422)")
-    error_details: Any = None
+    errors: list[FieldErrorRead] | None = Field(None, description="invalid fields (422)")
+    error_details: Any = Field(None, description="the CALLERROR's errorDetails (502 answers)")
+    required_scope: Literal["read", "operate", "admin"] | None = Field(
+        None, description="the API token scope the operation needs (403 answers)"
+    )
 
 
 # Stations --------------------------------------------------------------------------------------
@@ -72,9 +136,7 @@ def _check_password(value: str | None) -> str | None:
     return value
 
 
-class StationCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class StationCreate(StrictModel):
     id: str = StationIdField
     password: str | None = Field(None, description="Basic-auth password, 16-40 characters")
     security_profile: int = Field(1, ge=1, le=3)
@@ -83,9 +145,7 @@ class StationCreate(BaseModel):
     _password = field_validator("password")(_check_password)
 
 
-class StationUpdate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class StationUpdate(StrictModel):
     password: str | None = None
     security_profile: int | None = Field(None, ge=1, le=3)
     boot_policy: BootPolicyName | None = None
@@ -110,9 +170,7 @@ class StationRead(ReadModel):
     node: str | None = None
 
 
-class PasswordRotationCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class PasswordRotationCreate(StrictModel):
     password: str | None = Field(
         None, description="new password (16-40 characters); generated when absent"
     )
@@ -127,11 +185,11 @@ class PasswordRotationRead(BaseModel):
     password: str | None = Field(None, description="the new password, only when applied")
 
 
-class SecurityProfileUpgradeCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class SecurityProfileUpgradeCreate(StrictModel):
     security_profile: int = Field(ge=2, le=3)
-    configuration_slot: int = Field(1, ge=0, description="SetNetworkProfile configurationSlot")
+    configuration_slot: int = Field(
+        1, ge=0, le=OCPP_INT_MAX, description="SetNetworkProfile configurationSlot"
+    )
     connection_data: dict[str, Any] | None = Field(
         None,
         description="NetworkConnectionProfile (OCPP camelCase) to send with SetNetworkProfile "
@@ -211,9 +269,7 @@ class TransactionDetailRead(BaseModel):
 # Id tokens, API tokens ------------------------------------------------------------------------
 
 
-class IdTokenCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class IdTokenCreate(StrictModel):
     id_token: str = Field(min_length=1, max_length=36)
     type: str = Field(
         "ISO14443",
@@ -221,13 +277,11 @@ class IdTokenCreate(BaseModel):
         "MacAddress, NoAuthorization",
     )
     status: IdTokenStatusName = "Accepted"
-    expires_at: datetime | None = None
+    expires_at: JsonDatetime | None = Field(None, description="ISO 8601 with a timezone")
     group_id_token: str | None = Field(None, max_length=36)
 
 
-class IdTokenUpdate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class IdTokenUpdate(StrictModel):
     status: IdTokenStatusName
 
 
@@ -240,15 +294,22 @@ class IdTokenRead(ReadModel):
     created_at: datetime | None = None
 
 
-class ApiTokenCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+ScopeName = Literal["read", "operate", "admin"]
 
+
+class ApiTokenCreate(StrictModel):
     name: str = Field(min_length=1, max_length=100)
+    scope: ScopeName = Field(
+        "read",
+        description="read (GET), operate (+ commands, V2G plans/dispatch, prices) or admin "
+        "(+ stations, tokens, tariffs, vehicles, credentials); least privilege by default",
+    )
 
 
 class ApiTokenRead(ReadModel):
     id: int
     name: str
+    scope: ScopeName
     created_at: datetime
     revoked_at: datetime | None = None
 
@@ -275,12 +336,10 @@ class DeviceVariableRead(ReadModel):
     updated_at: datetime | None = None
 
 
-class ChargingProfileCreate(BaseModel):
+class ChargingProfileCreate(StrictModel):
     """A SetChargingProfile for one EVSE (0 = the whole station); profile in OCPP camelCase."""
 
-    model_config = ConfigDict(extra="forbid")
-
-    evse_id: int = Field(ge=0)
+    evse_id: int = Field(ge=0, le=OCPP_INT_MAX)
     charging_profile: dict[str, Any]
 
 
@@ -322,12 +381,11 @@ class EventRead(ReadModel):
     timestamp: datetime | None = None
 
 
-class TariffUpdate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class TariffUpdate(StrictModel):
     currency: str = Field(min_length=3, max_length=3, description="ISO 4217, e.g. AUD")
-    price_per_kwh: float = Field(0.0, ge=0)
-    price_per_hour: float = Field(0.0, ge=0)
+    # Bounded so that running costs stay finite numbers (1e6 per kWh is no real tariff).
+    price_per_kwh: float = Field(0.0, ge=0, le=1_000_000)
+    price_per_hour: float = Field(0.0, ge=0, le=1_000_000)
 
 
 class TariffRead(ReadModel):
@@ -340,46 +398,36 @@ class TariffRead(ReadModel):
 # Typed commands -------------------------------------------------------------------------------
 
 
-class ResetCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class ResetCreate(StrictModel):
     type: Literal["Immediate", "OnIdle"] = "OnIdle"
-    evse_id: int | None = Field(None, ge=0)
+    evse_id: int | None = Field(None, ge=0, le=OCPP_INT_MAX)
 
 
-class RequestStartCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class RequestStartCreate(StrictModel):
     id_token: str = Field(min_length=1, max_length=36)
     id_token_type: str = "Central"
-    evse_id: int | None = Field(None, ge=1)
-    remote_start_id: int = Field(1, ge=0)
+    evse_id: int | None = Field(None, ge=1, le=OCPP_INT_MAX)
+    remote_start_id: int = Field(1, ge=0, le=OCPP_INT_MAX)
     charging_profile: dict[str, Any] | None = Field(
         None, description="optional TxProfile in OCPP camelCase"
     )
 
 
-class RequestStopCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class RequestStopCreate(StrictModel):
     transaction_id: str = Field(min_length=1, max_length=36)
 
 
-class VariableRef(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class VariableRef(StrictModel):
     component: str
     variable: str
     component_instance: str | None = None
     variable_instance: str | None = None
-    evse_id: int | None = Field(None, ge=0)
-    connector_id: int | None = Field(None, ge=0)
+    evse_id: int | None = Field(None, ge=0, le=OCPP_INT_MAX)
+    connector_id: int | None = Field(None, ge=0, le=OCPP_INT_MAX)
     attribute_type: Literal["Actual", "Target", "MinSet", "MaxSet"] = "Actual"
 
 
-class VariableGetCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class VariableGetCreate(StrictModel):
     variables: list[VariableRef] = Field(min_length=1)
 
 
@@ -387,7 +435,5 @@ class VariableSetItem(VariableRef):
     value: str = Field(max_length=1000)
 
 
-class VariableSetCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class VariableSetCreate(StrictModel):
     variables: list[VariableSetItem] = Field(min_length=1)

@@ -14,9 +14,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, Strict
 
-from csms.api.schemas import StationIdField
+from csms.api.schemas import JsonAwareDatetime, StationIdField, StrictModel
 from csms.v2g import bounds as b
 
 ChemistryName = Literal["LFP", "NMC", "NCM", "NCA"]
@@ -43,13 +43,13 @@ SiteKw = Annotated[float, _range(b.SITE_POWER_KW)]
 SiteLimitKw = Annotated[float, _range(b.SITE_LIMIT_KW)]
 Hz = Annotated[float, _range(b.FREQUENCY_HZ)]
 Watts = Annotated[float, _range(b.FREQ_WATT_W)]
-Moment = Annotated[AwareDatetime, AfterValidator(_in_time_range)]
+Moment = Annotated[JsonAwareDatetime, AfterValidator(_in_time_range)]
 IntervalS = Annotated[int, Field(ge=int(b.PRICE_INTERVAL_S.low), le=int(b.PRICE_INTERVAL_S.high))]
 EvseId = Annotated[int, Field(ge=1, le=b.EVSE_ID_MAX)]
 
 
-class _In(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class _In(StrictModel):
+    """Request bodies: strict JSON types (see StrictModel), unknown fields refused."""
 
 
 class VehicleCreate(_In):
@@ -130,7 +130,7 @@ class SessionContextRead(BaseModel):
 
 
 class PriceInterval(BaseModel):
-    start: AwareDatetime
+    start: JsonAwareDatetime
     interval_s: int = Field(gt=0, le=86400)
     import_c_kwh: float
     export_c_kwh: float
@@ -307,7 +307,7 @@ class FrequencySampleRead(BaseModel):
 
 
 class FrequencyResponseCreate(_In):
-    curve: list[tuple[Hz, Watts]] | None = Field(
+    curve: list[Annotated[tuple[Hz, Watts], Strict(False)]] | None = Field(
         None,
         min_length=2,
         max_length=b.MAX_CURVE_POINTS,

@@ -138,12 +138,33 @@ class AuthorizationResult:
     group_id_token: str | None = None
 
 
+class ApiScope(enum.StrEnum):
+    """What an API token may do; each scope includes the ones before it."""
+
+    READ = "read"  # GET/HEAD: look, change nothing
+    OPERATE = "operate"  # also: commands to stations, V2G plans/dispatch, prices
+    ADMIN = "admin"  # also: stations, id/API tokens, tariffs, vehicles, credentials
+
+    @property
+    def rank(self) -> int:
+        return _SCOPE_RANK[self]
+
+    def allows(self, needed: ApiScope) -> bool:
+        """Whether a token with this scope may use a route needing `needed`."""
+        return self.rank >= needed.rank
+
+
+_SCOPE_RANK = {ApiScope.READ: 0, ApiScope.OPERATE: 1, ApiScope.ADMIN: 2}
+
+
 @dataclass(frozen=True, slots=True)
 class ApiToken:
     id: int
     name: str
     created_at: datetime
     revoked_at: datetime | None = None
+    # Tokens from before scopes existed became admin in migration 0006 (they could do all).
+    scope: ApiScope = ApiScope.ADMIN
 
     @property
     def revoked(self) -> bool:
@@ -178,8 +199,12 @@ class Transaction:
     started_at: datetime | None = None
     ended_at: datetime | None = None
     stopped_reason: str | None = None
+    # The seqNo span and how many distinct seqNos are stored (E07 gaps = span - count): three
+    # numbers instead of the seen list, so storing an event costs the same at event 8,000
+    # as at event 1 (issue 11 finding 6). The events themselves are in transaction_events.
+    first_seq_no: int | None = None
     last_seq_no: int | None = None
-    seen_seq_nos: tuple[int, ...] = ()
+    seq_count: int = 0
     charging_state: str | None = None
     total_cost: float | None = None
     offline_seen: bool = False

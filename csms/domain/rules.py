@@ -5,10 +5,10 @@ No I/O and no clock: `now` is always an argument.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 
-from csms.domain.models import AuthorizationResult, IdToken, IdTokenStatus, Tariff
+from csms.domain.models import AuthorizationResult, IdToken, IdTokenStatus, Tariff, Transaction
 
 ENERGY_REGISTER = "Energy.Active.Import.Register"
 
@@ -47,17 +47,58 @@ def remote_start_covers(
     return False
 
 
-def missing_seq_nos(seen: Iterable[int], last_seq_no: int) -> list[int]:
-    """seqNo values in 0..last_seq_no that never arrived (E07: gaps show lost offline events).
+def missing_seq_ranges(seen: Iterable[int], last_seq_no: int) -> list[tuple[int, int]]:
+    """The seqNo values in min(seen)..last_seq_no that never arrived, as inclusive (lo, hi)
+    ranges (E07: gaps show lost offline events).
 
     The first seqNo of a transaction need not be 0 (the counter may run across transactions),
-    so the range starts at the smallest seen value.
+    so the span starts at the smallest seen value. Arithmetic on the sorted distinct values:
+    the cost grows with the number of values seen, never with the seqNo values themselves
+    (issue 11 finding 1: a station chooses those).
     """
-    seen_set = set(seen)
-    if not seen_set:
+    values = sorted(set(seen))
+    if not values:
         return []
-    first = min(seen_set)
-    return [n for n in range(first, last_seq_no + 1) if n not in seen_set]
+    gaps: list[tuple[int, int]] = []
+    previous = values[0]
+    for n in values[1:]:
+        if n > last_seq_no:
+            break
+        if n > previous + 1:
+            gaps.append((previous + 1, n - 1))
+        previous = n
+    if last_seq_no > previous:
+        gaps.append((previous + 1, last_seq_no))
+    return gaps
+
+
+def missing_seq_count(first_seq_no: int | None, last_seq_no: int | None, distinct_seen: int) -> int:
+    """How many seqNo values in first..last never arrived, from the span and the number of
+    distinct values stored: O(1) whatever the values (a stored transaction keeps only these
+    three numbers, not the seen values)."""
+    if first_seq_no is None or last_seq_no is None:
+        return 0
+    return max(0, last_seq_no - first_seq_no + 1 - distinct_seen)
+
+
+def running_transaction_by_evse(active_newest_first: Sequence[Transaction]) -> dict[int, str]:
+    """EVSE id -> the transaction running there, for the K01.FR.33 pre-check. When a station
+    left an older one Active (issue 11 finding 7) the latest start wins (one never seen
+    starting loses), then the most recently stored (the order given)."""
+    best: dict[int, Transaction] = {}
+    for tx in active_newest_first:
+        if tx.evse_id is None:
+            continue
+        held = best.get(tx.evse_id)
+        if held is None or _started_later(tx, held):
+            best[tx.evse_id] = tx
+    return {evse_id: tx.transaction_id for evse_id, tx in best.items()}
+
+
+def _started_later(a: Transaction, b: Transaction) -> bool:
+    if a.started_at is None:
+        return False
+    return b.started_at is None or a.started_at > b.started_at
 
 
 def energy_to_wh(value: float, unit: str | None) -> float:

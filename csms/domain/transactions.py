@@ -6,7 +6,11 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 
 from csms.domain.models import MeterSample, Tariff, Transaction, TransactionState
-from csms.domain.rules import ENERGY_REGISTER, energy_to_wh, missing_seq_nos, running_cost
+from csms.domain.rules import ENERGY_REGISTER, energy_to_wh, missing_seq_count, running_cost
+
+# stoppedReason the CSMS writes on a transaction it ends because a newer one started on the
+# same EVSE (not an OCPP ReasonEnumType value on purpose: it says the CSMS inferred the end).
+SUPERSEDED = "Superseded"
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,7 +51,10 @@ def apply_event(
     now: datetime,
 ) -> Transaction:
     """The transaction after `event`. An event for a transaction never seen starting is
-    recorded (started_unseen), not refused: its Started event may have been lost offline."""
+    recorded (started_unseen), not refused: its Started event may have been lost offline.
+
+    `event.seq_no` must be new for this transaction (the caller answers a retry without
+    calling this): it is counted once in `seq_count`."""
     if current is None:
         current = Transaction(
             station_id=event.station_id,
@@ -59,7 +66,7 @@ def apply_event(
     tx = current
     if event.event_type == "Started":
         tx = replace(tx, started_at=event.timestamp, started_unseen=False)
-    seen = tuple(sorted(set(tx.seen_seq_nos) | {event.seq_no}))
+    first = event.seq_no if tx.first_seq_no is None else min(tx.first_seq_no, event.seq_no)
     last = event.seq_no if tx.last_seq_no is None else max(tx.last_seq_no, event.seq_no)
     first_wh, last_wh = _energy_wh(samples)
     energy_start = tx.energy_start_wh
@@ -69,8 +76,9 @@ def apply_event(
         energy_last = last_wh if energy_last is None else max(energy_last, last_wh or 0.0)
     tx = replace(
         tx,
-        seen_seq_nos=seen,
+        first_seq_no=first,
         last_seq_no=last,
+        seq_count=tx.seq_count + 1,
         offline_seen=tx.offline_seen or event.offline,
         evse_id=event.evse_id if event.evse_id is not None else tx.evse_id,
         connector_id=event.connector_id if event.connector_id is not None else tx.connector_id,
@@ -92,9 +100,38 @@ def apply_event(
     return replace(tx, total_cost=cost)
 
 
+def seq_no_maybe_stored(tx: Transaction | None, seq_no: int) -> bool:
+    """Whether `seq_no` may already be stored for `tx` (a retry): only a value inside the
+    stored span can be; one outside it is new without looking (the common, in-order case)."""
+    if tx is None or tx.first_seq_no is None or tx.last_seq_no is None:
+        return False
+    return tx.first_seq_no <= seq_no <= tx.last_seq_no
+
+
 def needs_status_check(tx: Transaction) -> bool:
     """E07: after an Ended event with offline messages, missing seqNos mean lost events; the
-    CSMS then asks GetTransactionStatus."""
+    CSMS then asks GetTransactionStatus. Counted arithmetically (issue 11 finding 1)."""
     if tx.state is not TransactionState.ENDED or tx.last_seq_no is None:
         return False
-    return tx.offline_seen and bool(missing_seq_nos(tx.seen_seq_nos, tx.last_seq_no))
+    return tx.offline_seen and missing_seq_count(tx.first_seq_no, tx.last_seq_no, tx.seq_count) > 0
+
+
+def supersedes(new: Transaction, old: Transaction, new_start: datetime) -> bool:
+    """Whether `new`, first seen (or Started) at `new_start`, ends the still-Active `old`: same
+    station and EVSE (an EVSE runs one transaction at a time), and `old` did not start after
+    `new` (an old offline event replayed late must not end the running transaction)."""
+    return (
+        old.state is TransactionState.ACTIVE
+        and old.transaction_id != new.transaction_id
+        and old.station_id == new.station_id
+        and new.evse_id is not None
+        and old.evse_id == new.evse_id
+        and (old.started_at is None or old.started_at <= new_start)
+    )
+
+
+def supersede(old: Transaction, at: datetime, tariff: Tariff | None) -> Transaction:
+    """`old` ended at `at` because a newer transaction started on its EVSE (issue 11 finding 7).
+    A real Ended event arriving later still replaces the end time and reason."""
+    tx = replace(old, state=TransactionState.ENDED, ended_at=at, stopped_reason=SUPERSEDED)
+    return replace(tx, total_cost=running_cost(tariff, tx.energy_wh, tx.started_at, at))

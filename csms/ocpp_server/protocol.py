@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -90,7 +91,61 @@ class FrameError(Exception):
         self.message_id = message_id
 
 
-def parse(raw: str | bytes) -> Frame:
+# Default nesting limit of a frame (the frame array counts as one level). The deepest typed
+# 2.0.1 message (ReportChargingProfiles: profile, schedule, sales tariff, entry, cost) needs
+# 14 with customData's object; customData and DataTransfer contents are free-form.
+MAX_DEPTH = 32
+
+# A JSON string (skipped whole: brackets inside it do not nest) or a bracket.
+_TOKENS_STR = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"|[\[\]{}]')
+_TOKENS_BYTES = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"|[\[\]{}]')
+_MESSAGE_ID_STR = re.compile(r'\s*\[\s*[234]\s*,\s*"([^"\\]{1,36})"')
+_MESSAGE_ID_BYTES = re.compile(rb'\s*\[\s*[234]\s*,\s*"([^"\\]{1,36})"')
+
+
+def nesting_exceeds(raw: str | bytes, limit: int) -> bool:
+    """True if the JSON text nests deeper than `limit`. Cheap for ordinary frames: fewer
+    opening brackets than the limit cannot nest deeper, and only then are tokens scanned."""
+    if isinstance(raw, str):
+        if raw.count("[") + raw.count("{") <= limit:
+            return False
+        tokens = (m.group()[0] for m in _TOKENS_STR.finditer(raw))
+    else:
+        if raw.count(b"[") + raw.count(b"{") <= limit:
+            return False
+        tokens = (chr(m.group()[0]) for m in _TOKENS_BYTES.finditer(raw))
+    depth = 0
+    for token in tokens:
+        if token in "[{":
+            depth += 1
+            if depth > limit:
+                return True
+        elif token in "]}":
+            depth -= 1
+    return False
+
+
+def _leading_message_id(raw: str | bytes) -> str:
+    """The messageId of a frame that is not parsed, if it can be read; "-1" otherwise."""
+    if isinstance(raw, str):
+        found_str = _MESSAGE_ID_STR.match(raw)
+        return found_str.group(1) if found_str else "-1"
+    found_bytes = _MESSAGE_ID_BYTES.match(raw)
+    if found_bytes is None:
+        return "-1"
+    try:
+        return found_bytes.group(1).decode()
+    except UnicodeDecodeError:
+        return "-1"
+
+
+def parse(raw: str | bytes, max_depth: int = MAX_DEPTH) -> Frame:
+    # Before parsing: nothing nested deeper than the limit is built, stored or served.
+    if nesting_exceeds(raw, max_depth):
+        raise FrameError(
+            FormatViolation(f"JSON nested deeper than {max_depth} levels"),
+            _leading_message_id(raw),
+        )
     try:
         msg = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:

@@ -3,7 +3,14 @@ in-line (a thread pool per message costs ~8x). Schema failures map to OCPP-J err
 
 Fast path: fastjsonschema compiles each schema to Python code (~15 us for a TransactionEvent
 against ~230 us with jsonschema). Only a payload it refuses goes through jsonschema, whose
-best_match gives the precise keyword and path for the CALLERROR."""
+best_match gives the precise keyword and path for the CALLERROR.
+
+Bounds (after the schema passed): JSON Schema validators take 5.0 or 1e19 as an "integer" and
+know no integer range, so a compiled walk per schema (`bounds_checker`) visits only the parts
+of a payload that hold numbers or free-form data and refuses integral floats where the schema
+says integer (TypeConstraintViolation), integers outside INT32 (or the schema's own
+minimum/maximum) and any integer outside INT64 in numbers and free-form data
+(PropertyConstraintViolation): the database columns and the algorithms hold no more."""
 
 from __future__ import annotations
 
@@ -130,7 +137,8 @@ _CODE_BY_KEYWORD = {
 
 
 def check(action: str, kind: str, payload: Any) -> None:
-    """Raise SchemaViolation if `payload` breaks the schema; unknown schemas pass."""
+    """Raise SchemaViolation if `payload` breaks the schema or the bounds; unknown schemas
+    pass."""
     fast = fast_validator(action, kind)
     if fast is None:
         return
@@ -138,9 +146,13 @@ def check(action: str, kind: str, payload: Any) -> None:
         raise SchemaViolation("FormatViolation", "payload must be a JSON object", "")
     try:
         fast(payload)
-        return
     except fastjsonschema.JsonSchemaValueException as fast_error:
         refused = fast_error
+    else:
+        bounds = bounds_checker(action, kind)
+        if bounds is not None:
+            check_bounds(bounds, payload)
+        return
     v = validator(action, kind)
     assert v is not None
     error = jsonschema.exceptions.best_match(v.iter_errors(payload))
@@ -151,3 +163,164 @@ def check(action: str, kind: str, payload: Any) -> None:
     path = "/".join(str(p) for p in error.absolute_path)
     code = _CODE_BY_KEYWORD.get(str(error.validator), "FormatViolation")
     raise SchemaViolation(code, error.message, path)
+
+
+# ---- bounds --------------------------------------------------------------------------------
+
+# Integer fields of the 2.0.1 schemas (ids, seqNo, counts, seconds, Wh, A, V) fit a signed
+# 32-bit column; anything numeric elsewhere (numbers, free-form data) must fit int64.
+INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+
+# A compiled plan, only for the parts of a schema that hold something to check:
+#   ("int", low, high)                      an "integer" field
+#   ("num",)                                a "number" field
+#   ("any",)                                free-form data (no type: DataTransfer.data)
+#   ("obj", {name: plan}, open)             an object; open: extra keys are free-form
+#   ("arr", plan)                           an array of plan
+Plan = tuple[Any, ...]
+_ANY: Plan = ("any",)
+
+
+def _compile(
+    node: dict[str, Any], definitions: dict[str, Any], seen: frozenset[str]
+) -> Plan | None:
+    ref = node.get("$ref")
+    if isinstance(ref, str):
+        name = ref.rsplit("/", 1)[-1]
+        if name in seen:  # recursive definition: check it as free-form data
+            return _ANY
+        return _compile(definitions[name], definitions, seen | {name})
+    kind = node.get("type")
+    if kind == "integer":
+        low = max(INT32_MIN, int(node.get("minimum", INT32_MIN)))
+        high = min(INT32_MAX, int(node.get("maximum", INT32_MAX)))
+        return ("int", low, high)
+    if kind == "number":
+        return ("num",)
+    if kind == "array":
+        items = node.get("items")
+        plan = _compile(items, definitions, seen) if isinstance(items, dict) else _ANY
+        return None if plan is None else ("arr", plan)
+    if kind == "object":
+        props: dict[str, Plan] = {}
+        for name, sub in node.get("properties", {}).items():
+            plan = _compile(sub, definitions, seen)
+            if plan is not None:
+                props[name] = plan
+        is_open = node.get("additionalProperties", True) is not False
+        if not props and not is_open:
+            return None
+        return ("obj", props, is_open)
+    if kind is None and "enum" not in node:
+        return _ANY
+    return None  # string, boolean, enum: the schema validator bounds them
+
+
+@functools.cache
+def bounds_checker(action: str, kind: str) -> Plan | None:
+    schema = _schema(action, kind)
+    if schema is None:
+        return None
+    return _compile(schema, schema.get("definitions", {}), frozenset())
+
+
+def _where(path: tuple[str | int, ...]) -> str:
+    return "/".join(str(p) for p in path)
+
+
+def _check_free_form(value: Any, path: tuple[str | int, ...]) -> None:
+    """Free-form data: every integer within int64 (nesting is bounded at parse)."""
+    stack: list[tuple[Any, tuple[str | int, ...]]] = [(value, path)]
+    while stack:
+        item, where = stack.pop()
+        if isinstance(item, dict):
+            stack.extend((v, (*where, k)) for k, v in item.items())
+        elif isinstance(item, list):
+            stack.extend((v, (*where, i)) for i, v in enumerate(item))
+        elif type(item) is int and not INT64_MIN <= item <= INT64_MAX:
+            raise SchemaViolation(
+                "PropertyConstraintViolation", "integer out of range (int64)", _where(where)
+            )
+
+
+def _free_form_ok(value: Any) -> bool:
+    if isinstance(value, dict):
+        return all(_free_form_ok(v) for v in value.values())
+    if isinstance(value, list):
+        return all(_free_form_ok(v) for v in value)
+    return type(value) is not int or INT64_MIN <= value <= INT64_MAX
+
+
+def _bounds_ok(plan: Plan, value: Any) -> bool:
+    """The hot path: True if nothing is out of bounds (no paths built)."""
+    tag = plan[0]
+    if tag == "int":
+        return type(value) is int and plan[1] <= value <= plan[2]
+    if tag == "obj":
+        if not isinstance(value, dict):
+            return True
+        props = plan[1]
+        if plan[2]:  # open: every key is looked at
+            for key, sub in value.items():
+                sub_plan = props.get(key)
+                if not (_bounds_ok(sub_plan, sub) if sub_plan else _free_form_ok(sub)):
+                    return False
+            return True
+        for key, sub_plan in props.items():
+            sub = value.get(key)
+            if sub is not None and not _bounds_ok(sub_plan, sub):
+                return False
+        return True
+    if tag == "arr":
+        if not isinstance(value, list):
+            return True
+        item_plan = plan[1]
+        return all(_bounds_ok(item_plan, v) for v in value)
+    if tag == "num":
+        return type(value) is not int or INT64_MIN <= value <= INT64_MAX
+    return _free_form_ok(value)
+
+
+def check_bounds(plan: Plan, payload: Any) -> None:
+    """Raise SchemaViolation for a value the schema allowed but the CSMS cannot hold. Run on
+    a payload that passed its schema (types of objects and arrays are known)."""
+    if _bounds_ok(plan, payload):
+        return
+    # Refused: walk again, keeping paths, to say where.
+    stack: list[tuple[Plan, Any, tuple[str | int, ...]]] = [(plan, payload, ())]
+    while stack:
+        step, value, where = stack.pop()
+        tag = step[0]
+        if tag == "obj":
+            if not isinstance(value, dict):
+                continue
+            props, is_open = step[1], step[2]
+            for key, sub in value.items():
+                sub_plan = props.get(key)
+                if sub_plan is not None:
+                    stack.append((sub_plan, sub, (*where, key)))
+                elif is_open:
+                    _check_free_form(sub, (*where, key))
+        elif tag == "arr":
+            if isinstance(value, list):
+                item_plan = step[1]
+                stack.extend((item_plan, v, (*where, i)) for i, v in enumerate(value))
+        elif tag == "int":
+            if type(value) is not int:
+                raise SchemaViolation(
+                    "TypeConstraintViolation", f"{value!r} is not an integer", _where(where)
+                )
+            if not step[1] <= value <= step[2]:
+                raise SchemaViolation(
+                    "PropertyConstraintViolation",
+                    f"{value} is out of range [{step[1]}, {step[2]}]",
+                    _where(where),
+                )
+        elif tag == "num":
+            if type(value) is int and not INT64_MIN <= value <= INT64_MAX:
+                raise SchemaViolation(
+                    "PropertyConstraintViolation", "number out of range (int64)", _where(where)
+                )
+        else:
+            _check_free_form(value, where)

@@ -3,7 +3,12 @@
 Handshake answers (before any websocket frame):
 - no `ocpp2.0.1` among the offered subprotocols (or none offered): HTTP 400;
 - path not `/<path>/<stationId>` or unknown station: HTTP 404;
-- bad or missing credentials, or a profile 2/3 station on plain ws: HTTP 401.
+- bad or missing credentials, or a profile 2/3 station on plain ws: HTTP 401;
+- too many failed logins for this station id or source address: HTTP 429 with Retry-After
+  (RFC 6585), answered before the station is read or the password checked.
+Failed logins (bad password or certificate, unknown id) feed a per-node throttle
+(csms.domain.throttle); each burst stores one `CsmsSecurityEvent` event and every refusal is
+counted for /metrics. One log line per refused attempt at most, with station id and address.
 Security profiles: 1 = Basic auth (user = station id); 2 = TLS + Basic; 3 = TLS client
 certificate whose CN is the station id (no Basic needed).
 """
@@ -15,24 +20,39 @@ import base64
 import binascii
 import contextlib
 import logging
-import ssl
+import math
+import time
 import weakref
+from collections import Counter
 from http import HTTPStatus
-from typing import Protocol
+from typing import Any, Protocol
 from urllib.parse import unquote, urlsplit
 
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.http11 import Request, Response
 
-from csms.domain.models import SecurityProfile, Station
+from csms.domain.models import EventRecord, SecurityProfile, Station
+from csms.domain.throttle import (
+    AuthThrottle,
+    BackoffPolicy,
+    Scope,
+    Verdict,
+    address_key,
+    client_host,
+    parse_networks,
+)
 from csms.ocpp_server.blocks import all_handlers
 from csms.ocpp_server.session import Handler, Session
+from csms.ocpp_server.tls import server_ssl_context
+from csms.persistence import repositories as repo
 from csms.routing.base import StationLink
 from csms.services.container import Services
+from csms.services.redaction import install_frame_redaction
 from csms.settings import Settings
 
 log = logging.getLogger(__name__)
 
+SECURITY_EVENT_KIND = "CsmsSecurityEvent"  # events the CSMS itself records about a station
 SUBPROTOCOL = "ocpp2.0.1"
 HANDSHAKE_TIMEOUT_S = 60.0
 
@@ -45,18 +65,37 @@ class ConnectionRegistry(Protocol):
     def unregister(self, link: StationLink) -> None: ...
 
 
-def server_ssl_context(settings: Settings) -> ssl.SSLContext | None:
-    if settings.tls_cert_file is None or settings.tls_key_file is None:
-        return None
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.minimum_version = ssl.TLSVersion.TLSv1_2
-    context.load_cert_chain(settings.tls_cert_file, settings.tls_key_file)
-    if settings.tls_client_ca_file is not None:
-        context.load_verify_locations(settings.tls_client_ca_file)
-        # Optional: profile 2 stations have no client certificate; profile 3 is checked per
-        # station in the handshake.
-        context.verify_mode = ssl.CERT_OPTIONAL
-    return context
+class _QuietHandshakeLog(logging.LoggerAdapter):
+    """websockets logs every connection's open/reject/close at INFO: two lines per refused
+    login, a flood under guessing. Those go to DEBUG; the CSMS logs one line itself."""
+
+    _PER_CONNECTION = (
+        "connection open",
+        "connection closed",
+        "connection rejected",
+        "HTTP response sent",
+    )
+
+    def log(self, level: int, msg: object, *args: Any, **kwargs: Any) -> None:
+        if level == logging.INFO and str(msg).startswith(self._PER_CONNECTION):
+            level = logging.DEBUG
+        super().log(level, msg, *args, **kwargs)
+
+
+def auth_throttle(settings: Settings) -> AuthThrottle:
+    def policy(free_failures: int) -> BackoffPolicy:
+        return BackoffPolicy(
+            free_failures=free_failures,
+            base_delay_s=settings.auth_backoff_base_s,
+            max_delay_s=settings.auth_backoff_max_s,
+            forget_after_s=settings.auth_throttle_forget_s,
+        )
+
+    return AuthThrottle(
+        policy(settings.auth_free_failures_per_station),
+        policy(settings.auth_free_failures_per_address),
+        capacity=settings.auth_throttle_table_size,
+    )
 
 
 def _offered_subprotocols(request: Request) -> list[str]:
@@ -115,6 +154,13 @@ class OcppServer:
         self._admitted: weakref.WeakKeyDictionary[ServerConnection, Station] = (
             weakref.WeakKeyDictionary()
         )
+        install_frame_redaction()  # frames logged at DEBUG carry no secrets
+        self.throttle = auth_throttle(settings)
+        self._trusted_proxies = parse_networks(settings.trusted_proxies)
+        self.monotonic = time.monotonic  # the throttle's clock (tests replace it)
+        # ("refused", reason) and ("throttled", scope) -> attempts; kind -> security events.
+        self.auth_counts: Counter[tuple[str, str]] = Counter()
+        self.security_event_counts: Counter[str] = Counter()
 
     @property
     def port(self) -> int:
@@ -138,12 +184,13 @@ class OcppServer:
             ping_timeout=self.settings.ping_timeout_s,
             # A dead link will not complete the closing handshake either: don't wait 10 s.
             close_timeout=self.settings.ping_timeout_s,
-            max_size=4 * 1024 * 1024,
+            max_size=self.settings.ocpp_max_frame_bytes,  # larger: closed with 1009
             compression=None,
             # A reconnect storm: the default backlog (100) drops SYNs by the thousand, and
             # a handshake given up after websockets' default 10 s is work thrown away.
             backlog=4096,
             open_timeout=HANDSHAKE_TIMEOUT_S,
+            logger=_QuietHandshakeLog(logging.getLogger("websockets.server")),
         )
         self._pruner = asyncio.create_task(self._prune_message_log(3600.0))
 
@@ -188,32 +235,167 @@ class OcppServer:
         station_id = self.station_id_of(request.path)
         if station_id is None:
             return connection.respond(HTTPStatus.NOT_FOUND, "expected /<path>/<stationId>\n")
+        remote = connection.remote_address
+        host = client_host(
+            str(remote[0]) if remote else None,
+            request.headers.get_all("X-Forwarded-For"),
+            self._trusted_proxies,
+        )
+        address = address_key(host)
+        verdict = self.throttle.check(station_id, address, self.monotonic())
+        if verdict.retry_after_s > 0:
+            return self._throttled(connection, station_id, host, verdict)
+        self.throttle.begin(station_id, address)
+        try:
+            return await self._admit(connection, request, station_id, host, address)
+        except Exception as exc:
+            # E.g. the database is down: one line per attempt, not websockets' traceback.
+            log.warning(
+                "station login not checked: station=%r address=%s: %s", station_id, host, exc
+            )
+            return connection.respond(HTTPStatus.SERVICE_UNAVAILABLE, "try again later\n")
+        finally:
+            self.throttle.end(station_id, address)
+
+    async def _admit(
+        self,
+        connection: ServerConnection,
+        request: Request,
+        station_id: str,
+        host: str | None,
+        address: str,
+    ) -> Response | None:
         admission = await self.services.stations.admission(station_id)
         if admission is None:
+            await self._failed(station_id, host, address, "unknown_station", known=False)
+            if self.settings.unknown_station_status == 401:
+                return self._unauthorized(connection, "bad credentials")
             return connection.respond(HTTPStatus.NOT_FOUND, "unknown station\n")
         station, stored_password = admission
         profile = station.security_profile
         tls = connection.transport.get_extra_info("ssl_object") is not None
         if profile is not SecurityProfile.BASIC_AUTH and not tls:
+            self._refused(station_id, host, "needs_tls")  # a misconfiguration, not a guess
             return self._unauthorized(connection, f"security profile {int(profile)} needs wss://")
         if profile is SecurityProfile.TLS_CLIENT_CERT:
             if _client_common_name(connection) != station_id:
+                await self._failed(station_id, host, address, "bad_certificate", known=True)
                 return self._unauthorized(connection, "client certificate missing or not for it")
             self._admitted[connection] = station
+            self.throttle.record_success(station_id, address, self.monotonic())
             return None
         credentials = _basic_credentials(request)
+        if credentials is None:
+            # Nothing guessed (e.g. a client waiting for the challenge): not counted.
+            self._refused(station_id, host, "no_credentials")
+            return self._unauthorized(connection, "bad credentials")
         if (
-            credentials is None
-            or credentials[0] != station_id
+            credentials[0] != station_id
             or stored_password is None
             or not await self.services.stations.verify_password(
                 station_id, credentials[1], stored_password
             )
         ):
+            await self._failed(station_id, host, address, "bad_password", known=True)
             return self._unauthorized(connection, "bad credentials")
+        self.throttle.record_success(station_id, address, self.monotonic())
         # _handle uses this read instead of reading the station again.
         self._admitted[connection] = station
         return None
+
+    def _refused(
+        self,
+        station_id: str,
+        host: str | None,
+        reason: str,
+        extra: str = "",
+        level: int = logging.INFO,
+    ) -> None:
+        self.auth_counts[("refused", reason)] += 1
+        # The id comes from the URL: %r keeps control characters out of the log.
+        log.log(
+            level,
+            "station login refused: station=%r address=%s reason=%s%s",
+            station_id,
+            host,
+            reason,
+            extra,
+        )
+
+    async def _failed(
+        self, station_id: str, host: str | None, address: str, reason: str, *, known: bool
+    ) -> None:
+        """A checked attempt failed: count it; the failure that starts a burst also stores
+        one security event (and says so in the attempt's one log line)."""
+        now = self.monotonic()
+        bursts = self.throttle.record_failure(station_id if known else None, address, now)
+        if not bursts:
+            self._refused(station_id, host, reason)
+            return
+        retry = max(
+            self.throttle.stations.retry_after(station_id, now),
+            self.throttle.addresses.retry_after(address, now),
+        )
+        scopes = ",".join(scope.value for scope in bursts)
+        self._refused(
+            station_id,
+            host,
+            reason,
+            f"; throttling per {scopes} for {retry:.0f} s and more",
+            logging.WARNING,  # a burst starts: worth an operator's attention
+        )
+        for scope in bursts:
+            await self._security_event(station_id, host, scope, reason, retry)
+
+    async def _security_event(
+        self, station_id: str, host: str | None, scope: Scope, reason: str, retry_s: float
+    ) -> None:
+        now = self.services.clock()
+        failures = (
+            self.throttle.stations.failures(station_id, self.monotonic())
+            if scope is Scope.STATION
+            else self.throttle.addresses.failures(address_key(host), self.monotonic())
+        )
+        event = EventRecord(
+            station_id=station_id,
+            kind=SECURITY_EVENT_KIND,
+            payload={
+                "type": "AuthenticationThrottled",
+                "scope": scope.value,
+                "address": host,
+                "reason": reason,
+                "failures": failures,
+                "retryAfterSeconds": math.ceil(retry_s),
+                "techInfo": f"{failures} failed logins per {scope.value}; further attempts "
+                "are refused with 429 until the back-off clears",
+            },
+            received_at=now,
+            timestamp=now,
+        )
+        self.security_event_counts["AuthenticationThrottled"] += 1
+        try:
+            await self.services.db.write_rows(repo.event_write(event))
+        except Exception:  # the throttle holds without the record
+            log.warning("could not store the security event of %r", station_id, exc_info=True)
+
+    def _throttled(
+        self, connection: ServerConnection, station_id: str, host: str | None, verdict: Verdict
+    ) -> Response:
+        scope = verdict.scope.value if verdict.scope else "?"
+        self.auth_counts[("throttled", scope)] += 1
+        # DEBUG: these cost the CSMS nothing and come at the attacker's rate.
+        log.debug(
+            "station login throttled: station=%r address=%s scope=%s retry_after=%.1f",
+            station_id,
+            host,
+            scope,
+            verdict.retry_after_s,
+        )
+        response = connection.respond(
+            HTTPStatus.TOO_MANY_REQUESTS, "too many failed logins: retry later\n"
+        )
+        response.headers["Retry-After"] = str(max(1, math.ceil(verdict.retry_after_s)))
+        return response
 
     @staticmethod
     def _unauthorized(connection: ServerConnection, why: str) -> Response:

@@ -22,7 +22,8 @@ from csms.domain.errors import (
     StationDisconnected,
 )
 from csms.domain.models import Direction, RegistrationStatus
-from csms.ocpp_server import protocol, schemas
+from csms.domain.quotas import ReportAssembly
+from csms.ocpp_server import limits, protocol, schemas
 from csms.ocpp_server.protocol import Call, CallError, CallResult, OcppError
 from csms.services.container import Services
 
@@ -86,8 +87,16 @@ class Session:
         self._tasks: set[asyncio.Task[None]] = set()
         self._closed = False
         self.triggered: set[str] = set()
-        # NotifyReport parts per requestId (seqNo list), joined when tbc is false.
-        self.report_parts: dict[int, list[int]] = {}
+        settings = services.settings
+        self._max_depth = settings.ocpp_max_json_depth
+        self._limits = limits.limits_for(services)
+        # Frames held back by the message rate limit (for metrics and tests).
+        self.paced_frames = 0
+        # NotifyReport parts per requestId, joined when tbc is false; bounded.
+        self.reports = ReportAssembly(
+            settings.report_max_open, settings.report_max_parts, settings.report_part_timeout_s
+        )
+        self._logged_failures: set[str] = set()
 
     # ---- receiving --------------------------------------------------------------------------
 
@@ -106,8 +115,9 @@ class Session:
     async def handle_frame(self, raw: str | bytes) -> None:
         if self._log_frames:
             frames_log.debug("%s <- %s", self.station_id, raw)
+        await self._pace()
         try:
-            frame = protocol.parse(raw)
+            frame = protocol.parse(raw, self._max_depth)
         except protocol.FrameError as exc:
             await self._send(protocol.error_frame(exc.message_id, exc.error))
             return
@@ -125,6 +135,28 @@ class Session:
                     frame.details if isinstance(frame.details, dict) else {},
                 ),
             )
+
+    async def _pace(self) -> None:
+        """Keep the station to its message rate: wait until its bucket has a token. Frames
+        are handled one at a time, so while this waits nothing more is read from this
+        station (TCP pushes back on it) and other stations are served as usual. Waiting
+        rather than refusing: a CALLERROR makes stations retry or drop transaction messages,
+        a delay only slows the sender. Every frame counts, answers and malformed ones too."""
+        delay, first = self._limits.pace(self.station_id, limits.monotonic())
+        if delay <= 0:
+            return
+        self.paced_frames += 1
+        if first:
+            log.warning(
+                "%s is over %.4g frames/s (burst %d): its frames are now paced",
+                self.station_id,
+                self.settings.ocpp_rate_per_s,
+                self.settings.ocpp_rate_burst,
+            )
+        closed = getattr(self.transport, "wait_closed", None)
+        # Wake early if the connection closes meanwhile (a server stopping need not wait).
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(closed() if closed else asyncio.sleep(delay), delay)
 
     def _may_receive(self, action: str) -> bool:
         if self.registration is RegistrationStatus.ACCEPTED:
@@ -151,18 +183,16 @@ class Session:
             self._after.clear()  # a refused message starts no follow-up
         if self.services.message_log.log_incoming:
             ml = self.services.message_log
+            # Bounded like stored events: an unknown action name is the station's free text,
+            # and a large payload is logged by its size only.
+            action = call.action[:50]
+            logged = call.payload
+            size = limits.payload_size(logged)
+            if size > self.settings.station_event_max_bytes:
+                logged = {"notLogged": "payload over station_event_max_bytes", "bytes": size}
             await ml.record(
-                ml.entry(
-                    self.station_id,
-                    Direction.IN,
-                    "CALL",
-                    call.message_id,
-                    call.action,
-                    call.payload,
-                ),
-                ml.entry(
-                    self.station_id, Direction.OUT, kind, call.message_id, call.action, response
-                ),
+                ml.entry(self.station_id, Direction.IN, "CALL", call.message_id, action, logged),
+                ml.entry(self.station_id, Direction.OUT, kind, call.message_id, action, response),
             )
         await self._send(reply)
         after, self._after = self._after, []
@@ -180,20 +210,35 @@ class Session:
             raise protocol.SecurityError(
                 f"{action} not allowed while registration status is {self.registration.value}"
             )
-        if self._validate:
-            try:
-                schemas.check(action, "Request", call.payload)
-            except schemas.SchemaViolation as exc:
-                raise protocol.ERROR_BY_CODE[exc.code](str(exc)) from exc
+        try:
+            if self._validate:
+                schemas.check(action, "Request", call.payload)  # schema, then bounds
+            else:
+                # Bounds protect storage, not conformance: they hold with validation off.
+                bounds = schemas.bounds_checker(action, "Request")
+                if bounds is not None:
+                    schemas.check_bounds(bounds, call.payload)
+        except schemas.SchemaViolation as exc:
+            raise protocol.ERROR_BY_CODE[exc.code](str(exc)) from exc
         try:
             response = await handler(self, call.payload)
         except OcppError:
             raise
+        except limits.StorageRefused as exc:
+            raise protocol.OcppError(str(exc), exc.details()) from exc
         except (ValueError, KeyError, TypeError) as exc:
             # Schema-valid but unusable (e.g. a date-time that does not parse).
             raise protocol.FormatViolation(f"{action}: {exc}") from exc
+        except ArithmeticError as exc:  # a value too large to compute with
+            raise protocol.PropertyConstraintViolation(f"{action}: {exc}") from exc
         except Exception as exc:
-            log.exception("handler %s failed for %s", action, self.station_id)
+            # A bug, not the station's input. One traceback per action and connection: a
+            # station repeating the frame must not flood the log.
+            if action in self._logged_failures:
+                log.error("handler %s failed again for %s: %r", action, self.station_id, exc)
+            else:
+                self._logged_failures.add(action)
+                log.exception("handler %s failed for %s", action, self.station_id)
             raise protocol.InternalError(f"{action} could not be processed") from exc
         if self._validate:
             try:

@@ -29,8 +29,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import stat
 from collections.abc import AsyncIterator, Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any, TypeVar
 
 import sqlalchemy as sa
@@ -56,9 +59,48 @@ def _set_sqlite_pragmas(engine: Engine, sqlite_synchronous: str) -> None:
         cursor.close()
 
 
+def sqlite_file_of(database_url: str) -> Path | None:
+    """The file of a SQLite URL; None for other databases and in-memory ones."""
+    if not database_url.startswith("sqlite"):
+        return None
+    database = sa.engine.make_url(database_url).database
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return None
+    if "mode=memory" in database_url:
+        return None
+    return Path(database)
+
+
+def create_private_sqlite_file(database_url: str) -> None:
+    """Create the SQLite file with mode 0600 before SQLite opens it (SQLite would create it
+    0644 under the usual umask: station password hashes and the message log, readable by
+    every local user). SQLite gives the -wal and -shm files the database file's mode. An
+    existing file keeps its mode, with a warning if others may read it."""
+    path = sqlite_file_of(database_url)
+    if path is None:
+        return
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        mode = stat.S_IMODE(path.stat().st_mode)
+        if mode & 0o077:
+            log.warning(
+                "database file %s has mode %04o: other users may read station password "
+                "hashes and the message log (chmod 600 %s)",
+                path,
+                mode,
+                path,
+            )
+        return
+    except FileNotFoundError:  # no such directory: let SQLite report it
+        return
+    os.close(fd)  # an empty file is an empty SQLite database
+
+
 def make_engine(database_url: str, *, sqlite_synchronous: str = "FULL") -> AsyncEngine:
     """Engine for sqlite+aiosqlite or postgresql+asyncpg URLs."""
     if database_url.startswith("sqlite"):
+        create_private_sqlite_file(database_url)
         # A fixed pool without overflow: under a connect storm overflow connections were
         # opened and closed per read (each a new thread and PRAGMAs), most of its CPU.
         engine = create_async_engine(

@@ -14,10 +14,14 @@ from pathlib import Path
 from alembic import command
 from alembic.config import Config
 
+from csms.persistence.database import create_private_sqlite_file
+
 MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "migrations"
 
 
 def alembic_config(database_url: str) -> Config:
+    # Alembic's engine may be the first to open a SQLite file: it is created 0600 here.
+    create_private_sqlite_file(database_url)
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
     # '%' would be read as interpolation by configparser.

@@ -16,6 +16,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from csms.domain.models import (
+    ApiScope,
     ApiToken,
     BootInfo,
     BootPolicy,
@@ -451,19 +452,23 @@ async def delete_id_token(conn: AsyncConnection, id_token: str, type_: str) -> b
 def _api_token(row: sa.Row[Any]) -> ApiToken:
     m = row._mapping
     return ApiToken(
-        id=m["id"], name=m["name"], created_at=m["created_at"], revoked_at=m["revoked_at"]
+        id=m["id"],
+        name=m["name"],
+        created_at=m["created_at"],
+        revoked_at=m["revoked_at"],
+        scope=ApiScope(m["scope"]),
     )
 
 
 async def insert_api_token(
-    conn: AsyncConnection, name: str, token_hash: str, now: datetime
+    conn: AsyncConnection, name: str, token_hash: str, now: datetime, scope: ApiScope
 ) -> ApiToken:
     result = await conn.execute(
         t.api_tokens.insert()
-        .values(name=name, token_hash=token_hash, created_at=now)
+        .values(name=name, token_hash=token_hash, created_at=now, scope=scope.value)
         .returning(t.api_tokens.c.id)
     )
-    return ApiToken(id=result.scalar_one(), name=name, created_at=now)
+    return ApiToken(id=result.scalar_one(), name=name, created_at=now, scope=scope)
 
 
 async def get_api_token_by_hash(conn: AsyncConnection, token_hash: str) -> ApiToken | None:
@@ -545,8 +550,9 @@ def _transaction(row: sa.Row[Any]) -> Transaction:
         started_at=m["started_at"],
         ended_at=m["ended_at"],
         stopped_reason=m["stopped_reason"],
+        first_seq_no=m["first_seq_no"],
         last_seq_no=m["last_seq_no"],
-        seen_seq_nos=tuple(m["seen_seq_nos"] or ()),
+        seq_count=m["seq_count"],
         charging_state=m["charging_state"],
         total_cost=m["total_cost"],
         offline_seen=bool(m["offline_seen"]),
@@ -624,8 +630,8 @@ async def transactions_and_tariffs(
     conn: AsyncConnection, keys: Iterable[tuple[str, str]]
 ) -> tuple[dict[tuple[str, str], Transaction], dict[str, Tariff]]:
     """For TransactionEvents keyed (station, transaction), in one read whatever their number:
-    the stored transactions and the stations' tariffs. (Whether an event is already stored is
-    in its transaction's seen_seq_nos: both are written in one transaction.)"""
+    the stored transactions and the stations' tariffs. (A transaction's seqNo span and count
+    are written in the same database transaction as its events: see `stored_seq_nos`.)"""
     pairs = set(keys)
     params = {
         "b_stations": sorted({s for s, _ in pairs}),
@@ -658,8 +664,9 @@ def _transaction_values(tx: Transaction, now: datetime) -> dict[str, Any]:
         "started_at": tx.started_at,
         "ended_at": tx.ended_at,
         "stopped_reason": tx.stopped_reason,
+        "first_seq_no": tx.first_seq_no,
         "last_seq_no": tx.last_seq_no,
-        "seen_seq_nos": list(tx.seen_seq_nos),
+        "seq_count": tx.seq_count,
         "charging_state": tx.charging_state,
         "total_cost": tx.total_cost,
         "offline_seen": tx.offline_seen,
@@ -687,6 +694,23 @@ async def save_transactions(
         conn.dialect.name, "transactions", ("station_id", "transaction_id"), tuple(rows[0])
     )
     await conn.execute(statement, rows if len(rows) > 1 else rows[0])
+
+
+async def active_transactions_on_evses(
+    conn: AsyncConnection, evses: Iterable[tuple[str, int]]
+) -> list[Transaction]:
+    """The Active transactions on these (station, EVSE) pairs (one read)."""
+    pairs = set(evses)
+    if not pairs:
+        return []
+    c = t.transactions.c
+    query = t.transactions.select().where(
+        c.state == TransactionState.ACTIVE.value,
+        c.station_id.in_(sorted({s for s, _ in pairs})),
+        c.evse_id.in_(sorted({e for _, e in pairs})),
+    )
+    found = [_transaction(r) for r in (await conn.execute(query)).all()]
+    return [tx for tx in found if (tx.station_id, tx.evse_id) in pairs]
 
 
 async def list_transactions(
@@ -751,6 +775,24 @@ async def insert_transaction_events(
     await conn.execute(_insert_event_once(conn.dialect.name), rows if len(rows) > 1 else rows[0])
 
 
+async def stored_seq_nos(
+    conn: AsyncConnection, keys: Iterable[tuple[str, str, int]]
+) -> set[tuple[str, str, int]]:
+    """Which of these (station, transaction, seqNo) are stored: one read through the
+    uq_tx_events_seq index, whatever the transactions' sizes."""
+    wanted = set(keys)
+    if not wanted:
+        return set()
+    c = t.transaction_events.c
+    query = sa.select(c.station_id, c.transaction_id, c.seq_no).where(
+        c.station_id.in_(sorted({k[0] for k in wanted})),
+        c.transaction_id.in_(sorted({k[1] for k in wanted})),
+        c.seq_no.in_(sorted({k[2] for k in wanted})),
+    )
+    rows = (await conn.execute(query)).all()
+    return {(r[0], r[1], r[2]) for r in rows} & wanted
+
+
 async def list_transaction_events(
     conn: AsyncConnection, station_id: str, transaction_id: str
 ) -> list[TransactionEvent]:
@@ -804,18 +846,27 @@ def _meter_rows(samples: Iterable[MeterSample]) -> list[dict[str, Any]]:
     ]
 
 
-_METER_INSERT = t.meter_values.insert()
+@functools.lru_cache(maxsize=4)
+def _insert_meter_once(dialect: str) -> Any:
+    """A sample repeated (same station, transaction, EVSE, timestamp, measurand, phase,
+    location, context) is stored once (issue 11 finding 8): the unique index
+    uq_meter_values_sample decides; DO NOTHING without a target works on SQLite and
+    PostgreSQL and meter_values has no other unique key than its generated id."""
+    table = t.meter_values
+    insert = postgresql.insert(table) if dialect == "postgresql" else sqlite.insert(table)
+    return insert.on_conflict_do_nothing()
 
 
-def meter_samples_write(samples: Iterable[MeterSample]) -> RowWrite:
+def meter_samples_write(dialect: str, samples: Iterable[MeterSample]) -> RowWrite:
     """`insert_meter_samples` as rows for `Database.write_rows`."""
-    return RowWrite(_METER_INSERT, _meter_rows(samples))
+    return RowWrite(_insert_meter_once(dialect), _meter_rows(samples))
 
 
 async def insert_meter_samples(conn: AsyncConnection, samples: Iterable[MeterSample]) -> int:
+    """Store samples (one executemany), each repeat of a stored one skipped; the number given."""
     rows = _meter_rows(samples)
     if rows:
-        await conn.execute(_METER_INSERT, rows)
+        await conn.execute(_insert_meter_once(conn.dialect.name), rows)
     return len(rows)
 
 
@@ -1116,6 +1167,13 @@ def event_write(event: EventRecord) -> RowWrite:
             }
         ],
     )
+
+
+async def insert_events(conn: AsyncConnection, events: Sequence[EventRecord]) -> None:
+    """`insert_event` for many (one executemany; nothing for none)."""
+    if events:
+        rows = [row for e in events for row in event_write(e).rows]
+        await conn.execute(_EVENT_INSERT, rows if len(rows) > 1 else rows[0])
 
 
 async def insert_event(conn: AsyncConnection, event: EventRecord) -> None:

@@ -115,6 +115,9 @@ api_tokens = sa.Table(
     sa.Column("token_hash", sa.String(64), nullable=False, unique=True),
     sa.Column("created_at", UtcDateTime, nullable=False),
     sa.Column("revoked_at", UtcDateTime),
+    # read | operate | admin (csms.domain.models.ApiScope); 0006 made older tokens admin.
+    sa.Column("scope", sa.String(16), nullable=False),
+    sa.CheckConstraint("scope IN ('read', 'operate', 'admin')", name="scope"),
 )
 
 tariffs = sa.Table(
@@ -151,8 +154,11 @@ transactions = sa.Table(
     sa.Column("started_at", UtcDateTime),
     sa.Column("ended_at", UtcDateTime),
     sa.Column("stopped_reason", sa.String(32)),
-    sa.Column("last_seq_no", sa.Integer),
-    sa.Column("seen_seq_nos", sa.JSON, nullable=False),
+    # seqNo span and count of distinct seqNos stored (0005: replaced the seen_seq_nos list,
+    # rewritten whole on every event). BIGINT: any int64 a station sends fits.
+    sa.Column("last_seq_no", sa.BigInteger),
+    sa.Column("first_seq_no", sa.BigInteger),
+    sa.Column("seq_count", sa.Integer, nullable=False, server_default="0"),
     sa.Column("charging_state", sa.String(20)),
     sa.Column("total_cost", sa.Float),
     sa.Column("offline_seen", sa.Boolean, nullable=False, server_default=sa.false()),
@@ -162,6 +168,8 @@ transactions = sa.Table(
     sa.Column("updated_at", UtcDateTime, nullable=False),
     sa.UniqueConstraint("station_id", "transaction_id", name="uq_transactions_station_tx"),
     sa.Index("ix_transactions_state", "state"),
+    # The running transaction(s) on an EVSE, read once per new transaction (0005).
+    sa.Index("ix_transactions_station_evse", "station_id", "evse_id", "state"),
 )
 
 transaction_events = sa.Table(
@@ -170,7 +178,7 @@ transaction_events = sa.Table(
     sa.Column("id", BigId, primary_key=True, autoincrement=True),
     sa.Column("station_id", sa.String(48), nullable=False),
     sa.Column("transaction_id", sa.String(36), nullable=False),
-    sa.Column("seq_no", sa.Integer, nullable=False),
+    sa.Column("seq_no", sa.BigInteger, nullable=False),
     sa.Column("event_type", sa.String(8), nullable=False),
     sa.Column("trigger_reason", sa.String(32), nullable=False),
     sa.Column("timestamp", UtcDateTime, nullable=False),
@@ -198,6 +206,22 @@ meter_values = sa.Table(
     sa.Index("ix_meter_values_station_tx", "station_id", "transaction_id"),
     sa.Index("ix_meter_values_station_time", "station_id", "timestamp"),
 )
+
+# A repeated sample is stored once (0005). NULLs never collide in a unique index, so the
+# optional columns are COALESCEd (an expression index: SQLite and PostgreSQL both have them;
+# PostgreSQL's NULLS NOT DISTINCT does not exist in SQLite). Sentinels outside the values
+# OCPP allows: '' and -1.
+METER_SAMPLE_KEY = (
+    meter_values.c.station_id,
+    sa.func.coalesce(meter_values.c.transaction_id, ""),
+    sa.func.coalesce(meter_values.c.evse_id, -1),
+    meter_values.c.timestamp,
+    meter_values.c.measurand,
+    sa.func.coalesce(meter_values.c.phase, ""),
+    sa.func.coalesce(meter_values.c.location, ""),
+    sa.func.coalesce(meter_values.c.context, ""),
+)
+sa.Index("uq_meter_values_sample", *METER_SAMPLE_KEY, unique=True)
 
 message_log = sa.Table(
     "message_log",

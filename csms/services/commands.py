@@ -146,9 +146,7 @@ class CommandService:
         check_set_charging_profile(
             payload,
             known_evse_ids=[e.evse_id for e in evses if e.evse_id > 0],
-            active_transactions={
-                tx.evse_id: tx.transaction_id for tx in active.items if tx.evse_id is not None
-            },
+            active_transactions=rules.running_transaction_by_evse(active.items),
             stored=stored,
             negative_limit_is_discharge=self._negative_limit_is_discharge,
             max_stack_level=_int_or_none(actual.get("ProfileStackLevel")),

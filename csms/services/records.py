@@ -3,6 +3,7 @@ profiles, message log, events, tariffs."""
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import datetime, timedelta
 
 from csms.domain.errors import InvalidRequest, NotFound, UnknownStation
@@ -21,6 +22,7 @@ from csms.domain.models import (
 from csms.persistence import repositories as repo
 from csms.persistence.database import Database
 from csms.services.common import Clock, check_page, utcnow
+from csms.services.redaction import REDACTED, SECRET_VARIABLES, redact_payload
 
 
 class TransactionService:
@@ -59,7 +61,14 @@ class DeviceModelService:
         self, station_id: str, *, component: str | None = None, variable: str | None = None
     ) -> list[DeviceVariable]:
         async with self._db.read() as conn:
-            return await repo.list_device_variables(conn, station_id, component, variable)
+            found = await repo.list_device_variables(conn, station_id, component, variable)
+        # A write-only secret (BasicAuthPassword) a station reported anyway is not shown.
+        return [
+            dataclasses.replace(v, value=REDACTED)
+            if v.variable in SECRET_VARIABLES and v.value is not None
+            else v
+            for v in found
+        ]
 
     async def get_int(self, station_id: str, component: str, variable: str) -> int | None:
         """An integer Actual value the station reported, e.g. ItemsPerMessageGetVariables."""
@@ -85,7 +94,9 @@ class ChargingProfileService:
 
 class MessageLogService:
     """OCPP message log. Commands and their answers are always logged; every incoming
-    frame only when `log_incoming` is on (it costs throughput)."""
+    frame only when `log_incoming` is on (it costs throughput). Secrets (e.g. the password a
+    rotation sends) are redacted before they are stored, and again when read (rows stored by
+    an older version)."""
 
     def __init__(
         self,
@@ -105,7 +116,12 @@ class MessageLogService:
     ) -> Page[MessageLogEntry]:
         check_page(offset, limit)
         async with self._db.read() as conn:
-            return await repo.list_log_entries(conn, station_id, offset, limit)
+            page = await repo.list_log_entries(conn, station_id, offset, limit)
+        items = [
+            dataclasses.replace(entry, payload=redact_payload(entry.action, entry.payload))
+            for entry in page.items
+        ]
+        return dataclasses.replace(page, items=items)
 
     def entry(
         self,
@@ -117,7 +133,13 @@ class MessageLogService:
         payload: object,
     ) -> MessageLogEntry:
         return MessageLogEntry(
-            station_id, direction, kind, message_id, action, payload, self._clock()
+            station_id,
+            direction,
+            kind,
+            message_id,
+            action,
+            redact_payload(action, payload),
+            self._clock(),
         )
 
     async def record(self, *entries: MessageLogEntry) -> None:

@@ -9,6 +9,7 @@ from datetime import datetime, timedelta
 from csms.domain import rules
 from csms.domain.errors import InvalidRequest, NotFound
 from csms.domain.models import (
+    ApiScope,
     ApiToken,
     ApiTokenCreated,
     AuthorizationResult,
@@ -124,13 +125,21 @@ class ApiTokenService:
         self._db = db
         self._clock = clock
 
-    async def create(self, name: str) -> ApiTokenCreated:
+    async def create(self, name: str, scope: ApiScope | str = ApiScope.ADMIN) -> ApiTokenCreated:
+        """A new token. The default (admin) is for callers that hold the database anyway
+        (CLI bootstrap, tests, demo); the REST route asks for a scope explicitly."""
         if not 1 <= len(name) <= 100:
             raise InvalidRequest("token name must be 1-100 characters")
+        try:
+            chosen = ApiScope(scope)
+        except ValueError:
+            raise InvalidRequest(
+                f"token scope must be one of {[s.value for s in ApiScope]}, got {scope!r}"
+            ) from None
         plaintext = self.PREFIX + secrets.token_urlsafe(32)
         now = self._clock()
         token = await self._db.write(
-            lambda c: repo.insert_api_token(c, name, _token_hash(plaintext), now)
+            lambda c: repo.insert_api_token(c, name, _token_hash(plaintext), now, chosen)
         )
         return ApiTokenCreated(token=token, plaintext=plaintext)
 

@@ -50,8 +50,9 @@ async def _seed_transaction(api: ApiHarness, tx_id: str, samples: int, ended: bo
         id_token_type="ISO14443",
         started_at=T0,
         ended_at=T0 + timedelta(hours=1) if ended else None,
+        first_seq_no=0,
         last_seq_no=1,
-        seen_seq_nos=(0, 1),
+        seq_count=2,
         energy_start_wh=1000.0,
         energy_last_wh=1000.0 + 100 * samples,
     )

@@ -28,15 +28,20 @@ def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return tmp_path
 
 
-def _stations_with_token(database_url: str, token: str) -> httpx.Response:
+def _stations_with_token(
+    database_url: str, token: str, method: str = "GET", json: object = None
+) -> httpx.Response:
     async def call() -> httpx.Response:
         services = build_services(Settings(database_url=database_url))
         await services.start()
         try:
             transport = httpx.ASGITransport(app=create_api(services))
             async with httpx.AsyncClient(transport=transport, base_url="http://api") as client:
-                return await client.get(
-                    "/api/v1/stations", headers={"Authorization": f"Bearer {token}"}
+                return await client.request(
+                    method,
+                    "/api/v1/stations",
+                    json=json,
+                    headers={"Authorization": f"Bearer {token}"},
                 )
         finally:
             await services.close()
@@ -92,12 +97,30 @@ def test_token_create_prints_the_token_last_and_it_authenticates(
     assert _stations_with_token(database_url, token + "x").status_code == 401
 
     assert main(["token", "list"]) == 0
-    assert capsys.readouterr().out.splitlines()[1].split()[0] == "operator"
+    assert capsys.readouterr().out.splitlines()[1].split()[:2] == ["operator", "admin"]
     assert main(["token", "revoke", "operator"]) == 0
     capsys.readouterr()
     assert _stations_with_token(database_url, token).status_code == 401
     assert main(["token", "revoke", "operator"]) == 1
     assert "no active API token" in capsys.readouterr().err
+
+
+def test_finding10_token_create_with_scope_read_cannot_write(
+    workdir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["token", "create", "dashboard", "--scope", "read"]) == 0
+    out = capsys.readouterr().out.strip().splitlines()
+    assert "(scope read)" in out[0]
+    token = out[-1]
+    database_url = "sqlite+aiosqlite:///./csms.db"
+    assert _stations_with_token(database_url, token).status_code == 200
+    denied = _stations_with_token(database_url, token, "POST", {"id": "CS9", "password": PASSWORD})
+    assert denied.status_code == 403
+    assert denied.json()["required_scope"] == "admin"
+    assert main(["token", "list"]) == 0
+    assert capsys.readouterr().out.splitlines()[1].split()[:2] == ["dashboard", "read"]
+    with pytest.raises(SystemExit):
+        main(["token", "create", "x", "--scope", "root"])
 
 
 def test_database_url_flag_and_env(

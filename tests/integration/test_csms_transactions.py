@@ -99,7 +99,8 @@ async def test_e_retried_event_is_idempotent(csms: Csms, station: Connected) -> 
     detail = await csms.services.transactions.get("CS1", "TX1")
     assert [e.seq_no for e in detail.events] == [0, 1]
     assert [s.value for s in detail.meter_values] == [0, 2000]
-    assert detail.transaction.seen_seq_nos == (0, 1)
+    tx = detail.transaction
+    assert (tx.first_seq_no, tx.last_seq_no, tx.seq_count) == (0, 1, 2)
 
 
 async def test_e_event_for_unseen_transaction_is_recorded(csms: Csms, station: Connected) -> None:
@@ -128,7 +129,7 @@ async def test_e07_offline_ended_with_seq_gap_asks_transaction_status(
     asked = await station.station.wait_for("GetTransactionStatus")
     assert asked == {"transaction_id": "TX1"}
     tx = (await csms.services.transactions.get("CS1", "TX1")).transaction
-    assert tx.offline_seen and tx.seen_seq_nos == (0, 3, 4)
+    assert tx.offline_seen and (tx.first_seq_no, tx.last_seq_no, tx.seq_count) == (0, 4, 3)
 
 
 async def test_e07_no_status_request_without_gap(csms: Csms, station: Connected) -> None:

@@ -14,6 +14,7 @@ import tempfile
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
@@ -206,14 +207,11 @@ async def _stream(
         seq += 1
         await send_event("Updated", 1000.0 + step)
         value = 50_000.0 + step
+        # One sample time per step: a repeated sample is stored once.
+        sample = {"timestamp": _sample_time(step), "sampledValue": [{"value": value}]}
         await station.deliver(
-            lambda s, v=value: s.call(  # type: ignore[misc]
-                call.MeterValues(
-                    evse_id=1,
-                    meter_value=[
-                        {"timestamp": "2026-01-01T00:00:00Z", "sampledValue": [{"value": v}]}
-                    ],
-                ),
+            lambda s, m=sample: s.call(  # type: ignore[misc]
+                call.MeterValues(evse_id=1, meter_value=[m]),
                 suppress=False,
             )
         )
@@ -221,6 +219,11 @@ async def _stream(
         await asyncio.sleep(0.02)
     seq += 1
     await send_event("Ended", None)
+
+
+def _sample_time(step: int) -> str:
+    at = datetime(2026, 1, 1, tzinfo=UTC) + timedelta(seconds=step)
+    return at.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _snake(payload: dict[str, Any]) -> dict[str, Any]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 TS = "2026-01-02T03:04:05.000Z"
@@ -150,13 +151,18 @@ def tx_event(
     tx_id: str = "TX1",
     offline: bool = False,
     energy_wh: float | None = None,
-    timestamp: str = TS,
+    timestamp: str | None = None,
     id_token: str | None = None,
     stopped_reason: str | None = None,
 ) -> dict[str, Any]:
+    """A TransactionEvent at `timestamp` (TS by default). Its energy sample is taken then, or
+    by default seqNo seconds after TS: distinct samples of a transaction have distinct
+    timestamps (a repeated sample is stored once)."""
+    after = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC) + timedelta(seconds=seq_no % 10**6)
+    sampled_at = timestamp or after.strftime("%Y-%m-%dT%H:%M:%S.000Z")
     payload: dict[str, Any] = {
         "eventType": event_type,
-        "timestamp": timestamp,
+        "timestamp": timestamp or TS,
         "triggerReason": "MeterValuePeriodic" if event_type == "Updated" else "Authorized",
         "seqNo": seq_no,
         "transactionInfo": {"transactionId": tx_id},
@@ -168,7 +174,7 @@ def tx_event(
     if offline:
         payload["offline"] = True
     if energy_wh is not None:
-        payload["meterValue"] = [{"timestamp": timestamp, "sampledValue": [{"value": energy_wh}]}]
+        payload["meterValue"] = [{"timestamp": sampled_at, "sampledValue": [{"value": energy_wh}]}]
     if id_token is not None:
         payload["idToken"] = {"idToken": id_token, "type": "ISO14443"}
     return payload

@@ -1,23 +1,33 @@
-"""A throw-away PKI for TLS tests: a CA, a server certificate for 127.0.0.1, client
-certificates per station (and one from a CA the server does not trust)."""
+"""A throw-away PKI for TLS tests: a CA, server certificates for 127.0.0.1 (ECDSA, and RSA on
+demand: OCPP A00.FR.318 wants both), client certificates per station of either key type (and one
+from a CA the server does not trust), and client contexts limited to chosen suites/versions."""
 
 from __future__ import annotations
 
 import datetime as dt
 import ipaddress
 import ssl
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.x509.oid import NameOID
 
 NOW = dt.datetime.now(dt.UTC)
 
 
-def _key() -> ec.EllipticCurvePrivateKey:
+KeyKind = Literal["ecdsa", "rsa", "ed25519"]  # ed25519: a key type OCPP TLS does not allow
+PrivateKey = ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey | ed25519.Ed25519PrivateKey
+
+
+def _key(kind: KeyKind = "ecdsa", *, rsa_bits: int = 2048) -> PrivateKey:
+    if kind == "rsa":
+        return rsa.generate_private_key(public_exponent=65537, key_size=rsa_bits)
+    if kind == "ed25519":
+        return ed25519.Ed25519PrivateKey.generate()
     return ec.generate_private_key(ec.SECP256R1())
 
 
@@ -30,12 +40,10 @@ class Issued:
     cert_file: Path
     key_file: Path
     certificate: x509.Certificate
-    key: ec.EllipticCurvePrivateKey
+    key: PrivateKey
 
 
-def _write(
-    directory: Path, stem: str, cert: x509.Certificate, key: ec.EllipticCurvePrivateKey
-) -> Issued:
+def _write(directory: Path, stem: str, cert: x509.Certificate, key: PrivateKey) -> Issued:
     cert_file, key_file = directory / f"{stem}.crt", directory / f"{stem}.key"
     cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
     key_file.write_bytes(
@@ -79,8 +87,17 @@ def make_ca(directory: Path, stem: str = "ca") -> Issued:
     return _write(directory, stem, cert, key)
 
 
-def issue(directory: Path, ca: Issued, cn: str, stem: str, *, server: bool = False) -> Issued:
-    key = _key()
+def issue(
+    directory: Path,
+    ca: Issued,
+    cn: str,
+    stem: str,
+    *,
+    server: bool = False,
+    kind: KeyKind = "ecdsa",
+    rsa_bits: int = 2048,
+) -> Issued:
+    key = _key(kind, rsa_bits=rsa_bits)
     builder = (
         x509.CertificateBuilder()
         .subject_name(_name(cn))
@@ -109,15 +126,40 @@ class Pki:
     server: Issued
     other_ca: Issued
     directory: Path
+    _server_rsa: Issued | None = field(default=None, repr=False)
 
-    def client(self, cn: str, *, trusted: bool = True) -> Issued:
+    @property
+    def server_rsa(self) -> Issued:
+        """An RSA 2048 server certificate for 127.0.0.1 from the same CA (made on first use)."""
+        if self._server_rsa is None:
+            self._server_rsa = issue(
+                self.directory, self.ca, "127.0.0.1", "server-rsa", server=True, kind="rsa"
+            )
+        return self._server_rsa
+
+    def client(self, cn: str, *, trusted: bool = True, kind: KeyKind = "ecdsa") -> Issued:
         ca = self.ca if trusted else self.other_ca
-        return issue(self.directory, ca, cn, f"client-{cn}-{'t' if trusted else 'u'}")
+        stem = f"client-{cn}-{'t' if trusted else 'u'}-{kind}"
+        return issue(self.directory, ca, cn, stem, kind=kind)
 
-    def client_context(self, client: Issued | None = None) -> ssl.SSLContext:
+    def client_context(
+        self,
+        client: Issued | None = None,
+        *,
+        ciphers: str | None = None,
+        min_version: ssl.TLSVersion | None = None,
+        max_version: ssl.TLSVersion | None = None,
+    ) -> ssl.SSLContext:
+        """A station's context; `ciphers` limits its TLS 1.2 offer (e.g. one suite)."""
         context = ssl.create_default_context(cafile=str(self.ca.cert_file))
         if client is not None:
             context.load_cert_chain(client.cert_file, client.key_file)
+        if ciphers is not None:
+            context.set_ciphers(ciphers)
+        if min_version is not None:
+            context.minimum_version = min_version
+        if max_version is not None:
+            context.maximum_version = max_version
         return context
 
 

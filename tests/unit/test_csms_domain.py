@@ -45,21 +45,22 @@ def test_c01_token_status_and_expiry(
     ("seen", "last", "missing"),
     [
         ([0, 1, 2], 2, []),
-        ([0, 3, 4], 4, [1, 2]),
-        ([5, 7], 7, [6]),
+        ([0, 3, 4], 4, [(1, 2)]),
+        ([5, 7], 7, [(6, 6)]),
+        ([0, 9], 12, [(1, 8), (10, 12)]),
         ([], 3, []),
     ],
 )
-def test_e07_missing_seq_nos(seen: list[int], last: int, missing: list[int]) -> None:
-    assert rules.missing_seq_nos(seen, last) == missing
+def test_e07_missing_seq_ranges(seen: list[int], last: int, missing: list[tuple[int, int]]) -> None:
+    assert rules.missing_seq_ranges(seen, last) == missing
 
 
 @given(st.sets(st.integers(min_value=0, max_value=200), min_size=1))
-def test_e07_missing_seq_nos_partition_the_range(seen: set[int]) -> None:
+def test_e07_missing_seq_ranges_partition_the_range(seen: set[int]) -> None:
     last = max(seen)
-    missing = rules.missing_seq_nos(seen, last)
-    assert set(missing).isdisjoint(seen)
-    assert set(missing) | seen == set(range(min(seen), last + 1))
+    missing = {n for lo, hi in rules.missing_seq_ranges(seen, last) for n in range(lo, hi + 1)}
+    assert missing.isdisjoint(seen)
+    assert missing | seen == set(range(min(seen), last + 1))
 
 
 def test_running_cost_energy_and_time() -> None:
@@ -100,7 +101,7 @@ def test_apply_event_lifecycle() -> None:
     assert tx.state is TransactionState.ENDED
     assert tx.stopped_reason == "EVDisconnected"
     assert tx.ended_at == NOW + timedelta(minutes=2)
-    assert tx.seen_seq_nos == (0, 1, 2) and tx.last_seq_no == 2
+    assert (tx.first_seq_no, tx.last_seq_no, tx.seq_count) == (0, 2, 3)
     assert not needs_status_check(tx)
 
 

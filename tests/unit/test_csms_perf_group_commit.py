@@ -159,14 +159,21 @@ async def test_multi_row_writes_keep_every_row(services: Services) -> None:
     samples = [
         [
             MeterSample(
-                station_id, T0 + timedelta(seconds=k), float(10 * k + j), "Power.Active.Import"
+                station_id,
+                T0 + timedelta(seconds=k),
+                float(10 * k + j),
+                "Power.Active.Import",
+                phase=phase,  # distinct samples (a repeated one is stored once)
             )
-            for j in range(3)
+            for j, phase in enumerate(("L1", "L2", "L3"))
         ]
         for k in range(20)
     ]
-    await asyncio.gather(*(services.db.write_rows(repo.meter_samples_write(s)) for s in samples))
-    await services.db.write_rows(repo.meter_samples_write([]))  # nothing to write is fine
+    dialect = services.db.dialect
+    await asyncio.gather(
+        *(services.db.write_rows(repo.meter_samples_write(dialect, s)) for s in samples)
+    )
+    await services.db.write_rows(repo.meter_samples_write(dialect, []))  # nothing is fine
     async with services.db.read() as conn:
         stored = await repo.list_meter_samples(conn, station_id)
     assert sorted(s.value for s in stored) == sorted(s.value for group in samples for s in group)
@@ -240,7 +247,8 @@ def _tx_frame(message_id: str, tx_id: str, seq_no: int, event_type: str, wh: flo
         "evse": {"id": 1, "connectorId": 1},
         "meterValue": [
             {
-                "timestamp": "2026-01-01T00:00:00.000Z",
+                # One sample time per seqNo (a repeated sample is stored once).
+                "timestamp": f"2026-01-01T00:00:{seq_no:02d}.000Z",
                 "sampledValue": [
                     {"value": wh, "measurand": "Energy.Active.Import.Register"},
                     {"value": 7000.0, "measurand": "Power.Active.Import"},

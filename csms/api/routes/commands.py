@@ -7,14 +7,21 @@ why), 502 CALLERROR (its code in the body) or disconnect, 504 no answer in time.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Depends
+from fastapi import APIRouter, Body, Path
 
-from csms.api.deps import Services, require_token
+from csms.api.deps import OPERATE, OperateToken, Services, check_scope
 from csms.api.errors import ApiProblem
-from csms.api.ocpp_actions import CSMS_INITIATED_ACTIONS, is_csms_initiated_action, request_errors
+from csms.api.ocpp_actions import (
+    ADMIN_ACTIONS,
+    CSMS_INITIATED_ACTIONS,
+    action_scope,
+    is_csms_initiated_action,
+    request_errors,
+)
 from csms.api.schemas import (
+    OCPP_INT_MAX,
     ChargingProfileCreate,
     ChargingProfileResultRead,
     ProblemRead,
@@ -37,7 +44,6 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
 router = APIRouter(
     prefix="/stations/{station_id}",
     tags=["commands"],
-    dependencies=[Depends(require_token)],
     responses=ERROR_RESPONSES,
 )
 
@@ -55,26 +61,34 @@ async def send_checked(
 
 @router.post(
     "/ocpp/{action}",
+    dependencies=[OPERATE],
     summary="Send any CSMS-initiated OCPP 2.0.1 action; answer = the station's response",
     description="Body: the OCPP request payload (camelCase, as in the OCA schema). It is "
     "validated, then sent unchanged; the station's response payload comes back unchanged. "
-    "Actions: " + ", ".join(CSMS_INITIATED_ACTIONS),
+    "Actions: "
+    + ", ".join(CSMS_INITIATED_ACTIONS)
+    + ". Scope `operate`, except `admin` for "
+    + ", ".join(sorted(ADMIN_ACTIONS))
+    + " and SetVariables of SecurityCtrlr or OCPPCommCtrlr.NetworkConfigurationPriority.",
     response_model=dict[str, Any],
 )
 async def send_ocpp(
     services: Services,
+    token: OperateToken,
     station_id: str,
     action: str,
     payload: dict[str, Any] = Body(default_factory=dict),  # noqa: B008
 ) -> dict[str, Any]:
     if not is_csms_initiated_action(action):
         raise ApiProblem(404, f"unknown action {action!r}: not a CSMS-initiated OCPP 2.0.1 action")
+    check_scope(token, action_scope(action, payload))
     await services.stations.get(station_id)  # 404 before 422 for an unknown station
     return await send_checked(services, station_id, action, payload)
 
 
 @router.post(
     "/charging-profiles",
+    dependencies=[OPERATE],
     response_model=ChargingProfileResultRead,
     tags=["smart charging"],
     summary="SetChargingProfile, checked with the K01 rules; stored when Accepted",
@@ -95,12 +109,15 @@ async def set_charging_profile(
 
 @router.delete(
     "/charging-profiles/{profile_id}",
+    dependencies=[OPERATE],
     response_model=dict[str, Any],
     tags=["smart charging"],
     summary="ClearChargingProfile by id; the station's answer",
 )
 async def clear_charging_profile(
-    services: Services, station_id: str, profile_id: int
+    services: Services,
+    station_id: str,
+    profile_id: Annotated[int, Path(ge=0, le=OCPP_INT_MAX, description="chargingProfileId")],
 ) -> dict[str, Any]:
     await services.stations.get(station_id)
     return await send_checked(
@@ -108,7 +125,9 @@ async def clear_charging_profile(
     )
 
 
-@router.post("/commands/reset", response_model=dict[str, Any], summary="Reset")
+@router.post(
+    "/commands/reset", dependencies=[OPERATE], response_model=dict[str, Any], summary="Reset"
+)
 async def reset(services: Services, station_id: str, body: ResetCreate) -> dict[str, Any]:
     payload: dict[str, Any] = {"type": body.type}
     if body.evse_id is not None:
@@ -118,7 +137,10 @@ async def reset(services: Services, station_id: str, body: ResetCreate) -> dict[
 
 
 @router.post(
-    "/commands/request-start", response_model=dict[str, Any], summary="RequestStartTransaction"
+    "/commands/request-start",
+    dependencies=[OPERATE],
+    response_model=dict[str, Any],
+    summary="RequestStartTransaction",
 )
 async def request_start(
     services: Services, station_id: str, body: RequestStartCreate
@@ -136,7 +158,10 @@ async def request_start(
 
 
 @router.post(
-    "/commands/request-stop", response_model=dict[str, Any], summary="RequestStopTransaction"
+    "/commands/request-stop",
+    dependencies=[OPERATE],
+    response_model=dict[str, Any],
+    summary="RequestStopTransaction",
 )
 async def request_stop(
     services: Services, station_id: str, body: RequestStopCreate
@@ -163,6 +188,7 @@ def _component_variable(ref: VariableRef) -> dict[str, Any]:
 
 @router.post(
     "/commands/get-variables",
+    dependencies=[OPERATE],
     response_model=dict[str, Any],
     summary="GetVariables (split by the station's ItemsPerMessage)",
 )
@@ -176,16 +202,20 @@ async def get_variables(
 
 @router.post(
     "/commands/set-variables",
+    dependencies=[OPERATE],
     response_model=dict[str, Any],
     summary="SetVariables (split by the station's ItemsPerMessage)",
+    description="Scope `operate`; `admin` when a variable is of SecurityCtrlr (credentials) or "
+    "OCPPCommCtrlr.NetworkConfigurationPriority (where the station connects).",
 )
 async def set_variables(
-    services: Services, station_id: str, body: VariableSetCreate
+    services: Services, token: OperateToken, station_id: str, body: VariableSetCreate
 ) -> dict[str, Any]:
     payload = {
         "setVariableData": [
             {**_component_variable(item), "attributeValue": item.value} for item in body.variables
         ]
     }
+    check_scope(token, action_scope("SetVariables", payload))
     await services.stations.get(station_id)
     return await send_checked(services, station_id, "SetVariables", payload)

@@ -6,9 +6,9 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, BackgroundTasks, Depends, Query, Response, status
+from fastapi import APIRouter, BackgroundTasks, Query, Response, status
 
-from csms.api.deps import Paging, Services, require_token
+from csms.api.deps import ADMIN, OPERATE, READ, Paging, Services
 from csms.api.errors import ApiProblem
 from csms.api.schemas import (
     ChargingProfileRead,
@@ -28,16 +28,15 @@ from csms.api.schemas import (
 from csms.domain.models import TransactionState
 from csms.services.costs import send_cost_updates
 
-router = APIRouter(prefix="/stations/{station_id}", dependencies=[Depends(require_token)])
-transactions_router = APIRouter(
-    prefix="/transactions", tags=["transactions"], dependencies=[Depends(require_token)]
-)
+router = APIRouter(prefix="/stations/{station_id}")
+transactions_router = APIRouter(prefix="/transactions", tags=["transactions"])
 
 StateFilter = Annotated[TransactionState | None, Query(description="Active or Ended")]
 
 
 @transactions_router.get(
     "",
+    dependencies=[READ],
     response_model=PageRead[TransactionRead],
     summary="Transactions of every station (paged, newest first)",
 )
@@ -50,6 +49,7 @@ async def list_all_transactions(
 
 @router.get(
     "/transactions",
+    dependencies=[READ],
     response_model=PageRead[TransactionRead],
     tags=["transactions"],
     summary="A station's transactions (paged)",
@@ -66,6 +66,7 @@ async def list_transactions(
 
 @router.get(
     "/transactions/{transaction_id}",
+    dependencies=[READ],
     response_model=TransactionDetailRead,
     tags=["transactions"],
     summary="A transaction with its events and meter values",
@@ -83,6 +84,7 @@ async def get_transaction(
 
 @router.get(
     "/transactions/{transaction_id}/meter-values",
+    dependencies=[READ],
     response_model=PageRead[MeterValueRead],
     tags=["transactions"],
     summary="A transaction's meter values (paged, oldest first)",
@@ -101,6 +103,7 @@ async def list_meter_values(
 
 @router.get(
     "/variables",
+    dependencies=[READ],
     response_model=PageRead[DeviceVariableRead],
     tags=["device model"],
     summary="Device-model variables the station reported (NotifyReport)",
@@ -119,6 +122,7 @@ async def list_variables(
 
 @router.get(
     "/charging-profiles",
+    dependencies=[READ],
     response_model=list[ChargingProfileRead],
     tags=["smart charging"],
     summary="Charging profiles the station accepted",
@@ -135,6 +139,7 @@ async def list_charging_profiles(
 
 @router.get(
     "/messages",
+    dependencies=[READ],
     response_model=PageRead[MessageLogRead],
     tags=["logs"],
     summary="The station's recent OCPP messages (paged, newest first)",
@@ -149,6 +154,7 @@ async def list_messages(
 
 @router.get(
     "/events",
+    dependencies=[READ],
     response_model=PageRead[EventRead],
     tags=["logs"],
     summary="Notifications from the station (NotifyEvent, security events, ...)",
@@ -165,7 +171,11 @@ async def list_events(
 
 
 @router.get(
-    "/tariff", response_model=TariffRead, tags=["tariffs"], summary="The station's energy tariff"
+    "/tariff",
+    dependencies=[READ],
+    response_model=TariffRead,
+    tags=["tariffs"],
+    summary="The station's energy tariff",
 )
 async def get_tariff(services: Services, station_id: str) -> TariffRead:
     await services.stations.get(station_id)
@@ -177,6 +187,7 @@ async def get_tariff(services: Services, station_id: str) -> TariffRead:
 
 @router.put(
     "/tariff",
+    dependencies=[ADMIN],
     response_model=TariffRead,
     tags=["tariffs"],
     summary="Set the station's energy tariff (used for running cost)",
@@ -216,6 +227,7 @@ async def _push_cost_updates(services: Services, station_id: str) -> list[dict[s
 
 @router.post(
     "/cost-updates",
+    dependencies=[OPERATE],
     tags=["tariffs"],
     summary="Send CostUpdated (running cost now) for every active transaction of the station",
 )
@@ -226,6 +238,7 @@ async def post_cost_updates(services: Services, station_id: str) -> list[dict[st
 
 @router.delete(
     "/tariff",
+    dependencies=[ADMIN],
     status_code=status.HTTP_204_NO_CONTENT,
     tags=["tariffs"],
     summary="Remove the station's tariff",

@@ -7,9 +7,9 @@ import asyncio
 import secrets
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Response, status
+from fastapi import APIRouter, Response, status
 
-from csms.api.deps import ApiServices, Paging, Services, require_token
+from csms.api.deps import ADMIN, READ, ApiServices, Paging, Services
 from csms.api.errors import ApiProblem
 from csms.api.routes.commands import send_checked
 from csms.api.schemas import (
@@ -26,7 +26,7 @@ from csms.api.schemas import (
 )
 from csms.domain.models import BootPolicy, SecurityProfile, Station
 
-router = APIRouter(prefix="/stations", tags=["stations"], dependencies=[Depends(require_token)])
+router = APIRouter(prefix="/stations", tags=["stations"])
 
 StationId = Annotated[str, "station id"]
 
@@ -39,7 +39,9 @@ async def station_read(services: ApiServices, station: Station) -> StationRead:
     return read
 
 
-@router.get("", response_model=PageRead[StationRead], summary="List stations (paged)")
+@router.get(
+    "", dependencies=[READ], response_model=PageRead[StationRead], summary="List stations (paged)"
+)
 async def list_stations(services: Services, paging: Paging) -> PageRead[StationRead]:
     page = await services.stations.list(paging.offset, paging.limit)
     # Concurrently: with a broker router each connection state is a broker round trip.
@@ -51,6 +53,7 @@ async def list_stations(services: Services, paging: Paging) -> PageRead[StationR
 
 @router.post(
     "",
+    dependencies=[ADMIN],
     response_model=StationRead,
     status_code=status.HTTP_201_CREATED,
     summary="Register a station",
@@ -67,6 +70,7 @@ async def create_station(services: Services, body: StationCreate) -> StationRead
 
 @router.get(
     "/{station_id}",
+    dependencies=[READ],
     response_model=StationRead,
     summary="A station with its boot info and live connection state",
 )
@@ -76,6 +80,7 @@ async def get_station(services: Services, station_id: str) -> StationRead:
 
 @router.patch(
     "/{station_id}",
+    dependencies=[ADMIN],
     response_model=StationRead,
     summary="Change password, security profile or boot policy",
 )
@@ -91,7 +96,12 @@ async def update_station(services: Services, station_id: str, body: StationUpdat
     return await station_read(services, station)
 
 
-@router.delete("/{station_id}", status_code=status.HTTP_204_NO_CONTENT, summary="Delete a station")
+@router.delete(
+    "/{station_id}",
+    dependencies=[ADMIN],
+    status_code=status.HTTP_204_NO_CONTENT,
+    summary="Delete a station",
+)
 async def delete_station(services: Services, station_id: str) -> Response:
     await services.stations.delete(station_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
@@ -99,6 +109,7 @@ async def delete_station(services: Services, station_id: str) -> Response:
 
 @router.get(
     "/{station_id}/evses",
+    dependencies=[READ],
     response_model=list[EvseRead],
     summary="EVSEs and connectors with their last reported status",
 )
@@ -122,6 +133,7 @@ def _set_variable_status(answer: dict[str, Any], component: str, variable: str) 
 
 @router.post(
     "/{station_id}/password-rotation",
+    dependencies=[ADMIN],
     response_model=PasswordRotationRead,
     summary="Rotate the Basic-auth password through SetVariables SecurityCtrlr.BasicAuthPassword",
     description="The CSMS keeps the new password only when the station answers Accepted.",
@@ -157,6 +169,7 @@ async def rotate_password(
 
 @router.post(
     "/{station_id}/security-profile",
+    dependencies=[ADMIN],
     response_model=SecurityProfileUpgradeRead,
     summary="Upgrade the station's security profile (2: TLS + Basic, 3: TLS client certificate)",
     description="With `connection_data`, SetNetworkProfile is sent first and the new profile is "

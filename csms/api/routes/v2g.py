@@ -13,7 +13,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request, Response, status
 
-from csms.api.deps import require_token
+from csms.api.deps import ADMIN, OPERATE, READ, OperateToken, check_scope
 from csms.api.errors import ApiProblem
 from csms.api.routes.commands import ERROR_RESPONSES
 from csms.api.v2g_schemas import (
@@ -45,6 +45,7 @@ from csms.api.v2g_schemas import (
     VehicleRead,
     VehicleUpdate,
 )
+from csms.domain.models import ApiScope
 from csms.persistence.v2g_repositories import PriceRow, VehicleRecord
 from csms.services.v2g_service import (
     PlanRequest,
@@ -69,7 +70,7 @@ async def get_v2g(request: Request) -> V2gService:
 
 V2g = Annotated[V2gService, Depends(get_v2g)]
 
-router = APIRouter(tags=["v2g"], dependencies=[Depends(require_token)], responses=ERROR_RESPONSES)
+router = APIRouter(tags=["v2g"], responses=ERROR_RESPONSES)
 
 
 def _vehicle_read(record: VehicleRecord) -> VehicleRead:
@@ -111,6 +112,7 @@ def _context_read(ctx: SessionContext) -> SessionContextRead:
 
 @router.post(
     "/vehicles",
+    dependencies=[ADMIN],
     response_model=VehicleRead,
     status_code=status.HTTP_201_CREATED,
     summary="Register a vehicle (parameters; optionally linked to a station/EVSE)",
@@ -120,28 +122,49 @@ async def create_vehicle(v2g: V2g, body: VehicleCreate) -> VehicleRead:
     return _vehicle_read(await v2g.create_vehicle(record))
 
 
-@router.get("/vehicles", response_model=list[VehicleRead], summary="List vehicles")
+@router.get(
+    "/vehicles", dependencies=[READ], response_model=list[VehicleRead], summary="List vehicles"
+)
 async def list_vehicles(v2g: V2g, station_id: str | None = None) -> list[VehicleRead]:
     return [_vehicle_read(v) for v in await v2g.list_vehicles(station_id)]
 
 
-@router.get("/vehicles/{vehicle_id}", response_model=VehicleRead, summary="Show a vehicle")
+@router.get(
+    "/vehicles/{vehicle_id}",
+    dependencies=[READ],
+    response_model=VehicleRead,
+    summary="Show a vehicle",
+)
 async def get_vehicle(v2g: V2g, vehicle_id: str) -> VehicleRead:
     return _vehicle_read(await v2g.get_vehicle(vehicle_id))
 
 
+# What an `operate` token may change on a vehicle: the session, not the vehicle.
+SESSION_FIELDS = frozenset({"departure", "target_soc"})
+
+
 @router.patch(
     "/vehicles/{vehicle_id}",
+    dependencies=[OPERATE],
     response_model=VehicleRead,
     summary="Change parameters or the session context (departure, target SoC)",
+    description="Scope `operate` for the session context (departure, target_soc) alone; "
+    "`admin` to change the vehicle's parameters.",
 )
-async def update_vehicle(v2g: V2g, vehicle_id: str, body: VehicleUpdate) -> VehicleRead:
+async def update_vehicle(
+    v2g: V2g, token: OperateToken, vehicle_id: str, body: VehicleUpdate
+) -> VehicleRead:
     changes = body.model_dump(exclude_unset=True)
+    if not changes.keys() <= SESSION_FIELDS:
+        check_scope(token, ApiScope.ADMIN)
     return _vehicle_read(await v2g.update_vehicle(vehicle_id, **changes))
 
 
 @router.delete(
-    "/vehicles/{vehicle_id}", status_code=status.HTTP_204_NO_CONTENT, summary="Delete a vehicle"
+    "/vehicles/{vehicle_id}",
+    dependencies=[ADMIN],
+    status_code=status.HTTP_204_NO_CONTENT,
+    summary="Delete a vehicle",
 )
 async def delete_vehicle(v2g: V2g, vehicle_id: str) -> Response:
     await v2g.delete_vehicle(vehicle_id)
@@ -150,6 +173,7 @@ async def delete_vehicle(v2g: V2g, vehicle_id: str) -> Response:
 
 @router.put(
     "/vehicles/{vehicle_id}/link",
+    dependencies=[ADMIN],
     response_model=VehicleRead,
     summary="Link the vehicle to a station/EVSE (station_id null = unlink)",
 )
@@ -161,6 +185,7 @@ async def link_vehicle(v2g: V2g, vehicle_id: str, body: VehicleLinkCreate) -> Ve
 
 @router.get(
     "/vehicles/{vehicle_id}/session",
+    dependencies=[READ],
     response_model=SessionContextRead,
     summary="Session context: SoC, departure and target, and where each came from",
 )
@@ -174,6 +199,7 @@ async def vehicle_session(v2g: V2g, vehicle_id: str) -> SessionContextRead:
 
 @router.put(
     "/prices",
+    dependencies=[OPERATE],
     response_model=PricesStoredRead,
     summary="Store import/export prices per interval (replaces stored intervals by start)",
 )
@@ -186,7 +212,9 @@ async def put_prices(v2g: V2g, body: PricesCreate) -> PricesStoredRead:
     return PricesStoredRead(stored=count)
 
 
-@router.get("/prices", response_model=PricesRead, summary="Stored prices in [from, to)")
+@router.get(
+    "/prices", dependencies=[READ], response_model=PricesRead, summary="Stored prices in [from, to)"
+)
 async def get_prices(
     v2g: V2g,
     start: Annotated[datetime | None, Query(alias="from")] = None,
@@ -211,6 +239,7 @@ async def get_prices(
 
 @router.post(
     "/prices/nem",
+    dependencies=[OPERATE],
     response_model=PricesStoredRead,
     summary="Upload an AEMO PRICE_AND_DEMAND CSV (5- or 30-minute) as the request body",
     description="Body: the CSV file unchanged (Content-Type text/csv). import = (RRP/10 + "
@@ -221,7 +250,7 @@ async def upload_nem(
     request: Request,
     region: str | None = None,
     retail_margin_c_kwh: float | None = None,
-    gst: Annotated[float | None, Query(ge=0, le=1)] = None,
+    gst: Annotated[float | None, Query(ge=0, le=0.5, allow_inf_nan=False)] = None,
     export_offset_c_kwh: float | None = None,
 ) -> PricesStoredRead:
     raw = await request.body()
@@ -251,6 +280,7 @@ async def upload_nem(
 
 @router.post(
     "/v2g/plan",
+    dependencies=[OPERATE],
     response_model=PlanRead,
     summary="What-if plan for one vehicle or a site of many (LP, HiGHS); nothing is sent",
 )
@@ -288,6 +318,7 @@ async def what_if_plan(v2g: V2g, body: PlanCreate) -> PlanRead:
 
 @router.post(
     "/stations/{station_id}/v2g/optimize",
+    dependencies=[OPERATE],
     response_model=SentPlanRead,
     summary="Plan the linked vehicle and send the plan as a TxProfile (SetChargingProfile)",
 )
@@ -309,6 +340,7 @@ async def optimize_station(
 
 @router.get(
     "/stations/{station_id}/v2g/plan",
+    dependencies=[READ],
     response_model=StoredPlanRead,
     summary="The station's latest V2G plan and what the station answered",
 )
@@ -332,6 +364,7 @@ async def current_plan(v2g: V2g, station_id: str) -> StoredPlanRead:
 
 @router.get(
     "/v2g/flexibility",
+    dependencies=[READ],
     response_model=FlexibilityRead,
     summary="Headroom of each connected vehicle and of the fleet, for a response duration",
 )
@@ -373,12 +406,17 @@ def _bid_read(bid: Bid | None) -> BidRead | None:
     )
 
 
-@router.get("/v2g/bid", response_model=BidsRead, summary="The fleet's aggregated offers")
+@router.get(
+    "/v2g/bid",
+    dependencies=[READ],
+    response_model=BidsRead,
+    summary="The fleet's aggregated offers",
+)
 async def bid(
     v2g: V2g,
     duration_s: Annotated[int, Query(gt=0, le=86400)] = 1800,
-    response_time_s: Annotated[float, Query(gt=0)] = 60.0,
-    min_bid_kw: Annotated[float, Query(ge=0)] = 10.0,
+    response_time_s: Annotated[float, Query(gt=0, allow_inf_nan=False)] = 60.0,
+    min_bid_kw: Annotated[float, Query(ge=0, allow_inf_nan=False)] = 10.0,
 ) -> BidsRead:
     fleet, bids = await v2g.bids(timedelta(seconds=duration_s), response_time_s, min_bid_kw)
     return BidsRead(
@@ -391,6 +429,7 @@ async def bid(
 
 @router.post(
     "/v2g/dispatch",
+    dependencies=[OPERATE],
     response_model=DispatchRead,
     summary="Split a fleet power target over connected vehicles; send each its TxProfile",
 )
@@ -409,6 +448,7 @@ async def dispatch(v2g: V2g, body: DispatchCreate) -> DispatchRead:
 
 @router.get(
     "/v2g/dispatches",
+    dependencies=[READ],
     response_model=list[DispatchRead],
     summary="Recorded dispatches and frequency events, with the power measured during each",
 )
@@ -440,6 +480,7 @@ async def list_dispatches(
 
 @router.post(
     "/grid/frequency",
+    dependencies=[OPERATE],
     response_model=FrequencySampleRead,
     summary="A grid frequency sample for the central under-frequency rule",
     description="Below 49.8 Hz for 5 s with SoC > 50 %: each such vehicle gets a 5 kW "
@@ -453,6 +494,7 @@ async def grid_frequency(v2g: V2g, body: FrequencySampleCreate) -> FrequencySamp
 
 @router.put(
     "/stations/{station_id}/v2g/frequency-response",
+    dependencies=[OPERATE],
     response_model=FrequencyResponseRead,
     summary="Local frequency-watt response: SetVariables V2XCtrlr.FreqWattCurve/Enabled",
 )
@@ -470,11 +512,14 @@ async def frequency_response(
 
 @router.get(
     "/stations/{station_id}/v2g/backup",
+    dependencies=[READ],
     response_model=BackupRead,
     summary="Grid and backup state of the station, with the estimated backup time",
 )
 async def backup(
-    v2g: V2g, station_id: str, house_load_kw: Annotated[float | None, Query(ge=0)] = None
+    v2g: V2g,
+    station_id: str,
+    house_load_kw: Annotated[float | None, Query(ge=0, allow_inf_nan=False)] = None,
 ) -> BackupRead:
     state = await v2g.backup_state(station_id, house_load_kw)
     return BackupRead(**state.__dict__)
@@ -482,6 +527,7 @@ async def backup(
 
 @router.put(
     "/stations/{station_id}/v2g/emergency-backup",
+    dependencies=[OPERATE],
     response_model=dict[str, Any],
     summary="Emergency backup switch: DataTransfer org.openv2g.v2x / EmergencyBackup",
     description='Sends DataTransfer vendorId "org.openv2g.v2x", messageId "EmergencyBackup", '
@@ -499,6 +545,7 @@ async def emergency_backup(
 
 @router.get(
     "/vehicles/{vehicle_id}/economics",
+    dependencies=[READ],
     response_model=EconomicsRead,
     summary="Energy, money, wear and payback of a vehicle over [from, to)",
 )
@@ -507,7 +554,7 @@ async def economics(
     vehicle_id: str,
     start: Annotated[datetime, Query(alias="from")],
     end: Annotated[datetime, Query(alias="to")],
-    equipment_cost: Annotated[float, Query(ge=0)] = DEFAULT_EQUIPMENT_COST_AUD,
+    equipment_cost: Annotated[float, Query(ge=0, allow_inf_nan=False)] = DEFAULT_EQUIPMENT_COST_AUD,
 ) -> EconomicsRead:
     if start.tzinfo is None or end.tzinfo is None:
         raise ApiProblem(422, "from/to need a timezone")

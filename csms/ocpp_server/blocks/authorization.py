@@ -28,7 +28,7 @@ async def authorize(session: Session, payload: dict[str, Any]) -> dict[str, Any]
     )
     info = id_token_info(result)
     # Kept as an event (audit trail of who tried to charge, and the answer given).
-    await record_event(session, "Authorize", {**payload, "idTokenInfo": info})
+    await record_event(session, "Authorize", {**payload, "idTokenInfo": info}, skip_if_refused=True)
     return {"idTokenInfo": info}
 
 

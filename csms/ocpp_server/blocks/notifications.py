@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from csms.domain.models import EventRecord
+from csms.ocpp_server import limits
 from csms.ocpp_server.blocks._common import record_event
 from csms.persistence import repositories as repo
 from csms.services.commands import profile_record
@@ -42,6 +43,7 @@ async def notify_ev_charging_schedule(session: Session, payload: dict[str, Any])
 
 async def report_charging_profiles(session: Session, payload: dict[str, Any]) -> dict[str, Any]:
     """K09: the station's installed profiles replace what the CSMS had for them."""
+    await limits.charge_storage(session, "ReportChargingProfiles", limits.payload_size(payload))
     source = f"Reported:{payload['chargingLimitSource']}"
     records = [
         profile_record(session.station_id, payload["evseId"], profile, source)

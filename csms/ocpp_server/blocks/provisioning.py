@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING, Any
 
 from csms.domain.errors import UnknownStation
@@ -12,11 +13,15 @@ from csms.domain.models import (
     EventRecord,
     RegistrationStatus,
 )
+from csms.ocpp_server import limits
+from csms.ocpp_server.protocol import PropertyConstraintViolation
 from csms.persistence import repositories as repo
 from csms.services.common import ocpp_datetime, parse_ocpp_datetime
 
 if TYPE_CHECKING:
     from csms.ocpp_server.session import Handler, Session
+
+log = logging.getLogger(__name__)
 
 
 async def boot_notification(session: Session, payload: dict[str, Any]) -> dict[str, Any]:
@@ -61,6 +66,16 @@ async def heartbeat(session: Session, payload: dict[str, Any]) -> dict[str, Any]
 
 async def status_notification(session: Session, payload: dict[str, Any]) -> dict[str, Any]:
     evse_id, connector_id = payload["evseId"], payload["connectorId"]
+    # Every new (evse, connector) pair is a stored row served by GET .../evses: bounded.
+    settings = session.settings
+    if not 0 <= evse_id <= settings.station_max_evse_id:
+        raise PropertyConstraintViolation(
+            f"evseId {evse_id} is outside 0..{settings.station_max_evse_id}"
+        )
+    if not 0 <= connector_id <= settings.station_max_connector_id:
+        raise PropertyConstraintViolation(
+            f"connectorId {connector_id} is outside 0..{settings.station_max_connector_id}"
+        )
     status = payload["connectorStatus"]
     parse_ocpp_datetime(payload["timestamp"])
     now = session.clock()
@@ -99,40 +114,64 @@ def _variables(station_id: str, report: dict[str, Any]) -> list[DeviceVariable]:
 
 async def notify_report(session: Session, payload: dict[str, Any]) -> dict[str, Any]:
     """B07/B08: every part is stored as it comes; the last part (tbc false) closes the
-    report with a summary event listing the parts received."""
+    report with a summary event listing the parts received. The parts kept in memory are
+    bounded (session.reports); gaps are counted, never enumerated up to the seqNo."""
+    # Device variables are free-form (names, values): charged to the station's quota; a
+    # part is chunked by the station (BytesPerMessage), so no per-message limit.
+    await limits.charge_storage(
+        session, "NotifyReport", limits.payload_size(payload), per_message_limit=False
+    )
     request_id, seq_no = payload["requestId"], payload["seqNo"]
     variables = [
         v
         for report in payload.get("reportData", [])
         for v in _variables(session.station_id, report)
     ]
-    parts = session.report_parts.setdefault(request_id, [])
-    parts.append(seq_no)
     now = session.clock()
-    complete = not payload.get("tbc", False)
+    done, abandoned = session.reports.add(
+        request_id, seq_no, not payload.get("tbc", False), limits.monotonic()
+    )
+    for gone in abandoned:
+        log.warning(
+            "%s: NotifyReport requestId %d abandoned after %d parts (%s)",
+            session.station_id,
+            gone.request_id,
+            gone.parts,
+            gone.why,
+        )
     summary: dict[str, Any] | None = None
-    if complete:
-        received = sorted(set(session.report_parts.pop(request_id)))
+    if done is not None:
         summary = {
             "requestId": request_id,
-            "parts": received,
-            "missingParts": [n for n in range(received[-1] + 1) if n not in received],
+            "parts": done.parts,
+            "missingParts": done.missing_parts,  # the first MISSING_LISTED
+            "missingCount": done.missing_count,
             "generatedAt": payload["generatedAt"],
         }
+    events = [
+        EventRecord(
+            session.station_id,
+            "NotifyReportAbandoned",
+            {"requestId": gone.request_id, "parts": gone.parts, "reason": gone.why},
+            received_at=now,
+        )
+        for gone in abandoned
+    ]
+    if summary is not None:
+        events.append(
+            EventRecord(
+                session.station_id,
+                "NotifyReport",
+                summary,
+                received_at=now,
+                timestamp=parse_ocpp_datetime(payload["generatedAt"]),
+            )
+        )
 
     async def op(conn: Any) -> None:
         await repo.upsert_device_variables(conn, variables, now)
-        if summary is not None:
-            await repo.insert_event(
-                conn,
-                EventRecord(
-                    session.station_id,
-                    "NotifyReport",
-                    summary,
-                    received_at=now,
-                    timestamp=parse_ocpp_datetime(payload["generatedAt"]),
-                ),
-            )
+        for event in events:
+            await repo.insert_event(conn, event)
 
     await session.services.db.write(op)
     return {}

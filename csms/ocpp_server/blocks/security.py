@@ -16,6 +16,7 @@ from cryptography.x509.oid import NameOID
 
 from csms.domain.errors import CsmsError
 from csms.domain.models import CertificateRecord
+from csms.ocpp_server import limits
 from csms.ocpp_server.blocks._common import record_event
 from csms.persistence import repositories as repo
 
@@ -85,6 +86,11 @@ async def sign_certificate(session: Session, payload: dict[str, Any]) -> dict[st
         x509.load_pem_x509_csr(csr.encode())
     except ValueError:
         return {"status": "Rejected", "statusInfo": {"reasonCode": "InvalidCSR"}}
+    try:
+        # Every CSR is a stored row: charged to the station's quota.
+        await limits.charge_storage(session, "SignCertificate", len(csr))
+    except limits.StorageRefused as refused:
+        return {"status": "Rejected", "statusInfo": {"reasonCode": refused.reason}}
     certificate_type = payload.get("certificateType", "ChargingStationCertificate")
     now = session.clock()
     record = CertificateRecord(session.station_id, certificate_type, csr, "Pending")
@@ -119,13 +125,13 @@ async def _send_signed(
 
 async def get_15118_ev_certificate(session: Session, payload: dict[str, Any]) -> dict[str, Any]:
     # No ISO 15118 PKI (CHAdeMO does not use one): Failed, as the spec allows.
-    await record_event(session, "Get15118EVCertificate", payload)
+    await record_event(session, "Get15118EVCertificate", payload, skip_if_refused=True)
     return {"status": "Failed", "exiResponse": "", "statusInfo": {"reasonCode": "NoPKI"}}
 
 
 async def get_certificate_status(session: Session, payload: dict[str, Any]) -> dict[str, Any]:
     # No OCSP responder configured: Failed.
-    await record_event(session, "GetCertificateStatus", payload)
+    await record_event(session, "GetCertificateStatus", payload, skip_if_refused=True)
     return {"status": "Failed", "statusInfo": {"reasonCode": "NoOCSPResponder"}}
 
 

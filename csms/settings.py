@@ -110,25 +110,30 @@ class Settings(BaseSettings):
 
     # V2G services (csms/services/v2g_*): background re-planning every this many seconds
     # (0 = off), plans older than plan_max_age_s or off their SoC by soc_tolerance re-planned.
-    v2g_replan_interval_s: float = Field(0.0, ge=0)
-    v2g_plan_max_age_s: float = Field(900.0, gt=0)
+    # Every V2G number is finite and within a physical range (csms/v2g/bounds.py).
+    v2g_replan_interval_s: float = Field(0.0, ge=0, le=86_400, allow_inf_nan=False)
+    v2g_plan_max_age_s: float = Field(900.0, gt=0, le=86_400, allow_inf_nan=False)
     v2g_soc_tolerance: float = Field(0.03, ge=0, le=1)
     # NEM price uploads: import = (RRP/10 + margin) x (1 + GST); export = RRP/10 + offset.
-    v2g_retail_margin_c_kwh: float = 0.0
-    v2g_gst_rate: float = Field(0.10, ge=0, le=1)
-    v2g_export_offset_c_kwh: float = 0.0
-    v2g_grid_service_aud_per_kwh: float = Field(0.50, ge=0)  # payment for delivered response
+    v2g_retail_margin_c_kwh: float = Field(0.0, ge=-1000, le=1000, allow_inf_nan=False)
+    v2g_gst_rate: float = Field(0.10, ge=0, le=0.5)
+    v2g_export_offset_c_kwh: float = Field(0.0, ge=-1000, le=1000, allow_inf_nan=False)
+    # payment for delivered response
+    v2g_grid_service_aud_per_kwh: float = Field(0.50, ge=0, le=1000, allow_inf_nan=False)
     # Without a departure from the API, the EV or a prediction: plug-in + dwell, to this SoC.
-    v2g_default_dwell_h: float = Field(12.0, gt=0)
+    v2g_default_dwell_h: float = Field(12.0, gt=0, le=744, allow_inf_nan=False)
     v2g_default_target_soc: float = Field(0.80, ge=0, le=1)
-    v2g_house_load_kw: float = Field(1.0, gt=0)  # backup-time estimate
+    v2g_house_load_kw: float = Field(1.0, gt=0, le=1000, allow_inf_nan=False)  # backup estimate
     # Central under-frequency rule: below threshold for hold_s -> discharge kW for duration_s
     # on vehicles above min_soc.
-    v2g_frequency_rule_hold_s: float = Field(5.0, ge=0)
-    v2g_frequency_rule_threshold_hz: float = Field(49.8, gt=0)
-    v2g_frequency_discharge_kw: float = Field(5.0, ge=0)
-    v2g_frequency_duration_s: float = Field(600.0, gt=0)
+    v2g_frequency_rule_hold_s: float = Field(5.0, ge=0, le=3600, allow_inf_nan=False)
+    v2g_frequency_rule_threshold_hz: float = Field(49.8, ge=40, le=70)
+    v2g_frequency_discharge_kw: float = Field(5.0, ge=0, le=1000, allow_inf_nan=False)
+    v2g_frequency_duration_s: float = Field(600.0, gt=0, le=86_400, allow_inf_nan=False)
     v2g_frequency_min_soc: float = Field(0.5, ge=0, le=1)
+    # Plans look at most this many hours ahead (7 days): a departure further out given to the
+    # API is refused (422 naming the limit); one from the EV is planned up to the limit.
+    v2g_max_horizon_h: float = Field(168.0, gt=0, le=744, allow_inf_nan=False)
 
     # Home Assistant over MQTT discovery (mqtt://host:1883); none = no bridge.
     mqtt_url: str | None = None

@@ -6,6 +6,10 @@
 
 SoC values are percent (0-100). Times are ISO 8601; without an offset they are read in
 `--tz` (default +10:00, NEM time). Costs are AUD cents and include battery wear.
+
+Every number is checked before use (csms/v2g/bounds.py): NaN, infinities and values outside
+the physical range named in the error stop the command with exit code 2. The departure may be
+at most --max-horizon-h hours (default 168) after the start.
 """
 
 from __future__ import annotations
@@ -13,14 +17,16 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import math
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import numpy as np
 
+from csms.v2g import bounds as b
 from csms.v2g.baselines import cost_plan, plain_charging, threshold_rules
 from csms.v2g.optimizer import PlanError, plan_vehicle
 from csms.v2g.prices import (
@@ -42,6 +48,29 @@ class _Parser(argparse.ArgumentParser):
         raise _UsageError(f"{self.prog}: {message}")
 
 
+def _number(bound: b.Bound, what: str | None = None) -> Callable[[str], float]:
+    """An argparse type: a finite float within `bound` (argparse names the option)."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+        if (
+            not math.isfinite(value)
+            or not bound.low <= value <= bound.high
+            or (bound.low_open and value == bound.low)
+        ):
+            limits = what or f"a finite number in {bound.describe()}"
+            raise argparse.ArgumentTypeError(f"{limits}, got {text}")
+        return value
+
+    return parse
+
+
+_PERCENT = _number(b.SOC_PERCENT, "SoC is a percentage 0-100")
+
+
 def _build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="csms v2g", description="V2G what-if tools (JSON out).")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -57,34 +86,54 @@ def _build_parser() -> argparse.ArgumentParser:
         type=Path,
         help="NEM PRICE_AND_DEMAND CSV or start,import_c_kwh[,export_c_kwh] CSV",
     )
-    plan.add_argument("--capacity-kwh", required=True, type=float)
-    plan.add_argument("--soc", required=True, type=float, help="SoC now, percent")
-    plan.add_argument("--target-soc", required=True, type=float, help="SoC at departure, %%")
+    plan.add_argument(
+        "--capacity-kwh", required=True, type=_number(b.CAPACITY_KWH), help="1-1000 kWh"
+    )
+    plan.add_argument("--soc", required=True, type=_PERCENT, help="SoC now, percent")
+    plan.add_argument("--target-soc", required=True, type=_PERCENT, help="SoC at departure, %%")
     plan.add_argument("--departure", required=True, help="ISO time")
-    plan.add_argument("--max-charge-kw", required=True, type=float)
-    plan.add_argument("--max-discharge-kw", required=True, type=float)
-    plan.add_argument("--reserve-soc", type=float, default=20.0, help="driving reserve, %%")
-    plan.add_argument("--efficiency", type=float, default=0.90, help="round trip, 0-1")
+    kw = _number(b.VEHICLE_POWER_KW)
+    plan.add_argument("--max-charge-kw", required=True, type=kw, help="0-1000 kW")
+    plan.add_argument("--max-discharge-kw", required=True, type=kw, help="0-1000 kW")
+    plan.add_argument("--reserve-soc", type=_PERCENT, default=20.0, help="driving reserve, %%")
+    plan.add_argument(
+        "--efficiency",
+        type=_number(
+            b.ROUND_TRIP_EFFICIENCY,
+            f"round-trip efficiency in {b.ROUND_TRIP_EFFICIENCY.describe()}",
+        ),
+        default=0.90,
+        help="round trip, 0.5-1",
+    )
     plan.add_argument("--start", help="ISO time (default: first price interval)")
     plan.add_argument(
         "--retail-margin",
-        type=float,
+        type=_number(b.TARIFF_ADDER_C_KWH),
         default=0.0,
-        help="NEM files: retail margin added to RRP/10 before GST, c/kWh",
+        help="NEM files: retail margin added to RRP/10 before GST, c/kWh (+-1000)",
     )
-    plan.add_argument("--gst", type=float, default=0.10, help="NEM files: GST on import")
+    plan.add_argument(
+        "--gst", type=_number(b.GST_RATE), default=0.10, help="NEM files: GST on import, 0-0.5"
+    )
     plan.add_argument(
         "--export-offset",
-        type=float,
+        type=_number(b.TARIFF_ADDER_C_KWH),
         default=0.0,
-        help="NEM files: added to RRP/10 for the export price, c/kWh",
+        help="NEM files: added to RRP/10 for the export price, c/kWh (+-1000)",
     )
     plan.add_argument("--chemistry", default="NMC", help="LFP, NMC (NCM) or NCA")
     plan.add_argument(
         "--degradation-c-kwh",
-        type=float,
+        type=_number(b.DEGRADATION_C_KWH),
         default=None,
-        help="wear per kWh of throughput (default: from the chemistry)",
+        help="wear per kWh of throughput, 0-1000 c/kWh (default: from the chemistry)",
+    )
+    plan.add_argument(
+        "--max-horizon-h",
+        type=_number(b.MAX_HORIZON_H),
+        default=b.DEFAULT_MAX_HORIZON_H,
+        help=f"refuse departures further than this after the start "
+        f"(default {b.DEFAULT_MAX_HORIZON_H:g} h, at most {b.MAX_HORIZON_H.high:g})",
     )
     plan.add_argument("--tz", default="+10:00", help="offset for times without one")
     return parser
@@ -104,13 +153,11 @@ def _time(text: str, name: str, tz: timezone) -> datetime:
         moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError as exc:
         raise _UsageError(f"{name}: not an ISO 8601 time: {text!r}") from exc
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=tz)
-
-
-def _percent(value: float, name: str) -> float:
-    if not 0.0 <= value <= 100.0:
-        raise _UsageError(f"{name}: SoC is a percentage 0-100, got {value}")
-    return value / 100.0
+    moment = moment if moment.tzinfo is not None else moment.replace(tzinfo=tz)
+    try:
+        return b.check_time(moment, name)
+    except b.BoundError as exc:
+        raise _UsageError(str(exc)) from exc
 
 
 @contextlib.contextmanager
@@ -138,24 +185,29 @@ def _plan(args: argparse.Namespace) -> dict[str, object]:
         raise _UsageError(f"--prices: no such file: {path}")
     text = path.read_text(encoding="utf-8-sig")
     tariff = NemTariff(args.retail_margin, args.gst, args.export_offset)
-    prices = (
-        parse_nem_price_and_demand(text, tariff)
-        if is_nem_price_and_demand(text)
-        else parse_simple_prices(text, default_tz=tz)
-    )
+    try:
+        prices = (
+            parse_nem_price_and_demand(text, tariff)
+            if is_nem_price_and_demand(text)
+            else parse_simple_prices(text, default_tz=tz)
+        )
+    except PriceFileError as exc:
+        raise _UsageError(f"--prices {path}: {exc}") from exc
     start = prices.start if args.start is None else _time(args.start, "--start", tz)
     departure = _time(args.departure, "--departure", tz)
     if departure <= start:
         raise _UsageError(
             f"--departure {departure.isoformat()} is not after the start {start.isoformat()}"
         )
+    try:
+        b.check_horizon(start, departure, args.max_horizon_h, "--departure")
+    except b.BoundError as exc:
+        raise _UsageError(f"{exc} (--max-horizon-h)") from exc
     if not prices.start <= start < prices.end:
         raise _UsageError(
             f"--start {start.isoformat()} is outside the prices "
             f"({prices.start.isoformat()} to {prices.end.isoformat()})"
         )
-    if not 0.0 < args.efficiency <= 1.0:
-        raise _UsageError(f"--efficiency: round-trip efficiency in (0, 1], got {args.efficiency}")
     try:
         chemistry = Chemistry.parse(args.chemistry)
     except ValueError as exc:
@@ -168,16 +220,16 @@ def _plan(args: argparse.Namespace) -> dict[str, object]:
             max_discharge_kw=args.max_discharge_kw,
             chemistry=chemistry,
             round_trip_efficiency=args.efficiency,
-            driving_reserve_soc=_percent(args.reserve_soc, "--reserve-soc"),
+            driving_reserve_soc=args.reserve_soc / 100.0,
             degradation_c_kwh=args.degradation_c_kwh,
         )
     except ValueError as exc:
         raise _UsageError(str(exc)) from exc
     session = VehicleSession(
         vehicle,
-        soc=_percent(args.soc, "--soc"),
+        soc=args.soc / 100.0,
         departure=departure,
-        target_soc=_percent(args.target_soc, "--target-soc"),
+        target_soc=args.target_soc / 100.0,
     )
     with _quiet_stdout():
         plan = plan_vehicle(session, prices, start)
@@ -229,7 +281,14 @@ def main(argv: list[str] | None = None) -> int:
             result = _plan(args)
         else:  # pragma: no cover - argparse limits the choices
             raise _UsageError(f"unknown command {args.command}")
-    except (_UsageError, PriceFileError, PlanError, OSError, UnicodeDecodeError) as exc:
+    except (
+        _UsageError,
+        b.BoundError,
+        PriceFileError,
+        PlanError,
+        OSError,
+        UnicodeDecodeError,
+    ) as exc:
         print(f"csms v2g: error: {exc}", file=sys.stderr)
         return 2
     try:

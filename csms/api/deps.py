@@ -145,24 +145,32 @@ MAX_JSON_DEPTH = 32
 
 
 def _json_problem(body: Any) -> str | None:
-    """Why a parsed JSON body is refused: non-finite numbers (Python's parser takes the
-    NaN/Infinity literals JSON does not have) or nesting beyond MAX_JSON_DEPTH. Iterative:
+    """Why a parsed JSON body is refused (see `json_problem_at`), or None."""
+    found = json_problem_at(body)
+    return None if found is None else found[0]
+
+
+def json_problem_at(body: Any) -> tuple[str, tuple[str | int, ...]] | None:
+    """Why a parsed JSON body is refused, and where: non-finite numbers (Python's parser takes
+    the NaN/Infinity literals JSON does not have) or nesting beyond MAX_JSON_DEPTH. Iterative:
     the walk itself has no recursion an outsider could exhaust; only containers are stacked."""
     non_finite = "NaN and Infinity are not JSON numbers"
     if type(body) is float:
-        return None if math.isfinite(body) else non_finite
-    stack: list[tuple[Any, int]] = [(body, 1)] if type(body) in (dict, list) else []
+        return None if math.isfinite(body) else (non_finite, ())
+    Loc = tuple[str | int, ...]
+    stack: list[tuple[Any, int, Loc]] = [(body, 1, ())] if type(body) in (dict, list) else []
     while stack:
-        container, depth = stack.pop()
+        container, depth, loc = stack.pop()
         if depth > MAX_JSON_DEPTH:
-            return f"JSON nested deeper than {MAX_JSON_DEPTH} levels"
-        for item in container.values() if type(container) is dict else container:
+            return f"JSON nested deeper than {MAX_JSON_DEPTH} levels", loc
+        pairs = container.items() if type(container) is dict else enumerate(container)
+        for key, item in pairs:
             kind = type(item)
             if kind is float:
                 if not math.isfinite(item):
-                    return non_finite
+                    return non_finite, (*loc, key)
             elif kind is dict or kind is list:
-                stack.append((item, depth + 1))
+                stack.append((item, depth + 1, (*loc, key)))
     return None
 
 
@@ -178,10 +186,11 @@ async def _check_json_body(request: Request) -> None:
         body = await request.json()
     except ValueError:
         return
-    problem = _json_problem(body)
-    if problem is not None:
+    found = json_problem_at(body)
+    if found is not None:
+        problem, loc = found
         raise RequestValidationError(
-            [{"type": "json_invalid", "loc": ("body",), "msg": problem, "input": None}]
+            [{"type": "json_invalid", "loc": ("body", *loc), "msg": problem, "input": None}]
         )
 
 

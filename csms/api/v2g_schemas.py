@@ -2,19 +2,50 @@
 
 Units: SoC as a fraction 0..1, power in kW (signed: negative = discharge), energy in kWh,
 prices in c/kWh (AUD cents), money in AUD. Times ISO 8601 with a timezone.
+
+Every number in is finite and within the physical range of csms/v2g/bounds.py (the same the
+CLI and the service use): capacity 1-1000 kWh, vehicle power 0-1000 kW, round-trip efficiency
+0.5-1, prices +-20,000 c/kWh, site power +-100,000 kW, frequency 40-70 Hz, times in
+2000-2099. Anything else is a 422 naming the field.
 """
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, Strict
 
-from csms.api.schemas import JsonAwareDatetime, JsonNumberPair, StationIdField, StrictModel
+from csms.api.schemas import JsonAwareDatetime, StationIdField, StrictModel
+from csms.v2g import bounds as b
 
 ChemistryName = Literal["LFP", "NMC", "NCM", "NCA"]
-Fraction = Field(ge=0.0, le=1.0)
+
+
+def _range(bound: b.Bound) -> Any:
+    """Field constraints of a bound: finite, within [low, high] (or (low, high])."""
+    if bound.low_open:
+        return Field(gt=bound.low, le=bound.high, allow_inf_nan=False)
+    return Field(ge=bound.low, le=bound.high, allow_inf_nan=False)
+
+
+def _in_time_range(moment: datetime) -> datetime:
+    return b.check_time(moment, "time")  # BoundError is a ValueError: a 422
+
+
+Fraction = Annotated[float, _range(b.SOC_FRACTION)]
+CapacityKwh = Annotated[float, _range(b.CAPACITY_KWH)]
+VehicleKw = Annotated[float, _range(b.VEHICLE_POWER_KW)]
+Efficiency = Annotated[float, _range(b.ROUND_TRIP_EFFICIENCY)]
+WearCKwh = Annotated[float, _range(b.DEGRADATION_C_KWH)]
+PriceCKwh = Annotated[float, _range(b.PRICE_C_KWH)]
+SiteKw = Annotated[float, _range(b.SITE_POWER_KW)]
+SiteLimitKw = Annotated[float, _range(b.SITE_LIMIT_KW)]
+Hz = Annotated[float, _range(b.FREQUENCY_HZ)]
+Watts = Annotated[float, _range(b.FREQ_WATT_W)]
+Moment = Annotated[JsonAwareDatetime, AfterValidator(_in_time_range)]
+IntervalS = Annotated[int, Field(ge=int(b.PRICE_INTERVAL_S.low), le=int(b.PRICE_INTERVAL_S.high))]
+EvseId = Annotated[int, Field(ge=1, le=b.EVSE_ID_MAX)]
 
 
 class _In(StrictModel):
@@ -24,43 +55,43 @@ class _In(StrictModel):
 class VehicleCreate(_In):
     id: str = StationIdField
     name: str | None = Field(None, max_length=100)
-    capacity_kwh: float = Field(gt=0, le=1000)
+    capacity_kwh: CapacityKwh
     chemistry: ChemistryName = "NMC"
-    soc_min: float = Field(0.0, ge=0.0, le=1.0, description="usable window, lower end")
-    soc_max: float = Field(1.0, ge=0.0, le=1.0, description="usable window, upper end")
-    max_charge_kw: float = Field(ge=0, le=1000)
-    max_discharge_kw: float = Field(ge=0, le=1000)
-    round_trip_efficiency: float = Field(0.9, gt=0.0, le=1.0)
-    driving_reserve_soc: float = Field(0.2, ge=0.0, le=1.0)
-    backup_reserve_soc: float = Field(0.0, ge=0.0, le=1.0)
-    degradation_c_kwh: float | None = Field(
-        None, ge=0, description="wear per kWh throughput; none = from the chemistry"
+    soc_min: Fraction = Field(0.0, description="usable window, lower end")
+    soc_max: Fraction = Field(1.0, description="usable window, upper end")
+    max_charge_kw: VehicleKw
+    max_discharge_kw: VehicleKw
+    round_trip_efficiency: Efficiency = 0.9
+    driving_reserve_soc: Fraction = 0.2
+    backup_reserve_soc: Fraction = 0.0
+    degradation_c_kwh: WearCKwh | None = Field(
+        None, description="wear per kWh throughput; none = from the chemistry"
     )
     station_id: str | None = Field(None, max_length=48)
-    evse_id: int | None = Field(None, ge=1)
-    departure: JsonAwareDatetime | None = None
-    target_soc: float | None = Field(None, ge=0.0, le=1.0)
+    evse_id: EvseId | None = None
+    departure: Moment | None = Field(None, description="within the horizon (v2g_max_horizon_h)")
+    target_soc: Fraction | None = None
 
 
 class VehicleUpdate(_In):
     name: str | None = Field(None, max_length=100)
-    capacity_kwh: float | None = Field(None, gt=0, le=1000)
+    capacity_kwh: CapacityKwh | None = None
     chemistry: ChemistryName | None = None
-    soc_min: float | None = Field(None, ge=0.0, le=1.0)
-    soc_max: float | None = Field(None, ge=0.0, le=1.0)
-    max_charge_kw: float | None = Field(None, ge=0, le=1000)
-    max_discharge_kw: float | None = Field(None, ge=0, le=1000)
-    round_trip_efficiency: float | None = Field(None, gt=0.0, le=1.0)
-    driving_reserve_soc: float | None = Field(None, ge=0.0, le=1.0)
-    backup_reserve_soc: float | None = Field(None, ge=0.0, le=1.0)
-    degradation_c_kwh: float | None = Field(None, ge=0)
-    departure: JsonAwareDatetime | None = None
-    target_soc: float | None = Field(None, ge=0.0, le=1.0)
+    soc_min: Fraction | None = None
+    soc_max: Fraction | None = None
+    max_charge_kw: VehicleKw | None = None
+    max_discharge_kw: VehicleKw | None = None
+    round_trip_efficiency: Efficiency | None = None
+    driving_reserve_soc: Fraction | None = None
+    backup_reserve_soc: Fraction | None = None
+    degradation_c_kwh: WearCKwh | None = None
+    departure: Moment | None = Field(None, description="within the horizon (v2g_max_horizon_h)")
+    target_soc: Fraction | None = None
 
 
 class VehicleLinkCreate(_In):
     station_id: str | None = Field(None, max_length=48, description="null = unlink")
-    evse_id: int | None = Field(None, ge=1)
+    evse_id: EvseId | None = None
 
 
 class VehicleRead(BaseModel):
@@ -105,13 +136,15 @@ class PriceInterval(BaseModel):
     export_c_kwh: float
 
 
-class PriceIntervalCreate(_In, PriceInterval):
-    """A price interval in a request: strict types. (Answers stay lax, so that a price
-    stored before a rule was tightened cannot make GET /prices fail.)"""
+class PriceIntervalCreate(_In):
+    start: Moment
+    interval_s: IntervalS
+    import_c_kwh: PriceCKwh
+    export_c_kwh: PriceCKwh
 
 
 class PricesCreate(_In):
-    intervals: list[PriceIntervalCreate] = Field(min_length=1, max_length=100_000)
+    intervals: list[PriceIntervalCreate] = Field(min_length=1, max_length=b.MAX_PRICE_INTERVALS)
     source: str = Field("api", max_length=100)
 
 
@@ -130,29 +163,31 @@ class PricesStoredRead(BaseModel):
 
 
 class PlanVehicleCreate(_In):
-    vehicle_id: str
-    soc: float | None = Field(None, ge=0.0, le=1.0, description="none = last SoC meter value")
-    departure: JsonAwareDatetime | None = None
-    target_soc: float | None = Field(None, ge=0.0, le=1.0)
-    arrival: JsonAwareDatetime | None = None
+    vehicle_id: str = Field(max_length=48)
+    soc: Fraction | None = Field(None, description="none = last SoC meter value")
+    departure: Moment | None = Field(None, description="within the horizon (v2g_max_horizon_h)")
+    target_soc: Fraction | None = None
+    arrival: Moment | None = None
 
 
 class InlinePrices(_In):
-    start: JsonAwareDatetime
-    interval_s: int = Field(gt=0, le=86400)
-    import_c_kwh: list[float] = Field(min_length=1)
-    export_c_kwh: list[float] = Field(min_length=1)
+    start: Moment
+    interval_s: IntervalS
+    import_c_kwh: list[PriceCKwh] = Field(min_length=1, max_length=b.MAX_PRICE_INTERVALS)
+    export_c_kwh: list[PriceCKwh] = Field(min_length=1, max_length=b.MAX_PRICE_INTERVALS)
 
 
 class PlanCreate(_In):
     vehicles: list[PlanVehicleCreate] = Field(min_length=1, max_length=500)
-    import_limit_kw: float | None = Field(None, ge=0)
-    export_limit_kw: float | None = Field(None, ge=0)
-    site_base_kw: list[float] | None = Field(
-        None, description="site load minus solar per price interval from the first one"
+    import_limit_kw: SiteLimitKw | None = None
+    export_limit_kw: SiteLimitKw | None = None
+    site_base_kw: list[SiteKw] | None = Field(
+        None,
+        max_length=b.MAX_PRICE_INTERVALS,
+        description="site load minus solar per price interval from the first one",
     )
     prices: InlinePrices | None = Field(None, description="none = the stored prices")
-    now: JsonAwareDatetime | None = Field(None, description="plan as if it were this time")
+    now: Moment | None = Field(None, description="plan as if it were this time")
 
 
 class VehiclePlanRead(BaseModel):
@@ -242,7 +277,7 @@ class BidsRead(BaseModel):
 
 
 class DispatchCreate(_In):
-    target_kw: float = Field(description="fleet power, negative = discharge")
+    target_kw: SiteKw = Field(description="fleet power, negative = discharge")
     duration_s: int = Field(1800, gt=0, le=86400)
 
 
@@ -262,8 +297,8 @@ class DispatchRead(BaseModel):
 
 
 class FrequencySampleCreate(_In):
-    hz: float = Field(ge=40.0, le=70.0)
-    at: JsonAwareDatetime
+    hz: Hz
+    at: Moment
 
 
 class FrequencySampleRead(BaseModel):
@@ -272,8 +307,11 @@ class FrequencySampleRead(BaseModel):
 
 
 class FrequencyResponseCreate(_In):
-    curve: list[JsonNumberPair] | None = Field(
-        None, description="[[Hz, W], ...], W positive = charge; none = keep the station's"
+    curve: list[Annotated[tuple[Hz, Watts], Strict(False)]] | None = Field(
+        None,
+        min_length=2,
+        max_length=b.MAX_CURVE_POINTS,
+        description="[[Hz, W], ...], W positive = charge; none = keep the station's",
     )
     enabled: bool
 

@@ -6,6 +6,7 @@ Stack levels and profile ids of the V2G TxProfiles are explained in csms.service
 from __future__ import annotations
 
 import bisect
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -28,6 +29,7 @@ from csms.v2g import (
     VehiclePlan,
     VehicleSession,
 )
+from csms.v2g import bounds as b
 from csms.v2g.economics import Economics
 
 PLAN_STACK_LEVEL = 1
@@ -72,6 +74,8 @@ class V2gSettings(BaseModel):
     frequency_discharge_kw: float = 5.0
     frequency_duration_s: float = 600.0
     frequency_min_soc: float = 0.5
+    # Plans look at most this far ahead (csms/v2g/bounds.py DEFAULT_MAX_HORIZON_H).
+    max_horizon_h: float = 168.0
 
     @classmethod
     def from_settings(cls, settings: Settings) -> V2gSettings:
@@ -181,6 +185,30 @@ class EconomicsReport:
     equipment_cost_aud: float
     priced_kwh: float
     unpriced_kwh: float
+
+
+def bounded(value: float, bound: b.Bound, name: str) -> float:
+    """`value` checked against a V2G bound; InvalidRequest (422) naming `name` when outside."""
+    try:
+        return bound.check(value, name)
+    except b.BoundError as exc:
+        raise InvalidRequest(str(exc)) from exc
+
+
+def in_time_range(moment: datetime, name: str) -> datetime:
+    """A time within csms/v2g/bounds.py's range (far years overflow date arithmetic)."""
+    try:
+        return b.check_time(moment, name)
+    except b.BoundError as exc:
+        raise InvalidRequest(str(exc)) from exc
+
+
+def within_horizon(now: datetime, departure: datetime, max_hours: float, name: str) -> None:
+    """InvalidRequest naming `name` and the limit when `departure` is beyond the horizon."""
+    try:
+        b.check_horizon(now, departure, max_hours, name)
+    except b.BoundError as exc:
+        raise InvalidRequest(f"{exc}: v2g_max_horizon_h") from exc
 
 
 def to_vehicle(record: VehicleRecord) -> Vehicle:
@@ -293,20 +321,36 @@ def departure_from_needs(
     payload: dict[str, Any], capacity_kwh: float, soc: float | None
 ) -> tuple[datetime | None, float | None]:
     """(departure, target SoC) from a NotifyEVChargingNeeds request (K15)."""
+    # Station data: anything unreadable, non-finite or out of range is ignored (None), and
+    # the target is kept within 0..1.
     needs = payload.get("chargingNeeds") or {}
     departure = None
     if needs.get("departureTime"):
-        departure = datetime.fromisoformat(str(needs["departureTime"]).replace("Z", "+00:00"))
+        try:
+            moment = datetime.fromisoformat(str(needs["departureTime"]).replace("Z", "+00:00"))
+            departure = b.check_time(moment, "departureTime")
+        except ValueError:
+            departure = None
     target = None
     dc = needs.get("dcChargingParameters") or {}
-    ev_soc = dc.get("stateOfCharge")
+    ev_soc = _finite(dc.get("stateOfCharge"), 0.0, 100.0)
     current = ev_soc / 100.0 if ev_soc is not None else soc
-    capacity = dc.get("evEnergyCapacity") or capacity_kwh * 1000.0
-    if dc.get("energyAmount") is not None and current is not None and capacity:
-        target = min(1.0, current + float(dc["energyAmount"]) / float(capacity))
-    elif dc.get("fullSoC") is not None:
-        target = float(dc["fullSoC"]) / 100.0
+    capacity = _finite(dc.get("evEnergyCapacity"), 1.0, 1e7) or capacity_kwh * 1000.0
+    energy = _finite(dc.get("energyAmount"), 0.0, 1e7)
+    full = _finite(dc.get("fullSoC"), 0.0, 100.0)
+    if energy is not None and current is not None:
+        target = min(1.0, max(0.0, current + energy / capacity))
+    elif full is not None:
+        target = full / 100.0
     return departure, target
+
+
+def _finite(value: Any, low: float, high: float) -> float | None:
+    """A number within [low, high] from station data, else None."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    number = float(value)
+    return number if math.isfinite(number) and low <= number <= high else None
 
 
 def nonzero_share(

@@ -67,14 +67,17 @@ from csms.services.v2g_models import (
     SessionContext,
     V2gSettings,
     VehiclePlanRequest,
+    bounded,
     departure_from_needs,
     expected_soc,
+    in_time_range,
     nonzero_share,
     plan_to_json,
     price_lookup,
     replan_reasons,
     series_from_rows,
     to_vehicle,
+    within_horizon,
 )
 from csms.v2g import (
     FreqWattCurve,
@@ -100,6 +103,7 @@ from csms.v2g import (
     to_tx_profile,
     vehicle_flexibility,
 )
+from csms.v2g import bounds as b
 from csms.v2g.economics import DEFAULT_EQUIPMENT_COST_AUD, Economics
 from csms.v2g.fleet import Bid, FleetFlexibility, Flexibility
 from csms.v2g.frequency import EventSnapshot, EventState
@@ -235,6 +239,7 @@ class V2gService:
         to_vehicle(record)  # validates
         await self._check_link(record.station_id, record.evse_id)
         now = self._clock()
+        self._check_departure(record, now)
         async with self._db.read() as conn:
             if await vrepo.get_vehicle(conn, record.id) is not None:
                 raise AlreadyExists(f"vehicle {record.id!r} already exists")
@@ -258,11 +263,18 @@ class V2gService:
         to_vehicle(updated)
         if "station_id" in changes or "evse_id" in changes:
             await self._check_link(updated.station_id, updated.evse_id)
-        if updated.target_soc is not None and not 0.0 <= updated.target_soc <= 1.0:
-            raise InvalidRequest("target_soc must be in [0, 1]")
+        if updated.target_soc is not None:
+            bounded(updated.target_soc, b.SOC_FRACTION, "target_soc")
         now = self._clock()
+        if "departure" in changes:
+            self._check_departure(updated, now)
         await self._db.write(lambda c: vrepo.save_vehicle(c, updated, now))
         return await self.get_vehicle(vehicle_id)
+
+    def _check_departure(self, record: VehicleRecord, now: datetime) -> None:
+        if record.departure is not None:
+            in_time_range(record.departure, "departure")
+            within_horizon(now, record.departure, self.settings.max_horizon_h, "departure")
 
     async def delete_vehicle(self, vehicle_id: str) -> None:
         if not await self._db.write(lambda c: vrepo.delete_vehicle(c, vehicle_id)):
@@ -344,6 +356,8 @@ class V2gService:
                 break  # from an earlier session
             departure, target = departure_from_needs(payload, record.capacity_kwh, soc)
             if departure is not None and departure > now:
+                # The EV's word, not the user's: beyond the horizon, plan up to the horizon.
+                departure = min(departure, now + timedelta(hours=self.settings.max_horizon_h))
                 chosen = record.target_soc if record.target_soc is not None else target
                 return SessionContext(
                     record,
@@ -414,15 +428,20 @@ class V2gService:
     async def put_prices(self, rows: Sequence[PriceRow]) -> int:
         if not rows:
             raise InvalidRequest("no price intervals given")
-        for row in rows:
-            if row.interval_s <= 0:
-                raise InvalidRequest("interval_s must be > 0")
-            if not (math.isfinite(row.import_c_kwh) and math.isfinite(row.export_c_kwh)):
-                raise InvalidRequest("prices must be finite")
+        if len(rows) > b.MAX_PRICE_INTERVALS:
+            raise InvalidRequest(f"at most {b.MAX_PRICE_INTERVALS} price intervals at once")
+        for k, row in enumerate(rows):
+            bounded(row.interval_s, b.PRICE_INTERVAL_S, f"intervals[{k}].interval_s")
+            bounded(row.import_c_kwh, b.PRICE_C_KWH, f"intervals[{k}].import_c_kwh")
+            bounded(row.export_c_kwh, b.PRICE_C_KWH, f"intervals[{k}].export_c_kwh")
+            in_time_range(row.interval_start, f"intervals[{k}].start")
         now = self._clock()
         return await self._db.write(lambda c: vrepo.save_prices(c, rows, now))
 
     async def get_prices(self, start: datetime | None, end: datetime | None) -> list[PriceRow]:
+        for moment, name in ((start, "from"), (end, "to")):
+            if moment is not None:
+                in_time_range(moment, name)
         async with self._db.read() as conn:
             return await vrepo.list_prices(conn, start, end)
 
@@ -437,14 +456,13 @@ class V2gService:
         source: str = "nem",
     ) -> PriceSeries:
         s = self.settings
+        margin = s.retail_margin_c_kwh if retail_margin_c_kwh is None else retail_margin_c_kwh
+        gst = s.gst_rate if gst_rate is None else gst_rate
+        offset = s.export_offset_c_kwh if export_offset_c_kwh is None else export_offset_c_kwh
         tariff = NemTariff(
-            retail_margin_c_kwh=s.retail_margin_c_kwh
-            if retail_margin_c_kwh is None
-            else retail_margin_c_kwh,
-            gst_rate=s.gst_rate if gst_rate is None else gst_rate,
-            export_offset_c_kwh=s.export_offset_c_kwh
-            if export_offset_c_kwh is None
-            else export_offset_c_kwh,
+            retail_margin_c_kwh=bounded(margin, b.TARIFF_ADDER_C_KWH, "retail_margin_c_kwh"),
+            gst_rate=bounded(gst, b.GST_RATE, "gst"),
+            export_offset_c_kwh=bounded(offset, b.TARIFF_ADDER_C_KWH, "export_offset_c_kwh"),
         )
         try:
             series = await asyncio.to_thread(parse_nem_price_and_demand, text, tariff, region)
@@ -463,21 +481,33 @@ class V2gService:
     async def _prices_for(self, now: datetime, until: datetime) -> PriceSeries:
         async with self._db.read() as conn:
             rows = await vrepo.list_prices(conn, now, until + timedelta(days=1))
-        return series_from_rows(rows, now)
+        try:
+            return series_from_rows(rows, now)
+        except ValueError as exc:  # stored before the price bounds existed
+            raise InvalidRequest(f"stored prices: {exc}; PUT /api/v1/prices again") from exc
 
     # -- planning -------------------------------------------------------------------------------
     async def plan(self, request: PlanRequest) -> tuple[SitePlan, list[SessionContext]]:
         """What-if: plan the given vehicles (a site when several), send nothing."""
-        now = request.now or self._clock()
+        now = in_time_range(request.now or self._clock(), "now")
         if not request.vehicles:
             raise InvalidRequest("give at least one vehicle")
+        horizon = self.settings.max_horizon_h
         sessions: list[VehicleSession] = []
         contexts: list[SessionContext] = []
-        for item in request.vehicles:
+        for k, item in enumerate(request.vehicles):
             record = await self.get_vehicle(item.vehicle_id)
             ctx = await self.session_context(record, now)
             if item.departure is not None:
+                in_time_range(item.departure, f"vehicles[{k}].departure")
                 ctx = replace(ctx, departure=item.departure, departure_source="request")
+            if ctx.departure_source in ("request", "api"):
+                # The user's own departure: beyond the horizon is an error naming the limit.
+                within_horizon(now, ctx.departure, horizon, f"vehicles[{k}].departure")
+            elif ctx.departure > now + timedelta(hours=horizon):
+                ctx = replace(ctx, departure=now + timedelta(hours=horizon))
+            if item.arrival is not None:
+                in_time_range(item.arrival, f"vehicles[{k}].arrival")
             if item.target_soc is not None:
                 ctx = replace(ctx, target_soc=item.target_soc)
             contexts.append(ctx)
@@ -621,6 +651,8 @@ class V2gService:
     async def bids(
         self, duration: timedelta, response_time_s: float, min_bid_kw: float
     ) -> tuple[FleetFlexibility, dict[str, Bid | None]]:
+        bounded(response_time_s, b.RESPONSE_TIME_S, "response_time_s")
+        bounded(min_bid_kw, b.MIN_BID_KW, "min_bid_kw")
         _, fleet = await self.flexibility(duration)
         return fleet, {
             direction: make_bid(fleet, direction, response_time_s, min_bid_kw)
@@ -678,6 +710,7 @@ class V2gService:
         """Split a fleet target over the connected vehicles and send each its share."""
         if duration_s <= 0:
             raise InvalidRequest("duration_s must be > 0")
+        bounded(target_kw, b.SITE_POWER_KW, "target_kw")
         moment = now or self._clock()
         contexts = await self._connected(moment)
         if not contexts:
@@ -725,6 +758,9 @@ class V2gService:
     ) -> list[tuple[DispatchRecord, float | None]]:
         """Recorded dispatches with the power measured during each (kW, meter values:
         Power.Active.Import - Power.Active.Export averaged over the window; None = no data)."""
+        for moment, name in ((start, "from"), (end, "to")):
+            if moment is not None:
+                in_time_range(moment, name)
         async with self._db.read() as conn:
             records = await vrepo.list_dispatches(conn, start, end)
             out: list[tuple[DispatchRecord, float | None]] = []
@@ -930,8 +966,7 @@ class V2gService:
         self, station_id: str, house_load_kw: float | None = None
     ) -> BackupState:
         load = self.settings.house_load_kw if house_load_kw is None else house_load_kw
-        if load < 0:
-            raise InvalidRequest("house_load_kw must be >= 0")
+        bounded(load, b.HOUSE_LOAD_KW, "house_load_kw")
         settings = await self.station_settings(station_id)
         async with self._db.read() as conn:
             events = await vrepo.latest_event(conn, station_id, ["NotifyEvent"])
@@ -1004,10 +1039,11 @@ class V2gService:
         """From meter values at the vehicle's station: energy per register step, priced at the
         stored price of the interval it ended in; wear by rainflow over the SoC trace; grid
         services = accepted dispatch/frequency kWh of this vehicle x the configured rate."""
+        in_time_range(start, "from")
+        in_time_range(end, "to")
         if end <= start:
             raise InvalidRequest("'to' must be after 'from'")
-        if equipment_cost_aud < 0:
-            raise InvalidRequest("equipment_cost must be >= 0")
+        bounded(equipment_cost_aud, b.EQUIPMENT_COST_AUD, "equipment_cost")
         record = await self.get_vehicle(vehicle_id)
         vehicle = to_vehicle(record)
         samples: list[tuple[datetime, str, float, str | None, str | None]] = []

@@ -72,6 +72,14 @@ def _at(day: date, minutes: float, tz: timezone) -> datetime:
     return datetime.combine(day, time(whole // 60, whole % 60), tzinfo=tz)
 
 
+def days_by_weekday(first_day: date, span_days: int) -> dict[int, int]:
+    """How many of the `span_days` days from `first_day` fall on each weekday (0 = Monday).
+    Arithmetic: the span comes from station timestamps, so no loop over its days."""
+    weeks, rest = divmod(max(0, span_days), 7)
+    start = first_day.weekday()
+    return {w: weeks + (1 if (w - start) % 7 < rest else 0) for w in range(7)}
+
+
 def predict_departure(
     history: Sequence[SessionRecord], now: datetime, model: DepartureModel | None = None
 ) -> DeparturePrediction | None:
@@ -88,10 +96,7 @@ def predict_departure(
     first_day = records[0].plug_in.astimezone(tz).date()
     last_day = records[-1].plug_out.astimezone(tz).date()
     span_days = (last_day - first_day).days + 1
-    days_of = {
-        w: sum(1 for k in range(span_days) if (first_day + timedelta(days=k)).weekday() == w)
-        for w in range(7)
-    }
+    days_of = days_by_weekday(first_day, span_days)
 
     usage = _usage_by_weekday(records, tz)
     local_now = now.astimezone(tz)

@@ -4,11 +4,11 @@ Per vehicle v and interval t (kW, meter side): charge c >= 0, discharge d >= 0, 
 (kWh, after t). Per interval: site import and export (kW averaged over the interval).
 
     minimise  sum_t hours_t (p_import_t imp_t - p_export_t exp_t)
-              + sum_vt wear_v h_vt (c_vt + d_vt) + PENALTY x shortfall_v
-    s_vt = s_v,t-1 + eta_c h_vt c_vt - h_vt d_vt / eta_d          (SoC dynamics)
+              + sum_vt wear_v h_vt (c_vt + d_vt) + PENALTY_v x shortfall_v
+    s_vt = s_v,t-1 + (eta_c h_vt c_vt - h_vt d_vt / eta_d) / cap_v  (SoC dynamics, s a fraction)
     imp_t - exp_t = base_t + sum_v (h_vt / hours_t)(c_vt - d_vt)   (site meter; base = load - solar)
-    0 <= c <= max charge, 0 <= d <= max discharge, floor_v <= s <= soc_max x capacity
-    s_v,last + shortfall_v >= target_v x capacity                 (departure SoC)
+    0 <= c <= max charge, 0 <= d <= max discharge, floor_v <= s <= soc_max
+    s_v,last + shortfall_v >= target_v                            (departure SoC)
     imp <= import limit, exp <= export limit
 
 h_vt is the time the vehicle is plugged in during interval t (0 after departure: absent).
@@ -16,6 +16,14 @@ floor_v is the vehicle's reserve (max of window minimum, driving and backup rese
 vehicle plugged in below it only charges in this plan. The shortfall is used only when the
 target cannot be met: its penalty dwarfs every price, so the solver meets the target whenever
 it can and otherwise gets as close as it can. Site limits bound interval-average power.
+
+Numerics: the penalty is not a constant but a multiple of the largest price and wear of the
+plan, divided by the efficiencies (more than any kWh of stored energy can be worth), so a
+reachable target is met for every price the bounds accept (csms/v2g/bounds.py: +-20,000 c/kWh);
+stored energy is a fraction of capacity, so the solver's absolute tolerances (1e-7) are relative
+to the battery whatever its size; and the objective is divided by the largest price, so its
+coefficients stay within a few orders of magnitude of each other (HiGHS mis-solves, or calls
+infeasible, LPs whose costs span 1e12). The size of one LP is capped (MAX_PLAN_CELLS).
 
 Two LP relaxation artefacts are closed off: (1) when an interval's import price is below its
 export price (negative wholesale price with GST on import) the LP would import and export at
@@ -43,11 +51,17 @@ from typing import Literal
 import numpy as np
 import scipy.sparse as sp
 
+from csms.v2g.bounds import MAX_PLAN_CELLS, SITE_LIMIT_KW, SITE_POWER_KW
 from csms.v2g.prices import PriceSeries, hours_overlap
 from csms.v2g.vehicle import VehicleSession
 
-SHORTFALL_PENALTY_C_KWH = 1.0e5
+# The shortfall penalty per kWh: this many times the most a kWh at departure can be worth.
+SHORTFALL_PENALTY_FACTOR = 100.0
+# Target met when the SoC at departure is within this of it (a fraction of capacity).
+TARGET_TOLERANCE_SOC = 1e-6
 Backend = Literal["highspy", "scipy"]
+# The solver stops after this long (PlanError): a last bound on a plan's cost.
+SOLVER_TIME_LIMIT_S = 60.0
 
 
 class PlanError(RuntimeError):
@@ -58,6 +72,12 @@ class PlanError(RuntimeError):
 class SiteLimits:
     import_limit_kw: float | None = None
     export_limit_kw: float | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("import_limit_kw", "export_limit_kw"):
+            value = getattr(self, name)
+            if value is not None:
+                SITE_LIMIT_KW.check(value, name)
 
 
 @dataclass(frozen=True)
@@ -72,8 +92,14 @@ class PlanInputs:
     def __post_init__(self) -> None:
         if self.now.tzinfo is None:
             raise ValueError("now must be timezone-aware")
-        if self.site_base_kw is not None and len(self.site_base_kw) != len(self.prices):
-            raise ValueError("site_base_kw needs one value per price interval")
+        if self.site_base_kw is not None:
+            if len(self.site_base_kw) != len(self.prices):
+                raise ValueError("site_base_kw needs one value per price interval")
+            base = np.asarray(self.site_base_kw, dtype=float)
+            bad = ~np.isfinite(base) | (np.abs(base) > SITE_POWER_KW.high)
+            if bad.any():
+                k = int(np.argmax(bad))
+                SITE_POWER_KW.check(float(base[k]), f"site_base_kw[{k}]")
         ids = [s.vehicle_id for s in self.sessions]
         if len(set(ids)) != len(ids):
             raise ValueError("vehicle ids must be unique within a plan")
@@ -132,7 +158,7 @@ class _VehicleBlock:
     hours: np.ndarray
     col: int  # column of c_0; d at col + n, s at col + 2n
     slack_col: int
-    target_kwh: float
+    target_soc: float  # what the plan aims for (the session's, capped at soc_max)
     warnings: list[str]
 
 
@@ -152,6 +178,13 @@ def build_and_solve(inputs: PlanInputs, backend: Backend = "highspy") -> SitePla
     if end <= first:
         raise PlanError("no price intervals between now and the last departure")
     n_t = end - first
+    cells = n_t * max(1, len(inputs.sessions))
+    if cells > MAX_PLAN_CELLS:
+        raise PlanError(
+            f"plan too large: {len(inputs.sessions)} vehicle(s) x {n_t} intervals = {cells:,} "
+            f"cells > {MAX_PLAN_CELLS:,}; use fewer vehicles, a nearer departure or longer "
+            f"intervals"
+        )
     starts = [prices.interval_start(first + t) for t in range(n_t)]
     step = prices.interval
     site_hours = np.array([hours_overlap(s, s + step, inputs.now, s + step) for s in starts])
@@ -196,14 +229,17 @@ def build_and_solve(inputs: PlanInputs, backend: Backend = "highspy") -> SitePla
                 f"full charge power): the plan maximises SoC at departure instead"
             )
         n = hi - lo
-        blocks.append(
-            _VehicleBlock(session, lo, h, col, col + 3 * n, target * vehicle.capacity_kwh, notes)
-        )
+        blocks.append(_VehicleBlock(session, lo, h, col, col + 3 * n, target, notes))
         col += 3 * n + 1
     n_vehicle_cols = col
     imp_col, exp_col = n_vehicle_cols, n_vehicle_cols + n_t
     n_cols = n_vehicle_cols + 2 * n_t
 
+    # Scale: every cost is divided by the largest price or wear of the plan (>= 1 c/kWh).
+    planned = [blk for blk in blocks if blk.hours.size]
+    wear_max = max((blk.session.vehicle.wear_c_kwh for blk in planned), default=0.0)
+    price_max = float(max(np.abs(p_imp).max(), np.abs(p_exp_true).max()))
+    scale = max(1.0, price_max, wear_max)
     cost = np.zeros(n_cols)
     col_lower = np.zeros(n_cols)
     col_upper = np.full(n_cols, np.inf)
@@ -221,7 +257,7 @@ def build_and_solve(inputs: PlanInputs, backend: Backend = "highspy") -> SitePla
             continue
         v = b.session.vehicle
         cap = v.capacity_kwh
-        s0 = b.session.soc * cap
+        s0 = b.session.soc
         eta_c, eta_d = v.charge_efficiency, v.discharge_efficiency
         c_cols = b.col + np.arange(n)
         d_cols = c_cols + n
@@ -233,17 +269,20 @@ def build_and_solve(inputs: PlanInputs, backend: Backend = "highspy") -> SitePla
         col_upper[d_cols] = np.where(
             negative_price[t_idx] | (not may_discharge), 0.0, v.max_discharge_kw
         )
-        col_lower[s_cols] = min(v.reserve_soc, b.session.soc) * cap
-        col_upper[s_cols] = max(v.soc_max, b.session.soc) * cap
+        col_lower[s_cols] = min(v.reserve_soc, b.session.soc)
+        col_upper[s_cols] = max(v.soc_max, b.session.soc)
         col_upper[b.slack_col] = np.inf
-        cost[c_cols] = v.wear_c_kwh * b.hours
-        cost[d_cols] = v.wear_c_kwh * b.hours
-        cost[b.slack_col] = SHORTFALL_PENALTY_C_KWH
+        cost[c_cols] = v.wear_c_kwh * b.hours / scale
+        cost[d_cols] = v.wear_c_kwh * b.hours / scale
+        # A kWh stored at departure is worth at most (price + wear) / eta_c to buy, or
+        # (price + wear) x eta_d not to sell: the penalty (per unit of SoC) outweighs both.
+        worth_c_kwh = (price_max + v.wear_c_kwh + 1.0) / (eta_c * eta_d)
+        cost[b.slack_col] = SHORTFALL_PENALTY_FACTOR * worth_c_kwh * cap / scale
         # SoC dynamics rows
         soc_rows = row + np.arange(n)
         rows += [soc_rows, soc_rows[1:], soc_rows, soc_rows]
         cols += [s_cols, s_cols[:-1], c_cols, d_cols]
-        vals += [np.ones(n), -np.ones(n - 1), -eta_c * b.hours, b.hours / eta_d]
+        vals += [np.ones(n), -np.ones(n - 1), -eta_c * b.hours / cap, b.hours / (eta_d * cap)]
         rhs = np.zeros(n)
         rhs[0] = s0
         row_lower.append(rhs)
@@ -253,7 +292,7 @@ def build_and_solve(inputs: PlanInputs, backend: Backend = "highspy") -> SitePla
         rows += [np.array([row, row])]
         cols += [np.array([s_cols[-1], b.slack_col])]
         vals += [np.ones(2)]
-        row_lower.append(np.array([b.target_kwh]))
+        row_lower.append(np.array([b.target_soc]))
         row_upper.append(np.array([np.inf]))
         row += 1
         # site balance: imp - exp - share x (c - d) = base
@@ -266,8 +305,8 @@ def build_and_solve(inputs: PlanInputs, backend: Backend = "highspy") -> SitePla
     vals += [np.ones(n_t), -np.ones(n_t)]
     row_lower.insert(0, base)
     row_upper.insert(0, base)
-    cost[imp_col + site_rows] = site_hours * p_imp
-    cost[exp_col + site_rows] = -site_hours * p_exp
+    cost[imp_col + site_rows] = site_hours * p_imp / scale
+    cost[exp_col + site_rows] = -site_hours * p_exp / scale
     limits = inputs.site_limits
     if limits.import_limit_kw is not None:
         col_upper[imp_col + site_rows] = np.maximum(limits.import_limit_kw, base)
@@ -280,7 +319,9 @@ def build_and_solve(inputs: PlanInputs, backend: Backend = "highspy") -> SitePla
     model = _Model(
         cost, col_lower, col_upper, matrix, np.concatenate(row_lower), np.concatenate(row_upper)
     )
+    _check_finite(model)
     x, objective = _solve_highspy(model) if backend == "highspy" else _solve_scipy(model)
+    objective *= scale
 
     plans: dict[str, VehiclePlan] = {}
     site_net = base.copy()
@@ -307,13 +348,16 @@ def build_and_solve(inputs: PlanInputs, backend: Backend = "highspy") -> SitePla
         stored = x[b.col + 2 * n : b.col + 3 * n]
         power = np.where(np.abs(c - d) < 1e-7, 0.0, c - d)
         site_net[b.first : b.first + n] += power * b.hours / site_hours[b.first : b.first + n]
-        shortfall = x[b.slack_col]
-        met = shortfall <= 1e-6
         notes = list(b.warnings)
-        soc = np.clip(stored / s.vehicle.capacity_kwh, 0.0, 1.0)
+        soc = np.clip(stored, 0.0, 1.0)
+        # Judged on the SoC itself, relative to capacity (an absolute kWh tolerance called a
+        # 1e-9 kWh battery at 20 % "met" against an 80 % target).
+        met = bool(soc[-1] >= b.target_soc - TARGET_TOLERANCE_SOC)
         if not met and not notes:
+            limited = limits != SiteLimits() or inputs.site_base_kw is not None
             notes.append(
-                f"departure target {s.target_soc:.1%} not met ({soc[-1]:.1%}): site limits"
+                f"departure target {s.target_soc:.1%} not met ({soc[-1]:.1%}): "
+                + ("site limits" if limited else "the solver found no way to reach it")
             )
         begin = inputs.now if s.arrival is None else max(inputs.now, s.arrival)
         plans[s.vehicle_id] = VehiclePlan(
@@ -343,6 +387,18 @@ def build_and_solve(inputs: PlanInputs, backend: Backend = "highspy") -> SitePla
     )
 
 
+def _check_finite(model: _Model) -> None:
+    """Inputs are bounded before they get here, so this is a bug guard: HiGHS given a NaN
+    cost spins without end (seen with a NaN wear cost), so refuse the model instead."""
+    bounds = (model.col_lower, model.col_upper, model.row_lower, model.row_upper)
+    if (
+        not np.isfinite(model.cost).all()
+        or not np.isfinite(model.matrix.data).all()
+        or any(np.isnan(v).any() for v in bounds)
+    ):
+        raise PlanError("internal error: the plan's model holds a non-finite number")
+
+
 def _solve_highspy(model: _Model) -> tuple[np.ndarray, float]:
     import highspy
 
@@ -363,6 +419,7 @@ def _solve_highspy(model: _Model) -> tuple[np.ndarray, float]:
     lp.a_matrix_.num_row_ = n_rows
     solver = highspy.Highs()
     solver.setOptionValue("output_flag", False)
+    solver.setOptionValue("time_limit", SOLVER_TIME_LIMIT_S)
     solver.passModel(lp)
     solver.run()
     status = solver.getModelStatus()
@@ -389,6 +446,7 @@ def _solve_scipy(model: _Model) -> tuple[np.ndarray, float]:
         b_eq=model.row_lower[equal],
         bounds=np.column_stack([model.col_lower, model.col_upper]),
         method="highs",
+        options={"time_limit": SOLVER_TIME_LIMIT_S},
     )
     if result.status != 0:
         raise PlanError(f"HiGHS (scipy) could not solve the plan: {result.message}")

@@ -14,6 +14,8 @@ from datetime import UTC, date, datetime, timedelta, timezone
 
 import numpy as np
 
+from csms.v2g import bounds as b
+
 AEST = timezone(timedelta(hours=10), "AEST")  # NEM time: UTC+10 all year, no daylight saving
 
 
@@ -35,8 +37,11 @@ class PriceSeries:
             raise ValueError("import and export prices must have the same length")
         if not self.import_c_kwh:
             raise ValueError("a PriceSeries needs at least one interval")
-        if not all(math.isfinite(v) for v in (*self.import_c_kwh, *self.export_c_kwh)):
-            raise ValueError("prices must be finite numbers")
+        for name, values in (
+            ("import_c_kwh", self.import_c_kwh),
+            ("export_c_kwh", self.export_c_kwh),
+        ):
+            _check_prices(values, name)
         object.__setattr__(self, "start", self.start.astimezone(UTC))
 
     def __len__(self) -> int:
@@ -98,6 +103,15 @@ class PriceSeries:
         )
 
 
+def _check_prices(values: Sequence[float], name: str) -> None:
+    """Every price finite and within PRICE_C_KWH (the range the planner is robust for)."""
+    array = np.asarray(values, dtype=float)
+    bad = ~np.isfinite(array) | (array < b.PRICE_C_KWH.low) | (array > b.PRICE_C_KWH.high)
+    if bad.any():
+        k = int(np.argmax(bad))
+        b.PRICE_C_KWH.check(float(array[k]), f"{name}[{k}]")
+
+
 @dataclass(frozen=True)
 class NemTariff:
     """How wholesale RRP ($/MWh) becomes what a household pays and is paid (c/kWh).
@@ -110,6 +124,12 @@ class NemTariff:
     gst_rate: float = 0.10
     export_offset_c_kwh: float = 0.0
 
+    def __post_init__(self) -> None:
+        # With these bounds and RRP within RRP_PER_MWH, both prices stay within PRICE_C_KWH.
+        b.TARIFF_ADDER_C_KWH.check(self.retail_margin_c_kwh, "retail_margin_c_kwh")
+        b.GST_RATE.check(self.gst_rate, "gst_rate")
+        b.TARIFF_ADDER_C_KWH.check(self.export_offset_c_kwh, "export_offset_c_kwh")
+
     def import_price(self, rrp_per_mwh: float) -> float:
         return (rrp_per_mwh / 10.0 + self.retail_margin_c_kwh) * (1.0 + self.gst_rate)
 
@@ -121,12 +141,33 @@ class PriceFileError(ValueError):
     """A price or site file that cannot be read; the message names the line."""
 
 
+def _number(text: str, bound: b.Bound, what: str, line_no: int, column: str) -> float:
+    """A finite number within `bound` from one cell, else PriceFileError naming line and
+    column (float() alone accepts 'nan' and 'inf')."""
+    try:
+        return b.finite_in_range(float(text), bound, f"{what} line {line_no}, column {column}")
+    except b.BoundError as exc:
+        raise PriceFileError(str(exc)) from exc
+    except ValueError as exc:
+        raise PriceFileError(f"{what} line {line_no}, column {column}: {exc}") from exc
+
+
 def _uniform_interval(times: Sequence[datetime], what: str) -> timedelta:
     if len(times) < 2:
         raise PriceFileError(f"{what}: need at least two rows to know the interval length")
+    for moment in (times[0], times[-1]):
+        try:  # far-off years would overflow datetime arithmetic later
+            b.check_time(moment, what)
+        except b.BoundError as exc:
+            raise PriceFileError(str(exc)) from exc
     interval = times[1] - times[0]
     if interval <= timedelta(0):
         raise PriceFileError(f"{what}: times must increase")
+    seconds = interval.total_seconds()
+    if not b.PRICE_INTERVAL_S.low <= seconds <= b.PRICE_INTERVAL_S.high:
+        raise PriceFileError(
+            f"{what}: interval of {seconds:g} s is outside {b.PRICE_INTERVAL_S.describe()}"
+        )
     for i in range(2, len(times)):
         if times[i] - times[i - 1] != interval:
             raise PriceFileError(
@@ -163,11 +204,13 @@ def parse_nem_price_and_demand(
     ends: list[datetime] = []
     rrps: list[float] = []
     for line_no, row in enumerate(rows[1:], start=2):
-        if region is not None and row[i_region].strip() != region:
-            continue
         try:
+            if region is not None and row[i_region].strip() != region:
+                continue
             end = datetime.strptime(row[i_date].strip(), "%Y/%m/%d %H:%M:%S")
-            rrp = float(row[i_rrp])
+            rrp = _number(row[i_rrp], b.RRP_PER_MWH, "NEM file", line_no, "RRP")
+        except PriceFileError:
+            raise
         except (ValueError, IndexError) as exc:
             raise PriceFileError(f"NEM file line {line_no}: {exc}") from exc
         ends.append(end.replace(tzinfo=AEST))
@@ -202,8 +245,14 @@ def parse_simple_prices(text: str, default_tz: timezone = UTC) -> PriceSeries:
     for line_no, row in enumerate(rows[1:], start=2):
         try:
             starts.append(_parse_time(row[0], default_tz))
-            imports.append(float(row[1]))
-            exports.append(float(row[2]) if has_export else imports[-1])
+            imports.append(_number(row[1], b.PRICE_C_KWH, "price file", line_no, "import_c_kwh"))
+            exports.append(
+                _number(row[2], b.PRICE_C_KWH, "price file", line_no, "export_c_kwh")
+                if has_export
+                else imports[-1]
+            )
+        except PriceFileError:
+            raise
         except (ValueError, IndexError) as exc:
             raise PriceFileError(f"price file line {line_no}: {exc}") from exc
     interval = _uniform_interval(starts, "price file")
@@ -273,8 +322,10 @@ def parse_ausgrid_household(text: str, tz: timezone = AEST) -> SiteSeries:
     for line_no, row in enumerate(rows[1:], start=2):
         try:
             starts.append(_parse_time(row[0], tz))
-            load.append(float(row[i_load]))
-            solar.append(float(row[i_solar]))
+            load.append(_number(row[i_load], b.HOUSE_LOAD_KW, "household file", line_no, "GC"))
+            solar.append(_number(row[i_solar], b.HOUSE_LOAD_KW, "household file", line_no, "GG"))
+        except PriceFileError:
+            raise
         except (ValueError, IndexError) as exc:
             raise PriceFileError(f"household file line {line_no}: {exc}") from exc
     interval = _uniform_interval(starts, "household file")

@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
+from csms.v2g import bounds as b
+
 
 class Chemistry(StrEnum):
     LFP = "LFP"
@@ -71,24 +73,22 @@ class Vehicle:
     degradation_c_kwh: float | None = None
 
     def __post_init__(self) -> None:
-        if not self.capacity_kwh > 0:
-            raise ValueError(f"capacity_kwh must be > 0, got {self.capacity_kwh}")
-        if self.max_charge_kw < 0 or self.max_discharge_kw < 0:
-            raise ValueError("max_charge_kw and max_discharge_kw must be >= 0")
-        if not 0.0 <= self.soc_min < self.soc_max <= 1.0:
+        # Bounded here so that no caller (CLI, API, stored record) can hand the planner a
+        # capacity near 0, a non-finite power or an efficiency that blows up 1/eta.
+        b.CAPACITY_KWH.check(self.capacity_kwh, "capacity_kwh")
+        b.VEHICLE_POWER_KW.check(self.max_charge_kw, "max_charge_kw")
+        b.VEHICLE_POWER_KW.check(self.max_discharge_kw, "max_discharge_kw")
+        b.SOC_FRACTION.check(self.soc_min, "soc_min")
+        b.SOC_FRACTION.check(self.soc_max, "soc_max")
+        if not self.soc_min < self.soc_max:
             raise ValueError(
                 f"need 0 <= soc_min < soc_max <= 1, got {self.soc_min}..{self.soc_max}"
             )
-        if not 0.0 < self.round_trip_efficiency <= 1.0:
-            raise ValueError(
-                f"round_trip_efficiency must be in (0, 1], got {self.round_trip_efficiency}"
-            )
+        b.ROUND_TRIP_EFFICIENCY.check(self.round_trip_efficiency, "round_trip_efficiency")
         for name in ("driving_reserve_soc", "backup_reserve_soc"):
-            value = getattr(self, name)
-            if not 0.0 <= value <= 1.0:
-                raise ValueError(f"{name} must be in [0, 1], got {value}")
-        if self.degradation_c_kwh is not None and self.degradation_c_kwh < 0:
-            raise ValueError("degradation_c_kwh must be >= 0")
+            b.SOC_FRACTION.check(getattr(self, name), name)
+        if self.degradation_c_kwh is not None:
+            b.DEGRADATION_C_KWH.check(self.degradation_c_kwh, "degradation_c_kwh")
 
     @property
     def charge_efficiency(self) -> float:
@@ -123,10 +123,8 @@ class VehicleSession:
     arrival: datetime | None = None  # None = already plugged in
 
     def __post_init__(self) -> None:
-        if not 0.0 <= self.soc <= 1.0:
-            raise ValueError(f"soc must be in [0, 1], got {self.soc}")
-        if not 0.0 <= self.target_soc <= 1.0:
-            raise ValueError(f"target_soc must be in [0, 1], got {self.target_soc}")
+        b.SOC_FRACTION.check(self.soc, "soc")
+        b.SOC_FRACTION.check(self.target_soc, "target_soc")
         if self.departure.tzinfo is None:
             raise ValueError("departure must be timezone-aware")
         if self.arrival is not None and self.arrival.tzinfo is None:

@@ -104,7 +104,7 @@ def test_plan_on_simple_csv(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
         (("--departure", "tomorrow"), "not an ISO 8601 time"),
         (("--start", "2024-08-01T00:00"), "outside the prices"),
         (("--efficiency", "1.5"), "round-trip efficiency"),
-        (("--capacity-kwh", "0"), "capacity_kwh"),
+        (("--capacity-kwh", "0"), "--capacity-kwh"),
     ],
 )
 def test_bad_input_is_a_clear_error(
@@ -156,7 +156,7 @@ def test_output_piped_into_a_reader_that_leaves_early_is_not_a_traceback(
     command = [sys.executable, "-m", "csms", "v2g", "plan", "--prices", str(prices)]
     command += ["--capacity-kwh", "40", "--soc", "50", "--target-soc", "80"]
     command += ["--departure", "2024-08-14T07:30", "--max-charge-kw", "7"]
-    command += ["--max-discharge-kw", "7"]
+    command += ["--max-discharge-kw", "7", "--max-horizon-h", "240"]  # 9 days: above 7 days
     with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE) as process:
         assert process.stdout is not None and process.stderr is not None
         assert process.stdout.read(10)  # like `| head -c 10`
@@ -164,3 +164,177 @@ def test_output_piped_into_a_reader_that_leaves_early_is_not_a_traceback(
         err = process.stderr.read().decode()
         assert process.wait(timeout=60) == 0, err
     assert "Traceback" not in err and "BrokenPipe" not in err
+
+
+# ---- finding 11: non-finite and out-of-range numbers on every option -------------------------
+
+
+def _with(change: tuple[str, str]) -> list[str]:
+    argv = list(BASE)
+    if change[0] in argv:
+        argv[argv.index(change[0]) + 1] = change[1]
+    else:
+        argv += list(change)
+    return argv
+
+
+# Every numeric option of `csms v2g plan`, with a value that must be refused.
+NUMERIC_OPTION_ERRORS = [
+    ("--retail-margin", "nan"),
+    ("--retail-margin", "inf"),
+    ("--retail-margin", "5000"),
+    ("--gst", "nan"),
+    ("--gst", "-2"),
+    ("--gst", "0.9"),
+    ("--export-offset", "nan"),
+    ("--export-offset", "-inf"),
+    ("--degradation-c-kwh", "nan"),
+    ("--degradation-c-kwh", "-1"),
+    ("--max-charge-kw", "nan"),
+    ("--max-charge-kw", "inf"),
+    ("--max-charge-kw", "-7"),
+    ("--max-discharge-kw", "nan"),
+    ("--max-discharge-kw", "1e6"),
+    ("--capacity-kwh", "1e-9"),
+    ("--capacity-kwh", "nan"),
+    ("--capacity-kwh", "5e-324"),
+    ("--soc", "nan"),
+    ("--target-soc", "inf"),
+    ("--reserve-soc", "nan"),
+    ("--reserve-soc", "101"),
+    ("--efficiency", "nan"),
+    ("--efficiency", "1e-9"),
+    ("--max-horizon-h", "nan"),
+    ("--max-horizon-h", "0"),
+    ("--max-horizon-h", "1e9"),
+]
+
+
+@pytest.mark.parametrize(("option", "value"), NUMERIC_OPTION_ERRORS)
+def test_finding11_every_numeric_option_refuses_non_finite_and_out_of_range(
+    capsys: pytest.CaptureFixture[str], option: str, value: str
+) -> None:
+    code, out, err = run(capsys, _with((option, value)))
+    assert code == 2
+    assert out == ""
+    assert option in err  # the error names the option
+    assert "Traceback" not in err and err.count("\n") == 1  # one line
+
+
+def test_finding11_capacity_1e_9_was_target_met_at_20_percent(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The old plan called a 1e-9 kWh battery at 20 % 'target met' against 80 %: now the
+    capacity is refused, and the smallest accepted battery (1 kWh) really reaches 80 %."""
+    code, _, err = run(capsys, _with(("--capacity-kwh", "1e-9")))
+    assert code == 2 and "--capacity-kwh" in err
+    code, out, err = run(capsys, _with(("--capacity-kwh", "1")))
+    assert code == 0, err
+    summary = json.loads(out)["summary"]
+    assert summary["target_met"] is True
+    assert summary["soc_at_departure"] >= 80.0 - 1e-3
+
+
+def test_finding11_target_met_is_judged_on_the_soc_not_on_absolute_kwh() -> None:
+    """A target the charger cannot reach is never reported as met, for the smallest and the
+    largest battery accepted (met is now SoC >= target - 1e-6, not shortfall <= 1e-6 kWh)."""
+    from datetime import UTC, datetime, timedelta
+
+    from csms.v2g.optimizer import plan_vehicle
+    from csms.v2g.prices import PriceSeries
+    from csms.v2g.vehicle import Vehicle, VehicleSession
+
+    now = datetime(2024, 8, 5, tzinfo=UTC)
+    prices = PriceSeries(now, timedelta(hours=1), (10.0,) * 4, (5.0,) * 4)
+    for capacity in (1.0, 40.0, 1000.0):
+        vehicle = Vehicle("ev", capacity, capacity / 100.0, 0.0)  # 1 % of capacity per hour
+        session = VehicleSession(vehicle, 0.2, now + timedelta(hours=4), 0.8)
+        plan = plan_vehicle(session, prices, now)
+        assert plan.target_met is False, capacity
+        assert plan.soc_at_departure < 0.8
+        assert "cannot be reached" in " ".join(plan.warnings)
+
+
+def test_finding11_nan_and_inf_prices_name_file_line_and_column(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for bad, column in (("nan,5", "import_c_kwh"), ("12,inf", "export_c_kwh")):
+        prices = tmp_path / "prices.csv"
+        rows = ["start,import_c_kwh,export_c_kwh"]
+        rows += [f"2024-08-05T{h:02d}:00+10:00,12,5" for h in range(24)]
+        rows[5] = f"2024-08-05T04:00+10:00,{bad}"  # file line 6
+        prices.write_text("\n".join(rows))
+        argv = _with(("--start", "2024-08-05T00:00"))
+        argv[argv.index("--prices") + 1] = str(prices)
+        argv[argv.index("--departure") + 1] = "2024-08-05T20:00"
+        code, out, err = run(capsys, argv)
+        assert code == 2 and out == ""
+        assert str(prices) in err and "line 6" in err and column in err, err
+
+
+def test_finding11_nan_rrp_in_a_nem_file_names_line_and_column(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    lines = Path(AUG).read_text(encoding="utf-8-sig").splitlines()
+    cells = lines[3].split(",")
+    header = [h.strip().upper() for h in lines[0].split(",")]
+    cells[header.index("RRP")] = "NaN"
+    lines[3] = ",".join(cells)
+    bad = tmp_path / "nem.csv"
+    bad.write_text("\n".join(lines))
+    code, _, err = run(capsys, _with(("--prices", str(bad))))
+    assert code == 2
+    assert str(bad) in err and "line 4" in err and "RRP" in err, err
+
+
+def test_finding11_prices_beyond_the_physical_range_are_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """+-1e12 $/MWh (1e11 c/kWh) made the plan miss a reachable target and blame 'site
+    limits'; beyond +-20,000 c/kWh (+-200,000 $/MWh) a price is now a clear error."""
+    prices = tmp_path / "prices.csv"
+    rows = ["start,import_c_kwh,export_c_kwh"]
+    rows += [f"2024-08-05T{h:02d}:00+10:00,{1e11 * (-1) ** h},0" for h in range(24)]
+    prices.write_text("\n".join(rows))
+    argv = _with(("--start", "2024-08-05T00:00"))
+    argv[argv.index("--prices") + 1] = str(prices)
+    argv[argv.index("--departure") + 1] = "2024-08-05T20:00"
+    code, _, err = run(capsys, argv)
+    assert code == 2 and "line 2" in err and "import_c_kwh" in err and "20000" in err, err
+
+
+def test_finding11_extreme_prices_within_range_still_meet_a_reachable_target(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    prices = tmp_path / "prices.csv"
+    rows = ["start,import_c_kwh,export_c_kwh"]
+    rows += [
+        f"2024-08-05T{h:02d}:00+10:00,{20000 * (-1) ** h},{-20000 * (-1) ** h}" for h in range(24)
+    ]
+    prices.write_text("\n".join(rows))
+    argv = _with(("--start", "2024-08-05T00:00"))
+    argv[argv.index("--prices") + 1] = str(prices)
+    argv[argv.index("--departure") + 1] = "2024-08-05T20:00"
+    argv[argv.index("--soc") + 1] = "20"
+    code, out, err = run(capsys, argv)
+    assert code == 0, err
+    summary = json.loads(out)["summary"]
+    assert summary["target_met"] is True
+    assert summary["soc_at_departure"] >= 80.0 - 1e-3
+
+
+def test_finding11_departure_beyond_the_horizon_is_a_clear_error(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A departure ten years out ran for over a minute; now it names the horizon limit."""
+    code, out, err = run(capsys, _with(("--departure", "2034-08-06T07:30")))
+    assert code == 2 and out == ""
+    assert "--departure" in err and "168 h" in err and "--max-horizon-h" in err
+    code, _, err = run(capsys, _with(("--departure", "9999-12-31T23:59")))
+    assert code == 2 and "--departure" in err
+    # A departure within a raised limit is planned (prices end first: a warning).
+    code, out, err = run(
+        capsys, [*_with(("--departure", "2024-08-12T07:30")), "--max-horizon-h", "240"]
+    )
+    assert code == 0, err
+    assert any("prices end" in w for w in json.loads(out)["summary"]["warnings"])

@@ -250,7 +250,7 @@ async def upload_nem(
     request: Request,
     region: str | None = None,
     retail_margin_c_kwh: float | None = None,
-    gst: Annotated[float | None, Query(ge=0, le=1)] = None,
+    gst: Annotated[float | None, Query(ge=0, le=0.5, allow_inf_nan=False)] = None,
     export_offset_c_kwh: float | None = None,
 ) -> PricesStoredRead:
     raw = await request.body()
@@ -415,8 +415,8 @@ def _bid_read(bid: Bid | None) -> BidRead | None:
 async def bid(
     v2g: V2g,
     duration_s: Annotated[int, Query(gt=0, le=86400)] = 1800,
-    response_time_s: Annotated[float, Query(gt=0)] = 60.0,
-    min_bid_kw: Annotated[float, Query(ge=0)] = 10.0,
+    response_time_s: Annotated[float, Query(gt=0, allow_inf_nan=False)] = 60.0,
+    min_bid_kw: Annotated[float, Query(ge=0, allow_inf_nan=False)] = 10.0,
 ) -> BidsRead:
     fleet, bids = await v2g.bids(timedelta(seconds=duration_s), response_time_s, min_bid_kw)
     return BidsRead(
@@ -517,7 +517,9 @@ async def frequency_response(
     summary="Grid and backup state of the station, with the estimated backup time",
 )
 async def backup(
-    v2g: V2g, station_id: str, house_load_kw: Annotated[float | None, Query(ge=0)] = None
+    v2g: V2g,
+    station_id: str,
+    house_load_kw: Annotated[float | None, Query(ge=0, allow_inf_nan=False)] = None,
 ) -> BackupRead:
     state = await v2g.backup_state(station_id, house_load_kw)
     return BackupRead(**state.__dict__)
@@ -552,7 +554,7 @@ async def economics(
     vehicle_id: str,
     start: Annotated[datetime, Query(alias="from")],
     end: Annotated[datetime, Query(alias="to")],
-    equipment_cost: Annotated[float, Query(ge=0)] = DEFAULT_EQUIPMENT_COST_AUD,
+    equipment_cost: Annotated[float, Query(ge=0, allow_inf_nan=False)] = DEFAULT_EQUIPMENT_COST_AUD,
 ) -> EconomicsRead:
     if start.tzinfo is None or end.tzinfo is None:
         raise ApiProblem(422, "from/to need a timezone")

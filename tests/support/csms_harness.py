@@ -7,6 +7,7 @@ import asyncio
 import atexit
 import base64
 import contextlib
+import os
 import shutil
 import ssl
 import tempfile
@@ -94,7 +95,7 @@ async def _migrated_copy(target: Path) -> None:
         await upgrade_async(f"sqlite+aiosqlite:///{template}")
         _TEMPLATE_DB = template
     shutil.copyfile(_TEMPLATE_DB, target)
-    target.chmod(0o600)  # as the CSMS itself creates it (else it warns: world-readable)
+    os.chmod(target, 0o600)  # as the CSMS itself creates it (else it warns: world-readable)
 
 
 @contextlib.asynccontextmanager

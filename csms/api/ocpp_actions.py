@@ -15,6 +15,7 @@ from jsonschema import Draft4Validator
 from jsonschema.exceptions import ValidationError
 
 from csms.domain.models import ApiScope
+from csms.ocpp_server import schemas
 
 CSMS_INITIATED_ACTIONS: tuple[str, ...] = (
     "RequestStartTransaction",
@@ -136,7 +137,7 @@ def describe_errors(action: str, kind: str, payload: Any) -> list[dict[str, str]
         leaf = error
         while leaf.context:
             leaf = min(leaf.context, key=lambda e: len(e.context or ()))
-        found.append({"field": _location(leaf), "message": leaf.message})
+        found.append({"field": _location(leaf), "message": schemas.error_message(leaf)})
     return found
 
 

@@ -162,7 +162,22 @@ def check(action: str, kind: str, payload: Any) -> None:
         raise SchemaViolation(code, str(refused.message), path)
     path = "/".join(str(p) for p in error.absolute_path)
     code = _CODE_BY_KEYWORD.get(str(error.validator), "FormatViolation")
-    raise SchemaViolation(code, error.message, path)
+    raise SchemaViolation(code, error_message(error), path)
+
+
+def error_message(error: jsonschema.ValidationError) -> str:
+    """jsonschema's message, without the refused string it quotes where that string may be a
+    secret (a password that is too long, does not match its pattern) or is long junk. An enum
+    or type miss keeps it: operators want to see the `'Later'` they sent."""
+    instance = error.instance
+    if isinstance(instance, str) and instance and (
+        error.validator in _FREE_TEXT_KEYWORDS or len(instance) > 64
+    ):
+        return error.message.replace(repr(instance), "the value")
+    return error.message
+
+
+_FREE_TEXT_KEYWORDS = frozenset({"maxLength", "minLength", "pattern", "format"})
 
 
 # ---- bounds --------------------------------------------------------------------------------

@@ -192,3 +192,25 @@ async def test_finding5_reported_secret_variable_not_shown_by_the_api(api: ApiHa
     answer = await api.client.get("/api/v1/stations/CS1/variables")
     assert answer.status_code == 200 and "BasicAuthPassword" in answer.text
     assert ROTATED not in answer.text and '"1"' in answer.text
+
+
+async def test_finding5_invalid_command_422_does_not_echo_the_secret(api: ApiHarness) -> None:
+    """A SetNetworkProfile whose VPN password breaks the schema (too long) is a 422 naming the
+    field; the refused value itself is never echoed back (jsonschema quotes it)."""
+    secret = "vpn-secret-" + "s" * 40  # longer than the schema allows for vpn.password
+    payload = {
+        "configurationSlot": 1,
+        "connectionData": {
+            "ocppVersion": "OCPP20",
+            "ocppTransport": "JSON",
+            "ocppCsmsUrl": "wss://csms.example/ocpp",
+            "messageTimeout": 30,
+            "securityProfile": 2,
+            "ocppInterface": "Wired0",
+            "vpn": {"server": "s", "user": "u", "password": secret, "key": "k", "type": "IKEv2"},
+        },
+    }
+    answer = await api.client.post("/api/v1/stations/CS1/ocpp/SetNetworkProfile", json=payload)
+    assert answer.status_code == 422, answer.text
+    assert "connectionData" in answer.text and "password" in answer.text
+    assert secret not in answer.text

@@ -170,8 +170,10 @@ def error_message(error: jsonschema.ValidationError) -> str:
     secret (a password that is too long, does not match its pattern) or is long junk. An enum
     or type miss keeps it: operators want to see the `'Later'` they sent."""
     instance = error.instance
-    if isinstance(instance, str) and instance and (
-        error.validator in _FREE_TEXT_KEYWORDS or len(instance) > 64
+    if (
+        isinstance(instance, str)
+        and instance
+        and (error.validator in _FREE_TEXT_KEYWORDS or len(instance) > 64)
     ):
         return error.message.replace(repr(instance), "the value")
     return error.message

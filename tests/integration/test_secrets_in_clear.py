@@ -21,6 +21,7 @@ from csms.persistence import repositories as repo
 from csms.persistence.database import create_private_sqlite_file
 from csms.services.container import build_services
 from tests.support.api_harness import STATION_PASSWORD, ApiHarness, api_harness, harness_settings
+from tests.support.api_payloads import EXAMPLE_REQUESTS
 from tests.support.api_station import ApiTestStation, connected_station
 
 ROTATED = "rotated-secret-0123456789"
@@ -198,18 +199,9 @@ async def test_finding5_invalid_command_422_does_not_echo_the_secret(api: ApiHar
     """A SetNetworkProfile whose VPN password breaks the schema (too long) is a 422 naming the
     field; the refused value itself is never echoed back (jsonschema quotes it)."""
     secret = "vpn-secret-" + "s" * 40  # longer than the schema allows for vpn.password
-    payload = {
-        "configurationSlot": 1,
-        "connectionData": {
-            "ocppVersion": "OCPP20",
-            "ocppTransport": "JSON",
-            "ocppCsmsUrl": "wss://csms.example/ocpp",
-            "messageTimeout": 30,
-            "securityProfile": 2,
-            "ocppInterface": "Wired0",
-            "vpn": {"server": "s", "user": "u", "password": secret, "key": "k", "type": "IKEv2"},
-        },
-    }
+    valid = EXAMPLE_REQUESTS["SetNetworkProfile"]
+    vpn = {"server": "s", "user": "u", "password": secret, "key": "k", "type": "IKEv2"}
+    payload = {**valid, "connectionData": {**valid["connectionData"], "vpn": vpn}}
     answer = await api.client.post("/api/v1/stations/CS1/ocpp/SetNetworkProfile", json=payload)
     assert answer.status_code == 422, answer.text
     assert "connectionData" in answer.text and "password" in answer.text

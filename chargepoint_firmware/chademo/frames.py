@@ -420,8 +420,9 @@ class VehicleDischargeLimits:
 
     @property
     def min_soc_for_discharge(self) -> int | None:
-        """The discharge SoC floor in %, None when the vehicle leaves it unused (0)."""
-        return self.min_soc_for_discharge_pct or None
+        """The discharge SoC floor in %, None when unused (0, or 0xFF "not used": never 255 %)."""
+        value = self.min_soc_for_discharge_pct
+        return value if 0 < value <= 100 else None
 
     @property
     def max_soc_for_charge(self) -> int | None:

@@ -48,10 +48,14 @@ from chargepoint_firmware.chademo.frames import (
 __all__ = [
     "LineError",
     "LogParseError",
+    "LoggedFrame",
     "RawFrame",
     "decode_lines",
+    "detect_format",
     "frame_record",
     "parse_line",
+    "read_lines",
+    "read_log",
 ]
 
 
@@ -224,3 +228,168 @@ def decode_lines(lines: Iterable[str]) -> Iterator[dict[str, Any] | LineError]:
             yield frame_record(RawFrame(number, time, can_id, data))
         except (LogParseError, FrameDecodeError) as error:
             yield LineError(number, line, str(error))
+
+
+# --- File reader: one entry point for every supported log format (finding 4) ---------------
+
+
+@dataclass(frozen=True, slots=True)
+class LoggedFrame:
+    """One CAN frame of a log. `timestamp_s` is None when the log carries no time."""
+
+    line_number: int
+    timestamp_s: float | None
+    arbitration_id: int
+    is_extended: bool
+    data: bytes
+    channel: str | None = None
+    direction: str | None = None  # "rx"/"tx" when the log says so
+
+
+# candump -tA: "(2026-12-05 08:15:00.123456)"
+_ABS_TIME = re.compile(r"^\s*\((\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}(?:\.\d+)?)\)\s+(.*)$")
+_MAX_LINES: Final = 10_000_000  # a log longer than this is cut, reported as one error
+
+
+def _abs_time_s(text: str) -> float:
+    from datetime import UTC, datetime
+
+    return (
+        datetime.strptime(text, "%Y-%m-%d %H:%M:%S.%f" if "." in text else "%Y-%m-%d %H:%M:%S")
+        .replace(tzinfo=UTC)
+        .timestamp()
+    )
+
+
+def _candump_extended(line: str, can_id: int) -> bool:
+    # candump prints 3 hex digits for 11-bit ids and 8 for 29-bit ids.
+    match = _LOGFILE.match(line) or _CLASSIC.match(line)
+    return can_id > 0x7FF or (match is not None and len(match["id"]) == 8)
+
+
+def _csv_columns(header: str) -> dict[str, int] | None:
+    cells = [cell.strip().lower().replace(" ", "") for cell in header.split(",")]
+    if "id" not in cells or "len" not in cells:
+        return None
+    return {name: index for index, name in enumerate(cells)}
+
+
+def _gvret_row(line: str, columns: dict[str, int], number: int) -> LoggedFrame:
+    """A GVRET/SavvyCAN row: "Time Stamp,ID,Extended,[Dir,]Bus,LEN,D1..": signed µs timestamps."""
+    cells = [cell.strip() for cell in line.strip().split(",")]
+    try:
+        first_data = columns.get("d1", columns["len"] + 1)
+        time = float(cells[columns["timestamp"]]) / 1e6 if "timestamp" in columns else None
+        can_id = _check_id(cells[columns["id"]])
+        ext_cell = cells[columns["extended"]].lower() if "extended" in columns else ""
+        length = int(cells[columns["len"]])
+        data_cells = [cell for cell in cells[first_data:] if cell]
+        if not 0 <= length <= 64 or len(data_cells) < length:
+            raise LogParseError(f"LEN {length} but {len(data_cells)} data columns")
+        data = bytes(int(cell, 16) for cell in data_cells[:length])
+    except IndexError:
+        raise LogParseError("CSV row with fewer columns than its header") from None
+    except LogParseError:
+        raise
+    except ValueError as error:
+        raise LogParseError(f"bad CSV value ({error})") from None
+    direction = (
+        cells[columns["dir"]].lower() if "dir" in columns and len(cells) > columns["dir"] else None
+    )
+    channel = cells[columns["bus"]] if "bus" in columns and len(cells) > columns["bus"] else None
+    return LoggedFrame(
+        number, time, can_id, ext_cell in ("true", "1") or can_id > 0x7FF, data, channel, direction
+    )
+
+
+def read_lines(lines: Iterable[str]) -> Iterator[LoggedFrame | LineError]:
+    """Frames of a text log (candump any -t mode, candump -L, GVRET/SavvyCAN CSV).
+
+    Bad lines become LineError (numbered from 1); reading never stops early.
+    """
+    columns: dict[str, int] | None = None
+    for number, line in enumerate(lines, start=1):
+        if number > _MAX_LINES:
+            yield LineError(number, "", f"log longer than {_MAX_LINES} lines: rest not read")
+            return
+        text = line.strip()
+        try:
+            if _CSV_HEADER.match(text):
+                columns = _csv_columns(text)
+                continue
+            if columns is not None and text and not text.startswith(("#", "//")):
+                yield _gvret_row(text, columns, number)
+                continue
+            time_override: float | None = None
+            if match := _ABS_TIME.match(text):
+                time_override = _abs_time_s(match[1])
+                text = f"(0) {match[2]}"
+            parsed = parse_line(text)
+            if parsed is None:
+                continue
+            time, can_id, data = parsed
+            if time_override is not None:
+                time = time_override
+            yield LoggedFrame(number, time, can_id, _candump_extended(text, can_id), data)
+        except (LogParseError, ValueError) as error:
+            yield LineError(number, line, str(error))
+
+
+def detect_format(head: str, name: str = "") -> str:
+    """ "trc", "asc", "blf" or "text" from the first bytes (and the name as a hint)."""
+    if head.startswith("LOGG"):
+        return "blf"
+    if head.lstrip().startswith(";$FILEVERSION") or (
+        name.lower().endswith(".trc") and head.startswith(";")
+    ):
+        return "trc"
+    first = head.lstrip().lower()
+    if first.startswith(("date ", "base hex", "base dec")) or name.lower().endswith(".asc"):
+        return "asc"
+    return "text"
+
+
+def _python_can_frames(path: str, kind: str) -> Iterator[LoggedFrame | LineError]:
+    import can
+
+    reader: Iterable[can.Message]
+    if kind == "trc":
+        reader = can.TRCReader(path)
+    elif kind == "asc":
+        reader = can.ASCReader(path)
+    else:
+        reader = can.BLFReader(path)
+    number = 0
+    try:
+        for number, message in enumerate(reader, start=1):
+            if message.is_remote_frame or message.is_error_frame:
+                yield LineError(number, str(message), "remote or error frame (no data)")
+                continue
+            yield LoggedFrame(
+                number,
+                message.timestamp,
+                message.arbitration_id,
+                message.is_extended_id,
+                bytes(message.data),
+                None if message.channel is None else str(message.channel),
+                None if message.is_rx else "tx",
+            )
+    except Exception as error:  # python-can readers raise many types on malformed input
+        yield LineError(number + 1, "", f"{kind} reader stopped: {error}")
+
+
+def read_log(path: str) -> Iterator[LoggedFrame | LineError]:
+    """Every frame of the log at `path`, any supported format (detected by content).
+
+    Text formats: candump (timestamps none/-ta/-td/-tz/-tA), candump -L, GVRET/SavvyCAN CSV
+    (with or without the Dir column, signed µs timestamps). Binary/vendor formats via
+    python-can: PCAN .trc, Vector .asc, .blf. Raises OSError when the file cannot be opened.
+    """
+    with open(path, "rb") as probe:
+        head = probe.read(256).decode("latin-1")
+    kind = detect_format(head, path)
+    if kind != "text":
+        yield from _python_can_frames(path, kind)
+        return
+    with open(path, encoding="utf-8", errors="replace", newline="") as handle:
+        yield from read_lines(handle)

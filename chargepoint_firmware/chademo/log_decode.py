@@ -50,6 +50,7 @@ __all__ = [
     "LogParseError",
     "LoggedFrame",
     "RawFrame",
+    "decode_frames",
     "decode_lines",
     "detect_format",
     "frame_record",
@@ -186,25 +187,37 @@ def _field_entry(name: str, value: object) -> tuple[str, dict[str, Any]]:
     if isinstance(value, bool):
         return name, {"value": value, "unit": None}
     if name == "state_of_charge":
-        return name, {"value": value, "unit": "%"}
+        # 0x102 byte 6 is a charged rate against the 0x100 reference, not a percentage.
+        return "state_of_charge_raw", {"value": value, "unit": None}
+    if name in ("min_soc_for_discharge_pct", "max_soc_for_charge_pct"):
+        # 0 and 0xFF mean "not used": absent, never 255 %.
+        return name.removesuffix("_pct"), {
+            "value": value if isinstance(value, int) and 0 < value <= 100 else None,
+            "unit": "%",
+        }
     for suffix, unit in _UNIT_SUFFIXES:
         if name.endswith(suffix):
             return name.removesuffix(suffix), {"value": value, "unit": unit}
     return name, {"value": value, "unit": None}
 
 
-def frame_record(raw: RawFrame) -> dict[str, Any]:
+def frame_record(
+    raw: RawFrame, *, is_extended: bool = False, charged_rate_reference: int | None = None
+) -> dict[str, Any]:
     """The JSON-ready record of one frame (see the module docstring).
 
+    An extended (29-bit) id is never decoded as CHAdeMO (0x100 extended is another frame).
+    `charged_rate_reference` (0x100 byte 6 of the same session) scales 0x102's SoC to percent.
     Raises FrameDecodeError when a known id carries the wrong number of bytes.
     """
-    frame = decode(raw.can_id, raw.data)
+    frame = None if is_extended else decode(raw.can_id, raw.data)
     record: dict[str, Any] = {
         "line": raw.line_number,
         "time": raw.time_s,
-        "id": f"{raw.can_id:#05x}",
-        "name": name_of(raw.can_id),
-        "direction": direction_of(raw.can_id),
+        "id": f"{raw.can_id:#010x}" if is_extended else f"{raw.can_id:#05x}",
+        "extended": is_extended,
+        "name": None if is_extended else name_of(raw.can_id),
+        "direction": "unknown" if is_extended else direction_of(raw.can_id),
         "decoded": frame is not None,
         "raw": raw.data.hex(),
     }
@@ -212,6 +225,12 @@ def frame_record(raw: RawFrame) -> dict[str, Any]:
         record["fields"] = dict(
             _field_entry(name, value) for name, value in frame_fields(frame).items()
         )
+        if isinstance(frame, VehicleStatus):
+            pct = frame.soc_pct(charged_rate_reference) if charged_rate_reference else None
+            record["fields"]["state_of_charge"] = {
+                "value": None if pct is None else round(pct, 1),
+                "unit": "%",
+            }
         if isinstance(frame, VehicleStatus | ChargerStatus):
             record["faults"] = sorted(frame.faults())
     return record
@@ -219,15 +238,29 @@ def frame_record(raw: RawFrame) -> dict[str, Any]:
 
 def decode_lines(lines: Iterable[str]) -> Iterator[dict[str, Any] | LineError]:
     """A record per frame line, a LineError per bad line (numbered from 1); never stops early."""
-    for number, line in enumerate(lines, start=1):
+    return decode_frames(read_lines(lines))
+
+
+def decode_frames(
+    items: Iterable[LoggedFrame | LineError],
+) -> Iterator[dict[str, Any] | LineError]:
+    """Records for read_log/read_lines output; tracks the 0x100 SoC reference of the session."""
+    reference: int | None = None
+    for item in items:
+        if isinstance(item, LineError):
+            yield item
+            continue
+        raw = RawFrame(item.line_number, item.timestamp_s, item.arbitration_id, item.data)
         try:
-            parsed = parse_line(line)
-            if parsed is None:
-                continue
-            time, can_id, data = parsed
-            yield frame_record(RawFrame(number, time, can_id, data))
-        except (LogParseError, FrameDecodeError) as error:
-            yield LineError(number, line, str(error))
+            record = frame_record(
+                raw, is_extended=item.is_extended, charged_rate_reference=reference
+            )
+        except FrameDecodeError as error:
+            yield LineError(item.line_number, raw.data.hex(), str(error))
+            continue
+        if record["id"] == "0x100" and "fields" in record:
+            reference = record["fields"]["charged_rate_reference"]["value"] or None
+        yield record
 
 
 # --- File reader: one entry point for every supported log format (finding 4) ---------------

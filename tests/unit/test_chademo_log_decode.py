@@ -124,7 +124,9 @@ def test_cli_on_real_leaf_csv_decodes_every_frame() -> None:
         by_name.setdefault(record["name"], []).append(record)
     status = by_name["VehicleStatus"]
     assert {r["fields"]["target_battery_voltage"]["value"] for r in status} == {410}
-    assert status[-1]["fields"]["state_of_charge"] == {"value": 73, "unit": "%"}
+    # finding 5: the raw byte is a charged rate against 0x100 byte 6 (100 by then here).
+    assert status[-1]["fields"]["state_of_charge_raw"] == {"value": 73, "unit": None}
+    assert status[-1]["fields"]["state_of_charge"] == {"value": 73.0, "unit": "%"}
     assert all(r["faults"] == [] for r in status)
     limits = by_name["VehicleDischargeLimits"]
     assert {r["fields"]["min_discharge_voltage"]["value"] for r in limits} == {250}

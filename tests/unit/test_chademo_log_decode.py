@@ -168,6 +168,7 @@ def test_cli_on_candump_sample_reports_bad_lines_and_continues() -> None:
     assert automaker == {
         "line": 12,
         "time": pytest.approx(1609459222.6),
+        "extended": False,
         "id": "0x700",
         "name": "VehicleAutomakerCode",
         "direction": "ev->charger",

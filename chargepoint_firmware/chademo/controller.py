@@ -197,10 +197,10 @@ class VehicleView:
 
     @property
     def soc_pct(self) -> float | None:
-        if self.status is None:
+        # 0x102 byte 6 is a charged rate against 0x100 byte 6: unknown until 0x100 arrives.
+        if self.status is None or self.charge_limits is None:
             return None
-        reference = self.charge_limits.charged_rate_reference if self.charge_limits else 100
-        return self.status.soc_pct(reference)
+        return self.status.soc_pct(self.charge_limits.charged_rate_reference)
 
     @property
     def max_voltage_v(self) -> float | None:

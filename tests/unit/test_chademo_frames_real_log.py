@@ -90,7 +90,9 @@ def test_soc_trajectory_placeholders_then_73_percent() -> None:
 def test_minimum_discharge_voltage_250_and_discharge_soc_floor_67() -> None:
     limits = [frame for _, frame in of_type(VehicleDischargeLimits)]
     assert {frame.min_discharge_voltage_v for frame in limits} == {250}
-    assert {frame.min_soc_for_discharge for frame in limits} == {255, 67}
+    # finding 5: the early 0xFF is "not used" (absent), never a 255 % floor.
+    assert {frame.min_soc_for_discharge for frame in limits} == {None, 67}
+    assert {frame.min_soc_for_discharge_pct for frame in limits} == {255, 67}  # raw kept
     assert max(frame.max_discharge_current_a for frame in limits) == 15
 
 

@@ -10,7 +10,12 @@ from typing import Any
 import pytest
 
 from chargepoint_firmware.chademo import decode_cli
-from chargepoint_firmware.chademo.frames import VehicleDischargeLimits
+from chargepoint_firmware.chademo.controller import VehicleView
+from chargepoint_firmware.chademo.frames import (
+    VehicleChargeLimits,
+    VehicleDischargeLimits,
+    VehicleStatus,
+)
 from chargepoint_firmware.chademo.log_decode import (
     LineError,
     LoggedFrame,
@@ -180,3 +185,12 @@ def test_finding5_0x200_not_used_0xff_is_absent() -> None:
     assert frame.min_soc_for_discharge is None
     assert frame.max_soc_for_charge is None
     assert frame.to_bytes() == bytes.fromhex("FF000000FA00FFFF")  # raw kept: round trip
+
+
+def test_finding5_controller_soc_needs_the_0x100_reference() -> None:
+    status = VehicleStatus.from_bytes(bytes.fromhex("029A010A00C18F00"))  # raw 143
+    view = VehicleView().with_frame(status, 0.0)
+    assert view.soc_pct is None  # not 143 %
+    limits = VehicleChargeLimits.from_bytes(bytes.fromhex("0000000000B3FF00"))  # ZE1: 0xFF
+    soc = view.with_frame(limits, 0.1).soc_pct
+    assert soc is not None and 56 <= soc <= 57

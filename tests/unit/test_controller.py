@@ -719,7 +719,7 @@ def test_first_nonzero_0x200_limit_of_a_pre_1_1_car_is_masked() -> None:
 
 def test_soc_uses_the_0x100_reference_constant() -> None:
     view = VehicleView().with_frame(VehicleStatus(state_of_charge=120), 0.0)
-    assert view.soc_pct == 120.0  # no 0x100 yet: scale 100
+    assert view.soc_pct is None  # finding 5: no 0x100 yet, the raw byte is not a percentage
     view = view.with_frame(EV_LIMITS.__class__(charged_rate_reference=240), 0.0)
     assert view.soc_pct == pytest.approx(50.0)
 

@@ -1,6 +1,8 @@
-"""Decode CHAdeMO CAN logs (candump text, candump -L, the shared CSV) into JSON-ready records.
+"""Read CAN logs of every common format and decode CHAdeMO frames into JSON-ready records.
 
-Pure: takes lines, yields dicts; no file or clock access (see decode_cli.py for the command).
+`read_log(path)` is the one reader (also for the replay harness): it yields a LoggedFrame per
+frame and a LineError per bad line, detecting the format by content. The line parsing and the
+decoding are pure; only read_log opens files.
 
 Accepted line layouts (detected per line, so a file may mix them):
 - candump -L / log file: ``(1609459200.123456) can0 102#0123456789ABCDEF`` (optionally a
@@ -21,8 +23,11 @@ One record per frame:
 - ``time`` is seconds (null if the line has none); ``id`` is lower-case hex with ``0x``.
 - ``fields``: every dataclass field of the frame, keyed by its name without the unit suffix,
   as ``{"value": v, "unit": u}``; ``unit`` is "V", "A", "s", "min", "%", "Wh" or null for
-  flags, counters and protocol numbers. ``state_of_charge`` is the raw byte (unit "%" of the
-  0x100 byte-6 constant, normally 100).
+  flags, counters and protocol numbers. 0x102: ``state_of_charge_raw`` is byte 6 (a charged
+  rate, no unit) and ``state_of_charge`` is it scaled by the session's last 0x100 byte 6
+  ("charged rate reference"), in %, null until a 0x100 is seen. 0x200's SoC limits are null
+  when "not used" (0 or 0xFF).
+- ``extended``: true for a 29-bit id, which is never decoded as CHAdeMO (``id`` has 8 digits).
 - ``faults`` (0x102 and 0x109 only): sorted names of the active stop/fault flags.
 - An id the codec does not decode: ``"decoded": false``, ``name`` from the ids seen on CHAdeMO
   buses (or null) and ``direction`` "unknown" unless known; ``raw`` always holds the data.

@@ -194,3 +194,27 @@ def test_finding5_controller_soc_needs_the_0x100_reference() -> None:
     limits = VehicleChargeLimits.from_bytes(bytes.fromhex("0000000000B3FF00"))  # ZE1: 0xFF
     soc = view.with_frame(limits, 0.1).soc_pct
     assert soc is not None and 56 <= soc <= 57
+
+
+def test_finding4_blf_read_through_python_can(tmp_path: Path) -> None:
+    import can
+
+    path = tmp_path / "leaf.blf"
+    with can.BLFWriter(str(path)) as writer:
+        for t, can_id, data in _leaf_head():
+            writer.on_message_received(
+                can.Message(timestamp=1609459200 + t, arbitration_id=can_id, data=data)
+            )
+    frames, errors = _split(path)
+    assert errors == []
+    assert [(f.arbitration_id, f.data) for f in frames] == [(c, d) for _, c, d in _leaf_head()]
+
+
+def test_finding4_broken_trc_line_does_not_stop_reading(tmp_path: Path) -> None:
+    # python-can's TRCReader skips a line it cannot parse (it does not report it to us).
+    path = tmp_path / "broken.trc"
+    text = (DATA / "leaf-excerpt.trc").read_text()
+    path.write_text(text + "     99)      1.0  Rx  zz 8  00\n")
+    frames, errors = _split(path)
+    assert len(frames) == 13
+    assert errors == []

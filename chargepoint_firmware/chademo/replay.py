@@ -7,7 +7,9 @@ stand in for our power stage and sensors:
 - d1: the real charger's first frame (a charger only talks once d1 is on); without charger
   frames, the first vehicle frame;
 - lock feedback: the real 0x109 b5.2 ("connector locked or energising"; a charger locks before it
-  energises, so the bit set means locked);
+  energises, so the bit set means locked). If it first rises with the output already energised
+  (>= 10 V, e.g. a ZE1 charger at 484 V), the real lock time is not on the bus: our lock is then
+  taken as confirmed one tick after ours commands it;
 - terminal voltage / current: the real 0x109 bytes 1-3, but only once ours has energised (its
   insulation test on): before that our terminals are dead, whatever the real charger did;
 - insulation test: passed once the real test voltage (> 100 V) has come back below 20 V, failed
@@ -24,7 +26,8 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Final
+from pathlib import Path
+from typing import Final, TextIO
 
 from chargepoint_firmware.chademo import controller as c
 from chargepoint_firmware.chademo.frames import (
@@ -254,6 +257,11 @@ def replay(
     excess_peak = (0.0, 0.0)
     differences: list[Difference] = []
     notes: list[str] = []
+    # b5.2 first raised while energising: it says nothing about when the real lock closed.
+    lock_hidden = real.lock_flag is not None and (
+        real.lock_flag_voltage_v >= c.SAFE_TERMINAL_VOLTAGE_V
+    )
+    lock_commanded = False
     now = d1_at
     ticks = 0
     while now <= end:
@@ -305,13 +313,16 @@ def replay(
             wanted_direction=c.Direction.DISCHARGE if discharge else c.Direction.CHARGE,
             allowed_current_a=-config.max_discharge_current_a if discharge else real_offered_a,
             vehicle=view,
-            connector_locked=bool(real_status and real_status.connector_locked),
+            connector_locked=lock_commanded
+            if lock_hidden
+            else bool(real_status and real_status.connector_locked),
             insulation=insulation,
             terminal_voltage_v=voltage,
             measured_current_a=measured,
             offered_charge_current_a=real_offered_a,
         )
         state, command = c.step(config, state, inputs)
+        lock_commanded = command.lock
         if our_stop is None and state.state is c.ChargerState.STOPPING:
             our_stop = (now, state.stop_reason, state.error_stop)
         out = command.output_current_a
@@ -339,7 +350,8 @@ def replay(
         )
     if real.lock_flag is not None and real.lock_flag_voltage_v >= c.SAFE_TERMINAL_VOLTAGE_V:
         notes.append(
-            f"0x109 b5.2 rose at {real.lock_flag_voltage_v:.0f} V: it means locked OR energising"
+            f"0x109 b5.2 first rose at {real.lock_flag_voltage_v:.0f} V: it means locked OR "
+            "energising, so it is not lock feedback here (ours' lock taken as confirmed)"
         )
     if real.ev_current_request is None:
         notes.append("the vehicle never requested current (0x102 byte 3 stayed 0)")
@@ -400,3 +412,21 @@ def _stop_differences(
             )
         ]
     return []
+
+
+def run_cli(paths: Sequence[str], out: TextIO, err: TextIO) -> int:
+    """`chargepoint chademo-replay LOG...`: print each report; 1 if any differs, 2 unreadable."""
+    status = 0
+    for path in paths:
+        try:
+            with open(path, encoding="utf-8", errors="replace", newline="") as handle:
+                read = read_gvret_csv(handle)
+        except OSError as error:
+            print(f"chademo-replay: cannot read {path}: {error.strerror or error}", file=err)
+            status = 2
+            continue
+        report = replay(read.frames, name=Path(path).name, skipped_lines=read.skipped)
+        out.write(report.render() + "\n\n")
+        if report.differences and status == 0:
+            status = 1
+    return status

@@ -69,7 +69,7 @@ def test_finding6_lock_flag_counts_from_the_chargers_d1_not_the_cars_early_flag(
     charger: str,
 ) -> None:
     # The ZombieVerter car sets 0x102 b5.0 before the charger talks: b5.2 looks 7.8-20.6 s late
-    # from the car's flag, yet each charger raised it within 1.0 s of its own first frame (EA 1.0 s).
+    # from the car's flag, yet each charger raised it within 1.0 s of its own first frame.
     report = _report(_real(charger))
     real = report.real
     assert real.vehicle_permission is not None and real.lock_flag is not None

@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
 
         return int(decode_run(args.log, sys.stdout))
     if args.command == "chademo-replay":
-        from chargepoint_firmware.chademo.replay import run_cli as replay_run
+        from chargepoint_firmware.chademo.replay_cli import run_cli as replay_run
 
         return replay_run(args.logs, sys.stdout, sys.stderr)
     try:

@@ -26,8 +26,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Final, TextIO
+from typing import Final
 
 from chargepoint_firmware.chademo import controller as c
 from chargepoint_firmware.chademo.frames import (
@@ -412,21 +411,3 @@ def _stop_differences(
             )
         ]
     return []
-
-
-def run_cli(paths: Sequence[str], out: TextIO, err: TextIO) -> int:
-    """`chargepoint chademo-replay LOG...`: print each report; 1 if any differs, 2 unreadable."""
-    status = 0
-    for path in paths:
-        try:
-            with open(path, encoding="utf-8", errors="replace", newline="") as handle:
-                read = read_gvret_csv(handle)
-        except OSError as error:
-            print(f"chademo-replay: cannot read {path}: {error.strerror or error}", file=err)
-            status = 2
-            continue
-        report = replay(read.frames, name=Path(path).name, skipped_lines=read.skipped)
-        out.write(report.render() + "\n\n")
-        if report.differences and status == 0:
-            status = 1
-    return status

@@ -22,8 +22,8 @@ from chargepoint_firmware.chademo.replay import (
     ReplayReport,
     read_gvret_csv,
     replay,
-    run_cli,
 )
+from chargepoint_firmware.chademo.replay_cli import run_cli
 from chargepoint_firmware.interfaces import HardwareEventKind
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "chademo"

@@ -173,3 +173,11 @@ def test_replay_cli_reports_an_unreadable_log(tmp_path: Path) -> None:
     out, err = io.StringIO(), io.StringIO()
     assert run_cli([str(tmp_path / "missing.csv")], out, err) == 2
     assert "cannot read" in err.getvalue()
+
+
+def test_chargepoint_chademo_replay_command(capsys: pytest.CaptureFixture[str]) -> None:
+    from chargepoint_firmware.cli import main
+
+    assert main(["chademo-replay", str(DATA / _real("abb"))]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("## abb-charger-leaf-session.csv") and "- no difference" in out

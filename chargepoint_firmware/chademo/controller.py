@@ -613,7 +613,9 @@ def step(
                 voltage_at = inp.now
                 t.s = replace(t.s, battery_voltage_at=voltage_at)
             # Count from the battery voltage, or from the bound if it never shows.
-            start = min(voltage_at or math.inf, t.s.since + T_BATTERY_VOLTAGE_S)
+            start = t.s.since + T_BATTERY_VOLTAGE_S
+            if voltage_at is not None:  # (a time of 0.0 is a time)
+                start = min(start, voltage_at)
             if inp.now - start > T_EV_CURRENT_REQUEST_S:
                 t.stop("ev_current_request_timeout", error=True)
     elif st is ChargerState.CHARGING:

@@ -3,6 +3,7 @@
 chargepoint run --config station.toml     run the station (OCPP 2.0.1 agent + CHAdeMO)
 chargepoint check-config --config FILE    validate a configuration and print it
 chargepoint chademo-decode LOG            decode a CHAdeMO CAN log to JSON lines, one per frame
+chargepoint chademo-replay LOG...         replay real logs through our charger state machine
 chargepoint simulate ...                  N simulated stations against any CSMS (--help)
 """
 
@@ -30,6 +31,10 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("--config", required=True, help="station TOML file")
     decode = commands.add_parser("chademo-decode", help="decode a CHAdeMO CAN log")
     decode.add_argument("log", help="candump text or the CSV log layout; '-' reads stdin")
+    replay = commands.add_parser(
+        "chademo-replay", help="replay CHAdeMO logs through our charger state machine"
+    )
+    replay.add_argument("logs", nargs="+", help="GVRET/SavvyCAN CSV logs")
     # Listed for --help only: `main` hands everything after `simulate` to its own parser.
     commands.add_parser(
         "simulate", help="run N simulated stations against a CSMS (see --help)", add_help=False
@@ -51,6 +56,10 @@ def main(argv: list[str] | None = None) -> int:
         from chargepoint_firmware.chademo.decode_cli import run as decode_run
 
         return int(decode_run(args.log, sys.stdout))
+    if args.command == "chademo-replay":
+        from chargepoint_firmware.chademo.replay_cli import run_cli as replay_run
+
+        return replay_run(args.logs, sys.stdout, sys.stderr)
     try:
         settings = load_settings(args.config)
     except ConfigError as exc:

@@ -23,9 +23,12 @@ PURE_PACKAGES = (
     "csms/v2g",
     "csms/domain",
 )
-# The `chargepoint chademo-decode` command lives beside the decoder it drives; it is the
-# package's only edge (it opens the log file), so it alone is exempt.
-EDGE_MODULES_INSIDE_PURE_PACKAGES = {"chargepoint_firmware/chademo/decode_cli.py"}
+# The `chargepoint chademo-decode` and `chademo-replay` commands live beside the pure code they
+# drive; they are the package's only edges (they open the log files), so they alone are exempt.
+EDGE_MODULES_INSIDE_PURE_PACKAGES = {
+    "chargepoint_firmware/chademo/decode_cli.py",
+    "chargepoint_firmware/chademo/replay_cli.py",
+}
 
 FORBIDDEN_IMPORT_ROOTS = {
     "aiomqtt",

@@ -154,7 +154,9 @@ def test_finding7_property_jump_trips_latches_and_commands_zero(
     # schedule afterwards, the command stays 0 until reset.
     ticks: list[dict[str, object]] = [{"soc_pct": start}] * (before + 1)
     ticks.append({"soc_pct": start + jump})
-    ticks += [{"soc_pct": s, "requested_current_a": r} for s, r in zip(after, schedule)]
+    ticks += [
+        {"soc_pct": s, "requested_current_a": r} for s, r in zip(after, schedule, strict=False)
+    ]
     decisions = run(ticks)
     assert not any(d.latched_faults for d in decisions[: before + 1])
     assert FAULT_SOC_IMPLAUSIBLE in decisions[before + 1].new_faults
@@ -210,7 +212,7 @@ def test_finding7_property_one_sender_with_jitter_never_conflicts(
 ) -> None:
     # One sender at 100 ms +- 20 ms jitter, any content: frames stay >= 60 ms apart.
     times = [0.1 * i + j for i, j in enumerate(jitter[: len(payloads)])]
-    frames = [(t, 0x102, p) for t, p in zip(times, payloads)]
+    frames = [(t, 0x102, p) for t, p in zip(times, payloads, strict=True)]
     assert not feed(frames).conflict
 
 

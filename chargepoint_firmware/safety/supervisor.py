@@ -49,7 +49,8 @@ Choices where the sources leave room (docs/chademo.md, docs/v2g.md "Safety"):
   * `soc_implausible`: the SoC (charged rate) moves faster than max_soc_rate_pct_per_s
     (5 %/s) x elapsed time + soc_tolerance_pct (2 %, byte rounding). Even 350 kW into a 20 kWh
     pack is under 0.5 %/s, so 5 %/s is far above anything physical. An absent SoC (None, e.g.
-    "not used") keeps the last value as reference.
+    "not used") keeps the last value as reference; SoC is tracked only once 0x100 (whose byte 6
+    scales the 0x102 charged rate) has been received, so the first scaling is no jump.
   * `conflicting_sender`: a second sender of the vehicle's frames was detected
     (`safety.senders`, fed by the receive path).
 - Any NaN or infinite input latches `non_finite_input:<field>` and commands 0.
@@ -304,6 +305,8 @@ def _vehicle_plausibility(
         new.add(FAULT_VEHICLE_LIMITS_CHANGED)
     last_soc, last_at = state.last_soc_pct, state.last_soc_at
     soc, now = inputs.soc_pct, inputs.now
+    if max_v is None:  # 0x100 (its charged-rate reference) not yet received: SoC not scaled yet
+        soc = None
     if soc is not None and last_soc is not None and last_at is not None:
         elapsed = max(0.0, now - last_at)
         if abs(soc - last_soc) > config.max_soc_rate_pct_per_s * elapsed + config.soc_tolerance_pct:

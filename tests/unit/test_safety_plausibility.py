@@ -113,6 +113,15 @@ def test_finding7_soc_absent_frames_and_first_frame_do_not_trip() -> None:
     assert not any(d.latched_faults for d in decisions)
 
 
+def test_finding7_soc_before_0x100_is_not_a_baseline() -> None:
+    # A 0x102 before the first 0x100 is scaled with the default reference (ZE1: 143 %), the
+    # next with the vehicle's (57 %): a change of scale, not a jump.
+    decisions = run(
+        [{"soc_pct": 143.0, "vehicle_max_voltage_v": None}, {"soc_pct": 57.0}, {"soc_pct": 57.0}]
+    )
+    assert not any(d.latched_faults for d in decisions)
+
+
 def test_finding7_conflicting_sender_trips_and_latches_until_reset() -> None:
     decisions = run([{}, {"conflicting_sender": True}, {}])
     assert decisions[1].new_faults == (FAULT_CONFLICTING_SENDER,)

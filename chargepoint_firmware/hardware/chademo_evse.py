@@ -62,6 +62,7 @@ from chargepoint_firmware.safety import (
     supervise,
 )
 from chargepoint_firmware.safety.departure import departure_floor_pct
+from chargepoint_firmware.safety.senders import SenderConfig, SenderState, observe_frame
 
 log = logging.getLogger(__name__)
 
@@ -171,6 +172,8 @@ class ChademoEvse:
         self._cstate = ControllerState(since=clock())
         self._sstate = SafetyState()
         self._vehicle = VehicleView()
+        self._sender_config = SenderConfig()
+        self._senders = SenderState()  # second-sender detector over this session's frames
         self._setpoint = EvseSetpoint(evse_id=config.evse_id, limit=None)
         self._authorized = False
         self._csms_connected = False
@@ -243,6 +246,7 @@ class ChademoEvse:
     def reset_faults(self) -> tuple[str, ...]:
         cleared = tuple(sorted(self._sstate.latched_faults))
         self._sstate = reset_faults(self._sstate)
+        self._senders = SenderState()  # a reset starts the second-sender count afresh
         if cleared:  # the snapshot shows it at once, not only after the next tick
             self._status = replace(
                 self._status,
@@ -332,6 +336,13 @@ class ChademoEvse:
             return
         if frame is None:
             return
+        had_conflict = self._senders.conflict
+        self._senders = observe_frame(
+            self._sender_config, self._senders, self._clock(), msg.arbitration_id, bytes(msg.data)
+        )
+        if self._senders.conflict and not had_conflict and self._cstate.state in ACTIVE_STATES:
+            self._safe_tick()  # the supervisor latches it now, not at the next cycle
+            return
         previous = self._vehicle.status
         self._vehicle = self._vehicle.with_frame(frame, self._clock())
         if isinstance(frame, VehicleStatus) and self._asks_to_stop(previous, frame):
@@ -409,6 +420,10 @@ class ChademoEvse:
             emergency_stop=emergency,
             insulation_fault=insulation_fault,
             vehicle_charging_enabled=bool(status and status.charging_enabled),
+            vehicle_capacity_wh=(
+                float(view.charge_time.total_battery_capacity_wh) if view.charge_time else None
+            ),
+            conflicting_sender=self._senders.conflict and expecting_frames,
         )
         decision = supervise(self._safety_config, self._sstate, safety_inputs)
         self._sstate = decision.state
@@ -454,6 +469,7 @@ class ChademoEvse:
         unplugged = new_state.state is ChargerState.IDLE and cstate.state is not ChargerState.IDLE
         if new_session or unplugged:
             self._vehicle = view = VehicleView()  # forget the last car's frames
+            self._senders = SenderState()
         self._cstate = new_state
         if new_state.state in _AT_REST:
             self._at_rest.set()

@@ -36,6 +36,23 @@ Choices where the sources leave room (docs/chademo.md, docs/v2g.md "Safety"):
   current, not voltage, so the window is the reference.) Default 20 V.
 - CAN silence (latched): more than can_silence_timeout_s (1 s) since the last vehicle frame.
   Before the first vehicle frame the current is 0 without a fault (`no_vehicle_frames`).
+- Vehicle plausibility (latched; finding 7 of issue 12), checked only while vehicle frames are
+  expected (`vehicle_last_frame_at` given), i.e. within one session:
+  * `vehicle_max_voltage_above_rating`: the 0x100 maximum battery voltage is more than
+    vehicle_max_voltage_margin_v (50 V) above the charger's rated output voltage
+    (config.max_voltage_v, announced in 0x108). The CHAdeMO compatibility check refuses an EV
+    whose target voltage exceeds the charger's available output voltage; the EV's maximum is
+    its own cut-off a few percent above its target (Leaf: 435 V for ~410 V), so a maximum far
+    above the rating cannot come from a vehicle that passed the check.
+  * `vehicle_limits_changed`: the 0x100 maximum battery voltage or the 0x101 battery capacity
+    changes within a session (they are constants of the vehicle, checked once at the start).
+  * `soc_implausible`: the SoC (charged rate) moves faster than max_soc_rate_pct_per_s
+    (5 %/s) x elapsed time + soc_tolerance_pct (2 %, byte rounding). Even 350 kW into a 20 kWh
+    pack is under 0.5 %/s, so 5 %/s is far above anything physical. An absent SoC (None, e.g.
+    "not used") keeps the last value as reference; SoC is tracked only once 0x100 (whose byte 6
+    scales the 0x102 charged rate) has been received, so the first scaling is no jump.
+  * `conflicting_sender`: a second sender of the vehicle's frames was detected
+    (`safety.senders`, fed by the receive path).
 - Any NaN or infinite input latches `non_finite_input:<field>` and commands 0.
 - While any fault is latched the command is 0 at once (so <= 5 A within 0.5 s of a stop).
 """
@@ -48,10 +65,14 @@ from typing import Final
 
 __all__ = [
     "FAULT_CAN_SILENCE",
+    "FAULT_CONFLICTING_SENDER",
     "FAULT_CURRENT_DEVIATION",
     "FAULT_EMERGENCY_STOP",
     "FAULT_INSULATION",
     "FAULT_NON_FINITE_PREFIX",
+    "FAULT_SOC_IMPLAUSIBLE",
+    "FAULT_VEHICLE_LIMITS_CHANGED",
+    "FAULT_VEHICLE_MAX_VOLTAGE",
     "FAULT_VEHICLE_PREFIX",
     "FAULT_VOLTAGE_DEVIATION",
     "SafetyConfig",
@@ -70,6 +91,10 @@ FAULT_CURRENT_DEVIATION: Final = "current_deviation"
 FAULT_VOLTAGE_DEVIATION: Final = "voltage_deviation"
 FAULT_VEHICLE_PREFIX: Final = "vehicle_fault:"  # + a VehicleStatus.faults() name
 FAULT_NON_FINITE_PREFIX: Final = "non_finite_input:"  # + the SafetyInputs field name
+FAULT_VEHICLE_MAX_VOLTAGE: Final = "vehicle_max_voltage_above_rating"
+FAULT_VEHICLE_LIMITS_CHANGED: Final = "vehicle_limits_changed"
+FAULT_SOC_IMPLAUSIBLE: Final = "soc_implausible"
+FAULT_CONFLICTING_SENDER: Final = "conflicting_sender"
 
 # limited_by values (besides "fault:<name>")
 LIMIT_REQUEST: Final = "request"
@@ -97,6 +122,9 @@ class SafetyConfig:
     deviation_voltage_v: float = 20.0
     deviation_time_s: float = 5.0
     offline_allows_islanded_backup: bool = True
+    vehicle_max_voltage_margin_v: float = 50.0  # 0x100 max above max_voltage_v that trips
+    max_soc_rate_pct_per_s: float = 5.0  # fastest plausible SoC change
+    soc_tolerance_pct: float = 2.0  # on top of the rate: byte rounding, first frames
 
     def __post_init__(self) -> None:
         for item in fields(self):
@@ -117,6 +145,9 @@ class SafetyConfig:
             "deviation_current_a",
             "deviation_voltage_v",
             "deviation_time_s",
+            "vehicle_max_voltage_margin_v",
+            "max_soc_rate_pct_per_s",
+            "soc_tolerance_pct",
         ):
             if math.isinf(getattr(self, name)):
                 raise ValueError(f"SafetyConfig.{name} must be finite")
@@ -154,6 +185,8 @@ class SafetyInputs:
     # 0x102 byte 5 bit 0: False = the vehicle does not permit energy transfer (not a fault;
     # the controller turns its 1 -> 0 edge into a stop).
     vehicle_charging_enabled: bool = True
+    vehicle_capacity_wh: float | None = None  # 0x101 bytes 5-6 (None/0 = not given)
+    conflicting_sender: bool = False  # safety.senders saw a second sender of 0x100-0x102
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,6 +199,11 @@ class SafetyState:
     current_deviation_since: float | None = None
     voltage_deviation_since: float | None = None
     csms_unreachable_since: float | None = None
+    # The session's vehicle constants and the last SoC seen (None outside a session).
+    session_max_voltage_v: float | None = None
+    session_capacity_wh: float | None = None
+    last_soc_pct: float | None = None
+    last_soc_at: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -242,6 +280,48 @@ def _tightest(candidates: list[tuple[float, str]]) -> tuple[float, str]:
     return best_value, best_name
 
 
+def _vehicle_plausibility(
+    config: SafetyConfig, state: SafetyState, inputs: SafetyInputs, new: set[str]
+) -> SafetyState:
+    """Add the plausibility faults of this tick to `new`; return the state to carry."""
+    if inputs.vehicle_last_frame_at is None:  # no session: forget the last vehicle
+        return replace(
+            state,
+            session_max_voltage_v=None,
+            session_capacity_wh=None,
+            last_soc_pct=None,
+            last_soc_at=None,
+        )
+    if inputs.conflicting_sender:
+        new.add(FAULT_CONFLICTING_SENDER)
+    max_v = inputs.vehicle_max_voltage_v
+    if max_v is not None and max_v > config.max_voltage_v + config.vehicle_max_voltage_margin_v:
+        new.add(FAULT_VEHICLE_MAX_VOLTAGE)
+    seen_v, seen_wh = state.session_max_voltage_v, state.session_capacity_wh
+    capacity = inputs.vehicle_capacity_wh or None  # 0 = not given
+    if (max_v is not None and seen_v is not None and max_v != seen_v) or (
+        capacity is not None and seen_wh is not None and capacity != seen_wh
+    ):
+        new.add(FAULT_VEHICLE_LIMITS_CHANGED)
+    last_soc, last_at = state.last_soc_pct, state.last_soc_at
+    soc, now = inputs.soc_pct, inputs.now
+    if max_v is None:  # 0x100 (its charged-rate reference) not yet received: SoC not scaled yet
+        soc = None
+    if soc is not None and last_soc is not None and last_at is not None:
+        elapsed = max(0.0, now - last_at)
+        if abs(soc - last_soc) > config.max_soc_rate_pct_per_s * elapsed + config.soc_tolerance_pct:
+            new.add(FAULT_SOC_IMPLAUSIBLE)
+    if soc is not None:
+        last_soc, last_at = soc, now
+    return replace(
+        state,
+        session_max_voltage_v=max_v if max_v is not None else seen_v,
+        session_capacity_wh=capacity if capacity is not None else seen_wh,
+        last_soc_pct=last_soc,
+        last_soc_at=last_at,
+    )
+
+
 def _since(condition: bool, started: float | None, now: float) -> float | None:
     if not condition:
         return None
@@ -290,6 +370,9 @@ def supervise(config: SafetyConfig, state: SafetyState, inputs: SafetyInputs) ->
     if voltage_since is not None and now - voltage_since >= config.deviation_time_s:
         new.add(FAULT_VOLTAGE_DEVIATION)
 
+    # A non-finite input already latched its own fault; judge plausibility on sound data only.
+    plausible = state if bad_fields else _vehicle_plausibility(config, state, inputs, new)
+
     # --- offline bookkeeping --------------------------------------------------------------
     if inputs.csms_connected:
         unreachable_since = None
@@ -304,7 +387,7 @@ def supervise(config: SafetyConfig, state: SafetyState, inputs: SafetyInputs) ->
     latched = state.latched_faults | new
     newly_latched = tuple(sorted(new - state.latched_faults))
     carried = replace(
-        state,
+        plausible,
         current_deviation_since=current_since,
         voltage_deviation_since=voltage_since,
         csms_unreachable_since=unreachable_since,

@@ -10,18 +10,38 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
+import can
 import pytest
 
 from chargepoint_firmware.chademo.controller import ChargerState
-from chargepoint_firmware.chademo.frames import ID_CHARGER_STATUS, ChargerStatus
+from chargepoint_firmware.chademo.frames import ID_CHARGER_STATUS, ChargerStatus, encode
 from chargepoint_firmware.hardware.simulation import SimulatedEvse
 from chargepoint_firmware.interfaces import HardwareEventKind
 from tests.support.chademo_sim import Rig, running_sim, start_session, wait_until
 
 STOP_CURRENT_A = 5.0
 STOP_WITHIN_S = 0.5
+
+
+def _second_sender(sim: SimulatedEvse) -> None:
+    """Finding 7: a second device sends 0x102 with other content, interleaved with the car's."""
+    own = sim.vehicle.sent_status[-1][1]
+    spoof = replace(own, charging_current_request_a=120, state_of_charge=95)
+    for frame in (spoof, own, spoof, own):
+        can_id, data = encode(frame)
+        sim.vehicle_bus.send(can.Message(arbitration_id=can_id, data=data, is_extended_id=False))
+
+
+def _claim_max_voltage(sim: SimulatedEvse) -> None:
+    """Finding 7: mid-session the vehicle's 0x100 claims 600 V on a 500 V charger."""
+    sim.vehicle.config.max_voltage_v = 600
+
+
+def _soc_jump(sim: SimulatedEvse) -> None:
+    """Finding 7: the SoC jumps by 43 % from one frame to the next."""
+    sim.vehicle.battery.soc_pct = 30.0
 
 
 @dataclass(frozen=True)
@@ -70,6 +90,9 @@ INJECTIONS = [
         lambda sim: setattr(sim.ports.insulation, "fault", True),
         "insulation_fault",
     ),
+    Injection("finding7_second_sender", _second_sender, "conflicting_sender"),
+    Injection("finding7_max_voltage_claim", _claim_max_voltage, "vehicle_limits_changed"),
+    Injection("finding7_soc_jump", _soc_jump, "soc_implausible"),
 ]
 
 

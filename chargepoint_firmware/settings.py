@@ -208,3 +208,23 @@ def load_settings(path: str | Path | None = None, **overrides: Any) -> StationSe
         raise ConfigError(_describe(exc)) from None
     finally:
         _toml_data.reset(token)
+
+
+# Settings whose values are secrets: never printed (check-config) or logged.
+SECRET_FIELDS = frozenset({"basic_auth_password"})
+
+
+def redact(value: Any) -> Any:
+    """`value` (a model_dump) with every secret replaced by `***` and its length (issue 12 #3)."""
+    if isinstance(value, dict):
+        return {
+            key: (
+                f"*** ({len(str(item))} chars)"
+                if key in SECRET_FIELDS and item is not None
+                else redact(item)
+            )
+            for key, item in value.items()
+        }
+    if isinstance(value, list):
+        return [redact(item) for item in value]
+    return value

@@ -35,6 +35,7 @@ from ocpp.messages import Call, MessageType, get_validator, unpack
 from ocpp.v201 import ChargePoint
 from ocpp.v201.enums import Action
 
+from chargepoint_firmware.ocpp_client import redact
 from chargepoint_firmware.ocpp_client.blocks.authorization import AuthorizationBlock
 from chargepoint_firmware.ocpp_client.blocks.availability import AvailabilityBlock
 from chargepoint_firmware.ocpp_client.blocks.diagnostics import DiagnosticsBlock
@@ -114,6 +115,7 @@ class StationSession(
 ):
     def __init__(self, agent: Agent, connection: Any, response_timeout: float) -> None:
         self.agent = agent
+        redact.install(logging.getLogger("ocpp"))  # the library logs every frame there
         super().__init__(agent.settings.station_id, connection, response_timeout=response_timeout)
 
     async def route_message(self, raw_msg: str) -> None:

@@ -117,6 +117,13 @@ class StationSettings(BaseSettings):
     # Connection behaviour
     reconnect_min_s: float = Field(default=1.0, gt=0)
     reconnect_max_s: float = Field(default=60.0, gt=0)
+    # After a Reset, wait a random min..max seconds before reconnecting, so a CSMS is not hit
+    # again within milliseconds of the close (issue 12 finding 2).
+    reset_reconnect_min_s: float = Field(default=1.0, ge=0, le=60)
+    reset_reconnect_max_s: float = Field(default=3.0, ge=0, le=60)
+    # Reconnect back-off cap while the CSMS refuses the credentials (HTTP 401/403): doubling from
+    # 30 s, jittered, up to this (issue 12 finding 3).
+    auth_failure_backoff_max_s: float = Field(default=600.0, ge=1, le=3600)
     message_timeout_s: float = Field(default=30.0, gt=0)
     ping_interval_s: float = Field(default=30.0, gt=0)
     ping_timeout_s: float = Field(default=30.0, gt=0)

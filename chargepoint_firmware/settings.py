@@ -121,6 +121,9 @@ class StationSettings(BaseSettings):
     # again within milliseconds of the close (issue 12 finding 2).
     reset_reconnect_min_s: float = Field(default=1.0, ge=0, le=60)
     reset_reconnect_max_s: float = Field(default=3.0, ge=0, le=60)
+    # Before closing for a Reset, wait up to this many seconds for the queued messages (the last
+    # TransactionEvent Ended) to be answered (issue 12 finding 2).
+    reset_drain_s: float = Field(default=5.0, ge=0, le=60)
     # Reconnect back-off cap while the CSMS refuses the credentials (HTTP 401/403): doubling from
     # 30 s, jittered, up to this (issue 12 finding 3).
     auth_failure_backoff_max_s: float = Field(default=600.0, ge=1, le=3600)

@@ -462,6 +462,11 @@ class Agent:
             for task in done:
                 if task is not reboot:
                     task.result()  # re-raise what ended it
+            if reboot in done and not deliver.done():
+                # Close only once the CSMS has answered what is queued (bounded): a close
+                # right after the last TransactionEvent loses its answer (issue 12 #2).
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.outbox.wait_empty(), self.settings.reset_drain_s)
         finally:
             await cancel_and_wait(heartbeat, deliver, reboot)
 

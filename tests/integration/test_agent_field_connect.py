@@ -6,7 +6,9 @@ import logging
 from pathlib import Path
 
 import pytest
+from ocpp.v201 import call
 
+from tests.integration.test_agent_transactions import start_remote
 from tests.support.agent_harness import eventually, start_harness
 from tests.support.agent_test_csms import AgentTestCsms
 
@@ -65,5 +67,28 @@ async def test_finding2_reset_reconnect_waits_a_jittered_delay(tmp_path: Path) -
         assert (
             len(set(delays)) > 1
         )  # jittered, so stations reset together do not reconnect together
+    finally:
+        await h.close()
+
+
+async def test_finding2_reset_waits_for_the_ended_answer_before_closing(tmp_path: Path) -> None:
+    # The CSMS answers TransactionEvent after 500 ms: the socket must stay open until then, so
+    # the Ended is delivered once (without the wait it was cut off and resent after reconnect).
+    h = await start_harness(tmp_path)
+    try:
+        tx_id = await start_remote(h)
+        connections = len(h.csms.connections)
+        h.csms.answer_delay_s["TransactionEvent"] = 0.5
+        assert (await h.call(call.Reset(type="Immediate"))).status == "Accepted"
+        await h.csms.wait_for("BootNotification", count=2)
+        ended = [
+            r
+            for r in h.csms.received
+            if r.action == "TransactionEvent" and r.payload["eventType"] == "Ended"
+        ]
+        assert ended[0].payload["transactionInfo"]["transactionId"] == tx_id
+        assert len(ended) == 1  # answered on the first connection, never resent
+        assert len(h.csms.connections) == connections + 1
+        assert h.agent.outbox.discarded == 0
     finally:
         await h.close()

@@ -69,6 +69,8 @@ class _CsmsSide(ChargePoint):
 
     async def route_message(self, raw_msg: str) -> None:
         message = json.loads(raw_msg)
+        if message[0] == 2 and message[2] in self.csms.answer_delay_s:
+            await asyncio.sleep(self.csms.answer_delay_s[message[2]])  # a slow CSMS
         if message[0] == 2 and message[2] in self.csms.silent_actions:
             return  # a CSMS that does not answer (overloaded, or a broken proxy)
         if message[0] == 2 and message[2] in self.csms.error_actions:
@@ -154,6 +156,7 @@ class AgentTestCsms:
     password: str | None = None  # Basic auth (security profile 1) when set
     silent_actions: set[str] = field(default_factory=set)  # CALLs left unanswered
     error_actions: set[str] = field(default_factory=set)  # CALLs answered with a CALLERROR
+    answer_delay_s: dict[str, float] = field(default_factory=dict)  # action -> answer delay
     error_code: str = "InternalError"  # the code of that CALLERROR (or MALFORMED_CALLERROR)
     # idToken -> IdTokenInfo (snake_case) answered to Authorize instead of the default.
     authorize_answers: dict[str, dict[str, Any]] = field(default_factory=dict)

@@ -15,7 +15,7 @@ import json
 import logging
 import sys
 
-from chargepoint_firmware.settings import ConfigError, load_settings
+from chargepoint_firmware.settings import ConfigError, load_settings, redact
 
 SAMPLE_CONFIG = "tests/data/agent/station.toml"
 
@@ -66,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"chargepoint: {exc}", file=sys.stderr)
         return 2
     if args.command == "check-config":
-        print(json.dumps(settings.model_dump(mode="json"), indent=2))
+        print(json.dumps(redact(settings.model_dump(mode="json")), indent=2))
         return 0
     logging.basicConfig(
         level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"

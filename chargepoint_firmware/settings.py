@@ -117,6 +117,16 @@ class StationSettings(BaseSettings):
     # Connection behaviour
     reconnect_min_s: float = Field(default=1.0, gt=0)
     reconnect_max_s: float = Field(default=60.0, gt=0)
+    # After a Reset, wait a random min..max seconds before reconnecting, so a CSMS is not hit
+    # again within milliseconds of the close (issue 12 finding 2).
+    reset_reconnect_min_s: float = Field(default=1.0, ge=0, le=60)
+    reset_reconnect_max_s: float = Field(default=3.0, ge=0, le=60)
+    # Before closing for a Reset, wait up to this many seconds for the queued messages (the last
+    # TransactionEvent Ended) to be answered (issue 12 finding 2).
+    reset_drain_s: float = Field(default=5.0, ge=0, le=60)
+    # Reconnect back-off cap while the CSMS refuses the credentials (HTTP 401/403): doubling from
+    # 30 s, jittered, up to this (issue 12 finding 3).
+    auth_failure_backoff_max_s: float = Field(default=600.0, ge=1, le=3600)
     message_timeout_s: float = Field(default=30.0, gt=0)
     ping_interval_s: float = Field(default=30.0, gt=0)
     ping_timeout_s: float = Field(default=30.0, gt=0)
@@ -208,3 +218,23 @@ def load_settings(path: str | Path | None = None, **overrides: Any) -> StationSe
         raise ConfigError(_describe(exc)) from None
     finally:
         _toml_data.reset(token)
+
+
+# Settings whose values are secrets: never printed (check-config) or logged.
+SECRET_FIELDS = frozenset({"basic_auth_password"})
+
+
+def redact(value: Any) -> Any:
+    """`value` (a model_dump) with every secret replaced by `***` and its length (issue 12 #3)."""
+    if isinstance(value, dict):
+        return {
+            key: (
+                f"*** ({len(str(item))} chars)"
+                if key in SECRET_FIELDS and item is not None
+                else redact(item)
+            )
+            for key, item in value.items()
+        }
+    if isinstance(value, list):
+        return [redact(item) for item in value]
+    return value

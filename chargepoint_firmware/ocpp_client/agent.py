@@ -32,7 +32,7 @@ import ocpp.exceptions
 import ocpp.messages
 from ocpp.v201 import call
 from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
 
 from chargepoint_firmware.interfaces import EvseHardware, HardwareEvent, HardwareEventKind
 from chargepoint_firmware.ocpp_client.auth_cache import AuthCache
@@ -323,13 +323,53 @@ class Agent:
             max_size=2**22,
         )
 
+    def handshake_diagnosis(self, status: int) -> str | None:
+        """What an HTTP refusal of the WebSocket upgrade most likely means (issue 12 #3)."""
+        s = self.settings
+        where = f"station id {s.station_id!r}, security profile {s.security.profile}"
+        if status in (401, 403):
+            return (
+                f"the CSMS refused the credentials (HTTP {status}) for {where}: check "
+                "BasicAuthPassword / station id / security profile (and the client certificate "
+                "for profile 3)"
+            )
+        if status == 404:
+            return (
+                f"the CSMS does not know this station (HTTP 404) for {where}: check the "
+                "station id and the path of csms_url"
+            )
+        if status == 400:
+            return "the CSMS refused the handshake (HTTP 400): check the subprotocol (ocpp2.0.1)"
+        return None
+
+    def auth_failure_delay(self, streak: int) -> float:
+        """Back-off while credentials are refused: 30 s doubling, capped, jittered 50-100 %."""
+        cap = self.settings.auth_failure_backoff_max_s
+        return min(cap, 30.0 * 2.0 ** min(streak, 16)) * self._rng.uniform(0.5, 1.0)
+
+    def reset_reconnect_delay(self) -> float:
+        s = self.settings
+        low = min(s.reset_reconnect_min_s, s.reset_reconnect_max_s)
+        return self._rng.uniform(low, max(s.reset_reconnect_min_s, s.reset_reconnect_max_s))
+
     async def _connection_loop(self) -> None:
         attempt = 0
+        refused = 0  # consecutive HTTP refusals of the handshake
         while True:
             try:
                 ws = await self._connect()
             except (OSError, InvalidHandshake, InvalidURI, TimeoutError) as exc:
-                delay = self.reconnect_delay(attempt)
+                status = exc.response.status_code if isinstance(exc, InvalidStatus) else 0
+                diagnosis = self.handshake_diagnosis(status)
+                if diagnosis is not None and refused == 0:
+                    log.error("%s", diagnosis)  # once per streak, not once per attempt
+                refused = refused + 1 if diagnosis is not None else 0
+                if status in (401, 403):
+                    delay = self.auth_failure_delay(refused - 1)
+                elif status == 429:
+                    delay = _retry_after(exc, self.reconnect_delay(attempt))
+                else:
+                    delay = self.reconnect_delay(attempt)
                 attempt += 1
                 log.warning(
                     "cannot connect to %s (%s); retry in %.1fs",
@@ -345,15 +385,19 @@ class Agent:
                 attempt += 1
                 await asyncio.sleep(self.reconnect_delay(attempt))
                 continue
+            refused = 0
             self.connections += 1
             was_online = await self._run_session(ws)
             if was_online:
                 attempt = 0
             assert self._reboot is not None and self._reconnect is not None
             if self._reboot.is_set() or self._reconnect.is_set():
+                rebooted = self._reboot.is_set()
                 self._reboot.clear()
                 self._reconnect.clear()
-                continue  # reconnect at once (and boot again after a reset)
+                if rebooted:  # not within milliseconds of the close (issue 12 finding 2)
+                    await asyncio.sleep(self.reset_reconnect_delay())
+                continue  # reconnect (and boot again after a reset)
             delay = self.reconnect_delay(attempt)
             attempt += 1
             log.warning("connection to CSMS lost; reconnecting in %.1fs", delay)
@@ -418,6 +462,11 @@ class Agent:
             for task in done:
                 if task is not reboot:
                     task.result()  # re-raise what ended it
+            if reboot in done and not deliver.done():
+                # Close only once the CSMS has answered what is queued (bounded): a close
+                # right after the last TransactionEvent loses its answer (issue 12 #2).
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.outbox.wait_empty(), self.settings.reset_drain_s)
         finally:
             await cancel_and_wait(heartbeat, deliver, reboot)
 
@@ -1191,3 +1240,14 @@ class Agent:
                     if payload is not None:
                         with self.storage.atomic():
                             self.outbox.put("MeterValues", payload)
+
+
+def _retry_after(exc: Exception, fallback: float) -> float:
+    """HTTP 429's Retry-After in seconds, bounded to 1..3600 s; `fallback` when absent."""
+    response = getattr(exc, "response", None)
+    value = response.headers.get("Retry-After", "") if response is not None else ""
+    try:
+        seconds = float(value.strip()[:10])
+    except ValueError:
+        return fallback
+    return min(max(seconds, 1.0), 3600.0) if math.isfinite(seconds) else fallback

@@ -22,17 +22,20 @@ from typing import TYPE_CHECKING, Any
 from jsonschema.exceptions import ValidationError as SchemaValidationError
 from ocpp.exceptions import (
     FormatViolationError,
+    GenericError,
     NotSupportedError,
     OccurenceConstraintViolationError,
     OCPPError,
     PropertyConstraintViolationError,
     TypeConstraintViolationError,
+    UnknownCallErrorCodeError,
 )
 from ocpp.exceptions import NotImplementedError as OcppNotImplemented
 from ocpp.messages import Call, MessageType, get_validator, unpack
 from ocpp.v201 import ChargePoint
 from ocpp.v201.enums import Action
 
+from chargepoint_firmware.ocpp_client import redact
 from chargepoint_firmware.ocpp_client.blocks.authorization import AuthorizationBlock
 from chargepoint_firmware.ocpp_client.blocks.availability import AvailabilityBlock
 from chargepoint_firmware.ocpp_client.blocks.diagnostics import DiagnosticsBlock
@@ -47,6 +50,22 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 _KNOWN_ACTIONS = frozenset(a.value for a in Action)
+
+
+class CsmsCallError(GenericError):
+    """A CALLERROR whose code the ocpp library does not know (issue 12 finding 1).
+
+    RpcFrameworkError and MessageTypeNotSupported are valid OCPP-J 2.0.1 codes the library
+    lacks; it raises UnknownCallErrorCodeError (not an OCPPError) for them, which escaped every
+    handler and dropped the connection. Subclassing GenericError (not OCPPError directly) keeps
+    the library's own code lookup from ever returning this class.
+    """
+
+    def __init__(self, error_code: str, description: str = "") -> None:
+        # the peer chooses the code: bound it before it reaches logs
+        self.error_code = str(error_code)[:64]
+        super().__init__(description=f"{self.error_code}: {description}"[:256])
+
 
 # jsonschema keyword -> OCPP-J Part 4 error (section 4.3).
 _ERROR_BY_KEYWORD: dict[str, type[OCPPError]] = {
@@ -96,6 +115,7 @@ class StationSession(
 ):
     def __init__(self, agent: Agent, connection: Any, response_timeout: float) -> None:
         self.agent = agent
+        redact.install(logging.getLogger("ocpp"))  # the library logs every frame there
         super().__init__(agent.settings.station_id, connection, response_timeout=response_timeout)
 
     async def route_message(self, raw_msg: str) -> None:
@@ -109,6 +129,13 @@ class StationSession(
                 return
         await super().route_message(raw_msg)
 
+    async def call(self, payload: Any, *args: Any, **kwargs: Any) -> Any:
+        """Every CALLERROR, known code or not, surfaces as an OCPPError (a failed attempt)."""
+        try:
+            return await super().call(payload, *args, **kwargs)
+        except UnknownCallErrorCodeError as exc:
+            raise CsmsCallError(_code_of(str(exc)), "unknown CALLERROR code") from None
+
     async def _handle_call(self, msg: Call) -> Any:
         if msg.action not in self.route_map or "_on_action" not in self.route_map[msg.action]:
             if msg.action in _KNOWN_ACTIONS:
@@ -119,3 +146,9 @@ class StationSession(
             if error is not None:
                 raise error
         return await super()._handle_call(msg)
+
+
+def _code_of(message: str) -> str:
+    """The code quoted in the library's UnknownCallErrorCodeError message."""
+    parts = message.split("'")
+    return parts[1] if len(parts) >= 3 else "Unknown"

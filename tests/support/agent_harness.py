@@ -29,6 +29,8 @@ def agent_settings(state_dir: Path, url: str, **overrides: Any) -> StationSettin
         "ping_timeout_s": 5.0,
         "boot_retry_default_s": 0.2,
         "transaction_message_retry_interval_s": 0.05,
+        "reset_reconnect_min_s": 0.05,
+        "reset_reconnect_max_s": 0.1,
     }
     values.update(overrides)
     # None: leave the setting unset, so the agent follows the device model for it.

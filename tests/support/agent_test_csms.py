@@ -59,6 +59,9 @@ class _Recorder:
         await self.ws.send(text)
 
 
+MALFORMED_CALLERROR = "<malformed>"
+
+
 class _CsmsSide(ChargePoint):
     def __init__(self, csms: AgentTestCsms, station_id: str, connection: Any) -> None:
         super().__init__(station_id, connection, response_timeout=5)
@@ -66,10 +69,15 @@ class _CsmsSide(ChargePoint):
 
     async def route_message(self, raw_msg: str) -> None:
         message = json.loads(raw_msg)
+        if message[0] == 2 and message[2] in self.csms.answer_delay_s:
+            await asyncio.sleep(self.csms.answer_delay_s[message[2]])  # a slow CSMS
         if message[0] == 2 and message[2] in self.csms.silent_actions:
             return  # a CSMS that does not answer (overloaded, or a broken proxy)
         if message[0] == 2 and message[2] in self.csms.error_actions:
-            error = CallError(message[1], "InternalError", "scripted failure", {})
+            if self.csms.error_code == MALFORMED_CALLERROR:
+                await self._send(json.dumps([4, message[1]]))  # too short to be a CALLERROR
+                return
+            error = CallError(message[1], self.csms.error_code, "scripted failure", {})
             await self._send(error.to_json())  # a CSMS that cannot process it (E13)
             return
         await super().route_message(raw_msg)
@@ -148,6 +156,8 @@ class AgentTestCsms:
     password: str | None = None  # Basic auth (security profile 1) when set
     silent_actions: set[str] = field(default_factory=set)  # CALLs left unanswered
     error_actions: set[str] = field(default_factory=set)  # CALLs answered with a CALLERROR
+    answer_delay_s: dict[str, float] = field(default_factory=dict)  # action -> answer delay
+    error_code: str = "InternalError"  # the code of that CALLERROR (or MALFORMED_CALLERROR)
     # idToken -> IdTokenInfo (snake_case) answered to Authorize instead of the default.
     authorize_answers: dict[str, dict[str, Any]] = field(default_factory=dict)
     # idToken -> status answered in the idTokenInfo of TransactionEvents carrying it.

@@ -12,7 +12,6 @@ from csms.v2g.fleet import (
     aggregate,
     dispatch,
     make_bid,
-    proportional_split,
     vehicle_flexibility,
     water_fill,
 )

@@ -4,7 +4,8 @@
 
 1. one vehicle x 288 five-minute intervals (a real NEM day, 2024-08-05 VIC1);
 2. 1,000 vehicles x 96 fifteen-minute intervals sharing a site import/export limit;
-3. dispatch of a fleet target to 10,000 vehicles (water-filling).
+3. dispatch of a fleet target to 10,000 vehicles (proportional, the default, and water-filling;
+   plus the proportional split with weights that force several capping rounds).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from csms.v2g.fleet import Flexibility, dispatch
+from csms.v2g.fleet import DISPATCH_METHODS, Flexibility, dispatch, proportional_split
 from csms.v2g.optimizer import Backend, PlanInputs, SiteLimits, optimize
 from csms.v2g.prices import AEST, NemTariff, PriceSeries, parse_nem_price_and_demand
 from csms.v2g.vehicle import Vehicle, VehicleSession
@@ -108,12 +109,24 @@ def main() -> None:
         for i, (u, d) in enumerate(rng.uniform(0, 7, size=(10_000, 2)))
     ]
     target = -0.7 * sum(f.down_kw for f in fleet)
-    med, all_t = median_seconds(lambda: dispatch(target, fleet), max(5, args.runs))
-    allocation = dispatch(target, fleet)
-    print(
-        f"dispatch {target:.0f} kW to 10,000 vehicles: median {med * 1000:.1f} ms "
-        f"(delivered {allocation.delivered_kw:.0f} kW)"
+    for method in DISPATCH_METHODS:
+        med, all_t = median_seconds(
+            lambda m=method: dispatch(target, fleet, method=m), max(5, args.runs)
+        )
+        allocation = dispatch(target, fleet, method=method)
+        print(
+            f"dispatch {target:.0f} kW to 10,000 vehicles ({method}): median "
+            f"{med * 1000:.1f} ms (delivered {allocation.delivered_kw:.0f} kW)"
+        )
+    # the capped proportional split with weights steeper than caps, so it needs several
+    # capping rounds (at most n, O(n) each; the API's weights = caps need one).
+    n = 2_000
+    caps = np.linspace(1.0, 7.0, n)
+    weights = caps**4
+    med, _ = median_seconds(
+        lambda: proportional_split(0.9 * float(caps.sum()), caps, weights), max(3, args.runs)
     )
+    print(f"proportional split, {n:,} vehicles, weights ~ cap^4: median {med * 1000:.1f} ms")
 
 
 if __name__ == "__main__":

@@ -279,6 +279,12 @@ class BidsRead(BaseModel):
 class DispatchCreate(_In):
     target_kw: SiteKw = Field(description="fleet power, negative = discharge")
     duration_s: int = Field(1800, gt=0, le=86400)
+    method: Literal["proportional", "water_filling"] = Field(
+        "proportional",
+        description="proportional: each vehicle's share proportional to its available power "
+        "(the seed aggregator's rule); water_filling: equal shares. Either way what a vehicle "
+        "cannot take is redistributed to the others",
+    )
 
 
 class DispatchRead(BaseModel):
@@ -290,6 +296,7 @@ class DispatchRead(BaseModel):
     measured_kw: float | None = Field(None, description="from meter values during the window")
     started_at: datetime | None = None
     duration_s: int | None = None
+    method: str | None = Field(None, description="split method of a fleet dispatch")
     per_vehicle: dict[str, dict[str, Any]]
 
 

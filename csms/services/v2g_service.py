@@ -105,7 +105,7 @@ from csms.v2g import (
 )
 from csms.v2g import bounds as b
 from csms.v2g.economics import DEFAULT_EQUIPMENT_COST_AUD, Economics
-from csms.v2g.fleet import Bid, FleetFlexibility, Flexibility
+from csms.v2g.fleet import DISPATCH_METHODS, Bid, FleetFlexibility, Flexibility
 from csms.v2g.frequency import EventSnapshot, EventState
 from csms.v2g.prices import PriceFileError
 
@@ -705,11 +705,18 @@ class V2gService:
         return result
 
     async def dispatch(
-        self, target_kw: float, duration_s: int, now: datetime | None = None
+        self,
+        target_kw: float,
+        duration_s: int,
+        now: datetime | None = None,
+        method: str = "proportional",
     ) -> DispatchOutcome:
-        """Split a fleet target over the connected vehicles and send each its share."""
+        """Split a fleet target over the connected vehicles (proportional to available power
+        by default, or water-filling) and send each its share."""
         if duration_s <= 0:
             raise InvalidRequest("duration_s must be > 0")
+        if method not in DISPATCH_METHODS:
+            raise InvalidRequest(f"method must be one of {', '.join(DISPATCH_METHODS)}")
         bounded(target_kw, b.SITE_POWER_KW, "target_kw")
         moment = now or self._clock()
         contexts = await self._connected(moment)
@@ -717,7 +724,7 @@ class V2gService:
             raise InvalidRequest("no connected vehicle with an active transaction and SoC")
         duration = timedelta(seconds=duration_s)
         flex = [vehicle_flexibility(ctx.session(), moment, duration) for ctx in contexts]
-        allocation = dispatch(target_kw, flex)
+        allocation = dispatch(target_kw, flex, method=method)
         chosen = nonzero_share(contexts, allocation.per_vehicle_kw)
         results = await asyncio.gather(
             *(
@@ -732,7 +739,10 @@ class V2gService:
                 for ctx in chosen
             )
         )
-        per_vehicle = {ctx.vehicle.id: r for ctx, r in zip(chosen, results, strict=True)}
+        # the history keeps the split method with each vehicle's entry (no schema change)
+        per_vehicle = {
+            ctx.vehicle.id: {**r, "method": method} for ctx, r in zip(chosen, results, strict=True)
+        }
         return await self._record_dispatch(
             "dispatch", moment, duration_s, target_kw, allocation.delivered_kw, per_vehicle
         )

@@ -139,6 +139,45 @@ def water_fill(target: float, caps: np.ndarray, weights: np.ndarray | None = Non
     return out
 
 
+def proportional_split(
+    target: float, caps: np.ndarray, weights: np.ndarray | None = None
+) -> np.ndarray:
+    """Split target >= 0 as P_i = P x w_i / sum(w) (w = each vehicle's available power by
+    default, as the seed's aggregator does); a vehicle whose share exceeds its cap is capped and
+    the excess split the same way over the others. Each round caps at least one more vehicle
+    or ends, so at most n rounds. Sums to min(target, sum caps)."""
+    caps = np.maximum(np.asarray(caps, dtype=float), 0.0)
+    w = caps.copy() if weights is None else np.asarray(weights, dtype=float)
+    if w.shape != caps.shape:
+        raise ValueError("one weight per vehicle")
+    if np.any(w < 0):
+        raise ValueError("weights must be >= 0")
+    out = np.zeros_like(caps)
+    open_ = (caps > 0) & (w > 0)
+    if target <= 0 or not open_.any():
+        return out
+    if target >= caps[open_].sum():
+        out[open_] = caps[open_]
+        return out
+    remaining = float(target)
+    for _ in range(int(open_.sum())):  # bounded: one vehicle capped per round at least
+        share = np.zeros_like(caps)
+        share[open_] = remaining * w[open_] / w[open_].sum()
+        over = open_ & (share >= caps)
+        if not over.any():
+            out[open_] = share[open_]
+            break
+        out[over] = caps[over]
+        remaining -= float(caps[over].sum())
+        open_ &= ~over
+        if remaining <= 0 or not open_.any():
+            break
+    return out
+
+
+DISPATCH_METHODS = ("proportional", "water_filling")
+
+
 @dataclass(frozen=True)
 class Allocation:
     requested_kw: float
@@ -154,15 +193,23 @@ def dispatch(
     target_kw: float,
     vehicles: Sequence[Flexibility],
     weights: Sequence[float] | None = None,
+    method: str = "proportional",
 ) -> Allocation:
     """Split a signed fleet target (negative = discharge) within each vehicle's headroom.
 
-    Equal shares by default (or proportional to `weights`, e.g. available energy); a vehicle
-    that cannot take its share is capped and the rest spread over the others.
+    "proportional" (default, the seed aggregator's rule): shares proportional to each vehicle's
+    available power in the target's direction (or to `weights`). "water_filling": equal shares
+    (or proportional to `weights`). Either way a vehicle that cannot take its share is capped
+    and the rest spread over the others.
     """
+    if method not in DISPATCH_METHODS:
+        raise ValueError(f"method must be one of {', '.join(DISPATCH_METHODS)}")
     caps = np.array([f.down_kw if target_kw < 0 else f.up_kw for f in vehicles], dtype=float)
     w = None if weights is None else np.asarray(weights, dtype=float)
-    share = water_fill(abs(target_kw), caps, w)
+    if method == "proportional":
+        share = proportional_split(abs(target_kw), caps, w)
+    else:
+        share = water_fill(abs(target_kw), caps, w)
     sign = -1.0 if target_kw < 0 else 1.0
     signed = sign * share
     return Allocation(

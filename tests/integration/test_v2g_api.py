@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from csms.api.v2g_schemas import DispatchCreate
 from csms.services.v2g_service import V2gService, V2gSettings
 from csms.v2g.prices import AEST
 from tests.support.api_harness import ApiHarness
@@ -653,3 +654,31 @@ async def test_background_replanner_sends_plans_and_stops(
     await asyncio.sleep(0.2)
     assert off.replans == 0
     await off.close()
+
+
+async def test_issue12_dispatch_method_default_option_and_history(
+    api: ApiHarness, station: ApiTestStation
+) -> None:
+    now = await _plugged_leaf(api, station, soc_pct=80.0)
+    await api.client.patch(
+        f"{V1}/vehicles/leaf-1",
+        json={"departure": iso(now + timedelta(hours=12)), "target_soc": 0.8},
+    )
+    default = await api.client.post(f"{V1}/v2g/dispatch", json={"target_kw": -5.0})
+    assert default.status_code == 200, default.text
+    assert default.json()["method"] == "proportional"
+    assert default.json()["allocated_kw"] == pytest.approx(-5.0)
+    option = await api.client.post(
+        f"{V1}/v2g/dispatch", json={"target_kw": -3.0, "method": "water_filling"}
+    )
+    assert option.status_code == 200, option.text
+    assert option.json()["method"] == "water_filling"
+    bad = await api.client.post(f"{V1}/v2g/dispatch", json={"target_kw": -3.0, "method": "x"})
+    assert bad.status_code == 422
+    listed = (await api.client.get(f"{V1}/v2g/dispatches")).json()
+    assert [d["method"] for d in listed[-2:]] == ["proportional", "water_filling"]
+    # the request model's JSON schema is what OpenAPI publishes for the body
+    method = DispatchCreate.model_json_schema()["properties"]["method"]
+    assert method["default"] == "proportional"
+    assert set(method["enum"]) == {"proportional", "water_filling"}
+    assert "available power" in method["description"]

@@ -73,7 +73,7 @@ def flex(vid: str, up: float, down: float) -> Flexibility:
 
 def test_dispatch_redistributes_what_a_vehicle_near_reserve_cannot_take() -> None:
     fleet = [flex("a", 7, 7), flex("b", 7, 1), flex("c", 7, 7)]
-    allocation = dispatch(-12.0, fleet)
+    allocation = dispatch(-12.0, fleet, method="water_filling")
     assert allocation.per_vehicle_kw == pytest.approx({"a": -5.5, "b": -1.0, "c": -5.5})
     assert allocation.delivered_kw == pytest.approx(-12.0)
     assert allocation.shortfall_kw == pytest.approx(0.0)

@@ -434,7 +434,7 @@ async def bid(
     summary="Split a fleet power target over connected vehicles; send each its TxProfile",
 )
 async def dispatch(v2g: V2g, body: DispatchCreate) -> DispatchRead:
-    outcome = await v2g.dispatch(body.target_kw, body.duration_s)
+    outcome = await v2g.dispatch(body.target_kw, body.duration_s, method=body.method)
     return DispatchRead(
         id=outcome.id,
         requested_kw=outcome.requested_kw,
@@ -442,6 +442,7 @@ async def dispatch(v2g: V2g, body: DispatchCreate) -> DispatchRead:
         accepted_kw=outcome.accepted_kw,
         measured_kw=None,
         duration_s=body.duration_s,
+        method=body.method,
         per_vehicle=outcome.per_vehicle,
     )
 
@@ -469,10 +470,18 @@ async def list_dispatches(
                 measured_kw=measured,
                 started_at=record.started_at,
                 duration_s=record.duration_s,
+                method=_dispatch_method(record.per_vehicle),
                 per_vehicle=record.per_vehicle,
             )
         )
     return out
+
+
+def _dispatch_method(per_vehicle: dict[str, dict[str, Any]]) -> str | None:
+    """The split method recorded with a dispatch's vehicles (None: frequency events and
+    dispatches recorded before methods were)."""
+    methods = {item.get("method") for item in per_vehicle.values()} - {None}
+    return str(methods.pop()) if len(methods) == 1 else None
 
 
 # ---- frequency --------------------------------------------------------------------------------

@@ -4,7 +4,7 @@ Every CSV in tests/data/chademo/ is replayed (chademo/replay.py): the logged veh
 controller, the logged charger stands in for the power stage, and the harness reports where
 ours would act differently. The report is kept in tests/data/chademo/replay-report.md (pasted
 into the README); regenerate it with
-`chargepoint chademo-replay tests/data/chademo/*.csv > tests/data/chademo/replay-report.md`.
+`chargepoint chademo-replay tests/data/chademo/*-session.csv > tests/data/chademo/replay-report.md`.
 """
 
 from __future__ import annotations
@@ -27,7 +27,8 @@ from chargepoint_firmware.chademo.replay_cli import run_cli
 from chargepoint_firmware.interfaces import HardwareEventKind
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "chademo"
-LOGS = sorted(DATA.glob("*.csv"))
+# Whole sessions only (the short excerpts beside them are log-format fixtures).
+LOGS = sorted(DATA.glob("*-session.csv"))
 REPORT = DATA / "replay-report.md"
 REAL_CHARGERS = ("abb", "evgo", "electrify-america")
 # Differences that remain and are explained; empty: ours acts as every logged charger did.

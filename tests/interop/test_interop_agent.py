@@ -109,7 +109,11 @@ def variable(component: str, name: str, value: str | None = None) -> dict[str, A
 
 async def test_b01_wrong_password_is_refused_and_the_agent_keeps_trying(tmp_path: Path) -> None:
     async with interop_csms(password="a-different-password-1") as csms:
-        settings = {"security": {"profile": 1, "basic_auth_password": AGENT_PASSWORD}}
+        settings = {
+            "security": {"profile": 1, "basic_auth_password": AGENT_PASSWORD},
+            # Refused credentials back off from 30 s; the floor lets the test see retries.
+            "auth_failure_backoff_max_s": 1.0,
+        }
         with pytest.raises(AssertionError, match="never came online"):
             async with agent_for_interop(
                 tmp_path / "agent", csms.url, online_within_s=2.0, **settings

@@ -59,6 +59,9 @@ async def test_finding3_set_basic_auth_password_never_reaches_the_log(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG)
+    # The library logs frames on "ocpp"; other code in the process (csms serve, the demo) may
+    # have raised that logger to WARNING: this test needs the frames logged.
+    caplog.set_level(logging.DEBUG, logger="ocpp")
     h = await start_harness(tmp_path)
     try:
         await set_variable(h, "SecurityCtrlr", "BasicAuthPassword", PASSWORD)

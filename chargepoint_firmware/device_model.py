@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal, Protocol
 
-from chargepoint_firmware.schedule.model import format_datetime
+from v2g_shared.schedule.model import format_datetime
 
 # ---------- types ----------
 

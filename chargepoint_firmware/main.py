@@ -20,9 +20,9 @@ from chargepoint_firmware.device_model import DeviceModel, VariableRef
 from chargepoint_firmware.interfaces import EvseHardware
 from chargepoint_firmware.ocpp_client.agent import Agent
 from chargepoint_firmware.ocpp_client.device_model_adapter import ProjectDeviceModel
-from chargepoint_firmware.schedule.model import parse_datetime
 from chargepoint_firmware.settings import ConfigError, EvseConfig, StationSettings
-from chargepoint_firmware.stop_signals import install_stop_signals
+from v2g_shared.schedule.model import parse_datetime
+from v2g_shared.stop_signals import install_stop_signals
 
 log = logging.getLogger(__name__)
 

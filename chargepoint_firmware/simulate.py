@@ -32,7 +32,7 @@ from chargepoint_firmware.interfaces import EvseStatus, HardwareEvent
 from chargepoint_firmware.main import chademo_config, wire_agent_departures
 from chargepoint_firmware.ocpp_client.agent import Agent
 from chargepoint_firmware.settings import ConfigError, StationSettings, load_settings
-from chargepoint_firmware.stop_signals import install_stop_signals
+from v2g_shared.stop_signals import install_stop_signals
 
 log = logging.getLogger(__name__)
 

@@ -17,12 +17,12 @@ from typing import Any, Protocol, cast
 
 import uvicorn
 
-from chargepoint_firmware.stop_signals import install_stop_signals
 from csms.api.app import create_api
 from csms.api.metrics import AuthCounters, CsmsMetrics
 from csms.routing.factory import build_router, close_router, start_router
 from csms.services.container import Services, build_services
 from csms.settings import Settings
+from v2g_shared.stop_signals import install_stop_signals
 
 log = logging.getLogger("csms")
 

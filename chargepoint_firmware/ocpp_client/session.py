@@ -43,6 +43,7 @@ from chargepoint_firmware.ocpp_client.blocks.provisioning import ProvisioningBlo
 from chargepoint_firmware.ocpp_client.blocks.reservation import ReservationBlock
 from chargepoint_firmware.ocpp_client.blocks.smart_charging import SmartChargingBlock
 from chargepoint_firmware.ocpp_client.blocks.transactions import TransactionsBlock
+from v2g_shared.ocpp_j import error_code_for_schema_keyword
 
 if TYPE_CHECKING:
     from chargepoint_firmware.ocpp_client.agent import Agent
@@ -67,21 +68,15 @@ class CsmsCallError(GenericError):
         super().__init__(description=f"{self.error_code}: {description}"[:256])
 
 
-# jsonschema keyword -> OCPP-J Part 4 error (section 4.3).
-_ERROR_BY_KEYWORD: dict[str, type[OCPPError]] = {
-    "type": TypeConstraintViolationError,
-    "required": OccurenceConstraintViolationError,
-    "minItems": OccurenceConstraintViolationError,
-    "maxItems": OccurenceConstraintViolationError,
-    "minProperties": OccurenceConstraintViolationError,
-    "enum": PropertyConstraintViolationError,
-    "maxLength": PropertyConstraintViolationError,
-    "minLength": PropertyConstraintViolationError,
-    "minimum": PropertyConstraintViolationError,
-    "maximum": PropertyConstraintViolationError,
-    "pattern": PropertyConstraintViolationError,
-    "format": PropertyConstraintViolationError,
-    "additionalProperties": FormatViolationError,
+# OCPP-J code -> the library's exception class, for the codes a schema failure maps to.
+_ERROR_CLASS_BY_CODE: dict[str, type[OCPPError]] = {
+    cls.code: cls
+    for cls in (
+        TypeConstraintViolationError,
+        OccurenceConstraintViolationError,
+        PropertyConstraintViolationError,
+        FormatViolationError,
+    )
 }
 
 
@@ -96,7 +91,7 @@ def schema_error(msg: Call, ocpp_version: str) -> OCPPError | None:
     try:
         validator.validate(msg.payload)
     except SchemaValidationError as error:
-        kind = _ERROR_BY_KEYWORD.get(str(error.validator), FormatViolationError)
+        kind = _ERROR_CLASS_BY_CODE[error_code_for_schema_keyword(str(error.validator))]
         where = "/".join(str(p) for p in error.absolute_path)
         cause = f"{error.message[:150]}{' at ' + where if where else ''}"
         return kind(details={"cause": cause[:200]})

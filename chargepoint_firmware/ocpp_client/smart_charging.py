@@ -1,6 +1,6 @@
 """Smart charging on the station (block K): installed profiles and the setpoint of each EVSE.
 
-Profiles are validated with the K01 rules (chargepoint_firmware.schedule), persisted in the state
+Profiles are validated with the K01 rules (v2g_shared.schedule), persisted in the state
 directory and turned into one `EvseSetpoint` per EVSE with `limit_at`. One task sleeps until the
 earliest `next_change` of all EVSEs, or until profiles / transactions change (`wake()`): the
 setpoint changes exactly at period boundaries, with no polling.
@@ -23,7 +23,9 @@ from chargepoint_firmware.ocpp_client.clock import Clock
 from chargepoint_firmware.ocpp_client.config import ConfigView
 from chargepoint_firmware.ocpp_client.transactions import TransactionManager
 from chargepoint_firmware.ocpp_client.v2x_local import LocalV2x
-from chargepoint_firmware.schedule import (
+from chargepoint_firmware.settings import EvseConfig
+from chargepoint_firmware.storage import AgentStorage
+from v2g_shared.schedule import (
     ChargingProfilePurpose,
     ChargingRateUnit,
     ProfileFormatError,
@@ -39,8 +41,6 @@ from chargepoint_firmware.schedule import (
     profile_to_ocpp,
     validate_profile,
 )
-from chargepoint_firmware.settings import EvseConfig
-from chargepoint_firmware.storage import AgentStorage
 
 log = logging.getLogger(__name__)
 

@@ -27,7 +27,7 @@ from dataclasses import replace
 from typing import Any, Protocol
 
 from chargepoint_firmware.interfaces import EvseSetpoint, EvseStatus
-from csms.v2g.frequency import FreqWattCurve, freq_watt
+from v2g_shared.freq_watt import FreqWattCurve, freq_watt
 
 log = logging.getLogger(__name__)
 

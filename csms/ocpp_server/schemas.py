@@ -26,6 +26,8 @@ import fastjsonschema
 import jsonschema
 from jsonschema import Draft6Validator, FormatChecker
 
+from v2g_shared.ocpp_j import error_code_for_schema_keyword
+
 CS_TO_CSMS_ACTIONS = frozenset(
     {
         "Authorize",
@@ -119,21 +121,6 @@ class SchemaViolation(Exception):
 
 
 # jsonschema keyword -> OCPP-J Part 4 error code (2.0.1 spells "Occurence" with one "r").
-_CODE_BY_KEYWORD = {
-    "type": "TypeConstraintViolation",
-    "required": "OccurenceConstraintViolation",
-    "minItems": "OccurenceConstraintViolation",
-    "maxItems": "OccurenceConstraintViolation",
-    "minProperties": "OccurenceConstraintViolation",
-    "enum": "PropertyConstraintViolation",
-    "maxLength": "PropertyConstraintViolation",
-    "minLength": "PropertyConstraintViolation",
-    "minimum": "PropertyConstraintViolation",
-    "maximum": "PropertyConstraintViolation",
-    "pattern": "PropertyConstraintViolation",
-    "format": "PropertyConstraintViolation",
-    "additionalProperties": "FormatViolation",
-}
 
 
 def check(action: str, kind: str, payload: Any) -> None:
@@ -158,10 +145,10 @@ def check(action: str, kind: str, payload: Any) -> None:
     error = jsonschema.exceptions.best_match(v.iter_errors(payload))
     if error is None:  # the two validators disagree: report what fastjsonschema saw
         path = "/".join(str(p) for p in (refused.path or [])[1:])
-        code = _CODE_BY_KEYWORD.get(str(refused.rule), "FormatViolation")
+        code = error_code_for_schema_keyword(str(refused.rule))
         raise SchemaViolation(code, str(refused.message), path)
     path = "/".join(str(p) for p in error.absolute_path)
-    code = _CODE_BY_KEYWORD.get(str(error.validator), "FormatViolation")
+    code = error_code_for_schema_keyword(str(error.validator))
     raise SchemaViolation(code, error_message(error), path)
 
 

@@ -1,19 +1,19 @@
 """K01 checks the CSMS runs before sending SetChargingProfile. One function, so that the rules
-stay those of `chargepoint_firmware.schedule.validation` (shared with the agent)."""
+stay those of `v2g_shared.schedule.validation` (shared with the agent)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from chargepoint_firmware.schedule.model import (
+from csms.domain.errors import CommandValidationError
+from csms.domain.models import ChargingProfileRecord
+from v2g_shared.schedule.model import (
     InstalledProfile,
     ProfileFormatError,
     profile_from_ocpp,
 )
-from chargepoint_firmware.schedule.validation import ValidationContext, validate_profile
-from csms.domain.errors import CommandValidationError
-from csms.domain.models import ChargingProfileRecord
+from v2g_shared.schedule.validation import ValidationContext, validate_profile
 
 
 def check_set_charging_profile(

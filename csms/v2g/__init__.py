@@ -22,7 +22,7 @@ from csms.v2g.fleet import (
     make_bid,
     vehicle_flexibility,
 )
-from csms.v2g.frequency import FreqWattCurve, UnderFrequencyEvent, UnderFrequencyRule, freq_watt
+from csms.v2g.frequency import UnderFrequencyEvent, UnderFrequencyRule
 from csms.v2g.optimizer import (
     PlanError,
     PlanInputs,
@@ -42,6 +42,7 @@ from csms.v2g.vehicle import (
     available_v2g_energy_kwh,
     backup_hours,
 )
+from v2g_shared.freq_watt import FreqWattCurve, freq_watt
 
 __all__ = [
     "Allocation",

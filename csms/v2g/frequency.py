@@ -1,5 +1,5 @@
-"""Frequency response (pure): the local frequency-watt curve and the central under-frequency
-event rule. Power is signed: negative = discharge (inject into the grid).
+"""Frequency response (pure): the NEM curve (built on the shared `v2g_shared.freq_watt`) and the
+central under-frequency event rule. Power is signed: negative = discharge (inject into the grid).
 
 The rule's state is a plain value (`EventSnapshot`, JSON-able with `as_dict`/`from_dict`), so
 that several CSMS nodes can keep it in the database and feed one sample stream between them:
@@ -7,42 +7,13 @@ restore, feed, snapshot, store."""
 
 from __future__ import annotations
 
-import itertools
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-import numpy as np
+from v2g_shared.freq_watt import FreqWattCurve
 
 NEM_NORMAL_BAND_HZ = (49.85, 50.15)
-
-
-@dataclass(frozen=True)
-class FreqWattCurve:
-    """Piecewise-linear (Hz, W) points, Hz strictly increasing, flat beyond the ends; inside
-    nominal +/- deadband the answer is 0 W."""
-
-    points: tuple[tuple[float, float], ...]
-    nominal_hz: float = 50.0
-    deadband_hz: float = 0.0
-
-    def __post_init__(self) -> None:
-        if len(self.points) < 2:
-            raise ValueError("a frequency-watt curve needs at least two points")
-        hz = [p[0] for p in self.points]
-        if any(b <= a for a, b in itertools.pairwise(hz)):
-            raise ValueError("curve frequencies must strictly increase")
-        if self.deadband_hz < 0:
-            raise ValueError("deadband must be >= 0")
-
-
-def freq_watt(curve: FreqWattCurve, hz: float) -> float:
-    """Power (W) the charger should run at for the measured frequency."""
-    if abs(hz - curve.nominal_hz) <= curve.deadband_hz:
-        return 0.0
-    xs = np.fromiter((p[0] for p in curve.points), dtype=float)
-    ys = np.fromiter((p[1] for p in curve.points), dtype=float)
-    return float(np.interp(hz, xs, ys))
 
 
 def nem_curve(max_discharge_w: float, max_charge_w: float) -> FreqWattCurve:

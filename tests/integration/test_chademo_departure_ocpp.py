@@ -22,9 +22,9 @@ from chargepoint_firmware.hardware.sim_vehicle import Battery, SimVehicleConfig
 from chargepoint_firmware.interfaces import EvseHardware, EvseSetpoint
 from chargepoint_firmware.main import wire_agent_departures, wire_departures
 from chargepoint_firmware.safety.departure import departure_floor_pct
-from chargepoint_firmware.schedule.model import format_datetime
 from tests.support.agent_harness import eventually, start_harness
 from tests.support.chademo_sim import running_sim, start_session, wait_until
+from v2g_shared.schedule.model import format_datetime
 
 
 def departure_variables(evse_id: int, departure: str, soc: str) -> list[dict[str, Any]]:

@@ -17,7 +17,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 
 PURE_PACKAGES = (
-    "chargepoint_firmware/schedule",
+    "v2g_shared/schedule",
     "chargepoint_firmware/safety",
     "chargepoint_firmware/chademo",
     "csms/v2g",

@@ -13,7 +13,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from chargepoint_firmware.schedule import (
+from v2g_shared.schedule import (
     ChargingProfile,
     ChargingProfileKind,
     ChargingProfilePurpose,

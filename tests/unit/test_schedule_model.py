@@ -10,7 +10,7 @@ import jsonschema
 import ocpp.v201
 import pytest
 
-from chargepoint_firmware.schedule import (
+from v2g_shared.schedule import (
     ChargingProfileKind,
     ChargingProfilePurpose,
     ChargingRateUnit,
@@ -93,7 +93,7 @@ def test_schedule_package_imports_no_edge_package() -> None:
     import sys
 
     code = (
-        "import sys, chargepoint_firmware.schedule, chargepoint_firmware.device_model\n"
+        "import sys, v2g_shared.schedule, chargepoint_firmware.device_model\n"
         "edge = {'ocpp', 'websockets', 'sqlalchemy', 'can', 'asyncio', 'fastapi'}\n"
         "print(sorted(edge & {m.split('.')[0] for m in sys.modules}))\n"
     )

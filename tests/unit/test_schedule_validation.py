@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from chargepoint_firmware.schedule import (
+from v2g_shared.schedule import (
     ChargingProfile,
     ChargingProfilePurpose,
     ChargingRateUnit,

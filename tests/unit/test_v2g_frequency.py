@@ -6,12 +6,11 @@ import pytest
 
 from csms.v2g.frequency import (
     EventState,
-    FreqWattCurve,
     UnderFrequencyEvent,
     UnderFrequencyRule,
-    freq_watt,
     nem_curve,
 )
+from v2g_shared.freq_watt import FreqWattCurve, freq_watt
 
 
 def test_nem_curve_deadband_slopes_and_ends() -> None:

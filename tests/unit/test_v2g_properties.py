@@ -10,10 +10,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from csms.v2g.fleet import Flexibility, dispatch, water_fill
-from csms.v2g.frequency import FreqWattCurve, freq_watt
 from csms.v2g.optimizer import PlanInputs, SiteLimits, optimize
 from csms.v2g.prices import PriceSeries
 from csms.v2g.vehicle import Vehicle, VehicleSession
+from v2g_shared.freq_watt import FreqWattCurve, freq_watt
 
 START = datetime(2024, 8, 5, tzinfo=UTC)
 STEP = timedelta(minutes=30)

@@ -56,7 +56,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from chargepoint_firmware.schedule.model import (
+from v2g_shared.schedule.model import (
     ChargingProfile,
     ChargingProfileKind,
     ChargingProfilePurpose,

@@ -1,14 +1,14 @@
 """Smart charging, pure: charging profiles, K01 validation, the profile store and the composite
 schedule at time t. Imports nothing from ocpp, websockets, sqlalchemy, can or asyncio."""
 
-from chargepoint_firmware.schedule.composite import (
+from v2g_shared.schedule.composite import (
     CompositePeriod,
     Transaction,
     composite_schedule,
     composite_to_ocpp,
     limit_at,
 )
-from chargepoint_firmware.schedule.model import (
+from v2g_shared.schedule.model import (
     ChargingProfile,
     ChargingProfileKind,
     ChargingProfilePurpose,
@@ -23,7 +23,7 @@ from chargepoint_firmware.schedule.model import (
     profile_from_ocpp,
     profile_to_ocpp,
 )
-from chargepoint_firmware.schedule.validation import (
+from v2g_shared.schedule.validation import (
     ProfileStore,
     ValidationContext,
     Violation,

@@ -12,7 +12,7 @@ import itertools
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-from chargepoint_firmware.schedule.model import (
+from v2g_shared.schedule.model import (
     ChargingProfile,
     ChargingProfileKind,
     ChargingProfilePurpose,

@@ -270,9 +270,11 @@ class Demo:
             response = await self.api.get(
                 f"/stations/{station_id}/transactions", params={"state": "Active"}
             )
-            items = response.json().get("items", [])
-            if items:
-                return str(items[0]["transaction_id"])
+            # K01.FR.09: a TxProfile needs the transaction known on its EVSE, and a station
+            # may name the EVSE only in a later event than the one that started it.
+            on_evse = [t for t in response.json().get("items", []) if t.get("evse_id") == 1]
+            if on_evse:
+                return str(on_evse[0]["transaction_id"])
             await asyncio.sleep(0.1)
         raise RuntimeError(f"{station_id}: no transaction started")
 

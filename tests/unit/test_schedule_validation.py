@@ -104,6 +104,31 @@ def test_k01_fr06_same_stack_purpose_evse_with_overlapping_validity_is_rejected(
     assert "K01.FR.06" not in rules(higher, context=context)
 
 
+def test_k01_fr06_new_profile_ending_exactly_when_stored_one_starts_does_not_overlap() -> None:
+    # Validity is half-open [validFrom, validTo): the boundary in this direction (new before
+    # stored) is the one the other test does not reach; one second more must conflict.
+    stored = make_profile(1, validFrom="2026-01-02T00:00:00Z", validTo="2026-01-03T00:00:00Z")
+    context = ValidationContext(evse_ids=frozenset({1}), stored=(InstalledProfile(1, stored),))
+    touching = make_profile(2, validFrom="2026-01-01T00:00:00Z", validTo="2026-01-02T00:00:00Z")
+    assert "K01.FR.06" not in rules(touching, context=context)
+    one_second_in = make_profile(
+        2, validFrom="2026-01-01T00:00:00Z", validTo="2026-01-02T00:00:01Z"
+    )
+    assert "K01.FR.06" in rules(one_second_in, context=context)
+    # Open-ended start (no validFrom) ending at the stored start: still no overlap.
+    unbounded = make_profile(2, validTo="2026-01-02T00:00:00Z")
+    assert "K01.FR.06" not in rules(unbounded, context=context)
+
+
+def test_k01_fr06_new_profile_starting_exactly_when_stored_one_ends_does_not_overlap() -> None:
+    stored = make_profile(1, validFrom="2026-01-01T00:00:00Z", validTo="2026-01-02T00:00:00Z")
+    context = ValidationContext(evse_ids=frozenset({1}), stored=(InstalledProfile(1, stored),))
+    assert "K01.FR.06" not in rules(
+        make_profile(2, validFrom="2026-01-02T00:00:00Z"), context=context
+    )
+    assert "K01.FR.06" in rules(make_profile(2, validFrom="2026-01-01T23:59:59Z"), context=context)
+
+
 def test_k01_fr39_txprofile_same_stack_level_and_transaction_is_rejected() -> None:
     stored = make_profile(1, "TxProfile", "Relative", transactionId="tx-1")
     context = ValidationContext(

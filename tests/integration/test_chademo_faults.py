@@ -3,7 +3,12 @@
 The latency is measured from the injection to (a) the first power-stage command at <= 5 A and
 (b) the first 0x109 on the bus that reports the stop (stop control set, or <= 5 A measured),
 and the sequence must then end safely: current first, d2 off, 500 ms, d1 off, unlock.
-Figures are printed (pytest -s) for the report.
+
+The 0.5 s deadline is counted in the EVSE's control cycles (100 ms ticks, from `evse.trace`),
+not on the wall clock: all injections share one event loop, so under load every cycle comes
+late (worst seen 402 ms of wall time) but the number of cycles a stop takes does not change.
+A regression that waits longer (more cycles, or a clock timeout several cycles long) still
+fails. Wall-clock figures are printed (pytest -s) for the report.
 """
 
 from __future__ import annotations
@@ -17,12 +22,15 @@ import pytest
 
 from chargepoint_firmware.chademo.controller import ChargerState
 from chargepoint_firmware.chademo.frames import ID_CHARGER_STATUS, ChargerStatus, encode
+from chargepoint_firmware.hardware.chademo_evse import ChademoEvseConfig
 from chargepoint_firmware.hardware.simulation import SimulatedEvse
 from chargepoint_firmware.interfaces import HardwareEventKind
 from tests.support.chademo_sim import Rig, running_sim, start_session, wait_until
 
 STOP_CURRENT_A = 5.0
 STOP_WITHIN_S = 0.5
+TICK_S = ChademoEvseConfig().tick_s
+STOP_WITHIN_CYCLES = round(STOP_WITHIN_S / TICK_S)  # 5 control cycles
 
 
 def _second_sender(sim: SimulatedEvse) -> None:
@@ -100,8 +108,10 @@ INJECTIONS = [
 class Outcome:
     """What happened after one injection (collected concurrently, asserted per fault)."""
 
-    command_latency_s: float = float("nan")
+    command_latency_s: float = float("nan")  # wall clock, printed only
     frame_latency_s: float = float("nan")
+    command_cycles: int = -1  # control ticks from the injection to the <= 5 A command
+    frame_cycles: int = -1  # ... to the first 0x109 reporting the stop
     command_at: float = float("nan")
     d2_off: float | None = None
     d1_off: float | None = None
@@ -151,6 +161,9 @@ async def run_injection(injection: Injection) -> Outcome:
             frame_at = _first_stopping_0x109(rig, injected_at)
             assert frame_at is not None
             outcome.frame_latency_s = frame_at - injected_at
+            ticks = [t.at for t in sim.evse.trace if t.at > injected_at]
+            outcome.command_cycles = sum(1 for at in ticks if at <= outcome.command_at)
+            outcome.frame_cycles = sum(1 for at in ticks if at <= frame_at)
             # ... and the sequence must end safely.
             await wait_until(lambda: sim.evse.controller_state.state is ChargerState.ENDED, 15.0)
             ports = sim.ports
@@ -186,11 +199,12 @@ def outcomes() -> dict[str, Outcome]:
         return {i.name: r for i, r in zip(INJECTIONS, results, strict=True)}
 
     results = asyncio.run(run_all())
-    print("\nfault -> power stage <= 5 A / 0x109 reports the stop (ms):")
+    print("\nfault -> power stage <= 5 A / 0x109 reports the stop (ms, control cycles):")
     for name, outcome in results.items():
         print(
             f"  {name:32s} {1000 * outcome.command_latency_s:6.0f} "
             f"{1000 * outcome.frame_latency_s:6.0f}"
+            f"  {outcome.command_cycles:3d} {outcome.frame_cycles:3d}"
         )
     return results
 
@@ -201,8 +215,9 @@ def test_fault_brings_current_below_5a_within_half_a_second(
 ) -> None:
     outcome = outcomes[injection.name]
     assert not outcome.error, outcome.error
-    assert outcome.command_latency_s <= STOP_WITHIN_S
-    assert outcome.frame_latency_s <= STOP_WITHIN_S
+    # Counted in control cycles: load delays every cycle alike and cannot make this flaky.
+    assert 1 <= outcome.command_cycles <= STOP_WITHIN_CYCLES, outcome
+    assert 1 <= outcome.frame_cycles <= STOP_WITHIN_CYCLES, outcome
     # Current first, then d2 off, >= 500 ms later d1 off, then unlock.
     assert outcome.d2_off is not None and outcome.d1_off is not None
     assert outcome.unlocked is not None

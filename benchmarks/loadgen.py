@@ -34,6 +34,7 @@ import asyncio
 import base64
 import contextlib
 import ipaddress
+import itertools
 import json
 import math
 import multiprocessing
@@ -921,7 +922,7 @@ def _rss_bytes(pid: int) -> int:
 
 
 class ServerSampler:
-    """Samples the CSMS process tree (the PID and its descendants) once a second."""
+    """Samples the CSMS process tree (the PID and its descendants) four times a second."""
 
     def __init__(self, pid: int) -> None:
         self.pid = pid
@@ -930,7 +931,9 @@ class ServerSampler:
         self._thread = threading.Thread(target=self._loop, daemon=True)
         self._cpu_start = self.cpu_seconds()
         self.cpu_used = 0.0
-        self.cpu_samples: list[tuple[float, float]] = []  # (wall time, CPU s), every second
+        self.interval_s = 0.25
+        # (wall time, CPU s): at start(), every `interval_s` while running, and at finish().
+        self.cpu_samples: list[tuple[float, float]] = []
 
     def cpu_seconds(self) -> float:
         total = 0.0
@@ -946,27 +949,46 @@ class ServerSampler:
                 total += _rss_bytes(pid)
         return total
 
-    def _loop(self) -> None:
-        while not self._stop.wait(1.0):
-            self.peak_rss = max(self.peak_rss, self.rss())
-            self.cpu_samples.append((time.time(), self.cpu_seconds()))
+    def _sample(self) -> None:
+        self.cpu_samples.append((time.time(), self.cpu_seconds()))
 
-    def cpu_rate(self, from_wall: float, to_wall: float) -> float | None:
-        """CPU seconds per second between the first sample at or after `from_wall` and the
-        last at or before `to_wall` (None if fewer than two such samples)."""
-        inside = [(t, cpu) for t, cpu in self.cpu_samples if from_wall <= t <= to_wall]
-        if len(inside) < 2 or inside[-1][0] <= inside[0][0]:
-            return None
-        return (inside[-1][1] - inside[0][1]) / (inside[-1][0] - inside[0][0])
+    def _loop(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            self.peak_rss = max(self.peak_rss, self.rss())
+            self._sample()
+
+    def cpu_at(self, wall: float) -> float:
+        """The cumulative CPU seconds at `wall`, interpolated between the samples around it.
+
+        `start()` and `finish()` each take a sample, so any time within the run is covered
+        however late the sampling thread ran under load; outside it: ValueError.
+        """
+        samples = sorted(self.cpu_samples)
+        if not samples or not samples[0][0] <= wall <= samples[-1][0]:
+            span = f"{samples[0][0]:.3f}..{samples[-1][0]:.3f}" if samples else "no samples"
+            raise ValueError(f"CPU sampled over {span}; {wall:.3f} is outside it")
+        for (t0, c0), (t1, c1) in itertools.pairwise(samples):
+            if t0 <= wall <= t1:
+                return c0 if t1 == t0 else c0 + (c1 - c0) * (wall - t0) / (t1 - t0)
+        return samples[-1][1]  # a single sample exactly at `wall`
+
+    def cpu_rate(self, from_wall: float, to_wall: float) -> float:
+        """CPU seconds per second of the CSMS between `from_wall` and `to_wall` (within the run;
+        ValueError otherwise, or for an empty interval)."""
+        if to_wall <= from_wall:
+            raise ValueError(f"empty CPU window {from_wall:.3f}..{to_wall:.3f}")
+        return (self.cpu_at(to_wall) - self.cpu_at(from_wall)) / (to_wall - from_wall)
 
     def start(self) -> None:
         self.peak_rss = self.rss()
         self._cpu_start = self.cpu_seconds()
+        self._sample()
         self._thread.start()
 
     def finish(self) -> None:
         self.peak_rss = max(self.peak_rss, self.rss())
         self.cpu_used = self.cpu_seconds() - self._cpu_start
+        self._sample()
         self._stop.set()
         self._thread.join(2)
 
@@ -1100,12 +1122,23 @@ def summarize(
             "peak_rss_mb": round(sampler.peak_rss / 2**20, 1),
         }
         # CPU per message in the steady window alone (no handshakes, boots or drain).
-        rate = None
-        if window is not None and started is not None and steady_rate:
-            rate = sampler.cpu_rate(started + window[0], started + window[1] + 1)
-        result["server"]["steady_cpu_s_per_1000_messages"] = (
-            rate / steady_rate * 1000 if rate is not None and steady_rate else None
-        )
+        # Always a figure, or None with the reason in "steady_cpu_error".
+        steady_k: float | None = None
+        error: str | None = None
+        if window is None or started is None:
+            error = "no steady window (not every station booted before --duration ended)"
+        elif not steady_rate:
+            error = "no messages in the steady window"
+        else:
+            try:
+                rate = sampler.cpu_rate(started + window[0], started + window[1] + 1)
+            except ValueError as exc:
+                error = f"steady window outside the CPU samples: {exc}"
+            else:
+                steady_k = rate / steady_rate * 1000
+        result["server"]["steady_cpu_s_per_1000_messages"] = steady_k
+        if error is not None:
+            result["server"]["steady_cpu_error"] = error
     return result
 
 

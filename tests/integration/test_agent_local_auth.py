@@ -26,6 +26,26 @@ def started(h: Harness) -> list[dict[str, Any]]:
     return [e for e in h.csms.actions("TransactionEvent") if e["eventType"] == "Started"]
 
 
+async def settled(h: Harness) -> None:
+    """Everything the agent queued so far has reached the CSMS (instead of a fixed sleep, which
+    passes vacuously on a slow machine): a TransactionEvent the last evaluation would have
+    queued is visible to the assertion that follows."""
+    await asyncio.wait_for(h.agent.drain(), 5)
+
+
+def _periodic_energy_wh(event: dict[str, Any]) -> float:
+    """The highest energy register value in a periodic TransactionEvent (-1 if none)."""
+    if event.get("triggerReason") != "MeterValuePeriodic":
+        return -1.0
+    values = [
+        float(sv["value"])
+        for mv in event.get("meterValue", [])
+        for sv in mv["sampledValue"]
+        if sv.get("measurand", "Energy.Active.Import.Register") == "Energy.Active.Import.Register"
+    ]
+    return max(values, default=-1.0)
+
+
 async def go_offline(h: Harness) -> None:
     await h.csms.stop()
     await eventually(lambda: not h.agent.online, message="agent still online")
@@ -72,7 +92,9 @@ async def test_c01_token_presented_before_plug_in_starts_at_plug_in(tmp_path: Pa
         assert await h.agent.present_id_token(1, {"idToken": "CARD-1", "type": "ISO14443"}) == (
             "Accepted"
         )
-        await asyncio.sleep(0.1)
+        # The token was evaluated (Authorize answered) and all it queued delivered.
+        await h.csms.wait_for("Authorize")
+        await settled(h)
         assert started(h) == []  # PowerPathClosed needs the EV too
         h.evse.plug_in()
         event = (await h.csms.wait_for("TransactionEvent", lambda e: e["eventType"] == "Started"))[
@@ -90,7 +112,8 @@ async def test_c01_blocked_token_starts_nothing(tmp_path: Path) -> None:
         h.evse.plug_in()
         status = await h.agent.present_id_token(1, {"id_token": "BLOCKED-7", "type": "ISO14443"})
         assert status == "Blocked"
-        await asyncio.sleep(0.2)
+        await h.csms.wait_for("Authorize")
+        await settled(h)
         assert h.csms.actions("TransactionEvent") == []
         assert not h.evse.allowed
     finally:
@@ -321,7 +344,8 @@ async def test_e05_max_energy_on_invalid_id_suspends_but_keeps_transaction(
         )
         assert h.evse.allowed  # 500 Wh still allowed
         h.evse.add_energy(import_wh=300.0)
-        await asyncio.sleep(1.5)  # a periodic sample checks the cap
+        # Wait for a periodic sample that saw the 300 Wh (each sample checks the cap first).
+        await h.csms.wait_for("TransactionEvent", lambda e: _periodic_energy_wh(e) >= 10_300.0)
         assert h.evse.allowed  # 300 of 500 Wh delivered in this transaction
         h.evse.add_energy(import_wh=300.0)
         await eventually(lambda: not h.evse.allowed, message="energy not suspended")
@@ -358,7 +382,8 @@ async def test_e03_ev_connection_timeout_withdraws_local_authorization(tmp_path:
             message="authorization did not lapse",
         )
         h.evse.plug_in()
-        await asyncio.sleep(0.1)
+        await eventually(lambda: h.agent.transactions.evses[1].plugged, message="plug not seen")
+        await settled(h)
         assert started(h) == []
     finally:
         await h.close()

@@ -14,7 +14,6 @@ is worth ~0.001 %).
 
 from __future__ import annotations
 
-import asyncio
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -23,7 +22,7 @@ from chargepoint_firmware.hardware.chademo_evse import ChademoEvseConfig
 from chargepoint_firmware.hardware.sim_vehicle import Battery, SimVehicleConfig
 from chargepoint_firmware.interfaces import EvseSetpoint, SessionState
 from chargepoint_firmware.safety.departure import departure_floor_pct
-from tests.support.chademo_sim import Rig, running_sim, start_session, wait_until
+from tests.support.chademo_sim import Rig, running_sim, start_session, wait_ticks, wait_until
 
 TIME_SCALE = 400.0
 # 30 A discharge so that a test crosses tens of percent in seconds; charge stays at 15 A.
@@ -79,7 +78,10 @@ async def test_discharge_stops_at_the_departure_floor_not_at_the_reserve() -> No
         assert status.limited_by == "safety:soc_floor"
         assert battery.soc_pct >= lowest_allowed(floor)
         assert battery.soc_pct <= floor + 1.0  # stopped at the floor, not somewhere above it
-        await asyncio.sleep(0.5)  # 200 s of battery time: still no discharge
+        # Five more control cycles (~200 s of battery time), each re-evaluating the floor:
+        # none of them discharges (counted, so a stalled loop cannot pass this vacuously).
+        ticks = await wait_ticks(evse, 5)
+        assert all(t.commanded_a >= 0.0 for t in ticks), ticks
         assert battery.soc_pct >= lowest_allowed(floor)
         assert evse.status().current_a == 0.0
         assert evse.status().energy_export_wh > 0

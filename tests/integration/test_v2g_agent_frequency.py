@@ -9,6 +9,7 @@ import asyncio
 import contextlib
 from pathlib import Path
 
+from chargepoint_firmware.interfaces import EvseSetpoint, EvseStatus
 from chargepoint_firmware.ocpp_client.agent import Agent
 from csms.services.v2g_service import V2gService
 from tests.support.agent_fakes import FakeEvse
@@ -52,9 +53,24 @@ async def test_csms_switches_the_agents_frequency_response_and_backup(tmp_path: 
             # Emergency backup: the agent keeps the battery, even under frequency.
             backup = await v2g.set_emergency_backup(STATION_ID, True)
             assert backup["status"] == "Accepted"
+            # Count the agent's re-evaluations that see 49 Hz (it polls the frequency while
+            # the response is enabled): wait for two of them instead of sleeping, so a slow
+            # machine cannot pass this without the agent having looked.
+            local_v2x = agent.smart.local_v2x
+            seen_hz: list[float | None] = []
+            adjust = local_v2x.adjust
+
+            def counting_adjust(
+                setpoint: EvseSetpoint, status: EvseStatus, nominal_voltage_v: float
+            ) -> EvseSetpoint:
+                result = adjust(setpoint, status, nominal_voltage_v)
+                seen_hz.append(status.grid_frequency_hz)
+                return result
+
+            local_v2x.adjust = counting_adjust  # type: ignore[method-assign]
             mark = len(evse.setpoints)
             evse._update(grid_frequency_hz=49.0)
-            await asyncio.sleep(0.5)  # >= two re-evaluations of the frequency
+            await eventually(lambda: seen_hz.count(49.0) >= 2, within_s=10)
             after = [s.limit for _, s in evse.setpoints[mark:]]
             assert all(limit is None or limit >= 0 for limit in after), after
             assert last_limit() is None

@@ -29,7 +29,7 @@ from chargepoint_firmware.chademo.frames import (
     VehicleStatus,
     decode,
 )
-from chargepoint_firmware.hardware.chademo_evse import ChademoEvseConfig
+from chargepoint_firmware.hardware.chademo_evse import ChademoEvse, ChademoEvseConfig, TickTrace
 from chargepoint_firmware.hardware.sim_vehicle import Battery, SimVehicleConfig
 from chargepoint_firmware.hardware.simulation import SimulatedEvse
 
@@ -54,6 +54,21 @@ async def wait_until(
             detail = f": {context()}" if context is not None else ""
             raise AssertionError(f"condition not met within {within_s} s{detail}")
         await asyncio.sleep(interval)
+
+
+async def wait_ticks(evse: ChademoEvse, count: int, within_s: float = 10.0) -> list[TickTrace]:
+    """Wait until the EVSE has run `count` more control cycles; return their traces.
+
+    For "nothing happens" checks: a fixed sleep passes vacuously when a loaded machine runs
+    no cycle in it; this waits for the re-evaluations themselves.
+    """
+    since = evse.trace[-1].at if evse.trace else float("-inf")
+
+    def after() -> list[TickTrace]:
+        return [t for t in evse.trace if t.at > since]
+
+    await wait_until(lambda: len(after()) >= count, within_s)
+    return after()
 
 
 @asynccontextmanager

@@ -3,14 +3,16 @@ that message under the retry policy (E13); the connection stays up and later mes
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 from ocpp.exceptions import OCPPError
 from ocpp.v201 import call
 
 from tests.integration.test_agent_offline import set_attempt_variable
-from tests.support.agent_harness import eventually, start_harness
+from tests.support.agent_harness import Harness, eventually, start_harness
 from tests.support.agent_test_csms import MALFORMED_CALLERROR
 
 CARD = {"id_token": "CARD-1", "type": "ISO14443"}
@@ -86,5 +88,106 @@ async def test_finding1_unknown_code_is_an_ocpp_error_and_keeps_the_connection(
         h.csms.error_actions.clear()
         await h.agent.send_call(call.Heartbeat())  # the same connection carries on
         assert len(h.csms.connections) == connections
+    finally:
+        await h.close()
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+# Every message type the agent queues in its outbox (`Outbox.put` callers: transactions,
+# aligned/idle MeterValues, NotifyEvent for hardware problems, SecurityEventNotification,
+# ReservationStatusUpdate), each with a payload of the shape the agent stores (snake_case).
+# StatusNotification is not queued (sent at once, not retried): the direct-call test above.
+QUEUED: dict[str, Any] = {
+    "TransactionEvent": lambda: {
+        "event_type": "Updated",
+        "timestamp": _now(),
+        "trigger_reason": "MeterValuePeriodic",
+        "seq_no": 0,
+        "transaction_info": {"transaction_id": "tx-callerror"},
+        "evse": {"id": 1, "connector_id": 1},
+    },
+    "MeterValues": lambda: {
+        "evse_id": 1,
+        "meter_value": [
+            {
+                "timestamp": _now(),
+                "sampled_value": [{"value": 1.0, "measurand": "Energy.Active.Import.Register"}],
+            }
+        ],
+    },
+    "NotifyEvent": lambda: {
+        "generated_at": _now(),
+        "seq_no": 0,
+        "event_data": [
+            {
+                "event_id": 1,
+                "timestamp": _now(),
+                "trigger": "Delta",
+                "actual_value": "true",
+                "tech_code": "fault",
+                "tech_info": "test",
+                "event_notification_type": "HardWiredNotification",
+                "component": {"name": "EVSE", "evse": {"id": 1}},
+                "variable": {"name": "Problem"},
+            }
+        ],
+    },
+    "SecurityEventNotification": lambda: {
+        "type": "SettingSystemTime",
+        "timestamp": _now(),
+        "tech_info": "test",
+    },
+    "ReservationStatusUpdate": lambda: {
+        "reservation_id": 1,
+        "reservation_update_status": "Expired",
+    },
+}
+
+
+def _queue(h: Harness, action: str) -> str:
+    with h.agent.storage.atomic():
+        return h.agent.outbox.put(action, QUEUED[action]())
+
+
+@pytest.mark.parametrize("action", list(QUEUED))
+async def test_finding1_every_code_to_every_queued_message_type_is_a_failed_attempt(
+    tmp_path: Path, action: str
+) -> None:
+    """One agent and one CSMS per message type; every OCPP-J 2.0.1 code, an unknown one and a
+    malformed CALLERROR in turn: each message is sent exactly MessageAttempts (2) times with the
+    same message id, then discarded (E13); the connection is never dropped; afterwards a
+    message of the same type is delivered normally."""
+    # A malformed CALLERROR cannot be matched to its CALL: it fails by the message timeout.
+    h = await start_harness(
+        tmp_path,
+        transaction_message_attempts=2,
+        transaction_message_retry_interval_s=0.02,
+        message_timeout_s=0.3,
+    )
+    try:
+        connections = len(h.csms.connections)
+        h.csms.error_actions.add(action)
+        for number, code in enumerate([*CODES, MALFORMED_CALLERROR], start=1):
+            h.csms.error_code = code
+            message_id = _queue(h, action)
+            await eventually(
+                lambda n=number: h.agent.outbox.discarded == n,
+                within_s=10,
+                message=f"{action} answered {code}: not discarded",
+            )
+            sends = [r for r in h.csms.received if r.message_id == message_id]
+            assert [r.action for r in sends] == [action, action], (code, sends)
+            assert len(h.csms.connections) == connections, f"{action}/{code} reconnected"
+        assert h.agent.online
+        h.csms.error_actions.clear()
+        delivered = h.agent.outbox.delivered
+        message_id = _queue(h, action)
+        await eventually(lambda: h.agent.outbox.delivered == delivered + 1, within_s=5)
+        assert [r.action for r in h.csms.received if r.message_id == message_id] == [action]
+        assert len(h.csms.connections) == connections
+        assert len(h.agent.outbox) == 0
     finally:
         await h.close()

@@ -3,6 +3,7 @@ that message under the retry policy (E13); the connection stays up and later mes
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -189,5 +190,44 @@ async def test_finding1_every_code_to_every_queued_message_type_is_a_failed_atte
         assert [r.action for r in h.csms.received if r.message_id == message_id] == [action]
         assert len(h.csms.connections) == connections
         assert len(h.agent.outbox) == 0
+    finally:
+        await h.close()
+
+
+async def test_finding1_every_code_to_a_status_notification_keeps_the_connection(
+    tmp_path: Path,
+) -> None:
+    """StatusNotification is sent at once, not queued (`send_soon`): a CALLERROR of any code
+    is logged, nothing escapes its task, the connection stays and the next one is delivered."""
+    h = await start_harness(tmp_path, message_timeout_s=0.3)
+    try:
+        connections = len(h.csms.connections)
+        await h.csms.wait_for("StatusNotification")  # the one after boot, answered normally
+        await asyncio.wait_for(h.agent.drain(), 5)
+        h.csms.error_actions.add("StatusNotification")
+
+        def status() -> call.StatusNotification:
+            return call.StatusNotification(
+                timestamp=_now(), connector_status="Available", evse_id=1, connector_id=1
+            )
+
+        for code in [*CODES, MALFORMED_CALLERROR]:
+            h.csms.error_code = code
+            sent = len(h.csms.actions("StatusNotification"))
+            before = set(h.agent._tasks)
+            h.agent.send_soon(status())
+            spawned = h.agent._tasks - before
+            assert len(spawned) == 1
+            done, _ = await asyncio.wait(spawned, timeout=5)
+            assert done == spawned, f"{code}: send task still running"
+            task = spawned.pop()
+            assert not task.cancelled() and task.exception() is None, (code, task)
+            assert len(h.csms.actions("StatusNotification")) == sent + 1
+            assert len(h.csms.connections) == connections, f"{code}: reconnected"
+            assert h.agent.online
+        h.csms.error_actions.clear()
+        answered = await h.agent.send_call(status())
+        assert answered is not None
+        assert len(h.csms.connections) == connections
     finally:
         await h.close()

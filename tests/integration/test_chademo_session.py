@@ -23,7 +23,7 @@ from chargepoint_firmware.interfaces import (
     HardwareEventKind,
     SessionState,
 )
-from tests.support.chademo_sim import Rig, running_sim, start_session, wait_until
+from tests.support.chademo_sim import Rig, running_sim, start_session, wait_ticks, wait_until
 
 
 def kinds(events: list[HardwareEvent]) -> list[tuple[str, str]]:
@@ -237,6 +237,9 @@ async def test_discharge_stops_at_the_soc_floor_and_the_session_stays_suspended(
         # 20 % floor (driving reserve and the car's 0x200 byte 6); one 100 ms tick at 200x
         # moves the SoC by about 0.13 %.
         assert 19.5 <= sim.vehicle.battery.soc_pct <= 20.5
-        await asyncio.sleep(0.5)
+        # Five more control cycles, each re-evaluating the floor: none discharges (counted,
+        # not slept, so a stalled loop cannot pass this vacuously).
+        ticks = await wait_ticks(sim.evse, 5)
+        assert all(t.commanded_a >= 0.0 for t in ticks), ticks
         assert sim.vehicle.battery.soc_pct >= 19.5
         assert sim.evse.controller_state.state is ChargerState.DISCHARGING

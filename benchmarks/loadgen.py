@@ -25,6 +25,10 @@ targets are accepted: this workplace forbids load on anything else.
 
   python benchmarks/loadgen.py --url ws://127.0.0.1:9000/ocpp --stations 500 --processes 2 \\
       --scenario boot-heartbeat --duration 30 --server-pid 1234 --json out.json
+
+Over 600 lines because it is one standalone script (standard library, websockets and orjson
+only, no project imports) that is run by path and re-imported by its worker processes; its
+sections (statistics, station, API commands, worker, CSMS sampler, summary, CLI) are marked.
 """
 
 from __future__ import annotations

@@ -16,14 +16,14 @@ from csms.domain.errors import (
     StationDisconnected,
     StationOffline,
 )
-from csms.routing.inprocess import InProcessRouter
-from csms.routing.nats_router import (
+from csms.routing.broker import (
     NatsRouter,
     RemoteCommandFailed,
     broker_token,
     decode_answer,
     encode_error,
 )
+from csms.routing.inprocess import InProcessRouter
 from csms.routing.redis_router import RedisRouter
 from csms.settings import Settings
 from tests.support.multinode_routing import (

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from csms.routing.nats_router import BrokerRouter, NatsRouter
+from csms.routing.broker import BrokerRouter, NatsRouter
 from csms.routing.redis_router import RedisRouter
 
 Behaviour = Callable[[str, dict[str, Any], float], Awaitable[dict[str, Any]]]

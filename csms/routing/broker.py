@@ -1,4 +1,8 @@
-"""Several CSMS nodes: a command reaches the node holding the station through NATS.
+"""Several CSMS nodes: a command reaches the node holding the station through a broker.
+
+`BrokerRouter` is the broker-neutral part; a backend (csms.routing.nats_router,
+csms.routing.redis_router) provides the broker operations. Below, the NATS names; the Redis
+backend has the same records and notices under its own names.
 
 Presence (which node holds which station) lives in a JetStream key-value bucket `<ns>_presence`
 (station -> "<incarnation> <node id>"). A node that accepts a station's websocket writes the
@@ -30,8 +34,6 @@ station's presence record: a record of another holder with a newer revision (a t
 missed) closes the stale local socket; a missing record (never written because the broker was
 down, or lost) is written again. So a node that was briefly cut off converges without waiting
 for the station.
-
-`BrokerRouter` is the broker-independent part (shared with the Redis router).
 """
 
 from __future__ import annotations
@@ -41,7 +43,6 @@ import asyncio
 import contextlib
 import logging
 import os
-import re
 import socket
 import uuid
 from collections.abc import Awaitable
@@ -49,145 +50,28 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import orjson
-from nats.aio.client import Client as NatsClient
-from nats.aio.msg import Msg
-from nats.errors import NoRespondersError, SlowConsumerError
-from nats.errors import TimeoutError as NatsTimeoutError
-from nats.js.errors import BucketNotFoundError, KeyWrongLastSequenceError, NotFoundError
-from nats.js.kv import KeyValue
 
-from csms.domain.errors import (
-    BrokerUnavailable,
-    CallErrorReceived,
-    CommandNotAllowed,
-    CommandTimeout,
-    CsmsError,
-    StationDisconnected,
-    StationOffline,
-)
+from csms.domain.errors import BrokerUnavailable, CommandTimeout, CsmsError, StationOffline
 from csms.routing.base import StationLink
+from csms.routing.holders import HolderCache
 from csms.routing.inprocess import InProcessRouter
+from csms.routing.wire import (
+    DISCONNECT_ACTION,
+    Claimed,
+    Holder,
+    decode_answer,
+    decode_request,
+    encode_error,
+    encode_request,
+    encode_result,
+)
 
 log = logging.getLogger(__name__)
 _T = TypeVar("_T")
 
-_PLAIN = re.compile(r"[A-Za-z0-9_-]+")
-
-
-def broker_token(name: str) -> str:
-    """`name` as one NATS subject token / KV key / Redis key part: kept when plain, else
-    hex-encoded behind `x.` (no plain name contains a dot, so the two never collide)."""
-    if _PLAIN.fullmatch(name):
-        return name
-    return "x." + name.encode().hex()
-
-
-# A router-internal request (OCPP action names never start with "$"): close the station's socket.
-DISCONNECT_ACTION = "$disconnect"
-
 
 def default_node_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
-
-
-class RemoteCommandFailed(CsmsError):
-    """The holding node failed to run the command for a reason that is not a station error."""
-
-
-# ---- wire format of a command and its answer ------------------------------------------------
-
-
-def encode_request(station_id: str, action: str, payload: dict[str, Any], timeout: float) -> bytes:
-    return orjson.dumps(
-        {"station": station_id, "action": action, "payload": payload, "timeout": timeout}
-    )
-
-
-def decode_request(data: bytes) -> tuple[str, str, dict[str, Any], float]:
-    body = orjson.loads(data)
-    return str(body["station"]), str(body["action"]), dict(body["payload"]), float(body["timeout"])
-
-
-def encode_result(result: dict[str, Any]) -> bytes:
-    return orjson.dumps({"result": result})
-
-
-def encode_error(error: Exception) -> bytes:
-    """A typed error the caller raises again (`decode_answer`)."""
-    fields: dict[str, Any]
-    if isinstance(error, CallErrorReceived):
-        fields = {
-            "type": "CallErrorReceived",
-            "code": error.code,
-            "description": error.description,
-            "details": error.details,
-        }
-    elif isinstance(error, CommandTimeout):
-        fields = {
-            "type": "CommandTimeout",
-            "station": error.station_id,
-            "action": error.action,
-            "timeout": error.timeout,
-        }
-    elif isinstance(error, StationDisconnected | StationOffline):
-        fields = {"type": type(error).__name__, "station": error.station_id}
-    elif isinstance(error, CommandNotAllowed):
-        fields = {
-            "type": "CommandNotAllowed",
-            "station": error.station_id,
-            "action": error.action,
-            "state": error.state,
-        }
-    else:
-        fields = {"type": "RemoteCommandFailed", "message": f"{type(error).__name__}: {error}"}
-    return orjson.dumps({"error": fields})
-
-
-def decode_answer(data: bytes) -> dict[str, Any]:
-    """The command's result, or raise the error the holding node reported."""
-    body = orjson.loads(data)
-    if "result" in body:
-        return dict(body["result"])
-    error = body.get("error") or {}
-    kind = error.get("type")
-    if kind == "CallErrorReceived":
-        raise CallErrorReceived(
-            str(error["code"]), str(error.get("description", "")), error.get("details") or {}
-        )
-    if kind == "CommandTimeout":
-        raise CommandTimeout(str(error["station"]), str(error["action"]), float(error["timeout"]))
-    if kind == "StationOffline":
-        raise StationOffline(str(error["station"]))
-    if kind == "StationDisconnected":
-        raise StationDisconnected(str(error["station"]))
-    if kind == "CommandNotAllowed":
-        raise CommandNotAllowed(str(error["station"]), str(error["action"]), str(error["state"]))
-    raise RemoteCommandFailed(str(error.get("message", "the holding node failed the command")))
-
-
-# ---- broker-independent part -----------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Holder:
-    node_id: str
-    incarnation: str
-
-    def encode(self) -> str:
-        return f"{self.incarnation} {self.node_id}"
-
-    @classmethod
-    def decode(cls, text: str) -> Holder | None:
-        incarnation, _, node_id = text.partition(" ")
-        return cls(node_id, incarnation) if node_id else None
-
-
-@dataclass(frozen=True)
-class Claimed:
-    """A presence record: who holds the station, and the revision its claim was written at."""
-
-    holder: Holder
-    revision: int
 
 
 class NoHolder(Exception):
@@ -244,7 +128,7 @@ class BrokerRouter(abc.ABC):
         # before our own claim's revision is known.
         self._foreign: dict[str, int] = {}
         # Remote holders as last read or announced (a hint: see the module docstring).
-        self._cache: dict[str, Claimed] = {}
+        self._cache = HolderCache(self.node_id, enabled=cache_holders)
         self._tasks: set[asyncio.Task[Any]] = set()  # presence writes and takeovers
         self._serving: set[asyncio.Task[Any]] = set()  # commands other nodes sent here
         self._heartbeat: asyncio.Task[None] | None = None
@@ -373,7 +257,7 @@ class BrokerRouter(abc.ABC):
         previous = self.local.register(link)
         claim = _Claim(link)
         self._claims[link.station_id] = claim
-        self._cache.pop(link.station_id, None)
+        self._cache.discard(link.station_id)
         claim.task = self._spawn(self._claim(claim), f"claim-{link.station_id}")
         return previous
 
@@ -459,10 +343,10 @@ class BrokerRouter(abc.ABC):
                     None if incarnation is None else str(incarnation),
                 )
             elif event == "release":
-                self._forget_released(str(body["station"]), node_id, int(body["revision"]))
+                self._cache.forget_released(str(body["station"]), node_id, int(body["revision"]))
             elif event in ("node-up", "node-down") and node_id != self.node_id:
                 keep = str(body["inc"]) if event == "node-up" else None
-                self._forget_node(node_id, keep_incarnation=keep)
+                self._cache.forget_node(node_id, keep_incarnation=keep)
         except Exception:
             log.warning("router %s: bad notice %r", self.node_id, data[:200])
 
@@ -475,11 +359,9 @@ class BrokerRouter(abc.ABC):
         if revision > self._foreign.get(station_id, -1):
             self._foreign[station_id] = revision
         if incarnation is not None:
-            self._remember(station_id, Claimed(Holder(node_id, incarnation), revision))
+            self._cache.remember(station_id, Claimed(Holder(node_id, incarnation), revision))
         else:
-            cached = self._cache.get(station_id)
-            if cached is not None and cached.revision < revision:
-                del self._cache[station_id]
+            self._cache.forget_older(station_id, revision)
         claim = self._claims.get(station_id)
         if claim is None or claim.revision is None or claim.revision >= revision:
             return  # not held here, or our claim is newer (or not yet acknowledged: see _claim)
@@ -498,33 +380,6 @@ class BrokerRouter(abc.ABC):
                 await close(1000, "connected to another CSMS node")
 
     # -- the holder cache --
-    def _remember(self, station_id: str, claimed: Claimed) -> None:
-        if not self.cache_holders or claimed.holder.node_id == self.node_id:
-            return
-        cached = self._cache.get(station_id)
-        if cached is None or claimed.revision >= cached.revision:
-            self._cache[station_id] = claimed
-
-    def _forget(self, station_id: str, claimed: Claimed) -> None:
-        if self._cache.get(station_id) == claimed:
-            del self._cache[station_id]
-
-    def _forget_released(self, station_id: str, node_id: str, revision: int) -> None:
-        cached = self._cache.get(station_id)
-        if cached is not None and cached.holder.node_id == node_id and cached.revision <= revision:
-            del self._cache[station_id]
-
-    def _forget_node(self, node_id: str, keep_incarnation: str | None = None) -> None:
-        """Forget the cached holders on `node_id` (all, or those of another life than
-        `keep_incarnation`): it died, left or restarted."""
-        stale = [
-            station_id
-            for station_id, claimed in self._cache.items()
-            if claimed.holder.node_id == node_id and claimed.holder.incarnation != keep_incarnation
-        ]
-        for station_id in stale:
-            del self._cache[station_id]
-
     def cached_holder(self, station_id: str) -> Claimed | None:
         """The holder this node would send a command for `station_id` to without a read."""
         return self._cache.get(station_id)
@@ -628,9 +483,9 @@ class BrokerRouter(abc.ABC):
         self.stats.holder_reads += 1
         claimed = await self._read(station_id, self._holder(station_id))
         if claimed is not None:
-            self._remember(station_id, claimed)
+            self._cache.remember(station_id, claimed)
         else:
-            self._cache.pop(station_id, None)
+            self._cache.discard(station_id)
         return claimed
 
     async def node_of(self, station_id: str) -> str | None:
@@ -645,7 +500,7 @@ class BrokerRouter(abc.ABC):
         self.stats.liveness_reads += 1
         incarnation = await self._read(station_id, self._node_incarnation(holder.node_id))
         if incarnation != holder.incarnation:
-            self._forget_node(holder.node_id, keep_incarnation=incarnation)
+            self._cache.forget_node(holder.node_id, keep_incarnation=incarnation)
             return None
         return holder.node_id
 
@@ -684,7 +539,7 @@ class BrokerRouter(abc.ABC):
             except NoHolder:
                 # The node is gone: none of its cached holders is any good. Read again, in
                 # case the station reconnected elsewhere meanwhile.
-                self._forget_node(node)
+                self._cache.forget_node(node)
                 claimed = None
                 continue
             except TimeoutError:
@@ -697,7 +552,7 @@ class BrokerRouter(abc.ABC):
                 return decode_answer(answer)
             except StationOffline:
                 # The node no longer holds it: one more look, in case it moved meanwhile.
-                self._forget(station_id, claimed)
+                self._cache.forget(station_id, claimed)
                 claimed = None
         raise StationOffline(station_id)
 
@@ -732,198 +587,4 @@ class BrokerRouter(abc.ABC):
             return encode_error(exc)
 
 
-# ---- NATS --------------------------------------------------------------------------------------
-
-
-class NatsRouter(BrokerRouter):
-    """BrokerRouter over NATS: JetStream KV for presence, request/reply for commands."""
-
-    def __init__(
-        self,
-        url: str,
-        *,
-        node_id: str | None = None,
-        local: InProcessRouter | None = None,
-        namespace: str = "csms",
-        node_ttl_s: float = 15.0,
-        reply_margin_s: float = 2.0,
-        connect_timeout_s: float = 5.0,
-        cache_holders: bool = True,
-    ) -> None:
-        super().__init__(
-            node_id=node_id,
-            local=local,
-            node_ttl_s=node_ttl_s,
-            reply_margin_s=reply_margin_s,
-            cache_holders=cache_holders,
-        )
-        if not _PLAIN.fullmatch(namespace):
-            raise ValueError("namespace: letters, digits, '_' and '-' only")
-        self.url = url
-        self.namespace = namespace
-        self.connect_timeout_s = connect_timeout_s
-        self._nc: NatsClient | None = None
-        self._presence: KeyValue | None = None
-        self._nodes: KeyValue | None = None
-
-    @property
-    def presence_bucket(self) -> str:
-        return f"{self.namespace}_presence"
-
-    @property
-    def nodes_bucket(self) -> str:
-        return f"{self.namespace}_nodes"
-
-    def _command_subject(self, node_id: str) -> str:
-        return f"{self.namespace}.cmd.{broker_token(node_id)}"
-
-    @property
-    def _takeover_subject(self) -> str:
-        return f"{self.namespace}.takeover"
-
-    async def _connect(self) -> None:
-        client = NatsClient()
-        try:
-            # Fail the start when the broker does not answer (a couple of tries, not forever)...
-            await client.connect(
-                self.url,
-                name=f"csms-{self.node_id}",
-                connect_timeout=max(1, round(self.connect_timeout_s)),
-                allow_reconnect=True,
-                max_reconnect_attempts=1,
-                reconnect_time_wait=1,
-                error_cb=self._on_error,
-                disconnected_cb=self._on_disconnected,
-                reconnected_cb=self._on_reconnected,
-            )
-        except BaseException:
-            with contextlib.suppress(Exception):
-                await client.close()
-            raise
-        # ...but once running, ride out broker restarts for as long as they last.
-        client.options["max_reconnect_attempts"] = -1
-        self._nc = client
-        js = self._nc.jetstream()
-        self._presence = await _bucket(js, self.presence_bucket, ttl=None)
-        self._nodes = await _bucket(js, self.nodes_bucket, ttl=self.node_ttl_s)
-        await self._nc.subscribe(self._command_subject(self.node_id), cb=self._on_command)
-        await self._nc.subscribe(self._takeover_subject, cb=self._on_takeover_msg)
-        await self._nc.flush()
-
-    async def _on_error(self, error: Exception) -> None:
-        log.warning("router %s: NATS: %s", self.node_id, error or type(error).__name__)
-        if isinstance(error, SlowConsumerError) and error.subject == self._takeover_subject:
-            self.notices_missed()  # the client dropped notices it could not keep up with
-
-    async def _on_disconnected(self) -> None:
-        log.warning("router %s: disconnected from NATS; reconnecting", self.node_id)
-        self.broker_disconnected()
-
-    async def _on_reconnected(self) -> None:
-        # The client has subscribed again by now: what changed before is in the records.
-        log.info("router %s: reconnected to NATS; re-checking local claims", self.node_id)
-        self.broker_reconnected()
-
-    async def _disconnect(self) -> None:
-        if self._nc is not None:
-            with contextlib.suppress(Exception):
-                await self._nc.drain()
-            self._nc = None
-
-    @property
-    def _client(self) -> NatsClient:
-        if self._nc is None:
-            raise RuntimeError("NatsRouter.start() was not awaited")
-        return self._nc
-
-    async def _write_claim(self, station_id: str) -> int:
-        assert self._presence is not None
-        holder = Holder(self.node_id, self.incarnation)
-        return int(await self._presence.put(broker_token(station_id), holder.encode().encode()))
-
-    async def _release_claim(self, station_id: str, revision: int) -> None:
-        assert self._presence is not None
-        with contextlib.suppress(KeyWrongLastSequenceError):
-            await self._presence.delete(broker_token(station_id), last=revision)
-
-    async def _publish_notice(self, body: bytes) -> None:
-        await self._client.publish(self._takeover_subject, body)
-
-    async def _holder(self, station_id: str) -> Claimed | None:
-        assert self._presence is not None
-        try:
-            entry = await self._presence.get(broker_token(station_id))
-        except NotFoundError:
-            return None
-        holder = Holder.decode(entry.value.decode()) if entry.value else None
-        if holder is None or entry.revision is None:
-            return None
-        return Claimed(holder, int(entry.revision))
-
-    async def _node_incarnation(self, node_id: str) -> str | None:
-        assert self._nodes is not None
-        try:
-            entry = await self._nodes.get(broker_token(node_id))
-        except NotFoundError:
-            return None
-        return entry.value.decode() if entry.value else None
-
-    async def _announce(self) -> None:
-        assert self._nodes is not None
-        await self._nodes.put(broker_token(self.node_id), self.incarnation.encode())
-
-    async def _withdraw(self) -> None:
-        assert self._nodes is not None
-        await self._nodes.delete(broker_token(self.node_id))
-
-    async def _request(self, node_id: str, request: bytes, wait_s: float) -> bytes:
-        try:
-            msg = await self._client.request(
-                self._command_subject(node_id), request, timeout=wait_s
-            )
-        except NoRespondersError:
-            raise NoHolder(node_id) from None
-        except NatsTimeoutError:
-            raise TimeoutError from None
-        return bytes(msg.data)
-
-    async def _on_command(self, msg: Msg) -> None:
-        # Subscription callbacks run one after another: each command gets its own task.
-        async def answer() -> None:
-            reply = await self.serve_request(msg.data)
-            if msg.reply:
-                with contextlib.suppress(Exception):
-                    await msg.respond(reply)
-
-        self._serve(answer())
-
-    async def _on_takeover_msg(self, msg: Msg) -> None:
-        self.on_notice(msg.data)
-
-
-async def _bucket(js: Any, name: str, *, ttl: float | None) -> KeyValue:
-    """Bind the KV bucket, creating it on first use (several nodes may race to create it)."""
-    try:
-        kv: KeyValue = await js.key_value(name)
-        return kv
-    except BucketNotFoundError:
-        pass
-    try:
-        created: KeyValue = await js.create_key_value(bucket=name, history=1, ttl=ttl)
-        return created
-    except Exception:
-        kv = await js.key_value(name)  # created by another node in the meantime
-        return kv
-
-
-__all__ = [
-    "BrokerRouter",
-    "Claimed",
-    "Holder",
-    "NatsRouter",
-    "NoHolder",
-    "RemoteCommandFailed",
-    "broker_token",
-    "decode_answer",
-    "encode_error",
-]
+__all__ = ["BrokerRouter", "NoHolder", "RouterStats", "default_node_id"]

@@ -22,7 +22,7 @@ def build_router(settings: Settings, **options: Any) -> CommandRouter:
     if not url:
         return InProcessRouter(settings.node_id)
     if url.startswith(("nats://", "tls://")):
-        from csms.routing.broker import NatsRouter
+        from csms.routing.nats_router import NatsRouter
 
         return NatsRouter(url, node_id=settings.node_id, **options)
     if url.startswith(("redis://", "rediss://")):

@@ -49,8 +49,6 @@ from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-import orjson
-
 from csms.domain.errors import BrokerUnavailable, CommandTimeout, CsmsError, StationOffline
 from csms.routing.base import StationLink
 from csms.routing.holders import HolderCache
@@ -59,11 +57,18 @@ from csms.routing.wire import (
     DISCONNECT_ACTION,
     Claimed,
     Holder,
+    Notice,
+    claim_notice,
     decode_answer,
+    decode_notice,
     decode_request,
     encode_error,
+    encode_notice,
     encode_request,
     encode_result,
+    node_notice,
+    notice_fields,
+    release_notice,
 )
 
 log = logging.getLogger(__name__)
@@ -195,7 +200,7 @@ class BrokerRouter(abc.ABC):
         self._heartbeat = asyncio.create_task(self._beat(), name=f"router-heartbeat-{self.node_id}")
         self._started = True
         # Other nodes forget what they cached about an earlier life of this node id.
-        await self._notify({"event": "node-up", "node": self.node_id, "inc": self.incarnation})
+        await self._notify(node_notice("node-up", self.node_id, self.incarnation))
 
     async def close(self) -> None:
         """Wait for pending presence writes, withdraw this node, disconnect."""
@@ -214,7 +219,7 @@ class BrokerRouter(abc.ABC):
         await asyncio.gather(*self._serving, return_exceptions=True)
         with contextlib.suppress(Exception):
             await self._withdraw()
-        await self._notify({"event": "node-down", "node": self.node_id, "inc": self.incarnation})
+        await self._notify(node_notice("node-down", self.node_id, self.incarnation))
         await self._disconnect()
 
     async def settle(self) -> None:
@@ -246,11 +251,16 @@ class BrokerRouter(abc.ABC):
         self._serving.add(task)
         task.add_done_callback(self._serving.discard)
 
-    async def _notify(self, body: dict[str, Any]) -> None:
+    async def _notify(self, notice: Notice) -> None:
         try:
-            await self._publish_notice(orjson.dumps(body))
+            await self._publish_notice(encode_notice(notice))
         except Exception:
-            log.warning("router %s: could not publish %s", self.node_id, body, exc_info=True)
+            log.warning(
+                "router %s: could not publish %s",
+                self.node_id,
+                notice_fields(notice),
+                exc_info=True,
+            )
 
     # -- registry (called by the OCPP server) --
     def register(self, link: StationLink) -> StationLink | None:
@@ -296,15 +306,7 @@ class BrokerRouter(abc.ABC):
             # Another node claimed it after us (its takeover overtook our acknowledgement).
             await self._drop(claim, "connected to another node")
             return
-        await self._notify(
-            {
-                "event": "claim",
-                "station": station_id,
-                "node": self.node_id,
-                "inc": self.incarnation,
-                "revision": revision,
-            }
-        )
+        await self._notify(claim_notice(station_id, self.node_id, self.incarnation, revision))
 
     async def _release(self, claim: _Claim) -> None:
         if claim.task is not None:
@@ -318,34 +320,26 @@ class BrokerRouter(abc.ABC):
         except Exception:
             log.warning("router %s: could not release %s", self.node_id, station_id, exc_info=True)
             return
-        await self._notify(
-            {
-                "event": "release",
-                "station": station_id,
-                "node": self.node_id,
-                "revision": claim.revision,
-            }
-        )
+        await self._notify(release_notice(station_id, self.node_id, claim.revision))
 
     # -- notices from other nodes --
     def on_notice(self, data: bytes) -> None:
         """A notice another node (or this one) published: claim, release, node up or down."""
         try:
-            body = orjson.loads(data)
-            event = body.get("event", "claim")
-            node_id = str(body["node"])
-            if event == "claim":
-                incarnation = body.get("inc")
-                self.on_takeover(
-                    str(body["station"]),
-                    node_id,
-                    int(body["revision"]),
-                    None if incarnation is None else str(incarnation),
-                )
-            elif event == "release":
-                self._cache.forget_released(str(body["station"]), node_id, int(body["revision"]))
-            elif event in ("node-up", "node-down") and node_id != self.node_id:
-                keep = str(body["inc"]) if event == "node-up" else None
+            notice = decode_notice(data)
+            node_id = notice.node_id
+            if notice.event == "claim":
+                assert notice.station_id is not None and notice.revision is not None
+                self.on_takeover(notice.station_id, node_id, notice.revision, notice.incarnation)
+            elif notice.event == "release":
+                assert notice.station_id is not None and notice.revision is not None
+                self._cache.forget_released(notice.station_id, node_id, notice.revision)
+            elif notice.event in ("node-up", "node-down") and node_id != self.node_id:
+                keep = None
+                if notice.event == "node-up":
+                    if notice.incarnation is None:
+                        raise ValueError("node-up notice without an incarnation")
+                    keep = notice.incarnation
                 self._cache.forget_node(node_id, keep_incarnation=keep)
         except Exception:
             log.warning("router %s: bad notice %r", self.node_id, data[:200])

@@ -7,6 +7,9 @@ names for stations and nodes, the presence record, a command and its answer. Pur
 - Command request: JSON {"station", "action", "payload", "timeout"}; answer: {"result": ...} or
   {"error": {"type": ..., ...}}, which the caller raises again as the same typed error.
 - `DISCONNECT_ACTION`: a router-internal request that closes the station's socket.
+- Notices every node receives (`Notice`): JSON {"event": "claim", "station", "node", "inc",
+  "revision"}, {"event": "release", "station", "node", "revision"}, {"event": "node-up" or
+  "node-down", "node", "inc"}; a notice without "event" is a claim (older senders).
 """
 
 from __future__ import annotations
@@ -135,16 +138,92 @@ class Claimed:
     revision: int
 
 
+@dataclass(frozen=True)
+class Notice:
+    """A claim, release, node-up or node-down notice (other events: ignored by receivers)."""
+
+    event: str
+    node_id: str
+    station_id: str | None = None
+    revision: int | None = None
+    incarnation: str | None = None
+
+
+def claim_notice(station_id: str, node_id: str, incarnation: str, revision: int) -> Notice:
+    return Notice("claim", node_id, station_id, revision, incarnation)
+
+
+def release_notice(station_id: str, node_id: str, revision: int) -> Notice:
+    return Notice("release", node_id, station_id, revision)
+
+
+def node_notice(event: str, node_id: str, incarnation: str) -> Notice:
+    """`event`: "node-up" or "node-down"."""
+    return Notice(event, node_id, incarnation=incarnation)
+
+
+def notice_fields(notice: Notice) -> dict[str, Any]:
+    """The notice as it is sent (JSON object fields, in this order)."""
+    if notice.event == "claim":
+        return {
+            "event": "claim",
+            "station": notice.station_id,
+            "node": notice.node_id,
+            "inc": notice.incarnation,
+            "revision": notice.revision,
+        }
+    if notice.event == "release":
+        return {
+            "event": "release",
+            "station": notice.station_id,
+            "node": notice.node_id,
+            "revision": notice.revision,
+        }
+    return {"event": notice.event, "node": notice.node_id, "inc": notice.incarnation}
+
+
+def encode_notice(notice: Notice) -> bytes:
+    return orjson.dumps(notice_fields(notice))
+
+
+def decode_notice(data: bytes) -> Notice:
+    """Raise (KeyError, ValueError, TypeError, orjson.JSONDecodeError) on a malformed notice."""
+    body = orjson.loads(data)
+    event = str(body.get("event", "claim"))
+    node_id = str(body["node"])
+    if event == "claim":
+        incarnation = body.get("inc")
+        return Notice(
+            event,
+            node_id,
+            str(body["station"]),
+            int(body["revision"]),
+            None if incarnation is None else str(incarnation),
+        )
+    if event == "release":
+        return Notice(event, node_id, str(body["station"]), int(body["revision"]))
+    if event in ("node-up", "node-down"):
+        return Notice(event, node_id, incarnation=str(body["inc"]) if "inc" in body else None)
+    return Notice(event, node_id)
+
+
 __all__ = [
     "DISCONNECT_ACTION",
     "PLAIN_TOKEN",
     "Claimed",
     "Holder",
+    "Notice",
     "RemoteCommandFailed",
     "broker_token",
+    "claim_notice",
     "decode_answer",
+    "decode_notice",
     "decode_request",
     "encode_error",
+    "encode_notice",
     "encode_request",
     "encode_result",
+    "node_notice",
+    "notice_fields",
+    "release_notice",
 ]

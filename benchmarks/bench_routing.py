@@ -41,7 +41,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from csms.routing.nats_router import BrokerRouter  # noqa: E402
+from csms.routing.broker import BrokerRouter  # noqa: E402
 from tests.support.multinode_routing import FakeLink, make_router, remove_namespace  # noqa: E402
 
 DEFAULT_URLS = {

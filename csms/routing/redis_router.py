@@ -9,7 +9,7 @@ Commands: PUBLISH on `<ns>:cmd:<node>`; PUBLISH returns how many subscribers got
 node is StationOffline at once. The answer comes back on the caller's `<ns>:reply:<node>`
 channel, matched by request id.
 
-Holder cache and missed notices as for NATS (csms.routing.nats_router): Redis pub/sub loses what
+Holder cache and missed notices as for NATS (csms.routing.broker): Redis pub/sub loses what
 is published while the subscriber is disconnected, so when the subscription connection comes
 back (a connect callback on it, after redis-py has subscribed again) the node forgets its cache
 and re-checks its local claims with one HMGET.
@@ -26,8 +26,9 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis.asyncio.client import PubSub
 
+from csms.routing.broker import BrokerRouter, NoHolder
 from csms.routing.inprocess import InProcessRouter
-from csms.routing.nats_router import BrokerRouter, Claimed, Holder, NoHolder, broker_token
+from csms.routing.wire import Claimed, Holder, broker_token
 
 log = logging.getLogger(__name__)
 

@@ -23,8 +23,8 @@ import pytest
 
 from csms.domain.errors import InvalidRequest
 from csms.persistence import v2g_repositories as vrepo
+from csms.routing.broker import BrokerRouter
 from csms.routing.inprocess import InProcessRouter
-from csms.routing.nats_router import BrokerRouter
 from csms.services.commands import CommandService
 from csms.services.v2g_service import UNDER_FREQUENCY_RULE, V2gService
 from tests.support.csms_db import fresh_postgres_database, postgres_url_or_skip

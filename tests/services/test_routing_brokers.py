@@ -17,14 +17,9 @@ from csms.domain.errors import (
     StationOffline,
 )
 from csms.routing.inprocess import InProcessRouter
-from csms.routing.nats_router import (
-    NatsRouter,
-    RemoteCommandFailed,
-    broker_token,
-    decode_answer,
-    encode_error,
-)
+from csms.routing.nats_router import NatsRouter
 from csms.routing.redis_router import RedisRouter
+from csms.routing.wire import RemoteCommandFailed, broker_token, decode_answer, encode_error
 from csms.settings import Settings
 from tests.support.multinode_routing import (
     FakeLink,

@@ -24,7 +24,7 @@ import pytest
 
 from benchmarks.tcp_balancer import TcpBalancer
 from csms.domain.errors import StationOffline
-from csms.routing.nats_router import BrokerRouter
+from csms.routing.broker import BrokerRouter
 from tests.support.multinode_routing import (
     FakeLink,
     broker_routers,

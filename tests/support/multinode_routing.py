@@ -13,7 +13,8 @@ from typing import Any
 
 import pytest
 
-from csms.routing.nats_router import BrokerRouter, NatsRouter
+from csms.routing.broker import BrokerRouter
+from csms.routing.nats_router import NatsRouter
 from csms.routing.redis_router import RedisRouter
 
 Behaviour = Callable[[str, dict[str, Any], float], Awaitable[dict[str, Any]]]

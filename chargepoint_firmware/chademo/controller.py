@@ -38,7 +38,7 @@ from chargepoint_firmware.chademo.frames import (
     VehicleDischargeLimits,
     VehicleStatus,
 )
-from chargepoint_firmware.interfaces import HardwareEventKind, RateUnit, SessionState
+from chargepoint_firmware.interfaces import HardwareEventKind, SessionState
 
 # --- Timeouts and thresholds (docs/chademo.md figures; "own" marks our own choices) ----------
 CYCLE_S: Final = 0.1  # every frame every 100 ms (+-10 ms)
@@ -315,26 +315,6 @@ class ControllerCommand:
 
 
 # --- Pure helpers -------------------------------------------------------------------------------
-
-
-def setpoint_to_current_a(
-    limit: float | None, unit: RateUnit, voltage_v: float, unlimited_a: float
-) -> float:
-    """A schedule limit as signed DC amps.
-
-    W become A at the present battery voltage (`voltage_v`); with no usable voltage yet a power
-    limit gives 0 A (nothing can be computed safely). `None` means "no network limit":
-    `unlimited_a` (the EVSE's own maximum; the vehicle and safety limits still apply).
-    """
-    if limit is None:
-        return unlimited_a
-    if not math.isfinite(limit):
-        return 0.0
-    if unit == "A":
-        return float(limit)
-    if voltage_v <= 0 or not math.isfinite(voltage_v):
-        return 0.0
-    return float(limit) / voltage_v
 
 
 def session_state(state: ControllerState, plugged: bool, latched: bool) -> SessionState:

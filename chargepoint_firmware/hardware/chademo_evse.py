@@ -26,18 +26,19 @@ from datetime import UTC, datetime
 
 import can
 
+from chargepoint_firmware.chademo.charger_rules import (
+    ChargerRulesConfig,
+    ChargerStepInputs,
+    charger_step,
+    discharge_soc_limit_pct,
+)
 from chargepoint_firmware.chademo.controller import (
     ACTIVE_STATES,
     ChargerState,
     ControllerConfig,
-    ControllerInputs,
     ControllerState,
-    Direction,
-    InsulationResult,
     VehicleView,
     session_state,
-    setpoint_to_current_a,
-    step,
 )
 from chargepoint_firmware.chademo.frames import (
     FrameDecodeError,
@@ -54,14 +55,7 @@ from chargepoint_firmware.interfaces import (
     HardwareListener,
     VehicleLimits,
 )
-from chargepoint_firmware.safety import (
-    SafetyConfig,
-    SafetyInputs,
-    SafetyState,
-    reset_faults,
-    supervise,
-)
-from chargepoint_firmware.safety.departure import departure_floor_pct
+from chargepoint_firmware.safety import SafetyConfig, SafetyState, reset_faults
 from chargepoint_firmware.safety.senders import SenderConfig, SenderState, observe_frame
 
 log = logging.getLogger(__name__)
@@ -112,6 +106,17 @@ class ChademoEvseConfig:
             max_discharge_power_w=self.max_discharge_power_w,
             min_voltage_v=self.min_voltage_v,
             max_voltage_v=self.max_voltage_v,
+        )
+
+    def rules_config(self) -> ChargerRulesConfig:
+        return ChargerRulesConfig(
+            controller=self.controller_config(),
+            safety=self.safety_config(),
+            max_charge_current_a=self.max_charge_current_a,
+            max_charge_power_w=self.max_charge_power_w,
+            min_voltage_v=self.min_voltage_v,
+            battery_capacity_kwh=self.battery_capacity_kwh,
+            charge_efficiency=self.charge_efficiency,
         )
 
     def controller_config(self) -> ControllerConfig:
@@ -168,7 +173,7 @@ class ChademoEvse:
         self._clock = clock
         self._wall_clock = wall_clock
         self._safety_config = config.safety_config()
-        self._controller_config = config.controller_config()
+        self._rules_config = config.rules_config()
         self._cstate = ControllerState(since=clock())
         self._sstate = SafetyState()
         self._vehicle = VehicleView()
@@ -358,105 +363,55 @@ class ChademoEvse:
 
     # --- the control tick --------------------------------------------------------------------
     def tick(self) -> None:
-        """One control cycle (public so tests can drive it with a fake clock)."""
+        """One control cycle (public so tests can drive it with a fake clock).
+
+        I/O only: read the ports, run the pure `charger_step`, apply its command.
+        """
         now = self._clock()
         self._last_tick_at = now
-        ports, cfg = self._ports, self._config
+        ports = self._ports
         plugged = ports.plug.is_plugged()
         voltage = ports.power_stage.measured_voltage_v()
         current = ports.power_stage.measured_current_a()
         grid_present = ports.grid.voltage_present()
         frequency = ports.grid.frequency_hz()
-        emergency = ports.emergency_stop.is_pressed()
-        insulation = ports.insulation.test_result()
-        # A failed pre-charge test latches like a fault found by continuous supervision.
-        insulation_fault = ports.insulation.fault_present() or insulation is InsulationResult.FAILED
         if self._csms_connected:
             self._csms_last_seen = now
         self._track_grid(grid_present)
 
-        view = self._vehicle
         cstate = self._cstate
-        this_session = (
-            cstate.d1_at is not None
-            and view.last_frame_at is not None
-            and view.last_frame_at >= cstate.d1_at
-        )
-        status = view.status if this_session else None
-        contactor_closed = status is not None and not status.ev_contactor_open
-        # Voltage of the battery for W -> A and for the voltage window: only meaningful while
-        # the EV contactor is closed (the insulation test puts 500 V on open terminals).
-        battery_voltage = voltage if contactor_closed else 0.0
-
-        requested = 0.0
-        if self._authorized:
-            requested = setpoint_to_current_a(
-                self._setpoint.limit,
-                self._setpoint.unit,
-                battery_voltage,
-                unlimited_a=cfg.max_charge_current_a,
-            )
-        expecting_frames = cstate.state in ACTIVE_STATES and this_session
-        safety_inputs = SafetyInputs(
-            now=now,
-            requested_current_a=requested,
-            measured_voltage_v=battery_voltage,
-            measured_current_a=current,
-            soc_pct=view.soc_pct if this_session else None,
-            vehicle_last_frame_at=view.last_frame_at if expecting_frames else None,
-            vehicle_charge_request_a=view.charge_request_a if this_session else 0.0,
-            vehicle_max_discharge_current_a=view.max_discharge_current_a if this_session else 0.0,
-            vehicle_min_discharge_voltage_v=view.min_discharge_voltage_v,
-            vehicle_max_voltage_v=view.max_voltage_v,
-            vehicle_discharge_compatible=view.discharge_compatible,
-            vehicle_min_soc_for_discharge_pct=_pct(view, "min"),
-            vehicle_max_soc_for_charge_pct=_pct(view, "max"),
-            vehicle_faults=view.faults() if expecting_frames else frozenset(),
-            departure_soc_floor_pct=self._departure_floor(view, battery_voltage, this_session),
-            grid_present=grid_present,
-            islanded=self._islanded,
-            csms_connected=self._csms_connected,
-            csms_last_seen=self._csms_last_seen,
-            emergency_stop=emergency,
-            insulation_fault=insulation_fault,
-            vehicle_charging_enabled=bool(status and status.charging_enabled),
-            vehicle_capacity_wh=(
-                float(view.charge_time.total_battery_capacity_wh) if view.charge_time else None
+        out = charger_step(
+            self._rules_config,
+            cstate,
+            self._sstate,
+            ChargerStepInputs(
+                now=now,
+                plugged=plugged,
+                terminal_voltage_v=voltage,
+                measured_current_a=current,
+                grid_present=grid_present,
+                emergency_stop=ports.emergency_stop.is_pressed(),
+                insulation=ports.insulation.test_result(),
+                insulation_fault_present=ports.insulation.fault_present(),
+                connector_locked=ports.lock.is_locked(),
+                authorized=self._authorized,
+                setpoint_limit=self._setpoint.limit,
+                setpoint_unit=self._setpoint.unit,
+                vehicle=self._vehicle,
+                conflicting_sender=self._senders.conflict,
+                islanded=self._islanded,
+                csms_connected=self._csms_connected,
+                csms_last_seen=self._csms_last_seen,
+                departure=self._departure,
+                departure_target_pct=self._departure_target_pct,
+                wall_now=self._wall_clock() if self._departure is not None else None,
             ),
-            conflicting_sender=self._senders.conflict and expecting_frames,
         )
-        decision = supervise(self._safety_config, self._sstate, safety_inputs)
+        decision, new_state, command = out.decision, out.state, out.command
         self._sstate = decision.state
         for fault in decision.new_faults:
             log.warning("EVSE %s: safety trip %s (state %s)", self.evse_id, fault, cstate.state)
             self._emit(HardwareEventKind.FAULT, fault)
-
-        wanted = Direction.NONE
-        if requested > 0:
-            wanted = Direction.CHARGE
-        elif requested < 0:
-            wanted = Direction.DISCHARGE
-        offered = 0.0
-        if requested > 0 and not decision.latched_faults:
-            power_voltage = max(battery_voltage, cfg.min_voltage_v)
-            offered = min(
-                requested, cfg.max_charge_current_a, cfg.max_charge_power_w / power_voltage
-            )
-        inputs = ControllerInputs(
-            now=now,
-            plugged=plugged,
-            authorized=self._authorized,
-            wanted_direction=wanted,
-            allowed_current_a=decision.current_a,
-            vehicle=view,
-            connector_locked=ports.lock.is_locked(),
-            insulation=insulation,
-            terminal_voltage_v=voltage,
-            measured_current_a=current,
-            safety_faults=decision.latched_faults,
-            offered_charge_current_a=offered,
-        )
-        new_state, command = step(self._controller_config, cstate, inputs)
         if new_state.state is not cstate.state:
             log.info(
                 "EVSE %s: %s -> %s %s",
@@ -465,10 +420,8 @@ class ChademoEvse:
                 new_state.state,
                 new_state.stop_reason if new_state.state is ChargerState.STOPPING else "",
             )
-        new_session = new_state.d1_at != cstate.d1_at
-        unplugged = new_state.state is ChargerState.IDLE and cstate.state is not ChargerState.IDLE
-        if new_session or unplugged:
-            self._vehicle = view = VehicleView()  # forget the last car's frames
+        if out.forget_vehicle:
+            self._vehicle = VehicleView()  # forget the last car's frames
             self._senders = SenderState()
         self._cstate = new_state
         if new_state.state in _AT_REST:
@@ -508,36 +461,6 @@ class ChademoEvse:
         )
 
     # --- helpers -----------------------------------------------------------------------------
-    def _departure_floor(
-        self, view: VehicleView, battery_voltage: float, this_session: bool
-    ) -> float | None:
-        """The SoC discharge must keep to reach the departure target (None: no constraint).
-
-        Charge power: the EVSE's current and power limits at the battery voltage (the EVSE's
-        minimum voltage while unknown, which can only understate it), and the vehicle's charge
-        request when it is asking for current. Capacity: the vehicle's 0x101 when known.
-        """
-        if self._departure is None or self._departure_target_pct is None:
-            return None
-        cfg = self._config
-        voltage = max(battery_voltage, cfg.min_voltage_v)
-        power_w = min(cfg.max_charge_power_w, cfg.max_charge_current_a * voltage)
-        request_a = view.charge_request_a if this_session else 0.0
-        if request_a > 0:
-            power_w = min(power_w, request_a * voltage)
-        power_w = min(power_w, 10e6)  # limits configured as inf ("none") count as 10 MW
-        capacity_kwh = cfg.battery_capacity_kwh
-        if this_session and view.charge_time and view.charge_time.total_battery_capacity_wh:
-            capacity_kwh = view.charge_time.total_battery_capacity_wh / 1000.0
-        return departure_floor_pct(
-            self._wall_clock(),
-            self._departure,
-            self._departure_target_pct,
-            capacity_kwh,
-            max(0.0, power_w),
-            cfg.charge_efficiency,
-        )
-
     def _track_grid(self, present: bool) -> None:
         if self._grid_present is not None and present != self._grid_present:
             kind = HardwareEventKind.GRID_RESTORED if present else HardwareEventKind.GRID_LOST
@@ -588,8 +511,8 @@ class ChademoEvse:
             max_voltage_v=view.max_voltage_v,
             min_discharge_voltage_v=view.min_discharge_voltage_v,
             discharge_compatible=view.discharge_compatible,
-            min_soc_for_discharge_pct=_pct(view, "min"),
-            max_soc_for_charge_pct=_pct(view, "max"),
+            min_soc_for_discharge_pct=discharge_soc_limit_pct(view, "min"),
+            max_soc_for_charge_pct=discharge_soc_limit_pct(view, "max"),
             battery_capacity_kwh=(
                 view.charge_time.total_battery_capacity_wh / 1000.0
                 if view.charge_time and view.charge_time.total_battery_capacity_wh
@@ -624,14 +547,6 @@ class ChademoEvse:
                 listener(event)
             except Exception:  # a listener must not break the control loop
                 log.exception("EVSE %s: hardware listener failed on %s", self.evse_id, kind)
-
-
-def _pct(view: VehicleView, which: str) -> float | None:
-    limits = view.discharge_limits
-    if limits is None:
-        return None
-    value = limits.min_soc_for_discharge if which == "min" else limits.max_soc_for_charge
-    return float(value) if value is not None and math.isfinite(value) else None
 
 
 __all__ = ["ChademoEvse", "ChademoEvseConfig", "TickTrace"]

@@ -3,11 +3,17 @@
 Every control tick (100 ms, an asyncio loop with absolute deadlines):
   ports -> setpoint as signed amps (W / present battery voltage) -> safety supervisor
   (`chargepoint_firmware.safety.supervise`, the last gate) -> CHAdeMO state machine
-  (`chademo.controller.step`) -> power stage, relays, lock -> cyclic frames 0x108, 0x109
-  (+ 0x208, 0x209) on the bus -> energy registers, status snapshot, hardware events.
+  (`chademo.controller.step`), all in the pure `chademo.charger_rules.charger_step`
+  -> power stage, relays, lock -> cyclic frames 0x108, 0x109 (+ 0x208, 0x209)
+  -> energy registers, status snapshot, hardware events.
+The cyclic frames go through python-can's periodic sending (`hardware.cyclic_frames`: one
+`send_periodic` task per id, `modify_data` when the content changes, all stopped when the
+charger goes silent: session end, fault stop, shutdown); the tick only updates their content.
 Vehicle frames arrive through a `can.Notifier` running on the asyncio loop; a vehicle frame
 that asks for a stop (fault flag, stop request, charge-enable falling edge) triggers an
-extra tick at once, so the power stage drops without waiting for the next cycle.
+extra tick at once, so the power stage drops without waiting for the next cycle. A stop's
+frames (from such a tick, or from the tick in which a stop begins) restart their tasks, so they
+reach the bus at once rather than at the tasks' next period.
 
 The bus is any python-can interface from configuration: `socketcan` on a real charger,
 `virtual` in tests and simulation (a unique channel per test).
@@ -34,6 +40,7 @@ from chargepoint_firmware.chademo.charger_rules import (
 )
 from chargepoint_firmware.chademo.controller import (
     ACTIVE_STATES,
+    STOP_CURRENT_A,
     ChargerState,
     ControllerConfig,
     ControllerState,
@@ -46,6 +53,7 @@ from chargepoint_firmware.chademo.frames import (
     decode,
     encode,
 )
+from chargepoint_firmware.hardware.cyclic_frames import CyclicFrames
 from chargepoint_firmware.hardware.ports import EvsePorts
 from chargepoint_firmware.interfaces import (
     EvseSetpoint,
@@ -191,8 +199,10 @@ class ChademoEvse:
         self._grid_present: bool | None = None
         self._islanded = False
         self._notifier: can.Notifier | None = None
+        self._cyclic: CyclicFrames | None = None
         self._task: asyncio.Task[None] | None = None
         self._last_tick_at: float | None = None
+        self._last_measured_a = 0.0
         self._at_rest = asyncio.Event()
         self._status = EvseStatus(
             evse_id=config.evse_id,
@@ -200,7 +210,7 @@ class ChademoEvse:
             plugged=False,
         )
         self.trace: list[TickTrace] = []
-        self.sent_frames = 0
+        self.sent_frames = 0  # frame contents handed to the periodic tasks (started or changed)
 
     # --- EvseHardware ------------------------------------------------------------------------
     @property
@@ -295,6 +305,7 @@ class ChademoEvse:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
+        self._silence()
         # Current first, then the sequence signals (protects the EV contactor).
         self._ports.power_stage.command(0.0, 0.0)
         self._ports.d2.set_on(False)
@@ -311,8 +322,8 @@ class ChademoEvse:
         next_at = self._clock()
         while True:
             if self._last_tick_at is not None and next_at - self._last_tick_at < period / 2:
-                # An immediate tick (a stop request) just ran and sent the frames: keep a
-                # 100 ms spacing from it instead of sending twice in a row.
+                # An immediate tick (a stop request) just ran and updated the frames: keep a
+                # 100 ms spacing from it instead of ticking twice in a row.
                 next_at = self._last_tick_at + period
             else:
                 self._safe_tick()
@@ -323,12 +334,18 @@ class ChademoEvse:
                 delay = 0.0
             await asyncio.sleep(max(0.0, delay))
 
-    def _safe_tick(self) -> None:
+    def _safe_tick(self, *, urgent: bool = False) -> None:
         try:
-            self.tick()
+            self.tick(urgent=urgent)
         except Exception:  # never let one bad tick kill the charger loop silently
             log.exception("EVSE %s: control tick failed; commanding 0 A", self.evse_id)
             self._ports.power_stage.command(0.0, 0.0)
+            self._silence()  # no stale frames from a tick that did not finish
+
+    def _silence(self) -> None:
+        """Stop the cyclic frames (the charger stops talking on the bus)."""
+        if self._cyclic is not None:
+            self._cyclic.stop()
 
     # --- receiving ---------------------------------------------------------------------------
     def _on_message(self, msg: can.Message) -> None:
@@ -346,12 +363,12 @@ class ChademoEvse:
             self._sender_config, self._senders, self._clock(), msg.arbitration_id, bytes(msg.data)
         )
         if self._senders.conflict and not had_conflict and self._cstate.state in ACTIVE_STATES:
-            self._safe_tick()  # the supervisor latches it now, not at the next cycle
+            self._safe_tick(urgent=True)  # the supervisor latches it now, not at the next cycle
             return
         previous = self._vehicle.status
         self._vehicle = self._vehicle.with_frame(frame, self._clock())
         if isinstance(frame, VehicleStatus) and self._asks_to_stop(previous, frame):
-            self._safe_tick()  # react now, not at the next cycle
+            self._safe_tick(urgent=True)  # react now, not at the next cycle
 
     def _asks_to_stop(self, previous: VehicleStatus | None, status: VehicleStatus) -> bool:
         if self._cstate.state not in ACTIVE_STATES:
@@ -362,10 +379,11 @@ class ChademoEvse:
         return bool(status.faults()) or enabled_dropped
 
     # --- the control tick --------------------------------------------------------------------
-    def tick(self) -> None:
+    def tick(self, *, urgent: bool = False) -> None:
         """One control cycle (public so tests can drive it with a fake clock).
 
-        I/O only: read the ports, run the pure `charger_step`, apply its command.
+        I/O only: read the ports, run the pure `charger_step`, apply its command. `urgent`
+        (a tick run at once on a vehicle frame) sends changed frames now, not at their period.
         """
         now = self._clock()
         self._last_tick_at = now
@@ -436,16 +454,15 @@ class ChademoEvse:
             ports.insulation.start_test()
         self._insulation_started = command.insulation_test
 
-        if command.frames and self._bus is not None:
-            for frame in command.frames:
-                can_id, data = encode(frame)
-                try:
-                    self._bus.send(
-                        can.Message(arbitration_id=can_id, data=data, is_extended_id=False)
-                    )
-                    self.sent_frames += 1
-                except can.CanError as exc:
-                    log.warning("EVSE %s: send %#05x failed: %s", self.evse_id, can_id, exc)
+        if self._bus is not None:
+            if self._cyclic is None:
+                self._cyclic = CyclicFrames(self._bus, self._config.tick_s, f"EVSE {self.evse_id}")
+            # No frames (CAN silent) stops every task.
+            self.sent_frames += self._cyclic.update(
+                [encode(frame) for frame in command.frames],
+                at_once=urgent or self._stopping_now(cstate, new_state, command.output_current_a),
+            )
+        self._last_measured_a = current
 
         for event in command.events:
             if event.kind is HardwareEventKind.FAULT:
@@ -461,6 +478,17 @@ class ChademoEvse:
         )
 
     # --- helpers -----------------------------------------------------------------------------
+    def _stopping_now(
+        self, before: ControllerState, after: ControllerState, output_a: float
+    ) -> bool:
+        """A stop began this tick, or the current is being brought down to 0: the frames that
+        report it go to the bus at once, not at the periodic tasks' next period."""
+        if after.state is ChargerState.STOPPING and before.state is not ChargerState.STOPPING:
+            return True
+        return output_a == 0.0 and (
+            before.last_output_a != 0.0 or abs(self._last_measured_a) > STOP_CURRENT_A
+        )
+
     def _track_grid(self, present: bool) -> None:
         if self._grid_present is not None and present != self._grid_present:
             kind = HardwareEventKind.GRID_RESTORED if present else HardwareEventKind.GRID_LOST

@@ -29,9 +29,9 @@ from chargepoint_firmware.chademo.controller import (
     ControllerState,
     Direction,
     InsulationResult,
-    VehicleView,
     step,
 )
+from chargepoint_firmware.chademo.vehicle_view import VehicleView
 from chargepoint_firmware.interfaces import RateUnit
 from chargepoint_firmware.safety import (
     SafetyConfig,

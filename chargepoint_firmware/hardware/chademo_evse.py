@@ -44,7 +44,6 @@ from chargepoint_firmware.chademo.controller import (
     ChargerState,
     ControllerConfig,
     ControllerState,
-    VehicleView,
     session_state,
 )
 from chargepoint_firmware.chademo.frames import (
@@ -53,6 +52,7 @@ from chargepoint_firmware.chademo.frames import (
     decode,
     encode,
 )
+from chargepoint_firmware.chademo.vehicle_view import VehicleView
 from chargepoint_firmware.hardware.cyclic_frames import CyclicFrames
 from chargepoint_firmware.hardware.ports import EvsePorts
 from chargepoint_firmware.interfaces import (

@@ -19,7 +19,6 @@ from chargepoint_firmware.chademo.controller import (
     ControllerState,
     Direction,
     InsulationResult,
-    VehicleView,
     step,
 )
 from chargepoint_firmware.chademo.frames import (
@@ -29,6 +28,7 @@ from chargepoint_firmware.chademo.frames import (
     VehicleStatus,
     decode,
 )
+from chargepoint_firmware.chademo.vehicle_view import VehicleView
 from chargepoint_firmware.hardware.chademo_evse import ChademoEvseConfig
 from chargepoint_firmware.hardware.sim_vehicle import Battery, SimVehicleConfig
 from chargepoint_firmware.hardware.simulation import SimulatedEvse

@@ -24,9 +24,9 @@ from chargepoint_firmware.chademo.controller import (
     ControllerState,
     Direction,
     InsulationResult,
-    VehicleView,
 )
 from chargepoint_firmware.chademo.frames import VehicleChargeTime, VehicleDischargeLimits
+from chargepoint_firmware.chademo.vehicle_view import VehicleView
 from chargepoint_firmware.safety import SafetyConfig, SafetyState
 from tests.support.chademo_sim import EV_LIMITS, ev_status
 

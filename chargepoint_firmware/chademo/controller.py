@@ -3,8 +3,14 @@
 `step(config, state, inputs) -> (state, command)` is called on every 100 ms control tick (and
 again at once when a vehicle frame asks for a stop). It never reads the clock (`inputs.now` is
 monotonic seconds), never touches hardware and never imports I/O code: the caller
-(`hardware/chademo_evse.py`) reads the ports, runs the safety supervisor, calls `step`, then
-applies the command to the ports and the CAN bus.
+(`charger_rules.charger_step`, run by `hardware/chademo_evse.py`) converts the setpoint, runs
+the safety supervisor and calls `step`; the I/O layer then applies the command to the ports and
+the CAN bus. What the charger knows of the vehicle is `vehicle_view.VehicleView`.
+
+Over 600 lines because the sequence is one state machine read top to bottom: its timeouts, its
+states and their groups, the transition of every state, and the outputs (relays, lock, the
+0x108/0x109/0x208/0x209 content) of the state reached; splitting them would scatter each rule
+from the timeout and the state it belongs to.
 
 Sequence (docs/chademo.md "Sequence and timing"):
   IDLE -> PLUGGED -> (authorized) HANDSHAKE: d1 on, EV frames, compatibility check
@@ -32,13 +38,9 @@ from chargepoint_firmware.chademo.frames import (
     ChargerDischargeTime,
     ChargerStatus,
     Frame,
-    VehicleChargeLimits,
-    VehicleChargeTime,
-    VehicleDischargeEstimate,
-    VehicleDischargeLimits,
-    VehicleStatus,
 )
-from chargepoint_firmware.interfaces import HardwareEventKind, RateUnit, SessionState
+from chargepoint_firmware.chademo.vehicle_view import VehicleView
+from chargepoint_firmware.interfaces import HardwareEventKind, SessionState
 
 # --- Timeouts and thresholds (docs/chademo.md figures; "own" marks our own choices) ----------
 CYCLE_S: Final = 0.1  # every frame every 100 ms (+-10 ms)
@@ -75,9 +77,6 @@ SAFE_TERMINAL_VOLTAGE_V: Final = 10.0  # before the insulation test, and to unlo
 POST_INSULATION_VOLTAGE_V: Final = 20.0  # after the insulation test, before d2
 HISTORY_LENGTH: Final = 64  # state transitions kept for diagnostics and tests
 PROTOCOL_NUMBER: Final = 2  # CHAdeMO 1.0.x-1.2 (the Leaf then sends a SoC scale of 100)
-
-# Vehicle flags that force an error stop; the normal stop request is handled as a normal stop.
-NORMAL_STOP_FLAG: Final = "normal_stop_request"
 
 
 class ChargerState(enum.StrEnum):
@@ -155,83 +154,6 @@ class Direction(enum.IntEnum):
     NONE = 0
     CHARGE = 1
     DISCHARGE = -1
-
-
-# --- What the charger knows of the vehicle ----------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class VehicleView:
-    """The latest of each vehicle frame, and when frames arrived (monotonic seconds)."""
-
-    charge_limits: VehicleChargeLimits | None = None
-    charge_time: VehicleChargeTime | None = None
-    status: VehicleStatus | None = None
-    discharge_limits: VehicleDischargeLimits | None = None
-    discharge_estimate: VehicleDischargeEstimate | None = None
-    last_frame_at: float | None = None
-    # First 0x200 limit if it was non-zero: pre-guideline-1.1 cars send garbage there first.
-    masked_discharge_limit_a: int | None = None
-
-    def with_frame(self, frame: Frame, now: float) -> VehicleView:
-        """This view updated with one received vehicle frame (charger frames are ignored)."""
-        if isinstance(frame, VehicleChargeLimits):
-            return replace(self, charge_limits=frame, last_frame_at=now)
-        if isinstance(frame, VehicleChargeTime):
-            return replace(self, charge_time=frame, last_frame_at=now)
-        if isinstance(frame, VehicleStatus):
-            return replace(self, status=frame, last_frame_at=now)
-        if isinstance(frame, VehicleDischargeLimits):
-            masked = self.masked_discharge_limit_a
-            if self.discharge_limits is None and frame.max_discharge_current_a > 0:
-                masked = frame.max_discharge_current_a
-            elif masked is not None and frame.max_discharge_current_a != masked:
-                masked = None  # the value moved: it is live now
-            return replace(
-                self, discharge_limits=frame, last_frame_at=now, masked_discharge_limit_a=masked
-            )
-        if isinstance(frame, VehicleDischargeEstimate):
-            return replace(
-                self, discharge_estimate=frame, last_frame_at=now, masked_discharge_limit_a=None
-            )
-        return self
-
-    @property
-    def charge_request_a(self) -> float:
-        return float(self.status.charging_current_request_a) if self.status else 0.0
-
-    @property
-    def max_discharge_current_a(self) -> float:
-        if self.discharge_limits is None or self.masked_discharge_limit_a is not None:
-            return 0.0
-        return float(self.discharge_limits.max_discharge_current_a)
-
-    @property
-    def discharge_compatible(self) -> bool:
-        return bool(self.status and self.status.discharge_compatible and self.discharge_limits)
-
-    @property
-    def soc_pct(self) -> float | None:
-        # 0x102 byte 6 is a charged rate against 0x100 byte 6: unknown until 0x100 arrives.
-        if self.status is None or self.charge_limits is None:
-            return None
-        return self.status.soc_pct(self.charge_limits.charged_rate_reference)
-
-    @property
-    def max_voltage_v(self) -> float | None:
-        limits = self.charge_limits
-        return float(limits.maximum_battery_voltage_v) if limits else None
-
-    @property
-    def min_discharge_voltage_v(self) -> float | None:
-        limits = self.discharge_limits
-        return float(limits.min_discharge_voltage_v) if limits else None
-
-    def faults(self) -> frozenset[str]:
-        """Vehicle flags that demand an error stop (not the normal stop request)."""
-        if self.status is None:
-            return frozenset()
-        return self.status.faults() - {NORMAL_STOP_FLAG}
 
 
 # --- Configuration, inputs, state, command ----------------------------------------------------
@@ -315,26 +237,6 @@ class ControllerCommand:
 
 
 # --- Pure helpers -------------------------------------------------------------------------------
-
-
-def setpoint_to_current_a(
-    limit: float | None, unit: RateUnit, voltage_v: float, unlimited_a: float
-) -> float:
-    """A schedule limit as signed DC amps.
-
-    W become A at the present battery voltage (`voltage_v`); with no usable voltage yet a power
-    limit gives 0 A (nothing can be computed safely). `None` means "no network limit":
-    `unlimited_a` (the EVSE's own maximum; the vehicle and safety limits still apply).
-    """
-    if limit is None:
-        return unlimited_a
-    if not math.isfinite(limit):
-        return 0.0
-    if unit == "A":
-        return float(limit)
-    if voltage_v <= 0 or not math.isfinite(voltage_v):
-        return 0.0
-    return float(limit) / voltage_v
 
 
 def session_state(state: ControllerState, plugged: bool, latched: bool) -> SessionState:

@@ -37,6 +37,7 @@ from chargepoint_firmware.chademo.frames import (
     VehicleStatus,
     decode,
 )
+from chargepoint_firmware.chademo.vehicle_view import VehicleView
 
 VEHICLE_IDS: Final = frozenset({0x100, 0x101, 0x102, 0x200, 0x201})
 CHARGER_IDS: Final = frozenset({0x108, 0x109, 0x208, 0x209})
@@ -244,7 +245,7 @@ def replay(
     end = min(frames[-1].at, d1_at + MAX_REPLAY_S)
 
     state = c.ControllerState(state=c.ChargerState.PLUGGED, since=d1_at - TICK_S)
-    view = c.VehicleView()
+    view = VehicleView()
     index = 0
     real_status: ChargerStatus | None = None
     real_offered_a = config.max_charge_current_a

@@ -3,11 +3,17 @@
 Every control tick (100 ms, an asyncio loop with absolute deadlines):
   ports -> setpoint as signed amps (W / present battery voltage) -> safety supervisor
   (`chargepoint_firmware.safety.supervise`, the last gate) -> CHAdeMO state machine
-  (`chademo.controller.step`) -> power stage, relays, lock -> cyclic frames 0x108, 0x109
-  (+ 0x208, 0x209) on the bus -> energy registers, status snapshot, hardware events.
+  (`chademo.controller.step`), all in the pure `chademo.charger_rules.charger_step`
+  -> power stage, relays, lock -> cyclic frames 0x108, 0x109 (+ 0x208, 0x209)
+  -> energy registers, status snapshot, hardware events.
+The cyclic frames go through python-can's periodic sending (`hardware.cyclic_frames`: one
+`send_periodic` task per id, `modify_data` when the content changes, all stopped when the
+charger goes silent: session end, fault stop, shutdown); the tick only updates their content.
 Vehicle frames arrive through a `can.Notifier` running on the asyncio loop; a vehicle frame
 that asks for a stop (fault flag, stop request, charge-enable falling edge) triggers an
-extra tick at once, so the power stage drops without waiting for the next cycle.
+extra tick at once, so the power stage drops without waiting for the next cycle. A stop's
+frames (from such a tick, or from the tick in which a stop begins) restart their tasks, so they
+reach the bus at once rather than at the tasks' next period.
 
 The bus is any python-can interface from configuration: `socketcan` on a real charger,
 `virtual` in tests and simulation (a unique channel per test).
@@ -26,18 +32,19 @@ from datetime import UTC, datetime
 
 import can
 
+from chargepoint_firmware.chademo.charger_rules import (
+    ChargerRulesConfig,
+    ChargerStepInputs,
+    charger_step,
+    discharge_soc_limit_pct,
+)
 from chargepoint_firmware.chademo.controller import (
     ACTIVE_STATES,
+    STOP_CURRENT_A,
     ChargerState,
     ControllerConfig,
-    ControllerInputs,
     ControllerState,
-    Direction,
-    InsulationResult,
-    VehicleView,
     session_state,
-    setpoint_to_current_a,
-    step,
 )
 from chargepoint_firmware.chademo.frames import (
     FrameDecodeError,
@@ -45,6 +52,8 @@ from chargepoint_firmware.chademo.frames import (
     decode,
     encode,
 )
+from chargepoint_firmware.chademo.vehicle_view import VehicleView
+from chargepoint_firmware.hardware.cyclic_frames import CyclicFrames
 from chargepoint_firmware.hardware.ports import EvsePorts
 from chargepoint_firmware.interfaces import (
     EvseSetpoint,
@@ -54,14 +63,7 @@ from chargepoint_firmware.interfaces import (
     HardwareListener,
     VehicleLimits,
 )
-from chargepoint_firmware.safety import (
-    SafetyConfig,
-    SafetyInputs,
-    SafetyState,
-    reset_faults,
-    supervise,
-)
-from chargepoint_firmware.safety.departure import departure_floor_pct
+from chargepoint_firmware.safety import SafetyConfig, SafetyState, reset_faults
 from chargepoint_firmware.safety.senders import SenderConfig, SenderState, observe_frame
 
 log = logging.getLogger(__name__)
@@ -112,6 +114,17 @@ class ChademoEvseConfig:
             max_discharge_power_w=self.max_discharge_power_w,
             min_voltage_v=self.min_voltage_v,
             max_voltage_v=self.max_voltage_v,
+        )
+
+    def rules_config(self) -> ChargerRulesConfig:
+        return ChargerRulesConfig(
+            controller=self.controller_config(),
+            safety=self.safety_config(),
+            max_charge_current_a=self.max_charge_current_a,
+            max_charge_power_w=self.max_charge_power_w,
+            min_voltage_v=self.min_voltage_v,
+            battery_capacity_kwh=self.battery_capacity_kwh,
+            charge_efficiency=self.charge_efficiency,
         )
 
     def controller_config(self) -> ControllerConfig:
@@ -168,7 +181,7 @@ class ChademoEvse:
         self._clock = clock
         self._wall_clock = wall_clock
         self._safety_config = config.safety_config()
-        self._controller_config = config.controller_config()
+        self._rules_config = config.rules_config()
         self._cstate = ControllerState(since=clock())
         self._sstate = SafetyState()
         self._vehicle = VehicleView()
@@ -186,8 +199,10 @@ class ChademoEvse:
         self._grid_present: bool | None = None
         self._islanded = False
         self._notifier: can.Notifier | None = None
+        self._cyclic: CyclicFrames | None = None
         self._task: asyncio.Task[None] | None = None
         self._last_tick_at: float | None = None
+        self._last_measured_a = 0.0
         self._at_rest = asyncio.Event()
         self._status = EvseStatus(
             evse_id=config.evse_id,
@@ -195,7 +210,7 @@ class ChademoEvse:
             plugged=False,
         )
         self.trace: list[TickTrace] = []
-        self.sent_frames = 0
+        self.sent_frames = 0  # frame contents handed to the periodic tasks (started or changed)
 
     # --- EvseHardware ------------------------------------------------------------------------
     @property
@@ -290,6 +305,7 @@ class ChademoEvse:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
+        self._silence()
         # Current first, then the sequence signals (protects the EV contactor).
         self._ports.power_stage.command(0.0, 0.0)
         self._ports.d2.set_on(False)
@@ -306,8 +322,8 @@ class ChademoEvse:
         next_at = self._clock()
         while True:
             if self._last_tick_at is not None and next_at - self._last_tick_at < period / 2:
-                # An immediate tick (a stop request) just ran and sent the frames: keep a
-                # 100 ms spacing from it instead of sending twice in a row.
+                # An immediate tick (a stop request) just ran and updated the frames: keep a
+                # 100 ms spacing from it instead of ticking twice in a row.
                 next_at = self._last_tick_at + period
             else:
                 self._safe_tick()
@@ -318,12 +334,18 @@ class ChademoEvse:
                 delay = 0.0
             await asyncio.sleep(max(0.0, delay))
 
-    def _safe_tick(self) -> None:
+    def _safe_tick(self, *, urgent: bool = False) -> None:
         try:
-            self.tick()
+            self.tick(urgent=urgent)
         except Exception:  # never let one bad tick kill the charger loop silently
             log.exception("EVSE %s: control tick failed; commanding 0 A", self.evse_id)
             self._ports.power_stage.command(0.0, 0.0)
+            self._silence()  # no stale frames from a tick that did not finish
+
+    def _silence(self) -> None:
+        """Stop the cyclic frames (the charger stops talking on the bus)."""
+        if self._cyclic is not None:
+            self._cyclic.stop()
 
     # --- receiving ---------------------------------------------------------------------------
     def _on_message(self, msg: can.Message) -> None:
@@ -341,12 +363,12 @@ class ChademoEvse:
             self._sender_config, self._senders, self._clock(), msg.arbitration_id, bytes(msg.data)
         )
         if self._senders.conflict and not had_conflict and self._cstate.state in ACTIVE_STATES:
-            self._safe_tick()  # the supervisor latches it now, not at the next cycle
+            self._safe_tick(urgent=True)  # the supervisor latches it now, not at the next cycle
             return
         previous = self._vehicle.status
         self._vehicle = self._vehicle.with_frame(frame, self._clock())
         if isinstance(frame, VehicleStatus) and self._asks_to_stop(previous, frame):
-            self._safe_tick()  # react now, not at the next cycle
+            self._safe_tick(urgent=True)  # react now, not at the next cycle
 
     def _asks_to_stop(self, previous: VehicleStatus | None, status: VehicleStatus) -> bool:
         if self._cstate.state not in ACTIVE_STATES:
@@ -357,106 +379,57 @@ class ChademoEvse:
         return bool(status.faults()) or enabled_dropped
 
     # --- the control tick --------------------------------------------------------------------
-    def tick(self) -> None:
-        """One control cycle (public so tests can drive it with a fake clock)."""
+    def tick(self, *, urgent: bool = False) -> None:
+        """One control cycle (public so tests can drive it with a fake clock).
+
+        I/O only: read the ports, run the pure `charger_step`, apply its command. `urgent`
+        (a tick run at once on a vehicle frame) sends changed frames now, not at their period.
+        """
         now = self._clock()
         self._last_tick_at = now
-        ports, cfg = self._ports, self._config
+        ports = self._ports
         plugged = ports.plug.is_plugged()
         voltage = ports.power_stage.measured_voltage_v()
         current = ports.power_stage.measured_current_a()
         grid_present = ports.grid.voltage_present()
         frequency = ports.grid.frequency_hz()
-        emergency = ports.emergency_stop.is_pressed()
-        insulation = ports.insulation.test_result()
-        # A failed pre-charge test latches like a fault found by continuous supervision.
-        insulation_fault = ports.insulation.fault_present() or insulation is InsulationResult.FAILED
         if self._csms_connected:
             self._csms_last_seen = now
         self._track_grid(grid_present)
 
-        view = self._vehicle
         cstate = self._cstate
-        this_session = (
-            cstate.d1_at is not None
-            and view.last_frame_at is not None
-            and view.last_frame_at >= cstate.d1_at
-        )
-        status = view.status if this_session else None
-        contactor_closed = status is not None and not status.ev_contactor_open
-        # Voltage of the battery for W -> A and for the voltage window: only meaningful while
-        # the EV contactor is closed (the insulation test puts 500 V on open terminals).
-        battery_voltage = voltage if contactor_closed else 0.0
-
-        requested = 0.0
-        if self._authorized:
-            requested = setpoint_to_current_a(
-                self._setpoint.limit,
-                self._setpoint.unit,
-                battery_voltage,
-                unlimited_a=cfg.max_charge_current_a,
-            )
-        expecting_frames = cstate.state in ACTIVE_STATES and this_session
-        safety_inputs = SafetyInputs(
-            now=now,
-            requested_current_a=requested,
-            measured_voltage_v=battery_voltage,
-            measured_current_a=current,
-            soc_pct=view.soc_pct if this_session else None,
-            vehicle_last_frame_at=view.last_frame_at if expecting_frames else None,
-            vehicle_charge_request_a=view.charge_request_a if this_session else 0.0,
-            vehicle_max_discharge_current_a=view.max_discharge_current_a if this_session else 0.0,
-            vehicle_min_discharge_voltage_v=view.min_discharge_voltage_v,
-            vehicle_max_voltage_v=view.max_voltage_v,
-            vehicle_discharge_compatible=view.discharge_compatible,
-            vehicle_min_soc_for_discharge_pct=_pct(view, "min"),
-            vehicle_max_soc_for_charge_pct=_pct(view, "max"),
-            vehicle_faults=view.faults() if expecting_frames else frozenset(),
-            departure_soc_floor_pct=self._departure_floor(view, battery_voltage, this_session),
-            grid_present=grid_present,
-            islanded=self._islanded,
-            csms_connected=self._csms_connected,
-            csms_last_seen=self._csms_last_seen,
-            emergency_stop=emergency,
-            insulation_fault=insulation_fault,
-            vehicle_charging_enabled=bool(status and status.charging_enabled),
-            vehicle_capacity_wh=(
-                float(view.charge_time.total_battery_capacity_wh) if view.charge_time else None
+        out = charger_step(
+            self._rules_config,
+            cstate,
+            self._sstate,
+            ChargerStepInputs(
+                now=now,
+                plugged=plugged,
+                terminal_voltage_v=voltage,
+                measured_current_a=current,
+                grid_present=grid_present,
+                emergency_stop=ports.emergency_stop.is_pressed(),
+                insulation=ports.insulation.test_result(),
+                insulation_fault_present=ports.insulation.fault_present(),
+                connector_locked=ports.lock.is_locked(),
+                authorized=self._authorized,
+                setpoint_limit=self._setpoint.limit,
+                setpoint_unit=self._setpoint.unit,
+                vehicle=self._vehicle,
+                conflicting_sender=self._senders.conflict,
+                islanded=self._islanded,
+                csms_connected=self._csms_connected,
+                csms_last_seen=self._csms_last_seen,
+                departure=self._departure,
+                departure_target_pct=self._departure_target_pct,
+                wall_now=self._wall_clock() if self._departure is not None else None,
             ),
-            conflicting_sender=self._senders.conflict and expecting_frames,
         )
-        decision = supervise(self._safety_config, self._sstate, safety_inputs)
+        decision, new_state, command = out.decision, out.state, out.command
         self._sstate = decision.state
         for fault in decision.new_faults:
             log.warning("EVSE %s: safety trip %s (state %s)", self.evse_id, fault, cstate.state)
             self._emit(HardwareEventKind.FAULT, fault)
-
-        wanted = Direction.NONE
-        if requested > 0:
-            wanted = Direction.CHARGE
-        elif requested < 0:
-            wanted = Direction.DISCHARGE
-        offered = 0.0
-        if requested > 0 and not decision.latched_faults:
-            power_voltage = max(battery_voltage, cfg.min_voltage_v)
-            offered = min(
-                requested, cfg.max_charge_current_a, cfg.max_charge_power_w / power_voltage
-            )
-        inputs = ControllerInputs(
-            now=now,
-            plugged=plugged,
-            authorized=self._authorized,
-            wanted_direction=wanted,
-            allowed_current_a=decision.current_a,
-            vehicle=view,
-            connector_locked=ports.lock.is_locked(),
-            insulation=insulation,
-            terminal_voltage_v=voltage,
-            measured_current_a=current,
-            safety_faults=decision.latched_faults,
-            offered_charge_current_a=offered,
-        )
-        new_state, command = step(self._controller_config, cstate, inputs)
         if new_state.state is not cstate.state:
             log.info(
                 "EVSE %s: %s -> %s %s",
@@ -465,10 +438,8 @@ class ChademoEvse:
                 new_state.state,
                 new_state.stop_reason if new_state.state is ChargerState.STOPPING else "",
             )
-        new_session = new_state.d1_at != cstate.d1_at
-        unplugged = new_state.state is ChargerState.IDLE and cstate.state is not ChargerState.IDLE
-        if new_session or unplugged:
-            self._vehicle = view = VehicleView()  # forget the last car's frames
+        if out.forget_vehicle:
+            self._vehicle = VehicleView()  # forget the last car's frames
             self._senders = SenderState()
         self._cstate = new_state
         if new_state.state in _AT_REST:
@@ -483,16 +454,15 @@ class ChademoEvse:
             ports.insulation.start_test()
         self._insulation_started = command.insulation_test
 
-        if command.frames and self._bus is not None:
-            for frame in command.frames:
-                can_id, data = encode(frame)
-                try:
-                    self._bus.send(
-                        can.Message(arbitration_id=can_id, data=data, is_extended_id=False)
-                    )
-                    self.sent_frames += 1
-                except can.CanError as exc:
-                    log.warning("EVSE %s: send %#05x failed: %s", self.evse_id, can_id, exc)
+        if self._bus is not None:
+            if self._cyclic is None:
+                self._cyclic = CyclicFrames(self._bus, self._config.tick_s, f"EVSE {self.evse_id}")
+            # No frames (CAN silent) stops every task.
+            self.sent_frames += self._cyclic.update(
+                [encode(frame) for frame in command.frames],
+                at_once=urgent or self._stopping_now(cstate, new_state, command.output_current_a),
+            )
+        self._last_measured_a = current
 
         for event in command.events:
             if event.kind is HardwareEventKind.FAULT:
@@ -508,34 +478,15 @@ class ChademoEvse:
         )
 
     # --- helpers -----------------------------------------------------------------------------
-    def _departure_floor(
-        self, view: VehicleView, battery_voltage: float, this_session: bool
-    ) -> float | None:
-        """The SoC discharge must keep to reach the departure target (None: no constraint).
-
-        Charge power: the EVSE's current and power limits at the battery voltage (the EVSE's
-        minimum voltage while unknown, which can only understate it), and the vehicle's charge
-        request when it is asking for current. Capacity: the vehicle's 0x101 when known.
-        """
-        if self._departure is None or self._departure_target_pct is None:
-            return None
-        cfg = self._config
-        voltage = max(battery_voltage, cfg.min_voltage_v)
-        power_w = min(cfg.max_charge_power_w, cfg.max_charge_current_a * voltage)
-        request_a = view.charge_request_a if this_session else 0.0
-        if request_a > 0:
-            power_w = min(power_w, request_a * voltage)
-        power_w = min(power_w, 10e6)  # limits configured as inf ("none") count as 10 MW
-        capacity_kwh = cfg.battery_capacity_kwh
-        if this_session and view.charge_time and view.charge_time.total_battery_capacity_wh:
-            capacity_kwh = view.charge_time.total_battery_capacity_wh / 1000.0
-        return departure_floor_pct(
-            self._wall_clock(),
-            self._departure,
-            self._departure_target_pct,
-            capacity_kwh,
-            max(0.0, power_w),
-            cfg.charge_efficiency,
+    def _stopping_now(
+        self, before: ControllerState, after: ControllerState, output_a: float
+    ) -> bool:
+        """A stop began this tick, or the current is being brought down to 0: the frames that
+        report it go to the bus at once, not at the periodic tasks' next period."""
+        if after.state is ChargerState.STOPPING and before.state is not ChargerState.STOPPING:
+            return True
+        return output_a == 0.0 and (
+            before.last_output_a != 0.0 or abs(self._last_measured_a) > STOP_CURRENT_A
         )
 
     def _track_grid(self, present: bool) -> None:
@@ -588,8 +539,8 @@ class ChademoEvse:
             max_voltage_v=view.max_voltage_v,
             min_discharge_voltage_v=view.min_discharge_voltage_v,
             discharge_compatible=view.discharge_compatible,
-            min_soc_for_discharge_pct=_pct(view, "min"),
-            max_soc_for_charge_pct=_pct(view, "max"),
+            min_soc_for_discharge_pct=discharge_soc_limit_pct(view, "min"),
+            max_soc_for_charge_pct=discharge_soc_limit_pct(view, "max"),
             battery_capacity_kwh=(
                 view.charge_time.total_battery_capacity_wh / 1000.0
                 if view.charge_time and view.charge_time.total_battery_capacity_wh
@@ -624,14 +575,6 @@ class ChademoEvse:
                 listener(event)
             except Exception:  # a listener must not break the control loop
                 log.exception("EVSE %s: hardware listener failed on %s", self.evse_id, kind)
-
-
-def _pct(view: VehicleView, which: str) -> float | None:
-    limits = view.discharge_limits
-    if limits is None:
-        return None
-    value = limits.min_soc_for_discharge if which == "min" else limits.max_soc_for_charge
-    return float(value) if value is not None and math.isfinite(value) else None
 
 
 __all__ = ["ChademoEvse", "ChademoEvseConfig", "TickTrace"]

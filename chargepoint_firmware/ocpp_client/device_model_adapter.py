@@ -304,7 +304,7 @@ def project_device_model(evse_ids: list[int], settings: StationSettings) -> Devi
     """The project's device model, persisted in the state directory (built-in if missing)."""
     try:
         from chargepoint_firmware.device_model import DeviceModel
-        from chargepoint_firmware.device_model_store import JsonFileStore
+        from chargepoint_firmware.device_model.store import JsonFileStore
     except ImportError:  # pragma: no cover - the module ships with the package
         return BuiltinDeviceModel(evse_ids, settings)
     store = JsonFileStore(settings.state_dir / "device_model.json")

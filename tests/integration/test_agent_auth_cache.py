@@ -15,7 +15,7 @@ import pytest
 from ocpp.v201 import call
 
 from chargepoint_firmware.device_model import DeviceModel
-from chargepoint_firmware.device_model_store import InMemoryStore
+from chargepoint_firmware.device_model.store import InMemoryStore
 from chargepoint_firmware.ocpp_client.agent import Agent
 from chargepoint_firmware.ocpp_client.auth_cache_policy import entry_size
 from chargepoint_firmware.ocpp_client.timefmt import iso_ms

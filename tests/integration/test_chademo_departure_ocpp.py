@@ -16,7 +16,7 @@ from typing import Any
 from ocpp.v201 import call
 
 from chargepoint_firmware.device_model import DeviceModel
-from chargepoint_firmware.device_model_store import InMemoryStore
+from chargepoint_firmware.device_model.store import InMemoryStore
 from chargepoint_firmware.hardware.chademo_evse import ChademoEvseConfig
 from chargepoint_firmware.hardware.sim_vehicle import Battery, SimVehicleConfig
 from chargepoint_firmware.interfaces import EvseHardware, EvseSetpoint

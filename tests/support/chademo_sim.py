@@ -19,7 +19,6 @@ from chargepoint_firmware.chademo.controller import (
     ControllerState,
     Direction,
     InsulationResult,
-    VehicleView,
     step,
 )
 from chargepoint_firmware.chademo.frames import (
@@ -29,6 +28,7 @@ from chargepoint_firmware.chademo.frames import (
     VehicleStatus,
     decode,
 )
+from chargepoint_firmware.chademo.vehicle_view import VehicleView
 from chargepoint_firmware.hardware.chademo_evse import ChademoEvse, ChademoEvseConfig, TickTrace
 from chargepoint_firmware.hardware.sim_vehicle import Battery, SimVehicleConfig
 from chargepoint_firmware.hardware.simulation import SimulatedEvse
@@ -233,17 +233,45 @@ class Harness:
         self.tick()  # -> CHARGING
 
 
+class LoopbackTask(can.ModifiableCyclicTaskABC):
+    """A periodic task of `LoopbackBus`: sends only when the test calls `fire_periodic`."""
+
+    def __init__(self, bus: LoopbackBus, message: can.Message, period: float) -> None:
+        super().__init__(message, period)
+        self.bus = bus
+        self.stopped = False
+
+    def stop(self) -> None:
+        self.stopped = True
+        if self in self.bus.tasks:
+            self.bus.tasks.remove(self)
+
+
 class LoopbackBus:
     """A synchronous in-memory CAN link for deterministic tests (fake clock, manual ticks).
 
     `send` hands the message straight to the peer's handler, like a bus with no latency.
-    Only what ChademoEvse and SimVehicle use of a python-can bus is provided.
+    `send_periodic` tasks send when the test calls `fire_periodic()` (once per fake period),
+    so the fake clock, not a thread, sets the pace. Only what ChademoEvse and SimVehicle use
+    of a python-can bus is provided.
     """
 
     def __init__(self) -> None:
         self.peer: LoopbackBus | None = None
         self.handler: Callable[[can.Message], None] | None = None
         self.sent: list[can.Message] = []
+        self.tasks: list[LoopbackTask] = []
+
+    def send_periodic(self, msgs: can.Message, period: float) -> LoopbackTask:
+        task = LoopbackTask(self, msgs, period)
+        self.tasks.append(task)
+        return task
+
+    def fire_periodic(self) -> None:
+        """One period of every periodic task: each sends its current message, in start order."""
+        for task in list(self.tasks):
+            if not task.stopped:
+                self.send(task.messages[0])
 
     @staticmethod
     def pair() -> tuple[LoopbackBus, LoopbackBus]:

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from chargepoint_firmware.device_model import DeviceModel
-from chargepoint_firmware.device_model_store import InMemoryStore
+from chargepoint_firmware.device_model.store import InMemoryStore
 from chargepoint_firmware.ocpp_client.auth_cache import AuthCache
 from chargepoint_firmware.ocpp_client.auth_cache_policy import entry_size
 from chargepoint_firmware.ocpp_client.config import ConfigView

@@ -10,7 +10,6 @@ from typing import Any
 import pytest
 
 from chargepoint_firmware.chademo import decode_cli
-from chargepoint_firmware.chademo.controller import VehicleView
 from chargepoint_firmware.chademo.frames import (
     VehicleChargeLimits,
     VehicleDischargeLimits,
@@ -24,6 +23,7 @@ from chargepoint_firmware.chademo.log_decode import (
     detect_format,
     read_log,
 )
+from chargepoint_firmware.chademo.vehicle_view import VehicleView
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "chademo"
 # The first 12 frames of the real Leaf log (ids, data), then an extended 0x100.

@@ -24,6 +24,7 @@ from chargepoint_firmware.chademo.replay import (
     replay,
 )
 from chargepoint_firmware.chademo.replay_cli import run_cli
+from chargepoint_firmware.chademo.vehicle_view import VehicleView
 from chargepoint_firmware.interfaces import HardwareEventKind
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "chademo"
@@ -120,7 +121,7 @@ def test_finding6_lock_flag_first_raised_at_high_voltage_means_energising() -> N
 def test_finding6_b5_2_is_set_while_the_output_is_energised() -> None:
     # Our own 0x109 b5.2: set while the terminals are live even if the lock sensor says open.
     status = VehicleStatus(target_battery_voltage_v=400, charging_enabled=False)
-    view = c.VehicleView().with_frame(status, 9.9)
+    view = VehicleView().with_frame(status, 9.9)
     state = c.ControllerState(state=c.ChargerState.UNLOCKING, since=9.0, d1_at=0.0)
     inputs = c.ControllerInputs(
         now=10.0,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from typing import TypeVar
 
 import pytest
@@ -16,7 +15,6 @@ from chargepoint_firmware.chademo.controller import (
     InsulationResult,
     VehicleView,
     session_state,
-    setpoint_to_current_a,
 )
 from chargepoint_firmware.chademo.frames import (
     ChargerCapabilities,
@@ -697,17 +695,6 @@ def test_unplug_during_transfer_switches_everything_off_at_once() -> None:
 
 
 # --- helpers -------------------------------------------------------------------------------------
-
-
-def test_power_setpoints_become_amps_at_the_battery_voltage() -> None:
-    assert setpoint_to_current_a(3700.0, "W", 370.0, unlimited_a=15.0) == pytest.approx(10.0)
-    assert setpoint_to_current_a(-3000.0, "W", 375.0, unlimited_a=15.0) == pytest.approx(-8.0)
-    assert setpoint_to_current_a(12.5, "A", 370.0, unlimited_a=15.0) == 12.5
-    assert setpoint_to_current_a(-7.0, "A", 0.0, unlimited_a=15.0) == -7.0
-    assert setpoint_to_current_a(None, "W", 370.0, unlimited_a=15.0) == 15.0
-    # No battery voltage yet: a power limit cannot be converted, so nothing flows.
-    assert setpoint_to_current_a(3700.0, "W", 0.0, unlimited_a=15.0) == 0.0
-    assert setpoint_to_current_a(math.nan, "W", 370.0, unlimited_a=15.0) == 0.0
 
 
 def test_first_nonzero_0x200_limit_of_a_pre_1_1_car_is_masked() -> None:

@@ -48,6 +48,7 @@ class Bench:
         )
         evse_bus.handler = self.evse._on_message
         vehicle_bus.handler = self.vehicle._on_message
+        self.evse_bus, self.vehicle_bus = evse_bus, vehicle_bus
         self.events: list[HardwareEvent] = []
         self.evse.subscribe(self.events.append)
         self.energy_wh = 0.0
@@ -56,7 +57,9 @@ class Bench:
         for _ in range(round(seconds / 0.1)):
             self.clock.now += 0.1
             self.vehicle.tick()
+            self.vehicle_bus.fire_periodic()
             self.evse.tick()
+            self.evse_bus.fire_periodic()
             status = self.evse.status()
             self.energy_wh += status.voltage_v * status.current_a * 0.1 / 3600.0
 

@@ -25,7 +25,6 @@ from chargepoint_firmware.chademo.controller import (
     ControllerState,
     Direction,
     InsulationResult,
-    VehicleView,
     step,
 )
 from chargepoint_firmware.chademo.frames import (
@@ -34,6 +33,7 @@ from chargepoint_firmware.chademo.frames import (
     Frame,
     decode,
 )
+from chargepoint_firmware.chademo.vehicle_view import VehicleView
 
 LOG = Path(__file__).resolve().parents[1] / "data" / "chademo" / "leaf-ze0-v2x-session.csv"
 VEHICLE_IDS = {0x100, 0x101, 0x102, 0x200, 0x201}

@@ -13,7 +13,7 @@ import ocpp.v201
 import pytest
 
 from chargepoint_firmware.device_model import DeviceModel, paginate_report
-from chargepoint_firmware.device_model_store import InMemoryStore, JsonFileStore
+from chargepoint_firmware.device_model.store import InMemoryStore, JsonFileStore
 
 SCHEMAS = Path(ocpp.v201.__file__).parent / "schemas"
 

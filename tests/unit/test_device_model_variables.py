@@ -15,7 +15,7 @@ from chargepoint_firmware.device_model import (
     VariableRef,
     freq_watt_curve_error,
 )
-from chargepoint_firmware.device_model_store import InMemoryStore
+from chargepoint_firmware.device_model.store import InMemoryStore
 
 SCHEMAS = Path(ocpp.v201.__file__).parent / "schemas"
 

@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from chargepoint_firmware.device_model import DeviceModel
-from chargepoint_firmware.device_model_store import InMemoryStore
+from chargepoint_firmware.device_model.store import InMemoryStore
 from chargepoint_firmware.main import stored_departure, wire_departures
 from tests.support.agent_fakes import FakeEvse
 

@@ -26,7 +26,7 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel
 
 from csms.domain.errors import CsmsError
-from csms.persistence.v2g_repositories import VehicleRecord
+from csms.domain.v2g_records import VehicleRecord
 from csms.services.redaction import redact_url
 from csms.services.v2g_service import V2gService
 from csms.settings import Settings

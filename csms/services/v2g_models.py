@@ -16,7 +16,7 @@ from pydantic import BaseModel
 
 from csms.domain.errors import InvalidRequest
 from csms.domain.models import Transaction
-from csms.persistence.v2g_repositories import (
+from csms.domain.v2g_records import (
     PlanRecord,
     PriceRow,
     VehicleRecord,

@@ -34,16 +34,16 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from csms.domain.errors import AlreadyExists, CsmsError, InvalidRequest, NotFound, UnknownStation
 from csms.domain.models import Transaction, TransactionState
-from csms.persistence import repositories as repo
-from csms.persistence import v2g_repositories as vrepo
-from csms.persistence.database import Database
-from csms.persistence.v2g_repositories import (
+from csms.domain.v2g_records import (
     DispatchRecord,
     PlanRecord,
     PriceRow,
     StationV2gSettings,
     VehicleRecord,
 )
+from csms.persistence import repositories as repo
+from csms.persistence.database import Database
+from csms.persistence.repositories import v2g as vrepo
 from csms.routing.base import CommandRouter
 from csms.services.common import Clock, ocpp_datetime, utcnow
 from csms.services.v2g_models import (

@@ -336,8 +336,8 @@ async def test_finding11_prices_stored_before_the_bounds_give_422_not_500(
     api: ApiHarness,
 ) -> None:
     """A price stored by an older version (1e12 c/kWh) makes a plan a clear 422."""
-    from csms.persistence import v2g_repositories as vrepo
-    from csms.persistence.v2g_repositories import PriceRow
+    from csms.domain.v2g_records import PriceRow
+    from csms.persistence.repositories import v2g as vrepo
 
     assert (await api.client.post(f"{V1}/vehicles", json=LEAF)).status_code == 201
     now = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)

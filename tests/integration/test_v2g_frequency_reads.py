@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from csms.domain.models import Transaction, TransactionState
 from csms.persistence import repositories as repo
 from csms.persistence import tables as t
-from csms.persistence import v2g_repositories as vrepo
+from csms.persistence.repositories import v2g as vrepo
 from tests.support.v2g_nodes import (
     frequency_nodes,
     plug_in,

@@ -15,8 +15,8 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from csms.domain.v2g_records import VehicleRecord
 from csms.home_assistant import HomeAssistantBridge, discovery_messages
-from csms.persistence.v2g_repositories import VehicleRecord
 from tests.support.api_harness import ApiHarness
 from tests.support.api_station import ApiTestStation
 from tests.support.v2g_harness import (

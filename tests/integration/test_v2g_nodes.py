@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 
 from csms.domain.errors import InvalidRequest
-from csms.persistence import v2g_repositories as vrepo
+from csms.persistence.repositories import v2g as vrepo
 from csms.routing.broker import BrokerRouter
 from csms.routing.inprocess import InProcessRouter
 from csms.services.commands import CommandService

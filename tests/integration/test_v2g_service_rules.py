@@ -9,7 +9,7 @@ import pytest
 
 from csms.domain.errors import InvalidRequest
 from csms.domain.models import Transaction, TransactionState
-from csms.persistence.v2g_repositories import PlanRecord, PriceRow, VehicleRecord
+from csms.domain.v2g_records import PlanRecord, PriceRow, VehicleRecord
 from csms.services.v2g_models import (
     SessionContext,
     V2gSettings,

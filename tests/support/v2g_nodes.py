@@ -17,11 +17,11 @@ from csms.domain.models import (
     Transaction,
     TransactionState,
 )
+from csms.domain.v2g_records import PriceRow, VehicleRecord
 from csms.persistence import migrate
 from csms.persistence import repositories as repo
-from csms.persistence import v2g_repositories as vrepo
 from csms.persistence.database import Database
-from csms.persistence.v2g_repositories import PriceRow, VehicleRecord
+from csms.persistence.repositories import v2g as vrepo
 from csms.services.v2g_service import V2gService, V2gSettings
 
 

@@ -46,7 +46,7 @@ from csms.api.v2g_schemas import (
     VehicleUpdate,
 )
 from csms.domain.models import ApiScope
-from csms.persistence.v2g_repositories import PriceRow, VehicleRecord
+from csms.domain.v2g_records import PriceRow, VehicleRecord
 from csms.services.v2g_service import (
     PlanRequest,
     SessionContext,

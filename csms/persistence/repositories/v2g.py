@@ -1,131 +1,58 @@
-"""V2G repository functions: each takes an AsyncConnection (reads on `Database.read()`,
-writes inside `Database.write(op)`), and returns plain records."""
+"""V2G repository functions: vehicles, prices, plans, dispatches, per-station settings and the
+rule state the nodes share, plus the reads of the core tables the V2G services need. Each takes
+an AsyncConnection (reads on `Database.read()`, writes inside `Database.write(op)`) and returns
+records of `csms.domain.v2g_records`."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from csms.domain.models import TransactionState
-from csms.persistence import repositories as repo
+from csms.domain.v2g_records import (
+    DispatchRecord,
+    PlanRecord,
+    PriceRow,
+    StationV2gSettings,
+    VehicleRecord,
+)
 from csms.persistence import tables as t
 from csms.persistence import v2g_tables as v
+from csms.persistence.repositories.mapper import AS_BOOL, TableMapper
+from csms.persistence.repositories.statements import dialect_insert, upsert, upsert_statement
+from csms.persistence.repositories.transactions import TRANSACTIONS
 
-
-@dataclass(frozen=True, slots=True)
-class VehicleRecord:
-    id: str
-    capacity_kwh: float
-    chemistry: str
-    soc_min: float
-    soc_max: float
-    max_charge_kw: float
-    max_discharge_kw: float
-    round_trip_efficiency: float
-    driving_reserve_soc: float
-    backup_reserve_soc: float
-    degradation_c_kwh: float | None = None
-    name: str | None = None
-    station_id: str | None = None
-    evse_id: int | None = None
-    departure: datetime | None = None
-    target_soc: float | None = None
-    created_at: datetime | None = None
-    updated_at: datetime | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class PriceRow:
-    interval_start: datetime
-    interval_s: int
-    import_c_kwh: float
-    export_c_kwh: float
-    source: str = "api"
-
-
-@dataclass(frozen=True, slots=True)
-class PlanRecord:
-    vehicle_id: str
-    planned_at: datetime
-    status: str
-    plan: dict[str, Any]
-    station_id: str | None = None
-    evse_id: int | None = None
-    transaction_id: str | None = None
-    reason: str | None = None
-    id: int | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class DispatchRecord:
-    kind: str
-    started_at: datetime
-    duration_s: int
-    requested_kw: float
-    allocated_kw: float
-    accepted_kw: float
-    per_vehicle: dict[str, Any]
-    id: int | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class StationV2gSettings:
-    station_id: str
-    freq_watt_enabled: bool = False
-    freq_watt_curve: list[list[float]] | None = None
-    emergency_backup: bool = False
-    updated_at: datetime | None = None
+VEHICLES = TableMapper(v.v2g_vehicles, VehicleRecord, supplied=("created_at", "updated_at"))
+PRICES = TableMapper(v.v2g_prices, PriceRow, supplied=("updated_at",))
+PLANS = TableMapper(v.v2g_plans, PlanRecord, supplied=("reason", "created_at"), generated=("id",))
+DISPATCHES = TableMapper(
+    v.v2g_dispatches, DispatchRecord, supplied=("created_at",), generated=("id",)
+)
+STATION_SETTINGS = TableMapper(
+    v.v2g_station_settings,
+    StationV2gSettings,
+    codecs={"freq_watt_enabled": AS_BOOL, "emergency_backup": AS_BOOL},
+    supplied=("updated_at",),
+)
 
 
 # ---- vehicles ---------------------------------------------------------------------------------
 
-_VEHICLE_FIELDS = (
-    "id",
-    "name",
-    "capacity_kwh",
-    "chemistry",
-    "soc_min",
-    "soc_max",
-    "max_charge_kw",
-    "max_discharge_kw",
-    "round_trip_efficiency",
-    "driving_reserve_soc",
-    "backup_reserve_soc",
-    "degradation_c_kwh",
-    "station_id",
-    "evse_id",
-    "departure",
-    "target_soc",
-)
-
-
-def _vehicle(row: sa.Row[Any]) -> VehicleRecord:
-    m = row._mapping
-    return VehicleRecord(
-        **{k: m[k] for k in _VEHICLE_FIELDS},
-        created_at=m["created_at"],
-        updated_at=m["updated_at"],
-    )
-
 
 async def save_vehicle(conn: AsyncConnection, record: VehicleRecord, now: datetime) -> None:
-    values = {k: getattr(record, k) for k in _VEHICLE_FIELDS}
-    values["updated_at"] = now
-    values["created_at"] = record.created_at or now
-    await repo._upsert(conn, v.v2g_vehicles, values, ("id",))
+    values = VEHICLES.values(record, created_at=record.created_at or now, updated_at=now)
+    await upsert(conn, v.v2g_vehicles, values, ("id",))
 
 
 async def get_vehicle(conn: AsyncConnection, vehicle_id: str) -> VehicleRecord | None:
     row = (
         await conn.execute(v.v2g_vehicles.select().where(v.v2g_vehicles.c.id == vehicle_id))
     ).first()
-    return _vehicle(row) if row else None
+    return VEHICLES.record(row) if row else None
 
 
 async def list_vehicles(
@@ -134,7 +61,7 @@ async def list_vehicles(
     q = v.v2g_vehicles.select().order_by(v.v2g_vehicles.c.id)
     if station_id is not None:
         q = q.where(v.v2g_vehicles.c.station_id == station_id)
-    return [_vehicle(r) for r in (await conn.execute(q)).all()]
+    return VEHICLES.records((await conn.execute(q)).all())
 
 
 async def delete_vehicle(conn: AsyncConnection, vehicle_id: str) -> bool:
@@ -147,19 +74,9 @@ async def delete_vehicle(conn: AsyncConnection, vehicle_id: str) -> bool:
 
 async def save_prices(conn: AsyncConnection, rows: Sequence[PriceRow], now: datetime) -> int:
     """Insert or replace intervals by start, in one executemany."""
-    values = [
-        {
-            "interval_start": row.interval_start,
-            "interval_s": row.interval_s,
-            "import_c_kwh": row.import_c_kwh,
-            "export_c_kwh": row.export_c_kwh,
-            "source": row.source,
-            "updated_at": now,
-        }
-        for row in rows
-    ]
+    values = [PRICES.values(row, updated_at=now) for row in rows]
     if values:
-        stmt = repo._upsert_statement(
+        stmt = upsert_statement(
             conn.dialect.name, v.v2g_prices.name, ("interval_start",), tuple(values[0])
         )
         await conn.execute(stmt, values)
@@ -176,16 +93,7 @@ async def list_prices(
         q = q.where(c.interval_start > start - timedelta(days=1))
     if end is not None:
         q = q.where(c.interval_start < end)
-    rows = [
-        PriceRow(
-            r._mapping["interval_start"],
-            r._mapping["interval_s"],
-            r._mapping["import_c_kwh"],
-            r._mapping["export_c_kwh"],
-            r._mapping["source"],
-        )
-        for r in (await conn.execute(q)).all()
-    ]
+    rows = PRICES.records((await conn.execute(q)).all())
     if start is not None:
         rows = [p for p in rows if p.interval_start + timedelta(seconds=p.interval_s) > start]
     return rows
@@ -206,34 +114,11 @@ async def prices_changed_at(conn: AsyncConnection) -> datetime | None:
 async def insert_plan(conn: AsyncConnection, record: PlanRecord, now: datetime) -> int:
     result = await conn.execute(
         v.v2g_plans.insert().values(
-            vehicle_id=record.vehicle_id,
-            station_id=record.station_id,
-            evse_id=record.evse_id,
-            transaction_id=record.transaction_id,
-            planned_at=record.planned_at,
-            status=record.status,
-            reason=(record.reason or "")[:200] or None,
-            plan=record.plan,
-            created_at=now,
+            **PLANS.values(record, reason=(record.reason or "")[:200] or None, created_at=now)
         )
     )
     key = result.inserted_primary_key
     return int(key[0]) if key else 0
-
-
-def _plan(row: sa.Row[Any]) -> PlanRecord:
-    m = row._mapping
-    return PlanRecord(
-        vehicle_id=m["vehicle_id"],
-        planned_at=m["planned_at"],
-        status=m["status"],
-        plan=m["plan"],
-        station_id=m["station_id"],
-        evse_id=m["evse_id"],
-        transaction_id=m["transaction_id"],
-        reason=m["reason"],
-        id=m["id"],
-    )
 
 
 async def latest_plan(
@@ -252,7 +137,7 @@ async def latest_plan(
     if sent_only:
         q = q.where(c.status == "Accepted")
     row = (await conn.execute(q)).first()
-    return _plan(row) if row else None
+    return PLANS.record(row) if row else None
 
 
 # ---- dispatches -------------------------------------------------------------------------------
@@ -260,16 +145,7 @@ async def latest_plan(
 
 async def insert_dispatch(conn: AsyncConnection, record: DispatchRecord, now: datetime) -> int:
     result = await conn.execute(
-        v.v2g_dispatches.insert().values(
-            kind=record.kind,
-            started_at=record.started_at,
-            duration_s=record.duration_s,
-            requested_kw=record.requested_kw,
-            allocated_kw=record.allocated_kw,
-            accepted_kw=record.accepted_kw,
-            per_vehicle=record.per_vehicle,
-            created_at=now,
-        )
+        v.v2g_dispatches.insert().values(**DISPATCHES.values(record, created_at=now))
     )
     key = result.inserted_primary_key
     return int(key[0]) if key else 0
@@ -284,22 +160,7 @@ async def list_dispatches(
         q = q.where(c.started_at >= start)
     if end is not None:
         q = q.where(c.started_at < end)
-    out = []
-    for r in (await conn.execute(q)).all():
-        m = r._mapping
-        out.append(
-            DispatchRecord(
-                kind=m["kind"],
-                started_at=m["started_at"],
-                duration_s=m["duration_s"],
-                requested_kw=m["requested_kw"],
-                allocated_kw=m["allocated_kw"],
-                accepted_kw=m["accepted_kw"],
-                per_vehicle=m["per_vehicle"],
-                id=m["id"],
-            )
-        )
-    return out
+    return DISPATCHES.records((await conn.execute(q)).all())
 
 
 # ---- per-station V2G settings -----------------------------------------------------------------
@@ -312,29 +173,16 @@ async def get_station_settings(conn: AsyncConnection, station_id: str) -> Statio
     ).first()
     if row is None:
         return StationV2gSettings(station_id)
-    m = row._mapping
-    return StationV2gSettings(
-        station_id=station_id,
-        freq_watt_enabled=bool(m["freq_watt_enabled"]),
-        freq_watt_curve=m["freq_watt_curve"],
-        emergency_backup=bool(m["emergency_backup"]),
-        updated_at=m["updated_at"],
-    )
+    return STATION_SETTINGS.record(row)
 
 
 async def save_station_settings(
     conn: AsyncConnection, settings: StationV2gSettings, now: datetime
 ) -> None:
-    await repo._upsert(
+    await upsert(
         conn,
         v.v2g_station_settings,
-        {
-            "station_id": settings.station_id,
-            "freq_watt_enabled": settings.freq_watt_enabled,
-            "freq_watt_curve": settings.freq_watt_curve,
-            "emergency_backup": settings.emergency_backup,
-            "updated_at": now,
-        },
+        STATION_SETTINGS.values(settings, updated_at=now),
         ("station_id",),
     )
 
@@ -437,8 +285,7 @@ async def active_transactions(
         .order_by(c.id.desc())
     )
     out: dict[str, list[Any]] = {}
-    for row in (await conn.execute(q)).all():
-        tx = repo._transaction(row)
+    for tx in TRANSACTIONS.records((await conn.execute(q)).all()):
         out.setdefault(tx.station_id, []).append(tx)
     return out
 
@@ -452,16 +299,16 @@ async def station_transactions(
     if evse_id is not None:
         q = q.where(c.evse_id == evse_id)
     rows = (await conn.execute(q.limit(limit))).all()
-    return [repo._transaction(r) for r in rows]
+    return TRANSACTIONS.records(rows)
 
 
 # ---- rule state shared by the nodes -------------------------------------------------------------
 
 
 def _insert_rule_once(dialect: str) -> Any:
-    table = v.v2g_rule_states
-    insert = postgresql.insert(table) if dialect == "postgresql" else sqlite.insert(table)
-    return insert.on_conflict_do_nothing(index_elements=["name"])
+    return dialect_insert(dialect, v.v2g_rule_states).on_conflict_do_nothing(
+        index_elements=["name"]
+    )
 
 
 async def lock_rule_state(conn: AsyncConnection, name: str, now: datetime) -> dict[str, Any]:

@@ -1,0 +1,56 @@
+"""Meter values (each sample stored once)."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Iterable
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from csms.domain.models import MeterSample
+from csms.persistence import tables as t
+from csms.persistence.database import RowWrite
+from csms.persistence.repositories.mapper import TableMapper
+from csms.persistence.repositories.statements import dialect_insert
+
+METER_VALUES = TableMapper(t.meter_values, MeterSample, generated=("id",))
+
+
+def _meter_rows(samples: Iterable[MeterSample]) -> list[dict[str, Any]]:
+    return [METER_VALUES.values(s) for s in samples]
+
+
+@functools.lru_cache(maxsize=4)
+def _insert_meter_once(dialect: str) -> Any:
+    """A sample repeated (same station, transaction, EVSE, timestamp, measurand, phase,
+    location, context) is stored once (issue 11 finding 8): the unique index
+    uq_meter_values_sample decides; DO NOTHING without a target works on SQLite and
+    PostgreSQL and meter_values has no other unique key than its generated id."""
+    return dialect_insert(dialect, t.meter_values).on_conflict_do_nothing()
+
+
+def meter_samples_write(dialect: str, samples: Iterable[MeterSample]) -> RowWrite:
+    """`insert_meter_samples` as rows for `Database.write_rows`."""
+    return RowWrite(_insert_meter_once(dialect), _meter_rows(samples))
+
+
+async def insert_meter_samples(conn: AsyncConnection, samples: Iterable[MeterSample]) -> int:
+    """Store samples (one executemany), each repeat of a stored one skipped; the number given."""
+    rows = _meter_rows(samples)
+    if rows:
+        await conn.execute(_insert_meter_once(conn.dialect.name), rows)
+    return len(rows)
+
+
+async def list_meter_samples(
+    conn: AsyncConnection,
+    station_id: str,
+    transaction_id: str | None = None,
+    limit: int = 10_000,
+) -> list[MeterSample]:
+    q = t.meter_values.select().where(t.meter_values.c.station_id == station_id)
+    if transaction_id is not None:
+        q = q.where(t.meter_values.c.transaction_id == transaction_id)
+    q = q.order_by(t.meter_values.c.timestamp, t.meter_values.c.id).limit(limit)
+    return METER_VALUES.records((await conn.execute(q)).all())

@@ -1,0 +1,254 @@
+"""Transactions and their TransactionEvents (one aggregate: the events make the transaction).
+
+The idempotency of TransactionEvents lives here: an event is stored once per (station,
+transaction, seqNo) (ON CONFLICT DO NOTHING on uq_tx_events_seq), and a transaction's seqNo span
+and count are written in the same database transaction as its events."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from csms.domain.models import Page, Tariff, Transaction, TransactionEvent, TransactionState
+from csms.persistence import tables as t
+from csms.persistence.repositories.mapper import AS_BOOL, TableMapper, stored_enum
+from csms.persistence.repositories.statements import (
+    dialect_insert,
+    page,
+    upsert,
+    upsert_statement,
+)
+
+TRANSACTIONS = TableMapper(
+    t.transactions,
+    Transaction,
+    codecs={
+        "state": stored_enum(TransactionState),
+        "offline_seen": AS_BOOL,
+        "started_unseen": AS_BOOL,
+    },
+    supplied=("updated_at",),
+)
+TRANSACTION_EVENTS = TableMapper(
+    t.transaction_events,
+    TransactionEvent,
+    codecs={"offline": AS_BOOL},
+    supplied=("received_at",),
+    generated=("id",),
+)
+
+
+def _joined_tariff(station_id: str, m: Any) -> Tariff | None:
+    """The tariff columns of a stations-transactions-tariffs join (which names no
+    tariffs.station_id: its station_id column is the transaction's)."""
+    if m["currency"] is None:
+        return None
+    return Tariff(station_id, m["currency"], m["price_per_kwh"], m["price_per_hour"])
+
+
+async def get_transaction(
+    conn: AsyncConnection, station_id: str, transaction_id: str
+) -> Transaction | None:
+    row = (
+        await conn.execute(
+            t.transactions.select().where(
+                t.transactions.c.station_id == station_id,
+                t.transactions.c.transaction_id == transaction_id,
+            )
+        )
+    ).first()
+    return TRANSACTIONS.record(row) if row else None
+
+
+async def get_transaction_and_tariff(
+    conn: AsyncConnection, station_id: str, transaction_id: str
+) -> tuple[Transaction | None, Tariff | None]:
+    """Both in one round trip (the TransactionEvent hot path needs both)."""
+    tx, tariff = t.transactions, t.tariffs
+    query = (
+        sa.select(tx, tariff.c.currency, tariff.c.price_per_kwh, tariff.c.price_per_hour)
+        .select_from(
+            t.stations.outerjoin(
+                tx,
+                sa.and_(tx.c.station_id == t.stations.c.id, tx.c.transaction_id == transaction_id),
+            ).outerjoin(tariff, tariff.c.station_id == t.stations.c.id)
+        )
+        .where(t.stations.c.id == station_id)
+    )
+    row = (await conn.execute(query)).first()
+    if row is None:
+        return None, None
+    m = row._mapping
+    found = TRANSACTIONS.record(row) if m["transaction_id"] is not None else None
+    return found, _joined_tariff(station_id, m)
+
+
+_TX_AND_TARIFF_BY_KEYS = (
+    sa.select(
+        t.stations.c.id.label("b_station"),
+        t.transactions,
+        t.tariffs.c.currency,
+        t.tariffs.c.price_per_kwh,
+        t.tariffs.c.price_per_hour,
+    )
+    .select_from(
+        t.stations.outerjoin(
+            t.transactions,
+            sa.and_(
+                t.transactions.c.station_id == t.stations.c.id,
+                t.transactions.c.transaction_id.in_(sa.bindparam("b_transactions", expanding=True)),
+            ),
+        ).outerjoin(t.tariffs, t.tariffs.c.station_id == t.stations.c.id)
+    )
+    .where(t.stations.c.id.in_(sa.bindparam("b_stations", expanding=True)))
+)
+
+
+async def transactions_and_tariffs(
+    conn: AsyncConnection, keys: Iterable[tuple[str, str]]
+) -> tuple[dict[tuple[str, str], Transaction], dict[str, Tariff]]:
+    """For TransactionEvents keyed (station, transaction), in one read whatever their number:
+    the stored transactions and the stations' tariffs. (A transaction's seqNo span and count
+    are written in the same database transaction as its events: see `stored_seq_nos`.)"""
+    pairs = set(keys)
+    params = {
+        "b_stations": sorted({s for s, _ in pairs}),
+        "b_transactions": sorted({tx for _, tx in pairs}),
+    }
+    transactions: dict[tuple[str, str], Transaction] = {}
+    tariffs: dict[str, Tariff] = {}
+    for row in await conn.execute(_TX_AND_TARIFF_BY_KEYS, params):
+        m = row._mapping
+        station_id = m["b_station"]
+        tariff = _joined_tariff(station_id, m)
+        if tariff is not None:
+            tariffs[station_id] = tariff
+        key = (station_id, m["transaction_id"])
+        if m["transaction_id"] is not None and key in pairs:  # ids x transaction ids
+            transactions[key] = TRANSACTIONS.record(row)
+    return transactions, tariffs
+
+
+async def save_transaction(conn: AsyncConnection, tx: Transaction, now: datetime) -> None:
+    await upsert(
+        conn,
+        t.transactions,
+        TRANSACTIONS.values(tx, updated_at=now),
+        ("station_id", "transaction_id"),
+    )
+
+
+async def save_transactions(
+    conn: AsyncConnection, changes: Sequence[tuple[Transaction, datetime]]
+) -> None:
+    """`save_transaction` for many, as one executemany."""
+    if not changes:
+        return
+    rows = [TRANSACTIONS.values(tx, updated_at=now) for tx, now in changes]
+    statement = upsert_statement(
+        conn.dialect.name, "transactions", ("station_id", "transaction_id"), tuple(rows[0])
+    )
+    await conn.execute(statement, rows if len(rows) > 1 else rows[0])
+
+
+async def active_transactions_on_evses(
+    conn: AsyncConnection, evses: Iterable[tuple[str, int]]
+) -> list[Transaction]:
+    """The Active transactions on these (station, EVSE) pairs (one read)."""
+    pairs = set(evses)
+    if not pairs:
+        return []
+    c = t.transactions.c
+    query = t.transactions.select().where(
+        c.state == TransactionState.ACTIVE.value,
+        c.station_id.in_(sorted({s for s, _ in pairs})),
+        c.evse_id.in_(sorted({e for _, e in pairs})),
+    )
+    found = TRANSACTIONS.records((await conn.execute(query)).all())
+    return [tx for tx in found if (tx.station_id, tx.evse_id) in pairs]
+
+
+async def list_transactions(
+    conn: AsyncConnection,
+    offset: int,
+    limit: int,
+    station_id: str | None = None,
+    state: TransactionState | None = None,
+) -> Page[Transaction]:
+    conds: list[Any] = []
+    if station_id is not None:
+        conds.append(t.transactions.c.station_id == station_id)
+    if state is not None:
+        conds.append(t.transactions.c.state == state.value)
+    rows, total = await page(
+        conn,
+        t.transactions.select().where(*conds).order_by(t.transactions.c.id.desc()),
+        sa.select(sa.func.count()).select_from(t.transactions).where(*conds),
+        offset,
+        limit,
+    )
+    return Page(TRANSACTIONS.records(rows), total, offset, limit)
+
+
+@functools.lru_cache(maxsize=4)
+def _insert_event_once(dialect: str) -> Any:
+    insert = dialect_insert(dialect, t.transaction_events)
+    return insert.on_conflict_do_nothing(index_elements=["station_id", "transaction_id", "seq_no"])
+
+
+async def insert_transaction_event(
+    conn: AsyncConnection, event: TransactionEvent, now: datetime
+) -> bool:
+    """Store the event once; False when this (station, transaction, seqNo) is already stored."""
+    values = TRANSACTION_EVENTS.values(event, received_at=now)
+    result = await conn.execute(_insert_event_once(conn.dialect.name), values)
+    return bool(result.rowcount)
+
+
+async def insert_transaction_events(
+    conn: AsyncConnection, events: Sequence[tuple[TransactionEvent, datetime]]
+) -> None:
+    """Store events (one executemany); one already stored is skipped (ON CONFLICT)."""
+    if not events:
+        return
+    rows = [TRANSACTION_EVENTS.values(event, received_at=now) for event, now in events]
+    await conn.execute(_insert_event_once(conn.dialect.name), rows if len(rows) > 1 else rows[0])
+
+
+async def stored_seq_nos(
+    conn: AsyncConnection, keys: Iterable[tuple[str, str, int]]
+) -> set[tuple[str, str, int]]:
+    """Which of these (station, transaction, seqNo) are stored: one read through the
+    uq_tx_events_seq index, whatever the transactions' sizes."""
+    wanted = set(keys)
+    if not wanted:
+        return set()
+    c = t.transaction_events.c
+    query = sa.select(c.station_id, c.transaction_id, c.seq_no).where(
+        c.station_id.in_(sorted({k[0] for k in wanted})),
+        c.transaction_id.in_(sorted({k[1] for k in wanted})),
+        c.seq_no.in_(sorted({k[2] for k in wanted})),
+    )
+    rows = (await conn.execute(query)).all()
+    return {(r[0], r[1], r[2]) for r in rows} & wanted
+
+
+async def list_transaction_events(
+    conn: AsyncConnection, station_id: str, transaction_id: str
+) -> list[TransactionEvent]:
+    rows = (
+        await conn.execute(
+            t.transaction_events.select()
+            .where(
+                t.transaction_events.c.station_id == station_id,
+                t.transaction_events.c.transaction_id == transaction_id,
+            )
+            .order_by(t.transaction_events.c.seq_no)
+        )
+    ).all()
+    return TRANSACTION_EVENTS.records(rows)

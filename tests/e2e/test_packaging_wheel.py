@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-PACKAGES = ("csms", "chargepoint_firmware", "v2g_shared")
+PACKAGES = ("csms", "chargepoint_firmware", "v2g_shared", "v2g_demo")
 
 
 def requirement_name(requirement: str) -> str:
@@ -84,6 +84,7 @@ def test_wheel_holds_every_package_and_both_commands(wheel: zipfile.ZipFile) -> 
     assert top == set(PACKAGES)
     assert "v2g_shared/schedule/model.py" in names
     assert "csms/entry.py" in names
+    assert "v2g_demo/run.py" in names
     (entry_points_name,) = [n for n in names if n.endswith(".dist-info/entry_points.txt")]
     entry_points = configparser.ConfigParser()
     entry_points.read_string(wheel.read(entry_points_name).decode())

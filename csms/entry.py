@@ -61,8 +61,11 @@ def missing_modules() -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     missing = missing_modules()
     if missing:
+        named = ", ".join(missing[:3]) + (
+            f" and {len(missing) - 3} more" if len(missing) > 3 else ""
+        )
         print(
-            f"csms: the CSMS is not installed (missing {', '.join(missing)}); "
+            f"csms: the CSMS is not installed (missing {named}); "
             f"install it with: pip install '{DISTRIBUTION}[{EXTRA}]'",
             file=sys.stderr,
         )

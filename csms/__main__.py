@@ -2,6 +2,6 @@
 
 import sys
 
-from csms.cli import main
+from csms.entry import main
 
 sys.exit(main())

@@ -8,7 +8,8 @@
     csms token revoke NAME
     csms token list
     csms v2g ...                (delegated to csms.v2g_cli)
-    csms demo [--stations 3] [--speed 360] [--duration S]   (CSMS + simulated V2X stations)
+    csms demo [--stations 3] [--speed 360] [--duration S]   (CSMS + simulated V2X stations;
+                                                            package v2g_demo)
 
 Every setting comes from a flag or a `CSMS_*` environment variable (flags win); invalid values
 stop the command with exit status 2 and a message naming the field.
@@ -144,7 +145,7 @@ def _cmd_db(args: argparse.Namespace) -> int:
 
 
 def _cmd_station(args: argparse.Namespace) -> int:
-    import csms.api.admin as admin
+    import csms.cli_admin as admin
 
     settings = load_settings(args)
     if args.station_command == "add":
@@ -174,7 +175,7 @@ def _cmd_station(args: argparse.Namespace) -> int:
 
 
 def _cmd_token(args: argparse.Namespace) -> int:
-    import csms.api.admin as admin
+    import csms.cli_admin as admin
     from csms.domain.models import ApiScope
 
     settings = load_settings(args)
@@ -225,8 +226,10 @@ def _cmd_v2g(argv: list[str]) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from csms.demo import DemoOptions
-    from csms.demo import main as demo_main
+    # The demo runs both products, so it sits above them in its own package (v2g_demo); this
+    # lazy import is the CSMS's only way into it (tests/unit/test_import_rules.py allows it).
+    from v2g_demo.run import DemoOptions
+    from v2g_demo.run import main as demo_main
 
     return demo_main(
         DemoOptions(
@@ -360,7 +363,7 @@ def _one_line(error: BaseException) -> str:
 
 def admin_errors() -> tuple[type[Exception], ...]:
     """Errors of the admin commands shown as one line instead of a traceback."""
-    import csms.api.admin as admin
+    import csms.cli_admin as admin
 
     return admin.USER_ERRORS
 

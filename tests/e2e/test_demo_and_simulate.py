@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from chargepoint_firmware.simulate import SimulateOptions, run_simulation
-from csms.demo import DemoOptions, demo_prices, nem_day_rrp, plan_power_kw, run_demo
 from tests.support.e2e_stack import DRIVER_TOKEN, STATION_PASSWORD, running_stack
+from v2g_demo.run import DemoOptions, demo_prices, nem_day_rrp, plan_power_kw, run_demo
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -12,9 +12,9 @@ import pytest
 
 from chargepoint_firmware.settings import ConfigError
 from chargepoint_firmware.simulate import ScaledClock, read_credentials, station_settings
-from csms.demo import plan_power_kw
-from csms.demo_view import Snapshot, StationRow, render
 from csms.v2g.optimizer import VehiclePlan
+from v2g_demo.run import plan_power_kw
+from v2g_demo.view import Snapshot, StationRow, render
 
 ORIGIN = datetime(2024, 8, 5, 2, 0, tzinfo=UTC)
 

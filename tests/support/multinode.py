@@ -23,7 +23,7 @@ import pytest
 from websockets.asyncio.client import connect
 
 from benchmarks.tcp_balancer import TcpBalancer
-from csms.api import admin
+from csms import cli_admin as admin
 from csms.settings import Settings
 from tests.support.api_station import ApiTestStation, basic_auth_header
 

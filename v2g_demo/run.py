@@ -34,9 +34,9 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
-from csms.demo_view import Snapshot, StationRow, render, table
 from csms.v2g.optimizer import VehiclePlan
 from csms.v2g.prices import AEST, NemTariff, PriceSeries
+from v2g_demo.view import Snapshot, StationRow, render, table
 from v2g_shared.stop_signals import install_stop_signals
 
 if TYPE_CHECKING:

@@ -50,7 +50,7 @@ class Services:
         if migrate:
             await migrations.upgrade_async(self.settings.database_url)
         await self.db.start()
-        v2g_service_for(self).start_background()  # re-planner, MQTT: off unless configured
+        v2g_service_for(self).start_background()  # re-planner: off unless configured
 
     async def close(self) -> None:
         await v2g_service_for(self).close()

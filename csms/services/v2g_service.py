@@ -28,7 +28,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -109,9 +109,6 @@ from csms.v2g.fleet import DISPATCH_METHODS, Bid, FleetFlexibility, Flexibility
 from csms.v2g.frequency import EventSnapshot, EventState
 from csms.v2g.prices import PriceFileError
 
-if TYPE_CHECKING:  # csms.home_assistant imports this module
-    from csms.home_assistant import HomeAssistantSettings
-
 log = logging.getLogger(__name__)
 
 # The row of v2g_rule_states holding the under-frequency rule: {vehicle id: EventSnapshot}.
@@ -145,7 +142,6 @@ class V2gService:
         *,
         clock: Clock = utcnow,
         settings: V2gSettings | None = None,
-        home_assistant: HomeAssistantSettings | None = None,
         router: CommandRouter | None = None,
     ) -> None:
         """`router`: the node's command router; with it the re-planning loop plans only the
@@ -155,11 +151,9 @@ class V2gService:
         self._router = router
         self._clock = clock
         self.settings = settings or V2gSettings()
-        self._home_assistant_settings = home_assistant
         # Serializes this node's samples (the row lock serializes the nodes).
         self._frequency_lock = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
-        self._home_assistant: asyncio.Task[None] | None = None
         self.replans = 0
 
     def now(self) -> datetime:
@@ -167,32 +161,16 @@ class V2gService:
 
     # -- lifecycle ------------------------------------------------------------------------------
     def start_background(self) -> None:
-        """Start the re-planning loop when `replan_interval_s` > 0 (off by default), and the
-        Home Assistant MQTT bridge when CSMS_MQTT_URL is set."""
+        """Start the re-planning loop when `replan_interval_s` > 0 (off by default)."""
         if self.settings.replan_interval_s > 0 and self._task is None:
             self._task = asyncio.create_task(self._replan_loop(), name="v2g-replanner")
-        if self._home_assistant is None:
-            from csms.home_assistant import HomeAssistantBridge
-
-            ha = self._home_assistant_settings
-            if ha is not None and ha.mqtt_url:
-                bridge = HomeAssistantBridge(
-                    self,
-                    prefix=ha.mqtt_topic_prefix,
-                    discovery_prefix=ha.mqtt_discovery_prefix,
-                    interval_s=ha.mqtt_state_interval_s,
-                )
-                self._home_assistant = asyncio.create_task(
-                    bridge.run(ha.mqtt_url), name="v2g-home-assistant"
-                )
 
     async def close(self) -> None:
-        for task in (self._task, self._home_assistant):
-            if task is not None:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
-        self._task = self._home_assistant = None
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        self._task = None
 
     async def _replan_loop(self) -> None:
         while True:
@@ -1134,15 +1112,12 @@ def v2g_service_for(services: Any) -> V2gService:
     """The V2G service of a CSMS `Services` container, built once and kept on it."""
     found: V2gService | None = getattr(services, "_v2g_service", None)
     if found is None:
-        from csms.home_assistant import HomeAssistantSettings
-
         settings = services.settings
         found = V2gService(
             services.db,
             services.commands,
             clock=services.clock,
             settings=V2gSettings.from_settings(settings),
-            home_assistant=HomeAssistantSettings.from_settings(settings),
             router=getattr(services, "router", None),  # None: a container without one
         )
         services._v2g_service = found

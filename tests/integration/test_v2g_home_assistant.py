@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from csms.home_assistant import HomeAssistantBridge, discovery_messages
+from csms.integrations.home_assistant import HomeAssistantBridge, discovery_messages
 from csms.persistence.v2g_repositories import VehicleRecord
 from tests.support.api_harness import ApiHarness
 from tests.support.api_station import ApiTestStation

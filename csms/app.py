@@ -22,7 +22,7 @@ from csms.api.metrics import AuthCounters, CsmsMetrics
 from csms.integrations.home_assistant import HomeAssistantSettings, start_bridge, stop_bridge
 from csms.routing.factory import build_router, close_router, start_router
 from csms.services.container import Services, build_services
-from csms.services.v2g_service import v2g_service_for
+from csms.services.v2g import v2g_service_for
 from csms.settings import Settings
 from v2g_shared.stop_signals import install_stop_signals
 

@@ -31,7 +31,7 @@ from pydantic import BaseModel
 from csms.domain.errors import CsmsError
 from csms.persistence.v2g_repositories import VehicleRecord
 from csms.services.redaction import redact_url
-from csms.services.v2g_models import BackupState, SessionContext
+from csms.services.v2g.records import BackupState, SessionContext
 from csms.settings import Settings
 
 log = logging.getLogger(__name__)

@@ -24,7 +24,7 @@ from csms.services.records import (
 )
 from csms.services.stations import StationService
 from csms.services.tokens import ApiTokenService, IdTokenService
-from csms.services.v2g_service import v2g_service_for
+from csms.services.v2g import v2g_service_for
 from csms.settings import Settings
 
 

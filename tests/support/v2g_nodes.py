@@ -22,7 +22,7 @@ from csms.persistence import repositories as repo
 from csms.persistence import v2g_repositories as vrepo
 from csms.persistence.database import Database
 from csms.persistence.v2g_repositories import PriceRow, VehicleRecord
-from csms.services.v2g_service import V2gService, V2gSettings
+from csms.services.v2g import V2gService, V2gSettings
 
 
 class CountingSender:

@@ -47,7 +47,7 @@ from csms.api.v2g_schemas import (
 )
 from csms.domain.models import ApiScope
 from csms.persistence.v2g_repositories import PriceRow, VehicleRecord
-from csms.services.v2g_service import (
+from csms.services.v2g import (
     PlanRequest,
     SessionContext,
     V2gService,

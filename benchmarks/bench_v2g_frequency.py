@@ -44,7 +44,7 @@ def load_service_class(rev: str | None) -> Any:
     """V2gService of this checkout, or of `rev` (its v2g_service.py from git, run against the
     rest of this checkout)."""
     if rev is None:
-        from csms.services.v2g_service import V2gService
+        from csms.services.v2g import V2gService
 
         return V2gService
     source = subprocess.run(

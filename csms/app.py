@@ -19,8 +19,10 @@ import uvicorn
 
 from csms.api.app import create_api
 from csms.api.metrics import AuthCounters, CsmsMetrics
+from csms.integrations.home_assistant import HomeAssistantSettings, start_bridge, stop_bridge
 from csms.routing.factory import build_router, close_router, start_router
 from csms.services.container import Services, build_services
+from csms.services.v2g import v2g_service_for
 from csms.settings import Settings
 from v2g_shared.stop_signals import install_stop_signals
 
@@ -77,6 +79,7 @@ class RunningCsms:
     api_server: uvicorn.Server
     api_task: asyncio.Task[None]
     api_port: int
+    home_assistant: asyncio.Task[None] | None = None  # the MQTT bridge when CSMS_MQTT_URL is set
 
     @property
     def ocpp_port(self) -> int:
@@ -105,7 +108,10 @@ class RunningCsms:
                 try:
                     await close_router(self.services.router)
                 finally:
-                    await self.services.close()
+                    try:
+                        await stop_bridge(self.home_assistant)
+                    finally:
+                        await self.services.close()
 
 
 async def _start_ocpp_server(settings: Settings, services: Services) -> OcppServerHandle:
@@ -159,7 +165,13 @@ async def start(settings: Settings) -> RunningCsms:
         await close_router(router)
         await services.close()
         raise
-    return RunningCsms(settings, services, ocpp_server, api_server, api_task, api_port)
+    # Home Assistant over MQTT: off unless CSMS_MQTT_URL is set.
+    home_assistant = start_bridge(
+        HomeAssistantSettings.from_settings(settings), v2g_service_for(services)
+    )
+    return RunningCsms(
+        settings, services, ocpp_server, api_server, api_task, api_port, home_assistant
+    )
 
 
 def _configure_logging(settings: Settings) -> None:

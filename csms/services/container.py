@@ -24,7 +24,7 @@ from csms.services.records import (
 )
 from csms.services.stations import StationService
 from csms.services.tokens import ApiTokenService, IdTokenService
-from csms.services.v2g_service import v2g_service_for
+from csms.services.v2g import v2g_service_for
 from csms.settings import Settings
 
 
@@ -50,7 +50,7 @@ class Services:
         if migrate:
             await migrations.upgrade_async(self.settings.database_url)
         await self.db.start()
-        v2g_service_for(self).start_background()  # re-planner, MQTT: off unless configured
+        v2g_service_for(self).start_background()  # re-planner: off unless configured
 
     async def close(self) -> None:
         await v2g_service_for(self).close()

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from chargepoint_firmware.interfaces import EvseSetpoint, EvseStatus
 from chargepoint_firmware.ocpp_client.agent import Agent
-from csms.services.v2g_service import V2gService
+from csms.services.v2g import V2gService
 from tests.support.agent_fakes import FakeEvse
 from tests.support.agent_harness import STATION_ID, agent_settings, eventually
 from tests.support.csms_harness import PASSWORD, running_csms

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from csms.api.v2g_schemas import DispatchCreate
-from csms.services.v2g_service import V2gService, V2gSettings
+from csms.services.v2g import V2gService, V2gSettings
 from csms.v2g.prices import AEST
 from tests.support.api_harness import ApiHarness
 from tests.support.api_station import ApiTestStation

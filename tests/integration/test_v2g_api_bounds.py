@@ -322,7 +322,7 @@ async def test_finding11_home_assistant_commands_cannot_store_nan(
 ) -> None:
     """MQTT commands reach the same service checks: 'nan' used to be stored as the vehicle's
     max discharge power (the old check was `< 0`, false for NaN)."""
-    from csms.home_assistant import HomeAssistantBridge
+    from csms.integrations.home_assistant import HomeAssistantBridge
 
     assert (await api.client.post(f"{V1}/vehicles", json=LEAF)).status_code == 201
     before = (await api.client.get(f"{V1}/vehicles/leaf-1")).json()

@@ -18,7 +18,7 @@ from chargepoint_firmware.hardware.sim_vehicle import Battery, SimVehicleConfig
 from chargepoint_firmware.ocpp_client.agent import Agent
 from csms.domain.models import TransactionState
 from csms.domain.v2g_records import PriceRow, VehicleRecord
-from csms.services.v2g_service import V2gService, V2gSettings
+from csms.services.v2g import V2gService, V2gSettings
 from tests.support.agent_harness import STATION_ID, agent_settings, eventually
 from tests.support.chademo_sim import running_sim
 from tests.support.csms_harness import PASSWORD, running_csms

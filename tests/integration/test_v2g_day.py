@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from csms.services.v2g_service import to_vehicle
+from csms.services.v2g.checks import to_vehicle
 from csms.v2g import VehicleSession, parse_nem_price_and_demand
 from csms.v2g.baselines import cost_plan, plain_charging
 from csms.v2g.model import simulate

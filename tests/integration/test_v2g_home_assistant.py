@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from csms.domain.v2g_records import VehicleRecord
-from csms.home_assistant import HomeAssistantBridge, discovery_messages
+from csms.integrations.home_assistant import HomeAssistantBridge, discovery_messages
 from tests.support.api_harness import ApiHarness
 from tests.support.api_station import ApiTestStation
 from tests.support.v2g_harness import (

@@ -26,7 +26,8 @@ from csms.persistence.repositories import v2g as vrepo
 from csms.routing.broker import BrokerRouter
 from csms.routing.inprocess import InProcessRouter
 from csms.services.commands import CommandService
-from csms.services.v2g_service import UNDER_FREQUENCY_RULE, V2gService
+from csms.services.v2g import V2gService
+from csms.services.v2g.frequency import UNDER_FREQUENCY_RULE
 from tests.support.csms_db import fresh_postgres_database, postgres_url_or_skip
 from tests.support.multinode_routing import FakeLink, broker_routers, broker_url_or_skip
 from tests.support.v2g_nodes import (

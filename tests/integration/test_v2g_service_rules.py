@@ -1,4 +1,4 @@
-"""Pure helpers of the V2G service layer (csms.services.v2g_models): price runs, EV needs,
+"""Pure helpers of the V2G service layer (csms.services.v2g.rules): price runs, EV needs,
 the SoC a plan expects, re-plan reasons, price lookup."""
 
 from __future__ import annotations
@@ -10,9 +10,8 @@ import pytest
 from csms.domain.errors import InvalidRequest
 from csms.domain.models import Transaction, TransactionState
 from csms.domain.v2g_records import PlanRecord, PriceRow, VehicleRecord
-from csms.services.v2g_models import (
-    SessionContext,
-    V2gSettings,
+from csms.services.v2g import SessionContext, V2gSettings
+from csms.services.v2g.rules import (
     departure_from_needs,
     expected_soc,
     price_lookup,

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from csms.services.v2g_models import FREQUENCY_PROFILE_ID, PLAN_PROFILE_ID
+from csms.services.v2g.profiles import FREQUENCY_PROFILE_ID, PLAN_PROFILE_ID
 from tests.services.test_multinode_nodes import cluster
 from tests.support.multinode import RoamingStation, wait_for
 from tests.support.multinode_routing import broker_url_or_skip

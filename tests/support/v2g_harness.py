@@ -13,7 +13,7 @@ from ocpp.v201 import call
 
 from csms.api.app import API_PREFIX
 from csms.api.routes import v2g as v2g_routes
-from csms.services.v2g_service import V2gService, v2g_service_for
+from csms.services.v2g import V2gService, v2g_service_for
 from tests.support.api_harness import STATION_PASSWORD, ApiHarness, api_harness
 from tests.support.api_station import ApiTestStation, connected_station
 

@@ -22,7 +22,7 @@ from csms.persistence import migrate
 from csms.persistence import repositories as repo
 from csms.persistence.database import Database
 from csms.persistence.repositories import v2g as vrepo
-from csms.services.v2g_service import V2gService, V2gSettings
+from csms.services.v2g import V2gService, V2gSettings
 
 
 class CountingSender:

@@ -236,7 +236,7 @@ def test_finding11_v2g_settings_refuse_non_finite_and_out_of_range(name: str, va
 
 
 def test_finding11_settings_defaults_match_the_bounds() -> None:
-    from csms.services.v2g_models import V2gSettings
+    from csms.services.v2g import V2gSettings
     from csms.settings import Settings
 
     settings = Settings()
@@ -254,7 +254,7 @@ def test_finding11_settings_defaults_match_the_bounds() -> None:
 def test_finding11_ev_needs_from_a_station_are_bounded() -> None:
     """NotifyEVChargingNeeds is station data: far or naive times and out-of-range numbers are
     ignored and the target stays within 0..1 (they used to reach VehicleSession: a 500)."""
-    from csms.services.v2g_models import departure_from_needs
+    from csms.services.v2g.rules import departure_from_needs
 
     def needs(**dc: object) -> dict[str, object]:
         return {

@@ -7,9 +7,9 @@ from types import SimpleNamespace
 import pytest
 
 from csms.cli import build_parser, load_settings
-from csms.home_assistant import HomeAssistantSettings
+from csms.integrations.home_assistant import HomeAssistantSettings
 from csms.services.common import utcnow
-from csms.services.v2g_service import V2gSettings, v2g_service_for
+from csms.services.v2g import V2gSettings, v2g_service_for
 from csms.settings import Settings
 
 

@@ -47,7 +47,7 @@ from csms.api.v2g_schemas import (
 )
 from csms.domain.models import ApiScope
 from csms.domain.v2g_records import PriceRow, VehicleRecord
-from csms.services.v2g_service import (
+from csms.services.v2g import (
     PlanRequest,
     SessionContext,
     V2gService,

@@ -10,17 +10,20 @@ connection_status, vehicle_model, backup_duration; switches v2g_enabled, emergen
 numbers max_discharge_power, min_departure_soc, backup_reserve_soc.
 
 `HomeAssistantBridge.run()` publishes discovery and state every `interval_s` and applies the
-commands it receives through the V2G service. Off unless CSMS_MQTT_URL is set (mqtt://host:port).
+commands it receives through the V2G service (`V2gPort`, the few calls it makes). Off unless
+CSMS_MQTT_URL is set (mqtt://host:port): csms/app.py starts it with `start_bridge`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import math
 from dataclasses import dataclass
-from typing import Any
+from datetime import datetime
+from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel
@@ -28,10 +31,30 @@ from pydantic import BaseModel
 from csms.domain.errors import CsmsError
 from csms.domain.v2g_records import VehicleRecord
 from csms.services.redaction import redact_url
-from csms.services.v2g_service import V2gService
+from csms.services.v2g.records import BackupState, SessionContext
 from csms.settings import Settings
 
 log = logging.getLogger(__name__)
+
+
+class V2gPort(Protocol):
+    """What the bridge needs of the V2G service."""
+
+    def now(self) -> datetime: ...
+
+    async def session_context(self, record: VehicleRecord, now: datetime) -> SessionContext: ...
+
+    async def latest_power_kw(self, record: VehicleRecord) -> float: ...
+
+    async def backup_state(
+        self, station_id: str, house_load_kw: float | None = None
+    ) -> BackupState: ...
+
+    async def list_vehicles(self, station_id: str | None = None) -> list[VehicleRecord]: ...
+
+    async def update_vehicle(self, vehicle_id: str, **changes: Any) -> VehicleRecord: ...
+
+    async def set_emergency_backup(self, station_id: str, enabled: bool) -> dict[str, Any]: ...
 
 
 class HomeAssistantSettings(BaseModel):
@@ -146,7 +169,7 @@ def discovery_messages(
 class HomeAssistantBridge:
     def __init__(
         self,
-        v2g: V2gService,
+        v2g: V2gPort,
         *,
         prefix: str = "openv2g",
         discovery_prefix: str = "homeassistant",
@@ -283,3 +306,23 @@ class HomeAssistantBridge:
             except CsmsError as exc:
                 log.warning("Home Assistant state not published: %s", exc)
             await asyncio.sleep(self.interval_s)
+
+
+def start_bridge(settings: HomeAssistantSettings, v2g: V2gPort) -> asyncio.Task[None] | None:
+    """The bridge running as a task when `settings.mqtt_url` is set, else None."""
+    if not settings.mqtt_url:
+        return None
+    bridge = HomeAssistantBridge(
+        v2g,
+        prefix=settings.mqtt_topic_prefix,
+        discovery_prefix=settings.mqtt_discovery_prefix,
+        interval_s=settings.mqtt_state_interval_s,
+    )
+    return asyncio.create_task(bridge.run(settings.mqtt_url), name="v2g-home-assistant")
+
+
+async def stop_bridge(task: asyncio.Task[None] | None) -> None:
+    if task is not None:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task

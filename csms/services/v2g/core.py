@@ -1,0 +1,51 @@
+"""What every V2G service part shares: the database, the command sender, the clock, the
+settings and the node's router."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime
+from typing import Any, Protocol
+
+from csms.persistence.database import Database
+from csms.routing.base import CommandRouter
+from csms.services.common import Clock, utcnow
+from csms.services.v2g.settings import V2gSettings
+
+
+class CommandSender(Protocol):
+    async def send(
+        self,
+        station_id: str,
+        action: str,
+        payload: dict[str, Any],
+        timeout: float | None = None,  # noqa: ASYNC109
+    ) -> dict[str, Any]: ...
+
+
+class V2gCore:
+    """The state each part (vehicles.py, sessions.py, ...) reads; V2gService combines them."""
+
+    def __init__(
+        self,
+        db: Database,
+        commands: CommandSender,
+        *,
+        clock: Clock = utcnow,
+        settings: V2gSettings | None = None,
+        router: CommandRouter | None = None,
+    ) -> None:
+        """`router`: the node's command router; with it the re-planning loop plans only the
+        vehicles at stations this node holds (without it, every vehicle: one node)."""
+        self._db = db
+        self._commands = commands
+        self._router = router
+        self._clock = clock
+        self.settings = settings or V2gSettings()
+        # Serializes this node's samples (the row lock serializes the nodes).
+        self._frequency_lock = asyncio.Lock()
+        self._task: asyncio.Task[None] | None = None
+        self.replans = 0
+
+    def now(self) -> datetime:
+        return self._clock()

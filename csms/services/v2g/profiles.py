@@ -1,0 +1,23 @@
+"""Ids the V2G services use on the wire.
+
+Stack levels and profile ids of their TxProfiles (each replaces its own previous profile on the
+EVSE): the plan at PLAN_STACK_LEVEL, a fleet dispatch above it, a frequency event above both;
+dispatch and frequency profiles have a `duration`, so the station falls back to the plan by
+itself when they end. Also the emergency-backup DataTransfer and the measurands read.
+"""
+
+PLAN_STACK_LEVEL = 1
+DISPATCH_STACK_LEVEL = 2
+FREQUENCY_STACK_LEVEL = 3
+PLAN_PROFILE_ID = 62_001
+DISPATCH_PROFILE_ID = 62_002
+FREQUENCY_PROFILE_ID = 62_003
+
+# DataTransfer the emergency-backup switch sends (the agent's V2X extension).
+BACKUP_VENDOR_ID = "org.openv2g.v2x"
+BACKUP_MESSAGE_ID = "EmergencyBackup"
+
+SOC = "SoC"
+IMPORT_REGISTER = "Energy.Active.Import.Register"
+EXPORT_REGISTER = "Energy.Active.Export.Register"
+GRID_TECH_CODES = ("grid_lost", "grid_restored", "backup_mode")

@@ -44,3 +44,12 @@ def test_edge_imports_run_one_way(package: str, forbidden: tuple[str, ...]) -> N
 
 def test_the_check_sees_imports() -> None:
     assert ("commands.py", "csms.persistence.repositories") in _imports(CSMS / "services")
+
+
+def test_password_length_rule_is_pure() -> None:
+    from csms.domain.passwords import password_length_ok
+
+    assert not password_length_ok("x" * 15)
+    assert password_length_ok("x" * 16)
+    assert password_length_ok("x" * 40)
+    assert not password_length_ok("x" * 41)

@@ -21,7 +21,8 @@ if str(ROOT) not in sys.path:
 
 import orjson  # noqa: E402
 
-from csms.ocpp_server import protocol, schemas  # noqa: E402
+from csms import oca_schemas  # noqa: E402
+from csms.ocpp_server import protocol  # noqa: E402
 from tests.support.csms_payloads import VALID  # noqa: E402
 
 
@@ -61,19 +62,19 @@ def main() -> int:
     args = parser.parse_args()
     n = max(100, min(args.n, 1_000_000))
     payload = transaction_event()
-    schemas.check("TransactionEvent", "Request", payload)
+    oca_schemas.check("TransactionEvent", "Request", payload)
     raw = orjson.dumps([2, "m-1", "TransactionEvent", payload]).decode()
-    fast = schemas.fast_validator("TransactionEvent", "Request")
-    plan = schemas.bounds_checker("TransactionEvent", "Request")
+    fast = oca_schemas.fast_validator("TransactionEvent", "Request")
+    plan = oca_schemas.bounds_checker("TransactionEvent", "Request")
     assert fast is not None and plan is not None
     rows = [
         ("parse: orjson.loads only (before)", lambda: orjson.loads(raw)),
         ("parse: protocol.parse with nesting check (after)", lambda: protocol.parse(raw)),
         ("schema: fastjsonschema only (before)", lambda: fast(payload)),
-        ("bounds walk alone", lambda: schemas.check_bounds(plan, payload)),
+        ("bounds walk alone", lambda: oca_schemas.check_bounds(plan, payload)),
         (
-            "schema: schemas.check = schema + bounds (after)",
-            lambda: schemas.check("TransactionEvent", "Request", payload),
+            "schema: oca_schemas.check = schema + bounds (after)",
+            lambda: oca_schemas.check("TransactionEvent", "Request", payload),
         ),
     ]
     print(f"TransactionEvent of {len(raw)} bytes, {n} calls, best of 5 runs")

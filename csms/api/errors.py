@@ -71,8 +71,7 @@ async def _csms_error(_request: Request, error: Exception) -> JSONResponse:
             error_details=error.details or None,
         )
     if isinstance(error, CommandValidationError):
-        field = error.path or "(payload)"
-        return problem(code, str(error), errors=[{"field": field, "message": error.detail}])
+        return problem(code, str(error), errors=error.errors)
     return problem(code, str(error))
 
 

@@ -22,14 +22,13 @@ from pydantic import (
 )
 
 from csms.domain.models import Page
+from csms.domain.passwords import PASSWORD_MAX, PASSWORD_MIN, password_length_ok
 
 T = TypeVar("T")
 ReadT = TypeVar("ReadT", bound=BaseModel)
 
 BootPolicyName = Literal["Accepted", "Pending", "Rejected"]
 IdTokenStatusName = Literal["Accepted", "Blocked", "Expired", "Invalid", "Unknown"]
-# SecurityCtrlr.BasicAuthPassword: 16 to 40 characters (OCPP 2.0.1 Part 2, A00.FR.205).
-PASSWORD_MIN, PASSWORD_MAX = 16, 40
 StationIdField = Field(min_length=1, max_length=48, pattern=r"^[A-Za-z0-9._:\-]+$")
 
 
@@ -129,7 +128,7 @@ class ProblemRead(BaseModel):
 
 
 def _check_password(value: str | None) -> str | None:
-    if value is not None and not PASSWORD_MIN <= len(value) <= PASSWORD_MAX:
+    if value is not None and not password_length_ok(value):
         raise ValueError(
             f"must be {PASSWORD_MIN} to {PASSWORD_MAX} characters (OCPP BasicAuthPassword)"
         )

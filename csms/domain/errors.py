@@ -36,6 +36,20 @@ class CommandValidationError(InvalidRequest):
         self.action = action
         self.path = path
         self.detail = message
+        self.errors = [{"field": path or "(payload)", "message": message}]
+
+
+class CommandSchemaErrors(CommandValidationError):
+    """A command payload that breaks its OCA request schema: every violation, each with its
+    field ({"field", "message"}), most specific first."""
+
+    def __init__(self, action: str, errors: list[dict[str, str]]) -> None:
+        summary = "; ".join(f"{e['field']}: {e['message']}" for e in errors)
+        InvalidRequest.__init__(self, f"invalid {action} request: {summary}")
+        self.action = action
+        self.path = errors[0]["field"] if errors else ""
+        self.detail = summary
+        self.errors = errors
 
 
 class StationOffline(CsmsError):

@@ -17,7 +17,6 @@ import orjson
 
 from csms.domain.models import EventRecord
 from csms.domain.quotas import LimitConfig, LimitsRegistry
-from csms.persistence import repositories as repo
 
 if TYPE_CHECKING:
     from csms.ocpp_server.session import Session
@@ -104,5 +103,5 @@ async def charge_storage(
             {"action": kind, "bytes": size, **refused.details()},
             received_at=session.clock(),
         )
-        await session.services.db.write_rows(repo.event_write(event))
+        await session.services.station_messages.record_event(event)
     raise refused

@@ -44,7 +44,6 @@ from csms.domain.throttle import (
 from csms.ocpp_server.blocks import all_handlers
 from csms.ocpp_server.session import Handler, Session
 from csms.ocpp_server.tls import server_ssl_context
-from csms.persistence import repositories as repo
 from csms.routing.base import StationLink
 from csms.services.container import Services
 from csms.services.redaction import install_frame_redaction
@@ -374,7 +373,7 @@ class OcppServer:
         )
         self.security_event_counts["AuthenticationThrottled"] += 1
         try:
-            await self.services.db.write_rows(repo.event_write(event))
+            await self.services.station_messages.record_event(event)
         except Exception:  # the throttle holds without the record
             log.warning("could not store the security event of %r", station_id, exc_info=True)
 

@@ -15,6 +15,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
+from csms import oca_schemas
 from csms.domain.errors import (
     CallErrorReceived,
     CommandNotAllowed,
@@ -23,7 +24,7 @@ from csms.domain.errors import (
 )
 from csms.domain.models import Direction, RegistrationStatus
 from csms.domain.quotas import ReportAssembly
-from csms.ocpp_server import limits, protocol, schemas
+from csms.ocpp_server import limits, protocol
 from csms.ocpp_server.protocol import Call, CallError, CallResult, OcppError
 from csms.services.common import DateTimeOutOfRange
 from csms.services.container import Services
@@ -202,7 +203,7 @@ class Session:
 
     async def _dispatch(self, call: Call) -> dict[str, Any]:
         action = call.action
-        if action not in schemas.all_actions():
+        if action not in oca_schemas.ALL_ACTIONS:
             raise protocol.NotImplementedOcpp(f"unknown action {action!r}")
         handler = self._handlers.get(action)
         if handler is None:
@@ -213,13 +214,13 @@ class Session:
             )
         try:
             if self._validate:
-                schemas.check(action, "Request", call.payload)  # schema, then bounds
+                oca_schemas.check(action, "Request", call.payload)  # schema, then bounds
             else:
                 # Bounds protect storage, not conformance: they hold with validation off.
-                bounds = schemas.bounds_checker(action, "Request")
+                bounds = oca_schemas.bounds_checker(action, "Request")
                 if bounds is not None:
-                    schemas.check_bounds(bounds, call.payload)
-        except schemas.SchemaViolation as exc:
+                    oca_schemas.check_bounds(bounds, call.payload)
+        except oca_schemas.SchemaViolation as exc:
             raise protocol.ERROR_BY_CODE[exc.code](str(exc)) from exc
         try:
             response = await handler(self, call.payload)
@@ -245,8 +246,8 @@ class Session:
             raise protocol.InternalError(f"{action} could not be processed") from exc
         if self._validate:
             try:
-                schemas.check(action, "Response", response)
-            except schemas.SchemaViolation as exc:
+                oca_schemas.check(action, "Response", response)
+            except oca_schemas.SchemaViolation as exc:
                 log.error("invalid %sResponse built for %s: %s", action, self.station_id, exc)
                 raise protocol.InternalError("CSMS built an invalid response") from exc
         return response

@@ -7,23 +7,19 @@ from typing import Any
 
 from csms.domain import rules
 from csms.domain.errors import (
+    CommandSchemaErrors,
     CommandValidationError,
     StationOffline,
     TokenNotAllowed,
     UnknownStation,
 )
 from csms.domain.models import ChargingProfileRecord, IdTokenStatus, TransactionState
-from csms.ocpp_server import schemas
+from csms.oca_schemas import CSMS_TO_CS_ACTIONS, RequestRefused, check_request
 from csms.persistence import repositories as repo
 from csms.persistence.database import Database
 from csms.routing.base import CommandRouter
 from csms.services.common import Clock, parse_ocpp_datetime, utcnow
 from csms.services.profiles_check import check_set_charging_profile
-
-# Actions the CSMS may send (DataTransfer goes both ways).
-CSMS_TO_CS_ACTIONS = frozenset(
-    (schemas.all_actions() - schemas.CS_TO_CSMS_ACTIONS) | {"DataTransfer"}
-)
 
 _SPLIT_ITEMS = {
     "GetVariables": ("getVariableData", "getVariableResult", "GetVariables"),
@@ -49,14 +45,16 @@ class CommandService:
 
     @staticmethod
     def validate_request(action: str, payload: dict[str, Any]) -> None:
-        """Raise CommandValidationError unless `payload` is a valid `action` request.
+        """Raise CommandValidationError unless `payload` is a valid `action` request: once,
+        against the OCA schema and the bounds (CommandSchemaErrors lists every violation).
         Always on (whatever settings.validate_messages says): commands come from API users."""
-        if action not in CSMS_TO_CS_ACTIONS:
-            raise CommandValidationError(action, "not an action the CSMS can send")
         try:
-            schemas.check(action, "Request", payload)
-        except schemas.SchemaViolation as exc:
-            raise CommandValidationError(action, exc.message, exc.path) from exc
+            check_request(action, payload)
+        except RequestRefused as refused:
+            if refused.errors:
+                raise CommandSchemaErrors(action, refused.errors) from refused
+            violation = refused.violation
+            raise CommandValidationError(action, violation.message, violation.path) from refused
 
     async def send(
         self,
@@ -65,15 +63,18 @@ class CommandService:
         payload: dict[str, Any],
         timeout: float | None = None,  # noqa: ASYNC109 -- travels through the router
     ) -> dict[str, Any]:
-        """Send `action` to the station unchanged and return its CALLRESULT payload.
+        """Send `action` to the station unchanged and return its CALLRESULT payload. The
+        station is looked up once, then the payload validated once (404 before 422).
 
         Raises CommandValidationError, UnknownStation, StationOffline, CommandTimeout,
         CallErrorReceived or StationDisconnected (csms.domain.errors).
         """
-        self.validate_request(action, payload)
+        if action not in CSMS_TO_CS_ACTIONS:
+            raise CommandValidationError(action, "not an action the CSMS can send")
         async with self._db.read() as conn:
             if await repo.get_station(conn, station_id) is None:
                 raise UnknownStation(station_id)
+        self.validate_request(action, payload)
         if action == "SetChargingProfile":
             # K01 rules first: an invalid profile is 422 whether or not the station is online.
             await self._check_profile(station_id, payload)

@@ -22,8 +22,10 @@ from csms.services.records import (
     TariffService,
     TransactionService,
 )
+from csms.services.station_messages import StationMessageService
 from csms.services.stations import StationService
 from csms.services.tokens import ApiTokenService, IdTokenService
+from csms.services.transaction_events import TransactionEventService
 from csms.services.v2g import v2g_service_for
 from csms.settings import Settings
 
@@ -44,6 +46,8 @@ class Services:
     events: EventService
     tariffs: TariffService
     commands: CommandService
+    station_messages: StationMessageService
+    transaction_events: TransactionEventService
 
     async def start(self, *, migrate: bool = False) -> None:
         """Open the database writer; with migrate=True first bring the schema to head."""
@@ -104,4 +108,6 @@ def build_services(
             negative_limit_is_discharge=settings.negative_limit_is_discharge,
             clock=clock,
         ),
+        station_messages=StationMessageService(db),
+        transaction_events=TransactionEventService(db),
     )

@@ -15,14 +15,13 @@ from sqlalchemy.exc import IntegrityError
 
 from csms.domain.errors import AlreadyExists, CsmsError, InvalidRequest, UnknownStation
 from csms.domain.models import BootPolicy, Evse, Page, SecurityProfile, Station, StoredPassword
+from csms.domain.passwords import PASSWORD_MAX, PASSWORD_MIN, password_length_ok
 from csms.persistence import repositories as repo
 from csms.persistence.database import Database
 from csms.routing.base import CommandRouter
 from csms.services.common import Clock, check_page, utcnow
 from csms.services.password_check import CheckResult, PasswordCheck
 
-# SecurityCtrlr.BasicAuthPassword is a passwordString of 16-40 characters.
-PASSWORD_MIN, PASSWORD_MAX = 16, 40
 log = logging.getLogger(__name__)
 
 
@@ -68,7 +67,7 @@ class StationService:
             if profile is not SecurityProfile.TLS_CLIENT_CERT:
                 raise InvalidRequest(f"security profile {int(profile)} needs a password")
             return
-        if not PASSWORD_MIN <= len(password) <= PASSWORD_MAX:
+        if not password_length_ok(password):
             raise InvalidRequest(
                 f"password must be {PASSWORD_MIN}-{PASSWORD_MAX} characters (OCPP passwordString)"
             )

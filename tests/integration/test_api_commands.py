@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from csms.api.ocpp_actions import CSMS_INITIATED_ACTIONS
+from csms.oca_schemas import CSMS_INITIATED_ACTIONS
 from tests.support.api_harness import STATION_PASSWORD, ApiHarness, api_harness
 from tests.support.api_payloads import DISCHARGE_PROFILE, EXAMPLE_REQUESTS
 from tests.support.api_station import ApiTestStation, connected_station

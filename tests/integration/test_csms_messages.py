@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 from websockets.asyncio.client import ClientConnection
 
+from csms import oca_schemas
 from csms.domain.models import IdTokenStatus
-from csms.ocpp_server import schemas
 from csms.persistence import repositories as repo
 from tests.support.csms_harness import Csms, raw_boot, raw_connect, raw_exchange, running_csms
 from tests.support.csms_payloads import VALID
@@ -35,9 +35,9 @@ async def ws(csms: Csms) -> AsyncIterator[ClientConnection]:
 
 
 def test_payload_table_covers_every_cs_to_csms_action() -> None:
-    assert set(VALID) == schemas.CS_TO_CSMS_ACTIONS
+    assert set(VALID) == oca_schemas.CS_TO_CSMS_ACTIONS
     for action, payload in VALID.items():
-        schemas.check(action, "Request", payload)
+        oca_schemas.check(action, "Request", payload)
 
 
 @pytest.mark.parametrize("action", sorted(VALID))
@@ -47,13 +47,13 @@ async def test_each_message_gets_a_schema_valid_callresult(
     reply = await raw_exchange(ws, [2, f"m-{action}", action, VALID[action]])
     assert reply[0] == 3, reply
     assert reply[1] == f"m-{action}"
-    schemas.check(action, "Response", reply[2])
+    oca_schemas.check(action, "Response", reply[2])
 
 
 def _break(action: str, payload: dict[str, Any]) -> tuple[dict[str, Any], str]:
     """A schema violation for `action` and the OCPP-J code it must produce."""
     broken = copy.deepcopy(payload)
-    required = schemas.validator(action, "Request").schema.get("required", [])  # type: ignore[union-attr]
+    required = oca_schemas.validator(action, "Request").schema.get("required", [])  # type: ignore[union-attr]
     if required:
         del broken[required[0]]
         return broken, "OccurenceConstraintViolation"

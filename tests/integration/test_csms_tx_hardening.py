@@ -20,10 +20,10 @@ from websockets.asyncio.client import ClientConnection
 from csms.domain.models import Transaction, TransactionState
 from csms.domain.transactions import SUPERSEDED, TransactionEventInput
 from csms.ocpp_server.blocks._common import meter_samples
-from csms.ocpp_server.blocks.transactions import SUPERSEDED_EVENT, _TransactionEventWrite
 from csms.persistence import migrate
 from csms.persistence import repositories as repo
 from csms.services.common import parse_ocpp_datetime
+from csms.services.transaction_events import SUPERSEDED_EVENT, TransactionEventWrite
 from tests.support.csms_db import fresh_postgres_database, postgres_url_or_skip, run_sql
 from tests.support.csms_harness import Csms, raw_boot, raw_connect, raw_exchange, running_csms
 from tests.support.csms_payloads import PROFILE, tx_event
@@ -153,7 +153,7 @@ async def test_finding6_seen_seqnos_retry_inside_the_span_changes_nothing(csms: 
     assert tx.energy_wh == 10000
 
 
-def _write(seq_no: int, event_type: str = "Updated") -> _TransactionEventWrite:
+def _write(seq_no: int, event_type: str = "Updated") -> TransactionEventWrite:
     payload = tx_event(event_type, seq_no, energy_wh=10.0 * seq_no)
     event = TransactionEventInput(
         station_id="CS1",
@@ -165,7 +165,7 @@ def _write(seq_no: int, event_type: str = "Updated") -> _TransactionEventWrite:
         evse_id=1,
     )
     samples = meter_samples("CS1", payload["meterValue"], evse_id=1, transaction_id="TX1")
-    return _TransactionEventWrite(event, payload, datetime.now(UTC), samples)
+    return TransactionEventWrite(event, payload, datetime.now(UTC), samples)
 
 
 async def test_finding6_seen_seqnos_group_commit_batch_with_repeats(csms: Csms) -> None:
@@ -173,12 +173,12 @@ async def test_finding6_seen_seqnos_group_commit_batch_with_repeats(csms: Csms) 
     stored ones: each seqNo is stored and counted once."""
     engine = csms.services.db.engine
     async with engine.begin() as conn:
-        first = await _TransactionEventWrite.run_batch(
+        first = await TransactionEventWrite.run_batch(
             conn, [_write(0, "Started"), _write(1), _write(1), _write(2)]
         )
     assert [fresh for _, fresh in first] == [True, True, False, True]
     async with engine.begin() as conn:
-        second = await _TransactionEventWrite.run_batch(
+        second = await TransactionEventWrite.run_batch(
             conn, [_write(1), _write(5), _write(3), _write(5), _write(0), _write(3)]
         )
     assert [fresh for _, fresh in second] == [False, True, True, False, False, False]

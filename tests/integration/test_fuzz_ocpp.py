@@ -33,7 +33,7 @@ import orjson
 import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 
-from csms.ocpp_server import schemas
+from csms import oca_schemas
 from tests.support.api_harness import STATION_PASSWORD, ApiHarness, api_harness
 from tests.support.fuzz_frames import (
     ACTIONS,
@@ -381,8 +381,8 @@ def test_fuzz_generator_builds_schema_valid_calls_for_every_action() -> None:
     for seed in range(20):
         fuzzer = FrameFuzzer(random.Random(seed))
         for action in ACTIONS:
-            schemas.check(action, "Request", fuzzer.valid_payload(action)[0])
-    assert set(ACTIONS) == schemas.CS_TO_CSMS_ACTIONS
+            oca_schemas.check(action, "Request", fuzzer.valid_payload(action)[0])
+    assert set(ACTIONS) == oca_schemas.CS_TO_CSMS_ACTIONS
 
 
 def test_fuzz_encoder_writes_what_orjson_cannot() -> None:

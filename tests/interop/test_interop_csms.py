@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from csms.api.ocpp_actions import CSMS_INITIATED_ACTIONS
+from csms.oca_schemas import CSMS_INITIATED_ACTIONS
 from tests.support.api_harness import ApiHarness
 from tests.support.api_payloads import EXAMPLE_REQUESTS
 from tests.support.csms_pki import make_pki

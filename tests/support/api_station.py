@@ -20,51 +20,9 @@ from ocpp.messages import Call, CallResult, MessageType, unpack, validate_payloa
 from ocpp.v201 import ChargePoint, call
 from websockets.asyncio.client import ClientConnection, connect
 
-JsonDict = dict[str, Any]
+from csms.oca_schemas import CSMS_INITIATED_ACTIONS
 
-# Every action the CSMS may send to a station in OCPP 2.0.1.
-CSMS_INITIATED_ACTIONS: tuple[str, ...] = (
-    "RequestStartTransaction",
-    "RequestStopTransaction",
-    "Reset",
-    "ChangeAvailability",
-    "UnlockConnector",
-    "TriggerMessage",
-    "GetVariables",
-    "SetVariables",
-    "GetBaseReport",
-    "GetReport",
-    "SetChargingProfile",
-    "GetChargingProfiles",
-    "ClearChargingProfile",
-    "GetCompositeSchedule",
-    "ClearCache",
-    "SendLocalList",
-    "GetLocalListVersion",
-    "ReserveNow",
-    "CancelReservation",
-    "UpdateFirmware",
-    "PublishFirmware",
-    "UnpublishFirmware",
-    "GetLog",
-    "SetNetworkProfile",
-    "CertificateSigned",
-    "InstallCertificate",
-    "DeleteCertificate",
-    "GetInstalledCertificateIds",
-    "SetDisplayMessage",
-    "GetDisplayMessages",
-    "ClearDisplayMessage",
-    "CustomerInformation",
-    "SetMonitoringBase",
-    "SetMonitoringLevel",
-    "SetVariableMonitoring",
-    "ClearVariableMonitoring",
-    "GetMonitoringReport",
-    "GetTransactionStatus",
-    "CostUpdated",
-    "DataTransfer",
-)
+JsonDict = dict[str, Any]
 
 # Fixed answers for the actions whose answer does not depend on the request.
 STATIC_RESPONSES: dict[str, JsonDict] = {

@@ -32,7 +32,7 @@ from hypothesis import strategies as st
 from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
-from csms.ocpp_server.schemas import CS_TO_CSMS_ACTIONS
+from csms.oca_schemas import CS_TO_CSMS_ACTIONS
 
 ACTIONS: tuple[str, ...] = tuple(sorted(CS_TO_CSMS_ACTIONS))
 

@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import copy
+from importlib import resources
 
 import pytest
 
-from csms.api.ocpp_actions import (
+from csms.api.ocpp_actions import is_csms_initiated_action
+from csms.oca_schemas import (
+    ALL_ACTIONS,
+    CS_TO_CSMS_ACTIONS,
     CSMS_INITIATED_ACTIONS,
+    RequestRefused,
+    check_request,
     describe_errors,
-    is_csms_initiated_action,
     request_errors,
 )
 from tests.support import api_station
@@ -19,10 +24,31 @@ from tests.support.api_payloads import DISCHARGE_PROFILE, EXAMPLE_REQUESTS
 def test_every_csms_initiated_201_action_is_listed_once() -> None:
     assert len(CSMS_INITIATED_ACTIONS) == 40
     assert len(set(CSMS_INITIATED_ACTIONS)) == 40
-    assert set(CSMS_INITIATED_ACTIONS) == set(api_station.CSMS_INITIATED_ACTIONS)
+    assert api_station.CSMS_INITIATED_ACTIONS is CSMS_INITIATED_ACTIONS
     assert is_csms_initiated_action("SetChargingProfile")
     assert not is_csms_initiated_action("BootNotification")  # station -> CSMS only
     assert not is_csms_initiated_action("NoSuchAction")
+
+
+def test_the_action_list_matches_the_oca_schemas() -> None:
+    names = [p.name for p in resources.files("ocpp.v201").joinpath("schemas").iterdir()]
+    shipped = {n.removesuffix("Request.json") for n in names if n.endswith("Request.json")}
+    assert shipped == ALL_ACTIONS
+    assert len(CS_TO_CSMS_ACTIONS) == 25
+    assert set(CSMS_INITIATED_ACTIONS) & CS_TO_CSMS_ACTIONS == {"DataTransfer"}
+    assert set(CSMS_INITIATED_ACTIONS) | CS_TO_CSMS_ACTIONS == ALL_ACTIONS
+
+
+def test_check_request_lists_every_violation_or_names_the_one_found() -> None:
+    check_request("Reset", {"type": "Immediate"})
+    with pytest.raises(RequestRefused) as listed:
+        check_request("Reset", {"type": "Soon", "evseId": 1.0})
+    assert [e["field"] for e in listed.value.errors] == ["evseId", "type"]
+    # Beyond the Draft 4 schema (a bound): no list, the one violation.
+    with pytest.raises(RequestRefused) as bound:
+        check_request("Reset", {"type": "Immediate", "evseId": 2**31})
+    assert bound.value.errors == []
+    assert bound.value.violation.code == "PropertyConstraintViolation"
 
 
 @pytest.mark.parametrize("action", CSMS_INITIATED_ACTIONS)

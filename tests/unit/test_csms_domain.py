@@ -9,10 +9,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from csms import oca_schemas
 from csms.domain import rules
 from csms.domain.models import IdToken, IdTokenStatus, MeterSample, Tariff, TransactionState
 from csms.domain.transactions import TransactionEventInput, apply_event, needs_status_check
-from csms.ocpp_server import protocol, schemas
+from csms.ocpp_server import protocol
 from csms.services.common import ocpp_datetime, parse_ocpp_datetime
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
@@ -152,5 +153,7 @@ def test_error_frame_shape() -> None:
 
 
 def test_schema_validators_are_cached() -> None:
-    assert schemas.validator("Heartbeat", "Request") is schemas.validator("Heartbeat", "Request")
-    assert schemas.validator("NoSuchThing", "Request") is None
+    assert oca_schemas.validator("Heartbeat", "Request") is oca_schemas.validator(
+        "Heartbeat", "Request"
+    )
+    assert oca_schemas.validator("NoSuchThing", "Request") is None

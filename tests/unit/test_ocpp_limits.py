@@ -13,6 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from csms import oca_schemas
 from csms.domain.quotas import (
     MISSING_LISTED,
     LimitConfig,
@@ -20,15 +21,15 @@ from csms.domain.quotas import (
     ReportAssembly,
     TokenBucket,
 )
-from csms.ocpp_server import protocol, schemas
+from csms.ocpp_server import protocol
 from tests.support.csms_payloads import VALID
 
 INT64_MAX = 2**63 - 1
 
 
-def _refused(action: str, payload: dict[str, Any]) -> schemas.SchemaViolation:
-    with pytest.raises(schemas.SchemaViolation) as info:
-        schemas.check(action, "Request", payload)
+def _refused(action: str, payload: dict[str, Any]) -> oca_schemas.SchemaViolation:
+    with pytest.raises(oca_schemas.SchemaViolation) as info:
+        oca_schemas.check(action, "Request", payload)
     return info.value
 
 
@@ -65,12 +66,12 @@ def test_finding3_int32_bounds_are_accepted() -> None:
     payload = copy.deepcopy(VALID["TransactionEvent"])
     for value in (0, 2**31 - 1, -(2**31)):
         payload["seqNo"] = value
-        schemas.check("TransactionEvent", "Request", payload)
+        oca_schemas.check("TransactionEvent", "Request", payload)
 
 
 def test_finding3_schema_bounds_are_kept_in_the_plan() -> None:
     # The walk keeps the schema's own minimum/maximum (stateOfCharge 0..100) inside int32.
-    plan = schemas.bounds_checker("NotifyEVChargingNeeds", "Request")
+    plan = oca_schemas.bounds_checker("NotifyEVChargingNeeds", "Request")
     assert plan is not None
     dc = plan[1]["chargingNeeds"][1]["dcChargingParameters"][1]
     assert dc["stateOfCharge"] == ("int", 0, 100)
@@ -82,7 +83,7 @@ def test_finding3_int64_overflow_in_free_form_data_refused() -> None:
     error = _refused("DataTransfer", payload)
     assert (error.code, error.path) == ("PropertyConstraintViolation", "data/deep/1/n")
     # Floats (finite: JSON has no NaN) and int64 values are free-form data like any other.
-    schemas.check("DataTransfer", "Request", {"vendorId": "v", "data": [1e30, INT64_MAX]})
+    oca_schemas.check("DataTransfer", "Request", {"vendorId": "v", "data": [1e30, INT64_MAX]})
 
 
 def test_finding3_int64_overflow_in_custom_data_refused() -> None:
@@ -94,14 +95,14 @@ def test_finding3_int64_overflow_in_custom_data_refused() -> None:
 def test_finding3_number_fields_take_floats_but_not_huge_integers() -> None:
     payload = copy.deepcopy(VALID["MeterValues"])
     payload["meterValue"][0]["sampledValue"][0]["value"] = 1e300
-    schemas.check("MeterValues", "Request", payload)
+    oca_schemas.check("MeterValues", "Request", payload)
     payload["meterValue"][0]["sampledValue"][0]["value"] = 2**64 - 1
     assert _refused("MeterValues", payload).code == "PropertyConstraintViolation"
 
 
 @pytest.mark.parametrize("action", sorted(VALID))
 def test_finding3_every_valid_payload_still_passes(action: str) -> None:
-    schemas.check(action, "Request", VALID[action])
+    oca_schemas.check(action, "Request", VALID[action])
 
 
 # ---- nesting depth ----------------------------------------------------------------------------
@@ -370,9 +371,9 @@ def test_nesting_limit_floor_fits_every_2_0_1_message() -> None:
 
     floor = Settings.model_fields["ocpp_max_json_depth"].metadata[0].ge
     deepest = 0
-    for action in schemas.all_actions():
+    for action in oca_schemas.ALL_ACTIONS:
         for kind in ("Request", "Response"):
-            schema = schemas.validator(action, kind).schema  # type: ignore[union-attr]
+            schema = oca_schemas.validator(action, kind).schema  # type: ignore[union-attr]
             deepest = max(deepest, 1 + _schema_depth(schema, schema.get("definitions", {})))
     assert deepest == 14
     assert floor >= deepest

@@ -13,13 +13,7 @@ from fastapi import APIRouter, Body, Path
 
 from csms.api.deps import OPERATE, OperateToken, Services, check_scope
 from csms.api.errors import ApiProblem
-from csms.api.ocpp_actions import (
-    ADMIN_ACTIONS,
-    CSMS_INITIATED_ACTIONS,
-    action_scope,
-    is_csms_initiated_action,
-    request_errors,
-)
+from csms.api.ocpp_actions import ADMIN_ACTIONS, action_scope, is_csms_initiated_action
 from csms.api.schemas import (
     OCPP_INT_MAX,
     ChargingProfileCreate,
@@ -32,6 +26,7 @@ from csms.api.schemas import (
     VariableRef,
     VariableSetCreate,
 )
+from csms.oca_schemas import CSMS_INITIATED_ACTIONS
 
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     404: {"model": ProblemRead, "description": "unknown station or action"},
@@ -46,17 +41,6 @@ router = APIRouter(
     tags=["commands"],
     responses=ERROR_RESPONSES,
 )
-
-
-async def send_checked(
-    services: Services, station_id: str, action: str, payload: dict[str, Any]
-) -> dict[str, Any]:
-    """Validate against the OCA request schema (every violation listed), then send unchanged."""
-    errors = request_errors(action, payload)
-    if errors:
-        summary = "; ".join(f"{e['field']}: {e['message']}" for e in errors)
-        raise ApiProblem(422, f"invalid {action} request: {summary}", errors=errors)
-    return await services.commands.send(station_id, action, payload)
 
 
 @router.post(
@@ -82,8 +66,7 @@ async def send_ocpp(
     if not is_csms_initiated_action(action):
         raise ApiProblem(404, f"unknown action {action!r}: not a CSMS-initiated OCPP 2.0.1 action")
     check_scope(token, action_scope(action, payload))
-    await services.stations.get(station_id)  # 404 before 422 for an unknown station
-    return await send_checked(services, station_id, action, payload)
+    return await services.commands.send(station_id, action, payload)
 
 
 @router.post(
@@ -98,9 +81,8 @@ async def send_ocpp(
 async def set_charging_profile(
     services: Services, station_id: str, body: ChargingProfileCreate
 ) -> ChargingProfileResultRead:
-    await services.stations.get(station_id)
     payload = {"evseId": body.evse_id, "chargingProfile": body.charging_profile}
-    answer = await send_checked(services, station_id, "SetChargingProfile", payload)
+    answer = await services.commands.send(station_id, "SetChargingProfile", payload)
     status = str(answer.get("status"))
     return ChargingProfileResultRead(
         status=status, status_info=answer.get("statusInfo"), stored=status == "Accepted"
@@ -119,9 +101,8 @@ async def clear_charging_profile(
     station_id: str,
     profile_id: Annotated[int, Path(ge=0, le=OCPP_INT_MAX, description="chargingProfileId")],
 ) -> dict[str, Any]:
-    await services.stations.get(station_id)
-    return await send_checked(
-        services, station_id, "ClearChargingProfile", {"chargingProfileId": profile_id}
+    return await services.commands.send(
+        station_id, "ClearChargingProfile", {"chargingProfileId": profile_id}
     )
 
 
@@ -132,8 +113,7 @@ async def reset(services: Services, station_id: str, body: ResetCreate) -> dict[
     payload: dict[str, Any] = {"type": body.type}
     if body.evse_id is not None:
         payload["evseId"] = body.evse_id
-    await services.stations.get(station_id)
-    return await send_checked(services, station_id, "Reset", payload)
+    return await services.commands.send(station_id, "Reset", payload)
 
 
 @router.post(
@@ -153,8 +133,7 @@ async def request_start(
         payload["evseId"] = body.evse_id
     if body.charging_profile is not None:
         payload["chargingProfile"] = body.charging_profile
-    await services.stations.get(station_id)
-    return await send_checked(services, station_id, "RequestStartTransaction", payload)
+    return await services.commands.send(station_id, "RequestStartTransaction", payload)
 
 
 @router.post(
@@ -166,9 +145,8 @@ async def request_start(
 async def request_stop(
     services: Services, station_id: str, body: RequestStopCreate
 ) -> dict[str, Any]:
-    await services.stations.get(station_id)
-    return await send_checked(
-        services, station_id, "RequestStopTransaction", {"transactionId": body.transaction_id}
+    return await services.commands.send(
+        station_id, "RequestStopTransaction", {"transactionId": body.transaction_id}
     )
 
 
@@ -196,8 +174,7 @@ async def get_variables(
     services: Services, station_id: str, body: VariableGetCreate
 ) -> dict[str, Any]:
     payload = {"getVariableData": [_component_variable(ref) for ref in body.variables]}
-    await services.stations.get(station_id)
-    return await send_checked(services, station_id, "GetVariables", payload)
+    return await services.commands.send(station_id, "GetVariables", payload)
 
 
 @router.post(
@@ -217,5 +194,4 @@ async def set_variables(
         ]
     }
     check_scope(token, action_scope("SetVariables", payload))
-    await services.stations.get(station_id)
-    return await send_checked(services, station_id, "SetVariables", payload)
+    return await services.commands.send(station_id, "SetVariables", payload)

@@ -11,7 +11,6 @@ from fastapi import APIRouter, Response, status
 
 from csms.api.deps import ADMIN, READ, ApiServices, Paging, Services
 from csms.api.errors import ApiProblem
-from csms.api.routes.commands import send_checked
 from csms.api.schemas import (
     ConnectorRead,
     EvseRead,
@@ -192,7 +191,7 @@ async def upgrade_security_profile(
             "configurationSlot": body.configuration_slot,
             "connectionData": {**body.connection_data, "securityProfile": body.security_profile},
         }
-        answer = await send_checked(services, station_id, "SetNetworkProfile", payload)
+        answer = await services.commands.send(station_id, "SetNetworkProfile", payload)
         result = str(answer.get("status"))
         if result != "Accepted":
             return SecurityProfileUpgradeRead(

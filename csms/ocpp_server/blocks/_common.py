@@ -7,7 +7,6 @@ from typing import TYPE_CHECKING, Any
 
 from csms.domain.models import EventRecord, MeterSample
 from csms.ocpp_server import limits, protocol
-from csms.persistence import repositories as repo
 from csms.services.common import parse_ocpp_datetime
 
 if TYPE_CHECKING:
@@ -42,7 +41,7 @@ async def record_event(
         received_at=session.clock(),
         timestamp=timestamp,
     )
-    await session.services.db.write_rows(repo.event_write(event))
+    await session.services.station_messages.record_event(event)
     return True
 
 

@@ -5,12 +5,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy.ext.asyncio import AsyncConnection
-
 from csms.domain.models import EventRecord
 from csms.ocpp_server import limits
 from csms.ocpp_server.blocks._common import record_event
-from csms.persistence import repositories as repo
 from csms.services.commands import profile_record
 
 if TYPE_CHECKING:
@@ -51,13 +48,7 @@ async def report_charging_profiles(session: Session, payload: dict[str, Any]) ->
     ]
     now = session.clock()
     event = EventRecord(session.station_id, "ReportChargingProfiles", payload, received_at=now)
-
-    async def op(conn: AsyncConnection) -> None:
-        for record in records:
-            await repo.upsert_charging_profile(conn, record, now)
-        await repo.insert_event(conn, event)
-
-    await session.services.db.write(op)
+    await session.services.station_messages.reported_profiles(records, event, now)
     return {}
 
 

@@ -15,7 +15,6 @@ from csms.domain.models import (
 )
 from csms.ocpp_server import limits
 from csms.ocpp_server.protocol import PropertyConstraintViolation
-from csms.persistence import repositories as repo
 from csms.services.common import ocpp_datetime, parse_ocpp_datetime
 
 if TYPE_CHECKING:
@@ -46,7 +45,7 @@ async def boot_notification(session: Session, payload: dict[str, Any]) -> dict[s
         }[station.boot_policy]
     )
     now = session.clock()
-    await session.services.db.write_rows(repo.boot_write(session.station_id, info, status, now))
+    await session.services.station_messages.boot(session.station_id, info, status, now)
     session.registration = status
     session.triggered.discard("BootNotification")
     settings = session.settings
@@ -60,7 +59,7 @@ async def boot_notification(session: Session, payload: dict[str, Any]) -> dict[s
 
 async def heartbeat(session: Session, payload: dict[str, Any]) -> dict[str, Any]:
     now = session.clock()
-    await session.services.db.write_rows(repo.heartbeat_write(session.station_id, now))
+    await session.services.station_messages.heartbeat(session.station_id, now)
     return {"currentTime": ocpp_datetime(now)}
 
 
@@ -79,11 +78,8 @@ async def status_notification(session: Session, payload: dict[str, Any]) -> dict
     status = payload["connectorStatus"]
     parse_ocpp_datetime(payload["timestamp"])
     now = session.clock()
-    db = session.services.db
-    await db.write_rows(
-        *repo.connector_status_writes(
-            db.dialect, session.station_id, evse_id, connector_id, status, now
-        )
+    await session.services.station_messages.connector_status(
+        session.station_id, evse_id, connector_id, status, now
     )
     return {}
 
@@ -167,13 +163,7 @@ async def notify_report(session: Session, payload: dict[str, Any]) -> dict[str, 
                 timestamp=parse_ocpp_datetime(payload["generatedAt"]),
             )
         )
-
-    async def op(conn: Any) -> None:
-        await repo.upsert_device_variables(conn, variables, now)
-        for event in events:
-            await repo.insert_event(conn, event)
-
-    await session.services.db.write(op)
+    await session.services.station_messages.device_report(variables, events, now)
     return {}
 
 

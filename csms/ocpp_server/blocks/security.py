@@ -18,7 +18,6 @@ from csms.domain.errors import CsmsError
 from csms.domain.models import CertificateRecord
 from csms.ocpp_server import limits
 from csms.ocpp_server.blocks._common import record_event
-from csms.persistence import repositories as repo
 
 if TYPE_CHECKING:
     from csms.ocpp_server.session import Handler, Session
@@ -94,7 +93,7 @@ async def sign_certificate(session: Session, payload: dict[str, Any]) -> dict[st
     certificate_type = payload.get("certificateType", "ChargingStationCertificate")
     now = session.clock()
     record = CertificateRecord(session.station_id, certificate_type, csr, "Pending")
-    cert_id = await session.services.db.write(lambda c: repo.insert_certificate(c, record, now))
+    cert_id = await session.services.station_messages.add_certificate_request(record, now)
     session.after_reply(lambda: _send_signed(session, authority, cert_id, csr, certificate_type))
     return {"status": "Accepted"}
 
@@ -102,14 +101,14 @@ async def sign_certificate(session: Session, payload: dict[str, Any]) -> dict[st
 async def _send_signed(
     session: Session, authority: CsrAuthority, cert_id: int, csr: str, certificate_type: str
 ) -> None:
-    db = session.services.db
+    stored = session.services.station_messages
     try:
         chain = authority.sign(csr, session.clock())
     except ValueError as exc:
         log.info("CSR from %s not signed: %s", session.station_id, exc)
-        await db.write(lambda c: repo.update_certificate(c, cert_id, "Rejected", None))
+        await stored.set_certificate_status(cert_id, "Rejected", None)
         return
-    await db.write(lambda c: repo.update_certificate(c, cert_id, "Signed", chain))
+    await stored.set_certificate_status(cert_id, "Signed", chain)
     try:
         answer = await session.call(
             "CertificateSigned",
@@ -120,7 +119,7 @@ async def _send_signed(
         log.info("CertificateSigned to %s failed: %s", session.station_id, exc)
         return
     status = "Installed" if answer.get("status") == "Accepted" else "Refused"
-    await db.write(lambda c: repo.update_certificate(c, cert_id, status, chain))
+    await stored.set_certificate_status(cert_id, status, chain)
 
 
 async def get_15118_ev_certificate(session: Session, payload: dict[str, Any]) -> dict[str, Any]:

@@ -5,22 +5,11 @@ from __future__ import annotations
 
 import asyncio
 from datetime import datetime
-from typing import Any, Protocol
 
 from csms.persistence.database import Database
 from csms.routing.base import CommandRouter
-from csms.services.common import Clock, utcnow
+from csms.services.common import Clock, CommandSender, utcnow
 from csms.services.v2g.settings import V2gSettings
-
-
-class CommandSender(Protocol):
-    async def send(
-        self,
-        station_id: str,
-        action: str,
-        payload: dict[str, Any],
-        timeout: float | None = None,  # noqa: ASYNC109
-    ) -> dict[str, Any]: ...
 
 
 class V2gCore:

@@ -24,39 +24,86 @@ from typing import Any
 
 import fastjsonschema
 import jsonschema
-from jsonschema import Draft6Validator, FormatChecker
+from jsonschema import Draft4Validator, Draft6Validator, FormatChecker
+from jsonschema.exceptions import ValidationError
 
 from v2g_shared.ocpp_j import error_code_for_schema_keyword
 
-CS_TO_CSMS_ACTIONS = frozenset(
-    {
-        "Authorize",
-        "BootNotification",
-        "ClearedChargingLimit",
-        "DataTransfer",
-        "FirmwareStatusNotification",
-        "Get15118EVCertificate",
-        "GetCertificateStatus",
-        "Heartbeat",
-        "LogStatusNotification",
-        "MeterValues",
-        "NotifyChargingLimit",
-        "NotifyCustomerInformation",
-        "NotifyDisplayMessages",
-        "NotifyEVChargingNeeds",
-        "NotifyEVChargingSchedule",
-        "NotifyEvent",
-        "NotifyMonitoringReport",
-        "NotifyReport",
-        "PublishFirmwareStatusNotification",
-        "ReportChargingProfiles",
-        "ReservationStatusUpdate",
-        "SecurityEventNotification",
-        "SignCertificate",
-        "StatusNotification",
-        "TransactionEvent",
-    }
-)
+# The one list of OCPP 2.0.1 actions, by who sends the CALL. CSMS-initiated first, in the
+# order the API documents them; DataTransfer goes both ways.
+_CSMS, _STATION, _BOTH = "csms", "station", "both"
+ACTIONS: dict[str, str] = {
+    "RequestStartTransaction": _CSMS,
+    "RequestStopTransaction": _CSMS,
+    "Reset": _CSMS,
+    "ChangeAvailability": _CSMS,
+    "UnlockConnector": _CSMS,
+    "TriggerMessage": _CSMS,
+    "GetVariables": _CSMS,
+    "SetVariables": _CSMS,
+    "GetBaseReport": _CSMS,
+    "GetReport": _CSMS,
+    "SetChargingProfile": _CSMS,
+    "GetChargingProfiles": _CSMS,
+    "ClearChargingProfile": _CSMS,
+    "GetCompositeSchedule": _CSMS,
+    "ClearCache": _CSMS,
+    "SendLocalList": _CSMS,
+    "GetLocalListVersion": _CSMS,
+    "ReserveNow": _CSMS,
+    "CancelReservation": _CSMS,
+    "UpdateFirmware": _CSMS,
+    "PublishFirmware": _CSMS,
+    "UnpublishFirmware": _CSMS,
+    "GetLog": _CSMS,
+    "SetNetworkProfile": _CSMS,
+    "CertificateSigned": _CSMS,
+    "InstallCertificate": _CSMS,
+    "DeleteCertificate": _CSMS,
+    "GetInstalledCertificateIds": _CSMS,
+    "SetDisplayMessage": _CSMS,
+    "GetDisplayMessages": _CSMS,
+    "ClearDisplayMessage": _CSMS,
+    "CustomerInformation": _CSMS,
+    "SetMonitoringBase": _CSMS,
+    "SetMonitoringLevel": _CSMS,
+    "SetVariableMonitoring": _CSMS,
+    "ClearVariableMonitoring": _CSMS,
+    "GetMonitoringReport": _CSMS,
+    "GetTransactionStatus": _CSMS,
+    "CostUpdated": _CSMS,
+    "DataTransfer": _BOTH,
+    "Authorize": _STATION,
+    "BootNotification": _STATION,
+    "ClearedChargingLimit": _STATION,
+    "FirmwareStatusNotification": _STATION,
+    "Get15118EVCertificate": _STATION,
+    "GetCertificateStatus": _STATION,
+    "Heartbeat": _STATION,
+    "LogStatusNotification": _STATION,
+    "MeterValues": _STATION,
+    "NotifyChargingLimit": _STATION,
+    "NotifyCustomerInformation": _STATION,
+    "NotifyDisplayMessages": _STATION,
+    "NotifyEVChargingNeeds": _STATION,
+    "NotifyEVChargingSchedule": _STATION,
+    "NotifyEvent": _STATION,
+    "NotifyMonitoringReport": _STATION,
+    "NotifyReport": _STATION,
+    "PublishFirmwareStatusNotification": _STATION,
+    "ReportChargingProfiles": _STATION,
+    "ReservationStatusUpdate": _STATION,
+    "SecurityEventNotification": _STATION,
+    "SignCertificate": _STATION,
+    "StatusNotification": _STATION,
+    "TransactionEvent": _STATION,
+}
+ALL_ACTIONS = frozenset(ACTIONS)
+# Every action the CSMS may send to a station (the API's generic route, the command service).
+CSMS_INITIATED_ACTIONS: tuple[str, ...] = tuple(a for a, by in ACTIONS.items() if by != _STATION)
+CSMS_TO_CS_ACTIONS = frozenset(CSMS_INITIATED_ACTIONS)
+# Every action a station may send to the CSMS.
+CS_TO_CSMS_ACTIONS = frozenset(a for a, by in ACTIONS.items() if by != _CSMS)
 
 
 def _is_datetime(value: object) -> bool:
@@ -71,12 +118,6 @@ def _is_datetime(value: object) -> bool:
 
 _FORMATS = FormatChecker(formats=())
 _FORMATS.checks("date-time")(_is_datetime)
-
-
-@functools.cache
-def all_actions() -> frozenset[str]:
-    names = [p.name for p in resources.files("ocpp.v201").joinpath("schemas").iterdir()]
-    return frozenset(n.removesuffix("Request.json") for n in names if n.endswith("Request.json"))
 
 
 @functools.cache
@@ -118,9 +159,6 @@ class SchemaViolation(Exception):
     def __str__(self) -> str:
         where = f" at {self.path}" if self.path else ""
         return f"{self.message}{where}"
-
-
-# jsonschema keyword -> OCPP-J Part 4 error code (2.0.1 spells "Occurence" with one "r").
 
 
 def check(action: str, kind: str, payload: Any) -> None:
@@ -167,6 +205,68 @@ def error_message(error: jsonschema.ValidationError) -> str:
 
 
 _FREE_TEXT_KEYWORDS = frozenset({"maxLength", "minLength", "pattern", "format"})
+
+
+# ---- every violation, for API users ----------------------------------------------------------
+
+
+class RequestRefused(Exception):
+    """A CSMS-initiated request that breaks its schema or the bounds: `errors` lists every
+    violation a Draft 4 validator finds ({"field", "message"}); when it finds none (a
+    date-time format or a bound only the compiled check knows), `violation` says what."""
+
+    def __init__(self, action: str, errors: list[dict[str, str]], violation: SchemaViolation):
+        super().__init__(str(violation))
+        self.action = action
+        self.errors = errors
+        self.violation = violation
+
+
+def check_request(action: str, payload: Any) -> None:
+    """Validate a CSMS-initiated `<action>Request` once (schema, then bounds). Only a refused
+    payload is walked again, to list every violation (RequestRefused)."""
+    try:
+        check(action, "Request", payload)
+    except SchemaViolation as violation:
+        raise RequestRefused(action, request_errors(action, payload), violation) from violation
+
+
+@functools.cache
+def _draft4_validator(action: str, kind: str) -> Draft4Validator:
+    schema = _schema(action, kind)
+    if schema is None:
+        raise FileNotFoundError(f"no OCA schema {action}{kind}.json")
+    # The OCA schemas carry a draft-06 "$schema" id but only use draft-4 features; the `ocpp`
+    # library also validates them with Draft4.
+    return Draft4Validator(schema)
+
+
+def _location(error: ValidationError) -> str:
+    parts: list[str] = []
+    for element in error.absolute_path:
+        if isinstance(element, int):
+            parts.append(f"[{element}]")
+        else:
+            parts.append(f".{element}" if parts else str(element))
+    return "".join(parts) or "(payload)"
+
+
+def describe_errors(action: str, kind: str, payload: Any) -> list[dict[str, str]]:
+    """Every schema violation of `payload` as {"field", "message"}, most specific first."""
+    validator = _draft4_validator(action, kind)
+    found = []
+    for error in sorted(validator.iter_errors(payload), key=lambda e: list(e.absolute_path)):
+        # For oneOf/anyOf the leaf errors explain more than the summary.
+        leaf = error
+        while leaf.context:
+            leaf = min(leaf.context, key=lambda e: len(e.context or ()))
+        found.append({"field": _location(leaf), "message": error_message(leaf)})
+    return found
+
+
+def request_errors(action: str, payload: Any) -> list[dict[str, str]]:
+    """Schema violations of a `<action>Request` payload (empty list: valid)."""
+    return describe_errors(action, "Request", payload)
 
 
 # ---- bounds --------------------------------------------------------------------------------

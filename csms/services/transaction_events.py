@@ -1,0 +1,197 @@
+"""Block E use case: a station's TransactionEvents applied in group commits (the domain rule
+per event, idempotent by seqNo, older transactions on the EVSE superseded), and its meter
+values stored."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import replace
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from csms.domain.models import EventRecord, MeterSample, Tariff, Transaction, TransactionEvent
+from csms.domain.transactions import (
+    TransactionEventInput,
+    apply_event,
+    seq_no_maybe_stored,
+    supersede,
+    supersedes,
+)
+from csms.persistence import repositories as repo
+from csms.persistence.database import BatchedWrite, Database
+from csms.services.common import ocpp_datetime
+
+log = logging.getLogger(__name__)
+
+# Event kind stored when a newer transaction on an EVSE ends an older one never ended.
+SUPERSEDED_EVENT = "TransactionSuperseded"
+
+
+class TransactionEventService:
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def apply(
+        self,
+        event: TransactionEventInput,
+        payload: dict[str, Any],
+        now: datetime,
+        samples: list[MeterSample],
+    ) -> tuple[Transaction | None, bool]:
+        """Store `event` (with its raw `payload` and parsed `samples`) in the next group
+        commit: the transaction as it now stands, and False when the event was a retry of
+        one already stored (nothing changed)."""
+        result: tuple[Transaction | None, bool] = await self._db.write_batched(
+            TransactionEventWrite(event, payload, now, samples)
+        )
+        return result
+
+    async def meter_values(self, samples: list[MeterSample]) -> None:
+        """J01: meter values sent outside a transaction event."""
+        await self._db.write_rows(repo.meter_samples_write(self._db.dialect, samples))
+
+
+class TransactionEventWrite(BatchedWrite):
+    """One TransactionEvent; every one of a group commit runs together: one read (the
+    transactions and tariffs of the batch), the domain rule per event in arrival order, then
+    one executemany per table. Work per event is bounded by the batch, never by how many
+    events the transaction already has or by the seqNo values (issue 11 findings 1 and 6)."""
+
+    __slots__ = ("event", "now", "payload", "samples")
+
+    def __init__(
+        self,
+        event: TransactionEventInput,
+        payload: dict[str, Any],
+        now: datetime,
+        samples: list[MeterSample],
+    ):
+        self.event = event
+        self.payload = payload
+        self.now = now
+        self.samples = samples  # evse_id from the event; the batch fills the stored one in
+
+    @classmethod
+    async def run_batch(
+        cls, conn: AsyncConnection, writes: list[Any]
+    ) -> list[tuple[Transaction | None, bool]]:
+        batch: list[TransactionEventWrite] = writes
+        keys = [(w.event.station_id, w.event.transaction_id) for w in batch]
+        state, tariffs = await repo.transactions_and_tariffs(conn, keys)
+        # A seqNo inside a stored transaction's seqNo span may be a retry: look those up by
+        # the events' unique key (one read, and none at all for in-order events).
+        stored = await repo.stored_seq_nos(
+            conn,
+            [
+                (*key, w.event.seq_no)
+                for w, key in zip(batch, keys, strict=True)
+                if seq_no_maybe_stored(state.get(key), w.event.seq_no)
+            ],
+        )
+        await _load_running_on_evses(conn, batch, keys, state)
+        added: set[tuple[str, str, int]] = set()
+        results: list[tuple[Transaction | None, bool]] = []
+        events: list[tuple[TransactionEvent, datetime]] = []
+        changed: dict[tuple[str, str], tuple[Transaction, datetime]] = {}
+        samples: list[MeterSample] = []
+        notes: list[EventRecord] = []
+        for w, key in zip(batch, keys, strict=True):
+            event = w.event
+            current = state.get(key)
+            seq_key = (*key, event.seq_no)
+            if seq_key in stored or seq_key in added:
+                # A retry of a stored event: answer again, change nothing.
+                results.append((current, False))
+                continue
+            added.add(seq_key)
+            new_samples = w.samples
+            if new_samples and event.evse_id is None and current is not None:
+                new_samples = [replace(s, evse_id=current.evse_id) for s in new_samples]
+            tariff = tariffs.get(event.station_id)
+            updated = apply_event(current, event, new_samples, tariff, w.now)
+            state[key] = updated
+            changed[key] = (updated, w.now)
+            if current is None or event.event_type == "Started":
+                for old in _supersede_older(state, updated, event.timestamp, tariff):
+                    state[(old.station_id, old.transaction_id)] = old
+                    changed[(old.station_id, old.transaction_id)] = (old, w.now)
+                    notes.append(_superseded_note(old, updated, w.now))
+            samples.extend(new_samples)
+            events.append(
+                (
+                    TransactionEvent(
+                        station_id=event.station_id,
+                        transaction_id=event.transaction_id,
+                        seq_no=event.seq_no,
+                        event_type=event.event_type,
+                        trigger_reason=event.trigger_reason,
+                        timestamp=event.timestamp,
+                        offline=event.offline,
+                        payload=w.payload,
+                    ),
+                    w.now,
+                )
+            )
+            results.append((updated, True))
+        await repo.insert_transaction_events(conn, events)
+        await repo.save_transactions(conn, list(changed.values()))
+        await repo.insert_meter_samples(conn, samples)
+        await repo.insert_events(conn, notes)
+        return results
+
+
+async def _load_running_on_evses(
+    conn: AsyncConnection,
+    batch: list[TransactionEventWrite],
+    keys: list[tuple[str, str]],
+    state: dict[tuple[str, str], Transaction],
+) -> None:
+    """Add to `state` the Active transactions on the EVSEs where a transaction of the batch
+    starts (or is first seen): those a new one may supersede. One read, only for batches with
+    such an event (once per transaction, not per event)."""
+    evses = {
+        (w.event.station_id, w.event.evse_id)
+        for w, key in zip(batch, keys, strict=True)
+        if w.event.evse_id is not None and (key not in state or w.event.event_type == "Started")
+    }
+    if not evses:
+        return
+    for tx in await repo.active_transactions_on_evses(conn, evses):
+        state.setdefault((tx.station_id, tx.transaction_id), tx)
+
+
+def _supersede_older(
+    state: dict[tuple[str, str], Transaction],
+    new: Transaction,
+    new_start: datetime,
+    tariff: Tariff | None,
+) -> list[Transaction]:
+    """Issue 11 finding 7: the transactions `new` ends on its EVSE (see domain `supersedes`)."""
+    older = [old for old in state.values() if supersedes(new, old, new_start)]
+    ended = [supersede(old, new_start, tariff) for old in older]
+    for old in ended:
+        log.info(
+            "transaction %s/%s superseded by %s on EVSE %s (never ended)",
+            old.station_id,
+            old.transaction_id,
+            new.transaction_id,
+            old.evse_id,
+        )
+    return ended
+
+
+def _superseded_note(old: Transaction, new: Transaction, now: datetime) -> EventRecord:
+    return EventRecord(
+        station_id=old.station_id,
+        kind=SUPERSEDED_EVENT,
+        payload={
+            "transactionId": old.transaction_id,
+            "supersededBy": new.transaction_id,
+            "evseId": old.evse_id,
+            "endedAt": ocpp_datetime(old.ended_at) if old.ended_at else None,
+        },
+        received_at=now,
+        timestamp=old.ended_at,
+    )

@@ -1,4 +1,4 @@
-"""Composition root of the agent: settings -> hardware -> Agent, run until a signal.
+"""The agent process: settings -> hardware -> `wiring.build_agent` -> run until a signal.
 
 Hardware: `hardware = "chademo"` drives the CHAdeMO controller (`ChademoEvse`) on the configured
 python-can bus with the board's ports (from `ports_factory`); `hardware = "simulated"` runs the

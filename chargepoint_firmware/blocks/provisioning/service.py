@@ -16,7 +16,6 @@ from ocpp.v201 import call
 from chargepoint_firmware.blocks.diagnostics.events import TransferStatus
 from chargepoint_firmware.blocks.transactions.manager import TransactionManager
 from chargepoint_firmware.interfaces import EvseHardware
-from chargepoint_firmware.ocpp_edge.link import CsmsLink
 from chargepoint_firmware.ocpp_edge.timefmt import iso_ms
 from chargepoint_firmware.station.clock import Clock
 from chargepoint_firmware.station.config import ConfigView
@@ -25,6 +24,14 @@ from chargepoint_firmware.station.device_model_adapter import DeviceModelAdapter
 
 class StatusSender(Protocol):
     async def send_status(self, evse_ids: list[int]) -> None: ...
+
+
+class Link(Protocol):
+    """What provisioning needs of the CSMS link: the registration state and sending."""
+
+    registration: str | None
+
+    async def send_call(self, payload: Any) -> Any: ...
 
 
 def _nothing() -> None:
@@ -39,7 +46,7 @@ class Provisioning:
         dm: DeviceModelAdapter,
         config: ConfigView,
         clock: Clock,
-        link: CsmsLink,
+        link: Link,
         transactions: TransactionManager,
         status: StatusSender,
         transfers: TransferStatus,

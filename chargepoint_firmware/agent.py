@@ -37,6 +37,7 @@ from chargepoint_firmware.blocks.authorization.auth_cache import AuthCache
 from chargepoint_firmware.blocks.authorization.authorizer import Authorizer
 from chargepoint_firmware.blocks.availability.status import Availability
 from chargepoint_firmware.blocks.diagnostics.events import StationEvents, TransferStatus
+from chargepoint_firmware.blocks.provisioning.device_model_adapter import DeviceModelAdapter
 from chargepoint_firmware.blocks.provisioning.service import Provisioning
 from chargepoint_firmware.blocks.reservation.service import Reservations
 from chargepoint_firmware.blocks.smart_charging.service import SmartCharging
@@ -52,7 +53,6 @@ from chargepoint_firmware.ocpp_edge.tasks import cancel_and_wait, first_of
 from chargepoint_firmware.settings import StationSettings
 from chargepoint_firmware.station.clock import Clock
 from chargepoint_firmware.station.config import ConfigView
-from chargepoint_firmware.station.device_model_adapter import DeviceModelAdapter
 from chargepoint_firmware.station.waits import ConfigChanges
 from chargepoint_firmware.storage import AgentStorage
 

@@ -17,10 +17,10 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from chargepoint_firmware.agent import Agent
+from chargepoint_firmware.blocks.provisioning.device_model_adapter import ProjectDeviceModel
 from chargepoint_firmware.device_model import DeviceModel, VariableRef
 from chargepoint_firmware.interfaces import EvseHardware
 from chargepoint_firmware.settings import ConfigError, EvseConfig, StationSettings
-from chargepoint_firmware.station.device_model_adapter import ProjectDeviceModel
 from chargepoint_firmware.wiring import build_agent
 from v2g_shared.schedule.model import parse_datetime
 from v2g_shared.stop_signals import install_stop_signals

@@ -25,6 +25,7 @@ from chargepoint_firmware.blocks.availability.handlers import AvailabilityHandle
 from chargepoint_firmware.blocks.availability.status import Availability
 from chargepoint_firmware.blocks.diagnostics.events import StationEvents, TransferStatus
 from chargepoint_firmware.blocks.diagnostics.handlers import DiagnosticsHandlers
+from chargepoint_firmware.blocks.provisioning.device_model_adapter import DeviceModelAdapter
 from chargepoint_firmware.blocks.provisioning.handlers import ProvisioningHandlers
 from chargepoint_firmware.blocks.provisioning.service import Provisioning
 from chargepoint_firmware.blocks.reservation.book import ReservationBook
@@ -43,7 +44,6 @@ from chargepoint_firmware.ocpp_edge.session import OcppSession
 from chargepoint_firmware.settings import StationSettings
 from chargepoint_firmware.station.clock import Clock, SystemClock
 from chargepoint_firmware.station.config import ConfigView
-from chargepoint_firmware.station.device_model_adapter import DeviceModelAdapter
 from chargepoint_firmware.station.waits import ConfigChanges
 from chargepoint_firmware.storage import AgentStorage
 

@@ -15,15 +15,15 @@ import pytest
 
 from chargepoint_firmware.blocks.authorization.auth_cache import AuthCache
 from chargepoint_firmware.blocks.authorization.auth_cache_policy import entry_size
+from chargepoint_firmware.blocks.provisioning.device_model_adapter import (
+    BuiltinDeviceModel,
+    ProjectDeviceModel,
+)
 from chargepoint_firmware.device_model import DeviceModel
 from chargepoint_firmware.device_model_store import InMemoryStore
 from chargepoint_firmware.ocpp_edge.timefmt import iso_ms
 from chargepoint_firmware.settings import load_settings
 from chargepoint_firmware.station.config import ConfigView
-from chargepoint_firmware.station.device_model_adapter import (
-    BuiltinDeviceModel,
-    ProjectDeviceModel,
-)
 from chargepoint_firmware.storage import AgentStorage
 from tests.support.agent_fakes import ManualClock
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from chargepoint_firmware.blocks.provisioning.device_model_adapter import BuiltinDeviceModel
 from chargepoint_firmware.blocks.transactions.manager import (
     TransactionManager,
     stopped_reason_for_fault,
@@ -12,7 +13,6 @@ from chargepoint_firmware.blocks.transactions.manager import (
 from chargepoint_firmware.ocpp_edge.outbox import Outbox
 from chargepoint_firmware.settings import load_settings
 from chargepoint_firmware.station.config import ConfigView
-from chargepoint_firmware.station.device_model_adapter import BuiltinDeviceModel
 from chargepoint_firmware.storage import AgentStorage
 from tests.support.agent_fakes import FakeEvse, ManualClock
 

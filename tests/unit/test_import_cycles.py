@@ -1,7 +1,8 @@
 """No import circle among the agent's modules (issue 13): the composition root (`wiring`) is the
 only module that knows every block; the protocol edge (`ocpp_edge`) imports no block and no
-agent; no block imports the agent. Read with `ast` (no import side effects); imports under
-`if TYPE_CHECKING:` count too: a cycle that only the type checker sees is still a cycle."""
+agent; no block imports the agent; the shared `station` modules import none of them. Read with
+`ast` (no import side effects); imports under `if TYPE_CHECKING:` count too: a cycle that only
+the type checker sees is still a cycle."""
 
 from __future__ import annotations
 
@@ -93,6 +94,25 @@ def test_protocol_edge_imports_no_block_and_no_agent() -> None:
                 t
                 for t in targets
                 if t.startswith((f"{PACKAGE}.blocks", f"{PACKAGE}.agent", f"{PACKAGE}.wiring"))
+            }
+            assert not bad, f"{name} imports {sorted(bad)}"
+
+
+def test_the_shared_station_modules_import_no_block_edge_or_agent() -> None:
+    graph = import_graph()
+    for name, targets in graph.items():
+        if name.startswith(f"{PACKAGE}.station"):
+            bad = {
+                t
+                for t in targets
+                if t.startswith(
+                    (
+                        f"{PACKAGE}.blocks",
+                        f"{PACKAGE}.ocpp_edge",
+                        f"{PACKAGE}.agent",
+                        f"{PACKAGE}.wiring",
+                    )
+                )
             }
             assert not bad, f"{name} imports {sorted(bad)}"
 

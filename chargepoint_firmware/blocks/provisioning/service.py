@@ -14,12 +14,12 @@ from typing import Any, Protocol
 from ocpp.v201 import call
 
 from chargepoint_firmware.blocks.diagnostics.events import TransferStatus
+from chargepoint_firmware.blocks.provisioning.device_model_adapter import DeviceModelAdapter
 from chargepoint_firmware.blocks.transactions.manager import TransactionManager
 from chargepoint_firmware.interfaces import EvseHardware
 from chargepoint_firmware.ocpp_edge.timefmt import iso_ms
 from chargepoint_firmware.station.clock import Clock
 from chargepoint_firmware.station.config import ConfigView
-from chargepoint_firmware.station.device_model_adapter import DeviceModelAdapter
 
 
 class StatusSender(Protocol):

@@ -3,6 +3,7 @@ CostUpdated."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
@@ -13,6 +14,8 @@ from ocpp.v201.enums import Action
 from chargepoint_firmware.blocks.smart_charging.handlers import parse_profile
 from chargepoint_firmware.ocpp_edge.handler_base import HandlerBase, status_info
 from v2g_shared.schedule import ChargingProfile, Violation
+
+log = logging.getLogger(__name__)
 
 
 class TransactionsPort(Protocol):
@@ -50,12 +53,17 @@ class TransactionsHandlers(HandlerBase):
     ) -> call_result.RequestStartTransaction:
         profile: ChargingProfile | None = None
         if charging_profile is not None:
-            parsed = parse_profile(self.raw_payload().get("chargingProfile"))
-            if isinstance(parsed, Violation):
+            raw = self.raw_payload().get("chargingProfile")
+            parsed = parse_profile(raw)
+            if not isinstance(parsed, Violation):
+                profile = parsed
+            elif isinstance(raw, dict) and raw.get("chargingProfilePurpose") == "TxProfile":
+                # As before the profile was parsed once: the start goes ahead without it.
+                log.warning("TxProfile of RequestStartTransaction rejected: %s", [parsed])
+            else:
                 return call_result.RequestStartTransaction(
-                    status="Rejected", status_info=status_info("InvalidProfile", parsed.message)
+                    status="Rejected", status_info=status_info("InvalidProfile")
                 )
-            profile = parsed
         accepted, reason, tx_id, followup = self.transactions.remote_start(
             evse_id, id_token, remote_start_id, profile, group_id_token
         )

@@ -1,9 +1,10 @@
 """Where the OCPP side of the agent meets the hardware side.
 
-The OCPP side (ocpp_client/, schedule/) decides *what* each EVSE should do and publishes an
-`EvseSetpoint`. The hardware side (chademo/, safety/, hardware/) decides *whether and how* it can
-be done safely, and reports what really happens as `EvseStatus` snapshots and `HardwareEvent`s.
-Nothing here imports I/O code: both sides and their tests depend only on these types.
+The OCPP side (ocpp_edge/, blocks/, v2g_shared.schedule) decides *what* each EVSE should do
+and publishes an `EvseSetpoint`. The hardware side (chademo/, safety/, hardware/) decides
+*whether and how* it can be done safely, and reports what really happens as `EvseStatus`
+snapshots and `HardwareEvent`s. Nothing here imports I/O code: both sides and their tests
+depend only on these types.
 
 Sign convention everywhere in the agent: positive = energy into the vehicle (charge),
 negative = energy out of the vehicle (discharge). Currents are DC amps, powers DC watts.

@@ -1,4 +1,4 @@
-"""Composition root of the agent: settings -> hardware -> Agent, run until a signal.
+"""The agent process: settings -> hardware -> `wiring.build_agent` -> run until a signal.
 
 Hardware: `hardware = "chademo"` drives the CHAdeMO controller (`ChademoEvse`) on the configured
 python-can bus with the board's ports (from `ports_factory`); `hardware = "simulated"` runs the
@@ -16,11 +16,12 @@ from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any, Protocol
 
+from chargepoint_firmware.agent import Agent
+from chargepoint_firmware.blocks.provisioning.device_model_adapter import ProjectDeviceModel
 from chargepoint_firmware.device_model import DeviceModel, VariableRef
 from chargepoint_firmware.interfaces import EvseHardware
-from chargepoint_firmware.ocpp_client.agent import Agent
-from chargepoint_firmware.ocpp_client.device_model_adapter import ProjectDeviceModel
 from chargepoint_firmware.settings import ConfigError, EvseConfig, StationSettings
+from chargepoint_firmware.wiring import build_agent
 from v2g_shared.schedule.model import parse_datetime
 from v2g_shared.stop_signals import install_stop_signals
 
@@ -158,7 +159,7 @@ async def run_station(settings: StationSettings) -> int:
     """Run the station until SIGINT/SIGTERM; transactions end orderly on the way out."""
     hardware, lifecycle = build_hardware(settings)
     started: list[Startable] = []
-    agent = Agent(settings, hardware)
+    agent = build_agent(settings, hardware)
     wire_agent_departures(agent)
     stop = asyncio.Event()
     remove_stop_signals = install_stop_signals(stop)

@@ -1,10 +1,10 @@
 """Simulated charging stations: the REAL agent with only the hardware ports simulated.
 
-Each `SimStation` is `ocpp_client.agent.Agent` + `ChademoEvse` (the real CHAdeMO controller and
-safety supervisor) + a simulated CHAdeMO vehicle on its own python-can `virtual` channel. The
-agent runs on a `ScaledClock`, and the vehicle integrates energy with the same `time_scale`, so
-`speed = 360` runs a day of schedules and state of charge in four minutes (CHAdeMO's 100 ms
-cycle, the websocket and the safety timers keep real time).
+Each `SimStation` is `agent.Agent` (built by `wiring.build_agent`) + `ChademoEvse` (the real
+CHAdeMO controller and safety supervisor) + a simulated CHAdeMO vehicle on its own python-can
+`virtual` channel. The agent runs on a `ScaledClock`, and the vehicle integrates energy with
+the same `time_scale`, so `speed = 360` runs a day of schedules and state of charge in four
+minutes (CHAdeMO's 100 ms cycle, the websocket and the safety timers keep real time).
 
 `chargepoint simulate` (see `run_simulation`) runs N of them against any OCPP 2.0.1 CSMS; the
 `csms demo` and the end-to-end tests build on the same class.
@@ -30,15 +30,15 @@ from chargepoint_firmware.hardware.sim_vehicle import Battery, SimVehicleConfig
 from chargepoint_firmware.hardware.simulation import SimulatedEvse
 from chargepoint_firmware.interfaces import EvseStatus, HardwareEvent
 from chargepoint_firmware.main import chademo_config, wire_agent_departures
-from chargepoint_firmware.ocpp_client.agent import Agent
 from chargepoint_firmware.settings import ConfigError, StationSettings, load_settings
+from chargepoint_firmware.wiring import build_agent
 from v2g_shared.stop_signals import install_stop_signals
 
 log = logging.getLogger(__name__)
 
 
 class ScaledClock:
-    """The agent's clock (`ocpp_client.clock.Clock`), `speed` times faster than real time.
+    """The agent's clock (`station.clock.Clock`), `speed` times faster than real time.
 
     It reads `origin` at construction and then advances `speed` seconds per real second, so
     stations sharing one instance share one simulated time.
@@ -159,7 +159,7 @@ class SimStation:
             vehicle_config=vehicle,
         )
         self.sim.ports.insulation.duration_s = insulation_test_s
-        self.agent = Agent(settings, {evse.id: self.sim.evse}, clock=self.clock)
+        self.agent = build_agent(settings, {evse.id: self.sim.evse}, clock=self.clock)
         wire_agent_departures(self.agent)  # V2XCtrlr.Departure* -> the safety floor
         self._task: asyncio.Task[None] | None = None
         self._started = False

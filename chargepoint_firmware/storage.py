@@ -77,7 +77,7 @@ class QueuedMessage:
 
 @dataclass(frozen=True, slots=True)
 class CacheRow:
-    """One Authorization Cache entry as stored (see ocpp_client/auth_cache.py)."""
+    """One Authorization Cache entry as stored (see blocks/authorization/auth_cache.py)."""
 
     token: str
     token_type: str

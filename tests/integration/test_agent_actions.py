@@ -11,7 +11,7 @@ from ocpp.exceptions import NotImplementedError as OcppNotImplemented
 from ocpp.exceptions import NotSupportedError
 from ocpp.v201 import call
 
-from chargepoint_firmware.ocpp_client.blocks import diagnostics
+from chargepoint_firmware.blocks.diagnostics import handlers as diagnostics
 from tests.integration.test_agent_transactions import start_remote
 from tests.support.agent_harness import STATION_ID, Harness, eventually, start_harness
 

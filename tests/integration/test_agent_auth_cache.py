@@ -14,11 +14,12 @@ from typing import Any
 import pytest
 from ocpp.v201 import call
 
+from chargepoint_firmware.agent import Agent
+from chargepoint_firmware.blocks.authorization.auth_cache_policy import entry_size
 from chargepoint_firmware.device_model import DeviceModel
 from chargepoint_firmware.device_model.store import InMemoryStore
-from chargepoint_firmware.ocpp_client.agent import Agent
-from chargepoint_firmware.ocpp_client.auth_cache_policy import entry_size
-from chargepoint_firmware.ocpp_client.timefmt import iso_ms
+from chargepoint_firmware.ocpp_edge.timefmt import iso_ms
+from chargepoint_firmware.wiring import build_agent
 from tests.integration.test_agent_local_auth import go_offline
 from tests.integration.test_agent_transactions import set_variable
 from tests.support.agent_fakes import FakeEvse
@@ -37,7 +38,7 @@ def new_agent(state_dir: Path, url: str, capacity: int) -> tuple[Agent, dict[int
     settings = agent_settings(state_dir, url, evses=[{"id": 1}])
     evses = {1: FakeEvse(1, None)}
     model = DeviceModel([1], InMemoryStore(), auth_cache_storage_bytes=capacity)
-    return Agent(settings, evses, device_model=model), evses
+    return build_agent(settings, evses, device_model=model), evses
 
 
 async def start(

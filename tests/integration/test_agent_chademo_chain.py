@@ -17,8 +17,8 @@ from ocpp.v201 import call
 
 from chargepoint_firmware.hardware.chademo_evse import ChademoEvseConfig
 from chargepoint_firmware.hardware.sim_vehicle import Battery, SimVehicleConfig
-from chargepoint_firmware.ocpp_client.agent import Agent
-from chargepoint_firmware.ocpp_client.timefmt import iso_ms
+from chargepoint_firmware.ocpp_edge.timefmt import iso_ms
+from chargepoint_firmware.wiring import build_agent
 from tests.support.agent_harness import STATION_ID, agent_settings, eventually
 from tests.support.agent_test_csms import AgentTestCsms
 from tests.support.chademo_sim import running_sim
@@ -40,7 +40,7 @@ async def test_remote_start_with_negative_profile_discharges_the_simulated_car(
     async with running_sim(config, battery=Battery(soc_pct=80.0), vehicle_config=vehicle) as rig:
         csms = AgentTestCsms()
         url = await csms.start()
-        agent = Agent(agent_settings(tmp_path, url), {1: rig.sim.evse})
+        agent = build_agent(agent_settings(tmp_path, url), {1: rig.sim.evse})
         task = asyncio.create_task(agent.run())
         try:
             await csms.wait_for("StatusNotification", lambda p: p["connectorStatus"] == "Available")

@@ -11,8 +11,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from chargepoint_firmware.ocpp_client.agent import Agent
-from chargepoint_firmware.ocpp_client.timefmt import iso_ms
+from chargepoint_firmware.ocpp_edge.timefmt import iso_ms
+from chargepoint_firmware.wiring import build_agent
 from tests.support.agent_fakes import FakeEvse
 from tests.support.agent_harness import STATION_ID, agent_settings, eventually
 from tests.support.csms_harness import PASSWORD, running_csms
@@ -41,7 +41,7 @@ async def test_agent_with_the_project_csms(tmp_path: Path) -> None:
             security={"profile": 1, "basic_auth_password": PASSWORD},
         )
         evse = FakeEvse(1)
-        agent = Agent(settings, {1: evse})
+        agent = build_agent(settings, {1: evse})
         task = asyncio.create_task(agent.run())
         commands = csms.services.commands
         try:
@@ -130,7 +130,7 @@ async def test_agent_with_the_project_csms(tmp_path: Path) -> None:
 
 
 async def _online_with(settings: Any) -> None:
-    agent = Agent(settings, {1: FakeEvse(1)})
+    agent = build_agent(settings, {1: FakeEvse(1)})
     task = asyncio.create_task(agent.run())
     try:
         await eventually(lambda: agent.online, within_s=10)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from ocpp.v201 import call
 
-from chargepoint_firmware.ocpp_client.timefmt import iso_ms
+from chargepoint_firmware.ocpp_edge.timefmt import iso_ms
 from tests.support.agent_fakes import ManualClock
 from tests.support.agent_harness import Harness, eventually, start_harness
 

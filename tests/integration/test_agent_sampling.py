@@ -8,8 +8,8 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from chargepoint_firmware.ocpp_client.agent import next_boundary
-from chargepoint_firmware.ocpp_client.timefmt import iso_ms, parse_iso
+from chargepoint_firmware.blocks.transactions.sampling import next_boundary
+from chargepoint_firmware.ocpp_edge.timefmt import iso_ms, parse_iso
 from tests.integration.test_agent_transactions import set_variable
 from tests.support.agent_fakes import ManualClock
 from tests.support.agent_harness import Harness, eventually, start_harness

@@ -113,9 +113,9 @@ async def test_k05_k09_get_and_clear_charging_profiles_survive_restart(tmp_path:
         # The profile is durable: a restarted agent publishes the same setpoint.
         await h.stop_agent()
         h.agent.close()
-        from chargepoint_firmware.ocpp_client.agent import Agent
+        from chargepoint_firmware.wiring import build_agent
 
-        h.agent = Agent(h.agent.settings, h.evses, clock=h.clock)
+        h.agent = build_agent(h.agent.settings, h.evses, clock=h.clock)
         h.evse.setpoints.clear()
         h.start_agent()
         await eventually(lambda: h.agent.online)
@@ -220,7 +220,10 @@ async def test_k01_tx_profile_without_transaction_rejected(tmp_path: Path) -> No
 
 
 async def test_v2x_emergency_backup_data_transfer_holds_discharge(tmp_path: Path) -> None:
-    from chargepoint_firmware.ocpp_client.v2x_local import BACKUP_MESSAGE_ID, BACKUP_VENDOR_ID
+    from chargepoint_firmware.blocks.smart_charging.v2x_local import (
+        BACKUP_MESSAGE_ID,
+        BACKUP_VENDOR_ID,
+    )
 
     h = await start_harness(tmp_path, manual_clock=True)
     try:

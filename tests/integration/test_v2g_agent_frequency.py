@@ -10,7 +10,7 @@ import contextlib
 from pathlib import Path
 
 from chargepoint_firmware.interfaces import EvseSetpoint, EvseStatus
-from chargepoint_firmware.ocpp_client.agent import Agent
+from chargepoint_firmware.wiring import build_agent
 from csms.services.v2g import V2gService
 from tests.support.agent_fakes import FakeEvse
 from tests.support.agent_harness import STATION_ID, agent_settings, eventually
@@ -27,7 +27,7 @@ async def test_csms_switches_the_agents_frequency_response_and_backup(tmp_path: 
             tmp_path / "agent", csms.url, security={"profile": 1, "basic_auth_password": PASSWORD}
         )
         evse = FakeEvse(1)
-        agent = Agent(settings, {1: evse})
+        agent = build_agent(settings, {1: evse})
         task = asyncio.create_task(agent.run())
         v2g = V2gService(csms.services.db, csms.services.commands)
         try:

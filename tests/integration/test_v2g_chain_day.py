@@ -15,7 +15,7 @@ from pathlib import Path
 
 from chargepoint_firmware.hardware.chademo_evse import ChademoEvseConfig
 from chargepoint_firmware.hardware.sim_vehicle import Battery, SimVehicleConfig
-from chargepoint_firmware.ocpp_client.agent import Agent
+from chargepoint_firmware.wiring import build_agent
 from csms.domain.models import TransactionState
 from csms.domain.v2g_records import PriceRow, VehicleRecord
 from csms.services.v2g import V2gService, V2gSettings
@@ -61,7 +61,7 @@ async def test_optimized_session_through_agent_and_simulated_car(tmp_path: Path)
         settings = agent_settings(
             tmp_path / "agent", csms.url, security={"profile": 1, "basic_auth_password": PASSWORD}
         )
-        agent = Agent(settings, {1: rig.sim.evse}, clock=clock)
+        agent = build_agent(settings, {1: rig.sim.evse}, clock=clock)
         task = asyncio.create_task(agent.run())
         commands = csms.services.commands
         v2g = V2gService(

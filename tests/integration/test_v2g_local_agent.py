@@ -1,5 +1,5 @@
-"""The agent's local V2X glue (chargepoint_firmware.ocpp_client.v2x_local): frequency-watt
-response on the measured grid frequency, and the emergency-backup DataTransfer."""
+"""The agent's local V2X glue (chargepoint_firmware.blocks.smart_charging.v2x_local):
+frequency-watt response on the measured grid frequency, and the emergency-backup DataTransfer."""
 
 from __future__ import annotations
 
@@ -8,15 +8,15 @@ import json
 
 import pytest
 
-from chargepoint_firmware.interfaces import EvseSetpoint, EvseStatus, SessionState
-from chargepoint_firmware.ocpp_client.config import ConfigView
-from chargepoint_firmware.ocpp_client.v2x_local import (
+from chargepoint_firmware.blocks.smart_charging.v2x_local import (
     BACKUP_MESSAGE_ID,
     BACKUP_VENDOR_ID,
     LocalV2x,
     frequency_adjusted,
     parse_curve,
 )
+from chargepoint_firmware.interfaces import EvseSetpoint, EvseStatus, SessionState
+from chargepoint_firmware.station.config import ConfigView
 
 # The agent's default V2XCtrlr.FreqWattCurve.
 CURVE_TEXT = "[[49.0, -7000], [49.85, 0], [50.15, 0], [51.0, 7000]]"

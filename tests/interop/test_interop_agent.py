@@ -19,7 +19,7 @@ import pytest
 
 from chargepoint_firmware.hardware.chademo_evse import ChademoEvseConfig
 from chargepoint_firmware.hardware.sim_vehicle import Battery, SimVehicleConfig
-from chargepoint_firmware.ocpp_client.agent import Agent
+from chargepoint_firmware.wiring import build_agent
 from tests.support.agent_fakes import FakeEvse
 from tests.support.agent_harness import agent_settings, eventually
 from tests.support.api_payloads import EXAMPLE_REQUESTS
@@ -394,7 +394,7 @@ async def test_b02_pending_boot_answers_requests_and_boots_again_on_trigger(
             security={"profile": 1, "basic_auth_password": AGENT_PASSWORD},
         )
         evse = FakeEvse(1)
-        agent = Agent(settings, {1: evse})
+        agent = build_agent(settings, {1: evse})
         task = asyncio.create_task(agent.run())
         try:
             await csms.wait_for_call("BootNotification", identity=AGENT_ID)
@@ -441,7 +441,7 @@ async def test_b03_rejected_boot_sends_nothing_else_until_the_interval(tmp_path:
             station_id=AGENT_ID,
             security={"profile": 1, "basic_auth_password": AGENT_PASSWORD},
         )
-        agent = Agent(settings, {1: FakeEvse(1)})
+        agent = build_agent(settings, {1: FakeEvse(1)})
         task = asyncio.create_task(agent.run())
         try:
             first = await csms.wait_for_call("BootNotification", identity=AGENT_ID)
@@ -586,7 +586,7 @@ async def test_k01_discharge_from_a_third_party_csms_down_to_the_chademo_car(
             station_id=AGENT_ID,
             security={"profile": 1, "basic_auth_password": AGENT_PASSWORD},
         )
-        agent = Agent(settings, {1: sim_rig.sim.evse})
+        agent = build_agent(settings, {1: sim_rig.sim.evse})
         task = asyncio.create_task(agent.run())
 
         def connector(status: str) -> Any:

@@ -8,9 +8,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from chargepoint_firmware.ocpp_client.agent import Agent
-from chargepoint_firmware.ocpp_client.clock import Clock, SystemClock
+from chargepoint_firmware.agent import Agent
 from chargepoint_firmware.settings import StationSettings, load_settings
+from chargepoint_firmware.station.clock import Clock, SystemClock
+from chargepoint_firmware.wiring import build_agent
 from tests.support.agent_fakes import FakeEvse, ManualClock
 from tests.support.agent_test_csms import AgentTestCsms
 
@@ -88,7 +89,7 @@ async def start_harness(
         e.id: FakeEvse(e.id, clock if isinstance(clock, ManualClock) else None)
         for e in settings.evses
     }
-    agent = Agent(settings, evses, clock=clock)
+    agent = build_agent(settings, evses, clock=clock)
     harness = Harness(csms, agent, evses, clock)
     if start_agent:
         harness.start_agent()

@@ -15,15 +15,15 @@ import logging
 import os
 import sys
 
-from chargepoint_firmware.ocpp_client.agent import Agent
 from chargepoint_firmware.settings import load_settings
+from chargepoint_firmware.wiring import build_agent
 from tests.support.agent_fakes import FakeEvse
 
 
 async def main(config_path: str) -> None:
     settings = load_settings(config_path)
     evses = {e.id: FakeEvse(e.id) for e in settings.evses}
-    agent = Agent(settings, evses)
+    agent = build_agent(settings, evses)
     for key, value in json.loads(os.environ.get("AGENT_PROC_VARIABLES", "{}")).items():
         component, variable = key.split(".", 1)
         agent.dm.set_value(component, variable, str(value))

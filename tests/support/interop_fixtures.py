@@ -25,7 +25,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from chargepoint_firmware.ocpp_client.agent import Agent
+from chargepoint_firmware.agent import Agent
+from chargepoint_firmware.wiring import build_agent
 from tests.support.agent_fakes import FakeEvse
 from tests.support.agent_harness import agent_settings, eventually
 from tests.support.api_harness import STATION_PASSWORD, ApiHarness, api_harness
@@ -311,7 +312,7 @@ async def agent_for_interop(
     values.update(overrides)
     settings = agent_settings(state_dir, csms_url, **values)
     evse = FakeEvse(1)
-    agent = Agent(settings, {1: evse})
+    agent = build_agent(settings, {1: evse})
     task = asyncio.create_task(agent.run())
     try:
         await eventually(

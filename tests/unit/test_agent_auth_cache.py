@@ -1,4 +1,5 @@
-"""AuthCache (ocpp_client/auth_cache.py) over real AgentStorage and the project device model.
+"""AuthCache (blocks/authorization/auth_cache.py) over real AgentStorage and the project device
+model.
 
 C10 store/lapse/evict, C11 clear, persistence across a restart (C10.FR.02) and the
 AuthCacheCtrlr variables: mutability, characteristics and SetVariables validation.
@@ -12,17 +13,17 @@ from typing import Any
 
 import pytest
 
-from chargepoint_firmware.device_model import DeviceModel
-from chargepoint_firmware.device_model.store import InMemoryStore
-from chargepoint_firmware.ocpp_client.auth_cache import AuthCache
-from chargepoint_firmware.ocpp_client.auth_cache_policy import entry_size
-from chargepoint_firmware.ocpp_client.config import ConfigView
-from chargepoint_firmware.ocpp_client.device_model_adapter import (
+from chargepoint_firmware.blocks.authorization.auth_cache import AuthCache
+from chargepoint_firmware.blocks.authorization.auth_cache_policy import entry_size
+from chargepoint_firmware.blocks.provisioning.device_model_adapter import (
     BuiltinDeviceModel,
     ProjectDeviceModel,
 )
-from chargepoint_firmware.ocpp_client.timefmt import iso_ms
+from chargepoint_firmware.device_model import DeviceModel
+from chargepoint_firmware.device_model.store import InMemoryStore
+from chargepoint_firmware.ocpp_edge.timefmt import iso_ms
 from chargepoint_firmware.settings import load_settings
+from chargepoint_firmware.station.config import ConfigView
 from chargepoint_firmware.storage import AgentStorage
 from tests.support.agent_fakes import ManualClock
 

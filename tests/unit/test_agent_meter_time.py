@@ -7,10 +7,10 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
+from chargepoint_firmware.blocks.transactions.meter import DEFAULT_MEASURANDS, meter_value
 from chargepoint_firmware.interfaces import EvseStatus, SessionState
-from chargepoint_firmware.ocpp_client.agent import backoff_delay
-from chargepoint_firmware.ocpp_client.meter import DEFAULT_MEASURANDS, meter_value
-from chargepoint_firmware.ocpp_client.timefmt import iso_ms, parse_iso
+from chargepoint_firmware.ocpp_edge.connection import backoff_delay
+from chargepoint_firmware.ocpp_edge.timefmt import iso_ms, parse_iso
 
 
 def test_timestamps_utc_with_milliseconds() -> None:

@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from ocpp.exceptions import GenericError
 
-from chargepoint_firmware.ocpp_client.outbox import Outbox, SendQueued
+from chargepoint_firmware.ocpp_edge.outbox import Outbox, SendQueued
 from chargepoint_firmware.storage import AgentStorage, QueuedMessage
 
 ATTEMPTS = 3

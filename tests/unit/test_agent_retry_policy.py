@@ -8,8 +8,8 @@ from pathlib import Path
 
 from ocpp.exceptions import InternalError
 
-from chargepoint_firmware.ocpp_client.agent import retry_backoff_delay
-from chargepoint_firmware.ocpp_client.outbox import Outbox
+from chargepoint_firmware.ocpp_edge.connection import retry_backoff_delay
+from chargepoint_firmware.ocpp_edge.outbox import Outbox
 from chargepoint_firmware.storage import AgentStorage, QueuedMessage
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from chargepoint_firmware.cli import main
-from chargepoint_firmware.ocpp_client.redact import redact_frame
+from chargepoint_firmware.ocpp_edge.redact import redact_frame
 from chargepoint_firmware.settings import redact
 from tests.integration.test_agent_transactions import set_variable
 from tests.support.agent_harness import start_harness

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from ocpp.messages import Call
 
-from chargepoint_firmware.ocpp_client.session import schema_error
+from chargepoint_firmware.ocpp_edge.session import schema_error
 
 
 @pytest.mark.parametrize(

@@ -5,14 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from chargepoint_firmware.ocpp_client.config import ConfigView
-from chargepoint_firmware.ocpp_client.device_model_adapter import BuiltinDeviceModel
-from chargepoint_firmware.ocpp_client.outbox import Outbox
-from chargepoint_firmware.ocpp_client.transactions import (
+from chargepoint_firmware.blocks.provisioning.device_model_adapter import BuiltinDeviceModel
+from chargepoint_firmware.blocks.transactions.manager import (
     TransactionManager,
     stopped_reason_for_fault,
 )
+from chargepoint_firmware.ocpp_edge.outbox import Outbox
 from chargepoint_firmware.settings import load_settings
+from chargepoint_firmware.station.config import ConfigView
 from chargepoint_firmware.storage import AgentStorage
 from tests.support.agent_fakes import FakeEvse, ManualClock
 

@@ -2,7 +2,7 @@
 
 Walks every module of the pure packages with `ast` (no import side effects) and checks:
 - no `import`/`from ... import` of an edge package (network, database, CAN, web, asyncio I/O),
-  nor of the project's own edge packages (ocpp_client, hardware, persistence, ...);
+  nor of the project's own edge packages (ocpp_edge, hardware, persistence, ...);
 - no clock read (`datetime.now()`, `time.monotonic()`, `date.today()`, ...): `now` is an argument;
 - no `open(...)`: pure code takes lines or bytes, the edges read files.
 """
@@ -53,7 +53,10 @@ FORBIDDEN_IMPORT_ROOTS = {
     "websockets",
 }
 FORBIDDEN_PROJECT_PREFIXES = (
-    "chargepoint_firmware.ocpp_client",
+    "chargepoint_firmware.ocpp_edge",
+    "chargepoint_firmware.blocks",
+    "chargepoint_firmware.agent",
+    "chargepoint_firmware.wiring",
     "chargepoint_firmware.hardware",
     "chargepoint_firmware.storage",
     "chargepoint_firmware.main",

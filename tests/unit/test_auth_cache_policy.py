@@ -1,4 +1,5 @@
-"""Authorization Cache eviction and lapse rules (ocpp_client/auth_cache_policy.py), properties.
+"""Authorization Cache eviction and lapse rules (blocks/authorization/auth_cache_policy.py):
+properties.
 
 AuthCacheCtrlr.Policy: LRU, LFU, FIFO, CUSTOM (non-Accepted first, then soonest lapse, then
 LRU); lapsed entries (cacheExpiryDateTime C10.FR.13, LifeTime C10.FR.08/.10) always go first.
@@ -13,7 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from chargepoint_firmware.ocpp_client.auth_cache_policy import (
+from chargepoint_firmware.blocks.authorization.auth_cache_policy import (
     ENTRY_OVERHEAD_BYTES,
     POLICIES,
     CacheEntryMeta,

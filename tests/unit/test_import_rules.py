@@ -11,8 +11,8 @@ and under `if TYPE_CHECKING:` (a lazy import is still a dependency).
   handlers (`ocpp_server`) -> services: persistence and routing import no services, api or
   ocpp_server; services import no api and no ocpp_server; api imports no persistence, routing
   or ocpp_server; ocpp_server imports no api and no persistence;
-- inside the agent the OCPP edge (`ocpp_client`) and the hardware import neither each other nor
-  the composition root (`main`, `cli`); the hardware imports no OCPP library;
+- inside the agent the OCPP edge (`ocpp_edge`, `blocks`) and the hardware import neither
+  each other nor the composition root (`main`, `cli`); the hardware imports no OCPP library;
 - the pure cores (v2g_shared, csms.domain, csms.v2g, chargepoint_firmware.safety,
   chargepoint_firmware.chademo minus its listed edge modules) import no edge (network,
   database, CAN, web libraries, nor the products' own edge packages).
@@ -69,7 +69,7 @@ PROJECT_EDGES = (
     "csms.cli",
     "csms.cli_admin",
     "csms.entry",
-    "csms.home_assistant",
+    "csms.integrations",
     "csms.ocpp_server",
     "csms.persistence",
     "csms.routing",
@@ -79,7 +79,7 @@ PROJECT_EDGES = (
     "chargepoint_firmware.cli",
     "chargepoint_firmware.hardware",
     "chargepoint_firmware.main",
-    "chargepoint_firmware.ocpp_client",
+    "chargepoint_firmware.ocpp_edge",
     "chargepoint_firmware.settings",
     "chargepoint_firmware.simulate",
     "chargepoint_firmware.storage",
@@ -131,14 +131,15 @@ RULES = (
     ),
     Rule(
         "agent: the OCPP edge and the hardware meet only in the composition root",
-        ("chargepoint_firmware.ocpp_client",),
+        ("chargepoint_firmware.ocpp_edge", "chargepoint_firmware.blocks"),
         ("chargepoint_firmware.hardware", "chargepoint_firmware.main", "chargepoint_firmware.cli"),
     ),
     Rule(
         "agent: the hardware knows no OCPP",
         ("chargepoint_firmware.hardware",),
         (
-            "chargepoint_firmware.ocpp_client",
+            "chargepoint_firmware.ocpp_edge",
+            "chargepoint_firmware.blocks",
             "chargepoint_firmware.main",
             "chargepoint_firmware.cli",
             "ocpp",

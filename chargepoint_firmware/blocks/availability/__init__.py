@@ -1,0 +1,1 @@
+"""Block G: connector status (StatusNotification), ChangeAvailability, UnlockConnector."""

@@ -1,0 +1,2 @@
+"""Blocks A04/L/N/P: problem and security events, simulated log upload and firmware update,
+DataTransfer."""

@@ -1,0 +1,1 @@
+"""Blocks B/F: Reset, the device model (Get/SetVariables, reports), TriggerMessage."""

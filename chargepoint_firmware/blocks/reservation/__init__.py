@@ -1,0 +1,1 @@
+"""Block H: ReserveNow, CancelReservation, expiry and use of reservations."""

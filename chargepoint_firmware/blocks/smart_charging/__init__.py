@@ -1,0 +1,1 @@
+"""Block K: charging profiles, the setpoint of each EVSE, and the local V2X response."""

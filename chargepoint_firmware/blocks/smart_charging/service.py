@@ -1,0 +1,294 @@
+"""Smart charging on the station (block K): installed profiles and the setpoint of each EVSE.
+
+Profiles are validated with the K01 rules (v2g_shared.schedule), persisted in the state
+directory and turned into one `EvseSetpoint` per EVSE with `limit_at`. One task sleeps until the
+earliest `next_change` of all EVSEs, or until profiles / transactions change (`wake()`): the
+setpoint changes exactly at period boundaries, with no polling.
+
+Bidirectional (project convention on OCPP 2.0.1, V2XCtrlr.NegativeLimitIsDischarge): when true, a
+negative limit is a discharge setpoint; when false, a profile with a negative limit is rejected.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import replace
+from datetime import datetime
+from typing import Any
+
+from chargepoint_firmware.blocks.smart_charging.v2x_local import LocalV2x
+from chargepoint_firmware.blocks.transactions.manager import TransactionManager
+from chargepoint_firmware.interfaces import EvseHardware, EvseSetpoint
+from chargepoint_firmware.settings import EvseConfig
+from chargepoint_firmware.station.clock import Clock
+from chargepoint_firmware.station.config import ConfigView
+from chargepoint_firmware.storage import AgentStorage
+from v2g_shared.schedule import (
+    ChargingProfile,
+    ChargingProfilePurpose,
+    ChargingRateUnit,
+    ProfileFormatError,
+    ProfileStore,
+    Transaction,
+    ValidationContext,
+    Violation,
+    composite_schedule,
+    composite_to_ocpp,
+    limit_at,
+    parse_datetime,
+    profile_from_ocpp,
+    profile_to_ocpp,
+    validate_profile,
+)
+
+log = logging.getLogger(__name__)
+
+
+class SmartCharging:
+    def __init__(
+        self,
+        *,
+        storage: AgentStorage,
+        clock: Clock,
+        hardware: Mapping[int, EvseHardware],
+        evses: Mapping[int, EvseConfig],
+        config: ConfigView,
+        transactions: TransactionManager,
+    ) -> None:
+        self.storage = storage
+        self.clock = clock
+        self.hardware = hardware
+        self.evses = evses
+        self.config = config
+        self.transactions = transactions
+        self.store = ProfileStore()
+        self._wake = asyncio.Event()
+        self._published: dict[int, EvseSetpoint] = {}
+        # Frequency-watt response and emergency-backup hold, applied after the schedule.
+        self.local_v2x = LocalV2x(config, wake=self.wake)
+        # Called with the number of installed profiles after every change.
+        self.on_count: Callable[[int], None] = lambda _count: None
+        transactions.listeners.append(self._on_transaction_change)
+
+    # -- profiles -----------------------------------------------------------------------------
+    def load(self) -> None:
+        store = ProfileStore()
+        for evse_id, payload in self.storage.load_profiles():
+            try:
+                store = store.set(evse_id, profile_from_ocpp(payload))
+            except ProfileFormatError as exc:
+                log.error("ignoring unreadable stored profile: %s", exc)
+        # TxProfiles of transactions that no longer run (e.g. ended by a restart) are gone.
+        running = {tx for tx, _ in self.transactions.active_transactions().values()}
+        for installed in store.profiles:
+            p = installed.profile
+            if p.purpose is ChargingProfilePurpose.TX_PROFILE and p.transaction_id not in running:
+                store, _ = store.clear(profile_id=p.id)
+                self.storage.delete_profile(p.id)
+        self.store = store
+        self.on_count(len(store))
+
+    def evse_ids(self) -> list[int]:
+        return list(self.hardware)
+
+    def rate_units(self) -> list[str]:
+        """SmartChargingCtrlr.RateUnit: the units a GetCompositeSchedule may ask for."""
+        return self.config.members("SmartChargingCtrlr", "RateUnit")
+
+    def discharge_enabled(self) -> bool:
+        return self.config.boolean("V2XCtrlr", "NegativeLimitIsDischarge")
+
+    def _context(self) -> ValidationContext:
+        units = frozenset(
+            ChargingRateUnit(u)
+            for u in self.config.members("SmartChargingCtrlr", "RateUnit")
+            if u in ("A", "W")
+        )
+        return ValidationContext(
+            evse_ids=frozenset(self.evses),
+            dc_evse_ids=frozenset(self.evses),
+            active_transactions={
+                e: tx for e, (tx, _) in self.transactions.active_transactions().items()
+            },
+            stored=self.store.profiles,
+            supported_rate_units=units,
+            max_stack_level=self.config.integer("SmartChargingCtrlr", "ProfileStackLevel"),
+            max_periods_per_schedule=self.config.integer(
+                "SmartChargingCtrlr", "PeriodsPerSchedule"
+            ),
+            max_entries=self.config.integer("SmartChargingCtrlr", "Entries"),
+            negative_limit_is_discharge=self.discharge_enabled(),
+        )
+
+    def set_profile(self, evse_id: int, profile: ChargingProfile) -> list[Violation]:
+        """SetChargingProfile (the profile as parsed from the CALL): violations, empty when
+        installed. Stored as its OCPP JSON (the form `load` reads back)."""
+        violations = validate_profile(profile, self._context(), evse_id=evse_id)
+        if violations:
+            return violations
+        with self.storage.atomic():
+            self.storage.save_profile(profile.id, evse_id, profile_to_ocpp(profile))
+        self.store = self.store.set(evse_id, profile)
+        self.wake()
+        return []
+
+    def clear(
+        self,
+        profile_id: int | None,
+        evse_id: int | None,
+        purpose: str | None,
+        stack_level: int | None,
+    ) -> bool:
+        store, removed = self.store.clear(
+            profile_id=profile_id,
+            evse_id=evse_id,
+            purpose=ChargingProfilePurpose(purpose) if purpose else None,
+            stack_level=stack_level,
+        )
+        if not removed:
+            return False
+        with self.storage.atomic():
+            for installed in removed:
+                self.storage.delete_profile(installed.profile.id)
+        self.store = store
+        self.wake()
+        return True
+
+    def select(
+        self,
+        evse_id: int | None,
+        purpose: str | None,
+        stack_level: int | None,
+        profile_ids: list[int] | None,
+    ) -> dict[int, list[dict[str, Any]]]:
+        """GetChargingProfiles: evse id -> profiles (camelCase JSON)."""
+        found = self.store.select(
+            evse_id=evse_id,
+            purpose=ChargingProfilePurpose(purpose) if purpose else None,
+            stack_level=stack_level,
+            profile_ids=profile_ids,
+        )
+        out: dict[int, list[dict[str, Any]]] = {}
+        for installed in found:
+            out.setdefault(installed.evse_id, []).append(profile_to_ocpp(installed.profile))
+        return out
+
+    def _transactions(self) -> dict[int, Transaction]:
+        return {
+            e: Transaction(tx, parse_datetime(started))
+            for e, (tx, started) in self.transactions.active_transactions().items()
+        }
+
+    def _nominal_voltage(self, evse_id: int) -> float:
+        if evse_id == 0:
+            return sum(e.nominal_voltage_v for e in self.evses.values()) / len(self.evses)
+        return self.evses[evse_id].nominal_voltage_v
+
+    def composite(self, evse_id: int, duration: int, unit: str | None) -> dict[str, Any]:
+        """GetCompositeSchedule: a CompositeScheduleType (camelCase)."""
+        rate = ChargingRateUnit(unit) if unit else self._unit_for(evse_id)
+        start = self.clock.now()
+        periods = composite_schedule(
+            self.store.profiles,
+            self._transactions(),
+            list(self.evses),
+            evse_id=evse_id,
+            start=start,
+            duration=duration,
+            unit=rate,
+            nominal_voltage_v=self._nominal_voltage(evse_id),
+            discharge_enabled=self.discharge_enabled(),
+        )
+        chosen = list(self.evses.values()) if evse_id == 0 else [self.evses[evse_id]]
+        if rate is ChargingRateUnit.W:
+            unlimited = sum(e.max_charge_power_w for e in chosen)
+        else:
+            unlimited = sum(e.max_charge_current_a for e in chosen)
+        return composite_to_ocpp(
+            periods, evse_id=evse_id, start=start, duration=duration, unit=rate, unlimited=unlimited
+        )
+
+    def _unit_for(self, evse_id: int) -> ChargingRateUnit:
+        """A when every profile that can apply to the EVSE is in A (no conversion), else W."""
+        units = {
+            i.profile.schedule.charging_rate_unit
+            for i in self.store.profiles
+            if i.evse_id in (0, evse_id)
+        }
+        return ChargingRateUnit.A if units == {ChargingRateUnit.A} else ChargingRateUnit.W
+
+    # -- transactions -------------------------------------------------------------------------
+    def _on_transaction_change(self, evse_id: int, what: str, transaction_id: str | None) -> None:
+        if what == "started":
+            st = self.transactions.evses[evse_id]
+            if st.pending_profile is not None and transaction_id is not None:
+                profile = replace(st.pending_profile, transaction_id=transaction_id)
+                st.pending_profile = None
+                violations = self.set_profile(evse_id, profile)
+                if violations:
+                    log.warning("TxProfile of RequestStartTransaction rejected: %s", violations)
+        if what == "ended":
+            self._drop_ended_tx_profiles()
+        self.wake()
+
+    def _drop_ended_tx_profiles(self) -> None:
+        running = {tx for tx, _ in self.transactions.active_transactions().values()}
+        for installed in self.store.profiles:
+            p = installed.profile
+            if p.purpose is ChargingProfilePurpose.TX_PROFILE and p.transaction_id not in running:
+                self.store = self.store.end_transaction(p.transaction_id or "")
+                self.storage.delete_profile(p.id)
+
+    # -- the setpoint task --------------------------------------------------------------------
+    def wake(self) -> None:
+        self.on_count(len(self.store))
+        self._wake.set()
+
+    def publish_now(self) -> datetime | None:
+        """Publish every EVSE's setpoint for now; return the earliest next change."""
+        now = self.clock.now()
+        profiles = self.store.profiles
+        transactions = self._transactions()
+        discharge = self.discharge_enabled()
+        earliest: datetime | None = None
+        for evse_id, hw in self.hardware.items():
+            unit = self._unit_for(evse_id)
+            limit, next_change = limit_at(
+                profiles,
+                transactions,
+                list(self.evses),
+                evse_id=evse_id,
+                now=now,
+                unit=unit,
+                nominal_voltage_v=self._nominal_voltage(evse_id),
+                discharge_enabled=discharge,
+            )
+            setpoint = self.local_v2x.adjust(
+                EvseSetpoint(evse_id, limit, unit.value, valid_until=next_change),
+                hw.status(),
+                self._nominal_voltage(evse_id),
+            )
+            if self._published.get(evse_id) != setpoint:
+                self._published[evse_id] = setpoint
+                hw.set_setpoint(setpoint)
+            if next_change is not None and (earliest is None or next_change < earliest):
+                earliest = next_change
+        return earliest
+
+    async def run_setpoints(self) -> None:
+        while True:
+            self._wake.clear()
+            next_change = self.publish_now()
+            waits: list[asyncio.Future[Any]] = [asyncio.ensure_future(self._wake.wait())]
+            if next_change is not None:
+                waits.append(asyncio.ensure_future(self.clock.sleep_until(next_change)))
+            try:
+                await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for waiting in waits:
+                    waiting.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await waiting

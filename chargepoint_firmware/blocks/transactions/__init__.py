@@ -1,0 +1,1 @@
+"""Blocks E/F/J: the TransactionEvent lifecycle, remote start/stop, meter values and sampling."""

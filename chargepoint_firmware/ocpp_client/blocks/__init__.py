@@ -1,1 +1,0 @@
-"""OCPP handlers, one mixin per functional block, combined in session.StationSession."""

@@ -1,5 +1,8 @@
 """Arbitrage and solar-soaking planner: one linear program for a site of many vehicles (pure).
 
+Over 600 lines because the LP is built, solved and read back in one place: the variable
+layout the builder chooses is what the reader indexes, and splitting them would spread it.
+
 Per vehicle v and interval t (kW, meter side): charge c >= 0, discharge d >= 0, stored energy s
 (kWh, after t). Per interval: site import and export (kW averaged over the interval).
 

@@ -149,7 +149,7 @@ def station_variables(
         # C10: LifeTime 0 = entries never lapse by age (cacheExpiryDateTime still applies).
         _var(cache, "LifeTime", T.INTEGER, "86400", unit=s, min_limit=0),
         _var(cache, "Policy", T.OPTION_LIST, "LRU", values_list=("LRU", "LFU", "FIFO", "CUSTOM")),
-        # Actual = bytes in use, maxLimit = capacity (ocpp_client/auth_cache_policy.py).
+        # Actual = bytes in use, maxLimit = capacity (blocks/authorization/auth_cache_policy.py).
         _var(cache, "Storage", T.INTEGER, "0", RO, unit="B", min_limit=0,
              max_limit=auth_cache_storage_bytes, persistent=False),
         _var(cache, "DisablePostAuthorize", T.BOOLEAN, "false"),

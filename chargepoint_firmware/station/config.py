@@ -1,6 +1,6 @@
 """Typed reads of the configuration variables the agent acts on.
 
-The device model (chargepoint_firmware/device_model.py) is the source of truth when present;
+The device model (chargepoint_firmware/device_model/) is the source of truth when present;
 `ConfigView` reads through it and falls back to the OCPP defaults below, so that the agent works
 (and its tests run) with any device model that answers `value(component, variable)`.
 """

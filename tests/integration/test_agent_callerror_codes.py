@@ -214,9 +214,9 @@ async def test_finding1_every_code_to_a_status_notification_keeps_the_connection
         for code in [*CODES, MALFORMED_CALLERROR]:
             h.csms.error_code = code
             sent = len(h.csms.actions("StatusNotification"))
-            before = set(h.agent._tasks)
-            h.agent.send_soon(status())
-            spawned = h.agent._tasks - before
+            before = set(h.agent.link.tasks)
+            h.agent.link.send_soon(status())
+            spawned = h.agent.link.tasks - before
             assert len(spawned) == 1
             done, _ = await asyncio.wait(spawned, timeout=5)
             assert done == spawned, f"{code}: send task still running"

@@ -17,7 +17,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 
 PURE_PACKAGES = (
-    "v2g_shared/schedule",
+    "v2g_shared",
     "chargepoint_firmware/safety",
     "chargepoint_firmware/chademo",
     "csms/v2g",
@@ -30,6 +30,8 @@ EDGE_MODULES_INSIDE_PURE_PACKAGES = {
     "chargepoint_firmware/chademo/replay_cli.py",
     # Reads log files, through python-can's readers where they exist: an I/O edge.
     "chargepoint_firmware/chademo/log_decode.py",
+    # SIGINT/SIGTERM -> an asyncio stop event, shared by both products' long-running commands.
+    "v2g_shared/stop_signals.py",
 }
 
 FORBIDDEN_IMPORT_ROOTS = {

@@ -31,6 +31,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from tests.unit.test_architecture import (
+    EDGE_MODULES_INSIDE_PURE_PACKAGES,
+    FORBIDDEN_IMPORT_ROOTS,
+    PURE_PACKAGES,
+)
+
 ROOT = Path(__file__).resolve().parents[2]
 SOURCE_PACKAGES = ("csms", "chargepoint_firmware", "v2g_shared", "v2g_demo")
 MAX_LINES = 600
@@ -45,24 +51,8 @@ class Rule:
     exempt: tuple[str, ...] = ()  # importer modules the rule does not apply to
 
 
-EDGE_LIBRARIES = (
-    "aiomqtt",
-    "aiosqlite",
-    "alembic",
-    "asyncpg",
-    "can",
-    "fastapi",
-    "httpx",
-    "nats",
-    "ocpp",
-    "redis",
-    "socket",
-    "sqlalchemy",
-    "starlette",
-    "uvicorn",
-    "uvloop",
-    "websockets",
-)
+# The pure packages and edge libraries are the ones test_architecture checks for clock reads.
+EDGE_LIBRARIES = tuple(sorted(FORBIDDEN_IMPORT_ROOTS))
 PROJECT_EDGES = (
     "csms.api",
     "csms.app",
@@ -85,19 +75,9 @@ PROJECT_EDGES = (
     "chargepoint_firmware.storage",
     "v2g_demo",
 )
-PURE_CORES = (
-    "v2g_shared",
-    "csms.domain",
-    "csms.v2g",
-    "chargepoint_firmware.safety",
-    "chargepoint_firmware.chademo",
-)
-# The `chargepoint chademo-decode` / `chademo-replay` commands and the log reader open files:
-# the chademo package's only edges, kept beside the pure code they drive.
-EDGE_MODULES_IN_PURE_CORES = (
-    "chargepoint_firmware.chademo.decode_cli",
-    "chargepoint_firmware.chademo.replay_cli",
-    "chargepoint_firmware.chademo.log_decode",
+PURE_CORES = tuple(package.replace("/", ".") for package in PURE_PACKAGES)
+EDGE_MODULES_IN_PURE_CORES = tuple(
+    path.removesuffix(".py").replace("/", ".") for path in sorted(EDGE_MODULES_INSIDE_PURE_PACKAGES)
 )
 
 RULES = (

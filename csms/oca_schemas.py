@@ -129,6 +129,11 @@ def _schema(action: str, kind: str) -> dict[str, Any] | None:
     return schema
 
 
+def request_schema(action: str) -> dict[str, Any] | None:
+    """The OCA JSON schema of `<action>Request` (the dashboard builds its generic form from it)."""
+    return _schema(action, "Request")
+
+
 @functools.cache
 def validator(action: str, kind: str) -> Draft6Validator | None:
     """jsonschema validator for `<action><kind>.json` (kind "Request" or "Response")."""

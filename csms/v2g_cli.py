@@ -29,6 +29,7 @@ import numpy as np
 from csms.v2g import bounds as b
 from csms.v2g.baselines import cost_plan, plain_charging, threshold_rules
 from csms.v2g.optimizer import PlanError, plan_vehicle
+from csms.v2g.plan_chart import plan_chart
 from csms.v2g.prices import (
     NemTariff,
     PriceFileError,
@@ -37,6 +38,7 @@ from csms.v2g.prices import (
     parse_simple_prices,
 )
 from csms.v2g.vehicle import Chemistry, Vehicle, VehicleSession
+from csms.v2g_plot import PLOT_SUFFIXES, write_plan_plot
 
 
 class _UsageError(Exception):
@@ -136,6 +138,11 @@ def _build_parser() -> argparse.ArgumentParser:
         f"(default {b.DEFAULT_MAX_HORIZON_H:g} h, at most {b.MAX_HORIZON_H.high:g})",
     )
     plan.add_argument("--tz", default="+10:00", help="offset for times without one")
+    plan.add_argument(
+        "--plot",
+        type=Path,
+        help="also draw price, plan power and SoC with the baselines into FILE (.png or .svg)",
+    )
     return parser
 
 
@@ -180,6 +187,8 @@ def _iso(moment: datetime) -> str:
 
 def _plan(args: argparse.Namespace) -> dict[str, object]:
     tz = _offset(args.tz)
+    if args.plot is not None and args.plot.suffix.lower() not in PLOT_SUFFIXES:
+        raise _UsageError(f"--plot {args.plot}: the file must end in .png or .svg")
     path: Path = args.prices
     if not path.is_file():
         raise _UsageError(f"--prices: no such file: {path}")
@@ -240,6 +249,8 @@ def _plan(args: argparse.Namespace) -> dict[str, object]:
         {"start": _iso(max(s, start)), "power_kw": round(p, 4), "soc_after": round(100 * soc, 3)}
         for s, p, soc in zip(plan.interval_starts, plan.power_kw, plan.soc_after, strict=True)
     ]
+    if args.plot is not None:
+        write_plan_plot(plan_chart(plan, session, prices, start), args.plot, tz)
     warnings = list(plan.warnings)
     if prices.end < departure:
         warnings.append(f"prices end at {_iso(prices.end)}, before departure: planned to there")

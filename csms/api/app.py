@@ -9,7 +9,9 @@ from csms.api.counting import CountedServices
 from csms.api.deps import ApiServices, TokenCache
 from csms.api.errors import PROBLEM_RESPONSES, install_error_handlers
 from csms.api.metrics import CsmsMetrics, metrics_route
-from csms.api.routes import commands, records, stations, tokens, v2g
+from csms.api.routes import commands, dashboard, records, stations, tokens, v2g
+from csms.dashboard import mount_dashboard
+from csms.services.live import LiveFeed
 
 API_PREFIX = "/api/v1"
 
@@ -22,6 +24,7 @@ ROUTERS = (
     tokens.id_tokens_router,
     tokens.api_tokens_router,
     v2g.router,
+    dashboard.router,
 )
 
 
@@ -49,10 +52,13 @@ def create_api(
     if metrics is not None:
         metrics.command_counts = counted.command_counts
     app.state.token_cache = TokenCache(token_cache_ttl_s)
+    # The live-update fan-out the services feed (a fresh, silent one for a bare services set).
+    app.state.live = getattr(services, "live", None) or LiveFeed()
     install_error_handlers(app)
     api = APIRouter(prefix=API_PREFIX, responses=PROBLEM_RESPONSES)
     for router in ROUTERS:
         api.include_router(router)
     app.include_router(api)
     app.add_api_route("/metrics", metrics_route(metrics), methods=["GET"], include_in_schema=False)
+    mount_dashboard(app)
     return app

@@ -13,6 +13,7 @@ from csms.routing.base import CommandRouter
 from csms.routing.inprocess import InProcessRouter
 from csms.services.commands import CommandService
 from csms.services.common import Clock, utcnow
+from csms.services.live import LiveFeed
 from csms.services.password_check import PasswordCheck, default_key_path, load_or_create_key
 from csms.services.records import (
     ChargingProfileService,
@@ -48,15 +49,18 @@ class Services:
     commands: CommandService
     station_messages: StationMessageService
     transaction_events: TransactionEventService
+    live: LiveFeed
 
     async def start(self, *, migrate: bool = False) -> None:
         """Open the database writer; with migrate=True first bring the schema to head."""
         if migrate:
             await migrations.upgrade_async(self.settings.database_url)
         await self.db.start()
+        self.live.start()
         v2g_service_for(self).start_background()  # re-planner: off unless configured
 
     async def close(self) -> None:
+        await self.live.close()
         await v2g_service_for(self).close()
         await self.db.close()
 
@@ -75,6 +79,9 @@ def build_services(
     hasher is argon2id with argon2-cffi's default (RFC 9106 low-memory) parameters."""
     db = Database(settings.database_url, sqlite_synchronous=sqlite_synchronous)
     router = router or InProcessRouter(settings.node_id)
+    # Connection changes: the router's local connection list where it keeps one.
+    connected_ids = getattr(router, "connected_station_ids", None)
+    live = LiveFeed(connected_ids=connected_ids if callable(connected_ids) else None)
     return Services(
         settings=settings,
         db=db,
@@ -108,6 +115,7 @@ def build_services(
             negative_limit_is_discharge=settings.negative_limit_is_discharge,
             clock=clock,
         ),
-        station_messages=StationMessageService(db),
-        transaction_events=TransactionEventService(db),
+        station_messages=StationMessageService(db, live),
+        transaction_events=TransactionEventService(db, live),
+        live=live,
     )

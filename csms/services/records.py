@@ -52,6 +52,11 @@ class TransactionService:
             samples = await repo.list_meter_samples(conn, station_id, transaction_id)
         return TransactionDetail(tx, events, samples)
 
+    async def totals_since(self, since: datetime) -> tuple[int, float, float]:
+        """(transactions, energy Wh, cost) of the transactions updated since `since`."""
+        async with self._db.read() as conn:
+            return await repo.totals_since(conn, since)
+
 
 class DeviceModelService:
     def __init__(self, db: Database) -> None:

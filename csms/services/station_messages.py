@@ -19,19 +19,25 @@ from csms.domain.models import (
 )
 from csms.persistence import repositories as repo
 from csms.persistence.database import Database
+from csms.services.live import LiveFeed
 
 
 class StationMessageService:
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, live: LiveFeed | None = None) -> None:
         self._db = db
+        self._live = live
 
     async def record_event(self, event: EventRecord) -> None:
         await self._db.write_rows(repo.event_write(event))
+        if self._live is not None:
+            self._live.publish({"type": "event", "station": event.station_id, "kind": event.kind})
 
     async def boot(
         self, station_id: str, info: BootInfo, status: RegistrationStatus, now: datetime
     ) -> None:
         await self._db.write_rows(repo.boot_write(station_id, info, status, now))
+        if self._live is not None:
+            self._live.publish({"type": "boot", "station": station_id, "status": status.value})
 
     async def heartbeat(self, station_id: str, now: datetime) -> None:
         await self._db.write_rows(repo.heartbeat_write(station_id, now))
@@ -44,6 +50,16 @@ class StationMessageService:
                 self._db.dialect, station_id, evse_id, connector_id, status, now
             )
         )
+        if self._live is not None:
+            self._live.publish(
+                {
+                    "type": "connector",
+                    "station": station_id,
+                    "evse": evse_id,
+                    "connector": connector_id,
+                    "status": status,
+                }
+            )
 
     async def device_report(
         self, variables: list[DeviceVariable], events: list[EventRecord], now: datetime

@@ -14,7 +14,15 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy.exc import IntegrityError
 
 from csms.domain.errors import AlreadyExists, CsmsError, InvalidRequest, UnknownStation
-from csms.domain.models import BootPolicy, Evse, Page, SecurityProfile, Station, StoredPassword
+from csms.domain.models import (
+    BootPolicy,
+    Connector,
+    Evse,
+    Page,
+    SecurityProfile,
+    Station,
+    StoredPassword,
+)
 from csms.domain.passwords import PASSWORD_MAX, PASSWORD_MIN, password_length_ok
 from csms.persistence import repositories as repo
 from csms.persistence.database import Database
@@ -103,10 +111,21 @@ class StationService:
             raise UnknownStation(station_id)
         return station
 
-    async def list(self, offset: int = 0, limit: int = 50) -> Page[Station]:
+    async def list(
+        self,
+        offset: int = 0,
+        limit: int = 50,
+        *,
+        id_contains: str | None = None,
+        only_ids: builtins.list[str] | None = None,
+    ) -> Page[Station]:
         check_page(offset, limit)
         async with self._db.read() as conn:
-            return await repo.list_stations(conn, offset, limit)
+            return await repo.list_stations(conn, offset, limit, id_contains, only_ids)
+
+    async def connectors_of(self, station_ids: builtins.list[str]) -> builtins.list[Connector]:
+        async with self._db.read() as conn:
+            return await repo.connectors_of(conn, station_ids)
 
     async def update(
         self,

@@ -22,6 +22,7 @@ from csms.domain.transactions import (
 from csms.persistence import repositories as repo
 from csms.persistence.database import BatchedWrite, Database
 from csms.services.common import ocpp_datetime
+from csms.services.live import LiveFeed
 
 log = logging.getLogger(__name__)
 
@@ -30,8 +31,9 @@ SUPERSEDED_EVENT = "TransactionSuperseded"
 
 
 class TransactionEventService:
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, live: LiveFeed | None = None) -> None:
         self._db = db
+        self._live = live
 
     async def apply(
         self,
@@ -46,11 +48,41 @@ class TransactionEventService:
         result: tuple[Transaction | None, bool] = await self._db.write_batched(
             TransactionEventWrite(event, payload, now, samples)
         )
+        tx, fresh = result
+        if self._live is not None and fresh and tx is not None:
+            self._publish(tx, samples)
         return result
+
+    def _publish(self, tx: Transaction, samples: list[MeterSample]) -> None:
+        assert self._live is not None
+        ended = tx.state.value == "Ended"
+        if ended:
+            self._live.transaction_ended(tx.station_id, tx.transaction_id)
+        else:
+            self._live.meter_samples(samples, tx.transaction_id)
+        energy = (
+            tx.energy_last_wh - tx.energy_start_wh
+            if tx.energy_last_wh is not None and tx.energy_start_wh is not None
+            else None
+        )
+        self._live.publish(
+            {
+                "type": "transaction",
+                "station": tx.station_id,
+                "transaction_id": tx.transaction_id,
+                "state": tx.state.value,
+                "evse": tx.evse_id,
+                "charging_state": tx.charging_state,
+                "energy_wh": energy,
+                "total_cost": tx.total_cost,
+            }
+        )
 
     async def meter_values(self, samples: list[MeterSample]) -> None:
         """J01: meter values sent outside a transaction event."""
         await self._db.write_rows(repo.meter_samples_write(self._db.dialect, samples))
+        if self._live is not None:
+            self._live.meter_samples(samples)
 
 
 class TransactionEventWrite(BatchedWrite):

@@ -61,6 +61,7 @@ from csms.persistence.repositories.meter_values import (
 from csms.persistence.repositories.stations import (
     boot_write,
     connector_status_writes,
+    connectors_of,
     delete_station,
     get_station,
     get_station_auth,
@@ -92,6 +93,7 @@ from csms.persistence.repositories.transactions import (
     save_transaction,
     save_transactions,
     stored_seq_nos,
+    totals_since,
     transactions_and_tariffs,
 )
 
@@ -99,6 +101,7 @@ __all__ = [
     "active_transactions_on_evses",
     "boot_write",
     "connector_status_writes",
+    "connectors_of",
     "delete_charging_profiles",
     "delete_id_token",
     "delete_station",
@@ -148,6 +151,7 @@ __all__ = [
     "set_id_token_status",
     "set_password_check",
     "stored_seq_nos",
+    "totals_since",
     "transactions_and_tariffs",
     "update_certificate",
     "update_station",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -119,15 +119,45 @@ async def set_password_check(
     return bool(result.rowcount)
 
 
-async def list_stations(conn: AsyncConnection, offset: int, limit: int) -> Page[Station]:
+async def list_stations(
+    conn: AsyncConnection,
+    offset: int,
+    limit: int,
+    id_contains: str | None = None,
+    only_ids: Collection[str] | None = None,
+) -> Page[Station]:
+    """A page of stations by id; `id_contains` filters by a case-insensitive part of the id,
+    `only_ids` to the given ids (e.g. the connected ones)."""
+    conds: list[Any] = []
+    if id_contains:
+        escaped = id_contains.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        conds.append(t.stations.c.id.ilike(f"%{escaped}%", escape="\\"))
+    if only_ids is not None:
+        conds.append(t.stations.c.id.in_(sorted(only_ids)))
     rows, total = await page(
         conn,
-        t.stations.select().order_by(t.stations.c.id),
-        sa.select(sa.func.count()).select_from(t.stations),
+        t.stations.select().where(*conds).order_by(t.stations.c.id),
+        sa.select(sa.func.count()).select_from(t.stations).where(*conds),
         offset,
         limit,
     )
     return Page(STATIONS.records(rows), total, offset, limit)
+
+
+async def connectors_of(conn: AsyncConnection, station_ids: Collection[str]) -> list[Connector]:
+    """The connectors of several stations in one query (a page of the dashboard's list)."""
+    if not station_ids:
+        return []
+    rows = (
+        await conn.execute(
+            t.connectors.select()
+            .where(t.connectors.c.station_id.in_(sorted(station_ids)))
+            .order_by(
+                t.connectors.c.station_id, t.connectors.c.evse_id, t.connectors.c.connector_id
+            )
+        )
+    ).all()
+    return list(CONNECTORS.records(rows))
 
 
 async def update_station(conn: AsyncConnection, station_id: str, **values: Any) -> bool:

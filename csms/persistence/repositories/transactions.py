@@ -252,3 +252,15 @@ async def list_transaction_events(
         )
     ).all()
     return TRANSACTION_EVENTS.records(rows)
+
+
+async def totals_since(conn: AsyncConnection, since: datetime) -> tuple[int, float, float]:
+    """Transactions updated since `since`: how many, their metered energy (Wh, last register
+    minus first) and their running cost, summed in the database."""
+    c = t.transactions.c
+    energy = sa.func.coalesce(sa.func.sum(c.energy_last_wh - c.energy_start_wh), 0.0)
+    cost = sa.func.coalesce(sa.func.sum(c.total_cost), 0.0)
+    row = (
+        await conn.execute(sa.select(sa.func.count(), energy, cost).where(c.updated_at >= since))
+    ).one()
+    return int(row[0]), float(row[1]), float(row[2])

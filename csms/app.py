@@ -97,6 +97,7 @@ class RunningCsms:
 
     async def stop(self) -> None:
         """API first (no new commands), then the stations' connections, then the database."""
+        self.services.live.end_viewers()  # open dashboard streams would delay the API's exit
         self.api_server.should_exit = True
         try:
             with contextlib.suppress(asyncio.CancelledError):

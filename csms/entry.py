@@ -38,6 +38,7 @@ EXTRA_MODULES: dict[str, str] = {
     "aiomqtt": "aiomqtt",
     "httpx": "httpx",
     "rainflow": "rainflow",
+    "matplotlib": "matplotlib",
 }
 # Installed only where they can be (environment markers in pyproject.toml).
 OPTIONAL_MODULES = frozenset({"uvloop"} if sys.platform == "win32" else ())

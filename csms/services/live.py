@@ -79,6 +79,7 @@ class LiveFeed:
         """Meter values: power (+ import, - export), SoC and energy registers per station; one
         `meter` event per station and timestamp."""
         changed: dict[str, StationLive] = {}
+        measured_at: dict[str, float] = {}
         import_w: dict[str, float] = {}
         export_w: dict[str, float] = {}
         for sample in samples:
@@ -101,6 +102,8 @@ class LiveFeed:
             if transaction_id or sample.transaction_id:
                 live.transaction_id = transaction_id or sample.transaction_id
             changed[sample.station_id] = live
+            at = sample.timestamp.timestamp()
+            measured_at[sample.station_id] = max(at, measured_at.get(sample.station_id, at))
         now = time.time()
         for station_id, live in changed.items():
             if station_id in import_w or station_id in export_w:
@@ -110,7 +113,7 @@ class LiveFeed:
                 {
                     "type": "meter",
                     "station": station_id,
-                    "t": now,
+                    "t": measured_at[station_id],  # the station's clock, as in the meter values
                     "power_w": live.power_w,
                     "soc": live.soc,
                     "energy_import_wh": live.energy_import_wh,
@@ -154,6 +157,14 @@ class LiveFeed:
 
     def unsubscribe(self, viewer: Viewer) -> None:
         self._viewers.discard(viewer)
+
+    def end_viewers(self) -> None:
+        """End every viewer's stream (at shutdown: open streams would hold the server up)."""
+        for viewer in list(self._viewers):
+            viewer.dropped = True
+            with contextlib.suppress(asyncio.QueueFull):
+                viewer.queue.put_nowait(b"")  # wakes the stream, which sees `dropped`
+        self._viewers.clear()
 
     # -- the tick -----------------------------------------------------------------------------
     def start(self) -> None:

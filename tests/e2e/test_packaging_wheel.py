@@ -92,3 +92,28 @@ def test_wheel_holds_every_package_and_both_commands(wheel: zipfile.ZipFile) -> 
         "csms": "csms.entry:main",
         "chargepoint": "chargepoint_firmware.cli:main",
     }
+
+
+def test_wheel_holds_the_dashboard_and_its_vendored_chart_library(wheel: zipfile.ZipFile) -> None:
+    """The dashboard works offline: every file it loads is in the wheel, uPlot with its licence."""
+    names = set(wheel.namelist())
+    static = "csms/dashboard/static/"
+    for name in (
+        "index.html",
+        "app.js",
+        "api.js",
+        "charts.js",
+        "forms.js",
+        "style.css",
+        "view_overview.js",
+        "view_stations.js",
+        "view_station.js",
+        "view_v2g.js",
+        "vendor/uPlot.iife.min.js",
+        "vendor/uPlot.min.css",
+        "vendor/uPlot.LICENSE.txt",
+        "vendor/VENDORED.md",
+    ):
+        assert static + name in names, name
+    index = wheel.read(static + "index.html").decode()
+    assert "http://" not in index and "https://" not in index  # no CDN

@@ -182,6 +182,8 @@ async def live(request: Request) -> StreamingResponse:
                 except TimeoutError:
                     yield b": keepalive\n\n"
                     continue
+                if viewer.dropped:
+                    break  # too slow a reader, or shutdown: the browser reconnects
                 yield chunk
         finally:
             feed.unsubscribe(viewer)

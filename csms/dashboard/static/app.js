@@ -74,7 +74,8 @@ signIn.addEventListener("submit", async (event) => {
     showSignIn(error.status === 401 ? "This token is not valid." : error.message);
   }
 });
-document.getElementById("sign-out").addEventListener("click", () => { setToken(null); location.hash = ""; showSignIn(); });
+// Signing out reloads the page: no view, timer or live stream of the old session survives.
+document.getElementById("sign-out").addEventListener("click", () => { setToken(null); location.replace("/"); });
 window.addEventListener("hashchange", route);
 
 (async () => {

@@ -2,7 +2,10 @@
 const uPlot = window.uPlot;
 const COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#7f7f7f", "#17becf"];
 
-function width(element) { return Math.max(320, (element.clientWidth || 600) - 20); }
+function width(element) {
+  const box = element.clientWidth || element.parentElement?.clientWidth || 600;
+  return Math.max(280, box - 10);
+}
 
 // series: [{label, scale?, stepped?, color?, dash?}], data: [xs, ys1, ys2, ...] (x in Unix s)
 export function lineChart(element, { title, series, data, scales = {}, axes, height = 240 }) {
@@ -16,6 +19,7 @@ export function lineChart(element, { title, series, data, scales = {}, axes, hei
       scale: s.scale || "y",
       stroke: s.color || COLORS[i % COLORS.length],
       width: s.width || 1.5,
+      spanGaps: true,
       dash: s.dash,
       paths: s.stepped ? uPlot.paths.stepped({ align: 1 }) : undefined,
       value: (u, v) => (v == null ? "-" : v.toFixed(s.decimals ?? 2)),
@@ -24,6 +28,11 @@ export function lineChart(element, { title, series, data, scales = {}, axes, hei
   };
   const chart = new uPlot(opts, data, element);
   element.dataset.chart = "uplot";
+  // Follow the card's width (the layout settles after the chart is made).
+  new ResizeObserver(() => {
+    const w = width(element);
+    if (Math.abs(w - chart.width) > 4) chart.setSize({ width: w, height });
+  }).observe(element);
   return chart;
 }
 
@@ -31,10 +40,12 @@ export function lineChart(element, { title, series, data, scales = {}, axes, hei
 export function liveChart(element, spec, keep = 600) {
   const columns = [[], ...spec.series.map(() => [])];
   const chart = lineChart(element, { ...spec, data: columns });
+  element.__points = () => columns[0].length; // how many points it shows (the browser test reads it)
   return {
     chart,
     points: () => columns[0].length,
     push(x, ys) {
+      if (columns[0].length && x <= columns[0].at(-1)) return; // x must grow (uPlot)
       columns[0].push(x);
       ys.forEach((y, i) => columns[i + 1].push(y));
       if (columns[0].length > keep) columns.forEach((c) => c.shift());

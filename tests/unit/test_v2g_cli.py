@@ -338,3 +338,29 @@ def test_finding11_departure_beyond_the_horizon_is_a_clear_error(
     )
     assert code == 0, err
     assert any("prices end" in w for w in json.loads(out)["summary"]["warnings"])
+
+
+@pytest.mark.parametrize("suffix", [".png", ".svg"])
+def test_plan_plot_draws_price_power_and_soc_with_baselines(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], suffix: str
+) -> None:
+    target = tmp_path / f"plan{suffix}"
+    code, out, err = run(capsys, [*BASE, "--plot", str(target)])
+    assert code == 0, err
+    assert json.loads(out)["summary"]["target_met"] is True  # the JSON is still printed
+    data = target.read_bytes()
+    if suffix == ".png":
+        assert data.startswith(b"\x89PNG") and len(data) > 20_000
+    else:
+        text = data.decode()
+        assert text.lstrip().startswith("<?xml") and "<svg" in text
+        for label in ("plan", "plain charging", "threshold rules", "import", "SoC (%)"):
+            assert label in text, label
+
+
+def test_plan_plot_refuses_other_file_kinds(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, _, err = run(capsys, [*BASE, "--plot", str(tmp_path / "plan.pdf")])
+    assert code == 2 and ".png or .svg" in err
+    assert not (tmp_path / "plan.pdf").exists()

@@ -83,7 +83,12 @@ class StationRowsRead(BaseModel):
 ReadToken = Annotated[ApiToken, Security(authorize, scopes=[ApiScope.READ.value])]
 
 
-@router.get("/session", response_model=SessionRead, summary="The calling token's name and scope")
+@router.get(
+    "/session",
+    dependencies=[READ],
+    response_model=SessionRead,
+    summary="The calling token's name and scope",
+)
 async def session(token: ReadToken) -> SessionRead:
     return SessionRead(name=token.name, scope=token.scope.value)
 

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import multiprocessing
 import shutil
 import statistics
@@ -192,13 +191,14 @@ def viewer_process(url: str, token: str, count: int, seconds: float, out: Any) -
                     buffer += text
                     while "\n\n" in buffer:
                         block, buffer = buffer.split("\n\n", 1)
-                        for line in block.split("\n"):
-                            if line.startswith("data: "):
-                                events = json.loads(line[6:])
-                                # The batch's oldest event: what waited longest (tick included).
-                                sent = min((e.get("t", 0) for e in events), default=0)
-                                if sent:
-                                    latencies.append((time.time() - sent) * 1000)
+                        # The batch's first event is its oldest (events are appended as
+                        # published): what waited longest, tick included. Only its time is
+                        # parsed, so that 100 viewers in one process can keep up with 10,000
+                        # stations (a browser parses one stream).
+                        at = block.find('"t": ')
+                        if at >= 0:
+                            number = block[at + 5 : block.find(",", at)]
+                            latencies.append((time.time() - float(number)) * 1000)
                     if time.time() > with_deadline:
                         break
         finally:

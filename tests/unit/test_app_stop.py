@@ -11,6 +11,7 @@ import uvicorn
 from csms.app import RunningCsms
 from csms.routing.inprocess import InProcessRouter
 from csms.services.container import Services
+from csms.services.live import LiveFeed
 from csms.settings import Settings
 
 
@@ -18,6 +19,7 @@ class _Closable:
     def __init__(self, log: list[str], name: str) -> None:
         self.log, self.name = log, name
         self.router = InProcessRouter("n")
+        self.live = LiveFeed()  # the dashboard viewers' fan-out, ended first at stop
         self.port = 0
 
     async def close(self) -> None:

@@ -209,6 +209,10 @@ async def test_dashboard_in_headless_chromium(tmp_path: Path, browser: Any) -> N
             what="charging power on the overview",
         )
         assert await page.js("return document.querySelectorAll('#view-overview canvas').length")
+        # The fleet chart gains a point a second without a reload.
+        await page.wait_js(
+            "return document.getElementById('chart-fleet').__points() >= 6", what="fleet chart"
+        )
         await page.screenshot("dashboard-overview")
 
         # -- stations: rows, connector states, search, a live value changing without reload --

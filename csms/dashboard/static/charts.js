@@ -94,6 +94,12 @@ export function planCharts(element, chart) {
       { label: "threshold rules", color: "#2ca02c" },
       { label: "target", color: "#9467bd", dash: [5, 5] },
     ],
-    data: [t, chart.plan_soc, chart.plain_soc, chart.rules_soc, t.map(() => chart.target_soc)],
+    // SoC after each interval, drawn at the interval's end, from the SoC at the start.
+    data: (() => {
+      const step = t.length > 1 ? t[1] - t[0] : 300;
+      const ends = [t[0], ...t.map((x) => x + step)];
+      const from = (soc) => [chart.soc_start, ...soc];
+      return [ends, from(chart.plan_soc), from(chart.plain_soc), from(chart.rules_soc), ends.map(() => chart.target_soc)];
+    })(),
   });
 }

@@ -16,7 +16,7 @@ export async function overviewView(root) {
     tile("ov-energy", "Energy today", `${fmt(data.energy_today_kwh, 2)} kWh`),
     tile("ov-money", "Money today", fmt(data.cost_today, 2)),
     tile("ov-tx", "Transactions today", String(data.transactions_today)));
-  const chartBox = el("div", { class: "card" });
+  const chartBox = el("div", { class: "card", id: "chart-fleet" });
   root.append(el("h2", { text: "Overview" }), tiles, chartBox,
     el("p", { class: "muted", text: `Today since ${new Date(data.since).toLocaleString()}. Power from this node's stations, live.` }));
   const fleet = liveChart(chartBox, {

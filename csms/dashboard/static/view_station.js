@@ -100,6 +100,8 @@ export async function stationView(root, sid) {
     energyChart.load(xs, [ei, ee]);
     const lastPower = power.filter((v) => v != null).at(-1);
     if (lastPower != null) livePower.replaceChildren(powerCell(lastPower * 1000));
+    const lastSoc = soc.filter((v) => v != null).at(-1);
+    if (lastSoc != null) liveSoc.textContent = `${fmt(lastSoc, 1)} %`;
   } else {
     txInfo.textContent = "No transaction running.";
   }
@@ -107,7 +109,7 @@ export async function stationView(root, sid) {
     if (e.station !== sid) return;
     if (e.type === "meter") {
       livePower.replaceChildren(powerCell(e.power_w));
-      liveSoc.textContent = e.soc == null ? "-" : `${fmt(e.soc, 1)} %`;
+      if (e.soc != null) liveSoc.textContent = `${fmt(e.soc, 1)} %`;
       powerChart.push(e.t, [e.power_w / 1000]);
       socChart.push(e.t, [e.soc]);
       energyChart.push(e.t, [e.energy_import_wh == null ? null : e.energy_import_wh / 1000, e.energy_export_wh == null ? null : e.energy_export_wh / 1000]);

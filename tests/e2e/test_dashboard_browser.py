@@ -226,6 +226,7 @@ async def test_dashboard_in_headless_chromium(tmp_path: Path, browser: Any) -> N
         assert rows == ["DASH-1", "DASH-2"]
         row = "#stations-table tr[data-station='DASH-1']"
         assert "Occupied" in await page.text(f"{row} td:nth-child(6)")
+        assert "2.0.1" in await page.text(f"{row} td:nth-child(3)")  # OCPP version negotiated
         assert await page.js(f'return document.querySelector("{row} .dot.on") !== null')
         first_soc = await page.wait_js(
             f'const t = document.querySelector("{row} td:nth-child(8)").textContent;'

@@ -133,15 +133,25 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
 def _cmd_db(args: argparse.Namespace) -> int:
     from csms.persistence import migrate
+    from csms.persistence.unreachable import naming_the_database
 
     settings = load_settings(args)
-    if args.db_command == "upgrade":
-        migrate.upgrade(settings.database_url, args.revision)
-        print(f"database upgraded to {args.revision}")
-    else:
-        migrate.downgrade(settings.database_url, args.revision)
-        print(f"database downgraded to {args.revision}")
+    with naming_the_database(settings.database_url):
+        if args.db_command == "upgrade":
+            migrate.upgrade(settings.database_url, args.revision)
+            print(f"database upgraded to {args.revision}")
+        else:
+            migrate.downgrade(settings.database_url, args.revision)
+            print(f"database downgraded to {args.revision}")
     return EXIT_OK
+
+
+def _admin(settings: Settings, action: Callable[[], Awaitable[T]]) -> T:
+    """Run an admin action; a database that cannot be reached is named as the database."""
+    from csms.persistence.unreachable import naming_the_database
+
+    with naming_the_database(settings.database_url):
+        return _run_async(action)
 
 
 def _cmd_station(args: argparse.Namespace) -> int:
@@ -149,21 +159,22 @@ def _cmd_station(args: argparse.Namespace) -> int:
 
     settings = load_settings(args)
     if args.station_command == "add":
-        station = _run_async(
+        station = _admin(
+            settings,
             lambda: admin.add_station(
                 settings,
                 args.station_id,
                 password=args.password,
                 security_profile=args.security_profile,
                 boot_policy=args.boot_policy,
-            )
+            ),
         )
         print(
             f"station {station.id} added (security profile {int(station.security_profile)}, "
             f"boot policy {station.boot_policy})"
         )
         return EXIT_OK
-    stations = _run_async(lambda: admin.list_stations(settings))
+    stations = _admin(settings, lambda: admin.list_stations(settings))
     print(f"{'ID':<24} {'PROFILE':>7} {'BOOT POLICY':<12} {'STATUS':<10} VENDOR/MODEL")
     for station in stations:
         vendor = "/".join(part for part in (station.vendor_name, station.model) if part)
@@ -180,8 +191,8 @@ def _cmd_token(args: argparse.Namespace) -> int:
 
     settings = load_settings(args)
     if args.token_command == "create":
-        created = _run_async(
-            lambda: admin.create_api_token(settings, args.name, ApiScope(args.scope))
+        created = _admin(
+            settings, lambda: admin.create_api_token(settings, args.name, ApiScope(args.scope))
         )
         print(
             f"API token '{created.token.name}' (scope {created.token.scope}) created; "
@@ -190,13 +201,13 @@ def _cmd_token(args: argparse.Namespace) -> int:
         print(created.plaintext)
         return EXIT_OK
     if args.token_command == "revoke":
-        revoked = _run_async(lambda: admin.revoke_api_token(settings, args.name))
+        revoked = _admin(settings, lambda: admin.revoke_api_token(settings, args.name))
         if not revoked:
             print(f"csms: no active API token named '{args.name}'", file=sys.stderr)
             return EXIT_FAILURE
         print(f"API token '{args.name}' revoked")
         return EXIT_OK
-    tokens = _run_async(lambda: admin.list_api_tokens(settings))
+    tokens = _admin(settings, lambda: admin.list_api_tokens(settings))
     print(f"{'NAME':<32} {'SCOPE':<8} {'CREATED':<33} REVOKED")
     for token in tokens:
         revoked_at = token.revoked_at.isoformat() if token.revoked_at else "-"
@@ -353,6 +364,12 @@ def environment_errors() -> tuple[type[Exception], ...]:
 
 def _one_line(error: BaseException) -> str:
     from sqlalchemy.exc import DBAPIError
+
+    from csms.app import PortUnavailable
+    from csms.persistence.unreachable import DatabaseUnreachable
+
+    if isinstance(error, PortUnavailable | DatabaseUnreachable):  # already names what and where
+        return redact_url(str(error).splitlines()[0])
 
     # SQLAlchemy appends the statement and a help link on further lines; the driver's own
     # message says what is wrong.

@@ -186,17 +186,32 @@ def test_bad_settings_exit_non_zero_naming_the_field(
     assert f"CSMS_{field.upper()}" in err
 
 
-def test_serve_on_a_port_in_use_is_one_line_not_a_traceback(
-    workdir: Path, capsys: pytest.CaptureFixture[str]
+@pytest.mark.parametrize(("what", "setting"), [("REST API", "api_port"), ("OCPP", "ocpp_port")])
+def test_finding6_a_busy_port_is_one_line_naming_the_port_and_its_setting(
+    workdir: Path, capsys: pytest.CaptureFixture[str], what: str, setting: str
 ) -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        argv = ["serve", "--api-host", "127.0.0.1", "--api-port", str(port), "--ocpp-port", "0"]
+        ports = {"api_port": "0", "ocpp_port": "0", setting: str(port)}
+        argv = [
+            "serve",
+            "--api-host",
+            "127.0.0.1",
+            "--ocpp-host",
+            "127.0.0.1",
+            "--api-port",
+            ports["api_port"],
+            "--ocpp-port",
+            ports["ocpp_port"],
+        ]
         assert main(argv) == 1
     err = capsys.readouterr().err
-    assert "csms: OSError:" in err
+    (line,) = err.strip().splitlines()
+    assert line.startswith(f"csms: cannot listen on the {what} port 127.0.0.1:{port}: ")
+    assert "already in use" in line
+    assert f"--{setting.replace('_', '-')} / CSMS_{setting.upper()}" in line
     assert "Traceback" not in err
 
 
@@ -207,12 +222,39 @@ def test_unreachable_database_is_one_line_not_a_traceback(
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    url = f"postgresql+asyncpg://postgres@127.0.0.1:{port}/test"
+    url = f"postgresql+asyncpg://postgres:s3cret-pw@127.0.0.1:{port}/test"
     assert main(["station", "list", "--database-url", url]) == 1
     err = capsys.readouterr().err
     assert err.startswith("csms: ")
     assert "refused" in err.lower()
     assert "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["db", "upgrade"],
+        ["station", "list"],
+        ["token", "list"],
+        ["serve", "--api-port", "0", "--ocpp-port", "0", "--api-host", "127.0.0.1"],
+    ],
+)
+def test_finding6_an_unreachable_postgresql_is_named_as_the_database_with_host_and_port(
+    workdir: Path, capsys: pytest.CaptureFixture[str], argv: list[str]
+) -> None:
+    with socket.socket() as probe:  # nothing listens on a port just closed
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    url = f"postgresql+asyncpg://csms:s3cret-pw@127.0.0.1:{port}/v2g"
+    assert main([*argv, "--database-url", url]) == 1
+    err = capsys.readouterr().err
+    (line,) = err.strip().splitlines()
+    assert line.startswith(
+        f"csms: cannot use the PostgreSQL database v2g at 127.0.0.1:{port} (user csms)"
+    )
+    assert "--database-url, CSMS_DATABASE_URL" in line
+    assert "refused" in line.lower()
+    assert "s3cret-pw" not in err
 
 
 def test_console_script_runs_as_a_process(workdir: Path) -> None:

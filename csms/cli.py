@@ -3,10 +3,10 @@
     csms serve [--ocpp-port 9000 --api-port 8000 --database-url ... every setting]
     csms db upgrade [REV] | csms db downgrade REV
     csms station add ID --password PW [--security-profile 1|2|3] [--boot-policy ...]
-    csms station list
+    csms station list [--json]
     csms token create NAME [--scope read|operate|admin]   (the token alone on the last line)
     csms token revoke NAME
-    csms token list
+    csms token list [--json]
     csms v2g ...                (delegated to csms.v2g_cli)
     csms demo [--stations 3] [--speed 360] [--duration S]   (CSMS + simulated V2X stations;
                                                             package v2g_demo)
@@ -19,11 +19,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import importlib
+import json
 import sys
 import types
 import typing
 from collections.abc import Awaitable, Callable, Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -58,12 +61,16 @@ def _add_settings_flags(
     parser: argparse.ArgumentParser, names: Sequence[str] | None = None
 ) -> None:
     """One flag per Settings field (`database_url` -> `--database-url`), default: not given."""
+    from csms.settings_help import SETTING_HELP
+
     group = parser.add_argument_group("settings (each also from CSMS_<NAME> in the environment)")
     for name, info in Settings.model_fields.items():
         if names is not None and name not in names:
             continue
         env = f"CSMS_{name.upper()}"
-        help_text = f"env {env}; default {info.default!r}"
+        what = info.description or SETTING_HELP.get(name, "")
+        # argparse formats help with %: a literal one is written %% in the description.
+        help_text = f"{what} (env {env}; default {_shown_default(info.default)})"
         if _is_bool(info.annotation):
             group.add_argument(
                 _flag(name),
@@ -76,6 +83,11 @@ def _add_settings_flags(
             group.add_argument(
                 _flag(name), dest=f"setting_{name}", default=None, metavar="VALUE", help=help_text
             )
+
+
+def _shown_default(value: Any) -> str:
+    text = "none" if value is None else str(value)
+    return text.replace("%", "%%")
 
 
 def _describe_validation_error(error: ValidationError) -> str:
@@ -175,6 +187,9 @@ def _cmd_station(args: argparse.Namespace) -> int:
         )
         return EXIT_OK
     stations = _admin(settings, lambda: admin.list_stations(settings))
+    if args.json:
+        _print_json([dataclasses.asdict(station) for station in stations])
+        return EXIT_OK
     print(f"{'ID':<24} {'PROFILE':>7} {'BOOT POLICY':<12} {'STATUS':<10} VENDOR/MODEL")
     for station in stations:
         vendor = "/".join(part for part in (station.vendor_name, station.model) if part)
@@ -208,6 +223,21 @@ def _cmd_token(args: argparse.Namespace) -> int:
         print(f"API token '{args.name}' revoked")
         return EXIT_OK
     tokens = _admin(settings, lambda: admin.list_api_tokens(settings))
+    if args.json:
+        # Names, scopes and dates only: a token's secret is never stored, let alone printed.
+        _print_json(
+            [
+                {
+                    "name": token.name,
+                    "scope": token.scope,
+                    "created_at": token.created_at,
+                    "revoked_at": token.revoked_at,
+                    "revoked": token.revoked,
+                }
+                for token in tokens
+            ]
+        )
+        return EXIT_OK
     print(f"{'NAME':<32} {'SCOPE':<8} {'CREATED':<33} REVOKED")
     for token in tokens:
         revoked_at = token.revoked_at.isoformat() if token.revoked_at else "-"
@@ -215,6 +245,17 @@ def _cmd_token(args: argparse.Namespace) -> int:
             f"{token.name:<32} {token.scope!s:<8} {token.created_at.isoformat():<33} {revoked_at}"
         )
     return EXIT_OK
+
+
+def _json_value(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    raise TypeError(f"not JSON: {type(value).__name__}")
+
+
+def _print_json(rows: list[dict[str, Any]]) -> None:
+    """A JSON array, one object per row (enums as their values, times as ISO 8601)."""
+    print(json.dumps(rows, indent=2, default=_json_value))
 
 
 def _cmd_v2g(argv: list[str]) -> int:
@@ -261,7 +302,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    serve = commands.add_parser("serve", help="run the OCPP server and the REST API")
+    serve = commands.add_parser(
+        "serve",
+        help="run the OCPP server and the REST API",
+        description="Run the OCPP server and the REST API (migrating the database first). "
+        "Every setting below is a flag or a CSMS_<NAME> environment variable; flags win.",
+    )
     _add_settings_flags(serve)
     serve.set_defaults(handler=_cmd_serve)
 
@@ -287,6 +333,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--boot-policy", choices=("Accepted", "Pending", "Rejected"), default="Accepted"
     )
     listing = station_commands.add_parser("list", help="list stations")
+    listing.add_argument("--json", action="store_true", help="print a JSON array")
     for sub in (add, listing):
         _add_settings_flags(sub, ["database_url"])
     station.set_defaults(handler=_cmd_station)
@@ -307,6 +354,7 @@ def build_parser() -> argparse.ArgumentParser:
     revoke = token_commands.add_parser("revoke", help="revoke a token")
     revoke.add_argument("name")
     token_list = token_commands.add_parser("list", help="list tokens")
+    token_list.add_argument("--json", action="store_true", help="print a JSON array")
     for sub in (create, revoke, token_list):
         _add_settings_flags(sub, ["database_url"])
     token.set_defaults(handler=_cmd_token)

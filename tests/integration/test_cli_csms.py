@@ -329,3 +329,64 @@ def test_station_add_writes_the_key_beside_the_database_and_a_bad_key_is_one_lin
     assert main(["station", "list"]) == 2
     err = capsys.readouterr().err
     assert "bad.key" in err and "hex key" in err and "Traceback" not in err
+
+
+def test_finding6_every_serve_flag_has_a_description() -> None:
+    import argparse
+
+    from csms.cli import build_parser
+    from csms.settings_help import SETTING_HELP
+
+    # Every setting has a description, and the help table names no setting that is gone.
+    for name, info in Settings.model_fields.items():
+        assert (info.description or SETTING_HELP.get(name, "")).strip(), name
+    assert set(SETTING_HELP) <= set(Settings.model_fields)
+
+    (commands,) = [a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)]
+    serve = commands.choices["serve"]
+    assert serve.description
+    flags = [a for a in serve._actions if a.option_strings and a.dest != "help"]
+    assert len(flags) == len(Settings.model_fields)
+    for action in flags:
+        help_text = action.help or ""
+        described = help_text.split(" (env CSMS_")[0].strip()
+        assert described, action.option_strings
+        assert f"CSMS_{action.dest.removeprefix('setting_').upper()}" in help_text
+    # argparse renders it (a stray % in a description would raise here).
+    assert "postgresql+asyncpg://" in serve.format_help()
+
+
+def test_finding6_list_commands_print_json_with_json(
+    workdir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import json
+    from datetime import datetime
+
+    assert main(["station", "add", "CS-JSON-1", "--password", PASSWORD]) == 0
+    assert (
+        main(["station", "add", "CS-JSON-2", "--password", PASSWORD, "--security-profile", "2"])
+        == 0
+    )
+    assert main(["token", "create", "ops", "--scope", "operate"]) == 0
+    secret = capsys.readouterr().out.strip().splitlines()[-1]
+    assert main(["token", "create", "old", "--scope", "read"]) == 0
+    assert main(["token", "revoke", "old"]) == 0
+    capsys.readouterr()
+
+    assert main(["station", "list", "--json"]) == 0
+    stations = json.loads(capsys.readouterr().out)
+    assert [s["id"] for s in stations] == ["CS-JSON-1", "CS-JSON-2"]
+    assert [s["security_profile"] for s in stations] == [1, 2]
+    assert stations[0]["boot_policy"] == "Accepted"
+    assert stations[0]["has_password"] is True
+    assert "password" not in stations[0] and "password_hash" not in stations[0]
+
+    assert main(["token", "list", "--json"]) == 0
+    out = capsys.readouterr().out
+    tokens = {t["name"]: t for t in json.loads(out)}
+    assert set(tokens) == {"ops", "old"}
+    assert tokens["ops"]["scope"] == "operate" and tokens["ops"]["revoked"] is False
+    assert tokens["old"]["revoked"] is True
+    datetime.fromisoformat(tokens["old"]["revoked_at"])
+    datetime.fromisoformat(tokens["ops"]["created_at"])
+    assert secret not in out

@@ -7,6 +7,8 @@
     csms token create NAME [--scope read|operate|admin]   (the token alone on the last line)
     csms token revoke NAME
     csms token list [--json]
+    csms id-token add TOKEN [--type ISO14443]   (a driver's token: stations may charge with it)
+    csms id-token remove TOKEN [--type ...] | csms id-token list [--json]
     csms v2g ...                (delegated to csms.v2g_cli)
     csms demo [--stations 3] [--speed 360] [--duration S]   (CSMS + simulated V2X stations;
                                                             package v2g_demo)
@@ -247,6 +249,29 @@ def _cmd_token(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _cmd_id_token(args: argparse.Namespace) -> int:
+    import csms.cli_admin as admin
+
+    settings = load_settings(args)
+    if args.id_token_command == "add":
+        token = _admin(settings, lambda: admin.add_id_token(settings, args.id_token, args.type))
+        print(f"idToken {token.id_token} ({token.type}) added, status {token.status}")
+        return EXIT_OK
+    if args.id_token_command == "remove":
+        _admin(settings, lambda: admin.remove_id_token(settings, args.id_token, args.type))
+        print(f"idToken {args.id_token} ({args.type}) removed")
+        return EXIT_OK
+    tokens = _admin(settings, lambda: admin.list_id_tokens(settings))
+    if args.json:
+        _print_json([dataclasses.asdict(token) for token in tokens])
+        return EXIT_OK
+    print(f"{'ID TOKEN':<36} {'TYPE':<16} {'STATUS':<10} EXPIRES")
+    for token in tokens:
+        expires = token.expires_at.isoformat() if token.expires_at else "-"
+        print(f"{token.id_token:<36} {token.type:<16} {token.status!s:<10} {expires}")
+    return EXIT_OK
+
+
 def _json_value(value: Any) -> Any:
     if isinstance(value, datetime):
         return value.isoformat()
@@ -358,6 +383,25 @@ def build_parser() -> argparse.ArgumentParser:
     for sub in (create, revoke, token_list):
         _add_settings_flags(sub, ["database_url"])
     token.set_defaults(handler=_cmd_token)
+
+    id_token = commands.add_parser(
+        "id-token", help="drivers' idTokens (RFID cards, app ids) stations may charge with"
+    )
+    id_token_commands = id_token.add_subparsers(
+        dest="id_token_command", required=True, metavar="ACTION"
+    )
+    id_add = id_token_commands.add_parser("add", help="accept a driver's idToken")
+    id_remove = id_token_commands.add_parser("remove", help="forget a driver's idToken")
+    for sub in (id_add, id_remove):
+        sub.add_argument("id_token", metavar="TOKEN", help="the idToken (1-36 characters)")
+        sub.add_argument(
+            "--type", default="ISO14443", help="idToken type (default ISO14443: an RFID card)"
+        )
+    id_list = id_token_commands.add_parser("list", help="list idTokens")
+    id_list.add_argument("--json", action="store_true", help="print a JSON array")
+    for sub in (id_add, id_remove, id_list):
+        _add_settings_flags(sub, ["database_url"])
+    id_token.set_defaults(handler=_cmd_id_token)
 
     commands.add_parser("v2g", help="V2G planning tools (see csms v2g --help)", add_help=False)
 

@@ -390,3 +390,25 @@ def test_finding6_list_commands_print_json_with_json(
     datetime.fromisoformat(tokens["old"]["revoked_at"])
     datetime.fromisoformat(tokens["ops"]["created_at"])
     assert secret not in out
+
+
+def test_finding6_id_token_add_list_json_and_remove(
+    workdir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import json
+
+    assert main(["id-token", "add", "SIM-DRIVER"]) == 0
+    assert main(["id-token", "add", "04A2B3C4", "--type", "ISO15693"]) == 0
+    assert "SIM-DRIVER (ISO14443) added, status Accepted" in capsys.readouterr().out
+    assert main(["id-token", "list", "--json"]) == 0
+    tokens = {(t["id_token"], t["type"]): t for t in json.loads(capsys.readouterr().out)}
+    assert set(tokens) == {("SIM-DRIVER", "ISO14443"), ("04A2B3C4", "ISO15693")}
+    assert tokens["SIM-DRIVER", "ISO14443"]["status"] == "Accepted"
+    assert main(["id-token", "remove", "04A2B3C4", "--type", "ISO15693"]) == 0
+    capsys.readouterr()
+    assert main(["id-token", "list"]) == 0
+    listing = capsys.readouterr().out
+    assert "SIM-DRIVER" in listing and "04A2B3C4" not in listing
+    assert main(["id-token", "remove", "04A2B3C4", "--type", "ISO15693"]) == 1
+    assert main(["id-token", "add", "X", "--type", "Bogus"]) == 1
+    assert "idToken type must be one of" in capsys.readouterr().err

@@ -268,6 +268,9 @@ def test_finding1_wheel_installs_non_editable_and_the_csms_starts(
             "--quiet",
             "--disable-pip-version-check",
             "--prefer-binary",
+            # Byte-compiling every file of numpy and scipy is most of an install's CPU time;
+            # Python compiles what it imports anyway.
+            "--no-compile",
             f"{wheel_path}[csms]",
         ],
         work,

@@ -30,6 +30,8 @@ SETTING_HELP: dict[str, str] = {
     "ping_interval_s": "websocket ping interval that detects dead connections, seconds",
     "ping_timeout_s": "seconds without a pong before a connection is closed",
     "command_timeout_s": "seconds an API command waits for the station's answer",
+    "ocpp_versions": "OCPP versions accepted, in preference order (comma-separated, e.g. "
+    "ocpp2.1,ocpp2.0.1); a station's own list replaces it for that station",
     "validate_messages": "check OCPP messages against the OCA JSON schemas",
     "negative_limit_is_discharge": "a negative charging-profile limit means discharge (2.0.1)",
     "ocpp_max_frame_bytes": "largest websocket frame accepted, bytes (larger closes with 1009)",

@@ -98,3 +98,27 @@ v2g_rule_states = sa.Table(
     sa.Column("state", sa.JSON, nullable=False),
     sa.Column("updated_at", UtcDateTime, nullable=False),
 )
+
+# A station's AS/NZS 4777.2 grid-code curves (migration 0008): one row per station and curve
+# kind (volt_watt, volt_var, freq_watt_over, freq_watt_under); `setting` is
+# DerCurveSetting.as_dict() (points, region, nominal voltage, priority, response time).
+der_curve_settings = sa.Table(
+    "der_curve_settings",
+    metadata,
+    sa.Column("station_id", sa.String(48), primary_key=True),
+    sa.Column("kind", sa.String(24), primary_key=True),
+    sa.Column("setting", sa.JSON, nullable=False),
+    sa.Column("updated_at", UtcDateTime, nullable=False),
+)
+
+# The latest dynamic-schedule update per 2.1 charging profile (migration 0008): what
+# UpdateDynamicSchedule last sent, and what a PullDynamicScheduleUpdate is answered with on
+# whichever node receives it. `schedule_update` is a ChargingScheduleUpdateType.
+v2x_dynamic_updates = sa.Table(
+    "v2x_dynamic_updates",
+    metadata,
+    sa.Column("station_id", sa.String(48), primary_key=True),
+    sa.Column("profile_id", sa.Integer, primary_key=True),
+    sa.Column("schedule_update", sa.JSON, nullable=False),
+    sa.Column("updated_at", UtcDateTime, nullable=False),
+)

@@ -24,8 +24,13 @@ V2G_TABLES = {
     v2g.v2g_dispatches.name,
     v2g.v2g_station_settings.name,
 }
-# V2G tables later revisions add (0004: the rule state every node shares).
-V2G_TABLES_LATER = {v2g.v2g_rule_states.name}
+# V2G tables later revisions add (0004: the rule state every node shares; 0008: DER curves
+# and dynamic-schedule updates).
+V2G_TABLES_LATER = {
+    v2g.v2g_rule_states.name,
+    v2g.der_curve_settings.name,
+    v2g.v2x_dynamic_updates.name,
+}
 
 
 async def _up_and_down(url: str) -> None:

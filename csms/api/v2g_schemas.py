@@ -326,6 +326,11 @@ class FrequencyResponseCreate(_In):
 class FrequencyResponseRead(BaseModel):
     accepted: bool
     results: list[dict[str, Any]]
+    mode: str = Field(
+        "variables",
+        description="LocalFrequency: a 2.1 LocalFrequency profile; variables: SetVariables "
+        "V2XCtrlr (2.0.1 stations, 2.1 stations without LocalFrequency)",
+    )
 
 
 class BackupRead(BaseModel):

@@ -77,11 +77,14 @@ class V2xPart(SessionsPart):
     async def is_v21(self, station_id: str) -> bool:
         return await self.station_version(station_id) is OcppVersion.V21
 
-    async def require_v21(self, station_id: str) -> None:
-        """InvalidRequest (422) unless the station speaks 2.1; UnknownStation (404) first."""
+    async def require_known(self, station_id: str) -> None:
         async with self._db.read() as conn:
             if await repo.get_station(conn, station_id) is None:
                 raise UnknownStation(station_id)
+
+    async def require_v21(self, station_id: str) -> None:
+        """InvalidRequest (422) unless the station speaks 2.1; UnknownStation (404) first."""
+        await self.require_known(station_id)
         if not await self.is_v21(station_id):
             raise InvalidRequest(f"station {station_id!r} does not speak OCPP 2.1")
 

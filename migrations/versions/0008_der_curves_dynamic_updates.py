@@ -34,9 +34,7 @@ def upgrade() -> None:
         sa.Column("profile_id", sa.Integer(), nullable=False),
         sa.Column("schedule_update", sa.JSON(), nullable=False),
         sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
-        sa.PrimaryKeyConstraint(
-            "station_id", "profile_id", name=op.f("pk_v2x_dynamic_updates")
-        ),
+        sa.PrimaryKeyConstraint("station_id", "profile_id", name=op.f("pk_v2x_dynamic_updates")),
     )
 
 

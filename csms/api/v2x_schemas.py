@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, Strict
 
 from csms.api.schemas import StationIdField, StrictModel
 from csms.api.v2g_schemas import Moment
@@ -14,6 +14,7 @@ PowerW = Annotated[float, Field(ge=-1_000_000, le=1_000_000, allow_inf_nan=False
 MagnitudeW = Annotated[float, Field(ge=0, le=1_000_000, allow_inf_nan=False)]
 Int32 = Annotated[int, Field(ge=-(2**31), le=2**31 - 1)]
 UInt32 = Annotated[int, Field(ge=0, le=2**31 - 1)]
+CurveNumber = Annotated[float, Field(ge=-1000, le=1000, allow_inf_nan=False)]
 
 
 class _In(StrictModel):
@@ -48,7 +49,7 @@ class DerCurveCreate(_In):
     region: Literal["australia_a", "australia_b", "australia_c"] | None = Field(
         None, description="the region's AS/NZS 4777.2:2020 defaults (or give `points`)"
     )
-    points: list[tuple[float, float]] | None = Field(
+    points: list[Annotated[tuple[CurveNumber, CurveNumber], Strict(False)]] | None = Field(
         None, min_length=2, max_length=10, description="[[x, y], ...] (V or Hz, %)"
     )
     nominal_v: float = Field(230.0, ge=100, le=500, allow_inf_nan=False)

@@ -110,15 +110,3 @@ der_curve_settings = sa.Table(
     sa.Column("setting", sa.JSON, nullable=False),
     sa.Column("updated_at", UtcDateTime, nullable=False),
 )
-
-# The latest dynamic-schedule update per 2.1 charging profile (migration 0008): what
-# UpdateDynamicSchedule last sent, and what a PullDynamicScheduleUpdate is answered with on
-# whichever node receives it. `schedule_update` is a ChargingScheduleUpdateType.
-v2x_dynamic_updates = sa.Table(
-    "v2x_dynamic_updates",
-    metadata,
-    sa.Column("station_id", sa.String(48), primary_key=True),
-    sa.Column("profile_id", sa.Integer, primary_key=True),
-    sa.Column("schedule_update", sa.JSON, nullable=False),
-    sa.Column("updated_at", UtcDateTime, nullable=False),
-)

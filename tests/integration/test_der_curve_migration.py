@@ -1,5 +1,5 @@
-"""Migration 0008 (der_curve_settings, v2x_dynamic_updates) up and down on SQLite, and on
-PostgreSQL when CSMS_TEST_POSTGRES_URL is set: the tables match the code's definitions and
+"""Migration 0008 (der_curve_settings) up and down on SQLite, and on
+PostgreSQL when CSMS_TEST_POSTGRES_URL is set: the table matches the code's definition and
 earlier data is kept both ways."""
 
 from __future__ import annotations
@@ -13,11 +13,11 @@ from csms.persistence import v2g_tables as v2g
 from tests.integration.test_csms_migrations import full_schema_diff, table_names
 from tests.support.csms_db import fresh_postgres_database, postgres_url_or_skip, run_sql
 
-NEW = {v2g.der_curve_settings.name, v2g.v2x_dynamic_updates.name}
+NEW = {v2g.der_curve_settings.name}
 
 
 async def _up_and_down(url: str) -> None:
-    await migrate.upgrade_async(url, "0006")
+    await migrate.upgrade_async(url, "0007")
     assert not NEW & await table_names(url)
     now = datetime.now(UTC)
     await run_sql(
@@ -38,7 +38,7 @@ async def _up_and_down(url: str) -> None:
     )
     stored = await run_sql(url, "SELECT setting FROM der_curve_settings")
     assert [json.loads(s) if isinstance(s, str) else s for (s,) in stored] == [setting]
-    await migrate.downgrade_async(url, "0006")
+    await migrate.downgrade_async(url, "0007")
     assert not NEW & await table_names(url)
     assert await run_sql(url, "SELECT name FROM v2g_rule_states") == [("r",)]
     await migrate.upgrade_async(url)

@@ -80,7 +80,7 @@ async def test_stream_samples_and_der_reports_read_empty_for_a_new_station(
     api: ApiHarness,
 ) -> None:
     await api.add_station("CS1")
-    samples = await api.client.get(f"{V1}/stations/CS1/periodic-streams/samples")
+    samples = await api.client.get(f"{V1}/stations/CS1/periodic-streams/samples?stream_id=1")
     assert samples.status_code == 200 and samples.json() == []
     reports = await api.client.get(f"{V1}/stations/CS1/der/reports?kind=NotifyDERAlarm")
     assert reports.status_code == 200 and reports.json() == []

@@ -22,6 +22,7 @@ from csms.oca_schemas import check_request
 from csms.persistence import repositories as repo
 from csms.persistence.database import Database
 from csms.persistence.repositories import v2g as vrepo
+from csms.services.ocpp21_data import Ocpp21DataService
 from csms.services.v2g import V2gService
 from csms.services.v2g.profiles import FREQUENCY_PROFILE_ID
 from tests.support.v2g_nodes import node_databases, plug_in
@@ -193,16 +194,20 @@ async def test_q_local_frequency_response_is_a_native_profile_on_21(tmp_path: Pa
 
 
 async def test_q_dynamic_setpoint_update_and_pull(tmp_path: Path) -> None:
-    async with two_stations(tmp_path) as (_db, service, stations):
+    async with two_stations(tmp_path) as (db, service, stations):
         result = await service.update_setpoint(
             V21, 62_002, -9000.0, max_charge_w=7000.0, max_discharge_w=6000.0
         )
         assert result["scheduleUpdate"]["setpoint"] == -6000.0  # bounded by dischargeLimit
         (update,) = stations.of(V21, "UpdateDynamicSchedule")
         assert update["chargingProfileId"] == 62_002
-        pulled = await service.pull_dynamic_update(V21, 62_002)
+        # what the OCPP edge answers the station's PullDynamicScheduleUpdate with
+        held = Ocpp21DataService(db, clock=lambda: T0)
+        pulled = await held.pull_answer(V21, 62_002)
         assert pulled == {"status": "Accepted", "scheduleUpdate": result["scheduleUpdate"]}
-        assert (await service.pull_dynamic_update(V21, 1))["status"] == "Rejected"
+        assert (await held.pull_answer(V21, 1))["status"] == "Rejected"
+        kept = await service.latest_dynamic_update(V21, 62_002)
+        assert kept["scheduleUpdate"] == result["scheduleUpdate"]
         with pytest.raises(InvalidRequest, match=r"OCPP 2\.1"):
             await service.update_setpoint(V201, 1, 0.0, max_charge_w=7000.0, max_discharge_w=0.0)
 
@@ -257,16 +262,18 @@ async def test_r_der_reports_and_periodic_stream_samples_read_back(tmp_path: Pat
             "id": 3,
             "pending": 0,
             "basetime": "2026-06-01T08:00:00Z",
-            "data": [{"t": 0.5, "v": "-4000"}, {"t": 1.0, "v": "-4100"}, {"t": 1e9, "v": "x"}],
+            "data": [{"t": 1.0, "v": "-4100"}, {"t": 0.5, "v": "-4000"}],
         }
-        await _event(db, V21, "NotifyPeriodicEventStream", stream)
+        # as the OCPP edge stores a NotifyPeriodicEventStream
+        await Ocpp21DataService(db, clock=lambda: T0).record_stream_values(V21, stream)
         reports = await service.station_events(V21, ("NotifyDERAlarm",))
         assert reports[0]["payload"]["controlType"] == "VoltWatt"
         samples = await service.stream_samples(V21, 3)
         assert [(s["at"], s["value"]) for s in samples] == [
             (T0 + timedelta(seconds=0.5), "-4000"),
             (T0 + timedelta(seconds=1), "-4100"),
-        ]  # an offset beyond a day is dropped, not turned into a date
+        ]  # oldest first
+        assert await service.stream_samples(V21, 4) == []
 
 
 async def test_afrr_signal_goes_to_the_fleets_21_stations(tmp_path: Path) -> None:

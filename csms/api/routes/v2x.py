@@ -7,6 +7,7 @@ unknown station; the station's answers are returned as it gave them.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query
@@ -299,12 +300,13 @@ async def close_stream(v2g: V2g, station_id: str, stream_id: int) -> dict[str, A
     "/stations/{station_id}/periodic-streams/samples",
     dependencies=[READ],
     response_model=list[dict[str, Any]],
-    summary="Samples of NotifyPeriodicEventStream (time = basetime + t), oldest first",
+    summary="Values of one periodic event stream (time = basetime + t), oldest first",
 )
 async def stream_samples(
     v2g: V2g,
     station_id: str,
-    stream_id: Annotated[int | None, Query(ge=0, le=2**31 - 1)] = None,
+    stream_id: Annotated[int, Query(ge=0, le=2**31 - 1)],
     limit: Annotated[int, Query(ge=1, le=5000)] = 1000,
+    since: Annotated[datetime | None, Query()] = None,
 ) -> list[dict[str, Any]]:
-    return await v2g.stream_samples(station_id, stream_id, limit)
+    return await v2g.stream_samples(station_id, stream_id, limit, since)

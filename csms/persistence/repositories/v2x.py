@@ -1,5 +1,5 @@
-"""OCPP 2.1 V2X and DER: a station's grid-code curves and the latest dynamic-schedule update
-of each of its 2.1 charging profiles (migration 0008); station events of the 2.1 kinds."""
+"""OCPP 2.1 DER: a station's grid-code curves (migration 0008); station events of the 2.1
+kinds (DER alarms and reports, stored by the OCPP edge)."""
 
 from __future__ import annotations
 
@@ -41,40 +41,6 @@ async def delete_der_curve_setting(conn: AsyncConnection, station_id: str, kind:
         v.der_curve_settings.delete().where(c.station_id == station_id, c.kind == kind)
     )
     return bool(result.rowcount)
-
-
-async def save_dynamic_update(
-    conn: AsyncConnection,
-    station_id: str,
-    profile_id: int,
-    schedule_update: dict[str, Any],
-    now: datetime,
-) -> None:
-    await upsert(
-        conn,
-        v.v2x_dynamic_updates,
-        {
-            "station_id": station_id,
-            "profile_id": profile_id,
-            "schedule_update": schedule_update,
-            "updated_at": now,
-        },
-        ("station_id", "profile_id"),
-    )
-
-
-async def dynamic_update(
-    conn: AsyncConnection, station_id: str, profile_id: int
-) -> tuple[dict[str, Any], datetime] | None:
-    c = v.v2x_dynamic_updates.c
-    row = (
-        await conn.execute(
-            sa.select(c.schedule_update, c.updated_at).where(
-                c.station_id == station_id, c.profile_id == profile_id
-            )
-        )
-    ).first()
-    return None if row is None else (dict(row[0]), row[1])
 
 
 async def station_events(

@@ -1,21 +1,22 @@
 """OCPP 2.1 grid services on the CSMS: DER control (block R) with the station's AS/NZS 4777.2
 curves, aFRR signals to the fleet, and periodic event streams (high-resolution meter data).
 
-The messages a station sends about them (NotifyDERAlarm, NotifyDERStartStop, ReportDERControl,
-NotifyPeriodicEventStream) are answered and stored as station events by the OCPP edge; this
-part reads them back.
+The messages a station sends about them are answered and stored by the OCPP edge (DER alarms,
+start/stop and reports as station events; NotifyPeriodicEventStream values in their own table);
+this part reads them back.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from csms.domain.errors import CsmsError, InvalidRequest
+from csms.persistence.repositories import ocpp21 as r21
 from csms.persistence.repositories import v2x as xrepo
-from csms.services.common import ocpp_datetime, parse_ocpp_datetime
+from csms.services.common import ocpp_datetime
 from csms.services.v2g.checks import in_time_range
 from csms.services.v2g.fleet import FleetPart
 from csms.v2g.der_curves import (
@@ -34,7 +35,6 @@ from csms.v2g.der_curves import (
 log = logging.getLogger(__name__)
 
 DER_REPORT_KINDS = ("NotifyDERAlarm", "NotifyDERStartStop", "ReportDERControl")
-STREAM_KIND = "NotifyPeriodicEventStream"
 INT32 = 2**31 - 1
 MAX_EVENTS = 200  # events read back per request
 MAX_SAMPLES = 5000  # stream samples returned per request
@@ -209,37 +209,19 @@ class GridServicesPart(FleetPart):
         return await self._commands.send(station_id, action, payload)
 
     async def stream_samples(
-        self, station_id: str, stream_id: int | None = None, limit: int = 1000
+        self,
+        station_id: str,
+        stream_id: int,
+        limit: int = 1000,
+        since: datetime | None = None,
     ) -> list[dict[str, Any]]:
-        """Samples of the station's NotifyPeriodicEventStream messages, oldest first: each
-        (stream id, time = basetime + t seconds, value), at most `limit` (newest kept)."""
+        """The values of one periodic event stream (basetime + t, as the OCPP edge stored each
+        NotifyPeriodicEventStream), oldest first, at most `limit` from `since`."""
         await self.require_known(station_id)
         if not 1 <= limit <= MAX_SAMPLES:
             raise InvalidRequest(f"limit must be between 1 and {MAX_SAMPLES}")
         async with self._db.read() as conn:
-            rows = await xrepo.station_events(conn, station_id, (STREAM_KIND,), MAX_EVENTS)
-        samples: list[dict[str, Any]] = []
-        for _id, _kind, _ts, _at, payload in rows:  # newest message first
-            if stream_id is not None and payload.get("id") != stream_id:
-                continue
-            try:
-                base = parse_ocpp_datetime(str(payload["basetime"]))
-            except (KeyError, ValueError):
-                continue
-            for item in reversed(payload.get("data", [])[:MAX_SAMPLES]):
-                t = item.get("t")
-                if isinstance(t, bool) or not isinstance(t, int | float) or not 0 <= t <= 86400:
-                    continue
-                samples.append(
-                    {
-                        "stream_id": payload.get("id"),
-                        "at": base + timedelta(seconds=float(t)),
-                        "value": str(item.get("v", ""))[:2500],
-                    }
-                )
-                if len(samples) >= limit:
-                    break
-            if len(samples) >= limit:
-                break
-        samples.sort(key=lambda s: s["at"])
-        return samples
+            found = await r21.list_stream_values(conn, station_id, stream_id, 0, limit, since)
+        return [
+            {"stream_id": v.stream_id, "at": v.timestamp, "value": v.value} for v in found.items
+        ]

@@ -1,13 +1,14 @@
 """V2X per station version: what a V2G service sends a 2.1 station (native operation modes,
 csms.v2g.v2x) and a 2.0.1 station (the negative-limit convention), chosen per station.
 
-Also the 2.1 V2X messages the V2G services use: UpdateDynamicSchedule (fast setpoint changes,
-the update kept for PullDynamicScheduleUpdate on any node), NotifyAllowedEnergyTransfer, and the
-EV's V2X charging parameters (NotifyEVChargingNeeds) narrowing the plan's power bounds.
+Also the 2.1 V2X messages the V2G services use: UpdateDynamicSchedule (fast setpoint changes;
+the update is held in `dynamic_schedule_updates`, from which the OCPP edge answers the station's
+PullDynamicScheduleUpdate on any node), NotifyAllowedEnergyTransfer, and the EV's V2X charging
+parameters (NotifyEVChargingNeeds) narrowing the plan's power bounds.
 
-Where the station's version comes from: the callable `versions` given to V2gCore (the CSMS
-wires the connection's negotiated subprotocol), else the station record's `ocpp_version` when
-it has one, else 2.0.1.
+Where the station's version comes from: the callable `versions` given to V2gCore when there is
+one (tests), else the version negotiated on the station's current or last connection (stored on
+the station record by the OCPP endpoint), else 2.0.1.
 """
 
 from __future__ import annotations
@@ -18,9 +19,10 @@ from datetime import datetime
 from typing import Any
 
 from csms.domain.errors import InvalidRequest, NotFound, UnknownStation
+from csms.domain.models import DynamicScheduleUpdate
 from csms.persistence import repositories as repo
+from csms.persistence.repositories import ocpp21 as r21
 from csms.persistence.repositories import v2g as vrepo
-from csms.persistence.repositories import v2x as xrepo
 from csms.services.common import ocpp_datetime
 from csms.services.v2g.records import SessionContext
 from csms.services.v2g.sessions import SessionsPart
@@ -65,7 +67,7 @@ class V2xPart(SessionsPart):
         else:
             async with self._db.read() as conn:
                 station = await repo.get_station(conn, station_id)
-            text = getattr(station, "ocpp_version", None)
+            text = None if station is None else station.ocpp_version
         if not text:
             return OcppVersion.V201
         try:
@@ -212,10 +214,8 @@ class V2xPart(SessionsPart):
             )
         except ValueError as exc:
             raise InvalidRequest(str(exc)) from exc
-        now = self._clock()
-        await self._db.write(
-            lambda c: xrepo.save_dynamic_update(c, station_id, profile_id, update, now)
-        )
+        held = DynamicScheduleUpdate(station_id, profile_id, update, self._clock())
+        await self._db.write(lambda c: r21.upsert_schedule_update(c, held))
         answer = await self._commands.send(
             station_id,
             "UpdateDynamicSchedule",
@@ -223,21 +223,12 @@ class V2xPart(SessionsPart):
         )
         return {"scheduleUpdate": update, "answer": answer}
 
-    async def pull_dynamic_update(self, station_id: str, profile_id: int) -> dict[str, Any]:
-        """The answer to a station's PullDynamicScheduleUpdate: the latest update kept for the
-        profile (Accepted with it), else Rejected (the CSMS holds no dynamic data for it)."""
-        async with self._db.read() as conn:
-            found = await xrepo.dynamic_update(conn, station_id, profile_id)
-        if found is None:
-            return {"status": "Rejected", "statusInfo": {"reasonCode": "UnknownProfile"}}
-        return {"status": "Accepted", "scheduleUpdate": found[0]}
-
     async def latest_dynamic_update(self, station_id: str, profile_id: int) -> dict[str, Any]:
         async with self._db.read() as conn:
-            found = await xrepo.dynamic_update(conn, station_id, profile_id)
+            found = await r21.get_schedule_update(conn, station_id, profile_id)
         if found is None:
             raise NotFound(f"no dynamic update for profile {profile_id} of {station_id!r}")
-        return {"scheduleUpdate": found[0], "updated_at": found[1]}
+        return {"scheduleUpdate": found.schedule_update, "updated_at": found.updated_at}
 
     # ---- allowed energy transfer (2.1) ------------------------------------------------------
 

@@ -1,8 +1,7 @@
-"""der_curve_settings (AS/NZS 4777.2 curves per station) and v2x_dynamic_updates (the latest
-dynamic-schedule update per 2.1 charging profile)
+"""der_curve_settings: the AS/NZS 4777.2 grid-code curves configured per station
 
 Revision ID: 0008
-Revises: 0006
+Revises: 0007
 Create Date: 2026-12-06 03:40:00
 """
 
@@ -14,7 +13,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0008"
-down_revision: str | None = "0006"
+down_revision: str | None = "0007"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
@@ -28,16 +27,7 @@ def upgrade() -> None:
         sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("station_id", "kind", name=op.f("pk_der_curve_settings")),
     )
-    op.create_table(
-        "v2x_dynamic_updates",
-        sa.Column("station_id", sa.String(length=48), nullable=False),
-        sa.Column("profile_id", sa.Integer(), nullable=False),
-        sa.Column("schedule_update", sa.JSON(), nullable=False),
-        sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
-        sa.PrimaryKeyConstraint("station_id", "profile_id", name=op.f("pk_v2x_dynamic_updates")),
-    )
 
 
 def downgrade() -> None:
-    op.drop_table("v2x_dynamic_updates")
     op.drop_table("der_curve_settings")

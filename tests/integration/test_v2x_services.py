@@ -229,6 +229,13 @@ async def test_q_allowed_energy_transfer_drops_bidirectional_when_no_discharge(
         assert result["allowedEnergyTransfer"] == ["DC"]
         (sent,) = stations.of(V21, "NotifyAllowedEnergyTransfer")
         assert sent == {"transactionId": f"tx-{V21}", "allowedEnergyTransfer": ["DC"]}
+        # a plan sent to the station says it too, by itself
+        rows = [PriceRow(T0 + timedelta(minutes=30 * k), 1800, 5.0, 4.0) for k in range(6)]
+        await db.write(lambda c: vrepo.save_prices(c, rows, T0))
+        await service.optimize_station(V21, now=T0)
+        assert len(stations.of(V21, "NotifyAllowedEnergyTransfer")) == 2
+        await service.optimize_station(V201, now=T0)  # 2.0.1: no such message
+        assert not stations.of(V201, "NotifyAllowedEnergyTransfer")
 
 
 async def test_r_der_curves_configured_persisted_and_applied(tmp_path: Path) -> None:

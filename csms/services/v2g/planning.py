@@ -111,8 +111,9 @@ class PlanningPart(V2xPart, PricesPart):
         plan = site.vehicles[record.id]
         if not plan.power_kw:
             raise InvalidRequest(f"nothing to plan: {'; '.join(plan.warnings)}")
+        native = await self.is_v21(station_id)
         try:
-            if await self.is_v21(station_id):  # native V2X operation modes
+            if native:  # 2.1: native V2X operation modes
                 caps = await self.capabilities(station_id)
                 profile = plan_to_v21_profile(
                     plan,
@@ -148,6 +149,11 @@ class PlanningPart(V2xPart, PricesPart):
                 reason=reason or (json.dumps(info) if info else None),
             )
             plan_id = await self._db.write(lambda c: vrepo.insert_plan(c, record_, moment))
+        if status == "Accepted" and native:
+            try:  # the plan went out; a refused notice must not undo it
+                await self.restrict_transfer_if_needed(station_id, ctx)
+            except CsmsError as exc:
+                log.info("NotifyAllowedEnergyTransfer to %s failed: %s", station_id, exc)
         return SentPlan(
             plan, station_id, tx.evse_id, tx.transaction_id, status, info, profile, plan_id
         )

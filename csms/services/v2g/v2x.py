@@ -232,6 +232,17 @@ class V2xPart(SessionsPart):
 
     # ---- allowed energy transfer (2.1) ------------------------------------------------------
 
+    async def restrict_transfer_if_needed(
+        self, station_id: str, ctx: SessionContext
+    ) -> dict[str, Any] | None:
+        """After a plan went to a 2.1 station: when the EV offered a bidirectional transfer the
+        vehicle may not use (its discharge bound is 0), tell the station which transfers are
+        allowed (NotifyAllowedEnergyTransfer); None when nothing needs saying."""
+        limits = await self.ev_limits(ctx)
+        if limits.bidirectional is not True or (await self.power_bounds(ctx)).max_discharge_w:
+            return None
+        return await self.notify_allowed_energy_transfer(station_id, ctx.vehicle.id)
+
     async def notify_allowed_energy_transfer(
         self, station_id: str, vehicle_id: str | None = None
     ) -> dict[str, Any]:

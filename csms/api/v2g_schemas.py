@@ -311,6 +311,10 @@ class FrequencySampleCreate(_In):
 class FrequencySampleRead(BaseModel):
     fired: list[dict[str, Any]] = Field(description="vehicles sent a discharge profile")
     restored: list[dict[str, Any]] = Field(description="early ends: frequency profile cleared")
+    central: list[dict[str, Any]] = Field(
+        default_factory=list,
+        description="2.1 CentralFrequency stations: Dynamic profile set, moved or cleared",
+    )
 
 
 class FrequencyResponseCreate(_In):

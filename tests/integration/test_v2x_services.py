@@ -193,6 +193,43 @@ async def test_q_local_frequency_response_is_a_native_profile_on_21(tmp_path: Pa
         assert off["accepted"] and stations.of(V21, "ClearChargingProfile")
 
 
+async def test_q_central_frequency_follows_the_curve_with_a_dynamic_profile(
+    tmp_path: Path,
+) -> None:
+    async with two_stations(tmp_path) as (db, service, stations):
+        await _v2x_controller(db, V21, "CentralSetpoint,CentralFrequency")
+        curve = [[49.5, -7000.0], [49.85, 0.0], [50.15, 0.0], [50.5, 7000.0]]
+        answer = await service.set_frequency_response(V21, curve, True)
+        assert answer["mode"] == "CentralFrequency" and answer["accepted"]
+        assert not stations.of(V21, "SetChargingProfile")  # nothing until the grid moves
+
+        async def sample(hz: float, second: int) -> list[dict[str, Any]]:
+            outcome = await service.grid_frequency(hz, T0 + timedelta(seconds=second))
+            return outcome["central"]
+
+        assert await sample(50.0, 0) == []  # 0 W and nothing held: nothing to say
+        (first,) = await sample(49.7, 1)  # -7000 + 7000 * 0.2 / 0.35 = -3000 W
+        assert first["action"] == "set" and first["setpoint_w"] == -3000.0
+        (profile,) = stations.of(V21, "SetChargingProfile")
+        assert profile["chargingProfile"]["chargingProfileKind"] == "Dynamic"
+        period = _periods(profile)[0]
+        assert period["operationMode"] == "CentralFrequency" and period["setpoint"] == -3000.0
+        (moved,) = await sample(49.6, 2)
+        assert moved["action"] == "update"
+        (update,) = stations.of(V21, "UpdateDynamicSchedule")
+        assert update["scheduleUpdate"]["setpoint"] == -5000.0
+        assert await sample(49.601, 3) == []  # a 20 W change is not worth a message
+        held = Ocpp21DataService(db, clock=lambda: T0)
+        pulled = await held.pull_answer(V21, profile["chargingProfile"]["id"])
+        assert pulled["scheduleUpdate"]["setpoint"] == -5000.0
+        (cleared,) = await sample(50.0, 4)
+        assert cleared["action"] == "clear"
+        assert stations.of(V21, "ClearChargingProfile")[-1] == {
+            "chargingProfileId": profile["chargingProfile"]["id"]
+        }
+        assert not stations.of(V201, "UpdateDynamicSchedule")  # 2.0.1: never
+
+
 async def test_q_dynamic_setpoint_update_and_pull(tmp_path: Path) -> None:
     async with two_stations(tmp_path) as (db, service, stations):
         result = await service.update_setpoint(

@@ -114,6 +114,18 @@ async def test_q_same_plan_native_on_21_and_negative_limits_on_201(api: ApiHarne
         assert applied.status_code == 200, applied.text
         assert (await cs21.wait_for_call("SetDERControl")).payload["controlType"] == "VoltWatt"
 
+        # CentralFrequency: the CSMS follows the curve with a Dynamic profile
+        curve = {"curve": [[49.5, -7000], [49.85, 0], [50.15, 0], [50.5, 7000]], "enabled": True}
+        put = await api.client.put(f"{V1}/stations/CS21/v2g/frequency-response", json=curve)
+        assert put.status_code == 200 and put.json()["mode"] == "CentralFrequency", put.text
+        sample = {"hz": 49.7, "at": iso(datetime.now(UTC))}
+        response = await api.client.post(f"{V1}/grid/frequency", json=sample)
+        assert response.status_code == 200, response.text
+        assert [c["status"] for c in response.json()["central"]] == ["Accepted"]
+        dynamic = [r for r in cs21.received if r.action == "SetChargingProfile"][-1].payload
+        assert dynamic["chargingProfile"]["chargingProfileKind"] == "Dynamic"
+        assert _periods(dynamic)[0]["operationMode"] == "CentralFrequency"
+
 
 async def test_q_dynamic_setpoint_reaches_the_21_station(api: ApiHarness) -> None:
     assert api.ocpp_url is not None

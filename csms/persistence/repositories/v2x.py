@@ -56,3 +56,14 @@ async def station_events(
         .limit(limit)
     )
     return [(r[0], r[1], r[2], r[3], r[4]) for r in (await conn.execute(q)).all()]
+
+
+async def stations_with_freq_watt(conn: AsyncConnection) -> dict[str, list[list[float]]]:
+    """Station id -> its frequency-watt curve, for the stations whose response is enabled."""
+    c = v.v2g_station_settings.c
+    rows = await conn.execute(
+        sa.select(c.station_id, c.freq_watt_curve).where(
+            c.freq_watt_enabled.is_(True), c.freq_watt_curve.is_not(None)
+        )
+    )
+    return {station_id: list(curve) for station_id, curve in rows.all() if curve}

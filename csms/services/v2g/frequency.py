@@ -21,7 +21,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from csms.domain.errors import CsmsError, InvalidRequest
 from csms.persistence.repositories import v2g as vrepo
 from csms.services.common import ocpp_datetime
-from csms.services.v2g.fleet import FleetPart, Plugged
+from csms.services.v2g.central_frequency import CentralFrequencyPart
+from csms.services.v2g.fleet import Plugged
 from csms.services.v2g.profiles import (
     FREQUENCY_PROFILE_ID,
     FREQUENCY_STACK_LEVEL,
@@ -50,7 +51,7 @@ class _FrequencyStep:
     error: str | None = None  # the sample was refused (out of time order): nothing changed
 
 
-class FrequencyPart(FleetPart):
+class FrequencyPart(CentralFrequencyPart):
     def _rule(self) -> UnderFrequencyRule:
         s = self.settings
         return UnderFrequencyRule(
@@ -88,8 +89,10 @@ class FrequencyPart(FleetPart):
             fired = [by_id[vid] for vid in step.fired]
             ended = [by_id[vid] for vid in step.ended]
             restored = list(await asyncio.gather(*(self._clear_frequency(c) for c in ended)))
+            # 2.1 CentralFrequency stations follow their curve with this sample
+            central = await self.central_frequency(contexts, hz, at) if contexts else []
             if not fired:
-                return {"fired": [], "restored": restored}
+                return {"fired": [], "restored": restored, "central": central}
             s = self.settings
             duration_s = round(s.frequency_duration_s)
             results = await asyncio.gather(
@@ -116,6 +119,7 @@ class FrequencyPart(FleetPart):
             return {
                 "fired": [dict(r, vehicle_id=v) for v, r in per_vehicle.items()],
                 "restored": restored,
+                "central": central,
             }
 
     async def _frequency_step(
@@ -195,6 +199,8 @@ class FrequencyPart(FleetPart):
             caps = await self.capabilities(station_id)
             if caps.frequency_mode() is OperationMode.LOCAL_FREQUENCY:
                 return await self._local_frequency(station_id, curve, enabled)
+            if caps.frequency_mode() is OperationMode.CENTRAL_FREQUENCY:
+                return await self._central_setting(station_id, curve, enabled)
         data: list[dict[str, Any]] = []
         if curve is not None:
             data.append(
@@ -225,6 +231,25 @@ class FrequencyPart(FleetPart):
             )
             await self._db.write(lambda c: vrepo.save_station_settings(c, updated, now))
         return {"accepted": accepted, "results": results, "mode": "variables"}
+
+    async def _central_setting(
+        self, station_id: str, curve: list[list[float]] | None, enabled: bool
+    ) -> dict[str, Any]:
+        """2.1 CentralFrequency: the CSMS follows the curve with each frequency sample
+        (central_frequency.py); switching it off clears the station's Dynamic profile."""
+        async with self._db.read() as conn:
+            current = await vrepo.get_station_settings(conn, station_id)
+        points = curve if curve is not None else current.freq_watt_curve
+        if enabled and not points:
+            raise InvalidRequest("curve: give one (the station has none stored)")
+        results = [] if enabled else [await self.stop_central_frequency(station_id)]
+        # Unknown: there was no profile to clear, which is what switching off wants
+        accepted = all(r.get("status") in ("Accepted", "Unknown") for r in results)
+        if accepted:
+            now = self._clock()
+            updated = replace(current, freq_watt_enabled=enabled, freq_watt_curve=points)
+            await self._db.write(lambda c: vrepo.save_station_settings(c, updated, now))
+        return {"accepted": accepted, "results": results, "mode": "CentralFrequency"}
 
     async def _local_frequency(
         self, station_id: str, curve: list[list[float]] | None, enabled: bool

@@ -91,8 +91,9 @@ class FrequencyPart(CentralFrequencyPart):
             restored = list(await asyncio.gather(*(self._clear_frequency(c) for c in ended)))
             # 2.1 CentralFrequency stations follow their curve with this sample
             central = await self.central_frequency(contexts, hz, at) if contexts else []
+            extra = {"central": central} if central else {}  # only where a station follows
             if not fired:
-                return {"fired": [], "restored": restored, "central": central}
+                return {"fired": [], "restored": restored, **extra}
             s = self.settings
             duration_s = round(s.frequency_duration_s)
             results = await asyncio.gather(
@@ -119,7 +120,7 @@ class FrequencyPart(CentralFrequencyPart):
             return {
                 "fired": [dict(r, vehicle_id=v) for v, r in per_vehicle.items()],
                 "restored": restored,
-                "central": central,
+                **extra,
             }
 
     async def _frequency_step(

@@ -65,9 +65,16 @@ class AfrrCreate(_In):
     )
 
 
-class StreamOpenCreate(_In):
-    id: UInt32
-    variable_monitoring_id: UInt32
+class StreamRequestCreate(_In):
+    """A monitor on one variable whose events the station streams (SetVariableMonitoring with
+    `periodicEventStream`)."""
+
+    component: str = Field(min_length=1, max_length=50)
+    variable: str = Field(min_length=1, max_length=50)
+    evse_id: int | None = Field(None, ge=1, le=1000)
+    monitor_type: Literal["Periodic", "PeriodicClockAligned", "Delta"] = "Periodic"
+    value: float = Field(1.0, ge=0, le=86400, allow_inf_nan=False)
+    severity: int = Field(8, ge=0, le=9)
     interval_s: UInt32 | None = None
     values: UInt32 | None = None
 

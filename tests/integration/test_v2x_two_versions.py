@@ -144,3 +144,41 @@ async def test_q_dynamic_setpoint_reaches_the_21_station(api: ApiHarness) -> Non
         assert update["scheduleUpdate"]["setpoint"] == -3000.0
         kept = await api.client.get(f"{V1}/stations/CS21/v2x/dynamic-setpoint/62001")
         assert kept.json()["scheduleUpdate"] == update["scheduleUpdate"]
+
+        # DER and stream commands reach it as the strict 2.1 station wants them
+        report = await api.client.post(
+            f"{V1}/stations/CS21/der/controls/report", json={"requestId": 7}
+        )
+        assert report.status_code == 200 and report.json() == {"status": "Accepted"}
+        assert (await station.wait_for_call("GetDERControl")).payload == {"requestId": 7}
+        bad = await api.client.post(
+            f"{V1}/stations/CS21/der/controls", json={"controlType": "VoltWatt"}
+        )
+        assert bad.status_code == 422  # not a SetDERControlRequest: never sent
+        assert not [r for r in station.received if r.action == "SetDERControl"]
+        opened = await api.client.post(
+            f"{V1}/stations/CS21/periodic-streams",
+            json={
+                "component": "EVSE",
+                "variable": "Power",
+                "evse_id": 1,
+                "interval_s": 1,
+                "values": 10,
+            },
+        )
+        assert opened.status_code == 200, opened.text
+        (result,) = opened.json()["setMonitoringResult"]
+        asked = (await station.wait_for_call("SetVariableMonitoring")).payload
+        assert asked["setMonitoringData"][0]["periodicEventStream"] == {"interval": 1, "values": 10}
+        await station.open_stream(5, result["id"], 1)  # the station opens it
+        listed = (await api.client.get(f"{V1}/stations/CS21/periodic-streams")).json()
+        assert [(s["stream_id"], s["variable_monitoring_id"]) for s in listed] == [
+            (5, result["id"])
+        ]
+        stop = await api.client.delete(
+            f"{V1}/stations/CS21/periodic-streams/monitors/{result['id']}"
+        )
+        assert stop.status_code == 200, stop.text
+        assert (await station.wait_for_call("ClearVariableMonitoring")).payload == {
+            "id": [result["id"]]
+        }

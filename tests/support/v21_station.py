@@ -31,12 +31,12 @@ ANSWERS: dict[str, JsonDict] = {
     "SetDERControl": {"status": "Accepted"},
     "GetDERControl": {"status": "Accepted"},
     "ClearDERControl": {"status": "Accepted"},
-    "OpenPeriodicEventStream": {"status": "Accepted"},
     "AdjustPeriodicEventStream": {"status": "Accepted"},
-    "ClosePeriodicEventStream": {},
     "GetPeriodicEventStream": {},
     "SetVariables": {"setVariableResult": []},
 }
+
+MONITOR_ACTIONS = ("SetVariableMonitoring", "ClearVariableMonitoring")
 
 
 @dataclass
@@ -60,17 +60,53 @@ class V21Station(ChargePoint):
         await validate_payload(message, "2.1")  # a strict 2.1 station
         self.received.append(Received(message.action, message.payload))
         self._event.set()
-        if message.action not in ANSWERS:
+        if message.action not in ANSWERS and message.action not in MONITOR_ACTIONS:
             frame = [MessageType.CallError, message.unique_id, "NotImplemented", "", {}]
             await self._send(json.dumps(frame))
             return
         result = CallResult(
             unique_id=message.unique_id,
-            payload=dict(ANSWERS[message.action]),
+            payload=self.answer(message),
             action=message.action,
         )
         await validate_payload(result, "2.1")
         await self._send(result.to_json())
+
+    def answer(self, message: Call) -> JsonDict:
+        if message.action == "SetVariableMonitoring":
+            return {
+                "setMonitoringResult": [
+                    {
+                        "id": 40 + k,
+                        "status": "Accepted",
+                        "type": item["type"],
+                        "severity": item["severity"],
+                        "component": item["component"],
+                        "variable": item["variable"],
+                    }
+                    for k, item in enumerate(message.payload["setMonitoringData"])
+                ]
+            }
+        if message.action == "ClearVariableMonitoring":
+            return {
+                "clearMonitoringResult": [
+                    {"status": "Accepted", "id": i} for i in message.payload["id"]
+                ]
+            }
+        return dict(ANSWERS[message.action])
+
+    async def open_stream(self, stream_id: int, monitor_id: int, interval_s: int) -> None:
+        """OpenPeriodicEventStream, as a station does after a periodic-stream monitor was set."""
+        await self.call(
+            call.OpenPeriodicEventStream(
+                constant_stream_data={
+                    "id": stream_id,
+                    "variable_monitoring_id": monitor_id,
+                    "params": {"interval": interval_s},
+                }
+            ),
+            suppress=False,
+        )
 
     async def wait_for_call(self, action: str, wait_s: float = 5.0) -> Received:
         async def first() -> Received:

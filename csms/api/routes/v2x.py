@@ -21,7 +21,7 @@ from csms.api.v2x_schemas import (
     DerCurveCreate,
     DynamicSetpointCreate,
     StreamAdjustCreate,
-    StreamOpenCreate,
+    StreamRequestCreate,
     V2xStationRead,
 )
 from csms.services.v2g.grid_services import DER_REPORT_KINDS
@@ -250,17 +250,33 @@ def _params(interval_s: int | None, values: int | None) -> dict[str, int]:
     "/stations/{station_id}/periodic-streams",
     dependencies=[OPERATE],
     response_model=dict[str, Any],
-    summary="OpenPeriodicEventStream on a variable monitor of the station",
+    summary="Ask for a periodic event stream: SetVariableMonitoring with periodicEventStream",
+    description="The station answers with its monitor result and opens the stream itself "
+    "(OpenPeriodicEventStream); its values are read at .../periodic-streams/samples.",
 )
-async def open_stream(v2g: V2g, station_id: str, body: StreamOpenCreate) -> dict[str, Any]:
-    payload = {
-        "constantStreamData": {
-            "id": body.id,
-            "variableMonitoringId": body.variable_monitoring_id,
-            "params": _params(body.interval_s, body.values),
-        }
+async def request_stream(v2g: V2g, station_id: str, body: StreamRequestCreate) -> dict[str, Any]:
+    component: dict[str, Any] = {"name": body.component}
+    if body.evse_id is not None:
+        component["evse"] = {"id": body.evse_id}
+    monitor = {
+        "value": body.value,
+        "type": body.monitor_type,
+        "severity": body.severity,
+        "component": component,
+        "variable": {"name": body.variable},
+        "periodicEventStream": _params(body.interval_s, body.values),
     }
-    return await v2g.stream_command(station_id, "OpenPeriodicEventStream", payload)
+    return await v2g.request_stream(station_id, monitor)
+
+
+@router.get(
+    "/stations/{station_id}/periodic-streams",
+    dependencies=[READ],
+    response_model=list[dict[str, Any]],
+    summary="The periodic event streams the station opened",
+)
+async def streams(v2g: V2g, station_id: str) -> list[dict[str, Any]]:
+    return await v2g.streams(station_id)
 
 
 @router.post(
@@ -287,13 +303,13 @@ async def adjust_stream(
 
 
 @router.delete(
-    "/stations/{station_id}/periodic-streams/{stream_id}",
+    "/stations/{station_id}/periodic-streams/monitors/{monitor_id}",
     dependencies=[OPERATE],
     response_model=dict[str, Any],
-    summary="ClosePeriodicEventStream",
+    summary="Stop a stream: ClearVariableMonitoring of its monitor (the station closes it)",
 )
-async def close_stream(v2g: V2g, station_id: str, stream_id: int) -> dict[str, Any]:
-    return await v2g.stream_command(station_id, "ClosePeriodicEventStream", {"id": stream_id})
+async def stop_stream(v2g: V2g, station_id: str, monitor_id: int) -> dict[str, Any]:
+    return await v2g.stop_stream(station_id, monitor_id)
 
 
 @router.get(

@@ -198,15 +198,45 @@ class GridServicesPart(FleetPart):
     async def stream_command(
         self, station_id: str, action: str, payload: dict[str, Any]
     ) -> dict[str, Any]:
-        if action not in (
-            "OpenPeriodicEventStream",
-            "GetPeriodicEventStream",
-            "AdjustPeriodicEventStream",
-            "ClosePeriodicEventStream",
-        ):
+        """GetPeriodicEventStream / AdjustPeriodicEventStream (the CSMS's two stream actions:
+        the station opens and closes streams itself)."""
+        if action not in ("GetPeriodicEventStream", "AdjustPeriodicEventStream"):
             raise InvalidRequest(f"{action} is not a periodic event stream action")
         await self.require_v21(station_id)
         return await self._commands.send(station_id, action, payload)
+
+    async def request_stream(self, station_id: str, monitor: dict[str, Any]) -> dict[str, Any]:
+        """Ask for a periodic event stream: SetVariableMonitoring with one monitor carrying
+        `periodicEventStream` (2.1); the station then opens the stream (OpenPeriodicEventStream,
+        kept by the OCPP edge) and sends its values."""
+        await self.require_v21(station_id)
+        return await self._commands.send(
+            station_id, "SetVariableMonitoring", {"setMonitoringData": [monitor]}
+        )
+
+    async def stop_stream(self, station_id: str, monitor_id: int) -> dict[str, Any]:
+        """ClearVariableMonitoring of the stream's monitor (the station closes the stream)."""
+        await self.require_v21(station_id)
+        return await self._commands.send(
+            station_id, "ClearVariableMonitoring", {"id": [monitor_id]}
+        )
+
+    async def streams(self, station_id: str) -> list[dict[str, Any]]:
+        """The streams the station opened (open and closed), as the OCPP edge keeps them."""
+        await self.require_known(station_id)
+        async with self._db.read() as conn:
+            found = await r21.list_periodic_streams(conn, station_id)
+        return [
+            {
+                "stream_id": s.stream_id,
+                "variable_monitoring_id": s.variable_monitoring_id,
+                "interval_s": s.interval_s,
+                "values": s.values_per_message,
+                "opened_at": s.opened_at,
+                "closed_at": s.closed_at,
+            }
+            for s in found
+        ]
 
     async def stream_samples(
         self,

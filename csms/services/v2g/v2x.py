@@ -60,10 +60,9 @@ def allowed_transfers(available: list[str], discharge_allowed: bool) -> list[str
 
 class V2xPart(SessionsPart):
     async def station_version(self, station_id: str) -> OcppVersion:
-        lookup = getattr(self, "_versions", None)
         text: str | None = None
-        if lookup is not None:
-            text = await lookup(station_id)
+        if self._versions is not None:
+            text = await self._versions(station_id)
         else:
             async with self._db.read() as conn:
                 station = await repo.get_station(conn, station_id)

@@ -78,6 +78,8 @@ class SmartCharging:
         self.store = ProfileStore()
         self._wake = asyncio.Event()
         self._pull_wake = asyncio.Event()
+        # Dynamic profile id -> when its current interval started (install or last pull).
+        self._dyn_since: dict[int, datetime] = {}
         self._published: dict[int, EvseSetpoint] = {}
         # Frequency-watt response and emergency-backup hold, applied after the schedule.
         self.local_v2x = LocalV2x(config, wake=self.wake)
@@ -153,6 +155,7 @@ class SmartCharging:
         with self.storage.atomic():
             self.storage.save_profile(profile.id, evse_id, profile_to_ocpp(profile))
         self.store = self.store.set(evse_id, profile)
+        self._dyn_since[profile.id] = self.clock.now()
         self.wake()
         return []
 
@@ -403,7 +406,8 @@ class SmartCharging:
             p = installed.profile
             if p.kind is not ChargingProfileKind.DYNAMIC or not p.dyn_update_interval:
                 continue
-            last = p.dyn_update_time or now
+            since = self._dyn_since.setdefault(p.id, now)
+            last = max(since, p.dyn_update_time) if p.dyn_update_time else since
             at = last + timedelta(seconds=max(1, min(p.dyn_update_interval, 86400)))
             if at <= now:
                 due.append(p.id)
@@ -450,9 +454,7 @@ class SmartCharging:
             if self.update_dynamic(profile_id, camel) is None:
                 return
         # Not updated: start the next interval from now (no tight retry loop).
-        self.store = self.store.set(
-            installed.evse_id, replace(installed.profile, dyn_update_time=now)
-        )
+        self._dyn_since[profile_id] = now
 
     async def run_setpoints(self) -> None:
         while True:

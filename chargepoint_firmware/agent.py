@@ -498,6 +498,7 @@ class Agent:
                 tx.set_plugged(evse_id, False)
             case HardwareEventKind.ENERGY_TRANSFER_STARTED:
                 tx.set_energy_transfer(evse_id, True)
+                self.smart.notify_ev_needs(evse_id)  # the car's limits are known by now
             case HardwareEventKind.ENERGY_TRANSFER_STOPPED | HardwareEventKind.SESSION_ENDED:
                 tx.set_energy_transfer(evse_id, False)
             case HardwareEventKind.DIRECTION_CHANGED:

@@ -225,6 +225,7 @@ def build_agent(
     )
 
     smart.send_call = link.send_call
+    smart.send_soon = link.send_soon
 
     def new_session(ws: ClientConnection) -> OcppSession:
         over_2_1 = ws.subprotocol == OcppVersion.V21.value

@@ -214,7 +214,7 @@ async def test_q_every_discharging_v2x_mode_reaches_the_chademo_car(tmp_path: Pa
         await rig.current_reaches(lambda a: a >= 5.0, "ChargingOnly")
 
 
-async def test_q_discharge_limit_and_allowed_energy_transfer_bound_the_setpoint(
+async def test_q_discharge_limit_allowed_transfer_and_ev_charging_needs(
     tmp_path: Path,
 ) -> None:
     async with v2x_rig(tmp_path) as rig:
@@ -223,6 +223,16 @@ async def test_q_discharge_limit_and_allowed_energy_transfer_bound_the_setpoint(
         )
         assert status == "Accepted"
         await rig.current_reaches(lambda a: -5.0 < a <= -1.5, "dischargeLimit -1200 W")
+        # The car's V2X capability, from its CHAdeMO frames, went to the CSMS once.
+        needs = await rig.csms.wait_for_call("NotifyEVChargingNeeds", identity=AGENT_ID)
+        charging_needs = needs["payload"]["chargingNeeds"]
+        assert charging_needs["requestedEnergyTransfer"] == "DC_BPT"
+        v2x = charging_needs["v2xChargingParameters"]
+        car = rig.sim.sim.evse.status().vehicle
+        # The car's H'200 discharge current moves during the session: positive, that is all.
+        assert v2x["maxDischargeCurrent"] > 0
+        assert v2x["minVoltage"] == car.min_discharge_voltage_v
+        assert charging_needs["dcChargingParameters"]["evMaxVoltage"] == car.max_voltage_v
         tx_id = rig.agent.transactions.evses[1].tx_id
         assert tx_id is not None
         allowed = await rig.call(

@@ -22,6 +22,7 @@ from typing import Any
 from ocpp.v21 import call as call_v21
 
 from chargepoint_firmware.blocks.smart_charging.der import DerControls
+from chargepoint_firmware.blocks.smart_charging.ev_needs import charging_needs
 from chargepoint_firmware.blocks.smart_charging.v2x_local import LocalV2x, frequency_adjusted
 from chargepoint_firmware.blocks.smart_charging.v2x_modes import V2xInputs, bound, v2x_target
 from chargepoint_firmware.blocks.transactions.manager import TransactionManager
@@ -44,6 +45,7 @@ from v2g_shared.schedule import (
     apply_schedule_update,
     composite_schedule,
     composite_to_ocpp,
+    format_datetime,
     limit_at,
     next_breakpoint,
     parse_datetime,
@@ -93,6 +95,10 @@ class SmartCharging:
         self.allowed_transfer: dict[str, tuple[str, ...]] = {}
         # PullDynamicScheduleUpdate sender (the CSMS link's send_call), set by the composition root
         self.send_call: Callable[[Any], Any] | None = None
+        # Fire-and-forget sender (the link's send_soon) and the transactions whose charging
+        # needs were sent (NotifyEVChargingNeeds once per transaction, over 2.1).
+        self.send_soon: Callable[[Any], None] | None = None
+        self._needs_sent: set[str] = set()
         transactions.listeners.append(self._on_transaction_change)
 
     # -- profiles -----------------------------------------------------------------------------
@@ -256,6 +262,8 @@ class SmartCharging:
                     log.warning("TxProfile of RequestStartTransaction rejected: %s", violations)
         if what == "ended":
             self._drop_ended_tx_profiles()
+        if what == "started":
+            self.notify_ev_needs(evse_id)
         self.wake()
 
     def _drop_ended_tx_profiles(self) -> None:
@@ -375,6 +383,29 @@ class SmartCharging:
             if bounded != setpoint.limit:
                 setpoint = replace(setpoint, limit=bounded, source="der")
         return setpoint
+
+    def notify_ev_needs(self, evse_id: int) -> bool:
+        """NotifyEVChargingNeeds with the car's V2X parameters, once per transaction, over 2.1
+        only and once the car has sent its limits. True when it was queued for sending."""
+        if not self.ocpp_2_1 or self.send_soon is None or evse_id not in self.hardware:
+            return False
+        running = self.transactions.active_transactions()
+        if evse_id not in running:
+            return False
+        tx_id = running[evse_id][0]
+        self._needs_sent &= {tx for tx, _ in running.values()}  # bounded by the EVSE count
+        if tx_id in self._needs_sent:
+            return False
+        needs = charging_needs(self.hardware[evse_id].status())
+        if needs is None:
+            return False
+        self._needs_sent.add(tx_id)
+        self.send_soon(
+            call_v21.NotifyEVChargingNeeds(
+                evse_id=evse_id, charging_needs=needs, timestamp=format_datetime(self.clock.now())
+            )
+        )
+        return True
 
     def update_dynamic(self, profile_id: int, update: Mapping[str, Any]) -> str | None:
         """UpdateDynamicSchedule (K28): None when applied, else the reason it is Rejected."""

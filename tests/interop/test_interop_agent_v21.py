@@ -375,3 +375,29 @@ async def test_what_a_chademo_station_cannot_do_is_answered_as_unsupported(
             )
             assert refused.result["status"] == "Rejected"
         await csms.expect_no_strict_violations(origin=None)
+
+
+async def test_every_201_era_csms_action_over_21_gets_a_result_or_not_supported(
+    tmp_path: Path,
+) -> None:
+    """The CSMS-initiated actions 2.0.1 and 2.1 share, sent by the strict 2.1 CSMS: what the
+    agent supports gets a CALLRESULT valid under the 2.1 schema, the rest NotSupported."""
+    from tests.interop.test_interop_agent import AGENT_SUPPORTED, every_action_request
+    from tests.support.interop_fixtures import harness_action_lists
+
+    _, csms_side = harness_action_lists()
+    requests = every_action_request()
+    async with interop_csms(password=AGENT_PASSWORD, protocols=BOTH) as csms:
+        async with agent_for_interop(tmp_path / "a", csms.url, ocpp_versions=["2.1"]):
+            await csms.wait_for_call("BootNotification", identity=AGENT_ID)
+            problems: dict[str, str] = {}
+            first = ["SendLocalList", "SetChargingProfile", "SetVariables"]
+            for action in first + [a for a in csms_side if a not in first]:
+                outcome = await csms.call(AGENT_ID, action, requests[action])
+                if action in AGENT_SUPPORTED:
+                    if not outcome.ok:
+                        problems[action] = f"{outcome.error_code}: {outcome.error_description}"
+                elif outcome.error_code != "NotSupported":
+                    problems[action] = f"expected NotSupported, got {outcome.error_code}"
+            assert problems == {}
+        await csms.expect_no_strict_violations(origin=None)

@@ -118,13 +118,13 @@ class V2xRig:
 
 
 @contextlib.asynccontextmanager
-async def v2x_rig(tmp_path: Path, **settings: Any) -> AsyncIterator[V2xRig]:
+async def v2x_rig(tmp_path: Path, soc_pct: float = 80.0, **settings: Any) -> AsyncIterator[V2xRig]:
     """The ocpp-rpc 2.1 CSMS, our agent over 2.1 on a simulated CHAdeMO EVSE with a car at
     80 % plugged in, and a remote-started transaction already running."""
     vehicle = SimVehicleConfig(permission_delay_s=0.2, time_scale=200.0)
     config = ChademoEvseConfig(max_discharge_current_a=12.0)
     async with (
-        running_sim(config, battery=Battery(soc_pct=80.0), vehicle_config=vehicle) as sim_rig,
+        running_sim(config, battery=Battery(soc_pct=soc_pct), vehicle_config=vehicle) as sim_rig,
         interop_csms(password=AGENT_PASSWORD, protocols=BOTH) as csms,
     ):
         values: dict[str, Any] = {
@@ -240,6 +240,24 @@ async def test_q_discharge_limit_allowed_transfer_and_ev_charging_needs(
         )
         assert allowed["status"] == "Accepted"
         await rig.current_reaches(lambda a: abs(a) < 1.0, "DC only: no discharge")
+
+
+async def test_q_the_safety_window_still_bounds_a_central_setpoint(tmp_path: Path) -> None:
+    """A car below its discharge SoC floor: a 2.1 discharge setpoint is a target, the safety
+    supervisor's SoC window wins (no discharge), while a charge setpoint goes through."""
+    async with v2x_rig(tmp_path, soc_pct=15.0) as rig:
+        status = await rig.set_default_profile(
+            {"operationMode": "CentralSetpoint", "setpoint": -3000}
+        )
+        assert status == "Accepted"
+        await asyncio.sleep(2.0)
+        assert rig.current_a() > -0.5
+        assert rig.sim.sim.evse.status().energy_export_wh < 1.0
+        status = await rig.set_default_profile(
+            {"operationMode": "CentralSetpoint", "setpoint": 3000}
+        )
+        assert status == "Accepted"
+        await rig.current_reaches(lambda a: a >= 5.0, "charge setpoint below the floor")
 
 
 async def test_r_der_control_caps_discharge_and_is_reported(tmp_path: Path) -> None:

@@ -244,14 +244,15 @@ def _v2x_violations(profile: ChargingProfile, context: ValidationContext) -> lis
                         "ChargingSchedulePeriod.v2xFreqWattCurve", f"{where}: needs the curve"
                     )
                 )
+            # A setpoint would be ignored in these modes: refuse it rather than drop it. (A
+            # dischargeLimit is a bound, harmless anywhere, e.g. on a ChargingStationMaxProfile.)
             if mode in (OperationMode.CHARGING_ONLY, OperationMode.IDLE) and (
                 period.setpoint is not None
-                or (period.discharge_limit is not None and period.discharge_limit < 0)
             ):
                 out.append(
                     Violation(
                         "ChargingSchedulePeriod.operationMode",
-                        f"{where}: no setpoint or discharge in this mode",
+                        f"{where}: no setpoint in this mode",
                     )
                 )
             if period.discharge_limit is not None and period.discharge_limit > 0:

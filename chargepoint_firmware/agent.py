@@ -150,6 +150,7 @@ class Agent:
         self._boot_reason = boot_reason or "PowerUp"
         self.transactions.restore()
         self.smart.load()
+        self.smart.set_online(False)  # offline from power-up until registered
         for hw in self.hardware.values():
             hw.set_csms_connected(False)
             hw.subscribe(self.on_hardware_event)
@@ -345,6 +346,7 @@ class Agent:
         if online == self.link.online:
             return
         self.link.online = online
+        self.smart.set_online(online)
         for hw in self.hardware.values():
             hw.set_csms_connected(online)
         assert self._online_event is not None

@@ -142,3 +142,38 @@ def test_k29_pulls_fall_due_per_interval_bounded(rig: Any) -> None:
     clock.advance(30)
     due, earliest = smart.pulls_due(clock.now())
     assert due == [2] and earliest == clock.now() - timedelta(seconds=30) + timedelta(days=1)
+
+
+def test_k_max_offline_duration_falls_back_and_invalid_after_removes(rig: Any) -> None:
+    agent, evse, clock = rig
+    smart = agent.smart
+    base = profile(clock, [{"startPeriod": 0, "limit": 2000}], id=1)
+    online_only = profile(
+        clock, [{"startPeriod": 0, "limit": 7000}], id=2, stackLevel=1, maxOfflineDuration=60
+    )
+    for p in (base, online_only):
+        assert smart.set_profile(0, p) == []
+    smart.set_online(False)
+    lapse = smart.publish_now()
+    assert evse.setpoints[-1][1].limit == 7000  # offline, but within 60 s
+    assert lapse == clock.now() + timedelta(seconds=60)
+    clock.advance(60)
+    smart.publish_now()
+    assert evse.setpoints[-1][1].limit == 2000  # lapsed: the lower stack level applies
+    smart.set_online(True)
+    smart.publish_now()
+    assert evse.setpoints[-1][1].limit == 7000  # valid again once online
+    once = profile(
+        clock,
+        [{"startPeriod": 0, "limit": 7000}],
+        id=2,
+        stackLevel=1,
+        maxOfflineDuration=0,
+        invalidAfterOfflineDuration=True,
+    )
+    assert smart.set_profile(0, once) == []
+    smart.set_online(False)
+    smart.publish_now()
+    smart.set_online(True)
+    smart.publish_now()
+    assert evse.setpoints[-1][1].limit == 2000 and smart.store.installed(2) is None

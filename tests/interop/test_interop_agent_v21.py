@@ -175,7 +175,7 @@ async def test_q_every_discharging_v2x_mode_reaches_the_chademo_car(tmp_path: Pa
         modes: list[tuple[str, dict[str, Any]]] = [
             ("CentralSetpoint", {"setpoint": -3000}),
             ("ExternalSetpoint", {"setpoint": -3000}),
-            ("CentralFrequency", {"setpoint": -3000}),
+            ("CentralFrequency", {"setpoint": -3000, "limit": 11000}),
         ]
         for mode, fields in modes:
             status = await rig.set_default_profile({"operationMode": mode, **fields})
@@ -201,7 +201,12 @@ async def test_q_every_discharging_v2x_mode_reaches_the_chademo_car(tmp_path: Pa
         # CentralFrequency driven by aFRR signals through the signal-watt curve.
         signal_curve = [{"signal": -100, "power": -4000}, {"signal": 100, "power": 4000}]
         status = await rig.set_default_profile(
-            {"operationMode": "CentralFrequency", "setpoint": 0, "v2xSignalWattCurve": signal_curve}
+            {
+                "operationMode": "CentralFrequency",
+                "setpoint": 0,
+                "limit": 11000,
+                "v2xSignalWattCurve": signal_curve,
+            }
         )
         assert status == "Accepted"
         afrr = await rig.call("AFRRSignal", {"timestamp": "2026-01-01T00:00:00Z", "signal": -80})

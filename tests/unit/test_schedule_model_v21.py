@@ -202,6 +202,10 @@ def test_valid_v21_profile_passes_v21_validation() -> None:
     ("period", "rule"),
     [
         ({"startPeriod": 0}, "ChargingSchedulePeriod.limit"),
+        (
+            {"startPeriod": 0, "setpoint": 1, "operationMode": "CentralFrequency"},
+            "ChargingSchedulePeriod.limit",
+        ),
         ({"startPeriod": 0, "operationMode": "CentralSetpoint"}, "ChargingSchedulePeriod.setpoint"),
         (
             {"startPeriod": 0, "operationMode": "LocalFrequency"},

@@ -193,6 +193,10 @@ def validate_profile(
 
 # Modes whose period must carry a setpoint (the target the EVSE follows).
 _SETPOINT_MODES = frozenset({OperationMode.CENTRAL_SETPOINT})
+# The 2.1 schema: limit is "optional only when not required by the operationMode, as in
+# CentralSetpoint, ExternalSetpoint, ExternalLimits, LocalFrequency, LocalLoadBalancing" (Idle
+# moves nothing, so no limit is asked of it either).
+_LIMIT_MODES = frozenset({OperationMode.CHARGING_ONLY, OperationMode.CENTRAL_FREQUENCY})
 
 
 def _v2x_violations(profile: ChargingProfile, context: ValidationContext) -> list[Violation]:
@@ -232,7 +236,7 @@ def _v2x_violations(profile: ChargingProfile, context: ValidationContext) -> lis
                 out.append(
                     Violation("V2XCtrlr.SupportedOperationModes", f"{where}: mode not supported")
                 )
-            if mode is OperationMode.CHARGING_ONLY and period.limit is None:
+            if mode in _LIMIT_MODES and period.limit is None:
                 out.append(Violation("ChargingSchedulePeriod.limit", f"{where}: needs a limit"))
             if mode in _SETPOINT_MODES and period.setpoint is None:
                 out.append(

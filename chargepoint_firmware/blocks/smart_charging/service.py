@@ -36,6 +36,7 @@ from v2g_shared.schedule import (
     ChargingProfileKind,
     ChargingProfilePurpose,
     ChargingRateUnit,
+    InstalledProfile,
     OperationMode,
     ProfileFormatError,
     ProfileStore,
@@ -99,6 +100,8 @@ class SmartCharging:
         # needs were sent (NotifyEVChargingNeeds once per transaction, over 2.1).
         self.send_soon: Callable[[Any], None] | None = None
         self._needs_sent: set[str] = set()
+        # Since when the station is offline (None = online); the agent sets it (maxOfflineDuration).
+        self.offline_since: datetime | None = None
         transactions.listeners.append(self._on_transaction_change)
 
     # -- profiles -----------------------------------------------------------------------------
@@ -280,10 +283,40 @@ class SmartCharging:
         self._wake.set()
         self._pull_wake.set()
 
+    def set_online(self, online: bool) -> None:
+        """The CSMS link came up or went down: maxOfflineDuration counts from going offline."""
+        self.offline_since = None if online else self.clock.now()
+        self.wake()
+
+    def _valid_offline(self, now: datetime) -> tuple[tuple[InstalledProfile, ...], datetime | None]:
+        """The profiles valid now given maxOfflineDuration (2.1), and when the next one lapses.
+
+        Offline longer than its maxOfflineDuration, a profile does not apply (the stack falls
+        back to lower levels) until the station is online again; with
+        invalidAfterOfflineDuration it is removed for good."""
+        since = self.offline_since
+        if since is None:
+            return self.store.profiles, None
+        kept: list[InstalledProfile] = []
+        lapses: datetime | None = None
+        for installed in self.store.profiles:
+            limit_s = installed.profile.max_offline_duration
+            if limit_s is None:
+                kept.append(installed)
+                continue
+            ends = since + timedelta(seconds=max(0, limit_s))
+            if now < ends:
+                kept.append(installed)
+                lapses = ends if lapses is None or ends < lapses else lapses
+            elif installed.profile.invalid_after_offline_duration:
+                self.store, _ = self.store.clear(profile_id=installed.profile.id)
+                self.storage.delete_profile(installed.profile.id)
+        return tuple(kept), lapses
+
     def publish_now(self) -> datetime | None:
         """Publish every EVSE's setpoint for now; return the earliest next change."""
         now = self.clock.now()
-        profiles = self.store.profiles
+        profiles, lapses = self._valid_offline(now)
         transactions = self._transactions()
         discharge = self.discharge_enabled()
         earliest: datetime | None = None
@@ -330,6 +363,8 @@ class SmartCharging:
                 hw.set_setpoint(setpoint)
             if next_change is not None and (earliest is None or next_change < earliest):
                 earliest = next_change
+        if lapses is not None and (earliest is None or lapses < earliest):
+            earliest = lapses
         return earliest
 
     # -- OCPP 2.1: V2X inputs, DER, dynamic schedules --------------------------------------------

@@ -177,3 +177,12 @@ def test_k_max_offline_duration_falls_back_and_invalid_after_removes(rig: Any) -
     smart.set_online(True)
     smart.publish_now()
     assert evse.setpoints[-1][1].limit == 2000 and smart.store.installed(2) is None
+
+
+def test_k_a_huge_max_offline_duration_does_not_overflow(rig: Any) -> None:
+    agent, evse, clock = rig
+    huge = profile(clock, [{"startPeriod": 0, "limit": 3000}], maxOfflineDuration=10**18)
+    assert agent.smart.set_profile(0, huge) == []
+    agent.smart.set_online(False)
+    agent.smart.publish_now()
+    assert evse.setpoints[-1][1].limit == 3000

@@ -144,3 +144,10 @@ def test_q_charging_needs_wait_for_the_cars_limits_and_omit_v2x_without_discharg
     needs = charging_needs(status(VehicleLimits(max_charge_current_a=50, max_voltage_v=400)))
     assert needs is not None and needs["requestedEnergyTransfer"] == "DC"
     assert "v2xChargingParameters" not in needs
+
+
+def test_r_peer_chosen_durations_are_bounded() -> None:
+    der = DerControls(MemoryStorage())
+    der.set(limit("huge", 10, startTime=NOW.isoformat(), duration=1e300))
+    der.set(limit("nan", 20, startTime=NOW.isoformat(), duration=-5))
+    assert der.discharge_cap(NOW + timedelta(days=365), 10000, None) == 1000

@@ -32,7 +32,8 @@ from v2g_shared.schedule import ProfileFormatError, parse_datetime
 SUPPORTED = ("FreqWatt", "VoltWatt", "LimitMaxDischarge")
 # controlType -> the request field that carries its settings.
 _FIELD = {"FreqWatt": "curve", "VoltWatt": "curve", "LimitMaxDischarge": "limitMaxDischarge"}
-MAX_CONTROLS = 24  # bounded: a CSMS cannot grow the store without end
+MAX_CONTROLS = 24
+_TEN_YEARS_S = 10 * 365 * 86400.0  # bounded: a CSMS cannot grow the store without end
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,7 +56,10 @@ class DerControl:
         except ProfileFormatError:
             return False
         duration = self.settings.get("duration")
-        end = None if duration is None else begin + timedelta(seconds=float(duration))
+        seconds = None if duration is None else float(duration)
+        if seconds is not None and not 0 <= seconds < _TEN_YEARS_S:  # NaN, negative, huge
+            seconds = 0.0 if not seconds >= 0 else _TEN_YEARS_S
+        end = None if seconds is None else begin + timedelta(seconds=seconds)
         return begin <= now and (end is None or now < end)
 
     def to_ocpp(self) -> dict[str, Any]:

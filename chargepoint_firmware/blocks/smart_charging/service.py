@@ -60,6 +60,9 @@ from v2g_shared.schedule.model import SCHEDULE_UPDATE_FIELDS
 
 log = logging.getLogger(__name__)
 
+# Durations a CSMS sends are bounded before date arithmetic (no overflow, no "forever + 1").
+_TEN_YEARS_S = 10 * 365 * 86400
+
 
 class SmartCharging:
     def __init__(
@@ -304,7 +307,7 @@ class SmartCharging:
             if limit_s is None:
                 kept.append(installed)
                 continue
-            ends = since + timedelta(seconds=max(0, limit_s))
+            ends = since + timedelta(seconds=max(0, min(limit_s, _TEN_YEARS_S)))
             if now < ends:
                 kept.append(installed)
                 lapses = ends if lapses is None or ends < lapses else lapses

@@ -25,6 +25,8 @@ from chargepoint_firmware.blocks.availability.handlers import AvailabilityHandle
 from chargepoint_firmware.blocks.availability.status import Availability
 from chargepoint_firmware.blocks.diagnostics.events import StationEvents, TransferStatus
 from chargepoint_firmware.blocks.diagnostics.handlers import DiagnosticsHandlers
+from chargepoint_firmware.blocks.diagnostics.handlers_v21 import StreamHandlers
+from chargepoint_firmware.blocks.diagnostics.periodic_streams import PeriodicStreams
 from chargepoint_firmware.blocks.provisioning.device_model_adapter import DeviceModelAdapter
 from chargepoint_firmware.blocks.provisioning.handlers import ProvisioningHandlers
 from chargepoint_firmware.blocks.provisioning.service import Provisioning
@@ -91,9 +93,13 @@ class StationSession(
         )
 
 
-class StationSession21(V21Handlers, StationSession, OcppSession21):
+class StationSession21(StreamHandlers, V21Handlers, StationSession, OcppSession21):
     """The same station over OCPP 2.1: the 2.1 library classes and schemas, plus the 2.1-only
-    actions (V2X, DER control, dynamic schedules)."""
+    actions (V2X, DER control, dynamic schedules, periodic event streams)."""
+
+    def __init__(self, *args: Any, streams: PeriodicStreams, **kwargs: Any) -> None:
+        self.periodic_streams = streams
+        super().__init__(*args, **kwargs)
 
 
 def build_agent(
@@ -227,11 +233,23 @@ def build_agent(
     smart.send_call = link.send_call
     smart.send_soon = link.send_soon
 
+    streams = PeriodicStreams(hardware, clock)
+    streams.send_call = link.send_call
+    streams.send_message = lambda: getattr(link.session, "send_message", None)
+
     def new_session(ws: ClientConnection) -> OcppSession:
         over_2_1 = ws.subprotocol == OcppVersion.V21.value
         smart.ocpp_2_1 = over_2_1
-        session_class = StationSession21 if over_2_1 else StationSession
-        return session_class(
+        if over_2_1:
+            return StationSession21(
+                settings.station_id,
+                ws,
+                response_timeout=settings.message_timeout_s,
+                link=link,
+                blocks=blocks,
+                streams=streams,
+            )
+        return StationSession(
             settings.station_id,
             ws,
             response_timeout=settings.message_timeout_s,

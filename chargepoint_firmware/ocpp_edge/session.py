@@ -17,7 +17,9 @@ Edge fixes:
 
 from __future__ import annotations
 
+import json
 import logging
+import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -172,3 +174,9 @@ class OcppSession21(OcppSession):
     _call_result = call_result_v21
     _ocpp_version = "2.1"
     known_actions = _KNOWN_ACTIONS_V21
+
+    async def send_message(self, action: str, payload: dict[str, Any]) -> None:
+        """An OCPP-J 2.1 SEND frame ([6, messageId, action, payload], Part 4): no answer is
+        expected. The `ocpp` library has no SEND support, so the frame is written here."""
+        frame = json.dumps([6, str(uuid.uuid4()), action, payload], separators=(",", ":"))
+        await self._send(frame)

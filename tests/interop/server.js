@@ -15,7 +15,7 @@ const {
     PROTOCOL, CS_TO_CSMS, emit, nowIso, errorFields, instrument, answerFromOverride, readCommands,
     argValue, selfCheck, skippableValidator,
 } = require('./common');
-const { PROTOCOL_21, validator21, CS_TO_CSMS_21_DEFAULTS, CHANGED_IN_21 } = require('./v21');
+const { PROTOCOL_21, validator21, CS_TO_CSMS_21_DEFAULTS, selfCheck21 } = require('./v21');
 
 const port = Number(argValue('--port', '0'));
 const password = argValue('--password', null);
@@ -80,7 +80,7 @@ const server = new RPCServer({
     protocols, strictMode: true, strictModeValidators: [skipper.validator, validator21()],
 });
 // 2.1 stations get the 2.1 answers where they differ (and to the actions new in 2.1).
-const DEFAULTS_21 = { ...DEFAULTS, ...CS_TO_CSMS_21_DEFAULTS, ...CHANGED_IN_21 };
+const DEFAULTS_21 = { ...DEFAULTS, ...CS_TO_CSMS_21_DEFAULTS };
 
 server.auth((accept, reject, handshake) => {
     // ocpp-rpc would accept a client with no common subprotocol (and then run without one);
@@ -220,7 +220,11 @@ async function main() {
     });
 }
 
-if (process.argv.includes('--self-check')) {
+if (process.argv.includes('--self-check-21')) {
+    const { actions, problems } = selfCheck21(DEFAULTS_21, SAMPLE_REQUESTS);
+    emit('self_check', { actions, problems, protocol: PROTOCOL_21 });
+    process.exitCode = problems.length ? 1 : 0;
+} else if (process.argv.includes('--self-check')) {
     selfCheck(CS_TO_CSMS, DEFAULTS, SAMPLE_REQUESTS);
 } else {
     main().catch((err) => {

@@ -27,7 +27,7 @@ from chargepoint_firmware.wiring import build_agent
 from tests.support.agent_harness import agent_settings, eventually
 from tests.support.chademo_sim import Rig as SimRig
 from tests.support.chademo_sim import running_sim
-from tests.support.interop import InteropCsms, interop_csms
+from tests.support.interop import SERVER_SCRIPT, InteropCsms, interop_csms, run_self_check
 from tests.support.interop_fixtures import AGENT_ID, AGENT_PASSWORD, agent_for_interop
 
 pytestmark = pytest.mark.timeout(180)
@@ -36,6 +36,14 @@ BOTH = ("ocpp2.1", "ocpp2.0.1")
 # Answered over 2.1 only: periodic event streams hang off variable monitors.
 STREAMS_21 = frozenset({"SetVariableMonitoring", "ClearVariableMonitoring"})
 SECURITY = {"profile": 1, "basic_auth_password": AGENT_PASSWORD}
+
+
+async def test_server_default_answers_are_valid_under_21() -> None:
+    """server.js as a 2.1 CSMS: every station-initiated 2.1 action has a default answer that
+    the OCA 2.1 schema accepts (the harness's own check, so a failure is the harness's)."""
+    result = await run_self_check(SERVER_SCRIPT, "--self-check-21")
+    assert result["problems"] == [] and result["returncode"] == 0
+    assert result["actions"] >= 36
 
 
 async def test_agent_negotiates_ocpp21_when_configured_and_201_by_default(tmp_path: Path) -> None:

@@ -29,7 +29,15 @@ const empty = () => ({});
 const CS_TO_CSMS_21_DEFAULTS = {
     BatterySwap: empty,
     ClosePeriodicEventStream: empty,
-    GetCertificateChainStatus: () => ({ certificateStatus: [] }),
+    // Every certificate asked about: status Unknown (this harness runs no OCSP responder).
+    GetCertificateChainStatus: (p) => ({
+        certificateStatus: (p.certificateStatusRequests ?? []).map((r) => ({
+            source: r.source,
+            status: 'Unknown',
+            nextUpdate: new Date(Date.now() + 3600e3).toISOString(),
+            certificateHashData: r.certificateHashData,
+        })),
+    }),
     NotifyDERAlarm: empty,
     NotifyDERStartStop: empty,
     NotifyPriorityCharging: empty,
@@ -40,13 +48,40 @@ const CS_TO_CSMS_21_DEFAULTS = {
     VatNumberValidation: (p) => ({ status: 'Rejected', vatNumber: p.vatNumber ?? '' }),
 };
 
-// Answers whose 2.0.1 default is not valid under 2.1.
-const CHANGED_IN_21 = {
-    Get15118EVCertificate: () => ({ status: 'Failed', exiResponse: '' }),
-};
-
-function isV21(protocol) {
-    return protocol === PROTOCOL_21;
+// --self-check: every station-initiated 2.1 action has a default answer valid under 2.1.
+function selfCheck21(defaults, sampleRequests) {
+    const v = validator21();
+    const actions = SCHEMAS_21.map((s) => s.$id)
+        .filter((id) => id.endsWith('Request'))
+        .map((id) => id.slice('urn:'.length, -'Request'.length))
+        .filter((a) => a in defaults);
+    const problems = [];
+    for (const action of actions) {
+        try {
+            const request = sampleRequests[action] ?? SAMPLE_REQUESTS_21[action] ?? {};
+            if (action in SAMPLE_REQUESTS_21) v.validate(`urn:${action}.req`, request);
+            v.validate(`urn:${action}.conf`, defaults[action](request));
+        } catch (err) {
+            problems.push(`${action}: default answer invalid under 2.1: ${err.message}`);
+        }
+    }
+    for (const action of Object.keys(CS_TO_CSMS_21_DEFAULTS)) {
+        if (!actions.includes(action)) problems.push(`${action}: not a 2.1 action`);
+    }
+    return { actions: actions.length, problems };
 }
 
-module.exports = { PROTOCOL_21, validator21, schemaId21, CS_TO_CSMS_21_DEFAULTS, CHANGED_IN_21, isV21 };
+// Requests for the answers that depend on them (valid under 2.1).
+const SAMPLE_REQUESTS_21 = {
+    GetCertificateChainStatus: {
+        certificateStatusRequests: [{
+            source: 'OCSP',
+            urls: ['http://127.0.0.1/ocsp'],
+            certificateHashData: {
+                hashAlgorithm: 'SHA256', issuerNameHash: 'aa', issuerKeyHash: 'bb', serialNumber: '01',
+            },
+        }],
+    },
+};
+
+module.exports = { SAMPLE_REQUESTS_21, PROTOCOL_21, validator21, schemaId21, CS_TO_CSMS_21_DEFAULTS, selfCheck21 };

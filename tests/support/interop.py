@@ -536,13 +536,13 @@ async def interop_csms(
         await csms.stop()
 
 
-async def run_self_check(script: Path) -> Event:
-    """Run `node <script> --self-check`: are all default answers schema-valid?"""
+async def run_self_check(script: Path, flag: str = "--self-check") -> Event:
+    """Run `node <script> --self-check` (or `flag`): are all default answers schema-valid?"""
     node = require_node()
     process = await asyncio.create_subprocess_exec(
         node,
         str(script),
-        "--self-check",
+        flag,
         cwd=str(INTEROP_DIR),
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,

@@ -57,8 +57,11 @@ class ValidationContext:
     from_csms: bool = True
     # 2.0.1 allows 2-3 schedules only after ISO 15118 NotifyEVChargingNeeds; CHAdeMO has none.
     allow_multiple_schedules: bool = False
-    # The OCPP version the profile travels in: 2.1-only fields are refused over 2.0.1.
-    ocpp_2_1: bool = False
+    # The OCPP version the profile travels in: False = 2.0.1 (2.1-only fields refused), True =
+    # 2.1 (every 2.1 rule, station capabilities included), None = not said (the caller checked
+    # the payload against its version's schema already: the 2.1 period rules still apply, the
+    # station-capability rules do not; this is how the CSMS checks before sending).
+    ocpp_2_1: bool | None = None
     # V2XCtrlr.SupportedOperationModes (None = every mode); only checked over 2.1.
     supported_operation_modes: frozenset[OperationMode] | None = None
     # 2.1 purposes the station can apply (a CHAdeMO station: neither PriorityCharging nor
@@ -203,11 +206,15 @@ def _v2x_violations(profile: ChargingProfile, context: ValidationContext) -> lis
     """The OCPP 2.1 rules: 2.1 fields only over 2.1, a limit where the mode needs one, the
     setpoint/curve a mode works from, one period in a Dynamic profile, sane curves."""
     out: list[Violation] = []
-    if not context.ocpp_2_1:
+    if context.ocpp_2_1 is False:
         if profile.uses_2_1:
             out.append(Violation("OCPP 2.0.1", "the profile uses OCPP 2.1 fields over OCPP 2.0.1"))
         return out
-    if profile.purpose in _PURPOSES_2_1 and (profile.purpose not in context.supported_2_1_purposes):
+    if (
+        context.ocpp_2_1
+        and profile.purpose in _PURPOSES_2_1
+        and profile.purpose not in context.supported_2_1_purposes
+    ):
         out.append(
             Violation(
                 "ChargingProfile.chargingProfilePurpose",

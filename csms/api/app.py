@@ -9,7 +9,7 @@ from csms.api.counting import CountedServices
 from csms.api.deps import ApiServices, TokenCache
 from csms.api.errors import PROBLEM_RESPONSES, install_error_handlers
 from csms.api.metrics import CsmsMetrics, metrics_route
-from csms.api.routes import commands, records, stations, tokens, v2g
+from csms.api.routes import commands, ocpp21, records, stations, tokens, v2g
 
 API_PREFIX = "/api/v1"
 
@@ -19,6 +19,7 @@ ROUTERS = (
     records.router,
     records.transactions_router,
     commands.router,
+    ocpp21.router,
     tokens.id_tokens_router,
     tokens.api_tokens_router,
     v2g.router,

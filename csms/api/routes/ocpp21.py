@@ -18,8 +18,8 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Path, Query
 
-from csms.api.deps import OPERATE, READ, OperateToken, Paging, Services, check_scope
-from csms.api.ocpp_actions import action_scope
+from csms.api.deps import ADMIN, OPERATE, READ, OperateToken, Paging, Services, check_scope
+from csms.api.ocpp_actions import ADMIN_ACTIONS, action_scope
 from csms.api.routes.commands import ERROR_RESPONSES
 from csms.api.schemas import OCPP_INT_MAX, PageRead, ReadModel, StrictModel, page_read
 from csms.oca_schemas import ACTIONS_21_ADDED, TABLES, schema_of
@@ -75,7 +75,8 @@ def _typed_route(action: str) -> None:
         f"/commands/{kebab(action)}",
         send,
         methods=["POST"],
-        dependencies=[OPERATE],
+        # Tariff actions are admin (as the tariff routes are); the rest operate.
+        dependencies=[ADMIN if action in ADMIN_ACTIONS else OPERATE],
         response_model=dict[str, Any],
         tags=["OCPP 2.1 commands"],
         summary=f"{action} (OCPP 2.1 stations only)",

@@ -408,3 +408,19 @@ async def test_k_pull_dynamic_schedule_update(csms: Csms) -> None:
     with pytest.raises(InvalidRequest):
         await csms.services.ocpp21.set_schedule_update("CS1", 7, {"setpoint": "high"})
     await ws.close()
+
+
+async def test_k01_ocpp21_v2x_rules_run_for_21_station(csms: Csms) -> None:
+    """The shared 2.1 rules (v2g_shared.schedule) run before sending: CentralSetpoint without
+    a setpoint is refused (422), though the 2.1 schema allows it."""
+    ws = await _connected(csms, V21)
+    period = {"startPeriod": 0, "operationMode": "CentralSetpoint", "limit": 7000.0}
+    schedule = {**V2X_PROFILE["chargingProfile"]["chargingSchedule"][0]}
+    schedule["chargingSchedulePeriod"] = [period]
+    profile = {
+        "evseId": 1,
+        "chargingProfile": {**V2X_PROFILE["chargingProfile"], "chargingSchedule": [schedule]},
+    }
+    with pytest.raises(CommandValidationError, match="needs a setpoint"):
+        await csms.services.commands.send("CS1", "SetChargingProfile", profile)
+    await ws.close()

@@ -424,3 +424,70 @@ async def test_k01_ocpp21_v2x_rules_run_for_21_station(csms: Csms) -> None:
     with pytest.raises(CommandValidationError, match="needs a setpoint"):
         await csms.services.commands.send("CS1", "SetChargingProfile", profile)
     await ws.close()
+
+
+# ---- bounds: mutated 2.1 messages are answered, never an internal error ------------------
+
+
+def _leaves(node: Any, path: tuple[Any, ...] = ()) -> list[tuple[tuple[Any, ...], Any]]:
+    if isinstance(node, dict):
+        return [leaf for k, v in node.items() for leaf in _leaves(v, (*path, k))]
+    if isinstance(node, list):
+        return [leaf for i, v in enumerate(node) for leaf in _leaves(v, (*path, i))]
+    return [(path, node)]
+
+
+def _with(payload: Any, path: tuple[Any, ...], value: Any) -> Any:
+    copied = orjson.loads(orjson.dumps(payload))
+    target = copied
+    for key in path[:-1]:
+        target = target[key]
+    target[path[-1]] = value
+    return copied
+
+
+_MARK = "__OUT_OF_INT64__"
+NUMBER_MUTATIONS: tuple[Any, ...] = (2**31, -(2**31) - 1, 2**63 - 1, 1e308, -1e308, 1.5, _MARK)
+STRING_MUTATIONS: tuple[Any, ...] = ("", "x" * 5000, "9999-12-31T23:59:59-14:00", 5)
+
+
+def _mutations(payload: dict[str, Any]) -> list[str]:
+    frames = []
+    for path, value in _leaves(payload):
+        if isinstance(value, bool):
+            options: tuple[Any, ...] = ("true", 0)
+        elif isinstance(value, int | float):
+            options = NUMBER_MUTATIONS
+        else:
+            options = STRING_MUTATIONS
+        for option in options:
+            frames.append(orjson.dumps(_with(payload, path, option)).decode())
+    # Integers beyond int64 cannot be built by orjson: written as text.
+    return [f.replace(f'"{_MARK}"', str(2**70)) for f in frames]
+
+
+async def test_ocpp21_mutated_station_messages_answered_never_internal_error(
+    csms: Csms,
+) -> None:
+    """Every 2.1 CS -> CSMS message with each value pushed to an extreme (int32/int64 edges,
+    beyond int64, +-1e308, a fraction for an integer, long and empty strings, a date past year
+    9999, wrong types): answered with a CALLRESULT or a CALLERROR other than InternalError; the
+    SEND with the same mutations is dropped or stored and the session keeps answering."""
+    ws = await _connected(csms, V21)
+    n = 0
+    for action, payload in {
+        **STATION_REQUESTS_21,
+        "NotifyPeriodicEventStream": STREAM_DATA,
+    }.items():
+        for mutated in _mutations(payload):
+            n += 1
+            if action == "NotifyPeriodicEventStream":
+                await ws.send(f'[6, "s{n}", "{action}", {mutated}]')
+                reply = await raw_exchange(ws, [2, f"h{n}", "Heartbeat", {}])
+                assert reply[:2] == [3, f"h{n}"], (action, mutated[:200], reply)
+                continue
+            reply = await raw_exchange(ws, f'[2, "m{n}", "{action}", {mutated}]')
+            assert reply[1] == f"m{n}"
+            assert reply[0] == 3 or reply[2] != "InternalError", (action, mutated[:200], reply)
+    assert n > 200
+    await ws.close()

@@ -10,7 +10,7 @@ from csms.api.counting import CountedServices
 from csms.api.deps import ApiServices, TokenCache
 from csms.api.errors import PROBLEM_RESPONSES, install_error_handlers
 from csms.api.metrics import CsmsMetrics, metrics_route
-from csms.api.routes import commands, records, stations, tokens, v2g, v2x
+from csms.api.routes import commands, ocpp21, records, stations, tokens, v2g, v2x
 
 API_PREFIX = "/api/v1"
 # /docs (Swagger UI) and /redoc load their scripts and styles from the CSMS itself (the
@@ -24,6 +24,7 @@ ROUTERS = (
     records.router,
     records.transactions_router,
     commands.router,
+    ocpp21.router,
     tokens.id_tokens_router,
     tokens.api_tokens_router,
     v2g.router,

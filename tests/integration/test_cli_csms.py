@@ -76,6 +76,25 @@ def test_station_add_then_list(workdir: Path, capsys: pytest.CaptureFixture[str]
     assert lines[2].split()[:4] == ["CS-CLI-2", "2", "Pending", "Unknown"]
 
 
+def test_station_ocpp_versions_add_update_list(
+    workdir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = ["station", "add", "CS21", "--password", PASSWORD, "--ocpp-versions", "2.1"]
+    assert main(args) == 0
+    assert "OCPP versions ocpp2.1)" in capsys.readouterr().out
+    assert main(["station", "update", "CS21", "--ocpp-versions", "2.0.1,2.1"]) == 0
+    assert "OCPP versions ocpp2.0.1,ocpp2.1" in capsys.readouterr().out
+    assert main(["station", "update", "CS21", "--ocpp-versions", "global"]) == 0
+    assert "OCPP versions global setting" in capsys.readouterr().out
+    with pytest.raises(SystemExit):  # argparse refuses an unknown version
+        main(["station", "update", "CS21", "--ocpp-versions", "1.6"])
+    assert "unknown OCPP version" in capsys.readouterr().err
+    assert main(["station", "list"]) == 0
+    header, row = capsys.readouterr().out.splitlines()[:2]
+    assert "OCPP" in header.split()
+    assert row.split()[:5] == ["CS21", "1", "Accepted", "Unknown", "-"]  # never connected
+
+
 def test_station_add_errors_exit_non_zero(
     workdir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

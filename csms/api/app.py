@@ -1,13 +1,15 @@
 """The FastAPI application: routes under /api/v1, OpenAPI at /docs and /openapi.json,
-Prometheus metrics at /metrics."""
+Prometheus metrics at /metrics, liveness at /health and readiness at /ready."""
 
 from __future__ import annotations
 
 from fastapi import APIRouter, FastAPI
 
+from csms.api import health
 from csms.api.counting import CountedServices
 from csms.api.deps import ApiServices, TokenCache
 from csms.api.errors import PROBLEM_RESPONSES, install_error_handlers
+from csms.api.health import Readiness
 from csms.api.metrics import CsmsMetrics, metrics_route
 from csms.api.routes import commands, records, stations, tokens, v2g
 
@@ -30,6 +32,7 @@ def create_api(
     *,
     metrics: CsmsMetrics | None = None,
     token_cache_ttl_s: float = 5.0,
+    readiness: Readiness | None = None,
 ) -> FastAPI:
     app = FastAPI(
         title="CSMS REST API",
@@ -44,7 +47,8 @@ def create_api(
         "invalid input (request bodies are typed strictly: no number for a date, no boolean "
         "for a number, no NaN/Infinity).",
     )
-    counted = CountedServices(services)
+    telemetry = metrics.telemetry if metrics is not None else None
+    counted = CountedServices(services, telemetry.api_command_done if telemetry else None)
     app.state.services = counted
     if metrics is not None:
         metrics.command_counts = counted.command_counts
@@ -55,4 +59,5 @@ def create_api(
         api.include_router(router)
     app.include_router(api)
     app.add_api_route("/metrics", metrics_route(metrics), methods=["GET"], include_in_schema=False)
+    health.install(app, readiness)
     return app

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
@@ -26,6 +27,7 @@ from csms.domain.models import Direction, RegistrationStatus
 from csms.domain.quotas import ReportAssembly
 from csms.ocpp_server import limits, protocol
 from csms.ocpp_server.protocol import Call, CallError, CallResult, OcppError
+from csms.services import telemetry
 from csms.services.common import DateTimeOutOfRange
 from csms.services.container import Services
 
@@ -99,6 +101,7 @@ class Session:
             settings.report_max_open, settings.report_max_parts, settings.report_part_timeout_s
         )
         self._logged_failures: set[str] = set()
+        self._telemetry = services.telemetry
 
     # ---- receiving --------------------------------------------------------------------------
 
@@ -174,6 +177,8 @@ class Session:
         return False
 
     async def _on_call(self, call: Call) -> None:
+        started = time.perf_counter()
+        result = "ok"
         try:
             response = await self._dispatch(call)
             reply = protocol.result_frame(call.message_id, response)
@@ -182,6 +187,7 @@ class Session:
             response = {"code": err.code, "description": err.description}
             reply = protocol.error_frame(call.message_id, err)
             kind = "CALLERROR"
+            result = telemetry.error_label(err.code)
             self._after.clear()  # a refused message starts no follow-up
         if self.services.message_log.log_incoming:
             ml = self.services.message_log
@@ -192,11 +198,14 @@ class Session:
             size = limits.payload_size(logged)
             if size > self.settings.station_event_max_bytes:
                 logged = {"notLogged": "payload over station_event_max_bytes", "bytes": size}
-            await ml.record(
+            # Buffered: written in batches by the message log, not awaited here (no database
+            # round trip per station message).
+            ml.append(
                 ml.entry(self.station_id, Direction.IN, "CALL", call.message_id, action, logged),
                 ml.entry(self.station_id, Direction.OUT, kind, call.message_id, action, response),
             )
         await self._send(reply)
+        self._telemetry.station_call(call.action, result, time.perf_counter() - started)
         after, self._after = self._after, []
         for follow_up in after:
             self.spawn(follow_up())
@@ -303,11 +312,13 @@ class Session:
                 await self._send(protocol.call_frame(message_id, action, payload))
                 result = await asyncio.wait_for(future, timeout)
             except TimeoutError:
+                self._telemetry.csms_call(action, "timeout")
                 await ml.record(
                     ml.entry(self.station_id, Direction.IN, "TIMEOUT", message_id, action, None)
                 )
                 raise CommandTimeout(self.station_id, action, timeout) from None
             except CallErrorReceived as err:
+                self._telemetry.csms_call(action, telemetry.error_label(err.code))
                 await ml.record(
                     ml.entry(
                         self.station_id,
@@ -320,11 +331,13 @@ class Session:
                 )
                 raise
             except Exception:
+                self._telemetry.csms_call(action, "disconnected" if self._closed else "failed")
                 if self._closed:
                     raise StationDisconnected(self.station_id) from None
                 raise
             finally:
                 self._pending.pop(message_id, None)
+            self._telemetry.csms_call(action, "ok")
             await ml.record(
                 ml.entry(self.station_id, Direction.IN, "CALLRESULT", message_id, action, result)
             )

@@ -148,10 +148,11 @@ class Settings(BaseSettings):
 
     # OCPP message log (/api/v1/stations/{id}/messages). The commands the CSMS sends and
     # their answers are always logged; with message_log_incoming the messages stations send
-    # and the CSMS's answers too (written in batches off the hot path). Entries older than
-    # message_log_retention_days or beyond message_log_max_rows_per_station (per station,
-    # newest kept; 0 = no row limit) are pruned hourly.
-    message_log_incoming: bool = True
+    # and the CSMS's answers too (written in batches off the hot path, but ~55-75 us of CPU
+    # per message on SQLite: benchmarks/bench_message_log.py; off by default). Entries older
+    # than message_log_retention_days or beyond message_log_max_rows_per_station (per
+    # station, newest kept; 0 = no row limit) are pruned hourly.
+    message_log_incoming: bool = False
     message_log_retention_days: float = Field(30.0, gt=0, le=3650, allow_inf_nan=False)
     message_log_max_rows_per_station: int = Field(10_000, ge=0, le=10_000_000)
 

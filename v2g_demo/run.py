@@ -461,6 +461,8 @@ async def run_demo(options: DemoOptions, out: TextIO = sys.stdout) -> int:
         "heartbeat_interval_s": 3600,
         "command_timeout_s": 15.0,
         "log_level": "WARNING",
+        # A few stations: /stations/{id}/messages shows what they send too.
+        "message_log_incoming": True,
     }
     settings = Settings(**values)
     stop = asyncio.Event()

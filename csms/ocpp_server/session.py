@@ -200,10 +200,7 @@ class Session:
                 logged = {"notLogged": "payload over station_event_max_bytes", "bytes": size}
             # Buffered: written in batches by the message log, not awaited here (no database
             # round trip per station message).
-            ml.append(
-                ml.entry(self.station_id, Direction.IN, "CALL", call.message_id, action, logged),
-                ml.entry(self.station_id, Direction.OUT, kind, call.message_id, action, response),
-            )
+            ml.append_exchange(self.station_id, call.message_id, action, logged, kind, response)
         await self._send(reply)
         self._telemetry.station_call(call.action, result, time.perf_counter() - started)
         after, self._after = self._after, []

@@ -174,16 +174,45 @@ class MessageLogService:
         """Write now and wait for the commit (the CSMS's own commands)."""
         await self._db.write_rows(repo.log_entries_write(entries))
 
-    def append(self, *entries: MessageLogEntry) -> None:
-        """Buffer station messages for the next batch; never waits. Their certificates, CSRs
-        and id tokens are not stored (the CSMS never reads them back)."""
-        if len(self._buffer) + len(entries) > self._max_buffered:
-            self.dropped += len(entries)
+    def append_exchange(
+        self,
+        station_id: str,
+        message_id: str,
+        action: str,
+        request: object,
+        kind: str,
+        response: object,
+    ) -> None:
+        """Buffer a station's CALL and the CSMS's answer (`kind` CALLRESULT or CALLERROR) for
+        the next batch; never waits. Their certificates, CSRs and id tokens are not stored (the
+        CSMS never reads them back): the payloads are redacted once, here."""
+        if len(self._buffer) + 2 > self._max_buffered:
+            self.dropped += 2
             if self._on_dropped is not None:
-                self._on_dropped(len(entries))
+                self._on_dropped(2)
             return
-        self._buffer.extend(
-            dataclasses.replace(e, payload=redact_logged(e.action, e.payload)) for e in entries
+        now = self._clock()
+        self._buffer.append(
+            MessageLogEntry(
+                station_id,
+                Direction.IN,
+                "CALL",
+                message_id,
+                action,
+                redact_logged(action, request),
+                now,
+            )
+        )
+        self._buffer.append(
+            MessageLogEntry(
+                station_id,
+                Direction.OUT,
+                kind,
+                message_id,
+                action,
+                redact_logged(action, response),
+                now,
+            )
         )
         if len(self._buffer) >= self._flush_rows:
             self._wake.set()

@@ -28,7 +28,9 @@ PASSWORD = "observability-pass-01"
 
 @pytest.fixture
 async def csms(tmp_path: Path) -> AsyncIterator[RunningCsms]:
-    running = await start(stack_settings(tmp_path, metrics_v2g_refresh_s=0.2))
+    running = await start(
+        stack_settings(tmp_path, metrics_v2g_refresh_s=0.2, message_log_incoming=True)
+    )
     try:
         for station_id in ("OBS1", "OBS2"):
             await running.services.stations.create(station_id, password=PASSWORD)
@@ -341,7 +343,7 @@ CERTIFICATE = "-----BEGIN CERTIFICATE-----\n" + "A" * 64 + "\n-----END CERTIFICA
 async def test_message_log_holds_station_messages_with_tokens_and_certificates_hidden(
     csms: RunningCsms,
 ) -> None:
-    assert csms.settings.message_log_incoming  # the default
+    assert csms.settings.message_log_incoming
     ws = await _connect(csms, "OBS1")
     try:
         await _call(ws, "BootNotification", BOOT)
@@ -373,8 +375,9 @@ async def test_message_log_holds_station_messages_with_tokens_and_certificates_h
     assert "04A1B2C3D4E5F6" not in repr(stored)
 
 
-async def test_message_log_of_station_messages_can_be_turned_off(tmp_path: Path) -> None:
-    running = await start(stack_settings(tmp_path, message_log_incoming=False))
+async def test_message_log_of_station_messages_is_off_by_default(tmp_path: Path) -> None:
+    running = await start(stack_settings(tmp_path))
+    assert running.settings.message_log_incoming is False
     try:
         await running.services.stations.create("OBS1", password=PASSWORD)
         ws = await _connect(running, "OBS1")
@@ -389,7 +392,9 @@ async def test_message_log_of_station_messages_can_be_turned_off(tmp_path: Path)
 
 
 async def test_message_log_keeps_at_most_max_rows_per_station(tmp_path: Path) -> None:
-    running = await start(stack_settings(tmp_path, message_log_max_rows_per_station=10))
+    running = await start(
+        stack_settings(tmp_path, message_log_max_rows_per_station=10, message_log_incoming=True)
+    )
     try:
         for station_id in ("OBS1", "OBS2"):
             await running.services.stations.create(station_id, password=PASSWORD)

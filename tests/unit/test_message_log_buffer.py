@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from csms.domain.models import Direction
 from csms.services.records import MessageLogService
 from csms.services.redaction import redact_logged
 
@@ -29,10 +28,7 @@ async def test_appending_station_messages_makes_no_database_write_until_a_batch(
     db = CountingDb()
     ml = _service(db, flush_interval_s=3600)
     for n in range(1000):
-        ml.append(
-            ml.entry("CS1", Direction.IN, "CALL", f"m{n}", "Heartbeat", {}),
-            ml.entry("CS1", Direction.OUT, "CALLRESULT", f"m{n}", "Heartbeat", {"t": n}),
-        )
+        ml.append_exchange("CS1", f"m{n}", "Heartbeat", {}, "CALLRESULT", {"t": n})
     assert db.writes == []  # nothing on the hot path
     assert await ml.flush() == 2000
     assert len(db.writes) == 1 and len(db.writes[0].rows) == 2000  # one batch
@@ -43,10 +39,10 @@ async def test_the_background_writer_flushes_within_its_interval_and_on_close() 
     db = CountingDb()
     ml = _service(db, flush_interval_s=0.05)
     ml.start()
-    ml.append(ml.entry("CS1", Direction.IN, "CALL", "m1", "Heartbeat", {}))
+    ml.append_exchange("CS1", "m1", "Heartbeat", {}, "CALLRESULT", {})
     await asyncio.sleep(0.3)
     assert len(db.writes) == 1
-    ml.append(ml.entry("CS1", Direction.IN, "CALL", "m2", "Heartbeat", {}))
+    ml.append_exchange("CS1", "m2", "Heartbeat", {}, "CALLERROR", {"code": "FormatViolation"})
     await ml.close()  # what is buffered is written before the database closes
     assert len(db.writes) == 2
 
@@ -55,11 +51,11 @@ async def test_a_full_buffer_drops_and_counts_instead_of_growing() -> None:
     db = CountingDb()
     dropped: list[int] = []
     ml = _service(db, flush_interval_s=3600, max_buffered=10, on_dropped=dropped.append)
-    for n in range(8):
-        ml.append(ml.entry("CS1", Direction.IN, "CALL", f"m{n}", "Heartbeat", {}))
-    ml.append(*(ml.entry("CS1", Direction.IN, "CALL", f"x{n}", "Heartbeat", {}) for n in range(3)))
-    assert ml.dropped == 3 and dropped == [3]
-    assert await ml.flush() == 8
+    for n in range(5):
+        ml.append_exchange("CS1", f"m{n}", "Heartbeat", {}, "CALLRESULT", {})
+    ml.append_exchange("CS1", "x", "Heartbeat", {}, "CALLRESULT", {})  # 12 > 10: dropped
+    assert ml.dropped == 2 and dropped == [2]
+    assert await ml.flush() == 10
 
 
 def test_logged_payloads_hide_id_tokens_certificates_csrs_and_passwords() -> None:

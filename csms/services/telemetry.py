@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from prometheus_client import (
     CollectorRegistry,
@@ -131,6 +132,7 @@ class Telemetry:
             ["direction"],
             registry=r,
         )
+        self._station_children: dict[tuple[str, str], tuple[Any, Any]] = {}
         if process_metrics:
             # CPU seconds, resident memory, open file descriptors, start time (Linux /proc),
             # Python version and garbage-collector counts.
@@ -141,9 +143,19 @@ class Telemetry:
     # ---- recording (cheap: one dict lookup and an add under a lock) -------------------------
 
     def station_call(self, action: str, result: str, seconds: float) -> None:
+        """Per station message: two dict lookups, an add and an observe (the label children
+        are cached: prometheus-client's `labels()` costs a lock and a few us per call)."""
         name = action_label(action)
-        self.ocpp_messages.labels("in", name, result).inc()
-        self.ocpp_handling.labels(name).observe(seconds)
+        key = (name, result)
+        children = self._station_children.get(key)
+        if children is None:  # bounded: actions x results, both from fixed sets
+            children = (
+                self.ocpp_messages.labels("in", name, result),
+                self.ocpp_handling.labels(name),
+            )
+            self._station_children[key] = children
+        children[0].inc()
+        children[1].observe(seconds)
 
     def csms_call(self, action: str, result: str) -> None:
         self.ocpp_messages.labels("out", action_label(action), result).inc()

@@ -26,13 +26,13 @@ class FleetFiguresPart(VehiclesPart):
             active = await vrepo.active_transactions_at(
                 conn, sorted({v.station_id for v in linked if v.station_id is not None})
             )
+            any_at_station = {station: tx for (station, _evse), tx in active.items()}
             for record in linked:
                 assert record.station_id is not None
-                tx = active.get((record.station_id, record.evse_id)) or (
-                    next((x for (s, _e), x in active.items() if s == record.station_id), None)
-                    if record.evse_id is None
-                    else None
-                )
+                if record.evse_id is None:  # linked to the station, not to one EVSE
+                    tx = any_at_station.get(record.station_id)
+                else:
+                    tx = active.get((record.station_id, record.evse_id))
                 registers = []
                 for measurand in (IMPORT_REGISTER, EXPORT_REGISTER):
                     found = await vrepo.latest_measurand(

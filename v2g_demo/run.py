@@ -63,6 +63,7 @@ from v2g_demo.day import (
     plan_power_kw,
     plan_summary,
 )
+from v2g_demo.lifecycle import stop_station
 from v2g_demo.money import CarMoney, DayMoney, Departure, Metered, day_money, money_lines
 from v2g_demo.view import LEGEND, Snapshot, StationRow, render, snapshot_clock, table
 from v2g_shared.stop_signals import install_stop_signals
@@ -524,7 +525,7 @@ async def run_demo(options: DemoOptions, out: TextIO = sys.stdout) -> int:
             out.write("stopping: ending transactions and delivering queued messages...\n")
             out.flush()
             await asyncio.gather(
-                *(_stop_station(ds.station) for ds in demo.stations), return_exceptions=True
+                *(stop_station(ds.station) for ds in demo.stations), return_exceptions=True
             )
             with contextlib.suppress(Exception):
                 final = await demo.refresh()
@@ -539,27 +540,6 @@ async def run_demo(options: DemoOptions, out: TextIO = sys.stdout) -> int:
     out.write("demo stopped\n")
     out.flush()
     return 0
-
-
-# Hardware states of a CHAdeMO session still under way (chargepoint_firmware SessionState).
-SESSION_UNDER_WAY = frozenset({"preparing", "charging", "discharging", "suspended", "stopping"})
-
-
-async def _stop_station(station: SimStation, within_s: float = 10.0) -> None:
-    """End the transaction, let the CHAdeMO stop sequence finish, then stop the agent. The
-    sequence runs in real time whatever --speed is (the car must open its contactor); a stop
-    in the middle of the start-up sequence can take longer than the agent's 3 s drain."""
-    from chargepoint_firmware.interfaces import HardwareEventKind
-
-    if station.online and station.status().state.value in SESSION_UNDER_WAY:
-        ended = asyncio.Event()
-        station.subscribe(
-            lambda event: ended.set() if event.kind is HardwareEventKind.SESSION_ENDED else None
-        )
-        station.agent.shutdown()  # the transaction ends now; a second call ends nothing more
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(ended.wait(), within_s)
-    await station.stop(drain_s=3.0)
 
 
 async def _money(demo: Demo) -> list[str]:

@@ -71,12 +71,12 @@ def _url_host(host: str) -> str:
 
 
 def _connected_by_version(ocpp_server: object) -> dict[str, int]:
-    """Open OCPP connections of this node by version label; a session that does not say its
-    version speaks 2.0.1 (the version every session spoke before 2.1)."""
+    """Open OCPP connections of this node by the version each session negotiated (a session
+    that does not say speaks 2.0.1, the version every session spoke before 2.1)."""
     counts: dict[str, int] = {}
     sessions: dict[str, Any] = getattr(ocpp_server, "sessions", {})
     for session in list(sessions.values()):
-        version = getattr(session, "ocpp_version", None)
+        version = getattr(session, "version", None)
         label = version.label if isinstance(version, OcppVersion) else OcppVersion.V201.label
         counts[label] = counts.get(label, 0) + 1
     return counts

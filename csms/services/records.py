@@ -217,6 +217,29 @@ class MessageLogService:
         if len(self._buffer) >= self._flush_rows:
             self._wake.set()
 
+    def append_one(
+        self, station_id: str, kind: str, message_id: str, action: str, payload: object
+    ) -> None:
+        """Buffer one station-initiated entry that has no answer (an OCPP 2.1 SEND)."""
+        if len(self._buffer) + 1 > self._max_buffered:
+            self.dropped += 1
+            if self._on_dropped is not None:
+                self._on_dropped(1)
+            return
+        self._buffer.append(
+            MessageLogEntry(
+                station_id,
+                Direction.IN,
+                kind,
+                message_id,
+                action,
+                redact_logged(action, payload),
+                self._clock(),
+            )
+        )
+        if len(self._buffer) >= self._flush_rows:
+            self._wake.set()
+
     def start(self) -> None:
         if self._flusher is None:
             self._flusher = asyncio.create_task(self._flush_loop(), name="csms-message-log")

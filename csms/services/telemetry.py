@@ -31,6 +31,7 @@ from prometheus_client.process_collector import ProcessCollector
 
 from csms import oca_schemas
 from v2g_shared.ocpp_j import CALLERROR_CODES
+from v2g_shared.ocpp_versions import OcppVersion
 
 # OCPP handling: parse -> validate -> handler (its database commit included) -> reply sent.
 # The mix benchmark's p50/p99 are 1.4-13 ms: buckets from 0.5 ms to 5 s.
@@ -40,11 +41,13 @@ COMMIT_BUCKETS_S = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 
 COMMAND_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
 
 _KNOWN_ERRORS = CALLERROR_CODES
+# Every action of every OCPP version the CSMS speaks (a fixed set).
+_KNOWN_ACTIONS = frozenset().union(*(oca_schemas.table(v).all_actions for v in OcppVersion))
 
 
 def action_label(action: str | None) -> str:
     """An OCPP action name the CSMS knows, or "unknown": never the station's free text."""
-    return action if action in oca_schemas.ALL_ACTIONS else "unknown"
+    return action if action in _KNOWN_ACTIONS else "unknown"
 
 
 def error_label(code: str) -> str:

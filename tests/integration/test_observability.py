@@ -39,10 +39,12 @@ async def csms(tmp_path: Path) -> AsyncIterator[RunningCsms]:
         await running.stop()
 
 
-async def _connect(csms: RunningCsms, station_id: str) -> ClientConnection:
+async def _connect(
+    csms: RunningCsms, station_id: str, subprotocol: str = "ocpp2.0.1"
+) -> ClientConnection:
     return await websockets.connect(
         f"{csms.ocpp_url}/{station_id}",
-        subprotocols=["ocpp2.0.1"],  # type: ignore[list-item]
+        subprotocols=[subprotocol],  # type: ignore[list-item]
         additional_headers=basic_auth(station_id, PASSWORD),
         open_timeout=5,
     )
@@ -115,13 +117,13 @@ async def test_metrics_connected_stations_by_ocpp_version(csms: RunningCsms) -> 
     text = await _scrape(csms)
     assert _value(text, 'csms_connected_stations{ocpp_version="2.0.1"}') == 0
     assert _value(text, 'csms_connected_stations{ocpp_version="2.1"}') == 0
-    first, second = await _connect(csms, "OBS1"), await _connect(csms, "OBS2")
+    first, second = await _connect(csms, "OBS1"), await _connect(csms, "OBS2", "ocpp2.1")
     try:
         await _call(first, "BootNotification", BOOT)
         await _call(second, "BootNotification", BOOT)
         text = await _scrape(csms)
-        assert _value(text, 'csms_connected_stations{ocpp_version="2.0.1"}') == 2
-        assert _value(text, 'csms_connected_stations{ocpp_version="2.1"}') == 0
+        assert _value(text, 'csms_connected_stations{ocpp_version="2.0.1"}') == 1
+        assert _value(text, 'csms_connected_stations{ocpp_version="2.1"}') == 1
     finally:
         await first.close()
         await second.close()

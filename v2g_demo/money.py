@@ -94,6 +94,7 @@ class CarMoney:
     metered: Metered | None = None
     window: tuple[str, str] | None = None  # (from, to) as shown
     soc_now: float | None = None
+    faults: list[str] = field(default_factory=list)  # safety trips: "<cause> at <time>"
 
 
 def _aud(value: float) -> str:
@@ -133,6 +134,11 @@ def money_lines(cars: list[CarMoney]) -> list[str]:
             lines.append(
                 f"    target {departure.target_soc * 100:.0f} % at departure {departure.at}: "
                 f"{'met' if departure.met else 'NOT met'} ({departure.soc * 100:.1f} %)"
+            )
+        for fault in car.faults:
+            lines.append(
+                f"    safety trip: {fault} (the station ended the session; no energy moved "
+                "after it)"
             )
         if car.days and not car.departures:
             last = car.days[-1]

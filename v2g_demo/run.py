@@ -68,7 +68,6 @@ from v2g_demo.money import CarMoney, DayMoney, Departure, Metered, day_money, mo
 from v2g_demo.view import LEGEND, Snapshot, StationRow, render, snapshot_clock, table
 from v2g_shared.stop_signals import install_stop_signals
 
-# Re-exported: what tests and callers used from here.
 __all__ = ["DemoOptions", "demo_prices", "main", "nem_day_rrp", "plan_power_kw", "run_demo"]
 
 if TYPE_CHECKING:
@@ -131,6 +130,7 @@ class Demo:
     stations: list[DemoStation] = field(default_factory=list)
     events: deque[str] = field(default_factory=lambda: deque(maxlen=200))
     live: bool = False
+    faults: dict[str, list[str]] = field(default_factory=dict)  # station id -> safety trips
     _prices_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     _priced_days: set[datetime] = field(default_factory=set)
 
@@ -146,6 +146,9 @@ class Demo:
         def listener(event: HardwareEvent) -> None:
             detail = f" ({event.detail})" if event.detail else ""
             self.event(f"{station_id}: {event.kind.value.replace('_', ' ')}{detail}")
+            if event.kind.value == "fault":  # said again in the closing summary
+                trip = f"{event.detail} at {self.shown(self.clock.now())}"
+                self.faults.setdefault(station_id, []).append(trip)
 
         return listener
 
@@ -393,6 +396,7 @@ class Demo:
                 days=list(ds.days),
                 departures=list(ds.departures),
                 soc_now=ds.station.battery_soc_pct() / 100.0,
+                faults=list(self.faults.get(ds.station.station_id, ())),
             )
             if ds.plugged_at is not None and now > ds.plugged_at:
                 response = await self.api.get(

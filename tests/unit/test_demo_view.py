@@ -110,7 +110,11 @@ def test_money_lines_compare_the_plan_with_plain_charging_and_say_if_targets_wer
         window=("Mon 12:05", "Tue 12:00"),
     )
     missed = CarMoney(
-        "DEMO-2", "Leaf 40", days=[day], departures=[Departure("Tue 12:00", 0.8, 0.7)]
+        "DEMO-2",
+        "Leaf 40",
+        days=[day],
+        departures=[Departure("Tue 12:00", 0.8, 0.7)],
+        faults=["can_silence at Mon 23:10"],
     )
     due = CarMoney("DEMO-3", "Leaf e+", days=[day], soc_now=0.63)
     none = CarMoney("DEMO-4", "PHEV")
@@ -121,5 +125,7 @@ def test_money_lines_compare_the_plan_with_plain_charging_and_say_if_targets_wer
     assert "in 5.20 kWh for 1.30 AUD, out 8.10 kWh for 14.10 AUD: net -12.80 AUD" in text
     assert "target 80 % at departure Tue 12:00: met (80.1 %)" in text
     assert "target 80 % at departure Tue 12:00: NOT met (70.0 %)" in text
+    # Why it was missed is said beside it.
+    assert "safety trip: can_silence at Mon 23:10 (the station ended the session" in text
     assert "not due yet (now 63.0 %, the plan reaches 80.0 %)" in text
     assert "DEMO-4 PHEV\n    no plan was made" in text

@@ -34,6 +34,7 @@ EXTRA_MODULES: dict[str, str] = {
     "scipy": "scipy",
     "highspy": "highspy",
     "prometheus-client": "prometheus_client",
+    "python-json-logger": "pythonjsonlogger",
     "nats-py": "nats",
     "redis": "redis",
     "aiomqtt": "aiomqtt",

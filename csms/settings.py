@@ -148,6 +148,23 @@ class Settings(BaseSettings):
     mqtt_state_interval_s: float = Field(30.0, gt=0)
 
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    # "text" (one human-readable line per record) or "json" (one JSON object per line: ts,
+    # level, logger, message, and exc_info when there is one) for log collectors.
+    log_format: Literal["text", "json"] = "text"
+
+    # OCPP message log (/api/v1/stations/{id}/messages). The commands the CSMS sends and
+    # their answers are always logged; with message_log_incoming the messages stations send
+    # and the CSMS's answers too (written in batches off the hot path, but ~55-75 us of CPU
+    # per message on SQLite: benchmarks/bench_message_log.py; off by default). Entries older
+    # than message_log_retention_days or beyond message_log_max_rows_per_station (per
+    # station, newest kept; 0 = no row limit) are pruned hourly.
+    message_log_incoming: bool = False
+    message_log_retention_days: float = Field(30.0, gt=0, le=3650, allow_inf_nan=False)
+    message_log_max_rows_per_station: int = Field(10_000, ge=0, le=10_000_000)
+
+    # /metrics: the V2G fleet gauges (csms_v2g_*) are read from the database every this many
+    # seconds (0 = not collected).
+    metrics_v2g_refresh_s: float = Field(15.0, ge=0, le=3600, allow_inf_nan=False)
     # Key of the fast station-password check (hex, >= 16 bytes; created if missing). Default:
     # beside the SQLite file, or ./csms.password-key. Several nodes must share one key file.
     password_key_file: Path | None = None

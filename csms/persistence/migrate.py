@@ -12,8 +12,10 @@ import importlib.util
 import threading
 from pathlib import Path
 
+import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from csms.persistence.database import create_private_sqlite_file
 
@@ -94,3 +96,20 @@ async def upgrade_async(database_url: str, revision: str = "head") -> None:
 
 async def downgrade_async(database_url: str, revision: str) -> None:
     await asyncio.to_thread(downgrade, database_url, revision)
+
+
+def head_revisions(database_url: str) -> list[str]:
+    """The head revision(s) of the migration scripts (reads the files; no database)."""
+    from alembic.script import ScriptDirectory
+
+    return list(ScriptDirectory.from_config(alembic_config(database_url)).get_heads())
+
+
+async def current_revisions(engine: AsyncEngine) -> frozenset[str]:
+    """The revision(s) the database is at (empty: never migrated)."""
+    async with engine.connect() as conn:
+        has_table = await conn.run_sync(lambda sync: sa.inspect(sync).has_table("alembic_version"))
+        if not has_table:
+            return frozenset()
+        rows = await conn.execute(sa.text("SELECT version_num FROM alembic_version"))
+        return frozenset(str(row[0]) for row in rows)

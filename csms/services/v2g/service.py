@@ -25,11 +25,14 @@ from csms.services.v2g.rules import (
     replan_reasons,
 )
 from csms.services.v2g.settings import V2gSettings
+from csms.services.v2g.telemetry import FleetFiguresPart
 
 log = logging.getLogger(__name__)
 
 
-class V2gService(PlanningPart, FrequencyPart, GridServicesPart, BackupPart, EconomicsPart):
+class V2gService(
+    PlanningPart, FrequencyPart, GridServicesPart, BackupPart, EconomicsPart, FleetFiguresPart
+):
     """The API, the CLI and the Home Assistant bridge use this one object."""
 
     def start_background(self) -> None:

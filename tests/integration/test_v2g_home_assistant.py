@@ -16,7 +16,12 @@ from urllib.parse import urlsplit
 import pytest
 
 from csms.domain.v2g_records import VehicleRecord
-from csms.integrations.home_assistant import HomeAssistantBridge, discovery_messages
+from csms.integrations.home_assistant import (
+    ENTITY_COUNT,
+    SENSORS,
+    HomeAssistantBridge,
+    discovery_messages,
+)
 from tests.support.api_harness import ApiHarness
 from tests.support.api_station import ApiTestStation
 from tests.support.v2g_harness import (
@@ -58,7 +63,7 @@ def test_discovery_configs_name_every_entity_once() -> None:
     )
     messages = discovery_messages(vehicle, "openv2g", "homeassistant")
     topics = [topic for topic, _ in messages]
-    assert len(topics) == len(set(topics)) == 12
+    assert len(topics) == len(set(topics)) == ENTITY_COUNT
     by_object = {config["unique_id"]: (topic, config) for topic, config in messages}
     topic, soc = by_object["openv2g_leaf-1_battery_soc"]
     assert topic == "homeassistant/sensor/leaf-1/battery_soc/config"
@@ -90,10 +95,12 @@ async def test_state_and_commands_through_the_service(
     assert await bridge.handle_command("openv2g/leaf-1/set/max_discharge_power", b"4.5")
     assert (await api.client.get(f"{V1}/vehicles/leaf-1")).json()["max_discharge_kw"] == 4.5
     assert await bridge.handle_command("openv2g/leaf-1/set/v2g_enabled", b"OFF")
-    assert (await api.client.get(f"{V1}/vehicles/leaf-1")).json()["max_discharge_kw"] == 0.0
+    off = (await api.client.get(f"{V1}/vehicles/leaf-1")).json()
+    # V2G off is its own setting: the discharge limit (and V2H backup) stay as they were.
+    assert (off["v2g_enabled"], off["max_discharge_kw"]) == (False, 4.5)
     assert dict(await bridge.messages())["openv2g/leaf-1/state"]["v2g_enabled"] == "OFF"
     assert await bridge.handle_command("openv2g/leaf-1/set/v2g_enabled", b"ON")
-    assert (await api.client.get(f"{V1}/vehicles/leaf-1")).json()["max_discharge_kw"] == 4.5
+    assert (await api.client.get(f"{V1}/vehicles/leaf-1")).json()["v2g_enabled"] is True
     assert await bridge.handle_command("openv2g/leaf-1/set/backup_reserve_soc", b"35")
     assert (await api.client.get(f"{V1}/vehicles/leaf-1")).json()["backup_reserve_soc"] == 0.35
     assert await bridge.handle_command("openv2g/leaf-1/set/emergency_backup_mode", b"ON")
@@ -150,3 +157,99 @@ async def test_through_a_real_broker(api: ApiHarness) -> None:
         runner.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await runner
+
+
+def _leaf(**changes: object) -> VehicleRecord:
+    values: dict[str, object] = dict(
+        id="leaf-1",
+        capacity_kwh=40.0,
+        chemistry="NMC",
+        soc_min=0.0,
+        soc_max=1.0,
+        max_charge_kw=7.0,
+        max_discharge_kw=7.0,
+        round_trip_efficiency=0.9,
+        driving_reserve_soc=0.2,
+        backup_reserve_soc=0.1,
+    )
+    values.update(changes)
+    return VehicleRecord(**values)  # type: ignore[arg-type]
+
+
+def test_discovery_as_home_assistant_expects() -> None:
+    """Issue 15 finding 3: availability with a last will, classes on every sensor, kWh
+    total_increasing energy for the Energy dashboard, default_entity_id and no object_id."""
+    messages = discovery_messages(_leaf(), "openv2g", "homeassistant")
+    for topic, config in messages:
+        assert config["availability_topic"] == "openv2g/status", topic
+        assert (config["payload_available"], config["payload_not_available"]) == (
+            "online",
+            "offline",
+        )
+        assert "object_id" not in config
+        component = topic.split("/")[1]
+        assert config["default_entity_id"].startswith(f"{component}.openv2g_leaf_1_")
+    sensors = {
+        c["unique_id"].removeprefix("openv2g_leaf-1_"): c for t, c in messages if "/sensor/" in t
+    }
+    assert set(sensors) == {s.object_id for s in SENSORS}
+    numeric = {k: c for k, c in sensors.items() if "unit_of_measurement" in c}
+    # Every numeric sensor keeps long-term statistics; every one but the prices has a device
+    # class (Home Assistant has none for a price per kWh).
+    assert all("state_class" in c for c in numeric.values())
+    assert {k for k, c in numeric.items() if "device_class" not in c} == {
+        "import_price",
+        "export_price",
+    }
+    for name in ("energy_import", "energy_export"):
+        assert (
+            sensors[name]["device_class"],
+            sensors[name]["state_class"],
+            sensors[name]["unit_of_measurement"],
+        ) == ("energy", "total_increasing", "kWh")
+    # Text sensors: enums with their options, no state class (Home Assistant refuses one).
+    assert sensors["connection_status"]["device_class"] == "enum"
+    assert sensors["next_action"]["options"] == ["charge", "discharge", "idle", "none"]
+    assert sensors["next_action_at"]["device_class"] == "timestamp"
+    assert sensors["vehicle_model"]["entity_category"] == "diagnostic"
+    assert sensors["grid_frequency"]["device_class"] == "frequency"
+    (grid,) = [c for t, c in messages if "/binary_sensor/" in t]
+    assert grid["device_class"] == "power"
+
+
+async def test_configs_published_once_and_cleared_on_delete(api: ApiHarness) -> None:
+    await api.client.post(f"{V1}/vehicles", json=LEAF)
+    bridge = HomeAssistantBridge(v2g_of(api))
+    first = dict(await bridge.changes())
+    configs = [t for t in first if t.endswith("/config")]
+    assert len(configs) == ENTITY_COUNT and all(first[t] for t in configs)
+    second = dict(await bridge.changes())
+    assert list(second) == ["openv2g/leaf-1/state"]  # the state again, the configs not
+    await api.client.patch(f"{V1}/vehicles/leaf-1", json={"name": "Leaf two"})
+    renamed = dict(await bridge.changes())  # the device name changed: configs again
+    assert len([t for t in renamed if t.endswith("/config")]) == ENTITY_COUNT
+    assert (await api.client.delete(f"{V1}/vehicles/leaf-1")).status_code == 204
+    gone = dict(await bridge.changes())
+    assert set(gone) == {*configs, "openv2g/leaf-1/state"}
+    assert all(body == b"" for body in gone.values())  # empty retained: Home Assistant removes
+    assert await bridge.changes() == []
+
+
+async def test_backup_duration_with_v2g_off_at_95_percent(
+    api: ApiHarness, station: ApiTestStation
+) -> None:
+    """Issue 15 finding 2: "Backup duration" read 0.0 h whenever V2G was off, even at 95 %."""
+    await api.client.post(f"{V1}/vehicles", json=dict(LEAF, station_id="CS1", evse_id=1))
+    now = datetime.now(UTC)
+    meter = [meter_value(now, soc_pct=95.0, import_wh=1000.0, export_wh=250.0)]
+    await transaction_event(station, "Started", "tx-1", 0, now, meter=meter)
+    bridge = HomeAssistantBridge(v2g_of(api))
+    assert await bridge.handle_command("openv2g/leaf-1/set/v2g_enabled", b"OFF")
+    state = dict(await bridge.messages())["openv2g/leaf-1/state"]
+    assert state["v2g_enabled"] == "OFF"
+    load_kw = v2g_of(api).settings.house_load_kw
+    # 40 kWh x (95 % - 10 % backup reserve) x discharge efficiency / house load
+    expected = 40.0 * (0.95 - 0.10) * 0.9**0.5 / load_kw
+    assert state["backup_duration"] == pytest.approx(expected, rel=0.02)
+    assert (state["energy_import"], state["energy_export"]) == (1.0, 0.25)
+    assert state["grid_present"] == "ON"

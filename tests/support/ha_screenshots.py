@@ -21,7 +21,7 @@ import websockets
 
 from tests.support.ha_core import CLIENT_ID, HomeAssistant
 
-WIDTH, HEIGHT = 1280, 900
+WIDTH, HEIGHT = 1280, 1500
 
 
 def _free_port() -> int:

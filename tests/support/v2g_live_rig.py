@@ -55,7 +55,7 @@ async def exporting_rig(
     tmp_path: Path, vehicle_id: str = "sim-leaf", soc_pct: float = 93.0, name: str | None = None
 ) -> AsyncIterator[LiveRig]:
     """The rig with the car exporting under an optimized plan (as in issue 15: 93 % SoC)."""
-    (tmp_path / "csms").mkdir(exist_ok=True)
+    (tmp_path / "csms").mkdir(parents=True, exist_ok=True)
     vehicle_cfg = SimVehicleConfig(permission_delay_s=0.2)
     evse_cfg = ChademoEvseConfig(max_charge_current_a=15.0, max_discharge_current_a=15.0)
     battery = Battery(capacity_kwh=CAPACITY_KWH, soc_pct=soc_pct)

@@ -9,7 +9,7 @@ import json
 import os
 import uuid
 from collections.abc import AsyncIterator, Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -26,6 +26,7 @@ from tests.support.api_harness import ApiHarness
 from tests.support.api_station import ApiTestStation
 from tests.support.v2g_harness import (
     LEAF,
+    iso,
     meter_value,
     transaction_event,
     v2g_api,
@@ -253,3 +254,66 @@ async def test_backup_duration_with_v2g_off_at_95_percent(
     assert state["backup_duration"] == pytest.approx(expected, rel=0.02)
     assert (state["energy_import"], state["energy_export"]) == (1.0, 0.25)
     assert state["grid_present"] == "ON"
+
+
+async def _expensive_now(api: ApiHarness, now: datetime) -> None:
+    """Prices that make the plan export now (60 c/kWh for 2 h, then 10 c/kWh)."""
+    start = now.replace(minute=0, second=0, microsecond=0)
+    intervals = [
+        {
+            "start": iso(start + timedelta(minutes=30 * k)),
+            "interval_s": 1800,
+            "import_c_kwh": 60.0 if k < 4 else 10.0,
+            "export_c_kwh": 54.0 if k < 4 else 9.0,
+        }
+        for k in range(24)
+    ]
+    assert (await api.client.put(f"{V1}/prices", json={"intervals": intervals})).is_success
+
+
+async def test_commands_send_a_new_plan_and_are_kept_only_when_accepted(
+    api: ApiHarness, station: ApiTestStation
+) -> None:
+    """A switch or number reaches the station in the same call (a new TxProfile); refused by
+    the station, the setting stays as it was and the state says so."""
+    await api.client.post(f"{V1}/vehicles", json=dict(LEAF, station_id="CS1", evse_id=1))
+    now = datetime.now(UTC)
+    await _expensive_now(api, now)
+    await transaction_event(
+        station, "Started", "tx-1", 0, now, meter=[meter_value(now, soc_pct=90.0)]
+    )
+    bridge = HomeAssistantBridge(v2g_of(api))
+    assert await bridge.handle_command("openv2g/leaf-1/set/max_discharge_power", b"5")
+    sent = station.calls_of("SetChargingProfile")
+    assert len(sent) == 1  # applied at once, not at a later re-plan
+    limits = [
+        p["limit"]
+        for p in sent[-1].payload["chargingProfile"]["chargingSchedule"][0][
+            "chargingSchedulePeriod"
+        ]
+    ]
+    assert min(limits) == pytest.approx(-5000.0)  # the plan exports at the new limit
+    state = dict(await bridge.messages())["openv2g/leaf-1/state"]
+    assert state["next_action"] in ("charge", "idle")  # after the expensive hours
+    assert state["import_price"] == 0.6 and state["export_price"] == 0.54
+    # The station refuses the next profile: V2G stays on, in the CSMS and in Home Assistant.
+    station.behaviour.responses["SetChargingProfile"] = {"status": "Rejected"}
+    assert not await bridge.handle_command("openv2g/leaf-1/set/v2g_enabled", b"OFF")
+    assert (await api.client.get(f"{V1}/vehicles/leaf-1")).json()["v2g_enabled"] is True
+    assert dict(await bridge.messages())["openv2g/leaf-1/state"]["v2g_enabled"] == "ON"
+    station.behaviour.responses.pop("SetChargingProfile")
+    assert await bridge.handle_command("openv2g/leaf-1/set/v2g_enabled", b"OFF")
+    off_plan = station.calls_of("SetChargingProfile")[-1].payload["chargingProfile"]
+    assert all(
+        p["limit"] >= 0 for p in off_plan["chargingSchedule"][0]["chargingSchedulePeriod"]
+    )
+    # Dispatch and frequency profiles (they may discharge) were cleared too.
+    cleared = {c.payload["chargingProfileId"] for c in station.calls_of("ClearChargingProfile")}
+    assert cleared == {62_002, 62_003}
+    # A manual discharge is refused with V2G off; a charge runs and shows.
+    assert not await bridge.handle_command("openv2g/leaf-1/set/dispatch_power", b"-3")
+    assert await bridge.handle_command("openv2g/leaf-1/set/dispatch_power", b"2.5")
+    assert dict(await bridge.messages())["openv2g/leaf-1/state"]["dispatch_power"] == 2.5
+    assert await bridge.handle_command("openv2g/leaf-1/set/dispatch_power", b"0")
+    assert dict(await bridge.messages())["openv2g/leaf-1/state"]["dispatch_power"] == 0.0
+    assert not await bridge.handle_command("openv2g/leaf-1/set/dispatch_power", b"nan")

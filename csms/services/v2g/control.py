@@ -208,6 +208,9 @@ class ControlPart(PlanningPart, FrequencyPart):
         """The manual dispatch running on the station now (kW), 0 when none: from the
         recorded dispatches the station accepted, within their duration."""
         now = self._clock()
+        vehicle = await self.get_vehicle(vehicle_id)
+        # Discharge no longer allowed: the discharging profiles were cleared when it changed.
+        discharge_allowed = vehicle.v2g_enabled and vehicle.max_discharge_kw > 0
         async with self._db.read() as conn:
             records = await vrepo.list_dispatches(
                 conn, now - timedelta(seconds=MANUAL_DISPATCH_MAX_S), None
@@ -220,7 +223,8 @@ class ControlPart(PlanningPart, FrequencyPart):
                 continue
             if record.started_at + timedelta(seconds=record.duration_s) <= now:
                 return 0.0
-            return float(entry.get("kw", 0.0))
+            kw = float(entry.get("kw", 0.0))
+            return 0.0 if kw < 0 and not discharge_allowed else kw
         return 0.0
 
     async def energy_registers_kwh(

@@ -304,9 +304,7 @@ async def test_commands_send_a_new_plan_and_are_kept_only_when_accepted(
     station.behaviour.responses.pop("SetChargingProfile")
     assert await bridge.handle_command("openv2g/leaf-1/set/v2g_enabled", b"OFF")
     off_plan = station.calls_of("SetChargingProfile")[-1].payload["chargingProfile"]
-    assert all(
-        p["limit"] >= 0 for p in off_plan["chargingSchedule"][0]["chargingSchedulePeriod"]
-    )
+    assert all(p["limit"] >= 0 for p in off_plan["chargingSchedule"][0]["chargingSchedulePeriod"])
     # Dispatch and frequency profiles (they may discharge) were cleared too.
     cleared = {c.payload["chargingProfileId"] for c in station.calls_of("ClearChargingProfile")}
     assert cleared == {62_002, 62_003}

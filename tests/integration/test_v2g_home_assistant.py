@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import json
 import os
+import sys
 import uuid
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
@@ -315,3 +316,48 @@ async def test_commands_send_a_new_plan_and_are_kept_only_when_accepted(
     assert await bridge.handle_command("openv2g/leaf-1/set/dispatch_power", b"0")
     assert dict(await bridge.messages())["openv2g/leaf-1/state"]["dispatch_power"] == 0.0
     assert not await bridge.handle_command("openv2g/leaf-1/set/dispatch_power", b"nan")
+
+
+_BRIDGE_PROCESS = """
+import asyncio, sys
+from csms.integrations.home_assistant import HomeAssistantBridge
+
+class NoVehicles:
+    async def list_vehicles(self, station_id=None):
+        return []
+
+asyncio.run(HomeAssistantBridge(NoVehicles(), prefix=sys.argv[2]).run(sys.argv[1]))
+"""
+
+
+async def test_availability_last_will_when_the_csms_dies() -> None:
+    """Issue 15 finding 3: the CSMS killed (no clean disconnect): the broker publishes the
+    bridge's last will, "offline", so Home Assistant shows the entities unavailable."""
+    url = os.environ.get("CSMS_TEST_MQTT_URL")
+    if not url:
+        pytest.skip("CSMS_TEST_MQTT_URL not set (MQTT broker tests skipped)")
+    import aiomqtt
+
+    prefix = f"openv2g-will-{uuid.uuid4().hex[:8]}"
+    parts = urlsplit(url)
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", _BRIDGE_PROCESS, url, prefix, cwd=Path(__file__).parents[2]
+    )
+    try:
+        async with aiomqtt.Client(parts.hostname or "127.0.0.1", parts.port or 1883) as client:
+            await client.subscribe(f"{prefix}/status")
+
+            async def status(wanted: bytes) -> None:
+                async for message in client.messages:
+                    if message.payload == wanted:
+                        return
+
+            await asyncio.wait_for(status(b"online"), 30)
+            process.kill()  # SIGKILL: no DISCONNECT, no "offline" from the bridge itself
+            await process.wait()
+            await asyncio.wait_for(status(b"offline"), 30)
+            await client.publish(f"{prefix}/status", b"", retain=True)
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()

@@ -316,8 +316,9 @@ class HomeAssistantBridge:
         return VehicleState(
             battery_soc=None if soc is None else round(soc * 100.0, 1),
             available_capacity=None if available is None else round(available, 2),
-            charge_rate=round(max(power_kw, 0.0), 2),
-            discharge_rate=round(max(-power_kw, 0.0), 2),
+            # + 0.0: no "-0.0 kW" on the dashboard
+            charge_rate=round(max(power_kw, 0.0), 2) + 0.0,
+            discharge_rate=round(max(-power_kw, 0.0), 2) + 0.0,
             energy_import=None if imported is None else round(imported, 3),
             energy_export=None if exported is None else round(exported, 3),
             connection_status=status,

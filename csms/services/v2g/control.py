@@ -156,9 +156,11 @@ class ControlPart(PlanningPart, FrequencyPart):
         0 ends the running one. Recorded in the dispatch history (kind "manual")."""
         bounded(abs(power_kw), b.VEHICLE_POWER_KW, "power_kw")
         record = await self.get_vehicle(vehicle_id)
-        plugged = next((p for p in await self._plugged_any() if p.vehicle.id == vehicle_id), None)
-        if plugged is None or record.station_id is None:
+        ctx = await self.session_context(record, self._clock())
+        tx = ctx.transaction
+        if record.station_id is None or tx is None or tx.evse_id is None or ctx.soc is None:
             raise InvalidRequest(f"vehicle {vehicle_id!r} has no active session with a SoC")
+        plugged = Plugged(record, tx, ctx.soc)
         if power_kw < 0 and not (record.v2g_enabled and record.max_discharge_kw > 0):
             raise InvalidRequest(f"vehicle {vehicle_id!r}: V2G is switched off")
         limit_kw = record.max_charge_kw if power_kw > 0 else record.max_discharge_kw
@@ -192,17 +194,6 @@ class ControlPart(PlanningPart, FrequencyPart):
             "manual", now, duration_s, power_kw, power_kw, {vehicle_id: result}
         )
         return result
-
-    async def _plugged_any(self) -> list[Plugged]:
-        """Connected vehicles with a SoC, V2G on or off (a manual charge needs no V2G)."""
-        out: list[Plugged] = []
-        now = self._clock()
-        for record in await self.list_vehicles():
-            ctx = await self.session_context(record, now)
-            tx = ctx.transaction
-            if tx is not None and tx.evse_id is not None and ctx.soc is not None:
-                out.append(Plugged(record, tx, ctx.soc))
-        return out
 
     async def manual_dispatch_kw(self, vehicle_id: str) -> float:
         """The manual dispatch running on the station now (kW), 0 when none: from the

@@ -1,4 +1,5 @@
-"""OCPP 2.0.1 CS -> CSMS handlers, one module per functional block."""
+"""OCPP CS -> CSMS handlers, one module per functional block (2.0.1 and 2.1; ocpp21 holds
+what 2.1 added)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from csms.ocpp_server.blocks import (
     authorization,
     data_transfer,
     notifications,
+    ocpp21,
     provisioning,
     security,
     transactions,
@@ -23,6 +25,7 @@ def all_handlers() -> dict[str, Handler]:
         authorization,
         data_transfer,
         notifications,
+        ocpp21,
         provisioning,
         security,
         transactions,

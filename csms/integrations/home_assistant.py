@@ -281,6 +281,7 @@ class HomeAssistantBridge:
         self.interval_s = interval_s
         # What this connection has published retained: topic -> JSON text (configs once).
         self._configs: dict[str, str] = {}
+        self._stale_states: set[str] = set()
         self.status_topic = f"{prefix}/status"
 
     async def vehicle_state(self, vehicle: VehicleRecord) -> VehicleState:
@@ -391,7 +392,10 @@ class HomeAssistantBridge:
     async def changes(self) -> list[tuple[str, bytes]]:
         """What to publish now (retained): each state; a config only when new or changed;
         an empty payload for each config and state of a vehicle that is gone."""
-        out: list[tuple[str, bytes]] = []
+        # States of deleted vehicles, cleared one round after their configs: an empty state
+        # while the entities still exist would be a template error in Home Assistant.
+        out: list[tuple[str, bytes]] = [(topic, b"") for topic in sorted(self._stale_states)]
+        self._stale_states = set()
         current: dict[str, str] = {}
         for topic, body in await self.messages():
             text = json.dumps(body, sort_keys=True)
@@ -400,11 +404,9 @@ class HomeAssistantBridge:
                 if self._configs.get(topic) == text:
                     continue
             out.append((topic, text.encode()))
-        for topic in self._configs.keys() - current.keys():
+        for topic in sorted(self._configs.keys() - current.keys()):
             out.append((topic, b""))  # the vehicle was deleted: Home Assistant removes it
-            state = f"{self.prefix}/{topic.split('/')[-3]}/state"
-            if (state, b"") not in out:
-                out.append((state, b""))
+            self._stale_states.add(f"{self.prefix}/{topic.split('/')[-3]}/state")
         self._configs = current
         return out
 

@@ -32,6 +32,7 @@ import contextlib
 import json
 import logging
 import math
+import time
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
@@ -49,6 +50,9 @@ from csms.settings import Settings
 log = logging.getLogger(__name__)
 
 ONLINE, OFFLINE = "online", "offline"
+# Home Assistant removes the entities of cleared configs within this (measured: 1 s was not
+# always enough for 26 entities on a loaded machine).
+STATE_CLEAR_DELAY_S = 15.0
 
 
 class V2gPort(Protocol):
@@ -281,7 +285,8 @@ class HomeAssistantBridge:
         self.interval_s = interval_s
         # What this connection has published retained: topic -> JSON text (configs once).
         self._configs: dict[str, str] = {}
-        self._stale_states: set[str] = set()
+        self._stale_states: dict[str, float] = {}  # topic -> when to clear it (monotonic)
+        self.state_clear_delay_s = STATE_CLEAR_DELAY_S
         self.status_topic = f"{prefix}/status"
 
     async def vehicle_state(self, vehicle: VehicleRecord) -> VehicleState:
@@ -392,10 +397,13 @@ class HomeAssistantBridge:
     async def changes(self) -> list[tuple[str, bytes]]:
         """What to publish now (retained): each state; a config only when new or changed;
         an empty payload for each config and state of a vehicle that is gone."""
-        # States of deleted vehicles, cleared one round after their configs: an empty state
-        # while the entities still exist would be a template error in Home Assistant.
-        out: list[tuple[str, bytes]] = [(topic, b"") for topic in sorted(self._stale_states)]
-        self._stale_states = set()
+        # States of deleted vehicles, cleared STATE_CLEAR_DELAY_S after their configs: an empty
+        # state while Home Assistant still has the entities would be a template error there.
+        moment = time.monotonic()
+        due = sorted(t for t, at in self._stale_states.items() if at <= moment)
+        out: list[tuple[str, bytes]] = [(topic, b"") for topic in due]
+        for topic in due:
+            del self._stale_states[topic]
         current: dict[str, str] = {}
         for topic, body in await self.messages():
             text = json.dumps(body, sort_keys=True)
@@ -406,7 +414,8 @@ class HomeAssistantBridge:
             out.append((topic, text.encode()))
         for topic in sorted(self._configs.keys() - current.keys()):
             out.append((topic, b""))  # the vehicle was deleted: Home Assistant removes it
-            self._stale_states.add(f"{self.prefix}/{topic.split('/')[-3]}/state")
+            state = f"{self.prefix}/{topic.split('/')[-3]}/state"
+            self._stale_states.setdefault(state, moment + self.state_clear_delay_s)
         self._configs = current
         return out
 

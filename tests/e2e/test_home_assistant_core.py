@@ -28,7 +28,11 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from csms.integrations.home_assistant import ENTITY_COUNT, HomeAssistantBridge
+from csms.integrations.home_assistant import (
+    ENTITY_COUNT,
+    STATE_CLEAR_DELAY_S,
+    HomeAssistantBridge,
+)
 from tests.support.ha_core import HA_VERSION, is_ready, running_home_assistant
 from tests.support.v2g_live_rig import exporting_rig, wait_for
 
@@ -234,7 +238,10 @@ async def test_home_assistant_core_with_the_bridge(tmp_path: Path) -> None:
                     for e in entries
                 )
 
+            deleted_at = time.monotonic()
             await _eventually(removed, 30, "entities of the deleted vehicle remained")
+            # ... and its state topic cleared after them without an error in Home Assistant
+            await asyncio.sleep(max(0.0, STATE_CLEAR_DELAY_S + 3 - (time.monotonic() - deleted_at)))
             errors = [
                 line
                 for line in ha.log().splitlines()

@@ -222,6 +222,7 @@ def test_discovery_as_home_assistant_expects() -> None:
 async def test_configs_published_once_and_cleared_on_delete(api: ApiHarness) -> None:
     await api.client.post(f"{V1}/vehicles", json=LEAF)
     bridge = HomeAssistantBridge(v2g_of(api))
+    bridge.state_clear_delay_s = 0.0  # the next round (15 s by default)
     first = dict(await bridge.changes())
     configs = [t for t in first if t.endswith("/config")]
     assert len(configs) == ENTITY_COUNT and all(first[t] for t in configs)
@@ -234,7 +235,7 @@ async def test_configs_published_once_and_cleared_on_delete(api: ApiHarness) -> 
     gone = dict(await bridge.changes())
     assert set(gone) == set(configs)
     assert all(body == b"" for body in gone.values())  # empty retained: Home Assistant removes
-    # The state one round later, when the entities are gone (no template errors meanwhile).
+    # The state in a later round, when the entities are gone (no template errors meanwhile).
     assert await bridge.changes() == [("openv2g/leaf-1/state", b"")]
     assert await bridge.changes() == []
 

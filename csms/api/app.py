@@ -9,7 +9,7 @@ from csms.api.counting import CountedServices
 from csms.api.deps import ApiServices, TokenCache
 from csms.api.errors import PROBLEM_RESPONSES, install_error_handlers
 from csms.api.metrics import CsmsMetrics, metrics_route
-from csms.api.routes import commands, records, stations, tokens, v2g
+from csms.api.routes import commands, records, stations, tokens, v2g, v2x
 
 API_PREFIX = "/api/v1"
 
@@ -22,6 +22,7 @@ ROUTERS = (
     tokens.id_tokens_router,
     tokens.api_tokens_router,
     v2g.router,
+    v2x.router,
 )
 
 

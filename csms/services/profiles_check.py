@@ -58,6 +58,8 @@ def check_set_charging_profile(
         max_stack_level=max_stack_level if max_stack_level is not None else 8,
         max_periods_per_schedule=max_periods if max_periods is not None else 1024,
         from_csms=True,
+        # a 2.1 station's profile may use the 2.1 fields the shared model now reads
+        ocpp_2_1=schema_checked_only,
     )
     violations = validate_profile(profile, context, evse_id=evse_id)
     if violations:

@@ -1,7 +1,7 @@
 """v2g_vehicles.v2g_enabled: V2G export switched on or off (the Home Assistant switch)
 
 Revision ID: 0012
-Revises: 0007
+Revises: 0008
 Create Date: 2026-12-06 03:40:00
 """
 
@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0012"
-down_revision: str | None = "0007"
+down_revision: str | None = "0008"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -456,9 +456,12 @@ class InteropCsms(NodePeer):
         password: str | None = None,
         heartbeat_interval: int = 300,
         boot_status: str = "Accepted",
+        protocols: tuple[str, ...] | None = None,
     ) -> None:
         args = ["--port", "0", "--heartbeat-interval", str(heartbeat_interval)]
         args += ["--boot-status", boot_status]
+        if protocols:  # subprotocols in preference order (default: ocpp2.0.1 only)
+            args += ["--protocols", ",".join(protocols)]
         if password is not None:
             args += ["--password", password]
         super().__init__(SERVER_SCRIPT, args)
@@ -514,10 +517,17 @@ async def interop_station() -> AsyncIterator[InteropStation]:
 
 @contextlib.asynccontextmanager
 async def interop_csms(
-    *, password: str | None = None, heartbeat_interval: int = 300, boot_status: str = "Accepted"
+    *,
+    password: str | None = None,
+    heartbeat_interval: int = 300,
+    boot_status: str = "Accepted",
+    protocols: tuple[str, ...] | None = None,
 ) -> AsyncIterator[InteropCsms]:
     csms = InteropCsms(
-        password=password, heartbeat_interval=heartbeat_interval, boot_status=boot_status
+        password=password,
+        heartbeat_interval=heartbeat_interval,
+        boot_status=boot_status,
+        protocols=protocols,
     )
     await csms.start()
     try:
@@ -526,13 +536,13 @@ async def interop_csms(
         await csms.stop()
 
 
-async def run_self_check(script: Path) -> Event:
-    """Run `node <script> --self-check`: are all default answers schema-valid?"""
+async def run_self_check(script: Path, flag: str = "--self-check") -> Event:
+    """Run `node <script> --self-check` (or `flag`): are all default answers schema-valid?"""
     node = require_node()
     process = await asyncio.create_subprocess_exec(
         node,
         str(script),
-        "--self-check",
+        flag,
         cwd=str(INTEROP_DIR),
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,

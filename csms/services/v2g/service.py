@@ -19,6 +19,7 @@ from csms.persistence.repositories import v2g as vrepo
 from csms.services.v2g.backup import BackupPart
 from csms.services.v2g.control import ControlPart
 from csms.services.v2g.economics import EconomicsPart
+from csms.services.v2g.grid_services import GridServicesPart
 from csms.services.v2g.rules import (
     replan_reasons,
 )
@@ -27,7 +28,7 @@ from csms.services.v2g.settings import V2gSettings
 log = logging.getLogger(__name__)
 
 
-class V2gService(ControlPart, BackupPart, EconomicsPart):
+class V2gService(ControlPart, GridServicesPart, BackupPart, EconomicsPart):
     """The API, the CLI and the Home Assistant bridge use this one object."""
 
     def start_background(self) -> None:

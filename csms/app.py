@@ -22,8 +22,8 @@ from csms.api.app import create_api
 from csms.api.health import Readiness
 from csms.api.metrics import AuthCounters, CsmsMetrics
 from csms.integrations.home_assistant import HomeAssistantSettings, start_bridge, stop_bridge
-from csms.persistence.unreachable import naming_the_database_async
 from csms.log_format import configure_logging
+from csms.persistence.unreachable import naming_the_database_async
 from csms.routing.factory import build_router, close_router, start_router
 from csms.services.common import Clock, utcnow
 from csms.services.container import Services, build_services

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 from csms.ocpp_server.blocks import (
     authorization,
     data_transfer,
+    iso15118,
     notifications,
     provisioning,
     security,
@@ -22,6 +23,7 @@ def all_handlers() -> dict[str, Handler]:
     for block in (
         authorization,
         data_transfer,
+        iso15118,
         notifications,
         provisioning,
         security,

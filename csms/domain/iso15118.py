@@ -300,3 +300,79 @@ def worst_certificate_status(statuses: Sequence[str]) -> str:
             return worst
     failures = [s for s in statuses if s != "Accepted"]
     return failures[0] if failures else "Accepted"
+
+
+@dataclass(frozen=True)
+class OcspRequestData:
+    """OCPP OCSPRequestDataType: a certificate named by its issuer's name and key hashes and
+    its serial (hex strings), and the OCSP responder to ask."""
+
+    hash_algorithm: str  # SHA256 / SHA384 / SHA512
+    issuer_name_hash: str
+    issuer_key_hash: str
+    serial_number: str
+    responder_url: str
+
+    @classmethod
+    def from_ocpp(cls, data: Mapping[str, Any]) -> OcspRequestData:
+        return cls(
+            str(data["hashAlgorithm"]),
+            str(data["issuerNameHash"]).lower(),
+            str(data["issuerKeyHash"]).lower(),
+            str(data["serialNumber"]).lower().lstrip("0") or "0",
+            str(data["responderURL"]),
+        )
+
+    @property
+    def cache_key(self) -> tuple[str, str, str, str]:
+        return (
+            self.hash_algorithm,
+            self.issuer_name_hash,
+            self.issuer_key_hash,
+            self.serial_number,
+        )
+
+
+@dataclass(frozen=True)
+class OcspAnswer:
+    """What an OCSP responder said of one certificate. `status`: good / revoked / unknown
+    (the responder's word), or error (no usable answer; `reason` says why). `verified`: the
+    response's signature was checked against the issuer (or its delegated responder)."""
+
+    status: str
+    der: bytes | None = None
+    this_update: datetime | None = None
+    next_update: datetime | None = None
+    verified: bool = False
+    reason: str = ""
+
+
+def cache_until(answer: OcspAnswer, now: datetime, max_age: timedelta) -> datetime | None:
+    """Until when an answer may be reused: its nextUpdate, at most `max_age` from now; None
+    (not cached) for errors and for answers without nextUpdate (RFC 6960 4.2.2.1: newer
+    information is always available then)."""
+    if answer.status == "error" or answer.next_update is None or max_age <= timedelta(0):
+        return None
+    until = min(answer.next_update, now + max_age)
+    return until if until > now else None
+
+
+def certificate_status_of(answer: OcspAnswer) -> str:
+    """An OCSP answer as an AuthorizeCertificateStatus (C07): only a verified `good` is
+    Accepted; an unverified or failed answer cannot vouch for a contract."""
+    if answer.status == "revoked" and answer.verified:
+        return "CertificateRevoked"
+    if answer.status == "good" and answer.verified:
+        return "Accepted"
+    return "CertChainError"
+
+
+@dataclass(frozen=True)
+class ProviderAnswer:
+    """A certificate provider's answer to Get15118EVCertificate (M01/M02): Accepted with the
+    EXI response for the EV, or Failed with a reason code (<= 20 characters, StatusInfo)."""
+
+    status: str
+    exi_response: str = ""
+    reason: str = ""
+    detail: str = ""

@@ -14,6 +14,7 @@ from csms.routing.inprocess import InProcessRouter
 from csms.services.commands import CommandService
 from csms.services.common import Clock, utcnow
 from csms.services.password_check import PasswordCheck, default_key_path, load_or_create_key
+from csms.services.pnc import PlugAndChargeService, pnc_service_from_settings
 from csms.services.records import (
     ChargingProfileService,
     DeviceModelService,
@@ -48,6 +49,7 @@ class Services:
     commands: CommandService
     station_messages: StationMessageService
     transaction_events: TransactionEventService
+    pnc: PlugAndChargeService
 
     async def start(self, *, migrate: bool = False) -> None:
         """Open the database writer; with migrate=True first bring the schema to head."""
@@ -110,4 +112,5 @@ def build_services(
         ),
         station_messages=StationMessageService(db),
         transaction_events=TransactionEventService(db),
+        pnc=pnc_service_from_settings(settings, clock),
     )

@@ -136,6 +136,9 @@ def parse_needs(
         max_w = None if amps is None else amps * volts_per_amp
     if max_w is None:
         max_w = default_max_power_w
+    if max_w > MAX_POWER_W:  # current x voltage beyond any charger
+        reader.clamped.append(f"max power {max_w:g} W -> {MAX_POWER_W:g} W")
+        max_w = MAX_POWER_W
     min_w = reader.get(v2x, "minChargePower", 0.0, MAX_POWER_W)
     if min_w is None:
         amps = reader.get(ac, "evMinCurrent", 0.0, MAX_CURRENT_A)
@@ -144,7 +147,7 @@ def parse_needs(
     discharge_w = reader.get(v2x, "maxDischargePower", 0.0, MAX_POWER_W)
     if discharge_w is None:
         amps = reader.get(v2x, "maxDischargeCurrent", 0.0, MAX_CURRENT_A)
-        discharge_w = 0.0 if amps is None else amps * volts_per_amp
+        discharge_w = 0.0 if amps is None else min(MAX_POWER_W, amps * volts_per_amp)
 
     energy = reader.get(v2x, "evTargetEnergyRequest", 0.0, MAX_ENERGY_WH)
     if energy is None:
@@ -215,48 +218,52 @@ def compare_ev_schedule(
     Tolerances: the EV may follow a change of limit up to `time_tolerance_s` late or early
     (its time base is not the CSMS's startSchedule), and exceed a limit by
     `limit_tolerance` x |limit| (rounding). Work is O((EV periods + steps) log steps): both
-    lists are bounded by the schema (1,024 periods).
+    lists are bounded by the schema (1,024 periods); each check point looks at the few steps
+    within the tolerance.
     """
     if not ev_periods or not steps:
         return ScheduleVerdict(True)
     starts = [s.start for s in steps]
     tol = timedelta(seconds=time_tolerance_s)
 
-    def relaxed(t0: datetime, t1: datetime) -> tuple[float, float]:
-        """The widest allowed range over [t0 - tol, t1 + tol]. A stretch with no limit counts
-        only where it overlaps [t0, t1) itself: the tolerance is for the moment a limit
-        changes, not for reaching a time before the CSMS's profile began."""
-        if starts[0] > t0:
+    def allowed_at(t: datetime) -> tuple[float, float]:
+        """The widest range allowed within [t - tol, t + tol]. A stretch with no limit counts
+        only where it holds t itself: the tolerance is for the moment a limit changes, not
+        for reaching back before the CSMS's profile began."""
+        if starts[0] > t:
             return -math.inf, math.inf  # before the first step nothing limits
         lo, hi = math.inf, -math.inf
-        i = max(0, bisect.bisect_right(starts, t0 - tol) - 1)
-        while i < len(steps) and steps[i].start < t1 + tol:
+        i = max(0, bisect.bisect_right(starts, t - tol) - 1)
+        while i < len(steps) and steps[i].start <= t + tol:
             step_end = steps[i + 1].start if i + 1 < len(steps) else None
-            unlimited = steps[i].limit is None
-            if not unlimited or (steps[i].start < t1 and (step_end is None or step_end > t0)):
-                a, b = allowed_range(steps[i].limit)
-                lo, hi = min(lo, a), max(hi, b)
+            if step_end is None or step_end > t - tol:
+                holds_t = steps[i].start <= t and (step_end is None or step_end > t)
+                if steps[i].limit is not None or holds_t:
+                    a, b = allowed_range(steps[i].limit)
+                    lo, hi = min(lo, a), max(hi, b)
             i += 1
         return lo, hi
 
     ordered = sorted(ev_periods)
-    end_s = duration_s
     for k, (offset, value) in enumerate(ordered):
         begin = time_base + timedelta(seconds=offset)
-        stop_s = ordered[k + 1][0] if k + 1 < len(ordered) else end_s
-        stop = (
-            begin + timedelta(seconds=1)
-            if stop_s is None
-            else time_base + timedelta(seconds=stop_s)
-        )
+        stop_s = ordered[k + 1][0] if k + 1 < len(ordered) else duration_s
+        if stop_s is None:  # the last period lasts as long as the CSMS's limits are known
+            stop = max(begin, steps[-1].start + tol) + timedelta(seconds=1)
+        else:
+            stop = time_base + timedelta(seconds=stop_s)
         if stop <= begin:
             continue
-        # Check each stretch of constant CSMS limit inside the EV period on its own, so a
-        # limit that drops in the middle of a long EV period is seen.
-        points = [begin] + [s for s in starts if begin < s < stop]
-        for j, point in enumerate(points):
-            nxt = points[j + 1] if j + 1 < len(points) else stop
-            lo, hi = relaxed(point, nxt)
+        # allowed_at changes only at a step's start +- tol: check there and at the begin.
+        points = {begin}
+        first = bisect.bisect_right(starts, begin - tol)
+        last = bisect.bisect_left(starts, stop + tol)
+        for start in starts[first:last]:
+            for edge in (start - tol, start + tol):
+                if begin < edge < stop:
+                    points.add(edge)
+        for point in sorted(points):
+            lo, hi = allowed_at(point)
             margin = limit_tolerance * max(abs(lo), abs(hi)) if math.isfinite(lo + hi) else 0.0
             if value > hi + margin or value < lo - margin:
                 return ScheduleVerdict(

@@ -4,9 +4,11 @@ Get15118EVCertificate (M01/M02), over a real websocket."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import contextlib
 import datetime as dt
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +18,9 @@ import pytest
 from cryptography.x509 import ocsp
 from websockets.asyncio.client import ClientConnection
 
+from csms.domain.iso15118 import OcspRequestData
 from csms.domain.models import IdTokenStatus
+from csms.integrations.ocsp import HttpOcspClient
 from tests.support.csms_harness import Csms, raw_boot, raw_connect, raw_exchange, running_csms
 from tests.support.pnc_pki import (
     ContractPki,
@@ -241,3 +245,37 @@ async def test_m01_without_a_provider_failed_no_provider(tmp_path: Path) -> None
         assert reply[2]["status"] == "Failed"
         assert reply[2]["statusInfo"]["reasonCode"] == "NoProvider"
         assert pnc.provider.requests == []
+
+
+# ---- bounds on what a responder or provider sends back ------------------------------------
+
+
+async def test_ocsp_response_size_and_time_bounded() -> None:
+    async def huge(path: str, body: bytes) -> tuple[int, str, bytes]:
+        return 200, "application/ocsp-response", b"\0" * (2 * 1024 * 1024)
+
+    async def slow(path: str, body: bytes) -> tuple[int, str, bytes]:
+        await asyncio.sleep(2)
+        return 200, "application/ocsp-response", b""
+
+    pki = make_contract_pki("http://127.0.0.1:9/ocsp")
+    leaf = pki.contract()
+    client = HttpOcspClient(timeout_s=0.3, max_response_bytes=64 * 1024)
+    async with http_server(huge) as url:
+        wanted = OcspRequestData.from_ocpp({**pki.hash_data(leaf)[0], "responderURL": url})
+        answer = await client.fetch(wanted, [], dt.datetime.now(dt.UTC))
+    assert answer.status == "error" and "over 65536 bytes" in answer.reason
+    async with http_server(slow) as url:
+        wanted = OcspRequestData.from_ocpp({**pki.hash_data(leaf)[0], "responderURL": url})
+        started = time.perf_counter()
+        answer = await client.fetch(wanted, [], dt.datetime.now(dt.UTC))
+        assert time.perf_counter() - started < 1.5
+    assert answer.status == "error" and "no answer within" in answer.reason
+
+
+async def test_m01_provider_exi_response_bounded(pnc: PnC) -> None:
+    pnc.provider.answer = {"status": "Accepted", "exiResponse": "A" * 8000}
+    request = {"iso15118SchemaVersion": "x", "action": "Install", "exiRequest": "AAAA"}
+    reply = await raw_exchange(pnc.ws, [2, "e", "Get15118EVCertificate", request])
+    assert reply[2]["status"] == "Failed"
+    assert reply[2]["statusInfo"]["reasonCode"] == "ExiTooLong"

@@ -210,3 +210,54 @@ def test_ocsp_cached_until_next_update_at_most_the_maximum() -> None:
     assert cache_until(late, NOW, day) == NOW + day
     assert cache_until(OcspAnswer("good", b"x", NOW, None), NOW, day) is None
     assert cache_until(OcspAnswer("error"), NOW, day) is None
+
+
+_limits = st.lists(st.integers(0, 50_000), min_size=1, max_size=20)
+_lengths = st.lists(st.integers(61, 7200), min_size=20, max_size=20)
+
+
+@given(_limits, _lengths, st.integers(-60, 60))
+def test_k15_fr11_the_csms_schedule_echoed_by_the_ev_is_accepted(
+    limits: list[int], lengths: list[int], shift_s: int
+) -> None:
+    """No false rejection: the EV following the CSMS's own limits, its time base up to the
+    tolerance off, is within them."""
+    offsets = [0]
+    for length in lengths[: len(limits) - 1]:
+        offsets.append(offsets[-1] + length)
+    steps = [
+        LimitStep(NOW + timedelta(seconds=o), float(v))
+        for o, v in zip(offsets, limits, strict=True)
+    ]
+    duration = offsets[-1] + 600.0
+    steps.append(LimitStep(NOW + timedelta(seconds=duration), None))
+    periods = [(float(o), float(v)) for o, v in zip(offsets, limits, strict=True)]
+    verdict = compare_ev_schedule(
+        periods,
+        NOW + timedelta(seconds=shift_s),
+        duration,
+        steps,
+        time_tolerance_s=60.0,
+        limit_tolerance=0.0,
+    )
+    assert verdict.within, verdict.reason
+
+
+@given(_limits, _lengths, st.integers(0, 19))
+def test_k15_fr12_above_every_limit_is_rejected(
+    limits: list[int], lengths: list[int], pick: int
+) -> None:
+    offsets = [0]
+    for length in lengths[: len(limits) - 1]:
+        offsets.append(offsets[-1] + length)
+    steps = [
+        LimitStep(NOW + timedelta(seconds=o), float(v))
+        for o, v in zip(offsets, limits, strict=True)
+    ]
+    periods = [(float(o), float(v)) for o, v in zip(offsets, limits, strict=True)]
+    k = pick % len(periods)
+    periods[k] = (periods[k][0], max(limits) * 1.1 + 100.0)
+    verdict = compare_ev_schedule(
+        periods, NOW, offsets[-1] + 600.0, steps, time_tolerance_s=60.0, limit_tolerance=0.01
+    )
+    assert not verdict.within

@@ -156,22 +156,47 @@ def _cmd_station(args: argparse.Namespace) -> int:
                 password=args.password,
                 security_profile=args.security_profile,
                 boot_policy=args.boot_policy,
+                ocpp_versions=args.ocpp_versions,
             )
         )
         print(
             f"station {station.id} added (security profile {int(station.security_profile)}, "
-            f"boot policy {station.boot_policy})"
+            f"boot policy {station.boot_policy}, OCPP versions {_versions_text(station)})"
         )
         return EXIT_OK
+    if args.station_command == "update":
+        station = _run_async(
+            lambda: admin.update_station(settings, args.station_id, args.ocpp_versions)
+        )
+        print(f"station {station.id}: OCPP versions {_versions_text(station)}")
+        return EXIT_OK
     stations = _run_async(lambda: admin.list_stations(settings))
-    print(f"{'ID':<24} {'PROFILE':>7} {'BOOT POLICY':<12} {'STATUS':<10} VENDOR/MODEL")
+    print(f"{'ID':<24} {'PROFILE':>7} {'BOOT POLICY':<12} {'STATUS':<10} {'OCPP':<6} VENDOR/MODEL")
     for station in stations:
         vendor = "/".join(part for part in (station.vendor_name, station.model) if part)
+        version = station.ocpp_version.label if station.ocpp_version else "-"
         print(
             f"{station.id:<24} {int(station.security_profile):>7} {station.boot_policy!s:<12} "
-            f"{station.registration_status!s:<10} {vendor}"
+            f"{station.registration_status!s:<10} {version:<6} {vendor}"
         )
     return EXIT_OK
+
+
+def _versions_text(station: Any) -> str:
+    versions = station.ocpp_versions
+    return ",".join(v.value for v in versions) if versions else "global setting"
+
+
+def _ocpp_versions_arg(text: str) -> list[str]:
+    """--ocpp-versions "2.1,2.0.1" (in preference order); "global": the global setting."""
+    from csms.domain.ocpp_versions import parse_versions
+
+    if text.strip().lower() == "global":
+        return []
+    try:
+        return [v.value for v in parse_versions(text)]
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
 
 
 def _cmd_token(args: argparse.Namespace) -> int:
@@ -275,8 +300,18 @@ def build_parser() -> argparse.ArgumentParser:
     add.add_argument(
         "--boot-policy", choices=("Accepted", "Pending", "Rejected"), default="Accepted"
     )
+    versions_help = (
+        "OCPP versions this station may use, in preference order (e.g. 2.1,2.0.1); "
+        "'global' or absent: the global setting --ocpp-versions / CSMS_OCPP_VERSIONS"
+    )
+    add.add_argument("--ocpp-versions", type=_ocpp_versions_arg, help=versions_help)
+    update = station_commands.add_parser("update", help="change a station's OCPP versions")
+    update.add_argument("station_id", metavar="ID")
+    update.add_argument(
+        "--ocpp-versions", type=_ocpp_versions_arg, required=True, help=versions_help
+    )
     listing = station_commands.add_parser("list", help="list stations")
-    for sub in (add, listing):
+    for sub in (add, update, listing):
         _add_settings_flags(sub, ["database_url"])
     station.set_defaults(handler=_cmd_station)
 

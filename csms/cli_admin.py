@@ -17,6 +17,7 @@ from csms.domain.models import (
 )
 from csms.services.container import Services, build_services
 from csms.settings import Settings
+from v2g_shared.ocpp_versions import OcppVersion
 
 # Errors the CLI prints as one line (exit status 1) instead of a traceback.
 USER_ERRORS: tuple[type[Exception], ...] = (CsmsError,)
@@ -39,6 +40,7 @@ async def add_station(
     password: str | None,
     security_profile: int = 1,
     boot_policy: str = "Accepted",
+    ocpp_versions: list[str] | None = None,
 ) -> Station:
     async with opened(settings) as services:
         return await services.stations.create(
@@ -46,6 +48,15 @@ async def add_station(
             password=password,
             security_profile=SecurityProfile(security_profile),
             boot_policy=BootPolicy(boot_policy),
+            ocpp_versions=[OcppVersion(v) for v in ocpp_versions] if ocpp_versions else None,
+        )
+
+
+async def update_station(settings: Settings, station_id: str, ocpp_versions: list[str]) -> Station:
+    """Set a station's accepted OCPP versions ([] : back to the global setting)."""
+    async with opened(settings) as services:
+        return await services.stations.update(
+            station_id, ocpp_versions=[OcppVersion(v) for v in ocpp_versions]
         )
 
 

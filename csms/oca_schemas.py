@@ -1,5 +1,7 @@
-"""OCA OCPP 2.0.1 JSON schemas (shipped in the `ocpp` package), compiled once and validated
-in-line (a thread pool per message costs ~8x). Schema failures map to OCPP-J error codes.
+"""OCA OCPP 2.0.1 and 2.1 JSON schemas (shipped in the `ocpp` package: ocpp/v201/schemas,
+ocpp/v21/schemas), compiled once per version and validated in-line (a thread pool per message
+costs ~8x). Schema failures map to OCPP-J error codes. One action table per version says who
+sends each CALL; the lists the CSMS and the API use are derived from it (`table(version)`).
 
 Fast path: fastjsonschema compiles each schema to Python code (~15 us for a TransactionEvent
 against ~230 us with jsonschema). Only a payload it refuses goes through jsonschema, whose
@@ -16,7 +18,7 @@ from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from importlib import resources
@@ -28,11 +30,12 @@ from jsonschema import Draft4Validator, Draft6Validator, FormatChecker
 from jsonschema.exceptions import ValidationError
 
 from v2g_shared.ocpp_j import error_code_for_schema_keyword
+from v2g_shared.ocpp_versions import OcppVersion
 
 # The one list of OCPP 2.0.1 actions, by who sends the CALL. CSMS-initiated first, in the
 # order the API documents them; DataTransfer goes both ways.
 _CSMS, _STATION, _BOTH = "csms", "station", "both"
-ACTIONS: dict[str, str] = {
+ACTIONS_201: dict[str, str] = {
     "RequestStartTransaction": _CSMS,
     "RequestStopTransaction": _CSMS,
     "Reset": _CSMS,
@@ -98,12 +101,95 @@ ACTIONS: dict[str, str] = {
     "StatusNotification": _STATION,
     "TransactionEvent": _STATION,
 }
-ALL_ACTIONS = frozenset(ACTIONS)
-# Every action the CSMS may send to a station (the API's generic route, the command service).
-CSMS_INITIATED_ACTIONS: tuple[str, ...] = tuple(a for a, by in ACTIONS.items() if by != _STATION)
-CSMS_TO_CS_ACTIONS = frozenset(CSMS_INITIATED_ACTIONS)
-# Every action a station may send to the CSMS.
-CS_TO_CSMS_ACTIONS = frozenset(a for a, by in ACTIONS.items() if by != _CSMS)
+# What OCPP 2.1 (Edition 1) adds; every 2.0.1 action stays. Directions from OCPP 2.1 Part 2's
+# message list. NotifyPeriodicEventStream is a SEND (OCPP-J 2.1 message type 6): never answered.
+_SEND = "station-send"
+ACTIONS_21_ADDED: dict[str, str] = {
+    "SetDERControl": _CSMS,
+    "GetDERControl": _CSMS,
+    "ClearDERControl": _CSMS,
+    "AFRRSignal": _CSMS,
+    "UpdateDynamicSchedule": _CSMS,
+    "NotifyAllowedEnergyTransfer": _CSMS,
+    "GetPeriodicEventStream": _CSMS,
+    "AdjustPeriodicEventStream": _CSMS,
+    "UsePriorityCharging": _CSMS,
+    "RequestBatterySwap": _CSMS,
+    "NotifyWebPaymentStarted": _CSMS,
+    "ChangeTransactionTariff": _CSMS,
+    "SetDefaultTariff": _CSMS,
+    "GetTariffs": _CSMS,
+    "ClearTariffs": _CSMS,
+    "BatterySwap": _STATION,
+    "ClosePeriodicEventStream": _STATION,
+    "GetCertificateChainStatus": _STATION,
+    "NotifyDERAlarm": _STATION,
+    "NotifyDERStartStop": _STATION,
+    "NotifyPriorityCharging": _STATION,
+    "NotifySettlement": _STATION,
+    "OpenPeriodicEventStream": _STATION,
+    "PullDynamicScheduleUpdate": _STATION,
+    "ReportDERControl": _STATION,
+    "VatNumberValidation": _STATION,
+    "NotifyPeriodicEventStream": _SEND,
+}
+ACTIONS_21: dict[str, str] = {**ACTIONS_201, **ACTIONS_21_ADDED}
+
+
+@dataclass(frozen=True)  # no slots: cached_property needs a __dict__
+class ActionTable:
+    """One OCPP version's actions and the lists derived from them."""
+
+    version: OcppVersion
+    actions: Mapping[str, str]  # action -> who sends it (_CSMS, _STATION, _BOTH, _SEND)
+
+    @functools.cached_property
+    def all_actions(self) -> frozenset[str]:
+        return frozenset(self.actions)
+
+    @functools.cached_property
+    def csms_initiated(self) -> tuple[str, ...]:
+        """Every action the CSMS may send (the API's generic route, the command service)."""
+        return tuple(a for a, by in self.actions.items() if by in (_CSMS, _BOTH))
+
+    @functools.cached_property
+    def csms_to_cs(self) -> frozenset[str]:
+        return frozenset(self.csms_initiated)
+
+    @functools.cached_property
+    def cs_to_csms(self) -> frozenset[str]:
+        """Every action a station may send as a CALL."""
+        return frozenset(a for a, by in self.actions.items() if by in (_STATION, _BOTH))
+
+    @functools.cached_property
+    def station_sends(self) -> frozenset[str]:
+        """Actions a station sends as SEND (2.1 message type 6), never as a CALL."""
+        return frozenset(a for a, by in self.actions.items() if by == _SEND)
+
+
+TABLES: dict[OcppVersion, ActionTable] = {
+    OcppVersion.V201: ActionTable(OcppVersion.V201, ACTIONS_201),
+    OcppVersion.V21: ActionTable(OcppVersion.V21, ACTIONS_21),
+}
+
+
+def table(version: OcppVersion) -> ActionTable:
+    return TABLES[version]
+
+
+def versions_with_action(action: str) -> tuple[OcppVersion, ...]:
+    """The versions that define `action` (any direction), oldest first."""
+    return tuple(v for v, t in TABLES.items() if action in t.actions)
+
+
+# 2.0.1 names kept for existing callers (the lists of a 2.0.1 station).
+ACTIONS = ACTIONS_201
+ALL_ACTIONS = TABLES[OcppVersion.V201].all_actions
+CSMS_INITIATED_ACTIONS: tuple[str, ...] = TABLES[OcppVersion.V201].csms_initiated
+CSMS_TO_CS_ACTIONS = TABLES[OcppVersion.V201].csms_to_cs
+CS_TO_CSMS_ACTIONS = TABLES[OcppVersion.V201].cs_to_csms
+# Every action the CSMS may send to a station of any version it speaks (the API routes).
+ANY_VERSION_CSMS_INITIATED: tuple[str, ...] = TABLES[OcppVersion.V21].csms_initiated
 
 
 def _is_datetime(value: object) -> bool:
@@ -120,25 +206,41 @@ _FORMATS = FormatChecker(formats=())
 _FORMATS.checks("date-time")(_is_datetime)
 
 
+V201, V21 = OcppVersion.V201, OcppVersion.V21
+_PACKAGE = {OcppVersion.V201: "ocpp.v201", OcppVersion.V21: "ocpp.v21"}
+
+
 @functools.cache
-def _schema(action: str, kind: str) -> dict[str, Any] | None:
-    path = resources.files("ocpp.v201").joinpath("schemas", f"{action}{kind}.json")
+def _schema(action: str, kind: str, version: OcppVersion = V201) -> dict[str, Any] | None:
+    """`<action><kind>.json` of `version`; a SEND's one schema (2.1 NotifyPeriodicEventStream
+    ships as `<action>.json`) is its "Request"."""
+    folder = resources.files(_PACKAGE[version]).joinpath("schemas")
+    path = folder.joinpath(f"{action}{kind}.json")
+    if not path.is_file() and kind == "Request" and action in TABLES[version].station_sends:
+        path = folder.joinpath(f"{action}.json")
     if not path.is_file():
         return None
     schema: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
     return schema
 
 
+def schema_of(action: str, kind: str, version: OcppVersion = V201) -> dict[str, Any] | None:
+    """The OCA JSON schema (a shared, cached dict: do not change it), None if none."""
+    return _schema(action, kind, version)
+
+
 @functools.cache
-def validator(action: str, kind: str) -> Draft6Validator | None:
+def validator(action: str, kind: str, version: OcppVersion = V201) -> Draft6Validator | None:
     """jsonschema validator for `<action><kind>.json` (kind "Request" or "Response")."""
-    schema = _schema(action, kind)
+    schema = _schema(action, kind, version)
     return None if schema is None else Draft6Validator(schema, format_checker=_FORMATS)
 
 
 @functools.cache
-def fast_validator(action: str, kind: str) -> Callable[[Any], Any] | None:
-    schema = _schema(action, kind)
+def fast_validator(
+    action: str, kind: str, version: OcppVersion = V201
+) -> Callable[[Any], Any] | None:
+    schema = _schema(action, kind, version)
     if schema is None:
         return None
     # use_default=False: never write schema defaults into the station's payload.
@@ -161,10 +263,10 @@ class SchemaViolation(Exception):
         return f"{self.message}{where}"
 
 
-def check(action: str, kind: str, payload: Any) -> None:
-    """Raise SchemaViolation if `payload` breaks the schema or the bounds; unknown schemas
-    pass."""
-    fast = fast_validator(action, kind)
+def check(action: str, kind: str, payload: Any, version: OcppVersion = V201) -> None:
+    """Raise SchemaViolation if `payload` breaks `version`'s schema or the bounds; unknown
+    schemas pass."""
+    fast = fast_validator(action, kind, version)
     if fast is None:
         return
     if not isinstance(payload, dict):
@@ -174,11 +276,11 @@ def check(action: str, kind: str, payload: Any) -> None:
     except fastjsonschema.JsonSchemaValueException as fast_error:
         refused = fast_error
     else:
-        bounds = bounds_checker(action, kind)
+        bounds = bounds_checker(action, kind, version)
         if bounds is not None:
             check_bounds(bounds, payload)
         return
-    v = validator(action, kind)
+    v = validator(action, kind, version)
     assert v is not None
     error = jsonschema.exceptions.best_match(v.iter_errors(payload))
     if error is None:  # the two validators disagree: report what fastjsonschema saw
@@ -222,18 +324,19 @@ class RequestRefused(Exception):
         self.violation = violation
 
 
-def check_request(action: str, payload: Any) -> None:
-    """Validate a CSMS-initiated `<action>Request` once (schema, then bounds). Only a refused
-    payload is walked again, to list every violation (RequestRefused)."""
+def check_request(action: str, payload: Any, version: OcppVersion = V201) -> None:
+    """Validate a CSMS-initiated `<action>Request` once against `version`'s schema, then the
+    bounds. Only a refused payload is walked again, to list every violation (RequestRefused)."""
     try:
-        check(action, "Request", payload)
+        check(action, "Request", payload, version)
     except SchemaViolation as violation:
-        raise RequestRefused(action, request_errors(action, payload), violation) from violation
+        errors = request_errors(action, payload, version)
+        raise RequestRefused(action, errors, violation) from violation
 
 
 @functools.cache
-def _draft4_validator(action: str, kind: str) -> Draft4Validator:
-    schema = _schema(action, kind)
+def _draft4_validator(action: str, kind: str, version: OcppVersion = V201) -> Draft4Validator:
+    schema = _schema(action, kind, version)
     if schema is None:
         raise FileNotFoundError(f"no OCA schema {action}{kind}.json")
     # The OCA schemas carry a draft-06 "$schema" id but only use draft-4 features; the `ocpp`
@@ -251,9 +354,11 @@ def _location(error: ValidationError) -> str:
     return "".join(parts) or "(payload)"
 
 
-def describe_errors(action: str, kind: str, payload: Any) -> list[dict[str, str]]:
+def describe_errors(
+    action: str, kind: str, payload: Any, version: OcppVersion = V201
+) -> list[dict[str, str]]:
     """Every schema violation of `payload` as {"field", "message"}, most specific first."""
-    validator = _draft4_validator(action, kind)
+    validator = _draft4_validator(action, kind, version)
     found = []
     for error in sorted(validator.iter_errors(payload), key=lambda e: list(e.absolute_path)):
         # For oneOf/anyOf the leaf errors explain more than the summary.
@@ -264,9 +369,9 @@ def describe_errors(action: str, kind: str, payload: Any) -> list[dict[str, str]
     return found
 
 
-def request_errors(action: str, payload: Any) -> list[dict[str, str]]:
+def request_errors(action: str, payload: Any, version: OcppVersion = V201) -> list[dict[str, str]]:
     """Schema violations of a `<action>Request` payload (empty list: valid)."""
-    return describe_errors(action, "Request", payload)
+    return describe_errors(action, "Request", payload, version)
 
 
 # ---- bounds --------------------------------------------------------------------------------
@@ -322,8 +427,8 @@ def _compile(
 
 
 @functools.cache
-def bounds_checker(action: str, kind: str) -> Plan | None:
-    schema = _schema(action, kind)
+def bounds_checker(action: str, kind: str, version: OcppVersion = V201) -> Plan | None:
+    schema = _schema(action, kind, version)
     if schema is None:
         return None
     return _compile(schema, schema.get("definitions", {}), frozenset())

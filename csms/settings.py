@@ -13,7 +13,9 @@ from typing import Literal
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from csms.domain.ocpp_versions import format_versions, parse_versions
 from csms.domain.throttle import parse_networks
+from v2g_shared.ocpp_versions import OcppVersion
 
 # TLS certificate/key settings: (what the file holds, the key type it must have; None = either).
 _TLS_KEY_FILES: dict[str, tuple[Literal["cert", "key"], Literal["RSA", "ECDSA"] | None]] = {
@@ -68,6 +70,10 @@ class Settings(BaseSettings):
     ping_interval_s: float = Field(30.0, gt=0)  # websocket pings detect dead connections
     ping_timeout_s: float = Field(30.0, gt=0)
     command_timeout_s: float = Field(25.0, gt=0, lt=300)  # answer to an API command
+    # OCPP versions accepted on the one endpoint, in preference order (websocket subprotocol
+    # names or labels, comma-separated): the first one a station offers is chosen. A station's
+    # own list (API/CLI `ocpp_versions`) replaces this one for it.
+    ocpp_versions: str = "ocpp2.1,ocpp2.0.1"
     # Validate incoming/outgoing messages against the OCA JSON schemas.
     validate_messages: bool = True
     # Negative limit in a charging profile = discharge (project convention on OCPP 2.0.1).
@@ -215,6 +221,15 @@ class Settings(BaseSettings):
     @classmethod
     def _strip_slashes(cls, value: str) -> str:
         return value.strip("/")
+
+    @field_validator("ocpp_versions")
+    @classmethod
+    def _known_versions(cls, value: str) -> str:
+        return format_versions(parse_versions(value))  # "2.1, 2.0.1" -> "ocpp2.1,ocpp2.0.1"
+
+    @property
+    def accepted_ocpp_versions(self) -> tuple[OcppVersion, ...]:
+        return parse_versions(self.ocpp_versions)
 
     @field_validator("unknown_station_status")
     @classmethod

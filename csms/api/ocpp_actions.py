@@ -1,4 +1,4 @@
-"""Which API token scope each CSMS-initiated OCPP 2.0.1 action needs. The actions and their
+"""Which API token scope each CSMS-initiated OCPP 2.0.1 / 2.1 action needs. The actions and their
 request validation (OCA JSON schemas, every violation named for a 422) live in
 `csms.oca_schemas`."""
 
@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from csms.domain.models import ApiScope
-from csms.oca_schemas import CSMS_TO_CS_ACTIONS
+from csms.oca_schemas import ANY_VERSION_CSMS_INITIATED
 
 # Actions an `operate` token may not send through the generic route: they change where the
 # station connects or whom it trusts (network profile, certificates), what code it runs
@@ -25,6 +25,10 @@ ADMIN_ACTIONS = frozenset(
         "GetLog",
         "CustomerInformation",
         "SendLocalList",
+        # OCPP 2.1: what customers pay (tariffs are admin in the REST API too).
+        "SetDefaultTariff",
+        "ClearTariffs",
+        "ChangeTransactionTariff",
     }
 )
 # Device-model variables that are credentials or decide where the station connects.
@@ -54,4 +58,9 @@ def action_scope(action: str, payload: Any) -> ApiScope:
 
 
 def is_csms_initiated_action(action: str) -> bool:
-    return action in CSMS_TO_CS_ACTIONS
+    """An action the CSMS sends in some version it speaks (the station's version is checked
+    by the command service)."""
+    return action in _ANY_VERSION
+
+
+_ANY_VERSION = frozenset(ANY_VERSION_CSMS_INITIATED)

@@ -135,11 +135,21 @@ def _check_password(value: str | None) -> str | None:
     return value
 
 
+OcppVersionName = Literal["ocpp2.1", "ocpp2.0.1"]
+_OCPP_VERSIONS_HELP = (
+    "OCPP versions this station may use, in preference order (websocket subprotocol names); "
+    "absent: the global setting CSMS_OCPP_VERSIONS. Applies from its next connection."
+)
+
+
 class StationCreate(StrictModel):
     id: str = StationIdField
     password: str | None = Field(None, description="Basic-auth password, 16-40 characters")
     security_profile: int = Field(1, ge=1, le=3)
     boot_policy: BootPolicyName = "Accepted"
+    ocpp_versions: list[OcppVersionName] | None = Field(
+        None, min_length=1, max_length=2, description=_OCPP_VERSIONS_HELP
+    )
 
     _password = field_validator("password")(_check_password)
 
@@ -148,6 +158,9 @@ class StationUpdate(StrictModel):
     password: str | None = None
     security_profile: int | None = Field(None, ge=1, le=3)
     boot_policy: BootPolicyName | None = None
+    ocpp_versions: list[OcppVersionName] | None = Field(
+        None, max_length=2, description=_OCPP_VERSIONS_HELP + " `[]`: back to the global setting."
+    )
 
     _password = field_validator("password")(_check_password)
 
@@ -165,8 +178,24 @@ class StationRead(ReadModel):
     last_boot_at: datetime | None = None
     last_heartbeat_at: datetime | None = None
     created_at: datetime | None = None
+    ocpp_version: str | None = Field(
+        None, description="OCPP version negotiated on its current or last connection"
+    )
+    ocpp_versions: list[str] | None = Field(
+        None, description="its own accepted versions in preference order (null: global)"
+    )
     connected: bool = False
     node: str | None = None
+
+    @field_validator("ocpp_versions", mode="before")
+    @classmethod
+    def _version_names(cls, value: Any) -> Any:
+        return [str(getattr(v, "value", v)) for v in value] if value is not None else None
+
+    @field_validator("ocpp_version", mode="before")
+    @classmethod
+    def _version_name(cls, value: Any) -> Any:
+        return getattr(value, "value", value)
 
 
 class PasswordRotationCreate(StrictModel):

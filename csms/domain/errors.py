@@ -39,6 +39,19 @@ class CommandValidationError(InvalidRequest):
         self.errors = [{"field": path or "(payload)", "message": message}]
 
 
+class ActionNotInVersion(CommandValidationError):
+    """An action the station's OCPP version does not have (e.g. SetDERControl to 2.0.1)."""
+
+    def __init__(self, action: str, station_id: str, version: str, defined_in: str) -> None:
+        super().__init__(
+            action,
+            f"station {station_id!r} speaks OCPP {version}; {action} exists only in "
+            f"OCPP {defined_in}",
+        )
+        self.station_id = station_id
+        self.version = version
+
+
 class CommandSchemaErrors(CommandValidationError):
     """A command payload that breaks its OCA request schema: every violation, each with its
     field ({"field", "message"}), most specific first."""

@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Generic, TypeVar
 
+from v2g_shared.ocpp_versions import OcppVersion
+
 T = TypeVar("T")
 
 
@@ -82,6 +84,10 @@ class Station:
     last_boot_at: datetime | None = None
     last_heartbeat_at: datetime | None = None
     created_at: datetime | None = None
+    # The OCPP version negotiated on the station's last connection (None: never connected).
+    ocpp_version: OcppVersion | None = None
+    # The versions this station may use, in preference order (None: the global setting).
+    ocpp_versions: tuple[OcppVersion, ...] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -327,3 +333,42 @@ class CertificateRecord:
     certificate_chain: str | None = None
     created_at: datetime | None = None
     id: int | None = None
+
+
+# ---- OCPP 2.1 -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class PeriodicStream:
+    """A periodic event stream a station opened (OCPP 2.1 OpenPeriodicEventStream)."""
+
+    station_id: str
+    stream_id: int
+    variable_monitoring_id: int
+    interval_s: int | None
+    values_per_message: int | None
+    constant_data: dict[str, Any]  # constantStreamData as the station sent it
+    opened_at: datetime
+    closed_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PeriodicStreamValue:
+    """One data element of NotifyPeriodicEventStream, at basetime + t."""
+
+    station_id: str
+    stream_id: int
+    timestamp: datetime
+    value: str
+    received_at: datetime
+    id: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DynamicScheduleUpdate:
+    """What the CSMS answers to PullDynamicScheduleUpdate for one Dynamic profile."""
+
+    station_id: str
+    charging_profile_id: int
+    schedule_update: dict[str, Any]  # ChargingScheduleUpdateType
+    updated_at: datetime

@@ -1,4 +1,8 @@
-"""OCPP-J framing (Part 4): parse frames, build CALLRESULT/CALLERROR, error codes."""
+"""OCPP-J framing (Part 4): parse frames, build CALLRESULT/CALLERROR, error codes.
+
+OCPP-J 2.1 adds two message types: CALLRESULTERROR (5: the peer could not process our
+CALLRESULT) and SEND (6: an unconfirmed message, never answered, not even with an error). They
+are frames only on a 2.1 connection; on 2.0.1 they stay MessageTypeNotSupported."""
 
 from __future__ import annotations
 
@@ -8,7 +12,7 @@ from typing import Any
 
 import orjson
 
-CALL, CALLRESULT, CALLERROR = 2, 3, 4
+CALL, CALLRESULT, CALLERROR, CALLRESULTERROR, SEND = 2, 3, 4, 5, 6
 
 
 class OcppError(Exception):
@@ -79,7 +83,26 @@ class CallError:
     details: Any
 
 
-Frame = Call | CallResult | CallError
+@dataclass(frozen=True, slots=True)
+class CallResultError:
+    """OCPP-J 2.1: the station could not process the CALLRESULT with this id."""
+
+    message_id: str
+    code: str
+    description: str
+    details: Any
+
+
+@dataclass(frozen=True, slots=True)
+class Send:
+    """OCPP-J 2.1: an unconfirmed message (e.g. NotifyPeriodicEventStream)."""
+
+    message_id: str
+    action: str
+    payload: Any
+
+
+Frame = Call | CallResult | CallError | CallResultError | Send
 
 
 class FrameError(Exception):
@@ -99,8 +122,8 @@ MAX_DEPTH = 32
 # A JSON string (skipped whole: brackets inside it do not nest) or a bracket.
 _TOKENS_STR = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"|[\[\]{}]')
 _TOKENS_BYTES = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"|[\[\]{}]')
-_MESSAGE_ID_STR = re.compile(r'\s*\[\s*[234]\s*,\s*"([^"\\]{1,36})"')
-_MESSAGE_ID_BYTES = re.compile(rb'\s*\[\s*[234]\s*,\s*"([^"\\]{1,36})"')
+_MESSAGE_ID_STR = re.compile(r'\s*\[\s*[23456]\s*,\s*"([^"\\]{1,36})"')
+_MESSAGE_ID_BYTES = re.compile(rb'\s*\[\s*[23456]\s*,\s*"([^"\\]{1,36})"')
 
 
 def nesting_exceeds(raw: str | bytes, limit: int) -> bool:
@@ -139,7 +162,8 @@ def _leading_message_id(raw: str | bytes) -> str:
         return "-1"
 
 
-def parse(raw: str | bytes, max_depth: int = MAX_DEPTH) -> Frame:
+def parse(raw: str | bytes, max_depth: int = MAX_DEPTH, *, ocpp21: bool = False) -> Frame:
+    """One frame; `ocpp21`: the connection speaks OCPP 2.1 (message types 5 and 6 exist)."""
     # Before parsing: nothing nested deeper than the limit is built, stored or served.
     if nesting_exceeds(raw, max_depth):
         raise FrameError(
@@ -171,6 +195,19 @@ def parse(raw: str | bytes, max_depth: int = MAX_DEPTH) -> Frame:
                 ProtocolError("CALLERROR must be [4, id, code, description, details]"), message_id
             )
         return CallError(message_id, str(msg[2]), str(msg[3]), msg[4])
+    if ocpp21 and kind == SEND:
+        if len(msg) != 4 or not isinstance(msg[2], str):
+            raise FrameError(ProtocolError("SEND must be [6, id, action, payload]"), message_id)
+        if not isinstance(msg[3], dict):
+            raise FrameError(FormatViolation("payload must be a JSON object"), message_id)
+        return Send(message_id, msg[2], msg[3])
+    if ocpp21 and kind == CALLRESULTERROR:
+        if len(msg) != 5:
+            raise FrameError(
+                ProtocolError("CALLRESULTERROR must be [5, id, code, description, details]"),
+                message_id,
+            )
+        return CallResultError(message_id, str(msg[2]), str(msg[3]), msg[4])
     raise FrameError(MessageTypeNotSupported(f"message type {kind!r} not supported"), message_id)
 
 
@@ -182,7 +219,11 @@ def result_frame(message_id: str, payload: Any) -> str:
     return orjson.dumps([CALLRESULT, message_id, payload]).decode()
 
 
-def error_frame(message_id: str, error: OcppError) -> str:
+def error_frame(message_id: str, error: OcppError, *, ocpp21: bool = False) -> str:
+    # OCPP-J 2.1 spells "Occurrence" with two r's; 2.0.1 keeps 1.6's spelling.
+    code = error.code
+    if ocpp21 and code == "OccurenceConstraintViolation":
+        code = "OccurrenceConstraintViolation"
     return orjson.dumps(
-        [CALLERROR, message_id, error.code, error.description[:255], error.details]
+        [CALLERROR, message_id, code, error.description[:255], error.details]
     ).decode()

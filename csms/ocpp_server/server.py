@@ -1,7 +1,13 @@
-"""The OCPP 2.0.1 websocket endpoint: ws(s)://host:port/<path>/<stationId>.
+"""The OCPP websocket endpoint, 2.0.1 and 2.1 on one URL: ws(s)://host:port/<path>/<stationId>.
+
+Version negotiation (OCPP-J Part 4, 3.1): the accepted versions in preference order are the
+station's own list (`Station.ocpp_versions`) or else settings.ocpp_versions (default
+`ocpp2.1,ocpp2.0.1`); the first of them the station offers is chosen, recorded with the session
+and stored on the station.
 
 Handshake answers (before any websocket frame):
-- no `ocpp2.0.1` among the offered subprotocols (or none offered): HTTP 400;
+- no subprotocol this platform speaks offered (or none offered): HTTP 400 naming what we
+  speak; the same after authentication when none of the station's accepted versions is offered;
 - path not `/<path>/<stationId>` or unknown station: HTTP 404;
 - bad or missing credentials, or a profile 2/3 station on plain ws: HTTP 401;
 - too many failed logins for this station id or source address: HTTP 429 with Retry-After
@@ -24,14 +30,17 @@ import math
 import time
 import weakref
 from collections import Counter
+from collections.abc import Sequence
 from http import HTTPStatus
 from typing import Any, Protocol
 from urllib.parse import unquote, urlsplit
 
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.http11 import Request, Response
+from websockets.typing import Subprotocol
 
 from csms.domain.models import EventRecord, SecurityProfile, Station
+from csms.domain.ocpp_versions import negotiate
 from csms.domain.throttle import (
     AuthThrottle,
     BackoffPolicy,
@@ -48,11 +57,12 @@ from csms.routing.base import StationLink
 from csms.services.container import Services
 from csms.services.redaction import install_frame_redaction
 from csms.settings import Settings
+from v2g_shared.ocpp_versions import OcppVersion
 
 log = logging.getLogger(__name__)
 
 SECURITY_EVENT_KIND = "CsmsSecurityEvent"  # events the CSMS itself records about a station
-SUBPROTOCOL = "ocpp2.0.1"
+SUBPROTOCOLS = tuple(OcppVersion)  # every version the endpoint can speak
 HANDSHAKE_TIMEOUT_S = 60.0
 
 
@@ -153,6 +163,11 @@ class OcppServer:
         self._admitted: weakref.WeakKeyDictionary[ServerConnection, Station] = (
             weakref.WeakKeyDictionary()
         )
+        # The version negotiated by the handshake, for select_subprotocol and the session.
+        self._negotiated: weakref.WeakKeyDictionary[ServerConnection, OcppVersion] = (
+            weakref.WeakKeyDictionary()
+        )
+        self.accepted_versions = settings.accepted_ocpp_versions
         install_frame_redaction()  # frames logged at DEBUG carry no secrets
         self.throttle = auth_throttle(settings)
         self._trusted_proxies = parse_networks(settings.trusted_proxies)
@@ -176,7 +191,8 @@ class OcppServer:
             self._handle,
             self.settings.ocpp_host,
             self.settings.ocpp_port,
-            subprotocols=[SUBPROTOCOL],  # type: ignore[list-item]
+            subprotocols=list(SUBPROTOCOLS),  # type: ignore[arg-type]
+            select_subprotocol=self._select_subprotocol,
             process_request=self._process_request,
             ssl=server_ssl_context(self.settings),
             ping_interval=self.settings.ping_interval_s,
@@ -224,13 +240,29 @@ class OcppServer:
             return None
         return station_id
 
+    def _select_subprotocol(
+        self, connection: ServerConnection, offered: Sequence[Subprotocol]
+    ) -> Subprotocol | None:
+        """The version chosen in process_request, once the station is known."""
+        version = self._negotiated.get(connection)
+        return Subprotocol(version.value) if version is not None else None
+
+    @staticmethod
+    def _no_common_version(
+        connection: ServerConnection, accepted: Sequence[OcppVersion]
+    ) -> Response:
+        speaks = ", ".join(v.value for v in accepted)
+        return connection.respond(
+            HTTPStatus.BAD_REQUEST, f"no common subprotocol: this CSMS speaks {speaks}\n"
+        )
+
     async def _process_request(
         self, connection: ServerConnection, request: Request
     ) -> Response | None:
-        if SUBPROTOCOL not in _offered_subprotocols(request):
-            return connection.respond(
-                HTTPStatus.BAD_REQUEST, f"no common subprotocol: this CSMS speaks {SUBPROTOCOL}\n"
-            )
+        # Before anything is read: a station that offers no version this platform speaks at
+        # all cannot be served whatever its own list says.
+        if negotiate(_offered_subprotocols(request), SUBPROTOCOLS) is None:
+            return self._no_common_version(connection, self.accepted_versions)
         station_id = self.station_id_of(request.path)
         if station_id is None:
             return connection.respond(HTTPStatus.NOT_FOUND, "expected /<path>/<stationId>\n")
@@ -246,7 +278,10 @@ class OcppServer:
             return self._throttled(connection, station_id, host, verdict)
         self.throttle.begin(station_id, address)
         try:
-            return await self._admit(connection, request, station_id, host, address)
+            refused = await self._admit(connection, request, station_id, host, address)
+            if refused is not None:
+                return refused
+            return self._negotiate(connection, request)
         except Exception as exc:
             # E.g. the database is down: one line per attempt, not websockets' traceback.
             log.warning(
@@ -300,6 +335,23 @@ class OcppServer:
         self.throttle.record_success(station_id, address, self.monotonic())
         # _handle uses this read instead of reading the station again.
         self._admitted[connection] = station
+        return None
+
+    def _negotiate(self, connection: ServerConnection, request: Request) -> Response | None:
+        """The admitted station's version: the first of its accepted versions it offers."""
+        station = self._admitted[connection]
+        accepted = station.ocpp_versions or self.accepted_versions
+        version = negotiate(_offered_subprotocols(request), accepted)
+        if version is None:
+            self._admitted.pop(connection, None)
+            self.auth_counts[("refused", "no_common_version")] += 1
+            log.info(
+                "station login refused: station=%r reason=no_common_version offered=%r",
+                station.id,
+                _offered_subprotocols(request)[:8],
+            )
+            return self._no_common_version(connection, accepted)
+        self._negotiated[connection] = version
         return None
 
     def _refused(
@@ -408,18 +460,21 @@ class OcppServer:
             await connection.close(1008, "bad path")
             return
         station = self._admitted.pop(connection, None)
-        if station is None:
-            try:
-                station = await self.services.stations.get(station_id)
-            except Exception:
-                await connection.close(1011, "station unavailable")
-                return
+        version = self._negotiated.pop(connection, None)
+        if station is None or version is None:  # cannot happen: process_request set both
+            await connection.close(1011, "station unavailable")
+            return
+        try:
+            await self.services.stations.record_ocpp_version(station, version)
+        except Exception:  # the connection is served all the same; the API shows the old one
+            log.warning("could not store the OCPP version of %r", station_id, exc_info=True)
         session = Session(
             station_id,
             connection,
             self.services,
             self._handlers,
             registration=station.registration_status,
+            version=version,
         )
         previous = self._registry.register(session)
         self.sessions[station_id] = session
@@ -430,7 +485,7 @@ class OcppServer:
             closing = asyncio.create_task(previous.close(1000, "replaced by a new connection"))
             self._closing.add(closing)
             closing.add_done_callback(self._closing.discard)
-        log.info("%s connected", station_id)
+        log.info("%s connected (OCPP %s)", station_id, version.label)
         try:
             await session.run()
         finally:

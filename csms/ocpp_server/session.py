@@ -25,9 +25,10 @@ from csms.domain.errors import (
 from csms.domain.models import Direction, RegistrationStatus
 from csms.domain.quotas import ReportAssembly
 from csms.ocpp_server import limits, protocol
-from csms.ocpp_server.protocol import Call, CallError, CallResult, OcppError
+from csms.ocpp_server.protocol import Call, CallError, CallResult, CallResultError, OcppError, Send
 from csms.services.common import DateTimeOutOfRange
 from csms.services.container import Services
+from v2g_shared.ocpp_versions import OcppVersion
 
 log = logging.getLogger(__name__)
 frames_log = logging.getLogger("csms.ocpp.frames")
@@ -73,8 +74,13 @@ class Session:
         handlers: dict[str, Handler],
         *,
         registration: RegistrationStatus = RegistrationStatus.UNKNOWN,
+        version: OcppVersion = OcppVersion.V201,
     ) -> None:
         self.station_id = station_id
+        # The subprotocol negotiated for this connection: which schemas, actions and frames.
+        self.version = version
+        self._ocpp21 = version is OcppVersion.V21
+        self._actions = oca_schemas.table(version)
         self.transport = transport
         self.services = services
         self.settings = services.settings
@@ -119,12 +125,22 @@ class Session:
             frames_log.debug("%s <- %s", self.station_id, raw)
         await self._pace()
         try:
-            frame = protocol.parse(raw, self._max_depth)
+            frame = protocol.parse(raw, self._max_depth, ocpp21=self._ocpp21)
         except protocol.FrameError as exc:
-            await self._send(protocol.error_frame(exc.message_id, exc.error))
+            await self._send(protocol.error_frame(exc.message_id, exc.error, ocpp21=self._ocpp21))
             return
         if isinstance(frame, Call):
             await self._on_call(frame)
+        elif isinstance(frame, Send):
+            await self._on_send(frame)
+        elif isinstance(frame, CallResultError):
+            log.warning(
+                "%s could not process the CSMS's answer to %s: %s %s",
+                self.station_id,
+                frame.message_id,
+                frame.code[:50],
+                frame.description[:255],
+            )
         elif isinstance(frame, CallResult):
             self._resolve(frame.message_id, frame.payload, None)
         elif isinstance(frame, CallError):
@@ -180,7 +196,7 @@ class Session:
             kind = "CALLRESULT"
         except OcppError as err:
             response = {"code": err.code, "description": err.description}
-            reply = protocol.error_frame(call.message_id, err)
+            reply = protocol.error_frame(call.message_id, err, ocpp21=self._ocpp21)
             kind = "CALLERROR"
             self._after.clear()  # a refused message starts no follow-up
         if self.services.message_log.log_incoming:
@@ -201,10 +217,42 @@ class Session:
         for follow_up in after:
             self.spawn(follow_up())
 
-    async def _dispatch(self, call: Call) -> dict[str, Any]:
+    async def _on_send(self, send: Send) -> None:
+        """OCPP-J 2.1 SEND: handled like a CALL, but nothing is ever answered; what cannot be
+        handled is logged (once per action and connection) and dropped."""
+        try:
+            if send.action not in self._actions.station_sends:
+                raise protocol.ProtocolError(f"{send.action[:50]!r} is not sent as SEND")
+            await self._dispatch(Call(send.message_id, send.action, send.payload), as_send=True)
+            kind = "SEND"
+            logged: Any = send.payload
+        except OcppError as err:
+            kind = "SEND-DROPPED"
+            logged = {"code": err.code, "description": err.description}
+            if send.action not in self._logged_failures:
+                self._logged_failures.add(send.action)
+                log.warning("%s: SEND %s dropped: %s", self.station_id, send.action[:50], err)
+        if self.services.message_log.log_incoming:
+            ml = self.services.message_log
+            size = limits.payload_size(logged)
+            if size > self.settings.station_event_max_bytes:
+                logged = {"notLogged": "payload over station_event_max_bytes", "bytes": size}
+            await ml.record(
+                ml.entry(
+                    self.station_id, Direction.IN, kind, send.message_id, send.action[:50], logged
+                )
+            )
+        after, self._after = self._after, []
+        for follow_up in after:
+            self.spawn(follow_up())
+
+    async def _dispatch(self, call: Call, *, as_send: bool = False) -> dict[str, Any]:
         action = call.action
-        if action not in oca_schemas.ALL_ACTIONS:
-            raise protocol.NotImplementedOcpp(f"unknown action {action!r}")
+        version = self.version
+        if action not in self._actions.all_actions:
+            raise protocol.NotImplementedOcpp(f"unknown action {action!r} in OCPP {version.label}")
+        if action in self._actions.station_sends and not as_send:
+            raise protocol.ProtocolError(f"{action} is a SEND (message type 6), not a CALL")
         handler = self._handlers.get(action)
         if handler is None:
             raise protocol.NotSupported(f"{action} is not supported by the CSMS")
@@ -214,10 +262,10 @@ class Session:
             )
         try:
             if self._validate:
-                oca_schemas.check(action, "Request", call.payload)  # schema, then bounds
+                oca_schemas.check(action, "Request", call.payload, version)  # schema, bounds
             else:
                 # Bounds protect storage, not conformance: they hold with validation off.
-                bounds = oca_schemas.bounds_checker(action, "Request")
+                bounds = oca_schemas.bounds_checker(action, "Request", version)
                 if bounds is not None:
                     oca_schemas.check_bounds(bounds, call.payload)
         except oca_schemas.SchemaViolation as exc:
@@ -244,9 +292,9 @@ class Session:
                 self._logged_failures.add(action)
                 log.exception("handler %s failed for %s", action, self.station_id)
             raise protocol.InternalError(f"{action} could not be processed") from exc
-        if self._validate:
+        if self._validate and not as_send:
             try:
-                oca_schemas.check(action, "Response", response)
+                oca_schemas.check(action, "Response", response, version)
             except oca_schemas.SchemaViolation as exc:
                 log.error("invalid %sResponse built for %s: %s", action, self.station_id, exc)
                 raise protocol.InternalError("CSMS built an invalid response") from exc

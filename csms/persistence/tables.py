@@ -65,6 +65,10 @@ stations = sa.Table(
     sa.Column("last_heartbeat_at", UtcDateTime),
     sa.Column("created_at", UtcDateTime, nullable=False),
     sa.Column("updated_at", UtcDateTime, nullable=False),
+    # Negotiated on the last connection ("ocpp2.1"); the per-station accepted versions in
+    # preference order ("ocpp2.1,ocpp2.0.1"; NULL: the global setting). Migration 0007.
+    sa.Column("ocpp_version", sa.String(16)),
+    sa.Column("ocpp_versions", sa.String(40)),
 )
 
 evses = sa.Table(
@@ -302,3 +306,44 @@ certificates = sa.Table(
 
 # The tables of revision 0001 (other modules may add theirs to `metadata` later).
 CORE_TABLES = frozenset(metadata.tables)
+
+# ---- OCPP 2.1 (migration 0007) ------------------------------------------------------------
+
+# Periodic event streams a station opened (N: OpenPeriodicEventStream); closed_at once closed.
+periodic_streams = sa.Table(
+    "periodic_streams",
+    metadata,
+    sa.Column("station_id", sa.String(48), primary_key=True),
+    sa.Column("stream_id", sa.Integer, primary_key=True),
+    sa.Column("variable_monitoring_id", sa.Integer, nullable=False),
+    sa.Column("interval_s", sa.Integer),
+    sa.Column("values_per_message", sa.Integer),
+    sa.Column("constant_data", sa.JSON, nullable=False),  # constantStreamData as sent
+    sa.Column("opened_at", UtcDateTime, nullable=False),
+    sa.Column("closed_at", UtcDateTime),
+)
+
+# Their values (NotifyPeriodicEventStream, a 2.1 SEND): one row per data element, timestamped
+# basetime + t; the high-resolution measurements grid services need.
+periodic_stream_values = sa.Table(
+    "periodic_stream_values",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("station_id", sa.String(48), nullable=False),
+    sa.Column("stream_id", sa.Integer, nullable=False),
+    sa.Column("timestamp", UtcDateTime, nullable=False),
+    sa.Column("value", sa.String(2500), nullable=False),
+    sa.Column("received_at", UtcDateTime, nullable=False),
+    sa.Index("ix_periodic_stream_values_stream", "station_id", "stream_id", "timestamp"),
+)
+
+# The schedule update the CSMS holds for a Dynamic charging profile (K: answered to
+# PullDynamicScheduleUpdate; pushed with UpdateDynamicSchedule by the V2G services).
+dynamic_schedule_updates = sa.Table(
+    "dynamic_schedule_updates",
+    metadata,
+    sa.Column("station_id", sa.String(48), primary_key=True),
+    sa.Column("charging_profile_id", sa.Integer, primary_key=True),
+    sa.Column("schedule_update", sa.JSON, nullable=False),  # ChargingScheduleUpdateType
+    sa.Column("updated_at", UtcDateTime, nullable=False),
+)

@@ -1,4 +1,10 @@
-"""CSMS -> station commands: validate, route to the station, return its answer."""
+"""CSMS -> station commands: validate, route to the station, return its answer.
+
+Version-aware: the station's OCPP version (negotiated on its connection, stored on the
+station) decides which actions exist and which schema a payload is validated against; the
+payload validated is the payload sent, unchanged. A station that never connected is judged
+by the oldest version that has the action (it cannot be reached before it connects anyway).
+"""
 
 from __future__ import annotations
 
@@ -7,19 +13,27 @@ from typing import Any
 
 from csms.domain import rules
 from csms.domain.errors import (
+    ActionNotInVersion,
     CommandSchemaErrors,
     CommandValidationError,
     StationOffline,
     TokenNotAllowed,
     UnknownStation,
 )
-from csms.domain.models import ChargingProfileRecord, IdTokenStatus, TransactionState
-from csms.oca_schemas import CSMS_TO_CS_ACTIONS, RequestRefused, check_request
+from csms.domain.models import ChargingProfileRecord, IdTokenStatus, Station, TransactionState
+from csms.oca_schemas import (
+    ANY_VERSION_CSMS_INITIATED,
+    RequestRefused,
+    check_request,
+    table,
+    versions_with_action,
+)
 from csms.persistence import repositories as repo
 from csms.persistence.database import Database
 from csms.routing.base import CommandRouter
 from csms.services.common import Clock, parse_ocpp_datetime, utcnow
 from csms.services.profiles_check import check_set_charging_profile
+from v2g_shared.ocpp_versions import OcppVersion
 
 _SPLIT_ITEMS = {
     "GetVariables": ("getVariableData", "getVariableResult", "GetVariables"),
@@ -44,12 +58,15 @@ class CommandService:
         self._clock = clock
 
     @staticmethod
-    def validate_request(action: str, payload: dict[str, Any]) -> None:
-        """Raise CommandValidationError unless `payload` is a valid `action` request: once,
-        against the OCA schema and the bounds (CommandSchemaErrors lists every violation).
-        Always on (whatever settings.validate_messages says): commands come from API users."""
+    def validate_request(
+        action: str, payload: dict[str, Any], version: OcppVersion = OcppVersion.V201
+    ) -> None:
+        """Raise CommandValidationError unless `payload` is a valid `action` request of
+        `version`: once, against the OCA schema and the bounds (CommandSchemaErrors lists every
+        violation). Always on (whatever settings.validate_messages says): commands come from
+        API users and CSMS code."""
         try:
-            check_request(action, payload)
+            check_request(action, payload, version)
         except RequestRefused as refused:
             if refused.errors:
                 raise CommandSchemaErrors(action, refused.errors) from refused
@@ -69,15 +86,17 @@ class CommandService:
         Raises CommandValidationError, UnknownStation, StationOffline, CommandTimeout,
         CallErrorReceived or StationDisconnected (csms.domain.errors).
         """
-        if action not in CSMS_TO_CS_ACTIONS:
+        if action not in ANY_VERSION_CSMS_INITIATED:
             raise CommandValidationError(action, "not an action the CSMS can send")
         async with self._db.read() as conn:
-            if await repo.get_station(conn, station_id) is None:
-                raise UnknownStation(station_id)
-        self.validate_request(action, payload)
+            station = await repo.get_station(conn, station_id)
+        if station is None:
+            raise UnknownStation(station_id)
+        version = self.version_for(station, action)
+        self.validate_request(action, payload, version)
         if action == "SetChargingProfile":
             # K01 rules first: an invalid profile is 422 whether or not the station is online.
-            await self._check_profile(station_id, payload)
+            await self._check_profile(station_id, payload, version)
         elif action == "RequestStartTransaction":
             await self._check_remote_start_token(payload["idToken"])
         if not await self._router.is_connected(station_id):
@@ -89,6 +108,18 @@ class CommandService:
             response = await self._router.call(station_id, action, payload, wait)
         await self._after(station_id, action, payload, response)
         return response
+
+    @staticmethod
+    def version_for(station: Station, action: str) -> OcppVersion:
+        """The version `action` is judged by for `station`; ActionNotInVersion if its version
+        lacks the action."""
+        version = station.ocpp_version
+        if version is None:  # never connected: the oldest version that has the action
+            version = next(v for v in versions_with_action(action))
+        if action not in table(version).csms_to_cs:
+            defined_in = ", ".join(v.label for v in versions_with_action(action))
+            raise ActionNotInVersion(action, station.id, version.label, defined_in)
+        return version
 
     async def _send_split(
         self, station_id: str, action: str, payload: dict[str, Any], wait_s: float
@@ -135,7 +166,9 @@ class CommandService:
         if status not in (IdTokenStatus.ACCEPTED, IdTokenStatus.UNKNOWN):
             raise TokenNotAllowed(token, type_, status.value)
 
-    async def _check_profile(self, station_id: str, payload: dict[str, Any]) -> None:
+    async def _check_profile(
+        self, station_id: str, payload: dict[str, Any], version: OcppVersion
+    ) -> None:
         async with self._db.read() as conn:
             evses = await repo.list_evses(conn, station_id)
             stored = await repo.list_charging_profiles(conn, station_id)
@@ -152,6 +185,9 @@ class CommandService:
             negative_limit_is_discharge=self._negative_limit_is_discharge,
             max_stack_level=_int_or_none(actual.get("ProfileStackLevel")),
             max_periods=_int_or_none(actual.get("PeriodsPerSchedule")),
+            # 2.1: what the shared profile model cannot represent (operation modes without a
+            # limit, Dynamic kind, new purposes) was checked by the 2.1 schema; sent unchanged.
+            schema_checked_only=version is OcppVersion.V21,
         )
 
     async def _after(

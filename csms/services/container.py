@@ -13,6 +13,7 @@ from csms.routing.base import CommandRouter
 from csms.routing.inprocess import InProcessRouter
 from csms.services.commands import CommandService
 from csms.services.common import Clock, utcnow
+from csms.services.ocpp21_data import Ocpp21DataService
 from csms.services.password_check import PasswordCheck, default_key_path, load_or_create_key
 from csms.services.pnc import PlugAndChargeService, pnc_service_from_settings
 from csms.services.records import (
@@ -49,6 +50,7 @@ class Services:
     commands: CommandService
     station_messages: StationMessageService
     transaction_events: TransactionEventService
+    ocpp21: Ocpp21DataService  # periodic event streams, dynamic schedule updates
     pnc: PlugAndChargeService
 
     async def start(self, *, migrate: bool = False) -> None:
@@ -112,5 +114,6 @@ def build_services(
         ),
         station_messages=StationMessageService(db),
         transaction_events=TransactionEventService(db),
+        ocpp21=Ocpp21DataService(db, clock=clock),
         pnc=pnc_service_from_settings(settings, clock),
     )

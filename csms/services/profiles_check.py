@@ -25,12 +25,20 @@ def check_set_charging_profile(
     negative_limit_is_discharge: bool,
     max_stack_level: int | None = None,
     max_periods: int | None = None,
+    schema_checked_only: bool = False,
 ) -> None:
-    """Raise CommandValidationError naming the K01 rule(s) a SetChargingProfile breaks."""
+    """Raise CommandValidationError naming the K01 rule(s) a SetChargingProfile breaks.
+
+    The payload is only read, never rewritten: what is sent is what the caller gave.
+    `schema_checked_only` (an OCPP 2.1 station, its payload already valid against the 2.1
+    schema): a profile the shared model cannot read (a 2.1-only purpose or kind, a period with
+    a setpoint and no limit) passes here; the station applies K01 to it itself."""
     evse_id = int(payload["evseId"])
     try:
         profile = profile_from_ocpp(payload["chargingProfile"])
     except ProfileFormatError as exc:
+        if schema_checked_only:
+            return
         raise CommandValidationError("SetChargingProfile", str(exc), "chargingProfile") from exc
     installed = []
     for record in stored:

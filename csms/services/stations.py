@@ -7,6 +7,7 @@ import builtins
 import hashlib
 import logging
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from argon2 import PasswordHasher
@@ -15,14 +16,27 @@ from sqlalchemy.exc import IntegrityError
 
 from csms.domain.errors import AlreadyExists, CsmsError, InvalidRequest, UnknownStation
 from csms.domain.models import BootPolicy, Evse, Page, SecurityProfile, Station, StoredPassword
+from csms.domain.ocpp_versions import format_versions, parse_versions
 from csms.domain.passwords import PASSWORD_MAX, PASSWORD_MIN, password_length_ok
 from csms.persistence import repositories as repo
 from csms.persistence.database import Database
 from csms.routing.base import CommandRouter
 from csms.services.common import Clock, check_page, utcnow
 from csms.services.password_check import CheckResult, PasswordCheck
+from v2g_shared.ocpp_versions import OcppVersion
 
 log = logging.getLogger(__name__)
+
+
+def _checked_versions(
+    versions: Sequence[OcppVersion] | None,
+) -> tuple[OcppVersion, ...] | None:
+    if versions is None:
+        return None
+    try:
+        return parse_versions(OcppVersion(v).value for v in versions)
+    except ValueError as exc:
+        raise InvalidRequest(f"ocpp_versions: {exc}") from exc
 
 
 STATION_ID_MAX = 48
@@ -79,17 +93,21 @@ class StationService:
         password: str | None = None,
         security_profile: SecurityProfile = SecurityProfile.BASIC_AUTH,
         boot_policy: BootPolicy = BootPolicy.ACCEPTED,
+        ocpp_versions: Sequence[OcppVersion] | None = None,
     ) -> Station:
+        """`ocpp_versions`: the versions this station may use, in preference order (None:
+        the global setting, CSMS_OCPP_VERSIONS)."""
         if not station_id or len(station_id) > STATION_ID_MAX or "/" in station_id:
             raise InvalidRequest(f"station id must be 1-{STATION_ID_MAX} characters without '/'")
         security_profile = SecurityProfile(security_profile)
         self._check_password(password, security_profile)
+        versions = _checked_versions(ocpp_versions)
         stored = await self._store(station_id, password) if password is not None else None
         now = self._clock()
         try:
             await self._db.write(
                 lambda c: repo.insert_station(
-                    c, station_id, stored, security_profile, BootPolicy(boot_policy), now
+                    c, station_id, stored, security_profile, BootPolicy(boot_policy), now, versions
                 )
             )
         except IntegrityError as exc:
@@ -115,7 +133,10 @@ class StationService:
         password: str | None = None,
         security_profile: SecurityProfile | None = None,
         boot_policy: BootPolicy | None = None,
+        ocpp_versions: Sequence[OcppVersion] | None = None,
     ) -> Station:
+        """`ocpp_versions`: None leaves them; an empty list returns the station to the global
+        setting; the new list applies from the station's next connection."""
         current = await self.get(station_id)
         values: dict[str, object] = {"updated_at": self._clock()}
         profile = SecurityProfile(security_profile or current.security_profile)
@@ -130,6 +151,9 @@ class StationService:
             values["security_profile"] = int(profile)
         if boot_policy is not None:
             values["boot_policy"] = BootPolicy(boot_policy).value
+        if ocpp_versions is not None:
+            versions = _checked_versions(ocpp_versions) if ocpp_versions else None
+            values["ocpp_versions"] = format_versions(versions) if versions else None
         await self._db.write(lambda c: repo.update_station(c, station_id, **values))
         return await self.get(station_id)
 
@@ -143,6 +167,17 @@ class StationService:
             log.warning(
                 "station %s deleted, but its connection was not closed: %s", station_id, exc
             )
+
+    async def ocpp_version(self, station_id: str) -> OcppVersion | None:
+        """The OCPP version the station speaks: negotiated on its current (or last)
+        connection, on whichever node holds it; None if it never connected. UnknownStation."""
+        return (await self.get(station_id)).ocpp_version
+
+    async def record_ocpp_version(self, station: Station, version: OcppVersion) -> None:
+        """Keep the version negotiated on a connection (one write, only when it changed)."""
+        if station.ocpp_version is version:
+            return
+        await self._db.write(lambda c: repo.record_ocpp_version(c, station.id, version))
 
     async def connection_state(self, station_id: str) -> ConnectionState:
         node = await self._router.node_of(station_id)

@@ -99,13 +99,15 @@ async def full_schema_diff(url: str, tables: set[str] | None = None) -> list[obj
 
 
 # Core columns that later revisions add (0003: the fast password check; 0005: the seqNo
-# span and count of a transaction; 0006: token scopes).
+# span and count of a transaction; 0006: token scopes; 0007: OCPP version per station).
 ADDED_BY_0003 = {("stations", "password_check")}
 ADDED_TO_CORE_LATER = {
     *ADDED_BY_0003,
     ("transactions", "first_seq_no"),
     ("transactions", "seq_count"),
     ("api_tokens", "scope"),
+    ("stations", "ocpp_version"),
+    ("stations", "ocpp_versions"),
 }
 
 # Other core changes of later revisions, as (change, table, name) (0005: seqNos in BIGINT,

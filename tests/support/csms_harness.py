@@ -11,7 +11,7 @@ import os
 import shutil
 import ssl
 import tempfile
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,6 +28,7 @@ from csms.ocpp_server.server import OcppServer, start_ocpp_server
 from csms.persistence.migrate import upgrade_async
 from csms.services.container import Services, build_services
 from csms.settings import Settings
+from v2g_shared.ocpp_versions import OcppVersion
 
 PASSWORD = "station-secret-0001"
 
@@ -65,12 +66,14 @@ class Csms:
         password: str | None = PASSWORD,
         security_profile: SecurityProfile = SecurityProfile.BASIC_AUTH,
         boot_policy: BootPolicy = BootPolicy.ACCEPTED,
+        ocpp_versions: Sequence[OcppVersion] | None = None,
     ) -> None:
         await self.services.stations.create(
             station_id,
             password=password,
             security_profile=security_profile,
             boot_policy=boot_policy,
+            ocpp_versions=ocpp_versions,
         )
 
     async def restart_server(self) -> None:
@@ -261,10 +264,15 @@ async def connect_station(
         await ws.close()
 
 
-async def raw_connect(csms: Csms, station_id: str, password: str = PASSWORD) -> ClientConnection:
+async def raw_connect(
+    csms: Csms,
+    station_id: str,
+    password: str = PASSWORD,
+    subprotocols: Sequence[str] = ("ocpp2.0.1",),
+) -> ClientConnection:
     return await websockets.connect(
         f"{csms.url}/{station_id}",
-        subprotocols=["ocpp2.0.1"],  # type: ignore[list-item]
+        subprotocols=list(subprotocols),  # type: ignore[arg-type]
         additional_headers=basic_auth(station_id, password),
         open_timeout=5,
     )

@@ -4,9 +4,11 @@ schedule at time t. Imports nothing from ocpp, websockets, sqlalchemy, can or as
 from v2g_shared.schedule.composite import (
     CompositePeriod,
     Transaction,
+    V2xPeriod,
     composite_schedule,
     composite_to_ocpp,
     limit_at,
+    v2x_at,
 )
 from v2g_shared.schedule.model import (
     ChargingProfile,
@@ -16,12 +18,15 @@ from v2g_shared.schedule.model import (
     ChargingSchedule,
     ChargingSchedulePeriod,
     InstalledProfile,
+    OperationMode,
     ProfileFormatError,
     RecurrencyKind,
+    apply_schedule_update,
     format_datetime,
     parse_datetime,
     profile_from_ocpp,
     profile_to_ocpp,
+    schedule_update_from_ocpp,
 )
 from v2g_shared.schedule.validation import (
     ProfileStore,
@@ -39,12 +44,15 @@ __all__ = [
     "ChargingSchedulePeriod",
     "CompositePeriod",
     "InstalledProfile",
+    "OperationMode",
     "ProfileFormatError",
     "ProfileStore",
     "RecurrencyKind",
     "Transaction",
+    "V2xPeriod",
     "ValidationContext",
     "Violation",
+    "apply_schedule_update",
     "composite_schedule",
     "composite_to_ocpp",
     "format_datetime",
@@ -52,5 +60,7 @@ __all__ = [
     "parse_datetime",
     "profile_from_ocpp",
     "profile_to_ocpp",
+    "schedule_update_from_ocpp",
+    "v2x_at",
     "validate_profile",
 ]

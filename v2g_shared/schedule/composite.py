@@ -45,6 +45,15 @@ Bidirectional (2.0.1 convention, switchable): a negative limit means discharge.
 * With `discharge_enabled=False` nothing is ever negative: negative setpoints and bounds read
   as 0.
 `None` as a limit means no profile limits that EVSE at that moment (hardware limits only).
+
+OCPP 2.1. A period without `limit` does not limit (the next profile down the stack does). A
+Dynamic profile starts at its startSchedule, else at validFrom, else applies from the start
+(its one period is moved by schedule updates, see model.apply_schedule_update).
+PriorityCharging and LocalGeneration profiles are not combined here: a CHAdeMO station has no
+priority-charging trigger and no local generation behind it (documented in the README).
+`v2x_at` gives the V2X side of the same stack at a moment: the operation mode, setpoint and
+curves of the winning Tx/TxDefault period and the tightest dischargeLimit of every active
+profile; the caller (the agent) turns that into a target bounded by `limit_at`.
 """
 
 from __future__ import annotations
@@ -53,7 +62,7 @@ import bisect
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from v2g_shared.schedule.model import (
@@ -61,7 +70,9 @@ from v2g_shared.schedule.model import (
     ChargingProfileKind,
     ChargingProfilePurpose,
     ChargingRateUnit,
+    ChargingSchedulePeriod,
     InstalledProfile,
+    OperationMode,
     RecurrencyKind,
     format_datetime,
 )
@@ -115,6 +126,8 @@ class _Entry:
         start = p.schedule.start_schedule
         if p.kind is Kind.RELATIVE:
             return self.anchor
+        if p.kind is Kind.DYNAMIC and start is None:
+            return p.valid_from or datetime.min.replace(tzinfo=UTC)
         if start is None:
             return None
         if p.kind is Kind.RECURRING and p.recurrency_kind is not None:
@@ -125,6 +138,13 @@ class _Entry:
         return start
 
     def limit_at(self, t: datetime) -> tuple[float, ChargingRateUnit] | None:
+        found = self.period_at(t)
+        if found is None or found[0].limit is None:
+            return None
+        return found[0].limit, found[1]
+
+    def period_at(self, t: datetime) -> tuple[ChargingSchedulePeriod, ChargingRateUnit] | None:
+        """The period in force at t (None = the profile does not apply at t)."""
         p = self.profile
         if (p.valid_from is not None and t < p.valid_from) or (
             p.valid_to is not None and t >= p.valid_to
@@ -140,7 +160,7 @@ class _Entry:
         index = bisect.bisect_right(self.offsets, elapsed) - 1
         if index < 0:
             return None
-        return schedule.periods[index].limit, schedule.charging_rate_unit
+        return schedule.periods[index], schedule.charging_rate_unit
 
     def _bases(self, t0: datetime, t1: datetime) -> Iterable[datetime]:
         p = self.profile
@@ -179,7 +199,7 @@ class _Entry:
         p = self.profile
         candidates = [e for e in (p.valid_from, p.valid_to) if e is not None]
         if p.kind is not Kind.RECURRING:
-            base = p.schedule.start_schedule if p.kind is Kind.ABSOLUTE else self.anchor
+            base = self.anchor if p.kind is Kind.RELATIVE else p.schedule.start_schedule
             if base is not None:
                 candidates.append(base + self.offsets[-1])
                 if p.schedule.duration is not None:
@@ -443,3 +463,81 @@ def composite_to_ocpp(
         "chargingRateUnit": ChargingRateUnit(unit).value,
         "chargingSchedulePeriod": rows,
     }
+
+
+@dataclass(frozen=True, slots=True)
+class V2xPeriod:
+    """The V2X side of the composite at one moment (OCPP 2.1 Q), values in the requested unit.
+
+    mode/setpoint/baseline/curves come from the winning TxProfile (else TxDefaultProfile) period;
+    discharge_limit is the tightest (closest to 0) dischargeLimit of every profile active at that
+    moment, None = none given. The power the EVSE runs at is still bounded by `limit_at`.
+    """
+
+    mode: OperationMode
+    setpoint: float | None = None
+    discharge_limit: float | None = None
+    v2x_baseline: float | None = None
+    freq_watt_curve: tuple[tuple[float, float], ...] | None = None
+    signal_watt_curve: tuple[tuple[int, float], ...] | None = None
+    profile_id: int | None = None
+
+
+def v2x_at(
+    profiles: Sequence[InstalledProfile],
+    transactions: Mapping[int, Transaction],
+    evse_ids: Iterable[int],
+    *,
+    evse_id: int,
+    now: datetime,
+    unit: ChargingRateUnit | str = ChargingRateUnit.W,
+    nominal_voltage_v: float = DEFAULT_NOMINAL_VOLTAGE_V,
+) -> V2xPeriod:
+    """The operation mode and V2X values in force on `evse_id` (> 0) at `now`."""
+    evse_list = list(evse_ids)
+    if evse_id == 0:
+        raise ValueError("operation modes apply per EVSE")
+    _check_evse(evse_id, evse_list)
+    evaluator = _Evaluator(profiles, transactions, evse_list, unit, nominal_voltage_v, True)
+    stack = evaluator.stacks[evse_id]
+
+    def convert(value: float | None, from_unit: ChargingRateUnit) -> float | None:
+        return None if value is None else evaluator._convert((value, from_unit))
+
+    winner: tuple[ChargingSchedulePeriod, ChargingRateUnit, int] | None = None
+    for entries in (stack.tx, stack.tx_default):
+        for entry in entries:
+            found = entry.period_at(now)
+            if found is not None:
+                winner = (*found, entry.profile.id)
+                break
+        if winner is not None:
+            break
+    discharge: float | None = None
+    every = [*stack.tx, *stack.tx_default, *(e for b in stack.bounds for e in b)]
+    every += [e for b in evaluator.station_bounds for e in b]
+    for entry in every:
+        found = entry.period_at(now)
+        if found is None or found[0].discharge_limit is None:
+            continue
+        value = convert(found[0].discharge_limit, found[1])
+        assert value is not None
+        discharge = value if discharge is None else max(discharge, value)
+    if winner is None:
+        return V2xPeriod(OperationMode.CHARGING_ONLY, discharge_limit=discharge)
+    period, from_unit, profile_id = winner
+
+    def curve(points: tuple[tuple[Any, float], ...] | None) -> tuple[tuple[Any, float], ...] | None:
+        if points is None:
+            return None
+        return tuple((x, convert(w, from_unit) or 0.0) for x, w in points)
+
+    return V2xPeriod(
+        mode=period.mode,
+        setpoint=convert(period.setpoint, from_unit),
+        discharge_limit=discharge,
+        v2x_baseline=convert(period.v2x_baseline, from_unit),
+        freq_watt_curve=curve(period.v2x_freq_watt_curve),
+        signal_watt_curve=curve(period.v2x_signal_watt_curve),
+        profile_id=profile_id,
+    )

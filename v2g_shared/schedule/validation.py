@@ -1,4 +1,5 @@
-"""SetChargingProfile rules (OCPP 2.0.1 K01) and a pure, immutable store of installed profiles.
+"""SetChargingProfile rules (OCPP 2.0.1 K01, plus the OCPP 2.1 V2X and dynamic-profile fields)
+and a pure, immutable store of installed profiles.
 
 Used twice: the CSMS validates before it sends, the agent validates what it receives. Both call
 `validate_profile(profile, context, evse_id=...)`; an empty list means the profile is acceptable.
@@ -13,15 +14,18 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from v2g_shared.schedule.model import (
+    PURPOSES_2_1,
     ChargingProfile,
     ChargingProfileKind,
     ChargingProfilePurpose,
     ChargingRateUnit,
     InstalledProfile,
+    OperationMode,
 )
 
 Purpose = ChargingProfilePurpose
 Kind = ChargingProfileKind
+_PURPOSES_2_1 = PURPOSES_2_1
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +57,13 @@ class ValidationContext:
     from_csms: bool = True
     # 2.0.1 allows 2-3 schedules only after ISO 15118 NotifyEVChargingNeeds; CHAdeMO has none.
     allow_multiple_schedules: bool = False
+    # The OCPP version the profile travels in: 2.1-only fields are refused over 2.0.1.
+    ocpp_2_1: bool = False
+    # V2XCtrlr.SupportedOperationModes (None = every mode); only checked over 2.1.
+    supported_operation_modes: frozenset[OperationMode] | None = None
+    # 2.1 purposes the station can apply (a CHAdeMO station: neither PriorityCharging nor
+    # LocalGeneration by default; the CSMS validating for a generic 2.1 station passes both).
+    supported_2_1_purposes: frozenset[ChargingProfilePurpose] = frozenset()
 
 
 def _overlap(a: ChargingProfile, b: ChargingProfile) -> bool:
@@ -148,11 +159,15 @@ def validate_profile(
             violation("ChargingSchedule.duration", "duration must be positive")
         if dc and any(p.number_phases is not None or p.phase_to_use is not None for p in periods):
             violation("K01.FR.44", "numberPhases/phaseToUse are not allowed on a DC EVSE")
-        if not context.negative_limit_is_discharge and any(p.limit < 0 for p in periods):
+        if not context.negative_limit_is_discharge and any(
+            p.limit is not None and p.limit < 0 for p in periods
+        ):
             violation(
                 "V2XCtrlr.NegativeLimitIsDischarge",
                 "negative limits are only accepted when negative-limit-is-discharge is enabled",
             )
+
+    out += _v2x_violations(profile, context)
 
     # Conflicts with installed profiles (a profile with the same id is replaced: K01.FR.05).
     others = [i for i in context.stored if i.profile.id != profile.id]
@@ -173,6 +188,82 @@ def validate_profile(
             )
     if context.max_entries is not None and len(others) + 1 > context.max_entries:
         violation("SmartChargingCtrlr.Entries", f"at most {context.max_entries} profiles installed")
+    return out
+
+
+# Modes whose period must carry a setpoint (the target the EVSE follows).
+_SETPOINT_MODES = frozenset({OperationMode.CENTRAL_SETPOINT})
+
+
+def _v2x_violations(profile: ChargingProfile, context: ValidationContext) -> list[Violation]:
+    """The OCPP 2.1 rules: 2.1 fields only over 2.1, a limit where the mode needs one, the
+    setpoint/curve a mode works from, one period in a Dynamic profile, sane curves."""
+    out: list[Violation] = []
+    if not context.ocpp_2_1:
+        if profile.uses_2_1:
+            out.append(Violation("OCPP 2.0.1", "the profile uses OCPP 2.1 fields over OCPP 2.0.1"))
+        return out
+    if profile.purpose in _PURPOSES_2_1 and (profile.purpose not in context.supported_2_1_purposes):
+        out.append(
+            Violation(
+                "ChargingProfile.chargingProfilePurpose",
+                f"{profile.purpose.value} is not supported by this station",
+            )
+        )
+    if profile.kind is Kind.DYNAMIC:
+        if any(len(s.periods) != 1 for s in profile.schedules):
+            out.append(Violation("K01.Dynamic", "a Dynamic profile has exactly one period"))
+    elif profile.dyn_update_interval is not None or profile.dyn_update_time is not None:
+        out.append(
+            Violation("ChargingProfile.dynUpdateInterval", "dynamic fields need kind Dynamic")
+        )
+    if profile.dyn_update_interval is not None and profile.dyn_update_interval < 0:
+        out.append(Violation("ChargingProfile.dynUpdateInterval", "must be >= 0"))
+    if profile.max_offline_duration is not None and profile.max_offline_duration < 0:
+        out.append(Violation("ChargingProfile.maxOfflineDuration", "must be >= 0"))
+    for schedule in profile.schedules:
+        for period in schedule.periods:
+            mode = period.mode
+            where = f"period at {period.start_period} s ({mode.value})"
+            if (
+                context.supported_operation_modes is not None
+                and mode not in context.supported_operation_modes
+            ):
+                out.append(
+                    Violation("V2XCtrlr.SupportedOperationModes", f"{where}: mode not supported")
+                )
+            if mode is OperationMode.CHARGING_ONLY and period.limit is None:
+                out.append(Violation("ChargingSchedulePeriod.limit", f"{where}: needs a limit"))
+            if mode in _SETPOINT_MODES and period.setpoint is None:
+                out.append(
+                    Violation("ChargingSchedulePeriod.setpoint", f"{where}: needs a setpoint")
+                )
+            if mode is OperationMode.LOCAL_FREQUENCY and period.v2x_freq_watt_curve is None:
+                out.append(
+                    Violation(
+                        "ChargingSchedulePeriod.v2xFreqWattCurve", f"{where}: needs the curve"
+                    )
+                )
+            if mode in (OperationMode.CHARGING_ONLY, OperationMode.IDLE) and (
+                period.setpoint is not None
+                or (period.discharge_limit is not None and period.discharge_limit < 0)
+            ):
+                out.append(
+                    Violation(
+                        "ChargingSchedulePeriod.operationMode",
+                        f"{where}: no setpoint or discharge in this mode",
+                    )
+                )
+            if period.discharge_limit is not None and period.discharge_limit > 0:
+                out.append(Violation("ChargingSchedulePeriod.dischargeLimit", "must be <= 0"))
+            curve = period.v2x_freq_watt_curve
+            if curve is not None and any(b[0] <= a[0] for a, b in itertools.pairwise(curve)):
+                out.append(
+                    Violation(
+                        "ChargingSchedulePeriod.v2xFreqWattCurve",
+                        f"{where}: frequencies must strictly increase",
+                    )
+                )
     return out
 
 

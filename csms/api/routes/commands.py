@@ -1,8 +1,10 @@
 """Commands to a station: the generic `POST /stations/{id}/ocpp/{Action}` for every
-CSMS-initiated OCPP 2.0.1 action, and typed shortcuts where they add value.
+CSMS-initiated OCPP 2.0.1 and 2.1 action (validated against the station's version), and typed
+shortcuts where they add value.
 
 Errors: 404 unknown station or action, 409 station offline, 422 invalid payload (which field,
-why), 502 CALLERROR (its code in the body) or disconnect, 504 no answer in time.
+why) or an action the station's OCPP version lacks (e.g. SetDERControl to a 2.0.1 station),
+502 CALLERROR (its code in the body) or disconnect, 504 no answer in time.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from csms.api.schemas import (
     VariableRef,
     VariableSetCreate,
 )
-from csms.oca_schemas import CSMS_INITIATED_ACTIONS
+from csms.oca_schemas import ANY_VERSION_CSMS_INITIATED, CSMS_INITIATED_ACTIONS
 
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     404: {"model": ProblemRead, "description": "unknown station or action"},
@@ -46,11 +48,13 @@ router = APIRouter(
 @router.post(
     "/ocpp/{action}",
     dependencies=[OPERATE],
-    summary="Send any CSMS-initiated OCPP 2.0.1 action; answer = the station's response",
-    description="Body: the OCPP request payload (camelCase, as in the OCA schema). It is "
-    "validated, then sent unchanged; the station's response payload comes back unchanged. "
-    "Actions: "
+    summary="Send any CSMS-initiated OCPP action; answer = the station's response",
+    description="Body: the OCPP request payload (camelCase, as in the OCA schema of the "
+    "station's OCPP version). It is validated, then sent unchanged; the station's response "
+    "payload comes back unchanged. OCPP 2.0.1 and 2.1: "
     + ", ".join(CSMS_INITIATED_ACTIONS)
+    + ". OCPP 2.1 only (422 for a 2.0.1 station): "
+    + ", ".join(a for a in ANY_VERSION_CSMS_INITIATED if a not in CSMS_INITIATED_ACTIONS)
     + ". Scope `operate`, except `admin` for "
     + ", ".join(sorted(ADMIN_ACTIONS))
     + " and SetVariables of SecurityCtrlr or OCPPCommCtrlr.NetworkConfigurationPriority.",
@@ -64,7 +68,9 @@ async def send_ocpp(
     payload: dict[str, Any] = Body(default_factory=dict),  # noqa: B008
 ) -> dict[str, Any]:
     if not is_csms_initiated_action(action):
-        raise ApiProblem(404, f"unknown action {action!r}: not a CSMS-initiated OCPP 2.0.1 action")
+        raise ApiProblem(
+            404, f"unknown action {action!r}: not a CSMS-initiated OCPP 2.0.1 or 2.1 action"
+        )
     check_scope(token, action_scope(action, payload))
     return await services.commands.send(station_id, action, payload)
 

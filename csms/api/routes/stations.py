@@ -24,6 +24,7 @@ from csms.api.schemas import (
     StationUpdate,
 )
 from csms.domain.models import BootPolicy, SecurityProfile, Station
+from v2g_shared.ocpp_versions import OcppVersion
 
 router = APIRouter(prefix="/stations", tags=["stations"])
 
@@ -63,6 +64,9 @@ async def create_station(services: Services, body: StationCreate) -> StationRead
         password=body.password,
         security_profile=SecurityProfile(body.security_profile),
         boot_policy=BootPolicy(body.boot_policy),
+        ocpp_versions=(
+            [OcppVersion(v) for v in body.ocpp_versions] if body.ocpp_versions else None
+        ),
     )
     return await station_read(services, station)
 
@@ -81,7 +85,7 @@ async def get_station(services: Services, station_id: str) -> StationRead:
     "/{station_id}",
     dependencies=[ADMIN],
     response_model=StationRead,
-    summary="Change password, security profile or boot policy",
+    summary="Change password, security profile, boot policy or accepted OCPP versions",
 )
 async def update_station(services: Services, station_id: str, body: StationUpdate) -> StationRead:
     station = await services.stations.update(
@@ -91,6 +95,9 @@ async def update_station(services: Services, station_id: str, body: StationUpdat
             SecurityProfile(body.security_profile) if body.security_profile is not None else None
         ),
         boot_policy=BootPolicy(body.boot_policy) if body.boot_policy is not None else None,
+        ocpp_versions=(
+            [OcppVersion(v) for v in body.ocpp_versions] if body.ocpp_versions is not None else None
+        ),
     )
     return await station_read(services, station)
 

@@ -1,4 +1,5 @@
-"""OCPP 2.0.1 CS -> CSMS handlers, one module per functional block."""
+"""OCPP CS -> CSMS handlers, one module per functional block (2.0.1 and 2.1; ocpp21 holds
+what 2.1 added)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from csms.ocpp_server.blocks import (
     data_transfer,
     iso15118,
     notifications,
+    ocpp21,
     provisioning,
     security,
     transactions,
@@ -25,6 +27,7 @@ def all_handlers() -> dict[str, Handler]:
         data_transfer,
         iso15118,
         notifications,
+        ocpp21,
         provisioning,
         security,
         transactions,

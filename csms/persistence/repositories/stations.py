@@ -20,10 +20,25 @@ from csms.domain.models import (
     Station,
     StoredPassword,
 )
+from csms.domain.ocpp_versions import format_versions, parse_versions
 from csms.persistence import tables as t
 from csms.persistence.database import RowWrite
-from csms.persistence.repositories.mapper import TableMapper, stored_enum
+from csms.persistence.repositories.mapper import Codec, TableMapper, stored_enum
 from csms.persistence.repositories.statements import page, upsert, upsert_statement
+from v2g_shared.ocpp_versions import OcppVersion
+
+
+def _version_or_none(value: str | None) -> OcppVersion | None:
+    return OcppVersion(value) if value else None
+
+
+def _versions_or_none(value: str | None) -> tuple[OcppVersion, ...] | None:
+    return parse_versions(value) if value else None
+
+
+def _stored_versions(versions: tuple[OcppVersion, ...] | None) -> str | None:
+    return format_versions(versions) if versions else None
+
 
 STATIONS = TableMapper(
     t.stations,
@@ -32,6 +47,8 @@ STATIONS = TableMapper(
         "security_profile": stored_enum(SecurityProfile),
         "boot_policy": stored_enum(BootPolicy),
         "registration_status": stored_enum(RegistrationStatus),
+        "ocpp_version": Codec(_version_or_none, lambda v: v.value if v else None),
+        "ocpp_versions": Codec(_versions_or_none, _stored_versions),
     },
     computed={"has_password": lambda m: m["password_hash"] is not None},
 )
@@ -45,10 +62,12 @@ async def insert_station(
     security_profile: SecurityProfile,
     boot_policy: BootPolicy,
     now: datetime,
+    ocpp_versions: tuple[OcppVersion, ...] | None = None,
 ) -> None:
     await conn.execute(
         t.stations.insert().values(
             id=station_id,
+            ocpp_versions=_stored_versions(ocpp_versions),
             password_hash=password.hash if password else None,
             password_check=password.check if password else None,
             security_profile=int(security_profile),
@@ -148,6 +167,9 @@ async def delete_station(conn: AsyncConnection, station_id: str) -> bool:
         t.events,
         t.certificates,
         t.connectors,
+        t.periodic_streams,
+        t.periodic_stream_values,
+        t.dynamic_schedule_updates,
     ):
         await conn.execute(table.delete().where(table.c.station_id == station_id))
     result = await conn.execute(t.stations.delete().where(t.stations.c.id == station_id))
@@ -210,6 +232,13 @@ def boot_write(
                 "b_now": now,
             }
         ],
+    )
+
+
+async def record_ocpp_version(conn: AsyncConnection, station_id: str, version: OcppVersion) -> None:
+    """The version negotiated on the station's connection (written when it changes)."""
+    await conn.execute(
+        t.stations.update().where(t.stations.c.id == station_id).values(ocpp_version=version.value)
     )
 
 

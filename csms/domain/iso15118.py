@@ -383,3 +383,4 @@ class ProviderAnswer:
     exi_response: str = ""
     reason: str = ""
     detail: str = ""
+    remaining_contracts: int | None = None  # ISO 15118-20 (OCPP 2.1)

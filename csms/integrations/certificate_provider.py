@@ -6,7 +6,8 @@ JSON back (the contract, in README "ISO 15118: charging needs and Plug & Charge"
     request  {"stationId", "iso15118SchemaVersion", "action": "Install" | "Update",
               "exiRequest": base64 EXI, ["maximumContractCertificateChains"],
               ["prioritizedEMAIDs"]}
-    response {"status": "Accepted" | "Failed", "exiResponse": base64 EXI}
+    response {"status": "Accepted" | "Failed", "exiResponse": base64 EXI,
+              ["remainingContracts": n (ISO 15118-20, passed on to OCPP 2.1 stations)]}
 
 A provider of another shape (a PKI's own API) sits behind a small adapter serving this one.
 Bounded: one overall timeout, at most MAX_RESPONSE_BYTES read, no redirects.
@@ -25,8 +26,10 @@ import httpx
 from csms.domain.iso15118 import ProviderAnswer
 
 MAX_RESPONSE_BYTES = 64 * 1024
-# Get15118EVCertificateResponse.exiResponse maxLength (OCPP 2.0.1; 2.1 allows more).
-MAX_EXI_RESPONSE_CHARS = 7500
+# The longest exiResponse any OCPP version carries (2.1: 17,000; the service applies the
+# station's version's limit).
+MAX_EXI_RESPONSE_CHARS = 17_000
+MAX_REMAINING_CONTRACTS = 1_000
 
 
 class HttpCertificateProvider:
@@ -60,7 +63,12 @@ class HttpCertificateProvider:
             base64.b64decode(exi, validate=True)
         except (binascii.Error, ValueError):
             return ProviderAnswer("Failed", reason="ProviderError", detail="EXI not base64")
-        return ProviderAnswer(status, exi)
+        remaining = answer.get("remainingContracts")
+        if isinstance(remaining, bool) or not isinstance(remaining, int):
+            remaining = None
+        elif not 0 <= remaining <= MAX_REMAINING_CONTRACTS:
+            return ProviderAnswer("Failed", reason="ProviderError", detail="remainingContracts")
+        return ProviderAnswer(status, exi, remaining_contracts=remaining)
 
     async def _post(self, request: dict[str, Any]) -> bytes:
         async with (

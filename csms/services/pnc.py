@@ -36,13 +36,16 @@ from csms.domain.iso15118 import (
 from csms.integrations.certificate_provider import HttpCertificateProvider
 from csms.integrations.ocsp import HttpOcspClient, request_data_for, responder_url_of
 from csms.services.common import Clock, utcnow
+from v2g_shared.ocpp_versions import OcppVersion
 
 log = logging.getLogger(__name__)
 
 # A contract chain longer than this is not a contract chain (leaf, up to 2 sub-CAs, root).
 MAX_CHAIN_CERTIFICATES = 5
-# GetCertificateStatusResponse.ocspResult maxLength on OCPP 2.0.1 (2.1 allows 18,000).
-MAX_OCSP_RESULT_CHARS = 5500
+# Response field lengths per version: GetCertificateStatusResponse.ocspResult and
+# Get15118EVCertificateResponse.exiResponse maxLength (OCPP 2.0.1, 2.1).
+MAX_OCSP_RESULT_CHARS = {OcppVersion.V201: 5500, OcppVersion.V21: 18000}
+MAX_EXI_RESPONSE_CHARS = {OcppVersion.V201: 7500, OcppVersion.V21: 17000}
 
 
 class OcspClient(Protocol):
@@ -119,7 +122,9 @@ class PlugAndChargeService:
                 self._cache.popitem(last=False)
         return answer
 
-    async def certificate_status(self, data: dict[str, Any]) -> dict[str, Any]:
+    async def certificate_status(
+        self, data: dict[str, Any], version: OcppVersion = OcppVersion.V201
+    ) -> dict[str, Any]:
         """GetCertificateStatusResponse (M06): Accepted with the responder's DER response
         (base64) when it answered about that certificate (M06.FR.02), else Failed."""
         wanted = OcspRequestData.from_ocpp(data)
@@ -130,7 +135,7 @@ class PlugAndChargeService:
                 "statusInfo": {"reasonCode": "OCSPFailed", "additionalInfo": answer.reason[:500]},
             }
         result = base64.b64encode(answer.der).decode()
-        if len(result) > MAX_OCSP_RESULT_CHARS:
+        if len(result) > MAX_OCSP_RESULT_CHARS[version]:
             return {"status": "Failed", "statusInfo": {"reasonCode": "OCSPResultTooLong"}}
         return {"status": "Accepted", "ocspResult": result}
 
@@ -188,7 +193,9 @@ class PlugAndChargeService:
 
     # ---- contract installation (M01/M02) -----------------------------------------------
 
-    async def get_ev_certificate(self, station_id: str, payload: dict[str, Any]) -> dict[str, Any]:
+    async def get_ev_certificate(
+        self, station_id: str, payload: dict[str, Any], version: OcppVersion = OcppVersion.V201
+    ) -> dict[str, Any]:
         """Get15118EVCertificateResponse: the provider's answer (M01.FR.01, M02.FR.01), or
         Failed naming why (no provider configured, provider failed)."""
         if self.provider is None:
@@ -208,7 +215,11 @@ class PlugAndChargeService:
             if key in payload:
                 request[key] = payload[key]
         answer = await self.provider.get_ev_certificate(request)
+        if len(answer.exi_response) > MAX_EXI_RESPONSE_CHARS[version]:
+            answer = ProviderAnswer("Failed", reason="ExiTooLong")
         response: dict[str, Any] = {"status": answer.status, "exiResponse": answer.exi_response}
+        if version is OcppVersion.V21 and answer.remaining_contracts is not None:
+            response["remainingContracts"] = answer.remaining_contracts
         if answer.reason:
             info: dict[str, Any] = {"reasonCode": answer.reason[:20]}
             if answer.detail:

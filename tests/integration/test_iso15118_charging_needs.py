@@ -16,6 +16,7 @@ from csms.domain.v2g_records import PriceRow
 from csms.services.common import ocpp_datetime
 from csms.services.v2g import v2g_service_for
 from tests.support.csms_harness import Csms, connect_station, running_csms
+from tests.support.csms_payloads import VALID
 from tests.support.iso15118_station import needs, send, start_charging
 
 
@@ -273,3 +274,27 @@ async def test_k15_fr12_discharge_beyond_limits_rejected(csms: Csms) -> None:
             },
         )
         assert answer["status"] == "Rejected"
+
+
+async def test_k15_station_periods_per_schedule_honoured(csms: Csms) -> None:
+    """K01 refuses a profile over the station's SmartChargingCtrlr.PeriodsPerSchedule: the
+    plan for the EV's needs is cut to it, so the promised profile is not refused."""
+    now = datetime.now(UTC)
+    hour = now.replace(minute=0, second=0, microsecond=0)
+    rows = [
+        PriceRow(hour + timedelta(hours=k), 3600, float(10 + (k % 2) * 40), 0.0) for k in range(12)
+    ]
+    await v2g_service_for(csms.services).put_prices(rows)
+    report = copy.deepcopy(VALID["NotifyReport"])
+    report["reportData"][0]["component"] = {"name": "SmartChargingCtrlr"}
+    report["reportData"][0]["variable"] = {"name": "PeriodsPerSchedule"}
+    async with connect_station(csms, "CS1") as conn:
+        await start_charging(conn.station)
+        await send(conn.station, "NotifyReport", report)
+        payload = needs(
+            departureTime=ocpp_datetime(hour + timedelta(hours=11)),
+            dcChargingParameters={"evMaxCurrent": 20, "evMaxVoltage": 400, "energyAmount": 30_000},
+        )
+        assert (await send(conn.station, "NotifyEVChargingNeeds", payload))["status"] == "Accepted"
+        request = await conn.station.wait_for("SetChargingProfile")
+    assert len(_periods(request["charging_profile"])) <= 2

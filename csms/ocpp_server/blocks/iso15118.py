@@ -70,7 +70,8 @@ async def _send_plan(
     try:
         status = await v2g.send_needs_plan(plan)
     except CsmsError as exc:
-        log.info("%s: SetChargingProfile for the EV's needs failed: %s", session.station_id, exc)
+        # After an Accepted the EV waits for this profile: worth a warning.
+        log.warning("%s: SetChargingProfile for the EV's needs failed: %s", session.station_id, exc)
         return
     log.info(
         "%s EVSE %d: NotifyEVChargingNeeds -> SetChargingProfile %s in %.3f s (%s)",

@@ -118,7 +118,7 @@ class ChargingNeedsPart(PlanningPart):
             # RuntimeError covers PlanError. The EV still gets a schedule: its max power.
             method = f"fallback ({type(exc).__name__}: {exc})"
             profile = _flat_profile(needs, tx.transaction_id, moment)
-        _shape_periods(profile, needs)
+        _shape_periods(profile, needs, await self._station_max_periods(station_id))
         request = {"evseId": needs.evse_id, "chargingProfile": profile}
         return NeedsPlan(
             station_id, needs.evse_id, tx.transaction_id, request, needs, method, tuple(warnings)
@@ -135,6 +135,18 @@ class ChargingNeedsPart(PlanningPart):
             if self._needs_in_flight.get(key) is profile:
                 del self._needs_in_flight[key]
         return str(answer.get("status"))
+
+    async def _station_max_periods(self, station_id: str) -> int | None:
+        """SmartChargingCtrlr.PeriodsPerSchedule as the station reported it (K01 checks it)."""
+        async with self._db.read() as conn:
+            found = await repo.list_device_variables(conn, station_id, "SmartChargingCtrlr")
+        for variable in found:
+            if variable.variable == "PeriodsPerSchedule" and variable.attribute_type == "Actual":
+                try:
+                    return max(1, int(variable.value or ""))
+                except ValueError:
+                    return None
+        return None
 
     async def _linked_vehicle(self, station_id: str, evse_id: int) -> VehicleRecord | None:
         async with self._db.read() as conn:
@@ -355,11 +367,12 @@ def _flat_profile(needs: EvNeeds, transaction_id: str, now: datetime) -> dict[st
     }
 
 
-def _shape_periods(profile: dict[str, Any], needs: EvNeeds) -> None:
+def _shape_periods(profile: dict[str, Any], needs: EvNeeds, station_max: int | None) -> None:
     """In place: a charge limit below the EV's minimum becomes that minimum (the EV cannot
-    charge below it), equal neighbours merge, and at most `max_schedule_tuples` periods are
-    kept (the schedule then ends where the first dropped one began: the TxDefaultProfile
-    applies after it, and the next plan covers the rest)."""
+    charge below it), equal neighbours merge, and at most the EV's `max_schedule_tuples` (and
+    the station's PeriodsPerSchedule) periods are kept (the schedule then ends where the first
+    dropped one began: the TxDefaultProfile applies after it, the next plan covers the rest)."""
+    keep = min(needs.max_schedule_tuples, station_max or needs.max_schedule_tuples)
     schedule = profile["chargingSchedule"][0]
     shaped: list[dict[str, Any]] = []
     for period in schedule["chargingSchedulePeriod"]:
@@ -369,7 +382,7 @@ def _shape_periods(profile: dict[str, Any], needs: EvNeeds) -> None:
         if shaped and shaped[-1]["limit"] == limit:
             continue
         shaped.append({**period, "limit": limit})
-    if len(shaped) > needs.max_schedule_tuples:
-        schedule["duration"] = shaped[needs.max_schedule_tuples]["startPeriod"]
-        shaped = shaped[: needs.max_schedule_tuples]
+    if len(shaped) > keep:
+        schedule["duration"] = shaped[keep]["startPeriod"]
+        shaped = shaped[:keep]
     schedule["chargingSchedulePeriod"] = shaped

@@ -39,6 +39,7 @@ from v2g_shared.schedule import (
     InstalledProfile,
     ProfileFormatError,
     composite_schedule,
+    format_datetime,
     profile_from_ocpp,
 )
 from v2g_shared.schedule import Transaction as ScheduleTransaction
@@ -226,6 +227,8 @@ class ChargingNeedsPart(PlanningPart):
         if tx is not None:
             started = tx.started_at or time_base
             transactions[evse_id] = ScheduleTransaction(tx.transaction_id, started)
+        # A <-> W for an EV schedule in A: the connection's volts x phases from the EV's
+        # latest needs on this EVSE (only that field of the parse is used).
         volts_per_amp = 400.0
         for _kind, _received, earlier in needs:
             if earlier.get("evseId") == evse_id:
@@ -344,8 +347,6 @@ def _session_for(
 
 
 def _flat_profile(needs: EvNeeds, transaction_id: str, now: datetime) -> dict[str, Any]:
-    from v2g_shared.schedule import format_datetime
-
     duration = max(1, round((needs.departure - now).total_seconds()))
     return {
         "id": PLAN_PROFILE_ID,

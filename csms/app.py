@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
 import socket
 from collections.abc import Generator
@@ -20,6 +21,7 @@ import uvicorn
 from csms.api.app import create_api
 from csms.api.metrics import AuthCounters, CsmsMetrics
 from csms.integrations.home_assistant import HomeAssistantSettings, start_bridge, stop_bridge
+from csms.persistence.unreachable import naming_the_database_async
 from csms.routing.factory import build_router, close_router, start_router
 from csms.services.container import Services, build_services
 from csms.services.v2g import v2g_service_for
@@ -44,6 +46,40 @@ class _ApiServer(uvicorn.Server):
     @contextlib.contextmanager
     def capture_signals(self) -> Generator[None, None, None]:
         yield
+
+
+class PortUnavailable(OSError):
+    """A port of ours cannot be listened on; names the port and the settings that choose it."""
+
+    def __init__(self, what: str, setting: str, host: str, port: int, cause: OSError) -> None:
+        reason = {
+            errno.EADDRINUSE: "already in use by another program",
+            errno.EACCES: "not allowed (ports below 1024 need privileges)",
+            errno.EADDRNOTAVAIL: f"no interface of this machine has the address {host}",
+        }.get(cause.errno or 0, cause.strerror or str(cause))
+        host_setting = setting.replace("_port", "_host")
+        super().__init__(
+            f"cannot listen on the {what} port {_url_host(host)}:{port}: {reason} (setting "
+            f"{setting}: {_flag(setting)} / CSMS_{setting.upper()}; the address is "
+            f"{host_setting}: {_flag(host_setting)} / CSMS_{host_setting.upper()})"
+        )
+        self.errno = cause.errno
+
+
+def _flag(setting: str) -> str:
+    return "--" + setting.replace("_", "-")
+
+
+@contextlib.contextmanager
+def _naming_the_port(what: str, setting: str, host: str, port: int) -> Generator[None, None, None]:
+    try:
+        yield
+    except PortUnavailable:
+        raise
+    except OSError as error:
+        if error.errno in (errno.EADDRINUSE, errno.EACCES, errno.EADDRNOTAVAIL):
+            raise PortUnavailable(what, setting, host, port, error) from error
+        raise
 
 
 def _listening_socket(host: str, port: int) -> socket.socket:
@@ -125,14 +161,16 @@ async def start(settings: Settings) -> RunningCsms:
     # In-process router by default; NATS or Redis when CSMS_BROKER_URL names one.
     router = build_router(settings)
     services = build_services(settings, router=router)
-    await services.start(migrate=True)
+    async with naming_the_database_async(settings.database_url):
+        await services.start(migrate=True)
     try:
         await start_router(router)
     except BaseException:
         await services.close()
         raise
     try:
-        ocpp_server = await _start_ocpp_server(settings, services)
+        with _naming_the_port("OCPP", "ocpp_port", settings.ocpp_host, settings.ocpp_port):
+            ocpp_server = await _start_ocpp_server(settings, services)
     except BaseException:
         await close_router(router)
         await services.close()
@@ -142,7 +180,8 @@ async def start(settings: Settings) -> RunningCsms:
         auth = cast(AuthCounters, ocpp_server) if hasattr(ocpp_server, "auth_counts") else None
         metrics = CsmsMetrics(lambda: _connected_station_count(services), counters, auth)
         api = create_api(services, metrics=metrics)
-        sock = _listening_socket(settings.api_host, settings.api_port)
+        with _naming_the_port("REST API", "api_port", settings.api_host, settings.api_port):
+            sock = _listening_socket(settings.api_host, settings.api_port)
         config = uvicorn.Config(
             api,
             log_config=None,

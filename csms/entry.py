@@ -23,6 +23,7 @@ EXTRA_MODULES: dict[str, str] = {
     "asyncpg": "asyncpg",
     "alembic": "alembic",
     "fastapi": "fastapi",
+    "fastapi-offline": "fastapi_offline",
     "uvicorn": "uvicorn",
     "argon2-cffi": "argon2",
     "cryptography": "cryptography",

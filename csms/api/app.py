@@ -1,17 +1,22 @@
-"""The FastAPI application: routes under /api/v1, OpenAPI at /docs and /openapi.json,
+"""The FastAPI application: routes under /api/v1, OpenAPI at /docs, /redoc and /openapi.json,
 Prometheus metrics at /metrics."""
 
 from __future__ import annotations
 
 from fastapi import APIRouter, FastAPI
+from fastapi_offline import FastAPIOffline
 
 from csms.api.counting import CountedServices
 from csms.api.deps import ApiServices, TokenCache
 from csms.api.errors import PROBLEM_RESPONSES, install_error_handlers
 from csms.api.metrics import CsmsMetrics, metrics_route
-from csms.api.routes import commands, records, stations, tokens, v2g
+from csms.api.routes import commands, ocpp21, records, stations, tokens, v2g, v2x
 
 API_PREFIX = "/api/v1"
+# /docs (Swagger UI) and /redoc load their scripts and styles from the CSMS itself (the
+# fastapi-offline package ships them), so they work without internet. Swagger UI's default
+# spec validator is an online service: off.
+SWAGGER_UI_PARAMETERS = {"validatorUrl": None}
 
 # Every router under /api/v1; each of their routes declares its scope (deps.needs).
 ROUTERS = (
@@ -19,9 +24,11 @@ ROUTERS = (
     records.router,
     records.transactions_router,
     commands.router,
+    ocpp21.router,
     tokens.id_tokens_router,
     tokens.api_tokens_router,
     v2g.router,
+    v2x.router,
 )
 
 
@@ -31,7 +38,8 @@ def create_api(
     metrics: CsmsMetrics | None = None,
     token_cache_ttl_s: float = 5.0,
 ) -> FastAPI:
-    app = FastAPI(
+    app = FastAPIOffline(
+        swagger_ui_parameters=SWAGGER_UI_PARAMETERS,
         title="CSMS REST API",
         version="1",
         description="Operator API of the bidirectional-charging CSMS (OCPP 2.0.1). Every "

@@ -8,6 +8,7 @@ from typing import Any
 
 from csms.api.deps import ApiServices, CommandSender
 from csms.domain.errors import CsmsError
+from csms.services.ocpp21_data import Ocpp21DataService
 from csms.services.records import (
     ChargingProfileService,
     DeviceModelService,
@@ -61,6 +62,10 @@ class CountedServices:
     @property
     def stations(self) -> StationService:
         return self._services.stations
+
+    @property
+    def ocpp21(self) -> Ocpp21DataService:
+        return self._services.ocpp21
 
     @property
     def transactions(self) -> TransactionService:

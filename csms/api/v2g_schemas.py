@@ -311,6 +311,10 @@ class FrequencySampleCreate(_In):
 class FrequencySampleRead(BaseModel):
     fired: list[dict[str, Any]] = Field(description="vehicles sent a discharge profile")
     restored: list[dict[str, Any]] = Field(description="early ends: frequency profile cleared")
+    central: list[dict[str, Any]] = Field(
+        default_factory=list,
+        description="2.1 CentralFrequency stations: Dynamic profile set, moved or cleared",
+    )
 
 
 class FrequencyResponseCreate(_In):
@@ -326,6 +330,11 @@ class FrequencyResponseCreate(_In):
 class FrequencyResponseRead(BaseModel):
     accepted: bool
     results: list[dict[str, Any]]
+    mode: str = Field(
+        "variables",
+        description="LocalFrequency: a 2.1 LocalFrequency profile; variables: SetVariables "
+        "V2XCtrlr (2.0.1 stations, 2.1 stations without LocalFrequency)",
+    )
 
 
 class BackupRead(BaseModel):

@@ -98,3 +98,15 @@ v2g_rule_states = sa.Table(
     sa.Column("state", sa.JSON, nullable=False),
     sa.Column("updated_at", UtcDateTime, nullable=False),
 )
+
+# A station's AS/NZS 4777.2 grid-code curves (migration 0008): one row per station and curve
+# kind (volt_watt, volt_var, freq_watt_over, freq_watt_under); `setting` is
+# DerCurveSetting.as_dict() (points, region, nominal voltage, priority, response time).
+der_curve_settings = sa.Table(
+    "der_curve_settings",
+    metadata,
+    sa.Column("station_id", sa.String(48), primary_key=True),
+    sa.Column("kind", sa.String(24), primary_key=True),
+    sa.Column("setting", sa.JSON, nullable=False),
+    sa.Column("updated_at", UtcDateTime, nullable=False),
+)

@@ -154,4 +154,5 @@ def test_serve_refuses_a_busy_port(tmp_path: Path) -> None:
             cwd=tmp_path,
         )
     assert result.returncode != 0
-    assert "address already in use" in result.stderr.lower() or "errno 98" in result.stderr.lower()
+    assert f"cannot listen on the REST API port 127.0.0.1:{port}: already in use" in result.stderr
+    assert "--api-port / CSMS_API_PORT" in result.stderr

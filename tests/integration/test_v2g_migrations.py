@@ -24,8 +24,15 @@ V2G_TABLES = {
     v2g.v2g_dispatches.name,
     v2g.v2g_station_settings.name,
 }
-# V2G tables later revisions add (0004: the rule state every node shares).
-V2G_TABLES_LATER = {v2g.v2g_rule_states.name}
+# Tables later revisions add (0004: the V2G rule state every node shares; 0007: OCPP 2.1
+# periodic streams and dynamic schedule updates; 0008: DER curves).
+V2G_TABLES_LATER = {
+    v2g.v2g_rule_states.name,
+    "periodic_streams",
+    "periodic_stream_values",
+    "dynamic_schedule_updates",
+    v2g.der_curve_settings.name,
+}
 
 
 async def _up_and_down(url: str) -> None:

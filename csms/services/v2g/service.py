@@ -20,6 +20,7 @@ from csms.services.v2g.backup import BackupPart
 from csms.services.v2g.charging_needs import ChargingNeedsPart
 from csms.services.v2g.economics import EconomicsPart
 from csms.services.v2g.frequency import FrequencyPart
+from csms.services.v2g.grid_services import GridServicesPart
 from csms.services.v2g.rules import (
     replan_reasons,
 )
@@ -28,7 +29,7 @@ from csms.services.v2g.settings import V2gSettings
 log = logging.getLogger(__name__)
 
 
-class V2gService(ChargingNeedsPart, FrequencyPart, BackupPart, EconomicsPart):
+class V2gService(ChargingNeedsPart, FrequencyPart, GridServicesPart, BackupPart, EconomicsPart):
     """The API, the CLI and the Home Assistant bridge use this one object."""
 
     def start_background(self) -> None:

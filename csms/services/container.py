@@ -15,6 +15,7 @@ from csms.services.commands import CommandService
 from csms.services.common import Clock, utcnow
 from csms.services.ocpp21_data import Ocpp21DataService
 from csms.services.password_check import PasswordCheck, default_key_path, load_or_create_key
+from csms.services.pnc import PlugAndChargeService, pnc_service_from_settings
 from csms.services.records import (
     ChargingProfileService,
     DeviceModelService,
@@ -52,6 +53,7 @@ class Services:
     transaction_events: TransactionEventService
     ocpp21: Ocpp21DataService  # periodic event streams, dynamic schedule updates
     telemetry: Telemetry
+    pnc: PlugAndChargeService
 
     async def start(self, *, migrate: bool = False) -> None:
         """Open the database writer; with migrate=True first bring the schema to head."""
@@ -133,4 +135,5 @@ def build_services(
         transaction_events=TransactionEventService(db),
         ocpp21=Ocpp21DataService(db, clock=clock),
         telemetry=telemetry,
+        pnc=pnc_service_from_settings(settings, clock),
     )

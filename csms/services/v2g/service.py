@@ -17,6 +17,7 @@ from typing import Any
 from csms.domain.errors import CsmsError
 from csms.persistence.repositories import v2g as vrepo
 from csms.services.v2g.backup import BackupPart
+from csms.services.v2g.charging_needs import ChargingNeedsPart
 from csms.services.v2g.control import ControlPart
 from csms.services.v2g.economics import EconomicsPart
 from csms.services.v2g.grid_services import GridServicesPart
@@ -29,7 +30,9 @@ from csms.services.v2g.telemetry import FleetFiguresPart
 log = logging.getLogger(__name__)
 
 
-class V2gService(ControlPart, GridServicesPart, BackupPart, EconomicsPart, FleetFiguresPart):
+class V2gService(
+    ChargingNeedsPart, ControlPart, GridServicesPart, BackupPart, EconomicsPart, FleetFiguresPart
+):
     """The API, the CLI and the Home Assistant bridge use this one object."""
 
     def start_background(self) -> None:

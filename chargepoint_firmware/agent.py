@@ -55,6 +55,7 @@ from chargepoint_firmware.station.clock import Clock
 from chargepoint_firmware.station.config import ConfigView
 from chargepoint_firmware.station.waits import ConfigChanges
 from chargepoint_firmware.storage import AgentStorage
+from v2g_shared.ocpp_versions import OcppVersion
 
 log = logging.getLogger(__name__)
 
@@ -116,6 +117,7 @@ class Agent:
         self.session: OcppSession | None = None
         self._needs_boot = True
         self.connections = 0  # successful websocket connections (diagnostics, tests)
+        self.ocpp_version: OcppVersion | None = None  # of the current/last connection
         self.boot_attempts = 0
         self._boot_reason = "PowerUp"
         # Created in run(): asyncio primitives belong to the running loop.
@@ -148,12 +150,14 @@ class Agent:
         self._boot_reason = boot_reason or "PowerUp"
         self.transactions.restore()
         self.smart.load()
+        self.smart.set_online(False)  # offline from power-up until registered
         for hw in self.hardware.values():
             hw.set_csms_connected(False)
             hw.subscribe(self.on_hardware_event)
         sampling = self.blocks.sampling
         background = [
             asyncio.create_task(self.smart.run_setpoints(), name="setpoints"),
+            asyncio.create_task(self.smart.run_dynamic_pulls(), name="dynamic-pulls"),
             asyncio.create_task(sampling.run_sampler(), name="tx-sampler"),
             asyncio.create_task(sampling.run_aligned(), name="aligned-sampler"),
             asyncio.create_task(self.reservations.run_expiry(), name="reservation-expiry"),
@@ -287,14 +291,20 @@ class Agent:
                 )
                 await asyncio.sleep(delay)
                 continue
-            if ws.subprotocol != connection.SUBPROTOCOL:
-                log.error("CSMS did not accept subprotocol %s", connection.SUBPROTOCOL)
+            version = connection.negotiated_version(self.settings, ws.subprotocol)
+            if version is None:
+                log.error(
+                    "CSMS accepted none of the subprotocols %s",
+                    connection.offered_subprotocols(self.settings),
+                )
                 await ws.close()
                 attempt += 1
                 await asyncio.sleep(self.reconnect_delay(attempt))
                 continue
             refused = 0
             self.connections += 1
+            self.ocpp_version = version
+            log.info("connected with %s", version.value)
             was_online = await self._run_session(ws)
             if was_online:
                 attempt = 0
@@ -336,6 +346,7 @@ class Agent:
         if online == self.link.online:
             return
         self.link.online = online
+        self.smart.set_online(online)
         for hw in self.hardware.values():
             hw.set_csms_connected(online)
         assert self._online_event is not None
@@ -489,6 +500,7 @@ class Agent:
                 tx.set_plugged(evse_id, False)
             case HardwareEventKind.ENERGY_TRANSFER_STARTED:
                 tx.set_energy_transfer(evse_id, True)
+                self.smart.notify_ev_needs(evse_id)  # the car's limits are known by now
             case HardwareEventKind.ENERGY_TRANSFER_STOPPED | HardwareEventKind.SESSION_ENDED:
                 tx.set_energy_transfer(evse_id, False)
             case HardwareEventKind.DIRECTION_CHANGED:

@@ -27,6 +27,11 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--config", required=True, help=f"station TOML file (documented sample: {SAMPLE_CONFIG})"
     )
+    run.add_argument(
+        "--ocpp-versions",
+        help="subprotocols to offer, preferred first, e.g. 2.1,2.0.1 (default: the config's "
+        "ocpp_versions, else 2.0.1)",
+    )
     check = commands.add_parser("check-config", help="validate a configuration")
     check.add_argument("--config", required=True, help="station TOML file")
     decode = commands.add_parser("chademo-decode", help="decode a CHAdeMO CAN log")
@@ -60,8 +65,11 @@ def main(argv: list[str] | None = None) -> int:
         from chargepoint_firmware.chademo.replay_cli import run_cli as replay_run
 
         return replay_run(args.logs, sys.stdout, sys.stderr)
+    overrides = {}
+    if getattr(args, "ocpp_versions", None):
+        overrides["ocpp_versions"] = args.ocpp_versions
     try:
-        settings = load_settings(args.config)
+        settings = load_settings(args.config, **overrides)
     except ConfigError as exc:
         print(f"chargepoint: {exc}", file=sys.stderr)
         return 2

@@ -83,6 +83,8 @@ class EvseStatus:
     vehicle: VehicleLimits = field(default_factory=VehicleLimits)
     grid_present: bool = True
     grid_frequency_hz: float | None = None
+    # AC grid voltage in % of nominal (DER volt-watt); None = not measured by this hardware
+    grid_voltage_pct: float | None = None
     latched_faults: tuple[str, ...] = ()
     # The current the safety supervisor last commanded and what bounded it (for diagnostics).
     commanded_current_a: float = 0.0

@@ -11,15 +11,18 @@ from __future__ import annotations
 import tomllib
 from contextvars import ContextVar
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     InitSettingsSource,
+    NoDecode,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
 )
+
+from v2g_shared.ocpp_versions import OcppVersion, parse_ocpp_version
 
 # The TOML content of the `load_settings` call in progress (lowest-priority source).
 _toml_data: ContextVar[dict[str, Any] | None] = ContextVar("_toml_data", default=None)
@@ -139,6 +142,25 @@ class StationSettings(BaseSettings):
     transaction_message_retry_interval_s: float = Field(default=10.0, ge=0)
 
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    # OCPP versions offered in the websocket handshake, most preferred first ("2.1" or
+    # "ocpp2.1"; env: CHARGEPOINT_OCPP_VERSIONS=2.1,2.0.1). 2.0.1 alone by default:
+    # the CSMSes deployed today speak 2.0.1, and a 2.1 CSMS still accepts ocpp2.0.1 (README).
+    ocpp_versions: Annotated[list[OcppVersion], NoDecode] = Field(
+        default_factory=lambda: [OcppVersion.V201], min_length=1, max_length=2
+    )
+
+    @field_validator("ocpp_versions", mode="before")
+    @classmethod
+    def _versions(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = [part for part in value.split(",") if part.strip()]
+        if isinstance(value, list):
+            parsed = [parse_ocpp_version(str(v)) for v in value]
+            if len(set(parsed)) != len(parsed):
+                raise ValueError("each OCPP version at most once")
+            return parsed
+        return value
 
     @field_validator("csms_url")
     @classmethod

@@ -25,6 +25,8 @@ from chargepoint_firmware.blocks.availability.handlers import AvailabilityHandle
 from chargepoint_firmware.blocks.availability.status import Availability
 from chargepoint_firmware.blocks.diagnostics.events import StationEvents, TransferStatus
 from chargepoint_firmware.blocks.diagnostics.handlers import DiagnosticsHandlers
+from chargepoint_firmware.blocks.diagnostics.handlers_v21 import StreamHandlers
+from chargepoint_firmware.blocks.diagnostics.periodic_streams import PeriodicStreams
 from chargepoint_firmware.blocks.provisioning.device_model_adapter import DeviceModelAdapter
 from chargepoint_firmware.blocks.provisioning.handlers import ProvisioningHandlers
 from chargepoint_firmware.blocks.provisioning.service import Provisioning
@@ -32,6 +34,7 @@ from chargepoint_firmware.blocks.reservation.book import ReservationBook
 from chargepoint_firmware.blocks.reservation.handlers import ReservationHandlers
 from chargepoint_firmware.blocks.reservation.service import Reservations
 from chargepoint_firmware.blocks.smart_charging.handlers import SmartChargingHandlers
+from chargepoint_firmware.blocks.smart_charging.handlers_v21 import V21Handlers
 from chargepoint_firmware.blocks.smart_charging.service import SmartCharging
 from chargepoint_firmware.blocks.transactions.handlers import TransactionsHandlers
 from chargepoint_firmware.blocks.transactions.manager import TransactionManager
@@ -40,12 +43,13 @@ from chargepoint_firmware.blocks.transactions.sampling import Sampling
 from chargepoint_firmware.interfaces import EvseHardware
 from chargepoint_firmware.ocpp_edge.link import CsmsLink
 from chargepoint_firmware.ocpp_edge.outbox import Outbox
-from chargepoint_firmware.ocpp_edge.session import OcppSession
+from chargepoint_firmware.ocpp_edge.session import OcppSession, OcppSession21
 from chargepoint_firmware.settings import StationSettings
 from chargepoint_firmware.station.clock import Clock, SystemClock
 from chargepoint_firmware.station.config import ConfigView
 from chargepoint_firmware.station.waits import ConfigChanges
 from chargepoint_firmware.storage import AgentStorage
+from v2g_shared.ocpp_versions import OcppVersion
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +91,15 @@ class StationSession(
             spawn=link.spawn,
             send_call=link.send_call,
         )
+
+
+class StationSession21(StreamHandlers, V21Handlers, StationSession, OcppSession21):
+    """The same station over OCPP 2.1: the 2.1 library classes and schemas, plus the 2.1-only
+    actions (V2X, DER control, dynamic schedules, periodic event streams)."""
+
+    def __init__(self, *args: Any, streams: PeriodicStreams, **kwargs: Any) -> None:
+        self.periodic_streams = streams
+        super().__init__(*args, **kwargs)
 
 
 def build_agent(
@@ -217,7 +230,25 @@ def build_agent(
         auth_cache=auth_cache,
     )
 
+    smart.send_call = link.send_call
+    smart.send_soon = link.send_soon
+
+    streams = PeriodicStreams(hardware, clock)
+    streams.send_call = link.send_call
+    streams.send_message = lambda: getattr(link.session, "send_message", None)
+
     def new_session(ws: ClientConnection) -> OcppSession:
+        over_2_1 = ws.subprotocol == OcppVersion.V21.value
+        smart.ocpp_2_1 = over_2_1
+        if over_2_1:
+            return StationSession21(
+                settings.station_id,
+                ws,
+                response_timeout=settings.message_timeout_s,
+                link=link,
+                blocks=blocks,
+                streams=streams,
+            )
         return StationSession(
             settings.station_id,
             ws,

@@ -16,8 +16,23 @@ from base64 import b64encode
 from websockets.asyncio.client import ClientConnection, connect
 
 from chargepoint_firmware.settings import StationSettings
+from v2g_shared.ocpp_versions import OcppVersion
 
-SUBPROTOCOL = "ocpp2.0.1"
+SUBPROTOCOL = OcppVersion.V201.value  # the default offer
+
+
+def offered_subprotocols(settings: StationSettings) -> list[str]:
+    """Sec-WebSocket-Protocol values in preference order (settings.ocpp_versions)."""
+    return [v.value for v in settings.ocpp_versions]
+
+
+def negotiated_version(settings: StationSettings, subprotocol: str | None) -> OcppVersion | None:
+    """The version the CSMS chose, or None when it chose nothing we offered (OCPP-J Part 4:
+    the station must then close the connection)."""
+    for version in settings.ocpp_versions:
+        if subprotocol == version.value:
+            return version
+    return None
 
 
 def retry_backoff_delay(
@@ -71,7 +86,8 @@ def handshake_diagnosis(settings: StationSettings, status: int) -> str | None:
             "station id and the path of csms_url"
         )
     if status == 400:
-        return "the CSMS refused the handshake (HTTP 400): check the subprotocol (ocpp2.0.1)"
+        offered = ", ".join(offered_subprotocols(settings))
+        return f"the CSMS refused the handshake (HTTP 400): check the subprotocol ({offered})"
     return None
 
 
@@ -98,7 +114,7 @@ async def open_connection(
     s = settings
     return await connect(
         s.station_url,
-        subprotocols=[SUBPROTOCOL],  # type: ignore[list-item]
+        subprotocols=offered_subprotocols(s),  # type: ignore[arg-type]
         additional_headers=basic_auth_headers(s, password),
         ssl=ssl_context if ssl_context is not None else client_ssl_context(s),
         ping_interval=s.ping_interval_s,

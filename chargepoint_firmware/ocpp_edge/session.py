@@ -17,7 +17,9 @@ Edge fixes:
 
 from __future__ import annotations
 
+import json
 import logging
+import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -34,6 +36,9 @@ from ocpp.exceptions import (
 )
 from ocpp.exceptions import NotImplementedError as OcppNotImplemented
 from ocpp.messages import Call, MessageType, get_validator, unpack
+from ocpp.v21 import call as call_v21
+from ocpp.v21 import call_result as call_result_v21
+from ocpp.v21.enums import Action as ActionV21
 from ocpp.v201 import ChargePoint
 from ocpp.v201.enums import Action
 
@@ -44,6 +49,7 @@ from v2g_shared.ocpp_j import error_code_for_schema_keyword
 log = logging.getLogger(__name__)
 
 _KNOWN_ACTIONS = frozenset(a.value for a in Action)
+_KNOWN_ACTIONS_V21 = frozenset(a.value for a in ActionV21)
 
 
 class CsmsCallError(GenericError):
@@ -94,6 +100,9 @@ def schema_error(msg: Call, ocpp_version: str) -> OCPPError | None:
 class OcppSession(HandlerBase, ChargePoint):
     """The library's ChargePoint with the edge fixes above; handler mixins go before it."""
 
+    # Actions of this version: one without a handler is NotSupported, any other NotImplemented.
+    known_actions: frozenset[str] = _KNOWN_ACTIONS
+
     def __init__(
         self,
         station_id: str,
@@ -136,7 +145,7 @@ class OcppSession(HandlerBase, ChargePoint):
 
     async def _handle_call(self, msg: Call) -> Any:
         if msg.action not in self.route_map or "_on_action" not in self.route_map[msg.action]:
-            if msg.action in _KNOWN_ACTIONS:
+            if msg.action in self.known_actions:
                 raise NotSupportedError(details={"cause": f"{msg.action} is not supported"})
             raise OcppNotImplemented(details={"cause": f"{msg.action} is not a known action"})
         if not self.route_map[msg.action].get("_skip_schema_validation", False):
@@ -154,3 +163,20 @@ def _code_of(message: str) -> str:
     """The code quoted in the library's UnknownCallErrorCodeError message."""
     parts = message.split("'")
     return parts[1] if len(parts) >= 3 else "Unknown"
+
+
+class OcppSession21(OcppSession):
+    """The same session over OCPP 2.1 (subprotocol ocpp2.1): 2.1 schemas validate every frame
+    both ways, 2.1 response classes come back from `call`. CALLs built with the 2.0.1 call
+    classes keep working (same action names; the 2.1 schemas are checked on the way out)."""
+
+    _call = call_v21
+    _call_result = call_result_v21
+    _ocpp_version = "2.1"
+    known_actions = _KNOWN_ACTIONS_V21
+
+    async def send_message(self, action: str, payload: dict[str, Any]) -> None:
+        """An OCPP-J 2.1 SEND frame ([6, messageId, action, payload], Part 4): no answer is
+        expected. The `ocpp` library has no SEND support, so the frame is written here."""
+        frame = json.dumps([6, str(uuid.uuid4()), action, payload], separators=(",", ":"))
+        await self._send(frame)

@@ -113,6 +113,9 @@ class VehicleRead(BaseModel):
     evse_id: int | None
     departure: datetime | None
     target_soc: float | None
+    v2g_enabled: bool = Field(
+        True, description="V2G export allowed (Home Assistant's switch; off: plans never export)"
+    )
 
 
 class SessionContextRead(BaseModel):
@@ -311,6 +314,10 @@ class FrequencySampleCreate(_In):
 class FrequencySampleRead(BaseModel):
     fired: list[dict[str, Any]] = Field(description="vehicles sent a discharge profile")
     restored: list[dict[str, Any]] = Field(description="early ends: frequency profile cleared")
+    central: list[dict[str, Any]] = Field(
+        default_factory=list,
+        description="2.1 CentralFrequency stations: Dynamic profile set, moved or cleared",
+    )
 
 
 class FrequencyResponseCreate(_In):
@@ -326,6 +333,11 @@ class FrequencyResponseCreate(_In):
 class FrequencyResponseRead(BaseModel):
     accepted: bool
     results: list[dict[str, Any]]
+    mode: str = Field(
+        "variables",
+        description="LocalFrequency: a 2.1 LocalFrequency profile; variables: SetVariables "
+        "V2XCtrlr (2.0.1 stations, 2.1 stations without LocalFrequency)",
+    )
 
 
 class BackupRead(BaseModel):

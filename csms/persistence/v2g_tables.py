@@ -27,6 +27,8 @@ v2g_vehicles = sa.Table(
     # Session context given through the API (None = from NotifyEVChargingNeeds or predicted).
     sa.Column("departure", UtcDateTime),
     sa.Column("target_soc", sa.Float),
+    # V2G export allowed (off: plans never discharge; V2H backup keeps max_discharge_kw).
+    sa.Column("v2g_enabled", sa.Boolean, nullable=False, server_default=sa.true()),
     sa.Column("created_at", UtcDateTime, nullable=False),
     sa.Column("updated_at", UtcDateTime, nullable=False),
     sa.Index("ix_v2g_vehicles_station", "station_id", "evse_id"),
@@ -96,5 +98,17 @@ v2g_rule_states = sa.Table(
     metadata,
     sa.Column("name", sa.String(32), primary_key=True),
     sa.Column("state", sa.JSON, nullable=False),
+    sa.Column("updated_at", UtcDateTime, nullable=False),
+)
+
+# A station's AS/NZS 4777.2 grid-code curves (migration 0008): one row per station and curve
+# kind (volt_watt, volt_var, freq_watt_over, freq_watt_under); `setting` is
+# DerCurveSetting.as_dict() (points, region, nominal voltage, priority, response time).
+der_curve_settings = sa.Table(
+    "der_curve_settings",
+    metadata,
+    sa.Column("station_id", sa.String(48), primary_key=True),
+    sa.Column("kind", sa.String(24), primary_key=True),
+    sa.Column("setting", sa.JSON, nullable=False),
     sa.Column("updated_at", UtcDateTime, nullable=False),
 )

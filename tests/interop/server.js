@@ -4,7 +4,7 @@
 // JSON lines on stdin, reporting every event as a JSON line on stdout. See README.md.
 //
 //   node server.js [--port 0] [--password SECRET] [--heartbeat-interval 300]
-//                  [--boot-status Accepted|Pending|Rejected]
+//                  [--boot-status Accepted|Pending|Rejected] [--protocols ocpp2.1,ocpp2.0.1]
 //                  [--tls-cert FILE --tls-key FILE [--tls-client-ca FILE]]
 //   With --tls-cert/--tls-key it listens on wss (security profile 2); with --tls-client-ca too,
 //   it requires a client certificate issued by that CA (profile 3).
@@ -15,6 +15,7 @@ const {
     PROTOCOL, CS_TO_CSMS, emit, nowIso, errorFields, instrument, answerFromOverride, readCommands,
     argValue, selfCheck, skippableValidator,
 } = require('./common');
+const { PROTOCOL_21, validator21, CS_TO_CSMS_21_DEFAULTS, selfCheck21 } = require('./v21');
 
 const port = Number(argValue('--port', '0'));
 const password = argValue('--password', null);
@@ -23,6 +24,8 @@ const bootStatus = argValue('--boot-status', 'Accepted');
 const tlsCert = argValue('--tls-cert', null);
 const tlsKey = argValue('--tls-key', null);
 const tlsClientCa = argValue('--tls-client-ca', null);
+// Subprotocols this CSMS speaks, preferred first (the first one the station offers is chosen).
+const protocols = argValue('--protocols', PROTOCOL).split(',').filter(Boolean);
 let tlsServer = null; // the https server when TLS is on (ocpp-rpc's listen() is plain http)
 
 const empty = () => ({});
@@ -74,15 +77,17 @@ const overrides = new Map(); // action -> {response} | {error}
 // Lets one outbound CALL skip strict validation (`"unvalidated": true` on a call command).
 const skipper = skippableValidator();
 const server = new RPCServer({
-    protocols: [PROTOCOL], strictMode: true, strictModeValidators: [skipper.validator],
+    protocols, strictMode: true, strictModeValidators: [skipper.validator, validator21()],
 });
+// 2.1 stations get the 2.1 answers where they differ (and to the actions new in 2.1).
+const DEFAULTS_21 = { ...DEFAULTS, ...CS_TO_CSMS_21_DEFAULTS };
 
 server.auth((accept, reject, handshake) => {
     // ocpp-rpc would accept a client with no common subprotocol (and then run without one);
     // OCPP-J says the upgrade must then fail, so this harness refuses it.
-    if (!handshake.protocols.has(PROTOCOL)) {
+    if (!protocols.some((p) => handshake.protocols.has(p))) {
         emit('subprotocol_rejected', { identity: handshake.identity, offered: [...handshake.protocols] });
-        reject(400, `subprotocol ${PROTOCOL} required`);
+        reject(400, `subprotocol ${protocols.join(' or ')} required`);
         return;
     }
     if (password !== null) {
@@ -108,7 +113,8 @@ server.on('client', (client) => {
     client.handle(({ method, params }) => {
         const override = overrides.get(method);
         if (override) return answerFromOverride(override);
-        return DEFAULTS[method](params ?? {});
+        const defaults = client.protocol === PROTOCOL_21 ? DEFAULTS_21 : DEFAULTS;
+        return defaults[method](params ?? {});
     });
     client.on('close', ({ code, reason }) => {
         if (stations.get(identity) === client) stations.delete(identity);
@@ -210,11 +216,15 @@ async function main() {
     });
     emit('listening', {
         role: 'csms', pid: process.pid, host: '127.0.0.1', port: httpServer.address().port,
-        protocol: PROTOCOL, auth: password !== null, tls: tlsServer !== null, client_ca: Boolean(tlsClientCa),
+        protocol: protocols[0], protocols, auth: password !== null, tls: tlsServer !== null, client_ca: Boolean(tlsClientCa),
     });
 }
 
-if (process.argv.includes('--self-check')) {
+if (process.argv.includes('--self-check-21')) {
+    const { actions, problems } = selfCheck21(DEFAULTS_21, SAMPLE_REQUESTS);
+    emit('self_check', { actions, problems, protocol: PROTOCOL_21 });
+    process.exitCode = problems.length ? 1 : 0;
+} else if (process.argv.includes('--self-check')) {
     selfCheck(CS_TO_CSMS, DEFAULTS, SAMPLE_REQUESTS);
 } else {
     main().catch((err) => {

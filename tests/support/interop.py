@@ -375,7 +375,8 @@ class NodePeer:
 
 
 class InteropStation(NodePeer):
-    """client.js: an ocpp-rpc charging station (strict mode, subprotocol ocpp2.0.1)."""
+    """client.js: an ocpp-rpc charging station (strict mode; ocpp2.0.1 unless `protocols` at
+    connect offers ocpp2.1)."""
 
     def __init__(self) -> None:
         super().__init__(CLIENT_SCRIPT)
@@ -432,6 +433,13 @@ class InteropStation(NodePeer):
         )
         return CallOutcome.from_event(event)
 
+    async def send_unconfirmed(self, action: str, payload: dict[str, Any]) -> Event:
+        """An OCPP-J 2.1 SEND (message type 6, never answered): the `sent` event, or
+        `send_error` when not on ocpp2.1, not a SEND action or an invalid payload."""
+        return await self.request(
+            {"command": "send", "action": action, "payload": payload}, ("sent", "send_error")
+        )
+
     async def boot(self, reason: str = "PowerUp") -> dict[str, Any]:
         """A schema-valid BootNotification; the CSMS's answer."""
         outcome = await self.call(
@@ -456,9 +464,12 @@ class InteropCsms(NodePeer):
         password: str | None = None,
         heartbeat_interval: int = 300,
         boot_status: str = "Accepted",
+        protocols: tuple[str, ...] | None = None,
     ) -> None:
         args = ["--port", "0", "--heartbeat-interval", str(heartbeat_interval)]
         args += ["--boot-status", boot_status]
+        if protocols:  # subprotocols in preference order (default: ocpp2.0.1 only)
+            args += ["--protocols", ",".join(protocols)]
         if password is not None:
             args += ["--password", password]
         super().__init__(SERVER_SCRIPT, args)
@@ -514,10 +525,17 @@ async def interop_station() -> AsyncIterator[InteropStation]:
 
 @contextlib.asynccontextmanager
 async def interop_csms(
-    *, password: str | None = None, heartbeat_interval: int = 300, boot_status: str = "Accepted"
+    *,
+    password: str | None = None,
+    heartbeat_interval: int = 300,
+    boot_status: str = "Accepted",
+    protocols: tuple[str, ...] | None = None,
 ) -> AsyncIterator[InteropCsms]:
     csms = InteropCsms(
-        password=password, heartbeat_interval=heartbeat_interval, boot_status=boot_status
+        password=password,
+        heartbeat_interval=heartbeat_interval,
+        boot_status=boot_status,
+        protocols=protocols,
     )
     await csms.start()
     try:
@@ -526,13 +544,13 @@ async def interop_csms(
         await csms.stop()
 
 
-async def run_self_check(script: Path) -> Event:
-    """Run `node <script> --self-check`: are all default answers schema-valid?"""
+async def run_self_check(script: Path, flag: str = "--self-check") -> Event:
+    """Run `node <script> --self-check` (or `flag`): are all default answers schema-valid?"""
     node = require_node()
     process = await asyncio.create_subprocess_exec(
         node,
         str(script),
-        "--self-check",
+        flag,
         cwd=str(INTEROP_DIR),
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,

@@ -110,7 +110,8 @@ V21_DYNAMIC = {
 }
 
 V21 = ValidationContext(evse_ids=frozenset({1}), dc_evse_ids=frozenset({1}), ocpp_2_1=True)
-V201 = ValidationContext(evse_ids=frozenset({1}), dc_evse_ids=frozenset({1}))
+V201 = ValidationContext(evse_ids=frozenset({1}), dc_evse_ids=frozenset({1}), ocpp_2_1=False)
+UNSAID = ValidationContext(evse_ids=frozenset({1}), dc_evse_ids=frozenset({1}))
 
 
 @pytest.mark.parametrize("payload", [V21_FULL, V21_DYNAMIC], ids=["full", "dynamic"])
@@ -187,6 +188,18 @@ def test_v21_fields_are_refused_over_v201() -> None:
     assert "OCPP 2.0.1" in rules
 
 
+def test_version_not_said_runs_the_period_rules_but_not_station_capabilities() -> None:
+    """How the CSMS checks before sending (the payload passed its version's schema)."""
+    assert validate_profile(profile_from_ocpp(V21_DYNAMIC), UNSAID, evse_id=1) == []
+    priority = profile_from_ocpp(V21_DYNAMIC | {"chargingProfilePurpose": "PriorityCharging"})
+    assert validate_profile(priority, UNSAID, evse_id=1) == []
+    payload = copy.deepcopy(V21_DYNAMIC)
+    periods = payload["chargingSchedule"][0]  # type: ignore[index]
+    periods["chargingSchedulePeriod"] = [{"startPeriod": 0}]
+    rules = {v.rule for v in validate_profile(profile_from_ocpp(payload), UNSAID, evse_id=1)}
+    assert rules == {"ChargingSchedulePeriod.limit"}
+
+
 def test_valid_v21_profile_passes_v21_validation() -> None:
     context = ValidationContext(
         evse_ids=frozenset({1}),
@@ -202,6 +215,10 @@ def test_valid_v21_profile_passes_v21_validation() -> None:
     ("period", "rule"),
     [
         ({"startPeriod": 0}, "ChargingSchedulePeriod.limit"),
+        (
+            {"startPeriod": 0, "setpoint": 1, "operationMode": "CentralFrequency"},
+            "ChargingSchedulePeriod.limit",
+        ),
         ({"startPeriod": 0, "operationMode": "CentralSetpoint"}, "ChargingSchedulePeriod.setpoint"),
         (
             {"startPeriod": 0, "operationMode": "LocalFrequency"},

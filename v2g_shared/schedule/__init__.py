@@ -8,6 +8,7 @@ from v2g_shared.schedule.composite import (
     composite_schedule,
     composite_to_ocpp,
     limit_at,
+    next_breakpoint,
     v2x_at,
 )
 from v2g_shared.schedule.model import (
@@ -57,6 +58,7 @@ __all__ = [
     "composite_to_ocpp",
     "format_datetime",
     "limit_at",
+    "next_breakpoint",
     "parse_datetime",
     "profile_from_ocpp",
     "profile_to_ocpp",

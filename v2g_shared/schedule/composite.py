@@ -481,6 +481,9 @@ class V2xPeriod:
     freq_watt_curve: tuple[tuple[float, float], ...] | None = None
     signal_watt_curve: tuple[tuple[int, float], ...] | None = None
     profile_id: int | None = None
+    # The winning period speaks 2.1 V2X (operationMode, setpoint or dischargeLimit given), or a
+    # bound carries a dischargeLimit; False = a 2.0.1 period (negative-limit convention applies).
+    native: bool = False
 
 
 def v2x_at(
@@ -524,8 +527,13 @@ def v2x_at(
         assert value is not None
         discharge = value if discharge is None else max(discharge, value)
     if winner is None:
-        return V2xPeriod(OperationMode.CHARGING_ONLY, discharge_limit=discharge)
+        return V2xPeriod(
+            OperationMode.CHARGING_ONLY, discharge_limit=discharge, native=discharge is not None
+        )
     period, from_unit, profile_id = winner
+    native = discharge is not None or any(
+        v is not None for v in (period.operation_mode, period.setpoint, period.discharge_limit)
+    )
 
     def curve(points: tuple[tuple[Any, float], ...] | None) -> tuple[tuple[Any, float], ...] | None:
         if points is None:
@@ -540,4 +548,19 @@ def v2x_at(
         freq_watt_curve=curve(period.v2x_freq_watt_curve),
         signal_watt_curve=curve(period.v2x_signal_watt_curve),
         profile_id=profile_id,
+        native=native,
     )
+
+
+def next_breakpoint(
+    profiles: Sequence[InstalledProfile],
+    transactions: Mapping[int, Transaction],
+    evse_ids: Iterable[int],
+    *,
+    now: datetime,
+) -> datetime | None:
+    """The first moment after `now` at which any period, validity or duration edge falls (within
+    the search window): where a 2.1 setpoint or mode may change although the limit does not."""
+    evaluator = _Evaluator(profiles, transactions, list(evse_ids), "W", 1.0, True)
+    later = [p for p in evaluator.breakpoints(now, now + _SEARCH_WINDOW) if p > now]
+    return later[0] if later else None

@@ -57,8 +57,11 @@ class ValidationContext:
     from_csms: bool = True
     # 2.0.1 allows 2-3 schedules only after ISO 15118 NotifyEVChargingNeeds; CHAdeMO has none.
     allow_multiple_schedules: bool = False
-    # The OCPP version the profile travels in: 2.1-only fields are refused over 2.0.1.
-    ocpp_2_1: bool = False
+    # The OCPP version the profile travels in: False = 2.0.1 (2.1-only fields refused), True =
+    # 2.1 (every 2.1 rule, station capabilities included), None = not said (the caller checked
+    # the payload against its version's schema already: the 2.1 period rules still apply, the
+    # station-capability rules do not; this is how the CSMS checks before sending).
+    ocpp_2_1: bool | None = None
     # V2XCtrlr.SupportedOperationModes (None = every mode); only checked over 2.1.
     supported_operation_modes: frozenset[OperationMode] | None = None
     # 2.1 purposes the station can apply (a CHAdeMO station: neither PriorityCharging nor
@@ -193,17 +196,25 @@ def validate_profile(
 
 # Modes whose period must carry a setpoint (the target the EVSE follows).
 _SETPOINT_MODES = frozenset({OperationMode.CENTRAL_SETPOINT})
+# The 2.1 schema: limit is "optional only when not required by the operationMode, as in
+# CentralSetpoint, ExternalSetpoint, ExternalLimits, LocalFrequency, LocalLoadBalancing" (Idle
+# moves nothing, so no limit is asked of it either).
+_LIMIT_MODES = frozenset({OperationMode.CHARGING_ONLY, OperationMode.CENTRAL_FREQUENCY})
 
 
 def _v2x_violations(profile: ChargingProfile, context: ValidationContext) -> list[Violation]:
     """The OCPP 2.1 rules: 2.1 fields only over 2.1, a limit where the mode needs one, the
     setpoint/curve a mode works from, one period in a Dynamic profile, sane curves."""
     out: list[Violation] = []
-    if not context.ocpp_2_1:
+    if context.ocpp_2_1 is False:
         if profile.uses_2_1:
             out.append(Violation("OCPP 2.0.1", "the profile uses OCPP 2.1 fields over OCPP 2.0.1"))
         return out
-    if profile.purpose in _PURPOSES_2_1 and (profile.purpose not in context.supported_2_1_purposes):
+    if (
+        context.ocpp_2_1
+        and profile.purpose in _PURPOSES_2_1
+        and profile.purpose not in context.supported_2_1_purposes
+    ):
         out.append(
             Violation(
                 "ChargingProfile.chargingProfilePurpose",
@@ -232,7 +243,7 @@ def _v2x_violations(profile: ChargingProfile, context: ValidationContext) -> lis
                 out.append(
                     Violation("V2XCtrlr.SupportedOperationModes", f"{where}: mode not supported")
                 )
-            if mode is OperationMode.CHARGING_ONLY and period.limit is None:
+            if mode in _LIMIT_MODES and period.limit is None:
                 out.append(Violation("ChargingSchedulePeriod.limit", f"{where}: needs a limit"))
             if mode in _SETPOINT_MODES and period.setpoint is None:
                 out.append(
@@ -244,14 +255,15 @@ def _v2x_violations(profile: ChargingProfile, context: ValidationContext) -> lis
                         "ChargingSchedulePeriod.v2xFreqWattCurve", f"{where}: needs the curve"
                     )
                 )
+            # A setpoint would be ignored in these modes: refuse it rather than drop it. (A
+            # dischargeLimit is a bound, harmless anywhere, e.g. on a ChargingStationMaxProfile.)
             if mode in (OperationMode.CHARGING_ONLY, OperationMode.IDLE) and (
                 period.setpoint is not None
-                or (period.discharge_limit is not None and period.discharge_limit < 0)
             ):
                 out.append(
                     Violation(
                         "ChargingSchedulePeriod.operationMode",
-                        f"{where}: no setpoint or discharge in this mode",
+                        f"{where}: no setpoint in this mode",
                     )
                 )
             if period.discharge_limit is not None and period.discharge_limit > 0:

@@ -150,6 +150,10 @@ class LocalV2x:
             out = backup_held(out)
         return out
 
+    def poll_again(self) -> None:
+        """Evaluate again in `poll_s` (a measured input such as the frequency moves)."""
+        self._schedule_rewake()
+
     def _schedule_rewake(self) -> None:
         if self.wake is None or (self._rewake is not None and not self._rewake.cancelled()):
             return

@@ -498,7 +498,9 @@ def _dispatch_method(per_vehicle: dict[str, dict[str, Any]]) -> str | None:
 )
 async def grid_frequency(v2g: V2g, body: FrequencySampleCreate) -> FrequencySampleRead:
     outcome = await v2g.grid_frequency(body.hz, body.at)
-    return FrequencySampleRead(fired=outcome["fired"], restored=outcome["restored"])
+    return FrequencySampleRead(
+        fired=outcome["fired"], restored=outcome["restored"], central=outcome.get("central", [])
+    )
 
 
 @router.put(

@@ -4,12 +4,18 @@ settings and the node's router."""
 from __future__ import annotations
 
 import asyncio
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable
 from datetime import datetime
+from typing import Any
 
 from csms.persistence.database import Database
 from csms.routing.base import CommandRouter
 from csms.services.common import Clock, CommandSender, utcnow
 from csms.services.v2g.settings import V2gSettings
+
+# Station id -> its OCPP version as negotiated ("2.1", "ocpp2.1", ...; None = not known).
+StationVersionLookup = Callable[[str], Awaitable[str | None]]
 
 
 class V2gCore:
@@ -23,18 +29,26 @@ class V2gCore:
         clock: Clock = utcnow,
         settings: V2gSettings | None = None,
         router: CommandRouter | None = None,
+        versions: StationVersionLookup | None = None,
     ) -> None:
         """`router`: the node's command router; with it the re-planning loop plans only the
-        vehicles at stations this node holds (without it, every vehicle: one node)."""
+        vehicles at stations this node holds (without it, every vehicle: one node).
+        `versions`: each station's OCPP version (services/v2g/v2x.py says the fallback)."""
         self._db = db
         self._commands = commands
         self._router = router
+        self._versions = versions
         self._clock = clock
         self.settings = settings or V2gSettings()
         # Serializes this node's samples (the row lock serializes the nodes).
         self._frequency_lock = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
         self.replans = 0
+        # (station, transaction) -> EV-schedule renegotiations sent (bounded, oldest dropped).
+        self._renegotiations: OrderedDict[tuple[str, str], int] = OrderedDict()
+        # (station, EVSE) -> the TxProfile being sent for the EV's needs: the EV may answer
+        # with its schedule before the CSMS has stored the station's Accepted.
+        self._needs_in_flight: dict[tuple[str, int], dict[str, Any]] = {}
 
     def now(self) -> datetime:
         return self._clock()

@@ -15,7 +15,6 @@ from csms.domain.v2g_records import (
     VehicleRecord,
 )
 from csms.persistence.repositories import v2g as vrepo
-from csms.services.common import ocpp_datetime
 from csms.services.v2g.checks import bounded, in_time_range
 from csms.services.v2g.profiles import (
     DISPATCH_PROFILE_ID,
@@ -29,7 +28,7 @@ from csms.services.v2g.records import (
 from csms.services.v2g.rules import (
     nonzero_share,
 )
-from csms.services.v2g.sessions import SessionsPart
+from csms.services.v2g.v2x import V2xPart
 from csms.v2g import (
     aggregate,
     dispatch,
@@ -52,7 +51,7 @@ class Plugged:
     soc: float
 
 
-class FleetPart(SessionsPart):
+class FleetPart(V2xPart):
     async def _connected(self, now: datetime) -> list[SessionContext]:
         """Vehicles plugged in with an active transaction and a known SoC."""
         out = []
@@ -87,8 +86,8 @@ class FleetPart(SessionsPart):
                     ),
                     None,
                 )
-                if tx is None or tx.evse_id is None:
-                    continue
+                if tx is None or tx.evse_id is None or not record.v2g_enabled:
+                    continue  # V2G switched off: no frequency response either
                 found = await vrepo.latest_measurand(
                     conn, station_id, SOC, record.evse_id, tx.transaction_id
                 ) or await vrepo.latest_measurand(conn, station_id, SOC, record.evse_id)
@@ -128,25 +127,13 @@ class FleetPart(SessionsPart):
         profile_id: int,
         stack_level: int,
         now: datetime,
+        *,
+        frequency: bool = False,
     ) -> dict[str, Any]:
+        """A TxProfile running the vehicle at `power_w` for `duration_s`, in the station's own
+        version's means (v2x.py: 2.1 operation modes, or the 2.0.1 negative limit)."""
         tx = ctx.transaction
         assert tx is not None and tx.evse_id is not None and ctx.vehicle.station_id is not None
-        profile = {
-            "id": profile_id,
-            "stackLevel": stack_level,
-            "chargingProfilePurpose": "TxProfile",
-            "chargingProfileKind": "Absolute",
-            "transactionId": tx.transaction_id,
-            "chargingSchedule": [
-                {
-                    "id": profile_id,
-                    "startSchedule": ocpp_datetime(now),
-                    "duration": duration_s,
-                    "chargingRateUnit": "W",
-                    "chargingSchedulePeriod": [{"startPeriod": 0, "limit": round(power_w, 1)}],
-                }
-            ],
-        }
         result: dict[str, Any] = {
             "station_id": ctx.vehicle.station_id,
             "evse_id": tx.evse_id,
@@ -154,6 +141,10 @@ class FleetPart(SessionsPart):
             "kw": power_w / 1000.0,
         }
         try:
+            profile, version = await self.power_profile(
+                ctx, power_w, duration_s, profile_id, stack_level, now, frequency=frequency
+            )
+            result["ocpp_version"] = version.label
             answer = await self._commands.send(
                 ctx.vehicle.station_id,
                 "SetChargingProfile",

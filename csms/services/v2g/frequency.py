@@ -20,7 +20,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from csms.domain.errors import CsmsError, InvalidRequest
 from csms.persistence.repositories import v2g as vrepo
-from csms.services.v2g.fleet import FleetPart, Plugged
+from csms.services.common import ocpp_datetime
+from csms.services.v2g.central_frequency import CentralFrequencyPart
+from csms.services.v2g.fleet import Plugged
 from csms.services.v2g.profiles import (
     FREQUENCY_PROFILE_ID,
     FREQUENCY_STACK_LEVEL,
@@ -31,6 +33,7 @@ from csms.v2g import (
     UnderFrequencyRule,
 )
 from csms.v2g.frequency import EventSnapshot, EventState
+from csms.v2g.v2x import OperationMode, frequency_period, v21_profile
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +51,7 @@ class _FrequencyStep:
     error: str | None = None  # the sample was refused (out of time order): nothing changed
 
 
-class FrequencyPart(FleetPart):
+class FrequencyPart(CentralFrequencyPart):
     def _rule(self) -> UnderFrequencyRule:
         s = self.settings
         return UnderFrequencyRule(
@@ -86,8 +89,11 @@ class FrequencyPart(FleetPart):
             fired = [by_id[vid] for vid in step.fired]
             ended = [by_id[vid] for vid in step.ended]
             restored = list(await asyncio.gather(*(self._clear_frequency(c) for c in ended)))
+            # 2.1 CentralFrequency stations follow their curve with this sample
+            central = await self.central_frequency(contexts, hz, at) if contexts else []
+            extra = {"central": central} if central else {}  # only where a station follows
             if not fired:
-                return {"fired": [], "restored": restored}
+                return {"fired": [], "restored": restored, **extra}
             s = self.settings
             duration_s = round(s.frequency_duration_s)
             results = await asyncio.gather(
@@ -99,6 +105,7 @@ class FrequencyPart(FleetPart):
                         FREQUENCY_PROFILE_ID,
                         FREQUENCY_STACK_LEVEL,
                         at,
+                        frequency=True,  # CentralFrequency on a 2.1 station that offers it
                     )
                     for ctx in fired
                 )
@@ -113,6 +120,7 @@ class FrequencyPart(FleetPart):
             return {
                 "fired": [dict(r, vehicle_id=v) for v, r in per_vehicle.items()],
                 "restored": restored,
+                **extra,
             }
 
     async def _frequency_step(
@@ -177,8 +185,10 @@ class FrequencyPart(FleetPart):
     async def set_frequency_response(
         self, station_id: str, curve: list[list[float]] | None, enabled: bool
     ) -> dict[str, Any]:
-        """SetVariables V2XCtrlr.FreqWattCurve (JSON [[Hz, W], ...]) and FreqWattEnabled; the
-        setting is stored when the station accepts every variable."""
+        """A 2.1 station offering LocalFrequency gets it natively (a LocalFrequency TxProfile
+        with the curve as v2xFreqWattCurve, `_local_frequency`); otherwise SetVariables
+        V2XCtrlr.FreqWattCurve (JSON [[Hz, W], ...]) and FreqWattEnabled (the agent's 2.0.1
+        variables). The setting is stored when the station accepts."""
         if curve is not None:
             try:
                 FreqWattCurve(tuple((float(p[0]), float(p[1])) for p in curve))
@@ -186,6 +196,12 @@ class FrequencyPart(FleetPart):
                 raise InvalidRequest(f"curve: {exc}") from exc
             if not 2 <= len(curve) <= 20 or any(not 40 <= p[0] <= 70 for p in curve):
                 raise InvalidRequest("curve: 2 to 20 points, Hz between 40 and 70")
+        if await self.is_v21(station_id):
+            caps = await self.capabilities(station_id)
+            if caps.frequency_mode() is OperationMode.LOCAL_FREQUENCY:
+                return await self._local_frequency(station_id, curve, enabled)
+            if caps.frequency_mode() is OperationMode.CENTRAL_FREQUENCY:
+                return await self._central_setting(station_id, curve, enabled)
         data: list[dict[str, Any]] = []
         if curve is not None:
             data.append(
@@ -215,4 +231,77 @@ class FrequencyPart(FleetPart):
                 freq_watt_curve=curve if curve is not None else current.freq_watt_curve,
             )
             await self._db.write(lambda c: vrepo.save_station_settings(c, updated, now))
-        return {"accepted": accepted, "results": results}
+        return {"accepted": accepted, "results": results, "mode": "variables"}
+
+    async def _central_setting(
+        self, station_id: str, curve: list[list[float]] | None, enabled: bool
+    ) -> dict[str, Any]:
+        """2.1 CentralFrequency: the CSMS follows the curve with each frequency sample
+        (central_frequency.py); switching it off clears the station's Dynamic profile."""
+        async with self._db.read() as conn:
+            current = await vrepo.get_station_settings(conn, station_id)
+        points = curve if curve is not None else current.freq_watt_curve
+        if enabled and not points:
+            raise InvalidRequest("curve: give one (the station has none stored)")
+        results = [] if enabled else [await self.stop_central_frequency(station_id)]
+        # Unknown: there was no profile to clear, which is what switching off wants
+        accepted = all(r.get("status") in ("Accepted", "Unknown") for r in results)
+        if accepted:
+            now = self._clock()
+            updated = replace(current, freq_watt_enabled=enabled, freq_watt_curve=points)
+            await self._db.write(lambda c: vrepo.save_station_settings(c, updated, now))
+        return {"accepted": accepted, "results": results, "mode": "CentralFrequency"}
+
+    async def _local_frequency(
+        self, station_id: str, curve: list[list[float]] | None, enabled: bool
+    ) -> dict[str, Any]:
+        """2.1 LocalFrequency: enabled -> a TxProfile above the plan (FREQUENCY_STACK_LEVEL, no
+        duration) whose one period follows the curve around a 0 W baseline within the EV's
+        bounds; disabled -> that profile cleared, the plan resumes."""
+        async with self._db.read() as conn:
+            current = await vrepo.get_station_settings(conn, station_id)
+        points = curve if curve is not None else current.freq_watt_curve
+        results: list[dict[str, Any]] = []
+        if enabled:
+            if not points:
+                raise InvalidRequest("curve: give one (the station has none stored)")
+            record = await self._station_vehicle(station_id, None)
+            ctx = await self.session_context(record, self._clock())
+            tx = ctx.transaction
+            if tx is None or tx.evse_id is None:
+                raise InvalidRequest(f"station {station_id!r} has no active transaction")
+            try:
+                period = frequency_period(
+                    [(float(h), float(w)) for h, w in points], await self.power_bounds(ctx)
+                )
+                profile = v21_profile(
+                    [period],
+                    profile_id=FREQUENCY_PROFILE_ID,
+                    stack_level=FREQUENCY_STACK_LEVEL,
+                    start_schedule=ocpp_datetime(self._clock()),
+                    duration_s=None,
+                    transaction_id=tx.transaction_id,
+                )
+            except ValueError as exc:
+                raise InvalidRequest(f"curve: {exc}") from exc
+            answer = await self._commands.send(
+                station_id,
+                "SetChargingProfile",
+                {"evseId": tx.evse_id, "chargingProfile": profile},
+            )
+        else:
+            answer = await self._commands.send(
+                station_id, "ClearChargingProfile", {"chargingProfileId": FREQUENCY_PROFILE_ID}
+            )
+        results.append(answer)
+        # ClearChargingProfile answers Unknown when nothing was set: nothing to undo, fine.
+        accepted = answer.get("status") in (("Accepted",) if enabled else ("Accepted", "Unknown"))
+        if accepted:
+            now = self._clock()
+            updated = replace(
+                current,
+                freq_watt_enabled=enabled,
+                freq_watt_curve=points if points is not None else current.freq_watt_curve,
+            )
+            await self._db.write(lambda c: vrepo.save_station_settings(c, updated, now))
+        return {"accepted": accepted, "results": results, "mode": "LocalFrequency"}

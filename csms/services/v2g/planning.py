@@ -29,7 +29,7 @@ from csms.services.v2g.records import (
 from csms.services.v2g.rules import (
     plan_to_json,
 )
-from csms.services.v2g.sessions import SessionsPart
+from csms.services.v2g.v2x import V2xPart
 from csms.v2g import (
     PlanError,
     PlanInputs,
@@ -39,11 +39,12 @@ from csms.v2g import (
     optimize,
     to_tx_profile,
 )
+from csms.v2g.v2x import plan_to_v21_profile
 
 log = logging.getLogger(__name__)
 
 
-class PlanningPart(SessionsPart, PricesPart):
+class PlanningPart(V2xPart, PricesPart):
     async def plan(self, request: PlanRequest) -> tuple[SitePlan, list[SessionContext]]:
         """What-if: plan the given vehicles (a site when several), send nothing."""
         now = in_time_range(request.now or self._clock(), "now")
@@ -74,6 +75,7 @@ class PlanningPart(SessionsPart, PricesPart):
                     session = replace(session, arrival=item.arrival)
             except ValueError as exc:
                 raise InvalidRequest(str(exc)) from exc
+            session = await self.with_ev_limits(ctx, session)
             sessions.append(session)
         last_departure = max(s.departure for s in sessions)
         prices = request.prices or await self._prices_for(now, last_departure)
@@ -109,8 +111,20 @@ class PlanningPart(SessionsPart, PricesPart):
         plan = site.vehicles[record.id]
         if not plan.power_kw:
             raise InvalidRequest(f"nothing to plan: {'; '.join(plan.warnings)}")
+        native = await self.is_v21(station_id)
         try:
-            profile = to_tx_profile(plan, PLAN_PROFILE_ID, tx.transaction_id, PLAN_STACK_LEVEL)
+            if native:  # 2.1: native V2X operation modes
+                caps = await self.capabilities(station_id)
+                profile = plan_to_v21_profile(
+                    plan,
+                    PLAN_PROFILE_ID,
+                    tx.transaction_id,
+                    PLAN_STACK_LEVEL,
+                    await self.power_bounds(ctx),
+                    modes=caps.operation_modes if caps.enabled and caps.operation_modes else None,
+                )
+            else:  # 2.0.1: negative limit = discharge
+                profile = to_tx_profile(plan, PLAN_PROFILE_ID, tx.transaction_id, PLAN_STACK_LEVEL)
         except ValueError as exc:  # e.g. more periods than a schedule may hold
             raise InvalidRequest(f"plan cannot be sent: {exc}") from exc
         payload = {"evseId": tx.evse_id, "chargingProfile": profile}
@@ -135,6 +149,11 @@ class PlanningPart(SessionsPart, PricesPart):
                 reason=reason or (json.dumps(info) if info else None),
             )
             plan_id = await self._db.write(lambda c: vrepo.insert_plan(c, record_, moment))
+        if status == "Accepted" and native:
+            try:  # the plan went out; a refused notice must not undo it
+                await self.restrict_transfer_if_needed(station_id, ctx)
+            except CsmsError as exc:
+                log.info("NotifyAllowedEnergyTransfer to %s failed: %s", station_id, exc)
         return SentPlan(
             plan, station_id, tx.evse_id, tx.transaction_id, status, info, profile, plan_id
         )

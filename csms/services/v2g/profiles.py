@@ -12,6 +12,9 @@ FREQUENCY_STACK_LEVEL = 3
 PLAN_PROFILE_ID = 62_001
 DISPATCH_PROFILE_ID = 62_002
 FREQUENCY_PROFILE_ID = 62_003
+# 2.1 CentralFrequency: a Dynamic profile whose setpoint the CSMS moves with each frequency
+# sample (UpdateDynamicSchedule), at the frequency stack level (the plan resumes when cleared).
+CENTRAL_FREQUENCY_PROFILE_ID = 62_004
 
 # DataTransfer the emergency-backup switch sends (the agent's V2X extension).
 BACKUP_VENDOR_ID = "org.openv2g.v2x"

@@ -1,0 +1,116 @@
+"""End to end over OCPP 2.1, beside a 2.0.1 station: REST API -> CSMS -> OCPP 2.1 websocket ->
+agent -> composite schedule (V2X operation mode) -> safety -> CHAdeMO controller -> python-can
+virtual bus -> simulated vehicle, and the export register back through the CSMS to the API.
+
+The 2.1 station is told to discharge the 2.1 way (a TxProfile period with operationMode
+CentralSetpoint, a negative setpoint and a dischargeLimit); the 2.0.1 station beside it the 2.0.1
+way (a negative limit). Both discharge on CAN frame 0x208 at the same power.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from chargepoint_firmware.chademo.frames import ChargerDischargeStatus
+from chargepoint_firmware.simulate import Car
+from tests.support.chademo_sim import BusRecorder
+from tests.support.e2e_stack import iso_ms, running_stack, until, until_true
+
+EXPORT = "Energy.Active.Export.Register"
+SPEED = 60.0
+
+
+def v21_setpoint_profile(transaction_id: str, setpoint_w: float, discharge_limit_w: float) -> Any:
+    return {
+        "id": 200,
+        "stackLevel": 0,
+        "chargingProfilePurpose": "TxProfile",
+        "chargingProfileKind": "Absolute",
+        "transactionId": transaction_id,
+        "chargingSchedule": [
+            {
+                "id": 200,
+                "startSchedule": iso_ms(datetime.now(UTC) - timedelta(seconds=5)),
+                "chargingRateUnit": "W",
+                "chargingSchedulePeriod": [
+                    {
+                        "startPeriod": 0,
+                        "operationMode": "CentralSetpoint",
+                        "setpoint": setpoint_w,
+                        "dischargeLimit": discharge_limit_w,
+                    }
+                ],
+            }
+        ],
+    }
+
+
+def discharge_a(bus: BusRecorder) -> list[int]:
+    return [
+        f.discharge_current_a
+        for _, f in bus.decoded(0x208)
+        if isinstance(f, ChargerDischargeStatus)
+    ]
+
+
+async def test_21_and_201_stations_discharge_side_by_side_each_its_own_way(
+    tmp_path: Path,
+) -> None:
+    async with running_stack(tmp_path) as stack:
+        native = await stack.add_station(
+            "E2E-21",
+            car=Car("Leaf", 24.0, 80.0),
+            speed=SPEED,
+            meter_interval_s=int(SPEED),
+            ocpp_versions=["2.1", "2.0.1"],
+        )
+        legacy = await stack.add_station(
+            "E2E-201", car=Car("Leaf", 24.0, 80.0), speed=SPEED, meter_interval_s=int(SPEED)
+        )
+        versions = {
+            s: (await stack.api.get(f"/stations/{s}")).json()["ocpp_version"]
+            for s in ("E2E-21", "E2E-201")
+        }
+        assert versions == {"E2E-21": "ocpp2.1", "E2E-201": "ocpp2.0.1"}
+        buses = {"E2E-21": stack.sniff(native), "E2E-201": stack.sniff(legacy)}
+        native.plug_in()
+        legacy.plug_in()
+        tx21 = await stack.remote_start(native)
+        tx201 = await stack.remote_start(legacy)
+
+        # 2.1: a native V2X setpoint (the setpoint asks for 6 kW; the dischargeLimit allows 4).
+        response = await stack.api.post(
+            "/stations/E2E-21/charging-profiles",
+            json={"evse_id": 1, "charging_profile": v21_setpoint_profile(tx21, -6000.0, -4000.0)},
+        )
+        assert response.status_code == 200, response.text
+        assert response.json()["status"] == "Accepted", response.text
+        # 2.0.1: the negative-limit convention.
+        response = await stack.set_tx_profile("E2E-201", tx201, -4000.0)
+        assert response.status_code == 200, response.text
+        assert response.json()["status"] == "Accepted", response.text
+
+        for station_id, bus in buses.items():
+            await until_true(
+                lambda bus=bus: any(a >= 5 for a in discharge_a(bus)),
+                within_s=20,
+                what=f"{station_id}: discharge current on 0x208",
+            )
+            # 4 kW at ~370 V is ~11 A: the dischargeLimit / limit, not the hardware, sets it.
+            await until_true(
+                lambda bus=bus: 9 <= discharge_a(bus)[-1] <= 12,
+                within_s=8,
+                what=f"{station_id}: discharge settling at 4 kW",
+            )
+
+        for station_id, tx in (("E2E-21", tx21), ("E2E-201", tx201)):
+
+            async def exported(station_id: str = station_id, tx: str = tx) -> Any:
+                samples = await stack.meter_values(station_id, tx, EXPORT)
+                values = [s["value"] for s in sorted(samples, key=lambda s: s["timestamp"])]
+                return samples if len(values) >= 2 and values[-1] > values[0] else None
+
+            samples = await until(exported, within_s=15, what=f"{station_id}: export register")
+            assert samples[-1]["value"] > 1.0

@@ -488,9 +488,8 @@ async def run_demo(options: DemoOptions, out: TextIO = sys.stdout) -> int:
         header = [
             f"csms demo: {options.stations} simulated CHAdeMO V2X station(s), "
             f"speed x{options.speed:g} (data in {data_dir})",
-            f"REST API  {running.api_url}/api/v1    docs {running.api_url}/docs    "
-            f"OpenAPI {running.api_url}/openapi.json",
             f"Dashboard {running.api_url}/  (sign in with the API token below)",
+            f"REST API  {running.api_url}/api/v1    docs {running.api_url}/docs",
             f"API token {token}",
             f"  try: curl -H 'Authorization: Bearer {token}' {running.api_url}/api/v1/stations",
             f"OCPP      {running.ocpp_url}/<stationId>  (stations DEMO-1..DEMO-{options.stations},"

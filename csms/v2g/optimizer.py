@@ -435,14 +435,15 @@ def _solve_without_simultaneous_flows(
     later: a negative price, or an export limit that blocks selling. No charger can do it:
     the power sent (c - d) would leave the battery fuller than the plan's SoC says, and the
     plan's own SoC would not follow from its powers. Each such cell keeps only its larger
-    direction and the LP is solved again; after MAX_DIRECTION_REPAIRS rounds a vehicle still
-    doing it has every cell fixed one way (idle cells: charge only), so each further round
-    settles at least one vehicle and the loop ends. c = d = 0 is always feasible (the site
-    bounds admit the base load), so every re-solve is too.
+    direction and the LP is solved again; if the burning still moves on after
+    MAX_DIRECTION_REPAIRS rounds, every cell of the plan is fixed the way it goes (idle cells:
+    charge only) for one last solve, in which no cell can do both: at most
+    MAX_DIRECTION_REPAIRS + 1 re-solves, none when the first plan is clean (the usual case).
+    c = d = 0 is always feasible (the site bounds admit the base load), so every re-solve is.
     """
     solve = _solve_highspy if backend == "highspy" else _solve_scipy
     x, objective = solve(model)
-    for attempt in range(MAX_DIRECTION_REPAIRS + len(blocks) + 1):
+    for attempt in range(MAX_DIRECTION_REPAIRS + 2):
         c_cols, d_cols = _simultaneous_cells(x, blocks)
         if c_cols.size == 0:
             return x, objective
@@ -450,14 +451,12 @@ def _solve_without_simultaneous_flows(
             charging = x[c_cols] >= x[d_cols]
             model.col_upper[d_cols[charging]] = 0.0
             model.col_upper[c_cols[~charging]] = 0.0
-        else:  # the burning moved on each time: fix every cell of those vehicles one way
+        else:  # the burning moved on each time: fix every cell of the plan one way
             for blk in blocks:
-                n = blk.hours.size
-                c_all = blk.col + np.arange(n)
-                if np.isin(c_all, c_cols).any():
-                    charging_or_idle = x[c_all] >= x[c_all + n]
-                    model.col_upper[c_all[charging_or_idle] + n] = 0.0
-                    model.col_upper[c_all[~charging_or_idle]] = 0.0
+                c_all = blk.col + np.arange(blk.hours.size)
+                charging_or_idle = x[c_all] >= x[c_all + blk.hours.size]
+                model.col_upper[c_all[charging_or_idle] + blk.hours.size] = 0.0
+                model.col_upper[c_all[~charging_or_idle]] = 0.0
         x, objective = solve(model)
     raise PlanError("internal error: the plan still charges and discharges a vehicle at once")
 

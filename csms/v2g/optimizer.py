@@ -31,7 +31,10 @@ infeasible, LPs whose costs span 1e12). The size of one LP is capped (MAX_PLAN_C
 Two LP relaxation artefacts are closed off: (1) when an interval's import price is below its
 export price (negative wholesale price with GST on import) the LP would import and export at
 once, so the export price used is min(export, import); (2) when a price is negative the LP
-would charge and discharge at once to burn energy in losses, so discharge is off then.
+would charge and discharge at once to burn energy in losses, so discharge is off then. The
+same burning also pays when a full battery needs room for a later negative price or behind
+an export limit; those cells are found after the solve and re-solved one direction only
+(_solve_without_simultaneous_flows).
 
 Solver: HiGHS through highspy by default (`backend="highspy"`), scipy's
 `linprog(method="highs")` as the alternative. Both run the same HiGHS dual simplex; highspy
@@ -66,6 +69,15 @@ TARGET_TOLERANCE_SOC = 1e-6
 Backend = Literal["highspy", "scipy"]
 # The solver stops after this long (PlanError): a last bound on a plan's cost.
 SOLVER_TIME_LIMIT_S = 60.0
+# Site powers and limits smaller than this (kW, 1 mW) are taken as 0. HiGHS's feasibility
+# tolerance is 1e-7: its presolve fixes a column whose bounds are that close, so an import
+# bound of max(0 kW limit, 1e-7 kW base) became 0 while the row still asked for 1e-7 kW, and
+# a feasible plan was called infeasible. 1 mW is 10x that tolerance and far below any meter.
+NEGLIGIBLE_KW = 1e-3 * 1e-3
+# Re-solves allowed to undo charging and discharging one vehicle in the same interval.
+MAX_DIRECTION_REPAIRS = 4
+# c and d both above this (kW) in one cell = charging and discharging at once.
+SIMULTANEOUS_KW = 1e-6
 
 
 class PlanError(RuntimeError):
@@ -199,7 +211,7 @@ def build_and_solve(inputs: PlanInputs, backend: Backend = "highspy") -> SitePla
     base = (
         np.zeros(n_t)
         if inputs.site_base_kw is None
-        else np.asarray(inputs.site_base_kw[first:end], dtype=float)
+        else _negligible_to_zero(np.asarray(inputs.site_base_kw[first:end], dtype=float))
     )
     if prices.end < max((s.departure for s in inputs.sessions), default=inputs.now):
         warnings.append(f"prices end at {prices.end.isoformat()}, before the last departure")
@@ -312,10 +324,13 @@ def build_and_solve(inputs: PlanInputs, backend: Backend = "highspy") -> SitePla
     cost[imp_col + site_rows] = site_hours * p_imp / scale
     cost[exp_col + site_rows] = -site_hours * p_exp / scale
     limits = inputs.site_limits
+    # A negligible limit is 0: stricter than asked, never looser.
     if limits.import_limit_kw is not None:
-        col_upper[imp_col + site_rows] = np.maximum(limits.import_limit_kw, base)
+        import_limit = float(_negligible_to_zero(np.array([limits.import_limit_kw]))[0])
+        col_upper[imp_col + site_rows] = np.maximum(import_limit, base)
     if limits.export_limit_kw is not None:
-        col_upper[exp_col + site_rows] = np.maximum(limits.export_limit_kw, -base)
+        export_limit = float(_negligible_to_zero(np.array([limits.export_limit_kw]))[0])
+        col_upper[exp_col + site_rows] = np.maximum(export_limit, -base)
 
     matrix = sp.csc_matrix(
         (np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(row, n_cols)
@@ -324,7 +339,7 @@ def build_and_solve(inputs: PlanInputs, backend: Backend = "highspy") -> SitePla
         cost, col_lower, col_upper, matrix, np.concatenate(row_lower), np.concatenate(row_upper)
     )
     _check_finite(model)
-    x, objective = _solve_highspy(model) if backend == "highspy" else _solve_scipy(model)
+    x, objective = _solve_without_simultaneous_flows(model, blocks, backend)
     objective *= scale
 
     plans: dict[str, VehiclePlan] = {}
@@ -389,6 +404,62 @@ def build_and_solve(inputs: PlanInputs, backend: Backend = "highspy") -> SitePla
         backend=backend,
         warnings=tuple(warnings),
     )
+
+
+def _negligible_to_zero(kw: np.ndarray) -> np.ndarray:
+    """Powers below NEGLIGIBLE_KW (and subnormal ones) as exactly 0."""
+    return np.where(np.abs(kw) < NEGLIGIBLE_KW, 0.0, kw)
+
+
+def _simultaneous_cells(
+    x: np.ndarray, blocks: list[_VehicleBlock]
+) -> tuple[np.ndarray, np.ndarray]:
+    """The (c, d) column pairs of the cells that both charge and discharge a vehicle."""
+    c_found: list[np.ndarray] = [np.zeros(0, dtype=int)]
+    d_found: list[np.ndarray] = [np.zeros(0, dtype=int)]
+    for b in blocks:
+        n = b.hours.size
+        c_cols = b.col + np.arange(n)
+        both = (x[c_cols] > SIMULTANEOUS_KW) & (x[c_cols + n] > SIMULTANEOUS_KW)
+        c_found.append(c_cols[both])
+        d_found.append(c_cols[both] + n)
+    return np.concatenate(c_found), np.concatenate(d_found)
+
+
+def _solve_without_simultaneous_flows(
+    model: _Model, blocks: list[_VehicleBlock], backend: Backend
+) -> tuple[np.ndarray, float]:
+    """Solve, then undo the LP's habit of charging and discharging a vehicle at once.
+
+    Doing both in one interval burns energy in the losses at no cost on the meter (c - d is
+    all the charger sees), which pays whenever the battery is full and room is worth more
+    later: a negative price, or an export limit that blocks selling. No charger can do it:
+    the power sent (c - d) would leave the battery fuller than the plan's SoC says, and the
+    plan's own SoC would not follow from its powers. Each such cell keeps only its larger
+    direction and the LP is solved again; if the burning still moves on after
+    MAX_DIRECTION_REPAIRS rounds, every cell of the plan is fixed the way it goes (idle cells:
+    charge only) for one last solve, in which no cell can do both: at most
+    MAX_DIRECTION_REPAIRS + 1 re-solves, none when the first plan is clean (the usual case).
+    c = d = 0 is always feasible (the site bounds admit the base load), so every re-solve is.
+    """
+    solve = _solve_highspy if backend == "highspy" else _solve_scipy
+    x, objective = solve(model)
+    for attempt in range(MAX_DIRECTION_REPAIRS + 2):
+        c_cols, d_cols = _simultaneous_cells(x, blocks)
+        if c_cols.size == 0:
+            return x, objective
+        if attempt < MAX_DIRECTION_REPAIRS:
+            charging = x[c_cols] >= x[d_cols]
+            model.col_upper[d_cols[charging]] = 0.0
+            model.col_upper[c_cols[~charging]] = 0.0
+        else:  # the burning moved on each time: fix every cell of the plan one way
+            for blk in blocks:
+                c_all = blk.col + np.arange(blk.hours.size)
+                charging_or_idle = x[c_all] >= x[c_all + blk.hours.size]
+                model.col_upper[c_all[charging_or_idle] + blk.hours.size] = 0.0
+                model.col_upper[c_all[~charging_or_idle]] = 0.0
+        x, objective = solve(model)
+    raise PlanError("internal error: the plan still charges and discharges a vehicle at once")
 
 
 def _check_finite(model: _Model) -> None:

@@ -6,13 +6,17 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from csms.v2g.fleet import Flexibility, dispatch, water_fill
 from csms.v2g.optimizer import PlanInputs, SiteLimits, optimize
 from csms.v2g.prices import PriceSeries
 from csms.v2g.vehicle import Vehicle, VehicleSession
+from tests.unit.test_v2g_optimizer_numerics import (
+    full_battery_before_a_negative_price,
+    tiny_base_load_zero_import_limit,
+)
 from v2g_shared.freq_watt import FreqWattCurve, freq_watt
 
 START = datetime(2024, 8, 5, tzinfo=UTC)
@@ -66,6 +70,8 @@ def sites(draw: st.DrawFn) -> PlanInputs:
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(sites())
+@example(tiny_base_load_zero_import_limit(1e-7))
+@example(full_battery_before_a_negative_price())
 def test_plan_never_breaks_a_power_soc_or_site_limit(inputs: PlanInputs) -> None:
     plan = optimize(inputs)
     for session in inputs.sessions:

@@ -20,6 +20,7 @@ from chargepoint_firmware.device_model.validation import (
     no_downgrade,
     not_negative,
 )
+from v2g_shared.schedule import OperationMode
 
 MEASURANDS = (
     "Current.Export",
@@ -45,6 +46,8 @@ TX_POINTS = (
 )
 AVAILABILITY_STATES = ("Available", "Occupied", "Reserved", "Unavailable", "Faulted")
 ENERGY_REGISTERS = "Energy.Active.Import.Register,Energy.Active.Export.Register"
+V2X_CHARGING_CTRLR = "V2XChargingCtrlr"
+SUPPORTED_OPERATION_MODES = tuple(mode.value for mode in OperationMode)
 
 RO, WO, RW = Mutability.READ_ONLY, Mutability.WRITE_ONLY, Mutability.READ_WRITE
 T = DataType
@@ -213,6 +216,15 @@ def evse_variables(evse_id: int, max_power_w: float) -> list[VariableDefinition]
         _var("V2XCtrlr", "DepartureTime", T.DATETIME, None, evse_id=evse_id),
         _var("V2XCtrlr", "DepartureSoC", T.DECIMAL, None, evse_id=evse_id, unit="Percent",
              min_limit=0, max_limit=100),
+        # OCPP 2.1 Q: what this EVSE can do, so a 2.1 CSMS picks native V2X modes (every mode
+        # is applied by blocks/smart_charging/v2x_modes.py; CHAdeMO discharge is DC_BPT).
+        _var(V2X_CHARGING_CTRLR, "Enabled", T.BOOLEAN, "true", RO, evse_id=evse_id,
+             constant=True),
+        _var(V2X_CHARGING_CTRLR, "SupportedOperationModes", T.MEMBER_LIST,
+             ",".join(SUPPORTED_OPERATION_MODES), RO, evse_id=evse_id, constant=True,
+             values_list=SUPPORTED_OPERATION_MODES),
+        _var(V2X_CHARGING_CTRLR, "SupportedEnergyTransferModes", T.MEMBER_LIST, "DC,DC_BPT", RO,
+             evse_id=evse_id, constant=True, values_list=("DC", "DC_BPT")),
     ]  # fmt: skip
 
 

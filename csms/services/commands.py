@@ -176,7 +176,7 @@ class CommandService:
                 conn, 0, 1000, station_id, TransactionState.ACTIVE
             )
             variables = await repo.list_device_variables(conn, station_id, "SmartChargingCtrlr")
-            v2x = await repo.list_device_variables(conn, station_id, "V2XCtrlr")
+            v2x = await repo.list_device_variables(conn, station_id, "V2XChargingCtrlr")
         actual = {v.variable: v.value for v in variables if v.attribute_type == "Actual"}
         modes = next(
             (

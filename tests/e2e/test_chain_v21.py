@@ -17,6 +17,7 @@ from chargepoint_firmware.chademo.frames import ChargerDischargeStatus
 from chargepoint_firmware.simulate import Car
 from tests.support.chademo_sim import BusRecorder
 from tests.support.e2e_stack import iso_ms, running_stack, until, until_true
+from tests.support.v2g_harness import LEAF
 
 EXPORT = "Energy.Active.Export.Register"
 SPEED = 60.0
@@ -25,7 +26,9 @@ SPEED = 60.0
 def v21_setpoint_profile(transaction_id: str, setpoint_w: float, discharge_limit_w: float) -> Any:
     return {
         "id": 200,
-        "stackLevel": 0,
+        # Above the V2G layers (the plan the CSMS sends after the 2.1 agent's
+        # NotifyEVChargingNeeds sits at stack level 1): the operator's setpoint wins.
+        "stackLevel": 5,
         "chargingProfilePurpose": "TxProfile",
         "chargingProfileKind": "Absolute",
         "transactionId": transaction_id,
@@ -114,3 +117,88 @@ async def test_21_and_201_stations_discharge_side_by_side_each_its_own_way(
 
             samples = await until(exported, within_s=15, what=f"{station_id}: export register")
             assert samples[-1]["value"] > 1.0
+
+
+async def test_q_same_fleet_dispatch_discharges_a_21_and_a_201_station_each_its_own_way(
+    tmp_path: Path,
+) -> None:
+    """The issue's "done when": one V2G decision (a fleet dispatch of -8 kW over two cars), a
+    native CentralSetpoint profile to the 2.1 agent (which reports V2XChargingCtrlr) and a
+    negative limit to the 2.0.1 agent, both discharging on CAN."""
+    async with running_stack(tmp_path) as stack:
+        native = await stack.add_station(
+            "Q-21",
+            car=Car("Leaf", 24.0, 80.0),
+            speed=SPEED,
+            meter_interval_s=int(SPEED),
+            ocpp_versions=["2.1", "2.0.1"],
+        )
+        legacy = await stack.add_station(
+            "Q-201", car=Car("Leaf", 24.0, 80.0), speed=SPEED, meter_interval_s=int(SPEED)
+        )
+        buses = {"Q-21": stack.sniff(native), "Q-201": stack.sniff(legacy)}
+        # The CSMS learns the 2.1 station's V2X controller from its device-model report.
+        report = await stack.api.post(
+            "/stations/Q-21/ocpp/GetBaseReport",
+            json={"requestId": 7, "reportBase": "FullInventory"},
+        )
+        assert report.status_code == 200, report.text
+
+        async def v2x_known() -> Any:
+            seen = (await stack.api.get("/stations/Q-21/v2x")).json()
+            return seen if "CentralSetpoint" in seen["operation_modes"] else None
+
+        seen = await until(v2x_known, within_s=15, what="Q-21: V2XChargingCtrlr reported")
+        assert seen["ocpp_version"] == "2.1" and seen["v2x_enabled"] is True
+        assert "DC_BPT" in seen["energy_transfer_modes"]
+
+        for station_id in ("Q-21", "Q-201"):
+            vehicle = dict(
+                LEAF, id=f"car-{station_id}", capacity_kwh=24.0, station_id=station_id, evse_id=1
+            )
+            response = await stack.api.post("/vehicles", json=vehicle)
+            assert response.status_code == 201, response.text
+        native.plug_in()
+        legacy.plug_in()
+        await stack.remote_start(native)
+        await stack.remote_start(legacy)
+
+        async def dispatched() -> Any:
+            response = await stack.api.post(
+                "/v2g/dispatch", json={"target_kw": -8.0, "duration_s": 600}
+            )
+            if response.status_code == 422:  # no SoC metered yet: not plugged for the fleet
+                return None
+            assert response.status_code == 200, response.text
+            body = response.json()
+            return body if len(body["per_vehicle"]) == 2 and body["accepted_kw"] < -7 else None
+
+        await until(dispatched, within_s=30, what="a dispatch both stations accept")
+
+        profiles = (await stack.api.get("/stations/Q-21/charging-profiles")).json()
+        periods = [
+            p
+            for profile in profiles
+            for s in profile["profile"]["chargingSchedule"]
+            for p in s["chargingSchedulePeriod"]
+        ]
+        assert any(
+            p.get("operationMode") == "CentralSetpoint" and p.get("setpoint", 0) < 0
+            for p in periods
+        ), profiles
+        legacy_profiles = (await stack.api.get("/stations/Q-201/charging-profiles")).json()
+        legacy_periods = [
+            p
+            for profile in legacy_profiles
+            for s in profile["profile"]["chargingSchedule"]
+            for p in s["chargingSchedulePeriod"]
+        ]
+        assert any(p["limit"] < 0 for p in legacy_periods), legacy_profiles
+        assert all("operationMode" not in p for p in legacy_periods)
+
+        for station_id, bus in buses.items():
+            await until_true(
+                lambda bus=bus: any(a >= 5 for a in discharge_a(bus)),
+                within_s=20,
+                what=f"{station_id}: discharge current on 0x208 from the dispatch",
+            )

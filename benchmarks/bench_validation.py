@@ -1,6 +1,7 @@
 """Cost of the issue-11 input bounds on the hot path, per TransactionEvent (CPU, one core):
 parse (orjson) with and without the nesting check, and the schema check with and without the
-bounds walk (integer ranges, integral floats, free-form data).
+bounds walk (integer ranges, integral floats, free-form data); and the same check against the
+OCPP 2.1 schemas (a 2.1 station's TransactionEvent, a native V2X SetChargingProfile).
 
     .venv/bin/python benchmarks/bench_validation.py [--n 20000]
 """
@@ -24,6 +25,8 @@ import orjson  # noqa: E402
 from csms import oca_schemas  # noqa: E402
 from csms.ocpp_server import protocol  # noqa: E402
 from tests.support.csms_payloads import VALID  # noqa: E402
+from tests.support.ocpp21_payloads import V2X_PROFILE  # noqa: E402
+from v2g_shared.ocpp_versions import OcppVersion  # noqa: E402
 
 
 def transaction_event() -> dict[str, Any]:
@@ -75,6 +78,16 @@ def main() -> int:
         (
             "schema: oca_schemas.check = schema + bounds (after)",
             lambda: oca_schemas.check("TransactionEvent", "Request", payload),
+        ),
+        (
+            "OCPP 2.1: oca_schemas.check TransactionEvent (2.1 schema + bounds)",
+            lambda: oca_schemas.check("TransactionEvent", "Request", payload, OcppVersion.V21),
+        ),
+        (
+            "OCPP 2.1: oca_schemas.check V2X SetChargingProfile (2 periods, freq-watt curve)",
+            lambda: oca_schemas.check(
+                "SetChargingProfile", "Request", V2X_PROFILE, OcppVersion.V21
+            ),
         ),
     ]
     print(f"TransactionEvent of {len(raw)} bytes, {n} calls, best of 5 runs")

@@ -18,6 +18,7 @@ import contextlib
 import json
 import logging
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Callable
@@ -339,10 +340,21 @@ async def _drive_session(station: SimStation, options: SimulateOptions, out: Tex
 
 
 async def run_simulation(options: SimulateOptions, out: TextIO = sys.stdout) -> int:
-    """Run N simulated stations until SIGINT/SIGTERM or `duration_s`; exit status 0."""
+    """Run N simulated stations until SIGINT/SIGTERM or `duration_s`; exit status 0.
+
+    The stations' state (profiles, offline queue, device model) is kept in `state_dir` when
+    given; otherwise in a temporary folder removed at the end, so each run starts afresh and
+    nothing is left in the working directory.
+    """
+    if options.state_dir is not None:
+        return await _simulate(options, options.state_dir, out)
+    with tempfile.TemporaryDirectory(prefix="chargepoint-simulate-") as temporary:
+        return await _simulate(options, Path(temporary), out)
+
+
+async def _simulate(options: SimulateOptions, state_root: Path, out: TextIO) -> int:
     if options.stations < 1:
         raise ConfigError("--stations must be at least 1")
-    state_root = options.state_dir or Path("./chargepoint-simulate")
     clock = ScaledClock(options.speed)
     stations: list[SimStation] = []
     for index in range(options.stations):
@@ -426,7 +438,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--meter-interval", type=int, default=60, help="TxUpdatedInterval (simulated s)"
     )
-    parser.add_argument("--state-dir", type=Path, default=Path("./chargepoint-simulate"))
+    parser.add_argument(
+        "--state-dir",
+        type=Path,
+        default=None,
+        help="keep the stations' state here across runs (default: a temporary folder, "
+        "removed at the end)",
+    )
     parser.add_argument("--log-level", default="WARNING")
 
 

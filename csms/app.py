@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
 import socket
 from collections.abc import Generator
@@ -18,12 +19,18 @@ from typing import Any, Protocol, cast
 import uvicorn
 
 from csms.api.app import create_api
+from csms.api.health import Readiness
 from csms.api.metrics import AuthCounters, CsmsMetrics
 from csms.integrations.home_assistant import HomeAssistantSettings, start_bridge, stop_bridge
+from csms.log_format import configure_logging
+from csms.persistence.unreachable import naming_the_database_async
 from csms.routing.factory import build_router, close_router, start_router
+from csms.services.common import Clock, utcnow
 from csms.services.container import Services, build_services
+from csms.services.health import Check, HealthService
 from csms.services.v2g import v2g_service_for
 from csms.settings import Settings
+from v2g_shared.ocpp_versions import OcppVersion
 from v2g_shared.stop_signals import install_stop_signals
 
 log = logging.getLogger("csms")
@@ -46,6 +53,40 @@ class _ApiServer(uvicorn.Server):
         yield
 
 
+class PortUnavailable(OSError):
+    """A port of ours cannot be listened on; names the port and the settings that choose it."""
+
+    def __init__(self, what: str, setting: str, host: str, port: int, cause: OSError) -> None:
+        reason = {
+            errno.EADDRINUSE: "already in use by another program",
+            errno.EACCES: "not allowed (ports below 1024 need privileges)",
+            errno.EADDRNOTAVAIL: f"no interface of this machine has the address {host}",
+        }.get(cause.errno or 0, cause.strerror or str(cause))
+        host_setting = setting.replace("_port", "_host")
+        super().__init__(
+            f"cannot listen on the {what} port {_url_host(host)}:{port}: {reason} (setting "
+            f"{setting}: {_flag(setting)} / CSMS_{setting.upper()}; the address is "
+            f"{host_setting}: {_flag(host_setting)} / CSMS_{host_setting.upper()})"
+        )
+        self.errno = cause.errno
+
+
+def _flag(setting: str) -> str:
+    return "--" + setting.replace("_", "-")
+
+
+@contextlib.contextmanager
+def _naming_the_port(what: str, setting: str, host: str, port: int) -> Generator[None, None, None]:
+    try:
+        yield
+    except PortUnavailable:
+        raise
+    except OSError as error:
+        if error.errno in (errno.EADDRINUSE, errno.EACCES, errno.EADDRNOTAVAIL):
+            raise PortUnavailable(what, setting, host, port, error) from error
+        raise
+
+
 def _listening_socket(host: str, port: int) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     # IPPROTO_TCP explicitly: asyncio sets TCP_NODELAY only on sockets whose proto says TCP;
@@ -65,10 +106,45 @@ def _url_host(host: str) -> str:
     return f"[{host}]" if ":" in host else host
 
 
-def _connected_station_count(services: Services) -> int:
-    router: Any = services.router
-    ids = getattr(router, "connected_station_ids", None)
-    return len(ids()) if callable(ids) else 0
+def _connected_by_version(ocpp_server: object) -> dict[str, int]:
+    """Open OCPP connections of this node by the version each session negotiated (a session
+    that does not say speaks 2.0.1, the version every session spoke before 2.1)."""
+    counts: dict[str, int] = {}
+    sessions: dict[str, Any] = getattr(ocpp_server, "sessions", {})
+    for session in list(sessions.values()):
+        version = getattr(session, "version", None)
+        label = version.label if isinstance(version, OcppVersion) else OcppVersion.V201.label
+        counts[label] = counts.get(label, 0) + 1
+    return counts
+
+
+def _readiness(services: Services, ocpp_server: object) -> Readiness:
+    health = HealthService(services.db)
+
+    def ocpp_listener() -> Check:
+        up = bool(getattr(ocpp_server, "listening", False))
+        return Check(up, "listening" if up else "not listening")
+
+    def router() -> Check:
+        up = bool(getattr(services.router, "broker_up", True))  # in-process: always
+        kind = "broker" if hasattr(services.router, "broker_up") else "in-process"
+        return Check(up, f"{kind} connected" if up else f"{kind} not connected")
+
+    async def readiness() -> dict[str, Check]:
+        return await health.readiness({"ocpp_listener": ocpp_listener, "router": router})
+
+    return readiness
+
+
+async def _refresh_v2g_gauges(services: Services, every_s: float) -> None:
+    """The V2G fleet gauges, read from the database at their own pace (not per scrape)."""
+    v2g = v2g_service_for(services)
+    while True:
+        try:
+            services.telemetry.v2g_fleet(await v2g.fleet_figures())
+        except Exception as exc:  # the database is down: the gauges keep their last values
+            log.debug("V2G gauges not refreshed: %s", exc)
+        await asyncio.sleep(every_s)
 
 
 @dataclass
@@ -80,6 +156,7 @@ class RunningCsms:
     api_task: asyncio.Task[None]
     api_port: int
     home_assistant: asyncio.Task[None] | None = None  # the MQTT bridge when CSMS_MQTT_URL is set
+    gauges: asyncio.Task[None] | None = None  # the V2G gauges' refresher
 
     @property
     def ocpp_port(self) -> int:
@@ -98,6 +175,10 @@ class RunningCsms:
     async def stop(self) -> None:
         """API first (no new commands), then the stations' connections, then the database."""
         self.api_server.should_exit = True
+        if self.gauges is not None:
+            self.gauges.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.gauges
         try:
             with contextlib.suppress(asyncio.CancelledError):
                 await self.api_task  # re-raises if the API server had crashed: after cleanup
@@ -121,28 +202,34 @@ async def _start_ocpp_server(settings: Settings, services: Services) -> OcppServ
     return server
 
 
-async def start(settings: Settings) -> RunningCsms:
+async def start(settings: Settings, *, clock: Clock | None = None) -> RunningCsms:
+    """`clock`: the CSMS's wall clock (default: real UTC time); `csms demo` passes its
+    simulated clock so that plans, prices and economics run on the stations' time."""
     # In-process router by default; NATS or Redis when CSMS_BROKER_URL names one.
     router = build_router(settings)
-    services = build_services(settings, router=router)
-    await services.start(migrate=True)
+    services = build_services(settings, router=router, clock=clock or utcnow)
+    async with naming_the_database_async(settings.database_url):
+        await services.start(migrate=True)
     try:
         await start_router(router)
     except BaseException:
         await services.close()
         raise
     try:
-        ocpp_server = await _start_ocpp_server(settings, services)
+        with _naming_the_port("OCPP", "ocpp_port", settings.ocpp_host, settings.ocpp_port):
+            ocpp_server = await _start_ocpp_server(settings, services)
     except BaseException:
         await close_router(router)
         await services.close()
         raise
     try:
-        counters = getattr(ocpp_server, "counters", None)
         auth = cast(AuthCounters, ocpp_server) if hasattr(ocpp_server, "auth_counts") else None
-        metrics = CsmsMetrics(lambda: _connected_station_count(services), counters, auth)
-        api = create_api(services, metrics=metrics)
-        sock = _listening_socket(settings.api_host, settings.api_port)
+        metrics = CsmsMetrics(
+            lambda: _connected_by_version(ocpp_server), auth, telemetry=services.telemetry
+        )
+        api = create_api(services, metrics=metrics, readiness=_readiness(services, ocpp_server))
+        with _naming_the_port("REST API", "api_port", settings.api_host, settings.api_port):
+            sock = _listening_socket(settings.api_host, settings.api_port)
         config = uvicorn.Config(
             api,
             log_config=None,
@@ -169,15 +256,18 @@ async def start(settings: Settings) -> RunningCsms:
     home_assistant = start_bridge(
         HomeAssistantSettings.from_settings(settings), v2g_service_for(services)
     )
+    gauges = None
+    if settings.metrics_v2g_refresh_s > 0:
+        gauges = asyncio.create_task(
+            _refresh_v2g_gauges(services, settings.metrics_v2g_refresh_s), name="csms-v2g-gauges"
+        )
     return RunningCsms(
-        settings, services, ocpp_server, api_server, api_task, api_port, home_assistant
+        settings, services, ocpp_server, api_server, api_task, api_port, home_assistant, gauges
     )
 
 
 def _configure_logging(settings: Settings) -> None:
-    logging.basicConfig(
-        level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    configure_logging(settings.log_level, settings.log_format)
     if not settings.log_ocpp_frames:
         # The `ocpp` library logs every frame at INFO.
         logging.getLogger("ocpp").setLevel(logging.WARNING)

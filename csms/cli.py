@@ -3,10 +3,12 @@
     csms serve [--ocpp-port 9000 --api-port 8000 --database-url ... every setting]
     csms db upgrade [REV] | csms db downgrade REV
     csms station add ID --password PW [--security-profile 1|2|3] [--boot-policy ...]
-    csms station list
+    csms station list [--json]
     csms token create NAME [--scope read|operate|admin]   (the token alone on the last line)
     csms token revoke NAME
-    csms token list
+    csms token list [--json]
+    csms id-token add TOKEN [--type ISO14443]   (a driver's token: stations may charge with it)
+    csms id-token remove TOKEN [--type ...] | csms id-token list [--json]
     csms v2g ...                (delegated to csms.v2g_cli)
     csms demo [--stations 3] [--speed 360] [--duration S]   (CSMS + simulated V2X stations;
                                                             package v2g_demo)
@@ -19,11 +21,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import importlib
+import json
 import sys
 import types
 import typing
 from collections.abc import Awaitable, Callable, Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -58,12 +63,16 @@ def _add_settings_flags(
     parser: argparse.ArgumentParser, names: Sequence[str] | None = None
 ) -> None:
     """One flag per Settings field (`database_url` -> `--database-url`), default: not given."""
+    from csms.settings_help import SETTING_HELP
+
     group = parser.add_argument_group("settings (each also from CSMS_<NAME> in the environment)")
     for name, info in Settings.model_fields.items():
         if names is not None and name not in names:
             continue
         env = f"CSMS_{name.upper()}"
-        help_text = f"env {env}; default {info.default!r}"
+        what = info.description or SETTING_HELP.get(name, "")
+        # argparse formats help with %: a literal one is written %% in the description.
+        help_text = f"{what} (env {env}; default {_shown_default(info.default)})"
         if _is_bool(info.annotation):
             group.add_argument(
                 _flag(name),
@@ -76,6 +85,11 @@ def _add_settings_flags(
             group.add_argument(
                 _flag(name), dest=f"setting_{name}", default=None, metavar="VALUE", help=help_text
             )
+
+
+def _shown_default(value: Any) -> str:
+    text = "none" if value is None else str(value)
+    return text.replace("%", "%%")
 
 
 def _describe_validation_error(error: ValidationError) -> str:
@@ -133,15 +147,25 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
 def _cmd_db(args: argparse.Namespace) -> int:
     from csms.persistence import migrate
+    from csms.persistence.unreachable import naming_the_database
 
     settings = load_settings(args)
-    if args.db_command == "upgrade":
-        migrate.upgrade(settings.database_url, args.revision)
-        print(f"database upgraded to {args.revision}")
-    else:
-        migrate.downgrade(settings.database_url, args.revision)
-        print(f"database downgraded to {args.revision}")
+    with naming_the_database(settings.database_url):
+        if args.db_command == "upgrade":
+            migrate.upgrade(settings.database_url, args.revision)
+            print(f"database upgraded to {args.revision}")
+        else:
+            migrate.downgrade(settings.database_url, args.revision)
+            print(f"database downgraded to {args.revision}")
     return EXIT_OK
+
+
+def _admin(settings: Settings, action: Callable[[], Awaitable[T]]) -> T:
+    """Run an admin action; a database that cannot be reached is named as the database."""
+    from csms.persistence.unreachable import naming_the_database
+
+    with naming_the_database(settings.database_url):
+        return _run_async(action)
 
 
 def _cmd_station(args: argparse.Namespace) -> int:
@@ -149,7 +173,8 @@ def _cmd_station(args: argparse.Namespace) -> int:
 
     settings = load_settings(args)
     if args.station_command == "add":
-        station = _run_async(
+        station = _admin(
+            settings,
             lambda: admin.add_station(
                 settings,
                 args.station_id,
@@ -157,7 +182,7 @@ def _cmd_station(args: argparse.Namespace) -> int:
                 security_profile=args.security_profile,
                 boot_policy=args.boot_policy,
                 ocpp_versions=args.ocpp_versions,
-            )
+            ),
         )
         print(
             f"station {station.id} added (security profile {int(station.security_profile)}, "
@@ -165,12 +190,15 @@ def _cmd_station(args: argparse.Namespace) -> int:
         )
         return EXIT_OK
     if args.station_command == "update":
-        station = _run_async(
-            lambda: admin.update_station(settings, args.station_id, args.ocpp_versions)
+        station = _admin(
+            settings, lambda: admin.update_station(settings, args.station_id, args.ocpp_versions)
         )
         print(f"station {station.id}: OCPP versions {_versions_text(station)}")
         return EXIT_OK
-    stations = _run_async(lambda: admin.list_stations(settings))
+    stations = _admin(settings, lambda: admin.list_stations(settings))
+    if args.json:
+        _print_json([dataclasses.asdict(station) for station in stations])
+        return EXIT_OK
     print(f"{'ID':<24} {'PROFILE':>7} {'BOOT POLICY':<12} {'STATUS':<10} {'OCPP':<6} VENDOR/MODEL")
     for station in stations:
         vendor = "/".join(part for part in (station.vendor_name, station.model) if part)
@@ -205,8 +233,8 @@ def _cmd_token(args: argparse.Namespace) -> int:
 
     settings = load_settings(args)
     if args.token_command == "create":
-        created = _run_async(
-            lambda: admin.create_api_token(settings, args.name, ApiScope(args.scope))
+        created = _admin(
+            settings, lambda: admin.create_api_token(settings, args.name, ApiScope(args.scope))
         )
         print(
             f"API token '{created.token.name}' (scope {created.token.scope}) created; "
@@ -215,13 +243,28 @@ def _cmd_token(args: argparse.Namespace) -> int:
         print(created.plaintext)
         return EXIT_OK
     if args.token_command == "revoke":
-        revoked = _run_async(lambda: admin.revoke_api_token(settings, args.name))
+        revoked = _admin(settings, lambda: admin.revoke_api_token(settings, args.name))
         if not revoked:
             print(f"csms: no active API token named '{args.name}'", file=sys.stderr)
             return EXIT_FAILURE
         print(f"API token '{args.name}' revoked")
         return EXIT_OK
-    tokens = _run_async(lambda: admin.list_api_tokens(settings))
+    tokens = _admin(settings, lambda: admin.list_api_tokens(settings))
+    if args.json:
+        # Names, scopes and dates only: a token's secret is never stored, let alone printed.
+        _print_json(
+            [
+                {
+                    "name": token.name,
+                    "scope": token.scope,
+                    "created_at": token.created_at,
+                    "revoked_at": token.revoked_at,
+                    "revoked": token.revoked,
+                }
+                for token in tokens
+            ]
+        )
+        return EXIT_OK
     print(f"{'NAME':<32} {'SCOPE':<8} {'CREATED':<33} REVOKED")
     for token in tokens:
         revoked_at = token.revoked_at.isoformat() if token.revoked_at else "-"
@@ -229,6 +272,40 @@ def _cmd_token(args: argparse.Namespace) -> int:
             f"{token.name:<32} {token.scope!s:<8} {token.created_at.isoformat():<33} {revoked_at}"
         )
     return EXIT_OK
+
+
+def _cmd_id_token(args: argparse.Namespace) -> int:
+    import csms.cli_admin as admin
+
+    settings = load_settings(args)
+    if args.id_token_command == "add":
+        token = _admin(settings, lambda: admin.add_id_token(settings, args.id_token, args.type))
+        print(f"idToken {token.id_token} ({token.type}) added, status {token.status}")
+        return EXIT_OK
+    if args.id_token_command == "remove":
+        _admin(settings, lambda: admin.remove_id_token(settings, args.id_token, args.type))
+        print(f"idToken {args.id_token} ({args.type}) removed")
+        return EXIT_OK
+    tokens = _admin(settings, lambda: admin.list_id_tokens(settings))
+    if args.json:
+        _print_json([dataclasses.asdict(token) for token in tokens])
+        return EXIT_OK
+    print(f"{'ID TOKEN':<36} {'TYPE':<16} {'STATUS':<10} EXPIRES")
+    for token in tokens:
+        expires = token.expires_at.isoformat() if token.expires_at else "-"
+        print(f"{token.id_token:<36} {token.type:<16} {token.status!s:<10} {expires}")
+    return EXIT_OK
+
+
+def _json_value(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    raise TypeError(f"not JSON: {type(value).__name__}")
+
+
+def _print_json(rows: list[dict[str, Any]]) -> None:
+    """A JSON array, one object per row (enums as their values, times as ISO 8601)."""
+    print(json.dumps(rows, indent=2, default=_json_value))
 
 
 def _cmd_v2g(argv: list[str]) -> int:
@@ -275,7 +352,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    serve = commands.add_parser("serve", help="run the OCPP server and the REST API")
+    serve = commands.add_parser(
+        "serve",
+        help="run the OCPP server and the REST API",
+        description="Run the OCPP server and the REST API (migrating the database first). "
+        "Every setting below is a flag or a CSMS_<NAME> environment variable; flags win.",
+    )
     _add_settings_flags(serve)
     serve.set_defaults(handler=_cmd_serve)
 
@@ -311,6 +393,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--ocpp-versions", type=_ocpp_versions_arg, required=True, help=versions_help
     )
     listing = station_commands.add_parser("list", help="list stations")
+    listing.add_argument("--json", action="store_true", help="print a JSON array")
     for sub in (add, update, listing):
         _add_settings_flags(sub, ["database_url"])
     station.set_defaults(handler=_cmd_station)
@@ -331,9 +414,29 @@ def build_parser() -> argparse.ArgumentParser:
     revoke = token_commands.add_parser("revoke", help="revoke a token")
     revoke.add_argument("name")
     token_list = token_commands.add_parser("list", help="list tokens")
+    token_list.add_argument("--json", action="store_true", help="print a JSON array")
     for sub in (create, revoke, token_list):
         _add_settings_flags(sub, ["database_url"])
     token.set_defaults(handler=_cmd_token)
+
+    id_token = commands.add_parser(
+        "id-token", help="drivers' idTokens (RFID cards, app ids) stations may charge with"
+    )
+    id_token_commands = id_token.add_subparsers(
+        dest="id_token_command", required=True, metavar="ACTION"
+    )
+    id_add = id_token_commands.add_parser("add", help="accept a driver's idToken")
+    id_remove = id_token_commands.add_parser("remove", help="forget a driver's idToken")
+    for sub in (id_add, id_remove):
+        sub.add_argument("id_token", metavar="TOKEN", help="the idToken (1-36 characters)")
+        sub.add_argument(
+            "--type", default="ISO14443", help="idToken type (default ISO14443: an RFID card)"
+        )
+    id_list = id_token_commands.add_parser("list", help="list idTokens")
+    id_list.add_argument("--json", action="store_true", help="print a JSON array")
+    for sub in (id_add, id_remove, id_list):
+        _add_settings_flags(sub, ["database_url"])
+    id_token.set_defaults(handler=_cmd_id_token)
 
     commands.add_parser("v2g", help="V2G planning tools (see csms v2g --help)", add_help=False)
 
@@ -388,6 +491,12 @@ def environment_errors() -> tuple[type[Exception], ...]:
 
 def _one_line(error: BaseException) -> str:
     from sqlalchemy.exc import DBAPIError
+
+    from csms.app import PortUnavailable
+    from csms.persistence.unreachable import DatabaseUnreachable
+
+    if isinstance(error, PortUnavailable | DatabaseUnreachable):  # already names what and where
+        return redact_url(str(error).splitlines()[0])
 
     # SQLAlchemy appends the statement and a help link on further lines; the driver's own
     # message says what is wrong.

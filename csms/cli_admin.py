@@ -1,4 +1,5 @@
-"""One-shot administration used by the CLI (`csms station ...`, `csms token ...`): open the
+"""One-shot administration used by the CLI (`csms station ...`, `csms token ...`,
+`csms id-token ...`): open the
 services on the configured database (migrating it first), do one thing, close."""
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from csms.domain.models import (
     ApiToken,
     ApiTokenCreated,
     BootPolicy,
+    IdToken,
     SecurityProfile,
     Station,
 )
@@ -91,3 +93,26 @@ async def revoke_api_token(settings: Settings, name: str) -> int:
 async def list_api_tokens(settings: Settings) -> list[ApiToken]:
     async with opened(settings) as services:
         return await services.api_tokens.list()
+
+
+async def add_id_token(settings: Settings, id_token: str, type: str = "ISO14443") -> IdToken:
+    """Create (or re-accept) a driver's idToken: stations' Authorize of it is Accepted."""
+    async with opened(settings) as services:
+        return await services.id_tokens.create(id_token, type)
+
+
+async def remove_id_token(settings: Settings, id_token: str, type: str = "ISO14443") -> None:
+    async with opened(settings) as services:
+        await services.id_tokens.delete(id_token, type)
+
+
+async def list_id_tokens(settings: Settings) -> list[IdToken]:
+    tokens: list[IdToken] = []
+    async with opened(settings) as services:
+        offset = 0
+        while True:
+            page = await services.id_tokens.list(offset, 1000)
+            tokens.extend(page.items)
+            offset += len(page.items)
+            if not page.items or offset >= page.total:
+                return tokens

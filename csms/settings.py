@@ -140,6 +140,38 @@ class Settings(BaseSettings):
     # Plans look at most this many hours ahead (7 days): a departure further out given to the
     # API is refused (422 naming the limit); one from the EV is planned up to the limit.
     v2g_max_horizon_h: float = Field(168.0, gt=0, le=744, allow_inf_nan=False)
+    # ISO 15118 charging needs (K15-K17; README "ISO 15118: charging needs and Plug & Charge").
+    # The EV's needs are planned by the optimizer (stored prices, else a default policy of a
+    # flat tariff in intervals of ev_needs_interval_s, earliest first) and sent as its TxProfile.
+    # Max power when the EV gives none; the plan's time bound (then one period at max power);
+    # how long the answer waits for the plan (ready: Accepted, else Processing, sent later).
+    v2g_ev_needs_default_power_kw: float = Field(11.0, gt=0, le=1000, allow_inf_nan=False)
+    v2g_ev_needs_interval_s: float = Field(900.0, ge=60, le=86_400, allow_inf_nan=False)
+    v2g_ev_needs_plan_timeout_s: float = Field(5.0, gt=0, le=60, allow_inf_nan=False)
+    v2g_ev_needs_answer_budget_s: float = Field(1.0, ge=0, le=20, allow_inf_nan=False)
+    # NotifyEVChargingSchedule: the EV may follow a limit change this many seconds off, and
+    # exceed a limit by this fraction; a schedule outside is Rejected and the CSMS
+    # renegotiates (a new SetChargingProfile), at most this many times per transaction.
+    v2g_ev_schedule_time_tolerance_s: float = Field(60.0, ge=0, le=3600, allow_inf_nan=False)
+    v2g_ev_schedule_limit_tolerance: float = Field(0.01, ge=0, le=1, allow_inf_nan=False)
+    v2g_ev_schedule_max_renegotiations: int = Field(3, ge=0, le=100)
+
+    # Plug & Charge (C07, M01/M02, M06). OCSP requests go only to responder hosts listed here
+    # (comma-separated host names or addresses, "*" = any): the URL comes from the station, so
+    # none is fetched until an operator says which (empty = OCSP off: Failed / CertChainError).
+    pnc_ocsp_responder_hosts: str = ""
+    pnc_ocsp_timeout_s: float = Field(5.0, gt=0, le=60, allow_inf_nan=False)
+    pnc_ocsp_max_response_bytes: int = Field(64 * 1024, ge=1024, le=1024 * 1024)
+    # A response is cached until its nextUpdate, at most this long (none: not cached).
+    pnc_ocsp_cache_max_s: float = Field(86_400.0, ge=0, le=30 * 86_400, allow_inf_nan=False)
+    pnc_ocsp_cache_entries: int = Field(10_000, ge=1, le=1_000_000)
+    # PEM bundle of the V2G / Mobility Operator root and sub-CA certificates the CSMS trusts
+    # (contract chains in Authorize are checked against it; OCSP signers are found in it).
+    pnc_trust_anchors_file: Path | None = None
+    # Certificate provider for Get15118EVCertificate (install/update of contract
+    # certificates): an HTTP(S) URL receiving the request as JSON (README); none = Failed.
+    pnc_certificate_provider_url: str | None = None
+    pnc_certificate_provider_timeout_s: float = Field(10.0, gt=0, le=60, allow_inf_nan=False)
 
     # Home Assistant over MQTT discovery (mqtt://host:1883); none = no bridge.
     mqtt_url: str | None = None
@@ -148,6 +180,23 @@ class Settings(BaseSettings):
     mqtt_state_interval_s: float = Field(30.0, gt=0)
 
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    # "text" (one human-readable line per record) or "json" (one JSON object per line: ts,
+    # level, logger, message, and exc_info when there is one) for log collectors.
+    log_format: Literal["text", "json"] = "text"
+
+    # OCPP message log (/api/v1/stations/{id}/messages). The commands the CSMS sends and
+    # their answers are always logged; with message_log_incoming the messages stations send
+    # and the CSMS's answers too (written in batches off the hot path, but ~55-75 us of CPU
+    # per message on SQLite: benchmarks/bench_message_log.py; off by default). Entries older
+    # than message_log_retention_days or beyond message_log_max_rows_per_station (per
+    # station, newest kept; 0 = no row limit) are pruned hourly.
+    message_log_incoming: bool = False
+    message_log_retention_days: float = Field(30.0, gt=0, le=3650, allow_inf_nan=False)
+    message_log_max_rows_per_station: int = Field(10_000, ge=0, le=10_000_000)
+
+    # /metrics: the V2G fleet gauges (csms_v2g_*) are read from the database every this many
+    # seconds (0 = not collected).
+    metrics_v2g_refresh_s: float = Field(15.0, ge=0, le=3600, allow_inf_nan=False)
     # Key of the fast station-password check (hex, >= 16 bytes; created if missing). Default:
     # beside the SQLite file, or ./csms.password-key. Several nodes must share one key file.
     password_key_file: Path | None = None
@@ -175,6 +224,15 @@ class Settings(BaseSettings):
     # X-Forwarded-For header names (throttling and logs). Empty: the peer address counts and
     # X-Forwarded-For is ignored. Without it, behind a proxy every station shares one address.
     trusted_proxies: str = ""
+
+    @field_validator("pnc_certificate_provider_url")
+    @classmethod
+    def _provider_url(cls, value: str | None) -> str | None:
+        if value in (None, ""):
+            return None
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("use an http:// or https:// URL")
+        return value
 
     @field_validator("ocpp_path")
     @classmethod

@@ -5,7 +5,9 @@
         --start 2024-08-05T06:00
 
 SoC values are percent (0-100). Times are ISO 8601; without an offset they are read in
-`--tz` (default +10:00, NEM time). Costs are AUD cents and include battery wear.
+`--tz` (default +10:00, NEM time: UTC+10 all year, no daylight saving), and the plan's times
+are printed in that zone. Prices are read in c/kWh; the summary's costs are AUD (dollars) and
+include battery wear (negative = a profit).
 
 Every number is checked before use (csms/v2g/bounds.py): NaN, infinities and values outside
 the physical range named in the error stop the command with exit code 2. The departure may be
@@ -21,7 +23,7 @@ import math
 import os
 import sys
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import numpy as np
@@ -174,8 +176,17 @@ def _quiet_stdout() -> Iterator[None]:
         os.close(saved)
 
 
-def _iso(moment: datetime) -> str:
-    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+def _iso(moment: datetime, tz: timezone) -> str:
+    """ISO 8601 in the input's zone (NEM time by default), with its offset."""
+    return moment.astimezone(tz).isoformat().replace("+00:00", "Z")
+
+
+def _aud(cents: float) -> float:
+    return round(cents / 100.0, 2)
+
+
+def _offset_text(tz: timezone) -> str:
+    return datetime(2000, 1, 1, tzinfo=tz).isoformat()[-6:].replace("+00:00", "Z")
 
 
 def _plan(args: argparse.Namespace) -> dict[str, object]:
@@ -237,21 +248,25 @@ def _plan(args: argparse.Namespace) -> dict[str, object]:
     plain = plain_charging(session, prices, start)
     rules = threshold_rules(session, prices, start)
     intervals = [
-        {"start": _iso(max(s, start)), "power_kw": round(p, 4), "soc_after": round(100 * soc, 3)}
+        {
+            "start": _iso(max(s, start), tz),
+            "power_kw": round(p, 4),
+            "soc_after": round(100 * soc, 3),
+        }
         for s, p, soc in zip(plan.interval_starts, plan.power_kw, plan.soc_after, strict=True)
     ]
     warnings = list(plan.warnings)
     if prices.end < departure:
-        warnings.append(f"prices end at {_iso(prices.end)}, before departure: planned to there")
+        warnings.append(f"prices end at {_iso(prices.end, tz)}, before departure: planned to there")
     return {
         "intervals": intervals,
         "summary": {
-            "plan_cost": round(planned.total_cost_c, 2),
-            "plain_charging_cost": round(plain.total_cost_c, 2),
-            "threshold_rules_cost": round(rules.total_cost_c, 2),
-            "plan_wear_cost": round(planned.wear_cost_c, 2),
-            "saving_vs_plain_charging": round(plain.total_cost_c - planned.total_cost_c, 2),
-            "saving_vs_threshold_rules": round(rules.total_cost_c - planned.total_cost_c, 2),
+            "plan_cost_aud": _aud(planned.total_cost_c),
+            "plain_charging_cost_aud": _aud(plain.total_cost_c),
+            "threshold_rules_cost_aud": _aud(rules.total_cost_c),
+            "plan_wear_cost_aud": _aud(planned.wear_cost_c),
+            "saving_vs_plain_charging_aud": _aud(plain.total_cost_c - planned.total_cost_c),
+            "saving_vs_threshold_rules_aud": _aud(rules.total_cost_c - planned.total_cost_c),
             "soc_at_departure": round(100 * plan.soc_at_departure, 3),
             "target_soc": round(100 * session.target_soc, 3),
             "target_met": plan.target_met,
@@ -262,7 +277,8 @@ def _plan(args: argparse.Namespace) -> dict[str, object]:
                 float(np.sum(np.clip(planned.power_kw, None, 0) * -np.asarray(planned.hours))), 4
             ),
             "currency": "AUD",
-            "unit": "c (cents, energy plus battery wear)",
+            "unit": "AUD (dollars; energy plus battery wear; negative = profit)",
+            "timezone": _offset_text(tz),
             "soc_unit": "%",
             "warnings": warnings,
         },

@@ -7,17 +7,26 @@ simulated charging stations against it: each is the REAL charge-point agent
 and the power stage simulated, on its own python-can `virtual` bus. Then, through the CSMS's own
 REST API (what any operator or optimizer would call):
 
-1. each car is plugged in and a transaction is started (RequestStartTransaction);
-2. the V2G optimizer (`csms.v2g.optimizer`) plans the car's next 24 hours on a real NEM price
-   day (AEMO, Victoria, 5-minute prices from 2024-08-05 12:00 to 2024-08-06 12:00 AEST, with
-   the evening price spike): charge in the cheap hours, discharge at the evening peak, be at
-   80 % at departure; the plan goes to the station as a TxProfile (negative limit = discharge);
-3. the agent turns the profile into CHAdeMO current on the CAN bus, the simulated battery's SoC
-   moves, and the meter values come back to the CSMS.
+1. the day's prices go to the V2G service (`PUT /prices`): a real NEM price day (AEMO,
+   Victoria, 5-minute prices from 2024-08-05 12:00 to 2024-08-06 12:00 AEST, with the evening
+   price spike) as household prices, repeated every simulated day;
+2. each car is registered with the V2G service (`POST /vehicles`: its battery, power limits,
+   station and EVSE, departure at the end of the day, 80 % target), plugged in, and a
+   transaction is started (RequestStartTransaction);
+3. once the car's SoC has reached the CSMS in a meter value, the V2G service plans its day
+   (`POST /stations/{id}/v2g/optimize`: the HiGHS optimizer) and sends the plan to the station as
+   a TxProfile (negative limit = discharge): charge in the cheap hours, discharge into the
+   evening peak, be at 80 % at departure;
+4. the agent turns the profile into CHAdeMO current on the CAN bus, the simulated battery's SoC
+   moves, and the meter values come back to the CSMS (`/vehicles`, economics, and Home
+   Assistant over MQTT when `CSMS_MQTT_URL` is set, all follow).
 
-`--speed X` runs simulated time X times faster (the agents' clock and the vehicles' energy both
-honour it): the default 360 runs the day in 4 minutes. `--duration S` stops by itself; Ctrl-C
-stops cleanly (transactions end, queued messages are delivered, the CSMS shuts down).
+The CSMS runs on the demo's simulated clock, so plans, prices and economics all use the
+stations' time. `--speed X` runs simulated time X times faster (the agents' clock, the CSMS's
+and the vehicles' energy all honour it): the default 360 runs the day in 4 minutes.
+`--duration S` stops by itself; Ctrl-C stops cleanly. Either way the demo ends with the money
+per car (the plan against plain charging, and what the meter saw) and whether each departure
+target was met (`money.py`).
 """
 
 from __future__ import annotations
@@ -30,14 +39,36 @@ import tempfile
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 from csms.v2g.optimizer import VehiclePlan
-from csms.v2g.prices import AEST, NemTariff, PriceSeries
-from v2g_demo.view import Snapshot, StationRow, render, table
+from csms.v2g.prices import PriceSeries
+from csms.v2g.vehicle import Vehicle
+from v2g_demo.day import (
+    DAY,
+    DRIVER_TOKEN,
+    DRIVING_RESERVE_SOC,
+    MAX_CHARGE_KW,
+    MAX_DISCHARGE_KW,
+    NEM_DAY_START,
+    NEM_INTERVAL,
+    STATION_PASSWORD,
+    TARGET_SOC,
+    demo_prices,
+    iso,
+    nem_day_rrp,
+    plan_from_json,
+    plan_power_kw,
+    plan_summary,
+)
+from v2g_demo.lifecycle import stop_station
+from v2g_demo.money import CarMoney, DayMoney, Departure, Metered, day_money, money_lines
+from v2g_demo.view import LEGEND, Snapshot, StationRow, render, snapshot_clock, table
 from v2g_shared.stop_signals import install_stop_signals
+
+__all__ = ["DemoOptions", "demo_prices", "main", "nem_day_rrp", "plan_power_kw", "run_demo"]
 
 if TYPE_CHECKING:
     import httpx
@@ -46,86 +77,6 @@ if TYPE_CHECKING:
     from chargepoint_firmware.simulate import ScaledClock, SimStation
     from csms.app import RunningCsms
     from csms.settings import Settings
-
-# AEMO PRICE_AND_DEMAND_202408_VIC1.csv, RRP ($/MWh, excl. GST) of the 288 five-minute
-# intervals ending 2024/08/05 12:05 ... 2024/08/06 12:00 (NEM time), unmodified. Data (c) AEMO,
-# reused with attribution (see tests/data/v2g/README.md for the source of the file).
-NEM_DAY_RRP = """
-297 296.34 294.06 295.43 292.68 285.94 262.75 245.84 262.03 197.85 171.55
-173.06 187.91 220.31 219.95 239.70 162.41 168.48 165.50 83.09 137.41 199.01
-238.71 268.53 135.45 180.30 227.97 166.87 165.50 253.36 268.74 279.17 281.73
-270.39 289.38 289.31 272.95 270.99 281.48 299.50 295.51 299.50 299.50 268.38
-268.93 271.36 294.50 299.50 299.50 299.84 280.01 299.82 307.02 299.50 298
-299.50 449.97 471.27 474.75 479.34 3898 3903.11 14450.01 14450.01 14935 16853.88
-15159.51 16893.41 16656.93 14450.01 14450.01 14450.01 4283 3912.82 3912.82 4270 10144.22
-14450.01 14096.68 13629.45 4448.07 4283 4069 4065.32 3898.45 10110.60 3945.71 3958.91
-899.01 720.16 470.08 473.67 480.15 470.23 463.62 452.94 387.79 354.62 354.62
-349.01 309.42 302.51 300.99 303.09 299.50 299.50 299.50 285.94 299.50 299.50
-299.50 285.96 284 285.94 307.43 306.33 302.88 285.96 284 270.75 251.74
-271.55 270.82 228.40 297.98 225.67 228.16 237.34 251.74 272.94 261.95 214.40
-215.32 299.50 299.82 299.50 299.50 299.50 296.06 299.50 210.85 209.17 206.83
-204.44 270.91 211.96 246.82 242.02 209.70 165.50 165.50 227.97 256.31 205.41
-204.58 204.32 273.29 207.11 211.42 192.24 167.61 178.83 171.55 148.45 147.22
-165.58 146.06 145 146.10 145.74 112.43 136.77 144.45 112.30 116.10 136.77
-109 109 109 88.85 101.46 109 104.31 100.42 87.59 99.23 87.48
-99.73 97.01 107.43 108.76 90.75 88.85 88.85 109.50 108.25 87.52 85.98
-78.08 77.83 77.80 91.66 86.59 106.96 76 75.98 87.09 132.96 128.35
-110.72 110.06 133 145 135.61 145 145 190.70 191.70 220.57 238.61
-248.94 233 240 240 240 250.35 254.92 259.44 264.06 259.84 262.08
-270.82 270.82 270.82 274.09 273.34 273.72 278.21 272.18 255.74 276.67 263.47
-240 228.86 159.06 122.99 145 145 145 158.29 98.89 85 107.38
-89.69 89.42 85 78.07 79.21 79.12 85 74.47 75.44 52.21 40.41
-21.40 78.98 68.09 42.61 9.17 -19.99 -3.13 -19.98 -19.98 -30 -39.01
--30.01 -35.56 -32.98 -30.01 -39.01 -35.56 -30 -19.98 -31.80 8.95 0
--39.48 -35.57
-"""
-NEM_DAY_START = datetime(2024, 8, 5, 12, 0, tzinfo=AEST)
-NEM_INTERVAL = timedelta(minutes=5)
-
-STATION_PASSWORD = "demo-station-password"
-DRIVER_TOKEN = "DEMO-DRIVER"
-DAY = timedelta(hours=24)  # one plan per simulated day
-TARGET_SOC = 0.8
-# The simulated charger and car: up to 6 kW charging, 5 kW discharging (the car allows 15 A).
-MAX_CHARGE_KW = 6.0
-MAX_DISCHARGE_KW = 5.0
-DRIVING_RESERVE_SOC = 0.3  # the agent's default driving reserve (safety.driving_reserve_soc_pct)
-
-
-def nem_day_rrp() -> list[float]:
-    return [float(value) for value in NEM_DAY_RRP.split()]
-
-
-def demo_prices(sim_start: datetime, tariff: NemTariff | None = None) -> PriceSeries:
-    """The NEM day as household prices (c/kWh), moved so that it begins at `sim_start`."""
-    tariff = tariff or NemTariff()
-    rrp = nem_day_rrp()
-    return PriceSeries(
-        start=sim_start,
-        interval=NEM_INTERVAL,
-        import_c_kwh=tuple(tariff.import_price(r) for r in rrp),
-        export_c_kwh=tuple(tariff.export_price(r) for r in rrp),
-    )
-
-
-def plan_power_kw(plan: VehiclePlan | None, moment: datetime) -> float | None:
-    """The plan's power for the interval containing `moment` (None outside the plan)."""
-    if plan is None or moment < plan.start or moment >= plan.departure:
-        return None
-    index = 0
-    for k, start in enumerate(plan.interval_starts):
-        if start <= moment:
-            index = k
-    return plan.power_kw[index]
-
-
-def plan_summary(plan: VehiclePlan) -> str:
-    charge = sum(max(0.0, p) * h for p, h in zip(plan.power_kw, plan.hours, strict=True))
-    discharge = sum(max(0.0, -p) * h for p, h in zip(plan.power_kw, plan.hours, strict=True))
-    return (
-        f"charge {charge:.1f} kWh in cheap hours, discharge {discharge:.1f} kWh at the peak, "
-        f"{plan.soc_at_departure * 100:.0f}% at departure"
-    )
 
 
 @dataclass
@@ -148,6 +99,23 @@ class DemoStation:
     meter_values: int = 0
     last_reported_mv: float = 0.0
     was_online: bool = False
+    plugged_at: datetime | None = None  # simulated time of the transaction's start
+    days: list[DayMoney] = field(default_factory=list)  # each accepted day's plan, costed
+    departures: list[Departure] = field(default_factory=list)
+
+    @property
+    def vehicle_id(self) -> str:
+        return f"{self.station.station_id}-EV"
+
+    def vehicle(self) -> Vehicle:
+        """The car as registered with the V2G service (and as the plans are costed)."""
+        return Vehicle(
+            vehicle_id=self.vehicle_id,
+            capacity_kwh=self.station.car.capacity_kwh,
+            max_charge_kw=MAX_CHARGE_KW,
+            max_discharge_kw=MAX_DISCHARGE_KW,
+            driving_reserve_soc=DRIVING_RESERVE_SOC,
+        )
 
 
 @dataclass
@@ -162,6 +130,9 @@ class Demo:
     stations: list[DemoStation] = field(default_factory=list)
     events: deque[str] = field(default_factory=lambda: deque(maxlen=200))
     live: bool = False
+    faults: dict[str, list[str]] = field(default_factory=dict)  # station id -> safety trips
+    _prices_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    _priced_days: set[datetime] = field(default_factory=set)
 
     # -- event log ---------------------------------------------------------------------------
     def event(self, text: str) -> None:
@@ -175,8 +146,70 @@ class Demo:
         def listener(event: HardwareEvent) -> None:
             detail = f" ({event.detail})" if event.detail else ""
             self.event(f"{station_id}: {event.kind.value.replace('_', ' ')}{detail}")
+            if event.kind.value == "fault":  # said again in the closing summary
+                trip = f"{event.detail} at {self.shown(self.clock.now())}"
+                self.faults.setdefault(station_id, []).append(trip)
 
         return listener
+
+    # -- the V2G service ----------------------------------------------------------------------
+    def nem_time(self, moment: datetime) -> datetime:
+        """Simulated time as NEM time: the demo's first moment is 2024-08-05 12:00 AEST."""
+        return NEM_DAY_START + (moment - self.clock.origin)
+
+    def shown(self, moment: datetime) -> str:
+        return self.nem_time(moment).strftime("%a %H:%M")
+
+    async def ensure_prices(self, day_start: datetime) -> None:
+        """The NEM day's household prices from `day_start`, stored once per simulated day."""
+        async with self._prices_lock:
+            if day_start in self._priced_days:
+                return
+            prices = demo_prices(day_start)
+            intervals = [
+                {
+                    "start": iso(prices.interval_start(k)),
+                    "interval_s": int(NEM_INTERVAL.total_seconds()),
+                    "import_c_kwh": prices.import_c_kwh[k],
+                    "export_c_kwh": prices.export_c_kwh[k],
+                }
+                for k in range(len(prices))
+            ]
+            response = await self.api.put(
+                "/prices", json={"intervals": intervals, "source": "csms demo: AEMO VIC1 day"}
+            )
+            if response.status_code != 200:
+                raise RuntimeError(f"PUT /prices: {response.status_code} {response.text}")
+            self._priced_days.add(day_start)
+            self.event(
+                f"prices: {len(intervals)} five-minute household prices stored for "
+                f"{self.shown(day_start)}-{self.shown(day_start + DAY)} (PUT /prices)"
+            )
+
+    async def register_vehicle(self, ds: DemoStation, departure: datetime) -> None:
+        """POST /vehicles (or PATCH, in a reused --data-dir): the car the plans are for."""
+        car = ds.vehicle()
+        body: dict[str, Any] = {
+            "name": ds.station.car.name,
+            "capacity_kwh": car.capacity_kwh,
+            "max_charge_kw": car.max_charge_kw,
+            "max_discharge_kw": car.max_discharge_kw,
+            "driving_reserve_soc": car.driving_reserve_soc,
+            "station_id": ds.station.station_id,
+            "evse_id": 1,
+            "departure": iso(departure),
+            "target_soc": TARGET_SOC,
+        }
+        response = await self.api.post("/vehicles", json={"id": ds.vehicle_id, **body})
+        if response.status_code == 409:
+            response = await self.api.patch(f"/vehicles/{ds.vehicle_id}", json=body)
+        if response.status_code not in (200, 201):
+            raise RuntimeError(f"vehicle {ds.vehicle_id}: {response.status_code} {response.text}")
+        self.event(
+            f"{ds.station.station_id}: vehicle {ds.vehicle_id} registered with the V2G service "
+            f"({car.capacity_kwh:g} kWh, {car.max_charge_kw:g} kW in / "
+            f"{car.max_discharge_kw:g} kW out, {TARGET_SOC * 100:.0f}% at {self.shown(departure)})"
+        )
 
     # -- one station's story -----------------------------------------------------------------
     async def drive(self, ds: DemoStation) -> None:
@@ -200,6 +233,9 @@ class Demo:
         )
         status = answer["setVariableResult"][0]["attributeStatus"]
         self.event(f"{sid}: SetVariables TxUpdatedInterval={interval} s (simulated): {status}")
+        day_start = self._day_start()
+        await self.ensure_prices(day_start)
+        await self.register_vehicle(ds, day_start + DAY)
         station.plug_in()
         await station.wait_plugged()
         self.event(f"{sid}: {station.car.name} plugged in at {station.car.soc_pct:.0f}% SoC")
@@ -214,47 +250,65 @@ class Demo:
         )
         self.event(f"{sid}: RequestStartTransaction: {answer['status']}")
         ds.transaction_id = await self._active_transaction(sid)
+        ds.plugged_at = self.clock.now()
         self.event(f"{sid}: transaction {ds.transaction_id[:8]} started")
+        soc = await self._soc_at_csms(ds)
+        self.event(f"{sid}: the CSMS has the car's SoC ({soc * 100:.0f}%) from a meter value")
         while True:  # one plan per simulated day, on the same NEM price day
-            day = int((self.clock.now() - self.clock.origin) / DAY)
-            day_start = self.clock.origin + day * DAY
+            day_start = self._day_start()
+            await self.ensure_prices(day_start)
             await self._send_plan(ds, day_start)
             await self.clock.sleep_until(day_start + DAY)
+            if ds.plan is not None:  # the day's departure: was the target met?
+                ds.departures.append(
+                    Departure(
+                        self.shown(ds.plan.departure),
+                        ds.plan.target_soc,
+                        station.battery_soc_pct() / 100.0,
+                    )
+                )
+
+    def _day_start(self) -> datetime:
+        day = int((self.clock.now() - self.clock.origin) / DAY)
+        return self.clock.origin + day * DAY
+
+    async def _soc_at_csms(self, ds: DemoStation) -> float:
+        """Wait until the V2G service knows the car's SoC (a SoC meter value arrived)."""
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            response = await self.api.get(f"/vehicles/{ds.vehicle_id}/session")
+            body = response.json() if response.status_code == 200 else {}
+            if body.get("soc") is not None and body.get("transaction_id"):
+                return float(body["soc"])
+            await asyncio.sleep(0.2)
+        raise RuntimeError(f"{ds.station.station_id}: no SoC meter value reached the CSMS")
 
     async def _send_plan(self, ds: DemoStation, day_start: datetime) -> None:
-        from csms.v2g.optimizer import PlanError, plan_vehicle, to_tx_profile
-        from csms.v2g.vehicle import Vehicle, VehicleSession
-
-        station = ds.station
-        sid = station.station_id
-        assert ds.transaction_id is not None
-        now = self.clock.now()
-        session = VehicleSession(
-            vehicle=Vehicle(
-                vehicle_id=sid,
-                capacity_kwh=station.car.capacity_kwh,
-                max_charge_kw=MAX_CHARGE_KW,
-                max_discharge_kw=MAX_DISCHARGE_KW,
-                driving_reserve_soc=DRIVING_RESERVE_SOC,
-            ),
-            soc=min(1.0, max(0.0, station.battery_soc_pct() / 100.0)),
-            departure=day_start + DAY,
-            target_soc=TARGET_SOC,
+        sid = ds.station.station_id
+        departure = day_start + DAY
+        response = await self.api.patch(
+            f"/vehicles/{ds.vehicle_id}",
+            json={"departure": iso(departure), "target_soc": TARGET_SOC},
         )
-        try:
-            # scipy's HiGHS: same solver, and it prints no banner into the console view.
-            plan = plan_vehicle(session, demo_prices(day_start), now, backend="scipy")
-        except (PlanError, ValueError) as exc:
-            self.event(f"{sid}: no plan for this day: {exc}")
+        if response.status_code != 200:
+            self.event(f"{sid}: departure not set: {response.status_code} {response.text}")
             return
-        profile = to_tx_profile(plan, 1000 + ds.index, ds.transaction_id, stack_level=0)
-        answer = await self._post(
-            f"/stations/{sid}/charging-profiles", {"evse_id": 1, "charging_profile": profile}
+        response = await self.api.post(
+            f"/stations/{sid}/v2g/optimize", params={"vehicle_id": ds.vehicle_id}
         )
-        ds.plan = plan if answer.get("status") == "Accepted" else None
+        if response.status_code != 200:
+            self.event(f"{sid}: no plan for this day: {response.status_code} {response.text}")
+            ds.plan = None
+            return
+        sent = response.json()
+        plan = plan_from_json(sent["plan"])
+        accepted = sent.get("status") == "Accepted"
+        ds.plan = plan if accepted else None
+        if accepted:
+            ds.days.append(day_money(plan, ds.vehicle(), demo_prices(day_start)))
         self.event(
-            f"{sid}: V2G plan ({plan_summary(plan)}) sent as SetChargingProfile: "
-            f"{answer.get('status')}"
+            f"{sid}: V2G plan from the optimizer ({plan_summary(plan, ds.vehicle().capacity_kwh)})"
+            f" sent as SetChargingProfile: {sent.get('status')}"
         )
 
     async def _post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
@@ -316,16 +370,50 @@ class Demo:
                     meter_values=ds.meter_values,
                 )
             )
-        elapsed = (sim_now - self.clock.origin) % DAY
-        index = int(elapsed / NEM_INTERVAL)
-        price = self.prices.import_c_kwh[index] if 0 <= index < len(self.prices) else None
+        elapsed = sim_now - self.clock.origin
+        index = int((elapsed % DAY) / NEM_INTERVAL)
+        known = 0 <= index < len(self.prices)
         return Snapshot(
             header=self.header,
             sim_time=NEM_DAY_START + elapsed,
-            price_c_kwh=price,
+            price_c_kwh=self.prices.import_c_kwh[index] if known else None,
+            export_c_kwh=self.prices.export_c_kwh[index] if known else None,
             rows=rows,
             events=list(self.events),
+            day=int(elapsed / DAY) + 1,
         )
+
+    # -- the end: the money ------------------------------------------------------------------
+    async def money(self) -> list[CarMoney]:
+        """Per car: the day plans against plain charging, the meter's figures priced by the
+        CSMS (GET /vehicles/{id}/economics), and the departures reached."""
+        now = self.clock.now()
+        cars: list[CarMoney] = []
+        for ds in self.stations:
+            car = CarMoney(
+                ds.station.station_id,
+                ds.station.car.name,
+                days=list(ds.days),
+                departures=list(ds.departures),
+                soc_now=ds.station.battery_soc_pct() / 100.0,
+                faults=list(self.faults.get(ds.station.station_id, ())),
+            )
+            if ds.plugged_at is not None and now > ds.plugged_at:
+                response = await self.api.get(
+                    f"/vehicles/{ds.vehicle_id}/economics",
+                    params={"from": iso(ds.plugged_at), "to": iso(now)},
+                )
+                if response.status_code == 200:
+                    e = response.json()
+                    car.metered = Metered(
+                        e["imported_kwh"],
+                        e["exported_kwh"],
+                        e["import_cost_aud"],
+                        e["export_revenue_aud"],
+                    )
+                    car.window = (self.shown(ds.plugged_at), self.shown(now))
+            cars.append(car)
+        return cars
 
 
 def _latest(samples: list[Any]) -> str:
@@ -343,15 +431,16 @@ def _latest(samples: list[Any]) -> str:
     return ", ".join(parts) or "no energy registers yet"
 
 
-async def _start_csms(settings: Settings) -> RunningCsms:
-    """Start on the requested ports; a port already taken falls back to a free one."""
+async def _start_csms(settings: Settings, clock: ScaledClock) -> RunningCsms:
+    """Start on the requested ports (a port already taken falls back to a free one), on the
+    demo's simulated clock."""
     from csms.app import start
 
     try:
-        return await start(settings)
+        return await start(settings, clock=clock.now)
     except OSError:
         fallback = settings.model_copy(update={"api_port": 0, "ocpp_port": 0})
-        return await start(fallback)
+        return await start(fallback, clock=clock.now)
 
 
 async def run_demo(options: DemoOptions, out: TextIO = sys.stdout) -> int:
@@ -377,13 +466,17 @@ async def run_demo(options: DemoOptions, out: TextIO = sys.stdout) -> int:
         "heartbeat_interval_s": 3600,
         "command_timeout_s": 15.0,
         "log_level": "WARNING",
+        # A few stations: /stations/{id}/messages shows what they send too.
+        "message_log_incoming": True,
     }
     settings = Settings(**values)
     stop = asyncio.Event()
     remove_stop_signals = install_stop_signals(stop)
-    running = await _start_csms(settings)
+    clock = ScaledClock(options.speed)
+    running = await _start_csms(settings, clock)
     demo: Demo | None = None
     tasks: list[asyncio.Task[None]] = []
+    money: list[str] = []
     try:
         services = running.services
         token = (await services.api_tokens.create("demo")).plaintext
@@ -407,11 +500,10 @@ async def run_demo(options: DemoOptions, out: TextIO = sys.stdout) -> int:
             headers={"Authorization": f"Bearer {token}"},
             timeout=30.0,
         )
-        clock = ScaledClock(options.speed)
         live = out.isatty() if options.live is None else options.live
         demo = Demo(options, out, running, api, clock, demo_prices(clock.origin), header, live=live)
         if not live:
-            out.write("\n".join(header) + "\n")
+            out.write("\n".join([*header, "", *LEGEND, ""]) + "\n")
             out.flush()
         for index, station_id in enumerate(ids):
             settings_i = station_settings(
@@ -437,19 +529,29 @@ async def run_demo(options: DemoOptions, out: TextIO = sys.stdout) -> int:
             out.write("stopping: ending transactions and delivering queued messages...\n")
             out.flush()
             await asyncio.gather(
-                *(ds.station.stop(drain_s=3.0) for ds in demo.stations), return_exceptions=True
+                *(stop_station(ds.station) for ds in demo.stations), return_exceptions=True
             )
             with contextlib.suppress(Exception):
                 final = await demo.refresh()
-                out.write("\n".join(table(final.rows)) + "\n")
+                out.write("\n".join([snapshot_clock(final), *table(final.rows)]) + "\n")
+            money = await _money(demo)  # the CSMS still runs: its records are read
             await demo.api.aclose()
         await running.stop()
         remove_stop_signals()
         if temporary:
             shutil.rmtree(data_dir, ignore_errors=True)
+    out.write("\n".join(money) + "\n")
     out.write("demo stopped\n")
     out.flush()
     return 0
+
+
+async def _money(demo: Demo) -> list[str]:
+    """The closing summary, read while the CSMS and the stations still run."""
+    try:
+        return money_lines(await demo.money())
+    except Exception as exc:  # the summary must not hide a clean stop
+        return [f"the money could not be read: {type(exc).__name__}: {exc}"]
 
 
 async def _logged(demo: Demo, ds: DemoStation) -> None:
@@ -476,7 +578,7 @@ async def _view_loop(demo: Demo, stop: asyncio.Event) -> None:
             demo.out.flush()
         elif time.monotonic() >= next_table:
             next_table = time.monotonic() + period
-            demo.out.write("\n".join(table(snapshot.rows)) + "\n")
+            demo.out.write("\n".join([snapshot_clock(snapshot), *table(snapshot.rows)]) + "\n")
             demo.out.flush()
         wait = 1.0 if deadline is None else max(0.0, min(1.0, deadline - time.monotonic()))
         with contextlib.suppress(TimeoutError):

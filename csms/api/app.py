@@ -1,17 +1,24 @@
-"""The FastAPI application: routes under /api/v1, OpenAPI at /docs and /openapi.json,
-Prometheus metrics at /metrics."""
+"""The FastAPI application: routes under /api/v1, OpenAPI at /docs, /redoc and /openapi.json,
+Prometheus metrics at /metrics, liveness at /health and readiness at /ready."""
 
 from __future__ import annotations
 
 from fastapi import APIRouter, FastAPI
+from fastapi_offline import FastAPIOffline
 
+from csms.api import health
 from csms.api.counting import CountedServices
 from csms.api.deps import ApiServices, TokenCache
 from csms.api.errors import PROBLEM_RESPONSES, install_error_handlers
+from csms.api.health import Readiness
 from csms.api.metrics import CsmsMetrics, metrics_route
-from csms.api.routes import commands, records, stations, tokens, v2g, v2x
+from csms.api.routes import commands, ocpp21, records, stations, tokens, v2g, v2x
 
 API_PREFIX = "/api/v1"
+# /docs (Swagger UI) and /redoc load their scripts and styles from the CSMS itself (the
+# fastapi-offline package ships them), so they work without internet. Swagger UI's default
+# spec validator is an online service: off.
+SWAGGER_UI_PARAMETERS = {"validatorUrl": None}
 
 # Every router under /api/v1; each of their routes declares its scope (deps.needs).
 ROUTERS = (
@@ -19,6 +26,7 @@ ROUTERS = (
     records.router,
     records.transactions_router,
     commands.router,
+    ocpp21.router,
     tokens.id_tokens_router,
     tokens.api_tokens_router,
     v2g.router,
@@ -31,8 +39,10 @@ def create_api(
     *,
     metrics: CsmsMetrics | None = None,
     token_cache_ttl_s: float = 5.0,
+    readiness: Readiness | None = None,
 ) -> FastAPI:
-    app = FastAPI(
+    app = FastAPIOffline(
+        swagger_ui_parameters=SWAGGER_UI_PARAMETERS,
         title="CSMS REST API",
         version="1",
         description="Operator API of the bidirectional-charging CSMS (OCPP 2.0.1). Every "
@@ -45,7 +55,8 @@ def create_api(
         "invalid input (request bodies are typed strictly: no number for a date, no boolean "
         "for a number, no NaN/Infinity).",
     )
-    counted = CountedServices(services)
+    telemetry = metrics.telemetry if metrics is not None else None
+    counted = CountedServices(services, telemetry.api_command_done if telemetry else None)
     app.state.services = counted
     if metrics is not None:
         metrics.command_counts = counted.command_counts
@@ -56,4 +67,5 @@ def create_api(
         api.include_router(router)
     app.include_router(api)
     app.add_api_route("/metrics", metrics_route(metrics), methods=["GET"], include_in_schema=False)
+    health.install(app, readiness)
     return app

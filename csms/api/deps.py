@@ -19,6 +19,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer, SecurityS
 
 from csms.domain.models import ApiScope, ApiToken
 from csms.services.common import CommandSender
+from csms.services.ocpp21_data import Ocpp21DataService
 from csms.services.records import (
     ChargingProfileService,
     DeviceModelService,
@@ -52,6 +53,8 @@ class ApiServices(Protocol):
     def api_tokens(self) -> ApiTokenService: ...
     @property
     def commands(self) -> CommandSender: ...
+    @property
+    def ocpp21(self) -> Ocpp21DataService: ...
 
 
 def get_services(request: Request) -> ApiServices:

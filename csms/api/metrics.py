@@ -1,6 +1,8 @@
-"""Prometheus metrics on /metrics: connected stations; commands sent through the REST API by
-action and outcome; and OCPP message counters when the OCPP server exposes them (an object with
-`messages_in`/`messages_out` mappings action -> count)."""
+"""Prometheus metrics on /metrics: what `csms.services.telemetry.Telemetry` records (OCPP messages,
+latency histograms, V2G gauges, process metrics) plus what is read at scrape time here: connected
+stations by OCPP version, commands sent through the REST API, refused station logins.
+
+No series has a station id label (see telemetry's module doc)."""
 
 from __future__ import annotations
 
@@ -13,12 +15,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-
-class MessageCounters(Protocol):
-    @property
-    def messages_in(self) -> Mapping[str, int]: ...
-    @property
-    def messages_out(self) -> Mapping[str, int]: ...
+from csms.services.telemetry import Telemetry
+from v2g_shared.ocpp_versions import OcppVersion
 
 
 class AuthCounters(Protocol):
@@ -35,23 +33,32 @@ class CsmsMetrics(Collector):
 
     def __init__(
         self,
-        connected_stations: Callable[[], int],
-        counters: MessageCounters | None = None,
+        connected_stations: Callable[[], Mapping[str, int]],
         auth: AuthCounters | None = None,
+        telemetry: Telemetry | None = None,
     ) -> None:
+        """`connected_stations()`: OCPP version label ("2.0.1", "2.1") -> open connections."""
         self._connected_stations = connected_stations
-        self._counters = counters
         self._auth = auth
+        self.telemetry = telemetry
         # (action, outcome) -> commands the REST API sent; set by create_api.
         self.command_counts: Counter[tuple[str, str]] = Counter()
-        self.registry = CollectorRegistry(auto_describe=False)
+        self.registry = telemetry.registry if telemetry is not None else CollectorRegistry()
         self.registry.register(self)
+
+    def describe(self) -> Iterable[Metric]:
+        return ()  # collected at scrape time; nothing to check at registration
 
     def collect(self) -> Iterable[Metric]:
         gauge = GaugeMetricFamily(
-            "csms_connected_stations", "Stations with an open OCPP connection on this node"
+            "csms_connected_stations",
+            "Stations with an open OCPP connection on this node, by OCPP version",
+            labels=["ocpp_version"],
         )
-        gauge.add_metric([], float(self._connected_stations()))
+        by_version = {version.label: 0 for version in OcppVersion}
+        by_version.update(self._connected_stations())
+        for version, count in sorted(by_version.items()):
+            gauge.add_metric([version], float(count))
         yield gauge
         commands = CounterMetricFamily(
             "csms_api_commands",
@@ -80,20 +87,6 @@ class CsmsMetrics(Collector):
             for kind, count in sorted(self._auth.security_event_counts.items()):
                 events.add_metric([kind], float(count))
             yield events
-        if self._counters is None:
-            return
-        messages = CounterMetricFamily(
-            "csms_ocpp_messages",
-            "OCPP CALLs by direction and action",
-            labels=["direction", "action"],
-        )
-        for direction, counts in (
-            ("in", self._counters.messages_in),
-            ("out", self._counters.messages_out),
-        ):
-            for action, count in sorted(counts.items()):
-                messages.add_metric([direction, action], float(count))
-        yield messages
 
 
 def metrics_route(metrics: CsmsMetrics | None) -> Callable[[], Awaitable[Response]]:

@@ -113,6 +113,9 @@ class VehicleRead(BaseModel):
     evse_id: int | None
     departure: datetime | None
     target_soc: float | None
+    v2g_enabled: bool = Field(
+        True, description="V2G export allowed (Home Assistant's switch; off: plans never export)"
+    )
 
 
 class SessionContextRead(BaseModel):

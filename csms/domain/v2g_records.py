@@ -26,6 +26,8 @@ class VehicleRecord:
     evse_id: int | None = None
     departure: datetime | None = None
     target_soc: float | None = None
+    # V2G export allowed (the Home Assistant switch); off keeps max_discharge_kw for backup.
+    v2g_enabled: bool = True
     created_at: datetime | None = None
     updated_at: datetime | None = None
 

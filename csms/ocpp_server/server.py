@@ -183,6 +183,11 @@ class OcppServer:
         return int(sockets[0].getsockname()[1])
 
     @property
+    def listening(self) -> bool:
+        """The websocket listener is open (readiness: /ready)."""
+        return self._server is not None and any(True for _ in self._server.sockets)
+
+    @property
     def tls(self) -> bool:
         return self.settings.tls_enabled
 

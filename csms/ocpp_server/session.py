@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
@@ -26,6 +27,7 @@ from csms.domain.models import Direction, RegistrationStatus
 from csms.domain.quotas import ReportAssembly
 from csms.ocpp_server import limits, protocol
 from csms.ocpp_server.protocol import Call, CallError, CallResult, CallResultError, OcppError, Send
+from csms.services import telemetry
 from csms.services.common import DateTimeOutOfRange
 from csms.services.container import Services
 from v2g_shared.ocpp_versions import OcppVersion
@@ -105,6 +107,7 @@ class Session:
             settings.report_max_open, settings.report_max_parts, settings.report_part_timeout_s
         )
         self._logged_failures: set[str] = set()
+        self._telemetry = services.telemetry
 
     # ---- receiving --------------------------------------------------------------------------
 
@@ -190,6 +193,8 @@ class Session:
         return False
 
     async def _on_call(self, call: Call) -> None:
+        started = time.perf_counter()
+        result = "ok"
         try:
             response = await self._dispatch(call)
             reply = protocol.result_frame(call.message_id, response)
@@ -198,6 +203,7 @@ class Session:
             response = {"code": err.code, "description": err.description}
             reply = protocol.error_frame(call.message_id, err, ocpp21=self._ocpp21)
             kind = "CALLERROR"
+            result = telemetry.error_label(err.code)
             self._after.clear()  # a refused message starts no follow-up
         if self.services.message_log.log_incoming:
             ml = self.services.message_log
@@ -208,11 +214,11 @@ class Session:
             size = limits.payload_size(logged)
             if size > self.settings.station_event_max_bytes:
                 logged = {"notLogged": "payload over station_event_max_bytes", "bytes": size}
-            await ml.record(
-                ml.entry(self.station_id, Direction.IN, "CALL", call.message_id, action, logged),
-                ml.entry(self.station_id, Direction.OUT, kind, call.message_id, action, response),
-            )
+            # Buffered: written in batches by the message log, not awaited here (no database
+            # round trip per station message).
+            ml.append_exchange(self.station_id, call.message_id, action, logged, kind, response)
         await self._send(reply)
+        self._telemetry.station_call(call.action, result, time.perf_counter() - started)
         after, self._after = self._after, []
         for follow_up in after:
             self.spawn(follow_up())
@@ -220,6 +226,8 @@ class Session:
     async def _on_send(self, send: Send) -> None:
         """OCPP-J 2.1 SEND: handled like a CALL, but nothing is ever answered; what cannot be
         handled is logged (once per action and connection) and dropped."""
+        started = time.perf_counter()
+        result = "ok"
         try:
             if send.action not in self._actions.station_sends:
                 raise protocol.ProtocolError(f"{send.action[:50]!r} is not sent as SEND")
@@ -228,6 +236,7 @@ class Session:
             logged: Any = send.payload
         except OcppError as err:
             kind = "SEND-DROPPED"
+            result = telemetry.error_label(err.code)
             logged = {"code": err.code, "description": err.description}
             if send.action not in self._logged_failures:
                 self._logged_failures.add(send.action)
@@ -237,11 +246,9 @@ class Session:
             size = limits.payload_size(logged)
             if size > self.settings.station_event_max_bytes:
                 logged = {"notLogged": "payload over station_event_max_bytes", "bytes": size}
-            await ml.record(
-                ml.entry(
-                    self.station_id, Direction.IN, kind, send.message_id, send.action[:50], logged
-                )
-            )
+            # Buffered like a CALL's entries: no database round trip per message.
+            ml.append_one(self.station_id, kind, send.message_id, send.action[:50], logged)
+        self._telemetry.station_call(send.action, result, time.perf_counter() - started)
         after, self._after = self._after, []
         for follow_up in after:
             self.spawn(follow_up())
@@ -351,11 +358,13 @@ class Session:
                 await self._send(protocol.call_frame(message_id, action, payload))
                 result = await asyncio.wait_for(future, timeout)
             except TimeoutError:
+                self._telemetry.csms_call(action, "timeout")
                 await ml.record(
                     ml.entry(self.station_id, Direction.IN, "TIMEOUT", message_id, action, None)
                 )
                 raise CommandTimeout(self.station_id, action, timeout) from None
             except CallErrorReceived as err:
+                self._telemetry.csms_call(action, telemetry.error_label(err.code))
                 await ml.record(
                     ml.entry(
                         self.station_id,
@@ -368,11 +377,13 @@ class Session:
                 )
                 raise
             except Exception:
+                self._telemetry.csms_call(action, "disconnected" if self._closed else "failed")
                 if self._closed:
                     raise StationDisconnected(self.station_id) from None
                 raise
             finally:
                 self._pending.pop(message_id, None)
+            self._telemetry.csms_call(action, "ok")
             await ml.record(
                 ml.entry(self.station_id, Direction.IN, "CALLRESULT", message_id, action, result)
             )

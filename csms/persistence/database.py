@@ -31,6 +31,7 @@ import contextlib
 import logging
 import os
 import stat
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -289,6 +290,8 @@ class GroupCommitWriter:
         self._conn: AsyncConnection | None = None
         self.batches_committed = 0
         self.ops_committed = 0
+        # Told (seconds, writes) after each batch: the commit-latency metric.
+        self.on_commit: Callable[[float, int], None] | None = None
 
     def start(self) -> None:
         if self._task is None:
@@ -345,7 +348,10 @@ class GroupCommitWriter:
                     stopping = True
                     break
                 batch.append(item)
+            started = time.perf_counter()
             await self._commit(batch)
+            if self.on_commit is not None:
+                self.on_commit(time.perf_counter() - started, len(batch))
 
     def _thread_batch(self, batch: list[_Pending]) -> list[Any]:
         """In the writer thread: the batch in one transaction of the kept connection."""

@@ -8,22 +8,46 @@ event loop (they then run Alembic in a worker thread, since Alembic's env starts
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import threading
 from pathlib import Path
 
+import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from csms.persistence.database import create_private_sqlite_file
 
-MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "migrations"
+# Installed (wheel or editable), the top-level migrations/ folder is the package
+# csms._migrations (setup.py); a source tree used without installing has the folder itself.
+MIGRATIONS_PACKAGE = "csms._migrations"
+SOURCE_MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "migrations"
+
+
+def migrations_dir() -> Path:
+    """The folder holding env.py and versions/ (Alembic's script_location)."""
+    try:
+        spec = importlib.util.find_spec(MIGRATIONS_PACKAGE)
+    except ImportError:
+        spec = None
+    if spec is not None and spec.submodule_search_locations:
+        for location in spec.submodule_search_locations:
+            if (Path(location) / "env.py").is_file():
+                return Path(location)
+    if (SOURCE_MIGRATIONS_DIR / "env.py").is_file():
+        return SOURCE_MIGRATIONS_DIR
+    raise FileNotFoundError(
+        f"the database migrations are missing: no package {MIGRATIONS_PACKAGE} and no "
+        f"{SOURCE_MIGRATIONS_DIR}; reinstall v2g-platform"
+    )
 
 
 def alembic_config(database_url: str) -> Config:
     # Alembic's engine may be the first to open a SQLite file: it is created 0600 here.
     create_private_sqlite_file(database_url)
     config = Config()
-    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    config.set_main_option("script_location", str(migrations_dir()))
     # '%' would be read as interpolation by configparser.
     config.set_main_option("sqlalchemy.url", database_url.replace("%", "%%"))
     return config
@@ -72,3 +96,20 @@ async def upgrade_async(database_url: str, revision: str = "head") -> None:
 
 async def downgrade_async(database_url: str, revision: str) -> None:
     await asyncio.to_thread(downgrade, database_url, revision)
+
+
+def head_revisions(database_url: str) -> list[str]:
+    """The head revision(s) of the migration scripts (reads the files; no database)."""
+    from alembic.script import ScriptDirectory
+
+    return list(ScriptDirectory.from_config(alembic_config(database_url)).get_heads())
+
+
+async def current_revisions(engine: AsyncEngine) -> frozenset[str]:
+    """The revision(s) the database is at (empty: never migrated)."""
+    async with engine.connect() as conn:
+        has_table = await conn.run_sync(lambda sync: sa.inspect(sync).has_table("alembic_version"))
+        if not has_table:
+            return frozenset()
+        rows = await conn.execute(sa.text("SELECT version_num FROM alembic_version"))
+        return frozenset(str(row[0]) for row in rows)

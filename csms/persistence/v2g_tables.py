@@ -27,6 +27,8 @@ v2g_vehicles = sa.Table(
     # Session context given through the API (None = from NotifyEVChargingNeeds or predicted).
     sa.Column("departure", UtcDateTime),
     sa.Column("target_soc", sa.Float),
+    # V2G export allowed (off: plans never discharge; V2H backup keeps max_discharge_kw).
+    sa.Column("v2g_enabled", sa.Boolean, nullable=False, server_default=sa.true()),
     sa.Column("created_at", UtcDateTime, nullable=False),
     sa.Column("updated_at", UtcDateTime, nullable=False),
     sa.Index("ix_v2g_vehicles_station", "station_id", "evse_id"),

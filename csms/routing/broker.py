@@ -139,6 +139,8 @@ class BrokerRouter(abc.ABC):
         self._heartbeat: asyncio.Task[None] | None = None
         self._resync_task: asyncio.Task[None] | None = None
         self._started = False
+        # The broker connection as last reported by the backend (readiness: /ready).
+        self.broker_up = False
 
     # -- broker operations --
     @abc.abstractmethod
@@ -196,6 +198,7 @@ class BrokerRouter(abc.ABC):
         if self._started:
             return
         await self._connect()
+        self.broker_up = True
         await self._announce()
         self._heartbeat = asyncio.create_task(self._beat(), name=f"router-heartbeat-{self.node_id}")
         self._started = True
@@ -221,6 +224,7 @@ class BrokerRouter(abc.ABC):
             await self._withdraw()
         await self._notify(node_notice("node-down", self.node_id, self.incarnation))
         await self._disconnect()
+        self.broker_up = False
 
     async def settle(self) -> None:
         """Wait until every presence write, takeover and re-check started so far has finished."""
@@ -396,10 +400,12 @@ class BrokerRouter(abc.ABC):
     # -- reconnects: notices sent meanwhile were lost --
     def broker_disconnected(self) -> None:
         """The broker connection dropped: notices are being missed, the cache goes stale."""
+        self.broker_up = False
         self._cache.clear()
 
     def broker_reconnected(self) -> None:
         """The broker connection is back: notices were missed meanwhile (`notices_missed`)."""
+        self.broker_up = True
         self.notices_missed()
 
     def notices_missed(self) -> None:

@@ -176,7 +176,16 @@ class CommandService:
                 conn, 0, 1000, station_id, TransactionState.ACTIVE
             )
             variables = await repo.list_device_variables(conn, station_id, "SmartChargingCtrlr")
+            v2x = await repo.list_device_variables(conn, station_id, "V2XCtrlr")
         actual = {v.variable: v.value for v in variables if v.attribute_type == "Actual"}
+        modes = next(
+            (
+                v.value
+                for v in v2x
+                if v.attribute_type == "Actual" and v.variable == "SupportedOperationModes"
+            ),
+            None,
+        )
         check_set_charging_profile(
             payload,
             known_evse_ids=[e.evse_id for e in evses if e.evse_id > 0],
@@ -188,6 +197,8 @@ class CommandService:
             # 2.1: what the shared profile model cannot represent (operation modes without a
             # limit, Dynamic kind, new purposes) was checked by the 2.1 schema; sent unchanged.
             schema_checked_only=version is OcppVersion.V21,
+            ocpp_2_1=version is OcppVersion.V21,
+            supported_operation_modes=modes,
         )
 
     async def _after(

@@ -15,6 +15,7 @@ from csms.services.commands import CommandService
 from csms.services.common import Clock, utcnow
 from csms.services.ocpp21_data import Ocpp21DataService
 from csms.services.password_check import PasswordCheck, default_key_path, load_or_create_key
+from csms.services.pnc import PlugAndChargeService, pnc_service_from_settings
 from csms.services.records import (
     ChargingProfileService,
     DeviceModelService,
@@ -25,6 +26,7 @@ from csms.services.records import (
 )
 from csms.services.station_messages import StationMessageService
 from csms.services.stations import StationService
+from csms.services.telemetry import Telemetry
 from csms.services.tokens import ApiTokenService, IdTokenService
 from csms.services.transaction_events import TransactionEventService
 from csms.services.v2g import v2g_service_for
@@ -50,17 +52,23 @@ class Services:
     station_messages: StationMessageService
     transaction_events: TransactionEventService
     ocpp21: Ocpp21DataService  # periodic event streams, dynamic schedule updates
+    telemetry: Telemetry
+    pnc: PlugAndChargeService
 
     async def start(self, *, migrate: bool = False) -> None:
         """Open the database writer; with migrate=True first bring the schema to head."""
         if migrate:
             await migrations.upgrade_async(self.settings.database_url)
         await self.db.start()
+        self.message_log.start()
         v2g_service_for(self).start_background()  # re-planner: off unless configured
 
     async def close(self) -> None:
         await v2g_service_for(self).close()
-        await self.db.close()
+        try:
+            await self.message_log.close()  # what is buffered is written first
+        finally:
+            await self.db.close()
 
 
 def build_services(
@@ -68,14 +76,22 @@ def build_services(
     *,
     router: CommandRouter | None = None,
     clock: Clock = utcnow,
-    log_incoming_messages: bool = False,
+    log_incoming_messages: bool | None = None,
     sqlite_synchronous: str = "FULL",
     password_hasher: PasswordHasher | None = None,
-    message_log_retention: timedelta | None = timedelta(days=30),
+    message_log_retention: timedelta | None = None,
+    telemetry: Telemetry | None = None,
 ) -> Services:
     """Wire the services. The default router is in-process (one node); the default password
-    hasher is argon2id with argon2-cffi's default (RFC 9106 low-memory) parameters."""
+    hasher is argon2id with argon2-cffi's default (RFC 9106 low-memory) parameters. The
+    message-log arguments override the settings (message_log_*)."""
     db = Database(settings.database_url, sqlite_synchronous=sqlite_synchronous)
+    telemetry = telemetry or Telemetry()
+    db.writer.on_commit = telemetry.commit
+    if log_incoming_messages is None:
+        log_incoming_messages = settings.message_log_incoming
+    if message_log_retention is None:
+        message_log_retention = timedelta(days=settings.message_log_retention_days)
     router = router or InProcessRouter(settings.node_id)
     return Services(
         settings=settings,
@@ -99,7 +115,12 @@ def build_services(
         device_model=DeviceModelService(db),
         charging_profiles=ChargingProfileService(db),
         message_log=MessageLogService(
-            db, log_incoming=log_incoming_messages, retention=message_log_retention, clock=clock
+            db,
+            log_incoming=log_incoming_messages,
+            retention=message_log_retention,
+            max_rows_per_station=settings.message_log_max_rows_per_station,
+            clock=clock,
+            on_dropped=telemetry.message_log_dropped.inc,
         ),
         events=EventService(db),
         tariffs=TariffService(db, clock=clock),
@@ -113,4 +134,6 @@ def build_services(
         station_messages=StationMessageService(db),
         transaction_events=TransactionEventService(db),
         ocpp21=Ocpp21DataService(db, clock=clock),
+        telemetry=telemetry,
+        pnc=pnc_service_from_settings(settings, clock),
     )

@@ -3,7 +3,11 @@ profiles, message log, events, tariffs."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import dataclasses
+import logging
+from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from csms.domain.errors import InvalidRequest, NotFound, UnknownStation
@@ -22,7 +26,9 @@ from csms.domain.models import (
 from csms.persistence import repositories as repo
 from csms.persistence.database import Database
 from csms.services.common import Clock, check_page, utcnow
-from csms.services.redaction import REDACTED, SECRET_VARIABLES, redact_payload
+from csms.services.redaction import REDACTED, SECRET_VARIABLES, redact_logged, redact_payload
+
+log = logging.getLogger(__name__)
 
 
 class TransactionService:
@@ -93,10 +99,17 @@ class ChargingProfileService:
 
 
 class MessageLogService:
-    """OCPP message log. Commands and their answers are always logged; every incoming
-    frame only when `log_incoming` is on (it costs throughput). Secrets (e.g. the password a
-    rotation sends) are redacted before they are stored, and again when read (rows stored by
-    an older version)."""
+    """OCPP message log. Commands the CSMS sends and their answers are always logged (awaited:
+    a RequestStartTransaction is on record before it is sent); the messages stations send and
+    the CSMS's answers when `log_incoming` is on (setting `message_log_incoming`).
+
+    Station messages are on the hot path, so they are not awaited: `append` puts them in a
+    bounded buffer that a background task writes in batches (one group-commit write per
+    batch, every `flush_interval_s` or at `flush_rows`); a full buffer drops entries and
+    counts them (`dropped`). Secrets are redacted before they are stored; certificates, CSRs
+    and id tokens of station messages too; and everything again when read
+    (redaction.redact_logged). Bounded: entries older than `retention` and beyond
+    `max_rows_per_station` per station are pruned (`prune_expired`, hourly)."""
 
     def __init__(
         self,
@@ -104,12 +117,27 @@ class MessageLogService:
         *,
         log_incoming: bool = False,
         retention: timedelta | None = timedelta(days=30),
+        max_rows_per_station: int = 0,
         clock: Clock = utcnow,
+        flush_interval_s: float = 0.25,
+        flush_rows: int = 2000,
+        max_buffered: int = 50_000,
+        on_dropped: Callable[[int], None] | None = None,
     ) -> None:
         self._db = db
         self.log_incoming = log_incoming
         self.retention = retention
+        self.max_rows_per_station = max_rows_per_station
         self._clock = clock
+        self._flush_interval_s = flush_interval_s
+        self._flush_rows = flush_rows
+        self._max_buffered = max_buffered
+        self._on_dropped = on_dropped
+        self._buffer: list[MessageLogEntry] = []
+        self._wake = asyncio.Event()
+        self._flusher: asyncio.Task[None] | None = None
+        self.dropped = 0
+        self.batches_written = 0
 
     async def list(
         self, station_id: str, offset: int = 0, limit: int = 50
@@ -118,7 +146,7 @@ class MessageLogService:
         async with self._db.read() as conn:
             page = await repo.list_log_entries(conn, station_id, offset, limit)
         items = [
-            dataclasses.replace(entry, payload=redact_payload(entry.action, entry.payload))
+            dataclasses.replace(entry, payload=redact_logged(entry.action, entry.payload))
             for entry in page.items
         ]
         return dataclasses.replace(page, items=items)
@@ -143,16 +171,119 @@ class MessageLogService:
         )
 
     async def record(self, *entries: MessageLogEntry) -> None:
+        """Write now and wait for the commit (the CSMS's own commands)."""
         await self._db.write_rows(repo.log_entries_write(entries))
+
+    def append_exchange(
+        self,
+        station_id: str,
+        message_id: str,
+        action: str,
+        request: object,
+        kind: str,
+        response: object,
+    ) -> None:
+        """Buffer a station's CALL and the CSMS's answer (`kind` CALLRESULT or CALLERROR) for
+        the next batch; never waits. Their certificates, CSRs and id tokens are not stored (the
+        CSMS never reads them back): the payloads are redacted once, here."""
+        if len(self._buffer) + 2 > self._max_buffered:
+            self.dropped += 2
+            if self._on_dropped is not None:
+                self._on_dropped(2)
+            return
+        now = self._clock()
+        self._buffer.append(
+            MessageLogEntry(
+                station_id,
+                Direction.IN,
+                "CALL",
+                message_id,
+                action,
+                redact_logged(action, request),
+                now,
+            )
+        )
+        self._buffer.append(
+            MessageLogEntry(
+                station_id,
+                Direction.OUT,
+                kind,
+                message_id,
+                action,
+                redact_logged(action, response),
+                now,
+            )
+        )
+        if len(self._buffer) >= self._flush_rows:
+            self._wake.set()
+
+    def append_one(
+        self, station_id: str, kind: str, message_id: str, action: str, payload: object
+    ) -> None:
+        """Buffer one station-initiated entry that has no answer (an OCPP 2.1 SEND)."""
+        if len(self._buffer) + 1 > self._max_buffered:
+            self.dropped += 1
+            if self._on_dropped is not None:
+                self._on_dropped(1)
+            return
+        self._buffer.append(
+            MessageLogEntry(
+                station_id,
+                Direction.IN,
+                kind,
+                message_id,
+                action,
+                redact_logged(action, payload),
+                self._clock(),
+            )
+        )
+        if len(self._buffer) >= self._flush_rows:
+            self._wake.set()
+
+    def start(self) -> None:
+        if self._flusher is None:
+            self._flusher = asyncio.create_task(self._flush_loop(), name="csms-message-log")
+
+    async def close(self) -> None:
+        """Stop the background writer; what is buffered is written first."""
+        if self._flusher is not None:
+            self._flusher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._flusher
+            self._flusher = None
+        await self.flush()
+
+    async def flush(self) -> int:
+        """Write what is buffered in one batch; the number of entries written."""
+        batch, self._buffer = self._buffer, []
+        if batch:
+            await self._db.write_rows(repo.log_entries_write(batch))
+            self.batches_written += 1
+        return len(batch)
+
+    async def _flush_loop(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self._flush_interval_s)
+            self._wake.clear()
+            try:
+                await self.flush()
+            except Exception:  # the database is down: this batch is lost, the next may pass
+                log.exception("message log: a batch could not be written")
 
     async def prune(self, before: datetime) -> int:
         return await self._db.write(lambda c: repo.prune_log(c, before))
 
     async def prune_expired(self) -> int:
-        """Drop entries older than the retention (bounded log); 0 when retention is None."""
-        if self.retention is None:
-            return 0
-        return await self.prune(self._clock() - self.retention)
+        """Drop entries older than the retention and beyond `max_rows_per_station` per
+        station (the newest kept); 0 when neither is set."""
+        removed = 0
+        if self.retention is not None:
+            removed += await self.prune(self._clock() - self.retention)
+        if self.max_rows_per_station > 0:
+            keep = self.max_rows_per_station
+            removed += await self._db.write(lambda c: repo.prune_log_rows(c, keep))
+        return removed
 
 
 class EventService:

@@ -7,6 +7,12 @@ What OCPP 2.0.1 carries that is a secret (searched in the OCA schemas):
   `apn.apnPassword` and `apn.simPin`;
 - any `password`-like key a vendor puts in DataTransfer.
 URLs in settings (database, broker, MQTT) may hold a password in their user info.
+
+What the message log shows of a frame (`redact_logged`) also hides, besides the secrets above:
+- certificates, certificate chains, CSRs and ISO 15118 EXI blobs (`certificate`,
+  `certificateChain`, `csr`, `exiRequest`, `exiResponse`): "*** (N characters)";
+- id tokens (`idToken` strings: RFID UIDs, contract ids, which name a driver): "***" and their
+  last 4 characters, enough to tell two apart.
 """
 
 from __future__ import annotations
@@ -28,6 +34,24 @@ SECRET_KEYS_IN = {"vpn": frozenset({"key", "password"})}
 # costs time on every logged frame).
 SECRET_ACTIONS = frozenset(
     {"SetVariables", "GetVariables", "NotifyReport", "SetNetworkProfile", "DataTransfer"}
+)
+# Blobs and personal ids hidden from the message log as read (see the module doc).
+BLOB_KEYS = frozenset({"certificate", "certificateChain", "csr", "exiRequest", "exiResponse"})
+ID_TOKEN_KEY = "idToken"
+# Actions (either direction) whose payloads or answers can carry one of those.
+LOGGED_ACTIONS = SECRET_ACTIONS | frozenset(
+    {
+        "Authorize",
+        "TransactionEvent",
+        "SignCertificate",
+        "Get15118EVCertificate",
+        "CertificateSigned",
+        "InstallCertificate",
+        "RequestStartTransaction",
+        "ReserveNow",
+        "SendLocalList",
+        "GetLocalListVersion",
+    }
 )
 # Secrets sit a few levels deep; nothing below this is looked at (nor copied).
 MAX_DEPTH = 32
@@ -79,6 +103,51 @@ def redact_payload(action: str | None, payload: Any) -> Any:
     if action not in SECRET_ACTIONS:
         return payload
     return redact(payload)
+
+
+_HIDDEN_BLOB = re.compile(re.escape(REDACTED) + r" \(\d+ characters\)")
+_HIDDEN_TOKEN = re.compile(re.escape(REDACTED) + r".{0,4}", re.DOTALL)
+
+
+def _mask_token(token: str) -> str:
+    """The last 4 characters of a long enough token: two drivers' tokens can be told apart."""
+    return REDACTED + token[-4:] if len(token) > 8 else REDACTED
+
+
+def _hide_blobs_and_tokens(value: Any, depth: int = 0) -> Any:
+    if depth > MAX_DEPTH:
+        return value
+    if isinstance(value, list):
+        items = [_hide_blobs_and_tokens(item, depth + 1) for item in value]
+        if all(new is old for new, old in zip(items, value, strict=True)):
+            return value
+        return items
+    if not isinstance(value, dict):
+        return value
+    out: dict[str, Any] = {}
+    changed = False
+    for key, item in value.items():
+        if key in BLOB_KEYS and isinstance(item, str):
+            # Hidden when stored: read back as it is.
+            new: Any = (
+                item if _HIDDEN_BLOB.fullmatch(item) else f"{REDACTED} ({len(item)} characters)"
+            )
+        elif key == ID_TOKEN_KEY and isinstance(item, str):
+            new = item if _HIDDEN_TOKEN.fullmatch(item) else _mask_token(item)
+        else:
+            new = _hide_blobs_and_tokens(item, depth + 1)
+        changed = changed or new is not item
+        out[key] = new
+    return out if changed else value
+
+
+def redact_logged(action: str | None, payload: Any) -> Any:
+    """A message-log payload as shown (API) or stored for a station's own message: secrets,
+    certificates, CSRs, EXI blobs and id tokens hidden (only actions that can carry one are
+    walked)."""
+    if action not in LOGGED_ACTIONS:
+        return payload
+    return _hide_blobs_and_tokens(redact_payload(action, payload))
 
 
 def redact_frame(raw: str | bytes) -> str | bytes:

@@ -45,11 +45,12 @@ HiGHS IPM (30 s) and PDLP (300 s) were slower on this LP. See benchmarks/bench_v
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import scipy.sparse as sp
@@ -402,6 +403,29 @@ def _check_finite(model: _Model) -> None:
         raise PlanError("internal error: the plan's model holds a non-finite number")
 
 
+@functools.cache
+def _quiet_highs_class() -> Any:
+    """A `highspy.Highs` that prints nothing. highspy >= 1.8 logs its banner ("Running HiGHS
+    ...") to stdout while the constructor enables its callbacks, before any option can be set
+    (once per process, into the server's log); so the options are set at that point."""
+    import highspy
+
+    class QuietHighs(highspy.Highs):
+        def enableCallbacks(self) -> Any:  # highspy's name
+            self.setOptionValue("output_flag", False)
+            self.setOptionValue("log_to_console", False)
+            return super().enableCallbacks()
+
+    return QuietHighs
+
+
+def _quiet_highs() -> Any:
+    solver = _quiet_highs_class()()
+    solver.setOptionValue("output_flag", False)  # versions whose constructor logs nothing
+    solver.setOptionValue("log_to_console", False)
+    return solver
+
+
 def _solve_highspy(model: _Model) -> tuple[np.ndarray, float]:
     import highspy
 
@@ -420,8 +444,7 @@ def _solve_highspy(model: _Model) -> tuple[np.ndarray, float]:
     lp.a_matrix_.value_ = model.matrix.data
     lp.a_matrix_.num_col_ = n_cols
     lp.a_matrix_.num_row_ = n_rows
-    solver = highspy.Highs()
-    solver.setOptionValue("output_flag", False)
+    solver = _quiet_highs()
     solver.setOptionValue("time_limit", SOLVER_TIME_LIMIT_S)
     solver.passModel(lp)
     solver.run()

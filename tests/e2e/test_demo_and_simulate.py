@@ -41,7 +41,7 @@ def test_csms_demo_runs_for_its_duration_and_shows_boots_and_meter_values(
             "csms",
             "demo",
             "--duration",
-            "12",
+            "15",
             "--stations",
             "2",
             "--speed",
@@ -64,11 +64,39 @@ def test_csms_demo_runs_for_its_duration_and_shows_boots_and_meter_values(
     assert result.returncode == 0, output + result.stderr
     assert re.search(r"REST API\s+http://127\.0\.0\.1:\d+/api/v1", output), output
     assert re.search(r"API token csms_\S+", output), output
+    assert "prices: 288 five-minute household prices stored" in output, output
     for station in ("DEMO-1", "DEMO-2"):
         assert f"{station}: booted (BootNotification Accepted)" in output, output
+        assert f"{station}: vehicle {station}-EV registered with the V2G service" in output
         assert f"{station}: transaction" in output, output
-        assert re.search(rf"{station}: V2G plan .* SetChargingProfile: Accepted", output), output
+        # The plan comes from the V2G service (POST /stations/{id}/v2g/optimize) and says
+        # what its energy is: at the meter, what is sold bought back, the losses.
+        assert re.search(
+            rf"{station}: V2G plan from the optimizer \(until departure, at the meter: charge "
+            r"[\d.]+ kWh, discharge [\d.]+ kWh at the peak \(bought back later: net [-+][\d.]+ "
+            r"kWh = [-+][\d.]+ kWh into the \d+ kWh battery \+ [\d.]+ kWh losses\); SoC \d+% "
+            r"-> \d+% \(target 80%\)\) sent as SetChargingProfile: Accepted",
+            output,
+        ), output
         assert re.search(rf"{station}: meter values at the CSMS: [1-9]\d* sampled", output), output
+    # Plain mode: the clock and both prices above each table, and a legend.
+    assert re.search(
+        r"Simulated NEM time \w{3} \d\d Aug \d\d:\d\d AEST \(day 1\)   import price "
+        r"-?[\d.]+ c/kWh, export -?[\d.]+ c/kWh\nSTATION ",
+        output,
+    ), output
+    assert "SAMPLES   meter values (sampled values) the CSMS has stored" in output
+    # It ends with the money and the targets.
+    money = output[output.index("The money per car") :]
+    for station, car in (("DEMO-1", "Nissan Leaf 24 kWh"), ("DEMO-2", "Nissan Leaf 40 kWh")):
+        block = money[money.index(f"  {station} {car}") :]
+        assert re.search(
+            r"planned for the day \(from \d+ % to 80 % at departure\): V2G plan [-+][\d.]+ AUD, "
+            r"plain charging [-+][\d.]+ AUD: V2G (saves|costs) [\d.]+ AUD",
+            block,
+        ), money
+        assert re.search(r"at the meter \(.*\): in [\d.]+ kWh for [\d.]+ AUD", block), money
+        assert re.search(r"target 80 % at departure.*\d+\.\d %", block), money
     assert output.rstrip().endswith("demo stopped"), output[-500:]
     assert (tmp_path / "demo" / "csms.db").exists()
 
@@ -176,3 +204,107 @@ async def test_demo_live_view_redraws_the_table_in_place(tmp_path: Path) -> None
     assert "API token csms_" in last and "STATION" in last and "DEMO-1" in last
     assert "Simulated NEM time Mon 05 Aug 12:0" in screens[1]
     assert "Events (newest last):" in last and "DEMO-1: booted" in last
+
+
+async def test_demo_drives_the_v2g_service_vehicles_plans_and_economics_stay(
+    tmp_path: Path,
+) -> None:
+    """After a run, the CSMS's own records hold what the demo did through the V2G service."""
+    from datetime import timedelta
+
+    from csms.services.container import build_services
+    from csms.services.v2g import v2g_service_for
+    from csms.settings import Settings
+
+    out = io.StringIO()
+    options = DemoOptions(
+        stations=1,
+        speed=360.0,
+        duration_s=12.0,
+        data_dir=tmp_path / "demo",
+        api_port=0,
+        ocpp_port=0,
+        live=False,
+    )
+    assert await run_demo(options, out) == 0
+    text = out.getvalue()
+    assert "V2G plan from the optimizer" in text and "The money per car" in text, text
+    assert "Running HiGHS" not in text  # the solver prints nothing into the demo
+    settings = Settings(
+        database_url=f"sqlite+aiosqlite:///{tmp_path / 'demo' / 'csms.db'}",
+        password_key_file=tmp_path / "demo" / "csms.password-key",
+    )
+    services = build_services(settings)
+    await services.start()
+    try:
+        v2g = v2g_service_for(services)
+        vehicles = await v2g.list_vehicles()
+        assert [(v.id, v.station_id, v.evse_id) for v in vehicles] == [("DEMO-1-EV", "DEMO-1", 1)]
+        assert vehicles[0].capacity_kwh == 24.0 and vehicles[0].target_soc == 0.8
+        plan = await v2g.current_plan("DEMO-1")
+        assert plan.status == "Accepted" and plan.vehicle_id == "DEMO-1-EV"
+        planned_at = plan.planned_at
+        report = await v2g.economics(
+            "DEMO-1-EV", planned_at - timedelta(hours=1), planned_at + timedelta(days=2)
+        )
+        assert report.economics.imported_kwh > 0  # priced from the stored NEM day
+        assert report.unpriced_kwh == 0
+    finally:
+        await services.close()
+
+
+async def test_demo_publishes_to_home_assistant_over_mqtt_when_configured(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    """CSMS_MQTT_URL set: the demo's vehicles appear over MQTT discovery with their state."""
+    import asyncio
+    import json
+    import uuid
+    from urllib.parse import urlsplit
+
+    import pytest
+
+    url = os.environ.get("CSMS_TEST_MQTT_URL")
+    if not url:
+        pytest.skip("CSMS_TEST_MQTT_URL not set (MQTT broker tests skipped)")
+    import aiomqtt
+
+    prefix = f"demo-{uuid.uuid4().hex[:8]}"
+    discovery = f"ha-demo-{uuid.uuid4().hex[:8]}"
+    monkeypatch.setenv("CSMS_MQTT_URL", url)
+    monkeypatch.setenv("CSMS_MQTT_TOPIC_PREFIX", prefix)
+    monkeypatch.setenv("CSMS_MQTT_DISCOVERY_PREFIX", discovery)
+    monkeypatch.setenv("CSMS_MQTT_STATE_INTERVAL_S", "0.5")
+    parts = urlsplit(url)
+    seen: dict[str, Any] = {}
+    async with aiomqtt.Client(parts.hostname or "127.0.0.1", parts.port or 1883) as client:
+        await client.subscribe(f"{prefix}/#")
+        await client.subscribe(f"{discovery}/#")
+
+        async def collect() -> None:
+            async for message in client.messages:
+                body = message.payload
+                if isinstance(body, bytes | bytearray) and body:
+                    seen[str(message.topic)] = json.loads(body)
+
+        collector = asyncio.create_task(collect())
+        try:
+            options = DemoOptions(
+                stations=1,
+                speed=360.0,
+                duration_s=10.0,
+                data_dir=tmp_path / "demo",
+                api_port=0,
+                ocpp_port=0,
+                live=False,
+            )
+            assert await run_demo(options, io.StringIO()) == 0
+            await asyncio.sleep(0.5)
+        finally:
+            collector.cancel()
+    state_topic = f"{prefix}/DEMO-1-EV/state"
+    assert state_topic in seen, sorted(seen)
+    assert any(t.startswith(f"{discovery}/") and "DEMO-1-EV" in t for t in seen), sorted(seen)
+    state = seen[state_topic]
+    soc = state.get("battery_soc")
+    assert isinstance(soc, int | float) and 0 < soc <= 100, state

@@ -76,6 +76,25 @@ def test_station_add_then_list(workdir: Path, capsys: pytest.CaptureFixture[str]
     assert lines[2].split()[:4] == ["CS-CLI-2", "2", "Pending", "Unknown"]
 
 
+def test_station_ocpp_versions_add_update_list(
+    workdir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = ["station", "add", "CS21", "--password", PASSWORD, "--ocpp-versions", "2.1"]
+    assert main(args) == 0
+    assert "OCPP versions ocpp2.1)" in capsys.readouterr().out
+    assert main(["station", "update", "CS21", "--ocpp-versions", "2.0.1,2.1"]) == 0
+    assert "OCPP versions ocpp2.0.1,ocpp2.1" in capsys.readouterr().out
+    assert main(["station", "update", "CS21", "--ocpp-versions", "global"]) == 0
+    assert "OCPP versions global setting" in capsys.readouterr().out
+    with pytest.raises(SystemExit):  # argparse refuses an unknown version
+        main(["station", "update", "CS21", "--ocpp-versions", "1.6"])
+    assert "unknown OCPP version" in capsys.readouterr().err
+    assert main(["station", "list"]) == 0
+    header, row = capsys.readouterr().out.splitlines()[:2]
+    assert "OCPP" in header.split()
+    assert row.split()[:5] == ["CS21", "1", "Accepted", "Unknown", "-"]  # never connected
+
+
 def test_station_add_errors_exit_non_zero(
     workdir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -186,17 +205,32 @@ def test_bad_settings_exit_non_zero_naming_the_field(
     assert f"CSMS_{field.upper()}" in err
 
 
-def test_serve_on_a_port_in_use_is_one_line_not_a_traceback(
-    workdir: Path, capsys: pytest.CaptureFixture[str]
+@pytest.mark.parametrize(("what", "setting"), [("REST API", "api_port"), ("OCPP", "ocpp_port")])
+def test_finding6_a_busy_port_is_one_line_naming_the_port_and_its_setting(
+    workdir: Path, capsys: pytest.CaptureFixture[str], what: str, setting: str
 ) -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        argv = ["serve", "--api-host", "127.0.0.1", "--api-port", str(port), "--ocpp-port", "0"]
+        ports = {"api_port": "0", "ocpp_port": "0", setting: str(port)}
+        argv = [
+            "serve",
+            "--api-host",
+            "127.0.0.1",
+            "--ocpp-host",
+            "127.0.0.1",
+            "--api-port",
+            ports["api_port"],
+            "--ocpp-port",
+            ports["ocpp_port"],
+        ]
         assert main(argv) == 1
     err = capsys.readouterr().err
-    assert "csms: OSError:" in err
+    (line,) = err.strip().splitlines()
+    assert line.startswith(f"csms: cannot listen on the {what} port 127.0.0.1:{port}: ")
+    assert "already in use" in line
+    assert f"--{setting.replace('_', '-')} / CSMS_{setting.upper()}" in line
     assert "Traceback" not in err
 
 
@@ -207,12 +241,39 @@ def test_unreachable_database_is_one_line_not_a_traceback(
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    url = f"postgresql+asyncpg://postgres@127.0.0.1:{port}/test"
+    url = f"postgresql+asyncpg://postgres:s3cret-pw@127.0.0.1:{port}/test"
     assert main(["station", "list", "--database-url", url]) == 1
     err = capsys.readouterr().err
     assert err.startswith("csms: ")
     assert "refused" in err.lower()
     assert "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["db", "upgrade"],
+        ["station", "list"],
+        ["token", "list"],
+        ["serve", "--api-port", "0", "--ocpp-port", "0", "--api-host", "127.0.0.1"],
+    ],
+)
+def test_finding6_an_unreachable_postgresql_is_named_as_the_database_with_host_and_port(
+    workdir: Path, capsys: pytest.CaptureFixture[str], argv: list[str]
+) -> None:
+    with socket.socket() as probe:  # nothing listens on a port just closed
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    url = f"postgresql+asyncpg://csms:s3cret-pw@127.0.0.1:{port}/v2g"
+    assert main([*argv, "--database-url", url]) == 1
+    err = capsys.readouterr().err
+    (line,) = err.strip().splitlines()
+    assert line.startswith(
+        f"csms: cannot use the PostgreSQL database v2g at 127.0.0.1:{port} (user csms)"
+    )
+    assert "--database-url, CSMS_DATABASE_URL" in line
+    assert "refused" in line.lower()
+    assert "s3cret-pw" not in err
 
 
 def test_console_script_runs_as_a_process(workdir: Path) -> None:
@@ -287,3 +348,86 @@ def test_station_add_writes_the_key_beside_the_database_and_a_bad_key_is_one_lin
     assert main(["station", "list"]) == 2
     err = capsys.readouterr().err
     assert "bad.key" in err and "hex key" in err and "Traceback" not in err
+
+
+def test_finding6_every_serve_flag_has_a_description() -> None:
+    import argparse
+
+    from csms.cli import build_parser
+    from csms.settings_help import SETTING_HELP
+
+    # Every setting has a description, and the help table names no setting that is gone.
+    for name, info in Settings.model_fields.items():
+        assert (info.description or SETTING_HELP.get(name, "")).strip(), name
+    assert set(SETTING_HELP) <= set(Settings.model_fields)
+
+    (commands,) = [a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)]
+    serve = commands.choices["serve"]
+    assert serve.description
+    flags = [a for a in serve._actions if a.option_strings and a.dest != "help"]
+    assert len(flags) == len(Settings.model_fields)
+    for action in flags:
+        help_text = action.help or ""
+        described = help_text.split(" (env CSMS_")[0].strip()
+        assert described, action.option_strings
+        assert f"CSMS_{action.dest.removeprefix('setting_').upper()}" in help_text
+    # argparse renders it (a stray % in a description would raise here).
+    assert "postgresql+asyncpg://" in serve.format_help()
+
+
+def test_finding6_list_commands_print_json_with_json(
+    workdir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import json
+    from datetime import datetime
+
+    assert main(["station", "add", "CS-JSON-1", "--password", PASSWORD]) == 0
+    assert (
+        main(["station", "add", "CS-JSON-2", "--password", PASSWORD, "--security-profile", "2"])
+        == 0
+    )
+    assert main(["token", "create", "ops", "--scope", "operate"]) == 0
+    secret = capsys.readouterr().out.strip().splitlines()[-1]
+    assert main(["token", "create", "old", "--scope", "read"]) == 0
+    assert main(["token", "revoke", "old"]) == 0
+    capsys.readouterr()
+
+    assert main(["station", "list", "--json"]) == 0
+    stations = json.loads(capsys.readouterr().out)
+    assert [s["id"] for s in stations] == ["CS-JSON-1", "CS-JSON-2"]
+    assert [s["security_profile"] for s in stations] == [1, 2]
+    assert stations[0]["boot_policy"] == "Accepted"
+    assert stations[0]["has_password"] is True
+    assert "password" not in stations[0] and "password_hash" not in stations[0]
+
+    assert main(["token", "list", "--json"]) == 0
+    out = capsys.readouterr().out
+    tokens = {t["name"]: t for t in json.loads(out)}
+    assert set(tokens) == {"ops", "old"}
+    assert tokens["ops"]["scope"] == "operate" and tokens["ops"]["revoked"] is False
+    assert tokens["old"]["revoked"] is True
+    datetime.fromisoformat(tokens["old"]["revoked_at"])
+    datetime.fromisoformat(tokens["ops"]["created_at"])
+    assert secret not in out
+
+
+def test_finding6_id_token_add_list_json_and_remove(
+    workdir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import json
+
+    assert main(["id-token", "add", "SIM-DRIVER"]) == 0
+    assert main(["id-token", "add", "04A2B3C4", "--type", "ISO15693"]) == 0
+    assert "SIM-DRIVER (ISO14443) added, status Accepted" in capsys.readouterr().out
+    assert main(["id-token", "list", "--json"]) == 0
+    tokens = {(t["id_token"], t["type"]): t for t in json.loads(capsys.readouterr().out)}
+    assert set(tokens) == {("SIM-DRIVER", "ISO14443"), ("04A2B3C4", "ISO15693")}
+    assert tokens["SIM-DRIVER", "ISO14443"]["status"] == "Accepted"
+    assert main(["id-token", "remove", "04A2B3C4", "--type", "ISO15693"]) == 0
+    capsys.readouterr()
+    assert main(["id-token", "list"]) == 0
+    listing = capsys.readouterr().out
+    assert "SIM-DRIVER" in listing and "04A2B3C4" not in listing
+    assert main(["id-token", "remove", "04A2B3C4", "--type", "ISO15693"]) == 1
+    assert main(["id-token", "add", "X", "--type", "Bogus"]) == 1
+    assert "idToken type must be one of" in capsys.readouterr().err

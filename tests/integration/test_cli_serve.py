@@ -109,7 +109,7 @@ async def test_serve_answers_api_and_ocpp_and_stops_on_sigterm(tmp_path: Path) -
                 assert answer.json() == {"versionNumber": 3}
                 assert station.calls_of("GetLocalListVersion")
                 metrics = (await client.get("/metrics")).text
-                assert "csms_connected_stations 1.0" in metrics
+                assert 'csms_connected_stations{ocpp_version="2.0.1"} 1.0' in metrics
                 assert (
                     'csms_api_commands_total{action="GetLocalListVersion",outcome="ok"} 1.0'
                     in metrics
@@ -154,4 +154,5 @@ def test_serve_refuses_a_busy_port(tmp_path: Path) -> None:
             cwd=tmp_path,
         )
     assert result.returncode != 0
-    assert "address already in use" in result.stderr.lower() or "errno 98" in result.stderr.lower()
+    assert f"cannot listen on the REST API port 127.0.0.1:{port}: already in use" in result.stderr
+    assert "--api-port / CSMS_API_PORT" in result.stderr

@@ -312,6 +312,7 @@ async def test_finding6_message_log_keeps_large_payloads_and_long_actions_bounde
     assert reply[2]["status"] == "Rejected"
     reply = await raw_exchange(ws, [2, "odd", "A" * 5000, {}])
     assert reply[:3] == [4, "odd", "NotImplemented"]
+    await csms.services.message_log.flush()  # station messages are written in batches
     entries = (await csms.services.message_log.list("CS1", limit=10)).items
     incoming = {e.message_id: e for e in entries if e.kind == "CALL"}
     assert incoming["big"].payload == {

@@ -14,8 +14,14 @@ import websockets
 from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import InvalidStatus
 
+from csms import oca_schemas
 from csms.api.schemas import StationRead
-from csms.domain.errors import ActionNotInVersion, CommandSchemaErrors, CommandValidationError
+from csms.domain.errors import (
+    ActionNotInVersion,
+    CommandSchemaErrors,
+    CommandValidationError,
+    InvalidRequest,
+)
 from tests.support.csms_harness import (
     PASSWORD,
     Csms,
@@ -25,6 +31,7 @@ from tests.support.csms_harness import (
     raw_exchange,
     running_csms,
 )
+from tests.support.ocpp21_payloads import STATION_REQUESTS_21, STREAM_DATA
 from v2g_shared.ocpp_versions import OcppVersion
 
 V21, V201 = OcppVersion.V21, OcppVersion.V201
@@ -188,14 +195,6 @@ async def test_ocpp21_bounds_checked_like_201(csms: Csms) -> None:
     await ws.close()
 
 
-STREAM_DATA = {
-    "id": 1,
-    "pending": 0,
-    "basetime": "2025-01-01T00:00:00Z",
-    "data": [{"t": 0.0, "v": "230.1"}, {"t": 0.5, "v": "230.4"}],
-}
-
-
 async def test_ocpp21_send_is_never_answered(csms: Csms) -> None:
     ws = await _connected(csms, V21)
     await ws.send(orjson.dumps([6, "s1", "NotifyPeriodicEventStream", STREAM_DATA]).decode())
@@ -348,4 +347,147 @@ async def test_k01_rules_still_apply_to_21_profiles(csms: Csms) -> None:
     }
     with pytest.raises(CommandValidationError, match=r"K01\.FR\.31"):
         await csms.services.commands.send("CS1", "SetChargingProfile", profile)
+    await ws.close()
+
+
+# ---- every CS -> CSMS 2.1 message answered and kept --------------------------------------
+
+
+async def test_every_ocpp21_station_message_answered_schema_valid_and_kept(csms: Csms) -> None:
+    ws = await _connected(csms, V21)
+    for n, (action, payload) in enumerate(STATION_REQUESTS_21.items()):
+        reply = await raw_exchange(ws, [2, f"m{n}", action, payload])
+        if action == "VatNumberValidation":  # no VAT registry: unsupported feature
+            assert reply[:3] == [4, f"m{n}", "NotSupported"]
+        else:
+            assert reply[:2] == [3, f"m{n}"], reply
+            oca_schemas.check(action, "Response", reply[2], V21)  # schema-valid answer
+        kept = await csms.services.events.list("CS1", 0, 10, kind=action)
+        assert [e.payload for e in kept.items] == [payload], action
+    await ws.close()
+
+
+async def test_n_periodic_event_stream_opened_streamed_closed(csms: Csms) -> None:
+    ws = await _connected(csms, V21)
+    opened = await raw_exchange(
+        ws, [2, "o1", "OpenPeriodicEventStream", STATION_REQUESTS_21["OpenPeriodicEventStream"]]
+    )
+    assert opened == [3, "o1", {"status": "Accepted"}]
+    await ws.send(orjson.dumps([6, "s1", "NotifyPeriodicEventStream", STREAM_DATA]).decode())
+    assert (await raw_exchange(ws, [2, "c1", "ClosePeriodicEventStream", {"id": 3}]))[0] == 3
+    (stream,) = await csms.services.ocpp21.streams("CS1")
+    assert (stream.stream_id, stream.variable_monitoring_id, stream.interval_s) == (3, 11, 1)
+    assert stream.closed_at is not None
+    values = await csms.services.ocpp21.values("CS1", 3)
+    assert [(v.timestamp.isoformat(), v.value) for v in values.items] == [
+        ("2025-06-01T12:00:00+00:00", "230.1"),
+        ("2025-06-01T12:00:00.500000+00:00", "230.4"),
+        ("2025-06-01T12:00:01+00:00", "229.9"),
+    ]
+    await ws.close()
+
+
+async def test_n_periodic_event_stream_out_of_bounds_dropped(csms: Csms) -> None:
+    ws = await _connected(csms, V21)
+    far = {**STREAM_DATA, "data": [{"t": 1e12, "v": "1"}]}
+    await ws.send(orjson.dumps([6, "s1", "NotifyPeriodicEventStream", far]).decode())
+    assert (await raw_exchange(ws, [2, "h1", "Heartbeat", {}]))[:2] == [3, "h1"]
+    assert (await csms.services.ocpp21.values("CS1", 3)).total == 0
+    await ws.close()
+
+
+async def test_k_pull_dynamic_schedule_update(csms: Csms) -> None:
+    ws = await _connected(csms, V21)
+    pull = [2, "p1", "PullDynamicScheduleUpdate", {"chargingProfileId": 7}]
+    unknown = await raw_exchange(ws, pull)
+    assert unknown[2]["status"] == "Rejected"
+    update = {"setpoint": -3000.0, "dischargeLimit": -7000.0}
+    await csms.services.ocpp21.set_schedule_update("CS1", 7, update)
+    held = await raw_exchange(ws, [2, "p2", *pull[2:]])
+    assert held == [3, "p2", {"status": "Accepted", "scheduleUpdate": update}]
+    with pytest.raises(InvalidRequest):
+        await csms.services.ocpp21.set_schedule_update("CS1", 7, {"setpoint": "high"})
+    await ws.close()
+
+
+async def test_k01_ocpp21_v2x_rules_run_for_21_station(csms: Csms) -> None:
+    """The shared 2.1 rules (v2g_shared.schedule) run before sending: CentralSetpoint without
+    a setpoint is refused (422), though the 2.1 schema allows it."""
+    ws = await _connected(csms, V21)
+    period = {"startPeriod": 0, "operationMode": "CentralSetpoint", "limit": 7000.0}
+    schedule = {**V2X_PROFILE["chargingProfile"]["chargingSchedule"][0]}
+    schedule["chargingSchedulePeriod"] = [period]
+    profile = {
+        "evseId": 1,
+        "chargingProfile": {**V2X_PROFILE["chargingProfile"], "chargingSchedule": [schedule]},
+    }
+    with pytest.raises(CommandValidationError, match="needs a setpoint"):
+        await csms.services.commands.send("CS1", "SetChargingProfile", profile)
+    await ws.close()
+
+
+# ---- bounds: mutated 2.1 messages are answered, never an internal error ------------------
+
+
+def _leaves(node: Any, path: tuple[Any, ...] = ()) -> list[tuple[tuple[Any, ...], Any]]:
+    if isinstance(node, dict):
+        return [leaf for k, v in node.items() for leaf in _leaves(v, (*path, k))]
+    if isinstance(node, list):
+        return [leaf for i, v in enumerate(node) for leaf in _leaves(v, (*path, i))]
+    return [(path, node)]
+
+
+def _with(payload: Any, path: tuple[Any, ...], value: Any) -> Any:
+    copied = orjson.loads(orjson.dumps(payload))
+    target = copied
+    for key in path[:-1]:
+        target = target[key]
+    target[path[-1]] = value
+    return copied
+
+
+_MARK = "__OUT_OF_INT64__"
+NUMBER_MUTATIONS: tuple[Any, ...] = (2**31, -(2**31) - 1, 2**63 - 1, 1e308, -1e308, 1.5, _MARK)
+STRING_MUTATIONS: tuple[Any, ...] = ("", "x" * 5000, "9999-12-31T23:59:59-14:00", 5)
+
+
+def _mutations(payload: dict[str, Any]) -> list[str]:
+    frames = []
+    for path, value in _leaves(payload):
+        if isinstance(value, bool):
+            options: tuple[Any, ...] = ("true", 0)
+        elif isinstance(value, int | float):
+            options = NUMBER_MUTATIONS
+        else:
+            options = STRING_MUTATIONS
+        for option in options:
+            frames.append(orjson.dumps(_with(payload, path, option)).decode())
+    # Integers beyond int64 cannot be built by orjson: written as text.
+    return [f.replace(f'"{_MARK}"', str(2**70)) for f in frames]
+
+
+async def test_ocpp21_mutated_station_messages_answered_never_internal_error(
+    csms: Csms,
+) -> None:
+    """Every 2.1 CS -> CSMS message with each value pushed to an extreme (int32/int64 edges,
+    beyond int64, +-1e308, a fraction for an integer, long and empty strings, a date past year
+    9999, wrong types): answered with a CALLRESULT or a CALLERROR other than InternalError; the
+    SEND with the same mutations is dropped or stored and the session keeps answering."""
+    ws = await _connected(csms, V21)
+    n = 0
+    for action, payload in {
+        **STATION_REQUESTS_21,
+        "NotifyPeriodicEventStream": STREAM_DATA,
+    }.items():
+        for mutated in _mutations(payload):
+            n += 1
+            if action == "NotifyPeriodicEventStream":
+                await ws.send(f'[6, "s{n}", "{action}", {mutated}]')
+                reply = await raw_exchange(ws, [2, f"h{n}", "Heartbeat", {}])
+                assert reply[:2] == [3, f"h{n}"], (action, mutated[:200], reply)
+                continue
+            reply = await raw_exchange(ws, f'[2, "m{n}", "{action}", {mutated}]')
+            assert reply[1] == f"m{n}"
+            assert reply[0] == 3 or reply[2] != "InternalError", (action, mutated[:200], reply)
+    assert n > 200
     await ws.close()

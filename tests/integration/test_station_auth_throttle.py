@@ -180,7 +180,7 @@ async def test_finding4_metrics_count_refusals_and_events(csms: Csms) -> None:
     for i in range(6):
         await attempt(csms, "CS1", f"wrong-guess-{i:08d}")
     await attempt(csms, "CS1", None)
-    text = generate_latest(CsmsMetrics(lambda: 0, None, csms.server).registry).decode()
+    text = generate_latest(CsmsMetrics(dict, csms.server).registry).decode()
     assert 'csms_station_logins_refused_total{outcome="refused",reason="bad_password"} 4.0' in text
     assert 'csms_station_logins_refused_total{outcome="throttled",reason="station"} 3.0' in text
     assert 'csms_security_events_total{type="AuthenticationThrottled"} 1.0' in text

@@ -11,6 +11,7 @@ from csms.persistence.tables import metadata
 from tests.integration.test_csms_migrations import (
     ADDED_TO_CORE_LATER,
     _added_columns,
+    _changes,
     full_schema_diff,
     schema_diff,
     table_names,
@@ -33,6 +34,8 @@ V2G_TABLES_LATER = {
     "dynamic_schedule_updates",
     v2g.der_curve_settings.name,
 }
+# V2G columns later revisions add (0012: the V2G switch).
+V2G_COLUMNS_LATER = {("v2g_vehicles", "v2g_enabled")}
 
 
 async def _up_and_down(url: str) -> None:
@@ -43,7 +46,10 @@ async def _up_and_down(url: str) -> None:
     assert names >= V2G_TABLES
     assert names == set(metadata.tables) - V2G_TABLES_LATER
     assert _added_columns(await schema_diff(url)) == ADDED_TO_CORE_LATER
-    assert await full_schema_diff(url, V2G_TABLES) == []  # 0002's tables as the code defines
+    # 0002's tables as the code defines, but for the columns later revisions add
+    assert _changes(await full_schema_diff(url, V2G_TABLES)) == {
+        ("add_column", table, name) for table, name in V2G_COLUMNS_LATER
+    }
     await migrate.downgrade_async(url, "0001")
     assert not (await table_names(url)) & V2G_TABLES
     assert await table_names(url) == set(metadata.tables) - V2G_TABLES - V2G_TABLES_LATER

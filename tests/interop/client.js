@@ -1,15 +1,18 @@
 #!/usr/bin/env node
 'use strict';
-// A third-party OCPP 2.0.1 charging station: ocpp-rpc's RPCClient in strict mode, driven by JSON
-// lines on stdin, reporting every event as a JSON line on stdout. See README.md for the protocol.
+// A third-party OCPP 2.0.1 / 2.1 charging station: ocpp-rpc's RPCClient in strict mode, driven by
+// JSON lines on stdin, reporting every event as a JSON line on stdout. See README.md for the
+// protocol. `connect` takes `protocols` (e.g. ["ocpp2.1", "ocpp2.0.1"]); `send` sends an OCPP-J
+// 2.1 SEND (message type 6: ocpp-rpc 2.2.1 has no API for it, so the frame goes out raw after the
+// payload is checked against the shipped 2.1 schema).
 //
 //   node client.js               run (reads commands from stdin)
 //   node client.js --self-check  check that every default answer is schema-valid, then exit
 
 const { RPCClient } = require('ocpp-rpc');
 const {
-    PROTOCOL, CSMS_TO_CS, emit, nowIso, errorFields, instrument, answerFromOverride, readCommands,
-    selfCheck, skippableValidator,
+    PROTOCOL, PROTOCOL_21, CSMS_TO_CS, CSMS_TO_CS_21_ADDED, SENDS_21, emit, nowIso, errorFields,
+    instrument, answerFromOverride, readCommands, selfCheck, skippableValidator,
 } = require('./common');
 
 // A small device model so that GetVariables / SetVariables / GetBaseReport answer like a station.
@@ -126,6 +129,22 @@ const DEFAULTS = {
     UnlockConnector: () => ({ status: 'Unlocked' }),
     UnpublishFirmware: () => ({ status: 'Unpublished' }),
     UpdateFirmware: accepted,
+    // OCPP 2.1 additions.
+    AFRRSignal: accepted,
+    AdjustPeriodicEventStream: accepted,
+    ChangeTransactionTariff: accepted,
+    ClearDERControl: accepted,
+    ClearTariffs: () => ({ clearTariffsResult: [{ status: 'NoTariff' }] }),
+    GetDERControl: () => ({ status: 'NotFound' }),
+    GetPeriodicEventStream: () => ({}),
+    GetTariffs: () => ({ status: 'NoTariff' }),
+    NotifyAllowedEnergyTransfer: accepted,
+    NotifyWebPaymentStarted: () => ({}),
+    RequestBatterySwap: accepted,
+    SetDERControl: accepted,
+    SetDefaultTariff: accepted,
+    UpdateDynamicSchedule: accepted,
+    UsePriorityCharging: accepted,
 };
 
 const SAMPLE_REQUESTS = {
@@ -250,6 +269,7 @@ function followUps(action, params, answer) {
 let client = null;
 let identity = null;
 let skipper = null; // lets one outbound CALL skip strict validation (`"unvalidated": true`)
+let skipper21 = null; // the same for an ocpp2.1 connection
 let sendFollowUps = true;
 const overrides = new Map(); // action -> {response} | {error}
 
@@ -302,7 +322,8 @@ async function connect(command) {
         callTimeoutMs: command.call_timeout_ms ?? 30000,
     };
     skipper = skippableValidator();
-    options.strictModeValidators = [skipper.validator];
+    skipper21 = skippableValidator(PROTOCOL_21);
+    options.strictModeValidators = [skipper.validator, skipper21.validator];
     if (command.password !== undefined && command.password !== null) options.password = command.password;
     // wss: `tls_ca` (PEM file) to trust the CSMS's certificate; `tls_cert`/`tls_key` for a
     // client certificate (security profile 3).
@@ -338,6 +359,24 @@ async function closeClient(command = {}) {
     }
 }
 
+// OCPP-J 2.1 SEND: [6, messageId, action, payload], never answered. Only on an ocpp2.1
+// connection and only for a SEND action; the payload must be valid (else a local violation).
+let sendCount = 0;
+async function sendUnconfirmed(command) {
+    const fail = (error) => emit('send_error', { ref: command.ref, action: command.action, error });
+    if (!client || client.protocol !== PROTOCOL_21) return fail('not connected over ocpp2.1');
+    if (!SENDS_21.includes(command.action)) return fail(`${command.action} is not a SEND`);
+    try {
+        skipper21.validator.validate(`urn:${command.action}`, command.payload ?? {});
+    } catch (err) {
+        return fail(`invalid ${command.action}: ${err.message}`);
+    }
+    sendCount += 1;
+    const messageId = `send-${sendCount}`;
+    client.sendRaw(JSON.stringify([6, messageId, command.action, command.payload ?? {}]));
+    emit('sent', { ref: command.ref, action: command.action, messageId });
+}
+
 async function onCommand(command) {
     switch (command.command) {
         case 'connect':
@@ -350,8 +389,14 @@ async function onCommand(command) {
             }
             // `unvalidated`: send this one CALL as given even if it breaks the schema (the
             // answer is still validated), to test how the peer treats a malformed CALL.
-            if (command.unvalidated) skipper.skipNext(command.action);
+            if (command.unvalidated) {
+                skipper.skipNext(command.action);
+                skipper21.skipNext(command.action);
+            }
             await callAndReport(command.action, command.payload ?? {}, command.ref, command.timeout_ms);
+            break;
+        case 'send':
+            await sendUnconfirmed(command);
             break;
         case 'ping':
             // Events are printed in order: once "pong" is read, everything before it is too.
@@ -377,7 +422,7 @@ async function onCommand(command) {
 }
 
 if (process.argv.includes('--self-check')) {
-    selfCheck(CSMS_TO_CS, DEFAULTS, SAMPLE_REQUESTS);
+    selfCheck(CSMS_TO_CS, DEFAULTS, SAMPLE_REQUESTS, CSMS_TO_CS_21_ADDED);
 } else {
     readCommands(onCommand, async () => {
         await closeClient();

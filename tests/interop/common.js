@@ -1,6 +1,7 @@
 'use strict';
 // Shared by client.js and server.js: JSON-lines I/O, event reporting, and the schema-valid
-// default answers an OCPP 2.0.1 peer gives when a test has not overridden them.
+// default answers an OCPP 2.0.1 (and, for client.js, 2.1) peer gives when a test has not
+// overridden them.
 
 const readline = require('node:readline');
 const { createRPCError, createValidator } = require('ocpp-rpc');
@@ -30,6 +31,22 @@ const CSMS_TO_CS = [
     'SetNetworkProfile', 'SetVariableMonitoring', 'SetVariables', 'TriggerMessage',
     'UnlockConnector', 'UnpublishFirmware', 'UpdateFirmware',
 ];
+
+// What OCPP 2.1 adds (every 2.0.1 action stays). NotifyPeriodicEventStream is a SEND (message
+// type 6), never answered.
+const PROTOCOL_21 = 'ocpp2.1';
+const CS_TO_CSMS_21_ADDED = [
+    'BatterySwap', 'ClosePeriodicEventStream', 'GetCertificateChainStatus', 'NotifyDERAlarm',
+    'NotifyDERStartStop', 'NotifyPriorityCharging', 'NotifySettlement', 'OpenPeriodicEventStream',
+    'PullDynamicScheduleUpdate', 'ReportDERControl', 'VatNumberValidation',
+];
+const CSMS_TO_CS_21_ADDED = [
+    'AFRRSignal', 'AdjustPeriodicEventStream', 'ChangeTransactionTariff', 'ClearDERControl',
+    'ClearTariffs', 'GetDERControl', 'GetPeriodicEventStream', 'GetTariffs',
+    'NotifyAllowedEnergyTransfer', 'NotifyWebPaymentStarted', 'RequestBatterySwap',
+    'SetDERControl', 'SetDefaultTariff', 'UpdateDynamicSchedule', 'UsePriorityCharging',
+];
+const SENDS_21 = ['NotifyPeriodicEventStream'];
 
 const startedAt = Date.now();
 
@@ -167,11 +184,25 @@ function validator() {
     return createValidator(PROTOCOL, require('ocpp-rpc/lib/schemas/ocpp2_0_1.json'));
 }
 
-// The strict-mode validator this harness runs with: ocpp-rpc's own 2.0.1 validator, except that
-// a test may ask for ONE outbound request to go out unchecked (`skipNext(action)`), to see how the
-// system under test answers a malformed CALL. Everything else is validated as usual.
-function skippableValidator() {
-    const v = validator();
+// ocpp-rpc 2.2.1's strict mode looks schemas up as `urn:<Action>.req` / `.conf`, but the OCPP 2.1
+// schema set it ships (lib/schemas/ocpp2_1.json) names them `urn:<Action>Request` /
+// `urn:<Action>Response` (and `urn:NotifyPeriodicEventStream` for the SEND): its built-in 2.1
+// validator refuses every message ("Schema ... is missing"). This validator uses the same shipped
+// 2.1 schemas through ocpp-rpc's own createValidator and only maps the ids.
+function validator21() {
+    const v = createValidator(PROTOCOL_21, require('ocpp-rpc/lib/schemas/ocpp2_1.json'));
+    const validate = v.validate.bind(v);
+    v.validate = (schemaId, params) => validate(
+        schemaId.replace(/\.req$/, 'Request').replace(/\.conf$/, 'Response'), params,
+    );
+    return v;
+}
+
+// The strict-mode validator this harness runs with: ocpp-rpc's own 2.0.1 (or 2.1) validator,
+// except that a test may ask for ONE outbound request to go out unchecked (`skipNext(action)`),
+// to see how the system under test answers a malformed CALL. Everything else is validated.
+function skippableValidator(protocol = PROTOCOL) {
+    const v = protocol === PROTOCOL_21 ? validator21() : validator();
     const skips = new Map(); // schema id -> how many validations to skip
     const validate = v.validate.bind(v);
     v.validate = (schemaId, params) => {
@@ -193,7 +224,7 @@ function skippableValidator() {
 
 // --self-check: every action of one direction has a default answer, and each answer for a
 // representative request is valid against ocpp-rpc's own 2.0.1 schema.
-function selfCheck(actions, defaults, sampleRequests) {
+function selfCheck(actions, defaults, sampleRequests, actions21 = []) {
     const v = validator();
     const schemaActions = require('ocpp-rpc/lib/schemas/ocpp2_0_1.json')
         .map((s) => s.$id)
@@ -227,12 +258,32 @@ function selfCheck(actions, defaults, sampleRequests) {
             problems.push(`${action}: default answer invalid: ${err.message}`);
         }
     }
-    emit('self_check', { actions: actions.length, problems });
+    // The 2.1 additions (client.js): each has a default answer valid against the 2.1 schemas.
+    const v21 = validator21();
+    for (const action of actions21) {
+        if (typeof defaults[action] !== 'function') {
+            problems.push(`${action}: no default answer (2.1)`);
+            continue;
+        }
+        const request = sampleRequests[action] ?? {};
+        try {
+            if (action in sampleRequests) v21.validate(`urn:${action}.req`, request);
+            v21.validate(`urn:${action}.conf`, defaults[action](request));
+        } catch (err) {
+            problems.push(`${action}: 2.1 default answer or sample invalid: ${err.message}`);
+        }
+    }
+    emit('self_check', { actions: actions.length + actions21.length, problems });
     process.exitCode = problems.length ? 1 : 0;
 }
 
 module.exports = {
     PROTOCOL,
+    PROTOCOL_21,
+    CS_TO_CSMS_21_ADDED,
+    CSMS_TO_CS_21_ADDED,
+    SENDS_21,
+    validator21,
     CS_TO_CSMS,
     CSMS_TO_CS,
     emit,

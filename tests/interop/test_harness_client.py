@@ -22,8 +22,9 @@ async def test_every_default_answer_is_schema_valid(script: object) -> None:
     result = await run_self_check(script)  # type: ignore[arg-type]
     assert result["problems"] == []
     assert result["returncode"] == 0
-    # 40 CSMS-initiated actions (client answers) and 25 station-initiated ones (server answers).
-    assert result["actions"] == (40 if script == CLIENT_SCRIPT else 25)
+    # 40 CSMS-initiated 2.0.1 actions + the 15 OCPP 2.1 added (client answers) and 25
+    # station-initiated 2.0.1 ones (server answers).
+    assert result["actions"] == (40 + 15 if script == CLIENT_SCRIPT else 25)
 
 
 async def test_b01_node_station_boots_and_answers_a_csms_call() -> None:

@@ -520,6 +520,7 @@ async def test_v2g_plan_reaches_a_third_party_station_as_a_valid_tx_profile(
     )
     assert started.ok, started.error_description
     departure = (hour + timedelta(hours=10)).isoformat().replace("+00:00", "Z")
+    before_needs = len(station.events)
     needs = await station.call(
         "NotifyEVChargingNeeds",
         {
@@ -537,6 +538,9 @@ async def test_v2g_plan_reaches_a_third_party_station_as_a_valid_tx_profile(
         },
     )
     assert needs.result["status"] in ("Accepted", "Processing")
+    # K16.FR.12: the EV's needs bring their own TxProfile; the API's plan comes after it.
+    from_needs = (await station.wait_for_call("SetChargingProfile", since=before_needs))["payload"]
+    assert from_needs["chargingProfile"]["transactionId"] == "v2g-tx-1"
     context = (await api.client.get(f"{API}/vehicles/leaf-1/session")).json()
     assert context["departure_source"] == "ev"
     assert context["transaction_id"] == "v2g-tx-1"

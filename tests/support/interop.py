@@ -375,7 +375,8 @@ class NodePeer:
 
 
 class InteropStation(NodePeer):
-    """client.js: an ocpp-rpc charging station (strict mode, subprotocol ocpp2.0.1)."""
+    """client.js: an ocpp-rpc charging station (strict mode; ocpp2.0.1 unless `protocols` at
+    connect offers ocpp2.1)."""
 
     def __init__(self) -> None:
         super().__init__(CLIENT_SCRIPT)
@@ -431,6 +432,13 @@ class InteropStation(NodePeer):
             timeout_s + 2.0,
         )
         return CallOutcome.from_event(event)
+
+    async def send_unconfirmed(self, action: str, payload: dict[str, Any]) -> Event:
+        """An OCPP-J 2.1 SEND (message type 6, never answered): the `sent` event, or
+        `send_error` when not on ocpp2.1, not a SEND action or an invalid payload."""
+        return await self.request(
+            {"command": "send", "action": action, "payload": payload}, ("sent", "send_error")
+        )
 
     async def boot(self, reason: str = "PowerUp") -> dict[str, Any]:
         """A schema-valid BootNotification; the CSMS's answer."""

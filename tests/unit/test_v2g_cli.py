@@ -45,14 +45,15 @@ def test_plan_on_real_nem_day_prints_json(capsys: pytest.CaptureFixture[str]) ->
     assert code == 0, err
     result = json.loads(out)  # nothing but JSON on stdout
     intervals, summary = result["intervals"], result["summary"]
-    assert intervals[0]["start"] == "2024-08-05T05:00:00Z"  # 15:00 AEST
-    assert intervals[-1]["start"] == "2024-08-05T21:25:00Z"  # last 5 min before 07:30 AEST
+    # Printed in the input's zone: NEM time, UTC+10 (finding 6 of issue 15).
+    assert intervals[0]["start"] == "2024-08-05T15:00:00+10:00"
+    assert intervals[-1]["start"] == "2024-08-06T07:25:00+10:00"  # last 5 min before 07:30
     assert len(intervals) == 198
     assert min(i["power_kw"] for i in intervals) == -7.0  # sells the evening spike
     assert summary["soc_at_departure"] == pytest.approx(80.0, abs=1e-3)
     assert summary["target_met"] is True
-    assert summary["plan_cost"] <= summary["threshold_rules_cost"]
-    assert summary["plan_cost"] <= summary["plain_charging_cost"]
+    assert summary["plan_cost_aud"] <= summary["threshold_rules_cost_aud"]
+    assert summary["plan_cost_aud"] <= summary["plain_charging_cost_aud"]
     assert summary["currency"] == "AUD"
     assert all(20.0 - 1e-6 <= i["soc_after"] <= 100.0 for i in intervals)
 
@@ -91,7 +92,7 @@ def test_plan_on_simple_csv(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
     powers = [i["power_kw"] for i in result["intervals"]]
     assert len(powers) == 23
     assert min(powers[16:21]) < 0  # discharges at the 30 c export peak
-    assert result["summary"]["plan_cost"] < result["summary"]["plain_charging_cost"]
+    assert result["summary"]["plan_cost_aud"] < result["summary"]["plain_charging_cost_aud"]
 
 
 @pytest.mark.parametrize(
@@ -338,3 +339,51 @@ def test_finding11_departure_beyond_the_horizon_is_a_clear_error(
     )
     assert code == 0, err
     assert any("prices end" in w for w in json.loads(out)["summary"]["warnings"])
+
+
+def test_finding6_plan_summary_is_in_aud_dollars_and_times_in_nem_time(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from datetime import datetime, timedelta, timezone
+
+    from csms.v2g.baselines import plain_charging, threshold_rules
+    from csms.v2g.prices import NemTariff, parse_nem_price_and_demand
+    from csms.v2g.vehicle import Chemistry, Vehicle, VehicleSession
+
+    code, out, err = run(capsys, BASE)
+    assert code == 0, err
+    result = json.loads(out)
+    summary = result["summary"]
+    assert summary["currency"] == "AUD"
+    assert summary["unit"].startswith("AUD (dollars")
+    assert summary["timezone"] == "+10:00"
+    assert not any(key.endswith("_cost") for key in summary)  # every cost names its unit
+    # The README's figures for this real day, in dollars.
+    assert summary["plan_cost_aud"] == pytest.approx(-145.34, abs=0.005)
+    assert summary["plain_charging_cost_aud"] == pytest.approx(6.73, abs=0.005)
+    assert summary["threshold_rules_cost_aud"] == pytest.approx(5.67, abs=0.005)
+    # Dollars are the baselines' cents / 100, to the cent.
+    nem = timezone(timedelta(hours=10))
+    prices = parse_nem_price_and_demand(Path(AUG).read_text(), NemTariff(15.0, 0.10, 0.0))
+    start = datetime(2024, 8, 5, 15, tzinfo=nem)
+    session = VehicleSession(
+        Vehicle(
+            vehicle_id="vehicle",
+            capacity_kwh=40,
+            max_charge_kw=7,
+            max_discharge_kw=7,
+            chemistry=Chemistry.parse("NMC"),
+            round_trip_efficiency=0.9,
+            driving_reserve_soc=0.2,
+        ),
+        soc=0.5,
+        departure=datetime(2024, 8, 6, 7, 30, tzinfo=nem),
+        target_soc=0.8,
+    )
+    plain_c = plain_charging(session, prices, start).total_cost_c
+    rules_c = threshold_rules(session, prices, start).total_cost_c
+    assert summary["plain_charging_cost_aud"] == round(plain_c / 100, 2)
+    assert summary["threshold_rules_cost_aud"] == round(rules_c / 100, 2)
+    starts = [datetime.fromisoformat(i["start"]) for i in result["intervals"]]
+    assert all(s.utcoffset() == timedelta(hours=10) for s in starts)
+    assert starts[0] == start

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 from csms.ocpp_server.blocks import (
     authorization,
     data_transfer,
+    iso15118,
     notifications,
     ocpp21,
     provisioning,
@@ -24,6 +25,7 @@ def all_handlers() -> dict[str, Handler]:
     for block in (
         authorization,
         data_transfer,
+        iso15118,
         notifications,
         ocpp21,
         provisioning,

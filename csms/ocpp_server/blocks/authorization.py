@@ -1,9 +1,11 @@
-"""Block C (authorization): Authorize against the CSMS's idToken store."""
+"""Block C (authorization): Authorize against the CSMS's idToken store, and the contract
+certificate of Plug & Charge (C07) when the station sends one."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from csms.domain.iso15118 import contract_verdict
 from csms.domain.models import AuthorizationResult
 from csms.ocpp_server.blocks._common import record_event
 from csms.services.common import ocpp_datetime
@@ -27,9 +29,17 @@ async def authorize(session: Session, payload: dict[str, Any]) -> dict[str, Any]
         token["idToken"], token["type"], station_id=session.station_id
     )
     info = id_token_info(result)
+    answer: dict[str, Any] = {"idTokenInfo": info}
+    hash_data = payload.get("iso15118CertificateHashData")
+    certificate = payload.get("certificate")
+    if hash_data or certificate:
+        # C07 (Plug & Charge): the contract chain is checked (OCSP; the PEM chain against
+        # the trust anchors) and decides with the token (C07.FR.05/.06, C07.FR.16).
+        chain = await session.services.pnc.contract_status(hash_data, certificate)
+        info["status"], answer["certificateStatus"] = contract_verdict(info["status"], chain)
     # Kept as an event (audit trail of who tried to charge, and the answer given).
-    await record_event(session, "Authorize", {**payload, "idTokenInfo": info}, skip_if_refused=True)
-    return {"idTokenInfo": info}
+    await record_event(session, "Authorize", {**payload, **answer}, skip_if_refused=True)
+    return answer
 
 
 HANDLERS: dict[str, Handler] = {"Authorize": authorize}

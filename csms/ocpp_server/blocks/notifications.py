@@ -1,5 +1,6 @@
-"""Notifications stored as events: smart charging (K), firmware (L), diagnostics and
-monitoring (N), display messages (O), reservations (H), security events (A)."""
+"""Notifications stored as events: smart charging (K; ISO 15118 in iso15118.py), firmware
+(L), diagnostics and monitoring (N), display messages (O), reservations (H), security events
+(A)."""
 
 from __future__ import annotations
 
@@ -23,21 +24,6 @@ def _stored_as_event(kind: str, timestamp_field: str | None = None) -> Handler:
     return handler
 
 
-async def notify_ev_charging_needs(session: Session, payload: dict[str, Any]) -> dict[str, Any]:
-    # K15: the EV's needs are stored for the optimizer; needs for evseId 0 make no sense.
-    if payload["evseId"] <= 0:
-        return {"status": "Rejected", "statusInfo": {"reasonCode": "InvalidEvseId"}}
-    await record_event(session, "NotifyEVChargingNeeds", payload)
-    return {"status": "Accepted"}
-
-
-async def notify_ev_charging_schedule(session: Session, payload: dict[str, Any]) -> dict[str, Any]:
-    if payload["evseId"] <= 0:
-        return {"status": "Rejected", "statusInfo": {"reasonCode": "InvalidEvseId"}}
-    await record_event(session, "NotifyEVChargingSchedule", payload, "timeBase")
-    return {"status": "Accepted"}
-
-
 async def report_charging_profiles(session: Session, payload: dict[str, Any]) -> dict[str, Any]:
     """K09: the station's installed profiles replace what the CSMS had for them."""
     await limits.charge_storage(session, "ReportChargingProfiles", limits.payload_size(payload))
@@ -53,8 +39,6 @@ async def report_charging_profiles(session: Session, payload: dict[str, Any]) ->
 
 
 HANDLERS: dict[str, Handler] = {
-    "NotifyEVChargingNeeds": notify_ev_charging_needs,
-    "NotifyEVChargingSchedule": notify_ev_charging_schedule,
     "ReportChargingProfiles": report_charging_profiles,
     "NotifyChargingLimit": _stored_as_event("NotifyChargingLimit"),
     "ClearedChargingLimit": _stored_as_event("ClearedChargingLimit"),

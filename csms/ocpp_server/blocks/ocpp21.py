@@ -59,6 +59,7 @@ async def notify_periodic_event_stream(session: Session, payload: dict[str, Any]
 
 
 async def pull_dynamic_schedule_update(session: Session, payload: dict[str, Any]) -> dict[str, Any]:
+    await record_event(session, "PullDynamicScheduleUpdate", payload, skip_if_refused=True)
     return await session.services.ocpp21.pull_answer(
         session.station_id, int(payload["chargingProfileId"])
     )

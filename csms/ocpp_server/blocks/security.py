@@ -123,15 +123,29 @@ async def _send_signed(
 
 
 async def get_15118_ev_certificate(session: Session, payload: dict[str, Any]) -> dict[str, Any]:
-    # No ISO 15118 PKI (CHAdeMO does not use one): Failed, as the spec allows.
+    """M01/M02: forwarded to the certificate provider (pnc_certificate_provider_url); Failed
+    with reasonCode NoProvider when none is configured."""
     await record_event(session, "Get15118EVCertificate", payload, skip_if_refused=True)
-    return {"status": "Failed", "exiResponse": "", "statusInfo": {"reasonCode": "NoPKI"}}
+    answer = await session.services.pnc.get_ev_certificate(
+        session.station_id, payload, session.version
+    )
+    log.info(
+        "Get15118EVCertificate %s from %s: %s %s",
+        payload.get("action"),
+        session.station_id,
+        answer["status"],
+        (answer.get("statusInfo") or {}).get("reasonCode", ""),
+    )
+    return answer
 
 
 async def get_certificate_status(session: Session, payload: dict[str, Any]) -> dict[str, Any]:
-    # No OCSP responder configured: Failed.
+    """M06: the OCSP responder named in the request is asked (when its host is allowed) and
+    its response returned (M06.FR.02); Failed when none could be had."""
     await record_event(session, "GetCertificateStatus", payload, skip_if_refused=True)
-    return {"status": "Failed", "statusInfo": {"reasonCode": "NoOCSPResponder"}}
+    return await session.services.pnc.certificate_status(
+        payload["ocspRequestData"], session.version
+    )
 
 
 HANDLERS: dict[str, Handler] = {

@@ -51,6 +51,7 @@ from csms.persistence.repositories.message_log import (
     list_log_entries,
     log_entries_write,
     prune_log,
+    prune_log_rows,
     sent_remote_starts,
 )
 from csms.persistence.repositories.meter_values import (
@@ -143,6 +144,7 @@ __all__ = [
     "meter_rows_on_evse",
     "meter_samples_write",
     "prune_log",
+    "prune_log_rows",
     "record_boot",
     "record_heartbeat",
     "record_ocpp_version",

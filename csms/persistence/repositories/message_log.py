@@ -79,3 +79,28 @@ async def sent_remote_starts(
 async def prune_log(conn: AsyncConnection, before: datetime) -> int:
     result = await conn.execute(t.message_log.delete().where(t.message_log.c.created_at < before))
     return int(result.rowcount or 0)
+
+
+async def prune_log_rows(conn: AsyncConnection, keep_per_station: int) -> int:
+    """Keep the newest `keep_per_station` entries of each station; the number removed."""
+    m = t.message_log.c
+    over = await conn.execute(
+        sa.select(m.station_id).group_by(m.station_id).having(sa.func.count() > keep_per_station)
+    )
+    removed = 0
+    for (station_id,) in over.all():
+        # The id of the oldest entry kept: everything of the station below it goes.
+        oldest_kept = await conn.scalar(
+            sa.select(m.id)
+            .where(m.station_id == station_id)
+            .order_by(m.id.desc())
+            .offset(keep_per_station - 1)
+            .limit(1)
+        )
+        if oldest_kept is None:
+            continue
+        result = await conn.execute(
+            t.message_log.delete().where(m.station_id == station_id, m.id < oldest_kept)
+        )
+        removed += int(result.rowcount or 0)
+    return removed

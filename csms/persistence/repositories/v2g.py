@@ -339,3 +339,21 @@ async def get_rule_state(conn: AsyncConnection, name: str) -> dict[str, Any] | N
     c = v.v2g_rule_states.c
     found = (await conn.execute(sa.select(c.state).where(c.name == name))).scalar()
     return None if found is None else dict(found)
+
+
+async def active_transactions_at(
+    conn: AsyncConnection, station_ids: Sequence[str]
+) -> dict[tuple[str, int | None], str]:
+    """(station id, EVSE id) -> the active transaction there, for the given stations."""
+    c = t.transactions.c
+    found: dict[tuple[str, int | None], str] = {}
+    for start in range(0, len(station_ids), 500):  # bounded IN lists
+        rows = await conn.execute(
+            sa.select(c.station_id, c.evse_id, c.transaction_id).where(
+                c.state == TransactionState.ACTIVE.value,
+                c.station_id.in_(list(station_ids[start : start + 500])),
+            )
+        )
+        for station_id, evse_id, transaction_id in rows:
+            found[(station_id, evse_id)] = transaction_id
+    return found

@@ -70,7 +70,8 @@ class BackupPart(SessionsPart):
             ctx = await self.session_context(vehicle, self._clock())
             soc = ctx.soc
             if soc is not None:
-                value = backup_hours(to_vehicle(vehicle), soc, load)
+                # V2H backup: the energy above the backup reserve, whether V2G export is on or not.
+                value = backup_hours(to_vehicle(vehicle, for_backup=True), soc, load)
                 hours = None if math.isinf(value) else value
         return BackupState(
             station_id=station_id,

@@ -35,13 +35,16 @@ def within_horizon(now: datetime, departure: datetime, max_hours: float, name: s
         raise InvalidRequest(f"{exc}: v2g_max_horizon_h") from exc
 
 
-def to_vehicle(record: VehicleRecord) -> Vehicle:
+def to_vehicle(record: VehicleRecord, *, for_backup: bool = False) -> Vehicle:
+    """The pure vehicle the planner sees: V2G switched off = no discharge. `for_backup`: the
+    vehicle as a home backup (V2H) sees it, where the V2G switch does not apply."""
+    discharge_kw = record.max_discharge_kw if record.v2g_enabled or for_backup else 0.0
     try:
         return Vehicle(
             vehicle_id=record.id,
             capacity_kwh=record.capacity_kwh,
             max_charge_kw=record.max_charge_kw,
-            max_discharge_kw=record.max_discharge_kw,
+            max_discharge_kw=discharge_kw,
             chemistry=Chemistry.parse(record.chemistry),
             soc_min=record.soc_min,
             soc_max=record.soc_max,

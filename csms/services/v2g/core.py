@@ -4,8 +4,10 @@ settings and the node's router."""
 from __future__ import annotations
 
 import asyncio
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from datetime import datetime
+from typing import Any
 
 from csms.persistence.database import Database
 from csms.routing.base import CommandRouter
@@ -42,6 +44,11 @@ class V2gCore:
         self._frequency_lock = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
         self.replans = 0
+        # (station, transaction) -> EV-schedule renegotiations sent (bounded, oldest dropped).
+        self._renegotiations: OrderedDict[tuple[str, str], int] = OrderedDict()
+        # (station, EVSE) -> the TxProfile being sent for the EV's needs: the EV may answer
+        # with its schedule before the CSMS has stored the station's Accepted.
+        self._needs_in_flight: dict[tuple[str, int], dict[str, Any]] = {}
 
     def now(self) -> datetime:
         return self._clock()

@@ -86,8 +86,8 @@ class FleetPart(V2xPart):
                     ),
                     None,
                 )
-                if tx is None or tx.evse_id is None:
-                    continue
+                if tx is None or tx.evse_id is None or not record.v2g_enabled:
+                    continue  # V2G switched off: no frequency response either
                 found = await vrepo.latest_measurand(
                     conn, station_id, SOC, record.evse_id, tx.transaction_id
                 ) or await vrepo.latest_measurand(conn, station_id, SOC, record.evse_id)

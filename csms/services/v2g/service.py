@@ -17,19 +17,22 @@ from typing import Any
 from csms.domain.errors import CsmsError
 from csms.persistence.repositories import v2g as vrepo
 from csms.services.v2g.backup import BackupPart
+from csms.services.v2g.charging_needs import ChargingNeedsPart
+from csms.services.v2g.control import ControlPart
 from csms.services.v2g.economics import EconomicsPart
-from csms.services.v2g.frequency import FrequencyPart
 from csms.services.v2g.grid_services import GridServicesPart
-from csms.services.v2g.planning import PlanningPart
 from csms.services.v2g.rules import (
     replan_reasons,
 )
 from csms.services.v2g.settings import V2gSettings
+from csms.services.v2g.telemetry import FleetFiguresPart
 
 log = logging.getLogger(__name__)
 
 
-class V2gService(PlanningPart, FrequencyPart, GridServicesPart, BackupPart, EconomicsPart):
+class V2gService(
+    ChargingNeedsPart, ControlPart, GridServicesPart, BackupPart, EconomicsPart, FleetFiguresPart
+):
     """The API, the CLI and the Home Assistant bridge use this one object."""
 
     def start_background(self) -> None:

@@ -34,6 +34,14 @@ class V2gSettings(BaseModel):
     frequency_min_soc: float = 0.5
     # Plans look at most this far ahead (csms/v2g/bounds.py DEFAULT_MAX_HORIZON_H).
     max_horizon_h: float = 168.0
+    # ISO 15118 charging needs and the EV's schedule (csms/services/v2g/charging_needs.py).
+    ev_needs_default_power_kw: float = 11.0
+    ev_needs_interval_s: float = 900.0
+    ev_needs_plan_timeout_s: float = 5.0
+    ev_needs_answer_budget_s: float = 1.0
+    ev_schedule_time_tolerance_s: float = 60.0
+    ev_schedule_limit_tolerance: float = 0.01
+    ev_schedule_max_renegotiations: int = 3
 
     @classmethod
     def from_settings(cls, settings: Settings) -> V2gSettings:

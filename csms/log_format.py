@@ -1,0 +1,41 @@
+"""The CSMS's log format: text lines (default) or one JSON object per line (`log_format`).
+
+JSON records have `time` (ISO 8601, UTC), `level`, `logger`, `message`, `exc_info` when an
+exception is attached, and any `extra=` fields; python-json-logger writes them.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from typing import TextIO
+
+from pythonjsonlogger.json import JsonFormatter
+
+TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+def json_formatter() -> logging.Formatter:
+    return JsonFormatter(
+        "%(asctime)s %(levelname)s %(name)s %(message)s",
+        rename_fields={"asctime": "time", "levelname": "level", "name": "logger"},
+        timestamp=False,
+        datefmt="%Y-%m-%dT%H:%M:%S%z",
+    )
+
+
+def configure_logging(level: str, log_format: str = "text", stream: TextIO | None = None) -> None:
+    """Replace the root logger's handlers with one writing `log_format` to `stream` (stderr)."""
+    handler = logging.StreamHandler(stream or sys.stderr)
+    if log_format == "json":
+        formatter = json_formatter()
+        formatter.converter = time.gmtime  # times in UTC (+0000)
+    else:
+        formatter = logging.Formatter(TEXT_FORMAT)
+    handler.setFormatter(formatter)
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(level)

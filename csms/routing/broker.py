@@ -238,22 +238,15 @@ class BrokerRouter(abc.ABC):
             try:
                 await self._announce()
             except Exception as exc:
-                # A broker outage fails every refresh: one WARNING per outage (the error, no
-                # traceback), the traceback of each failed refresh at DEBUG.
+                # An outage fails every refresh: one WARNING (no traceback), tracebacks at DEBUG.
                 if not failing:
-                    log.warning(
-                        "router %s: liveness refresh failed (%s: %s); retrying every %.1f s",
-                        self.node_id,
-                        type(exc).__name__,
-                        exc,
-                        self.node_ttl_s / 3,
-                    )
+                    log.warning("router %s: liveness refresh failed (%r)", self.node_id, exc)
                 log.debug("router %s: liveness refresh failed", self.node_id, exc_info=True)
                 failing = True
                 continue
             if failing:
                 log.info("router %s: liveness refresh works again", self.node_id)
-                failing = False
+            failing = False
             # The broker answers again: record the stations whose presence write failed.
             for station_id, claim in list(self._claims.items()):
                 if claim.revision is None and claim.task is not None and claim.task.done():

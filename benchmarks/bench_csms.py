@@ -152,6 +152,78 @@ async def _register_stations(
         await db.close()
 
 
+async def _pg_backend_pids(admin_url: str, database: str) -> list[int]:
+    """The PostgreSQL server processes serving `database` (pg_stat_activity)."""
+    import asyncpg
+
+    conn = await asyncpg.connect(admin_url.replace("postgresql+asyncpg://", "postgresql://"))
+    try:
+        rows = await conn.fetch(
+            "SELECT pid FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()",
+            database,
+        )
+    finally:
+        await conn.close()
+    return [int(r["pid"]) for r in rows]
+
+
+def _proc_cpu_s(pid: int) -> float | None:
+    """utime + stime of `pid` from /proc (None if it is gone or not readable)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class DatabaseCpu:
+    """CPU seconds of the PostgreSQL backends serving the bench database during a run: the
+    backends are found by pid (pg_stat_activity) at the start, every second and at the end;
+    one that appeared during the run counts from zero. The server's shared background
+    processes (WAL writer, checkpointer) are not counted: other databases share them."""
+
+    def __init__(self, admin_url: str, database: str) -> None:
+        self.admin_url = admin_url
+        self.database = database
+        self.start: dict[int, float] = {}
+        self.last: dict[int, float] = {}
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def _sample(self, first: bool = False) -> None:
+        for pid in asyncio.run(_pg_backend_pids(self.admin_url, self.database)):
+            cpu = _proc_cpu_s(pid)
+            if cpu is None:
+                continue
+            if first:
+                self.start[pid] = cpu
+            else:
+                self.start.setdefault(pid, 0.0)
+            self.last[pid] = cpu
+
+    def __enter__(self) -> DatabaseCpu:
+        self._sample(first=True)
+
+        def loop() -> None:
+            while not self._stop.wait(1.0):
+                with contextlib.suppress(Exception):
+                    self._sample()
+
+        self._thread = threading.Thread(target=loop, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+        self._sample()
+
+    @property
+    def cpu_s(self) -> float:
+        return sum(self.last[pid] - self.start[pid] for pid in self.last)
+
+
 # ---- servers -------------------------------------------------------------------------------
 
 
@@ -164,6 +236,7 @@ class Server:
         self.port = 0
         self.pid = 0
         self.stderr_tail: list[str] = []
+        self.pg_database: str | None = None  # PostgreSQL: its backends' CPU is measured
 
     def start(self, timeout_s: float = 60.0) -> None:
         self.proc = subprocess.Popen(
@@ -333,6 +406,14 @@ def print_table(rows: list[dict[str, Any]]) -> None:
             print(
                 f"    steady s {window[0]}-{window[1]}: CPU us/msg {cpu}, p50/p95/p99 ms: {by_type}"
             )
+    for r in rows:
+        if r.get("db_cpu_us_per_message") is not None and r["cpu_us_per_message"] is not None:
+            db = r["db_cpu_us_per_message"]
+            print(
+                f"  {r['server']} CPU us/msg whole run: CSMS {r['cpu_us_per_message']:.0f}"
+                f" + database server {db:.0f} = {r['cpu_us_per_message'] + db:.0f}"
+                + ("" if r.get("db_cpu_s") is not None else " (SQLite: in the CSMS)")
+            )
     ours = [r for r in rows if r["server"].startswith("csms")]
     bases = [r for r in rows if not r["server"].startswith("csms")]
     for o in ours:
@@ -431,16 +512,22 @@ def run_one(
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
             )  # fmt: skip
+        db_cpu = (
+            DatabaseCpu(args.postgres_url, server.pg_database)
+            if server.pg_database
+            else contextlib.nullcontext()
+        )
         try:
-            result = run_loadgen(
-                server,
-                args,
-                scenario=args.scenario,
-                duration=args.duration,
-                password=password,
-                prefix=prefix,
-                out=work / f"{server.name}.json",
-            )
+            with db_cpu:
+                result = run_loadgen(
+                    server,
+                    args,
+                    scenario=args.scenario,
+                    duration=args.duration,
+                    password=password,
+                    prefix=prefix,
+                    out=work / f"{server.name}.json",
+                )
         finally:
             if profiler is not None:
                 try:
@@ -448,7 +535,14 @@ def run_one(
                 except subprocess.TimeoutExpired:
                     profiler.terminate()
                     profiler.wait()
-        return summary(server.name, result)
+        row = summary(server.name, result)
+        if isinstance(db_cpu, DatabaseCpu):
+            row["db_cpu_s"] = round(db_cpu.cpu_s, 2)
+            if row["messages"]:
+                row["db_cpu_us_per_message"] = db_cpu.cpu_s / row["messages"] * 1e6
+        elif server.name.startswith("csms"):
+            row["db_cpu_us_per_message"] = 0.0  # SQLite: in the CSMS process, counted there
+        return row
     finally:
         server.stop()
 
@@ -459,7 +553,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--processes", type=int, default=2)
     p.add_argument("--duration", type=float, default=30.0)
     p.add_argument(
-        "--scenario", default="boot-heartbeat", choices=("boot-heartbeat", "mix", "boot-storm")
+        "--scenario",
+        default="boot-heartbeat",
+        choices=("boot-heartbeat", "mix", "boot-storm", "tx-meter"),
     )
     p.add_argument("--heartbeat-interval", type=int, default=30, help="mix scenario")
     p.add_argument("--connect-rate", type=float, default=None)
@@ -537,6 +633,7 @@ def main(argv: list[str] | None = None) -> int:
                     + ("" if args.password_check else "-argon2only")
                 )
                 server = csms_server(name, url, args)
+                server.pg_database = pg_name
                 rows.append(run_one(server, args, prefix, PASSWORD, work))
                 print_table(rows[-1:])
             finally:

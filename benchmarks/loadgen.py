@@ -15,6 +15,8 @@ Scenarios
                   the stations went offline) unless --end-transactions.
   boot-heartbeat  Boot, then back-to-back Heartbeats as fast as they are answered (throughput).
   boot-storm      all N connect and boot at once; reports the time until all are accepted.
+  tx-meter        Boot, TransactionEvent Started, then back-to-back TransactionEvent Updated and
+                  MeterValues alternately, 3 sampled values each (the write path, issue 17).
 
 It prints a progress line every few seconds, then a table (calls/s, latency p50/p95/p99 per
 message type for the whole run and for the steady state: calls sent from the second after the
@@ -61,7 +63,7 @@ import orjson
 import websockets
 from websockets.asyncio.client import ClientConnection, connect
 
-SCENARIOS = ("mix", "boot-heartbeat", "boot-storm")
+SCENARIOS = ("mix", "boot-heartbeat", "boot-storm", "tx-meter")
 MAX_STATIONS = 10_000
 SUBPROTOCOL = "ocpp2.0.1"
 CALL, CALLRESULT, CALLERROR = 2, 3, 4
@@ -660,6 +662,53 @@ class SimulatedStation:
             if not await self.idle(self.rng.expovariate(1.0 / cfg.idle_mean_s)):
                 return
 
+    async def run_tx_meter(self) -> None:
+        """The write path back to back (issue 17): one TransactionEvent Started, then
+        alternately TransactionEvent Updated and MeterValues, each with 3 sampled values
+        (energy register, SoC, power), each answered before the next is sent."""
+        self.transaction_seq += 1
+        tx_id = self._transaction_id()
+        power_w = self.rng.choice((7_000.0, 11_000.0, -5_000.0))
+        seq = 0
+        await self.call(
+            "TransactionEvent",
+            {
+                "eventType": "Started",
+                "timestamp": _now_iso(),
+                "triggerReason": "Authorized",
+                "seqNo": seq,
+                "transactionInfo": {"transactionId": tx_id, "chargingState": "Charging"},
+                "idToken": {"idToken": f"TAG{self.index:06d}", "type": "ISO14443"},
+                "evse": {"id": 1, "connectorId": 1},
+                "meterValue": self.meter_value(0.0, "Transaction.Begin"),
+            },
+        )
+        while not self.stop.is_set() and self.budget.take():
+            # One second of energy per message: every sample differs (no duplicate skipped).
+            self.energy_wh += abs(power_w) / 3600
+            self.soc = min(100.0, max(0.0, self.soc + 0.001))
+            seq += 1
+            if seq % 2:
+                await self.call(
+                    "TransactionEvent",
+                    {
+                        "eventType": "Updated",
+                        "timestamp": _now_iso(),
+                        "triggerReason": "MeterValuePeriodic",
+                        "seqNo": seq,
+                        "transactionInfo": {
+                            "transactionId": tx_id,
+                            "chargingState": "Charging" if power_w > 0 else "Idle",
+                        },
+                        "meterValue": self.meter_value(power_w, "Sample.Periodic"),
+                    },
+                )
+            else:
+                await self.call(
+                    "MeterValues",
+                    {"evseId": 1, "meterValue": self.meter_value(power_w, "Sample.Periodic")},
+                )
+
     async def run_heartbeats(self) -> None:
         while not self.stop.is_set() and self.budget.take():
             await self.call("Heartbeat", {})
@@ -675,6 +724,8 @@ class SimulatedStation:
                     await self.run_mix()
                 elif scenario == "boot-heartbeat":
                     await self.run_heartbeats()
+                elif scenario == "tx-meter":
+                    await self.run_tx_meter()
                 else:  # boot-storm: stay connected until the run ends
                     await self.stop.wait()
         except CallFailed:

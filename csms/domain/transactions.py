@@ -64,8 +64,9 @@ def apply_event(
             started_unseen=event.event_type != "Started",
         )
     tx = current
+    started_at, started_unseen = tx.started_at, tx.started_unseen
     if event.event_type == "Started":
-        tx = replace(tx, started_at=event.timestamp, started_unseen=False)
+        started_at, started_unseen = event.timestamp, False
     first = event.seq_no if tx.first_seq_no is None else min(tx.first_seq_no, event.seq_no)
     last = event.seq_no if tx.last_seq_no is None else max(tx.last_seq_no, event.seq_no)
     first_wh, last_wh = _energy_wh(samples)
@@ -74,8 +75,17 @@ def apply_event(
     if first_wh is not None:
         energy_start = first_wh if energy_start is None else min(energy_start, first_wh)
         energy_last = last_wh if energy_last is None else max(energy_last, last_wh or 0.0)
-    tx = replace(
+    state, ended_at, stopped_reason = tx.state, tx.ended_at, tx.stopped_reason
+    if event.event_type == "Ended":
+        state, ended_at = TransactionState.ENDED, event.timestamp
+        stopped_reason = event.stopped_reason or "Local"
+    energy_wh = None if energy_start is None or energy_last is None else energy_last - energy_start
+    cost = running_cost(tariff, energy_wh, started_at, ended_at or now)
+    # One copy per event (dataclasses.replace is costly on this path).
+    return replace(
         tx,
+        started_at=started_at,
+        started_unseen=started_unseen,
         first_seq_no=first,
         last_seq_no=last,
         seq_count=tx.seq_count + 1,
@@ -87,17 +97,11 @@ def apply_event(
         charging_state=event.charging_state or tx.charging_state,
         energy_start_wh=energy_start,
         energy_last_wh=energy_last,
+        state=state,
+        ended_at=ended_at,
+        stopped_reason=stopped_reason,
+        total_cost=cost,
     )
-    if event.event_type == "Ended":
-        tx = replace(
-            tx,
-            state=TransactionState.ENDED,
-            ended_at=event.timestamp,
-            stopped_reason=event.stopped_reason or "Local",
-        )
-    end = tx.ended_at or now
-    cost = running_cost(tariff, tx.energy_wh, tx.started_at, end)
-    return replace(tx, total_cost=cost)
 
 
 def seq_no_maybe_stored(tx: Transaction | None, seq_no: int) -> bool:

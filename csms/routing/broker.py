@@ -232,13 +232,21 @@ class BrokerRouter(abc.ABC):
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
 
     async def _beat(self) -> None:
+        failing = False
         while True:
             await asyncio.sleep(self.node_ttl_s / 3)
             try:
                 await self._announce()
-            except Exception:
-                log.warning("router %s: liveness refresh failed", self.node_id, exc_info=True)
+            except Exception as exc:
+                # An outage fails every refresh: one WARNING (no traceback), tracebacks at DEBUG.
+                if not failing:
+                    log.warning("router %s: liveness refresh failed (%r)", self.node_id, exc)
+                log.debug("router %s: liveness refresh failed", self.node_id, exc_info=True)
+                failing = True
                 continue
+            if failing:
+                log.info("router %s: liveness refresh works again", self.node_id)
+            failing = False
             # The broker answers again: record the stations whose presence write failed.
             for station_id, claim in list(self._claims.items()):
                 if claim.revision is None and claim.task is not None and claim.task.done():

@@ -142,8 +142,16 @@ class NatsRouter(BrokerRouter):
     async def _publish_notice(self, body: bytes) -> None:
         await self._client.publish(self._takeover_subject, body)
 
+    def _require_connection(self) -> None:
+        """Fail fast while the client is reconnecting: nats-py would buffer a request and
+        wait its whole timeout (the command's, 25 s by default) before the API's 503; with
+        Redis that 503 comes in milliseconds (issue 17, failover findings)."""
+        if not self._client.is_connected:
+            raise ConnectionError("not connected to NATS (reconnecting)")
+
     async def _holder(self, station_id: str) -> Claimed | None:
         assert self._presence is not None
+        self._require_connection()
         try:
             entry = await self._presence.get(broker_token(station_id))
         except NotFoundError:
@@ -155,6 +163,7 @@ class NatsRouter(BrokerRouter):
 
     async def _node_incarnation(self, node_id: str) -> str | None:
         assert self._nodes is not None
+        self._require_connection()
         try:
             entry = await self._nodes.get(broker_token(node_id))
         except NotFoundError:
@@ -170,6 +179,7 @@ class NatsRouter(BrokerRouter):
         await self._nodes.delete(broker_token(self.node_id))
 
     async def _request(self, node_id: str, request: bytes, wait_s: float) -> bytes:
+        self._require_connection()
         try:
             msg = await self._client.request(
                 self._command_subject(node_id), request, timeout=wait_s

@@ -5,7 +5,6 @@ values stored."""
 from __future__ import annotations
 
 import logging
-from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
@@ -127,7 +126,7 @@ class TransactionEventWrite(BatchedWrite):
         results: list[tuple[Transaction | None, bool]] = []
         events: list[tuple[TransactionEvent, datetime]] = []
         changed: dict[tuple[str, str], tuple[Transaction, datetime]] = {}
-        samples: list[MeterSample] = []
+        meter_rows: list[dict[str, Any]] = []
         notes: list[EventRecord] = []
         for w, key in zip(batch, keys, strict=True):
             event = w.event
@@ -138,9 +137,9 @@ class TransactionEventWrite(BatchedWrite):
                 results.append((current, False))
                 continue
             added.add(seq_key)
+            # Samples of an event without an EVSE are stored on the transaction's EVSE
+            # (the energy rule does not look at the EVSE).
             new_samples = w.samples
-            if new_samples and event.evse_id is None and current is not None:
-                new_samples = [replace(s, evse_id=current.evse_id) for s in new_samples]
             tariff = tariffs.get(event.station_id)
             updated = apply_event(current, event, new_samples, tariff, w.now)
             state[key] = updated
@@ -150,7 +149,13 @@ class TransactionEventWrite(BatchedWrite):
                     state[(old.station_id, old.transaction_id)] = old
                     changed[(old.station_id, old.transaction_id)] = (old, w.now)
                     notes.append(_superseded_note(old, updated, w.now))
-            samples.extend(new_samples)
+            if new_samples:
+                meter_rows.extend(
+                    repo.meter_rows_on_evse(
+                        new_samples,
+                        current.evse_id if event.evse_id is None and current is not None else None,
+                    )
+                )
             events.append(
                 (
                     TransactionEvent(
@@ -169,7 +174,7 @@ class TransactionEventWrite(BatchedWrite):
             results.append((updated, True))
         await repo.insert_transaction_events(conn, events)
         await repo.save_transactions(conn, list(changed.values()))
-        await repo.insert_meter_samples(conn, samples)
+        await repo.insert_meter_rows(conn, meter_rows)
         await repo.insert_events(conn, notes)
         return results
 

@@ -55,8 +55,10 @@ from csms.persistence.repositories.message_log import (
     sent_remote_starts,
 )
 from csms.persistence.repositories.meter_values import (
+    insert_meter_rows,
     insert_meter_samples,
     list_meter_samples,
+    meter_rows_on_evse,
     meter_samples_write,
 )
 from csms.persistence.repositories.stations import (
@@ -124,6 +126,7 @@ __all__ = [
     "insert_event",
     "insert_events",
     "insert_log_entries",
+    "insert_meter_rows",
     "insert_meter_samples",
     "insert_station",
     "insert_transaction_event",
@@ -141,6 +144,7 @@ __all__ = [
     "list_transaction_events",
     "list_transactions",
     "log_entries_write",
+    "meter_rows_on_evse",
     "meter_samples_write",
     "prune_log",
     "prune_log_rows",

@@ -21,6 +21,18 @@ def _meter_rows(samples: Iterable[MeterSample]) -> list[dict[str, Any]]:
     return [METER_VALUES.values(s) for s in samples]
 
 
+def meter_rows_on_evse(samples: Iterable[MeterSample], evse_id: int | None) -> list[dict[str, Any]]:
+    """The rows of `samples`, those without an EVSE given `evse_id` (the transaction's): a
+    key set in the row, not a dataclass copy per sample (that copy was a tenth of the
+    writer's CPU per TransactionEvent)."""
+    rows = _meter_rows(samples)
+    if evse_id is not None:
+        for row in rows:
+            if row["evse_id"] is None:
+                row["evse_id"] = evse_id
+    return rows
+
+
 @functools.lru_cache(maxsize=4)
 def _insert_meter_once(dialect: str) -> Any:
     """A sample repeated (same station, transaction, EVSE, timestamp, measurand, phase,
@@ -37,7 +49,11 @@ def meter_samples_write(dialect: str, samples: Iterable[MeterSample]) -> RowWrit
 
 async def insert_meter_samples(conn: AsyncConnection, samples: Iterable[MeterSample]) -> int:
     """Store samples (one executemany), each repeat of a stored one skipped; the number given."""
-    rows = _meter_rows(samples)
+    return await insert_meter_rows(conn, _meter_rows(samples))
+
+
+async def insert_meter_rows(conn: AsyncConnection, rows: list[dict[str, Any]]) -> int:
+    """`insert_meter_samples` of rows already built (`meter_rows_on_evse`)."""
     if rows:
         await conn.execute(_insert_meter_once(conn.dialect.name), rows)
     return len(rows)

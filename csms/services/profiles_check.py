@@ -36,7 +36,8 @@ def check_set_charging_profile(
     The payload is only read, never rewritten: what is sent is what the caller gave.
     `ocpp_2_1`: the profile travels in OCPP 2.1 (its V2X rules run, 2.1 purposes allowed;
     `supported_operation_modes` is the station's V2XChargingCtrlr.SupportedOperationModes as
-    reported, a comma-separated list, None = every mode). Over 2.0.1 the shared rules refuse 2.1 fields.
+    reported, a comma-separated list, None = every mode). Over 2.0.1 the shared rules refuse
+    2.1 fields.
     `schema_checked_only` (an OCPP 2.1 station, its payload already valid against the 2.1
     schema): a profile the shared model cannot read passes here; the station applies K01 to it
     itself."""

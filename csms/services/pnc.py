@@ -139,6 +139,21 @@ class PlugAndChargeService:
             return {"status": "Failed", "statusInfo": {"reasonCode": "OCSPResultTooLong"}}
         return {"status": "Accepted", "ocspResult": result}
 
+    async def chain_certificate_status(
+        self, hash_data: dict[str, Any], source: str, urls: Sequence[str]
+    ) -> tuple[str, datetime | None]:
+        """One entry of OCPP 2.1 GetCertificateChainStatus: Good / Revoked / Unknown from the
+        certificate's OCSP responder (the first URL), with the answer's nextUpdate; Failed for
+        a CRL source (no CRL client) or when no usable answer came."""
+        if source != "OCSP" or not urls:
+            return "Failed", None
+        wanted = OcspRequestData.from_ocpp({**hash_data, "responderURL": urls[0]})
+        answer = await self.ocsp(wanted)
+        status = {"good": "Good", "revoked": "Revoked", "unknown": "Unknown"}.get(answer.status)
+        if status is None:
+            return "Failed", None
+        return status, answer.next_update
+
     # ---- contract certificates in Authorize (C07) ----------------------------------------
 
     async def contract_status(

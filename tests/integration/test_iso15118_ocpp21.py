@@ -215,6 +215,27 @@ async def test_c07_fr16_m06_m01_plug_and_charge_on_ocpp21(tmp_path: Path) -> Non
                 assert status["status"] == "Accepted"
                 single = ocsp.load_der_ocsp_response(base64.b64decode(status["ocspResult"]))
                 assert single.certificate_status is ocsp.OCSPCertStatus.GOOD
+                # 2.1 GetCertificateChainStatus: each certificate asked of its OCSP responder.
+                requests = [
+                    {
+                        "certificateHashData": {
+                            k: v
+                            for k, v in pki.hash_data(contract)[0].items()
+                            if k != "responderURL"
+                        },
+                        "source": source,
+                        "urls": [f"{ocsp_url}/ocsp"],
+                    }
+                    for contract, source in ((good, "OCSP"), (revoked, "OCSP"), (good, "CRL"))
+                ]
+                chain = await station.call(
+                    "GetCertificateChainStatus", {"certificateStatusRequests": requests}
+                )
+                assert [c["status"] for c in chain["certificateStatus"]] == [
+                    "Good",
+                    "Revoked",
+                    "Failed",
+                ]
                 installed = await station.call(
                     "Get15118EVCertificate",
                     {

@@ -124,7 +124,9 @@ def test_console_view_shows_every_station_and_the_newest_events() -> None:
         ),
         event_lines=5,
     )
-    assert "DEMO-1" in screen and "discharging" in screen and "-5.0kW" in screen
+    assert "DEMO-1" in screen and "discharging" in screen
+    # units live in the column headers (PLAN kW, METER kW), the cells hold the numbers
+    assert "PLAN kW" in screen and "-5.0 " in screen and "-4.95" in screen
     assert "61.2%" in screen or "61.3%" in screen
     assert "Mon 05 Aug 17:35" in screen and "1467.2" in screen
     assert "event 19" in screen and "event 15" in screen and "event 14" not in screen

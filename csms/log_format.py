@@ -25,9 +25,24 @@ def json_formatter() -> logging.Formatter:
     )
 
 
+class _CurrentStderr(logging.StreamHandler):
+    """Writes to sys.stderr as it is at each record, not as it was at setup: a redirected or
+    replaced stderr (a supervisor's, a test's capture) never leaves a handler on a closed one."""
+
+    @property
+    def stream(self) -> TextIO:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value: TextIO) -> None:
+        pass
+
+
 def configure_logging(level: str, log_format: str = "text", stream: TextIO | None = None) -> None:
     """Replace the root logger's handlers with one writing `log_format` to `stream` (stderr)."""
-    handler = logging.StreamHandler(stream or sys.stderr)
+    handler: logging.Handler = (
+        logging.StreamHandler(stream) if stream is not None else _CurrentStderr()
+    )
     if log_format == "json":
         formatter = json_formatter()
         formatter.converter = time.gmtime  # times in UTC (+0000)

@@ -83,4 +83,61 @@ SETTING_HELP: dict[str, str] = {
     "(no id enumeration)",
     "trusted_proxies": "reverse proxies (addresses or networks, comma-separated) whose "
     "X-Forwarded-For is believed",
+    "v2g_ev_needs_default_power_kw": (
+        "ISO 15118 charging needs: max power (kW) assumed when the EV gives none"
+    ),
+    "v2g_ev_needs_interval_s": (
+        "ISO 15118 charging needs: interval (s) of the default flat-tariff plan when no "
+        "prices are stored"
+    ),
+    "v2g_ev_needs_plan_timeout_s": (
+        "ISO 15118 charging needs: time bound (s) of the plan; then one period at max power"
+    ),
+    "v2g_ev_needs_answer_budget_s": (
+        "ISO 15118 charging needs: how long the answer waits for the plan (ready: "
+        "Accepted, else Processing)"
+    ),
+    "v2g_ev_schedule_time_tolerance_s": (
+        "NotifyEVChargingSchedule: seconds an EV may follow a limit change early or late"
+    ),
+    "v2g_ev_schedule_limit_tolerance": (
+        "NotifyEVChargingSchedule: fraction by which an EV may exceed a limit"
+    ),
+    "v2g_ev_schedule_max_renegotiations": (
+        "NotifyEVChargingSchedule: new profiles sent per transaction after a Rejected "
+        "schedule, at most"
+    ),
+    "pnc_ocsp_responder_hosts": (
+        "Plug & Charge: OCSP responder hosts the CSMS may ask (comma-separated, * = any; "
+        "empty = OCSP off)"
+    ),
+    "pnc_ocsp_timeout_s": ("Plug & Charge: time bound (s) of one OCSP request"),
+    "pnc_ocsp_max_response_bytes": ("Plug & Charge: largest OCSP response read (bytes)"),
+    "pnc_ocsp_cache_max_s": (
+        "Plug & Charge: OCSP answers cached until their nextUpdate, at most this long (s)"
+    ),
+    "pnc_ocsp_cache_entries": ("Plug & Charge: OCSP answers kept in the cache, at most"),
+    "pnc_trust_anchors_file": (
+        "Plug & Charge: PEM bundle of the V2G / Mobility Operator roots and sub-CAs "
+        "trusted for contract chains"
+    ),
+    "pnc_certificate_provider_url": (
+        "Plug & Charge: HTTP(S) URL of the certificate provider for Get15118EVCertificate"
+        " (none = Failed)"
+    ),
+    "pnc_certificate_provider_timeout_s": (
+        "Plug & Charge: time bound (s) of one certificate-provider request"
+    ),
+    "log_format": ("log format: text (one line per record) or json (one JSON object per line)"),
+    "message_log_incoming": (
+        "also log the messages stations send, and the answers, in /stations/{id}/messages"
+        " (costs CPU per message)"
+    ),
+    "message_log_retention_days": ("message-log entries older than this many days are pruned"),
+    "message_log_max_rows_per_station": (
+        "message-log rows kept per station, newest first (0 = no limit)"
+    ),
+    "metrics_v2g_refresh_s": (
+        "/metrics: how often (s) the V2G fleet gauges are read from the database (0 = off)"
+    ),
 }

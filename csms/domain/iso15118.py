@@ -182,10 +182,15 @@ def parse_needs(
 
 @dataclass(frozen=True)
 class LimitStep:
-    """The CSMS's composite limit from `start` on (signed; None = no profile limit)."""
+    """The CSMS's composite limit from `start` on (signed; None = no profile limit).
+
+    `floor` is set where the limit is native OCPP 2.1 (Q): then `limit` bounds charging only
+    and `floor` (<= 0; -inf = no discharge limit) bounds discharging, instead of the 2.0.1
+    reading of one signed limit."""
 
     start: datetime
     limit: float | None
+    floor: float | None = None
 
 
 @dataclass(frozen=True)
@@ -195,16 +200,19 @@ class ScheduleVerdict:
     at: datetime | None = None
 
 
-def allowed_range(limit: float | None) -> tuple[float, float]:
+def allowed_range(limit: float | None, floor: float | None = None) -> tuple[float, float]:
     """What a signed limit allows: +L = charge up to L; -L = discharge up to L (the 2.0.1
-    convention); None = unlimited."""
+    convention); None = unlimited. With a 2.1 `floor`: [floor, max(0, limit)]."""
+    if floor is not None:
+        high = math.inf if limit is None else max(0.0, limit)
+        return min(0.0, floor), high
     if limit is None:
         return -math.inf, math.inf
     return min(0.0, limit), max(0.0, limit)
 
 
 def compare_ev_schedule(
-    ev_periods: Sequence[tuple[float, float]],
+    ev_periods: Sequence[tuple[float, float] | tuple[float, float, float]],
     time_base: datetime,
     duration_s: float | None,
     steps: Sequence[LimitStep],
@@ -212,7 +220,8 @@ def compare_ev_schedule(
     time_tolerance_s: float,
     limit_tolerance: float,
 ) -> ScheduleVerdict:
-    """Whether the EV's schedule (startPeriod s from `time_base`, limit) stays within the
+    """Whether the EV's schedule (startPeriod s from `time_base`, limit; or, for a 2.1 period
+    with a setpoint / discharge limit, (start, lowest, highest) of its values) stays within the
     CSMS's composite limits `steps` (sorted by start; before the first step: unlimited).
 
     Tolerances: the EV may follow a change of limit up to `time_tolerance_s` late or early
@@ -238,14 +247,14 @@ def compare_ev_schedule(
             step_end = steps[i + 1].start if i + 1 < len(steps) else None
             if step_end is None or step_end > t - tol:
                 holds_t = steps[i].start <= t and (step_end is None or step_end > t)
-                if steps[i].limit is not None or holds_t:
-                    a, b = allowed_range(steps[i].limit)
+                if steps[i].limit is not None or steps[i].floor is not None or holds_t:
+                    a, b = allowed_range(steps[i].limit, steps[i].floor)
                     lo, hi = min(lo, a), max(hi, b)
             i += 1
         return lo, hi
 
-    ordered = sorted(ev_periods)
-    for k, (offset, value) in enumerate(ordered):
+    ordered = sorted((p[0], p[1], p[-1]) for p in ev_periods)
+    for k, (offset, low, high) in enumerate(ordered):
         begin = time_base + timedelta(seconds=offset)
         stop_s = ordered[k + 1][0] if k + 1 < len(ordered) else duration_s
         if stop_s is None:  # the last period lasts as long as the CSMS's limits are known
@@ -264,8 +273,10 @@ def compare_ev_schedule(
                     points.add(edge)
         for point in sorted(points):
             lo, hi = allowed_at(point)
-            margin = limit_tolerance * max(abs(lo), abs(hi)) if math.isfinite(lo + hi) else 0.0
-            if value > hi + margin or value < lo - margin:
+            finite = [abs(x) for x in (lo, hi) if math.isfinite(x)]
+            margin = limit_tolerance * max(finite, default=0.0)
+            if high > hi + margin or low < lo - margin:
+                value = high if high > hi + margin else low
                 return ScheduleVerdict(
                     False,
                     f"EV limit {value:g} at {point.isoformat()} is outside "

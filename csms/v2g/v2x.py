@@ -506,3 +506,29 @@ def apply_ev_limits(
     if limits.bidirectional is False:
         discharge = 0.0
     return max(0.0, charge), max(0.0, discharge)
+
+
+@dataclass(frozen=True)
+class SocWindow:
+    """The SoC range an EV's V2X energy requests leave the plan (fractions of capacity)."""
+
+    floor: float | None  # the plan must keep (and end) at or above this
+    ceiling: float | None  # the plan must stay at or below this
+
+
+def v2x_energy_window(soc: float, capacity_kwh: float, limits: EvV2xLimits) -> SocWindow:
+    """ISO 15118-20 V2X energy requests as a SoC window: evMinV2XEnergyRequest is the energy to
+    reach the EV's minimum SoC (negative: that much may be discharged first), and
+    evMaxV2XEnergyRequest the energy to reach its maximum SoC. Both are bounded already
+    (`ev_v2x_limits`); the window is clipped to [0, 1] and never inverted (a ceiling below the
+    floor collapses onto the floor)."""
+    if not (math.isfinite(soc) and math.isfinite(capacity_kwh)) or capacity_kwh <= 0:
+        raise ValueError("soc and capacity must be finite, capacity > 0")
+    floor = ceiling = None
+    if limits.min_v2x_energy_kwh is not None:
+        floor = min(1.0, max(0.0, soc + limits.min_v2x_energy_kwh / capacity_kwh))
+    if limits.max_v2x_energy_kwh is not None:
+        ceiling = min(1.0, max(0.0, soc + limits.max_v2x_energy_kwh / capacity_kwh))
+    if floor is not None and ceiling is not None and ceiling < floor:
+        ceiling = floor
+    return SocWindow(floor, ceiling)

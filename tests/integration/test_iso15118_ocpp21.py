@@ -139,9 +139,14 @@ async def test_k15_fr03_ocpp21_v2x_needs_planned_with_discharge(
     request = await station.wait_profile()
     profile = request["chargingProfile"]
     assert profile["transactionId"] == "TX21"
-    limits = [p["limit"] for p in profile["chargingSchedule"][0]["chargingSchedulePeriod"]]
-    assert min(limits) < 0 and min(limits) >= -7_000  # sells at the peak, within the offer
-    assert max(limits) <= 11_000
+    periods = profile["chargingSchedule"][0]["chargingSchedulePeriod"]
+    # Native 2.1 (Q): the plan as CentralSetpoint periods, not the 2.0.1 negative limit.
+    setpoints = [p["setpoint"] for p in periods if p.get("operationMode") == "CentralSetpoint"]
+    assert setpoints and min(setpoints) < 0  # sells at the peak
+    assert min(setpoints) >= -7_000  # within the EV's offer
+    assert all(p.get("limit", 0) <= 11_000 for p in periods)
+    assert all(p.get("dischargeLimit", 0) >= -7_000 for p in periods)
+    assert all("limit" not in p or p["limit"] >= 0 for p in periods)
 
 
 async def test_k15_fr12_ocpp21_ev_schedule_checked(station: RawStation) -> None:
@@ -174,6 +179,122 @@ async def test_k15_fr12_ocpp21_ev_schedule_checked(station: RawStation) -> None:
     assert over["status"] == "Rejected"
     renegotiated = await station.wait_profile(2)
     assert renegotiated["chargingProfile"]["transactionId"] == "TX21"
+
+
+def _v2x_needs(hour: datetime, **v2x: Any) -> dict[str, Any]:
+    return {
+        "evseId": 1,
+        "chargingNeeds": {
+            "requestedEnergyTransfer": "DC_BPT",
+            "departureTime": ocpp_datetime(hour + timedelta(hours=8)),
+            "dcChargingParameters": {
+                "evMaxCurrent": 100,
+                "evMaxVoltage": 400,
+                "stateOfCharge": 50,
+                "evEnergyCapacity": 60_000,
+            },
+            "v2xChargingParameters": {"maxChargePower": 11_000, "maxDischargePower": 7_000, **v2x},
+        },
+    }
+
+
+async def _peak_prices(csms: Csms) -> datetime:
+    hour = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+    rows = [
+        PriceRow(hour + timedelta(hours=k), 3600, *((90.0, 80.0) if k in (2, 3) else (20.0, 5.0)))
+        for k in range(10)
+    ]
+    await v2g_service_for(csms.services).put_prices(rows)
+    return hour
+
+
+async def test_k15_fr12_ocpp21_native_ev_schedule_checked_against_setpoints_and_discharge_limit(
+    csms: Csms, station: RawStation
+) -> None:
+    """A 2.1 EV schedule carries setpoints and discharge limits (no `limit` needed): within the
+    native profile's [dischargeLimit, limit] it is Accepted, discharging past the
+    dischargeLimit it is Rejected and renegotiated."""
+    hour = await _peak_prices(csms)
+    await station.start_charging()
+    assert (await station.call("NotifyEVChargingNeeds", _v2x_needs(hour)))["status"] == "Accepted"
+    schedule = (await station.wait_profile())["chargingProfile"]["chargingSchedule"][0]
+    periods = schedule["chargingSchedulePeriod"]
+    assert any(p.get("operationMode") == "CentralSetpoint" for p in periods)
+    mine = {
+        "id": schedule["id"],
+        "chargingRateUnit": "W",
+        "duration": schedule["duration"],
+        # The EV echoes the setpoints only: a 2.1 period without `limit`.
+        "chargingSchedulePeriod": [
+            {"startPeriod": p["startPeriod"], "setpoint": p.get("setpoint", p.get("limit", 0.0))}
+            for p in periods
+        ],
+    }
+    base = ocpp_datetime(datetime.now(UTC))
+    within = await station.call(
+        "NotifyEVChargingSchedule", {"timeBase": base, "evseId": 1, "chargingSchedule": mine}
+    )
+    assert within["status"] == "Accepted", within
+    too_deep = {
+        **mine,
+        "chargingSchedulePeriod": [
+            {"startPeriod": p["startPeriod"], "setpoint": -7_000.0, "dischargeLimit": -9_000.0}
+            for p in periods
+        ],
+    }
+    over = await station.call(
+        "NotifyEVChargingSchedule", {"timeBase": base, "evseId": 1, "chargingSchedule": too_deep}
+    )
+    assert over["status"] == "Rejected"
+    renegotiated = await station.wait_profile(2)
+    assert renegotiated["chargingProfile"]["transactionId"] == "TX21"
+
+
+async def test_k15_ocpp21_v2x_min_energy_request_keeps_the_plan_from_discharging_below_it(
+    csms: Csms, station: RawStation
+) -> None:
+    """evMinV2XEnergyRequest > 0 (the EV is below its minimum SoC): the peak that would pay for
+    a discharge does not get one, and the plan charges at least that energy."""
+    hour = await _peak_prices(csms)
+    await station.start_charging()
+    needs = _v2x_needs(hour, evMinV2XEnergyRequest=6_000, evMaxV2XEnergyRequest=30_000)
+    assert (await station.call("NotifyEVChargingNeeds", needs))["status"] == "Accepted"
+    profile = (await station.wait_profile())["chargingProfile"]
+    schedule = profile["chargingSchedule"][0]
+    periods = schedule["chargingSchedulePeriod"]
+    powers = [p.get("setpoint", p.get("limit", 0.0)) for p in periods]
+    ends = [p["startPeriod"] for p in periods[1:]] + [schedule["duration"]]
+    energy_wh = sum(
+        w * (end - p["startPeriod"]) / 3600 for w, p, end in zip(powers, periods, ends, strict=True)
+    )
+    assert min(powers) >= 0  # never below the EV's minimum: no discharge at the peak
+    assert energy_wh >= 6_000 * 0.99
+
+
+async def test_k15_ocpp21_v2x_max_energy_request_caps_the_charge(
+    csms: Csms, station: RawStation
+) -> None:
+    """evMaxV2XEnergyRequest: the plan stores no more than that (the EV's maximum SoC), even
+    with a departure target above it."""
+    hour = await _peak_prices(csms)
+    await station.start_charging()
+    needs = _v2x_needs(hour, targetSoC=100, evMaxV2XEnergyRequest=3_000)
+    assert (await station.call("NotifyEVChargingNeeds", needs))["status"] == "Accepted"
+    schedule = (await station.wait_profile())["chargingProfile"]["chargingSchedule"][0]
+    periods = schedule["chargingSchedulePeriod"]
+    ends = [p["startPeriod"] for p in periods[1:]] + [schedule["duration"]]
+    charged_wh = sum(
+        max(0.0, p.get("setpoint", p.get("limit", 0.0))) * (end - p["startPeriod"]) / 3600
+        for p, end in zip(periods, ends, strict=True)
+    )
+    discharged_wh = sum(
+        max(0.0, -p.get("setpoint", 0.0)) * (end - p["startPeriod"]) / 3600
+        for p, end in zip(periods, ends, strict=True)
+    )
+    # Net energy into the battery (0.9 round trip, split evenly) at most the request.
+    eta = 0.9**0.5
+    assert charged_wh * eta - discharged_wh / eta <= 3_000 + 30
+    assert charged_wh > 0
 
 
 async def test_c07_fr16_m06_m01_plug_and_charge_on_ocpp21(tmp_path: Path) -> None:

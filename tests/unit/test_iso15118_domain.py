@@ -174,6 +174,49 @@ def test_k15_fr12_discharge_limit_bounds_discharge() -> None:
     ).within
 
 
+def test_k15_fr12_native_step_bounds_charge_by_limit_and_discharge_by_floor() -> None:
+    """2.1: a CentralSetpoint step allows [dischargeLimit, limit]; an EV period is checked over
+    all it sets (setpoint and dischargeLimit), not only its `limit`."""
+    steps = [LimitStep(NOW, 11_000.0, -7_000.0), LimitStep(NOW + timedelta(hours=1), 5_000.0, 0.0)]
+
+    def check(periods: list[Any]) -> bool:
+        return compare_ev_schedule(
+            periods, NOW, 7200.0, steps, time_tolerance_s=0, limit_tolerance=0
+        ).within
+
+    assert check([(0, -7_000, 11_000), (3600, 0, 5_000)])
+    assert not check([(0, -7_500, 5_000)])  # discharges past the dischargeLimit
+    assert not check([(0, 0, 11_000), (3600, -1, 5_000)])  # discharge where ChargingOnly
+    assert not check([(0, 0, 12_000)])  # charges past the limit
+    # A 2.0.1 limit of 11 kW reads as +-11 kW; the same number as a 2.1 limit with no
+    # dischargeLimit allows any discharge (floor -inf) and charge up to 11 kW.
+    open_floor = [LimitStep(NOW, 11_000.0, float("-inf"))]
+    assert compare_ev_schedule(
+        [(0, -50_000, -50_000)], NOW, 60.0, open_floor, time_tolerance_s=0, limit_tolerance=0.01
+    ).within
+
+
+@given(
+    floor=st.floats(-1e6, 0),
+    limit=st.floats(0, 1e6),
+    low=st.floats(-2e6, 2e6),
+    high=st.floats(-2e6, 2e6),
+)
+def test_k15_fr12_native_range_accepted_iff_inside(
+    floor: float, limit: float, low: float, high: float
+) -> None:
+    low, high = min(low, high), max(low, high)
+    verdict = compare_ev_schedule(
+        [(0, low, high)],
+        NOW,
+        60.0,
+        [LimitStep(NOW, limit, floor)],
+        time_tolerance_s=0,
+        limit_tolerance=0,
+    )
+    assert verdict.within == (floor <= low and high <= limit)
+
+
 @pytest.mark.parametrize(
     ("token", "chain", "expected"),
     [

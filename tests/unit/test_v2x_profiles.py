@@ -14,8 +14,10 @@ from hypothesis import strategies as st
 
 from csms.v2g.optimizer import VehiclePlan, to_tx_profile
 from csms.v2g.v2x import (
+    EvV2xLimits,
     OperationMode,
     PowerBounds,
+    SocWindow,
     V2xPeriod,
     apply_ev_limits,
     central_frequency_period,
@@ -28,6 +30,7 @@ from csms.v2g.v2x import (
     schedule_energy_wh,
     schedule_update,
     v2x_capabilities,
+    v2x_energy_window,
     v21_profile,
 )
 
@@ -254,3 +257,32 @@ def test_ev_v2x_parameters_narrow_the_vehicle_bounds():
     )
     wild = ev_v2x_limits({"v2xChargingParameters": {"maxDischargePower": 1e300}})
     assert wild.max_discharge_kw is None  # out of range: ignored, as if not sent
+
+
+@given(
+    soc=st.floats(0, 1),
+    capacity=st.floats(1, 200),
+    min_kwh=st.none() | st.floats(-200, 200),
+    max_kwh=st.none() | st.floats(-200, 200),
+)
+def test_q_v2x_energy_requests_give_a_window_inside_0_1_never_inverted(
+    soc: float, capacity: float, min_kwh: float | None, max_kwh: float | None
+) -> None:
+    window = v2x_energy_window(
+        soc, capacity, EvV2xLimits(min_v2x_energy_kwh=min_kwh, max_v2x_energy_kwh=max_kwh)
+    )
+    for value in (window.floor, window.ceiling):
+        assert value is None or 0.0 <= value <= 1.0
+    if window.floor is not None and window.ceiling is not None:
+        assert window.floor <= window.ceiling
+    if min_kwh is not None and 0 <= soc + min_kwh / capacity <= 1:
+        assert window.floor == pytest.approx(soc + min_kwh / capacity)
+
+
+def test_q_v2x_energy_window_examples() -> None:
+    limits = EvV2xLimits(min_v2x_energy_kwh=-6.0, max_v2x_energy_kwh=12.0)
+    window = v2x_energy_window(0.5, 60.0, limits)
+    assert window.floor == pytest.approx(0.4) and window.ceiling == pytest.approx(0.7)
+    assert v2x_energy_window(0.5, 60.0, EvV2xLimits()) == SocWindow(None, None)
+    with pytest.raises(ValueError):
+        v2x_energy_window(0.5, 0.0, limits)

@@ -10,8 +10,10 @@ its max power until departure, so a schedule always follows an Accepted.
 from __future__ import annotations
 
 import asyncio
+import bisect
 import logging
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -34,13 +36,24 @@ from csms.services.v2g.profiles import PLAN_PROFILE_ID, PLAN_STACK_LEVEL, SOC
 from csms.services.v2g.rules import series_from_rows
 from csms.v2g import PlanInputs, PriceSeries, Vehicle, VehicleSession, optimize, to_tx_profile
 from csms.v2g import bounds as b
+from csms.v2g.v2x import (
+    EvV2xLimits,
+    PowerBounds,
+    ev_v2x_limits,
+    plan_to_v21_profile,
+    v2x_energy_window,
+)
 from v2g_shared.schedule import (
+    ChargingProfile,
     ChargingRateUnit,
     InstalledProfile,
+    OperationMode,
     ProfileFormatError,
     composite_schedule,
     format_datetime,
+    next_breakpoint,
     profile_from_ocpp,
+    v2x_at,
 )
 from v2g_shared.schedule import Transaction as ScheduleTransaction
 
@@ -53,6 +66,8 @@ DEFAULT_POLICY_RISE_C_KWH = 1e-3
 # An EV schedule longer than this is compared over this span only (31 days).
 MAX_COMPARED_SPAN = timedelta(days=31)
 _RENEGOTIATIONS_KEPT = 10_000
+# A V2X maximum energy request of 0 leaves no room to charge; the planner's window needs one.
+MIN_SOC_CEILING = 1e-6
 
 
 class NoTransaction(LookupError):
@@ -103,8 +118,14 @@ class ChargingNeedsPart(PlanningPart):
             log.info("%s EVSE %d needs clamped: %s", station_id, needs.evse_id, needs.clamped)
         vehicle = await self._linked_vehicle(station_id, needs.evse_id)
         soc = needs.soc if needs.soc is not None else await self._metered_soc(station_id, tx)
-        session, warnings = _session_for(needs, vehicle, soc, moment, s.default_target_soc)
+        charging_needs = payload.get("chargingNeeds")
+        ev_limits = ev_v2x_limits(charging_needs if isinstance(charging_needs, dict) else {})
+        session, warnings = _session_for(
+            needs, vehicle, soc, moment, s.default_target_soc, ev_limits
+        )
         prices, method = await self._needs_prices(moment, needs.departure)
+        # 2.1 stations get native operation modes (Q); 2.0.1 ones the negative-limit convention.
+        native = await self.is_v21(station_id)
         try:
             inputs = PlanInputs(now=moment, prices=prices, sessions=(session,))
             site = await asyncio.wait_for(
@@ -113,12 +134,27 @@ class ChargingNeedsPart(PlanningPart):
             plan = site.vehicles[session.vehicle_id]
             if not plan.power_kw:
                 raise ValueError("; ".join(plan.warnings) or "empty plan")
-            profile = to_tx_profile(plan, PLAN_PROFILE_ID, tx.transaction_id, PLAN_STACK_LEVEL)
+            if native:
+                caps = await self.capabilities(station_id)
+                vehicle_limits = session.vehicle
+                profile = plan_to_v21_profile(
+                    plan,
+                    PLAN_PROFILE_ID,
+                    tx.transaction_id,
+                    PLAN_STACK_LEVEL,
+                    PowerBounds(
+                        vehicle_limits.max_charge_kw * 1000.0,
+                        vehicle_limits.max_discharge_kw * 1000.0,
+                    ),
+                    modes=caps.operation_modes if caps.enabled and caps.operation_modes else None,
+                )
+            else:
+                profile = to_tx_profile(plan, PLAN_PROFILE_ID, tx.transaction_id, PLAN_STACK_LEVEL)
             warnings += list(plan.warnings)
         except (TimeoutError, ValueError, RuntimeError) as exc:
             # RuntimeError covers PlanError. The EV still gets a schedule: its max power.
             method = f"fallback ({type(exc).__name__}: {exc})"
-            profile = _flat_profile(needs, tx.transaction_id, moment)
+            profile = _flat_profile(needs, tx.transaction_id, moment, native=native)
         _shape_periods(profile, needs, await self._station_max_periods(station_id))
         request = {"evseId": needs.evse_id, "chargingProfile": profile}
         return NeedsPlan(
@@ -192,11 +228,11 @@ class ChargingNeedsPart(PlanningPart):
         set on that EVSE (and on the station) for the running transaction."""
         evse_id = int(payload["evseId"])
         schedule = payload["chargingSchedule"]
-        periods = [
-            (float(p["startPeriod"]), float(p["limit"])) for p in schedule["chargingSchedulePeriod"]
-        ]
+        periods = ev_schedule_ranges(schedule["chargingSchedulePeriod"])
+        if not periods:
+            return ScheduleVerdict(True, "the EV's schedule sets no limit or setpoint")
         duration = schedule.get("duration")
-        last = max(start for start, _ in periods)
+        last = max(p[0] for p in periods)
         # Without a duration the last period lasts on: compared over the next day at least.
         span = timedelta(seconds=float(duration) if duration else max(last + 1.0, 86_400.0))
         span = min(max(span, timedelta(seconds=1)), MAX_COMPARED_SPAN)
@@ -254,6 +290,16 @@ class ChargingNeedsPart(PlanningPart):
             nominal_voltage_v=volts_per_amp,
         )
         steps = [LimitStep(p.start, p.limit) for p in composite]
+        if any(_is_native(p.profile) for p in installed):
+            steps = native_steps(
+                installed,
+                transactions,
+                {e.evse_id for e in evses} | {evse_id},
+                evse_id,
+                composite,
+                ChargingRateUnit(schedule["chargingRateUnit"]),
+                volts_per_amp,
+            )
         return compare_ev_schedule(
             periods,
             time_base,
@@ -289,15 +335,96 @@ class ChargingNeedsPart(PlanningPart):
         return await self.send_needs_plan(plan)
 
 
+def ev_schedule_ranges(
+    periods: Sequence[Mapping[str, Any]],
+) -> list[tuple[float, float, float]]:
+    """Each EV schedule period as (startPeriod, lowest, highest) of what it sets: its limit
+    (2.0.1, signed), and in 2.1 also its setpoint and dischargeLimit. A 2.1 period that sets
+    none of them claims nothing and is left out (the schema bounds the list: 1,024)."""
+    ranges: list[tuple[float, float, float]] = []
+    for period in periods:
+        values = [
+            float(period[key])
+            for key in ("limit", "setpoint", "dischargeLimit")
+            if isinstance(period.get(key), int | float)
+        ]
+        if values:
+            ranges.append((float(period["startPeriod"]), min(values), max(values)))
+    return ranges
+
+
+def _is_native(profile: ChargingProfile) -> bool:
+    return any(
+        p.operation_mode is not None or p.setpoint is not None or p.discharge_limit is not None
+        for schedule in profile.schedules
+        for p in schedule.periods
+    )
+
+
+# The EV's schedule is compared at most at this many moments where a 2.1 value may change.
+MAX_NATIVE_STEPS = 2_048
+
+
+def native_steps(
+    installed: Sequence[InstalledProfile],
+    transactions: Mapping[int, ScheduleTransaction],
+    evse_ids: set[int],
+    evse_id: int,
+    composite: Sequence[Any],
+    unit: ChargingRateUnit,
+    volts_per_amp: float,
+) -> list[LimitStep]:
+    """The composite as 2.1 steps: at every moment a limit, mode or discharge limit changes,
+    charging up to the composite limit and discharging down to the tightest dischargeLimit
+    (ChargingOnly: none; Idle: neither). The walk is bounded by MAX_NATIVE_STEPS."""
+    if not composite:
+        return []
+    start, end = composite[0].start, composite[-1].start
+    moments = {p.start for p in composite}
+    t = start
+    while len(moments) < MAX_NATIVE_STEPS:
+        found = next_breakpoint(installed, transactions, evse_ids, now=t)
+        if found is None or found > end:
+            break
+        moments.add(found)
+        t = found
+    starts = [p.start for p in composite]
+    steps: list[LimitStep] = []
+    for moment in sorted(moments):
+        limit = composite[max(0, bisect.bisect_right(starts, moment) - 1)].limit
+        v2x = v2x_at(
+            installed,
+            transactions,
+            evse_ids,
+            evse_id=evse_id,
+            now=moment,
+            unit=unit,
+            nominal_voltage_v=volts_per_amp,
+        )
+        if not v2x.native:
+            steps.append(LimitStep(moment, limit))
+        elif v2x.mode is OperationMode.IDLE:
+            steps.append(LimitStep(moment, 0.0, 0.0))
+        elif v2x.mode is OperationMode.CHARGING_ONLY:
+            steps.append(LimitStep(moment, limit, 0.0))
+        else:
+            floor = -math.inf if v2x.discharge_limit is None else v2x.discharge_limit
+            steps.append(LimitStep(moment, limit, floor))
+    return steps
+
+
 def _session_for(
     needs: EvNeeds,
     vehicle: VehicleRecord | None,
     soc: float | None,
     now: datetime,
     default_target: float,
+    ev_limits: EvV2xLimits | None = None,
 ) -> tuple[VehicleSession, list[str]]:
     """The planner's session for the EV: its battery when its SoC and capacity are known
-    (from the EV or the linked vehicle), else an "energy to deliver" battery."""
+    (from the EV or the linked vehicle), else an "energy to deliver" battery. The EV's 2.1 V2X
+    energy requests (evMin/evMaxV2XEnergyRequest) narrow the SoC window: no discharge below
+    the minimum, the departure target at least the minimum and at most the maximum."""
     warnings: list[str] = []
     max_kw = min(needs.max_charge_w / 1000.0, b.VEHICLE_POWER_KW.high)
     discharge_kw = min(needs.max_discharge_w / 1000.0, b.VEHICLE_POWER_KW.high)
@@ -318,15 +445,26 @@ def _session_for(
         else:
             target = default_target
         reserve = 0.0 if vehicle is None else vehicle.driving_reserve_soc
+        reserve = min(reserve, soc)
+        soc_max = 1.0
         if vehicle is not None:
             max_kw = min(max_kw, vehicle.max_charge_kw)
             discharge_kw = min(discharge_kw, vehicle.max_discharge_kw)
+        window = v2x_energy_window(soc, capacity_kwh, ev_limits or EvV2xLimits())
+        if window.floor is not None:
+            # Below the EV's minimum the plan only charges (the optimizer's reserve rule).
+            reserve = max(reserve, window.floor)
+            target = max(target, window.floor)
+        if window.ceiling is not None:
+            soc_max = max(window.ceiling, MIN_SOC_CEILING)
+            target = min(target, window.ceiling)
         ev = Vehicle(
             vehicle_id="ev",
             capacity_kwh=capacity_kwh,
             max_charge_kw=max_kw,
             max_discharge_kw=discharge_kw,
-            driving_reserve_soc=min(reserve, soc),
+            driving_reserve_soc=reserve,
+            soc_max=soc_max,
         )
         return VehicleSession(ev, soc, needs.departure, min(1.0, max(0.0, target))), warnings
     # No SoC: plan the energy asked for (or max power for the whole stay), no discharge.
@@ -346,8 +484,13 @@ def _session_for(
     return VehicleSession(ev, 0.0, needs.departure, target), warnings
 
 
-def _flat_profile(needs: EvNeeds, transaction_id: str, now: datetime) -> dict[str, Any]:
+def _flat_profile(
+    needs: EvNeeds, transaction_id: str, now: datetime, *, native: bool = False
+) -> dict[str, Any]:
     duration = max(1, round((needs.departure - now).total_seconds()))
+    period: dict[str, Any] = {"startPeriod": 0, "limit": round(needs.max_charge_w, 1)}
+    if native:  # 2.1: the mode named, not left to the default
+        period["operationMode"] = "ChargingOnly"
     return {
         "id": PLAN_PROFILE_ID,
         "stackLevel": PLAN_STACK_LEVEL,
@@ -360,9 +503,7 @@ def _flat_profile(needs: EvNeeds, transaction_id: str, now: datetime) -> dict[st
                 "startSchedule": format_datetime(now),
                 "duration": duration,
                 "chargingRateUnit": "W",
-                "chargingSchedulePeriod": [
-                    {"startPeriod": 0, "limit": round(needs.max_charge_w, 1)}
-                ],
+                "chargingSchedulePeriod": [period],
             }
         ],
     }
@@ -377,13 +518,26 @@ def _shape_periods(profile: dict[str, Any], needs: EvNeeds, station_max: int | N
     schedule = profile["chargingSchedule"][0]
     shaped: list[dict[str, Any]] = []
     for period in schedule["chargingSchedulePeriod"]:
-        limit = period["limit"]
-        if 0 < limit < needs.min_charge_w:
-            limit = round(needs.min_charge_w, 1)
-        if shaped and shaped[-1]["limit"] == limit:
+        period = dict(period)
+        # The charge the period asks for: a 2.1 setpoint, else the limit (2.0.1 and
+        # ChargingOnly). Charging below the EV's minimum is raised to it (never above `limit`).
+        key = "setpoint" if "setpoint" in period else "limit"
+        value = period.get(key)
+        if value is not None and 0 < value < needs.min_charge_w:
+            raised = round(needs.min_charge_w, 1)
+            if key == "setpoint" and period.get("limit") is not None:
+                raised = min(raised, period["limit"])
+            period[key] = raised
+        if shaped and _same_but_start(shaped[-1], period):
             continue
-        shaped.append({**period, "limit": limit})
+        shaped.append(period)
     if len(shaped) > keep:
         schedule["duration"] = shaped[keep]["startPeriod"]
         shaped = shaped[:keep]
     schedule["chargingSchedulePeriod"] = shaped
+
+
+def _same_but_start(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    return {k: v for k, v in a.items() if k != "startPeriod"} == {
+        k: v for k, v in b.items() if k != "startPeriod"
+    }

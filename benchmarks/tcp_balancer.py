@@ -5,6 +5,10 @@ front of the nodes' OCPP ports (see the README section on several nodes). This o
 what the tests need: each new connection goes to the next backend in turn; a backend that
 refuses the connection is skipped (a killed node); when either side closes, both close.
 
+Each connection takes its own starting place in the rotation once and then tries every backend
+in order from there, so concurrent connects cannot push one another's second attempt back onto
+the dead backend; a backend that refused is tried last for `down_for_s` (then probed again).
+
     python benchmarks/tcp_balancer.py --listen 127.0.0.1:9000 \
         --backend 127.0.0.1:9001 --backend 127.0.0.1:9002
 """
@@ -27,6 +31,7 @@ class TcpBalancer:
         host: str = "127.0.0.1",
         port: int = 0,
         connect_timeout_s: float = 2.0,
+        down_for_s: float = 1.0,
     ) -> None:
         if not backends:
             raise ValueError("at least one backend")
@@ -34,6 +39,8 @@ class TcpBalancer:
         self.host = host
         self.requested_port = port
         self.connect_timeout_s = connect_timeout_s
+        self.down_for_s = down_for_s
+        self._down_until: dict[Address, float] = {}
         self.accepted: Counter[Address] = Counter()  # connections sent to each backend
         self.refused: Counter[Address] = Counter()  # backends skipped because they refused
         self._next = 0
@@ -57,19 +64,30 @@ class TcpBalancer:
             task.cancel()
         await asyncio.gather(*self._pipes, return_exceptions=True)
 
+    def _attempt_order(self) -> list[Address]:
+        """This connection's backends: the rotation from its own start (taken once, so other
+        connects cannot move it), backends marked down moved to the end."""
+        count = len(self.backends)
+        start = self._next % count
+        self._next += 1
+        rotation = [self.backends[(start + k) % count] for k in range(count)]
+        now = asyncio.get_running_loop().time()
+        up = [b for b in rotation if self._down_until.get(b, 0.0) <= now]
+        return up + [b for b in rotation if b not in up]
+
     async def _connect_backend(
         self,
     ) -> tuple[Address, asyncio.StreamReader, asyncio.StreamWriter] | None:
-        for _ in range(len(self.backends)):
-            backend = self.backends[self._next % len(self.backends)]
-            self._next += 1
+        for backend in self._attempt_order():
             try:
                 reader, writer = await asyncio.wait_for(
                     asyncio.open_connection(*backend), self.connect_timeout_s
                 )
             except (OSError, TimeoutError):
                 self.refused[backend] += 1
+                self._down_until[backend] = asyncio.get_running_loop().time() + self.down_for_s
                 continue
+            self._down_until.pop(backend, None)
             self.accepted[backend] += 1
             return backend, reader, writer
         return None

@@ -74,6 +74,15 @@ from csms.routing.wire import (
 log = logging.getLogger(__name__)
 _T = TypeVar("_T")
 
+# Presence sweep (records of dead nodes): every SWEEP_EVERY_BEATS liveness refreshes (2 x the
+# node TTL), pages of SWEEP_PAGE records, at most SWEEP_MAX_RECORDS per pass.
+SWEEP_EVERY_BEATS = 6
+SWEEP_PAGE = 500
+SWEEP_MAX_RECORDS = 100_000
+SWEEP_MAX_NODES = 1_000
+# One page of a presence scan: the next cursor (0 = done) and (record key, claim) pairs.
+PresencePage = tuple[int, list[tuple[str, Claimed]]]
+
 
 def default_node_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
@@ -135,6 +144,8 @@ class BrokerRouter(abc.ABC):
         # Remote holders as last read or announced (a hint: see the module docstring).
         self._cache = HolderCache(self.node_id, enabled=cache_holders)
         self._tasks: set[asyncio.Task[Any]] = set()  # presence writes and takeovers
+        # (record key, revision) found stale by the last sweep: dropped if still stale next time.
+        self._stale_marks: set[tuple[str, int]] = set()
         self._serving: set[asyncio.Task[Any]] = set()  # commands other nodes sent here
         self._heartbeat: asyncio.Task[None] | None = None
         self._resync_task: asyncio.Task[None] | None = None
@@ -174,6 +185,15 @@ class BrokerRouter(abc.ABC):
                 return await self._holder(station_id)
 
         return list(await asyncio.gather(*(one(station_id) for station_id in station_ids)))
+
+    @abc.abstractmethod
+    async def _scan_presence(self, cursor: int, count: int) -> PresencePage:
+        """One page of presence records as (record key, claim), and the cursor of the next page
+        (0 = done)."""
+
+    @abc.abstractmethod
+    async def _drop_record(self, key: str, claimed: Claimed) -> None:
+        """Remove the record at `key` if it is still `claimed` (compare-and-delete)."""
 
     @abc.abstractmethod
     async def _node_incarnation(self, node_id: str) -> str | None:
@@ -231,8 +251,12 @@ class BrokerRouter(abc.ABC):
         while self._tasks:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
 
+    def _sweeping(self) -> bool:
+        return any(t.get_name().startswith("presence-sweep-") for t in self._tasks)
+
     async def _beat(self) -> None:
         failing = False
+        beats = 0
         while True:
             await asyncio.sleep(self.node_ttl_s / 3)
             try:
@@ -247,10 +271,53 @@ class BrokerRouter(abc.ABC):
             if failing:
                 log.info("router %s: liveness refresh works again", self.node_id)
             failing = False
+            beats += 1
+            if beats % SWEEP_EVERY_BEATS == 0 and not self._sweeping():
+                self._spawn(self._sweep(), f"presence-sweep-{self.node_id}")
             # The broker answers again: record the stations whose presence write failed.
             for station_id, claim in list(self._claims.items()):
                 if claim.revision is None and claim.task is not None and claim.task.done():
                     claim.task = self._spawn(self._claim(claim), f"claim-{station_id}")
+
+    async def sweep_stale_claims(self, max_records: int = SWEEP_MAX_RECORDS) -> int:
+        """Drop presence records whose node is dead: its liveness entry expired or names another
+        incarnation (the node restarted), on this sweep AND the one before, so a node that only
+        missed refreshes during a broker outage keeps its claims (it re-checks them when the
+        broker answers again). One bounded pass (at most `max_records` records, one liveness
+        read per node named); returns how many records were dropped."""
+        incarnations: dict[str, str | None] = {}
+        stale_now: set[tuple[str, int]] = set()
+        dropped = 0
+        seen = 0
+        cursor = 0
+        while True:
+            cursor, page = await self._scan_presence(cursor, SWEEP_PAGE)
+            for key, claimed in page:
+                holder = claimed.holder
+                if holder.node_id not in incarnations:
+                    if len(incarnations) >= SWEEP_MAX_NODES:
+                        continue  # more node names than a deployment has: leave the rest
+                    incarnations[holder.node_id] = await self._node_incarnation(holder.node_id)
+                if incarnations[holder.node_id] == holder.incarnation:
+                    continue
+                mark = (key, claimed.revision)
+                stale_now.add(mark)
+                if mark in self._stale_marks:
+                    await self._drop_record(key, claimed)
+                    dropped += 1
+            seen += len(page)
+            if cursor == 0 or seen >= max_records:
+                break
+        self._stale_marks = stale_now
+        if dropped:
+            log.info("router %s: dropped %d presence records of dead nodes", self.node_id, dropped)
+        return dropped
+
+    async def _sweep(self) -> None:
+        try:
+            await self.sweep_stale_claims()
+        except Exception as exc:  # the next sweep tries again
+            log.info("router %s: presence sweep failed (%r)", self.node_id, exc)
 
     def _spawn(self, coro: Any, name: str) -> asyncio.Task[Any]:
         task = asyncio.create_task(coro, name=name)

@@ -10,6 +10,7 @@ claims.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from typing import Any
@@ -18,10 +19,15 @@ from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 from nats.errors import NoRespondersError, SlowConsumerError
 from nats.errors import TimeoutError as NatsTimeoutError
-from nats.js.errors import BucketNotFoundError, KeyWrongLastSequenceError, NotFoundError
+from nats.js.errors import (
+    BucketNotFoundError,
+    KeyWrongLastSequenceError,
+    NoKeysError,
+    NotFoundError,
+)
 from nats.js.kv import KeyValue
 
-from csms.routing.broker import BrokerRouter, NoHolder
+from csms.routing.broker import SWEEP_MAX_RECORDS, BrokerRouter, NoHolder, PresencePage
 from csms.routing.inprocess import InProcessRouter
 from csms.routing.wire import PLAIN_TOKEN, Claimed, Holder, broker_token
 
@@ -160,6 +166,36 @@ class NatsRouter(BrokerRouter):
         if holder is None or entry.revision is None:
             return None
         return Claimed(holder, int(entry.revision))
+
+    async def _scan_presence(self, cursor: int, count: int) -> PresencePage:
+        """JetStream KV lists keys without a cursor: one page of at most SWEEP_MAX_RECORDS."""
+        assert self._presence is not None
+        self._require_connection()
+        try:
+            keys = await self._presence.keys()
+        except NoKeysError:
+            return 0, []
+        bucket = self._presence
+        limit = asyncio.Semaphore(32)
+
+        async def one(key: str) -> tuple[str, Claimed] | None:
+            async with limit:
+                try:
+                    entry = await bucket.get(key)
+                except NotFoundError:
+                    return None
+            holder = Holder.decode(entry.value.decode()) if entry.value else None
+            if holder is None or entry.revision is None:
+                return None
+            return key, Claimed(holder, int(entry.revision))
+
+        found = await asyncio.gather(*(one(key) for key in keys[:SWEEP_MAX_RECORDS]))
+        return 0, [item for item in found if item is not None]
+
+    async def _drop_record(self, key: str, claimed: Claimed) -> None:
+        assert self._presence is not None
+        with contextlib.suppress(KeyWrongLastSequenceError):
+            await self._presence.delete(key, last=claimed.revision)
 
     async def _node_incarnation(self, node_id: str) -> str | None:
         assert self._nodes is not None

@@ -26,7 +26,7 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis.asyncio.client import PubSub
 
-from csms.routing.broker import BrokerRouter, NoHolder
+from csms.routing.broker import BrokerRouter, NoHolder, PresencePage
 from csms.routing.inprocess import InProcessRouter
 from csms.routing.wire import Claimed, Holder, broker_token
 
@@ -193,6 +193,21 @@ class RedisRouter(BrokerRouter):
     async def _holders(self, station_ids: list[str]) -> list[Claimed | None]:
         values = await self._client.hmget(self.presence_key, station_ids)
         return [_decode_record(value) for value in values]
+
+    async def _scan_presence(self, cursor: int, count: int) -> PresencePage:
+        cursor, values = await self._client.hscan(self.presence_key, cursor, count=count)
+        page: list[tuple[str, Claimed]] = []
+        assert isinstance(values, dict)  # HSCAN without no_values: field -> value
+        for field, value in values.items():
+            claimed = _decode_record(value)
+            if claimed is not None:
+                page.append((field.decode() if isinstance(field, bytes) else str(field), claimed))
+        return int(cursor), page
+
+    async def _drop_record(self, key: str, claimed: Claimed) -> None:
+        await self._release_script(
+            keys=[self.presence_key], args=[key, f"{claimed.revision} {claimed.holder.encode()}"]
+        )
 
     async def _node_incarnation(self, node_id: str) -> str | None:
         value = await self._client.get(self._node_key(node_id))

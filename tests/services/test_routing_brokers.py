@@ -291,3 +291,56 @@ async def test_disconnect_closes_the_socket_on_the_holding_node(broker: tuple[st
         assert await b.disconnect("CP-A", "station deleted") is True  # asked from the other node
         assert on_a.closed == (1000, "station deleted")
         assert await b.disconnect("nobody", "station deleted") is False
+
+
+async def test_claims_of_a_dead_node_are_swept_after_two_sweeps(broker: tuple[str, str]) -> None:
+    """A node killed without a goodbye leaves its presence records (issue 17: Redis kept ~50
+    after restarts); once its liveness entry has expired on two sweeps in a row, another node
+    drops them. A live node's claims, and a claim re-written since, stay."""
+    kind, url = broker
+    async with broker_routers(kind, url, 2, node_ttl_s=1.0) as (a, b):
+        for k in range(3):
+            a.register(FakeLink(f"CP-dead-{k}"))
+        b.register(FakeLink("CP-alive"))
+        await a.settle()
+        await b.settle()
+        a._heartbeat.cancel()  # type: ignore[union-attr]  # SIGKILL: no withdraw, no release
+        await a._disconnect()
+        a._started = False
+
+        async def expired() -> bool:
+            return await b._node_incarnation("n0") is None
+
+        assert await wait_until(expired, timeout_s=10.0)
+        assert (await b._holder("CP-dead-0")) is not None  # expired node, record still there
+        assert await b.sweep_stale_claims() == 0  # first sighting: only marked
+        assert (await b._holder("CP-dead-0")) is not None
+        assert await b.sweep_stale_claims() == 3  # stale on two sweeps: dropped
+        for k in range(3):
+            assert await b._holder(f"CP-dead-{k}") is None
+        alive = await b._holder("CP-alive")
+        assert alive is not None and alive.holder.node_id == "n1"
+        assert await b.sweep_stale_claims() == 0
+
+
+async def test_sweep_keeps_a_claim_rewritten_between_sweeps(broker: tuple[str, str]) -> None:
+    """A station that reconnects to a live node between two sweeps has a new record (another
+    revision): the mark of the old one does not drop it."""
+    kind, url = broker
+    async with broker_routers(kind, url, 2, node_ttl_s=1.0) as (a, b):
+        a.register(FakeLink("CP-moving"))
+        await a.settle()
+        a._heartbeat.cancel()  # type: ignore[union-attr]
+        await a._disconnect()
+        a._started = False
+
+        async def expired() -> bool:
+            return await b._node_incarnation("n0") is None
+
+        assert await wait_until(expired, timeout_s=10.0)
+        assert await b.sweep_stale_claims() == 0
+        b.register(FakeLink("CP-moving"))  # the station comes back, to node B
+        await b.settle()
+        assert await b.sweep_stale_claims() == 0
+        claimed = await b._holder("CP-moving")
+        assert claimed is not None and claimed.holder.node_id == "n1"

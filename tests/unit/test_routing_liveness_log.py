@@ -40,6 +40,10 @@ class _FlakyBroker(BrokerRouter):
     async def _node_incarnation(self, node_id: str) -> str | None:
         return None
 
+    async def _scan_presence(self, cursor: int, count: int) -> Any:
+        return 0, []
+
+    async def _drop_record(self, key: str, claimed: Any) -> None: ...
     async def _withdraw(self) -> None: ...
     async def _request(self, node_id: str, request: bytes, wait_s: float) -> bytes:
         raise NotImplementedError

@@ -58,7 +58,7 @@ async def test_a_refusing_backend_is_tried_last_while_marked_down() -> None:
     balancer = TcpBalancer([dead, ("127.0.0.1", live_port)], down_for_s=60.0)
     await balancer.start()
     try:
-        for k in range(10):
+        for _ in range(10):
             reader, writer = await asyncio.open_connection("127.0.0.1", balancer.port)
             writer.write(b"x")
             assert await asyncio.wait_for(reader.read(100), 5) == b"ok:x"

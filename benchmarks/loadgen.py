@@ -756,6 +756,11 @@ class MessageBudget:
 
 
 # -- REST API commands -------------------------------------------------------------------------
+# One TxDefaultProfile id per EVSE and stack level: a new one replaces it (K01.FR.05) instead
+# of a second id at the same stack level and purpose, which K01.FR.06 forbids (the CSMS's 422).
+API_PROFILE_ID = 900
+
+
 def api_payload(action: str, rng: random.Random) -> dict[str, Any]:
     if action == "GetVariables":
         return {
@@ -769,7 +774,7 @@ def api_payload(action: str, rng: random.Random) -> dict[str, Any]:
     return {
         "evseId": 1,
         "chargingProfile": {
-            "id": rng.randint(1, 1000),
+            "id": API_PROFILE_ID,
             "stackLevel": 0,
             "chargingProfilePurpose": "TxDefaultProfile",
             "chargingProfileKind": "Absolute",

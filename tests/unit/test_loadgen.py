@@ -347,3 +347,40 @@ def test_cpu_rate_interpolates_when_the_sampling_thread_was_starved() -> None:
         sampler.cpu_rate(99.0, 104.0)
     with pytest.raises(ValueError, match="empty"):
         sampler.cpu_rate(104.0, 104.0)
+
+
+def test_k01_fr06_load_generator_profiles_replace_one_another() -> None:
+    """The load generator's SetChargingProfile commands pass the CSMS's K01 check one after the
+    other on the same EVSE: the same id replaces (FR.05), never a second id at the same stack
+    level and purpose (FR.06), so the CSMS's correct 422s are not counted as failures."""
+    import random
+
+    from benchmarks.loadgen import api_payload
+    from csms.domain.models import ChargingProfileRecord
+    from csms.services.profiles_check import check_set_charging_profile
+
+    rng = random.Random(3)
+    stored: list[ChargingProfileRecord] = []
+    for _ in range(20):
+        payload = api_payload("SetChargingProfile", rng)
+        check_set_charging_profile(
+            payload,
+            known_evse_ids=[1],
+            active_transactions={},
+            stored=stored,
+            negative_limit_is_discharge=True,
+        )
+        profile = payload["chargingProfile"]
+        stored = [r for r in stored if r.profile_id != profile["id"]]
+        stored.append(
+            ChargingProfileRecord(
+                "CS1",
+                1,
+                profile["id"],
+                profile["chargingProfilePurpose"],
+                profile["stackLevel"],
+                profile["chargingProfileKind"],
+                profile,
+            )
+        )
+    assert len(stored) == 1

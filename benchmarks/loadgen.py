@@ -165,6 +165,7 @@ class WorkerStats:
     connected: int = 0
     connect_failures: dict[str, int] = field(default_factory=dict)
     unexpected_disconnects: int = 0
+    reconnects: int = 0
     boots_accepted: int = 0
     boot_not_accepted: dict[str, int] = field(default_factory=dict)
     last_boot_accepted_at: float | None = None  # seconds since the run's start
@@ -229,7 +230,7 @@ class Recorder:
         histogram.add(seconds)
         # The per-second timeline counts OCPP messages only; "connect" is a handshake and an
         # "api:" command is counted when its station answers (`tick`).
-        if kind != "connect" and not kind.startswith("api:"):
+        if kind not in ("connect", "reconnect") and not kind.startswith("api:"):
             self.tick()
 
     def tick(self) -> None:
@@ -338,6 +339,12 @@ class RunConfig:
     seed: int = 1
     json_path: str | None = None
     use_uvloop: bool = True
+    # Failover runs: a dropped station reconnects (backoff), boots again and re-sends the call
+    # that had no answer (same payload: same seqNo), as a real station's offline queue would.
+    reconnect: bool = False
+    # Write every acknowledged TransactionEvent / MeterValues to `<acks_path>.w<worker>` (TSV:
+    # station, action, transactionId, seqNo, meter timestamp): acknowledged vs stored.
+    acks_path: str | None = None
 
     def station_ids(self, worker: int) -> list[str]:
         width = len(str(self.stations))
@@ -373,6 +380,8 @@ class SimulatedStation:
         self.transaction_seq = 0
         self.next_heartbeat = 0.0
         self.closing = False  # set before this station closes its own connection
+        self.reader_task: asyncio.Task[None] | None = None
+        self.acks: Any = None  # the worker's open acks file (--acks)
 
     # -- transport ---------------------------------------------------------------------------
     async def open(self) -> bool:
@@ -448,7 +457,55 @@ class SimulatedStation:
         self.rec.tick()  # its latency is measured at the API client (api:<Action>)
 
     async def call(self, action: str, payload: dict[str, Any]) -> dict[str, Any]:
-        """One CALL; the CALLRESULT payload. Raises CallFailed on CALLERROR or timeout."""
+        """One CALL; the CALLRESULT payload. Raises CallFailed on CALLERROR or timeout. With
+        --reconnect a call lost to a dropped connection is sent again after reconnecting."""
+        while True:
+            try:
+                result = await self._call_once(action, payload)
+            except CallFailed as failed:
+                if not (self.cfg.reconnect and failed.code in ("Disconnected", "Timeout")):
+                    raise
+                if not await self.reconnect():
+                    raise
+                continue
+            if self.acks is not None and action in ("TransactionEvent", "MeterValues"):
+                info = payload.get("transactionInfo") or {}
+                stamps = payload.get("meterValue") or [{}]
+                self.acks.write(
+                    f"{self.station_id}\t{action}\t{info.get('transactionId', '')}\t"
+                    f"{payload.get('seqNo', '')}\t{stamps[0].get('timestamp', '')}\n"
+                )
+            return result
+
+    async def reconnect(self) -> bool:
+        """Open a new connection and boot again, with backoff (0.1 s doubling to 2 s, with
+        jitter), until it works or the run ends; the time it took is the "reconnect" latency."""
+        lost_at = time.perf_counter()
+        delay = 0.1
+        if self.ws is not None:
+            self.closing = True
+            await self.ws.close()
+        if self.reader_task is not None:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self.reader_task
+        self.closing = False
+        while not self.stop.is_set():
+            if not await self.sleep(delay * (0.5 + self.rng.random())):
+                return False
+            delay = min(2.0, delay * 2)
+            if not await self.open():
+                continue
+            self.reader_task = asyncio.create_task(self.reader())
+            try:
+                await self._boot_once()
+            except CallFailed:
+                continue
+            self.rec.stats.reconnects += 1
+            self.rec.round_trip("reconnect", time.perf_counter() - lost_at)
+            return True
+        return False
+
+    async def _call_once(self, action: str, payload: dict[str, Any]) -> dict[str, Any]:
         assert self.ws is not None
         self.next_id += 1
         message_id = str(self.next_id)
@@ -477,7 +534,14 @@ class SimulatedStation:
     async def boot(self) -> bool:
         """BootNotification until Accepted (Pending/Rejected: wait the interval given)."""
         while not self.stop.is_set():
-            answer = await self.call(
+            if await self._boot_once():
+                return True
+        return False
+
+    async def _boot_once(self) -> bool:
+        """One BootNotification (not re-sent on a drop: `reconnect` opens a new connection)."""
+        if not self.stop.is_set():
+            answer = await self._call_once(
                 "BootNotification",
                 {
                     "reason": "PowerUp",
@@ -717,7 +781,7 @@ class SimulatedStation:
         if not await self.open():
             return
         assert self.ws is not None
-        reader = asyncio.create_task(self.reader())
+        self.reader_task = asyncio.create_task(self.reader())
         try:
             if await self.boot():
                 if scenario == "mix":
@@ -733,9 +797,11 @@ class SimulatedStation:
         finally:
             # Calls in flight were awaited above, so every sent CALL has been answered.
             self.closing = True
-            await self.ws.close()
-            with contextlib.suppress(asyncio.CancelledError):
-                await reader
+            if self.ws is not None:
+                await self.ws.close()
+            if self.reader_task is not None:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self.reader_task
 
 
 class MessageBudget:
@@ -865,6 +931,9 @@ async def run_worker(
         SimulatedStation(sid, worker + i * cfg.processes, cfg, rec, stop, budget)
         for i, sid in enumerate(ids)
     ]
+    acks = open(f"{cfg.acks_path}.w{worker}", "w") if cfg.acks_path else None  # noqa: ASYNC230, SIM115
+    for station in stations:
+        station.acks = acks
     deadline = run_start_wall + cfg.duration_s
     # All workers start together at the shared origin.
     await asyncio.sleep(max(0.0, run_start_wall - time.time()))
@@ -919,6 +988,8 @@ async def run_worker(
     for task in station_tasks:
         task.cancel()
     await asyncio.gather(*station_tasks, *helpers, return_exceptions=True)
+    if acks is not None:
+        acks.close()
     return rec.snapshot()
 
 
@@ -1061,6 +1132,7 @@ def merge(stats: list[WorkerStats]) -> WorkerStats:
         total.stations += s.stations
         total.connected += s.connected
         total.unexpected_disconnects += s.unexpected_disconnects
+        total.reconnects += s.reconnects
         total.boots_accepted += s.boots_accepted
         if s.last_boot_accepted_at is not None:
             total.last_boot_accepted_at = max(
@@ -1151,6 +1223,7 @@ def summarize(
         "connected": total.connected,
         "connect_failures": total.connect_failures,
         "unexpected_disconnects": total.unexpected_disconnects,
+        "reconnects": total.reconnects,
         "boots_accepted": total.boots_accepted,
         "boot_not_accepted": total.boot_not_accepted,
         "time_to_all_booted_s": (
@@ -1209,7 +1282,8 @@ def format_table(result: dict[str, Any]) -> str:
         f"connected {result['connected']}/{result['stations']}  boots accepted "
         f"{result['boots_accepted']}  time to all booted {result['time_to_all_booted_s']} s"
         f"  connect failures {result['connect_failures'] or 0}"
-        f"  unexpected disconnects {result['unexpected_disconnects']}",
+        f"  unexpected disconnects {result['unexpected_disconnects']}"
+        f"  reconnects {result.get('reconnects', 0)}",
         f"messages handled {result['messages_handled']}  calls/s {result['calls_per_s']:.0f}"
         + (
             f" (steady {result['steady_calls_per_s']:.0f})"
@@ -1445,6 +1519,17 @@ def parse_args(argv: list[str] | None = None) -> RunConfig:
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--json", dest="json_path", default=None, help="write the result here")
     p.add_argument("--no-uvloop", dest="use_uvloop", action="store_false")
+    p.add_argument(
+        "--reconnect",
+        action="store_true",
+        help="a dropped station reconnects, boots again and re-sends its unanswered call",
+    )
+    p.add_argument(
+        "--acks",
+        dest="acks_path",
+        default=None,
+        help="write acknowledged TransactionEvent/MeterValues to ACKS.w<worker> (TSV)",
+    )
     a = p.parse_args(argv)
     return RunConfig(
         url=a.url,
@@ -1471,6 +1556,8 @@ def parse_args(argv: list[str] | None = None) -> RunConfig:
         seed=a.seed,
         json_path=a.json_path,
         use_uvloop=a.use_uvloop,
+        reconnect=a.reconnect,
+        acks_path=a.acks_path,
     )
 
 

@@ -7,6 +7,7 @@ import json
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -384,3 +385,71 @@ def test_k01_fr06_load_generator_profiles_replace_one_another() -> None:
             )
         )
     assert len(stored) == 1
+
+
+def _read_acks(folder: Path) -> list[str]:
+    return [line for path in folder.glob("acks.w*") for line in path.read_text().splitlines()]
+
+
+async def test_reconnect_resends_the_unanswered_call_and_acks_every_seq_once(
+    tmp_path: Path,
+) -> None:
+    """--reconnect/--acks (failover runs): a server that drops the connection instead of
+    answering every 40th write message; each station reconnects, boots again and re-sends the
+    unanswered call with the same seqNo, so the acknowledged seqNos of every transaction run
+    0..n with no gap and no repeat, and the dropped messages were received twice."""
+    import orjson
+    import websockets
+
+    class DroppingResponder(BareResponder):
+        writes = 0
+        dropped = 0
+
+        async def _handle(self, connection: Any) -> None:
+            station_id = connection.request.path.rstrip("/").rsplit("/", 1)[-1]
+            try:
+                async for raw in connection:
+                    message = orjson.loads(raw)
+                    if message[0] != 2:
+                        continue
+                    self.received[message[2]] += 1
+                    if message[2] in ("TransactionEvent", "MeterValues"):
+                        self.writes += 1
+                        if self.writes % 40 == 0:
+                            self.dropped += 1
+                            await connection.close()  # the answer is lost
+                            return
+                    answer = self.answer(station_id, message[2], message[3])
+                    await connection.send(orjson.dumps([3, message[1], answer]).decode())
+            except websockets.ConnectionClosed:
+                pass
+
+    acks = tmp_path / "acks"
+    async with DroppingResponder() as responder:
+        cfg = RunConfig(
+            url=f"ws://127.0.0.1:{responder.port}/ocpp",
+            stations=6,
+            scenario="tx-meter",
+            duration_s=3.0,
+            connect_rate=0,
+            reconnect=True,
+            acks_path=str(acks),
+        )
+        result = await run_in_process(cfg, log=_quiet)
+    assert responder.dropped >= 5
+    # A drop while the run is ending is not reconnected: at most one per station.
+    assert result["reconnects"] >= responder.dropped - 6
+    lines = [line.split("\t") for line in _read_acks(tmp_path)]
+    seqs: dict[str, list[int]] = {}
+    for _station, action, tx, seq, _stamp in lines:
+        if action == "TransactionEvent":
+            seqs.setdefault(tx, []).append(int(seq))
+    assert len(seqs) == 6
+    for tx, acked in seqs.items():
+        # tx-meter alternates TransactionEvent (odd seqNo) and MeterValues after Started (0).
+        expected = [0, *range(1, 2 * len(acked) - 1, 2)]
+        assert acked == expected, f"{tx}: gap or repeat in {acked[:20]}"
+    acked_writes = len(lines)
+    assert sum(responder.received[a] for a in ("TransactionEvent", "MeterValues")) >= (
+        acked_writes + responder.dropped - 6  # the last call of each station may be unanswered
+    )

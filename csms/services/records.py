@@ -17,6 +17,7 @@ from csms.domain.models import (
     Direction,
     EventRecord,
     MessageLogEntry,
+    MeterSample,
     Page,
     Tariff,
     Transaction,
@@ -29,6 +30,9 @@ from csms.services.common import Clock, check_page, utcnow
 from csms.services.redaction import REDACTED, SECRET_VARIABLES, redact_logged, redact_payload
 
 log = logging.getLogger(__name__)
+
+# A station's meter values are read over at most this range per request.
+MAX_METER_RANGE = timedelta(days=31)
 
 
 class TransactionService:
@@ -57,6 +61,60 @@ class TransactionService:
             events = await repo.list_transaction_events(conn, station_id, transaction_id)
             samples = await repo.list_meter_samples(conn, station_id, transaction_id)
         return TransactionDetail(tx, events, samples)
+
+    async def meter_values(
+        self,
+        station_id: str,
+        transaction_id: str,
+        *,
+        measurand: str | None = None,
+        offset: int = 0,
+        limit: int = 50,
+    ) -> Page[MeterSample]:
+        """A transaction's samples, oldest first, paged in the database (NotFound when the
+        transaction is not known)."""
+        check_page(offset, limit)
+        async with self._db.read() as conn:
+            if await repo.get_transaction(conn, station_id, transaction_id) is None:
+                raise NotFound(f"transaction {transaction_id!r} of {station_id!r} not found")
+            return await repo.page_meter_samples(
+                conn,
+                station_id,
+                transaction_id=transaction_id,
+                measurand=measurand,
+                offset=offset,
+                limit=limit,
+            )
+
+    async def station_meter_values(
+        self,
+        station_id: str,
+        since: datetime,
+        until: datetime,
+        *,
+        measurand: str | None = None,
+        offset: int = 0,
+        limit: int = 50,
+    ) -> Page[MeterSample]:
+        """A station's samples in [since, until), oldest first, paged in the database; the range
+        at most MAX_METER_RANGE long (InvalidRequest otherwise)."""
+        check_page(offset, limit)
+        if since.tzinfo is None or until.tzinfo is None:
+            raise InvalidRequest("since and until need a time zone")
+        if not since < until:
+            raise InvalidRequest("since must be before until")
+        if until - since > MAX_METER_RANGE:
+            raise InvalidRequest(f"a range of at most {MAX_METER_RANGE.days} days")
+        async with self._db.read() as conn:
+            return await repo.page_meter_samples(
+                conn,
+                station_id,
+                measurand=measurand,
+                since=since,
+                until=until,
+                offset=offset,
+                limit=limit,
+            )
 
     async def totals_since(self, since: datetime) -> tuple[int, float, float]:
         """(transactions, energy Wh, cost) of the transactions updated since `since`."""

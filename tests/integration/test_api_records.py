@@ -294,3 +294,55 @@ async def test_station_shows_boot_info(api: ApiHarness) -> None:
             ],
         }
     ]
+
+
+async def test_station_meter_values_in_a_time_range_paged_in_the_database(
+    api: ApiHarness,
+) -> None:
+    await _seed_transaction(api, "tx-1", samples=5, ended=True)
+    await _seed_transaction(api, "tx-2", samples=2, ended=False)
+    params = {
+        "since": (T0 + timedelta(minutes=1)).isoformat(),
+        "until": (T0 + timedelta(minutes=4)).isoformat(),
+        "measurand": "Energy.Active.Import.Register",
+    }
+    page = (await api.client.get("/api/v1/stations/CS1/meter-values", params=params)).json()
+    # minutes 1, 2, 3 of tx-1 and minute 1 of tx-2, oldest first
+    assert page["total"] == 4
+    assert sorted(m["value"] for m in page["items"]) == [1100.0, 1100.0, 1200.0, 1300.0]
+    one = (
+        await api.client.get(
+            "/api/v1/stations/CS1/meter-values", params={**params, "offset": 3, "limit": 1}
+        )
+    ).json()
+    assert one["total"] == 4 and [m["value"] for m in one["items"]] == [1300.0]
+    default = (await api.client.get("/api/v1/stations/CS1/meter-values")).json()
+    assert default["total"] == 0  # the last 24 h: the seeded samples are older
+    too_long = await api.client.get(
+        "/api/v1/stations/CS1/meter-values",
+        params={"since": T0.isoformat(), "until": (T0 + timedelta(days=40)).isoformat()},
+    )
+    assert too_long.status_code == 422
+    naive = await api.client.get(
+        "/api/v1/stations/CS1/meter-values", params={"since": "2026-06-01T08:00:00"}
+    )
+    assert naive.status_code == 422
+    assert (await api.client.get("/api/v1/stations/NOPE/meter-values")).status_code == 404
+
+
+async def test_a_long_transactions_meter_values_page_past_the_first_ten_thousand(
+    api: ApiHarness,
+) -> None:
+    """The transaction's meter values are paged in the database: a page past 10,000 samples
+    (the old in-memory cut-off) is there."""
+    await _seed_transaction(api, "tx-long", samples=10_050, ended=False)
+    page = (
+        await api.client.get(
+            "/api/v1/stations/CS1/transactions/tx-long/meter-values",
+            params={"offset": 10_040, "limit": 5, "measurand": "Energy.Active.Import.Register"},
+        )
+    ).json()
+    assert page["total"] == 10_050
+    assert [m["value"] for m in page["items"]] == [1000.0 + 100 * n for n in range(10_040, 10_045)]
+    missing = await api.client.get("/api/v1/stations/CS1/transactions/nope/meter-values")
+    assert missing.status_code == 404

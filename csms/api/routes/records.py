@@ -3,7 +3,7 @@ charging profiles, the OCPP message log, events; and tariffs per station."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, BackgroundTasks, Query, Response, status
@@ -94,11 +94,42 @@ async def list_meter_values(
     station_id: str,
     transaction_id: str,
     paging: Paging,
-    measurand: Annotated[str | None, Query()] = None,
+    measurand: Annotated[str | None, Query(max_length=50)] = None,
 ) -> PageRead[MeterValueRead]:
-    detail = await services.transactions.get(station_id, transaction_id)
-    samples = [m for m in detail.meter_values if measurand is None or m.measurand == measurand]
-    return window_read(MeterValueRead, samples, paging.offset, paging.limit)
+    page = await services.transactions.meter_values(
+        station_id,
+        transaction_id,
+        measurand=measurand,
+        offset=paging.offset,
+        limit=paging.limit,
+    )
+    return page_read(MeterValueRead, page)
+
+
+@router.get(
+    "/meter-values",
+    dependencies=[READ],
+    response_model=PageRead[MeterValueRead],
+    tags=["transactions"],
+    summary="A station's meter values in a time range (paged, oldest first)",
+    description="Every sample the station reported in [since, until), in or outside "
+    "transactions; until defaults to now, since to 24 h before until; at most 31 days.",
+)
+async def list_station_meter_values(
+    services: Services,
+    station_id: str,
+    paging: Paging,
+    since: Annotated[datetime | None, Query(description="ISO 8601 with a time zone")] = None,
+    until: Annotated[datetime | None, Query(description="ISO 8601 with a time zone")] = None,
+    measurand: Annotated[str | None, Query(max_length=50)] = None,
+) -> PageRead[MeterValueRead]:
+    await services.stations.get(station_id)
+    end = until or datetime.now(UTC)
+    start = since or end - timedelta(hours=24)
+    page = await services.transactions.station_meter_values(
+        station_id, start, end, measurand=measurand, offset=paging.offset, limit=paging.limit
+    )
+    return page_read(MeterValueRead, page)
 
 
 @router.get(

@@ -60,6 +60,7 @@ from csms.persistence.repositories.meter_values import (
     list_meter_samples,
     meter_rows_on_evse,
     meter_samples_write,
+    page_meter_samples,
 )
 from csms.persistence.repositories.stations import (
     boot_write,
@@ -146,6 +147,7 @@ __all__ = [
     "log_entries_write",
     "meter_rows_on_evse",
     "meter_samples_write",
+    "page_meter_samples",
     "prune_log",
     "prune_log_rows",
     "record_boot",

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Iterable
+from datetime import datetime
 from typing import Any
 
+import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from csms.domain.models import MeterSample
+from csms.domain.models import MeterSample, Page
 from csms.persistence import tables as t
 from csms.persistence.database import RowWrite
 from csms.persistence.repositories.mapper import TableMapper
@@ -70,3 +72,39 @@ async def list_meter_samples(
         q = q.where(t.meter_values.c.transaction_id == transaction_id)
     q = q.order_by(t.meter_values.c.timestamp, t.meter_values.c.id).limit(limit)
     return METER_VALUES.records((await conn.execute(q)).all())
+
+
+async def page_meter_samples(
+    conn: AsyncConnection,
+    station_id: str,
+    *,
+    transaction_id: str | None = None,
+    measurand: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    offset: int = 0,
+    limit: int = 50,
+) -> Page[MeterSample]:
+    """One page of a station's samples, oldest first, cut in the database: per transaction
+    (index station_id, transaction_id, timestamp) or per time range (index station_id,
+    timestamp), optionally one measurand. The total counts the same rows."""
+    mv = t.meter_values
+    where = [mv.c.station_id == station_id]
+    if transaction_id is not None:
+        where.append(mv.c.transaction_id == transaction_id)
+    if measurand is not None:
+        where.append(mv.c.measurand == measurand)
+    if since is not None:
+        where.append(mv.c.timestamp >= since)
+    if until is not None:
+        where.append(mv.c.timestamp < until)
+    rows = await conn.execute(
+        mv.select().where(*where).order_by(mv.c.timestamp, mv.c.id).offset(offset).limit(limit)
+    )
+    items = METER_VALUES.records(rows.all())
+    if offset == 0 and len(items) < limit:
+        total = len(items)  # the whole set fits this page: no count needed
+    else:
+        counted = sa.select(sa.func.count()).select_from(mv).where(*where)
+        total = int((await conn.execute(counted)).scalar_one())
+    return Page(items, total, offset, limit)

@@ -1,0 +1,167 @@
+#!/usr/bin/env python3
+"""API reads of meter values on a large table (issue 17): 10 million sampled values in
+PostgreSQL (generated in the database), then p50/p99 of the two reads users make, through a
+real `csms serve` node over HTTP:
+
+* a transaction's meter values: GET /stations/{id}/transactions/{tx}/meter-values (first page
+  and a page deep inside a long transaction);
+* a station's last 24 h: GET /stations/{id}/meter-values (default range; first page and one
+  measurand).
+
+    CSMS_TEST_POSTGRES_URL=postgresql+asyncpg://postgres@127.0.0.1:5432/test \\
+    .venv/bin/python benchmarks/bench_meter_reads.py --rows 10000000 --requests 300
+
+The data: `--stations` stations, each with samples every 10 s going back from now (3 measurands
+per timestamp: energy register, power, SoC), cut into 1-hour transactions (1,080 samples each);
+generated with INSERT ... SELECT generate_series in a fresh database, indexes built as the
+migrations define them, then ANALYZE.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import random
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import asyncpg
+import httpx
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from tests.support.multinode import fresh_database, prepare_database, start_node  # noqa: E402
+
+SAMPLE_EVERY_S = 10
+MEASURANDS = ("Energy.Active.Import.Register", "Power.Active.Import", "SoC")
+TX_SAMPLES = 360  # timestamps per transaction (1 h at 10 s)
+
+
+async def generate(dsn: str, stations: list[str], rows: int) -> float:
+    """Insert `rows` samples (spread evenly over the stations) and their transactions."""
+    per_station = rows // (len(stations) * len(MEASURANDS))  # timestamps per station
+    conn = await asyncpg.connect(dsn)
+    started = time.monotonic()
+    try:
+        await conn.execute("SET synchronous_commit = off")
+        for k, station in enumerate(stations):
+            await conn.execute(
+                """
+                INSERT INTO meter_values (station_id, evse_id, transaction_id, timestamp,
+                                          measurand, value, unit, context)
+                SELECT $1::text, 1, $1::text || '-tx-' || (n / $3::int),
+                       now() - (n * $4::int) * interval '1 second',
+                       m.name, n * 1.0, m.unit, 'Sample.Periodic'
+                FROM generate_series(0, $2::int - 1) AS n
+                CROSS JOIN (VALUES ('Energy.Active.Import.Register', 'Wh'),
+                    ('Power.Active.Import', 'W'), ('SoC', 'Percent')) AS m(name, unit)
+                """,
+                station,
+                per_station,
+                TX_SAMPLES,
+                SAMPLE_EVERY_S,
+            )
+            await conn.execute(
+                """
+                INSERT INTO transactions (station_id, transaction_id, state, evse_id,
+                                          started_at, ended_at, updated_at, seq_count)
+                SELECT $1::text, $1::text || '-tx-' || t,
+                       CASE WHEN t = 0 THEN 'Active' ELSE 'Ended' END, 1,
+                       now() - ((t + 1) * $3::int * $4::int) * interval '1 second',
+                       now() - (t * $3::int * $4::int) * interval '1 second', now(), 0
+                FROM generate_series(0, ($2::int - 1) / $3::int) AS t
+                """,
+                station,
+                per_station,
+                TX_SAMPLES,
+                SAMPLE_EVERY_S,
+            )
+            if k % 10 == 9:
+                print(f"  {k + 1}/{len(stations)} stations generated", flush=True)
+        await conn.execute("ANALYZE meter_values")
+        await conn.execute("ANALYZE transactions")
+        total = await conn.fetchval("SELECT count(*) FROM meter_values")
+    finally:
+        await conn.close()
+    print(f"{total:,} sampled values in {time.monotonic() - started:.0f} s")
+    return per_station * SAMPLE_EVERY_S
+
+
+def percentiles(samples: list[float]) -> str:
+    ordered = sorted(samples)
+    p99 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
+    return (
+        f"p50 {statistics.median(ordered) * 1e3:6.1f} ms  p99 {p99 * 1e3:6.1f} ms  "
+        f"max {ordered[-1] * 1e3:6.1f} ms"
+    )
+
+
+async def measure(api_url: str, token: str, stations: list[str], span_s: int, n: int) -> None:
+    rng = random.Random(1)
+    transactions = max(1, span_s // (TX_SAMPLES * SAMPLE_EVERY_S))
+    reads = {
+        "transaction, first page (limit 1000)": lambda s: (
+            f"/stations/{s}/transactions/{s}-tx-{rng.randrange(transactions)}/meter-values",
+            {"limit": 1000},
+        ),
+        "transaction, deep page (offset 1000, limit 50)": lambda s: (
+            f"/stations/{s}/transactions/{s}-tx-{rng.randrange(transactions)}/meter-values",
+            {"offset": 1000, "limit": 50},
+        ),
+        "station last 24 h, first page (limit 1000)": lambda s: (
+            f"/stations/{s}/meter-values",
+            {"limit": 1000},
+        ),
+        "station last 24 h, SoC only (limit 1000)": lambda s: (
+            f"/stations/{s}/meter-values",
+            {"limit": 1000, "measurand": "SoC"},
+        ),
+    }
+    headers = {"Authorization": f"Bearer {token}"}
+    async with httpx.AsyncClient(base_url=api_url, headers=headers, timeout=60) as client:
+        for name, make in reads.items():
+            times = []
+            for _ in range(n):
+                path, params = make(rng.choice(stations))
+                started = time.perf_counter()
+                response = await client.get(path, params=params)
+                times.append(time.perf_counter() - started)
+                if response.status_code != 200:
+                    raise SystemExit(f"{path}: {response.status_code} {response.text[:200]}")
+            body = response.json()
+            print(f"{name:48s} {percentiles(times)}  (total {body['total']:,})")
+
+
+async def run(args: argparse.Namespace) -> None:
+    base_url = args.database_url or os.environ.get(
+        "CSMS_TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
+    )
+    stations = [f"MR{i:04d}" for i in range(args.stations)]
+    async with fresh_database(base_url) as database_url:
+        token = await prepare_database(database_url, stations)
+        dsn = database_url.replace("postgresql+asyncpg://", "postgresql://", 1)
+        span_s = await generate(dsn, stations, args.rows)
+        node = await start_node("reads", database_url, None)
+        try:
+            await measure(node.api_url, token, stations, span_s, args.requests)
+        finally:
+            await node.stop()
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--rows", type=int, default=10_000_000)
+    p.add_argument("--stations", type=int, default=100)
+    p.add_argument("--requests", type=int, default=300, help="per kind of read")
+    p.add_argument("--database-url", default=None, help="default: $CSMS_TEST_POSTGRES_URL")
+    args = p.parse_args(argv)
+    asyncio.run(run(args))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

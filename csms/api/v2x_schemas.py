@@ -65,6 +65,29 @@ class AfrrCreate(_In):
     )
 
 
+class SignalWattPoint(_In):
+    signal: Int32
+    power_w: float = Field(
+        ge=-1_000_000, le=1_000_000, allow_inf_nan=False, description="+ charge, - discharge"
+    )
+
+
+class AfrrCurveCreate(_In):
+    """Arm aFRR on 2.1 stations: a CentralFrequency profile with this signal-watt curve (the
+    fleet's aFRR bid), moved by AFRRSignal."""
+
+    curve: list[SignalWattPoint] = Field(
+        min_length=1, max_length=20, description="signals strictly increasing"
+    )
+    baseline_w: float = Field(
+        0.0, ge=-1_000_000, le=1_000_000, allow_inf_nan=False, description="v2xBaseline"
+    )
+    duration_s: int = Field(3600, ge=1, le=86_400)
+    station_ids: list[Annotated[str, StationIdField]] | None = Field(
+        None, min_length=1, max_length=1000, description="none: every 2.1 station of the fleet"
+    )
+
+
 class StreamRequestCreate(_In):
     """A monitor on one variable whose events the station streams (SetVariableMonitoring with
     `periodicEventStream`)."""

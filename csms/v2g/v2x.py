@@ -68,6 +68,7 @@ class V2xPeriod:
     setpoint_reactive_var: float | None = None
     freq_watt: tuple[tuple[float, float], ...] | None = None  # (Hz, W), W signed
     baseline_w: float | None = None
+    signal_watt: tuple[tuple[int, float], ...] | None = None  # (aFRR signal, W), W signed
 
     def as_ocpp(self) -> dict[str, Any]:
         out: dict[str, Any] = {"startPeriod": self.start_s, "operationMode": self.mode.value}
@@ -83,6 +84,10 @@ class V2xPeriod:
         if self.freq_watt is not None:
             out["v2xFreqWattCurve"] = [
                 {"frequency": float(hz), "power": _w(w)} for hz, w in self.freq_watt
+            ]
+        if self.signal_watt is not None:
+            out["v2xSignalWattCurve"] = [
+                {"signal": int(signal), "power": _w(w)} for signal, w in self.signal_watt
             ]
         return out
 
@@ -129,6 +134,10 @@ def period_errors(period: V2xPeriod) -> list[str]:
         errors.extend(_curve_errors(period.freq_watt))
     elif period.freq_watt is not None:
         errors.append("v2xFreqWattCurve belongs to LocalFrequency only")
+    if period.signal_watt is not None:
+        if mode is not OperationMode.CENTRAL_FREQUENCY:
+            errors.append("v2xSignalWattCurve belongs to CentralFrequency (aFRR) only")
+        errors.extend(signal_curve_errors(period.signal_watt))
     sp = period.setpoint_w
     if sp is not None:
         if period.limit_w is not None and sp > period.limit_w:
@@ -148,6 +157,29 @@ def _curve_errors(curve: tuple[tuple[float, float], ...] | None) -> list[str]:
         errors.append("v2xFreqWattCurve values must be finite")
     elif any(b[0] <= a[0] for a, b in itertools.pairwise(curve)):
         errors.append("v2xFreqWattCurve frequencies must strictly increase")
+    return errors
+
+
+INT32 = 2**31 - 1
+
+
+def signal_curve_errors(curve: Sequence[tuple[int, float]]) -> list[str]:
+    """A v2xSignalWattCurve: 1-20 points, 32-bit integer signals strictly increasing, finite
+    powers (V2XSignalWattPointType)."""
+    if not curve:
+        return ["v2xSignalWattCurve needs at least one point"]
+    errors = []
+    if len(curve) > MAX_FREQ_WATT_POINTS:
+        errors.append(f"v2xSignalWattCurve holds at most {MAX_FREQ_WATT_POINTS} points")
+    if any(
+        isinstance(signal, bool) or not isinstance(signal, int) or not -INT32 - 1 <= signal <= INT32
+        for signal, _ in curve
+    ):
+        errors.append("v2xSignalWattCurve signals must be 32-bit integers")
+    elif any(not math.isfinite(w) for _, w in curve):
+        errors.append("v2xSignalWattCurve powers must be finite")
+    elif any(b[0] <= a[0] for a, b in itertools.pairwise(curve)):
+        errors.append("v2xSignalWattCurve signals must strictly increase")
     return errors
 
 
@@ -361,6 +393,29 @@ def central_frequency_period(setpoint_w: float, bounds: PowerBounds) -> V2xPerio
         limit_w=_w(bounds.max_charge_w),
         setpoint_w=_w(bounds.clamp(setpoint_w)),
         discharge_limit_w=_w(-bounds.max_discharge_w),
+    )
+
+
+def afrr_period(
+    curve: Sequence[tuple[int, float]], bounds: PowerBounds, *, baseline_w: float = 0.0
+) -> V2xPeriod:
+    """aFRR (OCPP 2.1 Q, as this project reads it): CentralFrequency with a
+    v2xSignalWattCurve; the station runs at v2xBaseline + curve(signal of the latest
+    AFRRSignal), the setpoint (= the baseline) until a signal arrives. Powers are clamped into
+    the EV's bounds (ValueError for a curve the schema or the rules refuse)."""
+    errors = signal_curve_errors(curve)
+    if errors:
+        raise ValueError("; ".join(errors))
+    points = tuple((int(signal), _w(bounds.clamp(w))) for signal, w in curve)
+    baseline = _w(bounds.clamp(baseline_w))
+    return V2xPeriod(
+        0,
+        OperationMode.CENTRAL_FREQUENCY,
+        limit_w=_w(bounds.max_charge_w),
+        setpoint_w=baseline,
+        discharge_limit_w=_w(-bounds.max_discharge_w),
+        baseline_w=baseline,
+        signal_watt=points,
     )
 
 

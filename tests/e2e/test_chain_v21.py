@@ -202,3 +202,60 @@ async def test_q_same_fleet_dispatch_discharges_a_21_and_a_201_station_each_its_
                 within_s=20,
                 what=f"{station_id}: discharge current on 0x208 from the dispatch",
             )
+
+
+async def test_q_afrr_curve_then_signal_moves_the_21_agents_discharge_on_can(
+    tmp_path: Path,
+) -> None:
+    """aFRR end to end: the API arms the fleet's signal-watt curve (a CentralFrequency profile
+    with v2xSignalWattCurve on the 2.1 agent); an AFRRSignal of -100 then makes the agent
+    discharge (curve(-100) = -6 kW) on CAN 0x208."""
+    async with running_stack(tmp_path) as stack:
+        agent = await stack.add_station(
+            "AFRR-21",
+            car=Car("Leaf", 24.0, 80.0),
+            speed=SPEED,
+            meter_interval_s=int(SPEED),
+            ocpp_versions=["2.1", "2.0.1"],
+        )
+        bus = stack.sniff(agent)
+        report = await stack.api.post(
+            "/stations/AFRR-21/ocpp/GetBaseReport",
+            json={"requestId": 8, "reportBase": "FullInventory"},
+        )
+        assert report.status_code == 200, report.text
+
+        async def v2x_known() -> Any:
+            seen = (await stack.api.get("/stations/AFRR-21/v2x")).json()
+            return seen if "CentralFrequency" in seen["operation_modes"] else None
+
+        await until(v2x_known, within_s=15, what="AFRR-21: V2XChargingCtrlr reported")
+        vehicle = dict(LEAF, id="car-afrr", capacity_kwh=24.0, station_id="AFRR-21", evse_id=1)
+        assert (await stack.api.post("/vehicles", json=vehicle)).status_code == 201
+        agent.plug_in()
+        await stack.remote_start(agent)
+        curve = {
+            "curve": [{"signal": -100, "power_w": -6_000}, {"signal": 100, "power_w": 6_000}],
+            "baseline_w": 0,
+            "duration_s": 600,
+            "station_ids": ["AFRR-21"],
+        }
+
+        async def armed() -> Any:
+            response = await stack.api.post("/grid/afrr/curve", json=curve)
+            assert response.status_code == 200, response.text
+            (result,) = response.json()["results"]
+            return result if result["status"] == "Accepted" else None
+
+        await until(armed, within_s=30, what="the aFRR curve accepted by the agent")
+        assert not any(a >= 5 for a in discharge_a(bus))  # at the baseline (0 W) until a signal
+        signal = await stack.api.post(
+            "/grid/afrr", json={"signal": -100, "station_ids": ["AFRR-21"]}
+        )
+        assert signal.status_code == 200, signal.text
+        assert signal.json()["results"][0]["status"] == "Accepted"
+        await until_true(
+            lambda: any(a >= 5 for a in discharge_a(bus)),
+            within_s=20,
+            what="AFRR-21: discharge current on 0x208 from the aFRR signal",
+        )

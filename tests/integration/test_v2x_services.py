@@ -332,3 +332,42 @@ async def test_afrr_signal_goes_to_the_fleets_21_stations(tmp_path: Path) -> Non
         assert any(record.kind == "afrr" for record, _ in history)
         with pytest.raises(InvalidRequest, match="32-bit"):
             await service.afrr_signal(2**40)
+
+
+async def test_q_afrr_curve_armed_on_central_frequency_21_stations_only(tmp_path: Path) -> None:
+    """aFRR: the fleet's signal-watt curve goes to the 2.1 station that offers CentralFrequency
+    as a CentralFrequency TxProfile (schema-checked by the fake station), clamped to its
+    vehicle; a 2.0.1 station and a 2.1 station without the mode are skipped with the reason."""
+    async with two_stations(tmp_path) as (db, service, stations):
+        curve = [(-100, -20_000.0), (0, 0.0), (100, 20_000.0)]
+        before = await service.afrr_curve(curve, 900, baseline_w=-1_000.0)
+        by_station = {r["station_id"]: r for r in before["results"]}
+        assert by_station[V21] == {
+            "station_id": V21,
+            "status": "skipped",
+            "reason": "no CentralFrequency mode",
+        }
+        assert by_station[V201]["reason"] == "OCPP 2.0.1"
+        assert stations.of(V21, "SetChargingProfile") == []
+
+        await _v2x_controller(db, V21, "ChargingOnly,CentralSetpoint,CentralFrequency")
+        result = await service.afrr_curve(curve, 900, baseline_w=-1_000.0)
+        assert {r["station_id"]: r["status"] for r in result["results"]}[V21] == "Accepted"
+        (sent,) = stations.of(V21, "SetChargingProfile")
+        profile = sent["chargingProfile"]
+        assert profile["chargingProfilePurpose"] == "TxProfile"
+        assert profile["chargingSchedule"][0]["duration"] == 900
+        (period,) = _periods(sent)
+        assert period["operationMode"] == "CentralFrequency"
+        assert period["v2xBaseline"] == -1_000.0 and period["setpoint"] == -1_000.0
+        # The vehicle does 7 kW each way (plug_in): the +-20 kW points are clamped.
+        assert period["v2xSignalWattCurve"] == [
+            {"signal": -100, "power": -7_000.0},
+            {"signal": 0, "power": 0.0},
+            {"signal": 100, "power": 7_000.0},
+        ]
+        assert any(record.kind == "afrr-curve" for record, _ in await service.dispatches())
+        with pytest.raises(InvalidRequest, match="strictly increase"):
+            await service.afrr_curve([(5, 0.0), (1, 0.0)], 60)
+        with pytest.raises(InvalidRequest, match="duration_s"):
+            await service.afrr_curve(curve, 0)

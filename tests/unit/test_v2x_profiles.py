@@ -19,6 +19,7 @@ from csms.v2g.v2x import (
     PowerBounds,
     SocWindow,
     V2xPeriod,
+    afrr_period,
     apply_ev_limits,
     central_frequency_period,
     check_periods,
@@ -286,3 +287,60 @@ def test_q_v2x_energy_window_examples() -> None:
     assert v2x_energy_window(0.5, 60.0, EvV2xLimits()) == SocWindow(None, None)
     with pytest.raises(ValueError):
         v2x_energy_window(0.5, 0.0, limits)
+
+
+def _v21_period_schema() -> dict[str, object]:
+    path = resources.files("ocpp") / "v21" / "schemas" / "SetChargingProfileRequest.json"
+    return dict(json.loads(path.read_text(encoding="utf-8")))
+
+
+@given(
+    curve=st.lists(
+        st.tuples(st.integers(-(2**31), 2**31 - 1), st.floats(-50_000, 50_000)),
+        min_size=1,
+        max_size=20,
+        unique_by=lambda p: p[0],
+    ).map(lambda points: sorted(points)),
+    baseline=st.floats(-50_000, 50_000),
+)
+def test_q_afrr_period_is_central_frequency_with_a_curve_inside_the_bounds(
+    curve: list[tuple[int, float]], baseline: float
+) -> None:
+    period = afrr_period(curve, BOUNDS, baseline_w=baseline)
+    assert period.mode is OperationMode.CENTRAL_FREQUENCY
+    assert period_errors(period) == []
+    wire = period.as_ocpp()
+    assert [p["signal"] for p in wire["v2xSignalWattCurve"]] == [s for s, _ in curve]
+    for point in wire["v2xSignalWattCurve"]:
+        assert -BOUNDS.max_discharge_w <= point["power"] <= BOUNDS.max_charge_w
+    assert wire["setpoint"] == wire["v2xBaseline"]
+    assert -BOUNDS.max_discharge_w <= wire["v2xBaseline"] <= BOUNDS.max_charge_w
+    profile = v21_profile(
+        [period], profile_id=1, stack_level=6, start_schedule="2026-12-06T08:00:00.000Z",
+        duration_s=600, transaction_id="T1",
+    )  # fmt: skip
+    jsonschema.Draft6Validator(_v21_period_schema()).validate(
+        {"evseId": 1, "chargingProfile": profile}
+    )
+
+
+@pytest.mark.parametrize(
+    ("curve", "reason"),
+    [
+        ([], "at least one point"),
+        ([(0, 1.0), (0, 2.0)], "strictly increase"),
+        ([(5, 1.0), (-5, 2.0)], "strictly increase"),
+        ([(k, 0.0) for k in range(21)], "at most 20"),
+        ([(2**31, 0.0)], "32-bit"),
+        ([(True, 0.0)], "32-bit"),
+        ([(1, float("nan"))], "finite"),
+    ],
+)
+def test_q_afrr_curve_refused_with_the_reason(curve: list[tuple[int, float]], reason: str) -> None:
+    with pytest.raises(ValueError, match=reason):
+        afrr_period(curve, BOUNDS)
+
+
+def test_q_signal_watt_curve_only_on_central_frequency() -> None:
+    period = V2xPeriod(0, OperationMode.CENTRAL_SETPOINT, setpoint_w=0.0, signal_watt=((0, 1.0),))
+    assert any("CentralFrequency" in e for e in period_errors(period))

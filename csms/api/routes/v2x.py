@@ -17,6 +17,7 @@ from csms.api.routes.commands import ERROR_RESPONSES
 from csms.api.routes.v2g import V2g
 from csms.api.v2x_schemas import (
     AfrrCreate,
+    AfrrCurveCreate,
     AllowedTransferCreate,
     DerCurveCreate,
     DynamicSetpointCreate,
@@ -232,6 +233,25 @@ async def apply_der_curves(v2g: V2g, station_id: str) -> list[dict[str, Any]]:
 )
 async def afrr(v2g: V2g, body: AfrrCreate) -> dict[str, Any]:
     return await v2g.afrr_signal(body.signal, body.timestamp, body.station_ids)
+
+
+@router.post(
+    "/grid/afrr/curve",
+    dependencies=[OPERATE],
+    response_model=dict[str, Any],
+    summary="Arm aFRR: a CentralFrequency profile with the signal-watt curve on 2.1 stations",
+    description="Each 2.1 station (given, or every one with a plugged-in vehicle) whose "
+    "V2XChargingCtrlr offers CentralFrequency gets a TxProfile with v2xSignalWattCurve and "
+    "v2xBaseline for duration_s; POST /grid/afrr then moves it. Other stations are skipped, "
+    "with the reason.",
+)
+async def afrr_curve(v2g: V2g, body: AfrrCurveCreate) -> dict[str, Any]:
+    return await v2g.afrr_curve(
+        [(p.signal, p.power_w) for p in body.curve],
+        body.duration_s,
+        baseline_w=body.baseline_w,
+        station_ids=body.station_ids,
+    )
 
 
 # ---- periodic event streams -----------------------------------------------------------------

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 from datetime import datetime
 from typing import Any
 
@@ -19,6 +20,7 @@ from csms.persistence.repositories import v2x as xrepo
 from csms.services.common import ocpp_datetime
 from csms.services.v2g.checks import in_time_range
 from csms.services.v2g.fleet import FleetPart
+from csms.services.v2g.profiles import AFRR_PROFILE_ID, AFRR_STACK_LEVEL
 from csms.v2g.der_curves import (
     NOMINAL_VOLTAGE_V,
     SOURCES,
@@ -31,11 +33,20 @@ from csms.v2g.der_curves import (
     set_der_control_request,
     setting_from_dict,
 )
+from csms.v2g.v2x import (
+    OperationMode,
+    PowerBounds,
+    afrr_period,
+    signal_curve_errors,
+    v21_profile,
+)
 
 log = logging.getLogger(__name__)
 
 DER_REPORT_KINDS = ("NotifyDERAlarm", "NotifyDERStartStop", "ReportDERControl")
 INT32 = 2**31 - 1
+MAX_AFRR_DURATION_S = 86_400  # an aFRR activation is armed for at most a day at a time
+MAX_AFRR_POWER_W = 1_000_000.0
 MAX_EVENTS = 200  # events read back per request
 MAX_SAMPLES = 5000  # stream samples returned per request
 
@@ -192,6 +203,77 @@ class GridServicesPart(FleetPart):
         per_station = {r["station_id"]: {**r, "kw": 0.0, "signal": int(signal)} for r in results}
         outcome = await self._record_dispatch("afrr", moment, 0, 0.0, 0.0, per_station)
         return {"dispatch_id": outcome.id, "signal": int(signal), "results": results}
+
+    async def afrr_curve(
+        self,
+        curve: list[tuple[int, float]],
+        duration_s: int,
+        *,
+        baseline_w: float = 0.0,
+        station_ids: list[str] | None = None,
+    ) -> dict[str, Any]:
+        """Arm aFRR: each 2.1 station (given, or every one with a plugged-in vehicle) whose
+        V2XChargingCtrlr offers CentralFrequency gets a CentralFrequency TxProfile carrying
+        the v2xSignalWattCurve (powers clamped to its vehicle) for `duration_s`; AFRRSignal
+        then moves it. Others are listed as skipped, with the reason. Recorded in the dispatch
+        history (kind "afrr-curve")."""
+        if not 1 <= duration_s <= MAX_AFRR_DURATION_S:
+            raise InvalidRequest(f"duration_s must be 1..{MAX_AFRR_DURATION_S}")
+        if not math.isfinite(baseline_w) or abs(baseline_w) > MAX_AFRR_POWER_W:
+            raise InvalidRequest(f"baseline_w must be within +-{MAX_AFRR_POWER_W:g} W")
+        errors = signal_curve_errors(curve)
+        if not errors and any(abs(w) > MAX_AFRR_POWER_W for _, w in curve):
+            errors.append(f"curve powers must be within +-{MAX_AFRR_POWER_W:g} W")
+        if errors:
+            raise InvalidRequest("; ".join(errors))
+        plugged = {p.vehicle.station_id: p for p in await self._plugged() if p.vehicle.station_id}
+        if station_ids is None:
+            targets = sorted(plugged)
+        else:
+            if not 1 <= len(station_ids) <= 1000:
+                raise InvalidRequest("give 1 to 1000 station ids")
+            targets = sorted(set(station_ids))
+            for station_id in targets:
+                await self.require_known(station_id)
+        moment = self._clock()
+
+        async def one(station_id: str) -> dict[str, Any]:
+            result: dict[str, Any] = {"station_id": station_id}
+            ctx = plugged.get(station_id)
+            if not await self.is_v21(station_id):
+                return {**result, "status": "skipped", "reason": "OCPP 2.0.1"}
+            if ctx is None or ctx.transaction.evse_id is None:
+                return {**result, "status": "skipped", "reason": "no vehicle plugged in"}
+            caps = await self.capabilities(station_id)
+            if not (caps.enabled and OperationMode.CENTRAL_FREQUENCY in caps.operation_modes):
+                return {**result, "status": "skipped", "reason": "no CentralFrequency mode"}
+            v = ctx.vehicle
+            discharge_kw = v.max_discharge_kw if v.v2g_enabled else 0.0
+            bounds = PowerBounds(v.max_charge_kw * 1000.0, discharge_kw * 1000.0)
+            profile = v21_profile(
+                [afrr_period(curve, bounds, baseline_w=baseline_w)],
+                profile_id=AFRR_PROFILE_ID,
+                stack_level=AFRR_STACK_LEVEL,
+                start_schedule=ocpp_datetime(moment),
+                duration_s=duration_s,
+                transaction_id=ctx.transaction.transaction_id,
+            )
+            try:
+                answer = await self._commands.send(
+                    station_id,
+                    "SetChargingProfile",
+                    {"evseId": ctx.transaction.evse_id, "chargingProfile": profile},
+                )
+                return {**result, "status": str(answer.get("status"))}
+            except CsmsError as exc:
+                return {**result, "status": "failed", "error": str(exc)}
+
+        results = list(await asyncio.gather(*(one(s) for s in targets)))
+        per_station = {r["station_id"]: {**r, "kw": 0.0} for r in results}
+        outcome = await self._record_dispatch(
+            "afrr-curve", moment, duration_s, 0.0, 0.0, per_station
+        )
+        return {"dispatch_id": outcome.id, "results": results}
 
     # ---- periodic event streams -----------------------------------------------------------
 

@@ -15,6 +15,10 @@ FREQUENCY_PROFILE_ID = 62_003
 # 2.1 CentralFrequency: a Dynamic profile whose setpoint the CSMS moves with each frequency
 # sample (UpdateDynamicSchedule), at the frequency stack level (the plan resumes when cleared).
 CENTRAL_FREQUENCY_PROFILE_ID = 62_004
+# 2.1 aFRR: CentralFrequency with the fleet's v2xSignalWattCurve, moved by AFRRSignal; its own
+# stack level (above the plan, dispatch, frequency event and CentralFrequency ones).
+AFRR_PROFILE_ID = 62_005
+AFRR_STACK_LEVEL = 6
 
 # DataTransfer the emergency-backup switch sends (the agent's V2X extension).
 BACKUP_VENDOR_ID = "org.openv2g.v2x"

@@ -88,6 +88,15 @@ class AfrrCurveCreate(_In):
     )
 
 
+class LocalControlCreate(_In):
+    """Hand the running session to the station's side (OCPP 2.1 operation modes)."""
+
+    mode: Literal["ExternalSetpoint", "ExternalLimits", "LocalLoadBalancing"]
+    duration_s: int = Field(3600, ge=1, le=86_400)
+    max_charge_w: float | None = Field(None, ge=0, le=1_000_000, allow_inf_nan=False)
+    max_discharge_w: float | None = Field(None, ge=0, le=1_000_000, allow_inf_nan=False)
+
+
 class StreamRequestCreate(_In):
     """A monitor on one variable whose events the station streams (SetVariableMonitoring with
     `periodicEventStream`)."""

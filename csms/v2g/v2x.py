@@ -396,6 +396,39 @@ def central_frequency_period(setpoint_w: float, bounds: PowerBounds) -> V2xPerio
     )
 
 
+LOCAL_CONTROL_MODES = frozenset(
+    {
+        OperationMode.EXTERNAL_SETPOINT,
+        OperationMode.EXTERNAL_LIMITS,
+        OperationMode.LOCAL_LOAD_BALANCING,
+    }
+)
+
+
+def local_control_period(
+    mode: OperationMode,
+    bounds: PowerBounds,
+    *,
+    max_charge_w: float | None = None,
+    max_discharge_w: float | None = None,
+) -> V2xPeriod:
+    """Hand the setpoint or the limits to the station's side: ExternalSetpoint (a local EMS
+    such as Home Assistant sets the power), ExternalLimits (a local controller sets the limits),
+    LocalLoadBalancing (the station shares its site limit itself). The CSMS still bounds the
+    power with `limit` and `dischargeLimit`: the EV's bounds, narrowed by the optional maxima."""
+    if mode not in LOCAL_CONTROL_MODES:
+        raise ValueError(f"{mode} is not a local-control mode")
+    charge = bounds.max_charge_w if max_charge_w is None else min(bounds.max_charge_w, max_charge_w)
+    discharge = (
+        bounds.max_discharge_w
+        if max_discharge_w is None
+        else min(bounds.max_discharge_w, max_discharge_w)
+    )
+    if not (math.isfinite(charge) and math.isfinite(discharge)) or charge < 0 or discharge < 0:
+        raise ValueError("maxima must be finite and >= 0")
+    return V2xPeriod(0, mode, limit_w=_w(charge), discharge_limit_w=_w(-discharge))
+
+
 def afrr_period(
     curve: Sequence[tuple[int, float]], bounds: PowerBounds, *, baseline_w: float = 0.0
 ) -> V2xPeriod:

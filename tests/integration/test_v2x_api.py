@@ -30,6 +30,8 @@ async def test_a_201_station_is_seen_as_such_and_refused_21_only_means(api: ApiH
         ("POST", "/stations/CS1/der/controls/clear", {"isDefault": True}),
         ("POST", "/grid/afrr", {"signal": 5, "station_ids": ["CS1"]}),
         ("DELETE", "/stations/CS1/periodic-streams/monitors/1", None),
+        ("PUT", "/stations/CS1/v2x/local-control", {"mode": "ExternalSetpoint"}),
+        ("DELETE", "/stations/CS1/v2x/local-control", None),
         (
             "PUT",
             "/stations/CS1/v2x/dynamic-setpoint",

@@ -371,3 +371,40 @@ async def test_q_afrr_curve_armed_on_central_frequency_21_stations_only(tmp_path
             await service.afrr_curve([(5, 0.0), (1, 0.0)], 60)
         with pytest.raises(InvalidRequest, match="duration_s"):
             await service.afrr_curve(curve, 0)
+
+
+async def test_q_local_control_modes_hand_the_session_to_the_station_within_bounds(
+    tmp_path: Path,
+) -> None:
+    """ExternalSetpoint / ExternalLimits / LocalLoadBalancing: one period of the mode (schema-
+    checked by the fake 2.1 station), its limit and dischargeLimit the vehicle's bounds narrowed
+    by the operator's maxima; refused for a mode the station does not offer, for a 2.0.1
+    station and for a mode that is not a local-control one; cleared to give the plan back."""
+    async with two_stations(tmp_path) as (db, service, stations):
+        with pytest.raises(InvalidRequest, match="does not offer ExternalLimits"):
+            await service.local_control(V21, "ExternalLimits", 600)
+        await _v2x_controller(db, V21, "CentralSetpoint,ExternalLimits,ExternalSetpoint")
+        result = await service.local_control(V21, "ExternalLimits", 600, max_discharge_w=3_000)
+        assert result["status"] == "Accepted"
+        (sent,) = stations.of(V21, "SetChargingProfile")
+        assert sent["chargingProfile"]["stackLevel"] == 7
+        assert sent["chargingProfile"]["chargingSchedule"][0]["duration"] == 600
+        assert _periods(sent) == [
+            {
+                "startPeriod": 0,
+                "operationMode": "ExternalLimits",
+                "limit": 7_000.0,
+                "dischargeLimit": -3_000.0,
+            }
+        ]
+        await service.local_control(V21, "ExternalSetpoint", 60, max_charge_w=50_000)
+        assert _periods(stations.of(V21, "SetChargingProfile")[1])[0]["limit"] == 7_000.0
+        with pytest.raises(InvalidRequest, match="does not offer LocalLoadBalancing"):
+            await service.local_control(V21, "LocalLoadBalancing", 60)
+        with pytest.raises(InvalidRequest, match="mode must be one of"):
+            await service.local_control(V21, "CentralSetpoint", 60)
+        with pytest.raises(InvalidRequest, match=r"2\.1"):
+            await service.local_control(V201, "ExternalSetpoint", 60)
+        cleared = await service.end_local_control(V21)
+        assert cleared["status"] == "Accepted"
+        assert stations.of(V21, "ClearChargingProfile") == [{"chargingProfileId": 62_006}]

@@ -21,6 +21,7 @@ from csms.api.v2x_schemas import (
     AllowedTransferCreate,
     DerCurveCreate,
     DynamicSetpointCreate,
+    LocalControlCreate,
     StreamAdjustCreate,
     StreamRequestCreate,
     V2xStationRead,
@@ -98,6 +99,36 @@ async def allowed_energy_transfer(
     v2g: V2g, station_id: str, body: AllowedTransferCreate
 ) -> dict[str, Any]:
     return await v2g.notify_allowed_energy_transfer(station_id, body.vehicle_id)
+
+
+@router.put(
+    "/stations/{station_id}/v2x/local-control",
+    dependencies=[OPERATE],
+    response_model=dict[str, Any],
+    summary="Hand the session to the station's side: ExternalSetpoint, ExternalLimits or "
+    "LocalLoadBalancing (2.1)",
+    description="A TxProfile (id 62006, stack level 7, above the plan and dispatches) with one "
+    "period of that mode, bounded by the vehicle's limits and the optional maxima, for "
+    "duration_s; 422 when the station is 2.0.1, does not offer the mode or has no session.",
+)
+async def local_control(v2g: V2g, station_id: str, body: LocalControlCreate) -> dict[str, Any]:
+    return await v2g.local_control(
+        station_id,
+        body.mode,
+        body.duration_s,
+        max_charge_w=body.max_charge_w,
+        max_discharge_w=body.max_discharge_w,
+    )
+
+
+@router.delete(
+    "/stations/{station_id}/v2x/local-control",
+    dependencies=[OPERATE],
+    response_model=dict[str, Any],
+    summary="End local control: the plan applies again",
+)
+async def end_local_control(v2g: V2g, station_id: str) -> dict[str, Any]:
+    return await v2g.end_local_control(station_id)
 
 
 # ---- DER control (R) ---------------------------------------------------------------------------

@@ -20,7 +20,12 @@ from csms.persistence.repositories import v2x as xrepo
 from csms.services.common import ocpp_datetime
 from csms.services.v2g.checks import in_time_range
 from csms.services.v2g.fleet import FleetPart
-from csms.services.v2g.profiles import AFRR_PROFILE_ID, AFRR_STACK_LEVEL
+from csms.services.v2g.profiles import (
+    AFRR_PROFILE_ID,
+    AFRR_STACK_LEVEL,
+    LOCAL_CONTROL_PROFILE_ID,
+    LOCAL_CONTROL_STACK_LEVEL,
+)
 from csms.v2g.der_curves import (
     NOMINAL_VOLTAGE_V,
     SOURCES,
@@ -34,9 +39,11 @@ from csms.v2g.der_curves import (
     setting_from_dict,
 )
 from csms.v2g.v2x import (
+    LOCAL_CONTROL_MODES,
     OperationMode,
     PowerBounds,
     afrr_period,
+    local_control_period,
     signal_curve_errors,
     v21_profile,
 )
@@ -274,6 +281,68 @@ class GridServicesPart(FleetPart):
             "afrr-curve", moment, duration_s, 0.0, 0.0, per_station
         )
         return {"dispatch_id": outcome.id, "results": results}
+
+    async def local_control(
+        self,
+        station_id: str,
+        mode: str,
+        duration_s: int,
+        *,
+        max_charge_w: float | None = None,
+        max_discharge_w: float | None = None,
+    ) -> dict[str, Any]:
+        """Hand the running session of a 2.1 station to its local side for `duration_s`:
+        ExternalSetpoint, ExternalLimits or LocalLoadBalancing (the station must offer the
+        mode), bounded by the vehicle's limits and the optional maxima; the plan resumes when it
+        ends or is cleared (`end_local_control`). InvalidRequest for a 2.0.1 station, a mode the
+        station does not offer, or no running session."""
+        try:
+            chosen = OperationMode(mode)
+        except ValueError:
+            raise InvalidRequest(f"unknown operation mode {mode!r}") from None
+        if chosen not in LOCAL_CONTROL_MODES:
+            names = ", ".join(sorted(m.value for m in LOCAL_CONTROL_MODES))
+            raise InvalidRequest(f"mode must be one of {names}")
+        if not 1 <= duration_s <= MAX_AFRR_DURATION_S:
+            raise InvalidRequest(f"duration_s must be 1..{MAX_AFRR_DURATION_S}")
+        await self.require_v21(station_id)
+        caps = await self.capabilities(station_id)
+        if not (caps.enabled and chosen in caps.operation_modes):
+            raise InvalidRequest(f"station {station_id!r} does not offer {chosen.value}")
+        ctx = next((p for p in await self._plugged() if p.vehicle.station_id == station_id), None)
+        if ctx is None or ctx.transaction.evse_id is None:
+            raise InvalidRequest(f"station {station_id!r} has no vehicle session to hand over")
+        v = ctx.vehicle
+        discharge_kw = v.max_discharge_kw if v.v2g_enabled else 0.0
+        bounds = PowerBounds(v.max_charge_kw * 1000.0, discharge_kw * 1000.0)
+        try:
+            period = local_control_period(
+                chosen, bounds, max_charge_w=max_charge_w, max_discharge_w=max_discharge_w
+            )
+        except ValueError as exc:
+            raise InvalidRequest(str(exc)) from exc
+        profile = v21_profile(
+            [period],
+            profile_id=LOCAL_CONTROL_PROFILE_ID,
+            stack_level=LOCAL_CONTROL_STACK_LEVEL,
+            start_schedule=ocpp_datetime(self._clock()),
+            duration_s=duration_s,
+            transaction_id=ctx.transaction.transaction_id,
+        )
+        answer = await self._commands.send(
+            station_id,
+            "SetChargingProfile",
+            {"evseId": ctx.transaction.evse_id, "chargingProfile": profile},
+        )
+        return {"station_id": station_id, "status": str(answer.get("status")), "profile": profile}
+
+    async def end_local_control(self, station_id: str) -> dict[str, Any]:
+        """Clear the local-control profile: the plan (or a dispatch) applies again."""
+        await self.require_v21(station_id)
+        answer = await self._commands.send(
+            station_id, "ClearChargingProfile", {"chargingProfileId": LOCAL_CONTROL_PROFILE_ID}
+        )
+        return {"station_id": station_id, "status": str(answer.get("status"))}
 
     # ---- periodic event streams -----------------------------------------------------------
 

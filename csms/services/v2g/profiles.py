@@ -19,6 +19,10 @@ CENTRAL_FREQUENCY_PROFILE_ID = 62_004
 # stack level (above the plan, dispatch, frequency event and CentralFrequency ones).
 AFRR_PROFILE_ID = 62_005
 AFRR_STACK_LEVEL = 6
+# 2.1 local control (ExternalSetpoint, ExternalLimits, LocalLoadBalancing): the operator hands
+# the power to the station's side for a while, above the plan and dispatches.
+LOCAL_CONTROL_PROFILE_ID = 62_006
+LOCAL_CONTROL_STACK_LEVEL = 7
 
 # DataTransfer the emergency-backup switch sends (the agent's V2X extension).
 BACKUP_VENDOR_ID = "org.openv2g.v2x"

@@ -83,6 +83,8 @@ class ChademoEvseConfig:
     max_discharge_power_w: float = 7_000.0
     min_voltage_v: float = 150.0
     max_voltage_v: float = 500.0
+    # AC side: the nominal voltage the grid meter's reading is a percentage of (DER volt-watt).
+    nominal_ac_voltage_v: float = 230.0
     discharge_capable: bool = True
     welding_detection: bool = True
     tick_s: float = 0.1  # CHAdeMO cycle
@@ -103,6 +105,12 @@ class ChademoEvseConfig:
             raise ValueError(f"battery_capacity_kwh must be > 0, got {self.battery_capacity_kwh}")
         if not (math.isfinite(self.charge_efficiency) and 0 < self.charge_efficiency <= 1):
             raise ValueError(f"charge_efficiency must be in (0, 1], got {self.charge_efficiency}")
+        if not (
+            math.isfinite(self.nominal_ac_voltage_v) and 50 <= self.nominal_ac_voltage_v <= 400
+        ):
+            raise ValueError(
+                f"nominal_ac_voltage_v must be 50..400, got {self.nominal_ac_voltage_v}"
+            )
 
     def safety_config(self) -> SafetyConfig:
         if self.safety is not None:
@@ -175,6 +183,7 @@ class ChademoEvse:
         wall_clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self._config = config
+        self._grid_voltage_pct: float | None = None
         self._ports = ports
         self._bus = bus
         self._owns_bus = bus is None
@@ -393,6 +402,9 @@ class ChademoEvse:
         current = ports.power_stage.measured_current_a()
         grid_present = ports.grid.voltage_present()
         frequency = ports.grid.frequency_hz()
+        self._grid_voltage_pct = ac_voltage_pct(
+            ports.grid.voltage_v(), self._config.nominal_ac_voltage_v
+        )
         if self._csms_connected:
             self._csms_last_seen = now
         self._track_grid(grid_present)
@@ -563,6 +575,7 @@ class ChademoEvse:
             vehicle=limits,
             grid_present=grid_present,
             grid_frequency_hz=frequency,
+            grid_voltage_pct=self._grid_voltage_pct,
             latched_faults=tuple(sorted(latched)),
             commanded_current_a=state.last_output_a,
             limited_by=limited_by,
@@ -577,4 +590,17 @@ class ChademoEvse:
                 log.exception("EVSE %s: hardware listener failed on %s", self.evse_id, kind)
 
 
-__all__ = ["ChademoEvse", "ChademoEvseConfig", "TickTrace"]
+# A grid meter reading outside this (V) is implausible: no volt-watt response on it.
+_AC_VOLTAGE_PLAUSIBLE_V = (50.0, 400.0)
+
+
+def ac_voltage_pct(voltage_v: float | None, nominal_v: float) -> float | None:
+    """The AC voltage as % of nominal, None when not measured or implausible (NaN, out of
+    range): the volt-watt cap then does not apply, as without a meter."""
+    low, high = _AC_VOLTAGE_PLAUSIBLE_V
+    if voltage_v is None or not math.isfinite(voltage_v) or not low <= voltage_v <= high:
+        return None
+    return voltage_v / nominal_v * 100.0
+
+
+__all__ = ["ChademoEvse", "ChademoEvseConfig", "TickTrace", "ac_voltage_pct"]

@@ -77,11 +77,15 @@ class DcPowerStagePort(Protocol):
 
 
 class GridMeterPort(Protocol):
-    """AC-side measurement: is the grid there, and at what frequency."""
+    """AC-side measurement: is the grid there, at what frequency and what voltage."""
 
     def voltage_present(self) -> bool: ...
 
     def frequency_hz(self) -> float | None: ...
+
+    def voltage_v(self) -> float | None:
+        """AC RMS voltage at the connection point (line to neutral); None = not measured."""
+        ...
 
 
 class EmergencyStopPort(Protocol):

@@ -225,11 +225,21 @@ class SimPowerStage:
 
 
 class SimGridMeter:
-    """Grid presence and frequency, set by tests."""
+    """Grid presence, frequency and voltage, set by tests (the voltage a DNSP's volt-watt curve
+    reacts to: raise it to see the discharge capped)."""
 
-    def __init__(self, present: bool = True, frequency_hz: float = 50.0) -> None:
+    def __init__(
+        self, present: bool = True, frequency_hz: float = 50.0, voltage_v: float = 230.0
+    ) -> None:
         self.present = present
         self.frequency = frequency_hz
+        self.voltage = voltage_v
+
+    def set_voltage(self, voltage_v: float) -> None:
+        self.voltage = voltage_v
+
+    def voltage_v(self) -> float | None:
+        return self.voltage if self.present else None
 
     def set_present(self, present: bool) -> None:
         self.present = present

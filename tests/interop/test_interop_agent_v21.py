@@ -330,6 +330,40 @@ async def test_r_der_control_caps_discharge_and_is_reported(tmp_path: Path) -> N
         assert none_left["status"] == "NotFound"
 
 
+async def test_r_volt_watt_caps_discharge_as_the_measured_ac_voltage_rises(
+    tmp_path: Path,
+) -> None:
+    """VoltWatt from a strict 2.1 CSMS: the agent reads the AC voltage from its grid meter
+    (simulated here) and caps the discharge on the curve (% of nominal 230 V -> % of max
+    discharge power); back to normal voltage, the cap lifts."""
+    evses = [{"id": 1, "max_discharge_power_w": 10000}]
+    async with v2x_rig(tmp_path, evses=evses) as rig:
+        grid = rig.sim.sim.ports.grid
+        assert (
+            await rig.set_default_profile({"operationMode": "CentralSetpoint", "setpoint": -4000})
+            == "Accepted"
+        )
+        await rig.current_reaches(lambda a: a <= -8.0, "setpoint -4000 W")
+        volt_watt = {
+            "isDefault": True,
+            "controlId": "vw-1",
+            "controlType": "VoltWatt",
+            "curve": {
+                "priority": 1,
+                "yUnit": "PctMaxW",
+                # AS/NZS 4777.2-like: full power to 110 % (253 V), 20 % at 113 % (260 V)
+                "curveData": [{"x": 110, "y": 100}, {"x": 113, "y": 20}],
+            },
+        }
+        assert (await rig.call("SetDERControl", volt_watt))["status"] == "Accepted"
+        await asyncio.sleep(0.5)
+        assert rig.current_a() <= -8.0  # at 230 V the curve allows full power
+        grid.set_voltage(262.0)  # 114 %: capped at 20 % of 10 kW = 2 kW
+        await rig.current_reaches(lambda a: -6.0 < a <= -1.0, "volt-watt at 262 V")
+        grid.set_voltage(231.0)
+        await rig.current_reaches(lambda a: a <= -8.0, "volt-watt back at 231 V")
+
+
 async def test_k28_dynamic_schedule_updates_and_pulls_move_the_setpoint(tmp_path: Path) -> None:
     async with v2x_rig(tmp_path) as rig:
         status = await rig.set_default_profile(

@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
+
 from chargepoint_firmware.blocks.smart_charging.der import DerControls, control_from_request
 from chargepoint_firmware.blocks.smart_charging.ev_needs import charging_needs
 from chargepoint_firmware.interfaces import EvseStatus, SessionState, VehicleLimits
@@ -151,3 +153,12 @@ def test_r_peer_chosen_durations_are_bounded() -> None:
     der.set(limit("huge", 10, startTime=NOW.isoformat(), duration=1e300))
     der.set(limit("nan", 20, startTime=NOW.isoformat(), duration=-5))
     assert der.discharge_cap(NOW + timedelta(days=365), 10000, None) == 1000
+
+
+def test_r_ac_voltage_reading_bounded_before_the_volt_watt_curve_sees_it() -> None:
+    from chargepoint_firmware.hardware.chademo_evse import ac_voltage_pct
+
+    assert ac_voltage_pct(253.0, 230.0) == pytest.approx(110.0)
+    assert ac_voltage_pct(None, 230.0) is None  # not measured: no volt-watt cap
+    for bad in (float("nan"), float("inf"), -230.0, 0.0, 49.0, 401.0, 1e9):
+        assert ac_voltage_pct(bad, 230.0) is None

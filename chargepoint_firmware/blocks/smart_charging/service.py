@@ -416,6 +416,8 @@ class SmartCharging:
                 setpoint, curve, status, self._nominal_voltage(evse_id), inputs.discharge_allowed
             )
             self.local_v2x.poll_again()
+        if self.der.active("VoltWatt", now) is not None:
+            self.local_v2x.poll_again()  # the measured AC voltage moves the cap
         if setpoint.limit is not None and setpoint.limit < 0:
             bounded = bound(setpoint.limit, None, None, inputs)
             if bounded != setpoint.limit:

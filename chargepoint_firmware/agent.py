@@ -158,6 +158,7 @@ class Agent:
         background = [
             asyncio.create_task(self.smart.run_setpoints(), name="setpoints"),
             asyncio.create_task(self.smart.run_dynamic_pulls(), name="dynamic-pulls"),
+            asyncio.create_task(self.smart.run_der_monitor(), name="der-monitor"),
             asyncio.create_task(sampling.run_sampler(), name="tx-sampler"),
             asyncio.create_task(sampling.run_aligned(), name="aligned-sampler"),
             asyncio.create_task(self.reservations.run_expiry(), name="reservation-expiry"),

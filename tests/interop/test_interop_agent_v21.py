@@ -330,7 +330,7 @@ async def test_r_der_control_caps_discharge_and_is_reported(tmp_path: Path) -> N
         assert none_left["status"] == "NotFound"
 
 
-async def test_r_volt_watt_caps_discharge_as_the_measured_ac_voltage_rises(
+async def test_r_volt_watt_caps_discharge_as_the_measured_ac_voltage_rises_with_der_notices(
     tmp_path: Path,
 ) -> None:
     """VoltWatt from a strict 2.1 CSMS: the agent reads the AC voltage from its grid meter
@@ -356,12 +356,33 @@ async def test_r_volt_watt_caps_discharge_as_the_measured_ac_voltage_rises(
             },
         }
         assert (await rig.call("SetDERControl", volt_watt))["status"] == "Accepted"
+        started = await rig.csms.wait_for_call("NotifyDERStartStop", identity=AGENT_ID)
+        assert started["payload"]["controlId"] == "vw-1" and started["payload"]["started"]
         await asyncio.sleep(0.5)
         assert rig.current_a() <= -8.0  # at 230 V the curve allows full power
         grid.set_voltage(262.0)  # 114 %: capped at 20 % of 10 kW = 2 kW
         await rig.current_reaches(lambda a: -6.0 < a <= -1.0, "volt-watt at 262 V")
         grid.set_voltage(231.0)
         await rig.current_reaches(lambda a: a <= -8.0, "volt-watt back at 231 V")
+        # Over the AS/NZS 4777.2 V> limit (265 V): NotifyDERAlarm, once; ended when back.
+        grid.set_voltage(270.0)
+        alarm = await rig.csms.wait_for_call("NotifyDERAlarm", identity=AGENT_ID)
+        assert alarm["payload"]["gridEventFault"] == "OverVoltage"
+        assert alarm["payload"]["controlType"] == "HVMustTrip"
+        assert not alarm["payload"].get("alarmEnded")
+        grid.set_voltage(230.0)
+        ended = await rig.csms.wait_for(
+            lambda e: e.get("action") == "NotifyDERAlarm" and e["payload"].get("alarmEnded"),
+            what="NotifyDERAlarm alarmEnded",
+        )
+        assert ended["payload"]["gridEventFault"] == "OverVoltage"
+        cleared = await rig.call("ClearDERControl", {"isDefault": True, "controlId": "vw-1"})
+        assert cleared["status"] == "Accepted"
+        stopped = await rig.csms.wait_for(
+            lambda e: e.get("action") == "NotifyDERStartStop" and not e["payload"]["started"],
+            what="NotifyDERStartStop stopped",
+        )
+        assert stopped["payload"]["controlId"] == "vw-1"
 
 
 async def test_k28_dynamic_schedule_updates_and_pulls_move_the_setpoint(tmp_path: Path) -> None:

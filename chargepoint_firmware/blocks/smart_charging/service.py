@@ -21,7 +21,8 @@ from typing import Any
 
 from ocpp.v21 import call as call_v21
 
-from chargepoint_firmware.blocks.smart_charging.der import DerControls
+from chargepoint_firmware.blocks.smart_charging.der import SUPPORTED, DerControls
+from chargepoint_firmware.blocks.smart_charging.der_notify import GridAlarms, start_stop_events
 from chargepoint_firmware.blocks.smart_charging.ev_needs import charging_needs
 from chargepoint_firmware.blocks.smart_charging.v2x_local import LocalV2x, frequency_adjusted
 from chargepoint_firmware.blocks.smart_charging.v2x_modes import V2xInputs, bound, v2x_target
@@ -94,6 +95,7 @@ class SmartCharging:
         # OCPP 2.1 (set per connection by the agent): 2.1 profile fields accepted, V2X modes.
         self.ocpp_2_1 = False
         self.der = DerControls(storage)
+        self.grid_alarms = GridAlarms()
         self.afrr_signal: int | None = None
         # transactionId -> the energy transfer modes the CSMS allows (NotifyAllowedEnergyTransfer)
         self.allowed_transfer: dict[str, tuple[str, ...]] = {}
@@ -446,6 +448,53 @@ class SmartCharging:
             )
         )
         return True
+
+    DER_IN_FORCE_KEY = "der_in_force"
+    DER_CHECK_S = 1.0
+
+    def der_notices(self, now: datetime) -> list[Any]:
+        """The 2.1 DER notices due now: NotifyDERStartStop for each control that started or
+        stopped being the one in force for its type since the last check (persisted, so a
+        restart does not repeat them), NotifyDERAlarm for each grid alarm that starts or ends."""
+        in_force = {
+            control_type: control.control_id
+            for control_type in SUPPORTED
+            if (control := self.der.active(control_type, now)) is not None
+        }
+        before = self.storage.get(self.DER_IN_FORCE_KEY, {}) or {}
+        stamp = format_datetime(now)
+        notices: list[Any] = [
+            call_v21.NotifyDERStartStop(
+                control_id=event.control_id,
+                started=event.started,
+                timestamp=stamp,
+                superseded_ids=list(event.superseded_ids) or None,
+            )
+            for event in start_stop_events(before, in_force)
+        ]
+        if in_force != before:
+            self.storage.put(self.DER_IN_FORCE_KEY, in_force)
+        status = next((hw.status() for hw in self.hardware.values()), None)
+        if status is not None and status.grid_present:
+            for alarm in self.grid_alarms.update(status.grid_voltage_pct, status.grid_frequency_hz):
+                notices.append(
+                    call_v21.NotifyDERAlarm(
+                        control_type=alarm.control_type,
+                        grid_event_fault=alarm.fault,
+                        alarm_ended=alarm.ended or None,
+                        timestamp=stamp,
+                        extra_info=f"measured {alarm.value:.1f}",
+                    )
+                )
+        return notices
+
+    async def run_der_monitor(self) -> None:
+        """Every DER_CHECK_S over 2.1: send the DER notices that are due."""
+        while True:
+            if self.ocpp_2_1 and self.send_soon is not None:
+                for notice in self.der_notices(self.clock.now()):
+                    self.send_soon(notice)
+            await asyncio.sleep(self.DER_CHECK_S)
 
     def update_dynamic(self, profile_id: int, update: Mapping[str, Any]) -> str | None:
         """UpdateDynamicSchedule (K28): None when applied, else the reason it is Rejected."""

@@ -385,6 +385,40 @@ async def test_r_volt_watt_caps_discharge_as_the_measured_ac_voltage_rises_with_
         assert stopped["payload"]["controlId"] == "vw-1"
 
 
+async def test_q_limit_at_soc_limits_charging_once_the_car_is_past_the_soc(
+    tmp_path: Path,
+) -> None:
+    """limitAtSoC from a strict 2.1 CSMS: the car is at 80 % SoC; a schedule that charges at
+    11 kW but 1.5 kW from 50 % SoC charges at about 1.5 kW; the same without limitAtSoC charges
+    at the EVSE's full current."""
+    async with v2x_rig(tmp_path) as rig:
+
+        async def charge(limit_at_soc: dict[str, Any] | None) -> str:
+            schedule: dict[str, Any] = {
+                "id": 1,
+                "chargingRateUnit": "W",
+                "chargingSchedulePeriod": [
+                    {"startPeriod": 0, "operationMode": "ChargingOnly", "limit": 11000}
+                ],
+            }
+            if limit_at_soc is not None:
+                schedule["limitAtSoC"] = limit_at_soc
+            body = {
+                "id": 5,
+                "stackLevel": 0,
+                "chargingProfilePurpose": "TxDefaultProfile",
+                "chargingProfileKind": "Relative",
+                "chargingSchedule": [schedule],
+            }
+            answer = await rig.call("SetChargingProfile", {"evseId": 1, "chargingProfile": body})
+            return str(answer["status"])
+
+        assert await charge({"soc": 50, "limit": 1500}) == "Accepted"
+        await rig.current_reaches(lambda a: 1.0 <= a <= 6.0, "limitAtSoC 1.5 kW past 50 %")
+        assert await charge(None) == "Accepted"
+        await rig.current_reaches(lambda a: a >= 10.0, "no limitAtSoC")
+
+
 async def test_k28_dynamic_schedule_updates_and_pulls_move_the_setpoint(tmp_path: Path) -> None:
     async with v2x_rig(tmp_path) as rig:
         status = await rig.set_default_profile(

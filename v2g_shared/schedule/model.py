@@ -121,7 +121,8 @@ class ChargingSchedule:
     min_charging_rate: float | None = None
     # Kept verbatim (camelCase JSON): the composite schedule does not use tariffs.
     sales_tariff: Mapping[str, Any] | None = None
-    # OCPP 2.1 schedule fields; price schedules and limitAtSoC are kept verbatim (not applied).
+    # OCPP 2.1 schedule fields, kept verbatim: price schedules (not applied) and limitAtSoC
+    # (the agent applies it: chargepoint_firmware/blocks/smart_charging/soc_limit.py).
     limit_at_soc: Mapping[str, Any] | None = None
     power_tolerance: float | None = None
     signature_id: int | None = None

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -24,6 +24,7 @@ from ocpp.v21 import call as call_v21
 from chargepoint_firmware.blocks.smart_charging.der import SUPPORTED, DerControls
 from chargepoint_firmware.blocks.smart_charging.der_notify import GridAlarms, start_stop_events
 from chargepoint_firmware.blocks.smart_charging.ev_needs import charging_needs
+from chargepoint_firmware.blocks.smart_charging.soc_limit import soc_limit_from, soc_limited
 from chargepoint_firmware.blocks.smart_charging.v2x_local import LocalV2x, frequency_adjusted
 from chargepoint_firmware.blocks.smart_charging.v2x_modes import V2xInputs, bound, v2x_target
 from chargepoint_firmware.blocks.transactions.manager import TransactionManager
@@ -363,6 +364,7 @@ class SmartCharging:
                 setpoint = EvseSetpoint(evse_id, limit, unit.value, valid_until=next_change)
             setpoint = self.local_v2x.adjust(setpoint, status, volts)
             setpoint = self._der_adjusted(setpoint, v2x.mode, status, now, evse_id, inputs)
+            setpoint = self._soc_limited(setpoint, v2x.profile_id, profiles, status, volts)
             if self._published.get(evse_id) != setpoint:
                 self._published[evse_id] = setpoint
                 hw.set_setpoint(setpoint)
@@ -397,6 +399,32 @@ class SmartCharging:
             discharge_allowed=allowed is None or any("BPT" in mode for mode in allowed),
             der_discharge_cap=self.der.discharge_cap(now, max_discharge, status.grid_voltage_pct),
         )
+
+    def _soc_limited(
+        self,
+        setpoint: EvseSetpoint,
+        profile_id: int | None,
+        profiles: Sequence[InstalledProfile],
+        status: EvseStatus,
+        volts: float,
+    ) -> EvseSetpoint:
+        """limitAtSoC (2.1) of the winning Tx/TxDefault profile's schedule, at the measured
+        SoC; re-evaluated every 0.2 s while one is in force below its SoC (the SoC moves)."""
+        if profile_id is None:
+            return setpoint
+        winner = next((p.profile for p in profiles if p.profile.id == profile_id), None)
+        if winner is None:
+            return setpoint
+        schedule = winner.schedule
+        rule = soc_limit_from(schedule.limit_at_soc, schedule.charging_rate_unit.value)
+        if rule is None:
+            return setpoint
+        limited = soc_limited(setpoint.limit, setpoint.unit, rule, status.soc_pct, volts)
+        if status.soc_pct is None or status.soc_pct < rule.soc_pct:
+            self.local_v2x.poll_again()
+        if limited == setpoint.limit:
+            return setpoint
+        return replace(setpoint, limit=limited, source="limitAtSoC")
 
     def _der_adjusted(
         self,

@@ -347,3 +347,19 @@ dynamic_schedule_updates = sa.Table(
     sa.Column("schedule_update", sa.JSON, nullable=False),  # ChargingScheduleUpdateType
     sa.Column("updated_at", UtcDateTime, nullable=False),
 )
+
+
+# Plug & Charge OCSP answers, shared by restarts and nodes (0013): until when each may be reused.
+ocsp_responses = sa.Table(
+    "ocsp_responses",
+    metadata,
+    sa.Column("key", sa.String(64), primary_key=True),  # sha256 of the request's cache key
+    sa.Column("until", UtcDateTime, nullable=False),
+    sa.Column("status", sa.String(8), nullable=False),
+    sa.Column("der", sa.LargeBinary),
+    sa.Column("this_update", UtcDateTime),
+    sa.Column("next_update", UtcDateTime),
+    sa.Column("verified", sa.Boolean, nullable=False),
+    sa.Column("reason", sa.String(500), nullable=False),
+    sa.Index("ix_ocsp_responses_until", "until"),
+)

@@ -143,5 +143,5 @@ def build_services(
         ocpp21=Ocpp21DataService(db, clock=clock),
         live=live,
         telemetry=telemetry,
-        pnc=pnc_service_from_settings(settings, clock),
+        pnc=pnc_service_from_settings(settings, clock, db),
     )

@@ -3,16 +3,18 @@ for the station (M06, OCSP) and contract installation through a certificate prov
 (M01/M02). The OCSP client and the provider are behind the small protocols below; the HTTP
 ones are in csms/integrations.
 
-OCSP answers are cached in memory until their nextUpdate (at most `pnc_ocsp_cache_max_s`,
-at most `pnc_ocsp_cache_entries`, oldest dropped): a restart asks again, which is what a
-cache miss does anyway. Responder URLs come from stations, so a request goes only to a host
-the operator listed (`pnc_ocsp_responder_hosts`): no request to an address an outsider chose.
+OCSP answers are cached until their nextUpdate (at most `pnc_ocsp_cache_max_s`, at most
+`pnc_ocsp_cache_entries`, those expiring first dropped): in memory, and in the database
+(`ocsp_responses`), so a restart or another node reuses them instead of asking again.
+Responder URLs come from stations, so a request goes only to a host the operator listed
+(`pnc_ocsp_responder_hosts`): no request to an address an outsider chose.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import hashlib
 import logging
 import math
 from collections import OrderedDict
@@ -35,6 +37,8 @@ from csms.domain.iso15118 import (
 )
 from csms.integrations.certificate_provider import HttpCertificateProvider
 from csms.integrations.ocsp import HttpOcspClient, request_data_for, responder_url_of
+from csms.persistence.database import Database
+from csms.persistence.repositories import ocsp as ocsp_repo
 from csms.services.common import Clock, utcnow
 from v2g_shared.ocpp_versions import OcppVersion
 
@@ -58,12 +62,43 @@ class CertificateProvider(Protocol):
     async def get_ev_certificate(self, request: dict[str, Any]) -> ProviderAnswer: ...
 
 
+class OcspStore:
+    """OCSP answers in the database, shared by restarts and nodes."""
+
+    def __init__(self, db: Database, keep: int) -> None:
+        self._db = db
+        self._keep = keep
+
+    @staticmethod
+    def key(cache_key: tuple[str, str, str, str]) -> str:
+        return hashlib.sha256("|".join(cache_key).encode()).hexdigest()
+
+    async def get(
+        self, cache_key: tuple[str, str, str, str], now: datetime
+    ) -> tuple[datetime, OcspAnswer] | None:
+        async with self._db.read() as conn:
+            return await ocsp_repo.get_ocsp_answer(conn, self.key(cache_key), now)
+
+    async def put(
+        self,
+        cache_key: tuple[str, str, str, str],
+        until: datetime,
+        answer: OcspAnswer,
+        now: datetime,
+    ) -> None:
+        key = self.key(cache_key)
+        await self._db.write(
+            lambda conn: ocsp_repo.put_ocsp_answer(conn, key, until, answer, now, self._keep)
+        )
+
+
 class PlugAndChargeService:
     def __init__(
         self,
         ocsp_client: OcspClient | None,
         provider: CertificateProvider | None,
         *,
+        store: OcspStore | None = None,
         responder_hosts: str = "",
         trust_anchors: Sequence[x509.Certificate] = (),
         cache_max: timedelta = timedelta(days=1),
@@ -71,6 +106,7 @@ class PlugAndChargeService:
         clock: Clock = utcnow,
     ) -> None:
         self._ocsp = ocsp_client
+        self._store = store
         self.provider = provider
         hosts = {h.strip().lower() for h in responder_hosts.split(",") if h.strip()}
         self._any_host = "*" in hosts
@@ -107,6 +143,11 @@ class PlugAndChargeService:
             if now < until:
                 return answer
             del self._cache[wanted.cache_key]
+        if self._store is not None:
+            stored = await self._store.get(wanted.cache_key, now)
+            if stored is not None:
+                self._remember(wanted.cache_key, *stored)
+                return stored[1]
         if self._ocsp is None or not self.responder_allowed(wanted.responder_url):
             return OcspAnswer("error", reason="responder not allowed (pnc_ocsp_responder_hosts)")
         self.ocsp_requests += 1
@@ -117,10 +158,17 @@ class PlugAndChargeService:
             )
         keep_until = cache_until(answer, now, self._cache_max)
         if keep_until is not None:
-            self._cache[wanted.cache_key] = (keep_until, answer)
-            while len(self._cache) > self._cache_entries:
-                self._cache.popitem(last=False)
+            self._remember(wanted.cache_key, keep_until, answer)
+            if self._store is not None:
+                await self._store.put(wanted.cache_key, keep_until, answer, now)
         return answer
+
+    def _remember(
+        self, key: tuple[str, str, str, str], until: datetime, answer: OcspAnswer
+    ) -> None:
+        self._cache[key] = (until, answer)
+        while len(self._cache) > self._cache_entries:
+            self._cache.popitem(last=False)
 
     async def certificate_status(
         self, data: dict[str, Any], version: OcppVersion = OcppVersion.V201
@@ -259,8 +307,11 @@ def load_trust_anchors(path: Path | None) -> list[x509.Certificate]:
     return x509.load_pem_x509_certificates(path.read_bytes())
 
 
-def pnc_service_from_settings(settings: Any, clock: Clock = utcnow) -> PlugAndChargeService:
-    """The service with the HTTP OCSP client and, when a URL is set, the HTTP provider."""
+def pnc_service_from_settings(
+    settings: Any, clock: Clock = utcnow, db: Database | None = None
+) -> PlugAndChargeService:
+    """The service with the HTTP OCSP client and, when a URL is set, the HTTP provider; OCSP
+    answers kept in `db` too when given."""
     provider = None
     if settings.pnc_certificate_provider_url:
         provider = HttpCertificateProvider(
@@ -274,6 +325,7 @@ def pnc_service_from_settings(settings: Any, clock: Clock = utcnow) -> PlugAndCh
             max_response_bytes=settings.pnc_ocsp_max_response_bytes,
         ),
         provider,
+        store=None if db is None else OcspStore(db, settings.pnc_ocsp_cache_entries),
         responder_hosts=settings.pnc_ocsp_responder_hosts,
         trust_anchors=load_trust_anchors(settings.pnc_trust_anchors_file),
         cache_max=timedelta(seconds=cache_max_s if math.isfinite(cache_max_s) else 0),

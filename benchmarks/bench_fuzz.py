@@ -58,6 +58,7 @@ from tests.support.fuzz_frames import (  # noqa: E402
     percentile,
     rss_bytes,
 )
+from v2g_shared.ocpp_versions import parse_ocpp_version  # noqa: E402
 
 PASSWORD = "fuzz-bench-password-0001"
 ATTACKER, BYSTANDER = "FUZZ-ATTACKER", "FUZZ-BYSTANDER"
@@ -224,14 +225,22 @@ async def run(args: argparse.Namespace, server: Server, token: str) -> int:
         f"{args.frames} frames ..."
     )
     report = Report()
-    attacker = Attacker(server.ocpp_url, ATTACKER, PASSWORD)
-    bystander = Bystander(server.ocpp_url, BYSTANDER, PASSWORD, interval_s=args.bystander_interval)
+    version = parse_ocpp_version(args.ocpp_version)
+    subprotocol = version.value
+    attacker = Attacker(server.ocpp_url, ATTACKER, PASSWORD, subprotocol=subprotocol)
+    bystander = Bystander(
+        server.ocpp_url,
+        BYSTANDER,
+        PASSWORD,
+        interval_s=args.bystander_interval,
+        subprotocol=subprotocol,
+    )
     await bystander.start()
     await attacker.open()
     stop = asyncio.Event()
     rss_samples: list[int] = []
     sampler = asyncio.create_task(_sample_rss(server, rss_samples, stop))
-    frames = FrameFuzzer(random.Random(args.seed)).frames()
+    frames = FrameFuzzer(random.Random(args.seed), version=version).frames()
     loop = asyncio.get_running_loop()
     started = last_progress = loop.time()
     crashed = False
@@ -373,6 +382,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--frames", type=int, default=10**9, help="stop after N frames")
     parser.add_argument("--baseline", type=float, default=15.0, help="bystander-alone s (15)")
     parser.add_argument("--seed", type=int, default=1, help="fuzzer seed (1)")
+    parser.add_argument(
+        "--ocpp-version",
+        choices=["2.0.1", "2.1"],
+        default="2.0.1",
+        help="the attacker's and bystander's OCPP version: frames from its schemas (2.0.1)",
+    )
     parser.add_argument(
         "--burst", type=int, default=1, help="frames sent back to back before reading (1)"
     )

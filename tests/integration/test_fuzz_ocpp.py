@@ -37,6 +37,7 @@ from csms import oca_schemas
 from tests.support.api_harness import STATION_PASSWORD, ApiHarness, api_harness
 from tests.support.fuzz_frames import (
     ACTIONS,
+    ACTIONS_BY_VERSION,
     Attacker,
     Bystander,
     Frame,
@@ -47,6 +48,7 @@ from tests.support.fuzz_frames import (
     rss_bytes,
     scenarios,
 )
+from v2g_shared.ocpp_versions import OcppVersion
 
 T = TypeVar("T")
 
@@ -181,6 +183,15 @@ def address_space_guard() -> Iterator[None]:
 
 @pytest.fixture
 def rig(tmp_path: Path) -> Iterator[Rig]:
+    yield from _rig(tmp_path, "ocpp2.0.1")
+
+
+@pytest.fixture
+def rig21(tmp_path: Path) -> Iterator[Rig]:
+    yield from _rig(tmp_path, "ocpp2.1")
+
+
+def _rig(tmp_path: Path, subprotocol: str) -> Iterator[Rig]:
     loop = LoopThread()
     stack = contextlib.AsyncExitStack()
     tracebacks = Tracebacks()
@@ -192,9 +203,15 @@ def rig(tmp_path: Path) -> Iterator[Rig]:
         assert harness.ocpp_url is not None
         loop.run(harness.add_station(ATTACKER))
         loop.run(harness.add_station(BYSTANDER))
-        attacker = Attacker(harness.ocpp_url, ATTACKER, STATION_PASSWORD)
+        attacker = Attacker(harness.ocpp_url, ATTACKER, STATION_PASSWORD, subprotocol=subprotocol)
         # 5 messages/s: far above a real station's rate, below any sane rate limit.
-        bystander = Bystander(harness.ocpp_url, BYSTANDER, STATION_PASSWORD, interval_s=0.2)
+        bystander = Bystander(
+            harness.ocpp_url,
+            BYSTANDER,
+            STATION_PASSWORD,
+            interval_s=0.2,
+            subprotocol=subprotocol,
+        )
         loop.run(attacker.open())
         loop.run(bystander.start())
         yield Rig(loop, harness, attacker, bystander, tracebacks)
@@ -207,10 +224,20 @@ def rig(tmp_path: Path) -> Iterator[Rig]:
 
 
 def test_fuzzed_frames_never_harm_the_csms_or_a_bystander(rig: Rig) -> None:
+    _fuzz_and_check(rig, OcppVersion.V201, EXAMPLES)
+
+
+def test_fuzzed_ocpp21_frames_never_harm_the_csms_or_a_bystander(rig21: Rig) -> None:
+    """The same property over `ocpp2.1`: frames built from the 2.1 schemas of every 2.1
+    station -> CSMS action (its new messages included), mutated, malformed, in sequences."""
+    _fuzz_and_check(rig21, OcppVersion.V21, max(50, EXAMPLES // 2))
+
+
+def _fuzz_and_check(rig: Rig, version: OcppVersion, examples: int) -> None:
     rss_before, _ = rss_bytes()
 
     @settings(
-        max_examples=EXAMPLES,
+        max_examples=examples,
         deadline=None,
         derandomize=True,
         database=None,
@@ -220,7 +247,7 @@ def test_fuzzed_frames_never_harm_the_csms_or_a_bystander(rig: Rig) -> None:
         suppress_health_check=list(HealthCheck),
         print_blob=False,
     )
-    @given(scenario=scenarios())
+    @given(scenario=scenarios(version))
     def throw(scenario: list[Frame]) -> None:
         problems = rig.play(scenario)
         assert not problems, "\n".join(problems)
@@ -230,7 +257,9 @@ def test_fuzzed_frames_never_harm_the_csms_or_a_bystander(rig: Rig) -> None:
     throw()
 
     # The server still accepts a new connection and answers on it.
-    latecomer = Attacker(rig.attacker.url, ATTACKER, STATION_PASSWORD)
+    latecomer = Attacker(
+        rig.attacker.url, ATTACKER, STATION_PASSWORD, subprotocol=rig.attacker.subprotocol
+    )
     rig.loop.run(latecomer.open())  # boots: Accepted
     assert rig.loop.run(latecomer.play([_call("late", "Heartbeat", {})])) == []
     rig.loop.run(latecomer.close())
@@ -383,6 +412,15 @@ def test_fuzz_generator_builds_schema_valid_calls_for_every_action() -> None:
         for action in ACTIONS:
             oca_schemas.check(action, "Request", fuzzer.valid_payload(action)[0])
     assert set(ACTIONS) == oca_schemas.CS_TO_CSMS_ACTIONS
+
+
+def test_fuzz_generator_builds_21_schema_valid_calls_for_every_21_action() -> None:
+    """Over 2.1: unmutated payloads pass the 2.1 schemas for every 2.1 CS -> CSMS action."""
+    for seed in range(10):
+        fuzzer = FrameFuzzer(random.Random(seed), version=OcppVersion.V21)
+        for action in fuzzer.actions:
+            oca_schemas.check(action, "Request", fuzzer.valid_payload(action)[0], OcppVersion.V21)
+    assert set(ACTIONS_BY_VERSION[OcppVersion.V21]) > set(ACTIONS)
 
 
 def test_fuzz_encoder_writes_what_orjson_cannot() -> None:

@@ -32,9 +32,15 @@ from hypothesis import strategies as st
 from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
-from csms.oca_schemas import CS_TO_CSMS_ACTIONS
+from csms.oca_schemas import CS_TO_CSMS_ACTIONS, TABLES
+from v2g_shared.ocpp_versions import OcppVersion
 
 ACTIONS: tuple[str, ...] = tuple(sorted(CS_TO_CSMS_ACTIONS))
+# The station -> CSMS CALLs of each version (2.1 adds its own; its SEND-only messages too,
+# which a hostile station may still send as a CALL).
+ACTIONS_BY_VERSION: dict[OcppVersion, tuple[str, ...]] = {
+    version: tuple(sorted(table.cs_to_csms)) for version, table in TABLES.items()
+}
 
 # OCPP-J 2.0.1 (Part 4, 4.2.3) CALLERROR codes; 2.0.1 spells "Occurence" with one "r".
 OCPP_ERROR_CODES = frozenset(
@@ -53,6 +59,11 @@ OCPP_ERROR_CODES = frozenset(
         "TypeConstraintViolation",
     }
 )
+# OCPP-J 2.1 corrects the spelling to "Occurrence" (two r's); the rest is the same.
+OCPP_21_ERROR_CODES = (OCPP_ERROR_CODES - {"OccurenceConstraintViolation"}) | {
+    "OccurrenceConstraintViolation"
+}
+ERROR_CODES_BY_SUBPROTOCOL = {"ocpp2.0.1": OCPP_ERROR_CODES, "ocpp2.1": OCPP_21_ERROR_CODES}
 
 # Numbers at the edges of what a schema "integer", a database column and an algorithm hold.
 EXTREME_NUMBERS: tuple[int | float, ...] = (
@@ -160,8 +171,9 @@ def deep(depth: int, kind: str = "list") -> Raw:
 
 
 @functools.cache
-def request_schema(action: str) -> dict[str, Any]:
-    path = resources.files("ocpp.v201").joinpath("schemas", f"{action}Request.json")
+def request_schema(action: str, version: OcppVersion = OcppVersion.V201) -> dict[str, Any]:
+    package = "ocpp.v21" if version is OcppVersion.V21 else "ocpp.v201"
+    path = resources.files(package).joinpath("schemas", f"{action}Request.json")
     schema: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
     return schema
 
@@ -180,8 +192,16 @@ class Node:
 class FrameFuzzer:
     """Draws frames from `rng`. Message ids are unique per fuzzer ("fz<n>")."""
 
-    def __init__(self, rng: random.Random, *, id_prefix: str = "fz") -> None:
+    def __init__(
+        self,
+        rng: random.Random,
+        *,
+        id_prefix: str = "fz",
+        version: OcppVersion = OcppVersion.V201,
+    ) -> None:
         self.rng = rng
+        self.version = version
+        self.actions = ACTIONS_BY_VERSION[version]
         self._prefix = id_prefix
         self._count = 0
 
@@ -202,7 +222,7 @@ class FrameFuzzer:
 
     def valid_payload(self, action: str) -> tuple[dict[str, Any], list[Node]]:
         """A schema-valid request for `action` and every node it contains."""
-        schema = request_schema(action)
+        schema = request_schema(action, self.version)
         nodes: list[Node] = []
         payload = self._value(schema, schema.get("definitions", {}), (), True, nodes)
         assert isinstance(payload, dict)
@@ -376,11 +396,11 @@ class FrameFuzzer:
         return Frame(text, f"{action}: {label}", _owed(text, message_id))
 
     def valid_call(self, action: str | None = None) -> Frame:
-        action = action or self._pick(ACTIONS)
+        action = action or self._pick(self.actions)
         return self.call(action, self.valid_payload(action)[0], "valid")
 
     def mutated_call(self, action: str | None = None) -> Frame:
-        action = action or self._pick(ACTIONS)
+        action = action or self._pick(self.actions)
         payload, label = self.mutated_payload(action)
         return self.call(action, payload, label)
 
@@ -537,7 +557,7 @@ def _malformed_action(fz: FrameFuzzer) -> Frame:
 def _malformed_payload(fz: FrameFuzzer) -> Frame:
     payload = fz._pick(([], "text", None, 1, 1.5, True, [{}]))
     message_id = fz.message_id()
-    action = fz._pick(ACTIONS)
+    action = fz._pick(fz.actions)
     text = encode([2, message_id, action, payload])
     return Frame(text, f"{action} payload {_show(payload)}", message_id)
 
@@ -689,9 +709,9 @@ _randoms = st.randoms(use_true_random=False, note_method_calls=False)
 fuzzers = _randoms.map(_fuzzer)
 
 
-def scenarios() -> st.SearchStrategy[list[Frame]]:
+def scenarios(version: OcppVersion = OcppVersion.V201) -> st.SearchStrategy[list[Frame]]:
     """One attack step per example: a malformed frame, mutated CALLs or a sequence."""
-    return fuzzers.map(FrameFuzzer.scenario)
+    return _randoms.map(lambda rng: FrameFuzzer(rng, version=version).scenario())
 
 
 def malformed_frames() -> st.SearchStrategy[Frame]:
@@ -727,8 +747,9 @@ def basic_auth(station_id: str, password: str) -> dict[str, str]:
     return {"Authorization": f"Basic {token}"}
 
 
-def answer_problem(reply: Any) -> str | None:
-    """Why a frame received from the CSMS is not an acceptable answer (None: it is)."""
+def answer_problem(reply: Any, codes: frozenset[str] = OCPP_ERROR_CODES) -> str | None:
+    """Why a frame received from the CSMS is not an acceptable answer (None: it is); `codes`
+    are the CALLERROR codes of the connection's OCPP-J version."""
     if not isinstance(reply, list) or len(reply) < 3 or reply[0] not in (2, 3, 4):
         return f"not an OCPP-J frame: {str(reply)[:200]}"
     if reply[0] == 3 and not isinstance(reply[2], dict):
@@ -737,8 +758,8 @@ def answer_problem(reply: Any) -> str | None:
         if len(reply) != 5:
             return f"CALLERROR with {len(reply)} elements: {str(reply)[:200]}"
         code, description = reply[2], reply[3]
-        if code not in OCPP_ERROR_CODES:
-            return f"CALLERROR code {code!r} is not an OCPP-J code"
+        if code not in codes:
+            return f"CALLERROR code {code!r} is not an OCPP-J code of this version"
         if code == "InternalError":
             return f"InternalError ({description!r}): input must never cause one"
         if code == "GenericError" and not str(description).strip():
@@ -750,15 +771,21 @@ def answer_code(reply: list[Any]) -> str:
     return "CALLRESULT" if reply[0] == 3 else str(reply[2])
 
 
-async def connect(url: str, station_id: str, password: str) -> ClientConnection:
-    return await websockets.connect(
+async def connect(
+    url: str, station_id: str, password: str, subprotocol: str = "ocpp2.0.1"
+) -> ClientConnection:
+    connection = await websockets.connect(
         f"{url}/{station_id}",
-        subprotocols=["ocpp2.0.1"],  # type: ignore[list-item]
+        subprotocols=[subprotocol],  # type: ignore[list-item]
         additional_headers=basic_auth(station_id, password),
         open_timeout=REPLY_TIMEOUT_S,
         max_size=None,
         ping_interval=None,
     )
+    if connection.subprotocol != subprotocol:
+        await connection.close()
+        raise AssertionError(f"asked for {subprotocol}, got {connection.subprotocol}")
+    return connection
 
 
 class Attacker:
@@ -772,9 +799,16 @@ class Attacker:
     """
 
     def __init__(
-        self, url: str, station_id: str, password: str, *, boot_status: str = "Accepted"
+        self,
+        url: str,
+        station_id: str,
+        password: str,
+        *,
+        boot_status: str = "Accepted",
+        subprotocol: str = "ocpp2.0.1",
     ) -> None:
         self.url, self.station_id, self.password = url, station_id, password
+        self.subprotocol = subprotocol
         self.boot_status = boot_status  # what the CSMS answers its BootNotification
         self.ws: ClientConnection | None = None
         self.codes: Counter[str] = Counter()
@@ -788,7 +822,7 @@ class Attacker:
         delay = 0.1
         while True:
             try:
-                self.ws = await connect(self.url, self.station_id, self.password)
+                self.ws = await connect(self.url, self.station_id, self.password, self.subprotocol)
                 break
             except (OSError, InvalidHandshake, TimeoutError):
                 # A throttled or rate-limited reconnect: back off, within a bound.
@@ -854,7 +888,7 @@ class Attacker:
                     continue
                 message_id = reply[1] if isinstance(reply, list) and len(reply) > 1 else None
                 answered = owed.pop(message_id, None) if isinstance(message_id, str) else None
-                problem = answer_problem(reply)
+                problem = answer_problem(reply, ERROR_CODES_BY_SUBPROTOCOL[self.subprotocol])
                 if message_id == probe:
                     if problem:
                         problems.append(f"{problem} [answer to the Heartbeat probe]")
@@ -892,9 +926,16 @@ class Bystander:
     how long each answer took; any answer later than `bound_s`, or an error, is a problem."""
 
     def __init__(
-        self, url: str, station_id: str, password: str, *, interval_s: float = 0.05
+        self,
+        url: str,
+        station_id: str,
+        password: str,
+        *,
+        interval_s: float = 0.05,
+        subprotocol: str = "ocpp2.0.1",
     ) -> None:
         self.url, self.station_id, self.password = url, station_id, password
+        self.subprotocol = subprotocol
         self.interval_s = interval_s
         self.bound_s = 5.0
         self.latencies_s: list[float] = []
@@ -903,7 +944,7 @@ class Bystander:
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        ws = await connect(self.url, self.station_id, self.password)
+        ws = await connect(self.url, self.station_id, self.password, self.subprotocol)
         await ws.send(encode([2, "boot", "BootNotification", BOOT]))
         async with asyncio.timeout(REPLY_TIMEOUT_S):
             reply = orjson.loads(await ws.recv())

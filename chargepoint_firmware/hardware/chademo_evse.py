@@ -54,7 +54,7 @@ from chargepoint_firmware.chademo.frames import (
 )
 from chargepoint_firmware.chademo.vehicle_view import VehicleView
 from chargepoint_firmware.hardware.cyclic_frames import CyclicFrames
-from chargepoint_firmware.hardware.ports import EvsePorts
+from chargepoint_firmware.hardware.ports import EvsePorts, ac_voltage_pct
 from chargepoint_firmware.interfaces import (
     EvseSetpoint,
     EvseStatus,
@@ -590,17 +590,4 @@ class ChademoEvse:
                 log.exception("EVSE %s: hardware listener failed on %s", self.evse_id, kind)
 
 
-# A grid meter reading outside this (V) is implausible: no volt-watt response on it.
-_AC_VOLTAGE_PLAUSIBLE_V = (50.0, 400.0)
-
-
-def ac_voltage_pct(voltage_v: float | None, nominal_v: float) -> float | None:
-    """The AC voltage as % of nominal, None when not measured or implausible (NaN, out of
-    range): the volt-watt cap then does not apply, as without a meter."""
-    low, high = _AC_VOLTAGE_PLAUSIBLE_V
-    if voltage_v is None or not math.isfinite(voltage_v) or not low <= voltage_v <= high:
-        return None
-    return voltage_v / nominal_v * 100.0
-
-
-__all__ = ["ChademoEvse", "ChademoEvseConfig", "TickTrace", "ac_voltage_pct"]
+__all__ = ["ChademoEvse", "ChademoEvseConfig", "TickTrace"]

@@ -10,6 +10,7 @@ Sign convention (as in `interfaces.py`): positive current = into the vehicle (ch
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -25,6 +26,7 @@ __all__ = [
     "InsulationResult",
     "PlugSensorPort",
     "RelayPort",
+    "ac_voltage_pct",
 ]
 
 
@@ -86,6 +88,19 @@ class GridMeterPort(Protocol):
     def voltage_v(self) -> float | None:
         """AC RMS voltage at the connection point (line to neutral); None = not measured."""
         ...
+
+
+# A grid meter reading outside this (V) is implausible: no volt-watt response on it.
+_AC_VOLTAGE_PLAUSIBLE_V = (50.0, 400.0)
+
+
+def ac_voltage_pct(voltage_v: float | None, nominal_v: float) -> float | None:
+    """The AC voltage as % of nominal, None when not measured or implausible (NaN, out of
+    range): the volt-watt cap then does not apply, as without a meter."""
+    low, high = _AC_VOLTAGE_PLAUSIBLE_V
+    if voltage_v is None or not math.isfinite(voltage_v) or not low <= voltage_v <= high:
+        return None
+    return voltage_v / nominal_v * 100.0
 
 
 class EmergencyStopPort(Protocol):

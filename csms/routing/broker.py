@@ -1,5 +1,10 @@
 """Several CSMS nodes: a command reaches the node holding the station through a broker.
 
+Over 600 lines because a node's claims have one life cycle on one shared state (claim, notice,
+takeover, release, re-check after missed notices, the liveness beat that also starts the
+presence sweep): split, each part would reach into the others' fields. The sweep's own logic
+is in csms/routing/presence_sweep.py.
+
 `BrokerRouter` is the broker-neutral part; a backend (csms.routing.nats_router,
 csms.routing.redis_router) provides the broker operations. Below, the NATS names; the Redis
 backend has the same records and notices under its own names.
@@ -53,6 +58,12 @@ from csms.domain.errors import BrokerUnavailable, CommandTimeout, CsmsError, Sta
 from csms.routing.base import StationLink
 from csms.routing.holders import HolderCache
 from csms.routing.inprocess import InProcessRouter
+from csms.routing.presence_sweep import (
+    SWEEP_EVERY_BEATS,
+    SWEEP_MAX_RECORDS,
+    PresencePage,
+    sweep_stale_records,
+)
 from csms.routing.wire import (
     DISCONNECT_ACTION,
     Claimed,
@@ -73,15 +84,6 @@ from csms.routing.wire import (
 
 log = logging.getLogger(__name__)
 _T = TypeVar("_T")
-
-# Presence sweep (records of dead nodes): every SWEEP_EVERY_BEATS liveness refreshes (2 x the
-# node TTL), pages of SWEEP_PAGE records, at most SWEEP_MAX_RECORDS per pass.
-SWEEP_EVERY_BEATS = 6
-SWEEP_PAGE = 500
-SWEEP_MAX_RECORDS = 100_000
-SWEEP_MAX_NODES = 1_000
-# One page of a presence scan: the next cursor (0 = done) and (record key, claim) pairs.
-PresencePage = tuple[int, list[tuple[str, Claimed]]]
 
 
 def default_node_id() -> str:
@@ -280,35 +282,15 @@ class BrokerRouter(abc.ABC):
                     claim.task = self._spawn(self._claim(claim), f"claim-{station_id}")
 
     async def sweep_stale_claims(self, max_records: int = SWEEP_MAX_RECORDS) -> int:
-        """Drop presence records whose node is dead: its liveness entry expired or names another
-        incarnation (the node restarted), on this sweep AND the one before, so a node that only
-        missed refreshes during a broker outage keeps its claims (it re-checks them when the
-        broker answers again). One bounded pass (at most `max_records` records, one liveness
-        read per node named); returns how many records were dropped."""
-        incarnations: dict[str, str | None] = {}
-        stale_now: set[tuple[str, int]] = set()
-        dropped = 0
-        seen = 0
-        cursor = 0
-        while True:
-            cursor, page = await self._scan_presence(cursor, SWEEP_PAGE)
-            for key, claimed in page:
-                holder = claimed.holder
-                if holder.node_id not in incarnations:
-                    if len(incarnations) >= SWEEP_MAX_NODES:
-                        continue  # more node names than a deployment has: leave the rest
-                    incarnations[holder.node_id] = await self._node_incarnation(holder.node_id)
-                if incarnations[holder.node_id] == holder.incarnation:
-                    continue
-                mark = (key, claimed.revision)
-                stale_now.add(mark)
-                if mark in self._stale_marks:
-                    await self._drop_record(key, claimed)
-                    dropped += 1
-            seen += len(page)
-            if cursor == 0 or seen >= max_records:
-                break
-        self._stale_marks = stale_now
+        """Drop presence records whose node is dead on this sweep and the one before
+        (csms/routing/presence_sweep.py); how many were dropped."""
+        dropped, self._stale_marks = await sweep_stale_records(
+            self._scan_presence,
+            self._node_incarnation,
+            self._drop_record,
+            self._stale_marks,
+            max_records,
+        )
         if dropped:
             log.info("router %s: dropped %d presence records of dead nodes", self.node_id, dropped)
         return dropped

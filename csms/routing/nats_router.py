@@ -27,8 +27,9 @@ from nats.js.errors import (
 )
 from nats.js.kv import KeyValue
 
-from csms.routing.broker import SWEEP_MAX_RECORDS, BrokerRouter, NoHolder, PresencePage
+from csms.routing.broker import BrokerRouter, NoHolder
 from csms.routing.inprocess import InProcessRouter
+from csms.routing.presence_sweep import SWEEP_MAX_RECORDS, PresencePage
 from csms.routing.wire import PLAIN_TOKEN, Claimed, Holder, broker_token
 
 log = logging.getLogger(__name__)

@@ -26,8 +26,9 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis.asyncio.client import PubSub
 
-from csms.routing.broker import BrokerRouter, NoHolder, PresencePage
+from csms.routing.broker import BrokerRouter, NoHolder
 from csms.routing.inprocess import InProcessRouter
+from csms.routing.presence_sweep import PresencePage
 from csms.routing.wire import Claimed, Holder, broker_token
 
 log = logging.getLogger(__name__)

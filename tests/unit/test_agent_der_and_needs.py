@@ -156,7 +156,7 @@ def test_r_peer_chosen_durations_are_bounded() -> None:
 
 
 def test_r_ac_voltage_reading_bounded_before_the_volt_watt_curve_sees_it() -> None:
-    from chargepoint_firmware.hardware.chademo_evse import ac_voltage_pct
+    from chargepoint_firmware.hardware.ports import ac_voltage_pct
 
     assert ac_voltage_pct(253.0, 230.0) == pytest.approx(110.0)
     assert ac_voltage_pct(None, 230.0) is None  # not measured: no volt-watt cap

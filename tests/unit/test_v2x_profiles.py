@@ -12,18 +12,21 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from csms.v2g.ev_v2x import (
+    EvV2xLimits,
+    SocWindow,
+    apply_ev_limits,
+    ev_v2x_limits,
+    v2x_energy_window,
+)
 from csms.v2g.optimizer import VehiclePlan, to_tx_profile
 from csms.v2g.v2x import (
-    EvV2xLimits,
     OperationMode,
     PowerBounds,
-    SocWindow,
     V2xPeriod,
     afrr_period,
-    apply_ev_limits,
     central_frequency_period,
     check_periods,
-    ev_v2x_limits,
     frequency_period,
     period_errors,
     plan_periods,
@@ -31,7 +34,6 @@ from csms.v2g.v2x import (
     schedule_energy_wh,
     schedule_update,
     v2x_capabilities,
-    v2x_energy_window,
     v21_profile,
 )
 

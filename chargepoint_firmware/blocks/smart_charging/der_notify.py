@@ -1,4 +1,5 @@
-"""What the agent tells a 2.1 CSMS about DER (R), decided here without I/O (pure).
+"""What the agent tells a 2.1 CSMS about DER (R), decided here (pure but for the storage
+handed in, where the controls in force at the last check are kept).
 
 NotifyDERStartStop: when the control in force for a control type changes, the new one has
 started (`supersededIds` = the one it replaced) or the old one has stopped with nothing after it.
@@ -17,6 +18,16 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from ocpp.v21 import call as call_v21
+
+from chargepoint_firmware.blocks.smart_charging.der import SUPPORTED, DerControls
+from chargepoint_firmware.interfaces import EvseStatus
+from v2g_shared.schedule import format_datetime
+
+DER_IN_FORCE_KEY = "der_in_force"  # storage: control type -> id in force at the last check
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,3 +107,46 @@ class GridAlarms:
                 self.raised.discard(rule.fault)
                 out.append(Alarm(rule.control_type, rule.fault, True, value))
         return out
+
+
+def der_notices(
+    der: DerControls,
+    storage: Any,
+    alarms: GridAlarms,
+    status: EvseStatus | None,
+    now: datetime,
+) -> list[Any]:
+    """The 2.1 DER notices due now: NotifyDERStartStop for each control that started or
+    stopped being the one in force for its type since the last check (persisted in `storage`,
+    so a restart does not repeat them), NotifyDERAlarm for each grid alarm that starts or ends
+    with the station's grid readings (`status`; the grid is the same for every EVSE)."""
+    in_force = {
+        control_type: control.control_id
+        for control_type in SUPPORTED
+        if (control := der.active(control_type, now)) is not None
+    }
+    before = storage.get(DER_IN_FORCE_KEY, {}) or {}
+    stamp = format_datetime(now)
+    notices: list[Any] = [
+        call_v21.NotifyDERStartStop(
+            control_id=event.control_id,
+            started=event.started,
+            timestamp=stamp,
+            superseded_ids=list(event.superseded_ids) or None,
+        )
+        for event in start_stop_events(before, in_force)
+    ]
+    if in_force != before:
+        storage.put(DER_IN_FORCE_KEY, in_force)
+    if status is not None and status.grid_present:
+        for alarm in alarms.update(status.grid_voltage_pct, status.grid_frequency_hz):
+            notices.append(
+                call_v21.NotifyDERAlarm(
+                    control_type=alarm.control_type,
+                    grid_event_fault=alarm.fault,
+                    alarm_ended=alarm.ended or None,
+                    timestamp=stamp,
+                    extra_info=f"measured {alarm.value:.1f}",
+                )
+            )
+    return notices

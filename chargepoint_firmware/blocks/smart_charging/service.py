@@ -21,8 +21,8 @@ from typing import Any
 
 from ocpp.v21 import call as call_v21
 
-from chargepoint_firmware.blocks.smart_charging.der import SUPPORTED, DerControls
-from chargepoint_firmware.blocks.smart_charging.der_notify import GridAlarms, start_stop_events
+from chargepoint_firmware.blocks.smart_charging.der import DerControls
+from chargepoint_firmware.blocks.smart_charging.der_notify import GridAlarms, der_notices
 from chargepoint_firmware.blocks.smart_charging.ev_needs import charging_needs
 from chargepoint_firmware.blocks.smart_charging.soc_limit import soc_limit_from, soc_limited
 from chargepoint_firmware.blocks.smart_charging.v2x_local import LocalV2x, frequency_adjusted
@@ -477,44 +477,12 @@ class SmartCharging:
         )
         return True
 
-    DER_IN_FORCE_KEY = "der_in_force"
     DER_CHECK_S = 1.0
 
     def der_notices(self, now: datetime) -> list[Any]:
-        """The 2.1 DER notices due now: NotifyDERStartStop for each control that started or
-        stopped being the one in force for its type since the last check (persisted, so a
-        restart does not repeat them), NotifyDERAlarm for each grid alarm that starts or ends."""
-        in_force = {
-            control_type: control.control_id
-            for control_type in SUPPORTED
-            if (control := self.der.active(control_type, now)) is not None
-        }
-        before = self.storage.get(self.DER_IN_FORCE_KEY, {}) or {}
-        stamp = format_datetime(now)
-        notices: list[Any] = [
-            call_v21.NotifyDERStartStop(
-                control_id=event.control_id,
-                started=event.started,
-                timestamp=stamp,
-                superseded_ids=list(event.superseded_ids) or None,
-            )
-            for event in start_stop_events(before, in_force)
-        ]
-        if in_force != before:
-            self.storage.put(self.DER_IN_FORCE_KEY, in_force)
+        """The 2.1 DER notices due now (der_notify.der_notices)."""
         status = next((hw.status() for hw in self.hardware.values()), None)
-        if status is not None and status.grid_present:
-            for alarm in self.grid_alarms.update(status.grid_voltage_pct, status.grid_frequency_hz):
-                notices.append(
-                    call_v21.NotifyDERAlarm(
-                        control_type=alarm.control_type,
-                        grid_event_fault=alarm.fault,
-                        alarm_ended=alarm.ended or None,
-                        timestamp=stamp,
-                        extra_info=f"measured {alarm.value:.1f}",
-                    )
-                )
-        return notices
+        return der_notices(self.der, self.storage, self.grid_alarms, status, now)
 
     async def run_der_monitor(self) -> None:
         """Every DER_CHECK_S over 2.1: send the DER notices that are due."""

@@ -36,12 +36,14 @@ from csms.services.v2g.profiles import PLAN_PROFILE_ID, PLAN_STACK_LEVEL, SOC
 from csms.services.v2g.rules import series_from_rows
 from csms.v2g import PlanInputs, PriceSeries, Vehicle, VehicleSession, optimize, to_tx_profile
 from csms.v2g import bounds as b
-from csms.v2g.v2x import (
+from csms.v2g.ev_v2x import (
     EvV2xLimits,
-    PowerBounds,
     ev_v2x_limits,
-    plan_to_v21_profile,
     v2x_energy_window,
+)
+from csms.v2g.v2x import (
+    PowerBounds,
+    plan_to_v21_profile,
 )
 from v2g_shared.schedule import (
     ChargingProfile,

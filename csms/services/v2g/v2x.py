@@ -27,15 +27,17 @@ from csms.services.common import ocpp_datetime
 from csms.services.v2g.records import SessionContext
 from csms.services.v2g.sessions import SessionsPart
 from csms.v2g import VehicleSession
+from csms.v2g.ev_v2x import (
+    EvV2xLimits,
+    apply_ev_limits,
+    ev_v2x_limits,
+)
 from csms.v2g.v2x import (
     V2X_CONTROLLER,
-    EvV2xLimits,
     OperationMode,
     PowerBounds,
     V2xCapabilities,
-    apply_ev_limits,
     central_frequency_period,
-    ev_v2x_limits,
     schedule_update,
     setpoint_period,
     v2x_capabilities,

@@ -26,8 +26,9 @@ V2G_TABLES = {
     v2g.v2g_station_settings.name,
 }
 # Tables later revisions add (0004: the V2G rule state every node shares; 0007: OCPP 2.1
-# periodic streams and dynamic schedule updates; 0008: DER curves).
+# periodic streams and dynamic schedule updates; 0008: DER curves; 0013: OCSP answers).
 V2G_TABLES_LATER = {
+    "ocsp_responses",
     v2g.v2g_rule_states.name,
     "periodic_streams",
     "periodic_stream_values",

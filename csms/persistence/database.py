@@ -43,6 +43,8 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.sql.base import Executable
 
+from csms.persistence.bulk import execute_many
+
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
@@ -152,7 +154,7 @@ class _Pending:
 
 
 async def _execute_rows(conn: AsyncConnection, statement: Executable, rows: list[Any]) -> None:
-    await conn.execute(statement, rows if len(rows) > 1 else rows[0])
+    await execute_many(conn, statement, rows)
 
 
 async def _run_one(conn: AsyncConnection, op: Op) -> Any:
@@ -242,6 +244,9 @@ class _ThreadConnection:
 
     async def execute(self, statement: Any, parameters: Any = None, **kw: Any) -> Any:
         return self._conn.execute(statement, parameters, **kw)
+
+    async def exec_driver_sql(self, statement: str, parameters: Any = None) -> Any:
+        return self._conn.exec_driver_sql(statement, parameters)
 
     async def scalar(self, statement: Any, parameters: Any = None, **kw: Any) -> Any:
         return self._conn.scalar(statement, parameters, **kw)

@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from csms.domain.models import EventRecord, Page
 from csms.persistence import tables as t
+from csms.persistence.bulk import execute_many
 from csms.persistence.database import RowWrite
 from csms.persistence.repositories.mapper import TableMapper
 from csms.persistence.repositories.statements import page
@@ -28,7 +29,7 @@ async def insert_events(conn: AsyncConnection, events: Sequence[EventRecord]) ->
     """`insert_event` for many (one executemany; nothing for none)."""
     if events:
         rows = [EVENTS.values(e) for e in events]
-        await conn.execute(_EVENT_INSERT, rows if len(rows) > 1 else rows[0])
+        await execute_many(conn, _EVENT_INSERT, rows)
 
 
 async def insert_event(conn: AsyncConnection, event: EventRecord) -> None:

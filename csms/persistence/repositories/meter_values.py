@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from csms.domain.models import MeterSample, Page
 from csms.persistence import tables as t
+from csms.persistence.bulk import execute_many
 from csms.persistence.database import RowWrite
 from csms.persistence.repositories.mapper import TableMapper
 from csms.persistence.repositories.statements import dialect_insert
@@ -57,7 +58,7 @@ async def insert_meter_samples(conn: AsyncConnection, samples: Iterable[MeterSam
 async def insert_meter_rows(conn: AsyncConnection, rows: list[dict[str, Any]]) -> int:
     """`insert_meter_samples` of rows already built (`meter_rows_on_evse`)."""
     if rows:
-        await conn.execute(_insert_meter_once(conn.dialect.name), rows)
+        await execute_many(conn, _insert_meter_once(conn.dialect.name), rows)
     return len(rows)
 
 

@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from csms.domain.models import Page, Tariff, Transaction, TransactionEvent, TransactionState
 from csms.persistence import tables as t
+from csms.persistence.bulk import execute_many
 from csms.persistence.repositories.mapper import AS_BOOL, TableMapper, stored_enum
 from csms.persistence.repositories.statements import (
     dialect_insert,
@@ -153,7 +154,7 @@ async def save_transactions(
     statement = upsert_statement(
         conn.dialect.name, "transactions", ("station_id", "transaction_id"), tuple(rows[0])
     )
-    await conn.execute(statement, rows if len(rows) > 1 else rows[0])
+    await execute_many(conn, statement, rows)
 
 
 async def active_transactions_on_evses(
@@ -217,7 +218,7 @@ async def insert_transaction_events(
     if not events:
         return
     rows = [TRANSACTION_EVENTS.values(event, received_at=now) for event, now in events]
-    await conn.execute(_insert_event_once(conn.dialect.name), rows if len(rows) > 1 else rows[0])
+    await execute_many(conn, _insert_event_once(conn.dialect.name), rows)
 
 
 async def stored_seq_nos(

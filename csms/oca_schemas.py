@@ -496,10 +496,96 @@ def _bounds_ok(plan: Plan, value: Any) -> bool:
     return _free_form_ok(value)
 
 
+def _leaf_test(plan: Plan, x: str) -> str | None:
+    """An expression that is True when `x` (not None) is within a leaf plan; None if not a leaf."""
+    tag = plan[0]
+    if tag == "int":
+        return f"(type({x}) is int and {plan[1]} <= {x} <= {plan[2]})"
+    if tag == "num":
+        return f"(type({x}) is not int or {INT64_MIN} <= {x} <= {INT64_MAX})"
+    if tag == "any":
+        return f"_free_form_ok({x})"
+    return None
+
+
+def _bounds_source(plan: Plan) -> tuple[str, dict[str, Any]]:
+    """Python source of `_p0(value) -> bool`, the same test as `_bounds_ok(plan, value)` with
+    the plan's dispatch done once, here, instead of at every value (the write path runs it on
+    every TransactionEvent and MeterValues: ~10% of the CSMS's CPU interpreted)."""
+    names: dict[int, str] = {}
+    chunks: list[str] = []
+    env: dict[str, Any] = {"_free_form_ok": _free_form_ok}
+
+    def function_for(step: Plan) -> str:
+        if id(step) in names:
+            return names[id(step)]
+        name = names[id(step)] = f"_p{len(names)}"
+        leaf = _leaf_test(step, "v")
+        body: list[str]
+        if leaf is not None:
+            body = [f"    return {leaf}"]
+        elif step[0] == "arr":
+            item = step[1]
+            test = _leaf_test(item, "x") or f"{function_for(item)}(x)"
+            body = [
+                "    if not isinstance(v, list):",
+                "        return True",
+                "    for x in v:",
+                f"        if not {test}:",
+                "            return False",
+                "    return True",
+            ]
+        else:  # obj
+            props, is_open = step[1], step[2]
+            body = ["    if not isinstance(v, dict):", "        return True"]
+            if is_open:
+                table = {key: function_for(sub) for key, sub in props.items()}
+                env[f"{name}_props"] = table  # names now; functions bound after exec
+                body += [
+                    "    for k, x in v.items():",
+                    f"        f = {name}_props.get(k)",
+                    "        if not (f(x) if f is not None else _free_form_ok(x)):",
+                    "            return False",
+                ]
+            else:
+                for key, sub in props.items():
+                    test = _leaf_test(sub, "x") or f"{function_for(sub)}(x)"
+                    body += [
+                        f"    x = v.get({key!r})",
+                        f"    if x is not None and not {test}:",
+                        "        return False",
+                    ]
+            body.append("    return True")
+        chunks.append(f"def {name}(v):\n" + "\n".join(body) + "\n")
+        return name
+
+    function_for(plan)
+    return "\n".join(chunks), env
+
+
+_bounds_functions: dict[int, tuple[Plan, Callable[[Any], bool]]] = {}
+
+
+def _bounds_function(plan: Plan) -> Callable[[Any], bool]:
+    known = _bounds_functions.get(id(plan))
+    if known is not None and known[0] is plan:
+        return known[1]
+    source, env = _bounds_source(plan)
+    namespace: dict[str, Any] = {}
+    exec(compile(source, "<bounds plan>", "exec"), env, namespace)
+    env.update(namespace)
+    for key, value in list(env.items()):
+        if key.endswith("_props"):  # open objects: function names -> the functions
+            env[key] = {k: namespace[n] for k, n in value.items()}
+    function: Callable[[Any], bool] = namespace["_p0"]
+    _bounds_functions[id(plan)] = (plan, function)
+    return function
+
+
 def check_bounds(plan: Plan, payload: Any) -> None:
     """Raise SchemaViolation for a value the schema allowed but the CSMS cannot hold. Run on
     a payload that passed its schema (types of objects and arrays are known)."""
-    if _bounds_ok(plan, payload):
+    if _bounds_function(plan)(payload):
         return
     # Refused: walk again, keeping paths, to say where.
     stack: list[tuple[Plan, Any, tuple[str | int, ...]]] = [(plan, payload, ())]

@@ -1,4 +1,4 @@
-"""The bounds check runs as code generated from each schema's plan (csms/oca_schemas.py); it
+"""The bounds check runs as code generated from each schema's plan (csms/oca_bounds.py); it
 must decide exactly as the plan's interpreter `_bounds_ok` does, for every action of both
 versions, in both directions, on values in and out of bounds and of the wrong shape."""
 
@@ -10,8 +10,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from csms import oca_schemas
-from csms.oca_schemas import INT64_MAX, INT64_MIN, V21, V201, Plan
+from csms import oca_bounds, oca_schemas
+from csms.oca_bounds import INT64_MAX, INT64_MIN, Plan
+from csms.oca_schemas import V21, V201
 
 PLANS = sorted(
     {
@@ -78,14 +79,14 @@ def test_compiled_bounds_decide_as_the_plan(
     plan = oca_schemas.bounds_checker(action, kind, _VERSIONS[version])
     assert plan is not None
     value = data.draw(values_for(plan))
-    assert oca_schemas._bounds_function(plan)(value) is oca_schemas._bounds_ok(plan, value)
+    assert oca_bounds._bounds_function(plan)(value) is oca_bounds._bounds_ok(plan, value)
 
 
 def test_an_int32_field_out_of_range_is_refused_with_its_path() -> None:
     plan = oca_schemas.bounds_checker("TransactionEvent", "Request", V201)
     assert plan is not None
     payload = {"seqNo": 2**31, "meterValue": [{"sampledValue": [{"value": 2**63}]}]}
-    assert oca_schemas._bounds_function(plan)(payload) is False
+    assert oca_bounds._bounds_function(plan)(payload) is False
     with pytest.raises(oca_schemas.SchemaViolation) as caught:
         oca_schemas.check_bounds(plan, payload)
     assert caught.value.code == "PropertyConstraintViolation"

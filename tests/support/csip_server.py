@@ -70,7 +70,9 @@ def find_python312() -> str:
     roots = []
     with contextlib.suppress(OSError, subprocess.CalledProcessError):
         roots.append(
-            subprocess.run(["pyenv", "root"], capture_output=True, text=True, check=True).stdout.strip()
+            subprocess.run(
+                ["pyenv", "root"], capture_output=True, text=True, check=True
+            ).stdout.strip()
         )
     roots.append(str(Path.home() / ".pyenv"))
     for root in roots:
@@ -353,8 +355,8 @@ async def register_aggregator(database_url: str, identity: TestIdentity) -> int:
             certificate_id = (
                 await conn.execute(
                     sa.text(
-                        "INSERT INTO certificate(lfdi, created, expiry)"
-                        " VALUES (:lfdi, now(), now() + interval '30 days') RETURNING certificate_id"
+                        "INSERT INTO certificate(lfdi, created, expiry) VALUES"
+                        " (:lfdi, now(), now() + interval '30 days') RETURNING certificate_id"
                     ),
                     {"lfdi": identity.lfdi},
                 )
@@ -407,6 +409,12 @@ async def start_envoy_apis(venv: Path, database_url: str, workdir: Path) -> list
     return [server, admin]
 
 
+def absolute_folder(venv: Path, workdir: Path) -> Path:
+    """`venv` made absolute (the processes run in other folders); `workdir` created."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    return venv.absolute()
+
+
 @contextlib.asynccontextmanager
 async def running_envoy(
     venv: Path, base_postgres_url: str, workdir: Path, identity: TestIdentity | None = None
@@ -415,8 +423,7 @@ async def running_envoy(
     migrated into it, the test aggregator registered, both APIs running on loopback."""
     from tests.support.csms_db import fresh_postgres_database
 
-    venv = venv.absolute()  # the processes run in other folders
-    workdir.mkdir(parents=True, exist_ok=True)
+    venv = absolute_folder(venv, workdir)
     identity = identity or make_identity()
     async with fresh_postgres_database(asyncpg_url(base_postgres_url), prefix="csip_") as url:
         await migrate(venv, envoy_env(url))

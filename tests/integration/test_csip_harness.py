@@ -12,22 +12,22 @@ or venv that cannot be had is a failure.
 
 from __future__ import annotations
 
-import os
+import datetime as dt
 import xml.etree.ElementTree as ET
+from decimal import Decimal
 from pathlib import Path
 
 import httpx
 import pytest
 
+from tests.support.csip_admin import Envelope, EnvoyAdmin
 from tests.support.csip_cactus import running_cactus
 from tests.support.csip_server import (
-    DEFAULT_VENV,
     EnvoyServer,
-    ensure,
     make_identity,
     running_envoy,
+    venv_and_postgres_or_skip,
 )
-from tests.support.csms_db import postgres_url_or_skip
 
 pytestmark = [pytest.mark.postgres, pytest.mark.timeout(900)]
 
@@ -35,12 +35,6 @@ NS = "{urn:ieee:std:2030.5:ns}"
 CSIP_NS = "{https://csipaus.org/ns}"
 SEP_XML = "application/sep+xml"
 MAX_XML = 256 * 1024
-
-
-def _setup() -> tuple[Path, str]:
-    url = postgres_url_or_skip()
-    venv = Path(os.environ.get("CSMS_TEST_CSIP_VENV", DEFAULT_VENV))
-    return ensure(venv), url
 
 
 def _xml(answer: httpx.Response) -> ET.Element:
@@ -62,7 +56,7 @@ async def _register_site(envoy: EnvoyServer, client: httpx.AsyncClient) -> tuple
 
 
 async def test_envoy_device_capability_and_end_device_registration(tmp_path: Path) -> None:
-    venv, url = _setup()
+    venv, url = venv_and_postgres_or_skip()
     async with (
         running_envoy(venv, url, tmp_path) as envoy,
         httpx.AsyncClient(base_url=envoy.base_url, headers=envoy.headers(), timeout=30) as client,
@@ -112,59 +106,75 @@ async def test_envoy_device_capability_and_end_device_registration(tmp_path: Pat
 
 
 async def test_envoy_admin_lists_sites_and_serves_controls(tmp_path: Path) -> None:
-    venv, url = _setup()
+    venv, url = venv_and_postgres_or_skip()
     async with (
         running_envoy(venv, url, tmp_path) as envoy,
-        httpx.AsyncClient(base_url=envoy.admin_url, auth=envoy.admin_auth, timeout=30) as admin,
+        EnvoyAdmin(envoy) as admin,
         httpx.AsyncClient(base_url=envoy.base_url, headers=envoy.headers(), timeout=30) as client,
     ):
-        empty = await admin.get("/site")
-        assert empty.status_code == 200 and empty.json()["total_count"] == 0
-        assert (await admin.get("/site", auth=("nobody", "wrong"))).status_code in (401, 403)
+        assert await admin.sites() == []
+        async with httpx.AsyncClient(base_url=envoy.admin_url, auth=("nobody", "wrong")) as other:
+            assert (await other.get("/site")).status_code in (401, 403)
 
         location, lfdi = await _register_site(envoy, client)
-        sites = (await admin.get("/site")).json()
-        assert sites["total_count"] == 1
-        site = sites["sites"][0]
+        (site,) = await admin.sites()
         assert site["lfdi"] == lfdi and site["aggregator_id"] == envoy.aggregator_id
-        assert location == f"/edev/{site['site_id']}"
+        site_id = await admin.site_id_of(lfdi.upper())
+        assert location == f"/edev/{site_id}"
 
-        group = await admin.post("/site_control_group", json={"description": "doe", "primacy": 0})
-        assert group.status_code == 201, group.text
-        program = int(group.headers["location"].rsplit("/", 1)[1])
-        control = {
-            "site_id": site["site_id"],
-            "calculation_log_id": None,
-            "duration_seconds": 600,
-            "start_time": "2030-01-01T00:00:00+00:00",
-            "export_limit_watts": "1500",
-        }
-        made = await admin.post(f"/site_control_group/{program}/controls", json=[control])
-        assert made.status_code == 201, made.text
-        default = await admin.post(
-            f"/site_control_group/{program}/default",
-            json={
-                "import_limit_watts": None,
-                "export_limit_watts": {"value": "1000"},
-                "generation_limit_watts": None,
-                "load_limit_watts": None,
-                "ramp_rate_percent_per_second": {"value": "27"},
-            },
+        program = await admin.create_program("doe", primacy=0)
+        now = dt.datetime.now(dt.UTC).replace(microsecond=0)
+        await admin.add_envelopes(
+            program,
+            site_id,
+            [
+                Envelope(now - dt.timedelta(seconds=30), 600, export_limit_w=Decimal(1500)),
+                Envelope(now + dt.timedelta(hours=1), 600, import_limit_w=Decimal(7000)),
+            ],
         )
-        assert default.status_code == 204, default.text
+        await admin.set_default(program, export_limit_w=Decimal(1000), ramp_rate=Decimal(27))
 
-        derc = _xml(await client.get(f"{location}/derp/{program}/derc", params={"s": 0, "l": 10}))
-        (one,) = derc.findall(f"{NS}DERControl")
-        assert one.get("replyTo") == f"{location}/rsps/site_control/rsp"
-        export = one.find(f"{NS}DERControlBase/{CSIP_NS}opModExpLimW")
-        assert export is not None and export.findtext(f"{NS}value") == "1500"
-        dderc = _xml(await client.get(f"{location}/derp/{program}/dderc"))
-        assert dderc.findtext(f"{NS}DERControlBase/{CSIP_NS}opModExpLimW/{NS}value") == "1000"
+        derp = f"{location}/derp/{program}"
+        derc = _xml(await client.get(f"{derp}/derc", params={"s": 0, "l": 10}))
+        controls = derc.findall(f"{NS}DERControl")
+        assert len(controls) == 2
+        assert {c.get("replyTo") for c in controls} == {f"{location}/rsps/site_control/rsp"}
+        active = _xml(await client.get(f"{derp}/actderc", params={"s": 0, "l": 10}))
+        (one,) = active.findall(f"{NS}DERControl")
+        base = f"{NS}DERControlBase/{CSIP_NS}opModExpLimW"
+        assert one.findtext(f"{base}/{NS}value") == "1500"
+        assert one.findtext(f"{base}/{NS}multiplier") == "0"
+        dderc = _xml(await client.get(f"{derp}/dderc"))
+        assert dderc.findtext(f"{base}/{NS}value") == "1000"
         assert dderc.findtext(f"{NS}setGradW") == "27"
+
+        # The multiplier follows envoy's runtime config; poll rates too.
+        await admin.set_runtime_config(site_control_pow10_encoding=-1, dcap_pollrate_seconds=60)
+        active = _xml(await client.get(f"{derp}/actderc", params={"s": 0, "l": 10}))
+        (one,) = active.findall(f"{NS}DERControl")
+        assert one.findtext(f"{base}/{NS}value") == "15000"
+        assert one.findtext(f"{base}/{NS}multiplier") == "-1"
+        assert _xml(await client.get("/dcap")).get("pollRate") == "60"
+
+        # Deleting the future one cancels it: envoy keeps serving it, with EventStatus
+        # currentStatus 2 (cancelled), so that clients learn of it.
+        await admin.cancel_envelopes(
+            program, now + dt.timedelta(minutes=30), now + dt.timedelta(hours=2)
+        )
+        assert len(await admin.envelopes(program)) == 1
+        derc = _xml(await client.get(f"{derp}/derc", params={"s": 0, "l": 10}))
+        status = {
+            c.findtext(f"{NS}interval/{NS}start"): c.findtext(f"{NS}EventStatus/{NS}currentStatus")
+            for c in derc.findall(f"{NS}DERControl")
+        }
+        assert status == {
+            str(int((now - dt.timedelta(seconds=30)).timestamp())): "1",
+            str(int((now + dt.timedelta(hours=1)).timestamp())): "2",
+        }
 
 
 async def test_cactus_runner_all_01(tmp_path: Path) -> None:
-    venv, url = _setup()
+    venv, url = venv_and_postgres_or_skip()
     identity = make_identity("cactus-aggregator")
     async with running_cactus(venv, url, tmp_path, identity) as runner:
         init = await runner.initialise("ALL-01", identity.cert_pem)
@@ -197,7 +207,7 @@ async def test_cactus_runner_all_01(tmp_path: Path) -> None:
 
 
 async def test_cactus_runner_fails_a_silent_client(tmp_path: Path) -> None:
-    venv, url = _setup()
+    venv, url = venv_and_postgres_or_skip()
     identity = make_identity("cactus-aggregator")
     async with running_cactus(venv, url, tmp_path, identity) as runner:
         summary = await runner.run_procedure("ALL-01", identity.cert_pem)

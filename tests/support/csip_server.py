@@ -109,6 +109,15 @@ def ensure(venv: Path = DEFAULT_VENV) -> Path:
     return venv
 
 
+def venv_and_postgres_or_skip() -> tuple[Path, str]:
+    """For a test: the ready venv (made when missing: CSMS_TEST_CSIP_VENV or the default) and
+    CSMS_TEST_POSTGRES_URL. Skips without the URL; with it, a venv that cannot be made fails."""
+    from tests.support.csms_db import postgres_url_or_skip
+
+    url = postgres_url_or_skip()
+    return ensure(Path(os.environ.get("CSMS_TEST_CSIP_VENV", DEFAULT_VENV))), url
+
+
 def envoy_package_dir(venv: Path) -> Path:
     out = subprocess.run(
         [str(venv_python(venv)), "-c", "import envoy, os; print(os.path.dirname(envoy.__file__))"],

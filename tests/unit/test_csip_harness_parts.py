@@ -8,6 +8,7 @@ import datetime as dt
 import hashlib
 import io
 import json
+import sys
 import urllib.parse
 import zipfile
 from pathlib import Path
@@ -131,3 +132,19 @@ def test_finalize_zip_without_summary_or_too_big_is_refused(
     monkeypatch.setattr(csip_cactus, "MAX_ZIP_BYTES", 10)
     with pytest.raises(ValueError, match="zip of"):
         parse_finalize_zip(big)
+
+
+async def test_a_server_that_exits_at_start_fails_with_its_output(tmp_path: Path) -> None:
+    argv = [sys.executable, "-c", "print('envoy: no DATABASE_URL'); raise SystemExit(3)"]
+    env = csip_server.clean_env({})
+    with pytest.raises(AssertionError, match=r"exited \(3\): envoy: no DATABASE_URL"):
+        await csip_server.start_service(
+            "fake", argv, env, tmp_path, f"http://127.0.0.1:{csip_server.free_port()}", "/"
+        )
+
+
+def test_clean_env_passes_only_what_a_server_needs(monkeypatch: pytest.MonkeyPatch) -> None:
+    # envoy's settings read any variable named like a field (DEBUG, HREF_PREFIX, ...).
+    monkeypatch.setenv("HREF_PREFIX", "/evil")
+    env = csip_server.clean_env({"DATABASE_URL": "x"})
+    assert "HREF_PREFIX" not in env and env["DATABASE_URL"] == "x"

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import fcntl
 import glob
 import hashlib
 import os
@@ -95,6 +96,16 @@ def ensure(venv: Path = DEFAULT_VENV) -> Path:
     """The envoy + CACTUS venv, created and filled when missing or made with other pins."""
     if is_ready(venv):
         return venv
+    venv.parent.mkdir(parents=True, exist_ok=True)
+    # Several test runs on one machine may share the cached venv: one fills it, the others wait.
+    with (venv.parent / f".{venv.name}.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not is_ready(venv):
+            _fill(venv)
+    return venv
+
+
+def _fill(venv: Path) -> None:
     vendor = vendor_dir()
     wheels = [vendor / ENVOY_WHEEL, vendor / RUNNER_WHEEL]
     missing = [str(w) for w in wheels if not w.exists()]
@@ -106,7 +117,6 @@ def ensure(venv: Path = DEFAULT_VENV) -> Path:
     pip = [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
     subprocess.run([*pip, *map(str, wheels), *PINS], check=True)
     (venv / MARKER).write_text(marker_text())
-    return venv
 
 
 def venv_and_postgres_or_skip() -> tuple[Path, str]:

@@ -148,3 +148,19 @@ def test_clean_env_passes_only_what_a_server_needs(monkeypatch: pytest.MonkeyPat
     monkeypatch.setenv("HREF_PREFIX", "/evil")
     env = csip_server.clean_env({"DATABASE_URL": "x"})
     assert "HREF_PREFIX" not in env and env["DATABASE_URL"] == "x"
+
+
+def test_ensure_is_cached_by_its_marker(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    filled: list[Path] = []
+
+    def fill(venv: Path) -> None:
+        filled.append(venv)
+        (venv / csip_server.MARKER).write_text(marker_text())
+
+    monkeypatch.setattr(csip_server, "_fill", fill)
+    venv = tmp_path / "venv"
+    venv.mkdir()
+    (venv / csip_server.MARKER).write_text("envoy-1.4.0-py3-none-any.whl\n")  # other pins
+    assert csip_server.ensure(venv) == venv and filled == [venv]
+    assert csip_server.is_ready(venv)
+    assert csip_server.ensure(venv) == venv and filled == [venv]  # no second fill

@@ -173,6 +173,70 @@ async def test_envoy_admin_lists_sites_and_serves_controls(tmp_path: Path) -> No
         }
 
 
+async def test_envoy_takes_site_telemetry_and_der_capability(tmp_path: Path) -> None:
+    venv, url = venv_and_postgres_or_skip()
+    async with (
+        running_envoy(venv, url, tmp_path) as envoy,
+        EnvoyAdmin(envoy) as admin,
+        httpx.AsyncClient(base_url=envoy.base_url, headers=envoy.headers(), timeout=30) as client,
+    ):
+        location, lfdi = await _register_site(envoy, client)
+        site_id = await admin.site_id_of(lfdi)
+        start = int(dt.datetime.now(dt.UTC).timestamp()) // 60 * 60 - 120
+        # The site's active power (roleFlags 03: mirror + premises aggregation point), W, kind
+        # 37 power, qualifier 2 average; exporting 1500 W.
+        mup = (
+            '<MirrorUsagePoint xmlns="urn:ieee:std:2030.5:ns">'
+            "<mRID>A1000000000000000000000000000001</mRID><description>site</description>"
+            "<roleFlags>03</roleFlags><serviceCategoryKind>0</serviceCategoryKind>"
+            f"<status>1</status><deviceLFDI>{lfdi}</deviceLFDI>"
+            "<MirrorMeterReading><mRID>A1000000000000000000000000000002</mRID>"
+            f"<Reading><timePeriod><duration>60</duration><start>{start}</start></timePeriod>"
+            "<value>-1500</value></Reading>"
+            "<ReadingType><accumulationBehaviour>12</accumulationBehaviour><commodity>1</commodity>"
+            "<dataQualifier>2</dataQualifier><flowDirection>1</flowDirection>"
+            "<intervalLength>60</intervalLength><kind>37</kind><phase>0</phase>"
+            "<powerOfTenMultiplier>0</powerOfTenMultiplier><uom>38</uom></ReadingType>"
+            "</MirrorMeterReading></MirrorUsagePoint>"
+        )
+        made = await client.post("/mup", content=mup, headers={"Content-Type": SEP_XML})
+        assert made.status_code == 201, made.text
+        mup_href = made.headers["location"]
+        assert mup_href.startswith("/mup/")
+        # Later readings go to the MUP itself, by the MirrorMeterReading's mRID.
+        later = (
+            '<MirrorMeterReading xmlns="urn:ieee:std:2030.5:ns">'
+            "<mRID>A1000000000000000000000000000002</mRID>"
+            f"<Reading><timePeriod><duration>60</duration><start>{start + 60}</start>"
+            "</timePeriod><value>-1400</value></Reading></MirrorMeterReading>"
+        )
+        posted = await client.post(mup_href, content=later, headers={"Content-Type": SEP_XML})
+        assert posted.status_code == 201, posted.text
+        begin = dt.datetime.fromtimestamp(start - 600, dt.UTC)
+        readings = await admin.site_readings(site_id, 1, begin, begin + dt.timedelta(hours=1))
+        assert [(r["duration_seconds"], r["value"]) for r in readings] == [
+            (60, "-1500"),
+            (60, "-1400"),
+        ]
+
+        der = f"{location}/der/1"
+        assert (await client.get(f"{der}/dercap")).status_code == 404  # nothing reported yet
+        capability = (
+            '<DERCapability xmlns="urn:ieee:std:2030.5:ns">'
+            "<modesSupported>00500088</modesSupported>"
+            "<rtgMaxW><multiplier>0</multiplier><value>7000</value></rtgMaxW><type>4</type>"
+            '<csipaus:doeModesSupported xmlns:csipaus="https://csipaus.org/ns">0F'
+            "</csipaus:doeModesSupported></DERCapability>"
+        )
+        put = await client.put(
+            f"{der}/dercap", content=capability, headers={"Content-Type": SEP_XML}
+        )
+        assert put.status_code == 204, put.text
+        echoed = _xml(await client.get(f"{der}/dercap"))
+        assert echoed.findtext(f"{NS}rtgMaxW/{NS}value") == "7000"
+        assert echoed.findtext(f"{CSIP_NS}doeModesSupported") == "0F"
+
+
 async def test_cactus_runner_all_01(tmp_path: Path) -> None:
     venv, url = venv_and_postgres_or_skip()
     identity = make_identity("cactus-aggregator")

@@ -148,3 +148,17 @@ class EnvoyAdmin:
         mup_postrate_seconds, site_control_pow10_encoding (the multiplier of every DERControl
         value sent), tariff_pow10_encoding, disable_edev_registration."""
         await self._expect(204, "POST", "/server_config/run_time", json=values)
+
+    async def site_readings(
+        self, site_id: int, unit: int, start: dt.datetime, end: dt.datetime
+    ) -> list[dict[str, Any]]:
+        """What the site mirrored (MUP readings), in load convention (positive = import):
+        unit 1 active power W, 2 reactive var, 3 frequency Hz, 4 voltage V. Each reading:
+        reading_start_time, duration_seconds, phase, value."""
+        answer = await self._expect(
+            200,
+            "GET",
+            f"/site_readings/{site_id}/csip_aus_unit/{unit}/period/"
+            f"{start.isoformat()}/{end.isoformat()}",
+        )
+        return list(answer.json()["readings"])

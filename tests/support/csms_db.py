@@ -21,10 +21,10 @@ def postgres_url_or_skip() -> str:
 
 
 @contextlib.asynccontextmanager
-async def fresh_postgres_database(base_url: str) -> AsyncIterator[str]:
+async def fresh_postgres_database(base_url: str, prefix: str = "csms_t_") -> AsyncIterator[str]:
     """CREATE a uniquely named database beside `base_url`'s, yield its URL, DROP it after.
     The shared `test` database is left untouched."""
-    name = f"csms_t_{uuid.uuid4().hex[:12]}"
+    name = f"{prefix}{uuid.uuid4().hex[:12]}"
     admin = create_async_engine(base_url, isolation_level="AUTOCOMMIT")
     try:
         async with admin.connect() as conn:

@@ -26,7 +26,11 @@ could not be checked):
   235 V 0, 255 V -40 %; C: 215 V +44 %, 230 V 0, 240 V 0, 255 V -60 %): the commonly cited
   AS/NZS 4777.2:2020 region settings, NOT verified against the standard or a manufacturer's
   table in this project (the secondary sources found showed the 2015 edition's 207/220/250/265 V
-  settings instead). A DNSP's own values replace them through the API.
+  settings instead). One corroboration found since: Western Power's transition notice for
+  AS/NZS 4777.2:2020 (westernpower.com.au, "Transition requirements for new standards", Table 1)
+  requires Region B inverters' volt-var at exactly B's points above (205 V 30 % source, 220 V
+  and 235 V 0, 255 V 40 % sink); the A and C points and every volt-watt point remain unverified.
+  A DNSP's own values replace them through the API.
 
 On the wire (SetDERControlRequest): VoltWatt / VoltVar curves carry x as % of the nominal
 voltage (230 V unless configured), y in PctMaxW / PctMaxVar; FreqWatt curves carry x in Hz and y

@@ -382,3 +382,59 @@ ocsp_responses = sa.Table(
     sa.Column("reason", sa.String(500), nullable=False),
     sa.Index("ix_ocsp_responses_until", "until"),
 )
+
+
+# Sites (0014, issue 18): a grid connection point holding stations, with its operating
+# envelopes (csms/domain/envelopes.py) from each source (CSIP-AUS, an operator).
+sites = sa.Table(
+    "sites",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("nmi", sa.String(11)),
+    sa.Column("lfdi", sa.String(40), unique=True),
+    sa.Column("sfdi", sa.BigInteger),
+    sa.Column("registration_pin", sa.Integer),
+    sa.Column("csip_enabled", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("created_at", UtcDateTime, nullable=False),
+    sa.Column("updated_at", UtcDateTime, nullable=False),
+)
+
+# A station belongs to at most one site.
+site_stations = sa.Table(
+    "site_stations",
+    metadata,
+    sa.Column(
+        "station_id",
+        sa.String(48),
+        sa.ForeignKey("stations.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    sa.Column(
+        "site_id", sa.String(64), sa.ForeignKey("sites.id", ondelete="CASCADE"), nullable=False
+    ),
+    sa.Index("ix_site_stations_site_id", "site_id"),
+)
+
+site_envelopes = sa.Table(
+    "site_envelopes",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column(
+        "site_id", sa.String(64), sa.ForeignKey("sites.id", ondelete="CASCADE"), nullable=False
+    ),
+    sa.Column("source", sa.String(16), nullable=False),
+    sa.Column("control_id", sa.String(64)),
+    sa.Column("is_default", sa.Boolean, nullable=False),
+    sa.Column("start", UtcDateTime, nullable=False),
+    sa.Column("end", UtcDateTime),
+    sa.Column("received_at", UtcDateTime, nullable=False),
+    sa.Column("export_limit_w", sa.Float),
+    sa.Column("import_limit_w", sa.Float),
+    sa.Column("generation_limit_w", sa.Float),
+    sa.Column("load_limit_w", sa.Float),
+    sa.Column("energize", sa.Boolean),
+    sa.Column("connect", sa.Boolean),
+    sa.Column("ramp_rate_pct_per_s", sa.Float),
+    sa.Index("ix_site_envelopes_site_id", "site_id", "source"),
+)

@@ -1,0 +1,150 @@
+"""Sites, their stations and their operating envelopes (sites, site_stations, site_envelopes)."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import fields
+from datetime import datetime
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from csms.domain.envelopes import OperatingEnvelope
+from csms.domain.sites import Site
+from csms.persistence import tables as t
+
+# Per site and source: a CSIP-AUS server may list many controls, but what is kept is bounded.
+MAX_ENVELOPES_PER_SOURCE = 500
+
+_SITE_COLUMNS = ("name", "nmi", "lfdi", "sfdi", "registration_pin", "csip_enabled")
+_ENVELOPE_FIELDS = tuple(f.name for f in fields(OperatingEnvelope))
+
+
+class StationInAnotherSite(ValueError):
+    def __init__(self, station_id: str, site_id: str) -> None:
+        super().__init__(f"station {station_id!r} already belongs to site {site_id!r}")
+        self.station_id = station_id
+        self.site_id = site_id
+
+
+async def _stations_by_site(conn: AsyncConnection, site_ids: Sequence[str]) -> dict[str, list[str]]:
+    ss = t.site_stations
+    rows = await conn.execute(
+        sa.select(ss.c.site_id, ss.c.station_id)
+        .where(ss.c.site_id.in_(site_ids))
+        .order_by(ss.c.station_id)
+    )
+    grouped: dict[str, list[str]] = defaultdict(list)
+    for site_id, station_id in rows:
+        grouped[site_id].append(station_id)
+    return grouped
+
+
+def _site_of(row: sa.Row[tuple[object, ...]], station_ids: list[str]) -> Site:
+    return Site(
+        id=row.id,
+        name=row.name,
+        nmi=row.nmi,
+        lfdi=row.lfdi,
+        sfdi=row.sfdi,
+        registration_pin=row.registration_pin,
+        csip_enabled=row.csip_enabled,
+        station_ids=tuple(station_ids),
+    )
+
+
+async def get_site(conn: AsyncConnection, site_id: str) -> Site | None:
+    row = (await conn.execute(sa.select(t.sites).where(t.sites.c.id == site_id))).first()
+    if row is None:
+        return None
+    return _site_of(row, (await _stations_by_site(conn, [site_id])).get(site_id, []))
+
+
+async def list_sites(conn: AsyncConnection, *, csip_only: bool = False) -> list[Site]:
+    query = sa.select(t.sites).order_by(t.sites.c.id)
+    if csip_only:
+        query = query.where(t.sites.c.csip_enabled.is_(True))
+    rows = (await conn.execute(query)).all()
+    stations = await _stations_by_site(conn, [r.id for r in rows])
+    return [_site_of(r, stations.get(r.id, [])) for r in rows]
+
+
+async def site_of_station(conn: AsyncConnection, station_id: str) -> str | None:
+    ss = t.site_stations
+    return (
+        await conn.execute(sa.select(ss.c.site_id).where(ss.c.station_id == station_id))
+    ).scalar_one_or_none()
+
+
+async def _set_stations(conn: AsyncConnection, site: Site) -> None:
+    ss = t.site_stations
+    if site.station_ids:
+        taken = await conn.execute(
+            sa.select(ss.c.station_id, ss.c.site_id).where(
+                ss.c.station_id.in_(site.station_ids), ss.c.site_id != site.id
+            )
+        )
+        for station_id, other in taken:
+            raise StationInAnotherSite(station_id, other)
+    await conn.execute(sa.delete(ss).where(ss.c.site_id == site.id))
+    if site.station_ids:
+        await conn.execute(
+            sa.insert(ss), [{"site_id": site.id, "station_id": s} for s in site.station_ids]
+        )
+
+
+async def insert_site(conn: AsyncConnection, site: Site, now: datetime) -> None:
+    """Raises sqlalchemy's IntegrityError for a taken id or LFDI or an unknown station."""
+    values = {c: getattr(site, c) for c in _SITE_COLUMNS}
+    await conn.execute(
+        sa.insert(t.sites).values(id=site.id, created_at=now, updated_at=now, **values)
+    )
+    await _set_stations(conn, site)
+
+
+async def update_site(conn: AsyncConnection, site: Site, now: datetime) -> bool:
+    """Replace the site's fields and stations; False when there is no such site."""
+    values = {c: getattr(site, c) for c in _SITE_COLUMNS}
+    result = await conn.execute(
+        sa.update(t.sites).where(t.sites.c.id == site.id).values(updated_at=now, **values)
+    )
+    if result.rowcount == 0:
+        return False
+    await _set_stations(conn, site)
+    return True
+
+
+async def delete_site(conn: AsyncConnection, site_id: str) -> bool:
+    # Children first: SQLite enforces ON DELETE CASCADE only with foreign keys switched on.
+    await conn.execute(sa.delete(t.site_envelopes).where(t.site_envelopes.c.site_id == site_id))
+    await conn.execute(sa.delete(t.site_stations).where(t.site_stations.c.site_id == site_id))
+    result = await conn.execute(sa.delete(t.sites).where(t.sites.c.id == site_id))
+    return bool(result.rowcount)
+
+
+async def replace_envelopes(
+    conn: AsyncConnection, site_id: str, source: str, envelopes: Sequence[OperatingEnvelope]
+) -> None:
+    """The site's envelopes from `source` become exactly `envelopes` (at most
+    MAX_ENVELOPES_PER_SOURCE: the ones starting first are kept)."""
+    if any(e.site_id != site_id or e.source != source for e in envelopes):
+        raise ValueError("every envelope must belong to this site and source")
+    se = t.site_envelopes
+    await conn.execute(sa.delete(se).where(se.c.site_id == site_id, se.c.source == source))
+    kept = sorted(envelopes, key=lambda e: e.start)[:MAX_ENVELOPES_PER_SOURCE]
+    if kept:
+        await conn.execute(
+            sa.insert(se), [{name: getattr(e, name) for name in _ENVELOPE_FIELDS} for e in kept]
+        )
+
+
+async def site_envelopes(
+    conn: AsyncConnection, site_id: str, *, source: str | None = None
+) -> list[OperatingEnvelope]:
+    se = t.site_envelopes
+    query = sa.select(*(se.c[name] for name in _ENVELOPE_FIELDS)).where(se.c.site_id == site_id)
+    if source is not None:
+        query = query.where(se.c.source == source)
+    rows = await conn.execute(query.order_by(se.c.start, se.c.id))
+    return [OperatingEnvelope(**row._asdict()) for row in rows]

@@ -60,15 +60,21 @@ cactus_test_definitions 1.15, which encode SA TS 5573; envoy 1.5 is the referenc
 - Communication loss (ALL-23: "DER should continue to follow the DERControl schedule and then
   reduce to the DefaultDERControl value"): by default nothing changes when the server cannot be
   reached. A DNSP that wants a reversion to defaults after a timeout sets `comm_loss_timeout_s`
-  with `last_server_contact`: controls are then not in force from last contact + timeout.
+  with `last_server_contact` (the last successful exchange): controls are then not in force from
+  last contact + timeout; the envelopes already end there, so an agent holding them offline
+  reverts on time. Records and responses are unaffected: a control cut off this way is not
+  cancelled and is back in force once the server is reached again.
 - Bounds (every number from the server): duration 1 s .. MAX_DURATION_S (366 days); start at
   most MAX_START_AHEAD_S (366 days) ahead; randomisation |x| <= 3600; primacy 0..255 (UInt8);
   currentStatus 0..4; mRID 1..64 characters; limits as OperatingEnvelope validates them (0..10
   MW, ramp in (0, 100] %/s). A control outside these is rejected (253) and never applied; a
-  default outside them is ignored. At most MAX_CONTROLS controls are looked at per evaluation
-  (those already recorded first, then the earliest starts; CSIP asks for at least 24) and
-  MAX_DEFAULTS defaults; duplicate mRIDs keep the first. Records of controls no longer listed
-  are dropped RECORD_RETENTION after they end.
+  default outside them is ignored; a control without a usable mRID cannot be answered and is
+  left out, and a replyTo over 1024 characters is not used. A control that sets none of the
+  fields above but modes the client could not map (`unsupported_modes`, e.g. opModFixedW) is
+  rejected 252. At most MAX_CONTROLS controls are looked at per evaluation (those already
+  recorded first, then the earliest starts; CSIP asks for at least 24) and MAX_DEFAULTS
+  defaults; duplicate mRIDs keep the first. Records of controls no longer listed are dropped
+  RECORD_RETENTION after they end, and at most MAX_RECORDS are returned.
 
 Output envelopes are already resolved: at any instant no two non-default envelopes set the same
 field, so `envelopes.envelope_at` only merges disjoint fields. Past segments are left out.
@@ -95,6 +101,8 @@ MAX_START_AHEAD_S = 366 * 86400
 MAX_RANDOMIZE_S = 3600  # OneHourRangeType
 MAX_PRIMACY = 255  # UInt8
 MAX_MRID_CHARS = 64
+MAX_REPLY_TO_CHARS = 1024
+MAX_RECORDS = 4 * MAX_CONTROLS
 RECORD_RETENTION = timedelta(days=1)
 RESPONSE_RECEIVED_BIT = 0x01
 RESPONSE_SPECIFIC_BIT = 0x02
@@ -178,6 +186,9 @@ class CsipControl:
     reply_to: str | None
     response_required: int  # 2030.5 responseRequired bitmap
     limits: DerLimits
+    # Added: DERControlBase modes the client found but cannot map (e.g. opModFixedW, rampTms).
+    # A control with nothing but these is rejected 252 (control parameter not applicable).
+    unsupported_modes: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -325,10 +336,12 @@ def _limits_error(limits: DerLimits) -> str | None:
     return None
 
 
+def _mrid_ok(mrid: object) -> bool:
+    return isinstance(mrid, str) and 0 < len(mrid) <= MAX_MRID_CHARS
+
+
 def control_error(control: CsipControl, now: datetime) -> str | None:
     """Why `control` is rejected as invalid (Response 253), or None."""
-    if not isinstance(control.mrid, str) or not 0 < len(control.mrid) <= MAX_MRID_CHARS:
-        return "mRID must be 1..64 characters"
     if not (_aware(control.start) and _aware(control.creation_time)):
         return "times must be timezone-aware"
     if not 0 <= control.primacy <= MAX_PRIMACY:
@@ -346,8 +359,7 @@ def control_error(control: CsipControl, now: datetime) -> str | None:
 
 def _default_ok(default: CsipDefaultControl) -> bool:
     return (
-        isinstance(default.mrid, str)
-        and 0 < len(default.mrid) <= MAX_MRID_CHARS
+        _mrid_ok(default.mrid)
         and 0 <= default.primacy <= MAX_PRIMACY
         and _limits_error(default.limits) is None
     )
@@ -359,6 +371,10 @@ def _draw(random_seconds: Callable[[int], int], bound: int) -> int:
         return 0
     value = int(random_seconds(bound))
     return max(min(0, bound), min(max(0, bound), value))
+
+
+def _reply_to_ok(reply_to: object) -> bool:
+    return isinstance(reply_to, str) and 0 < len(reply_to) <= MAX_REPLY_TO_CHARS
 
 
 def _wants(record: ControlRecord, status: int) -> bool:
@@ -391,10 +407,10 @@ def _select(
     controls: Sequence[CsipControl], records: Mapping[str, ControlRecord]
 ) -> list[CsipControl]:
     """Deduplicated by mRID (first wins), at most MAX_CONTROLS: recorded ones first, then the
-    earliest starts."""
+    earliest starts. A control without a usable mRID cannot be answered and is left out."""
     seen: dict[str, CsipControl] = {}
     for control in controls:
-        if isinstance(control.mrid, str) and control.mrid not in seen:
+        if _mrid_ok(control.mrid) and control.mrid not in seen:
             seen[control.mrid] = control
     unique = list(seen.values())
     if len(unique) <= MAX_CONTROLS:
@@ -421,7 +437,7 @@ def _first_sight(
         effective_end=now,
         responses_sent=frozenset(),
         received_at=now,
-        reply_to=control.reply_to,
+        reply_to=control.reply_to if _reply_to_ok(control.reply_to) else None,
         response_required=int(control.response_required) & 0xFF,
     )
     record = responder.send(base, ResponseStatus.RECEIVED, now)
@@ -439,6 +455,9 @@ def _first_sight(
     if record.effective_end <= now:
         record = replace(record, ended_at=now, end_status=ResponseStatus.REJECTED_EXPIRED)
         return responder.send(record, ResponseStatus.REJECTED_EXPIRED, now)
+    if control.unsupported_modes and not control.limits.fields_set():
+        status = ResponseStatus.REJECTED_NOT_APPLICABLE
+        return responder.send(replace(record, ended_at=now, end_status=status), status, now)
     return record
 
 
@@ -497,7 +516,11 @@ class _Item:
 
     @property
     def window(self) -> Interval:
-        return (self.record.effective_start, self.window_end)
+        """When it is in force: never before it was received (nor can it supersede then)."""
+        start = self.record.effective_start
+        if self.record.received_at is not None:
+            start = max(start, self.record.received_at)
+        return (start, max(start, self.window_end))
 
 
 def _union(intervals: list[Interval]) -> list[Interval]:
@@ -680,7 +703,6 @@ def evaluate(
             raise ValueError("last_server_contact must be timezone-aware")
         timeout = max(0, min(int(comm_loss_timeout_s), MAX_DURATION_S))
         cutoff = last_server_contact + timedelta(seconds=timeout)
-        cutoff = cutoff if cutoff <= now else None
 
     responder = _Responder()
     listed = _select(controls, records)
@@ -708,19 +730,28 @@ def evaluate(
 
     for item in items:
         out[item.control.mrid] = _respond(item.record, now, responder)
-    listed_ids = {c.mrid for c in listed}
+    listed_ids = {c.mrid for c in controls}  # listed beyond the cap is not "gone"
+    gone: list[ControlRecord] = []
     for mrid, record in records.items():
         if mrid in listed_ids:
+            out.setdefault(mrid, record)
             continue
         record = _respond(_vanished(record, now), now, responder)
-        finished = max(record.effective_end, record.ended_at or record.effective_end)
-        if now < finished + RECORD_RETENTION:
-            out[mrid] = record
+        if now < _finished(record) + RECORD_RETENTION:
+            gone.append(record)
+    # Bounded: the records of controls no longer listed that finished last are kept.
+    gone.sort(key=_finished, reverse=True)
+    for record in gone[: max(0, MAX_RECORDS - len(out))]:
+        out[record.mrid] = record
 
     default_id, default_values = _resolved_default(defaults)
     envelopes = _envelopes(site_id, items, default_id, default_values, now, cutoff)
     responses = sorted(responder.due, key=lambda r: (r.created_at, r.subject_mrid, r.status))
     return Evaluation(envelopes=tuple(envelopes), responses=tuple(responses), records=out)
+
+
+def _finished(record: ControlRecord) -> datetime:
+    return max(record.effective_end, record.ended_at or record.effective_end)
 
 
 def _respond(record: ControlRecord, now: datetime, responder: _Responder) -> ControlRecord:

@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 from csms.domain.csip_controls import (
     MAX_CONTROLS,
+    MAX_RECORDS,
     ControlRecord,
     CsipControl,
     CsipDefaultControl,
@@ -328,6 +329,18 @@ def test_gen_10_higher_priority_program_supersedes_a_running_control() -> None:
     assert client.in_force(901).control_id == "dderc1"  # type: ignore[union-attr]
 
 
+def test_gen_10_supersede_takes_effect_when_the_other_control_is_received() -> None:
+    """DERC2's start (30 s) precedes the poll that finds it (60 s): DERC1 ran until then."""
+    client = Client()
+    derc1 = ctl("DERC1", 0, 600, program="/derp/6", primacy=2, export_limit_w=2 * MAX_W)
+    derc2 = ctl("DERC2", 30, 840, program="/derp/1", primacy=1, created_s=30, export_limit_w=0.0)
+    client.tick(0, [derc1])
+    client.tick(60, [derc1, derc2])
+    superseded = [r for r in client.sent if r.status == 7]
+    assert [(r.subject_mrid, r.created_at) for r in superseded] == [("DERC1", at(60))]
+    assert client.records["DERC1"].ended_at == at(60)
+
+
 def test_gen_10_independent_fields_of_two_programs_apply_together() -> None:
     """GEN-10 (m)-(q): DERC4 (primacy 1: GenLimW 0, Connect false) and DERC5 (primacy 2:
     ExpLimW 200 %) both start; after DERC4 completes DERC5 is still in force."""
@@ -417,6 +430,9 @@ def test_all_23_comm_loss_timeout_reverts_to_the_default() -> None:
     assert client.statuses("LONG") == [1, 2]  # not cancelled: it resumes when the server is back
     back = client.tick(800, controls, last_server_contact=at(790), comm_loss_timeout_s=600)
     assert envelope_at(back.envelopes, at(800)).export_limit_w == 5000.0  # type: ignore[union-attr]
+    # the envelopes already end at last contact + timeout, for an agent holding them offline
+    assert envelope_at(back.envelopes, at(1389)).export_limit_w == 5000.0  # type: ignore[union-attr]
+    assert envelope_at(back.envelopes, at(1390)).is_default  # type: ignore[union-attr]
 
 
 # --- bounds -----------------------------------------------------------------------------------
@@ -432,7 +448,6 @@ def test_all_23_comm_loss_timeout_reverts_to_the_default() -> None:
         {"randomize_duration_s": -3601},
         {"primacy": 256},
         {"current_status": 5},
-        {"mrid": "x" * 65},
         {"limits": DerLimits(import_limit_w=float("nan"))},
         {"limits": DerLimits(export_limit_w=2e7)},
         {"start": datetime(2026, 12, 6, 17, 0)},  # naive
@@ -446,13 +461,49 @@ def test_absurd_controls_are_rejected_invalid(bad: dict[str, object]) -> None:
     assert result.envelopes == ()
 
 
-def test_control_count_is_capped_recorded_first() -> None:
-    many = [ctl(f"C{i:04}", i, 60, export_limit_w=1.0) for i in range(MAX_CONTROLS + 50)]
+def test_control_count_is_capped_recorded_first_and_the_rest_not_cancelled() -> None:
+    many = [ctl(f"C{i:04}", i, 600, export_limit_w=1.0) for i in range(MAX_CONTROLS + 50)]
     client = Client()
     result = client.tick(0, many[50:])  # the first MAX_CONTROLS by start are looked at
-    assert len(result.records) == MAX_CONTROLS
+    assert set(result.records) == {c.mrid for c in many[50 : 50 + MAX_CONTROLS]}
     result = client.tick(1, many)
-    assert set(result.records) == set(client.records) and "C0000" not in result.records
+    # the recorded ones keep their places; the earlier-starting newcomers wait, and the
+    # recorded-but-unlooked-at ones are not taken for removed
+    assert set(result.records) == set(c.mrid for c in many[50 : 50 + MAX_CONTROLS])
+    assert all(r.status != 6 for r in client.sent)
+
+
+def test_records_of_vanished_controls_are_bounded() -> None:
+    client = Client()
+    for batch in range(6):
+        controls = [ctl(f"B{batch}-{i}", 0, 600, export_limit_w=1.0) for i in range(MAX_CONTROLS)]
+        client.tick(batch, controls)
+    assert len(client.records) <= MAX_RECORDS
+    assert all(mrid in client.records for mrid in (f"B5-{i}" for i in range(MAX_CONTROLS)))
+
+
+def test_control_with_only_unsupported_modes_is_rejected_not_applicable() -> None:
+    client = Client()
+    fixed_w = replace(ctl("FIXED", 0, 60), unsupported_modes=frozenset({"opModFixedW"}))
+    mixed = replace(
+        ctl("MIXED", 0, 60, export_limit_w=9.0), unsupported_modes=frozenset({"rampTms"})
+    )
+    result = client.tick(0, [fixed_w, mixed])
+    assert client.statuses("FIXED") == [1, 252]
+    assert client.statuses("MIXED") == [1, 2]
+    assert envelope_at(result.envelopes, at(1)).export_limit_w == 9.0  # type: ignore[union-attr]
+
+
+def test_controls_without_a_usable_mrid_or_reply_to_are_bounded() -> None:
+    client = Client()
+    result = client.tick(
+        0,
+        [ctl("", 0, 60, export_limit_w=1.0), ctl("x" * 65, 0, 60, export_limit_w=1.0),
+         ctl("LONGREPLY", 0, 60, reply_to="/" * 1025, export_limit_w=2.0)],
+    )  # fmt: skip
+    assert set(result.records) == {"LONGREPLY"}
+    assert result.responses == ()  # no usable replyTo
+    assert envelope_at(result.envelopes, at(1)).export_limit_w == 2.0  # type: ignore[union-attr]
 
 
 def test_duplicate_mrids_keep_the_first() -> None:

@@ -690,8 +690,12 @@ def evaluate(
     """The site's resolved envelopes, the responses now due and the records to persist.
 
     `controls` is every DERControl of every DERProgram of the site's FunctionSetAssignments as
-    last fetched (during a communication loss: the last list fetched). `records` are those this
-    function returned last time (after `unsent` for any POST that failed). With
+    last fetched (during a communication loss, or when one program's list failed to fetch:
+    the last list fetched for it, since a recorded control missing here is taken as removed by
+    the server). `records` are those this function returned last time (after `unsent` for any
+    POST that failed); persist the returned records only once the responses are handed over.
+    Call it on every poll or notification and at least at each envelope boundary, so started /
+    completed go out on time. With
     `comm_loss_timeout_s` and `last_server_contact` set, controls stop being in force once the
     server has not been reached for that long (defaults stay); without them the stored schedule
     is followed (ALL-23)."""

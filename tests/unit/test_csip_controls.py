@@ -216,6 +216,86 @@ def test_responses_offered_again_after_a_failed_post() -> None:
     assert [r.status for r in again.responses] == [2]
 
 
+class FakeEnvoy:
+    """What envoy 1.5 lists (envoy/server/crud/doe.py, mapper/csip_aus/doe.py): controls whose
+    scheduled end is after now; deleted ones as Cancelled; older controls of the same program
+    with a common field overlapping a new one as Superseded; the rest Active or Scheduled."""
+
+    def __init__(self) -> None:
+        self.controls: list[CsipControl] = []
+        self.deleted: set[str] = set()
+        self.superseded: set[str] = set()
+
+    def create(self, control: CsipControl) -> None:
+        def span(c: CsipControl) -> tuple[datetime, datetime]:
+            return c.start, c.start + timedelta(seconds=c.duration_s)
+
+        for old in self.controls:
+            if (
+                old.program_href == control.program_href
+                and old.limits.fields_set() & control.limits.fields_set()
+                and span(old)[0] < span(control)[1]
+                and span(control)[0] < span(old)[1]
+            ):
+                self.superseded.add(old.mrid)
+        self.controls.append(control)
+
+    def cancel_all(self) -> None:
+        self.deleted.update(c.mrid for c in self.controls)
+
+    def listing(self, now: datetime) -> list[CsipControl]:
+        out = []
+        for c in self.controls:
+            end = c.start + timedelta(seconds=c.duration_s)
+            if end <= now:
+                continue
+            status = 1 if c.start <= now else 0
+            if c.mrid in self.superseded:
+                status = 4
+            if c.mrid in self.deleted:
+                status = 2
+            out.append(replace(c, current_status=status))
+        return out
+
+
+def test_all_18_walk_through_against_an_envoy_like_listing() -> None:
+    """ALL-18 steps (a)-(s) in order, polling every 10 s, and its criterion: every control,
+    cancelled ones included, has a received (1) response."""
+    envoy = FakeEnvoy()
+    client = Client([dflt("d", export_limit_w=0.0, import_limit_w=0.0, ramp_rate_pct_per_s=0.27)])
+    clock = 0
+
+    def poll_until(predicate: Callable[[], bool], limit: int = 3600) -> None:
+        nonlocal clock
+        while not predicate():
+            assert clock < limit, client.sent
+            clock += 10
+            client.tick(clock, envoy.listing(at(clock)))
+
+    def c(mrid: str, start: int, duration: int, **limits: object) -> CsipControl:
+        return ctl(mrid, start, duration, created_s=clock, **limits)
+
+    envoy.create(c("DERC1", 0, 120, export_limit_w=2 * MAX_W, import_limit_w=2 * MAX_W))
+    client.tick(clock, envoy.listing(at(clock)))
+    poll_until(lambda: client.statuses("DERC1") == [1, 2, 3])  # (b)-(f)
+    envoy.create(c("DERC2", clock + 300, 600, export_limit_w=2 * MAX_W, import_limit_w=2 * MAX_W))
+    poll_until(lambda: client.statuses("DERC2") == [1, 2])  # (h)-(i)
+    envoy.cancel_all()  # (j)
+    poll_until(lambda: client.statuses("DERC2") == [1, 2, 6])  # (k)-(l)
+    assert client.in_force(clock).is_default  # type: ignore[union-attr]
+    envoy.create(c("DERC3", clock + 600, 120, export_limit_w=0.0, import_limit_w=0.0))
+    poll_until(lambda: client.statuses("DERC3") == [1])  # (m)
+    envoy.cancel_all()  # (n)
+    poll_until(lambda: client.statuses("DERC3") == [1, 6])  # (o)-(p)
+    envoy.create(c("DERC4", clock + 600, 600, export_limit_w=2 * MAX_W, import_limit_w=2 * MAX_W))
+    poll_until(lambda: client.statuses("DERC4") == [1])  # (q)
+    envoy.create(c("DERC5", clock + 600, 60, export_limit_w=0.0, import_limit_w=0.0))  # (r)
+    poll_until(lambda: client.statuses("DERC4") == [1, 7])  # (s)
+    assert client.statuses("DERC5") == [1]
+    received = {r.subject_mrid for r in client.sent if r.status == 1}
+    assert received == {"DERC1", "DERC2", "DERC3", "DERC4", "DERC5"}  # criterion
+
+
 # --- scheduling and randomisation (ALL-21, ALL-22) --------------------------------------------
 
 
@@ -658,6 +738,8 @@ def test_property_life_cycle_invariants(plan: object, rng: object) -> None:
                 for name in FIELD_VALUES:
                     if getattr(envelope, name) is not None:
                         assert getattr(envelope, name) == getattr(control.limits, name)
+                if record.end_status in (6, 7):  # nothing in force after it was ended
+                    assert record.ended_at is not None and envelope.end <= record.ended_at
         for mrid, record in result.records.items():
             control = by_mrid[mrid]
             if record.end_status in (253, 254) or record.scheduled_end is None:

@@ -409,6 +409,82 @@ def test_gen_10_higher_priority_program_supersedes_a_running_control() -> None:
     assert client.in_force(901).control_id == "dderc1"  # type: ignore[union-attr]
 
 
+def test_gen_10_walk_through_against_an_envoy_like_listing() -> None:
+    """GEN-10 (a)-(ee) in order, polling every 10 s: DERP1 (primacy 1) and DERP6 (primacy 2),
+    each with a default; the responses and the export limit each step expects."""
+    envoy = FakeEnvoy()
+    ramp = {"import_limit_w": 0.0, "ramp_rate_pct_per_s": 1.67}
+    defaults = [
+        dflt("dd1", 1, "/derp/1", export_limit_w=0.3 * MAX_W, **ramp),
+        dflt("dd6", 2, "/derp/6", **ramp),
+    ]
+    client = Client(defaults)
+    clock = 0
+
+    def poll(seconds: int) -> None:
+        nonlocal clock
+        for _ in range(seconds // 10):
+            clock += 10
+            client.tick(clock, envoy.listing(at(clock)))
+
+    def c(mrid: str, duration: int, derp: int, **limits: object) -> CsipControl:
+        return ctl(mrid, clock, duration, program=f"/derp/{derp}", primacy=1 if derp == 1 else 2,
+                   created_s=clock, **limits)  # fmt: skip
+
+    def export_now() -> float | None:
+        return client.in_force(clock).export_limit_w  # type: ignore[union-attr]
+
+    poll(10)
+    assert export_now() == 0.3 * MAX_W  # (b) the DERP1 default
+    envoy.create(c("DERC1", 600, 6, export_limit_w=2 * MAX_W))  # (c)
+    poll(60)
+    assert client.statuses("DERC1") == [1, 2] and export_now() == 2 * MAX_W  # (d)
+    envoy.create(c("DERC2", 840, 1, export_limit_w=0.0))  # (e)
+    poll(10)
+    assert client.statuses("DERC2") == [1, 2] and client.statuses("DERC1") == [1, 2, 7]  # (f, g)
+    assert export_now() == 0.0
+    poll(840)
+    assert client.statuses("DERC2") == [1, 2, 3] and export_now() == 0.3 * MAX_W  # (h)
+    envoy.create(c("DERC3", 300, 6, export_limit_w=2 * MAX_W))  # (i)
+    poll(310)
+    assert client.statuses("DERC3") == [1, 2, 3] and export_now() == 0.3 * MAX_W  # (j)-(l)
+    envoy.create(c("DERC4", 300, 1, generation_limit_w=0.0, connect=False))  # (m)
+    envoy.create(c("DERC5", 1200, 6, export_limit_w=2 * MAX_W))  # (n)
+    poll(10)
+    assert client.statuses("DERC4") == [1, 2] and client.statuses("DERC5") == [1, 2]  # (o)
+    assert client.in_force(clock).no_transfer  # type: ignore[union-attr]
+    poll(300)
+    assert client.statuses("DERC4") == [1, 2, 3] and export_now() == 2 * MAX_W  # (p)-(q)
+    envoy.create(c("DERC6", 300, 6, export_limit_w=0.5 * MAX_W))  # (s)
+    poll(10)
+    assert client.statuses("DERC5") == [1, 2, 7] and client.statuses("DERC6") == [1, 2]  # (t, u)
+    assert export_now() == 0.5 * MAX_W
+    poll(300)
+    envoy.create(c("DERC7", 300, 1, export_limit_w=0.0))  # (v)
+    envoy.create(c("DERC8", 300, 6, export_limit_w=0.5 * MAX_W, generation_limit_w=0.3 * MAX_W))
+    poll(10)
+    assert client.statuses("DERC7") == [1, 2] and client.statuses("DERC8") == [1, 2]  # (w)
+    both = client.in_force(clock)
+    assert both is not None and (both.export_limit_w, both.generation_limit_w) == (0.0, 0.3 * MAX_W)
+    poll(300)
+    assert client.statuses("DERC7") == [1, 2, 3]  # (x)
+    envoy.create(c("DERC9", 300, 1, generation_limit_w=0.5 * MAX_W))  # (y)
+    envoy.create(c("DERC10", 300, 6, export_limit_w=0.2 * MAX_W))
+    poll(10)
+    assert client.statuses("DERC9") == [1, 2] and client.statuses("DERC10") == [1, 2]  # (z)
+    assert export_now() == 0.2 * MAX_W
+    client.defaults = [  # (bb): DERP1 default 50 %, DERP6 default 20 %
+        replace(defaults[0], limits=replace(defaults[0].limits, export_limit_w=0.5 * MAX_W)),
+        replace(defaults[1], limits=replace(defaults[1].limits, export_limit_w=0.2 * MAX_W)),
+    ]
+    envoy.cancel_all()  # (dd)
+    poll(10)
+    assert client.statuses("DERC9") == [1, 2, 6] and client.statuses("DERC10") == [1, 2, 6]
+    assert export_now() == 0.5 * MAX_W  # (ee)
+    pairs = [(r.subject_mrid, r.status) for r in client.sent]
+    assert len(pairs) == len(set(pairs))
+
+
 def test_gen_10_supersede_takes_effect_when_the_other_control_is_received() -> None:
     """DERC2's start (30 s) precedes the poll that finds it (60 s): DERC1 ran until then."""
     client = Client()

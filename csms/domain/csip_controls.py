@@ -36,6 +36,8 @@ cactus_test_definitions 1.15, which encode SA TS 5573; envoy 1.5 is the referenc
   other completes normally. The simpler reading "another program's control is not superseded,
   just not in force during the overlap" fails GEN-10/LOA-10, which expect 7 for it.
 - A control is never in force before the client received it, nor supersedes another then.
+  Controls are not edited (2030.5: only their status changes), so the interval drawn at first
+  sight is kept for the mRID.
 - Cancelled (Response 6): currentStatus 2 ends the control at once; currentStatus 3 (Cancelled
   with randomization) ends it after a random delay up to max(|randomizeStart|,
   |randomizeDuration|) (2030.5 EventStatus). A control that disappears from the server list

@@ -11,6 +11,13 @@ from v2g_shared.schedule.composite import (
     next_breakpoint,
     v2x_at,
 )
+from v2g_shared.schedule.envelope import (
+    ENVELOPE_PROFILE_ID,
+    ENVELOPE_VENDOR_ID,
+    EnvelopeBounds,
+    envelope_bounds,
+    is_envelope_profile,
+)
 from v2g_shared.schedule.model import (
     ChargingProfile,
     ChargingProfileKind,
@@ -37,6 +44,8 @@ from v2g_shared.schedule.validation import (
 )
 
 __all__ = [
+    "ENVELOPE_PROFILE_ID",
+    "ENVELOPE_VENDOR_ID",
     "ChargingProfile",
     "ChargingProfileKind",
     "ChargingProfilePurpose",
@@ -44,6 +53,7 @@ __all__ = [
     "ChargingSchedule",
     "ChargingSchedulePeriod",
     "CompositePeriod",
+    "EnvelopeBounds",
     "InstalledProfile",
     "OperationMode",
     "ProfileFormatError",
@@ -56,7 +66,9 @@ __all__ = [
     "apply_schedule_update",
     "composite_schedule",
     "composite_to_ocpp",
+    "envelope_bounds",
     "format_datetime",
+    "is_envelope_profile",
     "limit_at",
     "next_breakpoint",
     "parse_datetime",

@@ -9,6 +9,7 @@ from v2g_shared.schedule.composite import (
     composite_to_ocpp,
     limit_at,
     next_breakpoint,
+    period_in_force,
     v2x_at,
 )
 from v2g_shared.schedule.envelope import (
@@ -72,6 +73,7 @@ __all__ = [
     "limit_at",
     "next_breakpoint",
     "parse_datetime",
+    "period_in_force",
     "profile_from_ocpp",
     "profile_to_ocpp",
     "schedule_update_from_ocpp",

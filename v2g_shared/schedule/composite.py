@@ -45,10 +45,9 @@ Bidirectional (2.0.1 convention, switchable): a negative limit means discharge.
 * With `discharge_enabled=False` nothing is ever negative: negative setpoints and bounds read
   as 0.
 `None` as a limit means no profile limits that EVSE at that moment (hardware limits only).
-* Operating envelope (`envelope.py`): a bound period tagged with the envelope's customData is
-  ASYMMETRIC: [-d, +b] with b = its limit (charge bound) and d = the tightest of customData
-  dischargeLimitW and -dischargeLimit (2.1), converted to the unit. Bound periods without that
-  tag keep the symmetric rule above (a 2.0.1 payload without customData reads as before).
+* Operating envelope (`envelope.py`): a bound period with the envelope's customData is
+  ASYMMETRIC, [-d, +b]: b = its limit, d = the tighter of customData dischargeLimitW and
+  -dischargeLimit (2.1). Other bound periods keep the symmetric rule above.
 
 OCPP 2.1. A period without `limit` does not limit (the next profile down the stack does). A
 Dynamic profile starts at its startSchedule, else at validFrom, else applies from the start
@@ -232,6 +231,13 @@ def _first_bound(
     return None
 
 
+def period_in_force(
+    profile: ChargingProfile, now: datetime
+) -> tuple[ChargingSchedulePeriod, ChargingRateUnit] | None:
+    """The period of a (not Relative) profile in force at `now`; None = it does not apply."""
+    return _Entry.of(profile, None, True).period_at(now)
+
+
 def _sorted(entries: Iterable[_Entry]) -> list[_Entry]:
     return sorted(entries, key=lambda e: (-e.profile.stack_level, not e.specific))
 
@@ -330,13 +336,6 @@ class _Evaluator:
             high = max(bound, 0.0)
         return min(max(value, low), high)
 
-    def _envelope_discharge(
-        self, period: ChargingSchedulePeriod, unit: ChargingRateUnit
-    ) -> float | None:
-        """The discharge bound (>= 0, in the requested unit) of an envelope period, else None."""
-        found = envelope_discharge_bounds(period, unit)
-        return min((self._convert(b) or 0.0 for b in found), default=None)
-
     def _apply_bounds(self, value: float, bounds: Sequence[Sequence[_Entry]], t: datetime) -> float:
         for entries in bounds:
             found = _first_bound(entries, t)
@@ -344,7 +343,10 @@ class _Evaluator:
                 continue
             period, unit = found
             bound = self._convert((period.limit or 0.0, unit))  # never None: see _first_bound
-            value = self._bound(value, bound, self._envelope_discharge(period, unit))
+            # An envelope period's own discharge bound (>= 0, converted), else None.
+            own = envelope_discharge_bounds(period, unit)
+            discharge = min((self._convert(b) or 0.0 for b in own), default=None)
+            value = self._bound(value, bound, discharge)
         return value
 
     def _evse_value(self, evse: int, t: datetime) -> float:

@@ -465,9 +465,12 @@ class EnvelopeService:
                 log.exception("envelope refresh round failed")
 
     async def refresh_due(self) -> list[str]:
-        """Send again the stations this node holds whose profile ran short (its resend time
-        passed) or whose last attempt failed RETRY_AFTER_S ago; read from the recorded
-        attempts, so it holds across nodes and restarts. The station ids sent to."""
+        """Send again the stations this node holds whose profile is not the site's current
+        one (envelopes changed through another process, e.g. `csms site` or another node's
+        CSIP client), ran short (its resend time passed), or whose last attempt failed
+        RETRY_AFTER_S ago; a station of a site without envelopes that may still hold a
+        profile gets it cleared. Read from the recorded attempts, so it holds across nodes
+        and restarts. The station ids sent to."""
         now = self._clock()
         async with self._db.read() as conn:
             sites = await srepo.list_sites(conn)
@@ -479,16 +482,21 @@ class EnvelopeService:
             if not local:
                 continue
             async with self._db.read() as conn:
-                if not await srepo.site_envelopes(conn, site.id):
-                    continue
+                envelopes = await srepo.site_envelopes(conn, site.id)
+            fingerprint = _fingerprint(envelopes)
             for station_id in local:
                 last = await self.last_enforcement(station_id)
-                if last.sent_at is None:
-                    due = True
-                elif last.status in _RETRIED:
+                if last.sent_at is not None and last.status in _RETRIED:
                     due = now - last.sent_at >= timedelta(seconds=RETRY_AFTER_S)
+                elif envelopes:
+                    due = (
+                        last.action != "SetChargingProfile"
+                        or last.status == "Offline"  # it is connected here now
+                        or last.fingerprint != fingerprint
+                        or (last.resend_at is not None and last.resend_at <= now)
+                    )
                 else:
-                    due = last.resend_at is not None and last.resend_at <= now
+                    due = await self._may_hold_profile(station_id)
                 if due:
                     await self.enforce_station(station_id)
                     done.append(station_id)

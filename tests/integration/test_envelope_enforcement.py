@@ -339,3 +339,40 @@ async def test_a_timeline_longer_than_the_station_holds_is_sent_again_in_time(
         assert again[0]["customData"]["dischargeLimitW"] == 1000.0 + 100 * (12 % 7)
         assert again[-1]["customData"]["dischargeLimitW"] == 22000.0
         await until_enforced(api)
+
+
+async def test_envelopes_stored_by_another_process_reach_the_station_in_the_refresh_round(
+    api: ApiHarness,
+) -> None:
+    """The CSIP-AUS client on another node (or `csms site`) stores envelopes without this
+    node's EnvelopeService knowing: the refresh round sees the change and sends it."""
+    from csms.domain.envelopes import OperatingEnvelope
+    from csms.persistence.repositories import sites as srepo
+
+    assert api.ocpp_url is not None
+    await api.add_station("CS1")
+    await api.client.post(
+        f"{V1}/sites", json={"id": "home-1", "name": "Home", "station_ids": ["CS1"]}
+    )
+    async with connected_station(api.ocpp_url, "CS1", STATION_PASSWORD) as station:
+        envelopes = api.services.envelopes
+        assert await envelopes.refresh_due() == []  # no envelope, nothing held
+        now = datetime.now(UTC)
+        stored = OperatingEnvelope(
+            "home-1", "csip-aus", "mrid-1", False, now - timedelta(minutes=1), None, now,
+            export_limit_w=1500.0,
+        )  # fmt: skip
+        await api.services.db.write(
+            lambda c: srepo.replace_envelopes(c, "home-1", "csip-aus", [stored])
+        )
+        assert await envelopes.refresh_due() == ["CS1"]
+        sent = profile_calls(station)[-1]["chargingProfile"]
+        assert sent["customData"]["source"] == "csip-aus"
+        assert sent["customData"]["controlId"] == "mrid-1"
+        assert periods(profile_calls(station)[-1])[0]["customData"]["dischargeLimitW"] == 1500.0
+        await until_enforced(api)
+        assert await envelopes.refresh_due() == []  # held: nothing more to send
+
+        await api.services.db.write(lambda c: srepo.replace_envelopes(c, "home-1", "csip-aus", []))
+        assert await envelopes.refresh_due() == ["CS1"]
+        await station.wait_for_call("ClearChargingProfile")

@@ -19,6 +19,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from csms.domain.envelopes import envelope_at
 from csms.domain.sites import Site
 from csms.integrations.csip.client import CsipSiteClient, PollBounds
 from csms.integrations.csip.convert import SiteLiveState, SiteRatings
@@ -189,12 +190,15 @@ async def test_a_dnsp_control_becomes_the_site_envelope(rig: Rig) -> None:
     assert rig.changed == ["home-1"]
     async with rig.db.read() as conn:
         envelopes = await sites_repo.site_envelopes(conn, "home-1", source="csip-aus")
-    control = next(e for e in envelopes if not e.is_default)
-    assert control.export_limit_w == pytest.approx(1500)
-    assert control.start == start and control.end == start + dt.timedelta(seconds=600)
-    default = next(e for e in envelopes if e.is_default)
-    assert default.export_limit_w == pytest.approx(800)
-    assert default.ramp_rate_pct_per_s == pytest.approx(0.27)
+    # In force now: the control's export limit, the default's ramp rate carried into it; from
+    # the control's end, the default's export limit.
+    in_force = envelope_at(envelopes, now())
+    assert in_force is not None and in_force.export_limit_w == pytest.approx(1500)
+    assert in_force.ramp_rate_pct_per_s == pytest.approx(0.27)
+    control = next(e for e in envelopes if e.export_limit_w == pytest.approx(1500))
+    assert control.start <= now() and control.end == start + dt.timedelta(seconds=600)
+    after = envelope_at(envelopes, start + dt.timedelta(seconds=601))
+    assert after is not None and after.export_limit_w == pytest.approx(800)
     assert state.active_controls == [control.control_id]
 
     # Nothing new: no callback.

@@ -44,15 +44,16 @@ from envoy_schema.server.schema.sep2.response import ResponseType
 from envoy_schema.server.schema.sep2.time import TimeResponse
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from csms.domain.envelopes import OperatingEnvelope
-from csms.domain.sites import Site
-from csms.integrations.csip import convert
-from csms.integrations.csip.controls import (
+from csms.domain.csip_controls import (
     ControlRecord,
     CsipControl,
     CsipDefaultControl,
     evaluate,
+    unsent,
 )
+from csms.domain.envelopes import OperatingEnvelope
+from csms.domain.sites import Site
+from csms.integrations.csip import convert
 from csms.integrations.csip.identity import sfdi_of_lfdi, site_lfdi
 from csms.integrations.csip.transport import CsipError, CsipTransport
 from csms.persistence.repositories import csip as repo
@@ -151,6 +152,7 @@ class CsipSiteClient:
         bounds: PollBounds = PollBounds(),
         pen: int = 0,
         rng: random.Random | None = None,
+        comm_loss_timeout_s: int | None = None,
     ) -> None:
         self.transport = transport
         self.db = db
@@ -160,6 +162,9 @@ class CsipSiteClient:
         self.bounds = bounds
         self.pen = pen
         self.rng = rng or random.Random()
+        # None: controls are followed as scheduled while the server is unreachable (ALL-23);
+        # set: they stop this long after the last successful poll and the defaults apply.
+        self.comm_loss_timeout_s = comm_loss_timeout_s
         self._memory: dict[str, _Memory] = {}
 
     # ---- state -------------------------------------------------------------------------
@@ -421,19 +426,51 @@ class CsipSiteClient:
         self, site: Site, state: CsipSiteState, memory: _Memory, now: datetime
     ) -> None:
         server_now = now + timedelta(seconds=state.clock_offset_s)
-        records = [ControlRecord.from_json(r) for r in state.control_records]
+        records: dict[str, ControlRecord] = {}
+        for data in state.control_records:
+            try:
+                record = ControlRecord.from_json(data)
+            except (ValueError, TypeError) as error:  # a record we wrote, but bounded anyway
+                self._error(state, f"stored control record dropped: {error}", now)
+                continue
+            records[record.mrid] = record
         result = evaluate(
             site.id,
             memory.controls,
             memory.defaults,
             records,
             server_now,
-            self.rng.randint,
+            lambda bound: self.rng.randint(min(0, bound), max(0, bound)),
+            last_server_contact=(
+                state.last_poll_at + timedelta(seconds=state.clock_offset_s)
+                if state.last_poll_at is not None
+                else None
+            ),
+            comm_loss_timeout_s=self.comm_loss_timeout_s,
         )
-        state.control_records = [r.to_json() for r in result.records]
+        out = dict(result.records)
+        # Responses first: a record says "sent" only once its POST went through.
+        for due in result.responses:
+            if site.lfdi is None:
+                break
+            reply = DERControlReply(
+                createdDateTime=int(due.created_at.timestamp()),
+                endDeviceLFDI=site.lfdi.upper(),
+                status=ResponseType(due.status),
+                subject=due.subject_mrid,
+            )
+            try:
+                await self.transport.post(due.reply_to, reply)
+            except CsipError as error:
+                self._error(state, f"Response {due.status} for {due.subject_mrid}: {error}", now)
+                if due.subject_mrid in out:
+                    out[due.subject_mrid] = unsent(out[due.subject_mrid], [due.status])
+        state.control_records = [r.to_json() for r in out.values()]
         # The controls in force now; the defaults only when no control is.
         in_force = [e for e in result.envelopes if e.control_id and e.covers(server_now)]
-        active = {e.control_id for e in in_force if not e.is_default} or {
+        # (a default's fields during a control come as a non-default envelope with its mRID)
+        controls = {c.mrid for c in memory.controls}
+        active = {e.control_id for e in in_force if e.control_id in controls} or {
             e.control_id for e in in_force
         }
         state.active_controls = sorted(c for c in active if c)
@@ -447,13 +484,3 @@ class CsipSiteClient:
             memory.envelopes_key = key
             if self.on_envelopes_changed is not None:
                 await self.on_envelopes_changed(site.id)
-        for due in result.responses:
-            if site.lfdi is None:
-                break
-            reply = DERControlReply(
-                createdDateTime=int(due.created_at.timestamp()),
-                endDeviceLFDI=site.lfdi.upper(),
-                status=ResponseType(due.status),
-                subject=due.subject_mrid,
-            )
-            await self.transport.post(due.reply_to, reply)

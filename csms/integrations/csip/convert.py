@@ -35,8 +35,8 @@ from envoy_schema.server.schema.sep2.der import (
 from envoy_schema.server.schema.sep2.der_control_types import ActivePower
 from envoy_schema.server.schema.sep2.end_device import EndDeviceRequest
 
+from csms.domain.csip_controls import CsipControl, CsipDefaultControl, DerLimits
 from csms.domain.envelopes import MAX_ENVELOPE_W, MAX_RAMP_PCT_PER_S
-from csms.integrations.csip.controls import CsipControl, CsipDefaultControl, DerLimits
 
 MAX_MULTIPLIER = 9  # |power of ten| accepted on a value
 MAX_DURATION_S = 7 * 86_400  # a control longer than a week is not one we act on
@@ -114,12 +114,31 @@ def _mrid(value: str) -> str:
     return value.upper()
 
 
+# DERControlBase modes the client cannot act on: a control with only these is rejected (252).
+UNSUPPORTED_MODES = (
+    "opModFixedPFAbsorbW",
+    "opModFixedPFInjectW",
+    "opModFixedVar",
+    "opModFixedW",
+    "opModFreqDroop",
+    "opModFreqWatt",
+    "opModMaxLimW",
+    "opModTargetVar",
+    "opModTargetW",
+    "opModVoltVar",
+    "opModVoltWatt",
+    "opModWattPF",
+    "opModWattVar",
+)
+
+
 def control_of(doc: DERControlResponse, program_href: str, primacy: int) -> CsipControl:
     """A DERControl as the life cycle's CsipControl (CsipValueError when out of bounds)."""
     interval = doc.interval
+    base = doc.DERControlBase_
     return CsipControl(
         mrid=_mrid(doc.mRID),
-        href=doc.href,
+        href=doc.href or program_href,
         program_href=program_href,
         primacy=_int("primacy", primacy, 0, MAX_PRIMACY),
         creation_time=_time("creationTime", doc.creationTime),
@@ -134,14 +153,15 @@ def control_of(doc: DERControlResponse, program_href: str, primacy: int) -> Csip
         current_status=_int("EventStatus.currentStatus", doc.EventStatus_.currentStatus, 0, 4),
         reply_to=doc.replyTo,
         response_required=int(str(doc.responseRequired or "0"), 16) & 0xFF,
-        limits=limits_of(doc.DERControlBase_),
+        limits=limits_of(base),
+        unsupported_modes=frozenset(m for m in UNSUPPORTED_MODES if getattr(base, m) is not None),
     )
 
 
 def default_of(doc: DefaultDERControl, program_href: str, primacy: int) -> CsipDefaultControl:
     return CsipDefaultControl(
         mrid=_mrid(doc.mRID),
-        href=doc.href,
+        href=doc.href or program_href,
         program_href=program_href,
         primacy=_int("primacy", primacy, 0, MAX_PRIMACY),
         limits=limits_of(doc.DERControlBase_, doc.setGradW),

@@ -25,6 +25,7 @@ from csms.integrations.csip.client import CsipSiteClient, PollBounds
 from csms.integrations.csip.convert import SiteLiveState, SiteRatings
 from csms.integrations.csip.identity import sfdi_of_lfdi
 from csms.integrations.csip.poller import CsipPoller
+from csms.integrations.csip.routes import csip_view
 from csms.integrations.csip.transport import CsipTransport, TransportConfig
 from csms.persistence.database import Database
 from csms.persistence.repositories import csip as csip_repo
@@ -126,6 +127,9 @@ async def test_registration_nmi_and_der_reports_reach_envoy(rig: Rig) -> None:
     assert registered["lfdi"].upper() == site.lfdi and int(registered["sfdi"]) == site.sfdi
     assert registered["nmi"] == NMI
     assert state.edev_href == f"/edev/{registered['site_id']}"
+    view = await csip_view(rig.db, "home-1")  # GET /sites/home-1/csip
+    assert view.registration == "registered" and view.end_device_href == state.edev_href
+    assert view.lfdi == site.lfdi and view.last_poll_at is not None and view.last_error is None
 
     async with rig.http() as http:
         der = f"{state.edev_href}/der/1"
@@ -157,6 +161,8 @@ async def test_registration_pin_mismatch_stops_the_site(rig: Rig) -> None:
     await rig.put_site(Site(**{**site.__dict__, "registration_pin": (pin + 1) % 1_000_000}))
     state = await client.tick(await rig.site())
     assert state.registration == "pin_mismatch"
+    view = await csip_view(rig.db, "home-1")
+    assert view.registration == "pin_mismatch" and "PIN" in (view.last_error or "")
     assert state.last_error is not None and "PIN" in state.last_error
     async with rig.db.read() as conn:
         stored = await csip_repo.get_state(conn, "home-1")

@@ -467,13 +467,10 @@ class CsipSiteClient:
                     out[due.subject_mrid] = unsent(out[due.subject_mrid], [due.status])
         state.control_records = [r.to_json() for r in out.values()]
         # The controls in force now; the defaults only when no control is.
-        in_force = [e for e in result.envelopes if e.control_id and e.covers(server_now)]
         # (a default's fields during a control come as a non-default envelope with its mRID)
+        in_force = {e.control_id for e in result.envelopes if e.covers(server_now)} - {None}
         controls = {c.mrid for c in memory.controls}
-        active = {e.control_id for e in in_force if e.control_id in controls} or {
-            e.control_id for e in in_force
-        }
-        state.active_controls = sorted(c for c in active if c)
+        state.active_controls = sorted(str(c) for c in (in_force & controls or in_force))
         key = _envelope_key(result.envelopes)
         if key != memory.envelopes_key:
             # Stored before the callback: whoever it wakes reads them.

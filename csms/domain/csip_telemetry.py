@@ -298,12 +298,18 @@ class ReadingSpec:
     accumulation_behaviour: int = 12  # instantaneous (each Reading stands alone)
     commodity: int = 1  # electricity, secondary metered
     phase: int = 0  # not applicable: the total (power) or the mean over phases (voltage)
+    directed: bool = True  # a flow (power); voltage has no direction
+
+    def flow_direction(self, role: Role) -> int:
+        """The role's flowDirection for a flow; 0 (not applicable) for voltage, which envoy
+        would otherwise store negated under 19 (reverse)."""
+        return role.flow_direction if self.directed else 0
 
 
 READING_SPECS = (
     ReadingSpec(Quantity.ACTIVE_POWER, 38, 0, "average real power (W)"),
     ReadingSpec(Quantity.REACTIVE_POWER, 63, 0, "average reactive power (var)"),
-    ReadingSpec(Quantity.VOLTAGE, 29, -1, "average voltage (V)"),
+    ReadingSpec(Quantity.VOLTAGE, 29, -1, "average voltage (V)", directed=False),
 )
 MAX_PEN = 99_999_999  # the mRID's last 8 digits carry the PEN in decimal (CACTUS checks it)
 

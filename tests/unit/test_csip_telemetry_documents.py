@@ -34,10 +34,11 @@ def test_site_and_der_mirror_usage_points_per_csip_aus_annex_a() -> None:
         for m in mmrs:
             rt = m.readingType
             assert rt is not None
+            direction = 0 if int(rt.uom) == 29 else flow  # type: ignore[arg-type]
             assert (int(rt.kind), int(rt.dataQualifier), int(rt.flowDirection)) == (  # type: ignore[arg-type]
                 37,
                 2,
-                flow,
+                direction,
             )
             assert int(m.mRID[-8:]) == 1234
         assert len({m.mRID for m in mmrs} | {mup.mRID}) == 4

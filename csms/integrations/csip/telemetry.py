@@ -94,7 +94,7 @@ def reading_type(role: Role, spec: ct.ReadingSpec) -> ReadingType:
         accumulationBehaviour=AccumulationBehaviourType(spec.accumulation_behaviour),
         commodity=CommodityType(spec.commodity),
         dataQualifier=DataQualifierType(spec.data_qualifier),
-        flowDirection=FlowDirectionType(role.flow_direction),
+        flowDirection=FlowDirectionType(spec.flow_direction(role)),
         kind=KindType(spec.kind),
         phase=PhaseCode(spec.phase),
         powerOfTenMultiplier=spec.power_of_ten,

@@ -97,6 +97,7 @@ async def test_oversized_body_is_refused(env) -> None:  # type: ignore[no-untype
         b'<?xml version="1.0"?><!DOCTYPE x [<!ENTITY a "aaaa">]><Notification/>',
         b'<Subscription xmlns="urn:ieee:std:2030.5:ns"/>',
         notification(resource="/edev/2/derp/1/derc"),  # another site's resource
+        notification(resource="/tm"),
     ],
 )
 async def test_anything_but_a_notification_of_the_resource_is_400(env, body: bytes) -> None:  # type: ignore[no-untyped-def]
@@ -111,6 +112,15 @@ async def test_cancelled_subscription_is_dropped_and_site_repolled(env) -> None:
     assert answer.status_code == 204
     await asyncio.sleep(0)
     assert store.delivered_log == [("site-1", True)] and called == ["site-1"]
+
+
+async def test_envoy_canonical_href_of_the_same_end_device_is_accepted(env) -> None:  # type: ignore[no-untyped-def]
+    # envoy names a subscription to /edev/1/fsa/1/derp by the DERProgramList's /edev/1/derp.
+    client, _, called = env
+    answer = await client.post(f"/csip/notify/{TOKEN}", content=notification("/edev/1/derp"))
+    assert answer.status_code == 204
+    await asyncio.sleep(0)
+    assert called == ["site-1"]
 
 
 def test_notify_base_url_is_checked() -> None:

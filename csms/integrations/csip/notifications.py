@@ -189,8 +189,14 @@ async def _bounded_body(request: Request, limit: int) -> bytes | None:
 
 
 def _same_resource(notified: str, subscribed: str) -> bool:
-    path = urllib.parse.urlsplit(notified).path
-    return path.rstrip("/") == urllib.parse.urlsplit(subscribed).path.rstrip("/")
+    """The notification is about what was subscribed to: the same resource, or one of the same
+    EndDevice (envoy 1.5.0 names a DERProgramList subscribed as /edev/1/fsa/1/derp by its
+    canonical /edev/1/derp; the token already says which subscription this is)."""
+    got = [p for p in urllib.parse.urlsplit(notified).path.split("/") if p]
+    want = [p for p in urllib.parse.urlsplit(subscribed).path.split("/") if p]
+    if got == want:
+        return True
+    return len(got) >= 2 and len(want) >= 2 and got[0] == want[0] == "edev" and got[1] == want[1]
 
 
 def notification_router(

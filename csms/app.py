@@ -21,6 +21,9 @@ import uvicorn
 from csms.api.app import create_api
 from csms.api.health import Readiness
 from csms.api.metrics import AuthCounters, CsmsMetrics
+from csms.integrations.csip.poller import CsipPoller
+from csms.integrations.csip.routes import install as install_csip_routes
+from csms.integrations.csip.service import build_csip
 from csms.integrations.home_assistant import HomeAssistantSettings, start_bridge, stop_bridge
 from csms.log_format import configure_logging
 from csms.persistence.unreachable import naming_the_database_async
@@ -157,6 +160,7 @@ class RunningCsms:
     api_port: int
     home_assistant: asyncio.Task[None] | None = None  # the MQTT bridge when CSMS_MQTT_URL is set
     gauges: asyncio.Task[None] | None = None  # the V2G gauges' refresher
+    csip: CsipPoller | None = None  # the CSIP-AUS aggregator client when csip_enabled
 
     @property
     def ocpp_port(self) -> int:
@@ -193,7 +197,11 @@ class RunningCsms:
                     try:
                         await stop_bridge(self.home_assistant)
                     finally:
-                        await self.services.close()
+                        try:
+                            if self.csip is not None:
+                                await self.csip.stop()  # releases its sites' leases
+                        finally:
+                            await self.services.close()
 
 
 async def _start_ocpp_server(settings: Settings, services: Services) -> OcppServerHandle:
@@ -209,6 +217,20 @@ async def start(settings: Settings, *, clock: Clock | None = None) -> RunningCsm
     # In-process router by default; NATS or Redis when CSMS_BROKER_URL names one.
     router = build_router(settings)
     services = build_services(settings, router=router, clock=clock or utcnow)
+    # CSIP-AUS aggregator client: off unless CSMS_CSIP_ENABLED (and its server and certificate).
+    # Built before anything starts: a refused configuration (certificate header off
+    # loopback, no key) stops the start here. on_envelopes_changed: the lead wires it to the
+    # envelope enforcement (issue 18).
+    csip = build_csip(
+        settings,
+        services.db,
+        node_id=str(getattr(router, "node_id", settings.node_id or "csms")),
+        clock=clock or utcnow,
+        connected_ids=services.live.connected_ids_sorted,
+        power_w=lambda station_id: (
+            live.power_w if (live := services.live.stations.get(station_id)) else None
+        ),
+    )
     async with naming_the_database_async(settings.database_url):
         await services.start(migrate=True)
     try:
@@ -229,6 +251,7 @@ async def start(settings: Settings, *, clock: Clock | None = None) -> RunningCsm
             lambda: _connected_by_version(ocpp_server), auth, telemetry=services.telemetry
         )
         api = create_api(services, metrics=metrics, readiness=_readiness(services, ocpp_server))
+        install_csip_routes(api, services.db)
         with _naming_the_port("REST API", "api_port", settings.api_host, settings.api_port):
             sock = _listening_socket(settings.api_host, settings.api_port)
         config = uvicorn.Config(
@@ -262,8 +285,18 @@ async def start(settings: Settings, *, clock: Clock | None = None) -> RunningCsm
         gauges = asyncio.create_task(
             _refresh_v2g_gauges(services, settings.metrics_v2g_refresh_s), name="csms-v2g-gauges"
         )
+    if csip is not None:
+        csip.start()
     return RunningCsms(
-        settings, services, ocpp_server, api_server, api_task, api_port, home_assistant, gauges
+        settings,
+        services,
+        ocpp_server,
+        api_server,
+        api_task,
+        api_port,
+        home_assistant,
+        gauges,
+        csip,
     )
 
 

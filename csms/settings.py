@@ -179,6 +179,36 @@ class Settings(BaseSettings):
     mqtt_discovery_prefix: str = "homeassistant"
     mqtt_state_interval_s: float = Field(30.0, gt=0)
 
+    # CSIP-AUS (IEEE 2030.5) aggregator client (issue 18; README "CSIP-AUS"): the DNSP
+    # server's DeviceCapability URL; on with csip_enabled. Mutual TLS with the aggregator's
+    # certificate and key, the server checked against csip_ca_file (none: the system CAs).
+    # csip_cert_header_mode sends the certificate in the ssl-client-cert header instead
+    # (no TLS): refused unless the server URL is loopback (tests behind a local proxy).
+    csip_enabled: bool = False
+    csip_server_url: str | None = None
+    csip_cert_file: Path | None = None
+    csip_key_file: Path | None = None
+    csip_ca_file: Path | None = None
+    csip_cert_header_mode: bool = False
+    # The aggregator's IANA Private Enterprise Number: the last 8 digits of derived site LFDIs.
+    csip_pen: int = Field(0, ge=0, le=99_999_999)
+    # Every server pollRate is kept within [min, max] s; a failed exchange is retried after
+    # csip_retry_s. The poller looks at its sites every csip_tick_s; a node holds a site's
+    # polling lease csip_lease_s (another node takes the site over after that).
+    csip_poll_min_s: int = Field(10, ge=0, le=3600)
+    csip_poll_max_s: int = Field(3600, ge=1, le=86_400)
+    csip_retry_s: int = Field(30, ge=0, le=3600)
+    csip_tick_s: float = Field(2.0, gt=0, le=60, allow_inf_nan=False)
+    csip_lease_s: float = Field(60.0, ge=5, le=3600, allow_inf_nan=False)
+    csip_timeout_s: float = Field(20.0, gt=0, le=120, allow_inf_nan=False)
+    csip_max_response_bytes: int = Field(512 * 1024, ge=4096, le=16 * 1024 * 1024)
+    # Controls stop this long after the last successful poll (defaults then apply); none =
+    # followed as scheduled while the server cannot be reached (CSIP-AUS ALL-23).
+    csip_comm_loss_timeout_s: int | None = Field(None, ge=0, le=7 * 86_400)
+    # What each station of a site is reported as (DERCapability/DERSettings), W.
+    csip_station_max_charge_w: float = Field(7400.0, gt=0, le=1e6, allow_inf_nan=False)
+    csip_station_max_discharge_w: float = Field(7400.0, gt=0, le=1e6, allow_inf_nan=False)
+
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     # "text" (one human-readable line per record) or "json" (one JSON object per line: ts,
     # level, logger, message, and exc_info when there is one) for log collectors.
@@ -324,6 +354,13 @@ class Settings(BaseSettings):
             raise ValueError("tls_client_ca_file needs a server certificate (tls_*_cert_file)")
         if (self.csr_ca_cert_file is None) != (self.csr_ca_key_file is None):
             raise ValueError("csr_ca_cert_file and csr_ca_key_file go together")
+        if self.csip_enabled:
+            if not self.csip_server_url or self.csip_cert_file is None:
+                raise ValueError("csip_enabled needs csip_server_url and csip_cert_file")
+            if not self.csip_cert_header_mode and self.csip_key_file is None:
+                raise ValueError("csip_enabled needs csip_key_file (mutual TLS)")
+        if self.csip_poll_min_s > self.csip_poll_max_s:
+            raise ValueError("need csip_poll_min_s <= csip_poll_max_s")
         if not self.auth_backoff_base_s <= self.auth_backoff_max_s <= self.auth_throttle_forget_s:
             raise ValueError(
                 "need auth_backoff_base_s <= auth_backoff_max_s <= auth_throttle_forget_s"

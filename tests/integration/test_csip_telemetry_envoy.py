@@ -27,6 +27,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 import uvicorn
+from envoy_schema.server.schema.sep2.pub_sub import SubscriptionListResponse
 from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -160,6 +161,23 @@ class Repolls:
         self.event.clear()
 
 
+async def notified(
+    db: Database, done: Callable[[dict[str, int]], bool], seconds: float = 60
+) -> dict[str, int]:
+    """Notifications served per subscribed resource, once `done` holds (else AssertionError)."""
+    deadline = time.monotonic() + seconds
+    while True:
+        async with db.read() as conn:
+            rows = await conn.execute(
+                sa.select(csip_subscriptions.c.resource_href, csip_subscriptions.c.notifications)
+            )
+            counts = {str(href): int(n) for href, n in rows}
+        if done(counts):
+            return counts
+        assert time.monotonic() < deadline, f"notifications so far: {counts}"
+        await asyncio.sleep(0.5)
+
+
 async def _count(db: Database, table: sa.Table) -> int:
     async with db.read() as conn:
         return int((await conn.execute(sa.select(sa.func.count()).select_from(table))).scalar_one())
@@ -290,15 +308,20 @@ async def test_envoy_notification_reaches_the_endpoint_and_triggers_a_repoll(
                 site_id = await admin.site_id_of(site_identity.lfdi)
                 program = await admin.create_program("doe", primacy=0)
                 subscriptions = CsipSubscriptions(transport, db, base)
-                resources = [f"{edev}/derp/{program}/derc", f"{edev}/derp/{program}/dderc"]
-                made = await subscriptions.ensure(site, "/edev/0/sub", resources, utcnow())
-                assert made == resources
+                # Discovered from the server: the aggregator's /edev/0/sub, and what the client
+                # polls (FSA list, its program list, the program's controls and default).
+                made = await subscriptions.ensure_for_site(site, "/edev", edev, utcnow())
+                resources = [
+                    f"{edev}/derp/{program}/derc",
+                    f"{edev}/derp/{program}/dderc",
+                ]
+                assert made == [f"{edev}/fsa", f"{edev}/fsa/1/derp", *resources]
                 async with db.read() as conn:
                     rows = (await conn.execute(sa.select(csip_subscriptions))).all()
-                assert {r.resource_href for r in rows} == set(resources)
+                assert {r.resource_href for r in rows} == set(made)
                 assert all(r.subscription_href.startswith("/edev/0/sub/") for r in rows)
                 # Ensured again: nothing new on the server.
-                assert await subscriptions.ensure(site, "/edev/0/sub", resources, utcnow()) == []
+                assert await subscriptions.ensure_for_site(site, "/edev", edev, utcnow()) == []
 
                 # The DNSP publishes an envelope: envoy notifies, the CSMS re-polls the site.
                 sent = time.monotonic()
@@ -309,29 +332,25 @@ async def test_envoy_notification_reaches_the_endpoint_and_triggers_a_repoll(
                 await repolls.wait(60)
                 latency = repolls.calls[0][1] - sent
                 print(f"\nenvoy admin change -> on_notification: {latency * 1000:.0f} ms")
-                assert [site_id for site_id, _ in repolls.calls] == ["home"]
-                async with db.read() as conn:
-                    counts = dict(
-                        (
-                            await conn.execute(
-                                sa.select(
-                                    csip_subscriptions.c.resource_href,
-                                    csip_subscriptions.c.notifications,
-                                )
-                            )
-                        ).all()
-                    )
-                assert counts[resources[0]] >= 1
+                # The control list's own subscription is among those notified.
+                counts = await notified(db, lambda c: c[resources[0]] >= 1)
+                assert {site_id for site_id, _ in repolls.calls} == {"home"}
 
                 # The default control changes: its own subscription notifies.
+                before = counts[resources[1]]
                 await admin.set_default(program, export_limit_w=Decimal(1000))
-                await repolls.wait(60)
+                await notified(db, lambda c: c[resources[1]] > before)
+                assert {site_id for site_id, _ in repolls.calls} == {"home"}
 
                 # Dropping a resource deletes the subscription on the server too.
                 assert (
                     await subscriptions.ensure(site, "/edev/0/sub", resources[:1], utcnow()) == []
                 )
                 assert await _count(db, csip_subscriptions) == 1
+                _, on_server = await transport.get_list(
+                    "/edev/0/sub", SubscriptionListResponse, "subscriptions"
+                )
+                assert [x.subscribedResource for x in on_server] == resources[:1]
         finally:
             await transport.aclose()
 
@@ -382,16 +401,10 @@ async def test_cactus_all_14_subscriptions(tmp_path: Path) -> None:
             assert init["isStarted"] is True  # immediate start
 
             async def step(transport: CsipTransport, edev: str, now: dt.datetime) -> None:
+                # What the client polls, discovered: the FSA list, the FSA's program list, the
+                # program's controls and default control (program 1, made by the procedure).
                 subscriptions = CsipSubscriptions(transport, db, base)
-                # What the client polls: the FSA list, the FSA's program list, the program's
-                # controls and default control (envoy's program 1 made by the procedure).
-                resources = [
-                    f"{edev}/fsa",
-                    f"{edev}/fsa/1/derp",
-                    f"{edev}/derp/1/derc",
-                    f"{edev}/derp/1/dderc",
-                ]
-                await subscriptions.ensure(site, "/edev/0/sub", resources, now)
+                await subscriptions.ensure_for_site(site, "/edev", edev, now)
 
             wanted = (
                 "POST-SUBSCRIPTION-FSAL",

@@ -29,6 +29,11 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from envoy_schema.server.schema.sep2.der import DERProgramListResponse
+from envoy_schema.server.schema.sep2.end_device import EndDeviceListResponse, EndDeviceResponse
+from envoy_schema.server.schema.sep2.function_set_assignments import (
+    FunctionSetAssignmentsListResponse,
+)
 from envoy_schema.server.schema.sep2.pub_sub import (
     Notification,
     NotificationStatus,
@@ -85,6 +90,55 @@ def subscription_document(resource_href: str, notification_uri: str) -> Subscrip
     )
 
 
+MAX_DISCOVERED_FSA = 8
+MAX_DISCOVERED_PROGRAMS = 4  # per program list; MAX_RESOURCES_PER_SITE bounds the total
+
+
+async def aggregator_subscription_list(
+    transport: CsipTransport, edev_list_href: str, site_edev_href: str
+) -> str:
+    """Where the aggregator posts its subscriptions: its own EndDevice's SubscriptionList (envoy:
+    /edev/0/sub, CACTUS ALL-14), else the site EndDevice's."""
+    _, devices = await transport.get_list(edev_list_href, EndDeviceListResponse, "EndDevice")
+    for device in devices:
+        ours = (device.lFDI or "").upper() == transport.aggregator_lfdi.upper()
+        if ours and device.SubscriptionListLink is not None:
+            return transport.path_of(device.SubscriptionListLink.href)
+    site = await transport.get(site_edev_href, EndDeviceResponse)
+    if site.SubscriptionListLink is None:
+        raise CsipError(f"{site_edev_href} offers no SubscriptionList")
+    return transport.path_of(site.SubscriptionListLink.href)
+
+
+async def site_resources(transport: CsipTransport, site_edev_href: str) -> list[str]:
+    """What the client polls for a site's controls, to subscribe to: the FunctionSetAssignments
+    list, each FSA's DERProgram list, each program's DERControl list and DefaultDERControl."""
+    site = await transport.get(site_edev_href, EndDeviceResponse)
+    if site.FunctionSetAssignmentsListLink is None:
+        return []
+    fsa_list = transport.path_of(site.FunctionSetAssignmentsListLink.href)
+    resources = [fsa_list]
+    _, assignments = await transport.get_list(
+        fsa_list,
+        FunctionSetAssignmentsListResponse,
+        "FunctionSetAssignments",
+        max_items=MAX_DISCOVERED_FSA,
+    )
+    for fsa in assignments:
+        if fsa.DERProgramListLink is None:
+            continue
+        programs_href = transport.path_of(fsa.DERProgramListLink.href)
+        resources.append(programs_href)
+        _, programs = await transport.get_list(
+            programs_href, DERProgramListResponse, "DERProgram", max_items=MAX_DISCOVERED_PROGRAMS
+        )
+        for program in programs:
+            for link in (program.DERControlListLink, program.DefaultDERControlLink):
+                if link is not None:
+                    resources.append(transport.path_of(link.href))
+    return list(dict.fromkeys(resources))[:MAX_RESOURCES_PER_SITE]
+
+
 class CsipSubscriptions:
     """The aggregator's subscriptions, per site."""
 
@@ -92,6 +146,18 @@ class CsipSubscriptions:
         self._transport = transport
         self._db = db
         self.notify_base_url = check_notify_base_url(notify_base_url)
+
+    async def ensure_for_site(
+        self, site: Site, edev_list_href: str, site_edev_href: str, now: datetime
+    ) -> list[str]:
+        """Discover (aggregator_subscription_list, site_resources) and `ensure`: what the
+        poller calls after its FSA / DERProgram stages (a few GETs; nothing posted when all is
+        subscribed already)."""
+        list_href = await aggregator_subscription_list(
+            self._transport, edev_list_href, site_edev_href
+        )
+        resources = await site_resources(self._transport, site_edev_href)
+        return await self.ensure(site, list_href, resources, now)
 
     async def ensure(
         self, site: Site, subscription_list_href: str, resources: Sequence[str], now: datetime

@@ -46,6 +46,7 @@ from csms.persistence import tables as t
 from csms.persistence.csip_telemetry_tables import csip_mirror_points, csip_subscriptions
 from csms.persistence.database import Database
 from csms.persistence.repositories import sites as sites_repo
+from csms.persistence.repositories.csip_telemetry import latest_notification
 from csms.persistence.repositories.meter_values import insert_meter_samples
 from tests.support import csip_server
 from tests.support.csip_admin import Envelope, EnvoyAdmin
@@ -335,6 +336,10 @@ async def test_envoy_notification_reaches_the_endpoint_and_triggers_a_repoll(
                 # The control list's own subscription is among those notified.
                 counts = await notified(db, lambda c: c[resources[0]] >= 1)
                 assert {site_id for site_id, _ in repolls.calls} == {"home"}
+                # What the polling node (maybe another) reads to re-poll: when, by any node.
+                async with db.read() as conn:
+                    seen = await latest_notification(conn, "home")
+                assert seen is not None and now - dt.timedelta(seconds=5) <= seen <= utcnow()
 
                 # The default control changes: its own subscription notifies.
                 before = counts[resources[1]]

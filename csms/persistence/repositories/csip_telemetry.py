@@ -201,3 +201,12 @@ async def mark_notified(conn: AsyncConnection, token_sha256: str, now: datetime)
         .where(cs.token_sha256 == token_sha256)
         .values(last_notified_at=now, notifications=cs.notifications + 1)
     )
+
+
+async def latest_notification(conn: AsyncConnection, site_id: str) -> datetime | None:
+    """When a notification for the site was last served, by any node: the node polling the
+    site compares it with its last poll (multi-node: the notified node need not be the poller)."""
+    cs = csip_subscriptions.c
+    return (
+        await conn.execute(sa.select(sa.func.max(cs.last_notified_at)).where(cs.site_id == site_id))
+    ).scalar_one_or_none()

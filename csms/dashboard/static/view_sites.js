@@ -2,11 +2,13 @@
 // (CSIP-AUS or operator), what it leaves each station, the next 24 h, and the operator's forms.
 // Every value from the API goes into text nodes or attributes through el(): never markup.
 import { api } from "./api.js";
-import { canOperate, every } from "./app.js";
+import { every, session } from "./app.js";
 import { el, field, fmt, time } from "./forms.js";
 
 const enc = encodeURIComponent;
 const REFRESH_MS = 10000; // the envelope in force changes at its start/end, or from the server
+// Sites and envelopes are written with the admin scope, like stations (csms/api/routes/sites.py).
+const canEdit = () => session.scope === "admin";
 
 function table(headers, rows, attrs = {}) {
   return el("table", attrs, el("thead", {}, el("tr", {}, headers.map((h) => el("th", { text: h })))), el("tbody", {}, rows));
@@ -111,7 +113,7 @@ export async function sitesView(root) {
         el("td", { class: s.csip_enabled ? "csip on" : "csip", text: s.csip_enabled ? "on" : "off" })))),
     { id: "sites-table" }));
   if (!sites.length) root.append(el("p", { class: "muted", id: "sites-empty", text: "No sites yet." }));
-  if (canOperate()) {
+  if (canEdit()) {
     const card = el("div", { class: "card", id: "site-create" });
     card.append(...siteForm("form-site-create", null, (saved) => { location.hash = `#/site/${enc(saved.id)}`; }));
     root.append(card);
@@ -260,7 +262,7 @@ export async function siteView(root, siteId) {
   await reload();
   every(REFRESH_MS, () => reload().catch((error) => console.warn(error)));
 
-  if (canOperate()) {
+  if (canEdit()) {
     card("Set or clear an operator envelope", "site-operator").append(...operatorForm(siteId, reload));
     const edit = card("Site", "site-edit");
     // Saved: the view again, from the API (same route).
@@ -279,6 +281,6 @@ export async function siteView(root, siteId) {
     });
     edit.append(del, delBox);
   } else {
-    root.append(el("p", { class: "muted", text: "Sign in with an operate token to edit the site or set an envelope." }));
+    root.append(el("p", { class: "muted", text: "Sign in with an admin token to edit the site or set an envelope." }));
   }
 }

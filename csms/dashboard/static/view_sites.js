@@ -110,7 +110,7 @@ export async function sitesView(root) {
         el("td", { text: s.name }),
         el("td", { text: s.nmi || "-" }),
         el("td", { text: (s.station_ids || []).length ? s.station_ids.join(", ") : "-" }),
-        el("td", { class: s.csip_enabled ? "csip on" : "csip", text: s.csip_enabled ? "on" : "off" })))),
+        el("td", { class: s.csip_enabled ? "csip on" : "csip", text: s.csip_enabled ? "on" : "off" }))),
     { id: "sites-table" }));
   if (!sites.length) root.append(el("p", { class: "muted", id: "sites-empty", text: "No sites yet." }));
   if (canEdit()) {

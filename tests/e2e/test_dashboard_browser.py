@@ -480,7 +480,11 @@ async def test_sites_view_operator_envelope_in_force(tmp_path: Path, browser: An
         assert abs((received - datetime.now(UTC)).total_seconds()) < 120
         # The station's bounds under the envelope: its share of the 1.5 kW export limit.
         station = "#site-stations tr[data-station='SITE-CS1']"
+        assert await page.text(f"{station} td:nth-child(2)") == "7.00 kW"  # import limit
         assert await page.text(f"{station} td:nth-child(3)") == "1.50 kW"
+        # The running station accepted the site's profile: enforced, with its answer.
+        assert await page.text(f"{station} td:nth-child(4)") == "yes"
+        assert await page.text(f"{station} td:nth-child(5)") == "Accepted"
         assert (await page.text("#site-upcoming")).count("peak-cap") == 1
         await page.screenshot("dashboard-site")
 

@@ -49,7 +49,7 @@ class SiteEnvelopeView(Protocol):
 
 @dataclass(frozen=True)
 class SitesPort:
-    """What the bridge reads of the sites: csms.services.sites.SiteService.list and
+    """What the bridge reads of the sites: csms.services.sites.SiteService.all and
     csms.services.envelopes.EnvelopeService.view in the CSMS (csms/app.py)."""
 
     list_sites: Callable[[], Awaitable[list[Site]]]

@@ -495,6 +495,21 @@ async def test_sites_view_operator_envelope_in_force(tmp_path: Path, browser: An
             what="no envelope after clearing",
         )
         assert (await stack.api.get("/sites/home-1/envelope")).json()["in_force"] is None
+
+        # -- the edit form: CSIP-AUS on with a registration PIN ---------------------------------
+        await _fill(page, "form-site-edit", {"csip_enabled": "on", "registration_pin": "111115"})
+        await page.wait_js(
+            "const d = document.getElementById('site-details');"
+            "return d && d.textContent.includes('CSIP-AUS on')",
+            what="the edited site shown again",
+        )
+        await page.ready("site")
+        assert "registration PIN set" in await page.text("#site-details")
+        assert await page.js("return document.getElementById('site-csip') !== null")
+        assert "enter the PIN again" in await page.text("#form-site-edit-pin-note")
+        edited = (await stack.api.get("/sites/home-1")).json()
+        assert (edited["csip_enabled"], edited["has_registration_pin"]) == (True, True)
+        assert edited["name"] == hostile and edited["station_ids"] == ["SITE-CS1"]
         # Every hostile string stayed text: no element made of it, nothing it ran.
         assert await page.js("return document.querySelectorAll('#view img').length") == 0
         assert await page.js("return window.__xss === undefined")

@@ -70,7 +70,10 @@ function siteForm(id, site, onSave) {
     field("id *", inputs.id), field("name *", inputs.name), field("NMI", inputs.nmi), field("LFDI", inputs.lfdi),
     field("SFDI", inputs.sfdi), field("registration PIN", inputs.registration_pin),
     field("stations", inputs.station_ids), el("label", {}, inputs.csip_enabled, "CSIP-AUS on"),
-    el("button", { type: "submit", text: editing ? "Save" : "Create" }));
+    el("button", { type: "submit", text: editing ? "Save" : "Create" }),
+    editing && site.has_registration_pin
+      ? el("span", { class: "muted", id: `${id}-pin-note`, text: "The PIN is never shown: saving replaces the site, so enter the PIN again to keep it." })
+      : null);
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
     const text = (name) => inputs[name].value.trim() || null;
@@ -113,6 +116,7 @@ export async function sitesView(root) {
         el("td", { class: s.csip_enabled ? "csip on" : "csip", text: s.csip_enabled ? "on" : "off" }))),
     { id: "sites-table" }));
   if (!sites.length) root.append(el("p", { class: "muted", id: "sites-empty", text: "No sites yet." }));
+  if (!canEdit()) root.append(el("p", { class: "muted", text: "Sign in with an admin token to create a site." }));
   if (canEdit()) {
     const card = el("div", { class: "card", id: "site-create" });
     card.append(...siteForm("form-site-create", null, (saved) => { location.hash = `#/site/${enc(saved.id)}`; }));
@@ -235,6 +239,22 @@ function operatorForm(siteId, reload) {
   return [form, clear, box];
 }
 
+// The CSIP-AUS client's view of the site (registration, EndDevice, last poll, last error), shown
+// field by field as text: its exact shape belongs to the CSIP client.
+async function csipCard(box, siteId) {
+  let info;
+  try {
+    info = await api(`/sites/${enc(siteId)}/csip`);
+  } catch (error) {
+    box.append(el("p", { class: "muted", text: error.status === 404 ? "No CSIP-AUS state for this site yet." : problemText(error) }));
+    return;
+  }
+  const value = (v) => (v == null ? "-" : typeof v === "object" ? JSON.stringify(v) : String(v));
+  const rows = info && typeof info === "object" ? Object.entries(info) : [["state", info]];
+  box.append(el("table", { class: "envelope" }, el("tbody", {}, rows.map(([k, v]) =>
+    el("tr", { "data-field": k }, el("th", { text: k }), el("td", {}, el("pre", { class: "small", text: value(v) })))))));
+}
+
 export async function siteView(root, siteId) {
   const site = await api(`/sites/${enc(siteId)}`);
   const details = [
@@ -260,6 +280,7 @@ export async function siteView(root, siteId) {
 
   async function reload() { renderEnvelope(await api(`/sites/${enc(siteId)}/envelope`), parts); }
   await reload();
+  if (site.csip_enabled) await csipCard(card("CSIP-AUS client", "site-csip"), siteId);
   every(REFRESH_MS, () => reload().catch((error) => console.warn(error)));
 
   if (canEdit()) {

@@ -56,11 +56,13 @@ from csms.persistence.database import Database
 from csms.persistence.repositories import sites as srepo
 from csms.routing.base import CommandRouter
 from csms.services.common import Clock, CommandSender, utcnow
+from csms.v2g.vehicle import PowerCap
 from v2g_shared.ocpp_versions import OcppVersion, parse_ocpp_version
 
 log = logging.getLogger(__name__)
 
 EVENT_KIND = "EnvelopeEnforcement"
+MAX_CAP_KW = 1000.0  # csms.v2g.bounds.VEHICLE_POWER_KW
 # ClearChargingProfile answers after which the station holds no envelope profile.
 _CLEARED = ("Accepted", "Unknown")
 OPERATOR_SOURCE = "operator"
@@ -412,6 +414,27 @@ class EnvelopeService:
             key=lambda e: (e.start, e.received_at),
         )
         return EnvelopeView(site_id, now, in_force, total, stations, upcoming)
+
+    async def power_caps(self, station_id: str, now: datetime) -> tuple[PowerCap, ...]:
+        """The station's bounds timeline as the planners' caps (kW); empty when its site has
+        no envelope (or it is in no site)."""
+        async with self._db.read() as conn:
+            site_id = await srepo.site_of_station(conn, station_id)
+            site = None if site_id is None else await srepo.get_site(conn, site_id)
+            envelopes = [] if site is None else await srepo.site_envelopes(conn, site.id)
+        if site is None or not envelopes:
+            return ()
+        _, per_station = await self.timelines(site.id, site.station_ids, now)
+        periods = per_station[site.station_ids.index(station_id)]
+        return tuple(
+            PowerCap(
+                p.start,
+                p.end,
+                min(p.bounds.max_charge_w / 1000.0, MAX_CAP_KW),
+                min(p.bounds.max_discharge_w / 1000.0, MAX_CAP_KW),
+            )
+            for p in periods
+        )
 
     # ---- background: timelines running short ------------------------------------------------
 

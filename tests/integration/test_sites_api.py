@@ -121,9 +121,7 @@ async def test_site_errors_404_and_409(api: ApiHarness) -> None:
     assert (await api.client.put("/api/v1/sites/nope", json=site(id="nope"))).status_code == 404
     assert (await api.client.delete("/api/v1/sites/nope")).status_code == 404
     assert (await api.client.get("/api/v1/sites/nope/envelope")).status_code == 404
-    missing = await api.client.put(
-        "/api/v1/sites/nope/envelopes/operator", json={"envelopes": []}
-    )
+    missing = await api.client.put("/api/v1/sites/nope/envelopes/operator", json={"envelopes": []})
     assert missing.status_code == 404
 
 

@@ -180,3 +180,22 @@ async def test_envelope_change_wakes_the_publisher() -> None:
 def test_site_state_topic_is_one_mqtt_level(site_id: str) -> None:
     topic = site_state_topic(site_id, "p")
     assert topic.count("/") == 3 and "+" not in topic and "#" not in topic
+
+
+async def test_retained_config_of_a_site_deleted_while_down_is_cleared_with_its_state() -> None:
+    """A config of ours found retained on the broker at connect, for a site that no longer
+    exists: cleared, and its state topic (named in the config) after it."""
+    fake = FakeSites([])
+    bridge = HomeAssistantBridge(
+        NoVehicles(),  # type: ignore[arg-type]
+        sites=SitesPort(list_sites=fake.list_sites, envelope_view=fake.view),
+    )
+    bridge.state_clear_delay_s = 0.0
+    topic, config = site_discovery_messages(HOME)[0]
+    bridge.forget_config(topic, config["state_topic"])
+    assert await bridge.changes() == [(topic, b"")]
+    assert await bridge.changes() == [(site_state_topic("home.1"), b"")]
+    # A state topic outside the bridge's prefix is never cleared on a config's word.
+    bridge.forget_config(topic, "elsewhere/state")
+    assert await bridge.changes() == [(topic, b"")]
+    assert await bridge.changes() == [("openv2g/site_home_1/state", b"")]

@@ -67,6 +67,9 @@ MAX_CAP_KW = 1000.0  # csms.v2g.bounds.VEHICLE_POWER_KW
 _CLEARED = ("Accepted", "Unknown")
 OPERATOR_SOURCE = "operator"
 MAX_OPERATOR_ENVELOPES = 100
+# Failed attempts (not Offline: a reconnect re-sends) are tried again after this long.
+RETRY_AFTER_S = 300.0
+_RETRIED = ("Timeout", "CallError", "Error", "Unreachable")
 # Re-send once half the horizon is gone, so envelopes known further ahead always arrive.
 REFRESH_AFTER_S = TIMELINE_HORIZON_S / 2
 
@@ -111,6 +114,7 @@ class StationEnforcement:
     payload: dict[str, Any] | None
     answer: dict[str, Any] | None
     detail: str | None = None
+    resend_at: datetime | None = None  # when the profile sent runs short
 
 
 @dataclass(frozen=True)
@@ -143,7 +147,6 @@ class EnvelopeService:
         self.check_interval_s = check_interval_s
         self.reconnect_grace_s = reconnect_grace_s
         self._listeners: list[ChangeListener] = []
-        self._resend_at: dict[str, datetime] = {}  # station -> when its profile runs short
         self._locks: dict[str, asyncio.Lock] = {}
         self._sent_since: dict[str, int] = {}  # station -> sends, to skip a redundant re-send
         self._task: asyncio.Task[None] | None = None
@@ -312,13 +315,14 @@ class EnvelopeService:
             max_periods=await self._max_periods(station_id),
         )
         refresh = now + timedelta(seconds=REFRESH_AFTER_S)
-        self._resend_at[station_id] = min(built.resend_at or refresh, refresh)
-        return await self._send(station_id, "SetChargingProfile", built.payload, fingerprint, now)
+        resend_at = min(built.resend_at or refresh, refresh)
+        return await self._send(
+            station_id, "SetChargingProfile", built.payload, fingerprint, now, resend_at
+        )
 
     async def _send_clear(
         self, station_id: str, fingerprint: str, now: datetime
     ) -> StationEnforcement:
-        self._resend_at.pop(station_id, None)
         return await self._send(
             station_id, "ClearChargingProfile", clear_payload(), fingerprint, now
         )
@@ -330,6 +334,7 @@ class EnvelopeService:
         payload: dict[str, Any],
         fingerprint: str,
         now: datetime,
+        resend_at: datetime | None = None,
     ) -> StationEnforcement:
         lock = self._locks.setdefault(station_id, asyncio.Lock())
         async with lock:  # one attempt per station at a time: the last one sent wins
@@ -347,7 +352,7 @@ class EnvelopeService:
             except CsmsError as exc:
                 status, detail = _status_of(exc), str(exc)
             record = StationEnforcement(
-                station_id, action, status, now, fingerprint, payload, answer, detail
+                station_id, action, status, now, fingerprint, payload, answer, detail, resend_at
             )
             event = EventRecord(
                 station_id=station_id,
@@ -359,6 +364,7 @@ class EnvelopeService:
                     "request": payload,
                     "answer": answer,
                     "detail": detail,
+                    "resend_at": resend_at.isoformat() if resend_at else None,
                 },
                 received_at=now,
                 timestamp=now,
@@ -384,6 +390,7 @@ class EnvelopeService:
             p.get("request"),
             p.get("answer"),
             p.get("detail"),
+            _parse_time(p.get("resend_at")),
         )
 
     async def view(self, site_id: str) -> EnvelopeView:
@@ -458,17 +465,51 @@ class EnvelopeService:
                 log.exception("envelope refresh round failed")
 
     async def refresh_due(self) -> list[str]:
-        """Re-send the profiles whose timeline ran short (stations this node holds)."""
+        """Send again the stations this node holds whose profile is not the site's current
+        one (envelopes changed through another process, e.g. `csms site` or another node's
+        CSIP client), ran short (its resend time passed), or whose last attempt failed
+        RETRY_AFTER_S ago; a station of a site without envelopes that may still hold a
+        profile gets it cleared. Read from the recorded attempts, so it holds across nodes
+        and restarts. The station ids sent to."""
         now = self._clock()
-        due = [s for s, at in self._resend_at.items() if at <= now]
+        async with self._db.read() as conn:
+            sites = await srepo.list_sites(conn)
         done = []
-        for station_id in due:
-            if self._router is not None and not self._router.is_local(station_id):
-                self._resend_at.pop(station_id, None)  # its node looks after it
+        for site in sites:
+            local = [
+                s for s in site.station_ids if self._router is None or self._router.is_local(s)
+            ]
+            if not local:
                 continue
-            await self.enforce_station(station_id)
-            done.append(station_id)
+            async with self._db.read() as conn:
+                envelopes = await srepo.site_envelopes(conn, site.id)
+            fingerprint = _fingerprint(envelopes)
+            for station_id in local:
+                last = await self.last_enforcement(station_id)
+                if last.sent_at is not None and last.status in _RETRIED:
+                    due = now - last.sent_at >= timedelta(seconds=RETRY_AFTER_S)
+                elif envelopes:
+                    due = (
+                        last.action != "SetChargingProfile"
+                        or last.status == "Offline"  # it is connected here now
+                        or last.fingerprint != fingerprint
+                        or (last.resend_at is not None and last.resend_at <= now)
+                    )
+                else:
+                    due = await self._may_hold_profile(station_id)
+                if due:
+                    await self.enforce_station(station_id)
+                    done.append(station_id)
         return done
+
+
+def _parse_time(text: object) -> datetime | None:
+    if not isinstance(text, str):
+        return None
+    try:
+        return datetime.fromisoformat(text)
+    except ValueError:
+        return None
 
 
 def _max_limit(characteristics: dict[str, Any] | None) -> float | None:

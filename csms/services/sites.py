@@ -19,10 +19,20 @@ log = logging.getLogger(__name__)
 
 
 class SiteService:
-    def __init__(self, db: Database, envelopes: EnvelopeService, *, clock: Clock = utcnow) -> None:
+    def __init__(
+        self,
+        db: Database,
+        envelopes: EnvelopeService,
+        *,
+        clock: Clock = utcnow,
+        enforce: bool = True,
+    ) -> None:
+        """`enforce` False (the one-shot CLI, which holds no station): changes reach the
+        stations through the running server's refresh round (EnvelopeService.refresh_due)."""
         self._db = db
         self._envelopes = envelopes
         self._clock = clock
+        self.enforce = enforce
 
     async def all(self) -> list[Site]:
         async with self._db.read() as conn:
@@ -57,7 +67,7 @@ class SiteService:
             await self._db.write(lambda c: srepo.insert_site(c, site, now))
         except srepo.StationInAnotherSite as exc:  # a concurrent change
             raise AlreadyExists(str(exc)) from exc
-        if site.station_ids:
+        if site.station_ids and self.enforce:
             await self._envelopes.envelopes_changed(site.id)
         return await self.get(site.id)
 
@@ -72,7 +82,7 @@ class SiteService:
         if not found:
             raise NotFound(f"no site {site.id!r}")
         left = [s for s in before.station_ids if s not in site.station_ids]
-        if before.station_ids != site.station_ids:
+        if before.station_ids != site.station_ids and self.enforce:
             await self._envelopes.envelopes_changed(site.id)
         await self._release(left)
         return await self.get(site.id)
@@ -85,6 +95,8 @@ class SiteService:
 
     async def _release(self, station_ids: list[str]) -> None:
         """Stations no longer in the site: the envelope profile they may hold is cleared."""
+        if not self.enforce:
+            return
         for station_id in station_ids:
             await self._envelopes.release_station(station_id)
 

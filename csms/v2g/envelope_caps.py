@@ -37,15 +37,18 @@ def interval_caps(
     return charge, discharge
 
 
-def within_caps(plan: VehiclePlan, caps: Sequence[PowerCap]) -> bool:
-    """Whether each interval of the plan stays within the caps it overlaps."""
+def within_caps(
+    plan: VehiclePlan, caps: Sequence[PowerCap], tolerance_kw: float = CAP_TOLERANCE_KW
+) -> bool:
+    """Whether each interval of the plan stays within the caps it overlaps (give or take
+    `tolerance_kw`: solver round-off)."""
     for k, start in enumerate(plan.interval_starts):
         end = plan.interval_starts[k + 1] if k + 1 < len(plan.interval_starts) else None
         found = tightest(caps, start, end or start + _last_step(plan))
         if found is None:
             continue
         p = plan.power_kw[k]
-        if p > found[0] + CAP_TOLERANCE_KW or -p > found[1] + CAP_TOLERANCE_KW:
+        if p > found[0] + tolerance_kw or -p > found[1] + tolerance_kw:
             return False
     return True
 

@@ -298,3 +298,81 @@ async def test_a_reconnecting_station_gets_the_envelope_again(api: ApiHarness) -
         again = await back.wait_for_call("SetChargingProfile")
         assert again.payload["chargingProfile"]["id"] == 62007
         await until_enforced(api)
+
+
+async def test_a_timeline_longer_than_the_station_holds_is_sent_again_in_time(
+    api: ApiHarness,
+) -> None:
+    """30 hourly envelopes and PeriodsPerSchedule 24 (the default): the 24th period is the
+    tightest of the rest; after half the 24 h the station gets the timeline from then."""
+    assert api.ocpp_url is not None
+    await api.add_station("CS1")
+    await api.client.post(
+        f"{V1}/sites", json={"id": "home-1", "name": "Home", "station_ids": ["CS1"]}
+    )
+    now = datetime.now(UTC).replace(microsecond=0)
+    hourly = [
+        {
+            "control_id": f"h{k}",
+            "start": iso(now + k * timedelta(hours=1)),
+            "end": iso(now + (k + 1) * timedelta(hours=1)),
+            "export_limit_w": 1000.0 + 100 * (k % 7),
+        }
+        for k in range(-1, 30)
+    ]
+    async with connected_station(api.ocpp_url, "CS1", STATION_PASSWORD) as station:
+        await put_envelopes(api, hourly)
+        sent = periods(profile_calls(station)[-1])
+        assert len(sent) == 24
+        tail = sent[-1]
+        # Hour 23, then no envelope (the rating) after 24 h: the tighter of the two.
+        assert tail["customData"]["dischargeLimitW"] == 1000.0 + 100 * (23 % 7)
+        envelopes = api.services.envelopes
+        assert await envelopes.refresh_due() == []  # nothing due yet
+        later = now + timedelta(hours=12, minutes=1)
+        envelopes._clock = lambda: later  # the service's clock, moved on
+        assert await envelopes.refresh_due() == ["CS1"]
+        assert len(profile_calls(station)) == 2
+        again = periods(profile_calls(station)[-1])
+        # From 12:01 on: hours 12 to 29, then no envelope: all of it fits now.
+        assert len(again) == 19
+        assert again[0]["customData"]["dischargeLimitW"] == 1000.0 + 100 * (12 % 7)
+        assert again[-1]["customData"]["dischargeLimitW"] == 22000.0
+        await until_enforced(api)
+
+
+async def test_envelopes_stored_by_another_process_reach_the_station_in_the_refresh_round(
+    api: ApiHarness,
+) -> None:
+    """The CSIP-AUS client on another node (or `csms site`) stores envelopes without this
+    node's EnvelopeService knowing: the refresh round sees the change and sends it."""
+    from csms.domain.envelopes import OperatingEnvelope
+    from csms.persistence.repositories import sites as srepo
+
+    assert api.ocpp_url is not None
+    await api.add_station("CS1")
+    await api.client.post(
+        f"{V1}/sites", json={"id": "home-1", "name": "Home", "station_ids": ["CS1"]}
+    )
+    async with connected_station(api.ocpp_url, "CS1", STATION_PASSWORD) as station:
+        envelopes = api.services.envelopes
+        assert await envelopes.refresh_due() == []  # no envelope, nothing held
+        now = datetime.now(UTC)
+        stored = OperatingEnvelope(
+            "home-1", "csip-aus", "mrid-1", False, now - timedelta(minutes=1), None, now,
+            export_limit_w=1500.0,
+        )  # fmt: skip
+        await api.services.db.write(
+            lambda c: srepo.replace_envelopes(c, "home-1", "csip-aus", [stored])
+        )
+        assert await envelopes.refresh_due() == ["CS1"]
+        sent = profile_calls(station)[-1]["chargingProfile"]
+        assert sent["customData"]["source"] == "csip-aus"
+        assert sent["customData"]["controlId"] == "mrid-1"
+        assert periods(profile_calls(station)[-1])[0]["customData"]["dischargeLimitW"] == 1500.0
+        await until_enforced(api)
+        assert await envelopes.refresh_due() == []  # held: nothing more to send
+
+        await api.services.db.write(lambda c: srepo.replace_envelopes(c, "home-1", "csip-aus", []))
+        assert await envelopes.refresh_due() == ["CS1"]
+        await station.wait_for_call("ClearChargingProfile")

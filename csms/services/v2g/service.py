@@ -58,11 +58,11 @@ class V2gService(
 
     async def replan_stations(self, site_id: str, station_ids: Sequence[str]) -> list[str]:
         """The site's envelope changed: re-plan the vehicles with a running session at its
-        stations this node holds, within the new envelope (station ids re-planned)."""
+        stations, within the new envelope (station ids re-planned). Every station of the site,
+        wherever it is connected: the node that learnt of the change re-plans, the command
+        router reaches the station's node."""
         done = []
         for station_id in station_ids:
-            if not self._holds(station_id):
-                continue
             for record in await self.list_vehicles():
                 if record.station_id != station_id:
                     continue

@@ -25,6 +25,7 @@ from csms.integrations.csip.poller import CsipPoller
 from csms.integrations.csip.routes import install as install_csip_routes
 from csms.integrations.csip.service import build_csip
 from csms.integrations.home_assistant import HomeAssistantSettings, start_bridge, stop_bridge
+from csms.integrations.home_assistant_sites import SitesPort
 from csms.log_format import configure_logging
 from csms.persistence.unreachable import naming_the_database_async
 from csms.routing.factory import build_router, close_router, start_router
@@ -278,7 +279,10 @@ async def start(settings: Settings, *, clock: Clock | None = None) -> RunningCsm
         raise
     # Home Assistant over MQTT: off unless CSMS_MQTT_URL is set.
     home_assistant = start_bridge(
-        HomeAssistantSettings.from_settings(settings), v2g_service_for(services)
+        HomeAssistantSettings.from_settings(settings),
+        v2g_service_for(services),
+        sites=SitesPort(services.sites.all, services.envelopes.view),
+        on_envelope_change=services.envelopes.add_listener,
     )
     gauges = None
     if settings.metrics_v2g_refresh_s > 0:

@@ -220,8 +220,7 @@ async def start(settings: Settings, *, clock: Clock | None = None) -> RunningCsm
     services = build_services(settings, router=router, clock=clock or utcnow)
     # CSIP-AUS aggregator client: off unless CSMS_CSIP_ENABLED (and its server and certificate).
     # Built before anything starts: a refused configuration (certificate header off
-    # loopback, no key) stops the start here. on_envelopes_changed: the lead wires it to the
-    # envelope enforcement (issue 18).
+    # loopback, no key) stops the start here. Envelopes it stores are enforced at once.
     csip = build_csip(
         settings,
         services.db,
@@ -231,6 +230,7 @@ async def start(settings: Settings, *, clock: Clock | None = None) -> RunningCsm
         power_w=lambda station_id: (
             live.power_w if (live := services.live.stations.get(station_id)) else None
         ),
+        on_envelopes_changed=services.envelopes.envelopes_changed,
     )
     async with naming_the_database_async(settings.database_url):
         await services.start(migrate=True)

@@ -72,6 +72,7 @@ long_only = pytest.mark.skipif(not LONG, reason="real minutes: set CSMS_TEST_CSI
 BOUNDS = PollBounds(min_s=1, max_s=3600, retry_s=1)
 RATED_W = 7200.0
 TICK_S = 1.0
+LIMIT_FIELDS = ("export_limit_w", "import_limit_w", "generation_limit_w", "load_limit_w")
 MIGRATIONS = asyncio.Lock()
 
 
@@ -113,6 +114,9 @@ class Plan:
     proceed_when_operating: bool = False
     long: bool = False
     comm_loss: bool = False  # the runner cuts communications: failed ticks are expected
+    # Criteria judged at finalize on Responses: after the steps, tick until this many
+    # controls reached their end (the terminal Response sent).
+    controls_ended: int = 0
 
 
 PLANS: dict[str, Plan] = {
@@ -129,6 +133,10 @@ PLANS: dict[str, Plan] = {
     "LOA-09": Plan(600, long=True),
     "ALL-22": Plan(1000, long=True),
     "ALL-23": Plan(900, long=True, comm_loss=True),
+    "GEN-11": Plan(900, long=True, controls_ended=5),
+    "GEN-12": Plan(900, long=True, controls_ended=5),
+    "LOA-11": Plan(900, long=True, controls_ended=5),
+    "LOA-12": Plan(900, long=True, controls_ended=5),
 }
 
 
@@ -136,8 +144,8 @@ PLANS: dict[str, Plan] = {
 class Run:
     summary: ProcedureSummary
     live_after: SiteLiveState
-    # Each change of the export limit in force, as (ticks failed so far, limit W or None).
-    export_limits: list[tuple[int, float | None]]
+    # Each change of the limits in force, as (ticks failed so far, {field: W or None}).
+    limits: list[tuple[int, dict[str, float | None]]]
     failed_ticks: int
     records: list[ControlRecord]
 
@@ -180,7 +188,7 @@ async def run_procedure(test_id: str, plan: Plan, venv: Path, url: str, workdir:
             bounds=BOUNDS,
         )
 
-        export_limits: list[tuple[int, float | None]] = []
+        limits: list[tuple[int, dict[str, float | None]]] = []
         failed = 0
 
         async def tick() -> SiteLiveState:
@@ -194,10 +202,18 @@ async def run_procedure(test_id: str, plan: Plan, venv: Path, url: str, workdir:
                 assert plan.comm_loss, f"{test_id}: {state.last_error}"
                 failed += 1
             envelope = envelope_at(envelopes, now())
-            limit = envelope.export_limit_w if envelope is not None else None
-            if not export_limits or export_limits[-1][1] != limit:
-                export_limits.append((failed, limit))
+            limit = {f: getattr(envelope, f, None) for f in LIMIT_FIELDS}
+            if not limits or limits[-1][1] != limit:
+                limits.append((failed, limit))
             return await source.live_state(fresh)
+
+        async def ended() -> int:
+            records = (await client.load(site.id)).control_records
+            return sum(
+                1
+                for r in map(ControlRecord.from_json, records)
+                if r.end_status is not None and r.end_status in r.responses_sent
+            )
 
         init = await runner.initialise(test_id, identity.cert_pem)
         live = await tick()  # registered, capability and settings reported during init
@@ -210,7 +226,7 @@ async def run_procedure(test_id: str, plan: Plan, venv: Path, url: str, workdir:
             live = await tick()
             status = await runner.status()
             steps, _ = parse_status(status)
-            if steps and all(steps.values()):
+            if steps and all(steps.values()) and await ended() >= plan.controls_ended:
                 break
             pending = [name for name, done in steps.items() if not done]
             # The operator's observation step (ALL-26/27): sent once the DER operates again.
@@ -227,7 +243,7 @@ async def run_procedure(test_id: str, plan: Plan, venv: Path, url: str, workdir:
             await asyncio.sleep(TICK_S)
         summary = await runner.finalize()
         records = [ControlRecord.from_json(r) for r in (await client.load(site.id)).control_records]
-        return Run(summary, live, export_limits, failed, records)
+        return Run(summary, live, limits, failed, records)
 
 
 def _procedure_of(name: str) -> str | None:
@@ -348,7 +364,36 @@ async def test_all_23_communication_loss(runs: dict[str, asyncio.Task[Run]]) -> 
     assert run.live_after.operating
     # While the server was unreachable the stored schedule went on: DERC4 (0.7 of the rating)
     # then DERC5 (1.3) then the DefaultDERControl's 0 W.
-    during = [limit for failed, limit in run.export_limits if failed > 0]
+    during = [limit["export_limit_w"] for failed, limit in run.limits if failed > 0]
     expected = [round(RATED_W * 0.7), round(RATED_W * 1.3), 0]
     found = [round(x) for x in during if x is not None and round(x) in expected]
-    assert found[-3:] == expected, run.export_limits
+    assert found[-3:] == expected, run.limits
+
+
+def _limits_followed(run: Run, name: str) -> None:
+    """The limit in force went through each control's value in order: 200 %, 100 %, 40 %,
+    25 % and 0 of the 7200 W rating (GEN-11/12, LOA-11/12)."""
+    seen = [round(x) for _, limit in run.limits if (x := limit[name]) is not None]
+    expected = [round(RATED_W * f) for f in (2, 1, 0.4, 0.25, 0)]
+    it = iter(seen)
+    assert all(value in it for value in expected), (expected, run.limits)
+
+
+@long_only
+async def test_gen_11_variable_export_limit(runs: dict[str, asyncio.Task[Run]]) -> None:
+    _limits_followed(await _passed(runs, "GEN-11"), "export_limit_w")
+
+
+@long_only
+async def test_gen_12_variable_generation_limit(runs: dict[str, asyncio.Task[Run]]) -> None:
+    _limits_followed(await _passed(runs, "GEN-12"), "generation_limit_w")
+
+
+@long_only
+async def test_loa_11_variable_import_limit(runs: dict[str, asyncio.Task[Run]]) -> None:
+    _limits_followed(await _passed(runs, "LOA-11"), "import_limit_w")
+
+
+@long_only
+async def test_loa_12_variable_load_limit(runs: dict[str, asyncio.Task[Run]]) -> None:
+    _limits_followed(await _passed(runs, "LOA-12"), "load_limit_w")

@@ -386,7 +386,12 @@ class CsipSiteClient:
             )
             state.poll_rates["fsa"] = int(listing.pollRate or 900)
             lists = [a.DERProgramListLink.href for a in assignments if a.DERProgramListLink]
-        state.hrefs["programs"] = "|".join(dict.fromkeys(lists))
+        programs = "|".join(dict.fromkeys(lists))
+        if state.hrefs.get("programs") != programs:
+            # A program list appeared or changed: its controls are read now, not at the
+            # derp rate the old lists gave (900 s when there were none).
+            state.hrefs.pop("due:derp", None)
+        state.hrefs["programs"] = programs
         self._schedule(state, "fsa", now)
 
     async def _controls(self, state: CsipSiteState, memory: _Memory, now: datetime) -> None:

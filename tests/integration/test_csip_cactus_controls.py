@@ -124,6 +124,7 @@ PLANS: dict[str, Plan] = {
     "GEN-02": Plan(300),
     "LOA-01": Plan(300),
     "LOA-02": Plan(300),
+    "ALL-13": Plan(300),
     "ALL-26": Plan(480, proceed_when_operating=True),
     "ALL-27": Plan(480, proceed_when_operating=True),
     "ALL-11": Plan(900, long=True),
@@ -301,6 +302,10 @@ async def test_loa_01_active_control_import_limit(runs: dict[str, asyncio.Task[R
 
 async def test_loa_02_active_control_load_limit(runs: dict[str, asyncio.Task[Run]]) -> None:
     await _passed(runs, "LOA-02")
+
+
+async def test_all_13_default_control_ramp_rate(runs: dict[str, asyncio.Task[Run]]) -> None:
+    await _passed(runs, "ALL-13")
 
 
 async def test_all_26_de_energization_of_der(runs: dict[str, asyncio.Task[Run]]) -> None:

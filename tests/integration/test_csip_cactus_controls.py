@@ -134,6 +134,11 @@ PLANS: dict[str, Plan] = {
     "LOA-09": Plan(600, long=True),
     "ALL-22": Plan(1000, long=True),
     "ALL-23": Plan(900, long=True, comm_loss=True),
+    "GEN-03": Plan(1500, long=True),
+    "GEN-04": Plan(1500, long=True),
+    "LOA-03": Plan(1500, long=True),
+    "LOA-04": Plan(1500, long=True),
+    "ALL-21": Plan(1900, long=True, controls_ended=24),
     "GEN-11": Plan(900, long=True, controls_ended=5),
     "GEN-12": Plan(900, long=True, controls_ended=5),
     "LOA-11": Plan(900, long=True, controls_ended=5),
@@ -402,3 +407,37 @@ async def test_loa_11_variable_import_limit(runs: dict[str, asyncio.Task[Run]]) 
 @long_only
 async def test_loa_12_variable_load_limit(runs: dict[str, asyncio.Task[Run]]) -> None:
     _limits_followed(await _passed(runs, "LOA-12"), "load_limit_w")
+
+
+def _default_followed(run: Run, name: str) -> None:
+    """After the controls, the DefaultDERControl's 30 % of the rating was the limit in force."""
+    seen = [round(x) for _, limit in run.limits if (x := limit[name]) is not None]
+    assert round(RATED_W * 0.3) in seen, run.limits
+
+
+@long_only
+async def test_gen_03_default_control_export_limit(runs: dict[str, asyncio.Task[Run]]) -> None:
+    _default_followed(await _passed(runs, "GEN-03"), "export_limit_w")
+
+
+@long_only
+async def test_gen_04_default_control_generation_limit(
+    runs: dict[str, asyncio.Task[Run]],
+) -> None:
+    _default_followed(await _passed(runs, "GEN-04"), "generation_limit_w")
+
+
+@long_only
+async def test_loa_03_default_control_import_limit(runs: dict[str, asyncio.Task[Run]]) -> None:
+    _default_followed(await _passed(runs, "LOA-03"), "import_limit_w")
+
+
+@long_only
+async def test_loa_04_default_control_load_limit(runs: dict[str, asyncio.Task[Run]]) -> None:
+    _default_followed(await _passed(runs, "LOA-04"), "load_limit_w")
+
+
+@long_only
+async def test_all_21_scheduling(runs: dict[str, asyncio.Task[Run]]) -> None:
+    run = await _passed(runs, "ALL-21")
+    assert len(run.records) == 24 and all(r.end_status == 3 for r in run.records), run.records

@@ -11,18 +11,25 @@ the procedures check reflects what the stored envelope allows, as the enforcemen
 The client runs with its ordinary poll bounds (the server's pollRate, 60 s in these procedures):
 each procedure takes as long as its waits plus a poll or two. They run concurrently, one CACTUS
 runner (and its own envoy database) per procedure, started by the module fixture for the
-procedures the session selected; each test awaits its own.
+procedures the session selected (at most CSMS_TEST_CSIP_RUNNERS, default 7, at once: each
+runner and its envoy hold PostgreSQL connections); each test awaits its own.
 
-Default set (about 4 minutes together):
+Default set (together about 4 minutes of procedure time, plus the runners' start-up):
 GEN-01 export limit, GEN-02 generation limit, LOA-01 import limit, LOA-02 load limit (the
 control reached: GET of the control list, then of the program list after a zero limit is made),
-ALL-26 de-energise, ALL-27 disconnect (DERStatus follows the control both ways; the last step is
-the operator's "proceed" after observing the DER again operating, sent once the client's live
-state shows it).
+ALL-13 default ramp rate (DERSettings.setGradW follows the DefaultDERControl's), ALL-26
+de-energise, ALL-27 disconnect (DERStatus follows the control both ways; the last step is the
+operator's "proceed" after observing the DER again operating, sent once the client's live state
+shows it).
 Opt-in (real minutes: CSMS_TEST_CSIP_LONG=1): ALL-11 energise (about 10 min), ALL-12 connect
-(about 15 min), ALL-18 responses (received/started/completed/cancelled/superseded, about 8 min),
-GEN-09 / LOA-09 responses to cancelled export / import controls (about 6 min), ALL-22
-randomisation (about 12 min). Command:
+(about 16 min), ALL-18 responses (received/started/completed/cancelled/superseded, about 8 min),
+GEN-09 / LOA-09 responses to cancelled export / import controls (about 6 min), GEN-11/12 and
+LOA-11/12 variable limits (five 2-minute controls, every Response; the stored limit followed
+each, about 11 min), GEN-03/04 and LOA-03/04 default controls (about 18 min), ALL-21
+scheduling (24 controls, about 26 min), ALL-22 randomisation (the runner leaves "random enough"
+to a human: the test checks each effective start lies in its window, about 12 min), ALL-23
+communication loss (the stored schedule followed while the server is unreachable, about 10
+min). Command (they run concurrently, one runner each; -k picks some):
   CSMS_TEST_CSIP_LONG=1 CSMS_TEST_POSTGRES_URL=postgresql+asyncpg://postgres@127.0.0.1:5432/test \\
     .venv/bin/python -m pytest tests/integration/test_csip_cactus_controls.py -q
 
@@ -74,6 +81,9 @@ RATED_W = 7200.0
 TICK_S = 1.0
 LIMIT_FIELDS = ("export_limit_w", "import_limit_w", "generation_limit_w", "load_limit_w")
 MIGRATIONS = asyncio.Lock()
+# Each runner and its envoy hold about six PostgreSQL connections (the server allows 100,
+# shared): at most this many runners at once, the others wait for a free one.
+MAX_RUNNERS = max(1, int(os.environ.get("CSMS_TEST_CSIP_RUNNERS", "7")))
 
 
 def now() -> dt.datetime:
@@ -172,7 +182,7 @@ async def run_procedure(test_id: str, plan: Plan, venv: Path, url: str, workdir:
     """One procedure on its own runner: the site registers and reports during init, the
     procedure starts, the client ticks every second until every step is done, then finalize."""
     identity = make_identity(f"cactus-{test_id.lower()}")
-    async with contextlib.AsyncExitStack() as stack:
+    async with RUNNERS, contextlib.AsyncExitStack() as stack:
         runner = await stack.enter_async_context(running_cactus(venv, url, workdir, identity))
         async with MIGRATIONS:  # alembic's context is process-global: one at a time
             dbs = await stack.enter_async_context(
@@ -250,6 +260,9 @@ async def run_procedure(test_id: str, plan: Plan, venv: Path, url: str, workdir:
         summary = await runner.finalize()
         records = [ControlRecord.from_json(r) for r in (await client.load(site.id)).control_records]
         return Run(summary, live, limits, failed, records)
+
+
+RUNNERS = asyncio.Semaphore(MAX_RUNNERS)
 
 
 def _procedure_of(name: str) -> str | None:

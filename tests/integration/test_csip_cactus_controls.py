@@ -29,7 +29,8 @@ each, about 11 min), GEN-03/04 and LOA-03/04 default controls (about 18 min), AL
 scheduling (24 controls, about 26 min), ALL-22 randomisation (the runner leaves "random enough"
 to a human: the test checks each effective start lies in its window, about 12 min), ALL-23
 communication loss (the stored schedule followed while the server is unreachable, about 10
-min). Command (they run concurrently, one runner each; -k picks some):
+min), ALL-24 scaling factors (multipliers 2 and 1 scaled back to W, about 11 min).
+Command (concurrently, one runner each, CSMS_TEST_CSIP_RUNNERS at once; -k picks some):
   CSMS_TEST_CSIP_LONG=1 CSMS_TEST_POSTGRES_URL=postgresql+asyncpg://postgres@127.0.0.1:5432/test \\
     .venv/bin/python -m pytest tests/integration/test_csip_cactus_controls.py -q
 
@@ -149,6 +150,7 @@ PLANS: dict[str, Plan] = {
     "LOA-03": Plan(1500, long=True),
     "LOA-04": Plan(1500, long=True),
     "ALL-21": Plan(1900, long=True, controls_ended=24),
+    "ALL-24": Plan(1200, long=True),
     "GEN-11": Plan(900, long=True, controls_ended=5),
     "GEN-12": Plan(900, long=True, controls_ended=5),
     "LOA-11": Plan(900, long=True, controls_ended=5),
@@ -454,3 +456,14 @@ async def test_loa_04_default_control_load_limit(runs: dict[str, asyncio.Task[Ru
 async def test_all_21_scheduling(runs: dict[str, asyncio.Task[Run]]) -> None:
     run = await _passed(runs, "ALL-21")
     assert len(run.records) == 24 and all(r.end_status == 3 for r in run.records), run.records
+
+
+@long_only
+async def test_all_24_validation_of_scaling_factors(runs: dict[str, asyncio.Task[Run]]) -> None:
+    run = await _passed(runs, "ALL-24")
+    # 30 % and 40 % of the rating sent with power-of-ten multipliers 2 and 1: scaled back to W
+    # (within the server's rounding of the scaled value: 1 % of the rating).
+    for name in ("export_limit_w", "import_limit_w"):
+        seen = [x for _, limit in run.limits if (x := limit[name]) is not None]
+        for fraction in (0.3, 0.4):
+            assert any(abs(x - RATED_W * fraction) <= RATED_W / 100 for x in seen), run.limits

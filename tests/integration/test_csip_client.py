@@ -10,10 +10,12 @@ it, fails when the envoy venv cannot be made.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
+from pathlib import Path
 
 import httpx
 import pytest
@@ -327,3 +329,53 @@ async def test_each_list_is_polled_at_the_servers_rate(rig: Rig) -> None:
             derpl_pollrate_seconds=900,
             derl_pollrate_seconds=900,
         )
+
+
+async def test_the_csms_runs_the_client_when_configured(shared: Shared, tmp_path: Path) -> None:
+    """csms.app.start with csip_enabled: the poller registers a csip-enabled site and
+    GET /api/v1/sites/{id}/csip shows it; stopping releases the site's lease."""
+    from csms.app import start
+    from tests.support.api_harness import harness_settings
+
+    cert = tmp_path / "aggregator.pem"
+    cert.write_text(shared.envoy.cert_pem)
+    settings = harness_settings(
+        tmp_path,
+        csip_enabled=True,
+        csip_server_url=shared.envoy.base_url + "/dcap",
+        csip_cert_file=cert,
+        csip_cert_header_mode=True,
+        csip_tick_s=0.2,
+        node_id="node-app",
+    )
+    running = await start(settings)
+    try:
+        site = Site(id="app-home", name="App home", nmi=NMI, csip_enabled=True)
+        await running.services.db.write(lambda conn: sites_repo.insert_site(conn, site, now()))
+        token = (await running.services.api_tokens.create("csip-test")).plaintext
+        async with httpx.AsyncClient(
+            base_url=running.api_url, headers={"Authorization": f"Bearer {token}"}
+        ) as api:
+            view: dict[str, object] = {}
+            for _ in range(150):
+                answer = await api.get("/api/v1/sites/app-home/csip")
+                assert answer.status_code == 200, answer.text
+                view = answer.json()
+                if view["registration"] == "registered":
+                    break
+                await asyncio.sleep(0.2)
+            assert view["registration"] == "registered", view
+            assert view["polled_by"] == "node-app" and view["end_device_href"]
+            assert (await api.get("/api/v1/sites/nowhere/csip")).status_code == 404
+            assert (
+                await api.get("/api/v1/sites/app-home/csip", headers={"Authorization": ""})
+            ).status_code == 401
+    finally:
+        await running.stop()
+    reopened = Database(settings.database_url)
+    try:
+        async with reopened.read() as conn:
+            state = await csip_repo.get_state(conn, "app-home")
+    finally:
+        await reopened.close()
+    assert state is not None and state.lease_node is None  # released on stop

@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal, Protocol
 
+from v2g_shared.schedule.envelope import EnvelopeBounds
+
 RateUnit = Literal["A", "W"]
 
 
@@ -37,6 +39,9 @@ class EvseSetpoint:
     valid_until: datetime | None = None
     # Upper bound on charge in the opposite direction: a max profile bounds both directions.
     source: str = "schedule"
+    # The operating envelope in force (CSIP-AUS, W): the safety supervisor applies it as a local
+    # limit on every tick, whatever moves `limit` afterwards. None = no envelope.
+    envelope: EnvelopeBounds | None = None
 
 
 class SessionState(enum.StrEnum):

@@ -25,6 +25,7 @@ from csms.integrations.csip.poller import CsipPoller
 from csms.integrations.csip.routes import install as install_csip_routes
 from csms.integrations.csip.service import build_csip
 from csms.integrations.home_assistant import HomeAssistantSettings, start_bridge, stop_bridge
+from csms.integrations.home_assistant_sites import SitesPort
 from csms.log_format import configure_logging
 from csms.persistence.unreachable import naming_the_database_async
 from csms.routing.factory import build_router, close_router, start_router
@@ -219,8 +220,7 @@ async def start(settings: Settings, *, clock: Clock | None = None) -> RunningCsm
     services = build_services(settings, router=router, clock=clock or utcnow)
     # CSIP-AUS aggregator client: off unless CSMS_CSIP_ENABLED (and its server and certificate).
     # Built before anything starts: a refused configuration (certificate header off
-    # loopback, no key) stops the start here. on_envelopes_changed: the lead wires it to the
-    # envelope enforcement (issue 18).
+    # loopback, no key) stops the start here. Envelopes it stores are enforced at once.
     csip = build_csip(
         settings,
         services.db,
@@ -230,6 +230,7 @@ async def start(settings: Settings, *, clock: Clock | None = None) -> RunningCsm
         power_w=lambda station_id: (
             live.power_w if (live := services.live.stations.get(station_id)) else None
         ),
+        on_envelopes_changed=services.envelopes.envelopes_changed,
     )
     async with naming_the_database_async(settings.database_url):
         await services.start(migrate=True)
@@ -278,7 +279,10 @@ async def start(settings: Settings, *, clock: Clock | None = None) -> RunningCsm
         raise
     # Home Assistant over MQTT: off unless CSMS_MQTT_URL is set.
     home_assistant = start_bridge(
-        HomeAssistantSettings.from_settings(settings), v2g_service_for(services)
+        HomeAssistantSettings.from_settings(settings),
+        v2g_service_for(services),
+        sites=SitesPort(services.sites.all, services.envelopes.view),
+        on_envelope_change=services.envelopes.add_listener,
     )
     gauges = None
     if settings.metrics_v2g_refresh_s > 0:

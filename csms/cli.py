@@ -4,6 +4,8 @@
     csms db upgrade [REV] | csms db downgrade REV
     csms station add ID --password PW [--security-profile 1|2|3] [--boot-policy ...]
     csms station list [--json]
+    csms site add ID --name NAME [--nmi --lfdi --sfdi --pin --csip --stations A,B]
+    csms site list|show ID [--json] | site update ID [fields] | site delete ID
     csms token create NAME [--scope read|operate|admin]   (the token alone on the last line)
     csms token revoke NAME
     csms token list [--json]
@@ -397,6 +399,10 @@ def build_parser() -> argparse.ArgumentParser:
     for sub in (add, update, listing):
         _add_settings_flags(sub, ["database_url"])
     station.set_defaults(handler=_cmd_station)
+
+    from csms import cli_sites
+
+    cli_sites.add_parser(commands, _add_settings_flags)
 
     token = commands.add_parser("token", help="REST API bearer tokens")
     token_commands = token.add_subparsers(dest="token_command", required=True, metavar="ACTION")

@@ -1,11 +1,13 @@
 """One-shot administration used by the CLI (`csms station ...`, `csms token ...`,
-`csms id-token ...`): open the
+`csms id-token ...`, `csms site ...`): open the
 services on the configured database (migrating it first), do one thing, close."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from csms.domain.errors import CsmsError
 from csms.domain.models import (
@@ -17,7 +19,10 @@ from csms.domain.models import (
     SecurityProfile,
     Station,
 )
+from csms.domain.sites import Site
 from csms.services.container import Services, build_services
+from csms.services.envelopes import EnvelopeView
+from csms.services.sites import site_or_422
 from csms.settings import Settings
 from v2g_shared.ocpp_versions import OcppVersion
 
@@ -116,3 +121,39 @@ async def list_id_tokens(settings: Settings) -> list[IdToken]:
             offset += len(page.items)
             if not page.items or offset >= page.total:
                 return tokens
+
+
+# Sites (issue 18). The CLI holds no station: what it changes reaches the stations through the
+# running server's refresh round (EnvelopeService.refresh_due, every 30 s) or their reconnect.
+
+
+async def add_site(settings: Settings, fields: dict[str, Any]) -> Site:
+    async with opened(settings) as services:
+        services.sites.enforce = False
+        return await services.sites.create(site_or_422(**fields))
+
+
+async def update_site(settings: Settings, site_id: str, changes: dict[str, Any]) -> Site:
+    """Change the given fields of a site (the others kept)."""
+    async with opened(settings) as services:
+        services.sites.enforce = False
+        current = await services.sites.get(site_id)
+        fields = {f.name: getattr(current, f.name) for f in dataclasses.fields(current)}
+        fields.update(changes)
+        return await services.sites.replace(site_or_422(**fields))
+
+
+async def delete_site(settings: Settings, site_id: str) -> None:
+    async with opened(settings) as services:
+        services.sites.enforce = False
+        await services.sites.delete(site_id)
+
+
+async def list_sites(settings: Settings) -> list[Site]:
+    async with opened(settings) as services:
+        return await services.sites.all()
+
+
+async def show_site(settings: Settings, site_id: str) -> tuple[Site, EnvelopeView]:
+    async with opened(settings) as services:
+        return await services.sites.get(site_id), await services.envelopes.view(site_id)

@@ -39,6 +39,9 @@ EXTRA_MODULES: dict[str, str] = {
     "redis": "redis",
     "aiomqtt": "aiomqtt",
     "httpx": "httpx",
+    "envoy-schema": "envoy_schema",
+    "pydantic-xml": "pydantic_xml",
+    "lxml": "lxml",
     "rainflow": "rainflow",
     "matplotlib": "matplotlib",
 }

@@ -41,6 +41,7 @@ from chargepoint_firmware.safety import (
     supervise,
 )
 from chargepoint_firmware.safety.departure import departure_floor_pct
+from v2g_shared.schedule.envelope import EnvelopeBounds
 
 __all__ = [
     "ChargerRulesConfig",
@@ -96,6 +97,7 @@ class ChargerStepInputs:
     departure: datetime | None = None
     departure_target_pct: float | None = None
     wall_now: datetime | None = None  # needed only with a departure
+    envelope: EnvelopeBounds | None = None  # the operating envelope in force (W), a local limit
 
 
 @dataclass(frozen=True, slots=True)
@@ -236,6 +238,7 @@ def charger_step(
             unlimited_a=config.max_charge_current_a,
         )
     expecting_frames = cstate.state in ACTIVE_STATES and this_session
+    envelope = inputs.envelope
     safety_inputs = SafetyInputs(
         now=inputs.now,
         requested_current_a=requested,
@@ -271,6 +274,9 @@ def charger_step(
             float(view.charge_time.total_battery_capacity_wh) if view.charge_time else None
         ),
         conflicting_sender=inputs.conflicting_sender and expecting_frames,
+        envelope_max_charge_w=envelope.max_charge_w if envelope else None,
+        envelope_max_discharge_w=envelope.max_discharge_w if envelope else None,
+        envelope_ramp_pct_per_s=envelope.ramp_pct_per_s if envelope else None,
     )
     decision = supervise(config.safety, sstate, safety_inputs)
 

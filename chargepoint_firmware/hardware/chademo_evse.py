@@ -435,6 +435,7 @@ class ChademoEvse:
                 departure=self._departure,
                 departure_target_pct=self._departure_target_pct,
                 wall_now=self._wall_clock() if self._departure is not None else None,
+                envelope=self._setpoint.envelope,
             ),
         )
         decision, new_state, command = out.decision, out.state, out.command

@@ -53,6 +53,16 @@ Choices where the sources leave room (docs/chademo.md, docs/v2g.md "Safety"):
     scales the 0x102 charged rate) has been received, so the first scaling is no jump.
   * `conflicting_sender`: a second sender of the vehicle's frames was detected
     (`safety.senders`, fed by the receive path).
+- Operating envelope (CSIP-AUS, issue 18; the network's dynamic limits for the site, from the
+  envelope profile in force): a local limit like the EVSE's own. envelope_max_charge_w bounds
+  charge ("envelope_import"), envelope_max_discharge_w bounds discharge ("envelope_export"),
+  both turned into currents with the power-limit voltage rule above; None = no envelope bound.
+  envelope_ramp_pct_per_s (% of the EVSE's rated power per second, CSIP setGradW / 100) limits
+  how fast |current| grows: rated power of the direction (max_charge_power_w or
+  max_discharge_power_w; if infinite, its current limit x max_voltage_v) x pct / 100, divided by
+  the same voltage; the tighter of it and ramp_rate_a_per_s applies ("envelope_ramp" when the
+  envelope's binds). Decreases stay immediate. The envelope only adds bounds: it can never
+  loosen another limit.
 - Any NaN or infinite input latches `non_finite_input:<field>` and commands 0.
 - While any fault is latched the command is 0 at once (so <= 5 A within 0.5 s of a stop).
 """
@@ -80,6 +90,7 @@ __all__ = [
     "SafetyInputs",
     "SafetyState",
     "discharge_soc_floor",
+    "envelope_ramp_a_per_s",
     "reset_faults",
     "supervise",
 ]
@@ -99,6 +110,9 @@ FAULT_CONFLICTING_SENDER: Final = "conflicting_sender"
 # limited_by values (besides "fault:<name>")
 LIMIT_REQUEST: Final = "request"
 LIMIT_RAMP: Final = "ramp_rate"
+LIMIT_ENVELOPE_IMPORT: Final = "envelope_import"  # the envelope's charge bound
+LIMIT_ENVELOPE_EXPORT: Final = "envelope_export"  # the envelope's discharge bound
+LIMIT_ENVELOPE_RAMP: Final = "envelope_ramp"
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,6 +201,11 @@ class SafetyInputs:
     vehicle_charging_enabled: bool = True
     vehicle_capacity_wh: float | None = None  # 0x101 bytes 5-6 (None/0 = not given)
     conflicting_sender: bool = False  # safety.senders saw a second sender of 0x100-0x102
+    # The operating envelope in force (magnitudes, W; None = no such bound) and its ramp rate
+    # (% of the EVSE's rated power per second; None = none).
+    envelope_max_charge_w: float | None = None
+    envelope_max_discharge_w: float | None = None
+    envelope_ramp_pct_per_s: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -322,6 +341,27 @@ def _vehicle_plausibility(
     )
 
 
+def envelope_ramp_a_per_s(
+    config: SafetyConfig, inputs: SafetyInputs, charging: bool, power_voltage: float
+) -> float | None:
+    """The envelope's ramp rate as A/s in one direction (None: no envelope ramp, or no finite
+    rated power to take the percentage of)."""
+    pct = inputs.envelope_ramp_pct_per_s
+    if pct is None:
+        return None
+    if charging:
+        rated_w = config.max_charge_power_w
+        fallback = config.max_charge_current_a * config.max_voltage_v
+    else:
+        rated_w = config.max_discharge_power_w
+        fallback = config.max_discharge_current_a * config.max_voltage_v
+    if math.isinf(rated_w):
+        rated_w = fallback
+    if math.isinf(rated_w):
+        return None
+    return max(0.0, pct) / 100.0 * rated_w / power_voltage
+
+
 def _since(condition: bool, started: float | None, now: float) -> float | None:
     if not condition:
         return None
@@ -419,6 +459,8 @@ def supervise(config: SafetyConfig, state: SafetyState, inputs: SafetyInputs) ->
         charge.append((0.0, "max_voltage"))
     if offline:
         charge.append((config.offline_safe_limit_a, "offline_fallback"))
+    if inputs.envelope_max_charge_w is not None:
+        charge.append((inputs.envelope_max_charge_w / power_voltage, LIMIT_ENVELOPE_IMPORT))
 
     discharge = list(common)
     if not export_allowed:
@@ -436,6 +478,8 @@ def supervise(config: SafetyConfig, state: SafetyState, inputs: SafetyInputs) ->
     discharge.append((config.max_discharge_current_a, "evse_discharge_current"))
     discharge.append((config.max_discharge_power_w / power_voltage, "evse_discharge_power"))
     discharge.append((inputs.vehicle_max_discharge_current_a, "vehicle_discharge_limit"))
+    if inputs.envelope_max_discharge_w is not None:
+        discharge.append((inputs.envelope_max_discharge_w / power_voltage, LIMIT_ENVELOPE_EXPORT))
 
     charge_limit, charge_name = _tightest(charge)
     discharge_limit, discharge_name = _tightest(discharge)
@@ -456,9 +500,13 @@ def supervise(config: SafetyConfig, state: SafetyState, inputs: SafetyInputs) ->
     dt = 0.0 if state.last_tick is None else max(0.0, now - state.last_tick)
     same_direction = commanded == 0 or (commanded > 0) == (direction > 0)
     base = abs(commanded) if same_direction else 0.0
-    allowed = base + config.ramp_rate_a_per_s * dt
+    ramp, ramp_name = config.ramp_rate_a_per_s, LIMIT_RAMP
+    envelope_ramp = envelope_ramp_a_per_s(config, inputs, direction > 0, power_voltage)
+    if envelope_ramp is not None and envelope_ramp < ramp:
+        ramp, ramp_name = envelope_ramp, LIMIT_ENVELOPE_RAMP
+    allowed = base + ramp * dt
     if magnitude > allowed:
-        magnitude, limited_by = allowed, LIMIT_RAMP
+        magnitude, limited_by = allowed, ramp_name
 
     current = direction * magnitude if magnitude > 0 else 0.0
     return SafetyDecision(

@@ -12,7 +12,17 @@ from csms.api.deps import ApiServices, TokenCache
 from csms.api.errors import PROBLEM_RESPONSES, install_error_handlers
 from csms.api.health import Readiness
 from csms.api.metrics import CsmsMetrics, metrics_route
-from csms.api.routes import commands, dashboard, ocpp21, records, stations, tokens, v2g, v2x
+from csms.api.routes import (
+    commands,
+    dashboard,
+    ocpp21,
+    records,
+    sites,
+    stations,
+    tokens,
+    v2g,
+    v2x,
+)
 from csms.dashboard import mount_dashboard
 from csms.services.live import LiveFeed
 
@@ -34,6 +44,7 @@ ROUTERS = (
     v2g.router,
     dashboard.router,
     v2x.router,
+    sites.router,
 )
 
 

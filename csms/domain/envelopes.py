@@ -20,7 +20,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 
 MAX_ENVELOPE_W = 1e7  # 10 MW: far above any site this project serves; larger is an error
 MAX_RAMP_PCT_PER_S = 100.0
@@ -155,3 +155,267 @@ def share(bounds: ChargerBounds, ratings: Sequence[tuple[float, float]]) -> list
     charges = split(bounds.max_charge_w, [max(0.0, c) for c, _ in ratings])
     discharges = split(bounds.max_discharge_w, [max(0.0, d) for _, d in ratings])
     return [ChargerBounds(c, d) for c, d in zip(charges, discharges, strict=True)]
+
+
+# ---- the timeline of the next hours and each station's bounds in it ------------------------
+
+TIMELINE_HORIZON_S = 24 * 3600  # what one ChargingStationMaxProfile covers (envelope_wire.md)
+# A station whose rated power the CSMS does not know is counted at this (22 kW: three-phase
+# 32 A, the largest home AC charger). Over-estimating is safe for the site: `share` keeps the
+# shares' sum within the site's bounds; it only moves the split towards such a station.
+DEFAULT_RATED_W = 22_000.0
+MAX_RATED_W = 1e6  # a station reporting more than 1 MW is not believed (the fallback is used)
+_LIMIT_FIELDS = (
+    "export_limit_w",
+    "import_limit_w",
+    "generation_limit_w",
+    "load_limit_w",
+    "energize",
+    "connect",
+    "ramp_rate_pct_per_s",
+)
+
+
+def same_limits(a: OperatingEnvelope | None, b: OperatingEnvelope | None) -> bool:
+    """Whether two envelopes (or their absence) bound the stations the same way."""
+    if a is None or b is None:
+        return a is b
+    return all(getattr(a, name) == getattr(b, name) for name in _LIMIT_FIELDS)
+
+
+@dataclass(frozen=True)
+class EnvelopePeriod:
+    start: datetime
+    end: datetime | None  # None: open-ended
+    envelope: OperatingEnvelope | None  # None: no envelope, the stations' ratings apply
+
+
+def envelope_timeline(
+    schedule: Sequence[OperatingEnvelope], now: datetime, horizon_s: float = TIMELINE_HORIZON_S
+) -> list[EnvelopePeriod]:
+    """The periods from `now` to `now + horizon_s` in which the envelope in force does not
+    change (consecutive moments with the same limits are one period), then one open-ended
+    period: the open-ended default envelope's values after the horizon (or none)."""
+    if now.tzinfo is None:
+        raise ValueError("now must be timezone-aware")
+    until = now + timedelta(seconds=horizon_s)
+    moments = {now}
+    for e in schedule:
+        for edge in (e.start, e.end):
+            if edge is not None and now < edge < until:
+                moments.add(edge)
+    periods: list[EnvelopePeriod] = []
+    for moment in sorted(moments):
+        found = envelope_at(schedule, moment)
+        if periods and same_limits(periods[-1].envelope, found):
+            continue
+        if periods:
+            periods[-1] = EnvelopePeriod(periods[-1].start, moment, periods[-1].envelope)
+        periods.append(EnvelopePeriod(moment, None, found))
+    tail = open_ended_default(schedule, until)
+    if not same_limits(periods[-1].envelope, tail):
+        periods[-1] = EnvelopePeriod(periods[-1].start, until, periods[-1].envelope)
+        periods.append(EnvelopePeriod(until, None, tail))
+    return periods
+
+
+def open_ended_default(
+    schedule: Sequence[OperatingEnvelope], after: datetime
+) -> OperatingEnvelope | None:
+    """The newest default envelope without an end that has started by `after`: what applies
+    once everything the CSMS knows of has run out."""
+    found = [e for e in schedule if e.is_default and e.end is None and e.start <= after]
+    return max(found, key=lambda e: e.received_at) if found else None
+
+
+def rated_or_default(charge_w: float | None, discharge_w: float | None) -> tuple[float, float]:
+    """A station's (charge W, discharge W) rating: what it reported when believable, else
+    DEFAULT_RATED_W; an unknown discharge rating is taken as the charge rating (bidirectional
+    chargers are rated symmetrically)."""
+
+    def believable(value: float | None) -> float | None:
+        if value is None or not math.isfinite(value) or not 0 < value <= MAX_RATED_W:
+            return None
+        return float(value)
+
+    charge = believable(charge_w)
+    discharge = believable(discharge_w)
+    charge_out = charge if charge is not None else DEFAULT_RATED_W
+    return charge_out, discharge if discharge is not None else charge_out
+
+
+def station_bounds(
+    envelope: OperatingEnvelope | None,
+    ratings: Sequence[tuple[float, float]],
+    site_base_w: float | None = None,
+) -> list[ChargerBounds]:
+    """Each station's bounds under `envelope`: where the envelope bounds a direction (charge or
+    discharge), the station's `share` of what the site's limits leave the chargers; where it
+    does not, the station's own rating."""
+    if envelope is None:
+        return [ChargerBounds(max(0.0, c), max(0.0, d)) for c, d in ratings]
+    site = charger_bounds(envelope, math.inf, math.inf, site_base_w)
+    finite = ChargerBounds(
+        site.max_charge_w if math.isfinite(site.max_charge_w) else 0.0,
+        site.max_discharge_w if math.isfinite(site.max_discharge_w) else 0.0,
+    )
+    shares = share(finite, ratings)
+    return [
+        ChargerBounds(
+            s.max_charge_w if math.isfinite(site.max_charge_w) else max(0.0, c),
+            s.max_discharge_w if math.isfinite(site.max_discharge_w) else max(0.0, d),
+        )
+        for s, (c, d) in zip(shares, ratings, strict=True)
+    ]
+
+
+@dataclass(frozen=True)
+class StationPeriod:
+    """One period of a station's bounds timeline."""
+
+    start: datetime
+    end: datetime | None
+    bounds: ChargerBounds
+    ramp_rate_pct_per_s: float | None
+    envelope: OperatingEnvelope | None
+
+
+def station_timelines(
+    timeline: Sequence[EnvelopePeriod],
+    ratings: Sequence[tuple[float, float]],
+    site_base_w: float | None = None,
+) -> list[list[StationPeriod]]:
+    """Per station (in the order of `ratings`), its bounds in each period of `timeline`."""
+    out: list[list[StationPeriod]] = [[] for _ in ratings]
+    for period in timeline:
+        bounds = station_bounds(period.envelope, ratings, site_base_w)
+        ramp = period.envelope.ramp_rate_pct_per_s if period.envelope is not None else None
+        for k, b in enumerate(bounds):
+            out[k].append(StationPeriod(period.start, period.end, b, ramp, period.envelope))
+    return out
+
+
+def bounds_at(periods: Sequence[StationPeriod], t: datetime) -> ChargerBounds | None:
+    """The bounds in force at `t` (None: before the first period)."""
+    found = None
+    for p in periods:
+        if p.start <= t:
+            found = p.bounds
+    return found
+
+
+def tightest_between(
+    periods: Sequence[StationPeriod], start: datetime, end: datetime
+) -> ChargerBounds | None:
+    """The tightest bounds of the periods overlapping [start, end) (None: none overlaps): a
+    plan interval must respect every period it overlaps."""
+    found: ChargerBounds | None = None
+    for p in periods:
+        if p.start < end and (p.end is None or p.end > start):
+            b = p.bounds
+            found = (
+                b
+                if found is None
+                else ChargerBounds(
+                    min(found.max_charge_w, b.max_charge_w),
+                    min(found.max_discharge_w, b.max_discharge_w),
+                )
+            )
+    return found
+
+
+# ---- the ChargingStationMaxProfile (envelope_wire.md) --------------------------------------
+
+ENVELOPE_PROFILE_ID = 62007
+ENVELOPE_STACK_LEVEL = 8
+ENVELOPE_VENDOR_ID = "org.openv2g.envelope"
+DEFAULT_PERIODS_PER_SCHEDULE = 24
+
+
+@dataclass(frozen=True)
+class EnvelopeProfile:
+    """What a station is sent: the SetChargingProfile payload and when the CSMS must send it
+    again (the profile lost precision there: see `envelope_profile`)."""
+
+    payload: dict[str, object]
+    resend_at: datetime | None
+
+
+def _ocpp_time(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def envelope_profile(
+    periods: Sequence[StationPeriod],
+    *,
+    site_id: str,
+    now: datetime,
+    ocpp_2_1: bool,
+    max_periods: int | None = None,
+) -> EnvelopeProfile:
+    """The SetChargingProfile (ChargingStationMaxProfile id 62007, evseId 0) that carries a
+    station's bounds timeline, exactly per envelope_wire.md. At most `max_periods` periods
+    (the station's PeriodsPerSchedule, default 24): when the timeline has more, the last period
+    sent carries the tightest bounds of all those it stands for (stricter, never looser) and
+    `resend_at` is its start, when the CSMS sends the rest."""
+    if not periods:
+        raise ValueError("a profile needs at least one period")
+    start = now.astimezone(UTC).replace(microsecond=0)
+    limit_n = max(1, max_periods or DEFAULT_PERIODS_PER_SCHEDULE)
+    kept = list(periods)
+    resend_at: datetime | None = None
+    if len(kept) > limit_n:
+        rest = kept[limit_n - 1 :]
+        tight = ChargerBounds(
+            min(p.bounds.max_charge_w for p in rest),
+            min(p.bounds.max_discharge_w for p in rest),
+        )
+        ramps = [p.ramp_rate_pct_per_s for p in rest if p.ramp_rate_pct_per_s is not None]
+        first = rest[0]
+        last = StationPeriod(
+            first.start, None, tight, min(ramps) if ramps else None, first.envelope
+        )
+        kept = [*kept[: limit_n - 1], last]
+        resend_at = first.start
+    out_periods: list[dict[str, object]] = []
+    for p in kept:
+        offset = max(0, int((p.start - start).total_seconds()))
+        if out_periods and offset <= int(str(out_periods[-1]["startPeriod"])):
+            continue  # within the same whole second as the one before (K01.FR.35)
+        charge = round(max(0.0, p.bounds.max_charge_w), 1)
+        discharge = round(max(0.0, p.bounds.max_discharge_w), 1)
+        custom: dict[str, object] = {"vendorId": ENVELOPE_VENDOR_ID, "dischargeLimitW": discharge}
+        if p.ramp_rate_pct_per_s is not None:
+            custom["rampRatePctPerS"] = float(p.ramp_rate_pct_per_s)
+        period: dict[str, object] = {"startPeriod": offset, "limit": charge}
+        if ocpp_2_1:
+            period["dischargeLimit"] = -discharge if discharge else 0.0
+        period["customData"] = custom
+        out_periods.append(period)
+    in_force = next((p.envelope for p in periods if p.envelope is not None), None)
+    profile = {
+        "id": ENVELOPE_PROFILE_ID,
+        "stackLevel": ENVELOPE_STACK_LEVEL,
+        "chargingProfilePurpose": "ChargingStationMaxProfile",
+        "chargingProfileKind": "Absolute",
+        "chargingSchedule": [
+            {
+                "id": ENVELOPE_PROFILE_ID,
+                "startSchedule": _ocpp_time(start),
+                "chargingRateUnit": "W",
+                "chargingSchedulePeriod": out_periods,
+            }
+        ],
+        "customData": {
+            "vendorId": ENVELOPE_VENDOR_ID,
+            "siteId": site_id,
+            "source": in_force.source if in_force is not None else None,
+            "controlId": in_force.control_id if in_force is not None else None,
+        },
+    }
+    return EnvelopeProfile({"evseId": 0, "chargingProfile": profile}, resend_at)
+
+
+def clear_payload() -> dict[str, object]:
+    """ClearChargingProfile for the envelope profile (a site without an envelope any more)."""
+    return {"chargingProfileId": ENVELOPE_PROFILE_ID}

@@ -20,7 +20,9 @@ plan (or profile) in the same call (`V2gPort.apply_vehicle_settings`); the setti
 when the station accepted it, so the state published is what the station runs.
 
 Configs are published retained once per vehicle (again only when one changes) and cleared when
-the vehicle is deleted; states every `interval_s` and after each command.
+the vehicle is deleted; states every `interval_s` and after each command. Sites (issue 18) get a
+device each with their operating envelope (csms/integrations/home_assistant_sites.py), published
+the same way and again at once when an envelope changes or one starts or ends.
 `HomeAssistantBridge.run()` does this. Off unless CSMS_MQTT_URL is set (mqtt://host:port):
 csms/app.py starts it with `start_bridge`.
 """
@@ -33,6 +35,7 @@ import json
 import logging
 import math
 import time
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
@@ -42,6 +45,13 @@ from pydantic import BaseModel
 
 from csms.domain.errors import CsmsError
 from csms.domain.v2g_records import VehicleRecord
+from csms.integrations.home_assistant_sites import (
+    SitesPort,
+    next_change,
+    site_discovery_messages,
+    site_state,
+    site_state_topic,
+)
 from csms.services.redaction import redact_url
 from csms.services.v2g.control import Applied, NextAction
 from csms.services.v2g.records import BackupState, SessionContext
@@ -278,8 +288,10 @@ class HomeAssistantBridge:
         prefix: str = "openv2g",
         discovery_prefix: str = "homeassistant",
         interval_s: float = 30.0,
+        sites: SitesPort | None = None,
     ) -> None:
         self.v2g = v2g
+        self.sites = sites
         self.prefix = prefix
         self.discovery_prefix = discovery_prefix
         self.interval_s = interval_s
@@ -288,6 +300,9 @@ class HomeAssistantBridge:
         self._stale_states: dict[str, float] = {}  # topic -> when to clear it (monotonic)
         self.state_clear_delay_s = STATE_CLEAR_DELAY_S
         self.status_topic = f"{prefix}/status"
+        self._state_of: dict[str, str] = {}  # config topic -> its entity's state topic
+        self._wake = asyncio.Event()  # an envelope changed: publish now
+        self._next_change: float | None = None  # monotonic: an envelope starts or ends
 
     async def vehicle_state(self, vehicle: VehicleRecord) -> VehicleState:
         now = self.v2g.now()
@@ -392,7 +407,31 @@ class HomeAssistantBridge:
             out.extend(discovery_messages(vehicle, self.prefix, self.discovery_prefix))
             state = await self.vehicle_state(vehicle)
             out.append((f"{self.prefix}/{_node(vehicle.id)}/state", state.to_json()))
+        if self.sites is not None:
+            out.extend(await self._site_messages(self.sites))
         return out
+
+    async def _site_messages(self, sites: SitesPort) -> list[tuple[str, dict[str, Any]]]:
+        out: list[tuple[str, dict[str, Any]]] = []
+        soonest: float | None = None
+        for site in await sites.list_sites():
+            try:
+                view = await sites.envelope_view(site.id)
+            except CsmsError as exc:  # deleted meanwhile: gone at the next round
+                log.info("site %s skipped: %s", site.id, exc)
+                continue
+            out.extend(site_discovery_messages(site, self.prefix, self.discovery_prefix))
+            out.append((site_state_topic(site.id, self.prefix), site_state(view)))
+            change = next_change(view)
+            if change is not None:
+                delay = (change - view.now).total_seconds()
+                soonest = delay if soonest is None else min(soonest, delay)
+        self._next_change = None if soonest is None else time.monotonic() + soonest
+        return out
+
+    async def envelope_changed(self, site_id: str, station_ids: Sequence[str] = ()) -> None:
+        """A site's envelopes changed (a listener of the envelope service): publish now."""
+        self._wake.set()
 
     async def changes(self) -> list[tuple[str, bytes]]:
         """What to publish now (retained): each state; a config only when new or changed;
@@ -409,21 +448,25 @@ class HomeAssistantBridge:
             text = json.dumps(body, sort_keys=True)
             if topic.endswith("/config"):
                 current[topic] = text
+                if isinstance(body.get("state_topic"), str):
+                    self._state_of[topic] = body["state_topic"]
                 if self._configs.get(topic) == text:
                     continue
             out.append((topic, text.encode()))
         for topic in sorted(self._configs.keys() - current.keys()):
             out.append((topic, b""))  # the vehicle was deleted: Home Assistant removes it
-            state = f"{self.prefix}/{topic.split('/')[-3]}/state"
+            state = self._state_of.pop(topic, None) or f"{self.prefix}/{topic.split('/')[-3]}/state"
             self._stale_states.setdefault(state, moment + self.state_clear_delay_s)
         self._configs = current
         return out
 
-    def forget_config(self, topic: str) -> None:
+    def forget_config(self, topic: str, state_topic: str | None = None) -> None:
         """A retained config of ours seen on the broker that this bridge did not publish: clear
-        it at the next round unless a vehicle still has it (left by a deleted vehicle while the
-        CSMS was down)."""
+        it at the next round unless a vehicle (or site) still has it (left by a deleted one
+        while the CSMS was down)."""
         self._configs.setdefault(topic, "")
+        if state_topic is not None and state_topic.startswith(f"{self.prefix}/"):
+            self._state_of.setdefault(topic, state_topic)
 
     async def run(self, mqtt_url: str) -> None:
         """Publish and listen until cancelled (reconnects after a lost broker)."""
@@ -452,7 +495,7 @@ class HomeAssistantBridge:
                                 if message.retain and _is_our_config(
                                     topic, raw, self.discovery_prefix
                                 ):
-                                    self.forget_config(topic)
+                                    self.forget_config(topic, _state_topic_of(raw))
                                 continue
                             # Applied or refused: publish the state the station runs now
                             # (a refused switch flips back in Home Assistant).
@@ -476,7 +519,22 @@ class HomeAssistantBridge:
                 await self._publish_once(client)
             except CsmsError as exc:
                 log.warning("Home Assistant state not published: %s", exc)
-            await asyncio.sleep(self.interval_s)
+            # Until the interval ends, an envelope changes, or one starts or ends (+ a margin:
+            # the envelope service reads its own clock).
+            wait = self.interval_s
+            if self._next_change is not None:
+                wait = min(wait, max(0.0, self._next_change - time.monotonic()) + 0.5)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), wait)
+            self._wake.clear()
+
+
+def _state_topic_of(body: bytes) -> str | None:
+    try:
+        found = json.loads(body).get("state_topic")
+    except (ValueError, AttributeError):
+        return None
+    return found if isinstance(found, str) else None
 
 
 def _finite(text: str) -> float:
@@ -486,8 +544,15 @@ def _finite(text: str) -> float:
     return value
 
 
-def start_bridge(settings: HomeAssistantSettings, v2g: V2gPort) -> asyncio.Task[None] | None:
-    """The bridge running as a task when `settings.mqtt_url` is set, else None."""
+def start_bridge(
+    settings: HomeAssistantSettings,
+    v2g: V2gPort,
+    sites: SitesPort | None = None,
+    on_envelope_change: Callable[[Callable[[str, Sequence[str]], Awaitable[None]]], None]
+    | None = None,
+) -> asyncio.Task[None] | None:
+    """The bridge running as a task when `settings.mqtt_url` is set, else None. With `sites`,
+    a device per site; `on_envelope_change` registers the bridge's envelope listener."""
     if not settings.mqtt_url:
         return None
     bridge = HomeAssistantBridge(
@@ -495,7 +560,10 @@ def start_bridge(settings: HomeAssistantSettings, v2g: V2gPort) -> asyncio.Task[
         prefix=settings.mqtt_topic_prefix,
         discovery_prefix=settings.mqtt_discovery_prefix,
         interval_s=settings.mqtt_state_interval_s,
+        sites=sites,
     )
+    if on_envelope_change is not None:
+        on_envelope_change(bridge.envelope_changed)
     return asyncio.create_task(bridge.run(settings.mqtt_url), name="v2g-home-assistant")
 
 

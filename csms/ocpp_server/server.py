@@ -39,7 +39,7 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.http11 import Request, Response
 from websockets.typing import Subprotocol
 
-from csms.domain.models import EventRecord, SecurityProfile, Station
+from csms.domain.models import EventRecord, RegistrationStatus, SecurityProfile, Station
 from csms.domain.ocpp_versions import negotiate
 from csms.domain.throttle import (
     AuthThrottle,
@@ -491,6 +491,10 @@ class OcppServer:
             self._closing.add(closing)
             closing.add_done_callback(self._closing.discard)
         log.info("%s connected (OCPP %s)", station_id, version.label)
+        envelopes = getattr(self.services, "envelopes", None)
+        if station.registration_status is RegistrationStatus.ACCEPTED and envelopes is not None:
+            # Reconnected without booting: its site's envelope again (issue 18).
+            session.spawn(envelopes.station_connected(station_id))
         try:
             await session.run()
         finally:

@@ -13,6 +13,7 @@ from csms.routing.base import CommandRouter
 from csms.routing.inprocess import InProcessRouter
 from csms.services.commands import CommandService
 from csms.services.common import Clock, utcnow
+from csms.services.envelopes import EnvelopeService
 from csms.services.live import LiveFeed
 from csms.services.ocpp21_data import Ocpp21DataService
 from csms.services.password_check import PasswordCheck, default_key_path, load_or_create_key
@@ -25,6 +26,7 @@ from csms.services.records import (
     TariffService,
     TransactionService,
 )
+from csms.services.sites import SiteService
 from csms.services.station_messages import StationMessageService
 from csms.services.stations import StationService
 from csms.services.telemetry import Telemetry
@@ -56,6 +58,8 @@ class Services:
     live: LiveFeed
     telemetry: Telemetry
     pnc: PlugAndChargeService
+    envelopes: EnvelopeService  # site operating envelopes on the stations (issue 18)
+    sites: SiteService
 
     async def start(self, *, migrate: bool = False) -> None:
         """Open the database writer; with migrate=True first bring the schema to head."""
@@ -65,9 +69,11 @@ class Services:
         self.live.start()
         self.message_log.start()
         v2g_service_for(self).start_background()  # re-planner: off unless configured
+        self.envelopes.start()
 
     async def close(self) -> None:
         await self.live.close()
+        await self.envelopes.close()
         await v2g_service_for(self).close()
         try:
             await self.message_log.close()  # what is buffered is written first
@@ -100,6 +106,14 @@ def build_services(
     # Connection changes: the router's local connection list where it keeps one.
     connected_ids = getattr(router, "connected_station_ids", None)
     live = LiveFeed(connected_ids=connected_ids if callable(connected_ids) else None)
+    commands = CommandService(
+        db,
+        router,
+        default_timeout=settings.command_timeout_s,
+        negative_limit_is_discharge=settings.negative_limit_is_discharge,
+        clock=clock,
+    )
+    envelopes = EnvelopeService(db, commands, router, clock=clock)
     return Services(
         settings=settings,
         db=db,
@@ -131,17 +145,13 @@ def build_services(
         ),
         events=EventService(db),
         tariffs=TariffService(db, clock=clock),
-        commands=CommandService(
-            db,
-            router,
-            default_timeout=settings.command_timeout_s,
-            negative_limit_is_discharge=settings.negative_limit_is_discharge,
-            clock=clock,
-        ),
+        commands=commands,
         station_messages=StationMessageService(db, live),
         transaction_events=TransactionEventService(db, live),
         ocpp21=Ocpp21DataService(db, clock=clock),
         live=live,
         telemetry=telemetry,
         pnc=pnc_service_from_settings(settings, clock, db),
+        envelopes=envelopes,
+        sites=SiteService(db, envelopes, clock=clock),
     )

@@ -60,7 +60,7 @@ import scipy.sparse as sp
 
 from csms.v2g.bounds import MAX_PLAN_CELLS, SITE_LIMIT_KW, SITE_POWER_KW
 from csms.v2g.prices import PriceSeries, hours_overlap
-from csms.v2g.vehicle import VehicleSession
+from csms.v2g.vehicle import VehicleSession, tightest
 
 # The shortfall penalty per kWh: this many times the most a kWh at departure can be worth.
 SHORTFALL_PENALTY_FACTOR = 100.0
@@ -280,10 +280,13 @@ def build_and_solve(inputs: PlanInputs, backend: Backend = "highspy") -> SitePla
         s_cols = c_cols + 2 * n
         t_idx = b.first + np.arange(n)
         # bounds
-        col_upper[c_cols] = v.max_charge_kw
+        charge_cap, discharge_cap = _envelope_caps(b.session, [starts[t] for t in t_idx], step)
+        col_upper[c_cols] = np.minimum(v.max_charge_kw, charge_cap)
         may_discharge = b.session.soc >= v.reserve_soc  # below the reserve: charge only
         col_upper[d_cols] = np.where(
-            negative_price[t_idx] | (not may_discharge), 0.0, v.max_discharge_kw
+            negative_price[t_idx] | (not may_discharge),
+            0.0,
+            np.minimum(v.max_discharge_kw, discharge_cap),
         )
         col_lower[s_cols] = min(v.reserve_soc, b.session.soc)
         col_upper[s_cols] = max(v.soc_max, b.session.soc)
@@ -404,6 +407,19 @@ def build_and_solve(inputs: PlanInputs, backend: Backend = "highspy") -> SitePla
         backend=backend,
         warnings=tuple(warnings),
     )
+
+
+def _envelope_caps(
+    session: VehicleSession, starts: Sequence[datetime], step: timedelta
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per interval: the tightest envelope caps it overlaps (inf where none applies)."""
+    charge = np.full(len(starts), np.inf)
+    discharge = np.full(len(starts), np.inf)
+    for k, s in enumerate(starts):
+        found = tightest(session.power_caps, s, s + step)
+        if found is not None:
+            charge[k], discharge[k] = found
+    return charge, discharge
 
 
 def _negligible_to_zero(kw: np.ndarray) -> np.ndarray:

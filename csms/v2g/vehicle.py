@@ -7,6 +7,7 @@ Power is in kW, signed where one number is given: positive = charge, negative = 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -113,6 +114,35 @@ class Vehicle:
 
 
 @dataclass(frozen=True)
+class PowerCap:
+    """A bound on the vehicle's power from `start` to `end` (None: open-ended), meter side:
+    its station's share of the site's operating envelope (csms.domain.envelopes)."""
+
+    start: datetime
+    end: datetime | None
+    max_charge_kw: float
+    max_discharge_kw: float
+
+    def __post_init__(self) -> None:
+        b.VEHICLE_POWER_KW.check(self.max_charge_kw, "max_charge_kw")
+        b.VEHICLE_POWER_KW.check(self.max_discharge_kw, "max_discharge_kw")
+        if self.start.tzinfo is None or (self.end is not None and self.end.tzinfo is None):
+            raise ValueError("cap times must be timezone-aware")
+
+
+def tightest(
+    caps: Sequence[PowerCap], start: datetime, end: datetime
+) -> tuple[float, float] | None:
+    """(charge kW, discharge kW): the tightest caps overlapping [start, end); None: none."""
+    found: tuple[float, float] | None = None
+    for cap in caps:
+        if cap.start < end and (cap.end is None or cap.end > start):
+            pair = (cap.max_charge_kw, cap.max_discharge_kw)
+            found = pair if found is None else (min(found[0], pair[0]), min(found[1], pair[1]))
+    return found
+
+
+@dataclass(frozen=True)
 class VehicleSession:
     """A plugged-in vehicle: where it is now and what it needs at departure."""
 
@@ -121,6 +151,8 @@ class VehicleSession:
     departure: datetime
     target_soc: float
     arrival: datetime | None = None  # None = already plugged in
+    # The site's envelope for its station: the plan stays within each cap it overlaps.
+    power_caps: tuple[PowerCap, ...] = ()
 
     def __post_init__(self) -> None:
         b.SOC_FRACTION.check(self.soc, "soc")

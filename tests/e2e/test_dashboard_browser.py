@@ -23,6 +23,7 @@ import pytest
 
 from chargepoint_firmware.simulate import Car
 from csms.domain.models import ApiScope
+from csms.domain.sites import nmi_checksum
 from tests.support.e2e_stack import E2eStack, running_stack, until
 
 CHROMIUM = shutil.which("chromium")
@@ -363,6 +364,163 @@ async def test_dashboard_in_headless_chromium(tmp_path: Path, browser: Any) -> N
     keep = os.environ.get("CSMS_DASHBOARD_SCREENSHOTS")
     if keep:
         _keep_screenshots(shots, Path(keep))
+
+
+async def _fill(page: Page, form: str, values: dict[str, str]) -> None:
+    """Set the named inputs of a form (as typing would) and submit it."""
+    await page.js(
+        "const f = document.getElementById(arguments[0]);"
+        "for (const [k, v] of Object.entries(arguments[1])) {"
+        "  const i = f.querySelector(`[name=${k}]`);"
+        "  if (i.type === 'checkbox') i.checked = v === 'on'; else i.value = v; }"
+        "f.requestSubmit()",
+        form,
+        values,
+    )
+
+
+async def test_sites_view_operator_envelope_in_force(tmp_path: Path, browser: Any) -> None:
+    """Issue 18: the dashboard shows a site's envelope in force, its source and its time.
+    A site is created and an operator envelope set through the forms (the API's 422 and 409
+    shown as such), then seen in force with its source, start and reception, the station's
+    bounds under it, and cleared again. Hostile text from the API stays text."""
+    shots = tmp_path / "shots"
+    shots.mkdir()
+    hostile = '<img src=x onerror="window.__xss=1">Home & co'
+    async with running_stack(tmp_path) as stack:
+        assert stack.csms is not None
+        await stack.add_station("SITE-CS1", car=Car("Leaf", 40.0, 50.0))
+        admin = (await stack.csms.services.api_tokens.create("admin", ApiScope.ADMIN)).plaintext
+        page = Page(browser, stack.csms.api_url, shots)
+        await page.go("/")
+        await page.wait_js("return !document.getElementById('sign-in').hidden")
+        await page.sign_in(admin)
+        await page.wait_js("return document.getElementById('who').textContent", what="signed in")
+
+        # -- the list, and the create form: a bad NMI refused with the field named ----------
+        await page.go("/#/sites")
+        await page.ready("sites")
+        assert await page.js("return document.getElementById('sites-empty') !== null")
+        nmi = "4102000000"
+        wrong = f"{nmi}{(nmi_checksum(nmi) + 1) % 10}"
+        site = {"id": "home-1", "name": hostile, "nmi": wrong, "station_ids": "SITE-CS1"}
+        await _fill(page, "form-site-create", site)
+        refused = await page.wait_js(
+            "const t = document.getElementById('form-site-create-answer').textContent;"
+            "return t.startsWith('Invalid') && t",
+            what="the 422 for a wrong NMI checksum",
+        )
+        assert "(422)" in refused and "checksum" in refused and "nmi" in refused.lower()
+        await _fill(page, "form-site-create", dict(site, nmi=f"{nmi}{nmi_checksum(nmi)}"))
+        await page.wait_js("return location.hash === '#/site/home-1'", what="the new site's page")
+        await page.ready("site")
+        assert hostile in await page.text("#site-title")
+        assert "CSIP-AUS off" in await page.text("#site-details")
+        assert await page.js("return document.getElementById('site-no-envelope') !== null")
+
+        # -- a second site claiming the same station: 409, said so -----------------------------
+        await page.go("/#/sites")
+        await page.ready("sites")
+        row = "#sites-table tr[data-site='home-1']"
+        assert await page.text(f"{row} td:nth-child(2)") == hostile
+        assert await page.text(f"{row} td:nth-child(4)") == "SITE-CS1"
+        assert await page.text(f"{row} td:nth-child(5)") == "off"
+        await _fill(
+            page, "form-site-create", {"id": "home-2", "name": "Two", "station_ids": "SITE-CS1"}
+        )
+        conflict = await page.wait_js(
+            "const t = document.getElementById('form-site-create-answer').textContent;"
+            "return t.startsWith('Conflict') && t",
+            what="the 409 for a station in another site",
+        )
+        assert "(409)" in conflict and "home-1" in conflict
+
+        # -- an operator envelope through the form: first refused (end before start) ----------
+        await page.go("/#/site/home-1")
+        await page.ready("site")
+        start = await page.js(
+            "return document.querySelector('#form-site-operator [name=start]').value"
+        )
+        await _fill(page, "form-site-operator", {"end": start, "export_limit_kw": "1.5"})
+        bad = await page.wait_js(
+            "const t = document.getElementById('site-operator-answer').textContent;"
+            "return t.startsWith('Invalid') && t",
+            what="the 422 for an envelope ending at its start",
+        )
+        assert "end must be after start" in bad
+        await _fill(
+            page,
+            "form-site-operator",
+            {"end": "", "export_limit_kw": "1.5", "import_limit_kw": "7", "control_id": "peak-cap"},
+        )
+        source = await page.wait_js(
+            "const e = document.querySelector('#site-in-force [data-field=source] td');"
+            "return e && e.textContent",
+            what="the envelope in force",
+        )
+        assert source == "operator control peak-cap"
+        field = "#site-in-force [data-field={}] td"
+        assert await page.text(field.format("export_limit_w")) == "1.50 kW"
+        assert await page.text(field.format("import_limit_w")) == "7.00 kW"
+        assert await page.text(field.format("generation_limit_w")) == "not set"
+        assert await page.text(field.format("end")) == "open-ended"
+        view = (await stack.api.get("/sites/home-1/envelope")).json()
+        in_force = view["in_force"]
+        assert (in_force["source"], in_force["control_id"]) == ("operator", "peak-cap")
+        assert in_force["export_limit_w"] == 1500.0
+        shown = await page.js(
+            "const t = (k) => document.querySelector(`#site-in-force [data-field=${k}] time`);"
+            "return [t('start').getAttribute('datetime'),"
+            " t('received_at').getAttribute('datetime'), t('start').textContent]"
+        )
+        assert _instant(shown[0]) == _instant(in_force["start"])
+        assert _instant(shown[1]) == _instant(in_force["received_at"])
+        assert shown[2]  # the start in the browser's local time
+        received = _instant(in_force["received_at"])
+        assert abs((received - datetime.now(UTC)).total_seconds()) < 120
+        # The station's bounds under the envelope: its share of the 1.5 kW export limit.
+        station = "#site-stations tr[data-station='SITE-CS1']"
+        assert await page.text(f"{station} td:nth-child(2)") == "7.00 kW"  # import limit
+        assert await page.text(f"{station} td:nth-child(3)") == "1.50 kW"
+        # The running station accepted the site's profile: enforced, with its answer.
+        assert await page.text(f"{station} td:nth-child(4)") == "yes"
+        assert await page.text(f"{station} td:nth-child(5)") == "Accepted"
+        assert (await page.text("#site-upcoming")).count("peak-cap") == 1
+        await page.screenshot("dashboard-site")
+
+        # -- cleared: no envelope in force any more ---------------------------------------------
+        await page.js("document.getElementById('site-operator-clear').click()")
+        await page.wait_js(
+            "return document.getElementById('site-no-envelope') !== null",
+            what="no envelope after clearing",
+        )
+        assert (await stack.api.get("/sites/home-1/envelope")).json()["in_force"] is None
+
+        # -- the edit form: CSIP-AUS on with a registration PIN ---------------------------------
+        await _fill(page, "form-site-edit", {"csip_enabled": "on", "registration_pin": "111115"})
+        await page.wait_js(
+            "const d = document.getElementById('site-details');"
+            "return d && d.textContent.includes('CSIP-AUS on')",
+            what="the edited site shown again",
+        )
+        await page.ready("site")
+        assert "registration PIN set" in await page.text("#site-details")
+        assert await page.js("return document.getElementById('site-csip') !== null")
+        assert "enter the PIN again" in await page.text("#form-site-edit-pin-note")
+        edited = (await stack.api.get("/sites/home-1")).json()
+        assert (edited["csip_enabled"], edited["has_registration_pin"]) == (True, True)
+        assert edited["name"] == hostile and edited["station_ids"] == ["SITE-CS1"]
+        # Every hostile string stayed text: no element made of it, nothing it ran.
+        assert await page.js("return document.querySelectorAll('#view img').length") == 0
+        assert await page.js("return window.__xss === undefined")
+
+    keep = os.environ.get("CSMS_DASHBOARD_SCREENSHOTS")
+    if keep:
+        _keep_screenshots(shots, Path(keep))
+
+
+def _instant(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
 def _keep_screenshots(shots: Path, into: Path) -> None:

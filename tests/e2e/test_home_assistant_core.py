@@ -22,17 +22,22 @@ import json
 import os
 import time
 import uuid
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
 
+from csms.domain.envelopes import OperatingEnvelope
+from csms.domain.sites import Site
 from csms.integrations.home_assistant import (
     ENTITY_COUNT,
     STATE_CLEAR_DELAY_S,
     HomeAssistantBridge,
 )
+from csms.integrations.home_assistant_sites import SITE_ENTITY_COUNT, SitesPort
+from tests.support.agent_harness import STATION_ID
 from tests.support.ha_core import HA_VERSION, is_ready, running_home_assistant
 from tests.support.v2g_live_rig import exporting_rig, wait_for
 
@@ -68,7 +73,14 @@ async def test_home_assistant_core_with_the_bridge(tmp_path: Path) -> None:
         exporting_rig(tmp_path / "rig", vehicle_id=vehicle_id, name="Test Leaf") as live,
         running_home_assistant(venv, tmp_path / "ha") as ha,
     ):
-        bridge = HomeAssistantBridge(live.v2g, prefix=prefix, interval_s=1.0)
+        services = live.csms.services
+        bridge = HomeAssistantBridge(
+            live.v2g,
+            prefix=prefix,
+            interval_s=1.0,
+            sites=SitesPort(services.sites.all, services.envelopes.view),
+        )
+        services.envelopes.add_listener(bridge.envelope_changed)
         runner = asyncio.create_task(bridge.run(mqtt_url))
         try:
             await ha.add_mqtt(host, port)
@@ -186,6 +198,9 @@ async def test_home_assistant_core_with_the_bridge(tmp_path: Path) -> None:
                 assert live.current_a() > -0.1
                 await asyncio.sleep(0.05)
 
+            # -- a site's operating envelope (issue 18): its device, then removed -------------
+            await _site_entities(ha, services, states)
+
             # The Energy dashboard's own validation: the statistics of a new sensor exist from
             # the recorder's first 5-minute compile on, so it is asked until then.
             async def energy_valid() -> dict[str, Any]:
@@ -254,6 +269,64 @@ async def test_home_assistant_core_with_the_bridge(tmp_path: Path) -> None:
             with contextlib.suppress(asyncio.CancelledError):
                 await runner
             await _clear_retained(host, port, prefix)
+
+
+async def _site_entities(ha: Any, services: Any, states: Any) -> None:
+    """An operator envelope on a site holding the station: Home Assistant shows its limits,
+    source, control id and start as the right kinds of entity; the site deleted, they go."""
+    site_id = f"ha-home-{uuid.uuid4().hex[:6]}"
+    await services.sites.create(Site(id=site_id, name="HA Home", station_ids=(STATION_ID,)))
+    now = datetime.now(UTC).replace(microsecond=0)
+    start = now - timedelta(minutes=1)
+    envelope = OperatingEnvelope(
+        site_id=site_id,
+        source="operator",
+        control_id="ha-cap",
+        is_default=False,
+        start=start,
+        end=now + timedelta(hours=1),
+        received_at=now,
+        export_limit_w=1500.0,
+    )
+    await services.envelopes.replace_operator_envelopes(site_id, [envelope])
+    unique = f"openv2g_site_{site_id}_"
+
+    async def site_ids() -> dict[str, str]:
+        entries = await ha.ws("config/entity_registry/list")
+        found = {
+            e["unique_id"].removeprefix(unique): e["entity_id"]
+            for e in entries
+            if str(e.get("unique_id", "")).startswith(unique)
+        }
+        return found if len(found) == SITE_ENTITY_COUNT else {}
+
+    ids = await _eventually(site_ids, 60, "the site's entities did not appear")
+
+    async def in_force() -> dict[str, dict[str, Any]]:
+        now_states = await states()
+        site = {k: now_states[v] for k, v in ids.items() if v in now_states}
+        return site if site["envelope_source"]["state"] == "operator" else {}
+
+    site = await _eventually(in_force, 30, "the operator envelope not shown")
+    assert float(site["export_limit"]["state"]) == 1.5
+    assert site["export_limit"]["attributes"]["unit_of_measurement"] == "kW"
+    assert site["export_limit"]["attributes"]["device_class"] == "power"
+    assert site["import_limit"]["state"] == "unknown"  # the envelope sets no import limit
+    assert site["control_id"]["state"] == "ha-cap"
+    assert site["envelope_start"]["attributes"]["device_class"] == "timestamp"
+    assert datetime.fromisoformat(site["envelope_start"]["state"]) == start
+    assert datetime.fromisoformat(site["envelope_received"]["state"]) == now
+    assert (site["energized"]["state"], site["connected"]["state"]) == ("on", "on")
+    assert float(site["charger_max_discharge"]["state"]) == 1.5
+    await services.sites.delete(site_id)
+
+    async def removed() -> bool:
+        return not any(
+            str(e.get("unique_id", "")).startswith(unique)
+            for e in await ha.ws("config/entity_registry/list")
+        )
+
+    await _eventually(removed, 30, "entities of the deleted site remained")
 
 
 def _automations(ids: dict[str, str]) -> list[dict[str, Any]]:

@@ -138,6 +138,7 @@ def test_wheel_holds_the_dashboard_and_its_vendored_chart_library(wheel: zipfile
         "view_stations.js",
         "view_station.js",
         "view_v2g.js",
+        "view_sites.js",
         "vendor/uPlot.iife.min.js",
         "vendor/uPlot.min.css",
         "vendor/uPlot.LICENSE.txt",

@@ -9,7 +9,15 @@ from v2g_shared.schedule.composite import (
     composite_to_ocpp,
     limit_at,
     next_breakpoint,
+    period_in_force,
     v2x_at,
+)
+from v2g_shared.schedule.envelope import (
+    ENVELOPE_PROFILE_ID,
+    ENVELOPE_VENDOR_ID,
+    EnvelopeBounds,
+    envelope_bounds,
+    is_envelope_profile,
 )
 from v2g_shared.schedule.model import (
     ChargingProfile,
@@ -37,6 +45,8 @@ from v2g_shared.schedule.validation import (
 )
 
 __all__ = [
+    "ENVELOPE_PROFILE_ID",
+    "ENVELOPE_VENDOR_ID",
     "ChargingProfile",
     "ChargingProfileKind",
     "ChargingProfilePurpose",
@@ -44,6 +54,7 @@ __all__ = [
     "ChargingSchedule",
     "ChargingSchedulePeriod",
     "CompositePeriod",
+    "EnvelopeBounds",
     "InstalledProfile",
     "OperationMode",
     "ProfileFormatError",
@@ -56,10 +67,13 @@ __all__ = [
     "apply_schedule_update",
     "composite_schedule",
     "composite_to_ocpp",
+    "envelope_bounds",
     "format_datetime",
+    "is_envelope_profile",
     "limit_at",
     "next_breakpoint",
     "parse_datetime",
+    "period_in_force",
     "profile_from_ocpp",
     "profile_to_ocpp",
     "schedule_update_from_ocpp",

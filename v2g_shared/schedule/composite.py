@@ -45,6 +45,9 @@ Bidirectional (2.0.1 convention, switchable): a negative limit means discharge.
 * With `discharge_enabled=False` nothing is ever negative: negative setpoints and bounds read
   as 0.
 `None` as a limit means no profile limits that EVSE at that moment (hardware limits only).
+* Operating envelope (`envelope.py`): a bound period with the envelope's customData is
+  ASYMMETRIC, [-d, +b]: b = its limit, d = the tighter of customData dischargeLimitW and
+  -dischargeLimit (2.1). Other bound periods keep the symmetric rule above.
 
 OCPP 2.1. A period without `limit` does not limit (the next profile down the stack does). A
 Dynamic profile starts at its startSchedule, else at validFrom, else applies from the start
@@ -65,6 +68,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from v2g_shared.schedule.envelope import envelope_discharge_bounds
 from v2g_shared.schedule.model import (
     ChargingProfile,
     ChargingProfileKind,
@@ -216,6 +220,24 @@ def _first_limit(entries: Sequence[_Entry], t: datetime) -> tuple[float, Chargin
     return None
 
 
+def _first_bound(
+    entries: Sequence[_Entry], t: datetime
+) -> tuple[ChargingSchedulePeriod, ChargingRateUnit] | None:
+    """As `_first_limit`, with the whole period (an envelope period bounds asymmetrically)."""
+    for entry in entries:
+        found = entry.period_at(t)
+        if found is not None and found[0].limit is not None:
+            return found
+    return None
+
+
+def period_in_force(
+    profile: ChargingProfile, now: datetime
+) -> tuple[ChargingSchedulePeriod, ChargingRateUnit] | None:
+    """The period of a (not Relative) profile in force at `now`; None = it does not apply."""
+    return _Entry.of(profile, None, True).period_at(now)
+
+
 def _sorted(entries: Iterable[_Entry]) -> list[_Entry]:
     return sorted(entries, key=lambda e: (-e.profile.stack_level, not e.specific))
 
@@ -302,17 +324,29 @@ class _Evaluator:
             return limit
         return limit * self.voltage if self.unit is ChargingRateUnit.W else limit / self.voltage
 
-    def _bound(self, value: float, bound: float | None) -> float:
+    def _bound(self, value: float, bound: float | None, discharge: float | None = None) -> float:
+        """`value` within a bound; `discharge` (>= 0) is an envelope's own discharge bound."""
         if bound is None:
             return value
         if not self.discharge_enabled:
             return min(max(value, 0.0), max(bound, 0.0))
         low, high = (-bound, bound) if bound >= 0 else (bound, 0.0)
+        if discharge is not None:
+            low = -discharge if bound >= 0 else max(-discharge, bound)
+            high = max(bound, 0.0)
         return min(max(value, low), high)
 
     def _apply_bounds(self, value: float, bounds: Sequence[Sequence[_Entry]], t: datetime) -> float:
         for entries in bounds:
-            value = self._bound(value, self._convert(_first_limit(entries, t)))
+            found = _first_bound(entries, t)
+            if found is None:
+                continue
+            period, unit = found
+            bound = self._convert((period.limit or 0.0, unit))  # never None: see _first_bound
+            # An envelope period's own discharge bound (>= 0, converted), else None.
+            own = envelope_discharge_bounds(period, unit)
+            discharge = min((self._convert(b) or 0.0 for b in own), default=None)
+            value = self._bound(value, bound, discharge)
         return value
 
     def _evse_value(self, evse: int, t: datetime) -> float:

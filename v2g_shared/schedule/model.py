@@ -10,9 +10,12 @@ installed profile is an `InstalledProfile(evse_id, profile)`.
 OCPP 2.1 fields (operationMode, setpoint, dischargeLimit, v2x curves, dynamic-profile fields, ...)
 are optional attributes that default to "absent": a 2.0.1 payload parses to the same values as
 before and serialises byte for byte as before; a 2.1 payload survives parse -> serialise (the
-fields the composite does not interpret, e.g. price schedules, are kept verbatim). Which fields
-a given OCPP version may carry is a validation question (`validation.validate_profile`), not a
-parsing one: the edge has already checked the payload against its version's JSON schema.
+fields the composite does not interpret, e.g. price schedules, are kept verbatim). `customData`
+(both versions) of a profile and of a period is kept verbatim too, so vendor data such as the
+operating envelope's discharge bound (`envelope.py`) survives the agent's store and a restart.
+Which fields a given OCPP version may carry is a validation question
+(`validation.validate_profile`), not a parsing one: the edge has already checked the payload
+against its version's JSON schema.
 """
 
 from __future__ import annotations
@@ -97,6 +100,8 @@ class ChargingSchedulePeriod:
     operation_mode: OperationMode | None = None  # None = absent = ChargingOnly
     v2x_freq_watt_curve: tuple[tuple[float, float], ...] | None = None  # (Hz, W|A)
     v2x_signal_watt_curve: tuple[tuple[int, float], ...] | None = None  # (signal, W|A)
+    # customData (2.0.1 and 2.1), verbatim camelCase JSON; not a 2.1-only field.
+    custom_data: Mapping[str, Any] | None = None
 
     @property
     def mode(self) -> OperationMode:
@@ -150,6 +155,8 @@ class ChargingProfile:
     dyn_update_interval: int | None = None  # s between PullDynamicScheduleUpdate (0/None = none)
     dyn_update_time: datetime | None = None  # when the dynamic period was last updated
     price_schedule_signature: str | None = None
+    # customData (2.0.1 and 2.1), verbatim camelCase JSON.
+    custom_data: Mapping[str, Any] | None = None
 
     @property
     def schedule(self) -> ChargingSchedule:
@@ -279,6 +286,15 @@ def _optional_bool(payload: Mapping[str, Any], key: str) -> bool | None:
     raise ProfileFormatError(f"{key} must be a boolean")
 
 
+def _custom_data(payload: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    value = payload.get("customData")
+    if value is None:
+        return None
+    if not isinstance(value, Mapping) or not isinstance(value.get("vendorId"), str):
+        raise ProfileFormatError("customData must be an object with a vendorId")
+    return value
+
+
 def _curve(
     payload: Mapping[str, Any], key: str, x_key: str, x_type: type
 ) -> tuple[tuple[Any, float], ...] | None:
@@ -305,6 +321,7 @@ def _period_from_ocpp(payload: Mapping[str, Any]) -> ChargingSchedulePeriod:
         operation_mode=None if mode is None else _enum(OperationMode, mode, "operationMode"),
         v2x_freq_watt_curve=_curve(payload, "v2xFreqWattCurve", "frequency", float),
         v2x_signal_watt_curve=_curve(payload, "v2xSignalWattCurve", "signal", int),
+        custom_data=_custom_data(payload),
         **extra,
     )
 
@@ -364,6 +381,7 @@ def profile_from_ocpp(payload: Mapping[str, Any]) -> ChargingProfile:
             dyn_update_interval=payload.get("dynUpdateInterval"),
             dyn_update_time=_optional_datetime(payload, "dynUpdateTime"),
             price_schedule_signature=payload.get("priceScheduleSignature"),
+            custom_data=_custom_data(payload),
         )
     except KeyError as exc:
         raise ProfileFormatError(f"missing field {exc.args[0]}") from exc
@@ -409,6 +427,8 @@ def _period_to_ocpp(period: ChargingSchedulePeriod) -> dict[str, Any]:
         out["v2xSignalWattCurve"] = [
             {"signal": signal, "power": _number(w)} for signal, w in period.v2x_signal_watt_curve
         ]
+    if period.custom_data is not None:
+        out["customData"] = dict(period.custom_data)
     return out
 
 
@@ -457,6 +477,8 @@ def profile_to_ocpp(profile: ChargingProfile) -> dict[str, Any]:
         value = getattr(profile, name)
         if value is not None:
             out[key] = format_datetime(value) if isinstance(value, datetime) else value
+    if profile.custom_data is not None:
+        out["customData"] = dict(profile.custom_data)
     return out
 
 

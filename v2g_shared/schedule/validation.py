@@ -13,6 +13,7 @@ import itertools
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
+from v2g_shared.schedule.envelope import envelope_violations
 from v2g_shared.schedule.model import (
     PURPOSES_2_1,
     ChargingProfile,
@@ -171,6 +172,8 @@ def validate_profile(
             )
 
     out += _v2x_violations(profile, context)
+    # The operating envelope's customData (only for profiles that carry it).
+    out += [Violation(rule, message) for rule, message in envelope_violations(profile)]
 
     # Conflicts with installed profiles (a profile with the same id is replaced: K01.FR.05).
     others = [i for i in context.stored if i.profile.id != profile.id]

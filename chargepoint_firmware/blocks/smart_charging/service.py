@@ -23,6 +23,11 @@ from ocpp.v21 import call as call_v21
 
 from chargepoint_firmware.blocks.smart_charging.der import DerControls
 from chargepoint_firmware.blocks.smart_charging.der_notify import GridAlarms, der_notices
+from chargepoint_firmware.blocks.smart_charging.envelope import (
+    envelope_in_force,
+    envelope_next_change,
+    keeps_offline,
+)
 from chargepoint_firmware.blocks.smart_charging.ev_needs import charging_needs
 from chargepoint_firmware.blocks.smart_charging.soc_limit import soc_limit_from, soc_limited
 from chargepoint_firmware.blocks.smart_charging.v2x_local import LocalV2x, frequency_adjusted
@@ -307,7 +312,7 @@ class SmartCharging:
         lapses: datetime | None = None
         for installed in self.store.profiles:
             limit_s = installed.profile.max_offline_duration
-            if limit_s is None:
+            if limit_s is None or keeps_offline(installed):
                 kept.append(installed)
                 continue
             ends = since + timedelta(seconds=max(0, min(limit_s, _TEN_YEARS_S)))
@@ -365,6 +370,12 @@ class SmartCharging:
             setpoint = self.local_v2x.adjust(setpoint, status, volts)
             setpoint = self._der_adjusted(setpoint, v2x.mode, status, now, evse_id, inputs)
             setpoint = self._soc_limited(setpoint, v2x.profile_id, profiles, status, volts)
+            # The envelope reaches the supervisor whatever moved the setpoint; its periods wake us.
+            envelope = envelope_in_force(profiles, evse_id, now, volts)
+            setpoint = replace(setpoint, envelope=envelope)
+            moved = envelope_next_change(profiles, evse_list, evse_id, now)
+            if moved is not None and (next_change is None or moved < next_change):
+                next_change = moved
             if self._published.get(evse_id) != setpoint:
                 self._published[evse_id] = setpoint
                 hw.set_setpoint(setpoint)

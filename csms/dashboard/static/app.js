@@ -3,6 +3,7 @@ import { api, onLive, setToken, startLive, stopLive, token } from "./api.js";
 import { overviewView } from "./view_overview.js";
 import { stationsView } from "./view_stations.js";
 import { stationView } from "./view_station.js";
+import { siteView, sitesView } from "./view_sites.js";
 import { v2gView, whatIfView } from "./view_v2g.js";
 
 const main = document.getElementById("view");
@@ -19,6 +20,8 @@ const ROUTES = {
   overview: overviewView,
   stations: stationsView,
   station: stationView,
+  sites: sitesView,
+  site: siteView,
   v2g: v2gView,
   "what-if": whatIfView,
 };

@@ -48,6 +48,11 @@ async def boot_notification(session: Session, payload: dict[str, Any]) -> dict[s
     await session.services.station_messages.boot(session.station_id, info, status, now)
     session.registration = status
     session.triggered.discard("BootNotification")
+    envelopes = getattr(session.services, "envelopes", None)
+    if status is RegistrationStatus.ACCEPTED and envelopes is not None:
+        # A booted station may have lost its profiles: its site's envelope again (issue 18).
+        station_id = session.station_id
+        session.after_reply(lambda: envelopes.station_booted(station_id))
     settings = session.settings
     interval = (
         settings.heartbeat_interval_s

@@ -30,12 +30,14 @@ from csms.services.v2g.rules import (
 )
 from csms.services.v2g.v2x import V2xPart
 from csms.v2g import (
+    VehicleSession,
     aggregate,
     dispatch,
     make_bid,
     vehicle_flexibility,
 )
 from csms.v2g import bounds as b
+from csms.v2g.envelope_caps import narrowed_session
 from csms.v2g.fleet import DISPATCH_METHODS, Bid, FleetFlexibility, Flexibility
 
 log = logging.getLogger(__name__)
@@ -95,12 +97,20 @@ class FleetPart(V2xPart):
                     out.append(Plugged(record, tx, found[1] / 100.0))
         return out
 
+    async def _enveloped(
+        self, ctx: SessionContext, now: datetime, duration: timedelta
+    ) -> VehicleSession:
+        """The vehicle's session with its power narrowed to its station's share of the site's
+        operating envelope over the response (issue 18)."""
+        session = await self.within_envelope(ctx.vehicle.station_id, ctx.session(), now)
+        return narrowed_session(session, now, now + duration)
+
     async def flexibility(
         self, duration: timedelta, now: datetime | None = None
     ) -> tuple[list[Flexibility], FleetFlexibility]:
         moment = now or self._clock()
         flex = [
-            vehicle_flexibility(ctx.session(), moment, duration)
+            vehicle_flexibility(await self._enveloped(ctx, moment, duration), moment, duration)
             for ctx in await self._connected(moment)
         ]
         fleet = aggregate(flex) if flex else aggregate([])
@@ -175,7 +185,10 @@ class FleetPart(V2xPart):
         if not contexts:
             raise InvalidRequest("no connected vehicle with an active transaction and SoC")
         duration = timedelta(seconds=duration_s)
-        flex = [vehicle_flexibility(ctx.session(), moment, duration) for ctx in contexts]
+        flex = [
+            vehicle_flexibility(await self._enveloped(ctx, moment, duration), moment, duration)
+            for ctx in contexts
+        ]
         allocation = dispatch(target_kw, flex, method=method)
         chosen = nonzero_share(contexts, allocation.per_vehicle_kw)
         results = await asyncio.gather(

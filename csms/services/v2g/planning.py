@@ -39,6 +39,7 @@ from csms.v2g import (
     optimize,
     to_tx_profile,
 )
+from csms.v2g.envelope_caps import clip_plan
 from csms.v2g.v2x import plan_to_v21_profile
 
 log = logging.getLogger(__name__)
@@ -76,6 +77,8 @@ class PlanningPart(V2xPart, PricesPart):
             except ValueError as exc:
                 raise InvalidRequest(str(exc)) from exc
             session = await self.with_ev_limits(ctx, session)
+            # Within the site's operating envelope (issue 18): a hard bound below the plan.
+            session = await self.within_envelope(ctx.vehicle.station_id, session, now)
             sessions.append(session)
         last_departure = max(s.departure for s in sessions)
         prices = request.prices or await self._prices_for(now, last_departure)
@@ -95,6 +98,11 @@ class PlanningPart(V2xPart, PricesPart):
             site = await asyncio.to_thread(optimize, inputs)
         except (ValueError, PlanError) as exc:
             raise InvalidRequest(f"no plan: {exc}") from exc
+        # The last guard: whatever the solver returned, no interval leaves the envelope.
+        by_id = {s.vehicle_id: s for s in sessions}
+        clipped = {k: clip_plan(p, by_id[k]) for k, p in site.vehicles.items()}
+        if any(clipped[k] is not p for k, p in site.vehicles.items()):
+            site = replace(site, vehicles=clipped)
         return site, contexts
 
     async def optimize_station(

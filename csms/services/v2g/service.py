@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Sequence
 from typing import Any
 
 from csms.domain.errors import CsmsError
@@ -55,6 +56,28 @@ class V2gService(
             except Exception:  # one bad round must not end the loop
                 log.exception("V2G re-planning round failed")
 
+    async def replan_stations(self, site_id: str, station_ids: Sequence[str]) -> list[str]:
+        """The site's envelope changed: re-plan the vehicles with a running session at its
+        stations, within the new envelope (station ids re-planned). Every station of the site,
+        wherever it is connected: the node that learnt of the change re-plans, the command
+        router reaches the station's node."""
+        done = []
+        for station_id in station_ids:
+            for record in await self.list_vehicles():
+                if record.station_id != station_id:
+                    continue
+                ctx = await self.session_context(record, self._clock())
+                if ctx.transaction is None or ctx.soc is None:
+                    continue
+                try:
+                    await self.optimize_station(station_id, vehicle_id=record.id)
+                except CsmsError as exc:
+                    log.info("re-plan of %s after site %s's envelope: %s", record.id, site_id, exc)
+                    continue
+                self.replans += 1
+                done.append(station_id)
+        return done
+
     def _holds(self, station_id: str) -> bool:
         """Whether this node re-plans the station's vehicles: it holds the station's websocket
         (always, without a router)."""
@@ -93,12 +116,16 @@ def v2g_service_for(services: Any) -> V2gService:
     found: V2gService | None = getattr(services, "_v2g_service", None)
     if found is None:
         settings = services.settings
+        envelopes = getattr(services, "envelopes", None)
         found = V2gService(
             services.db,
             services.commands,
             clock=services.clock,
             settings=V2gSettings.from_settings(settings),
             router=getattr(services, "router", None),  # None: a container without one
+            envelope_caps=envelopes.power_caps if envelopes is not None else None,
         )
         services._v2g_service = found
+        if envelopes is not None:  # an envelope change re-plans the site's vehicles
+            envelopes.add_listener(found.replan_stations)
     return found

@@ -1,6 +1,6 @@
 """CsipSiteClient's FunctionSetAssignments stage: a DERProgram list that appears (or changes)
-has its controls read on the next walk, not at the DERProgram rate the old lists gave (900 s
-when there were none: a program the DNSP adds after registration, CACTUS GEN-01/LOA-01).
+has its controls read on the next walk, not at the DERProgram rate the old lists gave (a
+program the DNSP adds after registration, CACTUS GEN-01/LOA-01).
 And the ramp rate DERSettings report (CACTUS ALL-13)."""
 
 from __future__ import annotations
@@ -54,8 +54,8 @@ async def test_a_new_program_list_is_read_at_once() -> None:
     memory = _Memory()
     await csip._programs_lists(state, T0)
     await csip._controls(state, memory, T0)
-    assert state.poll_rates["derp"] == 900  # no lists: nothing gave a rate
-    later = T0 + dt.timedelta(seconds=60)
+    assert state.poll_rates["derp"] == 60  # no lists yet: looked at again at the FSA rate
+    later = T0 + dt.timedelta(seconds=30)
     assert not csip._is_due(state, "derp", later)
 
     transport.program_lists = ["/edev/1/fsa/1/derp"]

@@ -166,6 +166,7 @@ class CsipSiteClient:
         # set: they stop this long after the last successful poll and the defaults apply.
         self.comm_loss_timeout_s = comm_loss_timeout_s
         self._memory: dict[str, _Memory] = {}
+        self._errors = 0  # errors recorded during the current tick
 
     # ---- state -------------------------------------------------------------------------
 
@@ -199,6 +200,7 @@ class CsipSiteClient:
         state = await self.load(site.id)
         memory = self._memory.setdefault(site.id, _Memory())
         now = self.clock()
+        self._errors = 0
         before = replace(state, hrefs=dict(state.hrefs), poll_rates=dict(state.poll_rates))
         try:
             site = await self._walk(site, state, memory, now)
@@ -224,6 +226,7 @@ class CsipSiteClient:
         return state
 
     def _error(self, state: CsipSiteState, message: str, now: datetime) -> None:
+        self._errors += 1
         log.warning("CSIP-AUS site %s: %s", state.site_id, message)
         state.last_error = message[:500]
         state.last_error_at = now
@@ -249,7 +252,8 @@ class CsipSiteClient:
             polled = True
         if polled:
             state.last_poll_at = now
-            state.last_error = None if state.registration == "registered" else state.last_error
+            if self._errors == 0 and state.registration == "registered":
+                state.last_error = None  # a clean walk: the last error is over
             state.next_poll_at = min(d for s in STAGES if (d := _due(state, s)) is not None)
         return site
 
@@ -278,13 +282,16 @@ class CsipSiteClient:
         if site.lfdi is not None and site.sfdi is not None:
             return site
         lfdi = site.lfdi or site_lfdi(self.transport.aggregator_lfdi, site.id, self.pen)
-        updated = replace(site, lfdi=lfdi.upper(), sfdi=site.sfdi or sfdi_of_lfdi(lfdi))
+        sfdi = site.sfdi or sfdi_of_lfdi(lfdi)
 
-        async def op(conn: AsyncConnection) -> None:
-            await sites_repo.update_site(conn, updated, now)
+        async def op(conn: AsyncConnection) -> Site | None:
+            await repo.set_site_identity(conn, site.id, lfdi.upper(), sfdi, now)
+            return await sites_repo.get_site(conn, site.id)
 
-        await self.db.write(op)
-        return updated
+        stored = await self.db.write(op)
+        if not isinstance(stored, Site) or stored.lfdi is None or stored.sfdi is None:
+            raise CsipError(f"site {site.id} has no LFDI/SFDI after storing one")
+        return stored
 
     async def _register(self, site: Site, state: CsipSiteState, now: datetime) -> Site:
         t = self.transport

@@ -16,6 +16,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from csms.persistence import tables as t
 from csms.persistence.csip_tables import csip_sites
 
 MAX_JSON_CHARS = 256 * 1024
@@ -138,4 +139,21 @@ async def release_lease(conn: AsyncConnection, site_id: str, node: str) -> None:
         sa.update(csip_sites)
         .where(c.site_id == site_id, c.lease_node == node)
         .values(lease_node=None, lease_until=None)
+    )
+
+
+async def set_site_identity(
+    conn: AsyncConnection, site_id: str, lfdi: str, sfdi: int, now: datetime
+) -> None:
+    """Store a derived LFDI/SFDI on the site, only where it has none (an operator's own
+    identity, or one another node stored first, is kept)."""
+    await conn.execute(
+        sa.update(t.sites)
+        .where(t.sites.c.id == site_id, t.sites.c.lfdi.is_(None))
+        .values(lfdi=lfdi, updated_at=now)
+    )
+    await conn.execute(
+        sa.update(t.sites)
+        .where(t.sites.c.id == site_id, t.sites.c.sfdi.is_(None))
+        .values(sfdi=sfdi, updated_at=now)
     )

@@ -44,6 +44,9 @@ PEAK_EXPORT_W = 5000.0  # the car's discharge into the evening peak (the Leaf al
 BYTE_SLACK_A = 1.0
 POLL_PATH_RATE_S = 10  # envoy's DERProgram list pollRate on the poll path
 SLOW_RATE_S = 900  # envoy's poll rates on the notification path: the poll cannot be what acts
+# "Within the limit" is the settled current: single 0x208 frames off the steady value occur
+# (e.g. while a profile is replaced), so a level counts once it holds this long.
+HOLD_S = 2.0
 
 
 def utcnow() -> dt.datetime:
@@ -70,6 +73,7 @@ class CsipHome:
     program: int
     envoy_site: int
     path: Path_
+    known_controls: frozenset[object] = frozenset({None})  # control ids already measured
 
     # -- the bus ------------------------------------------------------------------------------
     def volts(self) -> float:
@@ -97,12 +101,29 @@ class CsipHome:
         assert frames, "no 0x208 on the bus"
         return frames[-1][1]
 
+    def held_since(self, low: float, high: float, since: float) -> float | None:
+        """The first 0x208 frame after `since` from which the current stays in [low, high]
+        for HOLD_S (the frames up to now cover it), else None."""
+        frames = self.discharge(since)
+        start: float | None = None
+        for at, amps in frames:
+            inside = low <= amps <= high
+            start = (start if start is not None else at) if inside else None
+        if start is None or not frames or frames[-1][0] - start < HOLD_S:
+            return None
+        return start
+
     async def wait_discharging_at_peak(self, within_s: float = 60.0) -> None:
-        """The car back at the peak discharge (the TxProfile's 5 kW, no envelope below it)."""
+        """The car back at the peak discharge (the TxProfile's 5 kW, no envelope below it),
+        held for HOLD_S."""
+        since = time.monotonic()
 
         async def at_peak() -> bool:
             volts = self.volts()  # 0x109 reads near 0 V until the contactors close
-            return volts > 100 and self.discharge_a() >= PEAK_EXPORT_W / volts - 2 * BYTE_SLACK_A
+            if volts <= 100:
+                return False
+            low = PEAK_EXPORT_W / volts - 2 * BYTE_SLACK_A
+            return self.held_since(low, 1e6, since) is not None
 
         await until(at_peak, within_s, f"0x208 discharge back at {PEAK_EXPORT_W:.0f} W")
 
@@ -127,26 +148,27 @@ class CsipHome:
         )
         profile_at: list[float] = []
         can_at: list[float] = []
+        before = self.known_controls
 
         async def profile_accepted() -> None:
             while True:
                 view = (await self.stack.api.get(f"/sites/{SITE_ID}/envelope")).json()
                 in_force = view.get("in_force") or {}
                 station = next(s for s in view["stations"] if s["station_id"] == STATION_ID)
-                if in_force.get("export_limit_w") == watts and station["enforced"]:
+                new = in_force.get("control_id") not in before
+                if new and in_force.get("export_limit_w") == watts and station["enforced"]:
                     profile_at.append(time.monotonic())
+                    self.known_controls = before | {in_force.get("control_id")}
                     return
                 await asyncio.sleep(0.1)
 
         async def can_within() -> None:
-            seen = sent
             while True:
-                bound = self.bound_a(watts)
-                for at, amps in self.discharge(seen):
-                    if amps <= bound:
-                        can_at.append(at)
-                        return
-                    seen = at
+                # Limited, not stopped: at least 1 A still flows.
+                start = self.held_since(1, self.bound_a(watts), sent)
+                if start is not None:
+                    can_at.append(start)
+                    return
                 await asyncio.sleep(0.05)
 
         try:

@@ -137,3 +137,36 @@ async def test_wake_runs_a_round_at_once(db: Database) -> None:
         assert len(client.ticks) == 2 and client.ticks[1] - woken < 2
     finally:
         await poller.stop()
+
+
+def test_the_client_refuses_a_notification_url_it_cannot_give_out(tmp_path: Path) -> None:
+    from csms.integrations.csip.service import build_csip
+    from csms.settings import Settings
+    from tests.support.csip_server import make_identity
+
+    cert = tmp_path / "aggregator.pem"
+    cert.write_text(make_identity().cert_pem)
+
+    def build(notify: str | None) -> Any:
+        settings = Settings(
+            csip_enabled=True,
+            csip_server_url="http://127.0.0.1:9/dcap",
+            csip_cert_file=cert,
+            csip_cert_header_mode=True,
+            csip_notify_base_url=notify,
+        )
+        return build_csip(
+            settings,
+            None,  # type: ignore[arg-type]
+            node_id="n",
+            clock=utcnow,
+            connected_ids=list,
+            power_w=lambda s: None,
+        )
+
+    for bad in ("ftp://csms.example.com", "https://csms.example.com/?a=1", "csms.example.com"):
+        with pytest.raises(ValueError, match="notify base URL"):
+            build(bad)
+    poller = build("https://csms.example.com/")
+    assert poller.extras.subscriptions.notify_base_url == "https://csms.example.com"
+    assert build(None).extras.subscriptions is None  # polling only

@@ -108,6 +108,19 @@ class _Memory:
     fetched: bool = False
     live: convert.SiteLiveState | None = None
     envelopes_key: tuple[object, ...] | None = None
+    set_grad_w: int | None = None  # the DERSettings setGradW last reported
+    ratings: convert.SiteRatings | None = None  # as last reported in DERSettings
+
+
+def _default_set_grad_w(defaults: Sequence[CsipDefaultControl]) -> int:
+    """The setGradW (hundredths of a percent of setMaxW per second) the site applies: the
+    DefaultDERControl's of the program with the lowest primacy; 0 (no limit) without one."""
+    ramps = sorted(
+        (d.primacy, d.limits.ramp_rate_pct_per_s)
+        for d in defaults
+        if d.limits.ramp_rate_pct_per_s is not None
+    )
+    return round(ramps[0][1] * 100) if ramps else 0
 
 
 def _due(state: CsipSiteState, stage: str) -> datetime | None:
@@ -358,7 +371,9 @@ class CsipSiteClient:
         state.hrefs.update(links)
         ratings = await self.source.ratings(site)
         await t.put(links["dercap"], convert.der_capability(ratings))
-        await t.put(links["derg"], convert.der_settings(ratings, now))
+        grad = _default_set_grad_w(memory.defaults)
+        await t.put(links["derg"], convert.der_settings(ratings, now, grad))
+        memory.set_grad_w, memory.ratings = grad, ratings
         memory.live = await self.source.live_state(site)
         await t.put(links["ders"], convert.der_status(memory.live, now))
         self._schedule(state, "der", now)
@@ -432,6 +447,11 @@ class CsipSiteClient:
         state.poll_rates["derp"] = min(rates) if rates else state.poll_rates.get("fsa", 900)
         memory.controls, memory.defaults, memory.fetched = controls, defaults, True
         self._schedule(state, "derp", now)
+        grad = _default_set_grad_w(defaults)
+        if memory.ratings is not None and grad != memory.set_grad_w and "derg" in state.hrefs:
+            # DERSettings say the ramp rate the site now follows (CACTUS ALL-13).
+            await t.put(state.hrefs["derg"], convert.der_settings(memory.ratings, now, grad))
+            memory.set_grad_w = grad
 
     # ---- evaluation ----------------------------------------------------------------------
 

@@ -214,10 +214,12 @@ def der_capability(ratings: SiteRatings) -> DERCapability:
     )
 
 
-def der_settings(ratings: SiteRatings, now: datetime) -> DERSettings:
+def der_settings(ratings: SiteRatings, now: datetime, set_grad_w: int = 0) -> DERSettings:
+    """`set_grad_w`: the ramp rate the site follows (the server's default setGradW, in
+    hundredths of a percent per second); 0 = no ramp limit of our own."""
     return DERSettings(
         modesEnabled=f"{int(CONTROL_MODES):08X}",
-        setGradW=0,  # no ramp of our own (2030.5: 0 = no limit); the server's setGradW applies
+        setGradW=max(0, min(10_000, int(set_grad_w))),
         setMaxW=_power(max(ratings.max_charge_w, ratings.max_discharge_w)),
         setMaxChargeRateW=_power(ratings.max_charge_w),
         setMaxDischargeRateW=_power(ratings.max_discharge_w),

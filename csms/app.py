@@ -21,6 +21,7 @@ import uvicorn
 from csms.api.app import create_api
 from csms.api.health import Readiness
 from csms.api.metrics import AuthCounters, CsmsMetrics
+from csms.integrations.csip.notifications import NotificationStore, notification_router
 from csms.integrations.csip.poller import CsipPoller
 from csms.integrations.csip.routes import install as install_csip_routes
 from csms.integrations.csip.service import build_csip
@@ -253,6 +254,12 @@ async def start(settings: Settings, *, clock: Clock | None = None) -> RunningCsm
         )
         api = create_api(services, metrics=metrics, readiness=_readiness(services, ocpp_server))
         install_csip_routes(api, services.db)
+        if csip is not None:
+            # POST /csip/notify/{token}: outside the API's auth (the token is the credential);
+            # any node serves it, the node polling the site finds it in the database.
+            api.include_router(
+                notification_router(NotificationStore(services.db, clock or utcnow), csip.wake)
+            )
         with _naming_the_port("REST API", "api_port", settings.api_host, settings.api_port):
             sock = _listening_socket(settings.api_host, settings.api_port)
         config = uvicorn.Config(

@@ -208,6 +208,10 @@ class Settings(BaseSettings):
     # What each station of a site is reported as (DERCapability/DERSettings), W.
     csip_station_max_charge_w: float = Field(7400.0, gt=0, le=1e6, allow_inf_nan=False)
     csip_station_max_discharge_w: float = Field(7400.0, gt=0, le=1e6, allow_inf_nan=False)
+    # The CSMS's own externally reachable base URL (http(s)://host[:port][/path]) for CSIP-AUS
+    # notifications (POST <base>/csip/notify/<token>, checked when the client starts); none:
+    # no subscriptions, polling only.
+    csip_notify_base_url: str | None = None
 
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     # "text" (one human-readable line per record) or "json" (one JSON object per line: ts,

@@ -26,6 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from csms.domain.sites import Site
 from csms.integrations.csip.client import CsipSiteClient, Db
 from csms.integrations.csip.convert import SiteLiveState, SiteRatings
+from csms.integrations.csip.site_extras import CsipSiteExtras
 from csms.persistence.repositories import csip as repo
 from csms.persistence.repositories import sites as sites_repo
 
@@ -73,6 +74,7 @@ class CsipPoller:
         clock: Callable[[], datetime],
         tick_s: float = 2.0,
         lease_s: float = 60.0,
+        extras: CsipSiteExtras | None = None,
     ) -> None:
         self.client = client
         self.db = db
@@ -82,6 +84,9 @@ class CsipPoller:
         self.lease_s = lease_s
         self._held: dict[str, datetime] = {}  # site -> our lease's end
         self._task: asyncio.Task[None] | None = None
+        # -- telemetry, subscriptions, notifications (csms/integrations/csip/site_extras.py)
+        self.extras = extras
+        self._wake = asyncio.Event()
 
     async def _hold(self, site_id: str, now: datetime) -> bool:
         until = self._held.get(site_id)
@@ -105,10 +110,16 @@ class CsipPoller:
         polled = []
         for site in sites:
             if await self._hold(site.id, self.clock()):
-                await self.client.tick(site)
+                if self.extras is not None:
+                    await self.extras.before_tick(site)
+                state = await self.client.tick(site)
+                if self.extras is not None:
+                    await self.extras.after_tick(site, state)
                 polled.append(site.id)
         for gone in set(self._held) - {s.id for s in sites}:
             self._held.pop(gone, None)
+            if self.extras is not None:
+                self.extras.forget(gone)
         return polled
 
     async def run(self) -> None:
@@ -119,7 +130,14 @@ class CsipPoller:
                 raise
             except Exception:  # the database or a bug: the next round tries again
                 log.exception("CSIP-AUS poll round failed")
-            await asyncio.sleep(self.tick_s)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.tick_s)
+            self._wake.clear()
+
+    def wake(self, site_id: str | None = None) -> None:
+        """A notification was served (on_notification): run a round now rather than after
+        tick_s; the round finds it in the database (site_extras) for the sites held here."""
+        self._wake.set()
 
     def start(self) -> None:
         self._task = asyncio.create_task(self.run(), name="csip-poller")

@@ -13,7 +13,11 @@ from pathlib import Path
 from typing import Protocol
 
 from csms.integrations.csip.client import CsipSiteClient, Db, PollBounds
+from csms.integrations.csip.notifications import CsipSubscriptions
 from csms.integrations.csip.poller import CsipPoller, StationsSiteSource
+from csms.integrations.csip.site_extras import CsipSiteExtras
+from csms.integrations.csip.telemetry import CsipTelemetry, TelemetrySettings
+from csms.integrations.csip.telemetry import Db as TelemetryDb
 from csms.integrations.csip.transport import CsipTransport, TransportConfig
 
 
@@ -37,6 +41,7 @@ class CsipSettings(Protocol):
     csip_comm_loss_timeout_s: int | None
     csip_station_max_charge_w: float
     csip_station_max_discharge_w: float
+    csip_notify_base_url: str | None
 
 
 def build_csip(
@@ -82,6 +87,16 @@ def build_csip(
         pen=settings.csip_pen,
         comm_loss_timeout_s=settings.csip_comm_loss_timeout_s,
     )
+    # Telemetry at the server's postRate; subscriptions only with a notification URL (the
+    # notifications then reach csms/app.py's route, which wakes this poller).
+    # (the same Database; telemetry's protocol spells out read()'s context manager)
+    tdb: TelemetryDb = db  # type: ignore[assignment]
+    telemetry = CsipTelemetry(transport, tdb, TelemetrySettings(pen=settings.csip_pen))
+    subscriptions = (
+        CsipSubscriptions(transport, tdb, settings.csip_notify_base_url)
+        if settings.csip_notify_base_url
+        else None
+    )
     return CsipPoller(
         client,
         db,
@@ -89,4 +104,5 @@ def build_csip(
         clock=clock,
         tick_s=settings.csip_tick_s,
         lease_s=settings.csip_lease_s,
+        extras=CsipSiteExtras(tdb, telemetry, subscriptions, clock=clock),
     )

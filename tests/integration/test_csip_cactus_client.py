@@ -8,7 +8,8 @@ ALL-05 no RegistrationLink, ALL-07 connection status, ALL-08 operational mode st
 capability and settings.
 Opt-in (real minutes: CSMS_TEST_CSIP_LONG=1): ALL-04 PIN validation (the procedure waits 120 s
 after the Registration read), ALL-19 poll rate (the FSA list first at 300 s, then 60 s: about
-7 minutes). Command:
+7 minutes), GEN-01 export limit and LOA-01 import limit (controls read at the server's 60 s
+rate: about 2 minutes each; the stored envelope is checked too). Command:
   CSMS_TEST_CSIP_LONG=1 CSMS_TEST_POSTGRES_URL=postgresql+asyncpg://postgres@127.0.0.1:5432/test \\
     .venv/bin/python -m pytest tests/integration/test_csip_cactus_client.py -q
 
@@ -26,10 +27,12 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import httpx
 import pytest
 import pytest_asyncio
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from csms.domain.envelopes import envelope_at
 from csms.domain.sites import Site
 from csms.integrations.csip.client import CsipSiteClient, PollBounds
 from csms.integrations.csip.convert import SiteLiveState, SiteRatings
@@ -117,11 +120,18 @@ class Cactus:
         assert fresh is not None
         return fresh
 
-    def client(self, source: Source) -> CsipSiteClient:
+    def client(self, source: Source, seen: list[str] | None = None) -> CsipSiteClient:
+        async def record(request: httpx.Request) -> None:
+            if seen is not None:
+                seen.append(f"{request.method} {request.url.path}")
+
         transport = CsipTransport(
             TransportConfig(
                 self.runner.url + "/dcap", self.identity.cert_pem.encode(), cert_header_mode=True
-            )
+            ),
+            client=httpx.AsyncClient(
+                base_url=self.runner.url, timeout=20, event_hooks={"request": [record]}
+            ),
         )
         return CsipSiteClient(transport, self.db, source, clock=now, bounds=BOUNDS)
 
@@ -248,7 +258,7 @@ async def test_all_04_registration_pin_validation(cactus: Cactus) -> None:
         assert init["isStarted"] is True
         client = cactus.client(Source())
         # Keeps talking to the server after the PIN matched, until the 120 s wait ends.
-        await _until_all_steps(cactus, client, site, 200)
+        await _until_all_steps(cactus, client, site, 240)
         assert (await client.load(site.id)).registration == "registered"
     finally:
         summary = await cactus.runner.finalize()
@@ -268,3 +278,36 @@ async def test_all_19_function_set_assignments_poll_rate(cactus: Cactus) -> None
     finally:
         summary = await cactus.runner.finalize()
     assert_passed(summary, "ALL-19")
+
+
+async def _limit_procedure(cactus: Cactus, test_id: str, field_name: str) -> None:
+    """GEN-01 / LOA-01: during init a control of twice the rating, after start a second one of
+    0 W, each read at the server's poll rate (60 s); the site's stored envelope follows."""
+    site = await cactus.site()
+    init = await cactus.initialise(test_id)
+    try:
+        assert init["isStarted"] is False
+        seen: list[str] = []
+        client = cactus.client(Source(), seen)
+        await cactus.tick(client, site)
+        await cactus.runner.start()
+        await _until_all_steps(cactus, client, site, 240)
+        await cactus.tick(client, site)  # the second control, evaluated
+    finally:
+        summary = await cactus.runner.finalize()
+    assert summary.steps and all(summary.steps.values()), f"{summary.steps}: {' | '.join(seen)}"
+    assert_passed(summary, test_id)
+    async with cactus.db.read() as conn:
+        envelopes = await sites_repo.site_envelopes(conn, site.id, source="csip-aus")
+    in_force = envelope_at(envelopes, now())
+    assert in_force is not None and getattr(in_force, field_name) == 0, envelopes
+
+
+@long_only
+async def test_gen_01_export_limit(cactus: Cactus) -> None:
+    await _limit_procedure(cactus, "GEN-01", "export_limit_w")
+
+
+@long_only
+async def test_loa_01_import_limit(cactus: Cactus) -> None:
+    await _limit_procedure(cactus, "LOA-01", "import_limit_w")

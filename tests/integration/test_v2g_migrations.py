@@ -26,9 +26,16 @@ V2G_TABLES = {
     v2g.v2g_station_settings.name,
 }
 # Tables later revisions add (0004: the V2G rule state every node shares; 0007: OCPP 2.1
-# periodic streams and dynamic schedule updates; 0008: DER curves; 0013: OCSP answers).
+# periodic streams and dynamic schedule updates; 0008: DER curves; 0013: OCSP answers; 0014:
+# sites and their envelopes; 0015-0016: the CSIP-AUS client's state, mirror points, subscriptions).
 V2G_TABLES_LATER = {
     "ocsp_responses",
+    "sites",
+    "site_stations",
+    "site_envelopes",
+    "csip_sites",
+    "csip_mirror_points",
+    "csip_subscriptions",
     v2g.v2g_rule_states.name,
     "periodic_streams",
     "periodic_stream_values",

@@ -386,7 +386,12 @@ class CsipSiteClient:
             )
             state.poll_rates["fsa"] = int(listing.pollRate or 900)
             lists = [a.DERProgramListLink.href for a in assignments if a.DERProgramListLink]
-        state.hrefs["programs"] = "|".join(dict.fromkeys(lists))
+        programs = "|".join(dict.fromkeys(lists))
+        if programs != state.hrefs.get("programs"):
+            # New or changed program lists (e.g. the DNSP's first program): read them now, not
+            # at the rate of lists that were not there.
+            state.hrefs.pop("due:derp", None)
+        state.hrefs["programs"] = programs
         self._schedule(state, "fsa", now)
 
     async def _controls(self, state: CsipSiteState, memory: _Memory, now: datetime) -> None:
@@ -423,7 +428,8 @@ class CsipSiteClient:
                             raise
                     else:
                         defaults.append(convert.default_of(dderc, program_href, primacy))
-        state.poll_rates["derp"] = min(rates) if rates else 900
+        # No program list yet: look again at the FSA list's rate.
+        state.poll_rates["derp"] = min(rates) if rates else state.poll_rates.get("fsa", 900)
         memory.controls, memory.defaults, memory.fetched = controls, defaults, True
         self._schedule(state, "derp", now)
 

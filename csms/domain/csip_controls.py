@@ -43,7 +43,9 @@ cactus_test_definitions 1.15, which encode SA TS 5573; envoy 1.5 is the referenc
   |randomizeDuration|) (2030.5 EventStatus). A control that disappears from the server list
   before its scheduled end is taken as cancelled too (2030.5 requires servers to keep cancelled
   events listed; envoy lists deleted controls as Cancelled, and drops any control after its
-  scheduled end, ALL-18 (j)-(p)). One that disappears after its scheduled end completes then;
+  scheduled end, ALL-18 (j)-(p)). One that disappears after its scheduled end, or less than
+  VANISHED_AT_END_TOLERANCE before it on our estimate of the server's clock (ALL-21: envoy drops
+  it at its end on its clock, ahead of ours), completes then;
   a client that wants the randomised tail enforced passes the last fetched control again.
 - Responses (2030.5 Table 27, ResponseType): 1 received, 2 started, 3 completed, 6 cancelled,
   7 superseded, 252 rejected (control parameter not applicable), 253 rejected (invalid event),
@@ -108,6 +110,10 @@ MAX_MRID_CHARS = 64
 MAX_REPLY_TO_CHARS = 1024
 MAX_RECORDS = 4 * MAX_CONTROLS
 RECORD_RETENTION = timedelta(days=1)
+# A control gone from the list this close before its scheduled end ended, not cancelled: the
+# server dropped it on its own clock, which ours trails by Time's whole-second resolution and
+# by the time between the client's clock read and the list fetch (ALL-21).
+VANISHED_AT_END_TOLERANCE = timedelta(seconds=5)
 RESPONSE_RECEIVED_BIT = 0x01
 RESPONSE_SPECIFIC_BIT = 0x02
 
@@ -488,12 +494,12 @@ def _apply_server_status(
 
 
 def _vanished(record: ControlRecord, now: datetime) -> ControlRecord:
-    """A recorded control the server no longer lists: cancelled if before its scheduled end,
-    else completed now (its limits are no longer known)."""
+    """A recorded control the server no longer lists: cancelled if before its scheduled end
+    (less the clock tolerance), else completed now (its limits are no longer known)."""
     if record.terminal:
         return record
     scheduled_end = record.scheduled_end or record.effective_end
-    if now < scheduled_end:
+    if now < scheduled_end - VANISHED_AT_END_TOLERANCE:
         return replace(record, ended_at=now, end_status=ResponseStatus.CANCELLED)
     return replace(
         record, ended_at=min(now, record.effective_end), end_status=ResponseStatus.COMPLETED

@@ -26,8 +26,10 @@ Opt-in (real minutes: CSMS_TEST_CSIP_LONG=1): ALL-11 energise (about 10 min), AL
 GEN-09 / LOA-09 responses to cancelled export / import controls (about 6 min), GEN-11/12 and
 LOA-11/12 variable limits (five 2-minute controls, every Response; the stored limit followed
 each, about 11 min), GEN-03/04 and LOA-03/04 default controls (about 18 min), ALL-21
-scheduling (24 back-to-back controls, about 26 min; FAILS on the last run: 3 of the 24 got no
-Completed Response, cause not found yet), ALL-22 randomisation (the runner leaves "random enough"
+scheduling (24 back-to-back controls, about 26 min; 3 of the 24 got Cancelled, not Completed,
+when a poll fetched the list just after envoy dropped an ended control but before our clock
+estimate reached its end: fixed by csip_controls.VANISHED_AT_END_TOLERANCE, not re-run live
+since), ALL-22 randomisation (the runner leaves "random enough"
 to a human: the test checks each effective start lies in its window, about 12 min), ALL-23
 communication loss (the stored schedule followed while the server is unreachable, about 10
 min), ALL-24 scaling factors (multipliers 2 and 1 scaled back to W, about 11 min).

@@ -317,6 +317,49 @@ def test_all_21_sequential_controls_each_received_started_completed() -> None:
     assert client.in_force(400) is not None and client.in_force(400).is_default  # type: ignore[union-attr]
 
 
+def test_all_21_control_dropped_at_its_end_just_before_our_clock_reaches_it_completes() -> None:
+    """envoy drops a control once its end passes on the server's clock; the client's idea of
+    server time lags that by up to a second (Time.currentTime is whole seconds) plus the time
+    from the tick's clock read to the list fetch. Gone then is the end, not a cancel."""
+    client = Client()
+    a = ctl("DERC1", 0, 60, export_limit_w=1.0)
+    b = ctl("DERC2", 60, 60, export_limit_w=2.0)
+    client.tick(30, [a, b])
+    client.tick(59.3, [b])  # fetched at 60.2 server time: DERC1 already dropped
+    assert client.statuses("DERC1") == [1, 2, 3]
+    assert client.records["DERC1"].end_status == 3
+
+
+def test_all_21_scheduling_with_the_client_poll_cadence_every_control_completes() -> None:
+    """ALL-21 as the CSIP client drives it: 24 back-to-back 1-minute controls (each start read
+    at its own instant, sent in whole seconds), ticks every ~1 s, the list fetched at the
+    server's 60 s pollRate about 1 s after the tick's clock read and with the client's clock
+    offset whole-second truncated; envoy lists a control while its end is after the fetch.
+    Before the fix a poll landing just after a control's end gave it 6, not 3."""
+    client = Client([dflt("d", export_limit_w=0.0, import_limit_w=0.0)])
+    precise = [60 * k + 0.55 + 0.01 * k for k in range(24)]  # the runner's $(now + k min)
+    mrids = [f"DERC{k + 1}" for k in range(24)]
+
+    def listing(fetched_at: float) -> list[CsipControl]:
+        return [
+            ctl(mrid, int(start), 60, export_limit_w=MAX_W * 0.3, import_limit_w=MAX_W * 0.3)
+            for mrid, start in zip(mrids, precise, strict=True)
+            if start + 60 > fetched_at
+        ]
+
+    # The poll phase against the controls is arbitrary; this one drifts onto DERC12-13's ends.
+    now, due, listed, lag = 0.0, 50.0, listing(0.0), 0.0
+    while now < 25 * 60:
+        real = now
+        if now >= due:  # dcap (Time) and derp are due together at the same 60 s rate
+            lag = real + 0.05 - int(real + 0.05)  # currentTime is whole seconds
+            real += 1.0  # the walk up to the DERControl list
+            listed, due = listing(real), now + 60
+        client.tick(now - lag, listed)
+        now = real + 1.0 + 0.05  # TICK_S plus the tick's own work
+    assert {m: client.statuses(m) for m in mrids} == {m: [1, 2, 3] for m in mrids}
+
+
 def test_all_22_randomised_start_drawn_once_within_bounds() -> None:
     draws: list[int] = []
 

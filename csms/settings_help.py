@@ -82,6 +82,8 @@ SETTING_HELP: dict[str, str] = {
     "csip_max_response_bytes": "largest CSIP-AUS answer read, bytes",
     "csip_comm_loss_timeout_s": "controls end this long after the last successful poll "
     "(none: followed as scheduled)",
+    "csip_notify_base_url": "this CSMS's API URL as the CSIP-AUS server reaches it, for "
+    "subscription notifications (none: poll only)",
     "csip_station_max_charge_w": "charge rating reported per station of a site, W",
     "csip_station_max_discharge_w": "discharge rating reported per station of a site, W",
     "mqtt_url": "Home Assistant over MQTT: mqtt://user:password@host:1883 (none: no bridge)",

@@ -403,7 +403,19 @@ async def register_aggregator(database_url: str, identity: TestIdentity) -> int:
 async def start_envoy_apis(venv: Path, database_url: str, workdir: Path) -> list[Service]:
     """envoy's 2030.5 API and admin API on free loopback ports (workdir: no .env there)."""
     env = envoy_env(database_url)
-    uvicorn = [str(venv_python(venv)), "-m", "uvicorn", "--host", "127.0.0.1", "--no-access-log"]
+    # Keep-alive far beyond uvicorn's 5 s: the CACTUS runner reuses pooled connections to the
+    # admin API, and one reused just as uvicorn closed it idle fails the runner's action with
+    # "Server disconnected" (seen between two procedures ~5 s apart).
+    uvicorn = [
+        str(venv_python(venv)),
+        "-m",
+        "uvicorn",
+        "--host",
+        "127.0.0.1",
+        "--no-access-log",
+        "--timeout-keep-alive",
+        "300",
+    ]
     server_port, admin_port = free_port(), free_port()
     server = await start_service(
         "envoy",

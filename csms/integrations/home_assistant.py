@@ -45,6 +45,7 @@ from pydantic import BaseModel
 
 from csms.domain.errors import CsmsError
 from csms.domain.v2g_records import VehicleRecord
+from csms.integrations.ha_discovery import OFFLINE, ONLINE, add_sensor_fields
 from csms.integrations.home_assistant_sites import (
     SitesPort,
     next_change,
@@ -59,7 +60,6 @@ from csms.settings import Settings
 
 log = logging.getLogger(__name__)
 
-ONLINE, OFFLINE = "online", "offline"
 # Home Assistant removes the entities of cleared configs within this (measured: 1 s was not
 # always enough for 26 entities on a loaded machine).
 STATE_CLEAR_DELAY_S = 15.0
@@ -233,15 +233,13 @@ def discovery_messages(
 
     out: list[tuple[str, dict[str, Any]]] = []
     for sensor in SENSORS:
-        config = base("sensor", sensor.object_id, sensor.name)
-        if sensor.unit is not None:
-            config["unit_of_measurement"] = sensor.unit
-        if sensor.device_class is not None:
-            config["device_class"] = sensor.device_class
-        if sensor.state_class is not None:
-            config["state_class"] = sensor.state_class
-        if sensor.options:
-            config["options"] = list(sensor.options)
+        config = add_sensor_fields(
+            base("sensor", sensor.object_id, sensor.name),
+            sensor.unit,
+            sensor.device_class,
+            sensor.state_class,
+            sensor.options,
+        )
         if sensor.diagnostic:
             config["entity_category"] = "diagnostic"
         out.append((f"{discovery_prefix}/sensor/{node}/{sensor.object_id}/config", config))

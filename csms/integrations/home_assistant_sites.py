@@ -26,6 +26,7 @@ from typing import Any, Protocol
 
 from csms.domain.envelopes import ChargerBounds, OperatingEnvelope
 from csms.domain.sites import Site
+from csms.integrations.ha_discovery import OFFLINE, ONLINE, add_sensor_fields
 
 SOURCES = ("csip-aus", "operator", "none", "other")
 MAX_TEXT = 255  # Home Assistant refuses a state longer than this
@@ -117,22 +118,20 @@ def site_discovery_messages(
             "state_topic": site_state_topic(site.id, prefix),
             "value_template": f"{{{{ value_json.{object_id} }}}}",
             "availability_topic": f"{prefix}/status",
-            "payload_available": "online",
-            "payload_not_available": "offline",
+            "payload_available": ONLINE,
+            "payload_not_available": OFFLINE,
             "device": device,
         }
 
     out: list[tuple[str, dict[str, Any]]] = []
     for sensor in SITE_SENSORS:
-        config = base("sensor", sensor.object_id, sensor.name)
-        if sensor.unit is not None:
-            config["unit_of_measurement"] = sensor.unit
-        if sensor.device_class is not None:
-            config["device_class"] = sensor.device_class
-        if sensor.state_class is not None:
-            config["state_class"] = sensor.state_class
-        if sensor.options:
-            config["options"] = list(sensor.options)
+        config = add_sensor_fields(
+            base("sensor", sensor.object_id, sensor.name),
+            sensor.unit,
+            sensor.device_class,
+            sensor.state_class,
+            sensor.options,
+        )
         out.append((f"{discovery_prefix}/sensor/{node}/{sensor.object_id}/config", config))
     for object_id, name, device_class in SITE_BINARY_SENSORS:
         config = base("binary_sensor", object_id, name)

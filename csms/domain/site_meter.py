@@ -102,6 +102,8 @@ def reading_from(
         _check_w("load_w", load_w, signed=False)
         _check_w("solar_w", solar_w, signed=False)
         grid_import_w = float(load_w) - float(solar_w)
+    if measured_at.tzinfo is None or received_at.tzinfo is None:
+        raise MeterReadingError("meter times must be timezone-aware")
     if (measured_at - received_at).total_seconds() > MAX_FUTURE_SKEW_S:
         raise MeterReadingError(
             f"measured_at is more than {MAX_FUTURE_SKEW_S:g} s in the future (clock skew?)"

@@ -8,9 +8,10 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Request, Response, status
 
 from csms.api.deps import OPERATE, READ
+from csms.api.errors import ApiProblem
 from csms.api.schemas import ProblemRead
 from csms.api.site_meter_schemas import BaseRule, MeterRead, MeterReadingIn
-from csms.domain.errors import InvalidRequest, NotFound
+from csms.domain.errors import NotFound
 from csms.domain.site_meter import MeterReadingError, reading_from
 from csms.services.site_meters import MeterView, SiteMeterService
 
@@ -75,8 +76,12 @@ async def post_meter(meters: Meters, site_id: str, body: MeterReadingIn) -> Mete
             load_w=body.load_w,
             solar_w=body.solar_w,
         )
-    except MeterReadingError as exc:
-        raise InvalidRequest(f"timestamp: {exc}") from exc
+    except MeterReadingError as exc:  # the schema checked the rest: the timestamp is ahead
+        raise ApiProblem(
+            status.HTTP_422_UNPROCESSABLE_CONTENT,
+            f"invalid request: timestamp: {exc}",
+            errors=[{"field": "timestamp", "message": str(exc)}],
+        ) from exc
     return meter_read(site_id, await meters.record(reading))
 
 

@@ -231,3 +231,12 @@ def changed_materially(
     if applied is None:
         return current != (0.0, 0.0)
     return any(abs(a - c) >= hysteresis_w for a, c in zip(applied, current, strict=True))
+
+
+def tightens(applied: tuple[float, float] | None, current: tuple[float, float]) -> bool:
+    """Whether the current bases bound the chargers tighter than the applied ones in either
+    direction (a higher charge base, a lower discharge base). A stale reading re-sends on any
+    tightening, however small: the stations must never hold more than the chargers-alone rule
+    once the household is unknown (a stale base does not move, so this re-sends once)."""
+    charge, discharge = applied if applied is not None else (0.0, 0.0)
+    return current[0] > charge or current[1] < discharge

@@ -4,17 +4,18 @@ stations' envelope profile re-sent when the base changes materially.
 A reading (POST /sites/{id}/meter, or the Home Assistant bridge) is stored as the site's latest
 together with the base computed from it at once: the reading minus the chargers' own power,
 each station's latest meter value (csms.domain.csip_telemetry: Power.Active.Import - Export,
-grid side) no older than `charger_sample_max_age_s`; a station with no such value counts 0 W
-when no transaction runs on it, else as unknown (csms.domain.site_meter.base_interval).
+grid side) no older than `site_meter_charger_sample_max_age_s`; a station with no such value
+counts 0 W when no transaction runs on it, else as unknown (csms.domain.site_meter).
 
 The envelope service asks `site_base(site_id, now)` whenever it computes the stations' bounds
 (profiles, the envelope view, the planners' caps), so every node computes from the database.
-After each reading, and every `check_interval_s` on the nodes holding a station of a metered
+After each reading, and every `site_meter_check_s` on the nodes holding a station of a metered
 site (a fresh reading turns stale by itself), `maybe_resend` compares the bases now with the
-bases of the last re-send: a change of at least `hysteresis_w` in either direction re-sends the
-site's stations their profile, at most once per `min_resend_s` (a noisy meter does not flood
-the stations; the check loop catches a change held back). The bases applied are swapped
-compare-and-set in site_meters: one node re-sends for one change.
+bases of the last re-send: a change of at least the hysteresis in either direction (or, once
+the reading is stale, any tightening) re-sends the site's stations their profile, at most once
+per `site_meter_min_resend_s` (a noisy meter does not flood the stations; the check loop sends
+a change held back). The bases applied are swapped compare-and-set in site_meters: one node
+re-sends for one change.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from csms.domain.site_meter import (
     changed_materially,
     is_fresh,
     site_base,
+    tightens,
 )
 from csms.persistence.database import Database
 from csms.persistence.repositories import csip_telemetry as samples_repo
@@ -216,10 +218,12 @@ class SiteMeterService:
             stored = await self._stored(site_id)
             if stored is None:
                 return False
-            current = self._base_of(stored, now).pair
-            if not changed_materially(
+            base = self._base_of(stored, now)
+            current = base.pair
+            material = changed_materially(
                 stored.applied, current, self.settings.site_meter_hysteresis_w
-            ):
+            )
+            if not material and (base.fresh or not tightens(stored.applied, current)):
                 return False
             if stored.applied_at is not None and now - stored.applied_at < timedelta(
                 seconds=self.settings.site_meter_min_resend_s

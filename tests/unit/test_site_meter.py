@@ -33,6 +33,7 @@ from csms.domain.site_meter import (
     metered_station_timelines,
     reading_from,
     site_base,
+    tightens,
 )
 
 T0 = datetime(2026, 12, 7, 8, 0, tzinfo=UTC)
@@ -160,6 +161,13 @@ def test_changed_materially_is_the_hysteresis_in_either_direction() -> None:
     assert not changed_materially((1000.0, 400.0), (1299.0, 101.0), 300.0)
     assert changed_materially((1000.0, 400.0), (1000.0, 100.0), 300.0)
     assert changed_materially((1000.0, 400.0), (700.0, 400.0), 300.0)
+
+
+def test_tightens_is_any_direction_getting_tighter() -> None:
+    assert tightens((100.0, -100.0), (101.0, -100.0))  # more charge base: less charge
+    assert tightens((100.0, -100.0), (100.0, -101.0))  # lower discharge base: less discharge
+    assert not tightens((100.0, -100.0), (0.0, 0.0))
+    assert tightens(None, (1.0, 0.0)) and not tightens(None, (0.0, 0.0))
 
 
 def test_metered_timelines_match_the_unmetered_ones_without_a_base() -> None:

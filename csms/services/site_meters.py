@@ -4,8 +4,9 @@ stations' envelope profile re-sent when the base changes materially.
 A reading (POST /sites/{id}/meter, or the Home Assistant bridge) is stored as the site's latest
 together with the base computed from it at once: the reading minus the chargers' own power,
 each station's latest meter value (csms.domain.csip_telemetry: Power.Active.Import - Export,
-grid side) no older than `site_meter_charger_sample_max_age_s`; a station with no such value
-counts 0 W when no transaction runs on it, else as unknown (csms.domain.site_meter).
+grid side) no older than `site_meter_charger_sample_max_age_s` while a transaction runs on it
+(else only a sample within 10 s of the reading); a station with no such value counts 0 W when
+no transaction runs on it, else as unknown (csms.domain.site_meter).
 
 The envelope service asks `site_base(site_id, now)` whenever it computes the stations' bounds
 (profiles, the envelope view, the planners' caps), so every node computes from the database.
@@ -149,11 +150,13 @@ class SiteMeterService:
         ratings = await self._envelopes.station_ratings(station_ids)
         out = []
         for station_id, (rated_c, rated_d) in zip(station_ids, ratings, strict=True):
+            # Without a transaction only a sample around the reading counts (a car that just
+            # left must not be taken as still charging for minutes).
             generated_w, _, _ = ct.station_der_readings(
                 samples.get(station_id, []),
                 t - timedelta(seconds=_AROUND_BEFORE_S),
                 t + timedelta(seconds=_AROUND_AFTER_S),
-                max_age,
+                max_age if running.get(station_id) else _AROUND_BEFORE_S,
             )
             if generated_w is not None:
                 power: float | None = -generated_w  # the station's + charging

@@ -11,11 +11,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 
+from csms.domain.models import MeterSample
 from csms.domain.site_meter import reading_from
 from csms.domain.sites import Site
+from csms.persistence import tables as t
 from csms.persistence.database import Database
 from csms.persistence.repositories import sites as srepo
+from csms.persistence.repositories.meter_values import insert_meter_samples
 from csms.services.site_meters import SiteMeterService, SiteMeterSettings
 from tests.support.v2g_nodes import node_databases
 
@@ -117,3 +121,49 @@ async def test_hysteresis_minimum_interval_and_staleness(db: Database) -> None:
     assert await meters.delete("home")
     assert envelopes.resent[-1] == "home" and len(envelopes.resent) == 7
     assert await meters.site_base("home", clock.now) is None
+
+
+async def test_the_chargers_power_at_the_reading(tmp_path: Path) -> None:
+    """The base is the reading minus the station's measured power: a sample within 10 s of the
+    reading counts; without a transaction an older one does not (the car may have left)."""
+    async with node_databases(f"sqlite+aiosqlite:///{tmp_path / 's.db'}", 1) as dbs:
+        db = dbs[0]
+
+        async def setup(conn: Any) -> None:
+            await conn.execute(sa.insert(t.stations).values(id="cs1", created_at=T0, updated_at=T0))
+            await srepo.insert_site(conn, Site("home", "Home", station_ids=("cs1",)), T0)
+
+        await db.write(setup)
+        clock = Clock()
+        meters = SiteMeterService(
+            db,
+            FakeEnvelopes(),  # type: ignore[arg-type]
+            clock=clock,
+            settings=SiteMeterSettings(site_meter_check_s=0),
+        )
+
+        async def sample(at: datetime, charging_w: float) -> None:
+            rows = [
+                MeterSample("cs1", at, charging_w, "Power.Active.Import", evse_id=1, unit="W"),
+                MeterSample("cs1", at, 0.0, "Power.Active.Export", evse_id=1, unit="W"),
+            ]
+            await db.write(lambda c: insert_meter_samples(c, rows))
+
+        async def base_after(watts: float) -> tuple[float, float, int]:
+            view = await meters.record(
+                reading_from(
+                    "home",
+                    measured_at=clock.now,
+                    received_at=clock.now,
+                    source="api",
+                    grid_import_w=watts,
+                )
+            )
+            assert view.interval is not None
+            return view.interval.high_w, view.interval.chargers_w, view.interval.unknown_stations
+
+        await sample(T0 - timedelta(seconds=60), 7000.0)  # a minute ago, no transaction now
+        assert await base_after(2000.0) == (2000.0, 0.0, 0)
+        clock.now += timedelta(seconds=5)
+        await sample(clock.now - timedelta(seconds=2), 3000.0)
+        assert await base_after(5000.0) == (2000.0, 3000.0, 0)

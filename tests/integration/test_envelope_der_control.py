@@ -193,3 +193,20 @@ async def test_r04_a_station_without_limit_max_discharge_keeps_the_profile(
         assert removed.status_code == 204
         assert der_calls(cs21, "ClearDERControl") == []
         assert [r.action for r in cs21.received].count("ClearChargingProfile") == 1
+
+
+async def test_r04_a_station_leaving_the_site_has_the_control_cleared(api: ApiHarness) -> None:
+    assert api.ocpp_url is not None
+    await api.add_station("CS21")
+    async with connected_v21_station(api.ocpp_url, "CS21", STATION_PASSWORD) as cs21:
+        await api.client.post(
+            f"{V1}/sites", json={"id": "home-1", "name": "Home", "station_ids": ["CS21"]}
+        )
+        await put_envelopes(api, [{"start": iso(datetime.now(UTC)), "export_limit_w": 2000}])
+        assert len(der_calls(cs21)) == 1
+        deleted = await api.client.delete(f"{V1}/sites/home-1")
+        assert deleted.status_code == 204
+        assert der_calls(cs21, "ClearDERControl") == [
+            {"isDefault": False, "controlId": control_id("home-1")}
+        ]
+        assert [r.action for r in cs21.received].count("ClearChargingProfile") == 1

@@ -68,6 +68,9 @@ Choices where the sources leave room (docs/chademo.md, docs/v2g.md "Safety"):
   the same voltage; the tighter of it and ramp_rate_a_per_s applies ("envelope_ramp" when the
   envelope's binds). Decreases stay immediate. The envelope only adds bounds: it can never
   loosen another limit.
+- OCPP 2.1 DER LimitMaxDischarge in force (the control the agent selected, which the CSMS also
+  sends for the envelope on 2.1): der_max_discharge_w bounds discharge like the envelope's
+  export bound ("der_limit_max_discharge"); None = no such control. It only adds a bound.
 - Any NaN or infinite input latches `non_finite_input:<field>` and commands 0.
 - While any fault is latched the command is 0 at once (so <= 5 A within 0.5 s of a stop).
 """
@@ -118,6 +121,7 @@ LIMIT_RAMP: Final = "ramp_rate"
 LIMIT_ENVELOPE_IMPORT: Final = "envelope_import"  # the envelope's charge bound
 LIMIT_ENVELOPE_EXPORT: Final = "envelope_export"  # the envelope's discharge bound
 LIMIT_ENVELOPE_RAMP: Final = "envelope_ramp"
+LIMIT_DER_DISCHARGE: Final = "der_limit_max_discharge"  # OCPP 2.1 LimitMaxDischarge in force
 
 
 @dataclass(frozen=True, slots=True)
@@ -215,6 +219,8 @@ class SafetyInputs:
     envelope_max_charge_w: float | None = None
     envelope_max_discharge_w: float | None = None
     envelope_ramp_pct_per_s: float | None = None
+    # The OCPP 2.1 DER LimitMaxDischarge in force, as W (magnitude; None = no such control).
+    der_max_discharge_w: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -494,6 +500,8 @@ def supervise(config: SafetyConfig, state: SafetyState, inputs: SafetyInputs) ->
     discharge.append((inputs.vehicle_max_discharge_current_a, "vehicle_discharge_limit"))
     if inputs.envelope_max_discharge_w is not None:
         discharge.append((inputs.envelope_max_discharge_w / power_voltage, LIMIT_ENVELOPE_EXPORT))
+    if inputs.der_max_discharge_w is not None:
+        discharge.append((inputs.der_max_discharge_w / power_voltage, LIMIT_DER_DISCHARGE))
 
     charge_limit, charge_name = _tightest(charge)
     discharge_limit, discharge_name = _tightest(discharge)

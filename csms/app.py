@@ -288,7 +288,7 @@ async def start(settings: Settings, *, clock: Clock | None = None) -> RunningCsm
     home_assistant = start_bridge(
         HomeAssistantSettings.from_settings(settings),
         v2g_service_for(services),
-        sites=SitesPort(services.sites.all, services.envelopes.view),
+        sites=SitesPort(services.sites.all, services.envelopes.view, services.site_meters.record),
         on_envelope_change=services.envelopes.add_listener,
     )
     gauges = None

@@ -212,6 +212,15 @@ class Settings(BaseSettings):
     # notifications (POST <base>/csip/notify/<token>, checked when the client starts); none:
     # no subscriptions, polling only.
     csip_notify_base_url: str | None = None
+    # The sites' household meters (POST /sites/{id}/meter): a reading older than
+    # site_meter_max_age_s is stale (the chargers-alone rule, tightened only); the stations get
+    # a new profile when the site base moves by site_meter_hysteresis_w (also the margin the
+    # bounds keep), at most every site_meter_min_resend_s; checked every site_meter_check_s.
+    site_meter_max_age_s: float = Field(60.0, ge=5, le=3600, allow_inf_nan=False)
+    site_meter_hysteresis_w: float = Field(300.0, ge=0, le=100_000, allow_inf_nan=False)
+    site_meter_min_resend_s: float = Field(15.0, ge=0, le=3600, allow_inf_nan=False)
+    site_meter_check_s: float = Field(5.0, ge=0, le=3600, allow_inf_nan=False)
+    site_meter_charger_sample_max_age_s: float = Field(120.0, ge=5, le=3600, allow_inf_nan=False)
 
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     # "text" (one human-readable line per record) or "json" (one JSON object per line: ts,

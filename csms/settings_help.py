@@ -86,6 +86,14 @@ SETTING_HELP: dict[str, str] = {
     "subscription notifications (none: poll only)",
     "csip_station_max_charge_w": "charge rating reported per station of a site, W",
     "csip_station_max_discharge_w": "discharge rating reported per station of a site, W",
+    "site_meter_max_age_s": "a site's household meter reading older than this is stale (the "
+    "chargers-alone rule, tightened only), s",
+    "site_meter_hysteresis_w": "the site base must move this much before the stations get a "
+    "new envelope profile; also the margin the bounds keep, W",
+    "site_meter_min_resend_s": "at most one meter-driven re-send per site per this many s",
+    "site_meter_check_s": "seconds between checks of the sites' meters (0: only on readings)",
+    "site_meter_charger_sample_max_age_s": "a station's meter value counts this long for the "
+    "site base, s",
     "mqtt_url": "Home Assistant over MQTT: mqtt://user:password@host:1883 (none: no bridge)",
     "mqtt_topic_prefix": "MQTT topic prefix of the CSMS's state and commands",
     "mqtt_discovery_prefix": "Home Assistant's MQTT discovery prefix",

@@ -17,6 +17,7 @@ from csms.api.routes import (
     dashboard,
     ocpp21,
     records,
+    site_meter,
     sites,
     stations,
     tokens,
@@ -45,6 +46,7 @@ ROUTERS = (
     dashboard.router,
     v2x.router,
     sites.router,
+    site_meter.router,
 )
 
 

@@ -9,6 +9,7 @@ from typing import Literal
 from pydantic import BaseModel, Field, field_validator, model_validator
 
 from csms.api.schemas import JsonAwareDatetime, StrictModel
+from csms.api.site_meter_schemas import MeterRead
 from csms.domain.envelopes import MAX_ENVELOPE_W, MAX_RAMP_PCT_PER_S
 from csms.domain.sites import MAX_SFDI, MAX_STATIONS_PER_SITE, nmi_problem
 
@@ -148,3 +149,6 @@ class EnvelopeViewRead(BaseModel):
     charger_bounds: ChargerBoundsRead = Field(description="the site's chargers together")
     stations: list[StationEnforcementRead]
     upcoming: list[EnvelopeRead] = Field(description="the next 24 h, in start order")
+    meter: MeterRead | None = Field(
+        None, description="the household meter: its latest reading, its age, the base used"
+    )

@@ -12,8 +12,8 @@ A V2G station is the DER: its net power in generator convention is
 Power.Active.Export - Power.Active.Import (OCPP: import = to the EV). The household meter is not
 known to the CSMS, so the site readings are the DER's alone, in the site's convention (site W =
 -DER W, site var = -DER var, site V = DER V): what the network would see if the stations were
-the only load and generation behind the connection point. Stated as such to the lead; a site
-meter, when one is added, replaces this.
+the only load and generation behind the connection point. Where the site's household meter is
+known (csms.domain.site_meter), its reading is the site W instead (`site_from_meter`).
 
 Bounds: a value outside the plausible range of a home or depot connection is dropped (never
 clipped: a wrong value reported is worse than none); values are averaged over the reporting
@@ -122,6 +122,17 @@ def site_from_der(der: DerReadings) -> SiteReadings:
         vars=None if der.vars is None else -der.vars,
         volts=der.volts,
     )
+
+
+def site_from_meter(der: DerReadings, meter_import_w: float | None) -> SiteReadings:
+    """The site as its household meter saw it (net import W at the connection point); var is
+    then unknown (the meter gives W only; the DER's var is not the site's), V the stations'.
+    Without a meter reading: `site_from_der`."""
+    if meter_import_w is None or not math.isfinite(meter_import_w):
+        return site_from_der(der)
+    if abs(meter_import_w) > MAX_SITE_POWER_W:
+        return SiteReadings(watts=None, vars=None, volts=der.volts)
+    return SiteReadings(watts=meter_import_w, vars=None, volts=der.volts)
 
 
 def _scaled(sample: Sample, units: Mapping[str | None, float | None]) -> float | None:

@@ -47,7 +47,9 @@ from csms.domain.errors import CsmsError
 from csms.domain.v2g_records import VehicleRecord
 from csms.integrations.ha_discovery import OFFLINE, ONLINE, add_sensor_fields
 from csms.integrations.home_assistant_sites import (
+    METER_COMMAND,
     SitesPort,
+    handle_meter_command,
     next_change,
     site_discovery_messages,
     site_state,
@@ -480,6 +482,8 @@ class HomeAssistantBridge:
                 ) as client:
                     self._configs = {}
                     await client.subscribe(f"{self.prefix}/+/set/+")
+                    if self.sites is not None and self.sites.record_meter is not None:
+                        await client.subscribe(f"{self.prefix}/sites/+/set/{METER_COMMAND}")
                     # Retained configs on the broker: ours of deleted vehicles get cleared.
                     await client.subscribe(f"{self.discovery_prefix}/+/+/+/config")
                     await client.publish(self.status_topic, ONLINE, qos=1, retain=True)
@@ -495,6 +499,11 @@ class HomeAssistantBridge:
                                 ):
                                     self.forget_config(topic, _state_topic_of(raw))
                                 continue
+                            if topic.startswith(f"{self.prefix}/sites/"):
+                                await handle_meter_command(
+                                    self.sites, self.prefix, topic, raw, self.v2g.now()
+                                )
+                                continue  # a meter reading: nothing to publish for it
                             # Applied or refused: publish the state the station runs now
                             # (a refused switch flips back in Home Assistant).
                             await self.handle_command(topic, raw)

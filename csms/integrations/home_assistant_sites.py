@@ -9,6 +9,13 @@ Entities of a site (all read-only, one retained JSON state on `<prefix>/sites/<n
 - binary sensors energized and connected: ON unless the envelope in force says
   de-energise / disconnect (no envelope, or one that does not set them, allows transfer).
 
+The household meter (csms.services.site_meters) can be fed from Home Assistant: an automation
+publishes the grid power sensor's state (W, + import, - export) to
+`<prefix>/sites/<node>/set/grid_power`, or a JSON object {"grid_import_w": W} or
+{"load_w": W, "solar_w": W}, optionally with "timestamp" (ISO 8601 with offset; else the time
+the CSMS received it). `parse_meter_command` checks it (at most MAX_METER_PAYLOAD bytes, finite,
+bounded: csms.domain.site_meter) and the bridge hands it to `SitesPort.record_meter`.
+
 The site topics sit one level deeper than the vehicles' (`<prefix>/<vehicle>/state`), so no
 vehicle id can collide with a site. The bridge (csms/integrations/home_assistant.py) publishes
 configs and states with the vehicles', clears a deleted site's like a deleted vehicle's, and
@@ -18,6 +25,8 @@ Pure apart from the port: the functions here build messages from what the port r
 
 from __future__ import annotations
 
+import json
+import logging
 import math
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -25,11 +34,17 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from csms.domain.envelopes import ChargerBounds, OperatingEnvelope
+from csms.domain.errors import CsmsError
+from csms.domain.site_meter import MeterReading, MeterReadingError, reading_from
 from csms.domain.sites import Site
 from csms.integrations.ha_discovery import OFFLINE, ONLINE, add_sensor_fields
 
+log = logging.getLogger(__name__)
+
 SOURCES = ("csip-aus", "operator", "none", "other")
 MAX_TEXT = 255  # Home Assistant refuses a state longer than this
+MAX_METER_PAYLOAD = 512  # bytes: one reading
+METER_COMMAND = "grid_power"
 
 
 class SiteEnvelopeView(Protocol):
@@ -55,6 +70,8 @@ class SitesPort:
 
     list_sites: Callable[[], Awaitable[list[Site]]]
     envelope_view: Callable[[str], Awaitable[SiteEnvelopeView]]
+    # csms.services.site_meters.SiteMeterService.record: None = no meter commands
+    record_meter: Callable[[MeterReading], Awaitable[object]] | None = None
 
 
 @dataclass(frozen=True)
@@ -183,3 +200,79 @@ def next_change(view: SiteEnvelopeView) -> datetime | None:
         if edge is not None and edge > view.now
     ]
     return min(moments, default=None)
+
+
+def site_meter_topic(site_id: str, prefix: str = "openv2g") -> str:
+    """Where Home Assistant publishes the site's grid power (see the module doc)."""
+    return f"{prefix}/sites/{site_node(site_id)}/set/{METER_COMMAND}"
+
+
+def parse_meter_command(site_id: str, payload: bytes, received_at: datetime) -> MeterReading:
+    """The reading a meter command carries; MeterReadingError when it is not one."""
+    if len(payload) > MAX_METER_PAYLOAD:
+        raise MeterReadingError(f"a meter payload is at most {MAX_METER_PAYLOAD} bytes")
+    text = payload.decode("utf-8", "replace").strip()
+    try:
+        body = json.loads(text)
+    except ValueError as exc:
+        raise MeterReadingError(f"not a number of W or a JSON object: {text[:40]!r}") from exc
+    if isinstance(body, bool):
+        raise MeterReadingError("a meter reading is a number of W, not a boolean")
+    if isinstance(body, int | float):
+        body = {"grid_import_w": body}
+    if not isinstance(body, dict):
+        raise MeterReadingError("a meter reading is a number of W or a JSON object")
+    unknown = set(body) - {"grid_import_w", "load_w", "solar_w", "timestamp"}
+    if unknown:
+        raise MeterReadingError(f"unknown fields: {', '.join(sorted(unknown))[:80]}")
+    measured_at = received_at
+    if body.get("timestamp") is not None:
+        try:
+            measured_at = datetime.fromisoformat(str(body["timestamp"]))
+        except ValueError as exc:
+            raise MeterReadingError("timestamp: ISO 8601 with an offset") from exc
+
+    def watts(name: str) -> float | None:
+        value = body.get(name)
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise MeterReadingError(f"{name} must be a number of W")
+        return float(value)
+
+    return reading_from(
+        site_id,
+        measured_at=measured_at,
+        received_at=received_at,
+        source="mqtt",
+        grid_import_w=watts("grid_import_w"),
+        load_w=watts("load_w"),
+        solar_w=watts("solar_w"),
+    )
+
+
+async def handle_meter_command(
+    sites: SitesPort | None, prefix: str, topic: str, payload: bytes, now: datetime
+) -> bool:
+    """`<prefix>/sites/<node>/set/grid_power`: the site's household meter reading recorded;
+    False when the topic is not one, the site is unknown or the reading refused."""
+    parts = topic.split("/")
+    if (
+        len(parts) != 5
+        or parts[0] != prefix
+        or parts[1] != "sites"
+        or parts[3] != "set"
+        or parts[4] != METER_COMMAND
+        or sites is None
+        or sites.record_meter is None
+    ):
+        return False
+    site = next((s for s in await sites.list_sites() if site_node(s.id) == parts[2]), None)
+    if site is None:
+        return False
+    try:
+        await sites.record_meter(parse_meter_command(site.id, payload, now))
+    except (ValueError, CsmsError) as exc:  # MeterReadingError is a ValueError
+        log.warning("Home Assistant meter reading for %s refused: %s", site.id, exc)
+        return False
+    return True

@@ -26,6 +26,7 @@ from csms.services.records import (
     TariffService,
     TransactionService,
 )
+from csms.services.site_meters import SiteMeterService, SiteMeterSettings
 from csms.services.sites import SiteService
 from csms.services.station_messages import StationMessageService
 from csms.services.stations import StationService
@@ -60,6 +61,7 @@ class Services:
     pnc: PlugAndChargeService
     envelopes: EnvelopeService  # site operating envelopes on the stations (issue 18)
     sites: SiteService
+    site_meters: SiteMeterService  # the sites' household meters (issue 18)
 
     async def start(self, *, migrate: bool = False) -> None:
         """Open the database writer; with migrate=True first bring the schema to head."""
@@ -70,9 +72,11 @@ class Services:
         self.message_log.start()
         v2g_service_for(self).start_background()  # re-planner: off unless configured
         self.envelopes.start()
+        self.site_meters.start()
 
     async def close(self) -> None:
         await self.live.close()
+        await self.site_meters.close()
         await self.envelopes.close()
         await v2g_service_for(self).close()
         try:
@@ -114,6 +118,10 @@ def build_services(
         clock=clock,
     )
     envelopes = EnvelopeService(db, commands, router, clock=clock)
+    site_meters = SiteMeterService(
+        db, envelopes, router, clock=clock, settings=SiteMeterSettings.from_settings(settings)
+    )
+    envelopes.site_base = site_meters.site_base
     return Services(
         settings=settings,
         db=db,
@@ -154,4 +162,5 @@ def build_services(
         pnc=pnc_service_from_settings(settings, clock, db),
         envelopes=envelopes,
         sites=SiteService(db, envelopes, clock=clock),
+        site_meters=site_meters,
     )

@@ -21,8 +21,8 @@ A station's rating (what its share is proportional to, and its bound where the e
 not limit a direction): the device model's `ChargingStation.Power` maxLimit, else the sum of
 its `EVSE.Power` maxLimits (the agent reports these), else DEFAULT_RATED_W; discharge as
 charge (bidirectional chargers are symmetric). The rest of the site (household load, solar)
-is not counted yet: the site limits apply to the chargers alone, the safe side for export and
-import limits alike when the household consumes more than it generates.
+counts where the site's household meter is known: `site_base` (csms.services.site_meters) gives
+the bases the bounds are computed with; without it the site limits apply to the chargers alone.
 """
 
 from __future__ import annotations
@@ -43,7 +43,6 @@ from csms.domain.envelopes import (
     ChargerBounds,
     OperatingEnvelope,
     StationPeriod,
-    charger_bounds,
     clear_payload,
     envelope_at,
     envelope_profile,
@@ -53,6 +52,7 @@ from csms.domain.envelopes import (
 )
 from csms.domain.errors import CsmsError, InvalidRequest, NotFound, UnknownStation
 from csms.domain.models import EventRecord
+from csms.domain.site_meter import SiteBase, metered_charger_bounds, metered_station_timelines
 from csms.persistence import repositories as repo
 from csms.persistence.database import Database
 from csms.persistence.repositories import sites as srepo
@@ -79,6 +79,8 @@ REFRESH_AFTER_S = TIMELINE_HORIZON_S / 2
 # Called with (site id, its station ids) after an envelope change was enforced: the V2G
 # planner re-plans those stations' vehicles within the new envelope.
 ChangeListener = Callable[[str, Sequence[str]], Awaitable[None]]
+# The site base at a moment (csms.services.site_meters.SiteMeterService.site_base).
+SiteBaseSource = Callable[[str, datetime], Awaitable[SiteBase | None]]
 
 
 def _fingerprint(envelopes: Sequence[OperatingEnvelope]) -> str:
@@ -155,6 +157,7 @@ class EnvelopeService:
         self._task: asyncio.Task[None] | None = None
         # 2.1 stations also get the envelope as a DER LimitMaxDischarge (beside the profile).
         self.der = EnvelopeDerControls(db, commands, self._ratings)
+        self.site_base: SiteBaseSource | None = None  # the household meter, where known
 
     def now(self) -> datetime:
         return self._clock()
@@ -235,6 +238,21 @@ class EnvelopeService:
 
     # ---- the work ---------------------------------------------------------------------------
 
+    async def reenforce_site(self, site_id: str) -> dict[str, StationEnforcement]:
+        """Send the site's stations their profile again (the site base changed); no re-plan.
+        An unknown site: nothing."""
+        async with self._db.read() as conn:
+            site = await srepo.get_site(conn, site_id)
+        if site is None:
+            return {}
+        return await self._enforce_site(site.id, site.station_ids)
+
+    async def station_ratings(self, station_ids: Sequence[str]) -> list[tuple[float, float]]:
+        return await self._ratings(station_ids)
+
+    async def _base(self, site_id: str, now: datetime) -> SiteBase | None:
+        return None if self.site_base is None else await self.site_base(site_id, now)
+
     async def _ratings(self, station_ids: Sequence[str]) -> list[tuple[float, float]]:
         out = []
         async with self._db.read() as conn:
@@ -262,6 +280,9 @@ class EnvelopeService:
             envelopes = await srepo.site_envelopes(conn, site_id)
         ratings = await self._ratings(station_ids)
         timeline = envelope_timeline(envelopes, now)
+        base = await self._base(site_id, now)
+        if base is not None:
+            return envelopes, metered_station_timelines(timeline, ratings, base)
         return envelopes, station_timelines(timeline, ratings)
 
     async def _enforce_site(
@@ -413,7 +434,12 @@ class EnvelopeService:
         envelopes, per_station = await self.timelines(site_id, site.station_ids, now)
         ratings = await self._ratings(site.station_ids)
         in_force = envelope_at(envelopes, now)
-        total = charger_bounds(in_force, sum(c for c, _ in ratings), sum(d for _, d in ratings))
+        total = metered_charger_bounds(
+            in_force,
+            sum(c for c, _ in ratings),
+            sum(d for _, d in ratings),
+            await self._base(site_id, now),
+        )
         fingerprint = _fingerprint(envelopes)
         stations = []
         for station_id, periods in zip(site.station_ids, per_station, strict=True):

@@ -8,6 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Request, Response, status
 
 from csms.api.deps import ADMIN, READ
+from csms.api.routes.site_meter import Meters, meter_read
 from csms.api.schemas import ProblemRead
 from csms.api.site_schemas import (
     ChargerBoundsRead,
@@ -147,7 +148,7 @@ async def delete_site(sites: Sites, site_id: str) -> Response:
     response_model=EnvelopeViewRead,
     summary="The envelope in force, the bounds it leaves and what each station was sent",
 )
-async def site_envelope(envelopes: Envelopes, site_id: str) -> EnvelopeViewRead:
+async def site_envelope(envelopes: Envelopes, meters: Meters, site_id: str) -> EnvelopeViewRead:
     view = await envelopes.view(site_id)
     return EnvelopeViewRead(
         site_id=view.site_id,
@@ -171,6 +172,7 @@ async def site_envelope(envelopes: Envelopes, site_id: str) -> EnvelopeViewRead:
             for station_id, bounds, enforced, last in view.stations
         ],
         upcoming=[envelope_read(e) for e in view.upcoming],
+        meter=meter_read(site_id, await meters.view(site_id)),
     )
 
 
@@ -182,7 +184,7 @@ async def site_envelope(envelopes: Envelopes, site_id: str) -> EnvelopeViewRead:
     description="Answers the site's envelope view after the stations were sent their profile.",
 )
 async def put_operator_envelopes(
-    envelopes: Envelopes, site_id: str, body: OperatorEnvelopesIn
+    envelopes: Envelopes, meters: Meters, site_id: str, body: OperatorEnvelopesIn
 ) -> EnvelopeViewRead:
     now = envelopes.now()
     items = [
@@ -195,7 +197,7 @@ async def put_operator_envelopes(
         for e in body.envelopes
     ]
     await envelopes.replace_operator_envelopes(site_id, items)
-    return await site_envelope(envelopes, site_id)
+    return await site_envelope(envelopes, meters, site_id)
 
 
 @router.delete(

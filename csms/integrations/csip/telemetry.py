@@ -10,6 +10,8 @@ node holds, e.g. on every poll loop pass):
      changed postRate applies from the next period (CACTUS ALL-10);
   3. each role whose period is due (csms.domain.csip_telemetry.next_period: whole minutes, one
      postRate long) posts the period's average; a period with nothing fresh is skipped.
+The site W is the household meter's reading where the site has a recent one
+(csms.services.site_meters), else the DER's own power in the site's convention.
 The documents are envoy-schema 1.1.1 models (the reference server's own).
 """
 
@@ -48,6 +50,7 @@ from csms.domain.csip_telemetry import Quantity, Role
 from csms.domain.sites import Site
 from csms.integrations.csip.transport import CsipError, CsipTransport
 from csms.persistence.repositories import csip_telemetry as repo
+from csms.persistence.repositories import site_meters
 from csms.persistence.repositories.csip_telemetry import MirrorPoint
 
 log = logging.getLogger("csms.csip.telemetry")
@@ -150,6 +153,20 @@ def meter_readings(
             if spec.quantity in values
         ]
     )
+
+
+def _meter_w(
+    meter: site_meters.StoredMeter | None, end: datetime, max_age_s: float
+) -> float | None:
+    """The household meter's net import for a period ending at `end`: its latest reading when
+    measured no earlier than `max_age_s` before `end` (only the latest reading is kept, so the
+    site W is that reading, not a period average), else None (the DER's own power stands in)."""
+    if meter is None:
+        return None
+    measured = meter.reading.measured_at
+    if (end - measured).total_seconds() > max_age_s:
+        return None
+    return meter.reading.grid_import_w
 
 
 # ---- I/O ----------------------------------------------------------------------------------
@@ -260,10 +277,12 @@ class CsipTelemetry:
                     earliest - timedelta(seconds=self.settings.max_age_s),
                     latest,
                 )
+                meter = await site_meters.latest(conn, site.id)
             for role, (start, end) in sorted(due.items(), key=lambda kv: kv[0].value):
                 point = points[role]
                 der = ct.der_readings(samples, start, end, self.settings.max_age_s)
-                values = ct.reading_values(role, ct.site_from_der(der), der)
+                site_w = _meter_w(meter, end, self.settings.max_age_s)
+                values = ct.reading_values(role, ct.site_from_meter(der, site_w), der)
                 rate = self._rate(point)
                 if values:
                     assert point.href is not None

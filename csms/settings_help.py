@@ -84,8 +84,8 @@ SETTING_HELP: dict[str, str] = {
     "(none: followed as scheduled)",
     "csip_notify_base_url": "this CSMS's API URL as the CSIP-AUS server reaches it, for "
     "subscription notifications (none: poll only)",
-    "csip_station_max_charge_w": "charge rating reported per station of a site, W",
-    "csip_station_max_discharge_w": "discharge rating reported per station of a site, W",
+    "station_rated_charge_w": "a station's charge rating when its device model reported none, W",
+    "station_rated_discharge_w": "a station's discharge rating when it reported none, W",
     "mqtt_url": "Home Assistant over MQTT: mqtt://user:password@host:1883 (none: no bridge)",
     "mqtt_topic_prefix": "MQTT topic prefix of the CSMS's state and commands",
     "mqtt_discovery_prefix": "Home Assistant's MQTT discovery prefix",

@@ -42,6 +42,9 @@ class EvseSetpoint:
     # The operating envelope in force (CSIP-AUS, W): the safety supervisor applies it as a local
     # limit on every tick, whatever moves `limit` afterwards. None = no envelope.
     envelope: EnvelopeBounds | None = None
+    # The OCPP 2.1 DER LimitMaxDischarge in force (W, magnitude): a local limit on discharge
+    # for the supervisor likewise. None = no such control.
+    der_max_discharge_w: float | None = None
 
 
 class SessionState(enum.StrEnum):

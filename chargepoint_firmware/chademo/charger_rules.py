@@ -98,6 +98,7 @@ class ChargerStepInputs:
     departure_target_pct: float | None = None
     wall_now: datetime | None = None  # needed only with a departure
     envelope: EnvelopeBounds | None = None  # the operating envelope in force (W), a local limit
+    der_max_discharge_w: float | None = None  # OCPP 2.1 LimitMaxDischarge in force (W)
 
 
 @dataclass(frozen=True, slots=True)
@@ -277,6 +278,7 @@ def charger_step(
         envelope_max_charge_w=envelope.max_charge_w if envelope else None,
         envelope_max_discharge_w=envelope.max_discharge_w if envelope else None,
         envelope_ramp_pct_per_s=envelope.ramp_pct_per_s if envelope else None,
+        der_max_discharge_w=inputs.der_max_discharge_w,
     )
     decision = supervise(config.safety, sstate, safety_inputs)
 

@@ -436,6 +436,7 @@ class ChademoEvse:
                 departure_target_pct=self._departure_target_pct,
                 wall_now=self._wall_clock() if self._departure is not None else None,
                 envelope=self._setpoint.envelope,
+                der_max_discharge_w=self._setpoint.der_max_discharge_w,
             ),
         )
         decision, new_state, command = out.decision, out.state, out.command

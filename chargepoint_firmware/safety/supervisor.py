@@ -34,8 +34,13 @@ Choices where the sources leave room (docs/chademo.md, docs/v2g.md "Safety"):
   deviation_voltage_v, or, while discharging (commanded or measured), below the discharge
   minimum by more than deviation_voltage_v, for deviation_time_s. (The supervisor commands
   current, not voltage, so the window is the reference.) Default 20 V.
-- CAN silence (latched): more than can_silence_timeout_s (1 s) since the last vehicle frame.
-  Before the first vehicle frame the current is 0 without a fault (`no_vehicle_frames`).
+- CAN silence (latched): more than can_silence_timeout_s (1 s) since the last vehicle frame,
+  counting only time the charger was listening. When the controller itself stalled (more than
+  half the timeout between two ticks: a GC pause, a starved process), the frames sent meanwhile
+  may still be queued behind the tick that resumes, so the silence clock restarts at the
+  resume (`listening_since`); but never more than can_silence_max_s (2 s) after the last frame,
+  so a controller that is late on every tick still trips. Before the first vehicle frame the
+  current is 0 without a fault (`no_vehicle_frames`).
 - Vehicle plausibility (latched; finding 7 of issue 12), checked only while vehicle frames are
   expected (`vehicle_last_frame_at` given), i.e. within one session:
   * `vehicle_max_voltage_above_rating`: the 0x100 maximum battery voltage is more than
@@ -63,6 +68,9 @@ Choices where the sources leave room (docs/chademo.md, docs/v2g.md "Safety"):
   the same voltage; the tighter of it and ramp_rate_a_per_s applies ("envelope_ramp" when the
   envelope's binds). Decreases stay immediate. The envelope only adds bounds: it can never
   loosen another limit.
+- OCPP 2.1 DER LimitMaxDischarge in force (the control the agent selected, which the CSMS also
+  sends for the envelope on 2.1): der_max_discharge_w bounds discharge like the envelope's
+  export bound ("der_limit_max_discharge"); None = no such control. It only adds a bound.
 - Any NaN or infinite input latches `non_finite_input:<field>` and commands 0.
 - While any fault is latched the command is 0 at once (so <= 5 A within 0.5 s of a stop).
 """
@@ -113,6 +121,7 @@ LIMIT_RAMP: Final = "ramp_rate"
 LIMIT_ENVELOPE_IMPORT: Final = "envelope_import"  # the envelope's charge bound
 LIMIT_ENVELOPE_EXPORT: Final = "envelope_export"  # the envelope's discharge bound
 LIMIT_ENVELOPE_RAMP: Final = "envelope_ramp"
+LIMIT_DER_DISCHARGE: Final = "der_limit_max_discharge"  # OCPP 2.1 LimitMaxDischarge in force
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,6 +137,7 @@ class SafetyConfig:
     driving_reserve_soc_pct: float = 20.0
     backup_reserve_soc_pct: float = 0.0
     can_silence_timeout_s: float = 1.0
+    can_silence_max_s: float = 2.0  # the bound on the silence clock whatever the tick gaps
     offline_timeout_s: float = 300.0
     offline_safe_limit_a: float = 0.0  # charge cap while the CSMS is gone; discharge is 0
     ramp_rate_a_per_s: float = 20.0  # limits increases of |current|; decreases are immediate
@@ -153,6 +163,7 @@ class SafetyConfig:
             "driving_reserve_soc_pct",
             "backup_reserve_soc_pct",
             "can_silence_timeout_s",
+            "can_silence_max_s",
             "offline_timeout_s",
             "offline_safe_limit_a",
             "ramp_rate_a_per_s",
@@ -169,6 +180,8 @@ class SafetyConfig:
             raise ValueError("SafetyConfig.min_voltage_v must be below max_voltage_v")
         if self.ramp_rate_a_per_s <= 0:
             raise ValueError("SafetyConfig.ramp_rate_a_per_s must be > 0")
+        if self.can_silence_max_s < self.can_silence_timeout_s:
+            raise ValueError("SafetyConfig.can_silence_max_s must be >= can_silence_timeout_s")
 
 
 @dataclass(frozen=True, slots=True)
@@ -206,6 +219,8 @@ class SafetyInputs:
     envelope_max_charge_w: float | None = None
     envelope_max_discharge_w: float | None = None
     envelope_ramp_pct_per_s: float | None = None
+    # The OCPP 2.1 DER LimitMaxDischarge in force, as W (magnitude; None = no such control).
+    der_max_discharge_w: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -215,6 +230,8 @@ class SafetyState:
     latched_faults: frozenset[str] = frozenset()
     last_command_a: float = 0.0
     last_tick: float | None = None
+    # Since when the controller has been ticking without a stall (None: no stall seen yet).
+    listening_since: float | None = None
     current_deviation_since: float | None = None
     voltage_deviation_since: float | None = None
     csms_unreachable_since: float | None = None
@@ -385,8 +402,10 @@ def supervise(config: SafetyConfig, state: SafetyState, inputs: SafetyInputs) ->
         new.add(FAULT_INSULATION)
     new.update(FAULT_VEHICLE_PREFIX + name for name in inputs.vehicle_faults)
     last_frame = inputs.vehicle_last_frame_at
-    silent = last_frame is not None and now - last_frame > config.can_silence_timeout_s
-    if silent and "vehicle_last_frame_at" not in bad_fields:
+    listening_since = _listening_since(config, state, now)
+    if _can_silent(config, last_frame, listening_since, now) and (
+        "vehicle_last_frame_at" not in bad_fields
+    ):
         new.add(FAULT_CAN_SILENCE)
 
     measured_v, measured_a = inputs.measured_voltage_v, inputs.measured_current_a
@@ -431,6 +450,7 @@ def supervise(config: SafetyConfig, state: SafetyState, inputs: SafetyInputs) ->
         current_deviation_since=current_since,
         voltage_deviation_since=voltage_since,
         csms_unreachable_since=unreachable_since,
+        listening_since=listening_since,
     )
     if latched:
         return _stopped(carried, latched, set(newly_latched), now)
@@ -480,6 +500,8 @@ def supervise(config: SafetyConfig, state: SafetyState, inputs: SafetyInputs) ->
     discharge.append((inputs.vehicle_max_discharge_current_a, "vehicle_discharge_limit"))
     if inputs.envelope_max_discharge_w is not None:
         discharge.append((inputs.envelope_max_discharge_w / power_voltage, LIMIT_ENVELOPE_EXPORT))
+    if inputs.der_max_discharge_w is not None:
+        discharge.append((inputs.der_max_discharge_w / power_voltage, LIMIT_DER_DISCHARGE))
 
     charge_limit, charge_name = _tightest(charge)
     discharge_limit, discharge_name = _tightest(discharge)
@@ -516,6 +538,25 @@ def supervise(config: SafetyConfig, state: SafetyState, inputs: SafetyInputs) ->
         state=replace(carried, last_command_a=current, last_tick=now),
         charge_limit_a=charge_limit,
         discharge_limit_a=discharge_limit,
+    )
+
+
+def _listening_since(config: SafetyConfig, state: SafetyState, now: float) -> float | None:
+    """When the controller resumed listening: `now` after a stall, else as before."""
+    if state.last_tick is not None and now - state.last_tick > config.can_silence_timeout_s / 2:
+        return now
+    return state.listening_since
+
+
+def _can_silent(
+    config: SafetyConfig, last_frame: float | None, listening_since: float | None, now: float
+) -> bool:
+    if last_frame is None:
+        return False
+    heard_or_resumed = last_frame if listening_since is None else max(last_frame, listening_since)
+    return (
+        now - heard_or_resumed > config.can_silence_timeout_s
+        or now - last_frame > config.can_silence_max_s
     )
 
 

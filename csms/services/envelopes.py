@@ -7,7 +7,9 @@ site gets one SetChargingProfile: a ChargingStationMaxProfile (id 62007, stack l
 0) whose periods are the station's share of the envelope for the next 24 h
 (csms.domain.envelopes). A site without any envelope any more gets ClearChargingProfile 62007.
 The profile is sent again when the station boots or reconnects, and when the timeline it
-carried runs short (more periods than the station holds, or half the 24 h gone).
+carried runs short (more periods than the station holds, or half the 24 h gone). An OCPP 2.1
+station also gets its share as a DER LimitMaxDischarge with each profile (and re-sent when the
+envelope period in force ends): csms.services.envelope_der.
 
 Each attempt is recorded as a station event of kind `EnvelopeEnforcement` (what was sent, the
 answer or why nothing was), so every node reads the same state (GET /sites/{id}/envelope).
@@ -55,6 +57,7 @@ from csms.persistence.database import Database
 from csms.persistence.repositories import sites as srepo
 from csms.routing.base import CommandRouter
 from csms.services.common import Clock, CommandSender, utcnow
+from csms.services.envelope_der import EnvelopeDerControls
 from csms.services.station_ratings import station_ratings
 from csms.v2g.vehicle import PowerCap
 from v2g_shared.ocpp_versions import OcppVersion, parse_ocpp_version
@@ -152,6 +155,8 @@ class EnvelopeService:
         self._locks: dict[str, asyncio.Lock] = {}
         self._sent_since: dict[str, int] = {}  # station -> sends, to skip a redundant re-send
         self._task: asyncio.Task[None] | None = None
+        # 2.1 stations also get the envelope as a DER LimitMaxDischarge (beside the profile).
+        self.der = EnvelopeDerControls(db, commands, self._ratings)
 
     def now(self) -> datetime:
         return self._clock()
@@ -303,16 +308,21 @@ class EnvelopeService:
         )
         refresh = now + timedelta(seconds=REFRESH_AFTER_S)
         resend_at = min(built.resend_at or refresh, refresh)
-        return await self._send(
+        resend_at = min(resend_at, self.der.resend_before(version, periods, now) or resend_at)
+        record = await self._send(
             station_id, "SetChargingProfile", built.payload, fingerprint, now, resend_at
         )
+        await self.der.follow_profile(station_id, version, site_id, periods, now)
+        return record
 
     async def _send_clear(
         self, station_id: str, fingerprint: str, now: datetime
     ) -> StationEnforcement:
-        return await self._send(
+        record = await self._send(
             station_id, "ClearChargingProfile", clear_payload(), fingerprint, now
         )
+        await self.der.clear(station_id, now)
+        return record
 
     async def _send(
         self,
@@ -484,6 +494,7 @@ class EnvelopeService:
                     )
                 else:
                     due = await self._may_hold_profile(station_id)
+                due = due or await self.der.retry_due(station_id, now)
                 if due:
                     await self.enforce_station(station_id)
                     done.append(station_id)

@@ -42,7 +42,8 @@ def configs(draw: st.DrawFn) -> SafetyConfig:
         max_voltage_v=draw(st.floats(300, 1000)),
         driving_reserve_soc_pct=draw(st.floats(0, 60)),
         backup_reserve_soc_pct=draw(st.floats(0, 40)),
-        can_silence_timeout_s=draw(st.floats(0.1, 2)),
+        can_silence_timeout_s=(silence := draw(st.floats(0.1, 2))),
+        can_silence_max_s=silence + draw(st.floats(0, 3)),
         offline_timeout_s=draw(st.sampled_from([0.0, 0.5, 2.0, 20.0])),
         offline_safe_limit_a=draw(st.floats(0, 50)),
         ramp_rate_a_per_s=draw(st.floats(0.1, 500)),
@@ -167,6 +168,7 @@ def test_property_supervisor_invariants_hold_for_any_tick_sequence(
     now = 1000.0
     previous_tick: float | None = None
     disconnected_since: float | None = None
+    listening_since: float | None = None  # derived independently: the last controller stall
     for tick in sequence:
         now += tick.dt
         if tick.reset:
@@ -174,6 +176,8 @@ def test_property_supervisor_invariants_hold_for_any_tick_sequence(
             assert state.latched_faults == frozenset()
         latched_before = state.latched_faults
         last_command = state.last_command_a
+        if previous_tick is not None and now - previous_tick > config.can_silence_timeout_s / 2:
+            listening_since = now
         csms_last_seen = None if tick.csms_age is None else now - tick.csms_age
         frame_at = None if tick.frame_age is None else now - tick.frame_age
         inputs = SafetyInputs(
@@ -209,7 +213,13 @@ def test_property_supervisor_invariants_hold_for_any_tick_sequence(
             inputs.emergency_stop
             or inputs.insulation_fault
             or bool(inputs.vehicle_faults)
-            or (frame_at is not None and now - frame_at > config.can_silence_timeout_s)
+            or (
+                frame_at is not None
+                and (
+                    now - max(frame_at, listening_since or frame_at) > config.can_silence_timeout_s
+                    or now - frame_at > config.can_silence_max_s
+                )
+            )
         )
         if must_trip:
             assert current == 0.0

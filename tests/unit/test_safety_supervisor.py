@@ -398,15 +398,57 @@ def test_vehicle_status_faults_feed_the_supervisor() -> None:
 
 
 def test_can_silence_latches_after_timeout() -> None:
-    ok = decide(requested_current_a=10.0, vehicle_last_frame_at=100.0 - 1.0)
+    ticking = SafetyState(last_command_a=10.0, last_tick=99.9)  # the previous tick 100 ms ago
+    ok = decide(state=ticking, requested_current_a=10.0, vehicle_last_frame_at=100.0 - 1.0)
     assert ok.current_a == 10.0
-    silent = decide(requested_current_a=10.0, vehicle_last_frame_at=100.0 - 1.01)
+    silent = decide(state=ticking, requested_current_a=10.0, vehicle_last_frame_at=100.0 - 1.01)
     assert silent.current_a == 0.0
     assert silent.new_faults == ("can_silence",)
     # frames resume: still latched
     resumed = decide(state=silent.state, now=100.1, vehicle_last_frame_at=100.1)
     assert resumed.current_a == 0.0
     assert "can_silence" in resumed.state.latched_faults
+
+
+def test_can_silence_counts_only_listening_time_after_a_controller_stall() -> None:
+    # Ticking every 100 ms with frames until t=100, then the controller stalls 1.5 s: the
+    # frames the car sent meanwhile may still be queued behind this tick. No trip yet.
+    ticking = run_ticks(RUNNING, 99.0, 11)[-1].state
+    resumed = decide(state=ticking, now=101.5, vehicle_last_frame_at=100.0, requested_current_a=5.0)
+    assert resumed.new_faults == ()
+    assert resumed.state.listening_since == 101.5
+    # The queued frames arrive: the session goes on.
+    after = run_ticks(resumed.state, 101.6, 5)
+    assert all(d.new_faults == () for d in after)
+    # But a car that really went silent trips within the hard bound (2 s after its last frame).
+    state, tripped_at = resumed.state, None
+    for step in range(1, 10):
+        now = 101.5 + step * 0.1
+        decision = decide(state=state, now=now, vehicle_last_frame_at=100.0)
+        state = decision.state
+        if decision.new_faults:
+            tripped_at = now
+            break
+    assert decision.new_faults == ("can_silence",)
+    assert tripped_at is not None and tripped_at - 100.0 <= CONFIG.can_silence_max_s + 0.1 + 1e-9
+
+
+def test_can_silence_with_late_ticks_every_time_still_trips_at_the_hard_bound() -> None:
+    # A starved controller (every tick 0.6 s late) never gets a full second of listening,
+    # and the bound still trips it.
+    state = run_ticks(RUNNING, 99.0, 11)[-1].state
+    trips = []
+    for step in range(1, 6):
+        now = 100.0 + step * 0.6
+        decision = decide(state=state, now=now, vehicle_last_frame_at=100.0)
+        state = decision.state
+        trips.extend((now, fault) for fault in decision.new_faults)
+    assert trips == [(100.0 + 4 * 0.6, "can_silence")]  # 2.4 s: the first tick beyond 2 s
+
+
+def test_can_silence_max_must_not_be_below_the_timeout() -> None:
+    with pytest.raises(ValueError, match="can_silence_max_s"):
+        replace(CONFIG, can_silence_timeout_s=1.0, can_silence_max_s=0.5)
 
 
 def test_current_deviation_latches_after_deviation_time() -> None:

@@ -8,7 +8,10 @@ Supported control types (what a DC CHAdeMO EVSE with one current setpoint can ho
 - VoltWatt: curve x = grid voltage in % of nominal (PctEffectiveV), y = % of max discharge power:
   caps the discharge while the measured AC grid voltage is known (EvseStatus.grid_voltage_pct;
   hardware that does not measure it leaves the cap unapplied).
-- LimitMaxDischarge: pctMaxDischargePower caps the discharge power.
+- LimitMaxDischarge: pctMaxDischargePower caps the discharge power: it shapes the setpoint and
+  reaches the safety supervisor as a local limit (EvseSetpoint.der_max_discharge_w) on every
+  tick. Controls are stored (agent storage, restored at start) and have no offline lapse: one
+  in force holds while the CSMS is unreachable.
 Every other type (trip settings, power factor, var, gradients, enter-service, droop) needs an
 inverter's grid functions a CHAdeMO station does not have: SetDERControl answers NotSupported,
 the status R04 gives for a control type the station does not support.
@@ -21,10 +24,11 @@ from __future__ import annotations
 
 import bisect
 import itertools
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 from v2g_shared.freq_watt import FreqWattCurve
 from v2g_shared.schedule import ProfileFormatError, parse_datetime
@@ -34,6 +38,11 @@ SUPPORTED = ("FreqWatt", "VoltWatt", "LimitMaxDischarge")
 _FIELD = {"FreqWatt": "curve", "VoltWatt": "curve", "LimitMaxDischarge": "limitMaxDischarge"}
 MAX_CONTROLS = 24
 _TEN_YEARS_S = 10 * 365 * 86400.0  # bounded: a CSMS cannot grow the store without end
+
+
+class EvseRating(Protocol):
+    max_discharge_power_w: float
+    max_discharge_current_a: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +70,23 @@ class DerControl:
             seconds = 0.0 if not seconds >= 0 else _TEN_YEARS_S
         end = None if seconds is None else begin + timedelta(seconds=seconds)
         return begin <= now and (end is None or now < end)
+
+    def window(self) -> tuple[datetime | None, datetime | None] | None:
+        """(start, end) of its time window (None: unbounded side); None when unreadable."""
+        start = self.settings.get("startTime")
+        if start is None:
+            return None, None
+        try:
+            begin = parse_datetime(start)
+        except ProfileFormatError:
+            return None
+        duration = self.settings.get("duration")
+        if duration is None:
+            return begin, None
+        seconds = float(duration)
+        if not 0 <= seconds < _TEN_YEARS_S:
+            seconds = 0.0 if not seconds >= 0 else _TEN_YEARS_S
+        return begin, begin + timedelta(seconds=seconds)
 
     def to_ocpp(self) -> dict[str, Any]:
         return {
@@ -160,7 +186,46 @@ class DerControls:
             return None
         return min(live, key=lambda c: (c.is_default, c.priority))
 
+    def next_change(self, now: datetime) -> datetime | None:
+        """The earliest start or end of a control's time window after `now` (when the control
+        in force may change), or None."""
+        found: datetime | None = None
+        for control in self.controls.values():
+            for moment in control.window() or (None, None):
+                if moment is not None and moment > now and (found is None or moment < found):
+                    found = moment
+        return found
+
     # -- what they mean for one EVSE -------------------------------------------------------------
+    def evse_limit(
+        self, now: datetime, evse: EvseRating, nominal_voltage_v: float
+    ) -> tuple[float | None, datetime | None]:
+        """For the setpoint of one EVSE: the LimitMaxDischarge in force as W (the
+        supervisor's local limit) and when the control in force may change next."""
+        if not self.controls:
+            return None, None
+        fallback = evse.max_discharge_current_a * nominal_voltage_v
+        limit = self.limit_max_discharge_w(now, evse.max_discharge_power_w, fallback)
+        return limit, self.next_change(now)
+
+    def limit_max_discharge_w(
+        self, now: datetime, max_discharge_power_w: float, fallback_w: float
+    ) -> float | None:
+        """The LimitMaxDischarge in force as W for the safety supervisor (a local limit): its
+        pctMaxDischargePower of the EVSE's rated discharge power (`fallback_w`, e.g. rated
+        current x nominal voltage, when that power is not finite). None: no such control, or
+        nothing finite to take the percentage of (0 % still stops discharge)."""
+        control = self.active("LimitMaxDischarge", now)
+        if control is None or control.settings.get("pctMaxDischargePower") is None:
+            return None
+        pct = min(100.0, max(0.0, float(control.settings["pctMaxDischargePower"])))
+        if pct == 0:
+            return 0.0
+        for rated in (max_discharge_power_w, fallback_w):
+            if math.isfinite(rated) and rated >= 0:
+                return pct / 100 * rated
+        return None
+
     def freq_watt_curve(
         self, now: datetime, max_charge: float, max_discharge: float
     ) -> FreqWattCurve | None:

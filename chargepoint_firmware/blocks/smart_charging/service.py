@@ -370,12 +370,13 @@ class SmartCharging:
             setpoint = self.local_v2x.adjust(setpoint, status, volts)
             setpoint = self._der_adjusted(setpoint, v2x.mode, status, now, evse_id, inputs)
             setpoint = self._soc_limited(setpoint, v2x.profile_id, profiles, status, volts)
-            # The envelope reaches the supervisor whatever moved the setpoint; its periods wake us.
+            # Envelope and DER limit reach the supervisor whatever moved the setpoint; both wake us.
             envelope = envelope_in_force(profiles, evse_id, now, volts)
-            setpoint = replace(setpoint, envelope=envelope)
-            moved = envelope_next_change(profiles, evse_list, evse_id, now)
-            if moved is not None and (next_change is None or moved < next_change):
-                next_change = moved
+            der_w, der_change = self.der.evse_limit(now, self.evses[evse_id], volts)
+            setpoint = replace(setpoint, envelope=envelope, der_max_discharge_w=der_w)
+            for moved in (envelope_next_change(profiles, evse_list, evse_id, now), der_change):
+                if moved is not None and (next_change is None or moved < next_change):
+                    next_change = moved
             if self._published.get(evse_id) != setpoint:
                 self._published[evse_id] = setpoint
                 hw.set_setpoint(setpoint)

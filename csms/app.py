@@ -232,6 +232,7 @@ async def start(settings: Settings, *, clock: Clock | None = None) -> RunningCsm
             live.power_w if (live := services.live.stations.get(station_id)) else None
         ),
         on_envelopes_changed=services.envelopes.envelopes_changed,
+        rating_fallback=services.envelopes.rating_fallback,
     )
     async with naming_the_database_async(settings.database_url):
         await services.start(migrate=True)

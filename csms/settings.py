@@ -205,9 +205,10 @@ class Settings(BaseSettings):
     # Controls stop this long after the last successful poll (defaults then apply); none =
     # followed as scheduled while the server cannot be reached (CSIP-AUS ALL-23).
     csip_comm_loss_timeout_s: int | None = Field(None, ge=0, le=7 * 86_400)
-    # What each station of a site is reported as (DERCapability/DERSettings), W.
-    csip_station_max_charge_w: float = Field(7400.0, gt=0, le=1e6, allow_inf_nan=False)
-    csip_station_max_discharge_w: float = Field(7400.0, gt=0, le=1e6, allow_inf_nan=False)
+    # A station's rating when its device model reported none (csms.domain.station_ratings),
+    # W: its envelope share and what the CSIP-AUS client reports both use it.
+    station_rated_charge_w: float = Field(22_000.0, gt=0, le=1e6, allow_inf_nan=False)
+    station_rated_discharge_w: float = Field(22_000.0, gt=0, le=1e6, allow_inf_nan=False)
     # The CSMS's own externally reachable base URL (http(s)://host[:port][/path]) for CSIP-AUS
     # notifications (POST <base>/csip/notify/<token>, checked when the client starts); none:
     # no subscriptions, polling only.

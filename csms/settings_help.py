@@ -84,8 +84,8 @@ SETTING_HELP: dict[str, str] = {
     "(none: followed as scheduled)",
     "csip_notify_base_url": "this CSMS's API URL as the CSIP-AUS server reaches it, for "
     "subscription notifications (none: poll only)",
-    "csip_station_max_charge_w": "charge rating reported per station of a site, W",
-    "csip_station_max_discharge_w": "discharge rating reported per station of a site, W",
+    "station_rated_charge_w": "a station's charge rating when its device model reported none, W",
+    "station_rated_discharge_w": "a station's discharge rating when it reported none, W",
     "site_meter_max_age_s": "a site's household meter reading older than this is stale (the "
     "chargers-alone rule, tightened only), s",
     "site_meter_hysteresis_w": "the site base must move this much before the stations get a "

@@ -294,7 +294,9 @@ class DispatchRead(BaseModel):
     id: int
     kind: str = "dispatch"
     requested_kw: float
-    allocated_kw: float = Field(description="what the vehicles' headroom allows")
+    allocated_kw: float = Field(
+        description="what the vehicles' headroom and their stations' envelope shares allow"
+    )
     accepted_kw: float = Field(description="sum over stations that answered Accepted")
     measured_kw: float | None = Field(None, description="from meter values during the window")
     started_at: datetime | None = None

@@ -7,6 +7,7 @@ from datetime import timedelta
 
 from argon2 import PasswordHasher
 
+from csms.domain.station_ratings import RatingFallback
 from csms.persistence import migrate as migrations
 from csms.persistence.database import Database
 from csms.routing.base import CommandRouter
@@ -117,7 +118,15 @@ def build_services(
         negative_limit_is_discharge=settings.negative_limit_is_discharge,
         clock=clock,
     )
-    envelopes = EnvelopeService(db, commands, router, clock=clock)
+    envelopes = EnvelopeService(
+        db,
+        commands,
+        router,
+        clock=clock,
+        rating_fallback=RatingFallback(
+            settings.station_rated_charge_w, settings.station_rated_discharge_w
+        ),
+    )
     site_meters = SiteMeterService(
         db, envelopes, router, clock=clock, settings=SiteMeterSettings.from_settings(settings)
     )

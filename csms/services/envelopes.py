@@ -18,9 +18,8 @@ the node that holds the station. The background loop of each node looks after th
 whose websocket it holds.
 
 A station's rating (what its share is proportional to, and its bound where the envelope does
-not limit a direction): the device model's `ChargingStation.Power` maxLimit, else the sum of
-its `EVSE.Power` maxLimits (the agent reports these), else DEFAULT_RATED_W; discharge as
-charge (bidirectional chargers are symmetric). The rest of the site (household load, solar)
+not limit a direction): csms.domain.station_ratings (device model, else the settings'
+fallback), as the CSIP-AUS client reports it. The rest of the site (household load, solar)
 counts where the site's household meter is known: `site_base` (csms.services.site_meters) gives
 the bases the bounds are computed with; without it the site limits apply to the chargers alone.
 """
@@ -47,18 +46,19 @@ from csms.domain.envelopes import (
     envelope_at,
     envelope_profile,
     envelope_timeline,
-    rated_or_default,
     station_timelines,
 )
 from csms.domain.errors import CsmsError, InvalidRequest, NotFound, UnknownStation
 from csms.domain.models import EventRecord
 from csms.domain.site_meter import SiteBase, metered_charger_bounds, metered_station_timelines
+from csms.domain.station_ratings import RatingFallback
 from csms.persistence import repositories as repo
 from csms.persistence.database import Database
 from csms.persistence.repositories import sites as srepo
 from csms.routing.base import CommandRouter
 from csms.services.common import Clock, CommandSender, utcnow
 from csms.services.envelope_der import EnvelopeDerControls
+from csms.services.station_ratings import station_ratings
 from csms.v2g.vehicle import PowerCap
 from v2g_shared.ocpp_versions import OcppVersion, parse_ocpp_version
 
@@ -144,8 +144,10 @@ class EnvelopeService:
         clock: Clock = utcnow,
         check_interval_s: float = 30.0,
         reconnect_grace_s: float = 2.0,
+        rating_fallback: RatingFallback | None = None,
     ) -> None:
         self._db = db
+        self.rating_fallback = rating_fallback or RatingFallback()
         self._commands = commands
         self._router = router
         self._clock = clock
@@ -254,23 +256,8 @@ class EnvelopeService:
         return None if self.site_base is None else await self.site_base(site_id, now)
 
     async def _ratings(self, station_ids: Sequence[str]) -> list[tuple[float, float]]:
-        out = []
         async with self._db.read() as conn:
-            for station_id in station_ids:
-                variables = await repo.list_device_variables(conn, station_id, variable="Power")
-                station_max: float | None = None
-                evse_max: dict[int, float] = {}
-                for v in variables:
-                    limit = _max_limit(v.characteristics)
-                    if limit is None:
-                        continue
-                    if v.component == "ChargingStation":
-                        station_max = limit
-                    elif v.component == "EVSE" and v.evse_id is not None:
-                        evse_max[v.evse_id] = limit
-                rated = station_max if station_max is not None else sum(evse_max.values()) or None
-                out.append(rated_or_default(rated, None))
-        return out
+            return await station_ratings(conn, station_ids, self.rating_fallback)
 
     async def timelines(
         self, site_id: str, station_ids: Sequence[str], now: datetime
@@ -547,15 +534,6 @@ def _parse_time(text: object) -> datetime | None:
         return datetime.fromisoformat(text)
     except ValueError:
         return None
-
-
-def _max_limit(characteristics: dict[str, Any] | None) -> float | None:
-    if not isinstance(characteristics, dict):
-        return None
-    value = characteristics.get("maxLimit")
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    return float(value)
 
 
 def _status_of(error: CsmsError) -> str:

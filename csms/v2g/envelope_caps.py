@@ -5,7 +5,9 @@ discharge kW over a time span). The optimizer bounds each interval's charge and 
 the tightest cap the interval overlaps (`interval_caps`); `clip_plan` is the last guard before
 a plan is sent: whatever produced it, no interval leaves the caps (SoC re-simulated when
 anything was cut). Fleet dispatch narrows a vehicle's power to the caps over the response
-(`narrowed_session`).
+(`narrowed_session`). Grid-service dispatches (frequency response, aFRR, local control) are
+held to the same share: `held_power_w` clips one power, `held_bounds` narrows the bounds a
+profile carries (its `limit` / `dischargeLimit`, which also bound the curve points).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import numpy as np
 
 from csms.v2g.model import simulate
 from csms.v2g.optimizer import VehiclePlan
+from csms.v2g.v2x import PowerBounds
 from csms.v2g.vehicle import PowerCap, VehicleSession, tightest
 
 # A plan's power within this of its cap is at the cap (solver round-off), never above it.
@@ -101,3 +104,40 @@ def narrowed_session(session: VehicleSession, start: datetime, end: datetime) ->
     if (charge, discharge) == (v.max_charge_kw, v.max_discharge_kw):
         return session
     return replace(session, vehicle=replace(v, max_charge_kw=charge, max_discharge_kw=discharge))
+
+
+def envelope_share_w(
+    caps: Sequence[PowerCap], start: datetime, end: datetime
+) -> tuple[float, float] | None:
+    """(charge W, discharge W): the station's tightest share over [start, end) (None: no
+    envelope applies)."""
+    found = tightest(caps, start, end)
+    if found is None:
+        return None
+    return max(0.0, found[0] * 1000.0), max(0.0, found[1] * 1000.0)
+
+
+def held_power_w(
+    power_w: float, caps: Sequence[PowerCap], start: datetime, end: datetime
+) -> tuple[float, bool]:
+    """`power_w` (signed, + charge) held within the share over [start, end), and whether the
+    envelope cut it."""
+    found = envelope_share_w(caps, start, end)
+    if found is None:
+        return power_w, False
+    held = min(max(power_w, -found[1]), found[0])
+    return held, held != power_w
+
+
+def held_bounds(
+    bounds: PowerBounds, caps: Sequence[PowerCap], start: datetime, end: datetime
+) -> tuple[PowerBounds, bool]:
+    """`bounds` narrowed to the share over [start, end), and whether the envelope narrowed
+    them."""
+    found = envelope_share_w(caps, start, end)
+    if found is None:
+        return bounds, False
+    charge = min(bounds.max_charge_w, found[0])
+    discharge = min(bounds.max_discharge_w, found[1])
+    narrowed = (charge, discharge) != (bounds.max_charge_w, bounds.max_discharge_w)
+    return (PowerBounds(charge, discharge) if narrowed else bounds), narrowed

@@ -494,7 +494,8 @@ def _dispatch_method(per_vehicle: dict[str, dict[str, Any]]) -> str | None:
     summary="A grid frequency sample for the central under-frequency rule",
     description="Below 49.8 Hz for 5 s with SoC > 50 %: each such vehicle gets a 5 kW "
     "discharge TxProfile (stack level above its plan) for 10 minutes, then its plan resumes; "
-    "when SoC falls to 50 % first, the profile is cleared at once (`restored`).",
+    "when SoC falls to 50 % first, the profile is cleared at once (`restored`). Every power "
+    "is held to the station's share of its site's operating envelope (`limited_by`).",
 )
 async def grid_frequency(v2g: V2g, body: FrequencySampleCreate) -> FrequencySampleRead:
     outcome = await v2g.grid_frequency(body.hz, body.at)

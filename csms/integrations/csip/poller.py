@@ -7,10 +7,11 @@ renewing; after `lease_s` another node's poller takes the site over and resumes 
 stored state (the EndDevice is found again by its LFDI, not registered twice). Any node serves
 `GET /sites/{id}/csip` from the database.
 
-`StationsSiteSource` is the default source of what the client reports: each station of the
-site rated `station_max_charge_w` / `station_max_discharge_w` (no per-station ratings are
-stored yet), connected when the station is connected to this node, operating when it moves
-power (> 50 W).
+`StationsSiteSource` is the default source of what the client reports: the site's ratings
+are the sum of its stations' (csms.services.station_ratings: what each station reported in
+its device model, else the `station_rated_*` settings; the same function the envelope share
+uses), connected when a station is connected to this node, operating when it moves power
+(> 50 W).
 """
 
 from __future__ import annotations
@@ -24,11 +25,13 @@ from datetime import datetime, timedelta
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from csms.domain.sites import Site
+from csms.domain.station_ratings import RatingFallback
 from csms.integrations.csip.client import CsipSiteClient, Db
 from csms.integrations.csip.convert import SiteLiveState, SiteRatings
 from csms.integrations.csip.site_extras import CsipSiteExtras
 from csms.persistence.repositories import csip as repo
 from csms.persistence.repositories import sites as sites_repo
+from csms.services.station_ratings import station_ratings
 
 log = logging.getLogger("csms.csip")
 
@@ -41,17 +44,22 @@ class StationsSiteSource:
         connected_ids: Callable[[], Collection[str]],
         power_w: Callable[[str], float | None],
         *,
-        station_max_charge_w: float,
-        station_max_discharge_w: float,
+        db: Db,
+        fallback: RatingFallback,
     ) -> None:
         self.connected_ids = connected_ids
         self.power_w = power_w
-        self.charge_w = station_max_charge_w
-        self.discharge_w = station_max_discharge_w
+        self.db = db
+        self.fallback = fallback
 
     async def ratings(self, site: Site) -> SiteRatings:
-        count = max(1, len(site.station_ids))
-        return SiteRatings(self.charge_w * count, self.discharge_w * count)
+        """The site's stations together (a site without stations yet: one station's
+        fallback, so the DER is never reported as rated 0 W)."""
+        if not site.station_ids:
+            return SiteRatings(self.fallback.charge_w, self.fallback.discharge_w)
+        async with self.db.read() as conn:  # type: ignore[attr-defined]
+            found = await station_ratings(conn, site.station_ids, self.fallback)
+        return SiteRatings(sum(c for c, _ in found), sum(d for _, d in found))
 
     async def live_state(self, site: Site) -> SiteLiveState:
         connected = set(self.connected_ids())

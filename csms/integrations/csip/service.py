@@ -12,6 +12,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Protocol
 
+from csms.domain.station_ratings import RatingFallback
 from csms.integrations.csip.client import CsipSiteClient, Db, PollBounds
 from csms.integrations.csip.notifications import CsipSubscriptions
 from csms.integrations.csip.poller import CsipPoller, StationsSiteSource
@@ -39,8 +40,6 @@ class CsipSettings(Protocol):
     csip_timeout_s: float
     csip_max_response_bytes: int
     csip_comm_loss_timeout_s: int | None
-    csip_station_max_charge_w: float
-    csip_station_max_discharge_w: float
     csip_notify_base_url: str | None
 
 
@@ -53,7 +52,10 @@ def build_csip(
     connected_ids: Callable[[], Collection[str]],
     power_w: Callable[[str], float | None],
     on_envelopes_changed: Callable[[str], Awaitable[None]] | None = None,
+    rating_fallback: RatingFallback | None = None,
 ) -> CsipPoller | None:
+    """`rating_fallback`: a station's rating when it reported none; give the envelope
+    service's (`EnvelopeService.rating_fallback`) so both report one rating per station."""
     if not settings.csip_enabled:
         return None
     if settings.csip_server_url is None or settings.csip_cert_file is None:
@@ -72,8 +74,8 @@ def build_csip(
     source = StationsSiteSource(
         connected_ids,
         power_w,
-        station_max_charge_w=settings.csip_station_max_charge_w,
-        station_max_discharge_w=settings.csip_station_max_discharge_w,
+        db=db,
+        fallback=rating_fallback or RatingFallback(),
     )
     client = CsipSiteClient(
         transport,

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -27,6 +27,7 @@ from csms.persistence.repositories import v2x as xrepo
 from csms.services.common import ocpp_datetime
 from csms.services.v2g.fleet import FleetPart, Plugged
 from csms.services.v2g.profiles import CENTRAL_FREQUENCY_PROFILE_ID
+from csms.v2g.envelope_caps import held_bounds
 from csms.v2g.v2x import (
     OperationMode,
     PowerBounds,
@@ -46,12 +47,26 @@ MIN_SETPOINT_STEP_W = 100.0  # smaller changes are not worth a message
 @dataclass(frozen=True)
 class _Target:
     ctx: Plugged
-    bounds: PowerBounds
+    bounds: PowerBounds  # the vehicle's, narrowed to the station's envelope share
     setpoint_w: float
+    limited: bool = False  # the envelope cut the setpoint the curve asked for
 
 
 class CentralFrequencyPart(FleetPart):
-    async def _central_targets(self, contexts: list[Plugged], hz: float) -> list[_Target]:
+    async def _held_target(self, ctx: Plugged, asked_w: float, at: datetime) -> _Target:
+        """The target for `asked_w`, within the vehicle's bounds and the station's envelope
+        share in force at `at` (issue 18; the profile is Dynamic, without an end: an envelope
+        change moves it again, `central_envelope_changed`)."""
+        v = ctx.vehicle
+        vehicle = PowerBounds(v.max_charge_kw * 1000.0, v.max_discharge_kw * 1000.0)
+        caps = await self.power_caps(v.station_id, at)
+        bounds, _ = held_bounds(vehicle, caps, at, at + timedelta(seconds=1))
+        setpoint = round(bounds.clamp(asked_w), 1)
+        return _Target(ctx, bounds, setpoint, setpoint != round(vehicle.clamp(asked_w), 1))
+
+    async def _central_targets(
+        self, contexts: list[Plugged], hz: float, at: datetime
+    ) -> list[_Target]:
         async with self._db.read() as conn:
             curves = await xrepo.stations_with_freq_watt(conn)
         if not curves:
@@ -68,9 +83,7 @@ class CentralFrequencyPart(FleetPart):
                 curve = FreqWattCurve(tuple((float(h), float(w)) for h, w in curves[station_id]))
             except (ValueError, TypeError, IndexError):
                 continue
-            v = ctx.vehicle
-            bounds = PowerBounds(v.max_charge_kw * 1000.0, v.max_discharge_kw * 1000.0)
-            out.append(_Target(ctx, bounds, round(bounds.clamp(freq_watt(curve, hz)), 1)))
+            out.append(await self._held_target(ctx, freq_watt(curve, hz), at))
         return out
 
     async def central_frequency(
@@ -78,7 +91,7 @@ class CentralFrequencyPart(FleetPart):
     ) -> list[dict[str, Any]]:
         """One frequency sample for the CentralFrequency stations: set, move or clear each
         one's Dynamic profile; one result per message sent."""
-        targets = await self._central_targets(contexts, hz)
+        targets = await self._central_targets(contexts, hz, at)
         if not targets:
             return []
         now = self._clock()
@@ -118,6 +131,8 @@ class CentralFrequencyPart(FleetPart):
             "action": action,
             "setpoint_w": target.setpoint_w,
         }
+        if target.limited:
+            result["limited_by"] = "envelope"
         try:
             if action == "set":
                 update = schedule_update(target.setpoint_w, target.bounds)
@@ -158,6 +173,32 @@ class CentralFrequencyPart(FleetPart):
         except CsmsError as exc:
             result["status"], result["error"] = "failed", str(exc)
         return result
+
+    async def central_envelope_changed(
+        self, contexts: list[Plugged], now: datetime
+    ) -> list[dict[str, Any]]:
+        """The envelope of these vehicles' stations changed: each station holding a
+        CentralFrequency profile gets its setpoint and bounds moved into the new share
+        (UpdateDynamicSchedule); the next frequency sample moves it on from there."""
+        async with self._db.read() as conn:
+            held = await vrepo.get_rule_state(conn, CENTRAL_FREQUENCY_RULE) or {}
+        targets = [
+            await self._held_target(ctx, float(held[ctx.vehicle.station_id]), now)
+            for ctx in contexts
+            if ctx.vehicle.station_id in held
+        ]
+        if not targets:
+            return []
+
+        async def remember(conn: AsyncConnection) -> None:
+            state = await vrepo.lock_rule_state(conn, CENTRAL_FREQUENCY_RULE, now)
+            for target in targets:
+                if target.ctx.vehicle.station_id in state:
+                    state[target.ctx.vehicle.station_id] = target.setpoint_w
+            await vrepo.save_rule_state(conn, CENTRAL_FREQUENCY_RULE, state, now)
+
+        await self._db.write(remember)
+        return list(await asyncio.gather(*(self._central_send(t, "update", now) for t in targets)))
 
     async def stop_central_frequency(self, station_id: str) -> dict[str, Any]:
         """The response is switched off: clear the station's Dynamic profile (Unknown when it

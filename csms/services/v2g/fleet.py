@@ -37,7 +37,7 @@ from csms.v2g import (
     vehicle_flexibility,
 )
 from csms.v2g import bounds as b
-from csms.v2g.envelope_caps import narrowed_session
+from csms.v2g.envelope_caps import envelope_share_w, held_power_w, narrowed_session
 from csms.v2g.fleet import DISPATCH_METHODS, Bid, FleetFlexibility, Flexibility
 
 log = logging.getLogger(__name__)
@@ -141,18 +141,32 @@ class FleetPart(V2xPart):
         frequency: bool = False,
     ) -> dict[str, Any]:
         """A TxProfile running the vehicle at `power_w` for `duration_s`, in the station's own
-        version's means (v2x.py: 2.1 operation modes, or the 2.0.1 negative limit)."""
+        version's means (v2x.py: 2.1 operation modes, or the 2.0.1 negative limit), held within
+        the station's envelope share over the whole duration (issue 18): a cut power is sent
+        and recorded as `kw`, with `requested_kw` and `limited_by: "envelope"`."""
         tx = ctx.transaction
         assert tx is not None and tx.evse_id is not None and ctx.vehicle.station_id is not None
+        caps = await self.power_caps(ctx.vehicle.station_id, now)
+        end = now + timedelta(seconds=duration_s)
+        sent_w, limited = held_power_w(power_w, caps, now, end)
         result: dict[str, Any] = {
             "station_id": ctx.vehicle.station_id,
             "evse_id": tx.evse_id,
             "transaction_id": tx.transaction_id,
-            "kw": power_w / 1000.0,
+            "kw": sent_w / 1000.0,
         }
+        if limited:
+            result.update(requested_kw=power_w / 1000.0, limited_by="envelope")
         try:
             profile, version = await self.power_profile(
-                ctx, power_w, duration_s, profile_id, stack_level, now, frequency=frequency
+                ctx,
+                sent_w,
+                duration_s,
+                profile_id,
+                stack_level,
+                now,
+                frequency=frequency,
+                share_w=envelope_share_w(caps, now, end),
             )
             result["ocpp_version"] = version.label
             answer = await self._commands.send(

@@ -12,8 +12,9 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -32,6 +33,7 @@ from csms.v2g import (
     UnderFrequencyEvent,
     UnderFrequencyRule,
 )
+from csms.v2g.envelope_caps import held_bounds
 from csms.v2g.frequency import EventSnapshot, EventState
 from csms.v2g.v2x import OperationMode, frequency_period, v21_profile
 
@@ -114,14 +116,50 @@ class FrequencyPart(CentralFrequencyPart):
                 ctx.vehicle.id: result for ctx, result in zip(fired, results, strict=True)
             }
             requested = -s.frequency_discharge_kw * len(fired)
-            await self._record_dispatch(
-                "frequency", at, duration_s, requested, requested, per_vehicle
-            )
+            held = sum(r["kw"] for r in results)  # within each station's envelope share
+            await self._record_dispatch("frequency", at, duration_s, requested, held, per_vehicle)
             return {
                 "fired": [dict(r, vehicle_id=v) for v, r in per_vehicle.items()],
                 "restored": restored,
                 **extra,
             }
+
+    async def frequency_envelope_changed(
+        self, site_id: str, station_ids: Sequence[str]
+    ) -> list[dict[str, Any]]:
+        """The site's envelope changed during a frequency response (issue 18): what its
+        stations were sent is held to the new share. An under-frequency event still running is
+        sent again for the time it has left (same profile id: it replaces the old one, cut to
+        the new share); a CentralFrequency profile has its setpoint and bounds moved
+        (`central_envelope_changed`). One result per message sent."""
+        wanted = set(station_ids)
+        now = self._clock()
+        contexts = [c for c in await self._plugged() if c.vehicle.station_id in wanted]
+        if not contexts:
+            return []
+        async with self._db.read() as conn:
+            stored = await vrepo.get_rule_state(conn, UNDER_FREQUENCY_RULE) or {}
+        s = self.settings
+        resent = []
+        for ctx in contexts:
+            try:
+                snapshot = EventSnapshot.from_dict(stored.get(ctx.vehicle.id) or {})
+            except ValueError:
+                continue
+            left_s = snapshot.until - now.timestamp()
+            if snapshot.state is EventState.ACTIVE and left_s >= 1:
+                result = await self._send_power(
+                    ctx,
+                    -s.frequency_discharge_kw * 1000.0,
+                    round(left_s),
+                    FREQUENCY_PROFILE_ID,
+                    FREQUENCY_STACK_LEVEL,
+                    now,
+                    frequency=True,
+                )
+                resent.append({**result, "vehicle_id": ctx.vehicle.id, "site_id": site_id})
+        central = await self.central_envelope_changed(contexts, now)
+        return resent + [{**r, "site_id": site_id} for r in central]
 
     async def _frequency_step(
         self,
@@ -270,10 +308,16 @@ class FrequencyPart(CentralFrequencyPart):
             tx = ctx.transaction
             if tx is None or tx.evse_id is None:
                 raise InvalidRequest(f"station {station_id!r} has no active transaction")
+            now = self._clock()
+            # the station's envelope share in force now (an envelope change re-sends it)
+            bounds, _ = held_bounds(
+                await self.power_bounds(ctx),
+                await self.power_caps(station_id, now),
+                now,
+                now + timedelta(seconds=1),
+            )
             try:
-                period = frequency_period(
-                    [(float(h), float(w)) for h, w in points], await self.power_bounds(ctx)
-                )
+                period = frequency_period([(float(h), float(w)) for h, w in points], bounds)
                 profile = v21_profile(
                     [period],
                     profile_id=FREQUENCY_PROFILE_ID,

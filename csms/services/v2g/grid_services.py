@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from csms.domain.errors import CsmsError, InvalidRequest
@@ -38,6 +38,7 @@ from csms.v2g.der_curves import (
     set_der_control_request,
     setting_from_dict,
 )
+from csms.v2g.envelope_caps import held_bounds
 from csms.v2g.v2x import (
     LOCAL_CONTROL_MODES,
     OperationMode,
@@ -256,7 +257,14 @@ class GridServicesPart(FleetPart):
                 return {**result, "status": "skipped", "reason": "no CentralFrequency mode"}
             v = ctx.vehicle
             discharge_kw = v.max_discharge_kw if v.v2g_enabled else 0.0
-            bounds = PowerBounds(v.max_charge_kw * 1000.0, discharge_kw * 1000.0)
+            vehicle = PowerBounds(v.max_charge_kw * 1000.0, discharge_kw * 1000.0)
+            # held to the station's envelope share over the whole activation (issue 18)
+            share = await self.power_caps(station_id, moment)
+            end = moment + timedelta(seconds=duration_s)
+            bounds, _ = held_bounds(vehicle, share, moment, end)
+            powers = [baseline_w, *(w for _, w in curve)]
+            if any(bounds.clamp(w) != vehicle.clamp(w) for w in powers):
+                result["limited_by"] = "envelope"
             profile = v21_profile(
                 [afrr_period(curve, bounds, baseline_w=baseline_w)],
                 profile_id=AFRR_PROFILE_ID,
@@ -314,7 +322,10 @@ class GridServicesPart(FleetPart):
             raise InvalidRequest(f"station {station_id!r} has no vehicle session to hand over")
         v = ctx.vehicle
         discharge_kw = v.max_discharge_kw if v.v2g_enabled else 0.0
-        bounds = PowerBounds(v.max_charge_kw * 1000.0, discharge_kw * 1000.0)
+        vehicle = PowerBounds(v.max_charge_kw * 1000.0, discharge_kw * 1000.0)
+        now = self._clock()
+        share = await self.power_caps(station_id, now)
+        bounds, limited = held_bounds(vehicle, share, now, now + timedelta(seconds=duration_s))
         try:
             period = local_control_period(
                 chosen, bounds, max_charge_w=max_charge_w, max_discharge_w=max_discharge_w
@@ -325,7 +336,7 @@ class GridServicesPart(FleetPart):
             [period],
             profile_id=LOCAL_CONTROL_PROFILE_ID,
             stack_level=LOCAL_CONTROL_STACK_LEVEL,
-            start_schedule=ocpp_datetime(self._clock()),
+            start_schedule=ocpp_datetime(now),
             duration_s=duration_s,
             transaction_id=ctx.transaction.transaction_id,
         )
@@ -334,7 +345,8 @@ class GridServicesPart(FleetPart):
             "SetChargingProfile",
             {"evseId": ctx.transaction.evse_id, "chargingProfile": profile},
         )
-        return {"station_id": station_id, "status": str(answer.get("status")), "profile": profile}
+        out = {"station_id": station_id, "status": str(answer.get("status")), "profile": profile}
+        return {**out, "limited_by": "envelope"} if limited else out
 
     async def end_local_control(self, station_id: str) -> dict[str, Any]:
         """Clear the local-control profile: the plan (or a dispatch) applies again."""

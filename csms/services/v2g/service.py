@@ -78,6 +78,14 @@ class V2gService(
                 done.append(station_id)
         return done
 
+    async def grid_services_envelope_changed(
+        self, site_id: str, station_ids: Sequence[str]
+    ) -> None:
+        """The site's envelope changed: a frequency response running at its stations is held
+        to the new share (frequency.py)."""
+        for result in await self.frequency_envelope_changed(site_id, station_ids):
+            log.info("site %s envelope change, frequency response: %s", site_id, result)
+
     def _holds(self, station_id: str) -> bool:
         """Whether this node re-plans the station's vehicles: it holds the station's websocket
         (always, without a router)."""
@@ -128,4 +136,5 @@ def v2g_service_for(services: Any) -> V2gService:
         services._v2g_service = found
         if envelopes is not None:  # an envelope change re-plans the site's vehicles
             envelopes.add_listener(found.replan_stations)
+            envelopes.add_listener(found.grid_services_envelope_changed)
     return found

@@ -147,10 +147,13 @@ class V2xPart(SessionsPart):
         now: datetime,
         *,
         frequency: bool = False,
+        share_w: tuple[float, float] | None = None,
     ) -> tuple[dict[str, Any], OcppVersion]:
         """One-period TxProfile running the EV at `power_w` (signed) for `duration_s`: on 2.1
         CentralSetpoint (CentralFrequency when `frequency` and the station offers it), on 2.0.1
-        a signed limit. `ctx` is a SessionContext or a fleet Plugged (vehicle + transaction)."""
+        a signed limit. `ctx` is a SessionContext or a fleet Plugged (vehicle + transaction).
+        `share_w`: the station's envelope share (charge W, discharge W) that the 2.1 bounds
+        (`limit`, `dischargeLimit`) are narrowed to."""
         tx = ctx.transaction
         station_id = ctx.vehicle.station_id
         version = await self.station_version(station_id)
@@ -176,6 +179,10 @@ class V2xPart(SessionsPart):
         bounds = PowerBounds(v.max_charge_kw * 1000.0, v.max_discharge_kw * 1000.0)
         if isinstance(ctx, SessionContext):
             bounds = await self.power_bounds(ctx)
+        if share_w is not None:
+            bounds = PowerBounds(
+                min(bounds.max_charge_w, share_w[0]), min(bounds.max_discharge_w, share_w[1])
+            )
         modes = caps.operation_modes if caps.enabled and caps.operation_modes else None
         if frequency and caps.enabled and OperationMode.CENTRAL_FREQUENCY in caps.operation_modes:
             period = central_frequency_period(power_w, bounds)

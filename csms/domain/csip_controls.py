@@ -63,6 +63,10 @@ cactus_test_definitions 1.15, which encode SA TS 5573; envoy 1.5 is the referenc
   is open-ended with start and received_at at the epoch, so it does not change between
   evaluations; fields a default supplies during a control come as a non-default envelope with
   the default's mRID as control_id.
+- rampTms (2030.5 DERControlBase: the time to move from the current setting to the control's;
+  ALL-25, ALL-28): not a field of its own; the envelopes of the fields a control holds carry
+  its `ramp_time_s`, and the enforcement steps the stations' bounds over it
+  (csms.domain.envelope_ramps). A control with one is answered like any other.
 - Communication loss (ALL-23: "DER should continue to follow the DERControl schedule and then
   reduce to the DefaultDERControl value"): by default nothing changes when the server cannot be
   reached. A DNSP that wants a reversion to defaults after a timeout sets `comm_loss_timeout_s`

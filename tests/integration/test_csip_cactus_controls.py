@@ -32,7 +32,11 @@ estimate reached its end: fixed by csip_controls.VANISHED_AT_END_TOLERANCE, not 
 since), ALL-22 randomisation (the runner leaves "random enough"
 to a human: the test checks each effective start lies in its window, about 12 min), ALL-23
 communication loss (the stored schedule followed while the server is unreachable, about 10
-min), ALL-24 scaling factors (multipliers 2 and 1 scaled back to W, about 11 min).
+min), ALL-24 scaling factors (multipliers 2 and 1 scaled back to W, about 11 min), ALL-25
+a control's rampTms (the envelope carries 60 s; the procedure ends itself with finish-test,
+after which the runner answers 410: the loop stops there and finalize judges; about 6 min),
+ALL-28 changing ramp rates (setGradW 0.27 -> 1 %/s, controls without and with rampTms,
+cancelled then started; about 22 min).
 Command (concurrently, one runner each, CSMS_TEST_CSIP_RUNNERS at once; -k picks some):
   CSMS_TEST_CSIP_LONG=1 CSMS_TEST_POSTGRES_URL=postgresql+asyncpg://postgres@127.0.0.1:5432/test \\
     .venv/bin/python -m pytest tests/integration/test_csip_cactus_controls.py -q
@@ -219,15 +223,20 @@ async def run_procedure(test_id: str, plan: Plan, venv: Path, url: str, workdir:
 
         limits: list[tuple[int, dict[str, float | None]]] = []
         failed = 0
+        runner_finished = False
 
         async def tick() -> SiteLiveState:
-            nonlocal failed
+            nonlocal failed, runner_finished
             async with db.read() as conn:
                 fresh = await sites_repo.get_site(conn, site.id)
                 envelopes = await sites_repo.site_envelopes(conn, site.id)
             assert fresh is not None
             state = await client.tick(fresh)
-            if state.last_error is not None:
+            if state.last_error is not None and "HTTP 410" in state.last_error:
+                # The procedure's own finish-test action (ALL-25): the runner answers 410 to
+                # everything after it; finalize judges the steps and criteria.
+                runner_finished = True
+            elif state.last_error is not None:
                 assert plan.comm_loss, f"{test_id}: {state.last_error}"
                 failed += 1
             envelope = envelope_at(envelopes, now())
@@ -253,6 +262,8 @@ async def run_procedure(test_id: str, plan: Plan, venv: Path, url: str, workdir:
         proceeded = False
         while loop.time() < deadline:
             live = await tick()
+            if runner_finished:
+                break
             status = await runner.status()
             steps, _ = parse_status(status)
             if steps and all(steps.values()) and await ended() >= plan.controls_ended:

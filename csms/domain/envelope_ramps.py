@@ -115,9 +115,9 @@ def ramp_periods(
         for k, moment in enumerate(moments):
             step_end = moments[k + 1] if k + 1 < len(moments) else period.end
             bounds = ChargerBounds(_value_at(charge, moment), _value_at(discharge, moment))
-            out.append(
-                StationPeriod(moment, step_end, bounds, period.ramp_rate_pct_per_s, period.envelope)
-            )
+            # The steps are the ramp: the default's setGradW (2030.5: used when rampTms is
+            # absent) does not slow it further on the agent.
+            out.append(StationPeriod(moment, step_end, bounds, None, period.envelope))
     return out
 
 

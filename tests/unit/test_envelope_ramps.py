@@ -4,6 +4,7 @@ stations' bounds step from the previous ones to the new over the ramp time (pure
 from __future__ import annotations
 
 import itertools
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -113,8 +114,14 @@ def test_all_25_a_control_with_ramp_time_moves_from_the_held_bounds_over_60_s() 
     # Half way it has not passed the straight line.
     half = bounds_at(ramped, T0 + timedelta(seconds=30))
     assert 0 < half.max_discharge_w <= 1080.0
+    # rampTms replaces the default's setGradW for this transition (2030.5).
+    with_rate = station_periods([replace(envelope(T0, 2160.0, 60.0), ramp_rate_pct_per_s=1.0)], T0)
+    assert with_rate[0].ramp_rate_pct_per_s == 1.0
+    stepped = ramp_periods(with_rate, current=ChargerBounds(0.0, 0.0))
+    assert all(p.ramp_rate_pct_per_s is None for p in stepped if p.envelope is not None)
     # After the ramp the envelope's own period goes on unchanged, then the one after it.
     assert ramped[-2].end == periods[0].end and ramped[-1] == periods[-1]
+    assert ramped[-2].bounds == periods[0].bounds
 
 
 def test_a_tightening_ramp_is_never_slower_than_the_line() -> None:

@@ -316,12 +316,14 @@ class EnvelopeService:
         version = await self._version(station_id)
         max_periods = await self._max_periods(station_id)
         # A control's rampTms: from the bounds the station last accepted, stepped (issue 18).
+        # The 2.1 DER limit below takes the unstepped periods: its new value at once (a ramp
+        # down there is immediate, never slower; a ramp up is held back by the profile).
         last = await self.last_enforcement(station_id)
         held = last.payload if last.action == "SetChargingProfile" else None
         current = profile_bounds_at(held, now) if last.status == "Accepted" else None
-        periods = ramp_periods(periods, current=current, max_steps=max_periods - 2)
+        ramped = ramp_periods(periods, current=current, max_steps=max_periods - 2)
         built = envelope_profile(
-            periods,
+            ramped,
             site_id=site_id,
             now=now,
             ocpp_2_1=version is OcppVersion.V21,

@@ -34,9 +34,9 @@ to a human: the test checks each effective start lies in its window, about 12 mi
 communication loss (the stored schedule followed while the server is unreachable, about 10
 min), ALL-24 scaling factors (multipliers 2 and 1 scaled back to W, about 11 min), ALL-25
 a control's rampTms (the envelope carries 60 s; the procedure ends itself with finish-test,
-after which the runner answers 410: the loop stops there and finalize judges; about 6 min),
+after which the runner answers 410: the loop stops there and finalize judges; about 8 min),
 ALL-28 changing ramp rates (setGradW 0.27 -> 1 %/s, controls without and with rampTms,
-cancelled then started; about 22 min).
+cancelled then started; about 24 min).
 Command (concurrently, one runner each, CSMS_TEST_CSIP_RUNNERS at once; -k picks some):
   CSMS_TEST_CSIP_LONG=1 CSMS_TEST_POSTGRES_URL=postgresql+asyncpg://postgres@127.0.0.1:5432/test \\
     .venv/bin/python -m pytest tests/integration/test_csip_cactus_controls.py -q

@@ -10,7 +10,7 @@ from pydantic import BaseModel, Field, field_validator, model_validator
 
 from csms.api.schemas import JsonAwareDatetime, StrictModel
 from csms.api.site_meter_schemas import MeterRead
-from csms.domain.envelopes import MAX_ENVELOPE_W, MAX_RAMP_PCT_PER_S
+from csms.domain.envelopes import MAX_ENVELOPE_W, MAX_RAMP_PCT_PER_S, MAX_RAMP_TIME_S
 from csms.domain.sites import MAX_SFDI, MAX_STATIONS_PER_SITE, nmi_problem
 
 SiteIdField = Field(
@@ -83,6 +83,12 @@ class EnvelopeIn(StrictModel):
     energize: bool | None = None
     connect: bool | None = None
     ramp_rate_pct_per_s: float | None = Field(None, gt=0, le=MAX_RAMP_PCT_PER_S)
+    ramp_time_s: float | None = Field(
+        None,
+        gt=0,
+        le=MAX_RAMP_TIME_S,
+        description="the stations' bounds move from the previous ones to these over this time",
+    )
 
     @field_validator(
         "export_limit_w", "import_limit_w", "generation_limit_w", "load_limit_w", mode="before"
@@ -119,6 +125,7 @@ class EnvelopeRead(BaseModel):
     energize: bool | None
     connect: bool | None
     ramp_rate_pct_per_s: float | None
+    ramp_time_s: float | None
 
 
 class ChargerBoundsRead(BaseModel):

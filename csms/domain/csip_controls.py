@@ -63,6 +63,10 @@ cactus_test_definitions 1.15, which encode SA TS 5573; envoy 1.5 is the referenc
   is open-ended with start and received_at at the epoch, so it does not change between
   evaluations; fields a default supplies during a control come as a non-default envelope with
   the default's mRID as control_id.
+- rampTms (2030.5 DERControlBase: the time to move from the current setting to the control's;
+  ALL-25, ALL-28): not a field of its own; the envelopes of the fields a control holds carry
+  its `ramp_time_s`, and the enforcement steps the stations' bounds over it
+  (csms.domain.envelope_ramps). A control with one is answered like any other.
 - Communication loss (ALL-23: "DER should continue to follow the DERControl schedule and then
   reduce to the DefaultDERControl value"): by default nothing changes when the server cannot be
   reached. A DNSP that wants a reversion to defaults after a timeout sets `comm_loss_timeout_s`
@@ -73,7 +77,8 @@ cactus_test_definitions 1.15, which encode SA TS 5573; envoy 1.5 is the referenc
 - Bounds (every number from the server): duration 1 s .. MAX_DURATION_S (366 days); start at
   most MAX_START_AHEAD_S (366 days) ahead; randomisation |x| <= 3600; primacy 0..255 (UInt8);
   currentStatus 0..4; mRID 1..64 characters; limits as OperatingEnvelope validates them (0..10
-  MW, ramp in (0, 100] %/s). A control outside these is rejected (253) and never applied; a
+  MW, ramp in (0, 100] %/s, rampTms in (0, 1 h]). A control outside these is rejected (253) and
+  never applied; a
   default outside them is ignored; a control without a usable mRID cannot be answered and is
   left out, and a replyTo over 1024 characters is not used. A control that sets none of the
   fields above but modes the client could not map (`unsupported_modes`, e.g. opModFixedW) is
@@ -96,7 +101,7 @@ from datetime import UTC, datetime, timedelta
 from enum import IntEnum
 from typing import Any
 
-from csms.domain.envelopes import OperatingEnvelope
+from csms.domain.envelopes import MAX_RAMP_TIME_S, OperatingEnvelope
 
 SOURCE = "csip-aus"
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -196,9 +201,12 @@ class CsipControl:
     reply_to: str | None
     response_required: int  # 2030.5 responseRequired bitmap
     limits: DerLimits
-    # Added: DERControlBase modes the client found but cannot map (e.g. opModFixedW, rampTms).
+    # Added: DERControlBase modes the client found but cannot map (e.g. opModFixedW).
     # A control with nothing but these is rejected 252 (control parameter not applicable).
     unsupported_modes: frozenset[str] = frozenset()
+    # DERControlBase.rampTms / 100: the time to move from the limits in force before it to its
+    # own (csms.domain.envelope_ramps); carried by its envelopes, not a field of its own.
+    ramp_time_s: float | None = None
 
 
 @dataclass(frozen=True)
@@ -364,6 +372,9 @@ def control_error(control: CsipControl, now: datetime) -> str | None:
         return "randomisation out of range"
     if not EventStatus.SCHEDULED <= control.current_status <= EventStatus.SUPERSEDED:
         return "unknown currentStatus"
+    ramp = control.ramp_time_s
+    if ramp is not None and not (math.isfinite(ramp) and 0 < ramp <= MAX_RAMP_TIME_S):
+        return "rampTms out of range"
     return _limits_error(control.limits)
 
 
@@ -638,6 +649,8 @@ def _envelopes(
                         item.control.limits, name
                     )
                     holders[item.control.mrid] = item.record.received_at or EPOCH
+            if item.control.mrid in taken and item.control.ramp_time_s is not None:
+                taken[item.control.mrid]["ramp_time_s"] = item.control.ramp_time_s
         if not taken:
             continue
         claimed = {name for v in taken.values() for name in v}

@@ -7,7 +7,9 @@ operator. Its limits, all W and magnitudes (>= 0):
 - generation_limit_w / load_limit_w: of the DER itself, here the site's chargers together
   (opModGenLimW / LoadLimW);
 - energize / connect False: no energy transfer at all (opModEnergize / opModConnect);
-- ramp_rate_pct_per_s: setGradW / 100, % of rated power per second.
+- ramp_rate_pct_per_s: setGradW / 100, % of rated power per second;
+- ramp_time_s: a DERControl's rampTms / 100: the time to move from the limit in force before it
+  to its own (see `ramp_periods`).
 
 `envelope_at` picks the envelope in force; `charger_bounds` turns it into the charge and
 discharge the site's chargers may do together, given what the rest of the site draws
@@ -24,6 +26,7 @@ from datetime import UTC, datetime, timedelta
 
 MAX_ENVELOPE_W = 1e7  # 10 MW: far above any site this project serves; larger is an error
 MAX_RAMP_PCT_PER_S = 100.0
+MAX_RAMP_TIME_S = 3600.0  # a longer ramp from a peer is clamped to this (2030.5 UInt16: 655 s)
 
 
 @dataclass(frozen=True)
@@ -42,6 +45,7 @@ class OperatingEnvelope:
     energize: bool | None = None
     connect: bool | None = None
     ramp_rate_pct_per_s: float | None = None
+    ramp_time_s: float | None = None
 
     def __post_init__(self) -> None:
         for moment in (self.start, self.end, self.received_at):
@@ -56,6 +60,11 @@ class OperatingEnvelope:
         ramp = self.ramp_rate_pct_per_s
         if ramp is not None and not (math.isfinite(ramp) and 0 < ramp <= MAX_RAMP_PCT_PER_S):
             raise ValueError(f"ramp_rate_pct_per_s must be in (0, {MAX_RAMP_PCT_PER_S:g}]")
+        ramp_time = self.ramp_time_s
+        if ramp_time is not None and not (
+            math.isfinite(ramp_time) and 0 < ramp_time <= MAX_RAMP_TIME_S
+        ):
+            raise ValueError(f"ramp_time_s must be in (0, {MAX_RAMP_TIME_S:g}]")
 
     def covers(self, t: datetime) -> bool:
         return self.start <= t and (self.end is None or t < self.end)
@@ -84,6 +93,7 @@ def _merge(envelopes: Sequence[OperatingEnvelope]) -> OperatingEnvelope:
             "generation_limit_w",
             "load_limit_w",
             "ramp_rate_pct_per_s",
+            "ramp_time_s",  # the shortest: a tightening is never slower than asked
         ):
             values[name] = _tightest(values[name], getattr(other, name))
         for name in ("energize", "connect"):
@@ -173,6 +183,7 @@ _LIMIT_FIELDS = (
     "energize",
     "connect",
     "ramp_rate_pct_per_s",
+    "ramp_time_s",
 )
 
 

@@ -436,5 +436,6 @@ site_envelopes = sa.Table(
     sa.Column("energize", sa.Boolean),
     sa.Column("connect", sa.Boolean),
     sa.Column("ramp_rate_pct_per_s", sa.Float),
+    sa.Column("ramp_time_s", sa.Float),  # a DERControl's rampTms / 100 (migration 0019)
     sa.Index("ix_site_envelopes_site_id", "site_id", "source"),
 )

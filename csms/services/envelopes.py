@@ -36,6 +36,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
+from csms.domain.envelope_ramps import profile_bounds_at, ramp_periods
 from csms.domain.envelopes import (
     DEFAULT_PERIODS_PER_SCHEDULE,
     TIMELINE_HORIZON_S,
@@ -100,6 +101,7 @@ def _fingerprint(envelopes: Sequence[OperatingEnvelope]) -> str:
                 e.energize,
                 e.connect,
                 e.ramp_rate_pct_per_s,
+                e.ramp_time_s,
             ]
         )
         for e in envelopes
@@ -320,12 +322,20 @@ class EnvelopeService:
         now: datetime,
     ) -> StationEnforcement:
         version = await self._version(station_id)
+        max_periods = await self._max_periods(station_id)
+        # A control's rampTms: from the bounds the station last accepted, stepped (issue 18).
+        # The 2.1 DER limit below takes the unstepped periods: its new value at once (a ramp
+        # down there is immediate, never slower; a ramp up is held back by the profile).
+        last = await self.last_enforcement(station_id)
+        held = last.payload if last.action == "SetChargingProfile" else None
+        current = profile_bounds_at(held, now) if last.status == "Accepted" else None
+        ramped = ramp_periods(periods, current=current, max_steps=max_periods - 2)
         built = envelope_profile(
-            periods,
+            ramped,
             site_id=site_id,
             now=now,
             ocpp_2_1=version is OcppVersion.V21,
-            max_periods=await self._max_periods(station_id),
+            max_periods=max_periods,
         )
         refresh = now + timedelta(seconds=REFRESH_AFTER_S)
         resend_at = min(built.resend_at or refresh, refresh)

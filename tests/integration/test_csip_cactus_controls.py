@@ -32,7 +32,11 @@ estimate reached its end: fixed by csip_controls.VANISHED_AT_END_TOLERANCE, not 
 since), ALL-22 randomisation (the runner leaves "random enough"
 to a human: the test checks each effective start lies in its window, about 12 min), ALL-23
 communication loss (the stored schedule followed while the server is unreachable, about 10
-min), ALL-24 scaling factors (multipliers 2 and 1 scaled back to W, about 11 min).
+min), ALL-24 scaling factors (multipliers 2 and 1 scaled back to W, about 11 min), ALL-25
+a control's rampTms (the envelope carries 60 s; the procedure ends itself with finish-test,
+after which the runner answers 410: the loop stops there and finalize judges; about 8 min),
+ALL-28 changing ramp rates (setGradW 0.27 -> 1 %/s, controls without and with rampTms,
+cancelled then started; about 24 min).
 Command (concurrently, one runner each, CSMS_TEST_CSIP_RUNNERS at once; -k picks some):
   CSMS_TEST_CSIP_LONG=1 CSMS_TEST_POSTGRES_URL=postgresql+asyncpg://postgres@127.0.0.1:5432/test \\
     .venv/bin/python -m pytest tests/integration/test_csip_cactus_controls.py -q
@@ -83,7 +87,13 @@ long_only = pytest.mark.skipif(not LONG, reason="real minutes: set CSMS_TEST_CSI
 BOUNDS = PollBounds(min_s=1, max_s=3600, retry_s=1)
 RATED_W = 7200.0
 TICK_S = 1.0
-LIMIT_FIELDS = ("export_limit_w", "import_limit_w", "generation_limit_w", "load_limit_w")
+LIMIT_FIELDS = (
+    "export_limit_w",
+    "import_limit_w",
+    "generation_limit_w",
+    "load_limit_w",
+    "ramp_time_s",
+)
 MIGRATIONS = asyncio.Lock()
 # Each runner and its envoy hold about six PostgreSQL connections (the server allows 100,
 # shared): at most this many runners at once, the others wait for a free one.
@@ -154,6 +164,8 @@ PLANS: dict[str, Plan] = {
     "LOA-04": Plan(1500, long=True),
     "ALL-21": Plan(1900, long=True, controls_ended=24),
     "ALL-24": Plan(1200, long=True),
+    "ALL-25": Plan(700, long=True),
+    "ALL-28": Plan(1800, long=True),
     "GEN-11": Plan(900, long=True, controls_ended=5),
     "GEN-12": Plan(900, long=True, controls_ended=5),
     "LOA-11": Plan(900, long=True, controls_ended=5),
@@ -211,15 +223,20 @@ async def run_procedure(test_id: str, plan: Plan, venv: Path, url: str, workdir:
 
         limits: list[tuple[int, dict[str, float | None]]] = []
         failed = 0
+        runner_finished = False
 
         async def tick() -> SiteLiveState:
-            nonlocal failed
+            nonlocal failed, runner_finished
             async with db.read() as conn:
                 fresh = await sites_repo.get_site(conn, site.id)
                 envelopes = await sites_repo.site_envelopes(conn, site.id)
             assert fresh is not None
             state = await client.tick(fresh)
-            if state.last_error is not None:
+            if state.last_error is not None and "HTTP 410" in state.last_error:
+                # The procedure's own finish-test action (ALL-25): the runner answers 410 to
+                # everything after it; finalize judges the steps and criteria.
+                runner_finished = True
+            elif state.last_error is not None:
                 assert plan.comm_loss, f"{test_id}: {state.last_error}"
                 failed += 1
             envelope = envelope_at(envelopes, now())
@@ -245,6 +262,8 @@ async def run_procedure(test_id: str, plan: Plan, venv: Path, url: str, workdir:
         proceeded = False
         while loop.time() < deadline:
             live = await tick()
+            if runner_finished:
+                break
             status = await runner.status()
             steps, _ = parse_status(status)
             if steps and all(steps.values()) and await ended() >= plan.controls_ended:
@@ -470,3 +489,34 @@ async def test_all_24_validation_of_scaling_factors(runs: dict[str, asyncio.Task
         seen = [x for _, limit in run.limits if (x := limit[name]) is not None]
         for fraction in (0.3, 0.4):
             assert any(abs(x - RATED_W * fraction) <= RATED_W / 100 for x in seen), run.limits
+
+
+def _ramped(run: Run, fraction: float, ramp_s: float | None) -> None:
+    """A limit of `fraction` of the rating on export and import was in force with the ramp
+    time `ramp_s` (rampTms / 100; None: none, the default's setGradW applies)."""
+    assert any(
+        limit["ramp_time_s"] == ramp_s
+        and limit["export_limit_w"] is not None
+        and round(limit["export_limit_w"]) == round(RATED_W * fraction)
+        and limit["import_limit_w"] is not None
+        and round(limit["import_limit_w"]) == round(RATED_W * fraction)
+        for _, limit in run.limits
+    ), run.limits
+
+
+@long_only
+async def test_all_25_active_control_ramp_rates(runs: dict[str, asyncio.Task[Run]]) -> None:
+    run = await _passed(runs, "ALL-25")
+    # (a) 30 % with rampTms 60 s carried by its envelope; (c) 50 % without rampTms.
+    _ramped(run, 0.3, 60.0)
+    _ramped(run, 0.5, None)
+    assert all(r.end_status == 3 for r in run.records), run.records
+
+
+@long_only
+async def test_all_28_response_to_changing_ramp_rates(runs: dict[str, asyncio.Task[Run]]) -> None:
+    run = await _passed(runs, "ALL-28")
+    # DERC1 30 % and DERC2 10 % without rampTms, DERC3 50 % with 60 s, DERC4 30 % again.
+    _ramped(run, 0.1, None)
+    _ramped(run, 0.5, 60.0)
+    assert sorted(r.end_status for r in run.records if r.end_status is not None).count(6) == 1

@@ -376,3 +376,61 @@ async def test_envelopes_stored_by_another_process_reach_the_station_in_the_refr
         await api.services.db.write(lambda c: srepo.replace_envelopes(c, "home-1", "csip-aus", []))
         assert await envelopes.refresh_due() == ["CS1"]
         await station.wait_for_call("ClearChargingProfile")
+
+
+async def test_a_ramp_time_reaches_the_station_as_periods_stepped_from_the_held_bounds(
+    api: ApiHarness,
+) -> None:
+    """rampTms (CACTUS ALL-25): the station holds a 4000 W export envelope; a new one of
+    1000 W with a 60 s ramp arrives as a profile whose periods step down from 4000 W to 1000 W
+    over the 60 s (never above the straight line), then 1000 W; a ramp up (6000 W, 60 s) sent
+    during it starts where the station is in the down ramp and steps up."""
+    assert api.ocpp_url is not None
+    await api.add_station("CS1")
+    await api.client.post(
+        f"{V1}/sites", json={"id": "home-1", "name": "Home", "station_ids": ["CS1"]}
+    )
+    async with connected_station(api.ocpp_url, "CS1", STATION_PASSWORD) as station:
+        now = datetime.now(UTC)
+        await put_envelopes(api, [{"start": iso(now), "export_limit_w": 4000}])
+        await until_enforced(api)
+        assert periods(profile_calls(station)[-1])[0]["customData"]["dischargeLimitW"] == 4000.0
+
+        start = datetime.now(UTC)
+        view = await put_envelopes(
+            api, [{"start": iso(start), "export_limit_w": 1000, "ramp_time_s": 60}]
+        )
+        assert view["in_force"]["ramp_time_s"] == 60.0
+        await until_enforced(api)
+        sent = profile_calls(station)[-1]
+        down = [p for p in periods(sent) if p["startPeriod"] < 86400]  # not the 24 h tail
+        schedule_start = datetime.fromisoformat(
+            sent["chargingProfile"]["chargingSchedule"][0]["startSchedule"]
+        )
+        values = [p["customData"]["dischargeLimitW"] for p in down]
+        offsets = [p["startPeriod"] for p in down]
+        assert 3 <= len(down) <= 12, down
+        assert values == sorted(values, reverse=True) and values[0] <= 4000.0
+        assert all(1000.0 <= v <= 4000.0 for v in values)
+        ends_at = (start - schedule_start).total_seconds() + 60
+        # 1000 W from the ramp's end on (start + 60 s, within the profile's whole second).
+        assert values[-1] == 1000.0 and offsets[-1] <= ends_at + 1
+        for offset, value in zip(offsets, values, strict=True):
+            line = 4000.0 - 3000.0 * min(1.0, max(0.0, (offset - ends_at + 60) / 60))
+            assert value <= line + 0.1, (offset, value, line)
+        # The charge bound (no import limit: the 22 kW default rating) does not move.
+        assert {p["limit"] for p in down} == {22000.0}
+
+        await put_envelopes(
+            api,
+            [{"start": iso(datetime.now(UTC)), "export_limit_w": 6000, "ramp_time_s": 60}],
+        )
+        await until_enforced(api)
+        up = [
+            p["customData"]["dischargeLimitW"]
+            for p in periods(profile_calls(station)[-1])
+            if p["startPeriod"] < 86400
+        ]
+        # From where the station is (a step of the down ramp it holds), up to 6000 W.
+        assert up[0] in values and up[0] < 4000.0, (up, values)
+        assert up == sorted(up) and up[-1] == 6000.0, up

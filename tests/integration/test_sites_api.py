@@ -145,6 +145,8 @@ async def test_operator_envelopes_are_validated(api: ApiHarness) -> None:
     bad = [
         ({"start": start, "export_limit_w": -1}, "envelopes.0.export_limit_w"),
         ({"start": start, "ramp_rate_pct_per_s": 0}, "envelopes.0.ramp_rate_pct_per_s"),
+        ({"start": start, "ramp_time_s": 0}, "envelopes.0.ramp_time_s"),
+        ({"start": start, "ramp_time_s": 3601}, "envelopes.0.ramp_time_s"),  # over 1 h
         ({"start": "2026-12-06T17:00:00"}, "envelopes.0.start"),  # no timezone
         ({"start": start, "end": start}, "envelopes.0"),
         ({"start": start, "color": "red"}, "envelopes.0.color"),

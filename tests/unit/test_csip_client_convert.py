@@ -87,6 +87,19 @@ def test_set_grad_w_is_hundredths_of_a_percent_per_second() -> None:
     assert convert.limits_of(base, 100).ramp_rate_pct_per_s == pytest.approx(1.0)
 
 
+def test_ramp_tms_is_hundredths_of_a_second_bounded() -> None:
+    """DERControlBase.rampTms (CACTUS ALL-25/28 send 6000: 60 s); 0 or absent: no ramp of its
+    own; longer than MAX_RAMP_TIME_S clamped; negative passed on to be rejected (253)."""
+    control = convert.control_of(_control("<rampTms>6000</rampTms>"), "/p", 0)
+    assert control.ramp_time_s == pytest.approx(60.0)
+    assert control.unsupported_modes == frozenset()
+    assert convert.ramp_time_s(None) is None and convert.ramp_time_s(0) is None
+    assert convert.ramp_time_s(65_535) == pytest.approx(655.35)
+    assert convert.ramp_time_s(10**9) == convert.MAX_RAMP_TIME_S
+    negative = convert.ramp_time_s(-5)
+    assert negative is not None and negative < 0
+
+
 def test_poll_rates_are_bounded() -> None:
     assert convert.bounded_poll_rate(60, 10, 3600) == 60
     assert convert.bounded_poll_rate(1, 10, 3600) == 10

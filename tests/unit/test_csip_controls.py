@@ -685,7 +685,7 @@ def test_control_with_only_unsupported_modes_is_rejected_not_applicable() -> Non
     client = Client()
     fixed_w = replace(ctl("FIXED", 0, 60), unsupported_modes=frozenset({"opModFixedW"}))
     mixed = replace(
-        ctl("MIXED", 0, 60, export_limit_w=9.0), unsupported_modes=frozenset({"rampTms"})
+        ctl("MIXED", 0, 60, export_limit_w=9.0), unsupported_modes=frozenset({"opModFixedVar"})
     )
     result = client.tick(0, [fixed_w, mixed])
     assert client.statuses("FIXED") == [1, 252]
@@ -949,3 +949,37 @@ def test_property_single_program_newest_holds_the_field(specs: list[tuple[int, i
         )
         in_force = envelope_at(result.envelopes, t)
         assert in_force is not None and in_force.export_limit_w == expected, second
+
+
+# --- rampTms (ALL-25, ALL-28) -----------------------------------------------------------------
+
+
+def test_all_25_a_control_with_ramp_time_is_answered_like_any_other_and_carries_it() -> None:
+    """rampTms is supported: received, started, completed (no 252), and the control's
+    envelope carries the ramp time; the default's fill during it does not."""
+    client = Client([dflt("d", export_limit_w=0.0, import_limit_w=0.0, ramp_rate_pct_per_s=1.0)])
+    derc = replace(
+        ctl("DERC1", 0, 120, export_limit_w=0.3 * MAX_W, import_limit_w=0.3 * MAX_W),
+        ramp_time_s=60.0,
+    )
+    result = client.tick(0, [derc])
+    assert client.statuses("DERC1") == [1, 2]
+    mine = [e for e in result.envelopes if e.control_id == "DERC1"]
+    assert mine and all(e.ramp_time_s == 60.0 for e in mine)
+    assert all(e.ramp_time_s is None for e in result.envelopes if e.control_id == "d")
+    in_force = client.in_force(1)
+    assert in_force is not None and in_force.ramp_time_s == 60.0
+    assert in_force.ramp_rate_pct_per_s == 1.0  # the default's setGradW carries in too
+    client.tick(121, [derc])
+    assert client.statuses("DERC1") == [1, 2, 3]
+    after = client.in_force(122)
+    assert after is not None and after.ramp_time_s is None and after.export_limit_w == 0.0
+
+
+@pytest.mark.parametrize("ramp_s", [-1.0, 0.0, float("nan"), 3601.0])
+def test_a_control_with_an_absurd_ramp_time_is_rejected_invalid(ramp_s: float) -> None:
+    client = Client()
+    bad = replace(ctl("BAD", 0, 60, export_limit_w=1.0), ramp_time_s=ramp_s)
+    result = client.tick(0, [bad])
+    assert client.statuses("BAD") == [1, 253]
+    assert not any(e.control_id == "BAD" for e in result.envelopes)

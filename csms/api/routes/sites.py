@@ -94,6 +94,7 @@ def envelope_read(e: OperatingEnvelope) -> EnvelopeRead:
         energize=e.energize,
         connect=e.connect,
         ramp_rate_pct_per_s=e.ramp_rate_pct_per_s,
+        ramp_time_s=e.ramp_time_s,
     )
 
 

@@ -136,6 +136,7 @@ function inForceTable(e) {
     row("Energize", "energize", flag(e.energize, "NO: no energy transfer")),
     row("Connect", "connect", flag(e.connect, "NO: disconnected")),
     row("Ramp", "ramp_rate_pct_per_s", e.ramp_rate_pct_per_s == null ? "not set" : `${fmt(e.ramp_rate_pct_per_s, 3)} % of rated power / s`),
+    row("Ramp time", "ramp_time_s", e.ramp_time_s == null ? "not set" : `${fmt(e.ramp_time_s, 2)} s from the previous limits`),
     row("Start", "start", stamp(e.start)),
     row("End", "end", stamp(e.end, "open-ended")),
     row("Received", "received_at", stamp(e.received_at))));

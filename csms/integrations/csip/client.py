@@ -145,6 +145,7 @@ def _envelope_key(envelopes: Sequence[OperatingEnvelope]) -> tuple[object, ...]:
                     e.energize,
                     e.connect,
                     e.ramp_rate_pct_per_s,
+                    e.ramp_time_s,
                 )
                 for e in envelopes
             ),

@@ -3,7 +3,8 @@ before use: a value the project cannot act on makes the control invalid (CsipVal
 never clipped into something else.
 
 - controls: DERControl / DefaultDERControl -> CsipControl / CsipDefaultControl (value x
-  10^multiplier, W >= 0 and <= MAX_ENVELOPE_W; setGradW in hundredths of % per second);
+  10^multiplier, W >= 0 and <= MAX_ENVELOPE_W; setGradW in hundredths of % per second;
+  rampTms in hundredths of a second, clamped to MAX_RAMP_TIME_S, a negative one refused);
 - poll rates: the server's pollRate bounded to [min, max] of the settings;
 - what the client reports: DERCapability, DERSettings, DERStatus from the site's ratings and
   live state, ConnectionPoint from the NMI, the EndDevice to register.
@@ -36,7 +37,7 @@ from envoy_schema.server.schema.sep2.der_control_types import ActivePower
 from envoy_schema.server.schema.sep2.end_device import EndDeviceRequest
 
 from csms.domain.csip_controls import CsipControl, CsipDefaultControl, DerLimits
-from csms.domain.envelopes import MAX_ENVELOPE_W, MAX_RAMP_PCT_PER_S
+from csms.domain.envelopes import MAX_ENVELOPE_W, MAX_RAMP_PCT_PER_S, MAX_RAMP_TIME_S
 
 MAX_MULTIPLIER = 9  # |power of ten| accepted on a value
 MAX_DURATION_S = 7 * 86_400  # a control longer than a week is not one we act on
@@ -90,6 +91,17 @@ def ramp_pct_per_s(set_grad_w: int | None) -> float | None:
         return None
     value = _int("setGradW", set_grad_w, 1, int(MAX_RAMP_PCT_PER_S * 100)) / 100.0
     return value
+
+
+def ramp_time_s(ramp_tms: int | None) -> float | None:
+    """DERControlBase.rampTms (hundredths of a second; absent or 0: no ramp of its own) as
+    seconds, a longer one clamped to MAX_RAMP_TIME_S. A negative or non-integer value is passed
+    on as it is, so the control is rejected (253: csip_controls.control_error)."""
+    if ramp_tms is None or ramp_tms == 0:
+        return None
+    if isinstance(ramp_tms, bool) or not isinstance(ramp_tms, int) or ramp_tms < 0:
+        return -1.0
+    return min(ramp_tms / 100.0, MAX_RAMP_TIME_S)
 
 
 def limits_of(base: DERControlBase, set_grad_w: int | None = None) -> DerLimits:
@@ -155,6 +167,7 @@ def control_of(doc: DERControlResponse, program_href: str, primacy: int) -> Csip
         response_required=int(str(doc.responseRequired or "0"), 16) & 0xFF,
         limits=limits_of(base),
         unsupported_modes=frozenset(m for m in UNSUPPORTED_MODES if getattr(base, m) is not None),
+        ramp_time_s=ramp_time_s(base.rampTms),
     )
 
 

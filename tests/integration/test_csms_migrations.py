@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 import csms.persistence.csip_tables  # registers the CSIP-AUS client's tables (0015)
 import csms.persistence.csip_telemetry_tables  # and the telemetry ones (0016)
+import csms.persistence.site_meter_tables  # the sites' household meters (0018)
 import csms.persistence.v2g_tables  # noqa: F401  (registers the V2G tables on `metadata`)
 from csms.persistence import migrate
 from csms.persistence.tables import CORE_TABLES, metadata

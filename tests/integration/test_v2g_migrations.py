@@ -27,8 +27,10 @@ V2G_TABLES = {
 }
 # Tables later revisions add (0004: the V2G rule state every node shares; 0007: OCPP 2.1
 # periodic streams and dynamic schedule updates; 0008: DER curves; 0013: OCSP answers; 0014:
-# sites and their envelopes; 0015-0016: the CSIP-AUS client's state, mirror points, subscriptions).
+# sites and their envelopes; 0015-0016: the CSIP-AUS client's state, mirror points, subscriptions;
+# 0018: the sites' household meters).
 V2G_TABLES_LATER = {
+    "site_meters",
     "ocsp_responses",
     "sites",
     "site_stations",

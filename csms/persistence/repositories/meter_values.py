@@ -125,7 +125,10 @@ async def _merge_into_stored(
         )
 
 
-def unpack_rows(rows: Iterable[Any], measurands: frozenset[str] | None = None) -> list[MeterSample]:
+def unpack_rows(
+    rows: Iterable[Any], measurands: frozenset[str] | None = None, stop: int | None = None
+) -> list[MeterSample]:
+    """The sampled values of `rows` in order (only `measurands`; the first `stop` only)."""
     out: list[MeterSample] = []
     for r in rows:
         out.extend(
@@ -139,6 +142,8 @@ def unpack_rows(rows: Iterable[Any], measurands: frozenset[str] | None = None) -
                 measurands,
             )
         )
+        if stop is not None and len(out) >= stop:
+            return out[:stop]
     return out
 
 
@@ -170,7 +175,7 @@ async def list_meter_samples(
         q = q.where(mv.c.transaction_id == transaction_id)
     # Every row holds at least one sample: `limit` rows hold at least `limit` samples.
     q = q.order_by(mv.c.timestamp, mv.c.id).limit(limit)
-    return unpack_rows((await conn.execute(q)).all())[:limit]
+    return unpack_rows((await conn.execute(q)).all(), stop=limit)
 
 
 async def page_meter_samples(
@@ -206,10 +211,10 @@ async def page_meter_samples(
     # Every row selected holds at least one wanted sampled value: `limit` rows are enough.
     if offset == 0:
         rows = (await conn.execute(mv.select().where(*where).order_by(*order).limit(limit))).all()
-        items = unpack_rows(rows, only)
-        if len(rows) < limit:
-            return Page(items[:limit], len(items), offset, limit)  # every row in this page
-        items = items[:limit]
+        if len(rows) < limit:  # every row in this page
+            items = unpack_rows(rows, only)
+            return Page(items[:limit], len(items), offset, limit)
+        items = unpack_rows(rows, only, stop=limit)
     else:
         upto = sa.func.sum(count).over(order_by=order).label("upto")
         inner = sa.select(*mv.c, count.label("wanted"), upto).where(*where).subquery()
@@ -222,7 +227,7 @@ async def page_meter_samples(
         rows = (await conn.execute(page)).all()
         # The first row may begin before `offset`: skip its sampled values up to there.
         skip = offset - (rows[0].upto - rows[0].wanted) if rows else 0
-        items = unpack_rows(rows, only)[skip : skip + limit]
+        items = unpack_rows(rows, only, stop=skip + limit)[skip:]
     counted = sa.select(sa.func.coalesce(sa.func.sum(count), 0)).where(*where)
     total = int((await conn.execute(counted)).scalar_one())
     return Page(items, total, offset, limit)

@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
+import orjson
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -103,12 +104,14 @@ async def stored_counts(database_url: str) -> tuple[Counter[tuple[str, str, int]
         )
         # Every sample row, keyed as the dedupe index keys it (station, transaction, time,
         # measurand): a count above 1 is a duplicate.
+        # (one row per MeterValue since 0017: its sampled values unpacked)
         samples = Counter(
-            (r["station_id"], r["tx"], r["ts"], r["measurand"])
+            (r["station_id"], r["tx"], r["ts"], sample[0])
             for r in await conn.fetch(
                 "SELECT station_id, coalesce(transaction_id, '') AS tx, timestamp AS ts, "
-                "measurand FROM meter_values"
+                "sampled_values FROM meter_values"
             )
+            for sample in orjson.loads(r["sampled_values"])
         )
     finally:
         await conn.close()

@@ -13,8 +13,9 @@ real `csms serve` node over HTTP:
 
 The data: `--stations` stations, each with samples every 10 s going back from now (3 measurands
 per timestamp: energy register, power, SoC), cut into 1-hour transactions (1,080 samples each);
-generated with INSERT ... SELECT generate_series in a fresh database, indexes built as the
-migrations define them, then ANALYZE.
+generated with INSERT ... SELECT generate_series in a fresh database, in the layout of 0017
+(one row per MeterValue holding its 3 sampled values; `--rows` counts sampled values), indexes
+as the migrations define them, then ANALYZE.
 """
 
 from __future__ import annotations
@@ -52,13 +53,14 @@ async def generate(dsn: str, stations: list[str], rows: int) -> float:
             await conn.execute(
                 """
                 INSERT INTO meter_values (station_id, evse_id, transaction_id, timestamp,
-                                          measurand, value, unit, context)
+                                          sample_count, sampled_values)
                 SELECT $1::text, 1, $1::text || '-tx-' || (n / $3::int),
-                       now() - (n * $4::int) * interval '1 second',
-                       m.name, n * 1.0, m.unit, 'Sample.Periodic'
+                       now() - (n * $4::int) * interval '1 second', 3,
+                       '[["Energy.Active.Import.Register",' || (n * 1.0)
+                       || ',null,null,"Sample.Periodic","Wh"],["Power.Active.Import",'
+                       || (n * 1.0) || ',null,null,"Sample.Periodic","W"],["SoC",'
+                       || (n * 1.0) || ',null,null,"Sample.Periodic","Percent"]]'
                 FROM generate_series(0, $2::int - 1) AS n
-                CROSS JOIN (VALUES ('Energy.Active.Import.Register', 'Wh'),
-                    ('Power.Active.Import', 'W'), ('SoC', 'Percent')) AS m(name, unit)
                 """,
                 station,
                 per_station,
@@ -87,7 +89,10 @@ async def generate(dsn: str, stations: list[str], rows: int) -> float:
         total = await conn.fetchval("SELECT count(*) FROM meter_values")
     finally:
         await conn.close()
-    print(f"{total:,} sampled values in {time.monotonic() - started:.0f} s")
+    print(
+        f"{total * len(MEASURANDS):,} sampled values ({total:,} rows, one per MeterValue) "
+        f"in {time.monotonic() - started:.0f} s"
+    )
     return per_station * SAMPLE_EVERY_S
 
 

@@ -1,6 +1,7 @@
 """CSIP-AUS telemetry of a site (issue 18): the site's and its DER's W, var and V over one
 reporting period, from the meter values its stations sent (OCPP MeterValues, stored one row
-per sampledValue in meter_values). Pure: samples in, readings out; no clock, no I/O.
+per MeterValue in meter_values, read back one Sample per sampledValue). Pure: samples in,
+readings out; no clock, no I/O.
 
 Sign conventions (IEEE 2030.5 ReadingType.flowDirection; CSIP-AUS Annex A "Reporting DER data";
 envoy 1.5.0 turns flowDirection 19 values negative to store everything as "positive = import"):

@@ -212,6 +212,10 @@ transaction_events = sa.Table(
     sa.UniqueConstraint("station_id", "transaction_id", "seq_no", name="uq_tx_events_seq"),
 )
 
+# One row per OCPP MeterValue (0017, issue 17): its sampled values packed in one text column
+# (csms/persistence/meter_packing.py), `sample_count` of them, so a page of sampled values is
+# cut by a running sum and a total is a SUM. Before 0017 every sampled value was a row with
+# four indexes to maintain: the write path's largest database cost.
 meter_values = sa.Table(
     "meter_values",
     metadata,
@@ -220,31 +224,23 @@ meter_values = sa.Table(
     sa.Column("evse_id", sa.Integer),
     sa.Column("transaction_id", sa.String(36)),
     sa.Column("timestamp", UtcDateTime, nullable=False),
-    sa.Column("measurand", sa.String(50), nullable=False),
-    sa.Column("phase", sa.String(8)),
-    sa.Column("location", sa.String(8)),
-    sa.Column("context", sa.String(24)),
-    sa.Column("value", sa.Float, nullable=False),
-    sa.Column("unit", sa.String(20)),
-    sa.Index("ix_meter_values_station_tx", "station_id", "transaction_id"),
-    sa.Index("ix_meter_values_station_time", "station_id", "timestamp"),
+    sa.Column("sample_count", sa.Integer, nullable=False),
+    sa.Column("sampled_values", sa.Text, nullable=False),
+    # A transaction's meter values, in time order.
+    sa.Index("ix_meter_values_station_tx", "station_id", "transaction_id", "timestamp"),
 )
 
-# A repeated sample is stored once (0005). NULLs never collide in a unique index, so the
-# optional columns are COALESCEd (an expression index: SQLite and PostgreSQL both have them;
-# PostgreSQL's NULLS NOT DISTINCT does not exist in SQLite). Sentinels outside the values
-# OCPP allows: '' and -1.
-METER_SAMPLE_KEY = (
+# A repeated MeterValue is one row (0017; the key of 0005 without the sample's own fields,
+# which meter_packing.merge keeps unique inside the row). NULLs never collide in a unique
+# index, so the optional columns are COALESCEd; sentinels outside what OCPP allows: '' and -1.
+# Station and timestamp lead, so this index also serves a station's time range.
+METER_READING_KEY = (
     meter_values.c.station_id,
+    meter_values.c.timestamp,
     sa.func.coalesce(meter_values.c.transaction_id, ""),
     sa.func.coalesce(meter_values.c.evse_id, -1),
-    meter_values.c.timestamp,
-    meter_values.c.measurand,
-    sa.func.coalesce(meter_values.c.phase, ""),
-    sa.func.coalesce(meter_values.c.location, ""),
-    sa.func.coalesce(meter_values.c.context, ""),
 )
-sa.Index("uq_meter_values_sample", *METER_SAMPLE_KEY, unique=True)
+sa.Index("uq_meter_values_reading", *METER_READING_KEY, unique=True)
 
 message_log = sa.Table(
     "message_log",

@@ -20,6 +20,7 @@ from csms.domain.transactions import (
 )
 from csms.persistence import repositories as repo
 from csms.persistence.database import BatchedWrite, Database
+from csms.persistence.meter_packing import PackedRow, RowKey
 from csms.services.common import ocpp_datetime
 from csms.services.live import LiveFeed
 
@@ -78,10 +79,28 @@ class TransactionEventService:
         )
 
     async def meter_values(self, samples: list[MeterSample]) -> None:
-        """J01: meter values sent outside a transaction event."""
-        await self._db.write_rows(repo.meter_samples_write(self._db.dialect, samples))
+        """J01: meter values sent outside a transaction event, stored in the next group commit
+        together with every other MeterValues of that commit (one statement)."""
+        await self._db.write_batched(MeterValuesWrite(samples))
         if self._live is not None:
             self._live.meter_samples(samples)
+
+
+class MeterValuesWrite(BatchedWrite):
+    """One MeterValues message; a group commit's run as one insert of packed rows."""
+
+    __slots__ = ("samples",)
+
+    def __init__(self, samples: list[MeterSample]):
+        self.samples = samples
+
+    @classmethod
+    async def run_batch(cls, conn: AsyncConnection, writes: list[Any]) -> list[None]:
+        rows: dict[RowKey, PackedRow] = {}
+        for w in writes:
+            repo.add_samples_on_evse(rows, w.samples, None)
+        await repo.insert_packed_rows(conn, rows)
+        return [None] * len(writes)
 
 
 class TransactionEventWrite(BatchedWrite):
@@ -126,7 +145,7 @@ class TransactionEventWrite(BatchedWrite):
         results: list[tuple[Transaction | None, bool]] = []
         events: list[tuple[TransactionEvent, datetime]] = []
         changed: dict[tuple[str, str], tuple[Transaction, datetime]] = {}
-        meter_rows: list[dict[str, Any]] = []
+        meter_rows: dict[RowKey, PackedRow] = {}
         notes: list[EventRecord] = []
         for w, key in zip(batch, keys, strict=True):
             event = w.event
@@ -150,11 +169,10 @@ class TransactionEventWrite(BatchedWrite):
                     changed[(old.station_id, old.transaction_id)] = (old, w.now)
                     notes.append(_superseded_note(old, updated, w.now))
             if new_samples:
-                meter_rows.extend(
-                    repo.meter_rows_on_evse(
-                        new_samples,
-                        current.evse_id if event.evse_id is None and current is not None else None,
-                    )
+                repo.add_samples_on_evse(
+                    meter_rows,
+                    new_samples,
+                    current.evse_id if event.evse_id is None and current is not None else None,
                 )
             events.append(
                 (
@@ -174,7 +192,7 @@ class TransactionEventWrite(BatchedWrite):
             results.append((updated, True))
         await repo.insert_transaction_events(conn, events)
         await repo.save_transactions(conn, list(changed.values()))
-        await repo.insert_meter_rows(conn, meter_rows)
+        await repo.insert_packed_rows(conn, meter_rows)
         await repo.insert_events(conn, notes)
         return results
 

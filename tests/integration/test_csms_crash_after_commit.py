@@ -162,7 +162,7 @@ async def test_crash_after_commit_before_answer_retry_stored_once(
     else:
         payload = {"evseId": 1, "meterValue": [{"timestamp": stamp, "sampledValue": samples}]}
         committed = (
-            "SELECT 1 FROM meter_values WHERE station_id=? AND measurand='SoC'",
+            "SELECT 1 FROM meter_values WHERE station_id=? AND sampled_values LIKE '%\"SoC\"%'",
             (STATION,),
         )
 
@@ -199,7 +199,10 @@ async def test_crash_after_commit_before_answer_retry_stored_once(
     assert answer[0] == 3, answer  # a CALLRESULT, not an error for the repeat
     stored = _rows(
         db,
-        "SELECT measurand, value FROM meter_values WHERE station_id=? ORDER BY measurand",
+        # one row per MeterValue (0017): its packed sampled values, one result row each
+        "SELECT json_extract(s.value, '$[0]'), json_extract(s.value, '$[1]') "
+        "FROM meter_values, json_each(meter_values.sampled_values) AS s "
+        "WHERE station_id=? ORDER BY 1",
         (STATION,),
     )
     assert sorted(stored) == sorted((s["measurand"], s["value"]) for s in samples)

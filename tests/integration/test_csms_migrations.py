@@ -41,10 +41,10 @@ def _core_only(obj: object, name: str | None, type_: str, *_: object) -> bool:
     return table is None or table in CORE_TABLES
 
 
-# Expression indexes (uq_meter_values_sample, 0005) cannot be reflected from SQLite:
+# Expression indexes (uq_meter_values_reading, 0017) cannot be reflected from SQLite:
 # SQLAlchemy and Alembic warn and leave them out of the comparison there; PostgreSQL compares
 # them. `sqlite_expression_indexes` checks them on SQLite instead.
-EXPRESSION_INDEXES = {"uq_meter_values_sample"}
+EXPRESSION_INDEXES = {"uq_meter_values_reading"}
 
 
 @contextlib.contextmanager
@@ -102,7 +102,8 @@ async def full_schema_diff(url: str, tables: set[str] | None = None) -> list[obj
 
 
 # Core columns that later revisions add (0003: the fast password check; 0005: the seqNo
-# span and count of a transaction; 0006: token scopes; 0007: OCPP version per station).
+# span and count of a transaction; 0006: token scopes; 0007: OCPP version per station; 0017:
+# meter values packed per MeterValue).
 ADDED_BY_0003 = {("stations", "password_check")}
 ADDED_TO_CORE_LATER = {
     *ADDED_BY_0003,
@@ -111,6 +112,8 @@ ADDED_TO_CORE_LATER = {
     ("api_tokens", "scope"),
     ("stations", "ocpp_version"),
     ("stations", "ocpp_versions"),
+    ("meter_values", "sample_count"),
+    ("meter_values", "sampled_values"),
 }
 
 # Other core changes of later revisions, as (change, table, name) (0005: seqNos in BIGINT,
@@ -120,7 +123,15 @@ CHANGED_IN_CORE_LATER = {
     ("modify_type", "transaction_events", "seq_no"),
     ("remove_column", "transactions", "seen_seq_nos"),
     ("add_index", "transactions", "ix_transactions_station_evse"),
-    ("add_index", "meter_values", "uq_meter_values_sample"),
+    # 0017: one row per MeterValue, the sampled values packed in one column
+    *(
+        ("remove_column", "meter_values", name)
+        for name in ("measurand", "phase", "location", "context", "value", "unit")
+    ),
+    ("remove_index", "meter_values", "ix_meter_values_station_time"),
+    ("remove_index", "meter_values", "ix_meter_values_station_tx"),
+    ("add_index", "meter_values", "ix_meter_values_station_tx"),
+    ("add_index", "meter_values", "uq_meter_values_reading"),
 }
 
 

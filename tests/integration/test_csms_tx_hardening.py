@@ -346,9 +346,14 @@ async def test_finding8_repeated_meter_samples_stored_once(csms: Csms) -> None:
     ]
     rows = await run_sql(
         csms.settings.database_url,
-        "SELECT evse_id, value FROM meter_values WHERE transaction_id IS NULL ORDER BY evse_id",
+        "SELECT evse_id, sampled_values FROM meter_values WHERE transaction_id IS NULL"
+        " ORDER BY evse_id",
     )
-    assert rows == [(1, 42.0), (2, 42.0)]
+    # one row per MeterValue (0017), its sampled values packed: [measurand, value, ...]
+    assert [(evse, [s[1] for s in orjson.loads(packed)]) for evse, packed in rows] == [
+        (1, [42.0]),
+        (2, [42.0]),
+    ]
 
 
 # ---- migration 0005 -------------------------------------------------------------------------
@@ -469,8 +474,8 @@ async def test_finding3_meter_value_out_of_bounds_refused_not_stored(
     finally:
         await ws.close()
         await bystander.close()
-    rows = await run_sql(csms.settings.database_url, "SELECT value FROM meter_values")
-    assert rows == [(5.0,)]
+    rows = await run_sql(csms.settings.database_url, "SELECT sampled_values FROM meter_values")
+    assert [s[1] for (packed,) in rows for s in orjson.loads(packed)] == [5.0]
     assert [e.seq_no for e in (await csms.services.transactions.get("CS1", "TX1")).events] == [0]
 
 

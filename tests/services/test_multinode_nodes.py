@@ -19,6 +19,7 @@ from typing import Any
 
 import asyncpg
 import httpx
+import orjson
 import pytest
 from ocpp.v201 import call
 
@@ -301,9 +302,12 @@ async def test_sigkill_a_node_stations_move_commands_follow_no_message_lost(
                 )
                 stored_seq = {int(r["seq_no"]) for r in rows}
                 values = await connection.fetch(
-                    "SELECT value FROM meter_values WHERE station_id = $1", station.station_id
+                    "SELECT sampled_values FROM meter_values WHERE station_id = $1",
+                    station.station_id,
                 )
-                stored_values = {float(r["value"]) for r in values}
+                stored_values = {  # one row per MeterValue (0017): [measurand, value, ...]
+                    float(sample[1]) for r in values for sample in orjson.loads(r["sampled_values"])
+                }
                 sent = answered[station.station_id]
                 sent_seq = {
                     int(kind.split("-")[1]) for kind, _ in sent if kind.startswith("event-")

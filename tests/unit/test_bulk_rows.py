@@ -56,18 +56,18 @@ def _rows(station: str) -> dict[sa.Table, list[dict[str, Any]]]:
             "evse_id": 1,
             "transaction_id": "tx-1",
             "timestamp": T0 + timedelta(seconds=i),
-            "measurand": "SoC",
-            "phase": None,
-            "location": "EV",
-            "context": "Sample.Periodic",
-            "value": 50.5 + i,
-            "unit": "Percent",
+            "sample_count": 1,
+            "sampled_values": f'[["SoC",{50.5 + i},null,"EV","Sample.Periodic","Percent"]]',
         }
         row.update(kw)
         return row
 
     return {
-        t.meter_values: [meter(0), meter(1, phase="L1", value=-3), meter(2, evse_id=None)],
+        t.meter_values: [
+            meter(0),
+            meter(1, sample_count=2, sampled_values="[]"),
+            meter(2, evse_id=None),
+        ],
         t.transaction_events: [
             {
                 "station_id": station,
@@ -153,7 +153,7 @@ async def test_rows_with_other_keys_than_the_first_take_sqlalchemys_path(tmp_pat
     # The tuple form needs every row's keys to be the first row's; a row with another key of
     # the same count goes to SQLAlchemy's path and fails there exactly as it does on its own.
     first, second = _rows("MIXED")[t.meter_values][:2]
-    odd = {k: v for k, v in second.items() if k != "location"} | {"bogus": "x"}
+    odd = {k: v for k, v in second.items() if k != "sample_count"} | {"bogus": "x"}
     insert = dialect_insert("sqlite", t.meter_values)
     async with _sqlite(tmp_path) as engine:
         failures = []

@@ -169,11 +169,9 @@ async def test_multi_row_writes_keep_every_row(services: Services) -> None:
         ]
         for k in range(20)
     ]
-    dialect = services.db.dialect
-    await asyncio.gather(
-        *(services.db.write_rows(repo.meter_samples_write(dialect, s)) for s in samples)
-    )
-    await services.db.write_rows(repo.meter_samples_write(dialect, []))  # nothing is fine
+    meter = services.transaction_events
+    await asyncio.gather(*(meter.meter_values(s) for s in samples))
+    await meter.meter_values([])  # nothing is fine
     async with services.db.read() as conn:
         stored = await repo.list_meter_samples(conn, station_id)
     assert sorted(s.value for s in stored) == sorted(s.value for group in samples for s in group)

@@ -55,11 +55,11 @@ from csms.persistence.repositories.message_log import (
     sent_remote_starts,
 )
 from csms.persistence.repositories.meter_values import (
-    insert_meter_rows,
+    add_samples_on_evse,
     insert_meter_samples,
+    insert_packed_rows,
     list_meter_samples,
-    meter_rows_on_evse,
-    meter_samples_write,
+    pack_samples,
     page_meter_samples,
 )
 from csms.persistence.repositories.stations import (
@@ -104,6 +104,7 @@ from csms.persistence.repositories.transactions import (
 
 __all__ = [
     "active_transactions_on_evses",
+    "add_samples_on_evse",
     "boot_write",
     "connector_status_writes",
     "connectors_of",
@@ -127,8 +128,8 @@ __all__ = [
     "insert_event",
     "insert_events",
     "insert_log_entries",
-    "insert_meter_rows",
     "insert_meter_samples",
+    "insert_packed_rows",
     "insert_station",
     "insert_transaction_event",
     "insert_transaction_events",
@@ -145,8 +146,7 @@ __all__ = [
     "list_transaction_events",
     "list_transactions",
     "log_entries_write",
-    "meter_rows_on_evse",
-    "meter_samples_write",
+    "pack_samples",
     "page_meter_samples",
     "prune_log",
     "prune_log_rows",

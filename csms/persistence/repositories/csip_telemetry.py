@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from csms.domain.csip_telemetry import MEASURANDS, Role, Sample
 from csms.persistence import tables as t
 from csms.persistence.csip_telemetry_tables import csip_mirror_points, csip_subscriptions
+from csms.persistence.repositories.meter_values import holding_any, unpack_rows
 
 # One reporting period of a site: at most this many samples read (a station sampling each
 # second for an hour, times a few measurands and phases, stays well below).
@@ -46,36 +47,44 @@ async def recent_samples(
     conn: AsyncConnection, station_ids: Sequence[str], since: datetime, until: datetime
 ) -> dict[str, list[Sample]]:
     """The stations' telemetry measurands stamped in [since, until), per station, oldest first
-    (index station_id, timestamp), at most MAX_SAMPLES_PER_SITE (the newest kept)."""
+    (index station_id, timestamp), at most MAX_SAMPLES_PER_SITE (the newest kept). Rows are
+    read newest first, at most that many (each row that holds one of MEASURANDS gives at
+    least one sample)."""
     if not station_ids:
         return {}
     mv = t.meter_values.c
     query = (
-        sa.select(
-            mv.station_id, mv.timestamp, mv.measurand, mv.value, mv.unit, mv.phase, mv.location
-        )
+        sa.select(mv.station_id, mv.evse_id, mv.transaction_id, mv.timestamp)
+        .add_columns(mv.sampled_values, mv.id)
         .where(
             mv.station_id.in_(list(station_ids)),
-            mv.measurand.in_(MEASURANDS),
             mv.timestamp >= since,
             mv.timestamp < until,
+            holding_any(MEASURANDS),
         )
         .order_by(mv.timestamp.desc(), mv.id.desc())
         .limit(MAX_SAMPLES_PER_SITE)
     )
-    out: dict[str, list[Sample]] = defaultdict(list)
-    for row in reversed((await conn.execute(query)).all()):
-        out[row.station_id].append(
-            Sample(
-                station_id=row.station_id,
-                timestamp=row.timestamp,
-                measurand=row.measurand,
-                value=float(row.value),
-                unit=row.unit,
-                phase=row.phase,
-                location=row.location,
+    wanted = frozenset(MEASURANDS)
+    newest_first: list[Sample] = []
+    for row in (await conn.execute(query)).all():
+        for s in reversed(unpack_rows([row], wanted)):
+            newest_first.append(
+                Sample(
+                    station_id=s.station_id,
+                    timestamp=s.timestamp,
+                    measurand=s.measurand,
+                    value=s.value,
+                    unit=s.unit,
+                    phase=s.phase,
+                    location=s.location,
+                )
             )
-        )
+        if len(newest_first) >= MAX_SAMPLES_PER_SITE:
+            break
+    out: dict[str, list[Sample]] = defaultdict(list)
+    for sample in reversed(newest_first[:MAX_SAMPLES_PER_SITE]):
+        out[sample.station_id].append(sample)
     return dict(out)
 
 

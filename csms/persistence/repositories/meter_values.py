@@ -1,9 +1,20 @@
-"""Meter values (each sample stored once)."""
+"""Meter values: one row per MeterValue (0017), each sampled value stored once.
+
+Writes: the rows of a whole group commit in ONE statement (PostgreSQL: an INSERT from
+`unnest` of one array per column; SQLite: one executemany), repeats skipped by the unique
+index uq_meter_values_reading. When the database skipped any row (a MeterValue re-sent after
+a reconnect, or one more sample for a timestamp already stored) the stored rows of the batch's
+keys are read and the new sampled values merged in: the same guarantee as 0005, each
+(station, transaction, EVSE, timestamp, measurand, phase, location, context) stored once, the
+first value kept. That read happens only in a batch with a repeat.
+
+Reads unpack rows into one MeterSample per sampled value, in the order of (timestamp, row id,
+position in the row): the order of (timestamp, id) of the old one-row-per-sample layout.
+"""
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -11,55 +22,145 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from csms.domain.models import MeterSample, Page
+from csms.persistence import meter_packing as packing
 from csms.persistence import tables as t
-from csms.persistence.bulk import execute_many
-from csms.persistence.database import RowWrite
-from csms.persistence.repositories.mapper import TableMapper
-from csms.persistence.repositories.statements import dialect_insert
+from csms.persistence.meter_packing import PackedRow, RowKey
 
-METER_VALUES = TableMapper(t.meter_values, MeterSample, generated=("id",))
-
-
-def _meter_rows(samples: Iterable[MeterSample]) -> list[dict[str, Any]]:
-    return [METER_VALUES.values(s) for s in samples]
-
-
-def meter_rows_on_evse(samples: Iterable[MeterSample], evse_id: int | None) -> list[dict[str, Any]]:
-    """The rows of `samples`, those without an EVSE given `evse_id` (the transaction's): a
-    key set in the row, not a dataclass copy per sample (that copy was a tenth of the
-    writer's CPU per TransactionEvent)."""
-    rows = _meter_rows(samples)
-    if evse_id is not None:
-        for row in rows:
-            if row["evse_id"] is None:
-                row["evse_id"] = evse_id
-    return rows
+_COLUMNS = "station_id, evse_id, transaction_id, timestamp, sample_count, sampled_values"
+_INSERT = {
+    "sqlite": f"INSERT INTO meter_values ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?) "
+    "ON CONFLICT DO NOTHING",
+    # One statement and one parameter set whatever the batch size: one plan, one execution.
+    "postgresql": f"INSERT INTO meter_values ({_COLUMNS}) SELECT * FROM unnest("
+    "$1::varchar[], $2::int[], $3::varchar[], $4::timestamptz[], $5::int[], $6::text[]) "
+    "ON CONFLICT DO NOTHING",
+}
+_timestamp_bind = {name: t.UtcDateTime.driver_bind(name) for name in _INSERT}
 
 
-@functools.lru_cache(maxsize=4)
-def _insert_meter_once(dialect: str) -> Any:
-    """A sample repeated (same station, transaction, EVSE, timestamp, measurand, phase,
-    location, context) is stored once (issue 11 finding 8): the unique index
-    uq_meter_values_sample decides; DO NOTHING without a target works on SQLite and
-    PostgreSQL and meter_values has no other unique key than its generated id."""
-    return dialect_insert(dialect, t.meter_values).on_conflict_do_nothing()
+def pack_samples(samples: Iterable[MeterSample]) -> dict[RowKey, PackedRow]:
+    """The rows to store for `samples` (grouped by MeterValue)."""
+    return packing.pack(samples)
 
 
-def meter_samples_write(dialect: str, samples: Iterable[MeterSample]) -> RowWrite:
-    """`insert_meter_samples` as rows for `Database.write_rows`."""
-    return RowWrite(_insert_meter_once(dialect), _meter_rows(samples))
+def add_samples_on_evse(
+    rows: dict[RowKey, PackedRow], samples: Iterable[MeterSample], evse_id: int | None
+) -> None:
+    """Add `samples` to a batch's rows, those without an EVSE on `evse_id` (the
+    transaction's)."""
+    packing.add_to(rows, samples, evse_id)
 
 
 async def insert_meter_samples(conn: AsyncConnection, samples: Iterable[MeterSample]) -> int:
-    """Store samples (one executemany), each repeat of a stored one skipped; the number given."""
-    return await insert_meter_rows(conn, _meter_rows(samples))
+    """Store samples, each repeat of a stored one skipped; the number of rows written to."""
+    return await insert_packed_rows(conn, pack_samples(samples))
 
 
-async def insert_meter_rows(conn: AsyncConnection, rows: list[dict[str, Any]]) -> int:
-    """`insert_meter_samples` of rows already built (`meter_rows_on_evse`)."""
-    if rows:
-        await execute_many(conn, _insert_meter_once(conn.dialect.name), rows)
-    return len(rows)
+async def insert_packed_rows(conn: AsyncConnection, rows: dict[RowKey, PackedRow]) -> int:
+    """Store a batch's rows in one statement, then merge into stored rows those the unique
+    index skipped (only then a read). The number of rows given."""
+    if not rows:
+        return 0
+    packed = list(rows.values())
+    encoded = [r.encoded() for r in packed]
+    dialect = conn.dialect.name
+    stamp = _timestamp_bind[dialect]
+    if dialect == "postgresql":
+        params: Any = (
+            [r.station_id for r in packed],
+            [r.evse_id for r in packed],
+            [r.transaction_id for r in packed],
+            [stamp(r.timestamp) for r in packed],
+            [len(r.samples) for r in packed],
+            encoded,
+        )
+    else:
+        params = [
+            (r.station_id, r.evse_id, r.transaction_id, stamp(r.timestamp), len(r.samples), e)
+            for r, e in zip(packed, encoded, strict=True)
+        ]
+        if len(params) == 1:
+            params = params[0]
+    result = await conn.exec_driver_sql(_INSERT[dialect], params)
+    if result.rowcount != len(packed):
+        await _merge_into_stored(conn, packed, encoded)
+    return len(packed)
+
+
+async def _merge_into_stored(
+    conn: AsyncConnection, packed: list[PackedRow], encoded: list[str]
+) -> None:
+    """The rows of this batch whose key was already stored: their new sampled values added to
+    the stored row. A row equal to the stored one (written just now by this batch, or an exact
+    repeat) is left alone."""
+    mv = t.meter_values.c
+    stored: dict[RowKey, tuple[int, str]] = {}
+    pairs = list({(r.station_id, r.timestamp) for r in packed})
+    for start in range(0, len(pairs), 200):  # bounded IN lists
+        query = sa.select(
+            mv.id, mv.station_id, mv.transaction_id, mv.evse_id, mv.timestamp, mv.sampled_values
+        ).where(sa.tuple_(mv.station_id, mv.timestamp).in_(pairs[start : start + 200]))
+        for found in await conn.execute(query):
+            key = packing.row_key(
+                found.station_id, found.transaction_id, found.evse_id, found.timestamp
+            )
+            stored[key] = (found.id, found.sampled_values)
+    updates = []
+    for row, ours in zip(packed, encoded, strict=True):
+        key = packing.row_key(row.station_id, row.transaction_id, row.evse_id, row.timestamp)
+        row_id, theirs = stored[key]
+        if theirs == ours:
+            continue
+        merged = packing.merge(theirs, row)
+        if merged is not None:
+            updates.append(
+                {"b_id": row_id, "b_values": merged, "b_count": packing.sample_count(merged)}
+            )
+    if updates:
+        await conn.execute(
+            t.meter_values.update()
+            .where(t.meter_values.c.id == sa.bindparam("b_id"))
+            .values(sampled_values=sa.bindparam("b_values"), sample_count=sa.bindparam("b_count")),
+            updates,
+        )
+
+
+def unpack_rows(
+    rows: Iterable[Any], measurands: frozenset[str] | None = None, stop: int | None = None
+) -> list[MeterSample]:
+    """The sampled values of `rows` in order (only `measurands`; the first `stop` only)."""
+    out: list[MeterSample] = []
+    for r in rows:
+        out.extend(
+            packing.unpack(
+                r.station_id,
+                r.evse_id,
+                r.transaction_id,
+                r.timestamp,
+                r.sampled_values,
+                r.id,
+                measurands,
+            )
+        )
+        if stop is not None and len(out) >= stop:
+            return out[:stop]
+    return out
+
+
+def holding_any(measurands: Sequence[str]) -> sa.ColumnElement[bool]:
+    """Rows holding a sampled value of one of `measurands`."""
+    column = t.meter_values.c.sampled_values
+    return sa.or_(
+        *(column.contains(packing.measurand_token(m), autoescape=True) for m in measurands)
+    )
+
+
+def _count_of(measurand: str) -> sa.ColumnElement[int]:
+    """A row's number of sampled values of `measurand`: the occurrences of its token."""
+    column = t.meter_values.c.sampled_values
+    token = packing.measurand_token(measurand)
+    removed = sa.func.length(column) - sa.func.length(sa.func.replace(column, token, ""))
+    return sa.cast(removed // len(token), sa.Integer)
 
 
 async def list_meter_samples(
@@ -68,11 +169,13 @@ async def list_meter_samples(
     transaction_id: str | None = None,
     limit: int = 10_000,
 ) -> list[MeterSample]:
-    q = t.meter_values.select().where(t.meter_values.c.station_id == station_id)
+    mv = t.meter_values
+    q = mv.select().where(mv.c.station_id == station_id)
     if transaction_id is not None:
-        q = q.where(t.meter_values.c.transaction_id == transaction_id)
-    q = q.order_by(t.meter_values.c.timestamp, t.meter_values.c.id).limit(limit)
-    return METER_VALUES.records((await conn.execute(q)).all())
+        q = q.where(mv.c.transaction_id == transaction_id)
+    # Every row holds at least one sample: `limit` rows hold at least `limit` samples.
+    q = q.order_by(mv.c.timestamp, mv.c.id).limit(limit)
+    return unpack_rows((await conn.execute(q)).all(), stop=limit)
 
 
 async def page_meter_samples(
@@ -86,26 +189,45 @@ async def page_meter_samples(
     offset: int = 0,
     limit: int = 50,
 ) -> Page[MeterSample]:
-    """One page of a station's samples, oldest first, cut in the database: per transaction
-    (index station_id, transaction_id, timestamp) or per time range (index station_id,
-    timestamp), optionally one measurand. The total counts the same rows."""
+    """One page of a station's sampled values, oldest first: per transaction (index
+    station_id, transaction_id, timestamp) or per time range (index station_id, timestamp,
+    ...), optionally one measurand. The total counts the same sampled values. Rows are cut in
+    the database by a running sum of their (wanted) sampled values."""
     mv = t.meter_values
     where = [mv.c.station_id == station_id]
     if transaction_id is not None:
         where.append(mv.c.transaction_id == transaction_id)
-    if measurand is not None:
-        where.append(mv.c.measurand == measurand)
     if since is not None:
         where.append(mv.c.timestamp >= since)
     if until is not None:
         where.append(mv.c.timestamp < until)
-    rows = await conn.execute(
-        mv.select().where(*where).order_by(mv.c.timestamp, mv.c.id).offset(offset).limit(limit)
-    )
-    items = METER_VALUES.records(rows.all())
-    if offset == 0 and len(items) < limit:
-        total = len(items)  # the whole set fits this page: no count needed
+    count: sa.ColumnElement[int] = mv.c.sample_count
+    only: frozenset[str] | None = None
+    if measurand is not None:
+        where.append(holding_any([measurand]))
+        count = _count_of(measurand)
+        only = frozenset((measurand,))
+    order = (mv.c.timestamp, mv.c.id)
+    # Every row selected holds at least one wanted sampled value: `limit` rows are enough.
+    if offset == 0:
+        rows = (await conn.execute(mv.select().where(*where).order_by(*order).limit(limit))).all()
+        if len(rows) < limit:  # every row in this page
+            items = unpack_rows(rows, only)
+            return Page(items[:limit], len(items), offset, limit)
+        items = unpack_rows(rows, only, stop=limit)
     else:
-        counted = sa.select(sa.func.count()).select_from(mv).where(*where)
-        total = int((await conn.execute(counted)).scalar_one())
+        upto = sa.func.sum(count).over(order_by=order).label("upto")
+        inner = sa.select(*mv.c, count.label("wanted"), upto).where(*where).subquery()
+        page = (
+            sa.select(inner)
+            .where(inner.c.upto > offset)
+            .order_by(inner.c.timestamp, inner.c.id)
+            .limit(limit)
+        )
+        rows = (await conn.execute(page)).all()
+        # The first row may begin before `offset`: skip its sampled values up to there.
+        skip = offset - (rows[0].upto - rows[0].wanted) if rows else 0
+        items = unpack_rows(rows, only, stop=skip + limit)[skip:]
+    counted = sa.select(sa.func.coalesce(sa.func.sum(count), 0)).where(*where)
+    total = int((await conn.execute(counted)).scalar_one())
     return Page(items, total, offset, limit)

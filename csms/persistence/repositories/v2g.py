@@ -23,6 +23,7 @@ from csms.domain.v2g_records import (
 from csms.persistence import tables as t
 from csms.persistence import v2g_tables as v
 from csms.persistence.repositories.mapper import AS_BOOL, TableMapper
+from csms.persistence.repositories.meter_values import holding_any, unpack_rows
 from csms.persistence.repositories.statements import dialect_insert, upsert, upsert_statement
 from csms.persistence.repositories.transactions import TRANSACTIONS
 
@@ -197,19 +198,22 @@ async def latest_measurand(
     evse_id: int | None = None,
     transaction_id: str | None = None,
 ) -> tuple[datetime, float] | None:
+    """The newest sampled value of `measurand` (the last of the newest row holding it)."""
     c = t.meter_values.c
     q = (
-        sa.select(c.timestamp, c.value)
-        .where(c.station_id == station_id, c.measurand == measurand)
+        sa.select(c.station_id, c.evse_id, c.transaction_id, c.timestamp, c.sampled_values, c.id)
+        .where(c.station_id == station_id, holding_any([measurand]))
         .order_by(c.timestamp.desc(), c.id.desc())
-        .limit(1)
     )
     if evse_id is not None:
         q = q.where(sa.or_(c.evse_id == evse_id, c.evse_id.is_(None)))
     if transaction_id is not None:
         q = q.where(c.transaction_id == transaction_id)
-    row = (await conn.execute(q)).first()
-    return (row[0], float(row[1])) if row else None
+    row = (await conn.execute(q.limit(1))).first()
+    if row is None:
+        return None
+    newest = unpack_rows([row], frozenset((measurand,)))[-1]
+    return (newest.timestamp, newest.value)
 
 
 async def samples_between(
@@ -220,12 +224,12 @@ async def samples_between(
     end: datetime | None,
     evse_id: int | None = None,
 ) -> list[tuple[datetime, str, float, str | None, str | None]]:
-    """(timestamp, measurand, value, unit, transaction id) in time order."""
+    """(timestamp, measurand, value, unit, transaction id) in time order, samples without a
+    phase only."""
     c = t.meter_values.c
     q = (
-        sa.select(c.timestamp, c.measurand, c.value, c.unit, c.transaction_id)
-        .where(c.station_id == station_id, c.measurand.in_(list(measurands)))
-        .where(sa.or_(c.phase.is_(None), c.phase == ""))
+        sa.select(c.station_id, c.evse_id, c.transaction_id, c.timestamp, c.sampled_values, c.id)
+        .where(c.station_id == station_id, holding_any(measurands))
         .order_by(c.timestamp, c.id)
     )
     if start is not None:
@@ -234,7 +238,11 @@ async def samples_between(
         q = q.where(c.timestamp < end)
     if evse_id is not None:
         q = q.where(sa.or_(c.evse_id == evse_id, c.evse_id.is_(None)))
-    return [(r[0], r[1], float(r[2]), r[3], r[4]) for r in (await conn.execute(q)).all()]
+    return [
+        (s.timestamp, s.measurand, s.value, s.unit, s.transaction_id)
+        for s in unpack_rows((await conn.execute(q)).all(), frozenset(measurands))
+        if not s.phase
+    ]
 
 
 async def soc_bounds_by_transaction(
@@ -245,18 +253,20 @@ async def soc_bounds_by_transaction(
         return {}
     c = t.meter_values.c
     q = (
-        sa.select(c.transaction_id, c.value)
+        sa.select(c.station_id, c.evse_id, c.transaction_id, c.timestamp, c.sampled_values, c.id)
         .where(
             c.station_id == station_id,
-            c.measurand == "SoC",
             c.transaction_id.in_(list(transaction_ids)),
+            holding_any(["SoC"]),
         )
         .order_by(c.timestamp, c.id)
     )
     out: dict[str, tuple[float, float]] = {}
-    for tx, value in (await conn.execute(q)).all():
-        first = out[tx][0] if tx in out else float(value)
-        out[tx] = (first, float(value))
+    for s in unpack_rows((await conn.execute(q)).all(), frozenset(("SoC",))):
+        tx = s.transaction_id
+        assert tx is not None
+        first = out[tx][0] if tx in out else s.value
+        out[tx] = (first, s.value)
     return out
 
 

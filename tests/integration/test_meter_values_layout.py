@@ -1,0 +1,356 @@
+"""Meter values stored one row per MeterValue (migration 0017, issue 17): what is written reads
+back sampled value for sampled value, a repeated sample is stored once (the guarantee of
+0005), the readers page as before, and 0017 moves stored data both ways. SQLite here,
+PostgreSQL as well with CSMS_TEST_POSTGRES_URL."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import tempfile
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from csms.domain.models import MeterSample
+from csms.persistence import meter_packing as packing
+from csms.persistence import migrate
+from csms.persistence import repositories as repo
+from tests.support.csms_db import fresh_postgres_database, postgres_url_or_skip, run_sql
+
+T0 = datetime(2026, 5, 6, 7, 8, 9, 123456, tzinfo=UTC)
+# OCPP 2.0.1 MeasurandEnumType / PhaseEnumType / LocationEnumType / ReadingContextEnumType
+# (a few of each) and None where the field is optional.
+MEASURANDS = ("Energy.Active.Import.Register", "Power.Active.Import", "SoC", "Voltage")
+PHASES = (None, "L1", "L2-N", "N")
+LOCATIONS = (None, "Outlet", "EV", "Inlet")
+CONTEXTS = (None, "Sample.Periodic", "Transaction.End", "Sample.Clock")
+UNITS = (None, "Wh", "kW", "Percent", "V")
+
+values = st.floats(min_value=-1e15, max_value=1e15, allow_nan=False) | st.integers(
+    -(10**9), 10**9
+).map(float)
+
+
+@st.composite
+def meter_value(draw: Any) -> list[MeterSample]:
+    """One MeterValue of station S: a timestamp (few, so repeats happen), a transaction or
+    none, an EVSE or none, and 1-6 sampled values."""
+    timestamp = T0 + timedelta(seconds=draw(st.integers(0, 3)))
+    tx = draw(st.sampled_from((None, "TX-1", "TX-2")))
+    evse = draw(st.sampled_from((None, 1, 2)))
+    return [
+        MeterSample(
+            station_id="S",
+            timestamp=timestamp,
+            value=draw(values),
+            measurand=draw(st.sampled_from(MEASURANDS)),
+            evse_id=evse,
+            transaction_id=tx,
+            phase=draw(st.sampled_from(PHASES)),
+            location=draw(st.sampled_from(LOCATIONS)),
+            context=draw(st.sampled_from(CONTEXTS)),
+            unit=draw(st.sampled_from(UNITS)),
+        )
+        for _ in range(draw(st.integers(1, 6)))
+    ]
+
+
+def _fields(s: MeterSample) -> tuple[Any, ...]:
+    return (
+        s.timestamp,
+        s.transaction_id,
+        s.evse_id,
+        s.measurand,
+        s.phase,
+        s.location,
+        s.context,
+        s.value,
+        s.unit,
+    )
+
+
+def expected(batches: list[list[list[MeterSample]]]) -> list[tuple[Any, ...]]:
+    """What reading back gives: each (station, transaction, EVSE, timestamp, measurand, phase,
+    location, context) once, the first value written; in time order, a timestamp's sampled
+    values grouped per MeterValue (transaction, EVSE) in the order each was first stored."""
+    groups: dict[tuple[Any, ...], dict[tuple[Any, ...], MeterSample]] = {}
+    for batch in batches:
+        for mv in batch:
+            for s in mv:
+                key = packing.row_key(s.station_id, s.transaction_id, s.evse_id, s.timestamp)
+                sample_key = (s.measurand, s.phase, s.location, s.context)
+                groups.setdefault(key, {}).setdefault(sample_key, s)
+    ordered = sorted(groups.items(), key=lambda item: item[0][3])  # stable: first stored first
+    return [_fields(s) for _, samples in ordered for s in samples.values()]
+
+
+async def _write(engine: AsyncEngine, batches: list[list[list[MeterSample]]]) -> None:
+    for batch in batches:  # one group commit each
+        async with engine.begin() as conn:
+            await repo.insert_meter_samples(conn, [s for mv in batch for s in mv])
+
+
+async def _read_back(engine: AsyncEngine) -> list[tuple[Any, ...]]:
+    async with engine.connect() as conn:
+        return [_fields(s) for s in await repo.list_meter_samples(conn, "S")]
+
+
+async def _paged(engine: AsyncEngine, limit: int, **where: Any) -> tuple[list[Any], int]:
+    items: list[Any] = []
+    offset = 0
+    async with engine.connect() as conn:
+        while True:
+            page = await repo.page_meter_samples(conn, "S", offset=offset, limit=limit, **where)
+            items += [_fields(s) for s in page.items]
+            offset += limit
+            if offset >= page.total:
+                return items, page.total
+
+
+@contextlib.asynccontextmanager
+async def _database(url: str | None) -> AsyncIterator[AsyncEngine]:
+    """A migrated database: PostgreSQL beside `url`, else a temporary SQLite file."""
+    if url is None:
+        with tempfile.TemporaryDirectory() as tmp:
+            sqlite_url = f"sqlite+aiosqlite:///{Path(tmp) / 'm.db'}"
+            await migrate.upgrade_async(sqlite_url)
+            engine = create_async_engine(sqlite_url)
+            try:
+                yield engine
+            finally:
+                await engine.dispose()
+        return
+    async with fresh_postgres_database(url) as pg_url:
+        await migrate.upgrade_async(pg_url)
+        engine = create_async_engine(pg_url)
+        try:
+            yield engine
+        finally:
+            await engine.dispose()
+
+
+async def _round_trip(engine: AsyncEngine, batches: list[list[list[MeterSample]]]) -> None:
+    await run_sql_on(engine, "DELETE FROM meter_values")
+    await _write(engine, batches)
+    want = expected(batches)
+    assert await _read_back(engine) == want
+    paged, total = await _paged(engine, limit=3)
+    assert (paged, total) == (want, len(want))
+    for measurand in ("SoC", "Voltage"):
+        only, total = await _paged(engine, limit=2, measurand=measurand)
+        assert only == [w for w in want if w[3] == measurand] and total == len(only)
+
+
+async def run_sql_on(engine: AsyncEngine, sql: str) -> None:
+    async with engine.begin() as conn:
+        await conn.exec_driver_sql(sql)
+
+
+# Group commits (1-3), each of 1-6 MeterValues.
+batches_of_meter_values = st.lists(
+    st.lists(meter_value(), min_size=1, max_size=6), min_size=1, max_size=3
+)
+
+
+def _run_examples(url: str | None, examples: int) -> None:
+    """Hypothesis drives a synchronous test; each example runs on one database kept for all."""
+    loop = asyncio.new_event_loop()
+    holder: dict[str, Any] = {}
+    database = _database(url)
+    holder["engine"] = loop.run_until_complete(database.__aenter__())
+
+    @settings(max_examples=examples, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(batches=batches_of_meter_values)
+    def check(batches: list[list[list[MeterSample]]]) -> None:
+        loop.run_until_complete(_round_trip(holder["engine"], batches))
+
+    try:
+        check()
+    finally:
+        loop.run_until_complete(database.__aexit__(None, None, None))
+        loop.close()
+
+
+def test_any_meter_values_written_read_back_as_sampled_values_sqlite() -> None:
+    _run_examples(None, 150)
+
+
+@pytest.mark.postgres
+def test_any_meter_values_written_read_back_as_sampled_values_postgres() -> None:
+    _run_examples(postgres_url_or_skip(), 60)
+
+
+# ---- dedupe: the guarantee of 0005, per MeterValue row ---------------------------------------
+
+
+def _sample(seconds: int, value: float, **kw: Any) -> MeterSample:
+    return MeterSample("S", T0 + timedelta(seconds=seconds), value, **kw)
+
+
+async def _dedupe(engine: AsyncEngine) -> None:
+    energy = {"measurand": "Energy.Active.Import.Register", "transaction_id": "TX", "evse_id": 1}
+    first = [
+        _sample(0, 100, **energy),
+        _sample(0, 7, measurand="SoC", evse_id=1, transaction_id="TX"),
+    ]
+    await _write(engine, [[first]])
+    # Re-sent after a reconnect (another value would be a different reading: the first stays).
+    await _write(engine, [[first], [[_sample(0, 999, **energy)]]])
+    # The same timestamp again, in one batch twice, with a sample the row lacks (another
+    # context) and one it has: the new one is added to the row, the known one stays.
+    more = [_sample(0, 150, context="Transaction.End", **energy), _sample(0, 101, **energy)]
+    await _write(engine, [[more, more]])
+    # Another EVSE or no transaction at the same time: other MeterValues, other rows.
+    await _write(engine, [[[_sample(0, 5, evse_id=2, transaction_id="TX")], [_sample(0, 6)]]])
+    assert await _read_back(engine) == [
+        (T0, "TX", 1, "Energy.Active.Import.Register", None, None, None, 100.0, None),
+        (T0, "TX", 1, "SoC", None, None, None, 7.0, None),
+        (T0, "TX", 1, "Energy.Active.Import.Register", None, None, "Transaction.End", 150.0, None),
+        (T0, "TX", 2, "Energy.Active.Import.Register", None, None, None, 5.0, None),
+        (T0, None, None, "Energy.Active.Import.Register", None, None, None, 6.0, None),
+    ]
+    async with engine.connect() as conn:
+        rows = (
+            await conn.exec_driver_sql(
+                "SELECT transaction_id, evse_id, sample_count FROM meter_values ORDER BY id"
+            )
+        ).all()
+    assert [tuple(r) for r in rows] == [("TX", 1, 3), ("TX", 2, 1), (None, None, 1)]
+
+
+async def test_a_repeated_sample_is_stored_once_sqlite() -> None:
+    async with _database(None) as engine:
+        await _dedupe(engine)
+
+
+@pytest.mark.postgres
+async def test_a_repeated_sample_is_stored_once_postgres() -> None:
+    async with _database(postgres_url_or_skip()) as engine:
+        await _dedupe(engine)
+
+
+def test_packing_keeps_every_field_and_leaves_out_trailing_nulls() -> None:
+    s = _sample(0, -0.5, measurand="Voltage", phase="L1-N", location=None, unit="V")
+    rows = packing.pack([s, s], evse_id=3)  # a sample repeated in one message: once
+    (row,) = rows.values()
+    assert row.encoded() == '[["Voltage",-0.5,"L1-N",null,null,"V"]]'
+    assert row.evse_id == 3
+    (back,) = packing.unpack("S", 3, None, T0, row.encoded())
+    assert back == MeterSample("S", T0, -0.5, "Voltage", evse_id=3, phase="L1-N", unit="V")
+    assert (
+        packing.pack([_sample(0, 1.0, measurand="SoC")])[
+            packing.row_key("S", None, None, T0)
+        ].encoded()
+        == '[["SoC",1.0]]'
+    )
+
+
+# ---- migration 0017 with data -----------------------------------------------------------------
+
+# (transaction, EVSE, second, measurand, phase, location, context, value, unit) as 0005 stored
+OLD_ROWS: list[tuple[Any, ...]] = [
+    ("TX1", 1, 0, "Energy.Active.Import.Register", None, None, "Transaction.Begin", 0.0, "Wh"),
+    ("TX1", 1, 0, "Voltage", "L1-N", "Outlet", None, 230.5, "V"),
+    (None, 2, 0, "Power.Active.Import", None, None, None, 7000.0, "W"),  # other row, same time
+    ("TX1", 1, 0, "Voltage", "L2-N", "Outlet", None, 231.0, "V"),
+    ("TX1", 1, 10, "Energy.Active.Import.Register", None, None, None, 1500.25, "Wh"),
+    ("TX1", None, 10, "SoC", None, "EV", None, 55.0, "Percent"),
+    (None, None, 20, "Energy.Active.Import.Register", None, None, None, -1e15, None),
+]
+
+
+def _old_insert_sql(station: str, row: tuple[Any, ...]) -> tuple[str, dict[str, Any]]:
+    tx, evse, second, measurand, phase, location, context, value, unit = row
+    return (
+        "INSERT INTO meter_values (station_id, evse_id, transaction_id, timestamp, measurand,"
+        " phase, location, context, value, unit) VALUES (:station, :evse, :tx, :ts, :m, :p,"
+        " :l, :c, :v, :u)",
+        {
+            "station": station,
+            "evse": evse,
+            "tx": tx,
+            "ts": T0 + timedelta(seconds=second),
+            "m": measurand,
+            "p": phase,
+            "l": location,
+            "c": context,
+            "v": value,
+            "u": unit,
+        },
+    )
+
+
+async def _migration_0017(url: str) -> None:
+    await migrate.upgrade_async(url, "0016")
+    for station in ("A", "B"):
+        for row in OLD_ROWS:
+            sql, params = _old_insert_sql(station, row)
+            await run_sql(url, sql, **params)
+    await migrate.upgrade_async(url, "0017")
+    engine = create_async_engine(url)
+    try:
+        async with engine.connect() as conn:
+            for station in ("A", "B"):
+                got = [
+                    (
+                        s.transaction_id,
+                        s.evse_id,
+                        int((s.timestamp - T0).total_seconds()),
+                        *(s.measurand, s.phase, s.location, s.context, s.value, s.unit),
+                    )
+                    for s in await repo.list_meter_samples(conn, station)
+                ]
+                # Time order; at 0 s TX1's MeterValue first (its first sample came first).
+                assert got == [OLD_ROWS[i] for i in (0, 1, 3, 2, 4, 5, 6)]
+                tx_page = await repo.page_meter_samples(conn, station, transaction_id="TX1")
+                assert [s.value for s in tx_page.items] == [0.0, 230.5, 231.0, 1500.25, 55.0]
+    finally:
+        await engine.dispose()
+    # One row per MeterValue: (TX1, 1, 0 s), (-, 2, 0 s), (TX1, 1, 10 s), (TX1, -, 10 s) and
+    # (-, -, 20 s), for each of the two stations
+    assert await run_sql(url, "SELECT count(*), sum(sample_count) FROM meter_values") == [(10, 14)]
+    await migrate.downgrade_async(url, "0016")
+    stored = await run_sql(
+        url,
+        "SELECT station_id, transaction_id, evse_id, timestamp, measurand, phase, location,"
+        " context, value, unit FROM meter_values ORDER BY id",
+    )
+    want = []
+    for station in ("A", "B"):
+        for i in (0, 1, 3, 2, 4, 5, 6):
+            tx, evse, second, *rest = OLD_ROWS[i]
+            want.append((station, tx, evse, T0 + timedelta(seconds=second), *rest))
+
+    def normal(row: tuple[Any, ...]) -> tuple[Any, ...]:  # SQLite hands back text timestamps
+        ts = row[3]
+        if isinstance(ts, str):
+            ts = datetime.fromisoformat(ts).replace(tzinfo=UTC)
+        return (*row[:3], ts, *row[4:])
+
+    assert sorted(map(normal, stored), key=repr) == sorted(want, key=repr)
+    # 0005's unique sample key is back: the same sample again is refused.
+    columns = "station_id, evse_id, transaction_id, timestamp, measurand, phase, location, context"
+    with pytest.raises(Exception, match=r"(?i)unique"):
+        await run_sql(
+            url,
+            f"INSERT INTO meter_values ({columns}, value, unit) SELECT {columns}, value + 1, unit"
+            " FROM meter_values WHERE id = (SELECT min(id) FROM meter_values)",
+        )
+    await migrate.upgrade_async(url)
+
+
+async def test_0017_moves_stored_samples_both_ways_sqlite(tmp_path: Path) -> None:
+    await _migration_0017(f"sqlite+aiosqlite:///{tmp_path / 'm.db'}")
+
+
+@pytest.mark.postgres
+async def test_0017_moves_stored_samples_both_ways_postgres() -> None:
+    async with fresh_postgres_database(postgres_url_or_skip()) as url:
+        await _migration_0017(url)

@@ -156,7 +156,8 @@ class Plan:
     # list every 60 s: started right after the registering tick, the next control poll lands
     # at the control's very end (one walk later than the start, give or take the load on the
     # box), and the control is caught or missed by a second or two. A real client is polling
-    # long before the operator starts; starting in mid-period takes that edge away.
+    # long before the operator starts; starting in mid-period takes that edge away. GEN-13 and
+    # LOA-13 open the same way (a 1-minute 200 % control made at the start).
     start_mid_poll: bool = False
 
 
@@ -188,8 +189,8 @@ PLANS: dict[str, Plan] = {
     # About 52 min of the procedure's own waits and control durations, plus a poll per step.
     "GEN-10": Plan(4200, long=True),
     "LOA-10": Plan(4200, long=True),
-    "GEN-13": Plan(900, long=True),
-    "LOA-13": Plan(900, long=True),
+    "GEN-13": Plan(900, long=True, start_mid_poll=True),
+    "LOA-13": Plan(900, long=True, start_mid_poll=True),
     "ALL-15": Plan(900, long=True, subscribed=True),
     "ALL-16": Plan(900, long=True, subscribed=True),
     "ALL-17": Plan(600, long=True, subscribed=True),

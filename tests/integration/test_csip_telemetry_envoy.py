@@ -26,7 +26,6 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-import uvicorn
 from envoy_schema.server.schema.sep2.pub_sub import SubscriptionListResponse
 from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -50,9 +49,8 @@ from csms.persistence.repositories.csip_telemetry import latest_notification
 from csms.persistence.repositories.meter_values import insert_meter_samples
 from tests.support import csip_server
 from tests.support.csip_admin import Envelope, EnvoyAdmin
-from tests.support.csip_cactus import CactusRunner, running_cactus
+from tests.support.csip_cactus import CactusRunner, running_cactus, serving
 from tests.support.csip_server import (
-    free_port,
     make_identity,
     running_envoy,
     venv_and_postgres_or_skip,
@@ -126,24 +124,6 @@ async def register_site(transport: CsipTransport, site_identity: Identity) -> st
     )
     assert answer.status_code == 201, answer.text
     return str(answer.headers["location"])
-
-
-@contextlib.asynccontextmanager
-async def serving(app: FastAPI) -> AsyncIterator[str]:
-    """`app` on a loopback port (uvicorn, in this process)."""
-    port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
-    )
-    task = asyncio.create_task(server.serve())
-    while not server.started:
-        assert not task.done(), "uvicorn did not start"
-        await asyncio.sleep(0.05)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        await task
 
 
 class Repolls:

@@ -10,6 +10,7 @@ The client under test talks 2030.5 to `CactusRunner.url` with its certificate in
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import io
 import json
@@ -19,7 +20,10 @@ import zipfile
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
 
 from tests.support.csip_server import (
     CERT_HEADER,
@@ -280,3 +284,23 @@ async def running_cactus(
             yield CactusRunner(url=service.url, envoy=envoy, venv=venv, service=service)
         finally:
             await service.stop()
+
+
+@contextlib.asynccontextmanager
+async def serving(app: FastAPI) -> AsyncIterator[str]:
+    """`app` on a loopback port (uvicorn, in this process): the client's notification endpoint."""
+    import uvicorn
+
+    port = free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
+    )
+    task = asyncio.create_task(server.serve())
+    while not server.started:
+        assert not task.done(), "uvicorn did not start"
+        await asyncio.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        await task

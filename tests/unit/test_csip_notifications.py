@@ -108,10 +108,42 @@ async def test_anything_but_a_notification_of_the_resource_is_400(env, body: byt
 
 async def test_cancelled_subscription_is_dropped_and_site_repolled(env) -> None:  # type: ignore[no-untyped-def]
     client, store, called = env
-    answer = await client.post(f"/csip/notify/{TOKEN}", content=notification(status=4))
+    body = notification(status=4).replace(b'"DERControlList"', b'"DefaultDERControl"')
+    answer = await client.post(f"/csip/notify/{TOKEN}", content=body)
     assert answer.status_code == 204
     await asyncio.sleep(0)
     assert store.delivered_log == [("site-1", True)] and called == ["site-1"]
+
+
+async def test_a_list_member_deleted_keeps_the_list_subscription(env) -> None:  # type: ignore[no-untyped-def]
+    # envoy cancels a DERControl (CACTUS GEN-07's cancel-active-der-controls) with status 4 on
+    # the DERControlList's subscription and notifies the same URI at the next change: ours is
+    # kept, or that next notification would be a 404 (all-notifications-transmitted fails).
+    client, store, called = env
+    for _ in range(2):
+        answer = await client.post(f"/csip/notify/{TOKEN}", content=notification(status=4))
+        assert answer.status_code == 204
+    await asyncio.sleep(0)
+    assert store.delivered_log == [("site-1", False)] * 2 and called == ["site-1"] * 2
+
+
+@pytest.mark.parametrize(
+    ("status", "resource_type", "ends"),
+    [
+        (0, "DERControlList", False),
+        (0, "DefaultDERControl", False),
+        (4, "DERControlList", False),  # a member deleted: the list and its subscription stay
+        (4, "DERProgramList", False),
+        (4, "DefaultDERControl", True),  # the subscribed resource itself is gone
+        (4, None, True),
+        (1, "DERControlList", True),
+        (2, "DERControlList", True),
+        (3, "DERControlList", True),
+        (5, "DERControlList", True),  # not a status 2030.5 defines: not the default, so ended
+    ],
+)
+def test_ends_subscription(status: int, resource_type: str | None, ends: bool) -> None:
+    assert n.ends_subscription(status, resource_type) is ends
 
 
 async def test_envoy_canonical_href_of_the_same_end_device_is_accepted(env) -> None:  # type: ignore[no-untyped-def]

@@ -13,7 +13,8 @@ token is a 404 before the body is read (a database lookup by unique index); the 
 (413) and parsed as a 2030.5 Notification (400 when it is not one, or names another resource);
 then `on_notification(site_id)` is called (the lead wires it to the poller: re-poll that site
 now) and 204 answered. Any node may serve it: the token is looked up in the database. A
-Notification with a cancelled status drops our record (the next `ensure` subscribes again).
+Notification with a cancelled status drops our record (the next `ensure` subscribes again),
+except a list member deleted (`ends_subscription`).
 """
 
 from __future__ import annotations
@@ -265,6 +266,18 @@ def _same_resource(notified: str, subscribed: str) -> bool:
     return len(got) >= 2 and len(want) >= 2 and got[0] == want[0] == "edev" and got[1] == want[1]
 
 
+def ends_subscription(status: int, resource_type: str | None) -> bool:
+    """Whether a Notification ends our subscription. Any status but the default says it was
+    cancelled, except "cancelled, resource deleted" (4) about a list: envoy sends that when a
+    member of a subscribed list is deleted (a cancelled DERControl) and keeps the subscription,
+    notifying the same URI at the next change; a list itself is not deleted while its parent
+    lives."""
+    if status == NotificationStatus.DEFAULT:
+        return False
+    listed = resource_type is not None and resource_type.endswith("List")
+    return not (status == NotificationStatus.SUBSCRIPTION_CANCELLED_RESOURCE_DELETED and listed)
+
+
 def notification_router(
     store: NotificationStore,
     on_notification: OnNotification,
@@ -301,7 +314,8 @@ def notification_router(
             return Response(status_code=400)
         if not _same_resource(str(notification.subscribedResource), record.resource_href):
             return Response(status_code=400)
-        cancelled = notification.status != NotificationStatus.DEFAULT
+        resource_type = getattr(notification.resource, "type", None)
+        cancelled = ends_subscription(int(notification.status), resource_type)
         await store.delivered(digest, record, cancelled)
         fire(record.site_id)
         return Response(status_code=204)

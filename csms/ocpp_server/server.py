@@ -235,6 +235,8 @@ class OcppServer:
         self._server.close()
         await self._server.wait_closed()
         self._server = None
+        if self._closing:  # replaced connections still in their closing handshake
+            await asyncio.wait(list(self._closing), timeout=self.settings.ping_timeout_s + 1)
 
     def station_id_of(self, path: str) -> str | None:
         path = urlsplit(path).path

@@ -122,6 +122,7 @@ class Session:
                 await self.handle_frame(raw)
         finally:
             self._shutdown()
+            await self._settle_follow_ups()
 
     async def handle_frame(self, raw: str | bytes) -> None:
         if self._log_frames:
@@ -421,6 +422,16 @@ class Session:
                 future.set_exception(StationDisconnected(self.station_id))
         for task in list(self._tasks):
             task.cancel()
+
+    async def _settle_follow_ups(self, timeout_s: float = 5.0) -> None:
+        """Wait for the cancelled follow-ups to end, so that none is still inside a database
+        read or write when the session is gone (and the server's services may be closing)."""
+        tasks = [task for task in self._tasks if not task.done()]
+        if not tasks:
+            return
+        _, still_running = await asyncio.wait(tasks, timeout=timeout_s)
+        for task in still_running:
+            log.warning("a follow-up for %s did not end when cancelled: %r", self.station_id, task)
 
     async def close(self, code: int = 1000, reason: str = "") -> None:
         self._shutdown()

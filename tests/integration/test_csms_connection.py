@@ -458,3 +458,34 @@ async def test_dead_link_detected_by_websocket_pings(tmp_path: Path) -> None:
             await asyncio.sleep(0.05)
         assert not await csms.services.router.is_connected("CS1")
         ws.transport.abort()
+
+
+# ---- a session's end ------------------------------------------------------------------------
+
+
+async def test_a_closed_session_waits_for_its_cancelled_follow_ups_to_end(csms: Csms) -> None:
+    """A follow-up (here the envelope sent after a boot) still running when the station
+    leaves is cancelled and has ended before the session is gone: no follow-up is left inside
+    a database read when the server and its services close."""
+    started = asyncio.Event()
+    ended: list[str] = []
+
+    async def slow_follow_up(station_id: str) -> None:
+        started.set()
+        try:
+            await asyncio.sleep(30)
+        except asyncio.CancelledError:
+            await asyncio.sleep(0.3)  # its cleanup takes a while (a rollback, say)
+            ended.append(station_id)
+            raise
+
+    csms.services.envelopes.station_booted = slow_follow_up  # type: ignore[method-assign]
+    ws = await raw_connect(csms, "CS1")
+    assert (await raw_boot(ws))[2]["status"] == "Accepted"
+    async with asyncio.timeout(5):
+        await started.wait()
+    await ws.close()
+    async with asyncio.timeout(10):
+        while "CS1" in csms.server.sessions:  # noqa: ASYNC110 - a dict, no event
+            await asyncio.sleep(0.01)
+    assert ended == ["CS1"]

@@ -160,3 +160,67 @@ def test_notify_base_url_is_checked() -> None:
     for bad in ("ftp://x", "http://", "https://u:p@host", "https://h/?q=1"):
         with pytest.raises(ValueError):
             n.check_notify_base_url(bad)
+
+
+# ---- a cancelled subscription, with the database store --------------------------------------
+
+
+class RecordingServer:
+    """The part of CsipTransport that CsipSubscriptions.ensure uses, recording each request."""
+
+    def __init__(self) -> None:
+        self.requests: list[tuple[str, str]] = []
+        self.made = 0
+
+    def path_of(self, href: str) -> str:
+        return href
+
+    async def post(self, href: str, document: object) -> str:
+        self.made += 1
+        self.requests.append(("POST", href))
+        return f"{href}/{self.made}"
+
+    async def delete(self, href: str) -> None:
+        self.requests.append(("DELETE", href))
+
+
+async def test_a_cancelled_single_resource_is_deleted_on_the_server_then_subscribed_anew(
+    tmp_path,  # type: ignore[no-untyped-def]
+) -> None:
+    """Status 4 about a DefaultDERControl: envoy keeps that subscription (it never deletes one
+    when an entity goes) and would go on notifying its token. Ours is kept, so its token still
+    answers, until the next `ensure` deletes it on the server and subscribes again."""
+    from csms.domain.sites import Site
+    from csms.persistence.repositories import csip_telemetry as repo
+    from tests.support.csms_harness import running_services
+
+    dderc = "/edev/1/derp/1/dderc"
+    async with running_services(tmp_path) as services:
+        site = await services.sites.create(Site(id="site-1", name="Home", station_ids=()))
+        server = RecordingServer()
+        subscriptions = n.CsipSubscriptions(server, services.db, "https://csms.example")  # type: ignore[arg-type]
+        assert await subscriptions.ensure(site, "/edev/0/sub", [dderc], T0) == [dderc]
+        async with services.db.read() as conn:
+            (first,) = await repo.site_subscriptions(conn, "site-1")
+        assert first.subscription_href == "/edev/0/sub/1"
+        async with services.db.read() as conn:
+            digest = (
+                await conn.execute(
+                    repo.csip_subscriptions.select().with_only_columns(
+                        repo.csip_subscriptions.c.token_sha256
+                    )
+                )
+            ).scalar_one()
+        store = n.NotificationStore(services.db, clock=lambda: T0)
+        await store.delivered(digest, first, cancelled=True)
+        assert await store.subscription(digest) is not None  # its token still answers
+        server.requests.clear()
+        assert await subscriptions.ensure(site, "/edev/0/sub", [dderc], T0) == [dderc]
+        assert server.requests == [("DELETE", "/edev/0/sub/1"), ("POST", "/edev/0/sub")]
+        assert await store.subscription(digest) is None  # the old token is forgotten now
+        async with services.db.read() as conn:
+            (again,) = await repo.site_subscriptions(conn, "site-1")
+        assert (again.list_href, again.subscription_href) == ("/edev/0/sub", "/edev/0/sub/2")
+        server.requests.clear()  # in force again: nothing to do
+        assert await subscriptions.ensure(site, "/edev/0/sub", [dderc], T0) == []
+        assert server.requests == []

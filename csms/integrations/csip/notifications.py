@@ -13,8 +13,10 @@ token is a 404 before the body is read (a database lookup by unique index); the 
 (413) and parsed as a 2030.5 Notification (400 when it is not one, or names another resource);
 then `on_notification(site_id)` is called (the lead wires it to the poller: re-poll that site
 now) and 204 answered. Any node may serve it: the token is looked up in the database. A
-Notification with a cancelled status drops our record (the next `ensure` subscribes again),
-except a list member deleted (`ends_subscription`).
+Notification with a cancelled status (except a list member deleted, `ends_subscription`) marks
+our record cancelled: its token still answers, and the next `ensure` deletes that subscription
+on the server (envoy keeps a subscription whose resource was deleted and would go on notifying
+it) before subscribing anew, so that no orphan is left notifying a token we forgot.
 """
 
 from __future__ import annotations
@@ -236,7 +238,7 @@ class NotificationStore:
 
         async def op(conn: AsyncConnection) -> None:
             if cancelled:
-                await repo.remove_subscription(conn, record.site_id, record.resource_href)
+                await repo.mark_cancelled(conn, digest, now)
             else:
                 await repo.mark_notified(conn, digest, now)
 

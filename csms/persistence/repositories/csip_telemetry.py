@@ -212,6 +212,25 @@ async def mark_notified(conn: AsyncConnection, token_sha256: str, now: datetime)
     )
 
 
+# A subscription the server said it cancelled: its list_href is blanked (no list holds it in
+# force), so the next `ensure` deletes it on the server (a server that kept it stops notifying
+# that token) and subscribes anew; meanwhile its token still answers.
+CANCELLED_LIST_HREF = ""
+
+
+async def mark_cancelled(conn: AsyncConnection, token_sha256: str, now: datetime) -> None:
+    cs = csip_subscriptions.c
+    await conn.execute(
+        sa.update(csip_subscriptions)
+        .where(cs.token_sha256 == token_sha256)
+        .values(
+            list_href=CANCELLED_LIST_HREF,
+            last_notified_at=now,
+            notifications=cs.notifications + 1,
+        )
+    )
+
+
 async def latest_notification(conn: AsyncConnection, site_id: str) -> datetime | None:
     """When a notification for the site was last served, by any node: the node polling the
     site compares it with its last poll (multi-node: the notified node need not be the poller)."""

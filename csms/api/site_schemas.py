@@ -22,6 +22,13 @@ SiteIdField = Field(
 LimitW = float | None
 
 
+class MeterSource(StrictModel):
+    """Where the site's household meter reading comes from besides a push: one of its
+    stations' own main meter (OCPP MeterValues with evseId 0, location Inlet)."""
+
+    station_id: str = Field(min_length=1, max_length=48, description="one of the site's stations")
+
+
 class SiteIn(StrictModel):
     """A site: a home or depot behind one grid connection point, holding stations."""
 
@@ -39,6 +46,10 @@ class SiteIn(StrictModel):
     )
     csip_enabled: bool = Field(False, description="register and poll with the CSIP-AUS server")
     station_ids: list[str] = Field(default_factory=list, max_length=MAX_STATIONS_PER_SITE)
+    meter_source: MeterSource | None = Field(
+        None,
+        description="each evse-0 Inlet MeterValues of this station is a household meter reading",
+    )
 
     @field_validator("nmi")
     @classmethod
@@ -64,6 +75,7 @@ class SiteRead(BaseModel):
     csip_enabled: bool
     station_ids: list[str]
     has_registration_pin: bool
+    meter_source: MeterSource | None = None
 
 
 SourceName = Literal["csip-aus", "operator"]

@@ -62,13 +62,15 @@ DEFAULT_POST_RATE_S = 300  # CSIP-AUS' default when the server gives none
 # Reporting never goes further back than this (a restart after a day does not back-fill).
 MAX_PERIOD_S = MAX_POST_RATE_S
 
-_POWER_UNITS = {None: 1.0, "W": 1.0, "kW": 1_000.0}
+POWER_UNITS = {None: 1.0, "W": 1.0, "kW": 1_000.0}
 _REACTIVE_UNITS = {None: 1.0, "var": 1.0, "kvar": 1_000.0, "varh": None}
 _VOLTAGE_UNITS = {None: 1.0, "V": 1.0}
 # Phase-less is the total (power) or the single voltage; per phase values are summed (power)
 # or averaged (voltage, phase-to-neutral only: line-to-line voltages are another quantity).
 _POWER_PHASES = {"L1", "L2", "L3", "L1-N", "L2-N", "L3-N"}
 _VOLTAGE_PHASES = {"L1-N", "L2-N", "L3-N", "L1", "L2", "L3"}
+# OCPP 2.0.1 evseId 0: the station as a whole, its main meter at the grid connection.
+MAIN_METER_EVSE_ID = 0
 # Where the station measured: the grid side. "EV" (the car's DC side), "Cable", "Body" are not
 # what flows through the connection point.
 _LOCATIONS = {None, "Outlet", "Inlet"}
@@ -91,6 +93,7 @@ class Sample:
     unit: str | None = None
     phase: str | None = None
     location: str | None = None
+    evse_id: int | None = None  # 0: the station's own main meter, not a charger (ignored)
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,7 +146,7 @@ def _scaled(sample: Sample, units: Mapping[str | None, float | None]) -> float |
     return sample.value * factor
 
 
-def _instant(
+def instant_value(
     samples: Sequence[Sample], units: Mapping[str | None, float | None], *, average: bool
 ) -> float | None:
     """The value of one measurand at one timestamp: the phase-less sample, else the sum (power)
@@ -178,7 +181,7 @@ def _series(
         by_time[s.timestamp].append(s)
     out = []
     for ts in sorted(by_time):
-        value = _instant(by_time[ts], units, average=average)
+        value = instant_value(by_time[ts], units, average=average)
         if value is not None:
             out.append((ts, value))
     return out
@@ -218,15 +221,18 @@ def _net(
 def station_der_readings(
     samples: Sequence[Sample], start: datetime, end: datetime, max_age_s: float
 ) -> tuple[float | None, float | None, float | None]:
-    """One station's (W, var, V) over [start, end), generator convention; each bounded."""
+    """One station's (W, var, V) over [start, end), generator convention; each bounded. Samples
+    of evse 0 are the station's main meter at its grid connection (the household and every
+    charger behind it), not the station's own power: never counted."""
     fresh = [
         s
         for s in samples
-        if (s.timestamp - end).total_seconds() <= MAX_FUTURE_SKEW_S
+        if s.evse_id != MAIN_METER_EVSE_ID
+        and (s.timestamp - end).total_seconds() <= MAX_FUTURE_SKEW_S
         and (end - s.timestamp).total_seconds() <= max(max_age_s, (end - start).total_seconds())
     ]
     watts = _net(
-        fresh, POWER_ACTIVE_EXPORT, POWER_ACTIVE_IMPORT, _POWER_UNITS, start, end, max_age_s
+        fresh, POWER_ACTIVE_EXPORT, POWER_ACTIVE_IMPORT, POWER_UNITS, start, end, max_age_s
     )
     var = _net(
         fresh,

@@ -54,6 +54,9 @@ class Site:
     registration_pin: int | None = None  # the DNSP's PIN to check against the server's Registration
     csip_enabled: bool = False  # register and poll this site with the CSIP-AUS server
     station_ids: tuple[str, ...] = ()
+    # The station whose own main meter (OCPP evse 0, location Inlet) is the site's household
+    # meter (csms.domain.inlet_meter); None: readings are pushed (API, MQTT) or there are none.
+    meter_station_id: str | None = None
 
     def __post_init__(self) -> None:
         if not SITE_ID_PATTERN.match(self.id):
@@ -72,3 +75,7 @@ class Site:
             raise ValueError(f"a site holds at most {MAX_STATIONS_PER_SITE} stations")
         if len(set(self.station_ids)) != len(self.station_ids):
             raise ValueError("a station is listed twice")
+        if self.meter_station_id is not None and self.meter_station_id not in self.station_ids:
+            raise ValueError(
+                "meter_source.station_id: the meter's station must be one of the site's"
+            )

@@ -394,6 +394,8 @@ sites = sa.Table(
     sa.Column("csip_enabled", sa.Boolean, nullable=False, server_default=sa.false()),
     sa.Column("created_at", UtcDateTime, nullable=False),
     sa.Column("updated_at", UtcDateTime, nullable=False),
+    # The station whose evse-0 Inlet meter is the household meter (0020); one of the site's.
+    sa.Column("meter_station_id", sa.String(48), index=True),
 )
 
 # A station belongs to at most one site.

@@ -8,6 +8,12 @@ grid side) no older than `site_meter_charger_sample_max_age_s` while a transacti
 (else only a sample within 10 s of the reading); a station with no such value counts 0 W when
 no transaction runs on it, else as unknown (csms.domain.site_meter).
 
+A site may instead (or as well) take its readings from one of its stations' own main meter
+(the site's `meter_station_id`): each OCPP MeterValues with evseId 0 and location Inlet of that
+station is a reading (`main_meter_values`, csms.domain.inlet_meter), bounded and aged like a
+pushed one; evse-0 values of any other station are ignored. Evse-0 values are never counted as
+a station's own power (csms.domain.csip_telemetry).
+
 The envelope service asks `site_base(site_id, now)` whenever it computes the stations' bounds
 (profiles, the envelope view, the planners' caps), so every node computes from the database.
 After each reading, and every `site_meter_check_s` on the nodes holding a station of a metered
@@ -31,15 +37,19 @@ from pydantic import BaseModel, Field
 
 from csms.domain import csip_telemetry as ct
 from csms.domain.errors import NotFound
+from csms.domain.inlet_meter import REGISTER_MAX_INTERVAL_S, inlet_reading, is_inlet_sample
+from csms.domain.models import MeterSample
 from csms.domain.site_meter import (
     BaseInterval,
     ChargerPower,
     MeterReading,
+    MeterReadingError,
     SiteBase,
     age_s,
     base_interval,
     changed_materially,
     is_fresh,
+    reading_from,
     site_base,
     tightens,
 )
@@ -57,6 +67,19 @@ log = logging.getLogger(__name__)
 # A station's power around the reading: the mean of its samples in [t - 10 s, t + 1 s).
 _AROUND_BEFORE_S = 10.0
 _AROUND_AFTER_S = 1.0
+
+
+def _sample(m: MeterSample) -> ct.Sample:
+    return ct.Sample(
+        station_id=m.station_id,
+        timestamp=m.timestamp,
+        measurand=m.measurand,
+        value=m.value,
+        unit=m.unit,
+        phase=m.phase,
+        location=m.location,
+        evse_id=m.evse_id,
+    )
 
 
 class SiteMeterSettings(BaseModel):
@@ -131,6 +154,42 @@ class SiteMeterService:
             log.info("site %s: meter reading older than the stored one ignored", site.id)
         await self.maybe_resend(site.id)
         return await self.view(site.id)
+
+    async def main_meter_values(
+        self, station_id: str, samples: list[MeterSample]
+    ) -> MeterView | None:
+        """A station's stored MeterValues: when it has evse-0 Inlet values and the station is
+        its site's meter source, a reading of that site (recorded as `record` does). None when
+        it is no reading (another station's main meter, no usable value, out of bounds)."""
+        inlet = [s for s in (_sample(m) for m in samples) if is_inlet_sample(s)]
+        if not inlet:
+            return None
+        async with self._db.read() as conn:
+            site = await srepo.site_metered_by(conn, station_id)
+            if site is None:
+                return None  # not a site's meter: the station's evse-0 values stay its own
+            found = inlet_reading(inlet)
+            if found is None:  # registers only: the previous reading gives the mean power
+                newest = max(s.timestamp for s in inlet)
+                history = await repo.main_meter_registers(
+                    conn, station_id, newest - timedelta(seconds=REGISTER_MAX_INTERVAL_S), newest
+                )
+                found = inlet_reading([*history, *inlet])
+        if found is None:
+            log.info("site %s: no usable main meter value from %s", site.id, station_id)
+            return None
+        try:
+            reading = reading_from(
+                site.id,
+                measured_at=found.measured_at,
+                received_at=self._clock(),
+                source="ocpp",
+                grid_import_w=found.grid_import_w,
+            )
+        except MeterReadingError as exc:
+            log.info("site %s: main meter value of %s refused: %s", site.id, station_id, exc)
+            return None
+        return await self.record(reading)
 
     async def _charger_powers(
         self, station_ids: tuple[str, ...], reading: MeterReading

@@ -64,6 +64,7 @@ async def test_site_crud(api: ApiHarness) -> None:
         "csip_enabled": False,
         "station_ids": ["CS1"],
         "has_registration_pin": True,
+        "meter_source": None,
     }
     assert "registration_pin" not in body
     assert (await api.client.get("/api/v1/sites")).json() == [body]

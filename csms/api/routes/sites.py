@@ -14,6 +14,7 @@ from csms.api.site_schemas import (
     ChargerBoundsRead,
     EnvelopeRead,
     EnvelopeViewRead,
+    MeterSource,
     OperatorEnvelopesIn,
     SiteIn,
     SiteRead,
@@ -63,6 +64,9 @@ def site_read(site: Site) -> SiteRead:
         csip_enabled=site.csip_enabled,
         station_ids=list(site.station_ids),
         has_registration_pin=site.registration_pin is not None,
+        meter_source=(
+            None if site.meter_station_id is None else MeterSource(station_id=site.meter_station_id)
+        ),
     )
 
 
@@ -76,6 +80,7 @@ def _site(body: SiteIn) -> Site:
         registration_pin=body.registration_pin,
         csip_enabled=body.csip_enabled,
         station_ids=tuple(body.station_ids),
+        meter_station_id=None if body.meter_source is None else body.meter_source.station_id,
     )
 
 

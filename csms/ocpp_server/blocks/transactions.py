@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
+from csms.domain.csip_telemetry import MAIN_METER_EVSE_ID
 from csms.domain.errors import CsmsError
 from csms.domain.transactions import TransactionEventInput, needs_status_check
 from csms.ocpp_server.blocks._common import meter_samples
@@ -13,6 +14,7 @@ from csms.services.common import parse_ocpp_datetime
 
 if TYPE_CHECKING:
     from csms.ocpp_server.session import Handler, Session
+    from csms.services.site_meters import SiteMeterService
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +82,14 @@ async def meter_values(session: Session, payload: dict[str, Any]) -> dict[str, A
         session.station_id, payload["meterValue"], evse_id=evse_id, transaction_id=None
     )
     await session.services.transaction_events.meter_values(samples)
+    if evse_id == MAIN_METER_EVSE_ID:  # the station's main meter may be its site's meter
+        meters = session.services.site_meters
+        session.after_reply(lambda: _main_meter(meters, session.station_id, samples))
     return {}
+
+
+async def _main_meter(meters: SiteMeterService, station_id: str, samples: list[Any]) -> None:
+    await meters.main_meter_values(station_id, samples)
 
 
 HANDLERS: dict[str, Handler] = {

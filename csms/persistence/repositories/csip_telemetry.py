@@ -11,7 +11,7 @@ from datetime import datetime
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from csms.domain.csip_telemetry import MEASURANDS, Role, Sample
+from csms.domain.csip_telemetry import MAIN_METER_EVSE_ID, MEASURANDS, Role, Sample
 from csms.persistence import tables as t
 from csms.persistence.csip_telemetry_tables import csip_mirror_points, csip_subscriptions
 from csms.persistence.repositories.meter_values import holding_any, unpack_rows
@@ -49,7 +49,8 @@ async def recent_samples(
     """The stations' telemetry measurands stamped in [since, until), per station, oldest first
     (index station_id, timestamp), at most MAX_SAMPLES_PER_SITE (the newest kept). Rows are
     read newest first, at most that many (each row that holds one of MEASURANDS gives at
-    least one sample)."""
+    least one sample). Rows of evse 0 (a station's main meter, not its chargers' power) are
+    not read: a meter sampling every second must not crowd the chargers out of the limit."""
     if not station_ids:
         return {}
     mv = t.meter_values.c
@@ -60,6 +61,7 @@ async def recent_samples(
             mv.station_id.in_(list(station_ids)),
             mv.timestamp >= since,
             mv.timestamp < until,
+            sa.or_(mv.evse_id.is_(None), mv.evse_id != MAIN_METER_EVSE_ID),
             holding_any(MEASURANDS),
         )
         .order_by(mv.timestamp.desc(), mv.id.desc())
@@ -78,6 +80,7 @@ async def recent_samples(
                     unit=s.unit,
                     phase=s.phase,
                     location=s.location,
+                    evse_id=s.evse_id,
                 )
             )
         if len(newest_first) >= MAX_SAMPLES_PER_SITE:

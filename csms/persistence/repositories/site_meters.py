@@ -10,10 +10,15 @@ from datetime import datetime
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from csms.domain.csip_telemetry import MAIN_METER_EVSE_ID, Sample
+from csms.domain.inlet_meter import ENERGY_IMPORT, INLET_MEASURANDS
 from csms.domain.site_meter import BaseInterval, MeterReading
+from csms.persistence import tables as t
+from csms.persistence.repositories.meter_values import holding_any, unpack_rows
 from csms.persistence.site_meter_tables import site_meters
 
 MAX_METERED_SITES = 10_000  # one check round reads at most this many
+MAX_MAIN_METER_ROWS = 8  # the register readings before the newest: only the previous is used
 
 
 @dataclass(frozen=True)
@@ -114,3 +119,39 @@ async def claim_applied(
 async def delete(conn: AsyncConnection, site_id: str) -> bool:
     result = await conn.execute(sa.delete(site_meters).where(site_meters.c.site_id == site_id))
     return bool(result.rowcount)
+
+
+async def main_meter_registers(
+    conn: AsyncConnection, station_id: str, since: datetime, until: datetime
+) -> list[Sample]:
+    """The station's evse-0 samples of csms.domain.inlet_meter's measurands in rows stamped in
+    [since, until] that hold an energy register, the newest MAX_MAIN_METER_ROWS rows, oldest
+    first (the register reading before the newest gives the mean power)."""
+    mv = t.meter_values.c
+    query = (
+        sa.select(mv.station_id, mv.evse_id, mv.transaction_id, mv.timestamp)
+        .add_columns(mv.sampled_values, mv.id)
+        .where(
+            mv.station_id == station_id,
+            mv.evse_id == MAIN_METER_EVSE_ID,
+            mv.timestamp >= since,
+            mv.timestamp <= until,
+            holding_any([ENERGY_IMPORT]),
+        )
+        .order_by(mv.timestamp.desc(), mv.id.desc())
+        .limit(MAX_MAIN_METER_ROWS)
+    )
+    rows = list(reversed((await conn.execute(query)).all()))
+    return [
+        Sample(
+            station_id=s.station_id,
+            timestamp=s.timestamp,
+            measurand=s.measurand,
+            value=s.value,
+            unit=s.unit,
+            phase=s.phase,
+            location=s.location,
+            evse_id=s.evse_id,
+        )
+        for s in unpack_rows(rows, frozenset(INLET_MEASURANDS))
+    ]

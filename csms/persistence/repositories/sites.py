@@ -17,7 +17,15 @@ from csms.persistence import tables as t
 # Per site and source: a CSIP-AUS server may list many controls, but what is kept is bounded.
 MAX_ENVELOPES_PER_SOURCE = 500
 
-_SITE_COLUMNS = ("name", "nmi", "lfdi", "sfdi", "registration_pin", "csip_enabled")
+_SITE_COLUMNS = (
+    "name",
+    "nmi",
+    "lfdi",
+    "sfdi",
+    "registration_pin",
+    "csip_enabled",
+    "meter_station_id",
+)
 _ENVELOPE_FIELDS = tuple(f.name for f in fields(OperatingEnvelope))
 
 
@@ -51,6 +59,8 @@ def _site_of(row: sa.Row[tuple[object, ...]], station_ids: list[str]) -> Site:
         registration_pin=row.registration_pin,
         csip_enabled=row.csip_enabled,
         station_ids=tuple(station_ids),
+        # A meter station deleted since (its site_stations row cascaded away) meters no more.
+        meter_station_id=row.meter_station_id if row.meter_station_id in station_ids else None,
     )
 
 
@@ -75,6 +85,17 @@ async def site_of_station(conn: AsyncConnection, station_id: str) -> str | None:
     return (
         await conn.execute(sa.select(ss.c.site_id).where(ss.c.station_id == station_id))
     ).scalar_one_or_none()
+
+
+async def site_metered_by(conn: AsyncConnection, station_id: str) -> Site | None:
+    """The site whose household meter is `station_id`'s main meter, if any."""
+    row = (
+        await conn.execute(sa.select(t.sites).where(t.sites.c.meter_station_id == station_id))
+    ).first()
+    if row is None:
+        return None
+    site = _site_of(row, (await _stations_by_site(conn, [row.id])).get(row.id, []))
+    return site if site.meter_station_id == station_id else None
 
 
 async def _set_stations(conn: AsyncConnection, site: Site) -> None:

@@ -29,6 +29,10 @@ def add_parser(commands: Any, add_settings_flags: Callable[[Any, list[str]], Non
             help="register and poll the site with the CSIP-AUS server",
         )  # fmt: skip
         sub.add_argument("--stations", type=_stations_arg, help="station ids, comma-separated")
+        sub.add_argument(
+            "--meter-station", metavar="STATION",
+            help="the site's station whose evse-0 Inlet meter is the household meter ('' = none)",
+        )  # fmt: skip
     site_show = site_commands.add_parser("show", help="a site and its envelope in force")
     site_show.add_argument("site_id", metavar="ID")
     site_show.add_argument("--json", action="store_true", help="print JSON")
@@ -55,6 +59,8 @@ def _site_fields(args: argparse.Namespace) -> dict[str, Any]:
     ):
         if value is not None:
             fields[name] = value
+    if args.meter_station is not None:
+        fields["meter_station_id"] = args.meter_station or None
     return fields
 
 
@@ -62,6 +68,10 @@ def _site_dict(site: Any) -> dict[str, Any]:
     out = dataclasses.asdict(site)
     out["has_registration_pin"] = out.pop("registration_pin") is not None
     out["station_ids"] = list(site.station_ids)
+    out["meter_source"] = (
+        None if site.meter_station_id is None else {"station_id": site.meter_station_id}
+    )
+    del out["meter_station_id"]  # shown as the API shows it
     return out
 
 

@@ -36,6 +36,19 @@ def test_site_life_cycle(workdir: Path, capsys: pytest.CaptureFixture[str]) -> N
     assert listed["nmi"] == "41023352107"  # kept: only the given fields change
     assert listed["csip_enabled"] is True and listed["has_registration_pin"] is True
     assert "registration_pin" not in listed
+    assert listed["meter_source"] is None
+
+    # The household meter from one of the site's stations (its evse-0 Inlet), and off again.
+    assert main(["site", "update", "home-1", "--meter-station", "CS2"]) == 0
+    capsys.readouterr()
+    assert main(["site", "show", "home-1", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["meter_source"] == {"station_id": "CS2"}
+    assert main(["site", "update", "home-1", "--meter-station", "CS9"]) == 1  # not the site's
+    assert "must be one of the site's" in capsys.readouterr().err
+    assert main(["site", "update", "home-1", "--meter-station", ""]) == 0
+    capsys.readouterr()
+    assert main(["site", "list", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)[0]["meter_source"] is None
 
     assert main(["site", "show", "home-1"]) == 0
     shown = capsys.readouterr().out

@@ -101,21 +101,22 @@ class ArmedPart(FleetPart):
         wanted = [s for s in dict.fromkeys(station_ids) if s in state]
         if not wanted:
             return []
-        contexts = {c.vehicle.station_id: c for c in await self._plugged()}
+        # (station, EVSE) -> the vehicle there with its running transaction
+        contexts = {(c.vehicle.station_id, c.transaction.evse_id): c for c in await self._plugged()}
         jobs = []
         for station_id in wanted:
-            ctx = contexts.get(station_id)
-            tx_id = None if ctx is None else ctx.transaction.transaction_id
             for kind, armed in read_armed(state[station_id]).items():
-                if ctx is None or ctx.transaction.evse_id != armed.evse_id:
+                ctx = contexts.get((station_id, armed.evse_id))
+                if ctx is None:
                     continue
                 if kind is ArmedKind.LOCAL_FREQUENCY and station_id in frequency_held:
                     continue
                 bounds, limited = await self._armed_bounds(ctx, armed, now)
-                if resend_due(armed, bounds, now, tx_id):
+                if resend_due(armed, bounds, now, ctx.transaction.transaction_id):
                     jobs.append(self._resend(ctx, armed, bounds, limited, now))
-        results = [r for r in await asyncio.gather(*jobs) if r is not None]
-        await self._after_resend(wanted, contexts, results, now)
+        sent = [found for found in await asyncio.gather(*jobs) if found is not None]
+        await self._after_resend(wanted, sent, now)
+        results = [result for _, result in sent]
         for result in results:
             result["site_id"] = site_id
         return results
@@ -137,7 +138,7 @@ class ArmedPart(FleetPart):
 
     async def _resend(
         self, ctx: Plugged, armed: ArmedService, bounds: PowerBounds, limited: bool, now: datetime
-    ) -> dict[str, Any] | None:
+    ) -> tuple[ArmedService, dict[str, Any]] | None:
         station_id = ctx.vehicle.station_id
         assert station_id is not None
         left = time_left_s(armed, now)
@@ -188,33 +189,37 @@ class ArmedPart(FleetPart):
             result["status"] = str(answer.get("status"))
         except CsmsError as exc:
             result["status"], result["error"] = "failed", str(exc)
-        return result
+        return armed, result
 
     async def _after_resend(
         self,
         station_ids: Sequence[str],
-        contexts: dict[str | None, Plugged],
-        results: list[dict[str, Any]],
+        sent: list[tuple[ArmedService, dict[str, Any]]],
         now: datetime,
     ) -> None:
-        """Remember the bounds each accepted re-send carried and drop what ended; an aFRR
-        re-send is recorded in the dispatch history like the arming ("afrr-curve")."""
+        """Remember the bounds each accepted re-send carried (unless the service was armed
+        anew meanwhile) and drop what ended or whose transaction ended; an aFRR re-send is
+        recorded in the dispatch history like the arming ("afrr-curve")."""
         accepted = {
-            (r["station_id"], r["service"]): PowerBounds(r["max_charge_w"], r["max_discharge_w"])
-            for r in results
+            (r["station_id"], armed.kind): (
+                armed,
+                PowerBounds(r["max_charge_w"], r["max_discharge_w"]),
+            )
+            for armed, r in sent
             if r.get("status") == "Accepted"
         }
 
         async def op(conn: AsyncConnection) -> None:
             state = await vrepo.lock_rule_state(conn, ARMED_RULE, now)
-            for station_id in station_ids:
-                ctx = contexts.get(station_id)
-                running = [] if ctx is None else [ctx.transaction.transaction_id]
-                entries = pruned(state.get(station_id) or {}, now, running)
+            held = [s for s in station_ids if s in state]
+            active = await vrepo.active_transactions(conn, set(held))
+            for station_id in held:
+                running = [t.transaction_id for t in active.get(station_id, [])]
+                entries = pruned(state[station_id], now, running)
                 for kind, armed in read_armed(entries).items():
-                    sent = accepted.get((station_id, kind.value))
-                    if sent is not None:
-                        entries[kind.value] = replace(armed, sent=sent).as_dict()
+                    found = accepted.get((station_id, kind))
+                    if found is not None and found[0] == armed:
+                        entries[kind.value] = replace(armed, sent=found[1]).as_dict()
                 if entries:
                     state[station_id] = entries
                 else:
@@ -222,8 +227,8 @@ class ArmedPart(FleetPart):
             await vrepo.save_rule_state(conn, ARMED_RULE, state, now)
 
         await self._db.write(op)
-        for result in results:
-            if result["service"] == ArmedKind.AFRR.value:
+        for armed, result in sent:
+            if armed.kind is ArmedKind.AFRR:
                 entry = {**result, "kw": 0.0, "resent": "envelope"}
                 await self._record_dispatch(
                     "afrr-curve", now, result["duration_s"], 0.0, 0.0, {result["station_id"]: entry}

@@ -19,7 +19,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from ocpp.v21 import call
 
+from csms.persistence.repositories import v2g as vrepo
+from csms.services.v2g.armed import ARMED_RULE
 from csms.services.v2g.profiles import (
     AFRR_PROFILE_ID,
     FREQUENCY_PROFILE_ID,
@@ -210,3 +213,50 @@ async def test_armed_afrr_local_frequency_and_local_control_follow_envelope_chan
             *_, last = profiles(csa, AFRR_PROFILE_ID)
             assert len(profiles(csa, AFRR_PROFILE_ID)) == 4  # the aFRR curve still runs
             assert period(last)["dischargeLimit"] == -1000.0
+
+
+async def end_transaction(station: V21Station, tx_id: str, at: datetime) -> None:
+    await station.call(
+        call.TransactionEvent(
+            event_type="Ended",
+            timestamp=iso(at),
+            trigger_reason="EVDeparted",
+            seq_no=1,
+            transaction_info={"transaction_id": tx_id, "stopped_reason": "EVDisconnected"},
+            evse={"id": 1, "connector_id": 1},
+        ),
+        suppress=False,
+    )
+
+
+@pytest.mark.parametrize("kind", KINDS)
+async def test_an_armed_service_ends_with_its_transaction(kind: str, tmp_path: Path) -> None:
+    """The TxProfile went with its transaction: an envelope change during the next session
+    does not bring the old aFRR curve back, and the kept entry is dropped."""
+    async with harness(kind, tmp_path) as api:
+        assert api.ocpp_url is not None
+        now = datetime.now(UTC)
+        await api.add_station("CSA")
+        async with connected_v21_station(api.ocpp_url, "CSA", STATION_PASSWORD) as csa:
+            await plug_in(api, csa, "car-a", now)
+            created = await api.client.post(
+                f"{V1}/sites", json={"id": "home-1", "name": "Home", "station_ids": ["CSA"]}
+            )
+            assert created.status_code == 201, created.text
+            await put_export_limit(api, 3000.0)
+            armed = await api.client.post(
+                f"{V1}/grid/afrr/curve",
+                json={"curve": AFRR, "duration_s": 900, "station_ids": ["CSA"]},
+            )
+            assert armed.status_code == 200, armed.text
+            assert len(profiles(csa, AFRR_PROFILE_ID)) == 1
+            await put_export_limit(api, 1000.0)  # still the same session: sent again
+            assert len(profiles(csa, AFRR_PROFILE_ID)) == 2
+
+            await end_transaction(csa, "tx-CSA", now + timedelta(seconds=5))
+            await csa.start_transaction("tx-CSA-2", now + timedelta(seconds=6), 60.0)
+            await put_export_limit(api, 500.0)
+            assert len(profiles(csa, AFRR_PROFILE_ID)) == 2  # not the old session's curve
+            async with api.services.db.read() as conn:
+                state = await vrepo.get_rule_state(conn, ARMED_RULE)
+            assert state == {}  # the ended session's entry was dropped

@@ -25,7 +25,8 @@ from csms.persistence.repositories import ocpp21 as r21
 from csms.persistence.repositories import v2g as vrepo
 from csms.persistence.repositories import v2x as xrepo
 from csms.services.common import ocpp_datetime
-from csms.services.v2g.fleet import FleetPart, Plugged
+from csms.services.v2g.armed import ArmedPart
+from csms.services.v2g.fleet import Plugged
 from csms.services.v2g.profiles import CENTRAL_FREQUENCY_PROFILE_ID
 from csms.v2g.envelope_caps import held_bounds
 from csms.v2g.v2x import (
@@ -52,7 +53,7 @@ class _Target:
     limited: bool = False  # the envelope cut the setpoint the curve asked for
 
 
-class CentralFrequencyPart(FleetPart):
+class CentralFrequencyPart(ArmedPart):
     async def _held_target(self, ctx: Plugged, asked_w: float, at: datetime) -> _Target:
         """The target for `asked_w`, within the vehicle's bounds and the station's envelope
         share in force at `at` (issue 18; the profile is Dynamic, without an end: an envelope

@@ -29,6 +29,7 @@ from csms.services.v2g.profiles import (
 )
 from csms.v2g import VehiclePlan, to_tx_profile
 from csms.v2g import bounds as b
+from csms.v2g.armed_services import ArmedKind
 
 log = logging.getLogger(__name__)
 
@@ -130,6 +131,8 @@ class ControlPart(PlanningPart, FrequencyPart):
                 await self._commands.send(
                     station_id, "ClearChargingProfile", {"chargingProfileId": profile_id}
                 )
+            # the LocalFrequency profile went with it: an envelope change must not bring it back
+            await self.remember_armed(station_id, ArmedKind.LOCAL_FREQUENCY, None)
         try:
             sent = await self.optimize_station(station_id, vehicle_id=record.id, now=now)
             return Applied(record, "new plan", sent.status, None)

@@ -33,6 +33,7 @@ from csms.v2g import (
     UnderFrequencyEvent,
     UnderFrequencyRule,
 )
+from csms.v2g.armed_services import MAX_POWER_W, ArmedKind, ArmedService
 from csms.v2g.envelope_caps import held_bounds
 from csms.v2g.frequency import EventSnapshot, EventState
 from csms.v2g.v2x import OperationMode, frequency_period, v21_profile
@@ -333,10 +334,24 @@ class FrequencyPart(CentralFrequencyPart):
                 "SetChargingProfile",
                 {"evseId": tx.evse_id, "chargingProfile": profile},
             )
+            if answer.get("status") == "Accepted":  # an envelope change sends it again
+                armed = ArmedService(
+                    ArmedKind.LOCAL_FREQUENCY,
+                    tx.transaction_id,
+                    tx.evse_id,
+                    None,
+                    bounds,
+                    tuple(
+                        (float(h), max(-MAX_POWER_W, min(MAX_POWER_W, float(w)))) for h, w in points
+                    ),
+                )
+                await self.remember_armed(station_id, ArmedKind.LOCAL_FREQUENCY, armed)
         else:
             answer = await self._commands.send(
                 station_id, "ClearChargingProfile", {"chargingProfileId": FREQUENCY_PROFILE_ID}
             )
+            if answer.get("status") in ("Accepted", "Unknown"):
+                await self.remember_armed(station_id, ArmedKind.LOCAL_FREQUENCY, None)
         results.append(answer)
         # ClearChargingProfile answers Unknown when nothing was set: nothing to undo, fine.
         accepted = answer.get("status") in (("Accepted",) if enabled else ("Accepted", "Unknown"))

@@ -18,14 +18,15 @@ from csms.domain.errors import CsmsError, InvalidRequest
 from csms.persistence.repositories import ocpp21 as r21
 from csms.persistence.repositories import v2x as xrepo
 from csms.services.common import ocpp_datetime
+from csms.services.v2g.armed import ArmedPart
 from csms.services.v2g.checks import in_time_range
-from csms.services.v2g.fleet import FleetPart
 from csms.services.v2g.profiles import (
     AFRR_PROFILE_ID,
     AFRR_STACK_LEVEL,
     LOCAL_CONTROL_PROFILE_ID,
     LOCAL_CONTROL_STACK_LEVEL,
 )
+from csms.v2g.armed_services import MAX_POWER_W, ArmedKind, ArmedService
 from csms.v2g.der_curves import (
     NOMINAL_VOLTAGE_V,
     SOURCES,
@@ -59,7 +60,7 @@ MAX_EVENTS = 200  # events read back per request
 MAX_SAMPLES = 5000  # stream samples returned per request
 
 
-class GridServicesPart(FleetPart):
+class GridServicesPart(ArmedPart):
     # ---- DER control (R) ---------------------------------------------------------------------
 
     async def der_command(
@@ -279,9 +280,20 @@ class GridServicesPart(FleetPart):
                     "SetChargingProfile",
                     {"evseId": ctx.transaction.evse_id, "chargingProfile": profile},
                 )
-                return {**result, "status": str(answer.get("status"))}
             except CsmsError as exc:
                 return {**result, "status": "failed", "error": str(exc)}
+            if answer.get("status") == "Accepted":  # an envelope change sends it again
+                armed = ArmedService(
+                    ArmedKind.AFRR,
+                    ctx.transaction.transaction_id,
+                    ctx.transaction.evse_id,
+                    end,
+                    bounds,
+                    tuple((float(s), float(w)) for s, w in curve),
+                    baseline_w=baseline_w,
+                )
+                await self.remember_armed(station_id, ArmedKind.AFRR, armed)
+            return {**result, "status": str(answer.get("status"))}
 
         results = list(await asyncio.gather(*(one(s) for s in targets)))
         per_station = {r["station_id"]: {**r, "kw": 0.0} for r in results}
@@ -345,6 +357,20 @@ class GridServicesPart(FleetPart):
             "SetChargingProfile",
             {"evseId": ctx.transaction.evse_id, "chargingProfile": profile},
         )
+        if answer.get("status") == "Accepted":  # an envelope change sends it again
+            armed = ArmedService(
+                ArmedKind.LOCAL_CONTROL,
+                ctx.transaction.transaction_id,
+                ctx.transaction.evse_id,
+                now + timedelta(seconds=duration_s),
+                bounds,
+                mode=chosen.value,
+                max_charge_w=None if max_charge_w is None else min(max_charge_w, MAX_POWER_W),
+                max_discharge_w=(
+                    None if max_discharge_w is None else min(max_discharge_w, MAX_POWER_W)
+                ),
+            )
+            await self.remember_armed(station_id, ArmedKind.LOCAL_CONTROL, armed)
         out = {"station_id": station_id, "status": str(answer.get("status")), "profile": profile}
         return {**out, "limited_by": "envelope"} if limited else out
 
@@ -354,6 +380,8 @@ class GridServicesPart(FleetPart):
         answer = await self._commands.send(
             station_id, "ClearChargingProfile", {"chargingProfileId": LOCAL_CONTROL_PROFILE_ID}
         )
+        if answer.get("status") in ("Accepted", "Unknown"):  # Unknown: it held none
+            await self.remember_armed(station_id, ArmedKind.LOCAL_CONTROL, None)
         return {"station_id": station_id, "status": str(answer.get("status"))}
 
     # ---- periodic event streams -----------------------------------------------------------

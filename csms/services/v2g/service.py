@@ -82,9 +82,18 @@ class V2gService(
         self, site_id: str, station_ids: Sequence[str]
     ) -> None:
         """The site's envelope changed: a frequency response running at its stations is held
-        to the new share (frequency.py)."""
-        for result in await self.frequency_envelope_changed(site_id, station_ids):
+        to the new share (frequency.py), and so is an armed aFRR curve, LocalFrequency profile
+        or local-control hand-over (armed.py)."""
+        frequency = await self.frequency_envelope_changed(site_id, station_ids)
+        for result in frequency:
             log.info("site %s envelope change, frequency response: %s", site_id, result)
+        # an under-frequency event re-sent (its results carry the vehicle) holds the slot a
+        # LocalFrequency profile uses (FREQUENCY_PROFILE_ID): that profile is not sent over it
+        events = {r["station_id"] for r in frequency if "vehicle_id" in r}
+        for result in await self.armed_envelope_changed(
+            site_id, station_ids, frequency_held=events
+        ):
+            log.info("site %s envelope change, armed grid service: %s", site_id, result)
 
     def _holds(self, station_id: str) -> bool:
         """Whether this node re-plans the station's vehicles: it holds the station's websocket

@@ -394,6 +394,9 @@ sites = sa.Table(
     sa.Column("csip_enabled", sa.Boolean, nullable=False, server_default=sa.false()),
     sa.Column("created_at", UtcDateTime, nullable=False),
     sa.Column("updated_at", UtcDateTime, nullable=False),
+    # The envelope state (fingerprint of envelopes and stations) whose change listeners were
+    # last called; swapped compare-and-set so that one node announces each change.
+    sa.Column("envelopes_announced", sa.String(64)),
 )
 
 # A station belongs to at most one site.

@@ -19,9 +19,11 @@ from ocpp.v201 import call as call201
 
 from csms.cli import main as cli_main
 from csms.domain.envelopes import OperatingEnvelope
+from csms.domain.site_meter import reading_from
 from csms.domain.sites import Site
 from csms.persistence.repositories import sites as srepo
 from csms.services.envelopes import EnvelopeService
+from csms.services.site_meters import SiteMeterService, SiteMeterSettings
 from tests.integration.test_envelope_enforcement import periods, report_rating
 from tests.support.api_harness import ApiHarness
 from tests.support.csms_db import fresh_postgres_database, postgres_url_or_skip
@@ -252,3 +254,57 @@ async def test_a_household_meter_resend_replans_the_v2g_vehicle_within_the_new_b
             posted = await api.client.post(f"{V1}/sites/home-1/meter", json=reading)
             assert posted.status_code == 200, posted.text
             assert len(tx_profiles(station)) == sent_before + 1
+
+
+@pytest.mark.parametrize("kind", KINDS)
+async def test_meter_driven_replans_keep_the_once_per_15_s_per_site_limit_across_nodes(
+    kind: str, tmp_path: Path
+) -> None:
+    """Two nodes take the readings of one site on a clock the test moves: each material base
+    change re-plans once (one node), a change within 15 s of the last is held back and
+    re-planned by the check round once the 15 s have passed."""
+    async with contextlib.AsyncExitStack() as stack:
+        if kind == "sqlite":
+            url = f"sqlite+aiosqlite:///{tmp_path / 'meters.db'}"
+        else:
+            url = await stack.enter_async_context(fresh_postgres_database(postgres_url_or_skip()))
+        dbs = await stack.enter_async_context(node_databases(url, 2))
+        await dbs[0].write(lambda c: srepo.insert_site(c, Site("home-1", "Home"), T0))
+        now = [T0]
+        listeners = [Calls(), Calls()]
+        meters = []
+        for db, listener in zip(dbs, listeners, strict=True):
+            envelopes = EnvelopeService(db, Accepting(), clock=lambda: now[0])
+            envelopes.add_listener(listener)
+            settings = SiteMeterSettings(site_meter_min_resend_s=15, site_meter_check_s=0)
+            meter = SiteMeterService(db, envelopes, clock=lambda: now[0], settings=settings)
+            envelopes.site_base = meter.site_base
+            meters.append(meter)
+
+        def replans() -> int:
+            return sum(len(listener.calls) for listener in listeners)
+
+        async def push(node: int, watts: float) -> None:
+            reading = reading_from(
+                "home-1", measured_at=now[0], received_at=now[0], source="api",
+                grid_import_w=watts,
+            )  # fmt: skip
+            await meters[node].record(reading)
+
+        await push(0, 2000.0)  # off the chargers-alone base: re-planned
+        assert listeners[0].calls == [("home-1", ())] and replans() == 1
+        now[0] += timedelta(seconds=20)
+        await push(1, 2100.0)  # within the hysteresis: nothing
+        assert replans() == 1
+        await push(1, 4000.0)  # material, 20 s on, through the other node
+        assert listeners[1].calls == [("home-1", ())] and replans() == 2
+        now[0] += timedelta(seconds=5)
+        await push(0, 500.0)  # material, 5 s after the last: held back
+        assert replans() == 2
+        assert await asyncio.gather(*(m.check_all() for m in meters)) == [[], []]
+        now[0] += timedelta(seconds=10)
+        done = await asyncio.gather(*(m.check_all() for m in meters))
+        assert sorted(done) == [[], ["home-1"]]  # one node, once the 15 s have passed
+        assert replans() == 3
+        assert await asyncio.gather(*(m.check_all() for m in meters)) == [[], []]
+        assert replans() == 3

@@ -1,6 +1,7 @@
 """`csms site add|list|show|update|delete` (issue 18): sites and their stations from the command
 line. A one-shot command holds no station: what it changes reaches the stations through the
-running server's refresh round (every 30 s) or their next connection."""
+running server's refresh round (every 30 s) or their next connection; that round also calls
+the envelope change listeners (the V2G re-plan) when a site's stations changed."""
 
 from __future__ import annotations
 

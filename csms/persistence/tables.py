@@ -396,6 +396,9 @@ sites = sa.Table(
     sa.Column("updated_at", UtcDateTime, nullable=False),
     # The station whose evse-0 Inlet meter is the household meter (0020); one of the site's.
     sa.Column("meter_station_id", sa.String(48), index=True),
+    # The envelope state (fingerprints of envelopes and stations) whose change listeners were
+    # last called (0021); swapped compare-and-set so that one node announces each change.
+    sa.Column("envelopes_announced", sa.String(64)),
 )
 
 # A station belongs to at most one site.

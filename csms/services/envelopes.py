@@ -17,6 +17,14 @@ Commands go through the CommandService: K01 checks, the station's version, and i
 the node that holds the station. The background loop of each node looks after the stations
 whose websocket it holds.
 
+After an envelope change the listeners (the V2G re-plan, the frequency-response re-send, the
+Home Assistant bridge) are called once per change, whichever process stored it: the site's
+envelope state (its envelopes and stations, `_announced_state`) is swapped compare-and-set in
+sites.envelopes_announced by the node that calls them, on the API path at once and otherwise
+in the refresh round (`announce_stored_changes`: `csms site`, another node's CSIP client). A
+household-meter re-send (`reenforce_site`, rate-limited and claimed by site_meters) calls them
+too: the shares changed.
+
 A station's rating (what its share is proportional to, and its bound where the envelope does
 not limit a direction): csms.domain.station_ratings (device model, else the settings'
 fallback), as the CSIP-AUS client reports it. The rest of the site (household load, solar)
@@ -34,6 +42,7 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any
 
 from csms.domain.envelope_ramps import profile_bounds_at, ramp_periods
@@ -76,6 +85,8 @@ RETRY_AFTER_S = 300.0
 _RETRIED = ("Timeout", "CallError", "Error", "Unreachable")
 # Re-send once half the horizon is gone, so envelopes known further ahead always arrive.
 REFRESH_AFTER_S = TIMELINE_HORIZON_S / 2
+# Claims lost in a row before an announcement is left to the next round.
+_ANNOUNCE_TRIES = 3
 
 # Called with (site id, its station ids) after an envelope change was enforced: the V2G
 # planner re-plans those stations' vehicles within the new envelope.
@@ -107,6 +118,13 @@ def _fingerprint(envelopes: Sequence[OperatingEnvelope]) -> str:
         for e in envelopes
     )
     return hashlib.sha256("\n".join(rows).encode()).hexdigest()[:16]
+
+
+def _announced_state(envelopes: Sequence[OperatingEnvelope], station_ids: Sequence[str]) -> str:
+    """What the change listeners are called for: the site's envelopes and its stations (a
+    station joining or leaving changes every share)."""
+    text = "\n".join([_fingerprint(envelopes), *sorted(station_ids)])
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 @dataclass(frozen=True)
@@ -173,17 +191,42 @@ class EnvelopeService:
 
     async def envelopes_changed(self, site_id: str) -> None:
         """The site's envelopes changed (already stored): enforce them on each of its stations
-        now, then let the planners re-plan within them. Unknown site: NotFound."""
+        now, then let the planners re-plan within them, unless that state was announced
+        already (by another node's refresh round, or it is no change). Unknown site:
+        NotFound."""
         async with self._db.read() as conn:
             site = await srepo.get_site(conn, site_id)
         if site is None:
             raise NotFound(f"no site {site_id!r}")
         await self._enforce_site(site_id, site.station_ids)
+        await self._announce(site_id)
+
+    async def _call_listeners(self, site_id: str, station_ids: Sequence[str]) -> None:
         for listener in self._listeners:
             try:
-                await listener(site_id, site.station_ids)
+                await listener(site_id, station_ids)
             except Exception:  # a planner failing must not undo the enforcement
                 log.exception("re-plan after the envelope change of site %s failed", site_id)
+
+    async def _announce(self, site_id: str) -> bool:
+        """Call the listeners if the site's envelope state is not the one last announced and
+        this node wins the claim for it. True when called."""
+        for _ in range(_ANNOUNCE_TRIES):
+            async with self._db.read() as conn:
+                site = await srepo.get_site(conn, site_id)
+                if site is None:
+                    return False
+                envelopes = await srepo.site_envelopes(conn, site_id)
+                seen = await srepo.envelopes_announced(conn, site_id)
+            state = _announced_state(envelopes, site.station_ids)
+            if seen == state:
+                return False  # announced already (by another node), or no change
+            claim = partial(srepo.claim_announcement, site_id=site_id, seen=seen, state=state)
+            if await self._db.write(claim):
+                await self._call_listeners(site_id, site.station_ids)
+                return True
+            # Lost: another node announced a newer state meanwhile; look again.
+        return False
 
     async def replace_operator_envelopes(
         self, site_id: str, envelopes: Sequence[OperatingEnvelope]
@@ -243,13 +286,17 @@ class EnvelopeService:
     # ---- the work ---------------------------------------------------------------------------
 
     async def reenforce_site(self, site_id: str) -> dict[str, StationEnforcement]:
-        """Send the site's stations their profile again (the site base changed); no re-plan.
-        An unknown site: nothing."""
+        """Send the site's stations their profile again (the site base changed), then call
+        the listeners: the vehicles are re-planned within the new shares. The caller makes
+        this once per base change (site_meters: claimed, at most every min_resend_s). An
+        unknown site: nothing."""
         async with self._db.read() as conn:
             site = await srepo.get_site(conn, site_id)
         if site is None:
             return {}
-        return await self._enforce_site(site.id, site.station_ids)
+        sent = await self._enforce_site(site.id, site.station_ids)
+        await self._call_listeners(site.id, site.station_ids)
+        return sent
 
     async def station_ratings(self, station_ids: Sequence[str]) -> list[tuple[float, float]]:
         return await self._ratings(station_ids)
@@ -496,6 +543,20 @@ class EnvelopeService:
                 await self.refresh_due()
             except Exception:  # one bad round must not end the loop
                 log.exception("envelope refresh round failed")
+            try:
+                await self.announce_stored_changes()
+            except Exception:
+                log.exception("envelope change announcement round failed")
+
+    async def announce_stored_changes(self) -> list[str]:
+        """Call the listeners for each site whose stored envelope state changed since they
+        were last called: a change through another process (`csms site`, another node's
+        CSIP-AUS client, a write to the database). Every site, whichever node holds its
+        stations (the API path does the same); the claim makes one node call them per change.
+        The site ids announced."""
+        async with self._db.read() as conn:
+            site_ids = [site.id for site in await srepo.list_sites(conn)]
+        return [site_id for site_id in site_ids if await self._announce(site_id)]
 
     async def refresh_due(self) -> list[str]:
         """Send again the stations this node holds whose profile is not the site's current

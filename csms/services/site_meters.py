@@ -21,8 +21,9 @@ site (a fresh reading turns stale by itself), `maybe_resend` compares the bases 
 bases of the last re-send: a change of at least the hysteresis in either direction (or, once
 the reading is stale, any tightening) re-sends the site's stations their profile, at most once
 per `site_meter_min_resend_s` (a noisy meter does not flood the stations; the check loop sends
-a change held back). The bases applied are swapped compare-and-set in site_meters: one node
-re-sends for one change.
+a change held back). A re-send also re-plans the site's V2G vehicles within the new bounds
+(`reenforce_site` calls the envelope change listeners). The bases applied are swapped
+compare-and-set in site_meters: one node re-sends (and re-plans) for one change.
 """
 
 from __future__ import annotations

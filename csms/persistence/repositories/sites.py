@@ -169,3 +169,23 @@ async def site_envelopes(
         query = query.where(se.c.source == source)
     rows = await conn.execute(query.order_by(se.c.start, se.c.id))
     return [OperatingEnvelope(**row._asdict()) for row in rows]
+
+
+async def envelopes_announced(conn: AsyncConnection, site_id: str) -> str | None:
+    """The envelope state whose change listeners were last called for the site (None: never)."""
+    return (
+        await conn.execute(sa.select(t.sites.c.envelopes_announced).where(t.sites.c.id == site_id))
+    ).scalar_one_or_none()
+
+
+async def claim_announcement(
+    conn: AsyncConnection, site_id: str, seen: str | None, state: str
+) -> bool:
+    """Record `state` as announced if nobody else did since `seen` (what this node read): True
+    = this node calls the listeners."""
+    c = t.sites.c
+    condition = c.envelopes_announced.is_(None) if seen is None else c.envelopes_announced == seen
+    result = await conn.execute(
+        sa.update(t.sites).where(c.id == site_id, condition).values(envelopes_announced=state)
+    )
+    return bool(result.rowcount)

@@ -32,8 +32,15 @@ from tests.support.csms_db import fresh_postgres_database, postgres_url_or_skip,
 
 T0 = datetime(2026, 5, 6, 7, 8, 9, 123456, tzinfo=UTC)
 # OCPP 2.0.1 MeasurandEnumType / PhaseEnumType / LocationEnumType / ReadingContextEnumType
-# (a few of each) and None where the field is optional.
-MEASURANDS = ("Energy.Active.Import.Register", "Power.Active.Import", "SoC", "Voltage")
+# (a few of each) and None where the field is optional; one measurand beyond ASCII, whose
+# token is longer in bytes than in characters (the measurand filter counts bytes).
+MEASURANDS = (
+    "Energy.Active.Import.Register",
+    "Power.Active.Import",
+    "SoC",
+    "Voltage",
+    "Temp.\u00b0\u03a9",
+)
 PHASES = (None, "L1", "L2-N", "N")
 LOCATIONS = (None, "Outlet", "EV", "Inlet")
 CONTEXTS = (None, "Sample.Periodic", "Transaction.End", "Sample.Clock")
@@ -149,7 +156,7 @@ async def _round_trip(engine: AsyncEngine, batches: list[list[list[MeterSample]]
     assert await _read_back(engine) == want
     paged, total = await _paged(engine, limit=3)
     assert (paged, total) == (want, len(want))
-    for measurand in ("SoC", "Voltage"):
+    for measurand in ("SoC", "Voltage", MEASURANDS[-1]):
         only, total = await _paged(engine, limit=2, measurand=measurand)
         assert only == [w for w in want if w[3] == measurand] and total == len(only)
 
@@ -499,3 +506,32 @@ async def test_0017_in_sql_packs_as_python_did_and_back_sqlite(tmp_path: Path) -
 async def test_0017_in_sql_packs_as_python_did_and_back_postgres() -> None:
     async with fresh_postgres_database(postgres_url_or_skip()) as url:
         await _migration_0017_in_sql(url)
+
+
+async def _many_of_one_measurand(engine: AsyncEngine) -> None:
+    """Twelve sampled values of one measurand in one MeterValue: its filtered total counts
+    each (the count divides bytes taken out by the token's bytes, not its characters)."""
+    measurand = MEASURANDS[-1]
+    phases = ("L1", "L2", "L3", "N", "L1-N", "L2-N", "L3-N", "L1-L2", "L2-L3", "L3-L1", None)
+    samples = [_sample(0, float(i), measurand=measurand, phase=p) for i, p in enumerate(phases)]
+    samples += [_sample(0, 99.0, measurand=measurand, context="Sample.Clock")]
+    samples += [_sample(0, 7.0, measurand="SoC")]
+    await _write(engine, [[samples]])
+    async with engine.connect() as conn:
+        # a page of one row (the total counted in SQL, not from the rows read)
+        page = await repo.page_meter_samples(conn, "S", measurand=measurand, limit=1)
+        assert page.total == 12 and [s.value for s in page.items] == [0.0]
+        page = await repo.page_meter_samples(conn, "S", measurand=measurand, offset=10, limit=1)
+        assert page.total == 12 and [s.value for s in page.items] == [10.0]
+        assert (await repo.page_meter_samples(conn, "S", measurand="SoC")).total == 1
+
+
+async def test_a_measurand_counted_in_bytes_sqlite() -> None:
+    async with _database(None) as engine:
+        await _many_of_one_measurand(engine)
+
+
+@pytest.mark.postgres
+async def test_a_measurand_counted_in_bytes_postgres() -> None:
+    async with _database(postgres_url_or_skip()) as engine:
+        await _many_of_one_measurand(engine)

@@ -13,7 +13,9 @@ real `csms serve` node over HTTP:
 
 The data: `--stations` stations, each with samples every 10 s going back from now (3 measurands
 per timestamp: energy register, power, SoC), cut into 1-hour transactions (1,080 samples each);
-generated with INSERT ... SELECT generate_series in a fresh database, in the layout of 0017
+generated with INSERT ... SELECT generate_series (one statement per station, ~1.5 min for
+10 million) in database `--database-name` (bench_reads, created beside the URL's and dropped
+afterwards unless --keep), in the layout of 0017
 (one row per MeterValue holding its 3 sampled values; `--rows` counts sampled values), indexes
 as the migrations define them, then ANALYZE.
 """
@@ -22,11 +24,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import random
 import statistics
 import sys
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import asyncpg
@@ -35,7 +39,7 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.support.multinode import fresh_database, prepare_database, start_node  # noqa: E402
+from tests.support.multinode import prepare_database, start_node  # noqa: E402
 
 SAMPLE_EVERY_S = 10
 MEASURANDS = ("Energy.Active.Import.Register", "Power.Active.Import", "SoC")
@@ -141,12 +145,34 @@ async def measure(api_url: str, token: str, stations: list[str], span_s: int, n:
             print(f"{name:48s} {percentiles(times)}  (total {body['total']:,})")
 
 
+@contextlib.asynccontextmanager
+async def own_database(base_url: str, name: str, keep: bool) -> AsyncIterator[str]:
+    """Database `name` beside `base_url`'s, created empty (dropped first if it is there) and
+    dropped afterwards unless `keep`: the tests' databases are never touched."""
+    admin_dsn = base_url.replace("postgresql+asyncpg://", "postgresql://", 1)
+    conn = await asyncpg.connect(admin_dsn)
+    try:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+    try:
+        yield f"{base_url.rpartition('/')[0]}/{name}"
+    finally:
+        if not keep:
+            conn = await asyncpg.connect(admin_dsn)
+            try:
+                await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            finally:
+                await conn.close()
+
+
 async def run(args: argparse.Namespace) -> None:
     base_url = args.database_url or os.environ.get(
         "CSMS_TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
     )
     stations = [f"MR{i:04d}" for i in range(args.stations)]
-    async with fresh_database(base_url) as database_url:
+    async with own_database(base_url, args.database_name, args.keep) as database_url:
         token = await prepare_database(database_url, stations)
         dsn = database_url.replace("postgresql+asyncpg://", "postgresql://", 1)
         span_s = await generate(dsn, stations, args.rows)
@@ -163,6 +189,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--stations", type=int, default=100)
     p.add_argument("--requests", type=int, default=300, help="per kind of read")
     p.add_argument("--database-url", default=None, help="default: $CSMS_TEST_POSTGRES_URL")
+    p.add_argument(
+        "--database-name",
+        default="bench_reads",
+        help="the database created (dropped first if there) beside the URL's",
+    )
+    p.add_argument("--keep", action="store_true", help="keep the database (for EXPLAIN)")
     args = p.parse_args(argv)
     asyncio.run(run(args))
     return 0

@@ -14,15 +14,16 @@ COALESCE(evse_id, -1)), the dedupe key that also serves a station's time range.
 
 Upgrade groups the stored samples (0005 made each sample key unique, so no sample is lost or
 doubled), in the order of their ids; a MeterValue's row takes the place of its first sample.
-Downgrade unpacks every row back into one row per sampled value with 0005's indexes.
+Downgrade unpacks every row back into one row per sampled value with 0005's indexes. Both are
+one INSERT ... SELECT in the database (string aggregation on PostgreSQL, a window on SQLite),
+not rows through the driver: large tables took minutes per million rows that way.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any
 
-import orjson
 import sqlalchemy as sa
 from alembic import op
 
@@ -31,7 +32,6 @@ down_revision: str | None = "0016"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
-_BATCH = 5000
 _ID = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 _READING_KEY = (
     "station_id",
@@ -50,8 +50,6 @@ _SAMPLE_KEY = (
     "COALESCE(location, '')",
     "COALESCE(context, '')",
 )
-_SAMPLE_FIELDS = ("measurand", "value", "phase", "location", "context", "unit")
-_HEAD = ("station_id", "evse_id", "transaction_id", "timestamp")
 
 
 def _per_sample_columns() -> list[sa.Column[Any]]:
@@ -104,59 +102,99 @@ def _create(columns: list[sa.Column[Any]]) -> sa.Table:
     )
 
 
-def _chunks(rows: Iterator[dict[str, Any]]) -> Iterator[list[dict[str, Any]]]:
-    chunk: list[dict[str, Any]] = []
-    for row in rows:
-        chunk.append(row)
-        if len(chunk) >= _BATCH:
-            yield chunk
-            chunk = []
-    if chunk:
-        yield chunk
+# A sampled value as meter_packing packs it, built in SQL: [measurand, value, phase, location,
+# context, unit] without its trailing nulls, no spaces (so measurand_token finds it). The
+# dialects differ in how a string is quoted and a float written; each writes a float exactly
+# (orjson reads back the same double) and an integral one the way orjson does (7000.0).
+_SQL = {
+    "postgresql": {
+        "quote": "to_json({})::text",
+        # extra_float_digits > 0 (set by the upgrade): the shortest text that reads back exactly.
+        "number": "CASE WHEN value = 0 THEN CASE WHEN value::text = '-0' THEN '-0.0' ELSE '0.0'"
+        " END WHEN value = trunc(value) AND abs(value) <= 1e15"
+        " THEN trunc(value)::bigint::text || '.0' ELSE value::text END",
+    },
+    "sqlite": {
+        "quote": "json_quote({})",
+        # SQLite's shorter forms do not always read back exactly (its printf and its number
+        # parser round with a long double); 17 digits within +-1e16 and 18 beyond do.
+        "number": "CASE WHEN value = CAST(value AS INTEGER) AND abs(value) <= 1e15"
+        " THEN printf('%.1f', value) WHEN abs(value) < 1e16 THEN printf('%!.17g', value)"
+        " ELSE printf('%!.18g', value) END",
+    },
+}
 
 
-def _pages(bind: sa.Connection, table: sa.Table, order: Sequence[str]) -> Iterator[Any]:
-    """Every row of `table` in `order` (unique, ending with id), _BATCH at a time. PostgreSQL:
-    by keyset, not a server-side cursor (that stays open until the transaction ends, and the
-    table is dropped before). SQLite: one query read in steps (a timestamp's stored text need
-    not be the form a bound one takes, so no keyset on it)."""
-    columns = [table.c[name] for name in order]
-    if bind.dialect.name == "sqlite":
-        with bind.execute(
-            sa.select(table).order_by(*columns).execution_options(yield_per=_BATCH)
-        ) as result:
-            yield from result
-        return
-    query = sa.select(table).order_by(*columns).limit(_BATCH)
-    after: tuple[Any, ...] | None = None
-    while True:
-        page = query if after is None else query.where(sa.tuple_(*columns) > sa.tuple_(*after))
-        rows = bind.execute(page).all()
-        yield from rows
-        if len(rows) < _BATCH:
-            return
-        after = tuple(getattr(rows[-1], name) for name in order)
+def _sample_sql(dialect: str) -> str:
+    quote = _SQL[dialect]["quote"].format
+    sql = "'[' || " + quote("measurand") + " || ',' || " + _SQL[dialect]["number"]
+    optional = ("phase", "location", "context", "unit")
+    for i, name in enumerate(optional):
+        rest = ", ".join(optional[i:])
+        present = f"COALESCE({rest}) IS NULL" if i < 3 else f"{name} IS NULL"
+        sql += f" || CASE WHEN {present} THEN '' ELSE ',' || COALESCE({quote(name)}, 'null') END"
+    return f"({sql} || ']')"
 
 
-def _packed(bind: sa.Connection, old: sa.Table) -> Iterator[dict[str, Any]]:
-    """The old samples grouped per (station, timestamp, transaction, EVSE), in id order;
-    the groups of one station and timestamp in the order of their first sample."""
-    slice_key: tuple[Any, ...] | None = None
-    groups: dict[tuple[Any, ...], dict[str, Any]] = {}
-    for r in _pages(bind, old, ("station_id", "timestamp", "id")):
-        if (r.station_id, r.timestamp) != slice_key:
-            yield from groups.values()
-            groups = {}
-            slice_key = (r.station_id, r.timestamp)
-        key = (r.transaction_id or "", -1 if r.evse_id is None else r.evse_id)
-        group = groups.get(key)
-        if group is None:
-            group = groups[key] = {f: getattr(r, f) for f in _HEAD} | {"samples": []}
-        sample = [getattr(r, f) for f in _SAMPLE_FIELDS]
-        while sample[-1] is None:
-            sample.pop()
-        group["samples"].append(sample)
-    yield from groups.values()
+_GROUP = "station_id, timestamp, COALESCE(transaction_id, ''), COALESCE(evse_id, -1)"
+_NEW_COLUMNS = "station_id, evse_id, transaction_id, timestamp, sample_count, sampled_values"
+_OLD_COLUMNS = (
+    "station_id, evse_id, transaction_id, timestamp, measurand, value, phase, location, context,"
+    " unit"
+)
+
+
+def _pack_sql(dialect: str) -> str:
+    """One INSERT ... SELECT: the old samples grouped per (station, timestamp, transaction,
+    EVSE), each group's samples in id order, its head (transaction, EVSE) that of its first
+    sample; rows written (ids given) in the order of (station, timestamp, first sample id),
+    as the row-by-row upgrade wrote them."""
+    sample = _sample_sql(dialect)
+    if dialect == "postgresql":
+        return (
+            f"INSERT INTO meter_values ({_NEW_COLUMNS}) "
+            "SELECT station_id, (array_agg(evse_id ORDER BY id))[1],"
+            " (array_agg(transaction_id ORDER BY id))[1], timestamp, count(*),"
+            f" '[' || string_agg({sample}, ',' ORDER BY id) || ']' "
+            f"FROM meter_values_previous GROUP BY {_GROUP} "
+            "ORDER BY station_id, timestamp, min(id)"
+        )
+    # SQLite (3.40) has no ORDER BY inside an aggregate: a window over each group gives the
+    # order, and the group's first row carries the head.
+    return (
+        f"INSERT INTO meter_values ({_NEW_COLUMNS}) "
+        "SELECT station_id, evse_id, transaction_id, timestamp, n, '[' || packed || ']' FROM ("
+        " SELECT id, station_id, evse_id, transaction_id, timestamp,"
+        "  row_number() OVER w AS position, count(*) OVER g AS n,"
+        f"  group_concat({sample}, ',') OVER g AS packed"
+        " FROM meter_values_previous"
+        f" WINDOW w AS (PARTITION BY {_GROUP} ORDER BY id),"
+        "  g AS (w ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING)"
+        ") WHERE position = 1 ORDER BY station_id, timestamp, id"
+    )
+
+
+def _unpack_sql(dialect: str) -> str:
+    """One INSERT ... SELECT: every packed sampled value back as a row, in the order of
+    (row id, position in the row)."""
+    if dialect == "postgresql":
+        fields = ", ".join(f"s ->> {i}" for i in (2, 3, 4, 5))
+        return (
+            f"INSERT INTO meter_values ({_OLD_COLUMNS}) "
+            "SELECT r.station_id, r.evse_id, r.transaction_id, r.timestamp, s ->> 0,"
+            f" (s ->> 1)::double precision, {fields} "
+            "FROM meter_values_previous AS r"
+            " CROSS JOIN LATERAL json_array_elements(r.sampled_values::json)"
+            " WITH ORDINALITY AS e(s, n) "
+            "ORDER BY r.id, e.n"
+        )
+    fields = ", ".join(f"json_extract(e.value, '$[{i}]')" for i in range(6))
+    return (
+        f"INSERT INTO meter_values ({_OLD_COLUMNS}) "
+        f"SELECT r.station_id, r.evse_id, r.transaction_id, r.timestamp, {fields} "
+        "FROM meter_values_previous AS r, json_each(r.sampled_values) AS e "
+        "ORDER BY r.id, e.key"
+    )
 
 
 def upgrade() -> None:
@@ -164,20 +202,11 @@ def upgrade() -> None:
     _set_aside(
         ["uq_meter_values_sample", "ix_meter_values_station_tx", "ix_meter_values_station_time"]
     )
-    new = _create(_per_reading_columns())
-    old = sa.Table("meter_values_previous", sa.MetaData(), *_per_sample_columns())
-    for chunk in _chunks(_packed(bind, old)):
-        bind.execute(
-            new.insert(),
-            [
-                {f: g[f] for f in _HEAD}
-                | {
-                    "sample_count": len(g["samples"]),
-                    "sampled_values": orjson.dumps(g["samples"]).decode(),
-                }
-                for g in chunk
-            ],
-        )
+    _create(_per_reading_columns())
+    if bind.dialect.name == "postgresql":
+        # float8 as text: shortest exact form (PostgreSQL 12+) whatever the session set
+        op.execute("SELECT set_config('extra_float_digits', '1', true)")
+    op.execute(_pack_sql(bind.dialect.name))
     op.drop_table("meter_values_previous")
     op.create_index(
         "ix_meter_values_station_tx",
@@ -193,21 +222,11 @@ def upgrade() -> None:
     )
 
 
-def _unpacked(bind: sa.Connection, old: sa.Table) -> Iterator[dict[str, Any]]:
-    for r in _pages(bind, old, ("id",)):
-        head = {f: getattr(r, f) for f in _HEAD}
-        for sample in orjson.loads(r.sampled_values):
-            padded = list(sample) + [None] * (len(_SAMPLE_FIELDS) - len(sample))
-            yield head | dict(zip(_SAMPLE_FIELDS, padded, strict=True))
-
-
 def downgrade() -> None:
     bind = op.get_bind()
     _set_aside(["uq_meter_values_reading", "ix_meter_values_station_tx"])
-    new = _create(_per_sample_columns())
-    old = sa.Table("meter_values_previous", sa.MetaData(), *_per_reading_columns())
-    for chunk in _chunks(_unpacked(bind, old)):
-        bind.execute(new.insert(), chunk)
+    _create(_per_sample_columns())
+    op.execute(_unpack_sql(bind.dialect.name))
     op.drop_table("meter_values_previous")
     op.create_index(
         "ix_meter_values_station_time", "meter_values", ["station_id", "timestamp"], unique=False

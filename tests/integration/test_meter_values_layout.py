@@ -7,13 +7,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
+import random
+import struct
 import tempfile
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
+import sqlalchemy as sa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
@@ -22,12 +27,20 @@ from csms.domain.models import MeterSample
 from csms.persistence import meter_packing as packing
 from csms.persistence import migrate
 from csms.persistence import repositories as repo
+from csms.persistence import tables as t
 from tests.support.csms_db import fresh_postgres_database, postgres_url_or_skip, run_sql
 
 T0 = datetime(2026, 5, 6, 7, 8, 9, 123456, tzinfo=UTC)
 # OCPP 2.0.1 MeasurandEnumType / PhaseEnumType / LocationEnumType / ReadingContextEnumType
-# (a few of each) and None where the field is optional.
-MEASURANDS = ("Energy.Active.Import.Register", "Power.Active.Import", "SoC", "Voltage")
+# (a few of each) and None where the field is optional; one measurand beyond ASCII, whose
+# token is longer in bytes than in characters (the measurand filter counts bytes).
+MEASURANDS = (
+    "Energy.Active.Import.Register",
+    "Power.Active.Import",
+    "SoC",
+    "Voltage",
+    "Temp.\u00b0\u03a9",
+)
 PHASES = (None, "L1", "L2-N", "N")
 LOCATIONS = (None, "Outlet", "EV", "Inlet")
 CONTEXTS = (None, "Sample.Periodic", "Transaction.End", "Sample.Clock")
@@ -143,7 +156,7 @@ async def _round_trip(engine: AsyncEngine, batches: list[list[list[MeterSample]]
     assert await _read_back(engine) == want
     paged, total = await _paged(engine, limit=3)
     assert (paged, total) == (want, len(want))
-    for measurand in ("SoC", "Voltage"):
+    for measurand in ("SoC", "Voltage", MEASURANDS[-1]):
         only, total = await _paged(engine, limit=2, measurand=measurand)
         assert only == [w for w in want if w[3] == measurand] and total == len(only)
 
@@ -354,3 +367,171 @@ async def test_0017_moves_stored_samples_both_ways_sqlite(tmp_path: Path) -> Non
 async def test_0017_moves_stored_samples_both_ways_postgres() -> None:
     async with fresh_postgres_database(postgres_url_or_skip()) as url:
         await _migration_0017(url)
+
+
+# ---- migration 0017 in SQL: the same rows as packing them in Python ---------------------------
+
+ODD = ('q"uote', "back\\slash", "n\u00e9w\nline", "tab\t")  # strings JSON must escape
+
+
+def _awkward_value(rng: random.Random) -> float:
+    """Values within the protocol edge's bound whose text is easy to get wrong."""
+    kind = rng.randrange(6)
+    if kind == 0:
+        return rng.choice((0.0, -0.0, 1e15, -1e15, 5e-324, 0.1, 0.30000000000000004, 1e-7))
+    if kind == 1:  # any double in bound, every bit pattern of the mantissa
+        bits = struct.unpack("<d", struct.pack("<Q", rng.getrandbits(64)))[0]
+        return bits if math.isfinite(bits) and abs(bits) <= 1e15 else rng.uniform(-1e15, 1e15)
+    if kind == 2:
+        return float(rng.randrange(-(10**15), 10**15))
+    if kind == 3:
+        return round(rng.uniform(-1e6, 1e6), rng.randrange(4))
+    return rng.uniform(-1.0, 1.0) * 10.0 ** rng.randrange(-30, 15)
+
+
+def _old_samples(seed: int, n: int) -> list[dict[str, Any]]:
+    """`n` rows as 0005 stored them, each 0005 sample key once (its unique index)."""
+    rng = random.Random(seed)
+    rows: dict[tuple[Any, ...], dict[str, Any]] = {}
+    while len(rows) < n:
+        row = {
+            "station": rng.choice(("A", "B")),
+            "tx": rng.choice((None, "TX1", ODD[0])),
+            "evse": rng.choice((None, 1, 2)),
+            "ts": T0 + timedelta(seconds=rng.randrange(40)),
+            "m": rng.choice((*MEASURANDS, ODD[0])),
+            "p": rng.choice(PHASES),
+            "l": rng.choice((*LOCATIONS, 'a\\"\u00e9\n')),  # location: 8 characters at most
+            "c": rng.choice(CONTEXTS),
+            "v": _awkward_value(rng),
+            "u": rng.choice((*UNITS, *ODD)),
+        }
+        key = (row["station"], row["tx"] or "", row["evse"] or -1, row["ts"], row["m"])
+        rows.setdefault(key + tuple(row[f] or "" for f in "plc"), row)
+    return list(rows.values())
+
+
+def _exact(value: Any) -> str:
+    """A float's exact identity (sign of zero included)."""
+    return float(value).hex()
+
+
+def _packed_in_python(old: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+    """What the row-by-row upgrade wrote for `old` (id, station, EVSE, transaction, timestamp,
+    measurand, phase, location, context, value, unit; in the order of station, timestamp,
+    id): per (station, timestamp) the groups of (transaction, EVSE) in the order of their first
+    sample, each its first sample's head and the samples packed without trailing nulls."""
+    groups: dict[tuple[Any, ...], list[Any]] = {}
+    for _, station, evse, tx, ts, m, p, loc, c, v, u in old:
+        key = (station, ts, tx or "", -1 if evse is None else evse)
+        group = groups.setdefault(key, [station, evse, tx, ts, []])
+        sample = [m, _exact(v), p, loc, c, u]
+        while sample[-1] is None:
+            sample.pop()
+        group[4].append(sample)
+    return [(s, e, tx, ts, len(samples), samples) for s, e, tx, ts, samples in groups.values()]
+
+
+def _normal_time(value: Any) -> datetime:
+    if isinstance(value, str):  # SQLite hands back text
+        parsed = datetime.fromisoformat(value)
+        return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed
+    return value
+
+
+async def _migration_0017_in_sql(url: str) -> None:
+    await migrate.upgrade_async(url, "0016")
+    old = _old_samples(17, 1500)
+    engine = create_async_engine(url)
+    stamp = t.UtcDateTime.driver_bind(engine.dialect.name)  # as the app writes it
+    columns = "station_id, evse_id, transaction_id, timestamp, measurand, phase, location"
+    try:
+        async with engine.begin() as conn:
+            await conn.execute(
+                sa.text(
+                    f"INSERT INTO meter_values ({columns}, context, value, unit) VALUES"
+                    " (:station, :evse, :tx, :ts, :m, :p, :l, :c, :v, :u)"
+                ),
+                [r | {"ts": stamp(r["ts"])} for r in old],
+            )
+        select_old = f"SELECT id, {columns}, context, value, unit FROM meter_values"
+        async with engine.connect() as conn:
+            stored = [tuple(r) for r in await conn.execute(sa.text(select_old))]
+        stored = [(*r[:4], _normal_time(r[4]), *r[5:]) for r in stored]
+        stored.sort(key=lambda r: (r[1], r[4], r[0]))  # station, timestamp, id
+        want = _packed_in_python(stored)
+        await migrate.upgrade_async(url, "0017")
+        async with engine.connect() as conn:
+            rows = (
+                await conn.execute(
+                    sa.text(
+                        "SELECT id, station_id, evse_id, transaction_id, timestamp, sample_count,"
+                        " sampled_values FROM meter_values ORDER BY id"
+                    )
+                )
+            ).all()
+        assert [r.id for r in rows] == list(range(1, len(want) + 1))
+        got = []
+        for r in rows:
+            samples = orjson.loads(r.sampled_values)
+            for sample in samples:
+                sample[1] = _exact(sample[1])
+                # the token the measurand filter looks for: compact, quoted as orjson does
+                assert packing.measurand_token(sample[0]) in r.sampled_values
+            head = (r.station_id, r.evse_id, r.transaction_id, _normal_time(r.timestamp))
+            got.append((*head, r.sample_count, samples))
+        assert got == want
+        await migrate.downgrade_async(url, "0016")
+        async with engine.connect() as conn:
+            back = [tuple(r) for r in await conn.execute(sa.text(select_old + " ORDER BY id"))]
+        unpacked = [
+            (s, e, tx, ts, *(sample + [None] * (6 - len(sample))))
+            for s, e, tx, ts, _, samples in want
+            for sample in samples
+        ]
+        assert [
+            (s, e, tx, _normal_time(ts), m, p, loc, c, _exact(v), u)
+            for _, s, e, tx, ts, m, p, loc, c, v, u in back
+        ] == [(s, e, tx, ts, m, p, loc, c, v, u) for s, e, tx, ts, m, v, p, loc, c, u in unpacked]
+        assert [r[0] for r in back] == list(range(1, len(back) + 1))
+    finally:
+        await engine.dispose()
+
+
+async def test_0017_in_sql_packs_as_python_did_and_back_sqlite(tmp_path: Path) -> None:
+    await _migration_0017_in_sql(f"sqlite+aiosqlite:///{tmp_path / 'm.db'}")
+
+
+@pytest.mark.postgres
+async def test_0017_in_sql_packs_as_python_did_and_back_postgres() -> None:
+    async with fresh_postgres_database(postgres_url_or_skip()) as url:
+        await _migration_0017_in_sql(url)
+
+
+async def _many_of_one_measurand(engine: AsyncEngine) -> None:
+    """Twelve sampled values of one measurand in one MeterValue: its filtered total counts
+    each (the count divides bytes taken out by the token's bytes, not its characters)."""
+    measurand = MEASURANDS[-1]
+    phases = ("L1", "L2", "L3", "N", "L1-N", "L2-N", "L3-N", "L1-L2", "L2-L3", "L3-L1", None)
+    samples = [_sample(0, float(i), measurand=measurand, phase=p) for i, p in enumerate(phases)]
+    samples += [_sample(0, 99.0, measurand=measurand, context="Sample.Clock")]
+    samples += [_sample(0, 7.0, measurand="SoC")]
+    await _write(engine, [[samples]])
+    async with engine.connect() as conn:
+        # a page of one row (the total counted in SQL, not from the rows read)
+        page = await repo.page_meter_samples(conn, "S", measurand=measurand, limit=1)
+        assert page.total == 12 and [s.value for s in page.items] == [0.0]
+        page = await repo.page_meter_samples(conn, "S", measurand=measurand, offset=10, limit=1)
+        assert page.total == 12 and [s.value for s in page.items] == [10.0]
+        assert (await repo.page_meter_samples(conn, "S", measurand="SoC")).total == 1
+
+
+async def test_a_measurand_counted_in_bytes_sqlite() -> None:
+    async with _database(None) as engine:
+        await _many_of_one_measurand(engine)
+
+
+@pytest.mark.postgres
+async def test_a_measurand_counted_in_bytes_postgres() -> None:
+    async with _database(postgres_url_or_skip()) as engine:
+        await _many_of_one_measurand(engine)

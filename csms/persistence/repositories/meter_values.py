@@ -20,6 +20,8 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.functions import FunctionElement
 
 from csms.domain.models import MeterSample, Page
 from csms.persistence import meter_packing as packing
@@ -155,12 +157,32 @@ def holding_any(measurands: Sequence[str]) -> sa.ColumnElement[bool]:
     )
 
 
+class _Octets(FunctionElement[int]):
+    """The length of a text in bytes: PostgreSQL's length() counts characters by scanning
+    the text (UTF-8), octet_length() does not (measured: a range total with a measurand
+    filter over 8,600 rows 62 -> 23 ms). SQLite before 3.43 has no octet_length."""
+
+    type = sa.Integer()
+    inherit_cache = True
+
+
+@compiles(_Octets)
+def _octets_default(element: _Octets, compiler: Any, **kw: Any) -> str:
+    return f"octet_length({compiler.process(element.clauses, **kw)})"
+
+
+@compiles(_Octets, "sqlite")
+def _octets_sqlite(element: _Octets, compiler: Any, **kw: Any) -> str:
+    return f"length(CAST({compiler.process(element.clauses, **kw)} AS BLOB))"
+
+
 def _count_of(measurand: str) -> sa.ColumnElement[int]:
-    """A row's number of sampled values of `measurand`: the occurrences of its token."""
+    """A row's number of sampled values of `measurand`: the occurrences of its token (bytes
+    removed by taking every occurrence out, over the token's bytes)."""
     column = t.meter_values.c.sampled_values
     token = packing.measurand_token(measurand)
-    removed = sa.func.length(column) - sa.func.length(sa.func.replace(column, token, ""))
-    return sa.cast(removed // len(token), sa.Integer)
+    removed = _Octets(column) - _Octets(sa.func.replace(column, token, ""))
+    return sa.cast(removed // len(token.encode()), sa.Integer)
 
 
 async def list_meter_samples(

@@ -125,7 +125,8 @@ async def list_id_tokens(settings: Settings) -> list[IdToken]:
 
 # Sites (issue 18). The CLI holds no station: what it changes reaches the stations through the
 # running server's refresh round (EnvelopeService.refresh_due, every 30 s) or their reconnect,
-# and its listeners (re-plan) through announce_stored_changes in the same round.
+# a station taken out of its site is cleared by release_unsited, and its listeners (re-plan)
+# run through announce_stored_changes in the same round.
 
 
 async def add_site(settings: Settings, fields: dict[str, Any]) -> Site:

@@ -102,17 +102,26 @@ def _merge(envelopes: Sequence[OperatingEnvelope]) -> OperatingEnvelope:
     return OperatingEnvelope(**values)
 
 
+def envelopes_in_force(
+    schedule: Sequence[OperatingEnvelope], t: datetime
+) -> list[OperatingEnvelope]:
+    """The envelopes `envelope_at` takes at `t`: the non-default ones covering `t`, else the
+    newest default covering `t` (one), else none."""
+    active = [e for e in schedule if not e.is_default and e.covers(t)]
+    if active:
+        return active
+    defaults = [e for e in schedule if e.is_default and e.covers(t)]
+    return [max(defaults, key=lambda e: e.received_at)] if defaults else []
+
+
 def envelope_at(schedule: Sequence[OperatingEnvelope], t: datetime) -> OperatingEnvelope | None:
     """The envelope in force at `t`: the non-default ones covering `t` (their source resolved
     primacy and supersede; if several still overlap, the tightest of each), else the newest
     default covering `t`, else None."""
-    active = [e for e in schedule if not e.is_default and e.covers(t)]
-    if active:
-        return _merge(active)
-    defaults = [e for e in schedule if e.is_default and e.covers(t)]
-    if defaults:
-        return max(defaults, key=lambda e: e.received_at)
-    return None
+    found = envelopes_in_force(schedule, t)
+    if not found:
+        return None
+    return found[0] if found[0].is_default else _merge(found)
 
 
 @dataclass(frozen=True)

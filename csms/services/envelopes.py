@@ -19,11 +19,14 @@ whose websocket it holds.
 
 After an envelope change the listeners (the V2G re-plan, the frequency-response re-send, the
 Home Assistant bridge) are called once per change, whichever process stored it: the site's
-envelope state (its envelopes and stations, `_announced_state`) is swapped compare-and-set in
+envelope state (its envelopes, its stations and the envelopes in force at the time, so an
+envelope starting or ending by its own time counts as a change: `_announced_state`) is
+swapped compare-and-set in
 sites.envelopes_announced by the node that calls them, on the API path at once and otherwise
 in the refresh round (`announce_stored_changes`: `csms site`, another node's CSIP client). A
 household-meter re-send (`reenforce_site`, rate-limited and claimed by site_meters) calls them
-too: the shares changed.
+too: the shares changed. A station taken out of its site by another process gets its profile
+cleared in the same round by the node holding it (`release_unsited`).
 
 A station's rating (what its share is proportional to, and its bound where the envelope does
 not limit a direction): csms.domain.station_ratings (device model, else the settings'
@@ -56,6 +59,7 @@ from csms.domain.envelopes import (
     envelope_at,
     envelope_profile,
     envelope_timeline,
+    envelopes_in_force,
     station_timelines,
 )
 from csms.domain.errors import CsmsError, InvalidRequest, NotFound, UnknownStation
@@ -87,6 +91,8 @@ _RETRIED = ("Timeout", "CallError", "Error", "Unreachable")
 REFRESH_AFTER_S = TIMELINE_HORIZON_S / 2
 # Claims lost in a row before an announcement is left to the next round.
 _ANNOUNCE_TRIES = 3
+# Stations in no site that may hold a profile, looked at per round (the rest: next rounds).
+RELEASE_PER_ROUND = 500
 
 # Called with (site id, its station ids) after an envelope change was enforced: the V2G
 # planner re-plans those stations' vehicles within the new envelope.
@@ -120,11 +126,19 @@ def _fingerprint(envelopes: Sequence[OperatingEnvelope]) -> str:
     return hashlib.sha256("\n".join(rows).encode()).hexdigest()[:16]
 
 
-def _announced_state(envelopes: Sequence[OperatingEnvelope], station_ids: Sequence[str]) -> str:
-    """What the change listeners are called for: the site's envelopes and its stations (a
-    station joining or leaving changes every share)."""
-    text = "\n".join([_fingerprint(envelopes), *sorted(station_ids)])
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
+def _announced_state(
+    envelopes: Sequence[OperatingEnvelope], station_ids: Sequence[str], now: datetime
+) -> str:
+    """What the change listeners are called for: the site's envelopes, its stations (a
+    station joining or leaving changes every share) and the envelopes in force at `now` (one
+    starting or ending by its own time changes the bounds with nothing stored). With none in
+    force the state is the one before the in-force part existed: an upgrade re-announces only
+    the sites with an envelope in force."""
+    lines = [_fingerprint(envelopes), *sorted(station_ids)]
+    in_force = envelopes_in_force(envelopes, now)
+    if in_force:
+        lines.append(f"in force {_fingerprint(in_force)}")
+    return hashlib.sha256("\n".join(lines).encode()).hexdigest()[:16]
 
 
 @dataclass(frozen=True)
@@ -212,13 +226,14 @@ class EnvelopeService:
         """Call the listeners if the site's envelope state is not the one last announced and
         this node wins the claim for it. True when called."""
         for _ in range(_ANNOUNCE_TRIES):
+            now = self._clock()
             async with self._db.read() as conn:
                 site = await srepo.get_site(conn, site_id)
                 if site is None:
                     return False
                 envelopes = await srepo.site_envelopes(conn, site_id)
                 seen = await srepo.envelopes_announced(conn, site_id)
-            state = _announced_state(envelopes, site.station_ids)
+            state = _announced_state(envelopes, site.station_ids, now)
             if seen == state:
                 return False  # announced already (by another node), or no change
             claim = partial(srepo.claim_announcement, site_id=site_id, seen=seen, state=state)
@@ -544,16 +559,46 @@ class EnvelopeService:
             except Exception:  # one bad round must not end the loop
                 log.exception("envelope refresh round failed")
             try:
+                await self.release_unsited()
+            except Exception:
+                log.exception("envelope release round failed")
+            try:
                 await self.announce_stored_changes()
             except Exception:
                 log.exception("envelope change announcement round failed")
 
+    async def release_unsited(self) -> list[str]:
+        """Clear the envelope profile of the stations this node holds that may still hold one
+        but belong to no site any more: taken out by another process (`csms site`, which
+        holds no station, or another node's API), so `release_station` was not called here.
+        A failed clear is tried again after RETRY_AFTER_S, an Offline one once the station is
+        here. The station ids sent to."""
+        now = self._clock()
+        async with self._db.read() as conn:
+            found = await srepo.unsited_stations_holding(
+                conn, EVENT_KIND, _CLEARED, RELEASE_PER_ROUND
+            )
+        done = []
+        for station_id, last, sent_at in found:
+            if self._router is not None and not self._router.is_local(station_id):
+                continue
+            failed = last.get("status") in _RETRIED
+            if failed and now - sent_at < timedelta(seconds=RETRY_AFTER_S):
+                continue
+            async with self._db.read() as conn:  # joined a site since: refresh_due's then
+                if await srepo.site_of_station(conn, station_id) is not None:
+                    continue
+            await self._send_clear(station_id, "", now)
+            done.append(station_id)
+        return done
+
     async def announce_stored_changes(self) -> list[str]:
-        """Call the listeners for each site whose stored envelope state changed since they
-        were last called: a change through another process (`csms site`, another node's
-        CSIP-AUS client, a write to the database). Every site, whichever node holds its
-        stations (the API path does the same); the claim makes one node call them per change.
-        The site ids announced."""
+        """Call the listeners for each site whose envelope state changed since they were last
+        called: a change through another process (`csms site`, another node's CSIP-AUS
+        client, a write to the database), or an envelope that started or ended by its own
+        time since (seen at the round's time, so up to check_interval_s late). Every site,
+        whichever node holds its stations (the API path does the same); the claim makes one
+        node call them per change. The site ids announced."""
         async with self._db.read() as conn:
             site_ids = [site.id for site in await srepo.list_sites(conn)]
         return [site_id for site_id in site_ids if await self._announce(site_id)]

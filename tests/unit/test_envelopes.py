@@ -14,6 +14,7 @@ from csms.domain.envelopes import (
     OperatingEnvelope,
     charger_bounds,
     envelope_at,
+    envelopes_in_force,
     share,
 )
 
@@ -49,6 +50,47 @@ def test_envelope_in_force_control_over_default_and_newest_default() -> None:
     assert envelope_at(schedule, T0 + timedelta(minutes=30)) == control
     assert envelope_at(schedule, T0 + timedelta(hours=1)) == new_default  # control ended
     assert envelope_at([control], T0 - timedelta(seconds=1)) is None
+
+
+_windows = st.lists(
+    st.tuples(
+        st.integers(-120, 120),  # start, minutes from T0
+        st.one_of(st.none(), st.integers(1, 120)),  # duration in minutes, None: open-ended
+        st.booleans(),  # a default control
+        st.integers(0, 60),  # received, minutes before T0
+    ),
+    max_size=6,
+)
+
+
+@given(_windows, st.integers(-180, 240))
+def test_the_envelopes_in_force_are_what_envelope_at_takes(
+    windows: list[tuple[int, int | None, bool, int]], at_min: int
+) -> None:
+    """The announced state names the envelopes in force (issue 18): they are exactly what
+    decides the envelope in force, so a boundary that changes it changes them."""
+    schedule = [
+        env(
+            control_id=f"c{k}",
+            is_default=default,
+            start=T0 + timedelta(minutes=start),
+            end=None if length is None else T0 + timedelta(minutes=start + length),
+            received_at=T0 - timedelta(minutes=received),
+            export_limit_w=1000.0 + k,
+        )
+        for k, (start, length, default, received) in enumerate(windows)
+    ]
+    t = T0 + timedelta(minutes=at_min)
+    found = envelopes_in_force(schedule, t)
+    assert all(e.covers(t) for e in found)
+    assert (envelope_at(schedule, t) is None) == (not found)
+    if found and not found[0].is_default:  # every control covering t, no default
+        assert {e.control_id for e in found} == {
+            e.control_id for e in schedule if not e.is_default and e.covers(t)
+        }
+    elif found:  # only when no control covers t: one default
+        assert len(found) == 1 and envelope_at(schedule, t) == found[0]
+        assert not any(not e.is_default and e.covers(t) for e in schedule)
 
 
 def test_overlapping_controls_merge_to_the_tightest() -> None:

@@ -189,3 +189,35 @@ async def claim_announcement(
         sa.update(t.sites).where(c.id == site_id, condition).values(envelopes_announced=state)
     )
     return bool(result.rowcount)
+
+
+async def unsited_stations_holding(
+    conn: AsyncConnection, kind: str, cleared: Sequence[str], limit: int
+) -> list[tuple[str, dict[str, object], datetime]]:
+    """Stations in no site whose last event of `kind` (an envelope enforcement) is not a
+    ClearChargingProfile answered with one of `cleared`: they may still hold the profile (a
+    `csms site` run or another node took them out of their site). (station id, that event's
+    payload, received at), at most `limit`. One index lookup per station in no site (the
+    events' (station_id, kind, id) index), not a scan of their history."""
+    st, ss, ev = t.stations, t.site_stations, t.events
+    last = ev.alias("last_event")
+    last_id = (
+        sa.select(sa.func.max(last.c.id))
+        .where(last.c.station_id == st.c.id, last.c.kind == kind)
+        .correlate(st)
+        .scalar_subquery()
+    )
+    in_a_site = sa.exists().where(ss.c.station_id == st.c.id)
+    action = ev.c.payload["action"].as_string()
+    status = ev.c.payload["status"].as_string()
+    query = (
+        sa.select(st.c.id, ev.c.payload, ev.c.received_at)
+        .select_from(st.join(ev, ev.c.id == last_id))
+        .where(
+            ~in_a_site,
+            sa.not_(sa.and_(action == "ClearChargingProfile", status.in_(list(cleared)))),
+        )
+        .order_by(st.c.id)
+        .limit(limit)
+    )
+    return [(row.id, row.payload, row.received_at) for row in await conn.execute(query)]

@@ -28,6 +28,7 @@ EXTRA_MODULES: dict[str, str] = {
     "argon2-cffi": "argon2",
     "cryptography": "cryptography",
     "fastjsonschema": "fastjsonschema",
+    "jsonschema-rs": "jsonschema_rs",
     "orjson": "orjson",
     "uvloop": "uvloop",
     "numpy": "numpy",

@@ -3,9 +3,13 @@ ocpp/v21/schemas), compiled once per version and validated in-line (a thread poo
 costs ~8x). Schema failures map to OCPP-J error codes. One action table per version says who
 sends each CALL; the lists the CSMS and the API use are derived from it (`table(version)`).
 
-Fast path: fastjsonschema compiles each schema to Python code (~15 us for a TransactionEvent
-against ~230 us with jsonschema). Only a payload it refuses goes through jsonschema, whose
-best_match gives the precise keyword and path for the CALLERROR.
+Fast path (issue 17): jsonschema-rs (Rust) decides that a payload is valid (~5 us for a
+TransactionEvent with 3 sampled values, against ~40 us with fastjsonschema's generated Python
+and ~230 us with jsonschema); date-time strings are still checked by `_is_datetime`. A payload
+it refuses (or cannot convert: an integer beyond 64 bits) takes the previous path unchanged:
+fastjsonschema decides, and only what that refuses goes through jsonschema, whose best_match
+gives the precise keyword and path for the CALLERROR. A differential test holds the two
+compiled validators to the same verdict on fuzzed payloads of every schema.
 
 Bounds (after the schema passed): JSON Schema validators take 5.0 or 1e19 as an "integer" and
 know no integer range, so a compiled walk per schema (`bounds_checker`) visits only the parts
@@ -26,6 +30,7 @@ from typing import Any
 
 import fastjsonschema
 import jsonschema
+import jsonschema_rs
 from jsonschema import Draft4Validator, Draft6Validator, FormatChecker
 from jsonschema.exceptions import ValidationError
 
@@ -258,20 +263,66 @@ def fast_validator(
     return compiled
 
 
+@functools.cache
+def rust_validator(action: str, kind: str, version: OcppVersion = V201) -> Any | None:
+    """jsonschema-rs validator for `<action><kind>.json`, None if no schema."""
+    schema = _schema(action, kind, version)
+    if schema is None:
+        return None
+    return jsonschema_rs.Draft6Validator(
+        schema, formats={"date-time": _is_datetime}, validate_formats=True
+    )
+
+
+# (action, kind, version) -> (rust validator, bounds plan): one dict look-up per message
+# (functools.cache on three arguments hashes the version enum in Python each call).
+_CHECKERS: dict[tuple[str, str, OcppVersion], tuple[Any | None, Plan | None]] = {}
+
+
+def _checker(action: str, kind: str, version: OcppVersion) -> tuple[Any | None, Plan | None]:
+    key = (action, kind, version)
+    found = _CHECKERS.get(key)
+    if found is None:
+        found = (rust_validator(action, kind, version), bounds_checker(action, kind, version))
+        if len(_CHECKERS) < 4096:  # bounded: names come from the action tables
+            _CHECKERS[key] = found
+    return found
+
+
+def _rust_accepts(rust: Any, payload: Any) -> bool:
+    try:
+        return bool(rust.is_valid(payload))
+    except (ValueError, OverflowError, TypeError):  # not convertible: the Python path decides
+        return False
+
+
 def check(action: str, kind: str, payload: Any, version: OcppVersion = V201) -> None:
     """Raise SchemaViolation if `payload` breaks `version`'s schema or the bounds; unknown
     schemas pass."""
-    fast = fast_validator(action, kind, version)
-    if fast is None:
+    rust, bounds = _checker(action, kind, version)
+    if rust is None:
         return
     if not isinstance(payload, dict):
         raise SchemaViolation("FormatViolation", "payload must be a JSON object", "")
+    if _rust_accepts(rust, payload):
+        if bounds is not None:
+            check_bounds(bounds, payload)
+        return
+    _check_refused(action, kind, payload, version, bounds)
+
+
+def _check_refused(
+    action: str, kind: str, payload: Any, version: OcppVersion, bounds: Plan | None
+) -> None:
+    """The path of a payload jsonschema-rs refused: fastjsonschema's verdict, then
+    jsonschema's best_match for the CALLERROR's keyword and path (as before issue 17)."""
+    fast = fast_validator(action, kind, version)
+    assert fast is not None
     try:
         fast(payload)
     except fastjsonschema.JsonSchemaValueException as fast_error:
         refused = fast_error
     else:
-        bounds = bounds_checker(action, kind, version)
         if bounds is not None:
             check_bounds(bounds, payload)
         return

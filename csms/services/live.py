@@ -70,6 +70,8 @@ class LiveFeed:
 
     # -- publishing (called by the services) --------------------------------------------------
     def publish(self, event: dict[str, Any]) -> None:
+        if not self._viewers:
+            return  # nobody watching: nothing to encode (a new viewer loads rows by REST)
         if len(self._pending) >= MAX_EVENTS_PER_TICK:
             self.overflowed += 1
             return
@@ -77,7 +79,9 @@ class LiveFeed:
 
     def meter_samples(self, samples: list[MeterSample], transaction_id: str | None = None) -> None:
         """Meter values: power (+ import, - export), SoC and energy registers per station; one
-        `meter` event per station and timestamp."""
+        `meter` event per station and timestamp (none while nobody watches: the latest values
+        are kept all the same, for the dashboard's rows and power totals)."""
+        watching = bool(self._viewers)
         changed: dict[str, StationLive] = {}
         measured_at: dict[str, float] = {}
         import_w: dict[str, float] = {}
@@ -102,13 +106,16 @@ class LiveFeed:
             if transaction_id or sample.transaction_id:
                 live.transaction_id = transaction_id or sample.transaction_id
             changed[sample.station_id] = live
-            at = sample.timestamp.timestamp()
-            measured_at[sample.station_id] = max(at, measured_at.get(sample.station_id, at))
+            if watching:
+                at = sample.timestamp.timestamp()
+                measured_at[sample.station_id] = max(at, measured_at.get(sample.station_id, at))
         now = time.time()
         for station_id, live in changed.items():
             if station_id in import_w or station_id in export_w:
                 live.power_w = import_w.get(station_id, 0.0) - export_w.get(station_id, 0.0)
             live.updated = now
+            if not watching:
+                continue
             self.publish(
                 {
                     "type": "meter",

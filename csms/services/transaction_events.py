@@ -60,6 +60,8 @@ class TransactionEventService:
             self._live.transaction_ended(tx.station_id, tx.transaction_id)
         else:
             self._live.meter_samples(samples, tx.transaction_id)
+        if not self._live.viewer_count:
+            return  # nobody watching: no event to build
         energy = (
             tx.energy_last_wh - tx.energy_start_wh
             if tx.energy_last_wh is not None and tx.energy_start_wh is not None

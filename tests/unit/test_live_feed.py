@@ -40,6 +40,7 @@ async def test_every_viewer_gets_the_same_bytes_once_per_tick() -> None:
 
 def test_power_is_import_minus_export_in_watts_and_phases_are_not_summed() -> None:
     feed = LiveFeed()
+    feed.subscribe()
     feed.meter_samples(
         [
             sample("S1", "Power.Active.Import", 0.0, unit="W"),
@@ -66,6 +67,22 @@ def test_power_is_import_minus_export_in_watts_and_phases_are_not_summed() -> No
     assert feed.power_totals_w() == (7000.0, 0.0)
 
 
+def test_without_a_viewer_values_are_kept_and_nothing_is_encoded() -> None:
+    # Issue 17: a node with no dashboard open spends nothing per message on events.
+    feed = LiveFeed()
+    feed.publish({"type": "boot", "station": "S1", "status": "Accepted"})
+    feed.meter_samples([sample("S1", "Power.Active.Import", 7.0, unit="kW")], "T1")
+    assert feed.flush() is None and feed.encoded_ticks == 0
+    assert feed.stations["S1"].power_w == 7000.0 and feed.stations["S1"].transaction_id == "T1"
+    assert feed.power_totals_w() == (7000.0, 0.0)
+    viewer = feed.subscribe()  # from now on it is told
+    assert viewer is not None
+    feed.meter_samples([sample("S1", "SoC", 40.0)])
+    chunk = feed.flush()
+    assert chunk is not None and viewer.queue.get_nowait() is chunk
+    assert [(e["type"], e["soc"]) for e in events(chunk)] == [("meter", 40.0)]
+
+
 def test_connection_changes_come_from_the_router_list_diffed_per_tick() -> None:
     connected = ["A", "B"]
     feed = LiveFeed(connected_ids=lambda: list(connected))
@@ -89,6 +106,7 @@ def test_a_slow_viewer_is_dropped_and_a_tick_is_bounded() -> None:
         feed.publish({"type": "event", "station": "S", "kind": str(k)})
         feed.flush()
     assert slow.dropped and feed.viewer_count == 0
+    feed.subscribe()  # events are only gathered while someone watches
     for k in range(MAX_EVENTS_PER_TICK + 10):
         feed.publish({"type": "event", "station": "S", "kind": str(k)})
     assert feed.overflowed == 10

@@ -11,7 +11,9 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
+import orjson
 import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from csms.domain.models import Page, Tariff, Transaction, TransactionEvent, TransactionState
@@ -89,25 +91,44 @@ async def get_transaction_and_tariff(
     return found, _joined_tariff(station_id, m)
 
 
-_TX_AND_TARIFF_BY_KEYS = (
-    sa.select(
-        t.stations.c.id.label("b_station"),
-        t.transactions,
-        t.tariffs.c.currency,
-        t.tariffs.c.price_per_kwh,
-        t.tariffs.c.price_per_hour,
-    )
-    .select_from(
-        t.stations.outerjoin(
+def _tx_and_tariff_by_keys(stations_in: Any, transactions_in: Any) -> sa.Select[Any]:
+    return (
+        sa.select(
+            t.stations.c.id.label("b_station"),
             t.transactions,
-            sa.and_(
-                t.transactions.c.station_id == t.stations.c.id,
-                t.transactions.c.transaction_id.in_(sa.bindparam("b_transactions", expanding=True)),
-            ),
-        ).outerjoin(t.tariffs, t.tariffs.c.station_id == t.stations.c.id)
+            t.tariffs.c.currency,
+            t.tariffs.c.price_per_kwh,
+            t.tariffs.c.price_per_hour,
+        )
+        .select_from(
+            t.stations.outerjoin(
+                t.transactions,
+                sa.and_(t.transactions.c.station_id == t.stations.c.id, transactions_in),
+            ).outerjoin(t.tariffs, t.tariffs.c.station_id == t.stations.c.id)
+        )
+        .where(stations_in)
     )
-    .where(t.stations.c.id.in_(sa.bindparam("b_stations", expanding=True)))
-)
+
+
+def _json_each(name: str) -> sa.Select[Any]:
+    return sa.select(sa.column("value")).select_from(sa.func.json_each(sa.bindparam(name)))
+
+
+# One parameter per id list, not an expanding IN: an expanding IN is re-rendered (SQL text
+# and parameters) for every batch, ~0.3 ms a batch; these compile once and stay cached.
+_TX_AND_TARIFF_BY_KEYS = {
+    # A JSON array of ids, unpacked by SQLite's json_each.
+    "sqlite": _tx_and_tariff_by_keys(
+        t.stations.c.id.in_(_json_each("b_stations")),
+        t.transactions.c.transaction_id.in_(_json_each("b_transactions")),
+    ),
+    # A text[] each: = ANY($1).
+    "postgresql": _tx_and_tariff_by_keys(
+        t.stations.c.id == sa.any_(sa.bindparam("b_stations", type_=ARRAY(sa.String))),
+        t.transactions.c.transaction_id
+        == sa.any_(sa.bindparam("b_transactions", type_=ARRAY(sa.String))),
+    ),
+}
 
 
 async def transactions_and_tariffs(
@@ -117,13 +138,20 @@ async def transactions_and_tariffs(
     the stored transactions and the stations' tariffs. (A transaction's seqNo span and count
     are written in the same database transaction as its events: see `stored_seq_nos`.)"""
     pairs = set(keys)
-    params = {
-        "b_stations": sorted({s for s, _ in pairs}),
-        "b_transactions": sorted({tx for _, tx in pairs}),
-    }
+    stations = sorted({s for s, _ in pairs})
+    transaction_ids = sorted({tx for _, tx in pairs})
+    dialect = conn.dialect.name
+    params: dict[str, Any] = (
+        {"b_stations": stations, "b_transactions": transaction_ids}
+        if dialect == "postgresql"
+        else {
+            "b_stations": orjson.dumps(stations).decode(),
+            "b_transactions": orjson.dumps(transaction_ids).decode(),
+        }
+    )
     transactions: dict[tuple[str, str], Transaction] = {}
     tariffs: dict[str, Tariff] = {}
-    for row in await conn.execute(_TX_AND_TARIFF_BY_KEYS, params):
+    for row in await conn.execute(_TX_AND_TARIFF_BY_KEYS[dialect], params):
         m = row._mapping
         station_id = m["b_station"]
         tariff = _joined_tariff(station_id, m)

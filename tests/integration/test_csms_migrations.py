@@ -4,9 +4,6 @@ table definitions the code uses."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import warnings
-from collections.abc import Iterator
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -21,19 +18,12 @@ import csms.persistence.site_meter_tables  # the sites' household meters (0018)
 import csms.persistence.v2g_tables  # noqa: F401  (registers the V2G tables on `metadata`)
 from csms.persistence import migrate
 from csms.persistence.tables import CORE_TABLES, metadata
+from tests.support.schema import expression_index_warnings_ignored, table_names
 
 
 def _revisions(url: str) -> list[str]:
     script = ScriptDirectory.from_config(migrate.alembic_config(url))
     return [r.revision for r in reversed(list(script.walk_revisions()))]
-
-
-async def table_names(url: str) -> set[str]:
-    engine = create_async_engine(url)
-    async with engine.connect() as conn:
-        names = await conn.run_sync(lambda c: set(sa.inspect(c).get_table_names()))
-    await engine.dispose()
-    return names - {"alembic_version"}
 
 
 def _core_only(obj: object, name: str | None, type_: str, *_: object) -> bool:
@@ -45,14 +35,6 @@ def _core_only(obj: object, name: str | None, type_: str, *_: object) -> bool:
 # SQLAlchemy and Alembic warn and leave them out of the comparison there; PostgreSQL compares
 # them. `sqlite_expression_indexes` checks them on SQLite instead.
 EXPRESSION_INDEXES = {"uq_meter_values_reading"}
-
-
-@contextlib.contextmanager
-def _expression_index_warnings_ignored() -> Iterator[None]:
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", "Skipped unsupported reflection of expression-based")
-        warnings.filterwarnings("ignore", "autogenerate skipping metadata-specified expression")
-        yield
 
 
 async def sqlite_expression_indexes(url: str) -> dict[str, str]:
@@ -71,7 +53,7 @@ async def schema_diff(url: str) -> list[object]:
         metadata.tables[name].to_metadata(core)
     engine = create_async_engine(url)
     async with engine.connect() as conn:
-        with _expression_index_warnings_ignored():
+        with expression_index_warnings_ignored():
             diff = await conn.run_sync(
                 lambda c: compare_metadata(
                     MigrationContext.configure(c, opts={"include_object": _core_only}), core
@@ -91,7 +73,7 @@ async def full_schema_diff(url: str, tables: set[str] | None = None) -> list[obj
 
     engine = create_async_engine(url)
     async with engine.connect() as conn:
-        with _expression_index_warnings_ignored():
+        with expression_index_warnings_ignored():
             diff = await conn.run_sync(
                 lambda c: compare_metadata(
                     MigrationContext.configure(c, opts={"include_object": wanted}), metadata

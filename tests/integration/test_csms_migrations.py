@@ -7,8 +7,6 @@ import asyncio
 from pathlib import Path
 
 import sqlalchemy as sa
-from alembic.autogenerate import compare_metadata
-from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy.ext.asyncio import create_async_engine
 
@@ -18,7 +16,7 @@ import csms.persistence.site_meter_tables  # the sites' household meters (0018)
 import csms.persistence.v2g_tables  # noqa: F401  (registers the V2G tables on `metadata`)
 from csms.persistence import migrate
 from csms.persistence.tables import CORE_TABLES, metadata
-from tests.support.schema import expression_index_warnings_ignored, table_names
+from tests.support.schema import compare_with, table_names, table_of
 
 
 def _revisions(url: str) -> list[str]:
@@ -27,7 +25,7 @@ def _revisions(url: str) -> list[str]:
 
 
 def _core_only(obj: object, name: str | None, type_: str, *_: object) -> bool:
-    table = name if type_ == "table" else getattr(getattr(obj, "table", None), "name", None)
+    table = table_of(obj, name, type_)
     return table is None or table in CORE_TABLES
 
 
@@ -51,16 +49,7 @@ async def schema_diff(url: str) -> list[object]:
     core = sa.MetaData(naming_convention=metadata.naming_convention)
     for name in CORE_TABLES:
         metadata.tables[name].to_metadata(core)
-    engine = create_async_engine(url)
-    async with engine.connect() as conn:
-        with expression_index_warnings_ignored():
-            diff = await conn.run_sync(
-                lambda c: compare_metadata(
-                    MigrationContext.configure(c, opts={"include_object": _core_only}), core
-                )
-            )
-    await engine.dispose()
-    return list(diff)
+    return await compare_with(url, core, _core_only)
 
 
 async def full_schema_diff(url: str, tables: set[str] | None = None) -> list[object]:
@@ -68,19 +57,10 @@ async def full_schema_diff(url: str, tables: set[str] | None = None) -> list[obj
     (core and V2G; only `tables` when given)."""
 
     def wanted(obj: object, name: str | None, type_: str, *_: object) -> bool:
-        table = name if type_ == "table" else getattr(getattr(obj, "table", None), "name", None)
+        table = table_of(obj, name, type_)
         return tables is None or table is None or table in tables
 
-    engine = create_async_engine(url)
-    async with engine.connect() as conn:
-        with expression_index_warnings_ignored():
-            diff = await conn.run_sync(
-                lambda c: compare_metadata(
-                    MigrationContext.configure(c, opts={"include_object": wanted}), metadata
-                )
-            )
-    await engine.dispose()
-    return list(diff)
+    return await compare_with(url, metadata, wanted)
 
 
 # Core columns that later revisions add (0003: the fast password check; 0005: the seqNo

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import warnings
-from collections.abc import Collection, Iterator
+from collections.abc import Callable, Collection, Iterator
 
 import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
@@ -34,6 +34,29 @@ async def table_names(url: str) -> set[str]:
     return names - {"alembic_version"}
 
 
+def table_of(obj: object, name: str | None, type_: str) -> str | None:
+    """The table a schema object compared by Alembic belongs to (None: not a table's)."""
+    return name if type_ == "table" else getattr(getattr(obj, "table", None), "name", None)
+
+
+async def compare_with(
+    url: str, defined: sa.MetaData, include_object: Callable[..., bool]
+) -> list[object]:
+    """Alembic's differences between the database at `url` and the tables `defined`, only
+    the objects `include_object` (Alembic's hook of that name) keeps."""
+    engine = create_async_engine(url)
+    async with engine.connect() as conn:
+        with expression_index_warnings_ignored():
+            diff = await conn.run_sync(
+                lambda c: compare_metadata(
+                    MigrationContext.configure(c, opts={"include_object": include_object}),
+                    defined,
+                )
+            )
+    await engine.dispose()
+    return list(diff)
+
+
 async def tables_diff(
     url: str, tables: Collection[str], foreign_key_targets: Collection[str] = ()
 ) -> list[object]:
@@ -44,16 +67,6 @@ async def tables_diff(
         metadata.tables[name].to_metadata(ours)
 
     def only_ours(obj: object, name: str | None, type_: str, *_: object) -> bool:
-        table = name if type_ == "table" else getattr(getattr(obj, "table", None), "name", None)
-        return table in tables
+        return table_of(obj, name, type_) in tables
 
-    engine = create_async_engine(url)
-    async with engine.connect() as conn:
-        with expression_index_warnings_ignored():
-            diff = await conn.run_sync(
-                lambda c: compare_metadata(
-                    MigrationContext.configure(c, opts={"include_object": only_ours}), ours
-                )
-            )
-    await engine.dispose()
-    return list(diff)
+    return await compare_with(url, ours, only_ours)

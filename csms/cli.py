@@ -22,129 +22,38 @@ stop the command with exit status 2 and a message naming the field.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import dataclasses
 import importlib
-import json
 import sys
 import types
 import typing
-from collections.abc import Awaitable, Callable, Sequence
-from datetime import datetime
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
-from pydantic import ValidationError
-from pydantic_settings.exceptions import SettingsError
-
+from csms import cli_sites
+from csms.cli_common import (
+    EXIT_FAILURE,
+    EXIT_OK,
+    EXIT_USAGE,
+    SettingsInvalid,
+    add_settings_flags,
+    load_settings,
+    print_json,
+    run_admin,
+    run_async,
+)
 from csms.services.password_check import PasswordKeyInvalid
 from csms.services.redaction import redact_url
-from csms.settings import Settings
-
-T = TypeVar("T")
-
-EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
-
-
-class SettingsInvalid(Exception):
-    """Settings failed validation; the message names each bad field."""
-
-
-# Settings ----------------------------------------------------------------------------------------
-
-
-def _flag(name: str) -> str:
-    return "--" + name.replace("_", "-")
-
-
-def _is_bool(annotation: Any) -> bool:
-    return annotation is bool
-
-
-def _add_settings_flags(
-    parser: argparse.ArgumentParser, names: Sequence[str] | None = None
-) -> None:
-    """One flag per Settings field (`database_url` -> `--database-url`), default: not given."""
-    from csms.settings_help import SETTING_HELP
-
-    group = parser.add_argument_group("settings (each also from CSMS_<NAME> in the environment)")
-    for name, info in Settings.model_fields.items():
-        if names is not None and name not in names:
-            continue
-        env = f"CSMS_{name.upper()}"
-        what = info.description or SETTING_HELP.get(name, "")
-        # argparse formats help with %: a literal one is written %% in the description.
-        help_text = f"{what} (env {env}; default {_shown_default(info.default)})"
-        if _is_bool(info.annotation):
-            group.add_argument(
-                _flag(name),
-                dest=f"setting_{name}",
-                action=argparse.BooleanOptionalAction,
-                default=None,
-                help=help_text,
-            )
-        else:
-            group.add_argument(
-                _flag(name), dest=f"setting_{name}", default=None, metavar="VALUE", help=help_text
-            )
-
-
-def _shown_default(value: Any) -> str:
-    text = "none" if value is None else str(value)
-    return text.replace("%", "%%")
-
-
-def _describe_validation_error(error: ValidationError) -> str:
-    lines = []
-    for item in error.errors():
-        location = item.get("loc") or ()
-        field = str(location[0]) if location else None
-        if field in Settings.model_fields:
-            where = f"setting '{field}' (flag {_flag(field)}, env CSMS_{field.upper()})"
-            got = item.get("input")
-            suffix = f" [got {got!r}]" if got is not None and not isinstance(got, dict) else ""
-            suffix = redact_url(suffix)  # a database/broker URL may hold a password
-            lines.append(f"invalid {where}: {item['msg']}{suffix}")
-        else:
-            lines.append(f"invalid settings: {item['msg']}")
-    return "\n".join(lines)
-
-
-def load_settings(args: argparse.Namespace | None = None) -> Settings:
-    """Settings from flags in `args` (only those given) over the CSMS_* environment."""
-    given: dict[str, Any] = {}
-    if args is not None:
-        for name in Settings.model_fields:
-            value = getattr(args, f"setting_{name}", None)
-            if value is not None:
-                given[name] = value
-    try:
-        return Settings(**given)
-    except ValidationError as error:
-        raise SettingsInvalid(_describe_validation_error(error)) from None
-    except SettingsError as error:
-        raise SettingsInvalid(f"invalid settings in the environment: {error}") from None
-
 
 # Commands ---------------------------------------------------------------------------------------
-
-
-def _run_async(coroutine_factory: Callable[[], Awaitable[T]]) -> T:
-    async def runner() -> T:
-        return await coroutine_factory()
-
-    try:
-        import uvloop
-    except ImportError:  # pragma: no cover - uvloop is absent on Windows
-        return asyncio.run(runner())
-    return uvloop.run(runner())
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
     import csms.app as app
 
     settings = load_settings(args)
-    return _run_async(lambda: app.serve(settings))
+    return run_async(lambda: app.serve(settings))
 
 
 def _cmd_db(args: argparse.Namespace) -> int:
@@ -162,20 +71,12 @@ def _cmd_db(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _admin(settings: Settings, action: Callable[[], Awaitable[T]]) -> T:
-    """Run an admin action; a database that cannot be reached is named as the database."""
-    from csms.persistence.unreachable import naming_the_database
-
-    with naming_the_database(settings.database_url):
-        return _run_async(action)
-
-
 def _cmd_station(args: argparse.Namespace) -> int:
     import csms.cli_admin as admin
 
     settings = load_settings(args)
     if args.station_command == "add":
-        station = _admin(
+        station = run_admin(
             settings,
             lambda: admin.add_station(
                 settings,
@@ -192,14 +93,14 @@ def _cmd_station(args: argparse.Namespace) -> int:
         )
         return EXIT_OK
     if args.station_command == "update":
-        station = _admin(
+        station = run_admin(
             settings, lambda: admin.update_station(settings, args.station_id, args.ocpp_versions)
         )
         print(f"station {station.id}: OCPP versions {_versions_text(station)}")
         return EXIT_OK
-    stations = _admin(settings, lambda: admin.list_stations(settings))
+    stations = run_admin(settings, lambda: admin.list_stations(settings))
     if args.json:
-        _print_json([dataclasses.asdict(station) for station in stations])
+        print_json([dataclasses.asdict(station) for station in stations])
         return EXIT_OK
     print(f"{'ID':<24} {'PROFILE':>7} {'BOOT POLICY':<12} {'STATUS':<10} {'OCPP':<6} VENDOR/MODEL")
     for station in stations:
@@ -235,7 +136,7 @@ def _cmd_token(args: argparse.Namespace) -> int:
 
     settings = load_settings(args)
     if args.token_command == "create":
-        created = _admin(
+        created = run_admin(
             settings, lambda: admin.create_api_token(settings, args.name, ApiScope(args.scope))
         )
         print(
@@ -245,16 +146,16 @@ def _cmd_token(args: argparse.Namespace) -> int:
         print(created.plaintext)
         return EXIT_OK
     if args.token_command == "revoke":
-        revoked = _admin(settings, lambda: admin.revoke_api_token(settings, args.name))
+        revoked = run_admin(settings, lambda: admin.revoke_api_token(settings, args.name))
         if not revoked:
             print(f"csms: no active API token named '{args.name}'", file=sys.stderr)
             return EXIT_FAILURE
         print(f"API token '{args.name}' revoked")
         return EXIT_OK
-    tokens = _admin(settings, lambda: admin.list_api_tokens(settings))
+    tokens = run_admin(settings, lambda: admin.list_api_tokens(settings))
     if args.json:
         # Names, scopes and dates only: a token's secret is never stored, let alone printed.
-        _print_json(
+        print_json(
             [
                 {
                     "name": token.name,
@@ -281,33 +182,22 @@ def _cmd_id_token(args: argparse.Namespace) -> int:
 
     settings = load_settings(args)
     if args.id_token_command == "add":
-        token = _admin(settings, lambda: admin.add_id_token(settings, args.id_token, args.type))
+        token = run_admin(settings, lambda: admin.add_id_token(settings, args.id_token, args.type))
         print(f"idToken {token.id_token} ({token.type}) added, status {token.status}")
         return EXIT_OK
     if args.id_token_command == "remove":
-        _admin(settings, lambda: admin.remove_id_token(settings, args.id_token, args.type))
+        run_admin(settings, lambda: admin.remove_id_token(settings, args.id_token, args.type))
         print(f"idToken {args.id_token} ({args.type}) removed")
         return EXIT_OK
-    tokens = _admin(settings, lambda: admin.list_id_tokens(settings))
+    tokens = run_admin(settings, lambda: admin.list_id_tokens(settings))
     if args.json:
-        _print_json([dataclasses.asdict(token) for token in tokens])
+        print_json([dataclasses.asdict(token) for token in tokens])
         return EXIT_OK
     print(f"{'ID TOKEN':<36} {'TYPE':<16} {'STATUS':<10} EXPIRES")
     for token in tokens:
         expires = token.expires_at.isoformat() if token.expires_at else "-"
         print(f"{token.id_token:<36} {token.type:<16} {token.status!s:<10} {expires}")
     return EXIT_OK
-
-
-def _json_value(value: Any) -> Any:
-    if isinstance(value, datetime):
-        return value.isoformat()
-    raise TypeError(f"not JSON: {type(value).__name__}")
-
-
-def _print_json(rows: list[dict[str, Any]]) -> None:
-    """A JSON array, one object per row (enums as their values, times as ISO 8601)."""
-    print(json.dumps(rows, indent=2, default=_json_value))
 
 
 def _cmd_v2g(argv: list[str]) -> int:
@@ -360,7 +250,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Run the OCPP server and the REST API (migrating the database first). "
         "Every setting below is a flag or a CSMS_<NAME> environment variable; flags win.",
     )
-    _add_settings_flags(serve)
+    add_settings_flags(serve)
     serve.set_defaults(handler=_cmd_serve)
 
     db = commands.add_parser("db", help="database migrations")
@@ -370,7 +260,7 @@ def build_parser() -> argparse.ArgumentParser:
     downgrade = db_commands.add_parser("downgrade", help="migrate down to REV ('base': empty)")
     downgrade.add_argument("revision")
     for sub in (upgrade, downgrade):
-        _add_settings_flags(sub, ["database_url"])
+        add_settings_flags(sub, ["database_url"])
     db.set_defaults(handler=_cmd_db)
 
     station = commands.add_parser("station", help="charging stations")
@@ -397,12 +287,10 @@ def build_parser() -> argparse.ArgumentParser:
     listing = station_commands.add_parser("list", help="list stations")
     listing.add_argument("--json", action="store_true", help="print a JSON array")
     for sub in (add, update, listing):
-        _add_settings_flags(sub, ["database_url"])
+        add_settings_flags(sub, ["database_url"])
     station.set_defaults(handler=_cmd_station)
 
-    from csms import cli_sites
-
-    cli_sites.add_parser(commands, _add_settings_flags)
+    cli_sites.add_parser(commands)
 
     token = commands.add_parser("token", help="REST API bearer tokens")
     token_commands = token.add_subparsers(dest="token_command", required=True, metavar="ACTION")
@@ -422,7 +310,7 @@ def build_parser() -> argparse.ArgumentParser:
     token_list = token_commands.add_parser("list", help="list tokens")
     token_list.add_argument("--json", action="store_true", help="print a JSON array")
     for sub in (create, revoke, token_list):
-        _add_settings_flags(sub, ["database_url"])
+        add_settings_flags(sub, ["database_url"])
     token.set_defaults(handler=_cmd_token)
 
     id_token = commands.add_parser(
@@ -441,7 +329,7 @@ def build_parser() -> argparse.ArgumentParser:
     id_list = id_token_commands.add_parser("list", help="list idTokens")
     id_list.add_argument("--json", action="store_true", help="print a JSON array")
     for sub in (id_add, id_remove, id_list):
-        _add_settings_flags(sub, ["database_url"])
+        add_settings_flags(sub, ["database_url"])
     id_token.set_defaults(handler=_cmd_id_token)
 
     commands.add_parser("v2g", help="V2G planning tools (see csms v2g --help)", add_help=False)

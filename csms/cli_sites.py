@@ -8,11 +8,19 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-from collections.abc import Callable
 from typing import Any
 
+from csms.cli_common import (
+    EXIT_OK,
+    add_settings_flags,
+    json_value,
+    load_settings,
+    print_json,
+    run_admin,
+)
 
-def add_parser(commands: Any, add_settings_flags: Callable[[Any, list[str]], None]) -> None:
+
+def add_parser(commands: Any) -> None:
     """The `site` command and its actions, under `commands` (argparse subparsers)."""
     site = commands.add_parser("site", help="sites (a grid connection point) and their stations")
     site_commands = site.add_subparsers(dest="site_command", required=True, metavar="ACTION")
@@ -78,26 +86,25 @@ def _site_dict(site: Any) -> dict[str, Any]:
 
 def run(args: argparse.Namespace) -> int:
     import csms.cli_admin as admin
-    from csms.cli import EXIT_OK, _admin, _json_value, _print_json, load_settings
 
     settings = load_settings(args)
     command = args.site_command
     if command == "add":
         fields = {"id": args.site_id, **_site_fields(args)}
-        site = _admin(settings, lambda: admin.add_site(settings, fields))
+        site = run_admin(settings, lambda: admin.add_site(settings, fields))
         print(f"site {site.id} added with stations {', '.join(site.station_ids) or '-'}")
         return EXIT_OK
     if command == "update":
         changes = _site_fields(args)
-        site = _admin(settings, lambda: admin.update_site(settings, args.site_id, changes))
+        site = run_admin(settings, lambda: admin.update_site(settings, args.site_id, changes))
         print(f"site {site.id} updated: stations {', '.join(site.station_ids) or '-'}")
         return EXIT_OK
     if command == "delete":
-        _admin(settings, lambda: admin.delete_site(settings, args.site_id))
+        run_admin(settings, lambda: admin.delete_site(settings, args.site_id))
         print(f"site {args.site_id} deleted")
         return EXIT_OK
     if command == "show":
-        site, view = _admin(settings, lambda: admin.show_site(settings, args.site_id))
+        site, view = run_admin(settings, lambda: admin.show_site(settings, args.site_id))
         if args.json:
             shown = {
                 **_site_dict(site),
@@ -113,7 +120,7 @@ def run(args: argparse.Namespace) -> int:
                     for station_id, bounds, enforced, last in view.stations
                 ],
             }
-            print(json.dumps(shown, indent=2, default=_json_value))
+            print(json.dumps(shown, indent=2, default=json_value))
             return EXIT_OK
         print(f"site {site.id} ({site.name}) NMI {site.nmi or '-'} CSIP-AUS {site.csip_enabled}")
         env = view.in_force
@@ -132,9 +139,9 @@ def run(args: argparse.Namespace) -> int:
                 f"{' (enforced)' if enforced else ''}"
             )
         return EXIT_OK
-    sites = _admin(settings, lambda: admin.list_sites(settings))
+    sites = run_admin(settings, lambda: admin.list_sites(settings))
     if args.json:
-        _print_json([_site_dict(site) for site in sites])
+        print_json([_site_dict(site) for site in sites])
         return EXIT_OK
     print(f"{'ID':<24} {'NMI':<12} {'CSIP':<5} STATIONS")
     for site in sites:

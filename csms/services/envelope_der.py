@@ -23,11 +23,10 @@ from typing import Any
 
 from csms.domain.envelope_der import envelope_der_limit
 from csms.domain.envelopes import StationPeriod
-from csms.domain.errors import CsmsError, InvalidRequest, UnknownStation
-from csms.domain.models import EventRecord
 from csms.persistence import repositories as repo
 from csms.persistence.database import Database
 from csms.services.common import CommandSender
+from csms.services.envelope_attempts import send_and_record
 from v2g_shared.ocpp_versions import OcppVersion
 
 log = logging.getLogger(__name__)
@@ -38,13 +37,6 @@ CLEAR_ACTION = "ClearDERControl"
 # Failed attempts are tried again (with the profile) after this long.
 RETRY_AFTER_S = 300.0
 _RETRIED = ("Timeout", "CallError", "Error", "Unreachable")
-_ERRORS = {
-    "StationOffline": "Offline",
-    "StationDisconnected": "Offline",
-    "CommandTimeout": "Timeout",
-    "CallErrorReceived": "CallError",
-    "BrokerUnavailable": "Unreachable",
-}
 
 # (station ids) -> their (charge W, discharge W) ratings, as the EnvelopeService reads them.
 Ratings = Callable[[Sequence[str]], Awaitable[list[tuple[float, float]]]]
@@ -128,36 +120,21 @@ class EnvelopeDerControls:
     ) -> DerAttempt:
         lock = self._locks.setdefault(station_id, asyncio.Lock())
         async with lock:
-            answer: dict[str, Any] | None = None
-            detail = None
-            try:
-                answer = await self._commands.send(station_id, action, payload)
-                status = str(answer.get("status", "Unknown"))[:40]
-            except UnknownStation as exc:
-                status, detail = "Unknown", str(exc)
-            except InvalidRequest as exc:  # schema or version: a bug here, or an odd station
-                status, detail = "Invalid", str(exc)
-                log.error("envelope %s for %s refused before sending: %s", action, station_id, exc)
-            except CsmsError as exc:
-                status, detail = _ERRORS.get(type(exc).__name__, "Error"), str(exc)
-            event = EventRecord(
-                station_id=station_id,
+            sent = await send_and_record(
+                self._db,
+                self._commands,
+                log,
                 kind=EVENT_KIND,
-                payload={
-                    "action": action,
-                    "status": status,
-                    "request": payload,
-                    "answer": answer,
-                    "detail": detail,
-                    "resend_at": resend_at.isoformat() if resend_at else None,
-                },
-                received_at=now,
-                timestamp=now,
+                station_id=station_id,
+                action=action,
+                payload=payload,
+                now=now,
+                resend_at=resend_at,
+                what=action,
             )
-            await self._db.write(lambda c: repo.insert_event(c, event))
-            if status != "Accepted":
-                log.warning("envelope %s to %s: %s %s", action, station_id, status, detail or "")
-            return DerAttempt(station_id, action, status, now, payload, answer, detail, resend_at)
+            return DerAttempt(
+                station_id, action, sent.status, now, payload, sent.answer, sent.detail, resend_at
+            )
 
     async def last_attempt(self, station_id: str) -> DerAttempt:
         async with self._db.read() as conn:

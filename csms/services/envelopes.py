@@ -62,8 +62,7 @@ from csms.domain.envelopes import (
     envelopes_in_force,
     station_timelines,
 )
-from csms.domain.errors import CsmsError, InvalidRequest, NotFound, UnknownStation
-from csms.domain.models import EventRecord
+from csms.domain.errors import InvalidRequest, NotFound
 from csms.domain.site_meter import SiteBase, metered_charger_bounds, metered_station_timelines
 from csms.domain.station_ratings import RatingFallback
 from csms.persistence import repositories as repo
@@ -71,6 +70,7 @@ from csms.persistence.database import Database
 from csms.persistence.repositories import sites as srepo
 from csms.routing.base import CommandRouter
 from csms.services.common import Clock, CommandSender, utcnow
+from csms.services.envelope_attempts import send_and_record
 from csms.services.envelope_der import EnvelopeDerControls
 from csms.services.station_ratings import station_ratings
 from csms.v2g.vehicle import PowerCap
@@ -429,40 +429,30 @@ class EnvelopeService:
         lock = self._locks.setdefault(station_id, asyncio.Lock())
         async with lock:  # one attempt per station at a time: the last one sent wins
             self._sent_since[station_id] = self._sent_since.get(station_id, 0) + 1
-            answer: dict[str, Any] | None = None
-            detail = None
-            try:
-                answer = await self._commands.send(station_id, action, payload)
-                status = str(answer.get("status", "Unknown"))[:40]
-            except UnknownStation as exc:
-                status, detail = "Unknown", str(exc)
-            except InvalidRequest as exc:  # K01 or schema: a bug here, or an odd station
-                status, detail = "Invalid", str(exc)
-                log.error("envelope profile for %s refused before sending: %s", station_id, exc)
-            except CsmsError as exc:
-                status, detail = _status_of(exc), str(exc)
-            record = StationEnforcement(
-                station_id, action, status, now, fingerprint, payload, answer, detail, resend_at
-            )
-            event = EventRecord(
-                station_id=station_id,
+            sent = await send_and_record(
+                self._db,
+                self._commands,
+                log,
                 kind=EVENT_KIND,
-                payload={
-                    "action": action,
-                    "status": status,
-                    "fingerprint": fingerprint,
-                    "request": payload,
-                    "answer": answer,
-                    "detail": detail,
-                    "resend_at": resend_at.isoformat() if resend_at else None,
-                },
-                received_at=now,
-                timestamp=now,
+                station_id=station_id,
+                action=action,
+                payload=payload,
+                now=now,
+                resend_at=resend_at,
+                what="profile",
+                recorded_with={"fingerprint": fingerprint},
             )
-            await self._db.write(lambda c: repo.insert_event(c, event))
-            if status != "Accepted":
-                log.warning("envelope %s to %s: %s %s", action, station_id, status, detail or "")
-            return record
+            return StationEnforcement(
+                station_id,
+                action,
+                sent.status,
+                now,
+                fingerprint,
+                payload,
+                sent.answer,
+                sent.detail,
+                resend_at,
+            )
 
     async def last_enforcement(self, station_id: str) -> StationEnforcement:
         async with self._db.read() as conn:
@@ -650,14 +640,3 @@ def _parse_time(text: object) -> datetime | None:
         return datetime.fromisoformat(text)
     except ValueError:
         return None
-
-
-def _status_of(error: CsmsError) -> str:
-    name = type(error).__name__
-    return {
-        "StationOffline": "Offline",
-        "StationDisconnected": "Offline",
-        "CommandTimeout": "Timeout",
-        "CallErrorReceived": "CallError",
-        "BrokerUnavailable": "Unreachable",
-    }.get(name, "Error")

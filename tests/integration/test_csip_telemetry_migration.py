@@ -6,59 +6,24 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-import sqlalchemy as sa
-from alembic.autogenerate import compare_metadata
-from alembic.migration import MigrationContext
-from sqlalchemy.ext.asyncio import create_async_engine
 
 from csms.persistence import csip_telemetry_tables, migrate
 from csms.persistence.tables import metadata
-from tests.integration.test_csms_migrations import (
-    _expression_index_warnings_ignored as expression_index_warnings_ignored,
-)
 from tests.support.csms_db import fresh_postgres_database, postgres_url_or_skip
+from tests.support.schema import table_names, tables_diff
 
 TABLES = ("csip_mirror_points", "csip_subscriptions")
-
-
-async def _tables(url: str) -> set[str]:
-    engine = create_async_engine(url)
-    async with engine.connect() as conn:
-        names = await conn.run_sync(lambda c: set(sa.inspect(c).get_table_names()))
-    await engine.dispose()
-    return names
-
-
-async def _diff(url: str) -> list[object]:
-    ours = sa.MetaData(naming_convention=metadata.naming_convention)
-    for name in ("stations", "sites", *TABLES):  # the foreign keys' targets too
-        metadata.tables[name].to_metadata(ours)
-
-    def only_ours(obj: object, name: str | None, type_: str, *_: object) -> bool:
-        table = name if type_ == "table" else getattr(getattr(obj, "table", None), "name", None)
-        return table in TABLES
-
-    engine = create_async_engine(url)
-    async with engine.connect() as conn:
-        with expression_index_warnings_ignored():
-            diff = await conn.run_sync(
-                lambda c: compare_metadata(
-                    MigrationContext.configure(c, opts={"include_object": only_ours}), ours
-                )
-            )
-    await engine.dispose()
-    return list(diff)
 
 
 async def _check(url: str) -> None:
     assert csip_telemetry_tables.csip_subscriptions.name in metadata.tables
     await migrate.upgrade_async(url, "0016")
-    assert set(TABLES) <= await _tables(url)
-    assert await _diff(url) == []
+    assert set(TABLES) <= await table_names(url)
+    assert await tables_diff(url, TABLES, foreign_key_targets=("stations", "sites")) == []
     await migrate.downgrade_async(url, "0015")
-    assert not set(TABLES) & await _tables(url)
+    assert not set(TABLES) & await table_names(url)
     await migrate.upgrade_async(url)
-    assert set(TABLES) <= await _tables(url)
+    assert set(TABLES) <= await table_names(url)
 
 
 async def test_0016_sqlite(tmp_path: Path) -> None:

@@ -4,14 +4,9 @@ table definitions the code uses."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import warnings
-from collections.abc import Iterator
 from pathlib import Path
 
 import sqlalchemy as sa
-from alembic.autogenerate import compare_metadata
-from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy.ext.asyncio import create_async_engine
 
@@ -21,6 +16,7 @@ import csms.persistence.site_meter_tables  # the sites' household meters (0018)
 import csms.persistence.v2g_tables  # noqa: F401  (registers the V2G tables on `metadata`)
 from csms.persistence import migrate
 from csms.persistence.tables import CORE_TABLES, metadata
+from tests.support.schema import compare_with, table_names, table_of
 
 
 def _revisions(url: str) -> list[str]:
@@ -28,16 +24,8 @@ def _revisions(url: str) -> list[str]:
     return [r.revision for r in reversed(list(script.walk_revisions()))]
 
 
-async def table_names(url: str) -> set[str]:
-    engine = create_async_engine(url)
-    async with engine.connect() as conn:
-        names = await conn.run_sync(lambda c: set(sa.inspect(c).get_table_names()))
-    await engine.dispose()
-    return names - {"alembic_version"}
-
-
 def _core_only(obj: object, name: str | None, type_: str, *_: object) -> bool:
-    table = name if type_ == "table" else getattr(getattr(obj, "table", None), "name", None)
+    table = table_of(obj, name, type_)
     return table is None or table in CORE_TABLES
 
 
@@ -45,14 +33,6 @@ def _core_only(obj: object, name: str | None, type_: str, *_: object) -> bool:
 # SQLAlchemy and Alembic warn and leave them out of the comparison there; PostgreSQL compares
 # them. `sqlite_expression_indexes` checks them on SQLite instead.
 EXPRESSION_INDEXES = {"uq_meter_values_reading"}
-
-
-@contextlib.contextmanager
-def _expression_index_warnings_ignored() -> Iterator[None]:
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", "Skipped unsupported reflection of expression-based")
-        warnings.filterwarnings("ignore", "autogenerate skipping metadata-specified expression")
-        yield
 
 
 async def sqlite_expression_indexes(url: str) -> dict[str, str]:
@@ -69,16 +49,7 @@ async def schema_diff(url: str) -> list[object]:
     core = sa.MetaData(naming_convention=metadata.naming_convention)
     for name in CORE_TABLES:
         metadata.tables[name].to_metadata(core)
-    engine = create_async_engine(url)
-    async with engine.connect() as conn:
-        with _expression_index_warnings_ignored():
-            diff = await conn.run_sync(
-                lambda c: compare_metadata(
-                    MigrationContext.configure(c, opts={"include_object": _core_only}), core
-                )
-            )
-    await engine.dispose()
-    return list(diff)
+    return await compare_with(url, core, _core_only)
 
 
 async def full_schema_diff(url: str, tables: set[str] | None = None) -> list[object]:
@@ -86,19 +57,10 @@ async def full_schema_diff(url: str, tables: set[str] | None = None) -> list[obj
     (core and V2G; only `tables` when given)."""
 
     def wanted(obj: object, name: str | None, type_: str, *_: object) -> bool:
-        table = name if type_ == "table" else getattr(getattr(obj, "table", None), "name", None)
+        table = table_of(obj, name, type_)
         return tables is None or table is None or table in tables
 
-    engine = create_async_engine(url)
-    async with engine.connect() as conn:
-        with _expression_index_warnings_ignored():
-            diff = await conn.run_sync(
-                lambda c: compare_metadata(
-                    MigrationContext.configure(c, opts={"include_object": wanted}), metadata
-                )
-            )
-    await engine.dispose()
-    return list(diff)
+    return await compare_with(url, metadata, wanted)
 
 
 # Core columns that later revisions add (0003: the fast password check; 0005: the seqNo

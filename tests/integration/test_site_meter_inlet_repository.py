@@ -11,8 +11,6 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from alembic.autogenerate import compare_metadata
-from alembic.migration import MigrationContext
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from csms.domain import csip_telemetry as ct
@@ -25,10 +23,8 @@ from csms.persistence.repositories import csip_telemetry as telemetry_repo
 from csms.persistence.repositories import site_meters as repo
 from csms.persistence.repositories import sites as srepo
 from csms.persistence.repositories.meter_values import insert_meter_samples
-from tests.integration.test_csms_migrations import (
-    _expression_index_warnings_ignored as expression_index_warnings_ignored,
-)
 from tests.support.csms_db import fresh_postgres_database, postgres_url_or_skip
+from tests.support.schema import tables_diff
 from tests.support.v2g_nodes import node_databases
 
 T0 = datetime(2026, 12, 7, 18, 0, tzinfo=UTC)
@@ -105,26 +101,6 @@ async def test_evse_0_rows_are_not_telemetry_and_registers_are_only_evse_0(db: D
     ]
 
 
-async def _sites_diff(url: str) -> list[object]:
-    ours = sa.MetaData(naming_convention=t.metadata.naming_convention)
-    t.metadata.tables["sites"].to_metadata(ours)
-
-    def only_sites(obj: object, name: str | None, type_: str, *_: object) -> bool:
-        table = name if type_ == "table" else getattr(getattr(obj, "table", None), "name", None)
-        return table == "sites"
-
-    engine = create_async_engine(url)
-    async with engine.connect() as conn:
-        with expression_index_warnings_ignored():
-            diff = await conn.run_sync(
-                lambda c: compare_metadata(
-                    MigrationContext.configure(c, opts={"include_object": only_sites}), ours
-                )
-            )
-    await engine.dispose()
-    return list(diff)
-
-
 async def _columns(url: str) -> set[str]:
     engine = create_async_engine(url)
     async with engine.connect() as conn:
@@ -142,7 +118,7 @@ async def _check_migration(url: str) -> None:
     assert "meter_station_id" not in await _columns(url)
     await migrate.upgrade_async(url)
     assert "meter_station_id" in await _columns(url)
-    assert await _sites_diff(url) == []  # at head: the table as the code defines it
+    assert await tables_diff(url, ["sites"]) == []  # at head: the table as the code defines it
 
 
 async def test_0020_sqlite(tmp_path: Path) -> None:

@@ -6,59 +6,24 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-import sqlalchemy as sa
-from alembic.autogenerate import compare_metadata
-from alembic.migration import MigrationContext
-from sqlalchemy.ext.asyncio import create_async_engine
 
 from csms.persistence import migrate, site_meter_tables
 from csms.persistence.tables import metadata
-from tests.integration.test_csms_migrations import (
-    _expression_index_warnings_ignored as expression_index_warnings_ignored,
-)
 from tests.support.csms_db import fresh_postgres_database, postgres_url_or_skip
+from tests.support.schema import table_names, tables_diff
 
 TABLE = "site_meters"
-
-
-async def _tables(url: str) -> set[str]:
-    engine = create_async_engine(url)
-    async with engine.connect() as conn:
-        names = await conn.run_sync(lambda c: set(sa.inspect(c).get_table_names()))
-    await engine.dispose()
-    return names
-
-
-async def _diff(url: str) -> list[object]:
-    ours = sa.MetaData(naming_convention=metadata.naming_convention)
-    for name in ("sites", TABLE):  # the foreign key's target too
-        metadata.tables[name].to_metadata(ours)
-
-    def only_ours(obj: object, name: str | None, type_: str, *_: object) -> bool:
-        table = name if type_ == "table" else getattr(getattr(obj, "table", None), "name", None)
-        return table == TABLE
-
-    engine = create_async_engine(url)
-    async with engine.connect() as conn:
-        with expression_index_warnings_ignored():
-            diff = await conn.run_sync(
-                lambda c: compare_metadata(
-                    MigrationContext.configure(c, opts={"include_object": only_ours}), ours
-                )
-            )
-    await engine.dispose()
-    return list(diff)
 
 
 async def _check(url: str) -> None:
     assert site_meter_tables.site_meters.name in metadata.tables
     await migrate.upgrade_async(url, "0018")
-    assert TABLE in await _tables(url)
-    assert await _diff(url) == []
+    assert TABLE in await table_names(url)
+    assert await tables_diff(url, [TABLE], foreign_key_targets=["sites"]) == []
     await migrate.downgrade_async(url, "0016")
-    assert TABLE not in await _tables(url)
+    assert TABLE not in await table_names(url)
     await migrate.upgrade_async(url)
-    assert TABLE in await _tables(url)
+    assert TABLE in await table_names(url)
 
 
 async def test_0018_sqlite(tmp_path: Path) -> None:

@@ -58,6 +58,8 @@ PROJECT_EDGES = (
     "csms.app",
     "csms.cli",
     "csms.cli_admin",
+    "csms.cli_common",
+    "csms.cli_sites",
     "csms.entry",
     "csms.integrations",
     "csms.ocpp_server",

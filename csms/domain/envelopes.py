@@ -19,6 +19,8 @@ stations. Nothing here reads the clock or does I/O.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
@@ -439,3 +441,43 @@ def envelope_profile(
 def clear_payload() -> dict[str, object]:
     """ClearChargingProfile for the envelope profile (a site without an envelope any more)."""
     return {"chargingProfileId": ENVELOPE_PROFILE_ID}
+
+
+def envelopes_fingerprint(envelopes: Sequence[OperatingEnvelope]) -> str:
+    """Identifies a site's set of envelopes: whether what a station holds is still current."""
+    rows = sorted(
+        json.dumps(
+            [
+                e.source,
+                e.control_id,
+                e.is_default,
+                e.start.isoformat(),
+                e.end.isoformat() if e.end else None,
+                e.export_limit_w,
+                e.import_limit_w,
+                e.generation_limit_w,
+                e.load_limit_w,
+                e.energize,
+                e.connect,
+                e.ramp_rate_pct_per_s,
+                e.ramp_time_s,
+            ]
+        )
+        for e in envelopes
+    )
+    return hashlib.sha256("\n".join(rows).encode()).hexdigest()[:16]
+
+
+def announced_state(
+    envelopes: Sequence[OperatingEnvelope], station_ids: Sequence[str], now: datetime
+) -> str:
+    """What the change listeners are called for: the site's envelopes, its stations (a
+    station joining or leaving changes every share) and the envelopes in force at `now` (one
+    starting or ending by its own time changes the bounds with nothing stored). With none in
+    force the state is the one before the in-force part existed: an upgrade re-announces only
+    the sites with an envelope in force."""
+    lines = [envelopes_fingerprint(envelopes), *sorted(station_ids)]
+    in_force = envelopes_in_force(envelopes, now)
+    if in_force:
+        lines.append(f"in force {envelopes_fingerprint(in_force)}")
+    return hashlib.sha256("\n".join(lines).encode()).hexdigest()[:16]

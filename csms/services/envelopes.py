@@ -1,5 +1,4 @@
-"""Enforcing a site's operating envelope on its stations (issue 18; the wire contract is
-/work/notes/envelope_wire.md, mirrored in the README).
+"""Enforcing a site's operating envelope on its stations (issue 18; wire contract: README).
 
 Whenever a site's envelopes change (the CSIP-AUS client stores them and calls
 `envelopes_changed`; the operator API calls `replace_operator_envelopes`), each station of the
@@ -20,12 +19,11 @@ whose websocket it holds.
 After an envelope change the listeners (the V2G re-plan, the frequency-response re-send, the
 Home Assistant bridge) are called once per change, whichever process stored it: the site's
 envelope state (its envelopes, its stations and the envelopes in force at the time, so an
-envelope starting or ending by its own time counts as a change: `_announced_state`) is
-swapped compare-and-set in
-sites.envelopes_announced by the node that calls them, on the API path at once and otherwise
-in the refresh round (`announce_stored_changes`: `csms site`, another node's CSIP client). A
-household-meter re-send (`reenforce_site`, rate-limited and claimed by site_meters) calls them
-too: the shares changed. A station taken out of its site by another process gets its profile
+envelope starting or ending by its own time counts as a change: `announced_state`) is
+swapped compare-and-set in sites.envelopes_announced by the node that calls them, on the API
+path at once and otherwise in the refresh round (`announce_stored_changes`: `csms site`,
+another node's CSIP client). A household-meter re-send (`reenforce_site`, rate-limited and
+claimed by site_meters) calls them too: the shares changed. A station taken out of its site by another process gets its profile
 cleared in the same round by the node holding it (`release_unsited`).
 
 A station's rating (what its share is proportional to, and its bound where the envelope does
@@ -39,8 +37,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
-import json
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
@@ -55,11 +51,12 @@ from csms.domain.envelopes import (
     ChargerBounds,
     OperatingEnvelope,
     StationPeriod,
+    announced_state,
     clear_payload,
     envelope_at,
     envelope_profile,
     envelope_timeline,
-    envelopes_in_force,
+    envelopes_fingerprint,
     station_timelines,
 )
 from csms.domain.errors import InvalidRequest, NotFound
@@ -99,46 +96,6 @@ RELEASE_PER_ROUND = 500
 ChangeListener = Callable[[str, Sequence[str]], Awaitable[None]]
 # The site base at a moment (csms.services.site_meters.SiteMeterService.site_base).
 SiteBaseSource = Callable[[str, datetime], Awaitable[SiteBase | None]]
-
-
-def _fingerprint(envelopes: Sequence[OperatingEnvelope]) -> str:
-    """Identifies a site's set of envelopes: whether what a station holds is still current."""
-    rows = sorted(
-        json.dumps(
-            [
-                e.source,
-                e.control_id,
-                e.is_default,
-                e.start.isoformat(),
-                e.end.isoformat() if e.end else None,
-                e.export_limit_w,
-                e.import_limit_w,
-                e.generation_limit_w,
-                e.load_limit_w,
-                e.energize,
-                e.connect,
-                e.ramp_rate_pct_per_s,
-                e.ramp_time_s,
-            ]
-        )
-        for e in envelopes
-    )
-    return hashlib.sha256("\n".join(rows).encode()).hexdigest()[:16]
-
-
-def _announced_state(
-    envelopes: Sequence[OperatingEnvelope], station_ids: Sequence[str], now: datetime
-) -> str:
-    """What the change listeners are called for: the site's envelopes, its stations (a
-    station joining or leaving changes every share) and the envelopes in force at `now` (one
-    starting or ending by its own time changes the bounds with nothing stored). With none in
-    force the state is the one before the in-force part existed: an upgrade re-announces only
-    the sites with an envelope in force."""
-    lines = [_fingerprint(envelopes), *sorted(station_ids)]
-    in_force = envelopes_in_force(envelopes, now)
-    if in_force:
-        lines.append(f"in force {_fingerprint(in_force)}")
-    return hashlib.sha256("\n".join(lines).encode()).hexdigest()[:16]
 
 
 @dataclass(frozen=True)
@@ -233,7 +190,7 @@ class EnvelopeService:
                     return False
                 envelopes = await srepo.site_envelopes(conn, site_id)
                 seen = await srepo.envelopes_announced(conn, site_id)
-            state = _announced_state(envelopes, site.station_ids, now)
+            state = announced_state(envelopes, site.station_ids, now)
             if seen == state:
                 return False  # announced already (by another node), or no change
             claim = partial(srepo.claim_announcement, site_id=site_id, seen=seen, state=state)
@@ -341,7 +298,7 @@ class EnvelopeService:
     ) -> dict[str, StationEnforcement]:
         now = self._clock()
         envelopes, per_station = await self.timelines(site_id, station_ids, now)
-        fingerprint = _fingerprint(envelopes)
+        fingerprint = envelopes_fingerprint(envelopes)
         jobs = []
         for station_id, periods in zip(station_ids, per_station, strict=True):
             if only is not None and station_id != only:
@@ -489,7 +446,7 @@ class EnvelopeService:
             sum(d for _, d in ratings),
             await self._base(site_id, now),
         )
-        fingerprint = _fingerprint(envelopes)
+        fingerprint = envelopes_fingerprint(envelopes)
         stations = []
         for station_id, periods in zip(site.station_ids, per_station, strict=True):
             last = await self.last_enforcement(station_id)
@@ -612,7 +569,7 @@ class EnvelopeService:
                 continue
             async with self._db.read() as conn:
                 envelopes = await srepo.site_envelopes(conn, site.id)
-            fingerprint = _fingerprint(envelopes)
+            fingerprint = envelopes_fingerprint(envelopes)
             for station_id in local:
                 last = await self.last_enforcement(station_id)
                 if last.sent_at is not None and last.status in _RETRIED:

@@ -23,8 +23,9 @@ envelope starting or ending by its own time counts as a change: `announced_state
 swapped compare-and-set in sites.envelopes_announced by the node that calls them, on the API
 path at once and otherwise in the refresh round (`announce_stored_changes`: `csms site`,
 another node's CSIP client). A household-meter re-send (`reenforce_site`, rate-limited and
-claimed by site_meters) calls them too: the shares changed. A station taken out of its site by another process gets its profile
-cleared in the same round by the node holding it (`release_unsited`).
+claimed by site_meters) calls them too: the shares changed. A station taken out of its site
+by another process gets its profile cleared in the same round by the node holding it
+(`release_unsited`).
 
 A station's rating (what its share is proportional to, and its bound where the envelope does
 not limit a direction): csms.domain.station_ratings (device model, else the settings'

@@ -258,3 +258,66 @@ def check_bounds(plan: Plan, payload: Any) -> None:
                 )
         else:
             _check_free_form(value, where)
+
+
+# ---- the bounds as schema keywords, for the Rust validator's fast path ----------------------
+
+# Where a float comparison could round an out-of-range integer into range (|x| near 2**63),
+# the schema's int64 limits stay 1024 inside: a value between them and int64's ends is refused
+# by the Rust side and decided, rightly, by `check_bounds` on the slow path.
+_SAFE_INT64_MIN, _SAFE_INT64_MAX = INT64_MIN + 1024, INT64_MAX - 1024
+_FREE_FORM = "__csms_free_form"
+_FREE_REF = {"$ref": f"#/definitions/{_FREE_FORM}"}
+
+
+def bounded_schema(schema: dict[str, Any]) -> dict[str, Any]:
+    """A copy of an OCPP schema (draft 6) that also holds every bound `compile_plan` checks, to
+    be validated as draft 4, where an integral float is not an integer (`check_bounds` refuses
+    5.0 for an integer). What it accepts, the schema and the bounds both accept; it may refuse
+    more (floats beyond +-9.2e18 in a number), which the slow path then decides."""
+    out: dict[str, Any] = _bounded_node(schema)
+    out.pop("$schema", None)  # the caller picks the draft
+    definitions = {
+        name: _bounded_node(node) for name, node in schema.get("definitions", {}).items()
+    }
+    definitions[_FREE_FORM] = {
+        "minimum": _SAFE_INT64_MIN,
+        "maximum": _SAFE_INT64_MAX,
+        "items": _FREE_REF,
+        "additionalProperties": _FREE_REF,
+    }
+    out["definitions"] = definitions
+    return out
+
+
+def _bounded_node(node: dict[str, Any]) -> dict[str, Any]:
+    if "$ref" in node:  # its siblings are ignored; the definition it names is bounded
+        return dict(node)
+    out = dict(node)
+    kind = node.get("type")
+    if kind == "integer":
+        out["minimum"] = max(node.get("minimum", INT32_MIN), INT32_MIN)
+        out["maximum"] = min(node.get("maximum", INT32_MAX), INT32_MAX)
+    elif kind == "number":
+        out["minimum"] = max(node.get("minimum", _SAFE_INT64_MIN), _SAFE_INT64_MIN)
+        out["maximum"] = min(node.get("maximum", _SAFE_INT64_MAX), _SAFE_INT64_MAX)
+    elif kind == "array":
+        items = node.get("items")
+        if isinstance(items, dict):
+            out["items"] = _bounded_node(items)
+        elif items is None:
+            out["items"] = _FREE_REF
+        else:  # a tuple of item schemas: kept, and every item at least free-form's bounds
+            return {"allOf": [out, {"items": _FREE_REF}]}
+    elif kind == "object":
+        out["properties"] = {k: _bounded_node(v) for k, v in node.get("properties", {}).items()}
+        extra = node.get("additionalProperties", True)
+        if extra is True:
+            out["additionalProperties"] = _FREE_REF
+        elif isinstance(extra, dict):
+            out["additionalProperties"] = {"allOf": [_bounded_node(extra), _FREE_REF]}
+    elif kind is None and "enum" not in node:
+        return {"allOf": [out, _FREE_REF]}  # free-form data: every integer within int64
+    elif not isinstance(kind, str) and "enum" not in node:
+        return {"allOf": [out, _FREE_REF]}  # a list of types: at least free-form's bounds
+    return out

@@ -34,7 +34,7 @@ import jsonschema_rs
 from jsonschema import Draft4Validator, Draft6Validator, FormatChecker
 from jsonschema.exceptions import ValidationError
 
-from csms.oca_bounds import Plan, SchemaViolation, check_bounds, compile_plan
+from csms.oca_bounds import Plan, SchemaViolation, bounded_schema, check_bounds, compile_plan
 from v2g_shared.ocpp_j import error_code_for_schema_keyword
 from v2g_shared.ocpp_versions import OcppVersion
 
@@ -265,12 +265,16 @@ def fast_validator(
 
 @functools.cache
 def rust_validator(action: str, kind: str, version: OcppVersion = V201) -> Any | None:
-    """jsonschema-rs validator for `<action><kind>.json`, None if no schema."""
+    """jsonschema-rs validator for `<action><kind>.json` with the bounds folded in, None if no
+    schema: what it accepts passes the schema and `check_bounds` alike, so an accepted payload
+    is not walked again in Python (that walk was ~7 % of the CSMS's CPU on the write path)."""
     schema = _schema(action, kind, version)
     if schema is None:
         return None
-    return jsonschema_rs.Draft6Validator(
-        schema, formats={"date-time": _is_datetime}, validate_formats=True
+    # Draft 4: an integral float (5.0) is not an integer, as `check_bounds` holds; the OCPP
+    # schemas use no keyword whose meaning differs between drafts 4 and 6.
+    return jsonschema_rs.Draft4Validator(
+        bounded_schema(schema), formats={"date-time": _is_datetime}, validate_formats=True
     )
 
 
@@ -305,9 +309,7 @@ def check(action: str, kind: str, payload: Any, version: OcppVersion = V201) -> 
     if not isinstance(payload, dict):
         raise SchemaViolation("FormatViolation", "payload must be a JSON object", "")
     if _rust_accepts(rust, payload):
-        if bounds is not None:
-            check_bounds(bounds, payload)
-        return
+        return  # the schema and the bounds both hold
     _check_refused(action, kind, payload, version, bounds)
 
 

@@ -34,6 +34,27 @@ def _fast_accepts(action: str, kind: str, payload: Any, version: OcppVersion) ->
     return True
 
 
+def _bounds_accept(action: str, kind: str, payload: Any, version: OcppVersion) -> bool:
+    bounds = oca_schemas.bounds_checker(action, kind, version)
+    if bounds is None:
+        return True
+    try:
+        check_bounds(bounds, payload)
+    except SchemaViolation:
+        return False
+    return True
+
+
+def _in_int64_margin(value: Any) -> bool:
+    """A number the Rust side refuses though the bounds allow it: within 1024 of int64's ends
+    or a float beyond them (left to the slow path, where float rounding cannot mislead)."""
+    if isinstance(value, dict):
+        return any(_in_int64_margin(v) for v in value.values())
+    if isinstance(value, list):
+        return any(_in_int64_margin(v) for v in value)
+    return type(value) in (int, float) and abs(value) > 2**63 - 1025
+
+
 def _previous_check(action: str, kind: str, payload: Any, version: OcppVersion) -> None:
     """`check` as it was before issue 17: fastjsonschema decides, then the bounds."""
     if not _fast_accepts(action, kind, payload, version):
@@ -81,7 +102,12 @@ def test_rust_and_fastjsonschema_agree_on_fuzzed_payloads(version: OcppVersion, 
         rust = oca_schemas.rust_validator(action, "Request", version)
         assert rust is not None
         verdict = oca_schemas._rust_accepts(rust, payload)
-        assert verdict == _fast_accepts(action, "Request", payload, version), (action, payload)
+        # The bounds are folded into the Rust side's schema: it accepts exactly what passes
+        # both the schema and the bounds, except numbers in int64's outer margin.
+        both = _fast_accepts(action, "Request", payload, version) and _bounds_accept(
+            action, "Request", payload, version
+        )
+        assert verdict == both or (both and _in_int64_margin(payload)), (action, payload)
         assert _outcome(oca_schemas.check, action, payload, version) == _outcome(
             _previous_check, action, payload, version
         ), (action, payload)
@@ -142,3 +168,88 @@ def test_rust_and_fastjsonschema_agree_on_edge_values(payload: dict[str, Any]) -
         assert _outcome(oca_schemas.check, "TransactionEvent", payload, version) == _outcome(
             _previous_check, "TransactionEvent", payload, version
         )
+
+
+INT32, INT64 = 2**31, 2**63
+# Integers at and beside every bound the Rust side now checks: int32 fields, numbers (int64)
+# and free-form data (int64), where a float comparison could round a value into range.
+BOUND_EDGES = [
+    *(_with(("seqNo",), v) for v in (INT32 - 1, INT32, -INT32, -INT32 - 1, -1)),
+    *(
+        _with(("meterValue", 0, "sampledValue", 0, "value"), v)
+        for v in (INT64 - 1, INT64, -INT64, -INT64 - 1, INT64 - 1024, INT64 - 1025, 9.3e18, -1e300)
+    ),
+    *(
+        _with(("transactionInfo", "customData"), {"vendorId": "v", "x": [1, {"y": v}]})
+        for v in (INT64 - 1, INT64, -INT64, -INT64 - 1, 2**64 - 1, 5.0, 1e300)
+    ),
+    _with(("evse",), {"id": INT32 - 1, "connectorId": INT32}),
+    _with(("evse",), {"id": 1.0}),
+    _with(("meterValue", 0, "sampledValue", 0, "unitOfMeasure"), {"multiplier": 2.0}),
+]
+
+
+@pytest.mark.parametrize("payload", BOUND_EDGES)
+def test_the_rust_side_holds_the_bounds_at_their_edges(payload: dict[str, Any]) -> None:
+    for version in VERSIONS:
+        rust = oca_schemas.rust_validator("TransactionEvent", "Request", version)
+        verdict = oca_schemas._rust_accepts(rust, payload)
+        both = _fast_accepts("TransactionEvent", "Request", payload, version) and _bounds_accept(
+            "TransactionEvent", "Request", payload, version
+        )
+        assert verdict == both or (both and _in_int64_margin(payload))
+        assert _outcome(oca_schemas.check, "TransactionEvent", payload, version) == _outcome(
+            _previous_check, "TransactionEvent", payload, version
+        )
+
+
+_CRITICAL_INTS = st.one_of(
+    st.integers(-(2**65), 2**65),
+    st.sampled_from([INT32, INT64, 2**64]).flatmap(
+        lambda edge: st.integers(-edge - 2048, -edge + 2048) | st.integers(edge - 2048, edge + 2048)
+    ),
+    st.floats(allow_nan=False, allow_infinity=False),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(seq_no=_CRITICAL_INTS, value=_CRITICAL_INTS, free=_CRITICAL_INTS)
+def test_check_keeps_its_verdict_for_any_number_near_a_bound(
+    seq_no: Any, value: Any, free: Any
+) -> None:
+    payload = copy.deepcopy(TX)
+    payload["seqNo"] = seq_no
+    payload["meterValue"][0]["sampledValue"][0]["value"] = value
+    payload["transactionInfo"]["customData"] = {"vendorId": "v", "n": [free, {"m": free}]}
+    for version in VERSIONS:
+        assert _outcome(oca_schemas.check, "TransactionEvent", payload, version) == _outcome(
+            _previous_check, "TransactionEvent", payload, version
+        )
+
+
+def test_the_schemas_use_no_keyword_whose_meaning_differs_between_drafts_4_and_6() -> None:
+    """The Rust side validates the OCPP schemas (draft 6) as draft 4, for draft 4's integer.
+    Keywords new in draft 6 or changed by it (const, contains, propertyNames, exclusiveMinimum
+    as a number, boolean schemas) would be read differently: none may appear."""
+    allowed = {
+        "$schema", "$id", "comment", "description", "javaType", "definitions", "type",
+        "properties", "required", "additionalProperties", "additionalItems", "items",
+        "minItems", "maxItems", "maxLength", "minLength", "minimum", "maximum", "enum",
+        "format", "default", "$ref",
+    }  # fmt: skip
+    for version in VERSIONS:
+        for action in oca_schemas.TABLES[version].all_actions:
+            for kind in ("Request", "Response"):
+                schema = oca_schemas._schema(action, kind, version)
+                if schema is None:
+                    continue
+                stack: list[Any] = [schema]
+                while stack:
+                    node = stack.pop()
+                    assert isinstance(node, dict), (action, kind, node)
+                    assert set(node) <= allowed, (action, kind, set(node) - allowed)
+                    for key in ("properties", "definitions"):
+                        stack.extend(node.get(key, {}).values())
+                    for key in ("items", "additionalProperties", "additionalItems"):
+                        if isinstance(node.get(key), dict):
+                            stack.append(node[key])

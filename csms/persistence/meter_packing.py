@@ -15,7 +15,7 @@ these rows.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -155,3 +155,71 @@ def measurand_token(measurand: str) -> str:
     value after its measurand. So a LIKE on it finds exactly the rows holding the measurand and
     its number of occurrences in a row is that row's number of such sampled values."""
     return "[" + orjson.dumps(measurand).decode() + ","
+
+
+@dataclass(frozen=True, slots=True)
+class PackedPage:
+    """One page of sampled values, still packed: the items are the sampled values of `rows`
+    (only `measurands` when given) in stored order, from the `skip`-th, at most `limit`. Each
+    row has station_id, evse_id, transaction_id, timestamp, sampled_values and id."""
+
+    rows: Sequence[Any]
+    measurands: frozenset[str] | None
+    skip: int
+    total: int
+    offset: int
+    limit: int
+
+    def samples(self) -> list[MeterSample]:
+        """The page's items as MeterSamples."""
+        out: list[MeterSample] = []
+        stop = self.skip + self.limit
+        for r in self.rows:
+            out.extend(
+                unpack(
+                    r.station_id,
+                    r.evse_id,
+                    r.transaction_id,
+                    r.timestamp,
+                    r.sampled_values,
+                    r.id,
+                    self.measurands,
+                )
+            )
+            if len(out) >= stop:
+                break
+        return out[self.skip : stop]
+
+    def fields(self) -> list[dict[str, Any]]:
+        """The page's items as dicts of MeterSample's fields but station_id and id, in its
+        field order: what the API answers with, built without a MeterSample per item (a
+        plain dict is several times cheaper than the frozen dataclass, then a model)."""
+        items: list[dict[str, Any]] = []
+        append = items.append
+        only = self.measurands
+        stop = self.skip + self.limit
+        loads = orjson.loads
+        for row in self.rows:
+            timestamp = row.timestamp
+            evse_id = row.evse_id
+            transaction_id = row.transaction_id
+            for sample in loads(row.sampled_values):
+                if only is not None and sample[0] not in only:
+                    continue
+                n = len(sample)
+                append(
+                    {
+                        "timestamp": timestamp,
+                        "value": float(sample[1]),
+                        "measurand": sample[0],
+                        "evse_id": evse_id,
+                        "transaction_id": transaction_id,
+                        "phase": sample[2] if n > 2 else None,
+                        "location": sample[3] if n > 3 else None,
+                        "context": sample[4] if n > 4 else None,
+                        "unit": sample[5] if n > 5 else None,
+                    }
+                )
+            if len(items) >= stop:
+                break
+        return items[self.skip : stop]

@@ -161,9 +161,11 @@ def measurand_token(measurand: str) -> str:
 class PackedPage:
     """One page of sampled values, still packed: the items are the sampled values of `rows`
     (only `measurands` when given) in stored order, from the `skip`-th, at most `limit`. Each
-    row has station_id, evse_id, transaction_id, timestamp, sampled_values and id."""
+    row begins (station_id, evse_id, transaction_id, timestamp, sampled_values, id), as
+    PAGE_ROW orders a select (more columns may follow): unpacked by position, as reading a
+    SQLAlchemy Row's attributes took half the time of building the page's items."""
 
-    rows: Sequence[Any]
+    rows: Sequence[Sequence[Any]]
     measurands: frozenset[str] | None
     skip: int
     total: int
@@ -174,16 +176,11 @@ class PackedPage:
         """The page's items as MeterSamples."""
         out: list[MeterSample] = []
         stop = self.skip + self.limit
-        for r in self.rows:
+        for row in self.rows:
+            station_id, evse_id, transaction_id, timestamp, packed, row_id = row[:6]
             out.extend(
                 unpack(
-                    r.station_id,
-                    r.evse_id,
-                    r.transaction_id,
-                    r.timestamp,
-                    r.sampled_values,
-                    r.id,
-                    self.measurands,
+                    station_id, evse_id, transaction_id, timestamp, packed, row_id, self.measurands
                 )
             )
             if len(out) >= stop:
@@ -200,10 +197,8 @@ class PackedPage:
         stop = self.skip + self.limit
         loads = orjson.loads
         for row in self.rows:
-            timestamp = row.timestamp
-            evse_id = row.evse_id
-            transaction_id = row.transaction_id
-            for sample in loads(row.sampled_values):
+            _, evse_id, transaction_id, timestamp, packed, _ = row[:6]
+            for sample in loads(packed):
                 if only is not None and sample[0] not in only:
                     continue
                 n = len(sample)
@@ -223,3 +218,7 @@ class PackedPage:
             if len(items) >= stop:
                 break
         return items[self.skip : stop]
+
+
+# The leading columns of a PackedPage's rows, in order.
+PAGE_ROW = ("station_id", "evse_id", "transaction_id", "timestamp", "sampled_values", "id")

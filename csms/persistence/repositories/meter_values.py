@@ -280,7 +280,8 @@ async def page_meter_rows(
     order = (mv.c.timestamp, mv.c.id)
     # Every row selected holds at least one wanted sampled value: `limit` rows are enough.
     if offset == 0:
-        rows = (await conn.execute(mv.select().where(*where).order_by(*order).limit(limit))).all()
+        first = sa.select(*(mv.c[name] for name in packing.PAGE_ROW), mv.c.sample_count)
+        rows = (await conn.execute(first.where(*where).order_by(*order).limit(limit))).all()
         if len(rows) < limit:  # every row in this page: its total counted here
             if measurand is None:
                 total = sum(r.sample_count for r in rows)
@@ -292,7 +293,7 @@ async def page_meter_rows(
         upto = sa.func.sum(count).over(order_by=order).label("upto")
         inner = sa.select(*mv.c, count.label("wanted"), upto).where(*where).subquery()
         page = (
-            sa.select(inner)
+            sa.select(*(inner.c[name] for name in packing.PAGE_ROW), inner.c.wanted, inner.c.upto)
             .where(inner.c.upto > offset)
             .order_by(inner.c.timestamp, inner.c.id)
             .limit(limit)

@@ -151,11 +151,12 @@ async def measure(
         for kind, make in reads.items():
             times: dict[str, list[float]] = {name: [] for name in nodes}
             same = 0
+            differing: list[str] = []
             for _ in range(n):
                 path, params = make(rng.choice(stations))
                 order = list(nodes)
                 rng.shuffle(order)
-                bodies = set()
+                bodies: dict[bytes, httpx.Response] = {}
                 for name in order:
                     started = time.perf_counter()
                     response = await clients[name].get(path, params=params)
@@ -164,8 +165,13 @@ async def measure(
                         raise SystemExit(
                             f"{name} {path}: {response.status_code} {response.text[:200]}"
                         )
-                    bodies.add(response.content)
+                    bodies[response.content] = response
                 same += len(bodies) == 1
+                if len(bodies) > 1:
+                    # Which items differ: at the ends of the range only, when it is the edge.
+                    pages = [r.json() for r in bodies.values()]
+                    ends = [(p["total"], p["items"][0]["timestamp"]) for p in pages]
+                    differing.append(" vs ".join(f"total {t:,} from {first}" for t, first in ends))
             total = response.json()["total"]
             print(f"{kind} (total {total:,})")
             for name in nodes:
@@ -173,6 +179,8 @@ async def measure(
             if len(nodes) > 1:
                 # The 24 h reads end at each request's own now(): a sample can cross the edge.
                 print(f"  same body from every node: {same}/{n}")
+                for line in differing[:3]:
+                    print(f"  differing: {line}")
     finally:
         for client in clients.values():
             await client.aclose()

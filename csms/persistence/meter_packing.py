@@ -6,8 +6,9 @@ Packing is a compact JSON array, one array per sampled value in the order receiv
 (not PostgreSQL JSONB) because the database never looks inside on write: PostgreSQL parses
 nothing per row, SQLite and PostgreSQL store the same bytes, orjson packs and unpacks in C,
 and a value round-trips exactly (shortest repr of a finite float; the protocol edge bounds
-every value to +-1e15). Readers that filter by measurand find rows in SQL with a LIKE on
-`measurand_token` and count that measurand's sampled values in a row by its occurrences.
+every value to +-1e15). Readers that filter by measurand find rows in SQL by a substring
+match (LIKE, or strpos/instr for the API's pages) on `measurand_token` and count that
+measurand's sampled values in a row by its occurrences.
 
 Pure: no I/O. The repository (csms/persistence/repositories/meter_values.py) writes and reads
 these rows.

@@ -9,7 +9,8 @@ keys are read and the new sampled values merged in: the same guarantee as 0005, 
 first value kept. That read happens only in a batch with a repeat.
 
 Reads unpack rows into one MeterSample per sampled value, in the order of (timestamp, row id,
-position in the row): the order of (timestamp, id) of the old one-row-per-sample layout.
+position in the row): the order of (timestamp, id) of the old one-row-per-sample layout. The
+API's pages are unpacked into plain dicts instead (page_meter_rows, PackedPage.fields).
 """
 
 from __future__ import annotations

@@ -18,6 +18,13 @@ generated with INSERT ... SELECT generate_series (one statement per station, ~1.
 afterwards unless --keep), in the layout of 0017
 (one row per MeterValue holding its 3 sampled values; `--rows` counts sampled values), indexes
 as the migrations define them, then ANALYZE.
+
+To compare trees on the same data, `--python NAME=INTERPRETER` once per tree (each tree's own
+venv, e.g. `--python old=/tmp/reads-old/.venv/bin/python --python new=.venv/bin/python`): one
+node per tree, started from an empty directory so that each venv's own install is what runs
+(its `csms` path is printed), every request sent to each node in turn (in random order), the
+answers' bodies compared. `--reuse` keeps the database and, when it holds rows, skips the
+generation (the data then ends when it was generated: the last 24 h hold fewer).
 """
 
 from __future__ import annotations
@@ -28,7 +35,9 @@ import contextlib
 import os
 import random
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -109,7 +118,10 @@ def percentiles(samples: list[float]) -> str:
     )
 
 
-async def measure(api_url: str, token: str, stations: list[str], span_s: int, n: int) -> None:
+async def measure(
+    nodes: dict[str, str], token: str, stations: list[str], span_s: int, n: int
+) -> None:
+    """`n` requests of each kind, each sent to every node (API URL by name) in random order."""
     rng = random.Random(1)
     transactions = max(1, span_s // (TX_SAMPLES * SAMPLE_EVERY_S))
     reads = {
@@ -131,29 +143,64 @@ async def measure(api_url: str, token: str, stations: list[str], span_s: int, n:
         ),
     }
     headers = {"Authorization": f"Bearer {token}"}
-    async with httpx.AsyncClient(base_url=api_url, headers=headers, timeout=60) as client:
-        for name, make in reads.items():
-            times = []
+    clients = {
+        name: httpx.AsyncClient(base_url=url, headers=headers, timeout=60)
+        for name, url in nodes.items()
+    }
+    try:
+        for kind, make in reads.items():
+            times: dict[str, list[float]] = {name: [] for name in nodes}
+            same = 0
+            differing: list[str] = []
             for _ in range(n):
                 path, params = make(rng.choice(stations))
-                started = time.perf_counter()
-                response = await client.get(path, params=params)
-                times.append(time.perf_counter() - started)
-                if response.status_code != 200:
-                    raise SystemExit(f"{path}: {response.status_code} {response.text[:200]}")
-            body = response.json()
-            print(f"{name:48s} {percentiles(times)}  (total {body['total']:,})")
+                order = list(nodes)
+                rng.shuffle(order)
+                bodies: dict[bytes, httpx.Response] = {}
+                for name in order:
+                    started = time.perf_counter()
+                    response = await clients[name].get(path, params=params)
+                    times[name].append(time.perf_counter() - started)
+                    if response.status_code != 200:
+                        raise SystemExit(
+                            f"{name} {path}: {response.status_code} {response.text[:200]}"
+                        )
+                    bodies[response.content] = response
+                same += len(bodies) == 1
+                if len(bodies) > 1:
+                    # Which items differ: at the ends of the range only, when it is the edge.
+                    pages = [r.json() for r in bodies.values()]
+                    ends = [(p["total"], p["items"][0]["timestamp"]) for p in pages]
+                    differing.append(" vs ".join(f"total {t:,} from {first}" for t, first in ends))
+            total = response.json()["total"]
+            print(f"{kind} (total {total:,})")
+            for name in nodes:
+                print(f"  {name:10s} {percentiles(times[name])}")
+            if len(nodes) > 1:
+                # The 24 h reads end at each request's own now(): a sample can cross the edge.
+                print(f"  same body from every node: {same}/{n}")
+                for line in differing[:3]:
+                    print(f"  differing: {line}")
+    finally:
+        for client in clients.values():
+            await client.aclose()
 
 
 @contextlib.asynccontextmanager
-async def own_database(base_url: str, name: str, keep: bool) -> AsyncIterator[str]:
-    """Database `name` beside `base_url`'s, created empty (dropped first if it is there) and
-    dropped afterwards unless `keep`: the tests' databases are never touched."""
+async def own_database(
+    base_url: str, name: str, keep: bool, reuse: bool = False
+) -> AsyncIterator[str]:
+    """Database `name` beside `base_url`'s, created empty (dropped first if it is there, unless
+    `reuse`) and dropped afterwards unless `keep`: the tests' databases are never touched."""
     admin_dsn = base_url.replace("postgresql+asyncpg://", "postgresql://", 1)
     conn = await asyncpg.connect(admin_dsn)
     try:
-        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await conn.execute(f'CREATE DATABASE "{name}"')
+        there = await conn.fetchval(
+            "SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)", name
+        )
+        if not (reuse and there):
+            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            await conn.execute(f'CREATE DATABASE "{name}"')
     finally:
         await conn.close()
     try:
@@ -167,20 +214,61 @@ async def own_database(base_url: str, name: str, keep: bool) -> AsyncIterator[st
                 await conn.close()
 
 
+async def populated(database_url: str) -> bool:
+    dsn = database_url.replace("postgresql+asyncpg://", "postgresql://", 1)
+    conn = await asyncpg.connect(dsn)
+    try:
+        return bool(await conn.fetchval("SELECT to_regclass('meter_values') IS NOT NULL")) and bool(
+            await conn.fetchval("SELECT EXISTS (SELECT 1 FROM meter_values)")
+        )
+    finally:
+        await conn.close()
+
+
+def csms_path(python: str, cwd: str) -> str:
+    """Where `python` run in `cwd` imports csms from (what its node runs)."""
+    code = "import csms, os; print(os.path.dirname(csms.__file__))"
+    return subprocess.run(
+        [python, "-c", code], cwd=cwd, capture_output=True, text=True, check=True
+    ).stdout.strip()
+
+
 async def run(args: argparse.Namespace) -> None:
     base_url = args.database_url or os.environ.get(
         "CSMS_TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
     )
     stations = [f"MR{i:04d}" for i in range(args.stations)]
-    async with own_database(base_url, args.database_name, args.keep) as database_url:
-        token = await prepare_database(database_url, stations)
-        dsn = database_url.replace("postgresql+asyncpg://", "postgresql://", 1)
-        span_s = await generate(dsn, stations, args.rows)
-        node = await start_node("reads", database_url, None)
-        try:
-            await measure(node.api_url, token, stations, span_s, args.requests)
-        finally:
-            await node.stop()
+    pythons: dict[str, str] = args.pythons
+    async with own_database(
+        base_url, args.database_name, args.keep or args.reuse, args.reuse
+    ) as database_url:
+        per_station = args.rows // (len(stations) * len(MEASURANDS))
+        span_s = per_station * SAMPLE_EVERY_S
+        if args.reuse and await populated(database_url):
+            token = await prepare_database(database_url, [])
+            print(f"reusing {args.database_name} (not generated again)")
+        else:
+            token = await prepare_database(database_url, stations)
+            dsn = database_url.replace("postgresql+asyncpg://", "postgresql://", 1)
+            span_s = await generate(dsn, stations, args.rows)
+        nodes = {}
+        with tempfile.TemporaryDirectory() as empty:
+            try:
+                for name, python in pythons.items():
+                    print(f"node {name}: {python}, csms from {csms_path(python, empty)}")
+                    nodes[name] = await start_node(
+                        f"reads-{name}", database_url, None, python, empty
+                    )
+                await measure(
+                    {name: node.api_url for name, node in nodes.items()},
+                    token,
+                    stations,
+                    span_s,
+                    args.requests,
+                )
+            finally:
+                for node in nodes.values():
+                    await node.stop()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -195,7 +283,21 @@ def main(argv: list[str] | None = None) -> int:
         help="the database created (dropped first if there) beside the URL's",
     )
     p.add_argument("--keep", action="store_true", help="keep the database (for EXPLAIN)")
+    p.add_argument(
+        "--reuse", action="store_true", help="keep the database; use its rows if it has some"
+    )
+    p.add_argument(
+        "--python",
+        action="append",
+        default=[],
+        metavar="NAME=INTERPRETER",
+        help="one node per tree, run by that tree's venv (default: this interpreter)",
+    )
     args = p.parse_args(argv)
+    # abspath, not resolve: a venv's python is a symlink to the base interpreter.
+    args.pythons = {
+        name: os.path.abspath(python) for name, python in (a.split("=", 1) for a in args.python)
+    } or {"this tree": sys.executable}
     asyncio.run(run(args))
     return 0
 

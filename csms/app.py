@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import gc
 import logging
 import socket
 from collections.abc import Generator
@@ -326,6 +327,11 @@ async def serve(settings: Settings, *, stop: asyncio.Event | None = None) -> int
     remove_stop_signals = install_stop_signals(stop)
     try:
         running = await start(settings)
+        # What start-up built (modules, schemas, the app) lives as long as the process: out of
+        # the collector's sight, a full collection no longer walks it (measured: 150 ms pauses
+        # every few dozen 1,000-item API reads, the reads' p99; issue 17).
+        gc.collect()
+        gc.freeze()
         log.info("OCPP server listening on %s/<stationId>", running.ocpp_url)
         log.info("REST API on %s/api/v1 (docs at %s/docs)", running.api_url, running.api_url)
         try:

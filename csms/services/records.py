@@ -9,6 +9,7 @@ import dataclasses
 import logging
 from collections.abc import Callable
 from datetime import datetime, timedelta
+from typing import Any
 
 from csms.domain.errors import InvalidRequest, NotFound, UnknownStation
 from csms.domain.models import (
@@ -17,7 +18,6 @@ from csms.domain.models import (
     Direction,
     EventRecord,
     MessageLogEntry,
-    MeterSample,
     Page,
     Tariff,
     Transaction,
@@ -70,14 +70,15 @@ class TransactionService:
         measurand: str | None = None,
         offset: int = 0,
         limit: int = 50,
-    ) -> Page[MeterSample]:
+    ) -> Page[dict[str, Any]]:
         """A transaction's samples, oldest first, paged in the database (NotFound when the
-        transaction is not known)."""
+        transaction is not known); each item a dict of MeterSample's fields but station_id
+        and id (PackedPage.fields)."""
         check_page(offset, limit)
         async with self._db.read() as conn:
             if await repo.get_transaction(conn, station_id, transaction_id) is None:
                 raise NotFound(f"transaction {transaction_id!r} of {station_id!r} not found")
-            return await repo.page_meter_samples(
+            page = await repo.page_meter_rows(
                 conn,
                 station_id,
                 transaction_id=transaction_id,
@@ -85,6 +86,7 @@ class TransactionService:
                 offset=offset,
                 limit=limit,
             )
+        return Page(page.fields(), page.total, offset, limit)  # unpacked off the connection
 
     async def station_meter_values(
         self,
@@ -95,9 +97,9 @@ class TransactionService:
         measurand: str | None = None,
         offset: int = 0,
         limit: int = 50,
-    ) -> Page[MeterSample]:
+    ) -> Page[dict[str, Any]]:
         """A station's samples in [since, until), oldest first, paged in the database; the range
-        at most MAX_METER_RANGE long (InvalidRequest otherwise)."""
+        at most MAX_METER_RANGE long (InvalidRequest otherwise); items as `meter_values`."""
         check_page(offset, limit)
         if since.tzinfo is None or until.tzinfo is None:
             raise InvalidRequest("since and until need a time zone")
@@ -106,7 +108,7 @@ class TransactionService:
         if until - since > MAX_METER_RANGE:
             raise InvalidRequest(f"a range of at most {MAX_METER_RANGE.days} days")
         async with self._db.read() as conn:
-            return await repo.page_meter_samples(
+            page = await repo.page_meter_rows(
                 conn,
                 station_id,
                 measurand=measurand,
@@ -115,6 +117,7 @@ class TransactionService:
                 offset=offset,
                 limit=limit,
             )
+        return Page(page.fields(), page.total, offset, limit)
 
     async def totals_since(self, since: datetime) -> tuple[int, float, float]:
         """(transactions, energy Wh, cost) of the transactions updated since `since`."""

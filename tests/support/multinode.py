@@ -119,7 +119,15 @@ def _shared_key_file(database_url: str) -> Path:
     return Path(tempfile.gettempdir()) / f"csms-multinode-{name}.password-key"
 
 
-async def start_node(node_id: str, database_url: str, broker_url: str | None) -> NodeProcess:
+async def start_node(
+    node_id: str,
+    database_url: str,
+    broker_url: str | None,
+    python: str | None = None,
+    cwd: str | None = None,
+) -> NodeProcess:
+    """`csms serve` run by `python` (default: this interpreter; another tree's venv to
+    compare trees) in `cwd` (a tree's root there would shadow that venv's editable install)."""
     env = {
         **os.environ,
         "CSMS_DATABASE_URL": database_url,
@@ -138,13 +146,14 @@ async def start_node(node_id: str, database_url: str, broker_url: str | None) ->
     if broker_url:
         env["CSMS_BROKER_URL"] = broker_url
     process = await asyncio.create_subprocess_exec(
-        sys.executable,
+        python or sys.executable,
         "-m",
         "csms",
         "serve",
         env=env,
         stdout=asyncio.subprocess.DEVNULL,
         stderr=asyncio.subprocess.PIPE,
+        cwd=cwd,
     )
     node = NodeProcess(node_id, process)
     started = asyncio.get_running_loop().create_future()

@@ -10,6 +10,7 @@ from fastapi import APIRouter, BackgroundTasks, Query, Response, status
 
 from csms.api.deps import ADMIN, OPERATE, READ, Paging, Services
 from csms.api.errors import ApiProblem
+from csms.api.meter_json import page_response
 from csms.api.schemas import (
     ChargingProfileRead,
     DeviceVariableRead,
@@ -95,7 +96,7 @@ async def list_meter_values(
     transaction_id: str,
     paging: Paging,
     measurand: Annotated[str | None, Query(max_length=50)] = None,
-) -> PageRead[MeterValueRead]:
+) -> Response:
     page = await services.transactions.meter_values(
         station_id,
         transaction_id,
@@ -103,7 +104,8 @@ async def list_meter_values(
         offset=paging.offset,
         limit=paging.limit,
     )
-    return page_read(MeterValueRead, page)
+    # The JSON of PageRead[MeterValueRead] built from the packed rows (no model per item).
+    return page_response(page)
 
 
 @router.get(
@@ -122,14 +124,14 @@ async def list_station_meter_values(
     since: Annotated[datetime | None, Query(description="ISO 8601 with a time zone")] = None,
     until: Annotated[datetime | None, Query(description="ISO 8601 with a time zone")] = None,
     measurand: Annotated[str | None, Query(max_length=50)] = None,
-) -> PageRead[MeterValueRead]:
+) -> Response:
     await services.stations.get(station_id)
     end = until or datetime.now(UTC)
     start = since or end - timedelta(hours=24)
     page = await services.transactions.station_meter_values(
         station_id, start, end, measurand=measurand, offset=paging.offset, limit=paging.limit
     )
-    return page_read(MeterValueRead, page)
+    return page_response(page)
 
 
 @router.get(

@@ -60,6 +60,7 @@ from csms.persistence.repositories.meter_values import (
     insert_packed_rows,
     list_meter_samples,
     pack_samples,
+    page_meter_rows,
     page_meter_samples,
 )
 from csms.persistence.repositories.stations import (
@@ -147,6 +148,7 @@ __all__ = [
     "list_transactions",
     "log_entries_write",
     "pack_samples",
+    "page_meter_rows",
     "page_meter_samples",
     "prune_log",
     "prune_log_rows",

@@ -9,7 +9,8 @@ keys are read and the new sampled values merged in: the same guarantee as 0005, 
 first value kept. That read happens only in a batch with a repeat.
 
 Reads unpack rows into one MeterSample per sampled value, in the order of (timestamp, row id,
-position in the row): the order of (timestamp, id) of the old one-row-per-sample layout.
+position in the row): the order of (timestamp, id) of the old one-row-per-sample layout. The
+API's pages are unpacked into plain dicts instead (page_meter_rows, PackedPage.fields).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from sqlalchemy.sql.functions import FunctionElement
 from csms.domain.models import MeterSample, Page
 from csms.persistence import meter_packing as packing
 from csms.persistence import tables as t
-from csms.persistence.meter_packing import PackedRow, RowKey
+from csms.persistence.meter_packing import PackedPage, PackedRow, RowKey
 
 _COLUMNS = "station_id, evse_id, transaction_id, timestamp, sample_count, sampled_values"
 _INSERT = {
@@ -157,6 +158,24 @@ def holding_any(measurands: Sequence[str]) -> sa.ColumnElement[bool]:
     )
 
 
+class _Position(FunctionElement[int]):
+    """Where a text first holds another (1-based, 0 when it does not): PostgreSQL strpos,
+    SQLite instr. Both compare bytes exactly (SQLite's LIKE ignores ASCII case)."""
+
+    type = sa.Integer()
+    inherit_cache = True
+
+
+@compiles(_Position)
+def _position_default(element: _Position, compiler: Any, **kw: Any) -> str:
+    return f"strpos({compiler.process(element.clauses, **kw)})"
+
+
+@compiles(_Position, "sqlite")
+def _position_sqlite(element: _Position, compiler: Any, **kw: Any) -> str:
+    return f"instr({compiler.process(element.clauses, **kw)})"
+
+
 class _Octets(FunctionElement[int]):
     """The length of a text in bytes: PostgreSQL's length() counts characters by scanning
     the text (UTF-8), octet_length() does not (measured: a range total with a measurand
@@ -211,10 +230,36 @@ async def page_meter_samples(
     offset: int = 0,
     limit: int = 50,
 ) -> Page[MeterSample]:
-    """One page of a station's sampled values, oldest first: per transaction (index
-    station_id, transaction_id, timestamp) or per time range (index station_id, timestamp,
-    ...), optionally one measurand. The total counts the same sampled values. Rows are cut in
-    the database by a running sum of their (wanted) sampled values."""
+    """`page_meter_rows`, unpacked into MeterSamples."""
+    page = await page_meter_rows(
+        conn,
+        station_id,
+        transaction_id=transaction_id,
+        measurand=measurand,
+        since=since,
+        until=until,
+        offset=offset,
+        limit=limit,
+    )
+    return Page(page.samples(), page.total, offset, limit)
+
+
+async def page_meter_rows(
+    conn: AsyncConnection,
+    station_id: str,
+    *,
+    transaction_id: str | None = None,
+    measurand: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    offset: int = 0,
+    limit: int = 50,
+) -> PackedPage:
+    """One page of a station's sampled values, oldest first, as the stored rows that hold
+    them: per transaction (index station_id, transaction_id, timestamp) or per time range
+    (index station_id, timestamp, ...), optionally one measurand. The total counts the same
+    sampled values. Rows are cut in the database by a running sum of their (wanted) sampled
+    values."""
     mv = t.meter_values
     where = [mv.c.station_id == station_id]
     if transaction_id is not None:
@@ -226,22 +271,30 @@ async def page_meter_samples(
     count: sa.ColumnElement[int] = mv.c.sample_count
     only: frozenset[str] | None = None
     if measurand is not None:
-        where.append(holding_any([measurand]))
+        token = packing.measurand_token(measurand)
+        # strpos, not LIKE: PostgreSQL's generic plan of a LIKE with a bound pattern (asyncpg
+        # prepares, the 6th run goes generic) expects one row and sorts the whole range
+        # instead of stopping after the page (measured 4.3 vs 0.6 ms on 6,666 rows).
+        where.append(_Position(mv.c.sampled_values, token) > 0)
         count = _count_of(measurand)
         only = frozenset((measurand,))
     order = (mv.c.timestamp, mv.c.id)
     # Every row selected holds at least one wanted sampled value: `limit` rows are enough.
     if offset == 0:
-        rows = (await conn.execute(mv.select().where(*where).order_by(*order).limit(limit))).all()
-        if len(rows) < limit:  # every row in this page
-            items = unpack_rows(rows, only)
-            return Page(items[:limit], len(items), offset, limit)
-        items = unpack_rows(rows, only, stop=limit)
+        first = sa.select(*(mv.c[name] for name in packing.PAGE_ROW), mv.c.sample_count)
+        rows = (await conn.execute(first.where(*where).order_by(*order).limit(limit))).all()
+        if len(rows) < limit:  # every row in this page: its total counted here
+            if measurand is None:
+                total = sum(r.sample_count for r in rows)
+            else:
+                total = sum(r.sampled_values.count(token) for r in rows)
+            return PackedPage(rows, only, 0, total, offset, limit)
+        skip = 0
     else:
         upto = sa.func.sum(count).over(order_by=order).label("upto")
         inner = sa.select(*mv.c, count.label("wanted"), upto).where(*where).subquery()
         page = (
-            sa.select(inner)
+            sa.select(*(inner.c[name] for name in packing.PAGE_ROW), inner.c.wanted, inner.c.upto)
             .where(inner.c.upto > offset)
             .order_by(inner.c.timestamp, inner.c.id)
             .limit(limit)
@@ -249,7 +302,6 @@ async def page_meter_samples(
         rows = (await conn.execute(page)).all()
         # The first row may begin before `offset`: skip its sampled values up to there.
         skip = offset - (rows[0].upto - rows[0].wanted) if rows else 0
-        items = unpack_rows(rows, only, stop=skip + limit)[skip:]
     counted = sa.select(sa.func.coalesce(sa.func.sum(count), 0)).where(*where)
     total = int((await conn.execute(counted)).scalar_one())
-    return Page(items, total, offset, limit)
+    return PackedPage(rows, only, skip, total, offset, limit)

@@ -6,11 +6,15 @@ import functools
 from collections.abc import Sequence
 from typing import Any
 
+import orjson
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from csms.persistence import tables as t
+
+# The databases the repositories build statements for.
+DIALECTS = ("sqlite", "postgresql")
 
 
 def dialect_insert(dialect: str, table: sa.Table) -> Any:
@@ -42,3 +46,44 @@ async def page(
     total = (await conn.execute(count)).scalar_one()
     rows = (await conn.execute(query.offset(offset).limit(limit))).all()
     return list(rows), int(total)
+
+
+class KeyTable:
+    """A table of composite keys sent as parameters, to join on.
+
+    A read of N (station, transaction) keys as `station IN (..) AND transaction IN (..)` probes
+    the index for every combination: N x N probes (a batch of 250 TransactionEvents: 14 ms on
+    SQLite instead of 1). Joined to this table it is N probes. SQLite: one JSON array of
+    arrays unpacked by json_each; PostgreSQL: one array per column, unnested together. A fixed
+    set of parameters, so a statement using it compiles once whatever N."""
+
+    def __init__(self, name: str, columns: Sequence[tuple[str, sa.types.TypeEngine[Any]]]):
+        self.name = name
+        self.columns = tuple(columns)
+
+    def table(self, dialect: str) -> sa.FromClause:
+        if dialect == "postgresql":
+            arrays = [
+                sa.cast(sa.bindparam(f"{self.name}_{i}"), postgresql.ARRAY(type_))
+                for i, (_, type_) in enumerate(self.columns)
+            ]
+            return (
+                sa.func.unnest(*arrays)
+                .table_valued(*(sa.column(column, type_) for column, type_ in self.columns))
+                .render_derived(name=self.name)
+            )
+        each = sa.func.json_each(sa.bindparam(self.name)).table_valued("value")
+        return sa.select(
+            *(
+                sa.func.json_extract(
+                    each.c.value, sa.literal_column(f"'$[{i}]'"), type_=type_
+                ).label(column)
+                for i, (column, type_) in enumerate(self.columns)
+            )
+        ).subquery(self.name)
+
+    def params(self, dialect: str, keys: Sequence[Sequence[Any]]) -> dict[str, Any]:
+        """The parameters holding `keys` (tuples in the columns' order)."""
+        if dialect == "postgresql":
+            return {f"{self.name}_{i}": [key[i] for key in keys] for i in range(len(self.columns))}
+        return {self.name: orjson.dumps([list(key) for key in keys]).decode()}

@@ -11,9 +11,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
-import orjson
 import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from csms.domain.models import Page, Tariff, Transaction, TransactionEvent, TransactionState
@@ -21,6 +19,8 @@ from csms.persistence import tables as t
 from csms.persistence.bulk import execute_many
 from csms.persistence.repositories.mapper import AS_BOOL, TableMapper, stored_enum
 from csms.persistence.repositories.statements import (
+    DIALECTS,
+    KeyTable,
     dialect_insert,
     page,
     upsert,
@@ -91,75 +91,56 @@ async def get_transaction_and_tariff(
     return found, _joined_tariff(station_id, m)
 
 
-def _tx_and_tariff_by_keys(stations_in: Any, transactions_in: Any) -> sa.Select[Any]:
-    return (
-        sa.select(
-            t.stations.c.id.label("b_station"),
+# (station, transaction) keys of a batch of TransactionEvents, joined (see KeyTable).
+_TX_KEYS = KeyTable("b_keys", (("k_station", sa.String()), ("k_transaction", sa.String())))
+
+
+def _tx_and_tariff_by_keys(dialect: str) -> sa.Select[Any]:
+    keys = _TX_KEYS.table(dialect)
+    station = keys.c.k_station
+    return sa.select(
+        station.label("b_station"),
+        t.transactions,
+        t.tariffs.c.currency,
+        t.tariffs.c.price_per_kwh,
+        t.tariffs.c.price_per_hour,
+    ).select_from(
+        keys.outerjoin(
             t.transactions,
-            t.tariffs.c.currency,
-            t.tariffs.c.price_per_kwh,
-            t.tariffs.c.price_per_hour,
-        )
-        .select_from(
-            t.stations.outerjoin(
-                t.transactions,
-                sa.and_(t.transactions.c.station_id == t.stations.c.id, transactions_in),
-            ).outerjoin(t.tariffs, t.tariffs.c.station_id == t.stations.c.id)
-        )
-        .where(stations_in)
+            sa.and_(
+                t.transactions.c.station_id == station,
+                t.transactions.c.transaction_id == keys.c.k_transaction,
+            ),
+        ).outerjoin(t.tariffs, t.tariffs.c.station_id == station)
     )
 
 
-def _json_each(name: str) -> sa.Select[Any]:
-    return sa.select(sa.column("value")).select_from(sa.func.json_each(sa.bindparam(name)))
-
-
-# One parameter per id list, not an expanding IN: an expanding IN is re-rendered (SQL text
-# and parameters) for every batch, ~0.3 ms a batch; these compile once and stay cached.
-_TX_AND_TARIFF_BY_KEYS = {
-    # A JSON array of ids, unpacked by SQLite's json_each.
-    "sqlite": _tx_and_tariff_by_keys(
-        t.stations.c.id.in_(_json_each("b_stations")),
-        t.transactions.c.transaction_id.in_(_json_each("b_transactions")),
-    ),
-    # A text[] each: = ANY($1).
-    "postgresql": _tx_and_tariff_by_keys(
-        t.stations.c.id == sa.any_(sa.bindparam("b_stations", type_=ARRAY(sa.String))),
-        t.transactions.c.transaction_id
-        == sa.any_(sa.bindparam("b_transactions", type_=ARRAY(sa.String))),
-    ),
-}
+# Compiled once per dialect and cached by SQLAlchemy: the keys are parameters.
+_TX_AND_TARIFF_BY_KEYS = {dialect: _tx_and_tariff_by_keys(dialect) for dialect in DIALECTS}
 
 
 async def transactions_and_tariffs(
     conn: AsyncConnection, keys: Iterable[tuple[str, str]]
 ) -> tuple[dict[tuple[str, str], Transaction], dict[str, Tariff]]:
-    """For TransactionEvents keyed (station, transaction), in one read whatever their number:
-    the stored transactions and the stations' tariffs. (A transaction's seqNo span and count
-    are written in the same database transaction as its events: see `stored_seq_nos`.)"""
-    pairs = set(keys)
-    stations = sorted({s for s, _ in pairs})
-    transaction_ids = sorted({tx for _, tx in pairs})
+    """For TransactionEvents keyed (station, transaction), in one read of one index probe
+    per key: the stored transactions and the stations' tariffs. (A transaction's seqNo span
+    and count are written in the same database transaction as its events: see
+    `stored_seq_nos`.)"""
+    pairs = sorted(set(keys))
     dialect = conn.dialect.name
-    params: dict[str, Any] = (
-        {"b_stations": stations, "b_transactions": transaction_ids}
-        if dialect == "postgresql"
-        else {
-            "b_stations": orjson.dumps(stations).decode(),
-            "b_transactions": orjson.dumps(transaction_ids).decode(),
-        }
-    )
     transactions: dict[tuple[str, str], Transaction] = {}
     tariffs: dict[str, Tariff] = {}
-    for row in await conn.execute(_TX_AND_TARIFF_BY_KEYS[dialect], params):
+    if not pairs:
+        return transactions, tariffs
+    query = _TX_AND_TARIFF_BY_KEYS[dialect]
+    for row in await conn.execute(query, _TX_KEYS.params(dialect, pairs)):
         m = row._mapping
         station_id = m["b_station"]
         tariff = _joined_tariff(station_id, m)
         if tariff is not None:
             tariffs[station_id] = tariff
-        key = (station_id, m["transaction_id"])
-        if m["transaction_id"] is not None and key in pairs:  # ids x transaction ids
-            transactions[key] = TRANSACTIONS.record(row)
+        if m["transaction_id"] is not None:
+            transactions[(station_id, m["transaction_id"])] = TRANSACTIONS.record(row)
     return transactions, tariffs
 
 
@@ -249,22 +230,43 @@ async def insert_transaction_events(
     await execute_many(conn, _insert_event_once(conn.dialect.name), rows)
 
 
+# (station, transaction, seqNo) keys of TransactionEvents that may be retries.
+_EVENT_KEYS = KeyTable(
+    "b_events",
+    (("k_station", sa.String()), ("k_transaction", sa.String()), ("k_seq_no", sa.BigInteger())),
+)
+
+
+def _stored_events(dialect: str) -> sa.Select[Any]:
+    keys = _EVENT_KEYS.table(dialect)
+    c = t.transaction_events.c
+    # An outer join: the keys stay the outer loop whatever the planner thinks of json_each.
+    return sa.select(c.station_id, c.transaction_id, c.seq_no).select_from(
+        keys.outerjoin(
+            t.transaction_events,
+            sa.and_(
+                c.station_id == keys.c.k_station,
+                c.transaction_id == keys.c.k_transaction,
+                c.seq_no == keys.c.k_seq_no,
+            ),
+        )
+    )
+
+
+_STORED_EVENTS = {dialect: _stored_events(dialect) for dialect in DIALECTS}
+
+
 async def stored_seq_nos(
     conn: AsyncConnection, keys: Iterable[tuple[str, str, int]]
 ) -> set[tuple[str, str, int]]:
-    """Which of these (station, transaction, seqNo) are stored: one read through the
-    uq_tx_events_seq index, whatever the transactions' sizes."""
-    wanted = set(keys)
+    """Which of these (station, transaction, seqNo) are stored: one probe of the
+    uq_tx_events_seq index per key, whatever the transactions' sizes."""
+    wanted = sorted(set(keys))
     if not wanted:
         return set()
-    c = t.transaction_events.c
-    query = sa.select(c.station_id, c.transaction_id, c.seq_no).where(
-        c.station_id.in_(sorted({k[0] for k in wanted})),
-        c.transaction_id.in_(sorted({k[1] for k in wanted})),
-        c.seq_no.in_(sorted({k[2] for k in wanted})),
-    )
-    rows = (await conn.execute(query)).all()
-    return {(r[0], r[1], r[2]) for r in rows} & wanted
+    dialect = conn.dialect.name
+    rows = await conn.execute(_STORED_EVENTS[dialect], _EVENT_KEYS.params(dialect, wanted))
+    return {(r[0], r[1], r[2]) for r in rows if r[0] is not None} & set(wanted)
 
 
 async def list_transaction_events(

@@ -1,0 +1,140 @@
+"""The TransactionEvent batch's two reads, on SQLite and PostgreSQL: the stored transactions
+and tariffs of its (station, transaction) keys, and which of its (station, transaction,
+seqNo) keys are stored. Each key is found by one index probe (a join on the keys), not by
+IN lists per column whose every combination is probed: a batch of 500 keys was 250,000
+probes. The answers equal a per-key lookup, with keys that share stations, transaction ids
+and seqNos across each other (the cases where a per-column IN matches pairs never asked)."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy.dialects import sqlite
+
+from csms.domain.models import (
+    BootPolicy,
+    SecurityProfile,
+    Tariff,
+    Transaction,
+    TransactionEvent,
+    TransactionState,
+)
+from csms.persistence import repositories as repo
+from csms.persistence.database import Database
+from csms.persistence.repositories import transactions as tx_repo
+from tests.support.csms_db import fresh_postgres_database, postgres_url_or_skip
+from tests.support.v2g_nodes import node_databases
+
+T0 = datetime(2026, 12, 7, 8, 0, 0, 123456, tzinfo=UTC)
+STATIONS = [f"CS-{n:02d}" for n in range(12)]
+# Transaction ids reused across stations: ("CS-01", "tx-3") exists, ("CS-02", "tx-3") may not.
+TX_IDS = [f"tx-{n}" for n in range(8)]
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+async def db(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Database]:
+    if request.param == "sqlite":
+        async with node_databases(f"sqlite+aiosqlite:///{tmp_path / 'b.db'}", 1) as dbs:
+            yield dbs[0]
+        return
+    async with (
+        fresh_postgres_database(postgres_url_or_skip()) as url,
+        node_databases(url, 1) as dbs,
+    ):
+        yield dbs[0]
+
+
+async def _seed(db: Database, rng: random.Random) -> set[tuple[str, str, int]]:
+    """Stations (every third with a tariff), a random half of station x transaction id stored
+    as transactions, each with a few random seqNos stored as events; the stored event keys."""
+    events: set[tuple[str, str, int]] = set()
+    async with db.engine.begin() as conn:
+        for n, station in enumerate(STATIONS):
+            await repo.insert_station(
+                conn, station, None, SecurityProfile(1), BootPolicy.ACCEPTED, T0
+            )
+            if n % 3 == 0:
+                await repo.upsert_tariff(conn, Tariff(station, "EUR", 0.1 * n, 0.5), T0)
+        for station in STATIONS:
+            for tx_id in TX_IDS:
+                if rng.random() < 0.5:
+                    continue
+                seq_nos = rng.sample(range(20), 4)
+                await repo.save_transaction(
+                    conn,
+                    Transaction(
+                        station,
+                        tx_id,
+                        TransactionState.ACTIVE,
+                        evse_id=1,
+                        first_seq_no=min(seq_nos),
+                        last_seq_no=max(seq_nos),
+                        seq_count=4,
+                    ),
+                    T0,
+                )
+                for seq_no in seq_nos:
+                    event = TransactionEvent(
+                        station, tx_id, seq_no, "Updated", "MeterValuePeriodic", T0
+                    )
+                    await repo.insert_transaction_events(conn, [(event, T0 + timedelta(seconds=1))])
+                    events.add((station, tx_id, seq_no))
+    return events
+
+
+async def test_batch_reads_equal_a_lookup_per_key(db: Database) -> None:
+    rng = random.Random(17)
+    stored_events = await _seed(db, rng)
+    all_pairs = [(s, tx) for s in STATIONS for tx in TX_IDS]
+    for size in (1, 2, 7, 40, len(all_pairs)):
+        pairs = rng.sample(all_pairs, size) + [("no-such-station", "tx-1")]
+        async with db.read() as conn:
+            transactions, tariffs = await repo.transactions_and_tariffs(conn, pairs)
+            expected_tx: dict[tuple[str, str], Transaction] = {}
+            expected_tariffs: dict[str, Tariff] = {}
+            for station, tx_id in pairs:
+                found, tariff = await repo.get_transaction_and_tariff(conn, station, tx_id)
+                if found is not None:
+                    expected_tx[(station, tx_id)] = found
+                if tariff is not None:
+                    expected_tariffs[station] = tariff
+        assert transactions == expected_tx
+        assert tariffs == expected_tariffs
+        if size >= 7:  # the sample holds stored transactions and missing ones
+            assert 0 < len(expected_tx) < len(pairs)
+
+        triples = [(s, tx, rng.randrange(20)) for s, tx in pairs] + rng.sample(
+            sorted(stored_events), min(size, len(stored_events))
+        )
+        async with db.read() as conn:
+            stored = await repo.stored_seq_nos(conn, triples)
+        assert stored == set(triples) & stored_events
+        assert stored  # the stored sample at least
+
+
+async def test_batch_reads_with_no_keys(db: Database) -> None:
+    async with db.read() as conn:
+        assert await repo.transactions_and_tariffs(conn, []) == ({}, {})
+        assert await repo.stored_seq_nos(conn, []) == set()
+
+
+@pytest.mark.parametrize(
+    "query", [tx_repo._TX_AND_TARIFF_BY_KEYS, tx_repo._STORED_EVENTS], ids=["tx", "seq"]
+)
+async def test_sqlite_plan_probes_the_index_once_per_key(tmp_path: Path, query: dict) -> None:
+    """The keys are the outer loop and each is one SEARCH of the unique index: no SCAN of a
+    table, no IN list per column."""
+    async with node_databases(f"sqlite+aiosqlite:///{tmp_path / 'p.db'}", 1) as dbs:
+        sql = str(query["sqlite"].compile(dialect=sqlite.dialect()))
+        async with dbs[0].read() as conn:
+            plan = [
+                row[3]
+                for row in await conn.exec_driver_sql("EXPLAIN QUERY PLAN " + sql, ("[]",))
+            ]
+    assert plan[0].startswith("SCAN ") and "VIRTUAL TABLE" in plan[0]
+    assert all(step.startswith("SEARCH ") for step in plan[1:]), plan
+    assert " IN " not in sql.upper()

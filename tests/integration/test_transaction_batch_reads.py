@@ -91,7 +91,7 @@ async def test_batch_reads_equal_a_lookup_per_key(db: Database) -> None:
     stored_events = await _seed(db, rng)
     all_pairs = [(s, tx) for s in STATIONS for tx in TX_IDS]
     for size in (1, 2, 7, 40, len(all_pairs)):
-        pairs = rng.sample(all_pairs, size) + [("no-such-station", "tx-1")]
+        pairs = [*rng.sample(all_pairs, size), ("no-such-station", "tx-1")]
         async with db.read() as conn:
             transactions, tariffs = await repo.transactions_and_tariffs(conn, pairs)
             expected_tx: dict[tuple[str, str], Transaction] = {}
@@ -132,8 +132,7 @@ async def test_sqlite_plan_probes_the_index_once_per_key(tmp_path: Path, query: 
         sql = str(query["sqlite"].compile(dialect=sqlite.dialect()))
         async with dbs[0].read() as conn:
             plan = [
-                row[3]
-                for row in await conn.exec_driver_sql("EXPLAIN QUERY PLAN " + sql, ("[]",))
+                row[3] for row in await conn.exec_driver_sql("EXPLAIN QUERY PLAN " + sql, ("[]",))
             ]
     assert plan[0].startswith("SCAN ") and "VIRTUAL TABLE" in plan[0]
     assert all(step.startswith("SEARCH ") for step in plan[1:]), plan

@@ -38,7 +38,9 @@ from csms.persistence import database  # noqa: E402
 from csms.services.container import build_services  # noqa: E402
 from csms.settings import Settings  # noqa: E402
 
-STATIONS, MESSAGES = 100, 96  # within the per-station burst (100 frames): no pacing
+# Messages per station within its burst allowance (100 frames): no pacing. --stations sets
+# how many (500, as the socket benchmark, spreads the indexes' writes like a fleet does).
+MESSAGES = 96
 CONTEXT = "Sample.Periodic"
 
 
@@ -89,6 +91,17 @@ def _frame(i: int) -> str:
     return orjson.dumps([2, f"m{i}", "MeterValues", {"evseId": 1, "meterValue": meter}]).decode()
 
 
+def _process_io() -> dict[str, int] | None:
+    """This process's read/write calls and bytes so far (Linux /proc/self/io)."""
+    try:
+        lines = Path("/proc/self/io").read_text().splitlines()
+    except OSError:
+        return None
+    wanted = ("rchar", "wchar", "syscr", "syscw")
+    fields = dict(line.split(": ") for line in lines)
+    return {k: int(fields[k]) for k in wanted if k in fields}
+
+
 class WriterMeter:
     """CPU time (and optionally a profile) of the writer thread's batches, and batch sizes."""
 
@@ -120,7 +133,7 @@ class WriterMeter:
         database.GroupCommitWriter._commit = commit  # type: ignore[method-assign]
 
 
-async def run(url: str, work: Path, profile: cProfile.Profile | None) -> float:
+async def run(url: str, work: Path, profile: cProfile.Profile | None, stations: int) -> float:
     settings = Settings(
         database_url=url, ocpp_host="127.0.0.1", ocpp_port=0, password_key_file=work / "key"
     )
@@ -128,7 +141,7 @@ async def run(url: str, work: Path, profile: cProfile.Profile | None) -> float:
     await services.start(migrate=True)
     try:
         sessions = []
-        for k in range(STATIONS):
+        for k in range(stations):
             await services.stations.create(f"S{k}", password="bench-password-0001")
             sessions.append(
                 Session(
@@ -146,6 +159,7 @@ async def run(url: str, work: Path, profile: cProfile.Profile | None) -> float:
             for i in range(1, MESSAGES + 1):
                 await session.handle_frame(_frame(i))
 
+        io0 = _process_io()
         cpu0, wall0 = time.process_time(), time.perf_counter()
         if profile:
             profile.enable()
@@ -153,11 +167,17 @@ async def run(url: str, work: Path, profile: cProfile.Profile | None) -> float:
         if profile:
             profile.disable()
         cpu1, wall1 = time.process_time(), time.perf_counter()
-        total = STATIONS * MESSAGES
+        io1 = _process_io()
+        total = stations * MESSAGES
         print(
             f"{url.split(':')[0]}: {total} messages, {total / (wall1 - wall0):.0f} msg/s, "
             f"process CPU {(cpu1 - cpu0) / total * 1e6:.0f} us/msg"
         )
+        if io0 and io1:  # deterministic where CPU time is noisy: the file I/O per message
+            print(
+                "file I/O per message: "
+                + ", ".join(f"{k} {(io1[k] - io0[k]) / total:.1f}" for k in sorted(io1))
+            )
         return cpu1 - cpu0
     finally:
         await services.close()
@@ -166,6 +186,7 @@ async def run(url: str, work: Path, profile: cProfile.Profile | None) -> float:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--database-url", default=None)
+    p.add_argument("--stations", type=int, default=100)
     p.add_argument("--profile", action="store_true")
     p.add_argument("--thread", action="store_true", help="with --profile: the writer thread")
     args = p.parse_args()
@@ -177,8 +198,8 @@ def main() -> None:
         work = Path(tmp)
         url = args.database_url or f"sqlite+aiosqlite:///{work / 'csms.db'}"
         loop_profile = cProfile.Profile() if args.profile and not args.thread else None
-        uvloop.run(run(url, work, loop_profile))
-    total = STATIONS * MESSAGES
+        uvloop.run(run(url, work, loop_profile, args.stations))
+    total = args.stations * MESSAGES
     mean = sum(meter.batches) / max(1, len(meter.batches))
     print(
         f"writer thread CPU {meter.cpu_s / total * 1e6:.0f} us/msg (0 on PostgreSQL: no "

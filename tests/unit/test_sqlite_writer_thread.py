@@ -154,3 +154,38 @@ async def test_a_failed_batch_in_the_thread_leaves_nothing(services: Services) -
         kinds = (await conn.execute(sa.select(t.events.c.kind))).scalars().all()
     assert kinds == []
     assert await _heartbeat_at(services, "CS1") == T0
+
+
+class _ReadPragmas(BatchedWrite):
+    """Reads, in whichever connection runs the batch, the PRAGMAs the write path relies on."""
+
+    __slots__ = ()
+
+    @classmethod
+    async def run_batch(cls, conn: Any, writes: list[Any]) -> list[Any]:
+        return [await _pragmas(conn) for _ in writes]
+
+
+async def _pragmas(conn: Any) -> dict[str, Any]:
+    names = ("journal_mode", "synchronous", "wal_autocheckpoint", "cache_size", "foreign_keys")
+    return {name: (await conn.exec_driver_sql(f"PRAGMA {name}")).scalar_one() for name in names}
+
+
+async def test_writer_connection_keeps_a_large_page_cache_and_every_connection_a_long_wal(
+    services: Services,
+) -> None:
+    """The write path's I/O: the writer thread's connection caches 64 MiB of pages (the
+    indexes it updates stay in memory), every connection checkpoints the WAL every 10,000
+    pages instead of 1,000; the durability settings alike on both (the harness runs
+    synchronous NORMAL for speed; `csms serve` FULL)."""
+    writer = await services.db.write_batched(_ReadPragmas())
+    async with services.db.read() as conn:
+        reader = await _pragmas(conn)
+    assert writer == {
+        "journal_mode": "wal",
+        "synchronous": reader["synchronous"],
+        "wal_autocheckpoint": 10_000,
+        "cache_size": -65_536,
+        "foreign_keys": 1,
+    }
+    assert reader == {**writer, "cache_size": -2_000}  # SQLite's default for readers

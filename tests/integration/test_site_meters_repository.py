@@ -15,23 +15,15 @@ from csms.domain.sites import Site
 from csms.persistence.database import Database
 from csms.persistence.repositories import site_meters as repo
 from csms.persistence.repositories import sites as srepo
-from tests.support.csms_db import fresh_postgres_database, postgres_url_or_skip
-from tests.support.v2g_nodes import node_databases
+from tests.support.v2g_nodes import DATABASE_KINDS, one_database
 
 T0 = datetime(2026, 12, 7, 8, 0, 0, 123456, tzinfo=UTC)
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+@pytest.fixture(params=DATABASE_KINDS)
 async def db(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Database]:
-    if request.param == "sqlite":
-        async with node_databases(f"sqlite+aiosqlite:///{tmp_path / 'm.db'}", 1) as dbs:
-            yield dbs[0]
-        return
-    async with (
-        fresh_postgres_database(postgres_url_or_skip()) as url,
-        node_databases(url, 1) as dbs,
-    ):
-        yield dbs[0]
+    async with one_database(request.param, tmp_path) as database:
+        yield database
 
 
 def reading(at: datetime, watts: float) -> MeterReading:

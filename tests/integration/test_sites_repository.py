@@ -14,23 +14,15 @@ from csms.domain.sites import Site
 from csms.persistence import tables as t
 from csms.persistence.database import Database
 from csms.persistence.repositories import sites as repo
-from tests.support.csms_db import fresh_postgres_database, postgres_url_or_skip
-from tests.support.v2g_nodes import node_databases
+from tests.support.v2g_nodes import DATABASE_KINDS, one_database
 
 T0 = datetime(2026, 12, 6, 8, 0, tzinfo=UTC)
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+@pytest.fixture(params=DATABASE_KINDS)
 async def db(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Database]:
-    if request.param == "sqlite":
-        async with node_databases(f"sqlite+aiosqlite:///{tmp_path / 'sites.db'}", 1) as dbs:
-            yield dbs[0]
-        return
-    async with (
-        fresh_postgres_database(postgres_url_or_skip()) as url,
-        node_databases(url, 1) as dbs,
-    ):
-        yield dbs[0]
+    async with one_database(request.param, tmp_path) as database:
+        yield database
 
 
 async def _add_stations(db: Database, *ids: str) -> None:

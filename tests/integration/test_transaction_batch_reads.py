@@ -26,8 +26,7 @@ from csms.domain.models import (
 from csms.persistence import repositories as repo
 from csms.persistence.database import Database
 from csms.persistence.repositories import transactions as tx_repo
-from tests.support.csms_db import fresh_postgres_database, postgres_url_or_skip
-from tests.support.v2g_nodes import node_databases
+from tests.support.v2g_nodes import DATABASE_KINDS, node_databases, one_database
 
 T0 = datetime(2026, 12, 7, 8, 0, 0, 123456, tzinfo=UTC)
 STATIONS = [f"CS-{n:02d}" for n in range(12)]
@@ -35,17 +34,10 @@ STATIONS = [f"CS-{n:02d}" for n in range(12)]
 TX_IDS = [f"tx-{n}" for n in range(8)]
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+@pytest.fixture(params=DATABASE_KINDS)
 async def db(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Database]:
-    if request.param == "sqlite":
-        async with node_databases(f"sqlite+aiosqlite:///{tmp_path / 'b.db'}", 1) as dbs:
-            yield dbs[0]
-        return
-    async with (
-        fresh_postgres_database(postgres_url_or_skip()) as url,
-        node_databases(url, 1) as dbs,
-    ):
-        yield dbs[0]
+    async with one_database(request.param, tmp_path) as database:
+        yield database
 
 
 async def _seed(db: Database, rng: random.Random) -> set[tuple[str, str, int]]:

@@ -8,7 +8,10 @@ import contextlib
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
+
+import pytest
 
 from csms.domain.models import (
     BootPolicy,
@@ -23,6 +26,7 @@ from csms.persistence import repositories as repo
 from csms.persistence.database import Database
 from csms.persistence.repositories import v2g as vrepo
 from csms.services.v2g import V2gService, V2gSettings
+from tests.support.csms_db import fresh_postgres_database, postgres_url_or_skip
 
 
 class CountingSender:
@@ -66,6 +70,25 @@ async def node_databases(url: str, count: int = 2) -> AsyncIterator[list[Databas
     finally:
         for db in dbs:
             await db.close()
+
+
+# Parametrize a `db` fixture with these to run a repository test on both databases.
+DATABASE_KINDS = ("sqlite", pytest.param("postgresql", marks=pytest.mark.postgres))
+
+
+@contextlib.asynccontextmanager
+async def one_database(kind: str, tmp_path: Path) -> AsyncIterator[Database]:
+    """One started, migrated Database: a SQLite file in `tmp_path`, or ("postgresql") a fresh
+    PostgreSQL database dropped afterwards (skipped with a reason where none is configured)."""
+    if kind == "sqlite":
+        async with node_databases(f"sqlite+aiosqlite:///{tmp_path / 'test.db'}", 1) as dbs:
+            yield dbs[0]
+        return
+    async with (
+        fresh_postgres_database(postgres_url_or_skip()) as url,
+        node_databases(url, 1) as dbs,
+    ):
+        yield dbs[0]
 
 
 @contextlib.asynccontextmanager

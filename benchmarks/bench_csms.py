@@ -373,6 +373,7 @@ def summary(name: str, result: dict[str, Any]) -> dict[str, Any]:
         "booted": result["boots_accepted"],
         "time_to_all_booted_s": result["time_to_all_booted_s"],
         "connect_failures": result["connect_failures"],
+        "generator_gc": result.get("generator_gc"),
     }
 
 
@@ -405,6 +406,12 @@ def print_table(rows: list[dict[str, Any]]) -> None:
             cpu = _fmt(r.get("steady_cpu_us_per_message"), ".0f")
             print(
                 f"    steady s {window[0]}-{window[1]}: CPU us/msg {cpu}, p50/p95/p99 ms: {by_type}"
+            )
+        if r.get("generator_gc"):
+            gc_seen = r["generator_gc"]
+            print(
+                f"    load generator GC: {gc_seen['full_collections']} full collections, "
+                f"longest pause {gc_seen['longest_pause_ms']} ms"
             )
     for r in rows:
         if r.get("db_cpu_us_per_message") is not None and r["cpu_us_per_message"] is not None:
@@ -562,7 +569,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--database",
         default="sqlite",
-        help="comma list of: sqlite, postgres (fresh database each run)",
+        help="comma list of: sqlite, postgres (fresh database each run), or none",
     )
     p.add_argument(
         "--postgres-url",
@@ -607,7 +614,7 @@ def main(argv: list[str] | None = None) -> int:
             password = PASSWORD if name == "bare" else None
             rows.append(run_one(baseline_server(name), args, "CS", password, work))
             print_table(rows[-1:])
-        for database in args.database.split(","):
+        for database in [d for d in args.database.split(",") if d and d != "none"]:
             prefix = "BENCH"
             pg_name = None
             if database == "sqlite":

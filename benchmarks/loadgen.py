@@ -39,6 +39,7 @@ import argparse
 import asyncio
 import base64
 import contextlib
+import gc
 import ipaddress
 import itertools
 import json
@@ -181,6 +182,10 @@ class WorkerStats:
     # The same round trips by the second (since the run's start) their CALL was sent in, so
     # that a window (the steady state) can be cut out after the run.
     latency_by_second: dict[int, dict[str, LatencyHistogram]] = field(default_factory=dict)
+    # This process's own garbage collections (a pause here delays every reply it awaits and
+    # shows as the server's latency): full collections and the longest pause of any.
+    gc_full_collections: int = 0
+    gc_longest_pause_ms: float = 0.0
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -916,10 +921,36 @@ async def _sleep_unless(stop: asyncio.Event, seconds: float) -> bool:
 
 
 # -- one worker (one process, or in-process for tests) ----------------------------------------
+def _watch_collections(stats: WorkerStats) -> Callable[[], None]:
+    """Record this process's garbage collections in `stats`; returns the undo."""
+    started = 0.0
+
+    def callback(phase: str, info: dict[str, int]) -> None:
+        nonlocal started
+        if phase == "start":
+            started = time.perf_counter()
+            return
+        pause_ms = (time.perf_counter() - started) * 1000
+        stats.gc_longest_pause_ms = max(stats.gc_longest_pause_ms, pause_ms)
+        if info["generation"] == 2:
+            stats.gc_full_collections += 1
+
+    gc.callbacks.append(callback)
+    return lambda: gc.callbacks.remove(callback)
+
+
 async def run_worker(
-    cfg: RunConfig, worker: int, run_start_wall: float, report: Callable[[dict[str, Any]], None]
+    cfg: RunConfig,
+    worker: int,
+    run_start_wall: float,
+    report: Callable[[dict[str, Any]], None],
+    *,
+    freeze_state: bool = False,
 ) -> WorkerStats:
+    """One worker's stations; `freeze_state` (a worker process of its own, never a test's
+    process) keeps their long-lived state out of the garbage collector's walks."""
     rec = Recorder(run_start_wall)
+    unwatch = _watch_collections(rec.stats)
     stop = asyncio.Event()
     limit = None
     if cfg.max_messages is not None:
@@ -976,7 +1007,22 @@ async def run_worker(
                 }
             )
 
-    helpers = [asyncio.create_task(watchdog()), asyncio.create_task(progress())]
+    async def freeze_when_booted() -> None:
+        # The stations' state lives as long as the run: out of the collector's sight, a full
+        # collection no longer walks it (it paused this process up to 600 ms with 5,000
+        # stations, and every reply awaited meanwhile counted as the server's latency).
+        # gc.freeze() only moves objects to the permanent generation: no pause.
+        while not stop.is_set() and rec.stats.boots_accepted < len(stations):
+            gc.freeze()
+            await _sleep_unless(stop, 1.0)
+        gc.freeze()
+
+    helpers = [
+        asyncio.create_task(watchdog()),
+        asyncio.create_task(progress()),
+    ]
+    if freeze_state:
+        helpers.append(asyncio.create_task(freeze_when_booted()))
     if cfg.api_url and cfg.commands_per_s > 0:
         rate = cfg.commands_per_s / cfg.processes
         helpers.append(asyncio.create_task(drive_api_commands(cfg, rate, stations, rec, stop)))
@@ -990,6 +1036,7 @@ async def run_worker(
     await asyncio.gather(*station_tasks, *helpers, return_exceptions=True)
     if acks is not None:
         acks.close()
+    unwatch()
     return rec.snapshot()
 
 
@@ -1010,7 +1057,7 @@ def _worker_process(
 
             uvloop.install()
     try:
-        stats = asyncio.run(run_worker(cfg, worker, run_start_wall, out.put))
+        stats = asyncio.run(run_worker(cfg, worker, run_start_wall, out.put, freeze_state=True))
         out.put({"kind": "final", "worker": worker, "stats": stats.to_json()})
     except BaseException as exc:  # reported, so the coordinator does not wait forever
         out.put({"kind": "failed", "worker": worker, "error": repr(exc)})
@@ -1134,6 +1181,8 @@ def merge(stats: list[WorkerStats]) -> WorkerStats:
         total.unexpected_disconnects += s.unexpected_disconnects
         total.reconnects += s.reconnects
         total.boots_accepted += s.boots_accepted
+        total.gc_full_collections += s.gc_full_collections
+        total.gc_longest_pause_ms = max(total.gc_longest_pause_ms, s.gc_longest_pause_ms)
         if s.last_boot_accepted_at is not None:
             total.last_boot_accepted_at = max(
                 total.last_boot_accepted_at or 0.0, s.last_boot_accepted_at
@@ -1246,6 +1295,10 @@ def summarize(
         "steady_window_s": [window[0], window[1] + 1] if window is not None else None,
         "steady_latency": _latency_rows(steady),
         "per_second": [total.per_second.get(s, 0) for s in range(int(elapsed_s) + 1)],
+        "generator_gc": {
+            "full_collections": total.gc_full_collections,
+            "longest_pause_ms": round(total.gc_longest_pause_ms, 1),
+        },
     }
     if sampler is not None:
         result["server"] = {
@@ -1315,6 +1368,12 @@ def format_table(result: dict[str, Any]) -> str:
         lines.append(f"call errors {result['call_errors']}")
     if result.get("generator_cpu_s") is not None:
         lines.append(f"load generator CPU {result['generator_cpu_s']:.2f} s")
+    gc_seen = result.get("generator_gc")
+    if gc_seen:
+        lines.append(
+            f"load generator GC: {gc_seen['full_collections']} full collections, longest "
+            f"pause {gc_seen['longest_pause_ms']:.1f} ms"
+        )
     server = result.get("server")
     if server:
         per_k = server["cpu_s_per_1000_messages"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import os
 import sys
@@ -17,7 +18,10 @@ from benchmarks.loadgen import (
     RemoteTargetRefused,
     RunConfig,
     ServerSampler,
+    WorkerStats,
+    _watch_collections,
     main,
+    merge,
     require_loopback,
     run_in_process,
 )
@@ -206,6 +210,24 @@ async def test_cli_with_two_processes_writes_json(tmp_path: Path) -> None:
     assert result["calls_completed"] == received
     assert "Heartbeat" in stdout.decode() and "p99 ms" in stdout.decode()
     assert "round trips" in stderr.decode()  # progress lines
+    # The generator's own collections are reported (their pauses would count as latency).
+    assert set(result["generator_gc"]) == {"full_collections", "longest_pause_ms"}
+    assert "load generator GC:" in stdout.decode()
+
+
+def test_each_workers_collections_are_recorded_and_merged() -> None:
+    first, second = WorkerStats(), WorkerStats()
+    undo = _watch_collections(first)
+    try:
+        gc.collect()
+        gc.collect()
+    finally:
+        undo()
+    gc.collect()  # after the undo: not recorded
+    assert first.gc_full_collections == 2 and first.gc_longest_pause_ms > 0
+    second.gc_full_collections, second.gc_longest_pause_ms = 3, 1e6
+    total = merge([first, second])
+    assert (total.gc_full_collections, total.gc_longest_pause_ms) == (5, 1e6)
 
 
 @pytest.mark.parametrize(("given", "connected"), [("s3cret-s3cret-16", 4), ("wrong-password!!", 0)])

@@ -316,8 +316,8 @@ def _bounded_node(node: dict[str, Any]) -> dict[str, Any]:
             out["additionalProperties"] = _FREE_REF
         elif isinstance(extra, dict):
             out["additionalProperties"] = {"allOf": [_bounded_node(extra), _FREE_REF]}
-    elif kind is None and "enum" not in node:
-        return {"allOf": [out, _FREE_REF]}  # free-form data: every integer within int64
     elif not isinstance(kind, str) and "enum" not in node:
-        return {"allOf": [out, _FREE_REF]}  # a list of types: at least free-form's bounds
+        # No type (free-form data) or a list of types: at least free-form's bounds, every
+        # integer within int64.
+        return {"allOf": [out, _FREE_REF]}
     return out

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import gc
 import logging
 import socket
 from collections.abc import Generator
@@ -21,7 +22,6 @@ import uvicorn
 from csms.api.app import create_api
 from csms.api.health import Readiness
 from csms.api.metrics import AuthCounters, CsmsMetrics
-from csms.gc_schedule import keep_long_lived_frozen, tune_garbage_collector
 from csms.integrations.csip.notifications import NotificationStore, notification_router
 from csms.integrations.csip.poller import CsipPoller
 from csms.integrations.csip.routes import install as install_csip_routes
@@ -320,6 +320,22 @@ def _configure_logging(settings: Settings) -> None:
         logging.getLogger("ocpp").setLevel(logging.WARNING)
 
 
+# The collector's thresholds for a serving node: a young collection after 20,000 new
+# container objects instead of 700 (each message allocates dozens: dicts, lists, samples), and
+# fewer older ones. Measured under the tx-meter load (issue 17): about 20 % less CPU per
+# message; garbage cycles wait a little longer for collection, RSS unchanged.
+SERVING_GC_THRESHOLDS = (20_000, 20, 20)
+
+
+def tune_garbage_collector() -> None:
+    """Once a node has started. What start-up built (modules, schemas, the app) lives as long as
+    the process: frozen out of the collector's sight, a full collection no longer walks it
+    (measured: 150 ms pauses every few dozen 1,000-item API reads, the reads' p99; issue 17)."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*SERVING_GC_THRESHOLDS)
+
+
 async def serve(settings: Settings, *, stop: asyncio.Event | None = None) -> int:
     """Run until SIGINT/SIGTERM (or `stop` is set); exit status 0 after a clean shutdown."""
     _configure_logging(settings)
@@ -328,16 +344,12 @@ async def serve(settings: Settings, *, stop: asyncio.Event | None = None) -> int
     try:
         running = await start(settings)
         tune_garbage_collector()
-        freezer = asyncio.create_task(keep_long_lived_frozen(), name="csms-gc-freeze")
         log.info("OCPP server listening on %s/<stationId>", running.ocpp_url)
         log.info("REST API on %s/api/v1 (docs at %s/docs)", running.api_url, running.api_url)
         try:
             await stop.wait()
             log.info("stopping")
         finally:
-            freezer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await freezer
             await running.stop()
         log.info("stopped")
     finally:

@@ -108,14 +108,49 @@ async def test_batch_reads_equal_a_lookup_per_key(db: Database) -> None:
         assert stored  # the stored sample at least
 
 
+async def test_active_transactions_on_evses_equal_a_lookup_per_evse(db: Database) -> None:
+    """The batch's third read: the Active transactions on the EVSEs where its transactions
+    start, with EVSE ids and stations shared across pairs (the cases where IN lists per
+    column match pairs never asked) and transactions in every state."""
+    rng = random.Random(11)
+    async with db.engine.begin() as conn:
+        for station in STATIONS:
+            await repo.insert_station(
+                conn, station, None, SecurityProfile(1), BootPolicy.ACCEPTED, T0
+            )
+            for tx_id in TX_IDS:
+                state = rng.choice(list(TransactionState))
+                await repo.save_transaction(
+                    conn, Transaction(station, tx_id, state, evse_id=rng.randint(1, 3)), T0
+                )
+    all_evses = [(s, e) for s in STATIONS for e in (1, 2, 3, 4)]
+    for size in (1, 3, 10, len(all_evses)):
+        evses = rng.sample(all_evses, size)
+        async with db.read() as conn:
+            found = await repo.active_transactions_on_evses(conn, evses)
+            expected = [
+                tx
+                for station in STATIONS
+                for tx in (await repo.list_transactions(conn, 0, 1000, station_id=station)).items
+                if (tx.station_id, tx.evse_id) in evses and tx.state is TransactionState.ACTIVE
+            ]
+        key = lambda tx: (tx.station_id, tx.transaction_id)  # noqa: E731
+        assert sorted(found, key=key) == sorted(expected, key=key)
+        if size >= 10:
+            assert expected  # the sample holds Active transactions
+
+
 async def test_batch_reads_with_no_keys(db: Database) -> None:
     async with db.read() as conn:
         assert await repo.transactions_and_tariffs(conn, []) == ({}, {})
         assert await repo.stored_seq_nos(conn, []) == set()
+        assert await repo.active_transactions_on_evses(conn, []) == []
 
 
 @pytest.mark.parametrize(
-    "query", [tx_repo._TX_AND_TARIFF_BY_KEYS, tx_repo._STORED_EVENTS], ids=["tx", "seq"]
+    "query",
+    [tx_repo._TX_AND_TARIFF_BY_KEYS, tx_repo._STORED_EVENTS, tx_repo._ACTIVE_ON_EVSES],
+    ids=["tx", "seq", "evse"],
 )
 async def test_sqlite_plan_probes_the_index_once_per_key(tmp_path: Path, query: dict) -> None:
     """The keys are the outer loop and each is one SEARCH of the unique index: no SCAN of a

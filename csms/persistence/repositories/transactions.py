@@ -166,21 +166,46 @@ async def save_transactions(
     await execute_many(conn, statement, rows)
 
 
+# (station, EVSE, state) keys: the EVSEs where a batch's transactions start, each with the
+# state sought (Active), joined (see KeyTable). The state is a key column, not a constant in
+# the SQL: with a constant, SQLite began from the state index, every Active transaction.
+_EVSE_KEYS = KeyTable(
+    "e_keys", (("k_station", sa.String()), ("k_evse", sa.Integer()), ("k_state", sa.String()))
+)
+
+
+def _active_on_evses(dialect: str) -> sa.Select[Any]:
+    keys = _EVSE_KEYS.table(dialect)
+    c = t.transactions.c
+    return sa.select(t.transactions).select_from(
+        keys.join(
+            t.transactions,
+            sa.and_(
+                c.station_id == keys.c.k_station,
+                c.evse_id == keys.c.k_evse,
+                c.state == keys.c.k_state,
+            ),
+        )
+    )
+
+
+# Compiled once per dialect: the IN lists per column built per call probed every station x
+# EVSE combination and allocated a new statement (bind parameters, sets) each time.
+_ACTIVE_ON_EVSES = {dialect: _active_on_evses(dialect) for dialect in DIALECTS}
+
+
 async def active_transactions_on_evses(
     conn: AsyncConnection, evses: Iterable[tuple[str, int]]
 ) -> list[Transaction]:
-    """The Active transactions on these (station, EVSE) pairs (one read)."""
-    pairs = set(evses)
-    if not pairs:
+    """The Active transactions on these (station, EVSE) pairs: one read, one probe of
+    ix_transactions_station_evse per pair."""
+    active = TransactionState.ACTIVE.value
+    keys = sorted({(station, evse, active) for station, evse in evses})
+    if not keys:
         return []
-    c = t.transactions.c
-    query = t.transactions.select().where(
-        c.state == TransactionState.ACTIVE.value,
-        c.station_id.in_(sorted({s for s, _ in pairs})),
-        c.evse_id.in_(sorted({e for _, e in pairs})),
-    )
-    found = TRANSACTIONS.records((await conn.execute(query)).all())
-    return [tx for tx in found if (tx.station_id, tx.evse_id) in pairs]
+    dialect = conn.dialect.name
+    rows = await conn.execute(_ACTIVE_ON_EVSES[dialect], _EVSE_KEYS.params(dialect, keys))
+    return TRANSACTIONS.records(rows.all())
 
 
 async def list_transactions(

@@ -89,7 +89,9 @@ class LiveFeed:
         for sample in samples:
             if sample.phase is not None:
                 continue  # totals only; per-phase values would count the power three times
-            live = self.stations.setdefault(sample.station_id, StationLive())
+            live = self.stations.get(sample.station_id)
+            if live is None:  # not setdefault: that would build a StationLive per sample
+                live = self.stations[sample.station_id] = StationLive()
             value = _to_base_unit(sample.value, sample.unit)
             if sample.measurand == POWER_IMPORT:
                 import_w[sample.station_id] = import_w.get(sample.station_id, 0.0) + value

@@ -67,14 +67,19 @@ def meter_samples(
     for mv in meter_values:
         ts: datetime = parse_ocpp_datetime(mv["timestamp"])
         for sv in mv["sampledValue"]:
-            unit = (sv.get("unitOfMeasure") or {}).get("unit")
-            multiplier = (sv.get("unitOfMeasure") or {}).get("multiplier", 0)
-            if not -MAX_MULTIPLIER <= multiplier <= MAX_MULTIPLIER:
-                raise protocol.PropertyConstraintViolation(
-                    f"unitOfMeasure.multiplier {multiplier} is outside "
-                    f"-{MAX_MULTIPLIER}..{MAX_MULTIPLIER}"
-                )
-            value = float(sv["value"]) * (10.0**multiplier)
+            unit_of_measure = sv.get("unitOfMeasure")
+            if unit_of_measure:
+                unit = unit_of_measure.get("unit")
+                multiplier = unit_of_measure.get("multiplier", 0)
+                if not -MAX_MULTIPLIER <= multiplier <= MAX_MULTIPLIER:
+                    raise protocol.PropertyConstraintViolation(
+                        f"unitOfMeasure.multiplier {multiplier} is outside "
+                        f"-{MAX_MULTIPLIER}..{MAX_MULTIPLIER}"
+                    )
+                value = float(sv["value"]) * (10.0**multiplier)
+            else:
+                unit = None
+                value = float(sv["value"])
             if not abs(value) <= MAX_SAMPLE_MAGNITUDE:
                 raise protocol.PropertyConstraintViolation(
                     f"sampledValue.value x 10^multiplier is beyond +-{MAX_SAMPLE_MAGNITUDE:g}"

@@ -131,7 +131,17 @@ class TransactionEventWrite(BatchedWrite):
     ) -> list[tuple[Transaction | None, bool]]:
         batch: list[TransactionEventWrite] = writes
         keys = [(w.event.station_id, w.event.transaction_id) for w in batch]
-        state, tariffs = await repo.transactions_and_tariffs(conn, keys)
+        # The running transactions on the EVSEs where a transaction starts come with the keys'
+        # own read (one round trip); those where one is first seen without a Started can only
+        # be known after it (rare: _load_running_on_evses reads them).
+        starting = {
+            (w.event.station_id, w.event.evse_id)
+            for w in batch
+            if w.event.evse_id is not None and w.event.event_type == "Started"
+        }
+        state, tariffs, running = await repo.transactions_tariffs_and_running(conn, keys, starting)
+        for tx in running:
+            state.setdefault((tx.station_id, tx.transaction_id), tx)
         # A seqNo inside a stored transaction's seqNo span may be a retry: look those up by
         # the events' unique key (one read, and none at all for in-order events).
         stored = await repo.stored_seq_nos(
@@ -142,7 +152,7 @@ class TransactionEventWrite(BatchedWrite):
                 if seq_no_maybe_stored(state.get(key), w.event.seq_no)
             ],
         )
-        await _load_running_on_evses(conn, batch, keys, state)
+        await _load_running_on_evses(conn, batch, keys, state, loaded=starting)
         added: set[tuple[str, str, int]] = set()
         results: list[tuple[Transaction | None, bool]] = []
         events: list[tuple[TransactionEvent, datetime]] = []
@@ -204,15 +214,18 @@ async def _load_running_on_evses(
     batch: list[TransactionEventWrite],
     keys: list[tuple[str, str]],
     state: dict[tuple[str, str], Transaction],
+    *,
+    loaded: set[tuple[str, int]],
 ) -> None:
     """Add to `state` the Active transactions on the EVSEs where a transaction of the batch
-    starts (or is first seen): those a new one may supersede. One read, only for batches with
-    such an event (once per transaction, not per event)."""
+    starts (or is first seen): those a new one may supersede. Those of `loaded` EVSEs are in
+    `state` already; one read for the others, only for batches with such an event (once per
+    transaction, not per event)."""
     evses = {
         (w.event.station_id, w.event.evse_id)
         for w, key in zip(batch, keys, strict=True)
         if w.event.evse_id is not None and (key not in state or w.event.event_type == "Started")
-    }
+    } - loaded
     if not evses:
         return
     for tx in await repo.active_transactions_on_evses(conn, evses):

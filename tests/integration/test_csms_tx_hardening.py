@@ -225,6 +225,27 @@ async def test_finding7_new_transaction_supersedes_the_stale_one_on_its_evse(
     ]
 
 
+async def test_finding7_a_transaction_first_seen_without_started_supersedes_too(
+    csms: Csms,
+) -> None:
+    """NEW's Started was lost: its first event is an Updated. The running transactions on its
+    EVSE are read after the batch's first read (which carries only those of Started events),
+    and OLD is superseded all the same."""
+    ws = await _station(csms, "CS1")
+    try:
+        for payload in (
+            tx_event("Started", 0, tx_id="OLD", timestamp=_at(9), energy_wh=0),
+            tx_event("Updated", 7, tx_id="NEW", timestamp=_at(10), energy_wh=100),
+        ):
+            assert (await _call(ws, "TransactionEvent", payload))[0] == 3
+    finally:
+        await ws.close()
+    old = (await csms.services.transactions.get("CS1", "OLD")).transaction
+    assert (old.state, old.stopped_reason) == (TransactionState.ENDED, SUPERSEDED)
+    new = (await csms.services.transactions.get("CS1", "NEW")).transaction
+    assert new.state is TransactionState.ACTIVE
+
+
 async def test_finding7_late_real_ended_still_stores_its_data(csms: Csms) -> None:
     ws = await _station(csms, "CS1")
     try:

@@ -140,27 +140,57 @@ async def test_active_transactions_on_evses_equal_a_lookup_per_evse(db: Database
             assert expected  # the sample holds Active transactions
 
 
+async def test_one_read_for_the_keys_and_the_running_transactions_on_evses(
+    db: Database,
+) -> None:
+    """The batch's first read carries both: the keys' transactions and tariffs, and the Active
+    transactions on the EVSEs where transactions start, each as its own read finds them."""
+    rng = random.Random(5)
+    await _seed(db, rng)
+    all_pairs = [(s, tx) for s in STATIONS for tx in TX_IDS]
+    all_evses = [(s, e) for s in STATIONS for e in (1, 2)]
+    for size in (0, 1, 5, 30):
+        pairs = rng.sample(all_pairs, size)
+        evses = rng.sample(all_evses, min(size, len(all_evses)))
+        async with db.read() as conn:
+            transactions, tariffs, running = await repo.transactions_tariffs_and_running(
+                conn, pairs, evses
+            )
+            assert (transactions, tariffs) == await repo.transactions_and_tariffs(conn, pairs)
+            alone = await repo.active_transactions_on_evses(conn, evses)
+        key = lambda tx: (tx.station_id, tx.transaction_id)  # noqa: E731
+        assert sorted(running, key=key) == sorted(alone, key=key)
+        assert all(tariff is not None for tariff in tariffs.values())
+        if size >= 5:
+            assert running and transactions  # the seed's transactions are Active on EVSE 1
+
+
 async def test_batch_reads_with_no_keys(db: Database) -> None:
     async with db.read() as conn:
         assert await repo.transactions_and_tariffs(conn, []) == ({}, {})
         assert await repo.stored_seq_nos(conn, []) == set()
         assert await repo.active_transactions_on_evses(conn, []) == []
+        assert await repo.transactions_tariffs_and_running(conn, [], []) == ({}, {}, [])
 
 
 @pytest.mark.parametrize(
     "query",
-    [tx_repo._TX_AND_TARIFF_BY_KEYS, tx_repo._STORED_EVENTS, tx_repo._ACTIVE_ON_EVSES],
+    [tx_repo._BATCH_READ, tx_repo._STORED_EVENTS, tx_repo._ACTIVE_ON_EVSES],
     ids=["tx", "seq", "evse"],
 )
 async def test_sqlite_plan_probes_the_index_once_per_key(tmp_path: Path, query: dict) -> None:
-    """The keys are the outer loop and each is one SEARCH of the unique index: no SCAN of a
-    table, no IN list per column."""
+    """The keys are the outer loop and each is one SEARCH of an index: no SCAN of a table, no
+    IN list per column (the batch read: in both parts of its UNION ALL)."""
     async with node_databases(f"sqlite+aiosqlite:///{tmp_path / 'p.db'}", 1) as dbs:
         sql = str(query["sqlite"].compile(dialect=sqlite.dialect()))
         async with dbs[0].read() as conn:
+            keys = sql.count("json_each(?)")
             plan = [
-                row[3] for row in await conn.exec_driver_sql("EXPLAIN QUERY PLAN " + sql, ("[]",))
+                row[3]
+                for row in await conn.exec_driver_sql("EXPLAIN QUERY PLAN " + sql, ("[]",) * keys)
             ]
-    assert plan[0].startswith("SCAN ") and "VIRTUAL TABLE" in plan[0]
-    assert all(step.startswith("SEARCH ") for step in plan[1:]), plan
+    steps = [step for step in plan if step.startswith(("SCAN ", "SEARCH "))]
+    scans = [step for step in steps if step.startswith("SCAN ")]
+    assert len(scans) == keys and all("VIRTUAL TABLE" in step for step in scans), plan
+    assert len(steps) > keys  # and the SEARCHes
     assert " IN " not in sql.upper()

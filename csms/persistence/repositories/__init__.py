@@ -101,6 +101,7 @@ from csms.persistence.repositories.transactions import (
     stored_seq_nos,
     totals_since,
     transactions_and_tariffs,
+    transactions_tariffs_and_running,
 )
 
 __all__ = [
@@ -165,6 +166,7 @@ __all__ = [
     "stored_seq_nos",
     "totals_since",
     "transactions_and_tariffs",
+    "transactions_tariffs_and_running",
     "update_certificate",
     "update_station",
     "upsert_charging_profile",

@@ -99,6 +99,7 @@ def _tx_and_tariff_by_keys(dialect: str) -> sa.Select[Any]:
     keys = _TX_KEYS.table(dialect)
     station = keys.c.k_station
     return sa.select(
+        sa.literal_column("0").label("b_part"),
         station.label("b_station"),
         t.transactions,
         t.tariffs.c.currency,
@@ -113,57 +114,6 @@ def _tx_and_tariff_by_keys(dialect: str) -> sa.Select[Any]:
             ),
         ).outerjoin(t.tariffs, t.tariffs.c.station_id == station)
     )
-
-
-# Compiled once per dialect and cached by SQLAlchemy: the keys are parameters.
-_TX_AND_TARIFF_BY_KEYS = {dialect: _tx_and_tariff_by_keys(dialect) for dialect in DIALECTS}
-
-
-async def transactions_and_tariffs(
-    conn: AsyncConnection, keys: Iterable[tuple[str, str]]
-) -> tuple[dict[tuple[str, str], Transaction], dict[str, Tariff]]:
-    """For TransactionEvents keyed (station, transaction), in one read of one index probe
-    per key: the stored transactions and the stations' tariffs. (A transaction's seqNo span
-    and count are written in the same database transaction as its events: see
-    `stored_seq_nos`.)"""
-    pairs = sorted(set(keys))
-    dialect = conn.dialect.name
-    transactions: dict[tuple[str, str], Transaction] = {}
-    tariffs: dict[str, Tariff] = {}
-    if not pairs:
-        return transactions, tariffs
-    query = _TX_AND_TARIFF_BY_KEYS[dialect]
-    for row in await conn.execute(query, _TX_KEYS.params(dialect, pairs)):
-        m = row._mapping
-        station_id = m["b_station"]
-        tariff = _joined_tariff(station_id, m)
-        if tariff is not None:
-            tariffs[station_id] = tariff
-        if m["transaction_id"] is not None:
-            transactions[(station_id, m["transaction_id"])] = TRANSACTIONS.record(row)
-    return transactions, tariffs
-
-
-async def save_transaction(conn: AsyncConnection, tx: Transaction, now: datetime) -> None:
-    await upsert(
-        conn,
-        t.transactions,
-        TRANSACTIONS.values(tx, updated_at=now),
-        ("station_id", "transaction_id"),
-    )
-
-
-async def save_transactions(
-    conn: AsyncConnection, changes: Sequence[tuple[Transaction, datetime]]
-) -> None:
-    """`save_transaction` for many, as one executemany."""
-    if not changes:
-        return
-    rows = [TRANSACTIONS.values(tx, updated_at=now) for tx, now in changes]
-    statement = upsert_statement(
-        conn.dialect.name, "transactions", ("station_id", "transaction_id"), tuple(rows[0])
-    )
-    await execute_many(conn, statement, rows)
 
 
 # (station, EVSE, state) keys: the EVSEs where a batch's transactions start, each with the
@@ -192,6 +142,92 @@ def _active_on_evses(dialect: str) -> sa.Select[Any]:
 # Compiled once per dialect: the IN lists per column built per call probed every station x
 # EVSE combination and allocated a new statement (bind parameters, sets) each time.
 _ACTIVE_ON_EVSES = {dialect: _active_on_evses(dialect) for dialect in DIALECTS}
+
+
+def _batch_read(dialect: str) -> sa.CompoundSelect:
+    """The keys' transactions and tariffs (part 0), then the Active transactions on the given
+    EVSEs (part 1), in one statement: the TransactionEvent batch's reads in one round trip."""
+    c = t.tariffs.c
+    no_tariff = (
+        sa.cast(sa.null(), column.type).label(column.name)
+        for column in (c.currency, c.price_per_kwh, c.price_per_hour)
+    )
+    running = _active_on_evses(dialect)
+    return sa.union_all(
+        _tx_and_tariff_by_keys(dialect),
+        running.with_only_columns(
+            sa.literal_column("1").label("b_part"),
+            t.transactions.c.station_id.label("b_station"),
+            *running.selected_columns,
+            *no_tariff,
+        ),
+    )
+
+
+# Compiled once per dialect and cached by SQLAlchemy: the keys are parameters.
+_BATCH_READ = {dialect: _batch_read(dialect) for dialect in DIALECTS}
+
+
+async def transactions_and_tariffs(
+    conn: AsyncConnection, keys: Iterable[tuple[str, str]]
+) -> tuple[dict[tuple[str, str], Transaction], dict[str, Tariff]]:
+    """For TransactionEvents keyed (station, transaction), in one read of one index probe
+    per key: the stored transactions and the stations' tariffs. (A transaction's seqNo span
+    and count are written in the same database transaction as its events: see
+    `stored_seq_nos`.)"""
+    transactions, tariffs, _ = await transactions_tariffs_and_running(conn, keys, ())
+    return transactions, tariffs
+
+
+async def transactions_tariffs_and_running(
+    conn: AsyncConnection, keys: Iterable[tuple[str, str]], evses: Iterable[tuple[str, int]]
+) -> tuple[dict[tuple[str, str], Transaction], dict[str, Tariff], list[Transaction]]:
+    """`transactions_and_tariffs` of `keys` and `active_transactions_on_evses` of `evses`, in
+    one read (one index probe per key and per EVSE)."""
+    pairs = sorted(set(keys))
+    active = TransactionState.ACTIVE.value
+    evse_keys = sorted({(station, evse, active) for station, evse in evses})
+    transactions: dict[tuple[str, str], Transaction] = {}
+    tariffs: dict[str, Tariff] = {}
+    running: list[Transaction] = []
+    if not pairs and not evse_keys:
+        return transactions, tariffs, running
+    dialect = conn.dialect.name
+    params = _TX_KEYS.params(dialect, pairs) | _EVSE_KEYS.params(dialect, evse_keys)
+    for row in await conn.execute(_BATCH_READ[dialect], params):
+        m = row._mapping
+        if m["b_part"] == 1:
+            running.append(TRANSACTIONS.record(row))
+            continue
+        station_id = m["b_station"]
+        tariff = _joined_tariff(station_id, m)
+        if tariff is not None:
+            tariffs[station_id] = tariff
+        if m["transaction_id"] is not None:
+            transactions[(station_id, m["transaction_id"])] = TRANSACTIONS.record(row)
+    return transactions, tariffs, running
+
+
+async def save_transaction(conn: AsyncConnection, tx: Transaction, now: datetime) -> None:
+    await upsert(
+        conn,
+        t.transactions,
+        TRANSACTIONS.values(tx, updated_at=now),
+        ("station_id", "transaction_id"),
+    )
+
+
+async def save_transactions(
+    conn: AsyncConnection, changes: Sequence[tuple[Transaction, datetime]]
+) -> None:
+    """`save_transaction` for many, as one executemany."""
+    if not changes:
+        return
+    rows = [TRANSACTIONS.values(tx, updated_at=now) for tx, now in changes]
+    statement = upsert_statement(
+        conn.dialect.name, "transactions", ("station_id", "transaction_id"), tuple(rows[0])
+    )
+    await execute_many(conn, statement, rows)
 
 
 async def active_transactions_on_evses(

@@ -41,6 +41,9 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from benchmarks.loadgen import cpu_at  # noqa: E402  (run by path: the repository root first)
+
 PASSWORD = "bench-password-0123456789"
 LOADGEN = str(ROOT / "benchmarks" / "loadgen.py")
 
@@ -187,6 +190,9 @@ class DatabaseCpu:
         self.database = database
         self.start: dict[int, float] = {}
         self.last: dict[int, float] = {}
+        # (wall time, CPU seconds so far): one per sample, to cut a window out (the steady
+        # state of the load generator's run).
+        self.samples: list[tuple[float, float]] = []
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -200,6 +206,17 @@ class DatabaseCpu:
             else:
                 self.start.setdefault(pid, 0.0)
             self.last[pid] = cpu
+        self.samples.append((time.time(), self.cpu_s))
+
+    def cpu_between(self, from_wall: float, to_wall: float) -> float | None:
+        """CPU seconds between two wall times, interpolated between the samples around them
+        (one a second); None for an empty window or one outside the samples."""
+        if to_wall <= from_wall:
+            return None
+        try:
+            return cpu_at(self.samples, to_wall) - cpu_at(self.samples, from_wall)
+        except ValueError:
+            return None
 
     def __enter__(self) -> DatabaseCpu:
         self._sample(first=True)
@@ -330,6 +347,19 @@ def run_loadgen(
     return result
 
 
+def _steady_db_cpu_us(db_cpu: DatabaseCpu, result: dict[str, Any]) -> float | None:
+    """The database server's CPU per message in the load generator's steady window (the
+    messages sent in it, as the CSMS's steady figure), or None without a window."""
+    window, started = result.get("steady_window_s"), result.get("started_wall")
+    rate = result.get("steady_calls_per_s")
+    if not window or started is None or not rate:
+        return None
+    cpu = db_cpu.cpu_between(started + window[0], started + window[1])
+    if cpu is None:
+        return None
+    return cpu / (rate * (window[1] - window[0])) * 1e6
+
+
 def summary(name: str, result: dict[str, Any]) -> dict[str, Any]:
     server = result.get("server") or {}
     per_1000 = server.get("cpu_s_per_1000_messages")
@@ -421,6 +451,17 @@ def print_table(rows: list[dict[str, Any]]) -> None:
                 f" + database server {db:.0f} = {r['cpu_us_per_message'] + db:.0f}"
                 + ("" if r.get("db_cpu_s") is not None else " (SQLite: in the CSMS)")
             )
+        steady_csms = r.get("steady_cpu_us_per_message")
+        if steady_csms is not None and r["server"].startswith("csms"):
+            # SQLite runs in the CSMS: its steady total is the CSMS's figure.
+            steady_db = r.get("steady_db_cpu_us_per_message")
+            if r.get("db_cpu_s") is None:
+                steady_db = 0.0
+            if steady_db is not None:
+                print(
+                    f"  {r['server']} CPU us/msg steady state: CSMS {steady_csms:.0f}"
+                    f" + database server {steady_db:.0f} = {steady_csms + steady_db:.0f}"
+                )
     ours = [r for r in rows if r["server"].startswith("csms")]
     bases = [r for r in rows if not r["server"].startswith("csms")]
     for o in ours:
@@ -547,6 +588,7 @@ def run_one(
             row["db_cpu_s"] = round(db_cpu.cpu_s, 2)
             if row["messages"]:
                 row["db_cpu_us_per_message"] = db_cpu.cpu_s / row["messages"] * 1e6
+            row["steady_db_cpu_us_per_message"] = _steady_db_cpu_us(db_cpu, result)
         elif server.name.startswith("csms"):
             row["db_cpu_us_per_message"] = 0.0  # SQLite: in the CSMS process, counted there
         return row

@@ -1099,6 +1099,20 @@ def _rss_bytes(pid: int) -> int:
     return 0
 
 
+def cpu_at(samples: list[tuple[float, float]], wall: float) -> float:
+    """Cumulative CPU seconds at `wall`, interpolated between the (wall time, CPU seconds)
+    samples around it; ValueError outside the samples. (bench_csms.py cuts the database
+    server's steady-state CPU out of its own samples with it.)"""
+    samples = sorted(samples)
+    if not samples or not samples[0][0] <= wall <= samples[-1][0]:
+        span = f"{samples[0][0]:.3f}..{samples[-1][0]:.3f}" if samples else "no samples"
+        raise ValueError(f"CPU sampled over {span}; {wall:.3f} is outside it")
+    for (t0, c0), (t1, c1) in itertools.pairwise(samples):
+        if t0 <= wall <= t1:
+            return c0 if t1 == t0 else c0 + (c1 - c0) * (wall - t0) / (t1 - t0)
+    return samples[-1][1]  # a single sample exactly at `wall`
+
+
 class ServerSampler:
     """Samples the CSMS process tree (the PID and its descendants) four times a second."""
 
@@ -1136,19 +1150,10 @@ class ServerSampler:
             self._sample()
 
     def cpu_at(self, wall: float) -> float:
-        """The cumulative CPU seconds at `wall`, interpolated between the samples around it.
-
-        `start()` and `finish()` each take a sample, so any time within the run is covered
-        however late the sampling thread ran under load; outside it: ValueError.
-        """
-        samples = sorted(self.cpu_samples)
-        if not samples or not samples[0][0] <= wall <= samples[-1][0]:
-            span = f"{samples[0][0]:.3f}..{samples[-1][0]:.3f}" if samples else "no samples"
-            raise ValueError(f"CPU sampled over {span}; {wall:.3f} is outside it")
-        for (t0, c0), (t1, c1) in itertools.pairwise(samples):
-            if t0 <= wall <= t1:
-                return c0 if t1 == t0 else c0 + (c1 - c0) * (wall - t0) / (t1 - t0)
-        return samples[-1][1]  # a single sample exactly at `wall`
+        """The cumulative CPU seconds at `wall` (see `cpu_at`). `start()` and `finish()` each
+        take a sample, so any time within the run is covered however late the sampling thread
+        ran under load."""
+        return cpu_at(self.cpu_samples, wall)
 
     def cpu_rate(self, from_wall: float, to_wall: float) -> float:
         """CPU seconds per second of the CSMS between `from_wall` and `to_wall` (within the run;
@@ -1293,6 +1298,9 @@ def summarize(
         "latency": latency,
         # Calls sent within the steady window (whole seconds since the start, end exclusive).
         "steady_window_s": [window[0], window[1] + 1] if window is not None else None,
+        # Wall time (Unix seconds) of second 0: other samplers (the database server's CPU in
+        # bench_csms.py) cut the same window out of their own samples.
+        "started_wall": started,
         "steady_latency": _latency_rows(steady),
         "per_second": [total.per_second.get(s, 0) for s in range(int(elapsed_s) + 1)],
         "generator_gc": {

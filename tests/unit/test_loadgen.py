@@ -7,6 +7,7 @@ import gc
 import json
 import os
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -374,6 +375,8 @@ async def test_steady_state_figures_cover_the_window_only() -> None:
     server = result["server"]
     assert "steady_cpu_error" not in server, server
     assert server["steady_cpu_s_per_1000_messages"] > 0, server
+    # Second 0 of the run, for other samplers to cut the same window (bench_csms.py).
+    assert time.time() - 60 < result["started_wall"] < time.time() - cfg.duration_s
 
 
 def test_cpu_rate_interpolates_when_the_sampling_thread_was_starved() -> None:
@@ -494,3 +497,21 @@ async def test_reconnect_resends_the_unanswered_call_and_acks_every_seq_once(
     assert sum(responder.received[a] for a in ("TransactionEvent", "MeterValues")) >= (
         acked_writes + responder.dropped - 6  # the last call of each station may be unanswered
     )
+
+
+def test_database_cpu_of_the_steady_window_is_cut_from_its_own_samples() -> None:
+    """bench_csms.py: the database server's CPU per message in the load generator's steady
+    window (the messages sent in it), interpolated between its one-a-second samples."""
+    from benchmarks.bench_csms import DatabaseCpu, _steady_db_cpu_us
+
+    db = DatabaseCpu("postgresql://unused", "unused")  # samples set by hand: never connects
+    db.samples = [(1000.0, 0.0), (1002.0, 2.0), (1010.0, 10.0), (1020.0, 30.0)]
+    # 1.0 at 1001 (0..2 over 1000..1002), 12.0 at 1011 (10..30 over 1010..1020).
+    assert db.cpu_between(1001.0, 1011.0) == pytest.approx(12.0 - 1.0)
+    assert db.cpu_between(999.0, 1011.0) is None  # before the first sample
+    assert db.cpu_between(1011.0, 1011.0) is None  # empty
+    result = {"steady_window_s": [3, 13], "started_wall": 998.0, "steady_calls_per_s": 500.0}
+    # 1001..1011: 11 s of CPU for 500 messages/s x 10 s.
+    assert _steady_db_cpu_us(db, result) == pytest.approx(11.0 / 5000 * 1e6)
+    assert _steady_db_cpu_us(db, {**result, "steady_window_s": None}) is None
+    assert _steady_db_cpu_us(db, {**result, "started_wall": 1015.0}) is None  # past the end

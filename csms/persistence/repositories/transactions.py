@@ -98,22 +98,25 @@ _TX_KEYS = KeyTable("b_keys", (("k_station", sa.String()), ("k_transaction", sa.
 def _tx_and_tariff_by_keys(dialect: str) -> sa.Select[Any]:
     keys = _TX_KEYS.table(dialect)
     station = keys.c.k_station
+    tx, tariffs = t.transactions.c, t.tariffs.c
+    joined, transactions = _TX_KEYS.probe(
+        dialect,
+        keys,
+        t.transactions,
+        sa.and_(tx.station_id == station, tx.transaction_id == keys.c.k_transaction),
+        outer=True,
+    )
+    joined, tariff = _TX_KEYS.probe(
+        dialect, joined, t.tariffs, tariffs.station_id == station, outer=True
+    )
     return sa.select(
         sa.literal_column("0").label("b_part"),
         station.label("b_station"),
-        t.transactions,
-        t.tariffs.c.currency,
-        t.tariffs.c.price_per_kwh,
-        t.tariffs.c.price_per_hour,
-    ).select_from(
-        keys.outerjoin(
-            t.transactions,
-            sa.and_(
-                t.transactions.c.station_id == station,
-                t.transactions.c.transaction_id == keys.c.k_transaction,
-            ),
-        ).outerjoin(t.tariffs, t.tariffs.c.station_id == station)
-    )
+        *transactions.c,
+        tariff.c.currency,
+        tariff.c.price_per_kwh,
+        tariff.c.price_per_hour,
+    ).select_from(joined)
 
 
 # (station, EVSE, state) keys: the EVSEs where a batch's transactions start, each with the
@@ -127,16 +130,18 @@ _EVSE_KEYS = KeyTable(
 def _active_on_evses(dialect: str) -> sa.Select[Any]:
     keys = _EVSE_KEYS.table(dialect)
     c = t.transactions.c
-    return sa.select(t.transactions).select_from(
-        keys.join(
-            t.transactions,
-            sa.and_(
-                c.station_id == keys.c.k_station,
-                c.evse_id == keys.c.k_evse,
-                c.state == keys.c.k_state,
-            ),
-        )
+    joined, transactions = _EVSE_KEYS.probe(
+        dialect,
+        keys,
+        t.transactions,
+        sa.and_(
+            c.station_id == keys.c.k_station,
+            c.evse_id == keys.c.k_evse,
+            c.state == keys.c.k_state,
+        ),
+        outer=False,
     )
+    return sa.select(*transactions.c).select_from(joined)
 
 
 # Compiled once per dialect: the IN lists per column built per call probed every station x
@@ -157,7 +162,7 @@ def _batch_read(dialect: str) -> sa.CompoundSelect:
         _tx_and_tariff_by_keys(dialect),
         running.with_only_columns(
             sa.literal_column("1").label("b_part"),
-            t.transactions.c.station_id.label("b_station"),
+            running.selected_columns.station_id.label("b_station"),
             *running.selected_columns,
             *no_tariff,
         ),
@@ -302,15 +307,19 @@ def _stored_events(dialect: str) -> sa.Select[Any]:
     keys = _EVENT_KEYS.table(dialect)
     c = t.transaction_events.c
     # An outer join: the keys stay the outer loop whatever the planner thinks of json_each.
-    return sa.select(c.station_id, c.transaction_id, c.seq_no).select_from(
-        keys.outerjoin(
-            t.transaction_events,
-            sa.and_(
-                c.station_id == keys.c.k_station,
-                c.transaction_id == keys.c.k_transaction,
-                c.seq_no == keys.c.k_seq_no,
-            ),
-        )
+    joined, events = _EVENT_KEYS.probe(
+        dialect,
+        keys,
+        t.transaction_events,
+        sa.and_(
+            c.station_id == keys.c.k_station,
+            c.transaction_id == keys.c.k_transaction,
+            c.seq_no == keys.c.k_seq_no,
+        ),
+        outer=True,
+    )
+    return sa.select(events.c.station_id, events.c.transaction_id, events.c.seq_no).select_from(
+        joined
     )
 
 
